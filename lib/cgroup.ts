@@ -1,0 +1,362 @@
+// cgroup.ts: where nsbox's cgroups live on this host, and one cgroup per container.
+//
+// Each container gets <v2 mount>/nsbox/<node pid>.<seq>, created before the clone and joined by the
+// clone itself (CLONE_INTO_CGROUP), so limits hold from the first instruction. The v2 mount is found
+// in mountinfo, never assumed. On a hybrid host (controllers bound to v1) the cgroup still gives
+// kill, freeze and cpu.stat; a requested limit is an ENOTSUP error naming the controller.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { NsboxError, notSupported, fromSystemError } from './errors';
+import type { CgroupMode, Limits, Stats } from './types';
+
+export interface CgroupHost {
+  mode: CgroupMode;
+  mountPoint: string | null;
+  /** This process's cgroup relative to the v2 mount ('/' at the root). */
+  self: string | null;
+  /** Directory under which nsbox makes container cgroups, or null when it cannot. */
+  base: string | null;
+  /** Controllers the base's parent offers (cgroup.controllers). */
+  controllers: string[];
+  writable: boolean;
+  reason: string | null;
+}
+
+let hostCache: CgroupHost | undefined;
+
+/** Unescape a mountinfo path field (octal escapes for space, tab, newline, backslash). */
+function unescapeMountPath(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function detectCgroupHost(refresh = false): CgroupHost {
+  if (hostCache && !refresh) return hostCache;
+  let mountinfo = '';
+  try {
+    mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    /* no /proc: no cgroups */
+  }
+  let v2: string | null = null;
+  let v1 = false;
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const pre = line.slice(0, sep).split(' ');
+    const post = line.slice(sep + 3).split(' ');
+    const fstype = post[0];
+    if (fstype === 'cgroup2' && pre[3] === '/' && v2 === null) v2 = unescapeMountPath(pre[4] ?? '');
+    if (fstype === 'cgroup') v1 = true;
+  }
+  let self: string | null = null;
+  try {
+    const m = /^0::(.*)$/m.exec(fs.readFileSync('/proc/self/cgroup', 'utf8'));
+    if (m) self = m[1] ?? null;
+  } catch {
+    /* ignore */
+  }
+  const mode: CgroupMode = v2 ? (v1 ? 'hybrid' : 'unified') : v1 ? 'legacy' : 'none';
+  let base: string | null = null;
+  let controllers: string[] = [];
+  let writable = false;
+  let reason: string | null = null;
+  if (v2) {
+    // As root, nsbox keeps its containers under a base of its own at the top of the hierarchy.
+    // (Delegated subtrees and cgroupParent are handled with the cgroup limits work.)
+    const parent = v2;
+    try {
+      controllers = fs.readFileSync(path.join(parent, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
+    } catch {
+      controllers = [];
+    }
+    try {
+      fs.accessSync(parent, fs.constants.W_OK);
+      writable = true;
+      base = path.join(parent, 'nsbox');
+    } catch {
+      reason = `cgroup v2 at ${parent} is not writable by this process`;
+    }
+  } else {
+    reason = mode === 'legacy' ? 'the host has only cgroup v1' : 'no cgroup v2 hierarchy is mounted';
+  }
+  hostCache = { mode, mountPoint: v2, self, base, controllers, writable, reason };
+  return hostCache;
+}
+
+const LIMIT_CONTROLLER: Record<keyof Limits, string> = {
+  memory: 'memory',
+  swap: 'memory',
+  pids: 'pids',
+  cpu: 'cpu',
+  cpuWeight: 'cpu',
+  ioWeight: 'io',
+  cpuset: 'cpuset',
+};
+
+/** Resolved limit values, ready to be written (see options.ts for parsing). */
+export interface ResolvedLimits {
+  memory?: number;
+  swap?: number;
+  pids?: number;
+  cpu?: number;
+  cpuWeight?: number;
+  ioWeight?: number;
+  cpuset?: string;
+}
+
+/** The controllers a set of limits needs; throws ENOTSUP naming the first one the host lacks. */
+export function requireControllers(limits: ResolvedLimits, host: CgroupHost): string[] {
+  const needed: string[] = [];
+  for (const key of Object.keys(limits) as Array<keyof Limits>) {
+    if (limits[key] === undefined) continue;
+    const c = LIMIT_CONTROLLER[key];
+    if (!needed.includes(c)) needed.push(c);
+  }
+  for (const c of needed) {
+    if (host.base && host.controllers.includes(c)) continue;
+    let why: string;
+    if (host.mode === 'hybrid') {
+      why = `the host runs hybrid cgroups: the ${c} controller is bound to cgroup v1, and cgroup v2 at ${host.mountPoint} has only [${host.controllers.join(' ') || 'no controllers'}]`;
+    } else if (!host.base) {
+      why = host.reason ?? 'no usable cgroup v2 hierarchy';
+    } else {
+      why = `cgroup v2 at ${host.mountPoint} does not offer it (available: ${host.controllers.join(' ') || 'none'})`;
+    }
+    throw notSupported('cgroup.limits', `the ${c} controller is not available for limits: ${why}`, host.mountPoint ?? undefined);
+  }
+  return needed;
+}
+
+let seq = 0;
+let live = 0;
+
+function writeFile(dir: string, file: string, value: string, step: string): void {
+  const p = path.join(dir, file);
+  try {
+    fs.writeFileSync(p, value);
+  } catch (e) {
+    const err = fromSystemError(e, step, p);
+    throw new NsboxError({
+      code: err.code,
+      errno: err.errno,
+      syscall: 'write',
+      step,
+      path: p,
+      message: `write "${value}" to ${p}: ${err.code} (step ${step})`,
+    });
+  }
+}
+
+function enableControllers(dir: string, controllers: string[]): void {
+  if (controllers.length === 0) return;
+  let have: string[] = [];
+  try {
+    have = fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').trim().split(/\s+/);
+  } catch {
+    /* written below, which reports the error */
+  }
+  const missing = controllers.filter((c) => !have.includes(c));
+  if (missing.length) writeFile(dir, 'cgroup.subtree_control', missing.map((c) => '+' + c).join(' '), 'cgroup.controllers');
+}
+
+/** One container's cgroup directory. */
+export class ContainerCgroup {
+  readonly path: string;
+  private fd = -1;
+  private removed = false;
+
+  private constructor(p: string) {
+    this.path = p;
+  }
+
+  /** Makes the directory, enables what the limits need, writes them, opens the dirfd for clone3. */
+  static create(host: CgroupHost, limits: ResolvedLimits | undefined): ContainerCgroup | null {
+    const needed = limits ? requireControllers(limits, host) : [];
+    if (!host.base) return null;
+    const name = `${process.pid}.${++seq}`;
+    const dir = path.join(host.base, name);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        fs.mkdirSync(dir);
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' && attempt < 3) {
+          try {
+            fs.mkdirSync(host.base);
+          } catch (e2) {
+            if ((e2 as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(e2, 'cgroup.create', host.base);
+          }
+          continue;
+        }
+        throw fromSystemError(e, 'cgroup.create', dir);
+      }
+    }
+    live++;
+    const cg = new ContainerCgroup(dir);
+    try {
+      if (needed.length && limits) {
+        enableControllers(path.dirname(host.base), needed);
+        enableControllers(host.base, needed);
+        cg.writeLimits(limits);
+      }
+      cg.fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    } catch (e) {
+      cg.removeNow();
+      throw e instanceof NsboxError ? e : fromSystemError(e, 'cgroup.create', dir);
+    }
+    return cg;
+  }
+
+  private writeLimits(l: ResolvedLimits): void {
+    const step = 'cgroup.limits';
+    if (l.cpuset !== undefined) writeFile(this.path, 'cpuset.cpus', l.cpuset, step);
+    if (l.memory !== undefined) {
+      // memory.high a little below max makes the kernel reclaim (and throttle) before it kills.
+      const high = Math.floor(l.memory * 0.9);
+      if (high >= 4096) writeFile(this.path, 'memory.high', String(high), step);
+      writeFile(this.path, 'memory.max', String(l.memory), step);
+      writeFile(this.path, 'memory.oom.group', '1', step);
+      const swap = l.swap ?? 0;
+      if (fs.existsSync(path.join(this.path, 'memory.swap.max'))) writeFile(this.path, 'memory.swap.max', String(swap), step);
+      else if (l.swap !== undefined) throw notSupported(step, 'swap limit requested but memory.swap.max is missing (swap accounting off)', this.path);
+    } else if (l.swap !== undefined) {
+      writeFile(this.path, 'memory.swap.max', String(l.swap), step);
+    }
+    if (l.pids !== undefined) writeFile(this.path, 'pids.max', String(l.pids), step);
+    if (l.cpu !== undefined) {
+      const period = 100000;
+      writeFile(this.path, 'cpu.max', `${Math.max(1000, Math.round(l.cpu * period))} ${period}`, step);
+    }
+    if (l.cpuWeight !== undefined) writeFile(this.path, 'cpu.weight', String(l.cpuWeight), step);
+    if (l.ioWeight !== undefined) {
+      const f = fs.existsSync(path.join(this.path, 'io.weight')) ? 'io.weight' : 'io.bfq.weight';
+      writeFile(this.path, f, `default ${l.ioWeight}`, step);
+    }
+  }
+
+  /** The O_DIRECTORY fd for CLONE_INTO_CGROUP; closed after the clone. */
+  get dirFd(): number {
+    return this.fd;
+  }
+
+  closeFd(): void {
+    if (this.fd >= 0) {
+      fs.closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+
+  /** SIGKILL every process in the cgroup (cgroup.kill, Linux 5.14). Returns false if unsupported. */
+  kill(): boolean {
+    if (this.removed) return true;
+    try {
+      fs.writeFileSync(path.join(this.path, 'cgroup.kill'), '1');
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return false;
+      throw fromSystemError(e, 'cgroup.kill', path.join(this.path, 'cgroup.kill'));
+    }
+  }
+
+  async setFrozen(frozen: boolean): Promise<void> {
+    const file = path.join(this.path, 'cgroup.freeze');
+    if (!fs.existsSync(file)) throw notSupported(frozen ? 'freeze' : 'thaw', 'cgroup.freeze is not available (Linux 5.2+ cgroup v2)', file);
+    writeFile(this.path, 'cgroup.freeze', frozen ? '1' : '0', frozen ? 'freeze' : 'thaw');
+    // The write returns before every task has stopped; cgroup.events says when it has.
+    const want = frozen ? 'frozen 1' : 'frozen 0';
+    for (let delay = 1, waited = 0; ; delay = Math.min(delay * 2, 50)) {
+      let events = '';
+      try {
+        events = fs.readFileSync(path.join(this.path, 'cgroup.events'), 'utf8');
+      } catch (e) {
+        throw fromSystemError(e, frozen ? 'freeze' : 'thaw', path.join(this.path, 'cgroup.events'));
+      }
+      if (events.includes(want) || events.includes('populated 0')) return;
+      if (waited > 10000) {
+        throw new NsboxError({ code: 'ETIMEDOUT', step: frozen ? 'freeze' : 'thaw', path: this.path, message: `cgroup ${this.path} did not reach '${want}' within 10 s` });
+      }
+      await sleep(delay);
+      waited += delay;
+    }
+  }
+
+  readStats(fallbackCpuUs: number): Stats & { oomKills?: number } {
+    const out: Stats & { oomKills?: number } = { cpuUsageUs: fallbackCpuUs };
+    const read = (f: string): string | undefined => {
+      try {
+        return fs.readFileSync(path.join(this.path, f), 'utf8');
+      } catch {
+        return undefined;
+      }
+    };
+    const cpu = read('cpu.stat');
+    const m = cpu && /^usage_usec (\d+)/m.exec(cpu);
+    if (m) out.cpuUsageUs = Number(m[1]);
+    const num = (f: string): number | undefined => {
+      const v = read(f)?.trim();
+      return v === undefined || v === '' || v === 'max' ? undefined : Number(v);
+    };
+    const mc = num('memory.current');
+    if (mc !== undefined) out.memoryCurrentBytes = mc;
+    const mp = num('memory.peak');
+    if (mp !== undefined) out.memoryPeakBytes = mp;
+    const pc = num('pids.current');
+    if (pc !== undefined) out.pidsCurrent = pc;
+    const pp = num('pids.peak');
+    if (pp !== undefined) out.pidsPeak = pp;
+    const ev = read('memory.events');
+    const oom = ev && /^oom_kill (\d+)/m.exec(ev);
+    if (oom) out.oomKills = Number(oom[1]);
+    return out;
+  }
+
+  /** Waits until no process is left, then removes the directory (retrying EBUSY with backoff). */
+  async remove(): Promise<void> {
+    if (this.removed) return;
+    this.closeFd();
+    for (let delay = 1, waited = 0; ; delay = Math.min(delay * 2, 100)) {
+      try {
+        fs.rmdirSync(this.path);
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') break;
+        if (code !== 'EBUSY' || waited > 10000) throw fromSystemError(e, 'cgroup.remove', this.path);
+        this.kill();
+        await sleep(delay);
+        waited += delay;
+      }
+    }
+    this.finish();
+  }
+
+  /** Synchronous removal for failure paths where nothing ever ran in the cgroup. */
+  removeNow(): void {
+    if (this.removed) return;
+    this.closeFd();
+    try {
+      fs.rmdirSync(this.path);
+    } catch {
+      /* nothing ran in it; if it still exists something else is wrong and remove() reports it */
+    }
+    this.finish();
+  }
+
+  private finish(): void {
+    this.removed = true;
+    live--;
+    if (live === 0) {
+      // Leave no empty base behind. Another nsbox process may be using it: rmdir of a non-empty
+      // cgroup fails (EBUSY) and that is fine; a racing create re-makes the base (see create).
+      try {
+        fs.rmdirSync(path.dirname(this.path));
+      } catch {
+        /* in use */
+      }
+    }
+  }
+}

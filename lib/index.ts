@@ -1,0 +1,18 @@
+// index.ts: the public surface of nsbox. Only exports; see types.ts for the contract.
+export { run, spawn, Container } from './app';
+export type { RunResultWithCounts } from './app';
+export { probe } from './probe';
+export { NsboxError } from './errors';
+export type {
+  AppOptions,
+  CgroupMode,
+  ExitInfo,
+  HostReport,
+  Limits,
+  Mount,
+  NetworkMode,
+  RunResult,
+  Stats,
+  StdioMode,
+  User,
+} from './types';

@@ -1,0 +1,125 @@
+// native.ts: the one place that loads the compiled addon, and the typed shape of what it exports.
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+/** One filesystem operation for the child, run in order before pivot_root (see native/core/plan.h). */
+export interface NativeOp {
+  kind: number;
+  mode: number;
+  dev: number;
+  flags: number;
+  src: string | null;
+  dst: string;
+  fstype: string | null;
+  data: string | null;
+}
+
+/** The fully resolved start plan that native/glue/addon.cc turns into nsbox::Plan. */
+export interface NativePlan {
+  cloneFlags: number;
+  cgroupFd: number;
+  cgroupInto: boolean;
+  staging: string;
+  ops: NativeOp[];
+  hostname: string | null;
+  netLoUp: boolean;
+  cwd: string | null;
+  rlimits: Array<[number, number, number]>;
+  newKeyring: boolean;
+  capLast: number;
+  capsKeep: string;
+  setCreds: boolean;
+  uid: number;
+  gid: number;
+  groups: number[];
+  noNewPrivs: boolean;
+  pdeathsig: boolean;
+  stdio: [number, number, number];
+  statusFd: number;
+  candidates: string[];
+  argv: string[];
+  envp: string[];
+  initFd: number;
+  initArgv: string[];
+  initSlot: number;
+}
+
+export interface NativeProcess {
+  watch(cb: (exitCode: number | null, signal: number | null, cpuUs: number, initStatus: number | null) => void): void;
+  /** 0, or the errno of pidfd_send_signal (ESRCH once reaped). */
+  signal(sig: number): number;
+  ref(): void;
+  unref(): void;
+}
+
+export type SpawnResult =
+  | { usedClone3: boolean; pid: number; process: NativeProcess; step?: undefined }
+  | { usedClone3: boolean; step: number; errno: number; index: number; pid?: undefined };
+
+export interface NativeBinding {
+  spawn(plan: NativePlan): SpawnResult;
+  pipe(): [number, number];
+  sealedMemfd(path: string): number;
+  probe(): {
+    clone3: boolean;
+    pidfd: boolean;
+    closeRange: boolean;
+    openat2: boolean;
+    newMountApi: boolean;
+    mountSetattr: boolean;
+  };
+  constants: Record<string, number>;
+}
+
+/** Step names and the system call each one makes, indexed by nsbox::Step (native/core/plan.h). */
+export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
+  ['none', undefined],
+  ['signals', 'rt_sigaction'],
+  ['setsid', 'setsid'],
+  ['stdio', 'dup2'],
+  ['cgroup.join', 'write'],
+  ['mount.private', 'mount'],
+  ['mount', 'mount'],
+  ['rootfs.pivot', 'pivot_root'],
+  ['hostname', 'sethostname'],
+  ['network.loopback', 'ioctl'],
+  ['cwd', 'chdir'],
+  ['rlimits', 'setrlimit'],
+  ['keyring', 'keyctl'],
+  ['capabilities.bounding', 'prctl'],
+  ['credentials.groups', 'setgroups'],
+  ['credentials.gid', 'setresgid'],
+  ['credentials.uid', 'setresuid'],
+  ['capabilities', 'capset'],
+  ['no_new_privs', 'prctl'],
+  ['pdeathsig', 'prctl'],
+  ['fds', 'close_range'],
+  ['exec', 'execve'],
+  ['spawn.pipe', 'pipe2'],
+  ['spawn.clone', 'clone3'],
+  ['spawn.sync', 'read'],
+];
+export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
+
+/** Where the build put the addon and the init binary. */
+export const buildDir: string = (() => {
+  const root = path.join(__dirname, '..');
+  for (const d of ['build/Release', 'build/Debug']) {
+    if (fs.existsSync(path.join(root, d, 'nsbox.node'))) return path.join(root, d);
+  }
+  return path.join(root, 'build/Release');
+})();
+
+let loaded: NativeBinding | undefined;
+
+export function native(): NativeBinding {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') throw new Error('nsbox runs on Linux only');
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const b = require(path.join(buildDir, 'nsbox.node')) as NativeBinding;
+  if (b.constants.STEP_COUNT !== STEPS.length) {
+    throw new Error(`nsbox: addon and lib/native.ts disagree on steps (${b.constants.STEP_COUNT} vs ${STEPS.length}); rebuild`);
+  }
+  loaded = b;
+  return b;
+}

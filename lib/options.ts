@@ -1,0 +1,296 @@
+// options.ts: validation of AppOptions. Everything here is pure: a bad option throws a TypeError or
+// RangeError with a Node-style code before any directory, fd, cgroup or process exists.
+import * as path from 'node:path';
+import * as os from 'node:os';
+
+import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
+import type { ResolvedLimits } from './cgroup';
+import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User } from './types';
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024;
+const MAX_TIMEOUT = 2 ** 31 - 1;
+const MAX_ID = 2 ** 32 - 2;
+
+export type ResolvedMount =
+  | { type: 'bind'; source: string; target: string; readonly: boolean }
+  | { type: 'tmpfs'; target: string; size: number | undefined; mode: number };
+
+export interface ResolvedAppOptions {
+  command: string[];
+  rootfs: string | undefined;
+  readonly: boolean;
+  env: Record<string, string>;
+  cwd: string;
+  hostname: string;
+  user: { uid: number; gid: number; groups: number[] };
+  mounts: ResolvedMount[];
+  network: NetworkMode;
+  limits: ResolvedLimits | undefined;
+  timeout: number | undefined;
+  input: Buffer | undefined;
+  stdio: StdioMode;
+  init: boolean;
+  maxOutput: number;
+  signal: AbortSignal | undefined;
+}
+
+const APP_KEYS = [
+  'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
+  'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal',
+] as const;
+const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
+
+function editDistance(a: string, b: string): number {
+  const dp: number[] = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0]!;
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j]!;
+      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return dp[b.length]!;
+}
+
+/** Throws on any key not in `known`, suggesting the nearest known name. */
+export function rejectUnknownKeys(obj: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key)) continue;
+    let best: string | undefined;
+    let bestD = Infinity;
+    for (const k of known) {
+      const d = editDistance(key, k);
+      if (d < bestD) {
+        bestD = d;
+        best = k;
+      }
+    }
+    const hint = best && bestD <= Math.max(2, Math.floor(key.length / 3)) ? `; did you mean "${where}${best}"?` : '';
+    throw invalidValue(`${where}${key}`, (obj as Record<string, unknown>)[key], `is not a known option${hint}`);
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function noNul(name: string, s: string): void {
+  if (s.includes('\0')) throw invalidValue(name, s, 'must not contain null bytes');
+}
+
+/** An absolute, clean path: no '.' or '..' components, no NUL. Returns it without a trailing '/'. */
+export function checkAbsolutePath(name: string, v: unknown): string {
+  if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
+  noNul(name, v);
+  if (!v.startsWith('/')) throw invalidValue(name, v, 'must be an absolute path');
+  const parts = v.split('/');
+  if (parts.some((p) => p === '..' || p === '.')) throw invalidValue(name, v, "must not contain '.' or '..' components");
+  if (v.length > 4095) throw invalidValue(name, v, 'is longer than PATH_MAX');
+  const norm = path.posix.normalize(v);
+  return norm.length > 1 && norm.endsWith('/') ? norm.slice(0, -1) : norm;
+}
+
+function checkBoolean(name: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw invalidType(name, 'of type boolean', v);
+  return v;
+}
+
+function checkInteger(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number') throw invalidType(name, 'of type number', v);
+  if (!Number.isInteger(v) || v < min || v > max) throw outOfRange(name, `an integer >= ${min} and <= ${max}`, v);
+  return v;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** Bytes from a number or a '512K' / '256M' / '2G' / '1.5G' string. */
+export function parseSize(name: string, v: unknown, min = 1): number {
+  let n: number;
+  if (typeof v === 'number') {
+    n = v;
+  } else if (typeof v === 'string') {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$/i.exec(v);
+    if (!m) throw badRangeValue(name, v, "must be a number of bytes or a size such as '512K', '256M', '2G'");
+    n = Math.floor(Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!);
+  } else {
+    throw invalidType(name, 'of type number or string', v);
+  }
+  if (!Number.isFinite(n) || !Number.isInteger(n) || n < min || n > Number.MAX_SAFE_INTEGER) {
+    throw outOfRange(name, `a whole number of bytes >= ${min}`, v);
+  }
+  return n;
+}
+
+/** A CPU list ('0-1', '0,2-3') whose CPUs all exist on this host. */
+export function parseCpuset(name: string, v: unknown): string {
+  if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
+  const ncpu = os.availableParallelism();
+  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(v)) throw badRangeValue(name, v, "must be a CPU list such as '0-1' or '0,2'");
+  for (const part of v.split(',')) {
+    const [a, b] = part.split('-').map(Number) as [number, number | undefined];
+    const hi = b ?? a;
+    if (hi < a) throw badRangeValue(name, v, 'has a range whose end is below its start');
+    if (hi >= ncpu) throw outOfRange(name, `CPUs 0-${ncpu - 1} (this host has ${ncpu})`, v);
+  }
+  return v;
+}
+
+export function resolveLimits(v: unknown, where = 'limits'): ResolvedLimits | undefined {
+  if (v === undefined) return undefined;
+  if (!isPlainObject(v)) throw invalidType(where, 'of type object', v);
+  rejectUnknownKeys(v, LIMIT_KEYS, `${where}.`);
+  const l = v as Limits;
+  const out: ResolvedLimits = {};
+  if (l.memory !== undefined) out.memory = parseSize(`${where}.memory`, l.memory, 4096);
+  if (l.swap !== undefined) out.swap = parseSize(`${where}.swap`, l.swap, 0);
+  if (l.pids !== undefined) out.pids = checkInteger(`${where}.pids`, l.pids, 1, 4194304);
+  if (l.cpu !== undefined) {
+    if (typeof l.cpu !== 'number') throw invalidType(`${where}.cpu`, 'of type number', l.cpu);
+    const ncpu = os.availableParallelism();
+    if (!Number.isFinite(l.cpu) || l.cpu < 0.01 || l.cpu > ncpu) throw outOfRange(`${where}.cpu`, `between 0.01 and ${ncpu} cores`, l.cpu);
+    out.cpu = l.cpu;
+  }
+  if (l.cpuWeight !== undefined) out.cpuWeight = checkInteger(`${where}.cpuWeight`, l.cpuWeight, 1, 10000);
+  if (l.ioWeight !== undefined) out.ioWeight = checkInteger(`${where}.ioWeight`, l.ioWeight, 1, 10000);
+  if (l.cpuset !== undefined) out.cpuset = parseCpuset(`${where}.cpuset`, l.cpuset);
+  return Object.keys(out).length ? out : undefined;
+}
+
+const LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+export function checkHostname(name: string, v: unknown): string {
+  if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
+  if (v.length === 0 || v.length > 64 || !v.split('.').every((l) => LABEL.test(l))) {
+    throw invalidValue(name, v, 'must be a valid host name (letters, digits, hyphens and dots, at most 64 characters)');
+  }
+  return v;
+}
+
+export function checkEnv(name: string, v: unknown): Record<string, string> {
+  if (!isPlainObject(v)) throw invalidType(name, 'of type object', v);
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (k === '' || k.includes('=') || k.includes('\0')) throw invalidValue(`${name} key`, k, "must be non-empty and contain no '=' or null byte");
+    if (typeof val !== 'string') throw invalidType(`${name}.${k}`, 'of type string', val);
+    noNul(`${name}.${k}`, val);
+    out[k] = val;
+  }
+  if (out.PATH === undefined) out.PATH = DEFAULT_PATH;
+  if (out.HOME === undefined) out.HOME = '/';
+  return out;
+}
+
+export function checkCommand(name: string, v: unknown): string[] {
+  if (!Array.isArray(v)) throw invalidType(name, 'an array of strings', v);
+  if (v.length === 0) throw invalidValue(name, v, 'must name a program (it is empty)');
+  v.forEach((a, i) => {
+    if (typeof a !== 'string') throw invalidType(`${name}[${i}]`, 'of type string', a);
+    noNul(`${name}[${i}]`, a);
+  });
+  if (v[0] === '') throw invalidValue(`${name}[0]`, v[0], 'must not be empty');
+  return [...(v as string[])];
+}
+
+export function checkUser(name: string, v: unknown): { uid: number; gid: number; groups: number[] } {
+  if (!isPlainObject(v)) throw invalidType(name, 'of type object', v);
+  rejectUnknownKeys(v, ['uid', 'gid', 'groups'], `${name}.`);
+  const u = v as unknown as User;
+  const uid = checkInteger(`${name}.uid`, u.uid, 0, MAX_ID);
+  const gid = checkInteger(`${name}.gid`, u.gid, 0, MAX_ID);
+  let groups: number[] = [];
+  if (u.groups !== undefined) {
+    if (!Array.isArray(u.groups)) throw invalidType(`${name}.groups`, 'an array of numbers', u.groups);
+    if (u.groups.length > 65536) throw outOfRange(`${name}.groups`, 'at most 65536 entries', u.groups.length);
+    groups = u.groups.map((g, i) => checkInteger(`${name}.groups[${i}]`, g, 0, MAX_ID));
+  }
+  return { uid, gid, groups };
+}
+
+export function checkMounts(name: string, v: unknown): ResolvedMount[] {
+  if (!Array.isArray(v)) throw invalidType(name, 'an array', v);
+  return v.map((m: unknown, i): ResolvedMount => {
+    const n = `${name}[${i}]`;
+    if (!isPlainObject(m)) throw invalidType(n, 'of type object', m);
+    const mm = m as unknown as Mount;
+    if (mm.type === 'bind') {
+      rejectUnknownKeys(m, ['type', 'source', 'target', 'readonly'], `${n}.`);
+      const target = checkAbsolutePath(`${n}.target`, mm.target);
+      if (target === '/') throw invalidValue(`${n}.target`, mm.target, "must not be '/' (use the rootfs option)");
+      return {
+        type: 'bind',
+        source: checkAbsolutePath(`${n}.source`, mm.source),
+        target,
+        readonly: mm.readonly === undefined ? false : checkBoolean(`${n}.readonly`, mm.readonly),
+      };
+    }
+    if (mm.type === 'tmpfs') {
+      rejectUnknownKeys(m, ['type', 'target', 'size', 'mode'], `${n}.`);
+      const target = checkAbsolutePath(`${n}.target`, mm.target);
+      if (target === '/') throw invalidValue(`${n}.target`, mm.target, "must not be '/' (use the rootfs option)");
+      return {
+        type: 'tmpfs',
+        target,
+        size: mm.size === undefined ? undefined : parseSize(`${n}.size`, mm.size, 4096),
+        mode: mm.mode === undefined ? (target === '/tmp' ? 0o1777 : 0o755) : checkInteger(`${n}.mode`, mm.mode, 0, 0o7777),
+      };
+    }
+    throw invalidValue(`${n}.type`, (m as Record<string, unknown>).type, "must be 'bind' or 'tmpfs'");
+  });
+}
+
+function checkEnum<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
+  if (!allowed.includes(v as T)) throw invalidValue(name, v, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`);
+  return v as T;
+}
+
+export function checkTimeout(name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number') throw invalidType(name, 'of type number', v);
+  if (!Number.isFinite(v) || v <= 0 || v > MAX_TIMEOUT) throw outOfRange(name, `> 0 and <= ${MAX_TIMEOUT} (milliseconds)`, v);
+  return v;
+}
+
+export function checkInput(name: string, v: unknown): Buffer | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'string') return Buffer.from(v);
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw invalidType(name, 'of type string or an instance of Buffer or Uint8Array', v);
+}
+
+export function checkSignal(name: string, v: unknown): AbortSignal | undefined {
+  if (v === undefined) return undefined;
+  if (!(v instanceof AbortSignal)) throw invalidType(name, 'an instance of AbortSignal', v);
+  return v;
+}
+
+/** Validates and fills in defaults. Throws before anything is created. */
+export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
+  if (!isPlainObject(opts)) throw invalidType('options', 'of type object', opts);
+  rejectUnknownKeys(opts, APP_KEYS, '');
+  const o = opts as unknown as AppOptions;
+  if (o.command === undefined) throw invalidType('command', 'an array of strings', undefined);
+  const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
+  if (!mounts.some((m) => m.target === '/tmp')) mounts.unshift({ type: 'tmpfs', target: '/tmp', size: undefined, mode: 0o1777 });
+  return {
+    command: checkCommand('command', o.command),
+    rootfs: o.rootfs === undefined ? undefined : checkAbsolutePath('rootfs', o.rootfs),
+    readonly: o.readonly === undefined ? true : checkBoolean('readonly', o.readonly),
+    env: checkEnv('env', o.env ?? {}),
+    cwd: o.cwd === undefined ? '/' : checkAbsolutePath('cwd', o.cwd),
+    hostname: o.hostname === undefined ? 'nsbox' : checkHostname('hostname', o.hostname),
+    user: o.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', o.user),
+    mounts,
+    network: o.network === undefined ? 'loopback' : checkEnum('network', o.network, ['none', 'loopback', 'host'] as const),
+    limits: resolveLimits(o.limits),
+    timeout: checkTimeout('timeout', o.timeout),
+    input: checkInput('input', o.input),
+    stdio: o.stdio === undefined ? 'pipe' : checkEnum('stdio', o.stdio, ['pipe', 'inherit', 'ignore'] as const),
+    init: o.init === undefined ? false : checkBoolean('init', o.init),
+    maxOutput: o.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : checkInteger('maxOutput', o.maxOutput, 0, Number.MAX_SAFE_INTEGER),
+    signal: checkSignal('signal', o.signal),
+  };
+}

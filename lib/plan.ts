@@ -1,0 +1,402 @@
+// plan.ts: turns resolved options into the native plan: the ordered list of filesystem operations
+// that builds the container's root in the staging directory, and everything else the child needs.
+// Pure apart from a few stat() calls on host paths; unit tests can snapshot its output.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { NsboxError, fromSystemError, errnoName } from './errors';
+import { native, STEPS, STEP, type NativeOp, type NativePlan } from './native';
+import type { ResolvedAppOptions } from './options';
+
+/** What an op index means when the child reports that it failed. */
+export interface OpMeta {
+  step: string;
+  syscall: string;
+  path: string;
+}
+
+/** The capability set app containers keep: containerd 2.0's nine (see docs/security.md). */
+export const DEFAULT_CAPS = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE',
+] as const;
+export const CAP_NUMBERS: Record<string, number> = {
+  CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4, CAP_KILL: 5,
+  CAP_SETGID: 6, CAP_SETUID: 7, CAP_SETPCAP: 8, CAP_LINUX_IMMUTABLE: 9, CAP_NET_BIND_SERVICE: 10,
+  CAP_NET_BROADCAST: 11, CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_IPC_LOCK: 14, CAP_IPC_OWNER: 15,
+  CAP_SYS_MODULE: 16, CAP_SYS_RAWIO: 17, CAP_SYS_CHROOT: 18, CAP_SYS_PTRACE: 19, CAP_SYS_PACCT: 20,
+  CAP_SYS_ADMIN: 21, CAP_SYS_BOOT: 22, CAP_SYS_NICE: 23, CAP_SYS_RESOURCE: 24, CAP_SYS_TIME: 25,
+  CAP_SYS_TTY_CONFIG: 26, CAP_MKNOD: 27, CAP_LEASE: 28, CAP_AUDIT_WRITE: 29, CAP_AUDIT_CONTROL: 30,
+  CAP_SETFCAP: 31, CAP_MAC_OVERRIDE: 32, CAP_MAC_ADMIN: 33, CAP_SYSLOG: 34, CAP_WAKE_ALARM: 35,
+  CAP_BLOCK_SUSPEND: 36, CAP_AUDIT_READ: 37, CAP_PERFMON: 38, CAP_BPF: 39, CAP_CHECKPOINT_RESTORE: 40,
+};
+
+export function capMask(names: readonly string[]): bigint {
+  let m = 0n;
+  for (const n of names) m |= 1n << BigInt(CAP_NUMBERS[n]!);
+  return m;
+}
+
+/** Host system directories bound read-only into the default rootfs. */
+const SYSTEM_DIRS = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
+/** The parts of the host's /etc that programs need and that hold no secrets. */
+const SAFE_ETC = [
+  'passwd', 'group', 'hosts', 'host.conf', 'nsswitch.conf', 'resolv.conf', 'gai.conf', 'ld.so.cache',
+  'ld.so.conf', 'ld.so.conf.d', 'localtime', 'timezone', 'services', 'protocols', 'networks',
+  'alternatives', 'os-release', 'debian_version', 'ssl/certs', 'ca-certificates', 'ca-certificates.conf',
+  'profile', 'bash.bashrc', 'inputrc', 'mime.types', 'login.defs',
+];
+const MASKED_PROC_FILES = ['kcore', 'keys', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats'];
+const MASKED_PROC_DIRS = ['acpi', 'scsi', 'asound'];
+const READONLY_PROC = ['sys', 'sysrq-trigger', 'irq', 'bus', 'fs'];
+
+type HostEntry = { name: string; kind: 'dir' | 'file' | 'symlink'; source: string; link?: string };
+
+let defaultRootCache: { system: HostEntry[]; etc: HostEntry[] } | undefined;
+
+/** What of the host goes into the default rootfs; looked up once per process. */
+function defaultRootEntries(): { system: HostEntry[]; etc: HostEntry[] } {
+  if (defaultRootCache) return defaultRootCache;
+  const system: HostEntry[] = [];
+  for (const name of SYSTEM_DIRS) {
+    const p = '/' + name;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) system.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
+    else if (st.isDirectory()) system.push({ name, kind: 'dir', source: p });
+  }
+  const etc: HostEntry[] = [];
+  for (const name of SAFE_ETC) {
+    const p = '/etc/' + name;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) {
+      // Keep a link whose target is inside what the container sees (e.g. /usr/share/zoneinfo);
+      // bind the resolved file for one that points elsewhere (e.g. /run/systemd/resolve).
+      let real: string;
+      try {
+        real = fs.realpathSync(p);
+      } catch {
+        continue;
+      }
+      const top = real.split('/')[1] ?? '';
+      if (SYSTEM_DIRS.includes(top)) {
+        etc.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
+        continue;
+      }
+      try {
+        st = fs.statSync(real);
+      } catch {
+        continue;
+      }
+      etc.push({ name, kind: st.isDirectory() ? 'dir' : 'file', source: real });
+    } else if (st.isDirectory()) etc.push({ name, kind: 'dir', source: p });
+    else if (st.isFile()) etc.push({ name, kind: 'file', source: p });
+  }
+  defaultRootCache = { system, etc };
+  return defaultRootCache;
+}
+
+let procEntriesCache: Set<string> | undefined;
+function hostProcEntries(): Set<string> {
+  if (!procEntriesCache) {
+    try {
+      procEntriesCache = new Set(fs.readdirSync('/proc'));
+    } catch {
+      procEntriesCache = new Set();
+    }
+  }
+  return procEntriesCache;
+}
+
+/** Collects ops with their meaning; paths given to it are container paths. */
+class OpList {
+  readonly ops: NativeOp[] = [];
+  readonly meta: OpMeta[] = [];
+  private readonly made = new Set<string>();
+  private readonly K = native().constants;
+
+  constructor(private readonly staging: string) {}
+
+  host(p: string): string {
+    return p === '/' ? this.staging : this.staging + p;
+  }
+
+  private push(op: Partial<NativeOp> & { kind: number; dst: string }, m: OpMeta): void {
+    this.ops.push({ mode: 0, dev: 0, flags: 0, src: null, fstype: null, data: null, ...op });
+    this.meta.push(m);
+  }
+
+  mount(src: string | null, target: string, fstype: string | null, flags: number, data: string | null, step: string, shown = target): void {
+    this.push({ kind: this.K.OP_MOUNT!, src, dst: this.host(target), fstype, flags, data }, { step, syscall: 'mount', path: shown });
+  }
+
+  remount(target: string, flags: number, step: string): void {
+    this.push({ kind: this.K.OP_REMOUNT!, dst: this.host(target), flags }, { step, syscall: 'mount', path: target });
+  }
+
+  bind(source: string, target: string, flags: number, step: string, recursive = true): void {
+    const K = this.K;
+    this.mount(source, target, null, K.MS_BIND! | (recursive ? K.MS_REC! : 0), null, step, source);
+    if (flags) this.remount(target, K.MS_BIND! | flags, step);
+  }
+
+  mkdir(target: string, mode = 0o755, step = 'mount.target'): void {
+    if (this.made.has(target)) return;
+    this.push({ kind: this.K.OP_MKDIR!, dst: this.host(target), mode }, { step, syscall: 'mkdir', path: target });
+    this.made.add(target);
+  }
+
+  /** mkdir -p of a container path (every component). */
+  mkdirs(target: string, step = 'mount.target'): void {
+    const parts = target.split('/').filter(Boolean);
+    let cur = '';
+    for (const p of parts) {
+      cur += '/' + p;
+      this.mkdir(cur, 0o755, step);
+    }
+  }
+
+  touch(target: string, step = 'mount.target'): void {
+    this.mkdirs(path.posix.dirname(target), step);
+    this.push({ kind: this.K.OP_TOUCH!, dst: this.host(target), mode: 0o644 }, { step, syscall: 'open', path: target });
+  }
+
+  symlink(linkTarget: string, at: string, step: string): void {
+    this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: this.host(at) }, { step, syscall: 'symlink', path: at });
+  }
+
+  mknod(at: string, major: number, minor: number, step: string): void {
+    // makedev() for majors and minors below 256 and 4096: the common encoding.
+    const dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
+    this.push({ kind: this.K.OP_MKNOD!, dst: this.host(at), mode: fs.constants.S_IFCHR | 0o666, dev }, { step, syscall: 'mknod', path: at });
+  }
+}
+
+function sourceKind(source: string, step: string): 'dir' | 'file' {
+  try {
+    return fs.statSync(source).isDirectory() ? 'dir' : 'file';
+  } catch (e) {
+    const err = fromSystemError(e, step, source);
+    throw new NsboxError({ code: err.code, errno: err.errno, syscall: 'stat', step, path: source });
+  }
+}
+
+/** Checks the rootfs exists and is a directory (an NsboxError, not a TypeError: it is the host's state). */
+export function checkRootfs(rootfs: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(rootfs);
+  } catch (e) {
+    const err = fromSystemError(e, 'rootfs', rootfs);
+    throw new NsboxError({ code: err.code, errno: err.errno, syscall: 'stat', step: 'rootfs', path: rootfs });
+  }
+  if (!st.isDirectory()) throw new NsboxError({ code: 'ENOTDIR', syscall: 'stat', step: 'rootfs', path: rootfs });
+}
+
+/** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
+export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
+  const K = native().constants;
+  const L = new OpList(staging);
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
+
+  // 1. The root.
+  if (o.rootfs !== undefined) {
+    checkRootfs(o.rootfs);
+    L.mount(o.rootfs, '/', null, K.MS_BIND! | K.MS_REC!, null, 'rootfs.bind', o.rootfs);
+  } else {
+    L.mount('tmpfs', '/', 'tmpfs', NOSUID | NODEV, 'mode=0755', 'rootfs.bind', '(default rootfs)');
+    const { system, etc } = defaultRootEntries();
+    for (const e of system) {
+      if (e.kind === 'symlink') L.symlink(e.link!, '/' + e.name, 'rootfs.layout');
+      else {
+        L.mkdir('/' + e.name, 0o755, 'rootfs.layout');
+        L.bind(e.source, '/' + e.name, RDONLY | NOSUID | NODEV, 'rootfs.layout');
+      }
+    }
+    L.mkdir('/etc', 0o755, 'rootfs.layout');
+    for (const e of etc) {
+      const at = '/etc/' + e.name;
+      if (e.kind === 'symlink') {
+        L.mkdirs(path.posix.dirname(at), 'rootfs.layout');
+        L.symlink(e.link!, at, 'rootfs.layout');
+      } else {
+        if (e.kind === 'dir') L.mkdirs(at, 'rootfs.layout');
+        else L.touch(at, 'rootfs.layout');
+        L.bind(e.source, at, RDONLY | NOSUID | NODEV, 'rootfs.layout');
+      }
+    }
+    for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
+  }
+
+  // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
+  L.mkdir('/dev', 0o755, 'mount.dev');
+  L.mount('tmpfs', '/dev', 'tmpfs', NOSUID | NOEXEC, 'mode=0755,size=65536k', 'mount.dev');
+  for (const [name, major, minor] of [
+    ['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0],
+  ] as const) {
+    L.mknod('/dev/' + name, major, minor, 'mount.dev');
+  }
+  L.mkdir('/dev/pts', 0o755, 'mount.dev');
+  L.mount('devpts', '/dev/pts', 'devpts', NOSUID | NOEXEC, 'newinstance,ptmxmode=0666,mode=0620', 'mount.dev');
+  L.symlink('pts/ptmx', '/dev/ptmx', 'mount.dev');
+  L.symlink('/proc/self/fd', '/dev/fd', 'mount.dev');
+  L.symlink('/proc/self/fd/0', '/dev/stdin', 'mount.dev');
+  L.symlink('/proc/self/fd/1', '/dev/stdout', 'mount.dev');
+  L.symlink('/proc/self/fd/2', '/dev/stderr', 'mount.dev');
+  L.mkdir('/dev/shm', 0o1777, 'mount.dev');
+  L.mount('tmpfs', '/dev/shm', 'tmpfs', NOSUID | NODEV | NOEXEC, 'mode=1777,size=65536k', 'mount.dev');
+
+  // 3. /proc of the new pid namespace, with the kernel-wide knobs read-only and the leaky files masked
+  //    by the /dev/null made just above (never one from the image).
+  L.mkdir('/proc', 0o555, 'mount.proc');
+  L.mount('proc', '/proc', 'proc', NOSUID | NODEV | NOEXEC, null, 'mount.proc');
+  const proc = hostProcEntries();
+  for (const name of READONLY_PROC) {
+    if (!proc.has(name)) continue;
+    L.bind(L.host('/proc/' + name), '/proc/' + name, RDONLY | NOSUID | NODEV | NOEXEC, 'proc.readonly');
+  }
+  for (const name of MASKED_PROC_FILES) {
+    if (proc.has(name)) L.mount(L.host('/dev/null'), '/proc/' + name, null, K.MS_BIND!, null, 'proc.mask', '/proc/' + name);
+  }
+  for (const name of MASKED_PROC_DIRS) {
+    if (proc.has(name)) L.mount('tmpfs', '/proc/' + name, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'proc.mask');
+  }
+
+  // 4. The user's mounts, parents before children.
+  const mounts = [...o.mounts].sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+  for (const m of mounts) {
+    if (m.type === 'bind') {
+      const kind = sourceKind(m.source, 'mount.bind');
+      if (kind === 'dir') L.mkdirs(m.target);
+      else L.touch(m.target);
+      L.mount(m.source, m.target, null, K.MS_BIND! | K.MS_REC!, null, 'mount.bind', m.source);
+      L.remount(m.target, K.MS_BIND! | NOSUID | NODEV | (m.readonly ? RDONLY : 0), 'mount.bind');
+    } else {
+      L.mkdirs(m.target);
+      const data = `mode=${m.mode.toString(8).padStart(4, '0')}` + (m.size !== undefined ? `,size=${m.size}` : '');
+      L.mount('tmpfs', m.target, 'tmpfs', NOSUID | NODEV, data, 'mount.tmpfs');
+    }
+  }
+
+  // 5. Read-only root last, so every mount point above could still be made. Non-recursive: the
+  //    mounts on top keep their own flags.
+  if (o.readonly) L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
+  return L;
+}
+
+let nofileHardCache: number | undefined;
+/** This process's RLIMIT_NOFILE hard limit (an unprivileged container cannot go above it). */
+function nofileHard(): number {
+  if (nofileHardCache === undefined) {
+    nofileHardCache = 65536;
+    try {
+      const m = /^Max open files\s+\S+\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+      if (m && m[1] !== 'unlimited') nofileHardCache = Number(m[1]);
+    } catch {
+      /* keep the default */
+    }
+  }
+  return nofileHardCache;
+}
+
+/** PATH lookup candidates for argv[0], as paths inside the container. */
+export function execCandidates(argv0: string, envPath: string): string[] {
+  if (argv0.includes('/')) return [argv0];
+  const out: string[] = [];
+  for (const dir of envPath.split(':')) {
+    if (!dir.startsWith('/')) continue;
+    const c = (dir.endsWith('/') ? dir : dir + '/') + argv0;
+    if (!out.includes(c)) out.push(c);
+  }
+  return out;
+}
+
+/** Turns a failure record from the child into an NsboxError. */
+export function errorFromRecord(
+  rec: { step: number; errno: number; index: number },
+  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string },
+): NsboxError {
+  const [stepName, sc] = STEPS[rec.step] ?? ['unknown', undefined];
+  const code = errnoName(rec.errno);
+  let step = stepName;
+  let syscall = sc;
+  let p: string | undefined;
+  switch (rec.step) {
+    case STEP.mount: {
+      const m = ctx.meta[rec.index];
+      if (m) ({ step, syscall, path: p } = m);
+      break;
+    }
+    case STEP.exec:
+      if (rec.index === -2) {
+        syscall = 'execveat';
+        p = 'nsbox-init';
+      } else {
+        p = ctx.candidates[rec.index] ?? ctx.command[0];
+      }
+      break;
+    case STEP['rootfs.pivot']:
+      syscall = ['chdir', 'pivot_root', 'umount2', 'chdir'][rec.index] ?? 'pivot_root';
+      p = ctx.rootfs ?? '(default rootfs)';
+      break;
+    case STEP.cwd:
+      p = ctx.cwd;
+      break;
+    case STEP.hostname:
+      p = ctx.hostname;
+      break;
+  }
+  return new NsboxError({ code, errno: rec.errno, syscall, step, path: p });
+}
+
+export type { OpList };
+
+/** Everything but fds: the part of a NativePlan that follows from the options alone. */
+export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number): { plan: Omit<NativePlan, 'cgroupFd' | 'cgroupInto' | 'stdio' | 'statusFd' | 'initFd'>; meta: OpMeta[]; candidates: string[] } {
+  const K = native().constants;
+  const L = buildFsOps(o, staging);
+  let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
+  if (o.network !== 'host') flags += K.CLONE_NEWNET!;
+  const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
+  let keep = capMask(DEFAULT_CAPS);
+  keep &= (1n << BigInt(capLast + 1)) - 1n;
+  return {
+    plan: {
+      cloneFlags: flags,
+      staging,
+      ops: L.ops,
+      hostname: o.hostname,
+      netLoUp: o.network === 'loopback',
+      cwd: o.cwd,
+      rlimits: [
+        [K.RLIMIT_NOFILE!, Math.min(1024, nofileHard()), Math.min(65536, nofileHard())],
+        [K.RLIMIT_CORE!, 0, 0],
+      ],
+      newKeyring: true,
+      capLast,
+      capsKeep: keep.toString(),
+      setCreds: true,
+      uid: o.user.uid,
+      gid: o.user.gid,
+      groups: o.user.groups,
+      noNewPrivs: true,
+      pdeathsig: true,
+      candidates,
+      argv: o.command,
+      envp: Object.entries(o.env).map(([k, v]) => `${k}=${v}`),
+      initArgv: [],
+      initSlot: 0,
+    },
+    meta: L.meta,
+    candidates,
+  };
+}

@@ -1,0 +1,138 @@
+// types.ts: the public contract (../shared/design/CONTRACT.md). Every exported name here is fixed.
+
+/** A bind mount of a host path, or a fresh tmpfs, at `target` inside the container. */
+export type Mount =
+  | {
+      type: 'bind';
+      /** Absolute host path. */
+      source: string;
+      /** Absolute path inside the container. */
+      target: string;
+      /** Mount read-only (default `false`). */
+      readonly?: boolean;
+    }
+  | {
+      type: 'tmpfs';
+      /** Absolute path inside the container. */
+      target: string;
+      /** Size limit in bytes or as `'64M'`-style string (default: the kernel's, half of RAM). */
+      size?: number | string;
+      /** Permission bits of the tmpfs root (default `0o1777` for `/tmp`, else `0o755`). */
+      mode?: number;
+    };
+
+/** cgroup v2 limits. Sizes are bytes or strings such as `'512K'`, `'256M'`, `'2G'`. */
+export interface Limits {
+  memory?: number | string;
+  swap?: number | string;
+  pids?: number;
+  /** CPU cores, e.g. `0.5`. */
+  cpu?: number;
+  cpuWeight?: number;
+  ioWeight?: number;
+  /** CPU list such as `'0-1'` or `'0,2'`. */
+  cpuset?: string;
+}
+
+export type NetworkMode = 'none' | 'loopback' | 'host';
+export type StdioMode = 'pipe' | 'inherit' | 'ignore';
+
+export interface User {
+  uid: number;
+  gid: number;
+  groups?: number[];
+}
+
+export interface AppOptions {
+  /** argv; argv[0] without a `/` is looked up on the container's PATH. */
+  command: string[];
+  /** Directory to use as `/`. Default: the host's system directories read-only on a fresh tmpfs. */
+  rootfs?: string;
+  /** Mount the rootfs read-only (default `true`). */
+  readonly?: boolean;
+  /** The whole environment (default `PATH` standard and `HOME=/`); nothing leaks from Node's. */
+  env?: Record<string, string>;
+  /** Working directory inside (default `/`). */
+  cwd?: string;
+  /** UTS hostname (default `nsbox`). */
+  hostname?: string;
+  /** Credentials inside (default `0:0`). */
+  user?: User;
+  /** Extra mounts (default: a tmpfs at `/tmp`, kept unless a mount targets `/tmp`). */
+  mounts?: Mount[];
+  /** New netns without (`none`) or with (`loopback`) `lo` up, or the host's (default `loopback`). */
+  network?: NetworkMode;
+  /** cgroup v2 limits (default none; the container still gets its own cgroup). */
+  limits?: Limits;
+  /** Milliseconds until the whole container is killed (`timedOut` is then set). */
+  timeout?: number;
+  /** Written to stdin, then stdin is closed (`run`). */
+  input?: string | Buffer;
+  /** For `spawn` (default `'pipe'`). */
+  stdio?: StdioMode;
+  /** Run a tiny init as PID 1 that reaps orphans and forwards signals (default `false`). */
+  init?: boolean;
+  /** Bytes kept per stream in `run`; the rest is counted and dropped (default 16 MiB). */
+  maxOutput?: number;
+  /** Aborting kills the container. */
+  signal?: AbortSignal;
+}
+
+export interface Stats {
+  cpuUsageUs: number;
+  memoryCurrentBytes?: number;
+  memoryPeakBytes?: number;
+  pidsCurrent?: number;
+  pidsPeak?: number;
+}
+
+export interface ExitInfo {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  oomKilled: boolean;
+  durationMs: number;
+  stats: Stats;
+}
+
+export interface RunResult extends ExitInfo {
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+export type CgroupMode = 'unified' | 'hybrid' | 'legacy' | 'none';
+
+export interface HostReport {
+  kernel: string;
+  arch: string;
+  root: boolean;
+  cgroup: {
+    mode: CgroupMode;
+    /** Where the v2 hierarchy is mounted, if anywhere. */
+    mountPoint: string | null;
+    /** The cgroup this process is in, relative to the v2 mount. */
+    self: string | null;
+    /** Controllers nsbox can enable for its containers. */
+    controllers: string[];
+    /** Whether nsbox can create cgroups here (writable). */
+    writable: boolean;
+    /** Whether this process's own cgroup subtree was delegated to it (not root, writable). */
+    delegated: boolean;
+  };
+  features: {
+    clone3: boolean;
+    pidfd: boolean;
+    cloneIntoCgroup: boolean;
+    cgroupKill: boolean;
+    cgroupFreeze: boolean;
+    newMountApi: boolean;
+    openat2: boolean;
+    closeRange: boolean;
+    idmappedMounts: boolean;
+    overlayfs: boolean;
+    userNamespaces: boolean;
+    unprivilegedUserNamespaces: boolean;
+  };
+  /** Human-readable notes about what is missing and what follows from it. */
+  notes: string[];
+}

@@ -1,0 +1,318 @@
+// child.cc: everything the new container process does between clone3 and execve.
+//
+// This code runs in a copy of a multi-threaded process (Node) in which only the cloning thread
+// survives. Any lock another thread held at clone time stays held forever, so: no malloc/new, no
+// exceptions (this target builds with -fno-exceptions), no stdio, no N-API, no libuv. Only raw
+// system calls over the Plan the parent prepared. A failing step writes one ErrorRecord to the
+// close-on-exec error pipe and exits; end-of-file on that pipe tells the parent execve succeeded.
+#include "child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <linux/capability.h>
+#include <linux/keyctl.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+
+#include "syscalls.h"
+
+namespace nsbox {
+namespace {
+
+[[noreturn]] void fail(int err_fd, int32_t step, int32_t index, int err) {
+  ErrorRecord rec;
+  rec.step = step;
+  rec.err = err;
+  rec.index = index;
+  rec.magic = kErrorMagic;
+  // One write of 16 bytes to a pipe is atomic; if it fails there is nobody left to tell.
+  ssize_t n;
+  do {
+    n = write(err_fd, &rec, sizeof(rec));
+  } while (n < 0 && errno == EINTR);
+  _exit(127);
+}
+
+// Move fd out of the way of the fds we are about to dup onto (0..3). Returns the new fd.
+int lift(int fd) {
+  if (fd < 0 || fd > 3) return fd;
+  return fcntl(fd, F_DUPFD_CLOEXEC, 4);
+}
+
+unsigned long lock_flags_of(const char* path) {
+  // Flags that an unprivileged remount may not clear must be repeated in MS_REMOUNT; carrying the
+  // current ones over is always correct for a remount that only adds restrictions.
+  struct statfs st;
+  if (statfs(path, &st) != 0) return 0;
+  unsigned long out = 0;
+  if (st.f_flags & ST_NOSUID) out |= MS_NOSUID;
+  if (st.f_flags & ST_NODEV) out |= MS_NODEV;
+  if (st.f_flags & ST_NOEXEC) out |= MS_NOEXEC;
+  if (st.f_flags & ST_RDONLY) out |= MS_RDONLY;
+  if (st.f_flags & ST_NOATIME) out |= MS_NOATIME;
+  if (st.f_flags & ST_NODIRATIME) out |= MS_NODIRATIME;
+  if (st.f_flags & ST_RELATIME) out |= MS_RELATIME;
+  return out;
+}
+
+int run_op(const Op& op) {
+  switch (op.kind) {
+    case OP_MOUNT:
+      return mount(op.src, op.dst, op.fstype, op.flags, op.data);
+    case OP_REMOUNT:
+      return mount(nullptr, op.dst, nullptr, MS_REMOUNT | op.flags | lock_flags_of(op.dst), nullptr);
+    case OP_MKDIR:
+      if (mkdir(op.dst, op.mode) == 0) return 0;
+      if (errno == EEXIST) {
+        struct stat st;
+        if (lstat(op.dst, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+        errno = ENOTDIR;
+      }
+      return -1;
+    case OP_TOUCH: {
+      int fd = open(op.dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
+      if (fd < 0) {
+        // An existing non-writable file is a fine bind target too.
+        struct stat st;
+        if (errno != ELOOP && lstat(op.dst, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+          return 0;
+        return -1;
+      }
+      close(fd);
+      return 0;
+    }
+    case OP_SYMLINK:
+      return symlink(op.src, op.dst);
+    case OP_MKNOD:
+      return mknod(op.dst, op.mode, static_cast<dev_t>(op.dev));
+    default:
+      errno = EINVAL;
+      return -1;
+  }
+}
+
+int lo_up() {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  struct ifreq ifr;
+  for (size_t i = 0; i < sizeof(ifr); i++) reinterpret_cast<char*>(&ifr)[i] = 0;
+  ifr.ifr_name[0] = 'l';
+  ifr.ifr_name[1] = 'o';
+  int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+  if (rc == 0) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+    rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  int saved = errno;
+  close(s);
+  errno = saved;
+  return rc;
+}
+
+// Close every fd except 0..keep_low-1 and the (at most two) extra fds in keep[]. Prefers
+// close_range (5.9); falls back to closing one by one up to the NOFILE hard limit.
+int close_others(int keep_low, int keep_a, int keep_b, unsigned long nofile_hard) {
+  int keep[2] = {keep_a, keep_b};
+  if (keep[0] > keep[1]) {
+    int t = keep[0];
+    keep[0] = keep[1];
+    keep[1] = t;
+  }
+  unsigned first = static_cast<unsigned>(keep_low);
+  for (int k : keep) {
+    if (k < static_cast<int>(first)) continue;
+    if (static_cast<unsigned>(k) > first) {
+      if (sys::close_range(first, static_cast<unsigned>(k) - 1, 0) != 0) {
+        if (errno != ENOSYS) return -1;
+        for (unsigned fd = first; fd < static_cast<unsigned>(k); fd++) close(static_cast<int>(fd));
+      }
+    }
+    first = static_cast<unsigned>(k) + 1;
+  }
+  if (sys::close_range(first, ~0U, 0) != 0) {
+    if (errno != ENOSYS) return -1;
+    for (unsigned long fd = first; fd < nofile_hard; fd++) close(static_cast<int>(fd));
+  }
+  return 0;
+}
+
+bool is_exec_candidate(const char* path, int* err) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    *err = errno;
+    return false;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    *err = EACCES;
+    return false;
+  }
+  if (access(path, X_OK) != 0) {
+    *err = errno;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+[[noreturn]] void child_main(const Plan* plan) {
+  int err_fd = plan->err_fd;
+  int init_fd = plan->init_fd;
+  struct rlimit nofile_before;
+  if (getrlimit(RLIMIT_NOFILE, &nofile_before) != 0) nofile_before.rlim_max = 65536;
+
+  // Signals stay blocked (the parent blocked them all around clone) until just before execve, so
+  // no handler that Node installed can run here. Reset every disposition: ignored signals would
+  // otherwise stay ignored across execve (Node ignores SIGPIPE).
+  for (int sig = 1; sig < 65; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sys::rt_sigaction_default(sig) != 0 && errno != EINVAL) fail(err_fd, STEP_SIGNALS, sig, errno);
+  }
+
+  if (setsid() < 0) fail(err_fd, STEP_SETSID, -1, errno);
+
+  // stdio: first lift every fd we still need out of 0..3, then dup onto the targets.
+  {
+    int src[4] = {plan->stdio[0], plan->stdio[1], plan->stdio[2], plan->status_fd};
+    err_fd = lift(err_fd);
+    if (err_fd < 0) _exit(127);
+    if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, 4, errno);
+    for (int i = 0; i < 4; i++) {
+      if (src[i] >= 0 && src[i] != i && src[i] <= 3 && (src[i] = lift(src[i])) < 0)
+        fail(err_fd, STEP_STDIO, i, errno);
+    }
+    for (int i = 0; i < 4; i++) {
+      if (src[i] < 0) continue;
+      if (src[i] == i) {
+        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, i, errno);
+      } else if (dup2(src[i], i) < 0) {
+        fail(err_fd, STEP_STDIO, i, errno);
+      }
+    }
+  }
+
+  if (!plan->cgroup_into && plan->cgroup_fd >= 0) {
+    int fd = openat(plan->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) fail(err_fd, STEP_CGROUP_JOIN, -1, errno);
+    close(fd);
+    if ((plan->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) != 0)
+      fail(err_fd, STEP_CGROUP_JOIN, -2, errno);
+  }
+
+  if (plan->clone_flags & CLONE_NEWNS) {
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      fail(err_fd, STEP_PRIVATE, -1, errno);
+    for (size_t i = 0; i < plan->n_ops; i++) {
+      if (run_op(plan->ops[i]) != 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+    }
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
+    // new root (the form runc and crun use: no put_old directory needed inside the image).
+    if (chdir(plan->staging) != 0) fail(err_fd, STEP_PIVOT, 0, errno);
+    if (sys::pivot_root(".", ".") != 0) fail(err_fd, STEP_PIVOT, 1, errno);
+    if (umount2(".", MNT_DETACH) != 0) fail(err_fd, STEP_PIVOT, 2, errno);
+    if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, 3, errno);
+  }
+
+  if (plan->hostname) {
+    size_t len = 0;
+    while (plan->hostname[len]) len++;
+    if (sethostname(plan->hostname, len) != 0) fail(err_fd, STEP_HOSTNAME, -1, errno);
+  }
+  if (plan->net_lo_up && lo_up() != 0) fail(err_fd, STEP_NET_LO, -1, errno);
+  if (plan->cwd && chdir(plan->cwd) != 0) fail(err_fd, STEP_CWD, -1, errno);
+
+  for (size_t i = 0; i < plan->n_rlimits; i++) {
+    struct rlimit rl;
+    rl.rlim_cur = plan->rlimits[i].soft;
+    rl.rlim_max = plan->rlimits[i].hard;
+    if (setrlimit(static_cast<__rlimit_resource>(plan->rlimits[i].resource), &rl) != 0)
+      fail(err_fd, STEP_RLIMIT, static_cast<int32_t>(i), errno);
+  }
+
+  // A fresh anonymous session keyring: keys of the host session must not be reachable.
+  if (plan->new_keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, nullptr) < 0)
+    fail(err_fd, STEP_KEYRING, -1, errno);
+
+  // The bounding set has to shrink while we still hold CAP_SETPCAP, i.e. before setuid.
+  for (int cap = 0; cap <= plan->cap_last; cap++) {
+    if (plan->caps_keep & (1ULL << cap)) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+      fail(err_fd, STEP_CAPS_BOUND, cap, errno);
+  }
+
+  if (plan->set_creds) {
+    if (setgroups(plan->n_groups, reinterpret_cast<const gid_t*>(plan->groups)) != 0)
+      fail(err_fd, STEP_SETGROUPS, -1, errno);
+    if (setresgid(plan->gid, plan->gid, plan->gid) != 0) fail(err_fd, STEP_SETGID, -1, errno);
+    if (setresuid(plan->uid, plan->uid, plan->uid) != 0) fail(err_fd, STEP_SETUID, -1, errno);
+  }
+
+  {
+    // For uid 0 execve gives permitted = bounding; set the current sets to match so that what the
+    // process holds until execve is no more than what it will hold after. Non-zero uids lost all
+    // capabilities in setresuid already; capset with zeros is then a no-op that must succeed.
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {};
+    uint64_t keep = (plan->set_creds && plan->uid != 0) ? 0 : plan->caps_keep;
+    data[0].effective = data[0].permitted = static_cast<uint32_t>(keep);
+    data[1].effective = data[1].permitted = static_cast<uint32_t>(keep >> 32);
+    if (syscall(SYS_capset, &hdr, data) != 0) fail(err_fd, STEP_CAPS, 0, errno);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+      fail(err_fd, STEP_CAPS, 1, errno);
+  }
+
+  if (plan->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    fail(err_fd, STEP_NO_NEW_PRIVS, -1, errno);
+
+  // After the credential change: commit_creds() clears the parent-death signal.
+  if (plan->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+    fail(err_fd, STEP_PDEATHSIG, -1, errno);
+
+  // No fd of the Node process may reach the container, whatever flags it was opened with.
+  if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, nofile_before.rlim_max) != 0)
+    fail(err_fd, STEP_FDS, -1, errno);
+
+  uint64_t empty = 0;
+  uint64_t full = ~0ULL;
+  int last_err = ENOENT;
+  int32_t last_index = -1;
+  for (size_t i = 0; i < plan->n_candidates; i++) {
+    const char* cand = plan->candidates[i];
+    if (init_fd >= 0) {
+      int err = 0;
+      if (!is_exec_candidate(cand, &err)) {
+        if (err == ENOENT || err == ENOTDIR) continue;
+        last_err = err;
+        last_index = static_cast<int32_t>(i);
+        if (err == EACCES) continue;
+        break;
+      }
+      plan->init_argv[plan->init_slot] = const_cast<char*>(cand);
+      sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
+      syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
+      last_err = errno;
+      last_index = -2;  // the init itself failed to start
+      break;
+    }
+    sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
+    execve(cand, plan->argv, plan->envp);
+    int err = errno;
+    sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
+    if (err == ENOENT || err == ENOTDIR) continue;
+    last_err = err;
+    last_index = static_cast<int32_t>(i);
+    if (err == EACCES) continue;
+    break;
+  }
+  fail(err_fd, STEP_EXEC, last_index, last_err);
+}
+
+}  // namespace nsbox

@@ -1,0 +1,127 @@
+// plan.h: the flat, fully resolved description of one container start.
+//
+// The parent builds a Plan on the JS thread (allocation is fine there), then clones. The child only
+// reads it: every string, array and number it needs is already here, so the code between clone3 and
+// execve makes raw system calls and nothing else. Nothing in this header may pull in napi.h.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace nsbox {
+
+// One filesystem operation, run in order before pivot_root. Paths are absolute host paths inside the
+// staging directory (the future root), already joined by the parent.
+enum OpKind : uint32_t {
+  OP_MOUNT = 1,    // mount(src, dst, fstype, flags, data)
+  OP_REMOUNT = 2,  // remount dst with flags | the lock-relevant flags it already has (statfs)
+  OP_MKDIR = 3,    // mkdir(dst, mode); an existing directory is fine
+  OP_TOUCH = 4,    // create an empty regular file dst (mode) if missing: a bind target for a file
+  OP_SYMLINK = 5,  // symlink(src, dst)
+  OP_MKNOD = 6,    // mknod(dst, mode, dev)
+};
+
+struct Op {
+  uint32_t kind;
+  uint32_t mode;
+  uint64_t dev;
+  unsigned long flags;
+  const char* src;
+  const char* dst;
+  const char* fstype;
+  const char* data;
+};
+
+// Fixed steps of the child path, in the order they run. Keep in sync with STEP_NAMES in lib/native.ts;
+// the glue exports the count so a mismatch is caught at load time.
+enum Step : int32_t {
+  STEP_NONE = 0,
+  STEP_SIGNALS = 1,      // reset dispositions
+  STEP_SETSID = 2,       // new session
+  STEP_STDIO = 3,        // dup2 of stdio and the init status fd
+  STEP_CGROUP_JOIN = 4,  // fallback join when clone3/CLONE_INTO_CGROUP is unavailable
+  STEP_PRIVATE = 5,      // make / private (MS_REC)
+  STEP_OP = 6,           // one of plan->ops; index says which
+  STEP_PIVOT = 7,        // pivot_root into the staging directory and detach the old root
+  STEP_HOSTNAME = 8,
+  STEP_NET_LO = 9,       // bring lo up in the new network namespace
+  STEP_CWD = 10,
+  STEP_RLIMIT = 11,      // index = position in plan->rlimits
+  STEP_KEYRING = 12,     // join a fresh session keyring
+  STEP_CAPS_BOUND = 13,  // drop from the bounding set; index = capability number
+  STEP_SETGROUPS = 14,
+  STEP_SETGID = 15,
+  STEP_SETUID = 16,
+  STEP_CAPS = 17,        // capset + clear ambient
+  STEP_NO_NEW_PRIVS = 18,
+  STEP_PDEATHSIG = 19,
+  STEP_FDS = 20,         // close every fd the container must not see
+  STEP_EXEC = 21,        // index = candidate that failed last (or -1)
+  STEP_PIPE = 22,        // parent: the error pipe could not be made
+  STEP_CLONE = 23,       // parent: clone3/clone failed
+  STEP_SYNC = 24,        // parent: the error pipe said something that is not a record
+  STEP_COUNT = 25,
+};
+
+// What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
+struct ErrorRecord {
+  int32_t step;
+  int32_t err;
+  int32_t index;
+  int32_t magic;  // kErrorMagic: guards against reading something that is not a record
+};
+constexpr int32_t kErrorMagic = 0x6e73627a;  // "nsbz"
+
+struct Rlimit {
+  int32_t resource;
+  uint64_t soft;
+  uint64_t hard;
+};
+
+struct Plan {
+  // clone
+  uint64_t clone_flags;  // CLONE_NEW* only; the spawner adds CLONE_PIDFD / CLONE_INTO_CGROUP
+  int cgroup_fd;         // O_DIRECTORY fd of the container's cgroup, or -1
+  bool cgroup_into;      // use CLONE_INTO_CGROUP (kernel >= 5.7); otherwise the child joins itself
+
+  // filesystem
+  const char* staging;  // the directory that becomes / (already exists on the host)
+  const Op* ops;
+  size_t n_ops;
+
+  // identity and environment
+  const char* hostname;  // nullptr: leave as is
+  bool net_lo_up;
+  const char* cwd;
+
+  const Rlimit* rlimits;
+  size_t n_rlimits;
+
+  bool new_keyring;
+  int cap_last;           // /proc/sys/kernel/cap_last_cap
+  uint64_t caps_keep;     // bounding = permitted = effective (for uid 0) = this mask
+  bool set_creds;
+  uint32_t uid;
+  uint32_t gid;
+  const uint32_t* groups;
+  size_t n_groups;
+  bool no_new_privs;
+  bool pdeathsig;
+
+  // fds: stdio[i] is dup'ed onto fd i (-1: leave fd i as inherited). status_fd goes to fd 3.
+  int stdio[3];
+  int status_fd;
+  int err_fd;  // write end of the error pipe (O_CLOEXEC)
+
+  // exec: try candidates in order (PATH lookup without allocating). With init_fd >= 0 the found
+  // candidate is written into init_argv[init_slot] and the init is run with execveat(init_fd).
+  const char* const* candidates;
+  size_t n_candidates;
+  char* const* argv;
+  char* const* envp;
+  int init_fd;
+  char** init_argv;
+  size_t init_slot;
+};
+
+}  // namespace nsbox

@@ -1,0 +1,113 @@
+// syscalls.h: thin raw wrappers for the system calls glibc 2.36 does not wrap (or wraps with
+// behaviour we do not want). All are async-signal-safe: they may be used between clone3 and execve.
+#pragma once
+
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace nsbox {
+namespace sys {
+
+// struct clone_args as of Linux 5.7 (CLONE_ARGS_SIZE_VER2), declared here so that older UAPI headers
+// still build.
+struct CloneArgs {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+  uint64_t set_tid;
+  uint64_t set_tid_size;
+  uint64_t cgroup;
+};
+
+inline long clone3(CloneArgs* args) { return syscall(SYS_clone3, args, sizeof(*args)); }
+
+// Legacy clone with a null stack behaves like fork; with CLONE_PIDFD the pidfd lands in *pidfd
+// (the parent_tid slot, see clone(2)).
+inline long clone_fork(unsigned long flags, int* pidfd) {
+  return syscall(SYS_clone, flags | SIGCHLD, nullptr, pidfd, nullptr, nullptr);
+}
+
+inline int pivot_root(const char* new_root, const char* put_old) {
+  return static_cast<int>(syscall(SYS_pivot_root, new_root, put_old));
+}
+
+inline int close_range(unsigned first, unsigned last, unsigned flags) {
+  return static_cast<int>(syscall(SYS_close_range, first, last, flags));
+}
+
+inline int pidfd_open(pid_t pid, unsigned flags) {
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, flags));
+}
+
+inline int pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+// waitid with the fifth (rusage) argument that glibc's wrapper hides.
+inline int waitid_rusage(int idtype, int id, siginfo_t* info, int options, struct rusage* ru) {
+  return static_cast<int>(syscall(SYS_waitid, idtype, id, info, options, ru));
+}
+
+// The kernel's struct sigaction (not glibc's): used to reset every disposition, including the
+// signals glibc reserves for itself.
+struct KernelSigaction {
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  uint64_t mask;
+};
+
+inline int rt_sigaction_default(int sig) {
+  KernelSigaction act = {};
+  act.handler = nullptr;  // SIG_DFL
+  return static_cast<int>(syscall(SYS_rt_sigaction, sig, &act, nullptr, sizeof(act.mask)));
+}
+
+inline int rt_sigprocmask(int how, const uint64_t* set, uint64_t* old) {
+  return static_cast<int>(syscall(SYS_rt_sigprocmask, how, set, old, sizeof(uint64_t)));
+}
+
+}  // namespace sys
+}  // namespace nsbox

@@ -1,0 +1,496 @@
+// addon.cc: the N-API side of nsbox. Marshals the plan that lib/plan.ts resolved into the flat
+// nsbox::Plan, calls the core spawner, and watches each container's pidfd on Node's own event loop
+// (uv_poll: no thread per child, no SIGCHLD handler, no waitpid(-1)). It makes no decision of its
+// own: validation and policy live in TypeScript, system calls in native/core.
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <uv.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <napi.h>
+
+#include "../core/plan.h"
+#include "../core/probe.h"
+#include "../core/spawn.h"
+#include "../core/syscalls.h"
+
+namespace {
+
+using nsbox::Op;
+using nsbox::Plan;
+
+// Owns every byte a Plan points to. Strings live in a deque so their addresses never move.
+struct PlanStorage {
+  std::deque<std::string> strings;
+  std::vector<Op> ops;
+  std::vector<nsbox::Rlimit> rlimits;
+  std::vector<uint32_t> groups;
+  std::vector<const char*> candidates;
+  std::vector<char*> argv, envp, init_argv;
+  Plan plan{};
+
+  const char* keep(const std::string& s) {
+    strings.push_back(s);
+    return strings.back().c_str();
+  }
+};
+
+bool ThrowType(Napi::Env env, const char* what) {
+  Napi::TypeError::New(env, std::string("nsbox native plan: ") + what).ThrowAsJavaScriptException();
+  return false;
+}
+
+bool GetString(Napi::Object o, const char* key, PlanStorage* st, const char** out, bool nullable) {
+  Napi::Value v = o.Get(key);
+  if (nullable && (v.IsNull() || v.IsUndefined())) {
+    *out = nullptr;
+    return true;
+  }
+  if (!v.IsString()) return ThrowType(o.Env(), key);
+  *out = st->keep(v.As<Napi::String>().Utf8Value());
+  return true;
+}
+
+bool GetNumber(Napi::Object o, const char* key, double* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) return ThrowType(o.Env(), key);
+  *out = v.As<Napi::Number>().DoubleValue();
+  return true;
+}
+
+bool GetBool(Napi::Object o, const char* key, bool* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) return ThrowType(o.Env(), key);
+  *out = v.As<Napi::Boolean>().Value();
+  return true;
+}
+
+bool GetStringArray(Napi::Object o, const char* key, PlanStorage* st, std::vector<char*>* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) return ThrowType(o.Env(), key);
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) return ThrowType(o.Env(), key);
+    out->push_back(const_cast<char*>(st->keep(e.As<Napi::String>().Utf8Value())));
+  }
+  out->push_back(nullptr);
+  return true;
+}
+
+// Turns the JS plan (see NativePlan in lib/native.ts) into PlanStorage. Returns false with a JS
+// exception pending when the shape is wrong: that is a bug in lib/, never a user error.
+bool BuildPlan(Napi::Object js, PlanStorage* st) {
+  Plan& p = st->plan;
+  double d;
+  bool b;
+  if (!GetNumber(js, "cloneFlags", &d)) return false;
+  p.clone_flags = static_cast<uint64_t>(d);
+  if (!GetNumber(js, "cgroupFd", &d)) return false;
+  p.cgroup_fd = static_cast<int>(d);
+  if (!GetBool(js, "cgroupInto", &b)) return false;
+  p.cgroup_into = b;
+  if (!GetString(js, "staging", st, &p.staging, false)) return false;
+
+  Napi::Value opsv = js.Get("ops");
+  if (!opsv.IsArray()) return ThrowType(js.Env(), "ops");
+  Napi::Array ops = opsv.As<Napi::Array>();
+  st->ops.resize(ops.Length());
+  for (uint32_t i = 0; i < ops.Length(); i++) {
+    Napi::Value ov = ops.Get(i);
+    if (!ov.IsObject()) return ThrowType(js.Env(), "ops[]");
+    Napi::Object o = ov.As<Napi::Object>();
+    Op& op = st->ops[i];
+    if (!GetNumber(o, "kind", &d)) return false;
+    op.kind = static_cast<uint32_t>(d);
+    if (!GetNumber(o, "mode", &d)) return false;
+    op.mode = static_cast<uint32_t>(d);
+    if (!GetNumber(o, "dev", &d)) return false;
+    op.dev = static_cast<uint64_t>(d);
+    if (!GetNumber(o, "flags", &d)) return false;
+    op.flags = static_cast<unsigned long>(d);
+    if (!GetString(o, "src", st, &op.src, true)) return false;
+    if (!GetString(o, "dst", st, &op.dst, false)) return false;
+    if (!GetString(o, "fstype", st, &op.fstype, true)) return false;
+    if (!GetString(o, "data", st, &op.data, true)) return false;
+  }
+  p.ops = st->ops.data();
+  p.n_ops = st->ops.size();
+
+  if (!GetString(js, "hostname", st, &p.hostname, true)) return false;
+  if (!GetBool(js, "netLoUp", &b)) return false;
+  p.net_lo_up = b;
+  if (!GetString(js, "cwd", st, &p.cwd, true)) return false;
+
+  Napi::Value rlv = js.Get("rlimits");
+  if (!rlv.IsArray()) return ThrowType(js.Env(), "rlimits");
+  Napi::Array rls = rlv.As<Napi::Array>();
+  for (uint32_t i = 0; i < rls.Length(); i++) {
+    Napi::Value e = rls.Get(i);
+    if (!e.IsArray() || e.As<Napi::Array>().Length() != 3) return ThrowType(js.Env(), "rlimits[]");
+    Napi::Array t = e.As<Napi::Array>();
+    nsbox::Rlimit r;
+    r.resource = t.Get(0u).As<Napi::Number>().Int32Value();
+    double soft = t.Get(1u).As<Napi::Number>().DoubleValue();
+    double hard = t.Get(2u).As<Napi::Number>().DoubleValue();
+    r.soft = soft < 0 ? RLIM_INFINITY : static_cast<uint64_t>(soft);
+    r.hard = hard < 0 ? RLIM_INFINITY : static_cast<uint64_t>(hard);
+    st->rlimits.push_back(r);
+  }
+  p.rlimits = st->rlimits.data();
+  p.n_rlimits = st->rlimits.size();
+
+  if (!GetBool(js, "newKeyring", &b)) return false;
+  p.new_keyring = b;
+  if (!GetNumber(js, "capLast", &d)) return false;
+  p.cap_last = static_cast<int>(d);
+  // 64-bit mask travels as a decimal string (a JS number cannot hold every bit).
+  const char* caps = nullptr;
+  if (!GetString(js, "capsKeep", st, &caps, false)) return false;
+  p.caps_keep = strtoull(caps, nullptr, 10);
+  if (!GetBool(js, "setCreds", &b)) return false;
+  p.set_creds = b;
+  if (!GetNumber(js, "uid", &d)) return false;
+  p.uid = static_cast<uint32_t>(d);
+  if (!GetNumber(js, "gid", &d)) return false;
+  p.gid = static_cast<uint32_t>(d);
+  Napi::Value gv = js.Get("groups");
+  if (!gv.IsArray()) return ThrowType(js.Env(), "groups");
+  Napi::Array ga = gv.As<Napi::Array>();
+  for (uint32_t i = 0; i < ga.Length(); i++) st->groups.push_back(ga.Get(i).As<Napi::Number>().Uint32Value());
+  p.groups = st->groups.data();
+  p.n_groups = st->groups.size();
+  if (!GetBool(js, "noNewPrivs", &b)) return false;
+  p.no_new_privs = b;
+  if (!GetBool(js, "pdeathsig", &b)) return false;
+  p.pdeathsig = b;
+
+  Napi::Value sv = js.Get("stdio");
+  if (!sv.IsArray() || sv.As<Napi::Array>().Length() != 3) return ThrowType(js.Env(), "stdio");
+  for (uint32_t i = 0; i < 3; i++) p.stdio[i] = sv.As<Napi::Array>().Get(i).As<Napi::Number>().Int32Value();
+  if (!GetNumber(js, "statusFd", &d)) return false;
+  p.status_fd = static_cast<int>(d);
+  p.err_fd = -1;
+
+  std::vector<char*> cands;
+  if (!GetStringArray(js, "candidates", st, &cands)) return false;
+  for (char* c : cands)
+    if (c) st->candidates.push_back(c);
+  p.candidates = st->candidates.data();
+  p.n_candidates = st->candidates.size();
+  if (!GetStringArray(js, "argv", st, &st->argv)) return false;
+  if (!GetStringArray(js, "envp", st, &st->envp)) return false;
+  p.argv = st->argv.data();
+  p.envp = st->envp.data();
+  if (!GetNumber(js, "initFd", &d)) return false;
+  p.init_fd = static_cast<int>(d);
+  if (p.init_fd >= 0) {
+    if (!GetStringArray(js, "initArgv", st, &st->init_argv)) return false;
+    if (!GetNumber(js, "initSlot", &d)) return false;
+    p.init_slot = static_cast<size_t>(d);
+    if (p.init_slot + 1 >= st->init_argv.size()) return ThrowType(js.Env(), "initSlot");
+    p.init_argv = st->init_argv.data();
+  } else {
+    p.init_argv = nullptr;
+    p.init_slot = 0;
+  }
+  return true;
+}
+
+// One live container process: its pidfd, watched with uv_poll until it has exited and been reaped.
+class Process : public Napi::ObjectWrap<Process> {
+ public:
+  static Napi::FunctionReference* ctor;
+
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "Process",
+                                   {InstanceMethod("watch", &Process::Watch),
+                                    InstanceMethod("signal", &Process::Signal),
+                                    InstanceMethod("ref", &Process::DoRef),
+                                    InstanceMethod("unref", &Process::DoUnref)});
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+
+  explicit Process(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Process>(info) {}
+  ~Process() override { CloseFds(); }
+
+  void Adopt(int pidfd, int status_fd) {
+    pidfd_ = pidfd;
+    status_fd_ = status_fd;
+  }
+
+ private:
+  // watch(cb): cb(exitCode|null, signal|null, cpuUsageUs, initStatus|null) once, on exit.
+  Napi::Value Watch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction() || poll_ || pidfd_ < 0) {
+      Napi::TypeError::New(env, "watch(callback) once on a live process").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    int rc = uv_poll_init(loop, poll_, pidfd_);
+    if (rc != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    poll_->data = this;
+    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+    Ref();  // stay alive until the exit was delivered, whatever JS does with the handle
+    uv_poll_start(poll_, UV_READABLE, &Process::OnReadable);
+    return env.Undefined();
+  }
+
+  // signal(n): 0 or an errno (ESRCH once the process is gone and reaped).
+  Napi::Value Signal(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int sig = info[0].As<Napi::Number>().Int32Value();
+    if (pidfd_ < 0) return Napi::Number::New(env, ESRCH);
+    int rc = nsbox::sys::pidfd_send_signal(pidfd_, sig);
+    return Napi::Number::New(env, rc == 0 ? 0 : errno);
+  }
+
+  Napi::Value DoRef(const Napi::CallbackInfo& info) {
+    if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+  Napi::Value DoUnref(const Napi::CallbackInfo& info) {
+    if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  void CloseFds() {
+    if (pidfd_ >= 0) close(pidfd_);
+    if (status_fd_ >= 0) close(status_fd_);
+    pidfd_ = status_fd_ = -1;
+  }
+
+  static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
+    Process* self = static_cast<Process*>(handle->data);
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    if (status < 0) return;  // spurious error: the pidfd stays readable until reaped
+    int rc;
+    do {
+      rc = nsbox::sys::waitid_rusage(P_PIDFD, self->pidfd_, &si, WEXITED | WNOHANG, &ru);
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0 && si.si_pid == 0) return;  // not yet exited (should not happen when readable)
+
+    int init_status = -1;
+    if (self->status_fd_ >= 0) {
+      int v;
+      ssize_t n = read(self->status_fd_, &v, sizeof(v));
+      if (n == static_cast<ssize_t>(sizeof(v))) init_status = v;
+    }
+    uv_poll_stop(handle);
+    uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    self->poll_ = nullptr;
+    self->CloseFds();
+
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Value code = env.Null(), sig = env.Null();
+    if (rc == 0) {
+      if (si.si_code == CLD_EXITED)
+        code = Napi::Number::New(env, si.si_status);
+      else
+        sig = Napi::Number::New(env, si.si_status);
+    }
+    double cpu_us = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+                    static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    Napi::Value ist = init_status >= 0 ? Napi::Number::New(env, init_status) : env.Null();
+    Napi::FunctionReference cb = std::move(self->callback_);
+    self->Unref();
+    cb.MakeCallback(env.Global(), {code, sig, Napi::Number::New(env, cpu_us), ist});
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  int pidfd_ = -1;
+  int status_fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+};
+
+Napi::FunctionReference* Process::ctor = nullptr;
+
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) return (ThrowType(env, "plan"), env.Undefined());
+  auto st = std::make_unique<PlanStorage>();
+  if (!BuildPlan(info[0].As<Napi::Object>(), st.get())) return env.Undefined();
+
+  nsbox::SpawnOutcome out;
+  nsbox::spawn(st->plan, &out);
+
+  Napi::Object res = Napi::Object::New(env);
+  res.Set("usedClone3", Napi::Boolean::New(env, out.used_clone3));
+  if (out.error.step != nsbox::STEP_NONE) {
+    res.Set("step", Napi::Number::New(env, out.error.step));
+    res.Set("errno", Napi::Number::New(env, out.error.err));
+    res.Set("index", Napi::Number::New(env, out.error.index));
+    return res;
+  }
+  Napi::Object proc = Process::ctor->New({});
+  // The status fd (init's report) is read by the watcher; dup it so the JS side can close its copy.
+  int status_fd = -1;
+  if (st->plan.status_fd >= 0) status_fd = fcntl(st->plan.status_fd, F_DUPFD_CLOEXEC, 3);
+  if (status_fd >= 0) fcntl(status_fd, F_SETFL, O_NONBLOCK);
+  Process::Unwrap(proc)->Adopt(out.pidfd, status_fd);
+  res.Set("pid", Napi::Number::New(env, out.pid));
+  res.Set("process", proc);
+  return res;
+}
+
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    Napi::Error e = Napi::Error::New(env, std::string("pipe2: ") + strerror(errno));
+    e.Set("errno", Napi::Number::New(env, errno));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, fds[0]));
+  a.Set(1u, Napi::Number::New(env, fds[1]));
+  return a;
+}
+
+// sealedMemfd(path): the file's bytes in a memfd that nobody can write, shrink or grow any more.
+// Executing the init from it means /proc/<pid>/exe inside a container never leads to a host file.
+Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  auto fail = [&](const char* sc) {
+    int err = errno;
+    Napi::Error e = Napi::Error::New(env, std::string(sc) + " '" + path + "': " + strerror(err));
+    e.Set("errno", Napi::Number::New(env, err));
+    e.Set("syscall", Napi::String::New(env, sc));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  };
+  int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (src < 0) return fail("open");
+  int mfd = memfd_create("nsbox-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (mfd < 0) {
+    close(src);
+    return fail("memfd_create");
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(src, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      close(src);
+      close(mfd);
+      return fail("read");
+    }
+    if (n == 0) break;
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(mfd, buf + off, static_cast<size_t>(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        close(src);
+        close(mfd);
+        return fail("write");
+      }
+      off += w;
+    }
+  }
+  close(src);
+  if (fchmod(mfd, 0555) != 0 ||
+      fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    close(mfd);
+    return fail("fcntl");
+  }
+  return Napi::Number::New(env, mfd);
+}
+
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  nsbox::SyscallReport r = nsbox::probe_syscalls();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("clone3", r.clone3);
+  o.Set("pidfd", r.pidfd);
+  o.Set("closeRange", r.close_range);
+  o.Set("openat2", r.openat2);
+  o.Set("newMountApi", r.new_mount_api);
+  o.Set("mountSetattr", r.mount_setattr);
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Process", Process::Init(env));
+  exports.Set("spawn", Napi::Function::New(env, Spawn));
+  exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
+  exports.Set("probe", Napi::Function::New(env, Probe));
+  Napi::Object c = Napi::Object::New(env);
+#define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))
+  K(CLONE_NEWNS);
+  K(CLONE_NEWPID);
+  K(CLONE_NEWUTS);
+  K(CLONE_NEWIPC);
+  K(CLONE_NEWNET);
+  K(CLONE_NEWCGROUP);
+  K(CLONE_NEWUSER);
+  K(MS_RDONLY);
+  K(MS_NOSUID);
+  K(MS_NODEV);
+  K(MS_NOEXEC);
+  K(MS_BIND);
+  K(MS_REC);
+  K(MS_PRIVATE);
+  K(MS_STRICTATIME);
+  K(MS_RELATIME);
+  K(MS_NOATIME);
+  K(RLIMIT_NOFILE);
+  K(RLIMIT_CORE);
+  K(RLIMIT_NPROC);
+  K(RLIMIT_STACK);
+  K(RLIMIT_AS);
+  K(RLIMIT_CPU);
+  K(RLIMIT_FSIZE);
+  K(RLIMIT_MEMLOCK);
+  K(RLIMIT_DATA);
+  K(RLIMIT_MSGQUEUE);
+  K(RLIMIT_NICE);
+  K(RLIMIT_RTPRIO);
+  K(RLIMIT_RTTIME);
+  K(RLIMIT_SIGPENDING);
+  K(RLIMIT_LOCKS);
+#undef K
+  c.Set("OP_MOUNT", Napi::Number::New(env, nsbox::OP_MOUNT));
+  c.Set("OP_REMOUNT", Napi::Number::New(env, nsbox::OP_REMOUNT));
+  c.Set("OP_MKDIR", Napi::Number::New(env, nsbox::OP_MKDIR));
+  c.Set("OP_TOUCH", Napi::Number::New(env, nsbox::OP_TOUCH));
+  c.Set("OP_SYMLINK", Napi::Number::New(env, nsbox::OP_SYMLINK));
+  c.Set("OP_MKNOD", Napi::Number::New(env, nsbox::OP_MKNOD));
+  c.Set("STEP_COUNT", Napi::Number::New(env, nsbox::STEP_COUNT));
+  exports.Set("constants", c);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(nsbox, Init)

@@ -1,0 +1,251 @@
+/*
+ * init.c - nsbox-init, the tiny PID 1 that nsbox bundles into "app" containers.
+ *
+ * The kernel gives PID 1 of a pid namespace special duties: orphans are
+ * re-parented to it and must be reaped, it only receives signals it handles,
+ * and when it exits every other process in the namespace is SIGKILLed. Most
+ * commands are not written to be PID 1, so nsbox runs this instead, which:
+ *   - starts the command (already resolved to an absolute path) as its child,
+ *   - reaps every child, including adopted orphans,
+ *   - forwards signals that come from OUTSIDE the container to the command,
+ *     and ignores signals sent by processes inside the container,
+ *   - reports the command's raw wait status on --status-fd and exits with its
+ *     exit code (or 128 + signal), which tears the namespace down.
+ * With no command ("machine mode") it only reaps, until the halt signal comes
+ * from outside: then SIGTERM everyone, wait up to --grace-ms, SIGKILL the rest.
+ *
+ * Usage: nsbox-init [--status-fd N] [--grace-ms MS] [--halt-signal SIG] [-- /abs/cmd arg...]
+ *
+ * Built without libc (see nolibc.h) so the static binary is a few KB. Signals
+ * are handled synchronously: all are blocked and dequeued with rt_sigtimedwait,
+ * so there are no handlers, no polling and no async-signal-safety concerns.
+ * No dynamic allocation anywhere. Exit code 125 means init itself failed.
+ */
+#include "nolibc.h"
+
+static pid_t main_pid;      /* 0 in machine mode */
+static int status_fd = -1;
+static int grace_ms = 10000;
+static int halt_sig = SIGTERM;
+
+static void die(const char *msg)
+{
+	nl_puts(2, "nsbox-init: ");
+	nl_puts(2, msg);
+	nl_puts(2, "\n");
+	nl_exit(125);
+}
+
+/* Every signal except the two the kernel never lets us catch. */
+static ksigset_t all_catchable(void)
+{
+	return ~0UL & ~SIGBIT(SIGKILL) & ~SIGBIT(SIGSTOP);
+}
+
+/* Child side of the spawn. Runs in a full copy of init (fork semantics). */
+static __attribute__((noreturn)) void exec_child(char **argv, char **envp)
+{
+	ksigset_t empty = 0;
+	pid_t self = (pid_t)sys0(NR_getpid);
+	char tios[64]; /* struct termios is 60 bytes; only used to test for a tty */
+	char num[12];
+	long r;
+
+	/* Own process group, same session as init (the creator made the session). */
+	sys2(NR_setpgid, 0, 0);
+	/* Take the terminal foreground if stdin is a tty. Must happen BEFORE the
+	 * mask is cleared: we are a background pgrp until this succeeds, and the
+	 * kernel only allows TIOCSPGRP from the background while SIGTTOU is blocked
+	 * (otherwise we would be stopped). Errors (not our ctty) are ignored. */
+	if (sys3(NR_ioctl, 0, TCGETS, tios) == 0)
+		sys3(NR_ioctl, 0, TIOCSPGRP, &self);
+	/* Dispositions were already reset to SIG_DFL by init; now unblock all. */
+	sys4(NR_rt_sigprocmask, SIG_SETMASK, &empty, NULL, KSIGSET_SIZE);
+
+	r = sys3(NR_execve, argv[0], argv, envp);
+
+	nl_puts(2, "nsbox-init: exec ");
+	nl_puts(2, argv[0]);
+	nl_puts(2, ": errno ");
+	nl_puts(2, nl_utoa((unsigned int)-r, num));
+	nl_puts(2, "\n");
+	nl_exit((r == -EACCES || r == -ENOEXEC) ? 126 : 127);
+}
+
+/* Reap everything that has exited. Returns -ECHILD once no children remain,
+ * 0 otherwise. Exits (after reporting) as soon as the main child is reaped. */
+static long reap_all(void)
+{
+	for (;;) {
+		int st = 0;
+		long pid = sys4(NR_wait4, -1, &st, WNOHANG, NULL);
+		if (pid == -EINTR)
+			continue;
+		if (pid == -ECHILD)
+			return -ECHILD;
+		if (pid <= 0)
+			return 0;
+		if (main_pid && pid == main_pid) {
+			/* Report first, then exit: our exit kills the namespace. */
+			if (status_fd >= 0) {
+				long w;
+				do
+					w = sys3(NR_write, status_fd, &st, sizeof st);
+				while (w == -EINTR);
+			}
+			if ((st & 0x7f) == 0)
+				nl_exit((st >> 8) & 0xff);    /* WEXITSTATUS */
+			nl_exit(128 + (st & 0x7f));        /* WTERMSIG */
+		}
+	}
+}
+
+/* A signal from outside the container has si_pid 0 (the sender is not
+ * visible in our pid namespace); kernel-generated signals carry no pid. */
+static int from_inside(const struct ksiginfo *si)
+{
+	int c = si->si_code;
+	return (c == SI_USER || c == SI_QUEUE || c == SI_TKILL) && si->u.kill.pid != 0;
+}
+
+static long now_ms(void)
+{
+	struct kts ts;
+	sys2(NR_clock_gettime, CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Machine-mode shutdown: SIGTERM all, grace period, SIGKILL all, reap all. */
+static __attribute__((noreturn)) void halt(ksigset_t set)
+{
+	long deadline = now_ms() + grace_ms;
+	struct ksiginfo si;
+	int st;
+
+	sys2(NR_kill, -1, SIGTERM); /* -1 from PID 1: everyone in the ns but us */
+	for (;;) {
+		long left;
+		struct kts ts;
+		int others = 0;
+		if (reap_all() == -ECHILD) {
+			/* No children left, but processes that joined the namespace
+			 * with setns() are not our children until their outside
+			 * parent dies; kill(-1, 0) tells whether anyone is left. */
+			if (sys2(NR_kill, -1, 0) == -ESRCH)
+				nl_exit(0); /* everyone left before the deadline */
+			others = 1;
+		}
+		left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		/* Non-children raise no SIGCHLD, so only in that case re-check
+		 * every 100 ms (shutdown only; the main loop never polls). */
+		if (others && left > 100)
+			left = 100;
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+		/* Sleeps until a signal (SIGCHLD: someone exited) or the deadline.
+		 * Other signals are simply dropped during shutdown. */
+		sys4(NR_rt_sigtimedwait, &set, &si, &ts, KSIGSET_SIZE);
+	}
+	/* Re-send SIGKILL before every blocking wait, so that a process forked
+	 * concurrently with the previous kill(-1) cannot keep us waiting. */
+	do
+		sys2(NR_kill, -1, SIGKILL);
+	while (sys4(NR_wait4, -1, &st, 0, NULL) != -ECHILD);
+	nl_exit(0);
+}
+
+int main(int argc, char **argv, char **envp)
+{
+	ksigset_t set = all_catchable();
+	char **cmd = NULL;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (nl_streq(a, "--")) {
+			if (i + 1 < argc)
+				cmd = &argv[i + 1];
+			break;
+		} else if (i + 1 < argc && nl_streq(a, "--status-fd")) {
+			if ((status_fd = nl_atoi(argv[++i])) < 0)
+				die("bad --status-fd");
+		} else if (i + 1 < argc && nl_streq(a, "--grace-ms")) {
+			if ((grace_ms = nl_atoi(argv[++i])) < 0)
+				die("bad --grace-ms");
+		} else if (i + 1 < argc && nl_streq(a, "--halt-signal")) {
+			halt_sig = nl_atoi(argv[++i]);
+			if (halt_sig < 1 || halt_sig > NSIG_MAX || halt_sig == SIGKILL ||
+			    halt_sig == SIGSTOP || halt_sig == SIGCHLD)
+				die("bad --halt-signal");
+		} else {
+			die("usage: nsbox-init [--status-fd N] [--grace-ms MS] "
+			    "[--halt-signal SIG] [-- /abs/cmd arg...]");
+		}
+	}
+	if (cmd && cmd[0][0] != '/')
+		die("command path must be absolute");
+
+	sys2(NR_prctl, PR_SET_NAME, "nsbox-init");
+	/* No-op as PID 1; makes us adopt orphans if ever run below a PID 1. */
+	sys2(NR_prctl, PR_SET_CHILD_SUBREAPER, 1);
+
+	/* 1. Block signals first, so nothing that arrives from here on is lost:
+	 *    it stays pending until rt_sigtimedwait dequeues it. */
+	sys4(NR_rt_sigprocmask, SIG_BLOCK, &set, NULL, KSIGSET_SIZE);
+
+	/* 2. Reset every disposition to SIG_DFL. The creator (e.g. Node, which
+	 *    ignores SIGPIPE) may have left signals ignored; ignored dispositions
+	 *    survive execve and would leak into the command, and an ignored
+	 *    SIGCHLD would make the kernel auto-reap, losing the exit status. */
+	for (i = 1; i <= NSIG_MAX; i++) {
+		struct ksigaction sa;
+		if (i == SIGKILL || i == SIGSTOP)
+			continue;
+		memset(&sa, 0, sizeof sa);
+		sa.handler = SIG_DFL;
+		sys4(NR_rt_sigaction, i, &sa, NULL, KSIGSET_SIZE);
+	}
+
+	/* 3. Nothing inherited above stderr may leak into the command. We only
+	 *    mark fds close-on-exec (init itself keeps using the status fd). */
+	if (sys3(NR_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		for (i = 3; i < 1024; i++) { /* kernels < 5.11 */
+			long fl = sys2(NR_fcntl, i, F_GETFD);
+			if (fl >= 0)
+				sys3(NR_fcntl, i, F_SETFD, fl | FD_CLOEXEC);
+		}
+	}
+	if (status_fd >= 0 && sys3(NR_fcntl, status_fd, F_SETFD, FD_CLOEXEC) < 0)
+		die("bad --status-fd (not open)");
+
+	/* 4. Spawn the command (fork semantics: clone with only SIGCHLD). It
+	 *    inherits the blocked mask; exec_child clears it after tty setup. */
+	if (cmd) {
+		long pid = sys6(NR_clone, SIGCHLD, 0, 0, 0, 0, 0);
+		if (pid < 0)
+			die("clone failed");
+		if (pid == 0)
+			exec_child(cmd, envp);
+		main_pid = (pid_t)pid;
+	}
+
+	/* 5. Event loop: sleep in rt_sigtimedwait until a signal is pending. */
+	for (;;) {
+		struct ksiginfo si;
+		long sig = sys4(NR_rt_sigtimedwait, &set, &si, NULL, KSIGSET_SIZE);
+		if (sig <= 0)
+			continue; /* -EINTR (e.g. after SIGSTOP/SIGCONT from outside) */
+		if (sig == SIGCHLD) {
+			reap_all();
+			continue;
+		}
+		if (from_inside(&si))
+			continue;
+		if (main_pid)
+			sys2(NR_kill, main_pid, sig);
+		else if (sig == halt_sig)
+			halt(set);
+	}
+}

@@ -165,6 +165,10 @@ export class Container extends EventEmitter {
       await this.#cgroup.remove();
     }
     this.#final = stats;
+    // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its
+    // pipe reaches end-of-file and closes instead of holding an fd forever.
+    this.stdin?.destroy();
+    for (const s of [this.stdout, this.stderr]) if (s && s.readableFlowing === null) s.resume();
     const info: ExitInfo = {
       exitCode: code,
       signal: sig === null ? null : SIGNAL_NAMES.get(sig) ?? `SIG${sig}`,
@@ -302,6 +306,7 @@ function start(o: ResolvedAppOptions): Container {
       cgroupInto: true,
       stdio,
       statusFd: statusWrite,
+      statusRead,
       initFd: init,
       initArgv: init >= 0 ? ['nsbox-init', '--status-fd', '3', '--', '', ...o.command.slice(1)] : [],
       initSlot: 4,

@@ -36,6 +36,8 @@ export interface NativePlan {
   pdeathsig: boolean;
   stdio: [number, number, number];
   statusFd: number;
+  /** Parent's read end of the status pipe; the addon keeps a dup for the exit watcher. */
+  statusRead: number;
   candidates: string[];
   argv: string[];
   envp: string[];

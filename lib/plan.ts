@@ -361,7 +361,7 @@ export function errorFromRecord(
 export type { OpList };
 
 /** Everything but fds: the part of a NativePlan that follows from the options alone. */
-export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number): { plan: Omit<NativePlan, 'cgroupFd' | 'cgroupInto' | 'stdio' | 'statusFd' | 'initFd'>; meta: OpMeta[]; candidates: string[] } {
+export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number): { plan: Omit<NativePlan, 'cgroupFd' | 'cgroupInto' | 'stdio' | 'statusFd' | 'statusRead' | 'initFd'>; meta: OpMeta[]; candidates: string[] } {
   const K = native().constants;
   const L = buildFsOps(o, staging);
   let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;

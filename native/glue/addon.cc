@@ -351,9 +351,11 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     return res;
   }
   Napi::Object proc = Process::ctor->New({});
-  // The status fd (init's report) is read by the watcher; dup it so the JS side can close its copy.
+  // The read end of the init's status pipe is read by the watcher; dup it so JS can close its copy.
   int status_fd = -1;
-  if (st->plan.status_fd >= 0) status_fd = fcntl(st->plan.status_fd, F_DUPFD_CLOEXEC, 3);
+  Napi::Value sr = info[0].As<Napi::Object>().Get("statusRead");
+  if (sr.IsNumber() && sr.As<Napi::Number>().Int32Value() >= 0)
+    status_fd = fcntl(sr.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 3);
   if (status_fd >= 0) fcntl(status_fd, F_SETFL, O_NONBLOCK);
   Process::Unwrap(proc)->Adopt(out.pidfd, status_fd);
   res.Set("pid", Napi::Number::New(env, out.pid));

@@ -1,0 +1,155 @@
+// Shared test helpers: the fixtures (a static probe binary and a busybox rootfs, built once per
+// checkout) and the leak counters every suite checks after it has run containers.
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+const root = path.join(__dirname, '..');
+const fixturesDir = path.join(__dirname, '.fixtures');
+
+/** Builds `out` with `make(tmp)` unless it exists; atomic, so parallel test files never see half. */
+function once(out, make) {
+  if (fs.existsSync(out)) return out;
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  make(tmp);
+  try {
+    fs.renameSync(tmp, out);
+  } catch (e) {
+    // Another test file won the race (rename onto a non-empty directory fails): use theirs.
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(out)) throw e;
+  }
+  return out;
+}
+
+/** The static probe (test/probe/probe.c) that reports from inside a container. */
+function probeBinary() {
+  const src = path.join(__dirname, 'probe', 'probe.c');
+  const out = path.join(fixturesDir, 'probe');
+  if (fs.existsSync(out) && fs.statSync(out).mtimeMs < fs.statSync(src).mtimeMs) fs.rmSync(out);
+  return once(out, (tmp) => {
+    execFileSync(process.env.CC || 'cc', ['-O2', '-static', '-Wall', '-Wextra', '-o', tmp, src], { stdio: 'inherit' });
+  });
+}
+
+function findBusybox() {
+  for (const p of ['/bin/busybox', '/usr/bin/busybox']) {
+    if (fs.existsSync(p)) {
+      const out = execFileSync('file', ['-L', p]).toString();
+      if (/statically linked|static-pie/.test(out)) return p;
+    }
+  }
+  return null;
+}
+
+/**
+ * A minimal busybox rootfs with the probe at /probe and empty /proc, /dev, /tmp, /sys mount points.
+ * Returns null (with the reason) when no static busybox is installed.
+ */
+function busyboxRootfs() {
+  const bb = findBusybox();
+  if (!bb) return { rootfs: null, reason: 'no static busybox (Debian package busybox-static)' };
+  const probe = probeBinary();
+  const rootfs = once(path.join(fixturesDir, 'busybox-rootfs'), (tmp) => {
+    for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'proc', 'dev', 'tmp', 'sys', 'etc', 'root', 'var', 'run']) {
+      fs.mkdirSync(path.join(tmp, d), { recursive: true });
+    }
+    fs.copyFileSync(bb, path.join(tmp, 'bin/busybox'));
+    fs.chmodSync(path.join(tmp, 'bin/busybox'), 0o755);
+    const applets = execFileSync(bb, ['--list-full']).toString().trim().split('\n');
+    for (const a of applets) {
+      const p = path.join(tmp, a);
+      if (!fs.existsSync(p)) fs.symlinkSync('/bin/busybox', p);
+    }
+    fs.copyFileSync(probe, path.join(tmp, 'probe'));
+    fs.chmodSync(path.join(tmp, 'probe'), 0o755);
+    fs.writeFileSync(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+    fs.writeFileSync(path.join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
+  });
+  return { rootfs, reason: null };
+}
+
+function countCgroups() {
+  const { detectCgroupHost } = require('../dist/cgroup');
+  const host = detectCgroupHost();
+  if (!host.base) return 0;
+  try {
+    return fs.readdirSync(host.base).filter((n) => n.startsWith(`${process.pid}.`)).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Zombie children of this process (never reaped). */
+function zombies() {
+  let n = 0;
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' && Number(rest[1]) === process.pid) n++;
+  }
+  return n;
+}
+
+/** Live (non-zombie) child processes of this process. */
+function liveChildren() {
+  let n = 0;
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (rest[0] !== 'Z' && Number(rest[1]) === process.pid) n++;
+    } catch {
+      /* gone */
+    }
+  }
+  return n;
+}
+
+function threads() {
+  return Number(/^Threads:\s+(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+}
+
+/** What a container could leave behind: a snapshot to compare before and after. */
+function snapshot() {
+  return {
+    fds: fs.readdirSync('/proc/self/fd').length,
+    zombies: zombies(),
+    children: liveChildren(),
+    mounts: fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
+    cgroups: countCgroups(),
+  };
+}
+
+/** Asserts nothing was left since `before` (fds are given a moment: sockets close on next tick). */
+async function assertNoLeaks(t, before, what = 'after the containers') {
+  await new Promise((r) => setTimeout(r, 50));
+  const after = snapshot();
+  t.same(after, before, `nothing left behind ${what} (fds, zombies, children, mounts, cgroups)`);
+}
+
+function isRoot() {
+  return process.getuid() === 0;
+}
+
+module.exports = {
+  root,
+  probeBinary,
+  busyboxRootfs,
+  snapshot,
+  assertNoLeaks,
+  threads,
+  zombies,
+  isRoot,
+  countCgroups,
+};

@@ -62,6 +62,8 @@ export interface NativeBinding {
   spawn(plan: NativePlan): SpawnResult;
   pipe(): [number, number];
   sealedMemfd(path: string): number;
+  /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
+  setCloexec(fd: number, on: boolean): number;
   probe(): {
     clone3: boolean;
     pidfd: boolean;

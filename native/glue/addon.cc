@@ -428,6 +428,14 @@ Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, mfd);
 }
 
+// setCloexec(fd, on): for tests that need an fd the way a careless native module leaves it.
+Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  bool on = info[1].As<Napi::Boolean>().Value();
+  int rc = fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0);
+  return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
+}
+
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   nsbox::SyscallReport r = nsbox::probe_syscalls();
@@ -447,6 +455,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   Napi::Object c = Napi::Object::New(env);
 #define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))
   K(CLONE_NEWNS);

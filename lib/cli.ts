@@ -132,9 +132,9 @@ function nearest(name: string, known: readonly string[]): string | undefined {
 }
 
 function unknownFlag(flag: string, cmd: string, known: readonly string[]): UsageError {
-  const near = nearest(flag, known.filter((k) => k !== '--help'));
+  const near = nearest(flag, known);
   const hint = near ? `; did you mean ${near}?` : '';
-  return new UsageError(`unknown flag ${flag} for '${cmd}'${hint} (see 'nsbox ${cmd.replace(/^nsbox /, '')} --help')`);
+  return new UsageError(`unknown flag ${flag} for '${cmd}'${hint} (see '${cmd} --help')`);
 }
 
 interface ParsedRun {

@@ -1,0 +1,91 @@
+// Bad options: a TypeError or RangeError with a Node-style code, thrown before anything starts,
+// and nothing left behind.
+'use strict';
+const t = require('tap');
+const { run, spawn } = require('..');
+const { snapshot, assertNoLeaks } = require('./helpers');
+
+const cases = [
+  // [what, options, error class, code, message pattern]
+  ['options that are not an object', 'ls', TypeError, 'ERR_INVALID_ARG_TYPE', /"options"/],
+  ['a missing command', {}, TypeError, 'ERR_INVALID_ARG_TYPE', /"command"/],
+  ['a command that is a string', { command: 'ls -l' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"command"/],
+  ['an empty command', { command: [] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"command"/],
+  ['a command with a number in it', { command: ['ls', 1] }, TypeError, 'ERR_INVALID_ARG_TYPE', /"command\[1\]"/],
+  ['a command with an empty argv[0]', { command: [''] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"command\[0\]"/],
+  ['a command with a null byte', { command: ['ls\0x'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /null bytes/],
+  ['a misspelled option name', { command: ['true'], comand: ['x'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /did you mean "command"/],
+  ['a misspelled limit name', { command: ['true'], limits: { memroy: '1M' } }, TypeError, 'ERR_INVALID_ARG_VALUE', /did you mean "limits.memory"/],
+  ['a relative rootfs', { command: ['true'], rootfs: 'rootfs' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"rootfs".*absolute/],
+  ['a rootfs with ..', { command: ['true'], rootfs: '/srv/../etc' }, TypeError, 'ERR_INVALID_ARG_VALUE', /'\.\.'/],
+  ['a rootfs that is a number', { command: ['true'], rootfs: 5 }, TypeError, 'ERR_INVALID_ARG_TYPE', /"rootfs"/],
+  ['a relative cwd', { command: ['true'], cwd: 'tmp' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"cwd"/],
+  ['a cwd that climbs out with ..', { command: ['true'], cwd: '/../../etc' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"cwd"/],
+  ['an empty hostname', { command: ['true'], hostname: '' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"hostname"/],
+  ['a hostname with a space', { command: ['true'], hostname: 'a b' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"hostname"/],
+  ['a hostname over 64 characters', { command: ['true'], hostname: 'a'.repeat(65) }, TypeError, 'ERR_INVALID_ARG_VALUE', /"hostname"/],
+  ['a hostname starting with a hyphen', { command: ['true'], hostname: '-x' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"hostname"/],
+  ['readonly as a string', { command: ['true'], readonly: 'yes' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"readonly"/],
+  ['env as an array', { command: ['true'], env: ['A=1'] }, TypeError, 'ERR_INVALID_ARG_TYPE', /"env"/],
+  ['an env value that is a number', { command: ['true'], env: { A: 1 } }, TypeError, 'ERR_INVALID_ARG_TYPE', /"env.A"/],
+  ['an env key with =', { command: ['true'], env: { 'A=B': '1' } }, TypeError, 'ERR_INVALID_ARG_VALUE', /env key/],
+  ['a negative uid', { command: ['true'], user: { uid: -1, gid: 0 } }, RangeError, 'ERR_OUT_OF_RANGE', /"user.uid"/],
+  ['a NaN gid', { command: ['true'], user: { uid: 0, gid: NaN } }, RangeError, 'ERR_OUT_OF_RANGE', /"user.gid"/],
+  ['a fractional uid', { command: ['true'], user: { uid: 1.5, gid: 0 } }, RangeError, 'ERR_OUT_OF_RANGE', /"user.uid"/],
+  ['a user without gid', { command: ['true'], user: { uid: 0 } }, TypeError, 'ERR_INVALID_ARG_TYPE', /"user.gid"/],
+  ['mounts that are not an array', { command: ['true'], mounts: {} }, TypeError, 'ERR_INVALID_ARG_TYPE', /"mounts"/],
+  ['a mount of unknown type', { command: ['true'], mounts: [{ type: 'nfs', target: '/x' }] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"mounts\[0\].type"/],
+  ['a mount target of ..', { command: ['true'], mounts: [{ type: 'tmpfs', target: '..' }] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"mounts\[0\].target"/],
+  ['a mount target climbing with ..', { command: ['true'], mounts: [{ type: 'bind', source: '/etc', target: '/x/../../etc' }] }, TypeError, 'ERR_INVALID_ARG_VALUE', /'\.\.'/],
+  ['a mount target of /', { command: ['true'], mounts: [{ type: 'tmpfs', target: '/' }] }, TypeError, 'ERR_INVALID_ARG_VALUE', /must not be '\/'/],
+  ['a relative bind source', { command: ['true'], mounts: [{ type: 'bind', source: 'etc', target: '/x' }] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"mounts\[0\].source"/],
+  ['a tmpfs size of 12X', { command: ['true'], mounts: [{ type: 'tmpfs', target: '/x', size: '12X' }] }, RangeError, 'ERR_INVALID_ARG_VALUE', /"mounts\[0\].size"/],
+  ['a negative tmpfs size', { command: ['true'], mounts: [{ type: 'tmpfs', target: '/x', size: -1 }] }, RangeError, 'ERR_OUT_OF_RANGE', /size/],
+  ['an unknown mount option', { command: ['true'], mounts: [{ type: 'bind', source: '/etc', target: '/x', ro: true }] }, TypeError, 'ERR_INVALID_ARG_VALUE', /did you mean "mounts\[0\].readonly"|not a known option/],
+  ['an unknown network mode', { command: ['true'], network: 'bridge0' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"network"/],
+  ['a negative timeout', { command: ['true'], timeout: -5 }, RangeError, 'ERR_OUT_OF_RANGE', /"timeout"/],
+  ['a NaN timeout', { command: ['true'], timeout: NaN }, RangeError, 'ERR_OUT_OF_RANGE', /"timeout"/],
+  ['a zero timeout', { command: ['true'], timeout: 0 }, RangeError, 'ERR_OUT_OF_RANGE', /"timeout"/],
+  ['a timeout as a string', { command: ['true'], timeout: '5s' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"timeout"/],
+  ['input as a number', { command: ['true'], input: 5 }, TypeError, 'ERR_INVALID_ARG_TYPE', /"input"/],
+  ['an unknown stdio mode', { command: ['true'], stdio: 'pty' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"stdio"/],
+  ['init as a number', { command: ['true'], init: 1 }, TypeError, 'ERR_INVALID_ARG_TYPE', /"init"/],
+  ['a negative maxOutput', { command: ['true'], maxOutput: -1 }, RangeError, 'ERR_OUT_OF_RANGE', /"maxOutput"/],
+  ['signal that is not an AbortSignal', { command: ['true'], signal: {} }, TypeError, 'ERR_INVALID_ARG_TYPE', /"signal"/],
+  ['zero memory', { command: ['true'], limits: { memory: 0 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.memory"/],
+  ['negative memory', { command: ['true'], limits: { memory: -1 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.memory"/],
+  ["memory '12X'", { command: ['true'], limits: { memory: '12X' } }, RangeError, 'ERR_INVALID_ARG_VALUE', /"limits.memory"/],
+  ['NaN memory', { command: ['true'], limits: { memory: NaN } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.memory"/],
+  ['zero pids', { command: ['true'], limits: { pids: 0 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.pids"/],
+  ['negative cpu', { command: ['true'], limits: { cpu: -0.5 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpu"/],
+  ['more CPUs than exist in cpuset', { command: ['true'], limits: { cpuset: '0-4095' } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpuset"/],
+  ['a malformed cpuset', { command: ['true'], limits: { cpuset: 'all' } }, RangeError, 'ERR_INVALID_ARG_VALUE', /"limits.cpuset"/],
+  ['a cpuWeight out of range', { command: ['true'], limits: { cpuWeight: 20000 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpuWeight"/],
+];
+
+let before;
+t.before(async () => {
+  await run({ command: ['/bin/true'], init: true });
+  before = snapshot();
+});
+
+for (const [what, opts, Cls, code, msg] of cases) {
+  t.test(`${what} is rejected before anything starts`, async (t) => {
+    t.throws(() => spawn(opts), { constructor: Cls, code, message: msg }, 'spawn() throws synchronously');
+    await t.rejects(run(opts), { constructor: Cls, code, message: msg }, 'run() rejects');
+  });
+}
+
+t.test('sizes accept numbers and K/M/G strings', async (t) => {
+  const { parseSize } = require('../dist/options');
+  t.equal(parseSize('x', 4096), 4096);
+  t.equal(parseSize('x', '512K'), 512 * 1024);
+  t.equal(parseSize('x', '256M'), 256 * 1024 * 1024);
+  t.equal(parseSize('x', '2G'), 2 * 1024 ** 3);
+  t.equal(parseSize('x', '1.5g'), 1.5 * 1024 ** 3);
+  t.equal(parseSize('x', '64MiB'), 64 * 1024 * 1024);
+});
+
+t.test('nothing was created by any rejected call', async (t) => {
+  await assertNoLeaks(t, before, 'after every bad option');
+});

@@ -65,9 +65,14 @@ Every flag also takes the --flag=value form.
   --network MODE        none | loopback (default, lo up) | host
   --init                run a tiny init as PID 1 that reaps orphans and forwards signals
   --timeout MS          kill the container after MS milliseconds (also 10s, 2m, 1h); exit 137
-  --memory SIZE         memory limit, e.g. 256M          --swap SIZE     swap limit
-  --pids N              maximum number of processes     --cpu CORES     CPU quota, e.g. 0.5
-  --cpuset LIST         CPUs, e.g. 0-1                   --cpu-weight N  --io-weight N  (1-10000)
+  --memory SIZE         memory limit, e.g. 256M (K, M, G, T suffixes)
+  --swap SIZE           swap limit
+  --pids N              maximum number of processes
+  --cpu CORES           CPU quota in cores, e.g. 0.5
+  --cpuset LIST         CPUs to run on, e.g. 0-1 or 0,2
+  --cpu-weight N        relative CPU weight, 1-10000
+  --io-weight N         relative I/O weight, 1-10000
+  -h, --help            this help
 
 Exit status: the command's; 128+n if it was killed by signal n; 125 if nsbox failed.
 SIGINT, SIGTERM and SIGHUP are forwarded to the container's PID 1 (which ignores signals it has no

@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 
-import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
+import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } from './cgroup';
 import { NsboxError, fromSystemError, invalidValue, notSupported } from './errors';
 import { buildDir, native, type NativePlan, type NativeProcess } from './native';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
@@ -82,7 +82,10 @@ function closeQuiet(fd: number): void {
   }
 }
 
-/** A running app container. Emits `'exit'` with its ExitInfo once, after its cgroup is gone. */
+/**
+ * A running app container. Emits `'exit'` with its ExitInfo once, after its cgroup is gone, and
+ * `'oom'` (`{ count }`) each time the OOM killer acts inside it (with a memory limit).
+ */
 export class Container extends EventEmitter {
   /** Host pid of the container's first process (PID 1 inside, or the init). */
   readonly pid: number;
@@ -100,6 +103,7 @@ export class Container extends EventEmitter {
   #exit: Promise<ExitInfo>;
   #timer: NodeJS.Timeout | undefined;
   #signal: AbortSignal | undefined;
+  #stopOomWatch: (() => void) | null = null;
   #onAbort = (): void => {
     this.#aborted = true;
     this.kill('SIGKILL');
@@ -132,6 +136,10 @@ export class Container extends EventEmitter {
         this.kill('SIGKILL');
       }, o.timeout);
     }
+    if (cgroup && o.limits?.memory !== undefined) {
+      // 'oom' fires when the kernel's OOM killer acts in this container, not only at exit.
+      this.#stopOomWatch = cgroup.watchOom((count) => this.emit('oom', { count }));
+    }
     if (o.signal) {
       this.#signal = o.signal;
       o.signal.addEventListener('abort', this.#onAbort, { once: true });
@@ -153,6 +161,7 @@ export class Container extends EventEmitter {
         sig = termsig;
       }
     }
+    this.#stopOomWatch?.();
     let stats: Stats & { oomKills?: number } = { cpuUsageUs: Math.round(cpuUs) };
     let oomKilled = false;
     if (this.#cgroup) {
@@ -179,6 +188,11 @@ export class Container extends EventEmitter {
     };
     this.emit('exit', info);
     return info;
+  }
+
+  /** The container's cgroup directory on the host, or null where the host has no usable cgroup v2. */
+  get cgroupPath(): string | null {
+    return this.#cgroup ? this.#cgroup.path : null;
   }
 
   /** True once aborted through the AbortSignal. */
@@ -255,7 +269,8 @@ function pipeSocket(fd: number, readable: boolean): net.Socket {
 /** Starts the container; `o` is already validated. */
 function start(o: ResolvedAppOptions): Container {
   if (o.signal?.aborted) throw abortError(o.signal);
-  const host = detectCgroupHost();
+  const detected = detectCgroupHost();
+  const host = o.cgroupParent ? withParent(detected, o.cgroupParent) : detected;
   if (o.limits) requireControllers(o.limits, host);
   const t0 = performance.now();
   const { plan: base, meta, candidates } = basePlan(o, staging(), capLast());

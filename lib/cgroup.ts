@@ -18,6 +18,10 @@ export interface CgroupHost {
   self: string | null;
   /** Directory under which nsbox makes container cgroups, or null when it cannot. */
   base: string | null;
+  /** The cgroup that holds the base (controllers are enabled in its subtree_control). */
+  parent: string | null;
+  /** True inside a cgroup namespace or delegated subtree (its top is not the real root). */
+  nested: boolean;
   /** Controllers the base's parent offers (cgroup.controllers). */
   controllers: string[];
   writable: boolean;
@@ -59,13 +63,17 @@ export function detectCgroupHost(refresh = false): CgroupHost {
   }
   const mode: CgroupMode = v2 ? (v1 ? 'hybrid' : 'unified') : v1 ? 'legacy' : 'none';
   let base: string | null = null;
+  let parent: string | null = null;
   let controllers: string[] = [];
   let writable = false;
   let reason: string | null = null;
+  let nested = false;
   if (v2) {
-    // As root, nsbox keeps its containers under a base of its own at the top of the hierarchy.
-    // (Delegated subtrees and cgroupParent are handled with the cgroup limits work.)
-    const parent = v2;
+    // The real root cgroup has no cgroup.freeze. A mount whose top has one is a cgroup namespace
+    // (nsbox inside a container) or a delegated subtree: there the top may hold processes, and the
+    // "no internal processes" rule applies before controllers can be enabled below it.
+    nested = fs.existsSync(path.join(v2, 'cgroup.freeze'));
+    parent = nested ? path.join(v2, self ?? '/') : v2;
     try {
       controllers = fs.readFileSync(path.join(parent, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
     } catch {
@@ -81,8 +89,22 @@ export function detectCgroupHost(refresh = false): CgroupHost {
   } else {
     reason = mode === 'legacy' ? 'the host has only cgroup v1' : 'no cgroup v2 hierarchy is mounted';
   }
-  hostCache = { mode, mountPoint: v2, self, base, controllers, writable, reason };
+  hostCache = { mode, mountPoint: v2, self, base, parent, nested, controllers, writable, reason };
   return hostCache;
+}
+
+/** The host's placement, redirected under a user-managed parent (the `cgroupParent` option). */
+export function withParent(host: CgroupHost, cgroupParent: string): CgroupHost {
+  if (!host.mountPoint) throw notSupported('cgroup.parent', `cgroupParent needs a cgroup v2 hierarchy: ${host.reason ?? 'none mounted'}`);
+  const parent = path.join(host.mountPoint, cgroupParent);
+  let controllers: string[];
+  try {
+    controllers = fs.readFileSync(path.join(parent, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
+    fs.accessSync(parent, fs.constants.W_OK);
+  } catch (e) {
+    throw fromSystemError(e, 'cgroup.parent', parent);
+  }
+  return { ...host, parent, base: parent, nested: false, controllers, writable: true, reason: null };
 }
 
 const LIMIT_CONTROLLER: Record<keyof Limits, string> = {
@@ -131,6 +153,76 @@ export function requireControllers(limits: ResolvedLimits, host: CgroupHost): st
 
 let seq = 0;
 let live = 0;
+const cleaned = new Set<string>();
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes what a crashed nsbox process left: cgroups named <pid>.<n> whose pid is gone. Anything
+ * still running in one is killed first (its owner can no longer account for it).
+ */
+export function removeStale(base: string): number {
+  let names: string[];
+  try {
+    names = fs.readdirSync(base);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const n of names) {
+    const m = /^(\d+)\.\d+$/.exec(n);
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    const dir = path.join(base, n);
+    try {
+      fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+    } catch {
+      /* empty already, or no cgroup.kill */
+    }
+    for (let i = 0; i < 50; i++) {
+      try {
+        fs.rmdirSync(dir);
+        removed++;
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EBUSY') break;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      }
+    }
+  }
+  return removed;
+}
+
+/**
+ * Inside a cgroup namespace or a delegated subtree the top cgroup holds this process, and cgroup v2
+ * allows controllers to be enabled for children only of a cgroup without processes. Move the Node
+ * process into a leaf of its own (once), as runc and systemd do in that position.
+ */
+let movedToLeaf = false;
+function moveSelfToLeaf(parent: string): void {
+  if (movedToLeaf) return;
+  let procs = '';
+  try {
+    procs = fs.readFileSync(path.join(parent, 'cgroup.procs'), 'utf8').trim();
+  } catch (e) {
+    throw fromSystemError(e, 'cgroup.controllers', path.join(parent, 'cgroup.procs'));
+  }
+  if (procs === '') return;
+  const leaf = path.join(parent, 'nsbox-supervisor');
+  try {
+    fs.mkdirSync(leaf);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(e, 'cgroup.controllers', leaf);
+  }
+  writeFile(leaf, 'cgroup.procs', String(process.pid), 'cgroup.controllers');
+  movedToLeaf = true;
+}
 
 function writeFile(dir: string, file: string, value: string, step: string): void {
   const p = path.join(dir, file);
@@ -174,7 +266,11 @@ export class ContainerCgroup {
   /** Makes the directory, enables what the limits need, writes them, opens the dirfd for clone3. */
   static create(host: CgroupHost, limits: ResolvedLimits | undefined): ContainerCgroup | null {
     const needed = limits ? requireControllers(limits, host) : [];
-    if (!host.base) return null;
+    if (!host.base || !host.parent) return null;
+    if (!cleaned.has(host.base)) {
+      cleaned.add(host.base);
+      removeStale(host.base);
+    }
     const name = `${process.pid}.${++seq}`;
     const dir = path.join(host.base, name);
     for (let attempt = 0; ; attempt++) {
@@ -198,7 +294,8 @@ export class ContainerCgroup {
     const cg = new ContainerCgroup(dir);
     try {
       if (needed.length && limits) {
-        enableControllers(path.dirname(host.base), needed);
+        if (host.nested) moveSelfToLeaf(host.parent);
+        enableControllers(host.parent, needed);
         enableControllers(host.base, needed);
         cg.writeLimits(limits);
       }
@@ -215,7 +312,7 @@ export class ContainerCgroup {
     if (l.cpuset !== undefined) writeFile(this.path, 'cpuset.cpus', l.cpuset, step);
     if (l.memory !== undefined) {
       // memory.high a little below max makes the kernel reclaim (and throttle) before it kills.
-      const high = Math.floor(l.memory * 0.9);
+      const high = Math.floor((l.memory * 0.9) / 4096) * 4096; // the kernel keeps it page-aligned
       if (high >= 4096) writeFile(this.path, 'memory.high', String(high), step);
       writeFile(this.path, 'memory.max', String(l.memory), step);
       writeFile(this.path, 'memory.oom.group', '1', step);
@@ -308,10 +405,48 @@ export class ContainerCgroup {
     if (pc !== undefined) out.pidsCurrent = pc;
     const pp = num('pids.peak');
     if (pp !== undefined) out.pidsPeak = pp;
+    const pev = read('pids.events');
+    const pmax = pev && /^max (\d+)/m.exec(pev);
+    if (pmax) out.pidsLimitHits = Number(pmax[1]);
+    const io = read('io.stat');
+    if (io !== undefined) {
+      let rb = 0;
+      let wb = 0;
+      for (const m of io.matchAll(/\brbytes=(\d+)/g)) rb += Number(m[1]);
+      for (const m of io.matchAll(/\bwbytes=(\d+)/g)) wb += Number(m[1]);
+      out.ioReadBytes = rb;
+      out.ioWriteBytes = wb;
+    }
     const ev = read('memory.events');
     const oom = ev && /^oom_kill (\d+)/m.exec(ev);
     if (oom) out.oomKills = Number(oom[1]);
     return out;
+  }
+
+  /** Calls `onOom(count)` whenever memory.events' oom_kill rises (inotify on the events file). */
+  watchOom(onOom: (count: number) => void): (() => void) | null {
+    const file = path.join(this.path, 'memory.events');
+    if (!fs.existsSync(file)) return null;
+    let seen = 0;
+    const check = (): void => {
+      let n = seen;
+      try {
+        const m = /^oom_kill (\d+)/m.exec(fs.readFileSync(file, 'utf8'));
+        if (m) n = Number(m[1]);
+      } catch {
+        return;
+      }
+      if (n > seen) {
+        seen = n;
+        onOom(n);
+      }
+    };
+    const w = fs.watch(file, { persistent: false }, check);
+    w.on('error', () => {});
+    return () => {
+      check();
+      w.close();
+    };
   }
 
   /** Waits until no process is left, then removes the directory (retrying EBUSY with backoff). */
@@ -349,7 +484,8 @@ export class ContainerCgroup {
   private finish(): void {
     this.removed = true;
     live--;
-    if (live === 0) {
+    // Only nsbox's own base is removed, never a user's cgroupParent.
+    if (live === 0 && path.basename(path.dirname(this.path)) === 'nsbox') {
       // Leave no empty base behind. Another nsbox process may be using it: rmdir of a non-empty
       // cgroup fails (EBUSY) and that is fine; a racing create re-makes the base (see create).
       try {

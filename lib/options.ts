@@ -33,11 +33,12 @@ export interface ResolvedAppOptions {
   init: boolean;
   maxOutput: number;
   signal: AbortSignal | undefined;
+  cgroupParent: string | undefined;
 }
 
 const APP_KEYS = [
   'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
-  'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal',
+  'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent',
 ] as const;
 const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
@@ -292,5 +293,6 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     init: o.init === undefined ? false : checkBoolean('init', o.init),
     maxOutput: o.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : checkInteger('maxOutput', o.maxOutput, 0, Number.MAX_SAFE_INTEGER),
     signal: checkSignal('signal', o.signal),
+    cgroupParent: o.cgroupParent === undefined ? undefined : checkAbsolutePath('cgroupParent', o.cgroupParent),
   };
 }

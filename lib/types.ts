@@ -76,6 +76,11 @@ export interface AppOptions {
   maxOutput?: number;
   /** Aborting kills the container. */
   signal?: AbortSignal;
+  /**
+   * A cgroup (path relative to the v2 mount, e.g. `/my.slice/sandboxes`) under which each container's
+   * cgroup is made, for users who manage their own tree. Default: nsbox's own base.
+   */
+  cgroupParent?: string;
 }
 
 export interface Stats {
@@ -84,6 +89,11 @@ export interface Stats {
   memoryPeakBytes?: number;
   pidsCurrent?: number;
   pidsPeak?: number;
+  /** How often a fork was refused by the pids limit (pids.events `max`). */
+  pidsLimitHits?: number;
+  /** Bytes read and written on block devices (io.stat). */
+  ioReadBytes?: number;
+  ioWriteBytes?: number;
 }
 
 export interface ExitInfo {

@@ -3,7 +3,7 @@
 'use strict';
 const t = require('tap');
 const { run, spawn } = require('..');
-const { snapshot, assertNoLeaks } = require('./helpers');
+const { warmUp, snapshot, assertNoLeaks } = require('./helpers');
 
 const cases = [
   // [what, options, error class, code, message pattern]
@@ -65,8 +65,7 @@ const cases = [
 
 let before;
 t.before(async () => {
-  await run({ command: ['/bin/true'], init: true });
-  before = snapshot();
+  before = await warmUp();
 });
 
 for (const [what, opts, Cls, code, msg] of cases) {

@@ -6,7 +6,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { run, spawn } = require('..');
-const { busyboxRootfs, snapshot, assertNoLeaks, probeBinary } = require('./helpers');
+const { busyboxRootfs, warmUp, snapshot, assertNoLeaks, probeBinary } = require('./helpers');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const probe = probeBinary();
@@ -20,9 +20,7 @@ async function info(t, opts = {}) {
 
 let before;
 t.before(async () => {
-  // Warm up: the first container loads the init into its memfd and lets Node open its lazy fds.
-  await run({ command: ['/bin/true'], init: true });
-  before = snapshot();
+  before = await warmUp();
 });
 
 t.test('busybox rootfs container: the probe is PID 1 and sees no host process', { skip: noBusybox }, async (t) => {

@@ -6,15 +6,14 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { run, spawn, NsboxError } = require('..');
-const { busyboxRootfs, snapshot, assertNoLeaks } = require('./helpers');
+const { busyboxRootfs, warmUp, snapshot, assertNoLeaks } = require('./helpers');
 const { detectCgroupHost } = require('../dist/cgroup');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 
 let before;
 t.before(async () => {
-  await run({ command: ['/bin/true'], init: true });
-  before = snapshot();
+  before = await warmUp();
 });
 
 async function expectError(t, opts, fields) {

@@ -3,13 +3,12 @@
 'use strict';
 const t = require('tap');
 const { run } = require('..');
-const { snapshot, assertNoLeaks, threads } = require('./helpers');
+const { warmUp, snapshot, assertNoLeaks, threads } = require('./helpers');
 
 let before;
 let threadsBefore;
 t.before(async () => {
-  await run({ command: ['/bin/true'], init: true });
-  before = snapshot();
+  before = await warmUp();
   threadsBefore = threads();
 });
 

@@ -69,6 +69,14 @@ function busyboxRootfs() {
     fs.writeFileSync(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
     fs.writeFileSync(path.join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   });
+  // Keep the rootfs's probe in step with a rebuilt one (atomically: other files may be running it).
+  const inRoot = path.join(rootfs, 'probe');
+  if (fs.statSync(inRoot).mtimeMs < fs.statSync(probe).mtimeMs) {
+    const tmp = `${inRoot}.tmp-${process.pid}`;
+    fs.copyFileSync(probe, tmp);
+    fs.chmodSync(tmp, 0o755);
+    fs.renameSync(tmp, inRoot);
+  }
   return { rootfs, reason: null };
 }
 
@@ -138,6 +146,17 @@ async function assertNoLeaks(t, before, what = 'after the containers') {
   t.same(after, before, `nothing left behind ${what} (fds, zombies, children, mounts, cgroups)`);
 }
 
+/**
+ * Lets Node and nsbox make the fds they keep for the life of the process (libuv's inotify fd, the
+ * init's sealed memfd, ...) before a test takes its baseline snapshot.
+ */
+async function warmUp() {
+  const { run } = require('..');
+  await run({ command: ['/bin/true'], init: true });
+  fs.watch(__filename).close();
+  return snapshot();
+}
+
 function isRoot() {
   return process.getuid() === 0;
 }
@@ -147,6 +166,7 @@ module.exports = {
   probeBinary,
   busyboxRootfs,
   snapshot,
+  warmUp,
   assertNoLeaks,
   threads,
   zombies,

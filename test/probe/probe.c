@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <pthread.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -577,6 +578,70 @@ static long parse_long(const char *s, const char *what)
 	return v;
 }
 
+/* hog MB: allocate and touch MB mebibytes, one at a time; prints how far it got. */
+static int cmd_hog(long mb)
+{
+	long i;
+	for (i = 0; i < mb; i++) {
+		char *p = malloc(1 << 20);
+		if (!p)
+			break;
+		memset(p, 0x5a, 1 << 20);
+	}
+	printf("{\"touched_mb\":%ld}\n", i);
+	return 0;
+}
+
+/* forkbomb SECONDS: fork until the kernel says no, children sleep; prints the count. */
+static int cmd_forkbomb(double secs)
+{
+	long made = 0;
+	int last = 0;
+	for (;;) {
+		pid_t p = fork();
+		if (p == 0) {
+			sleep_seconds(secs);
+			_exit(0);
+		}
+		if (p < 0) {
+			last = errno;
+			break;
+		}
+		made++;
+	}
+	printf("{\"forked\":%ld,\"errno\":%d}\n", made, last);
+	fflush(stdout);
+	sleep_seconds(secs);
+	return 0;
+}
+
+static void *thread_sleep(void *arg)
+{
+	sleep_seconds(*(double *)arg);
+	return NULL;
+}
+
+/* threadbomb SECONDS: create threads until the kernel says no; prints the count. */
+static int cmd_threadbomb(double secs)
+{
+	long made = 0;
+	int rc;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	for (;;) {
+		pthread_t t;
+		rc = pthread_create(&t, &attr, thread_sleep, &secs);
+		if (rc)
+			break;
+		made++;
+	}
+	printf("{\"threads\":%ld,\"errno\":%d}\n", made, rc);
+	fflush(stdout);
+	sleep_seconds(secs);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -612,6 +677,12 @@ int main(int argc, char **argv)
 		return cmd_spin(parse_seconds(a[0]));
 	if (!strcmp(cmd, "count-forever") && n == 1)
 		return cmd_count_forever(a[0]);
+	if (!strcmp(cmd, "hog") && n == 1)
+		return cmd_hog(parse_long(a[0], "bad MB"));
+	if (!strcmp(cmd, "forkbomb") && n == 1)
+		return cmd_forkbomb(parse_seconds(a[0]));
+	if (!strcmp(cmd, "threadbomb") && n == 1)
+		return cmd_threadbomb(parse_seconds(a[0]));
 
 	fprintf(stderr, "probe: unknown subcommand or wrong arguments: %s\n", cmd);
 	return 2;

@@ -64,8 +64,7 @@ mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
-mount -t tmpfs tmpfs /newroot/tmp
-mount -t tmpfs tmpfs /newroot/run
+# No tmpfs over /tmp or /run: the checkout may live there; the overlay's tmpfs upper takes writes.
 mkdir -p /newroot/results
 mount --bind /results /newroot/results
 echo "vm: kernel \$(uname -r), cgroup controllers: \$(cat /newroot/sys/fs/cgroup/cgroup.controllers)"
@@ -78,7 +77,7 @@ chmod +x "$ird/init"
 (cd "$ird" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd"
 
 {
-  echo "cd '$root'"
+  echo "cd '$root' || exit 1"
   echo "export NSBOX_REQUIRE_CGROUP=1 NSBOX_VM=1 HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   echo "rc=0"
   for f in "${tests[@]}"; do

@@ -43,7 +43,13 @@ export interface NativePlan {
   envp: string[];
   initFd: number;
   initArgv: string[];
+  /** Index in initArgv that receives the found command; -1: the init runs without one. */
   initSlot: number;
+  /** Entering a running machine: its PID 1's pidfd, the namespaces to join; -1/0 otherwise. */
+  enterPidfd: number;
+  enterFlags: number;
+  /** With enterPidfd: a socket over which the pty master from the machine's devpts is sent. */
+  ptySock: number;
 }
 
 export interface NativeProcess {
@@ -52,6 +58,8 @@ export interface NativeProcess {
   signal(sig: number): number;
   ref(): void;
   unref(): void;
+  /** The pidfd while the process is not reaped, else -1. */
+  fd(): number;
 }
 
 export type SpawnResult =
@@ -64,6 +72,12 @@ export interface NativeBinding {
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;
+  /** A Process for an existing pid, or an errno number. */
+  pidfdOpen(pid: number): NativeProcess | number;
+  socketpair(): [number, number];
+  /** The received fd, or a negative errno (-EAGAIN when nothing is there yet). */
+  recvFd(sock: number): number;
+  setWinsize(fd: number, cols: number, rows: number): number;
   probe(): {
     clone3: boolean;
     pidfd: boolean;
@@ -102,6 +116,11 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['spawn.pipe', 'pipe2'],
   ['spawn.clone', 'clone3'],
   ['spawn.sync', 'read'],
+  ['exec.setns', 'setns'],
+  ['exec.pty', 'ioctl'],
+  ['exec.enter', 'clone3'],
+  ['exec.entered', undefined],
+  ['dumpable', 'prctl'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -161,6 +162,46 @@ bool is_exec_candidate(const char* path, int* err) {
   return true;
 }
 
+// Sends fd over a unix socket (SCM_RIGHTS), with a one-byte payload. Stack buffers only.
+int send_fd(int sock, int fd) {
+  char byte = 'p';
+  struct iovec iov = {&byte, 1};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  for (size_t i = 0; i < sizeof(u.buf); i++) u.buf[i] = 0;
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof(u.buf);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  *reinterpret_cast<int*>(CMSG_DATA(c)) = fd;
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n == 1 ? 0 : -1;
+}
+
+// Runs in the helper that has just joined the machine's namespaces: a pty from the machine's own
+// devpts, the master handed to Node, the slave returned for the new process's stdio.
+int machine_pty(int sock, int err_fd) {
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) fail(err_fd, STEP_PTY, 0, errno);
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, 1, errno);
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+  if (slave < 0) fail(err_fd, STEP_PTY, 2, errno);
+  if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, 3, errno);
+  close(master);
+  return slave;
+}
+
 }  // namespace
 
 [[noreturn]] void child_main(const Plan* plan) {
@@ -168,6 +209,43 @@ bool is_exec_candidate(const char* path, int* err) {
   int init_fd = plan->init_fd;
   struct rlimit nofile_before;
   if (getrlimit(RLIMIT_NOFILE, &nofile_before) != 0) nofile_before.rlim_max = 65536;
+
+  // Nothing that can become visible inside a container may be inspected (ptrace, /proc/<pid>/fd,
+  // mem) while it still holds a copy of Node's memory and fds; execve makes it dumpable again.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
+
+  int tty_slave = -1;
+  if (plan->enter_pidfd >= 0) {
+    // setns with a pidfd joins all the requested namespaces of that process at once (Linux 5.8);
+    // the pid namespace applies to children only, hence the clone below.
+    if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);
+    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd);
+    sys::CloneArgs args;
+    for (size_t i = 0; i < sizeof(args); i++) reinterpret_cast<char*>(&args)[i] = 0;
+    // CLONE_PARENT: the new process is Node's child (so Node can wait for it through a pidfd),
+    // not this helper's, which exits right away.
+    args.flags = CLONE_PARENT;
+    args.exit_signal = SIGCHLD;
+    if (plan->cgroup_fd >= 0) {
+      args.flags |= CLONE_INTO_CGROUP;
+      args.cgroup = static_cast<uint64_t>(plan->cgroup_fd);
+    }
+    long pid = sys::clone3(&args);
+    if (pid < 0) fail(err_fd, STEP_ENTER, -1, errno);
+    if (pid > 0) {
+      ErrorRecord rec;
+      rec.step = STEP_ENTERED;
+      rec.err = 0;
+      rec.index = static_cast<int32_t>(pid);
+      rec.magic = kErrorMagic;
+      ssize_t n;
+      do {
+        n = write(err_fd, &rec, sizeof(rec));
+      } while (n < 0 && errno == EINTR);
+      _exit(0);
+    }
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
+  }
 
   // Signals stay blocked (the parent blocked them all around clone) until just before execve, so
   // no handler that Node installed can run here. Reset every disposition: ignored signals would
@@ -182,6 +260,7 @@ bool is_exec_candidate(const char* path, int* err) {
   // stdio: first lift every fd we still need out of 0..3, then dup onto the targets.
   {
     int src[4] = {plan->stdio[0], plan->stdio[1], plan->stdio[2], plan->status_fd};
+    if (tty_slave >= 0) src[0] = src[1] = src[2] = tty_slave;
     err_fd = lift(err_fd);
     if (err_fd < 0) _exit(127);
     if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, 4, errno);
@@ -199,7 +278,12 @@ bool is_exec_candidate(const char* path, int* err) {
     }
   }
 
-  if (!plan->cgroup_into && plan->cgroup_fd >= 0) {
+  if (tty_slave >= 0) {
+    if (tty_slave > 2) close(tty_slave);
+    if (ioctl(0, TIOCSCTTY, 0) != 0) fail(err_fd, STEP_PTY, 4, errno);
+  }
+
+  if (!plan->cgroup_into && plan->cgroup_fd >= 0 && plan->enter_pidfd < 0) {
     int fd = openat(plan->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1) fail(err_fd, STEP_CGROUP_JOIN, -1, errno);
     close(fd);
@@ -282,6 +366,11 @@ bool is_exec_candidate(const char* path, int* err) {
 
   uint64_t empty = 0;
   uint64_t full = ~0ULL;
+  if (init_fd >= 0 && plan->init_slot == SIZE_MAX) {
+    sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
+    syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
+    fail(err_fd, STEP_EXEC, -2, errno);
+  }
   int last_err = ENOENT;
   int32_t last_index = -1;
   for (size_t i = 0; i < plan->n_candidates; i++) {

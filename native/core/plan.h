@@ -60,7 +60,12 @@ enum Step : int32_t {
   STEP_PIPE = 22,        // parent: the error pipe could not be made
   STEP_CLONE = 23,       // parent: clone3/clone failed
   STEP_SYNC = 24,        // parent: the error pipe said something that is not a record
-  STEP_COUNT = 25,
+  STEP_SETNS = 25,       // exec into a machine: setns(machine pidfd, flags)
+  STEP_PTY = 26,         // exec with a tty: the pty from the machine's devpts; index says which call
+  STEP_ENTER = 27,       // exec into a machine: clone3(CLONE_PARENT) of the process that runs
+  STEP_ENTERED = 28,     // not an error: the entering helper reports the new process's pid (index)
+  STEP_DUMPABLE = 29,
+  STEP_COUNT = 30,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -121,7 +126,13 @@ struct Plan {
   char* const* envp;
   int init_fd;
   char** init_argv;
-  size_t init_slot;
+  size_t init_slot;  // SIZE_MAX: the init runs without a command (machine mode)
+
+  // Entering a running machine (exec): setns through its PID 1's pidfd, then clone3(CLONE_PARENT)
+  // so that the process that execs is inside the machine's pid namespace and a child of Node.
+  int enter_pidfd;        // -1: not entering
+  uint64_t enter_flags;   // CLONE_NEW* to join
+  int pty_sock;           // >= 0: open a pty in the machine's devpts, send the master over this socket
 };
 
 }  // namespace nsbox

@@ -54,6 +54,17 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
   return sys::clone_fork(flags, pidfd);
 }
 
+size_t read_record(int fd, ErrorRecord* rec) {
+  size_t got = 0;
+  while (got < sizeof(*rec)) {
+    ssize_t n = read(fd, reinterpret_cast<char*>(rec) + got, sizeof(*rec) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  return got;
+}
+
 }  // namespace
 
 void spawn(const Plan& plan, SpawnOutcome* out) {
@@ -83,12 +94,28 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   }
 
   ErrorRecord rec;
-  size_t got = 0;
-  while (got < sizeof(rec)) {
-    ssize_t n = read(errpipe[0], reinterpret_cast<char*>(&rec) + got, sizeof(rec) - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
+  size_t got = read_record(errpipe[0], &rec);
+  if (got == sizeof(rec) && rec.magic == kErrorMagic && rec.step == STEP_ENTERED) {
+    // Entering a machine: the helper we cloned has made the real process (our child through
+    // CLONE_PARENT) and exited. Reap the helper, take a pidfd for the new process (it cannot be
+    // reused before we wait for it), then wait for its exec or its failure record as usual.
+    pid_t entered = static_cast<pid_t>(rec.index);
+    siginfo_t si;
+    while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) != 0 && errno == EINTR) {
+    }
+    close(pidfd);
+    pidfd = sys::pidfd_open(entered, 0);
+    if (pidfd < 0) {
+      int err = errno;
+      close(errpipe[0]);
+      kill(entered, SIGKILL);
+      while (waitpid(entered, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      set_error(out, STEP_ENTER, err);
+      return;
+    }
+    pid = entered;
+    got = read_record(errpipe[0], &rec);
   }
   close(errpipe[0]);
 

@@ -7,7 +7,9 @@
 #include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -198,13 +200,19 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   if (p.init_fd >= 0) {
     if (!GetStringArray(js, "initArgv", st, &st->init_argv)) return false;
     if (!GetNumber(js, "initSlot", &d)) return false;
-    p.init_slot = static_cast<size_t>(d);
-    if (p.init_slot + 1 >= st->init_argv.size()) return ThrowType(js.Env(), "initSlot");
+    p.init_slot = d < 0 ? SIZE_MAX : static_cast<size_t>(d);
+    if (d >= 0 && p.init_slot + 1 >= st->init_argv.size()) return ThrowType(js.Env(), "initSlot");
     p.init_argv = st->init_argv.data();
   } else {
     p.init_argv = nullptr;
     p.init_slot = 0;
   }
+  if (!GetNumber(js, "enterPidfd", &d)) return false;
+  p.enter_pidfd = static_cast<int>(d);
+  if (!GetNumber(js, "enterFlags", &d)) return false;
+  p.enter_flags = static_cast<uint64_t>(d);
+  if (!GetNumber(js, "ptySock", &d)) return false;
+  p.pty_sock = static_cast<int>(d);
   return true;
 }
 
@@ -218,6 +226,7 @@ class Process : public Napi::ObjectWrap<Process> {
                                    {InstanceMethod("watch", &Process::Watch),
                                     InstanceMethod("signal", &Process::Signal),
                                     InstanceMethod("ref", &Process::DoRef),
+                                    InstanceMethod("fd", &Process::Fd),
                                     InstanceMethod("unref", &Process::DoUnref)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -265,6 +274,9 @@ class Process : public Napi::ObjectWrap<Process> {
     return Napi::Number::New(env, rc == 0 ? 0 : errno);
   }
 
+  // fd(): the pidfd while the process has not been reaped, else -1. Valid only synchronously.
+  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pidfd_); }
+
   Napi::Value DoRef(const Napi::CallbackInfo& info) {
     if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
     return info.Env().Undefined();
@@ -292,6 +304,8 @@ class Process : public Napi::ObjectWrap<Process> {
       rc = nsbox::sys::waitid_rusage(P_PIDFD, self->pidfd_, &si, WEXITED | WNOHANG, &ru);
     } while (rc < 0 && errno == EINTR);
     if (rc == 0 && si.si_pid == 0) return;  // not yet exited (should not happen when readable)
+    // rc < 0 with ECHILD: not our child (a machine found from another process); its parent or the
+    // host's init reaps it, and readable means it has exited. No status is known then.
 
     int init_status = -1;
     if (self->status_fd_ >= 0) {
@@ -428,6 +442,64 @@ Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, mfd);
 }
 
+// pidfdOpen(pid): a Process for an existing pid (a machine's PID 1 found from its state), or an errno.
+Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = nsbox::sys::pidfd_open(info[0].As<Napi::Number>().Int32Value(), 0);
+  if (fd < 0) return Napi::Number::New(env, errno);
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  Napi::Object proc = Process::ctor->New({});
+  Process::Unwrap(proc)->Adopt(fd, -1);
+  return proc;
+}
+
+// socketpair(): [a, b], AF_UNIX SOCK_STREAM, close-on-exec.
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    Napi::Error::New(env, std::string("socketpair: ") + strerror(errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, sv[0]));
+  a.Set(1u, Napi::Number::New(env, sv[1]));
+  return a;
+}
+
+// recvFd(sock): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.
+Napi::Value RecvFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof(u.buf);
+  ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n <= 0) return Napi::Number::New(env, n == 0 ? -EPIPE : -errno);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS) return Napi::Number::New(env, -EPROTO);
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  return Napi::Number::New(env, fd);
+}
+
+// setWinsize(fd, cols, rows): 0 or an errno.
+Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
+  struct winsize ws = {};
+  ws.ws_col = static_cast<unsigned short>(info[1].As<Napi::Number>().Uint32Value());
+  ws.ws_row = static_cast<unsigned short>(info[2].As<Napi::Number>().Uint32Value());
+  int rc = ioctl(info[0].As<Napi::Number>().Int32Value(), TIOCSWINSZ, &ws);
+  return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
+}
+
 // setCloexec(fd, on): for tests that need an fd the way a careless native module leaves it.
 Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -456,6 +528,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
+  exports.Set("socketpair", Napi::Function::New(env, SocketPair));
+  exports.Set("recvFd", Napi::Function::New(env, RecvFd));
+  exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   Napi::Object c = Napi::Object::New(env);
 #define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))
   K(CLONE_NEWNS);

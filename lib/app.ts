@@ -8,10 +8,11 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 
 import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } from './cgroup';
-import { NsboxError, fromSystemError, invalidValue, notSupported } from './errors';
+import { NsboxError, errnoName, fromSystemError, invalidValue, notSupported } from './errors';
 import { buildDir, native, type NativePlan, type NativeProcess } from './native';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { basePlan, errorFromRecord } from './plan';
+import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 
 const SIGNAL_NAMES = new Map<number, string>(Object.entries(osConstants.signals).map(([k, v]) => [v, k]));
@@ -25,61 +26,11 @@ export function signalNumber(sig: string | number, name = 'signal'): number {
   throw invalidValue(name, sig, "must be a signal name such as 'SIGTERM' or a signal number");
 }
 
-let stagingDir: string | undefined;
-/** The host directory each container's root is assembled on (inside the child's own mount ns). */
-function staging(): string {
-  if (stagingDir) return stagingDir;
-  const dir = process.getuid?.() === 0 ? '/run/nsbox/.staging' : path.join(require('node:os').tmpdir(), `nsbox-${process.getuid?.()}`, '.staging');
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    throw fromSystemError(e, 'spawn.staging', dir);
-  }
-  stagingDir = dir;
-  return dir;
-}
-
-let capLastCache: number | undefined;
-function capLast(): number {
-  if (capLastCache === undefined) {
-    try {
-      capLastCache = Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
-    } catch {
-      capLastCache = 40;
-    }
-  }
-  return capLastCache;
-}
-
-let initFdCache: number | undefined;
-/** The bundled init, loaded once into a sealed memfd (see native/init/init.c). */
-function initFd(): number {
-  if (initFdCache === undefined) {
-    const p = path.join(buildDir, 'nsbox-init');
-    try {
-      initFdCache = native().sealedMemfd(p);
-    } catch (e) {
-      throw fromSystemError(e, 'init.load', p);
-    }
-  }
-  return initFdCache;
-}
-
-function abortError(signal: AbortSignal): Error {
+export function abortError(signal: AbortSignal): Error {
   const e = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
   e.name = 'AbortError';
   e.code = 'ABORT_ERR';
   return e;
-}
-
-function closeQuiet(fd: number): void {
-  if (fd > 2) {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-  }
 }
 
 /**
@@ -104,6 +55,7 @@ export class Container extends EventEmitter {
   #timer: NodeJS.Timeout | undefined;
   #signal: AbortSignal | undefined;
   #stopOomWatch: (() => void) | null = null;
+  #ptyFd = -1;
   #onAbort = (): void => {
     this.#aborted = true;
     this.kill('SIGKILL');
@@ -115,8 +67,9 @@ export class Container extends EventEmitter {
     proc: NativeProcess,
     cgroup: ContainerCgroup | null,
     stdio: [Writable | null, Readable | null, Readable | null],
-    o: ResolvedAppOptions,
+    o: Pick<ResolvedAppOptions, 'init' | 'timeout' | 'signal' | 'limits'>,
     start: number,
+    ptyFd = -1,
   ) {
     super();
     this.pid = pid;
@@ -124,6 +77,7 @@ export class Container extends EventEmitter {
     this.#cgroup = cgroup;
     [this.stdin, this.stdout, this.stderr] = stdio;
     this.#start = start;
+    this.#ptyFd = ptyFd;
     this.#exit = new Promise<ExitInfo>((resolve, reject) => {
       proc.watch((code, sig, cpuUs, initStatus) => {
         this.#onExit(code, sig, cpuUs, initStatus, o.init).then(resolve, reject);
@@ -195,6 +149,17 @@ export class Container extends EventEmitter {
     return this.#cgroup ? this.#cgroup.path : null;
   }
 
+  /** With a tty (machine exec with `tty: true`): set the terminal size the process sees. */
+  resize(cols: number, rows: number): void {
+    if (this.#ptyFd < 0) throw new NsboxError({ code: 'ENOTTY', step: 'resize', message: 'the container has no tty (step resize)' });
+    if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 1 || rows < 1 || cols > 65535 || rows > 65535) {
+      throw invalidValue('cols/rows', `${cols}x${rows}`, 'must be whole numbers from 1 to 65535');
+    }
+    if (this.#exited) return;
+    const rc = native().setWinsize(this.#ptyFd, cols, rows);
+    if (rc !== 0) throw new NsboxError({ code: errnoName(rc), errno: rc, syscall: 'ioctl', step: 'resize' });
+  }
+
   /** True once aborted through the AbortSignal. */
   get aborted(): boolean {
     return this.#aborted;
@@ -262,10 +227,6 @@ export class Container extends EventEmitter {
   }
 }
 
-function pipeSocket(fd: number, readable: boolean): net.Socket {
-  return new net.Socket({ fd, readable, writable: !readable });
-}
-
 /** Starts the container; `o` is already validated. */
 function start(o: ResolvedAppOptions): Container {
   if (o.signal?.aborted) throw abortError(o.signal);
@@ -275,7 +236,9 @@ function start(o: ResolvedAppOptions): Container {
   const t0 = performance.now();
   const { plan: base, meta, candidates } = basePlan(o, staging(), capLast());
   const n = native();
-  const init = o.init ? initFd() : -1;
+  // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
+  const memfd = initFd();
+  const init = o.init ? memfd : -1;
 
   const parentFds: number[] = [];
   const childFds: number[] = [];
@@ -325,6 +288,7 @@ function start(o: ResolvedAppOptions): Container {
       initFd: init,
       initArgv: init >= 0 ? ['nsbox-init', '--status-fd', '3', '--', '', ...o.command.slice(1)] : [],
       initSlot: 4,
+      trampFd: o.init ? -1 : memfd,
     };
     const res = n.spawn(plan);
     for (const fd of childFds.splice(0)) closeQuiet(fd);
@@ -352,7 +316,7 @@ export function spawn(options: AppOptions): Container {
 }
 
 /** Collects one output stream, keeping at most `max` bytes and counting the rest. */
-function collect(stream: Readable | null, max: number): Promise<{ buf: Buffer; dropped: number }> {
+export function collect(stream: Readable | null, max: number): Promise<{ buf: Buffer; dropped: number }> {
   return new Promise((resolve, reject) => {
     if (!stream) return resolve({ buf: Buffer.alloc(0), dropped: 0 });
     const chunks: Buffer[] = [];

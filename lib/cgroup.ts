@@ -264,15 +264,14 @@ export class ContainerCgroup {
   }
 
   /** Makes the directory, enables what the limits need, writes them, opens the dirfd for clone3. */
-  static create(host: CgroupHost, limits: ResolvedLimits | undefined): ContainerCgroup | null {
+  static create(host: CgroupHost, limits: ResolvedLimits | undefined, name?: string): ContainerCgroup | null {
     const needed = limits ? requireControllers(limits, host) : [];
     if (!host.base || !host.parent) return null;
     if (!cleaned.has(host.base)) {
       cleaned.add(host.base);
       removeStale(host.base);
     }
-    const name = `${process.pid}.${++seq}`;
-    const dir = path.join(host.base, name);
+    const dir = path.join(host.base, name ?? `${process.pid}.${++seq}`);
     for (let attempt = 0; ; attempt++) {
       try {
         fs.mkdirSync(dir);
@@ -332,6 +331,25 @@ export class ContainerCgroup {
       const f = fs.existsSync(path.join(this.path, 'io.weight')) ? 'io.weight' : 'io.bfq.weight';
       writeFile(this.path, f, `default ${l.ioWeight}`, step);
     }
+  }
+
+  /** An existing cgroup (a machine's, found from its state), not counted as this process's. */
+  static adopt(p: string): ContainerCgroup {
+    const cg = new ContainerCgroup(p);
+    live++;
+    return cg;
+  }
+
+  /** Opens the O_DIRECTORY fd (again) for CLONE_INTO_CGROUP. */
+  openFd(sub?: string): number {
+    this.closeFd();
+    const dir = sub ? path.join(this.path, sub) : this.path;
+    try {
+      this.fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    } catch (e) {
+      throw fromSystemError(e, 'cgroup.open', dir);
+    }
+    return this.fd;
   }
 
   /** The O_DIRECTORY fd for CLONE_INTO_CGROUP; closed after the clone. */

@@ -16,3 +16,5 @@ export type {
   StdioMode,
   User,
 } from './types';
+export { Machine } from './machine';
+export type { MachineExecOptions, MachineInfo, MachineOptions, MachineState } from './machine';

@@ -45,6 +45,8 @@ export interface NativePlan {
   initArgv: string[];
   /** Index in initArgv that receives the found command; -1: the init runs without one. */
   initSlot: number;
+  /** Without an init: the same memfd, used as an exec trampoline (see init.c exec mode); -1: none. */
+  trampFd: number;
   /** Entering a running machine: its PID 1's pidfd, the namespaces to join; -1/0 otherwise. */
   enterPidfd: number;
   enterFlags: number;

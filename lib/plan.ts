@@ -6,7 +6,8 @@ import * as path from 'node:path';
 
 import { NsboxError, fromSystemError, errnoName } from './errors';
 import { native, STEPS, STEP, type NativeOp, type NativePlan } from './native';
-import type { ResolvedAppOptions } from './options';
+import type { ResolvedAppOptions, ResolvedMount } from './options';
+import { capsAvailable } from './runtime';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -118,7 +119,7 @@ function hostProcEntries(): Set<string> {
 }
 
 /** Collects ops with their meaning; paths given to it are container paths. */
-class OpList {
+export class OpList {
   readonly ops: NativeOp[] = [];
   readonly meta: OpMeta[] = [];
   private readonly made = new Set<string>();
@@ -137,6 +138,15 @@ class OpList {
 
   mount(src: string | null, target: string, fstype: string | null, flags: number, data: string | null, step: string, shown = target): void {
     this.push({ kind: this.K.OP_MOUNT!, src, dst: this.host(target), fstype, flags, data }, { step, syscall: 'mount', path: shown });
+  }
+
+  /** A mount at a host path outside the future root (e.g. the tmpfs behind an overlay). */
+  hostMount(src: string, hostDst: string, fstype: string | null, flags: number, data: string | null, step: string): void {
+    this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data }, { step, syscall: 'mount', path: hostDst });
+  }
+
+  hostMkdir(hostDst: string, step: string): void {
+    this.push({ kind: this.K.OP_MKDIR!, dst: hostDst, mode: 0o700 }, { step, syscall: 'mkdir', path: hostDst });
   }
 
   remount(target: string, flags: number, step: string): void {
@@ -237,6 +247,19 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
     for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
   }
 
+  mountProcAndDev(L, { consoleNull: false });
+  userMountOps(L, o.mounts);
+
+  // 5. Read-only root last, so every mount point above could still be made. Non-recursive: the
+  //    mounts on top keep their own flags.
+  if (o.readonly) L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
+  return L;
+}
+
+/** /dev (tmpfs, the usual nodes, a private devpts) and /proc (fresh, with the knobs protected). */
+export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean }): void {
+  const K = native().constants;
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
   L.mkdir('/dev', 0o755, 'mount.dev');
   L.mount('tmpfs', '/dev', 'tmpfs', NOSUID | NOEXEC, 'mode=0755,size=65536k', 'mount.dev');
@@ -255,6 +278,13 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
   L.mkdir('/dev/shm', 0o1777, 'mount.dev');
   L.mount('tmpfs', '/dev/shm', 'tmpfs', NOSUID | NODEV | NOEXEC, 'mode=1777,size=65536k', 'mount.dev');
 
+  if (opts.consoleNull) {
+    // A machine's console: PID 1's output goes to the state directory's console.log; /dev/console
+    // reads and writes like /dev/null (there is no terminal behind it).
+    L.touch('/dev/console', 'mount.dev');
+    L.mount(L.host('/dev/null'), '/dev/console', null, K.MS_BIND!, null, 'mount.dev', '/dev/console');
+  }
+
   // 3. /proc of the new pid namespace, with the kernel-wide knobs read-only and the leaky files masked
   //    by the /dev/null made just above (never one from the image).
   L.mkdir('/proc', 0o555, 'mount.proc');
@@ -271,8 +301,14 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
     if (proc.has(name)) L.mount('tmpfs', '/proc/' + name, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'proc.mask');
   }
 
+}
+
+/** The user's bind and tmpfs mounts, parents before children. */
+export function userMountOps(L: OpList, userMounts: ResolvedMount[]): void {
+  const K = native().constants;
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
   // 4. The user's mounts, parents before children.
-  const mounts = [...o.mounts].sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+  const mounts = [...userMounts].sort((a, b) => a.target.split('/').length - b.target.split('/').length);
   for (const m of mounts) {
     if (m.type === 'bind') {
       const kind = sourceKind(m.source, 'mount.bind');
@@ -287,10 +323,6 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
     }
   }
 
-  // 5. Read-only root last, so every mount point above could still be made. Non-recursive: the
-  //    mounts on top keep their own flags.
-  if (o.readonly) L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
-  return L;
 }
 
 let nofileHardCache: number | undefined;
@@ -358,7 +390,6 @@ export function errorFromRecord(
   return new NsboxError({ code, errno: rec.errno, syscall, step, path: p });
 }
 
-export type { OpList };
 
 /** Everything but fds: the part of a NativePlan that follows from the options alone. */
 export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number): { plan: Omit<NativePlan, 'cgroupFd' | 'cgroupInto' | 'stdio' | 'statusFd' | 'statusRead' | 'initFd'>; meta: OpMeta[]; candidates: string[] } {
@@ -367,8 +398,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
   let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
   if (o.network !== 'host') flags += K.CLONE_NEWNET!;
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
-  let keep = capMask(DEFAULT_CAPS);
-  keep &= (1n << BigInt(capLast + 1)) - 1n;
+  const keep = capMask(DEFAULT_CAPS) & capsAvailable();
   return {
     plan: {
       cloneFlags: flags,
@@ -395,6 +425,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       envp: Object.entries(o.env).map(([k, v]) => `${k}=${v}`),
       initArgv: [],
       initSlot: 0,
+      trampFd: -1,
       enterPidfd: -1,
       enterFlags: 0,
       ptySock: -1,

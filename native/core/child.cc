@@ -202,11 +202,28 @@ int machine_pty(int sock, int err_fd) {
   return slave;
 }
 
+// Writes v in decimal into buf (at least 12 bytes), NUL-terminated. No allocation.
+void format_int(char* buf, int v) {
+  char tmp[12];
+  int n = 0;
+  unsigned u = v < 0 ? static_cast<unsigned>(-(v + 1)) + 1u : static_cast<unsigned>(v);
+  do {
+    tmp[n++] = static_cast<char>('0' + u % 10);
+    u /= 10;
+  } while (u && n < 11);
+  int o = 0;
+  if (v < 0) buf[o++] = '-';
+  while (n) buf[o++] = tmp[--n];
+  buf[o] = 0;
+}
+
 }  // namespace
 
 [[noreturn]] void child_main(const Plan* plan) {
   int err_fd = plan->err_fd;
-  int init_fd = plan->init_fd;
+  // The memfd we execveat: the init, or the same binary as the exec trampoline.
+  int init_fd = plan->init_fd >= 0 ? plan->init_fd : plan->tramp_fd;
+  const bool tramp = plan->init_fd < 0 && plan->tramp_fd >= 0;
   struct rlimit nofile_before;
   if (getrlimit(RLIMIT_NOFILE, &nofile_before) != 0) nofile_before.rlim_max = 65536;
 
@@ -224,8 +241,9 @@ int machine_pty(int sock, int err_fd) {
     for (size_t i = 0; i < sizeof(args); i++) reinterpret_cast<char*>(&args)[i] = 0;
     // CLONE_PARENT: the new process is Node's child (so Node can wait for it through a pidfd),
     // not this helper's, which exits right away.
+    // clone3 rejects an exit_signal with CLONE_PARENT; the child takes ours (SIGCHLD) instead.
     args.flags = CLONE_PARENT;
-    args.exit_signal = SIGCHLD;
+    args.exit_signal = 0;
     if (plan->cgroup_fd >= 0) {
       args.flags |= CLONE_INTO_CGROUP;
       args.cgroup = static_cast<uint64_t>(plan->cgroup_fd);
@@ -366,7 +384,7 @@ int machine_pty(int sock, int err_fd) {
 
   uint64_t empty = 0;
   uint64_t full = ~0ULL;
-  if (init_fd >= 0 && plan->init_slot == SIZE_MAX) {
+  if (!tramp && init_fd >= 0 && plan->init_slot == SIZE_MAX) {
     sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
     syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
     fail(err_fd, STEP_EXEC, -2, errno);
@@ -375,6 +393,29 @@ int machine_pty(int sock, int err_fd) {
   int32_t last_index = -1;
   for (size_t i = 0; i < plan->n_candidates; i++) {
     const char* cand = plan->candidates[i];
+    if (tramp) {
+      int err = 0;
+      if (!is_exec_candidate(cand, &err)) {
+        if (err == ENOENT || err == ENOTDIR) continue;
+        last_err = err;
+        last_index = static_cast<int32_t>(i);
+        if (err == EACCES) continue;
+        break;
+      }
+      format_int(plan->tramp_argv[2], err_fd);
+      format_int(plan->tramp_argv[3], static_cast<int>(i));
+      plan->tramp_argv[5] = const_cast<char*>(cand);
+      // The error pipe must survive this execve: the trampoline reports its own execve failure
+      // there and marks it close-on-exec again before that execve.
+      if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, -2, errno);
+      sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
+      syscall(SYS_execveat, init_fd, "", plan->tramp_argv, plan->envp, AT_EMPTY_PATH);
+      last_err = errno;
+      sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
+      fcntl(err_fd, F_SETFD, FD_CLOEXEC);
+      last_index = -2;
+      break;
+    }
     if (init_fd >= 0) {
       int err = 0;
       if (!is_exec_candidate(cand, &err)) {

@@ -128,6 +128,13 @@ struct Plan {
   char** init_argv;
   size_t init_slot;  // SIZE_MAX: the init runs without a command (machine mode)
 
+  // Without an init the command is still exec'd through the init binary's exec mode (tramp_fd,
+  // the same sealed memfd) so that /proc/self/exe at the command's execve is never Node's binary.
+  // tramp_argv = {"nsbox-init", "--exec", ERRFD, INDEX, "--", PATH, argv...}: the child formats
+  // ERRFD and INDEX into their (writable, 11-digit) slots and puts the found PATH in its slot.
+  int tramp_fd;  // -1: exec directly
+  char** tramp_argv;
+
   // Entering a running machine (exec): setns through its PID 1's pidfd, then clone3(CLONE_PARENT)
   // so that the process that execs is inside the machine's pid namespace and a child of Node.
   int enter_pidfd;        // -1: not entering

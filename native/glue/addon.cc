@@ -39,7 +39,7 @@ struct PlanStorage {
   std::vector<nsbox::Rlimit> rlimits;
   std::vector<uint32_t> groups;
   std::vector<const char*> candidates;
-  std::vector<char*> argv, envp, init_argv;
+  std::vector<char*> argv, envp, init_argv, tramp_argv;
   Plan plan{};
 
   const char* keep(const std::string& s) {
@@ -206,6 +206,23 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   } else {
     p.init_argv = nullptr;
     p.init_slot = 0;
+  }
+  if (!GetNumber(js, "trampFd", &d)) return false;
+  p.tramp_fd = static_cast<int>(d);
+  p.tramp_argv = nullptr;
+  if (p.tramp_fd >= 0) {
+    std::vector<char*> rest;
+    if (!GetStringArray(js, "argv", st, &rest)) return false;
+    // {"nsbox-init", "--exec", ERRFD, INDEX, "--", PATH, argv..., NULL}; the slots are writable
+    // 11-character buffers owned by the storage.
+    st->tramp_argv.push_back(const_cast<char*>(st->keep("nsbox-init")));
+    st->tramp_argv.push_back(const_cast<char*>(st->keep("--exec")));
+    st->tramp_argv.push_back(const_cast<char*>(st->keep("00000000000")));
+    st->tramp_argv.push_back(const_cast<char*>(st->keep("00000000000")));
+    st->tramp_argv.push_back(const_cast<char*>(st->keep("--")));
+    st->tramp_argv.push_back(nullptr);
+    for (char* a : rest) st->tramp_argv.push_back(a);  // ends with the NULL terminator
+    p.tramp_argv = st->tramp_argv.data();
   }
   if (!GetNumber(js, "enterPidfd", &d)) return false;
   p.enter_pidfd = static_cast<int>(d);

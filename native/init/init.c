@@ -156,11 +156,44 @@ static __attribute__((noreturn)) void halt(ksigset_t set)
 	nl_exit(0);
 }
 
+/*
+ * Exec mode: "nsbox-init --exec ERRFD INDEX -- PATH ARGV0 ARGS...". nsbox runs every command
+ * through this when no init is wanted, so that at the moment of the command's execve the process
+ * image is this sealed memfd and not a copy of Node: a "#!/proc/self/exe" script then resolves to
+ * the sealed memfd, never to a host binary it could reopen for writing (the runc CVE-2019-5736
+ * pattern). ERRFD is nsbox's error pipe: on failure one 16-byte record {step=exec, errno, INDEX,
+ * magic} goes there; on success it closes with the execve.
+ */
+static __attribute__((noreturn)) void exec_mode(int argc, char **argv, char **envp)
+{
+	int errfd, index;
+	long r;
+	int rec[4];
+
+	if (argc < 7 || !nl_streq(argv[4], "--"))
+		die("usage: nsbox-init --exec ERRFD INDEX -- PATH ARGV0 [ARGS...]");
+	errfd = nl_atoi(argv[2]);
+	index = nl_atoi(argv[3]);
+	if (errfd < 0)
+		die("bad --exec ERRFD");
+	sys3(NR_fcntl, errfd, F_SETFD, FD_CLOEXEC);
+	r = sys3(NR_execve, argv[5], &argv[6], envp);
+	rec[0] = 21; /* STEP_EXEC in native/core/plan.h */
+	rec[1] = (int)-r;
+	rec[2] = index;
+	rec[3] = 0x6e73627a; /* kErrorMagic */
+	sys3(NR_write, errfd, rec, sizeof rec);
+	nl_exit(127);
+}
+
 int main(int argc, char **argv, char **envp)
 {
 	ksigset_t set = all_catchable();
 	char **cmd = NULL;
 	int i;
+
+	if (argc > 1 && nl_streq(argv[1], "--exec"))
+		exec_mode(argc, argv, envp);
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];

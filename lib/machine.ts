@@ -1,0 +1,698 @@
+// machine.ts: the machine profile. A long-lived container with its own PID 1 (the bundled init or
+// the distribution's, systemd included) that outlives the Node process that started it. Its state
+// lives in <stateDir>/<name>/state.json, so any later process finds it with Machine.get().
+import * as fs from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { abortError, collect, Container, signalNumber, type RunResultWithCounts } from './app';
+import { ContainerCgroup, detectCgroupHost, requireControllers, type ResolvedLimits } from './cgroup';
+import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
+import { native, type NativePlan, type NativeProcess } from './native';
+import {
+  checkAbsolutePath, checkCommand, checkEnv, checkHostname, checkInput, checkMounts, checkTimeout, checkUser,
+  rejectUnknownKeys, resolveLimits, type ResolvedMount,
+} from './options';
+import { CAP_NUMBERS, OpList, capMask, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
+import { capLast, capsAvailable, closeQuiet, initFd, pipeSocket, staging } from './runtime';
+import type { NetworkMode, Stats, StdioMode } from './types';
+
+export const DEFAULT_STATE_DIR = '/run/nsbox';
+const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+/** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
+const SIGRTMIN_3 = 37;
+
+/** What systemd-nspawn keeps by default; without a user namespace these are the host's. */
+export const MACHINE_CAPS = [
+  'CAP_AUDIT_CONTROL', 'CAP_AUDIT_WRITE', 'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER',
+  'CAP_FSETID', 'CAP_IPC_OWNER', 'CAP_KILL', 'CAP_LEASE', 'CAP_LINUX_IMMUTABLE', 'CAP_MKNOD', 'CAP_NET_BIND_SERVICE',
+  'CAP_NET_BROADCAST', 'CAP_NET_RAW', 'CAP_SETFCAP', 'CAP_SETGID', 'CAP_SETPCAP', 'CAP_SETUID', 'CAP_SYS_ADMIN',
+  'CAP_SYS_BOOT', 'CAP_SYS_CHROOT', 'CAP_SYS_NICE', 'CAP_SYS_PTRACE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TTY_CONFIG',
+] as const;
+
+export interface MachineOptions {
+  /** `[a-z0-9][a-z0-9_.-]{0,62}` */
+  name: string;
+  /** Directory with the machine's root filesystem. */
+  rootfs: string;
+  /** `'builtin'` (the bundled init) or an argv such as `['/sbin/init']`. Default `'builtin'`. */
+  init?: 'builtin' | string[];
+  /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
+  ephemeral?: boolean;
+  /** Default: `name`. */
+  hostname?: string;
+  /** Environment of PID 1 (plus `container=nsbox`, `PATH`). */
+  env?: Record<string, string>;
+  mounts?: import('./types').Mount[];
+  network?: NetworkMode;
+  limits?: import('./types').Limits;
+  /** Where machine state lives (default `/run/nsbox`). */
+  stateDir?: string;
+  /** Wait until the machine is up: systemd's boot finished (`running` or `degraded`). */
+  waitReady?: boolean;
+  /** How long `waitReady` may take, in ms (default 120000). */
+  readyTimeout?: number;
+  /** The signal that asks PID 1 to halt (default: SIGRTMIN+3 for systemd, SIGTERM otherwise). */
+  haltSignal?: string | number;
+}
+
+export interface MachineExecOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: { uid: number; gid: number; groups?: number[] };
+  /** A pty from the machine's own devpts as stdin/stdout/stderr (resize with `container.resize`). */
+  tty?: boolean;
+  stdio?: StdioMode;
+  input?: string | Buffer;
+  timeout?: number;
+  signal?: AbortSignal;
+  maxOutput?: number;
+}
+
+export type MachineState = 'running' | 'frozen' | 'stopped';
+
+export interface MachineInfo {
+  name: string;
+  pid: number;
+  state: MachineState;
+  rootfs: string;
+  init: 'builtin' | string[];
+  ephemeral: boolean;
+  createdAt: string;
+  cgroup: string | null;
+}
+
+interface StateFile {
+  version: 1;
+  name: string;
+  pid: number;
+  startTime: string;
+  cgroup: string | null;
+  rootfs: string;
+  init: 'builtin' | string[];
+  ephemeral: boolean;
+  hostname: string;
+  network: NetworkMode;
+  haltSignal: number;
+  capsKeep: string;
+  createdAt: string;
+  stopped?: boolean;
+}
+
+interface ResolvedMachineOptions {
+  name: string;
+  rootfs: string;
+  init: 'builtin' | string[];
+  ephemeral: boolean;
+  hostname: string;
+  env: Record<string, string>;
+  mounts: ResolvedMount[];
+  network: NetworkMode;
+  limits: ResolvedLimits | undefined;
+  stateDir: string;
+  waitReady: boolean;
+  readyTimeout: number;
+  haltSignal: number | undefined;
+}
+
+const MACHINE_KEYS = [
+  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
+  'readyTimeout', 'haltSignal',
+] as const;
+
+function checkName(v: unknown): string {
+  if (typeof v !== 'string') throw invalidType('name', 'of type string', v);
+  if (!NAME_RE.test(v)) throw invalidValue('name', v, 'must match [a-z0-9][a-z0-9_.-]{0,62} (no "/", "..", upper case or empty)');
+  if (v === '.' || v === '..' || v.includes('..')) throw invalidValue('name', v, "must not contain '..'");
+  return v;
+}
+
+function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw invalidType('options', 'of type object', opts);
+  rejectUnknownKeys(opts, MACHINE_KEYS, '');
+  const o = opts as MachineOptions;
+  const name = checkName(o.name);
+  if (o.rootfs === undefined) throw invalidType('rootfs', 'of type string', undefined);
+  const rootfs = checkAbsolutePath('rootfs', o.rootfs);
+  let init: 'builtin' | string[] = 'builtin';
+  if (o.init !== undefined && o.init !== 'builtin') {
+    if (!Array.isArray(o.init)) throw invalidValue('init', o.init, "must be 'builtin' or an argv array such as ['/sbin/init']");
+    init = checkCommand('init', o.init);
+    if (!init[0]!.startsWith('/')) throw invalidValue('init[0]', init[0], 'must be an absolute path inside the rootfs');
+  }
+  const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
+  if (ephemeral && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
+  const network: NetworkMode = o.network === undefined ? 'loopback' : (['none', 'loopback', 'host'] as const).includes(o.network) ? o.network : (() => { throw invalidValue('network', o.network, "must be one of 'none', 'loopback', 'host'"); })();
+  const env = checkEnv('env', o.env ?? {});
+  const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
+  const readyTimeout = o.readyTimeout === undefined ? 120000 : checkTimeout('readyTimeout', o.readyTimeout)!;
+  if (o.waitReady !== undefined && typeof o.waitReady !== 'boolean') throw invalidType('waitReady', 'of type boolean', o.waitReady);
+  return {
+    name,
+    rootfs,
+    init,
+    ephemeral,
+    hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),
+    env,
+    mounts,
+    network,
+    limits: resolveLimits(o.limits),
+    stateDir: o.stateDir === undefined ? DEFAULT_STATE_DIR : checkAbsolutePath('stateDir', o.stateDir),
+    waitReady: o.waitReady ?? false,
+    readyTimeout,
+    haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
+  };
+}
+
+/** Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot, the pid's identity. */
+function startTimeOf(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function writeAtomic(file: string, data: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  const dfd = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dfd);
+  } finally {
+    fs.closeSync(dfd);
+  }
+}
+
+function readState(dir: string): StateFile | undefined {
+  try {
+    const s = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as StateFile;
+    return s.version === 1 ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is the PID 1 recorded in the state still that same process? Returns a live handle when it is. */
+function openLive(s: StateFile): NativeProcess | null {
+  if (s.stopped) return null;
+  const p = native().pidfdOpen(s.pid);
+  if (typeof p === 'number') return null;
+  // Opened first, checked second: if the start time still matches, the pidfd refers to the machine.
+  if (startTimeOf(s.pid) !== s.startTime) {
+    p.unref();
+    return null;
+  }
+  return p;
+}
+
+/** Does the rootfs's init look like systemd (for the halt signal and readiness)? */
+function isSystemd(rootfs: string, init: string[]): boolean {
+  const target = path.join(rootfs, init[0]!);
+  try {
+    let real = fs.readlinkSync(target);
+    if (!real.startsWith('/')) real = path.join(path.dirname(init[0]!), real);
+    return /systemd/.test(real);
+  } catch {
+    return /systemd/.test(init[0]!);
+  }
+}
+
+function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string): OpList {
+  const K = native().constants;
+  const L = new OpList(stagingDir);
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
+  checkRootfs(o.rootfs);
+  if (o.ephemeral) {
+    // The overlay's upper layer lives on a tmpfs that exists only in the machine's mount namespace:
+    // it is thrown away with the machine.
+    L.hostMount('tmpfs', scratch, 'tmpfs', NOSUID | NODEV, 'mode=0700', 'rootfs.overlay');
+    L.hostMkdir(scratch + '/upper', 'rootfs.overlay');
+    L.hostMkdir(scratch + '/work', 'rootfs.overlay');
+    L.mount('overlay', '/', 'overlay', 0, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
+  } else {
+    L.mount(o.rootfs, '/', null, K.MS_BIND! | K.MS_REC!, null, 'rootfs.bind', o.rootfs);
+  }
+  mountProcAndDev(L, { consoleNull: true });
+  // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
+  // systemd inside can manage its subtree.
+  L.mkdir('/sys', 0o555, 'mount.sys');
+  L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
+  L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
+  L.mkdir('/run', 0o755, 'mount.run');
+  L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
+  L.mkdir('/run/host', 0o755, 'mount.run');
+  L.mkdir('/tmp', 0o1777, 'mount.tmp');
+  L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
+  userMountOps(L, o.mounts);
+  return L;
+}
+
+/** A machine: its own PID 1 in a full set of namespaces, found again by name from any process. */
+export class Machine {
+  readonly name: string;
+  /** Host pid of the machine's PID 1. */
+  readonly pid: number;
+  readonly stateDir: string;
+  #dir: string;
+  #state: StateFile;
+  #proc: NativeProcess | null;
+  #cgroup: ContainerCgroup | null;
+  #gone: Promise<void>;
+
+  private constructor(dir: string, state: StateFile, proc: NativeProcess | null, stateDir: string) {
+    this.name = state.name;
+    this.pid = state.pid;
+    this.stateDir = stateDir;
+    this.#dir = dir;
+    this.#state = state;
+    this.#proc = proc;
+    this.#cgroup = state.cgroup ? ContainerCgroup.adopt(state.cgroup) : null;
+    this.#gone = new Promise((resolve) => {
+      if (!proc) return resolve();
+      // Unref'd: a live machine must not keep the Node process that started (or found) it alive.
+      proc.watch(() => resolve());
+      proc.unref();
+    });
+  }
+
+  /** Starts a machine. Resolves once its PID 1 runs (or, with `waitReady`, once it is up). */
+  static async start(options: MachineOptions): Promise<Machine> {
+    const o = resolveMachineOptions(options);
+    const host = detectCgroupHost();
+    if (o.limits) requireControllers(o.limits, host);
+    const K = native().constants;
+    try {
+      fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw fromSystemError(e, 'machine.state', o.stateDir);
+    }
+    const dir = path.join(o.stateDir, o.name);
+    claimName(dir, o.name);
+
+    let cgroup: ContainerCgroup | null = null;
+    const fds: number[] = [];
+    try {
+      const scratch = path.join(path.dirname(staging()), '.scratch');
+      fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
+      const L = machineOps(o, staging(), scratch);
+      cgroup = ContainerCgroup.create(host, o.limits, `m-${o.name}`);
+      const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
+      fds.push(log);
+      const nul = fs.openSync('/dev/null', 'r');
+      fds.push(nul);
+      const builtin = o.init === 'builtin';
+      const systemd = !builtin && isSystemd(o.rootfs, o.init as string[]);
+      const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
+      const env: Record<string, string> = { container: 'nsbox', ...o.env };
+      if (o.env.PATH === undefined) env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+      delete env.HOME;
+      const keep = capMask(MACHINE_CAPS) & capsAvailable();
+      let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
+      if (o.network !== 'host') flags += K.CLONE_NEWNET!;
+      const command = builtin ? [] : (o.init as string[]);
+      const plan: NativePlan = {
+        cloneFlags: flags,
+        cgroupFd: cgroup ? cgroup.dirFd : -1,
+        cgroupInto: true,
+        staging: staging(),
+        ops: L.ops,
+        hostname: o.hostname,
+        netLoUp: o.network === 'loopback',
+        cwd: '/',
+        rlimits: [[K.RLIMIT_CORE!, 0, -1]],
+        newKeyring: true,
+        capLast: capLast(),
+        capsKeep: keep.toString(),
+        setCreds: true,
+        uid: 0,
+        gid: 0,
+        groups: [],
+        noNewPrivs: false,
+        pdeathsig: false,
+        stdio: [nul, log, log],
+        statusFd: -1,
+        statusRead: -1,
+        candidates: builtin ? [] : [command[0]!],
+        argv: builtin ? ['nsbox-init'] : command,
+        envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        initFd: builtin ? initFd() : -1,
+        initArgv: builtin ? ['nsbox-init', '--halt-signal', String(halt), '--grace-ms', '10000'] : [],
+        initSlot: -1,
+        trampFd: builtin ? -1 : initFd(),
+        enterPidfd: -1,
+        enterFlags: 0,
+        ptySock: -1,
+      };
+      const res = native().spawn(plan);
+      cgroup?.closeFd();
+      for (const fd of fds.splice(0)) closeQuiet(fd);
+      if (res.step !== undefined) {
+        throw errorFromRecord(res, { meta: L.meta, candidates: plan.candidates, command: plan.argv, rootfs: o.rootfs, cwd: '/', hostname: o.hostname });
+      }
+      const startTime = startTimeOf(res.pid);
+      const state: StateFile = {
+        version: 1,
+        name: o.name,
+        pid: res.pid,
+        startTime: startTime ?? '',
+        cgroup: cgroup ? cgroup.path : null,
+        rootfs: o.rootfs,
+        init: o.init,
+        ephemeral: o.ephemeral,
+        hostname: o.hostname,
+        network: o.network,
+        haltSignal: halt,
+        capsKeep: keep.toString(),
+        createdAt: new Date().toISOString(),
+      };
+      writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
+      const m = new Machine(dir, state, res.process, o.stateDir);
+      if (o.waitReady && systemd) await m.#waitSystemd(o.readyTimeout);
+      return m;
+    } catch (e) {
+      for (const fd of fds) closeQuiet(fd);
+      cgroup?.removeNow();
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** The machine called `name`, running or stopped, or undefined when there is none. */
+  static async get(name: string, opts: { stateDir?: string } = {}): Promise<Machine | undefined> {
+    checkName(name);
+    const stateDir = opts.stateDir === undefined ? DEFAULT_STATE_DIR : checkAbsolutePath('stateDir', opts.stateDir);
+    const dir = path.join(stateDir, name);
+    const s = readState(dir);
+    if (!s) return undefined;
+    const proc = openLive(s);
+    if (!proc && !s.stopped) {
+      // PID 1 is gone (or its pid now belongs to someone else): the machine stopped without us.
+      s.stopped = true;
+      if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
+      writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
+    }
+    return new Machine(dir, s, proc, stateDir);
+  }
+
+  /** Every machine with state in `stateDir`. */
+  static async list(opts: { stateDir?: string } = {}): Promise<MachineInfo[]> {
+    const stateDir = opts.stateDir === undefined ? DEFAULT_STATE_DIR : checkAbsolutePath('stateDir', opts.stateDir);
+    let names: string[];
+    try {
+      names = fs.readdirSync(stateDir).filter((n) => NAME_RE.test(n));
+    } catch {
+      return [];
+    }
+    const out: MachineInfo[] = [];
+    for (const n of names.sort()) {
+      const m = await Machine.get(n, { stateDir });
+      if (m) out.push(await m.info());
+    }
+    return out;
+  }
+
+  async info(): Promise<MachineInfo> {
+    const s = this.#state;
+    return { name: s.name, pid: s.pid, state: await this.state(), rootfs: s.rootfs, init: s.init, ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup };
+  }
+
+  async state(): Promise<MachineState> {
+    if (!this.#proc || this.#proc.fd() < 0 || this.#proc.signal(0) !== 0) return 'stopped';
+    if (this.#cgroup) {
+      try {
+        if (/^frozen 1$/m.test(fs.readFileSync(path.join(this.#cgroup.path, 'cgroup.events'), 'utf8'))) return 'frozen';
+      } catch {
+        /* gone */
+      }
+    }
+    return 'running';
+  }
+
+  /** Starts a process inside all of the machine's namespaces and its cgroup (PID > 1 there). */
+  exec(command: string[], options: MachineExecOptions = {}): Container {
+    const argv = checkCommand('command', command);
+    if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
+    rejectUnknownKeys(options, ['env', 'cwd', 'user', 'tty', 'stdio', 'input', 'timeout', 'signal', 'maxOutput'], '');
+    const tty = options.tty === undefined ? false : options.tty === true ? true : options.tty === false ? false : (() => { throw invalidType('tty', 'of type boolean', options.tty); })();
+    const stdio: StdioMode = options.stdio ?? 'pipe';
+    if (!['pipe', 'inherit', 'ignore'].includes(stdio)) throw invalidValue('stdio', stdio, "must be one of 'pipe', 'inherit', 'ignore'");
+    const env = checkEnv('env', options.env ?? {});
+    if (options.env?.HOME === undefined) env.HOME = '/root';
+    if (tty && env.TERM === undefined) env.TERM = process.env.TERM ?? 'xterm-256color';
+    const cwd = options.cwd === undefined ? '/' : checkAbsolutePath('cwd', options.cwd);
+    const user = options.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', options.user);
+    const timeout = checkTimeout('timeout', options.timeout);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidType('signal', 'an instance of AbortSignal', options.signal);
+    if (options.signal?.aborted) throw abortError(options.signal);
+
+    if (!this.#proc || this.#proc.fd() < 0 || this.#proc.signal(0) !== 0) {
+      throw new NsboxError({ code: 'ESRCH', step: 'exec', message: `machine '${this.name}' is not running (step exec)` });
+    }
+    if (this.#cgroup && /^frozen 1$/m.test(readOr(path.join(this.#cgroup.path, 'cgroup.events')))) {
+      throw new NsboxError({ code: 'EBUSY', step: 'exec', message: `machine '${this.name}' is frozen; thaw it first (step exec)` });
+    }
+    const K = native().constants;
+    const n = native();
+    let enterFlags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
+    if (this.#state.network !== 'host') enterFlags += K.CLONE_NEWNET!;
+    const t0 = performance.now();
+    const parentFds: number[] = [];
+    const childFds: number[] = [];
+    try {
+      let cgroupFd = -1;
+      if (this.#cgroup) {
+        // A cgroup that delegates controllers to children may not hold processes itself (systemd
+        // does that in its root): use a leaf of ours then.
+        const sub = readOr(path.join(this.#cgroup.path, 'cgroup.subtree_control')).trim() ? 'nsbox.exec' : undefined;
+        if (sub) fs.mkdirSync(path.join(this.#cgroup.path, sub), { recursive: true });
+        cgroupFd = this.#cgroup.openFd(sub);
+      }
+      const stdioFds: [number, number, number] = [-1, -1, -1];
+      const ours: [number, number, number] = [-1, -1, -1];
+      let ptySock = -1;
+      let ptyRecv = -1;
+      if (tty) {
+        [ptyRecv, ptySock] = n.socketpair();
+        parentFds.push(ptyRecv);
+        childFds.push(ptySock);
+      } else if (stdio === 'inherit') {
+        stdioFds[0] = 0;
+        stdioFds[1] = 1;
+        stdioFds[2] = 2;
+      } else if (stdio === 'ignore') {
+        const nul = fs.openSync('/dev/null', 'r+');
+        childFds.push(nul);
+        stdioFds[0] = stdioFds[1] = stdioFds[2] = nul;
+      } else {
+        for (let i = 0; i < 3; i++) {
+          const [r, w] = n.pipe();
+          stdioFds[i] = i === 0 ? r : w;
+          ours[i] = i === 0 ? w : r;
+          childFds.push(i === 0 ? r : w);
+          parentFds.push(i === 0 ? w : r);
+        }
+      }
+      const candidates = execCandidates(argv[0]!, env.PATH ?? '');
+      const plan: NativePlan = {
+        cloneFlags: 0,
+        cgroupFd,
+        cgroupInto: false,
+        staging: '/',
+        ops: [],
+        hostname: null,
+        netLoUp: false,
+        cwd,
+        rlimits: [[K.RLIMIT_CORE!, 0, -1]],
+        newKeyring: true,
+        capLast: capLast(),
+        capsKeep: this.#state.capsKeep,
+        setCreds: true,
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups,
+        noNewPrivs: false,
+        pdeathsig: true,
+        stdio: stdioFds,
+        statusFd: -1,
+        statusRead: -1,
+        candidates,
+        argv,
+        envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        initFd: -1,
+        initArgv: [],
+        initSlot: 0,
+        trampFd: initFd(),
+        enterPidfd: this.#proc.fd(),
+        enterFlags,
+        ptySock,
+      };
+      const res = n.spawn(plan);
+      this.#cgroup?.closeFd();
+      for (const fd of childFds.splice(0)) closeQuiet(fd);
+      if (res.step !== undefined) {
+        throw errorFromRecord(res, { meta: [] as OpMeta[], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname });
+      }
+      let streams: [import('node:stream').Writable | null, import('node:stream').Readable | null, import('node:stream').Readable | null] = [null, null, null];
+      let master = -1;
+      if (tty) {
+        master = n.recvFd(ptyRecv);
+        closeQuiet(ptyRecv);
+        parentFds.length = 0;
+        if (master < 0) {
+          res.process.signal(osConstants.signals.SIGKILL);
+          throw new NsboxError({ code: errnoName(-master), errno: -master, syscall: 'recvmsg', step: 'exec.pty' });
+        }
+        const sock = new (require('node:tty').ReadStream)(master) as import('node:tty').ReadStream;
+        (sock as unknown as { writable: boolean }).writable = true;
+        streams = [sock as unknown as import('node:stream').Writable, sock, null];
+      } else if (stdio === 'pipe') {
+        streams = [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)];
+      }
+      parentFds.length = 0;
+      return new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, master);
+    } catch (e) {
+      this.#cgroup?.closeFd();
+      for (const fd of childFds) closeQuiet(fd);
+      for (const fd of parentFds) closeQuiet(fd);
+      throw e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, 'exec');
+    }
+  }
+
+  /** exec + collect: the same result shape as the app profile's run(). */
+  async run(command: string[], options: MachineExecOptions = {}): Promise<RunResultWithCounts> {
+    const input = checkInput('input', options.input);
+    const maxOutput = options.maxOutput === undefined ? 16 * 1024 * 1024 : options.maxOutput;
+    if (!Number.isInteger(maxOutput) || maxOutput < 0) throw outOfRange('maxOutput', 'an integer >= 0', maxOutput);
+    const c = this.exec(command, { ...options, input: undefined, maxOutput: undefined });
+    if (c.stdin) {
+      c.stdin.on('error', () => {});
+      if (!options.tty) c.stdin.end(input ?? undefined);
+      else if (input) c.stdin.write(input);
+    }
+    const [out, err, info] = await Promise.all([collect(c.stdout, maxOutput), collect(c.stderr, maxOutput), c.wait()]);
+    if (c.aborted && options.signal) throw abortError(options.signal);
+    return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };
+  }
+
+  /** Halt signal to PID 1, wait up to `timeout` ms (default 10000), then kill everything. */
+  async stop(opts: { timeout?: number } = {}): Promise<void> {
+    const timeout = opts.timeout === undefined ? 10000 : checkTimeout('timeout', opts.timeout)!;
+    if ((await this.state()) !== 'stopped') {
+      if ((await this.state()) === 'frozen') await this.thaw();
+      this.#proc!.signal(this.#state.haltSignal);
+      const timer = sleep(timeout).then(() => 'timeout' as const);
+      const r = await Promise.race([this.#gone.then(() => 'gone' as const), timer]);
+      if (r === 'timeout') this.kill('SIGKILL');
+      await this.#gone;
+    }
+    await this.#markStopped();
+  }
+
+  /** SIGKILL (default) kills every process of the machine; other signals go to its PID 1. */
+  kill(signal: string | number = 'SIGKILL'): void {
+    const n = signalNumber(signal);
+    if (!this.#proc || this.#proc.fd() < 0) return;
+    if (n === osConstants.signals.SIGKILL) this.#cgroup?.kill();
+    this.#proc.signal(n);
+  }
+
+  async freeze(): Promise<void> {
+    if (!this.#cgroup) throw notSupported('freeze', 'freezing needs a cgroup v2 hierarchy nsbox can write to');
+    if ((await this.state()) === 'stopped') throw new NsboxError({ code: 'ESRCH', step: 'freeze', message: `machine '${this.name}' is not running (step freeze)` });
+    await this.#cgroup.setFrozen(true);
+  }
+
+  async thaw(): Promise<void> {
+    if (!this.#cgroup) throw notSupported('thaw', 'thawing needs a cgroup v2 hierarchy nsbox can write to');
+    if ((await this.state()) === 'stopped') return;
+    await this.#cgroup.setFrozen(false);
+  }
+
+  async stats(): Promise<Stats> {
+    if (!this.#cgroup || (await this.state()) === 'stopped') return { cpuUsageUs: 0 };
+    const s = this.#cgroup.readStats(0);
+    delete s.oomKills;
+    return s;
+  }
+
+  /** Removes a stopped machine's state (and with it, for ephemeral machines, nothing is left). */
+  async destroy(): Promise<void> {
+    if ((await this.state()) !== 'stopped') {
+      throw new NsboxError({ code: 'EBUSY', step: 'destroy', message: `machine '${this.name}' is still running; stop it first (step destroy)` });
+    }
+    await this.#markStopped();
+    fs.rmSync(this.#dir, { recursive: true, force: true });
+  }
+
+  async #markStopped(): Promise<void> {
+    if (this.#cgroup) await this.#cgroup.remove();
+    if (!this.#state.stopped && fs.existsSync(this.#dir)) {
+      this.#state.stopped = true;
+      writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));
+    }
+  }
+
+  async #waitSystemd(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      const r = await this.run(['systemctl', 'is-system-running', '--wait'], { timeout: Math.max(1000, deadline - Date.now()) }).catch((e: unknown) => e);
+      if (r instanceof Error) throw r;
+      last = (r as RunResultWithCounts).stdout.toString().trim();
+      if (last === 'running' || last === 'degraded') return;
+      if ((await this.state()) === 'stopped') break;
+      await sleep(200);
+    }
+    throw new NsboxError({ code: 'ETIMEDOUT', step: 'machine.ready', message: `machine '${this.name}' did not become ready (last state '${last}') (step machine.ready)` });
+  }
+}
+
+function readOr(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Takes the name atomically (mkdir); a stale entry (PID 1 gone or its pid reused) is cleared first. */
+function claimName(dir: string, name: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(e, 'machine.state', dir);
+    }
+    const s = readState(dir);
+    const exists = (why: string): NsboxError =>
+      new NsboxError({ code: 'EEXIST', syscall: 'mkdir', step: 'machine.name', path: dir, message: `${why} (step machine.name)` });
+    if (s) {
+      const live = openLive(s);
+      if (live) {
+        live.unref();
+        throw exists(`a machine named '${name}' already exists`);
+      }
+      if (s.stopped) throw exists(`a stopped machine named '${name}' exists; destroy() it first`);
+      // Stale: PID 1 died (or its pid was reused) without a stop. Clean up what it left.
+      if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
+    } else if (Date.now() - fs.statSync(dir).mtimeMs < 10000) {
+      // No state yet: another process is between taking the name and writing the state.
+      throw exists(`a machine named '${name}' is being started`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  throw new NsboxError({ code: 'EEXIST', step: 'machine.name', path: dir });
+}
+
+export { CAP_NUMBERS };

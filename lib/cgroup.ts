@@ -153,6 +153,19 @@ export function requireControllers(limits: ResolvedLimits, host: CgroupHost): st
 
 let seq = 0;
 let live = 0;
+
+/** rmdir of a cgroup and every cgroup below it, children first. cgroupfs files need no removal. */
+function rmTree(dir: string): void {
+  let entries: fs.Dirent[] = [];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for (const e of entries) if (e.isDirectory()) rmTree(path.join(dir, e.name));
+  fs.rmdirSync(dir);
+}
 const cleaned = new Set<string>();
 
 function pidAlive(pid: number): boolean {
@@ -467,18 +480,21 @@ export class ContainerCgroup {
     };
   }
 
-  /** Waits until no process is left, then removes the directory (retrying EBUSY with backoff). */
+  /**
+   * Waits until no process is left, then removes the directory and any cgroups made below it (a
+   * systemd inside a machine makes a whole tree), deepest first, retrying EBUSY with backoff.
+   */
   async remove(): Promise<void> {
     if (this.removed) return;
     this.closeFd();
     for (let delay = 1, waited = 0; ; delay = Math.min(delay * 2, 100)) {
       try {
-        fs.rmdirSync(this.path);
+        rmTree(this.path);
         break;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') break;
-        if (code !== 'EBUSY' || waited > 10000) throw fromSystemError(e, 'cgroup.remove', this.path);
+        if (code !== 'EBUSY' || waited > 10000) throw fromSystemError(e, 'cgroup.remove', (e as NodeJS.ErrnoException).path ?? this.path);
         this.kill();
         await sleep(delay);
         waited += delay;
@@ -492,7 +508,7 @@ export class ContainerCgroup {
     if (this.removed) return;
     this.closeFd();
     try {
-      fs.rmdirSync(this.path);
+      rmTree(this.path);
     } catch {
       /* nothing ran in it; if it still exists something else is wrong and remove() reports it */
     }

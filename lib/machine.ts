@@ -236,7 +236,8 @@ function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: stri
     // The overlay's upper layer lives on a tmpfs that exists only in the machine's mount namespace:
     // it is thrown away with the machine.
     L.hostMount('tmpfs', scratch, 'tmpfs', NOSUID | NODEV, 'mode=0700', 'rootfs.overlay');
-    L.hostMkdir(scratch + '/upper', 'rootfs.overlay');
+    // The overlay's root takes its owner and mode from the upper directory: give it the rootfs's.
+    L.hostMkdir(scratch + '/upper', 'rootfs.overlay', fs.statSync(o.rootfs).mode & 0o7777);
     L.hostMkdir(scratch + '/work', 'rootfs.overlay');
     L.mount('overlay', '/', 'overlay', 0, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
   } else {
@@ -377,7 +378,18 @@ export class Machine {
       };
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
       const m = new Machine(dir, state, res.process, o.stateDir);
-      if (o.waitReady && systemd) await m.#waitSystemd(o.readyTimeout);
+      if (o.waitReady && systemd) {
+        try {
+          await m.#waitSystemd(o.readyTimeout);
+        } catch (e) {
+          // A machine that did not come up is not left behind: kill it, its cgroup and its state.
+          m.kill('SIGKILL');
+          await m.#gone;
+          await m.#cgroup?.remove().catch(() => {});
+          fs.rmSync(dir, { recursive: true, force: true });
+          throw e;
+        }
+      }
       return m;
     } catch (e) {
       for (const fd of fds) closeQuiet(fd);
@@ -554,6 +566,12 @@ export class Machine {
         }
         const sock = new (require('node:tty').ReadStream)(master) as import('node:tty').ReadStream;
         (sock as unknown as { writable: boolean }).writable = true;
+        // When the last holder of the slave side exits, reading the master fails with EIO: that is
+        // the terminal's end-of-file, not an error.
+        sock.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code === 'EIO') sock.destroy();
+          else if (sock.listenerCount('error') === 1) throw err;
+        });
         streams = [sock as unknown as import('node:stream').Writable, sock, null];
       } else if (stdio === 'pipe') {
         streams = [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)];

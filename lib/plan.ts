@@ -145,8 +145,8 @@ export class OpList {
     this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data }, { step, syscall: 'mount', path: hostDst });
   }
 
-  hostMkdir(hostDst: string, step: string): void {
-    this.push({ kind: this.K.OP_MKDIR!, dst: hostDst, mode: 0o700 }, { step, syscall: 'mkdir', path: hostDst });
+  hostMkdir(hostDst: string, step: string, mode = 0o700): void {
+    this.push({ kind: this.K.OP_MKDIR!, dst: hostDst, mode }, { step, syscall: 'mkdir', path: hostDst });
   }
 
   remount(target: string, flags: number, step: string): void {

@@ -1,0 +1,220 @@
+// Machines with the builtin init on a busybox rootfs: daemons under PID 1, exec, reaping, stop,
+// state that outlives the Node process, ttys, and the /proc/self/exe overwrite attack.
+'use strict';
+const t = require('tap');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { spawnSync, spawn: cpSpawn } = require('node:child_process');
+const { Machine, NsboxError } = require('..');
+const { busyboxRootfs, warmUp, assertNoLeaks } = require('./helpers');
+
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
+const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-machines-'));
+let before;
+
+t.before(async () => {
+  before = await warmUp();
+});
+
+t.teardown(async () => {
+  // Whatever a failed test left running is stopped and removed.
+  for (const info of await Machine.list({ stateDir })) {
+    const m = await Machine.get(info.name, { stateDir });
+    await m.stop({ timeout: 2000 }).catch(() => {});
+    await m.destroy().catch(() => {});
+  }
+  fs.rmSync(stateDir, { recursive: true, force: true });
+});
+
+function hostPidsOf(cgroupPath) {
+  try {
+    return fs.readFileSync(path.join(cgroupPath, 'cgroup.procs'), 'utf8').trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const sha = (p) => crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+
+t.test('a builtin-init machine runs two daemons under PID 1 and stops cleanly', { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'daemons', rootfs: bb, ephemeral: true, stateDir });
+  t.equal(await m.state(), 'running');
+  const info = await m.info();
+  const d = await m.run(['sh', '-c', 'httpd -p 8080 -h /; syslogd; sleep 0.2']);
+  t.equal(d.exitCode, 0, d.stderr.toString());
+  const ps = await m.run(['ps', '-o', 'pid,ppid,comm']);
+  const rows = ps.stdout.toString().trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  const byComm = Object.fromEntries(rows.map(([pid, ppid, comm]) => [comm, { pid: Number(pid), ppid: Number(ppid) }]));
+  t.equal(byComm['nsbox-init']?.pid, 1, 'the builtin init is PID 1');
+  t.equal(byComm.httpd?.ppid, 1, 'httpd runs under PID 1');
+  t.equal(byComm.syslogd?.ppid, 1, 'syslogd runs under PID 1');
+  t.ok(rows.every(([pid]) => Number(pid) > 0), 'exec sees only the machine pid namespace');
+
+  // An orphaned grandchild is reaped by the init: no zombie two seconds later.
+  await m.run(['sh', '-c', '(sleep 0.3 &); exit 0']);
+  await new Promise((r) => setTimeout(r, 2000));
+  const z = await m.run(['sh', '-c', 'ps -o stat | grep -c ^Z || true']);
+  t.equal(z.stdout.toString().trim(), '0', 'no zombie after 2 s');
+
+  const pids = hostPidsOf(info.cgroup);
+  t.ok(pids.length >= 3, `the machine's processes are in its cgroup (${pids.length})`);
+  const t0 = Date.now();
+  await m.stop({ timeout: 5000 });
+  t.ok(Date.now() - t0 < 5000, `stop() took ${Date.now() - t0} ms, within the grace period`);
+  t.equal(await m.state(), 'stopped');
+  t.same(pids.filter((p) => fs.existsSync(`/proc/${p}`) && !/\) Z /.test(fs.readFileSync(`/proc/${p}/stat`, 'utf8'))), [], 'no machine process is left');
+  t.notOk(fs.existsSync(info.cgroup), 'its cgroup is gone');
+  await m.destroy();
+  t.same(await Machine.list({ stateDir }), [], 'destroy() removed its state');
+});
+
+t.test('stop() kills what ignores the halt signal once the timeout passes', { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'stubborn', rootfs: bb, ephemeral: true, stateDir });
+  const c = m.exec(['sh', '-c', 'trap "" TERM; while :; do sleep 1; done'], { stdio: 'ignore' });
+  c.unref();
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = Date.now();
+  await m.stop({ timeout: 500 });
+  t.ok(Date.now() - t0 < 3000, `stopped after ${Date.now() - t0} ms`);
+  t.equal(await m.state(), 'stopped');
+  await m.destroy();
+});
+
+t.test('exec: exit codes, env, cwd, user and stdin like run(); fails at once on a frozen or stopped machine', { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'execs', rootfs: bb, ephemeral: true, stateDir, hostname: 'execs-host' });
+  t.teardown(async () => {
+    await m.stop({ timeout: 1000 }).catch(() => {});
+    await m.destroy().catch(() => {});
+  });
+  const r = await m.run(['sh', '-c', 'echo $FOO $(hostname) $(pwd) $(id -u):$(id -g); cat; exit 4'], { env: { FOO: 'bar' }, cwd: '/tmp', user: { uid: 1000, gid: 1000 }, input: 'in\n' });
+  t.equal(r.exitCode, 4);
+  t.equal(r.stdout.toString(), 'bar execs-host /tmp 1000:1000\nin\n');
+  const info = await m.run(['/probe', 'info']);
+  const i = JSON.parse(info.stdout.toString());
+  t.ok(i.pid > 1, `the exec'd process is PID ${i.pid} > 1 in the machine`);
+  t.same(i.fds, [0, 1, 2], 'it holds no host fd');
+  t.equal(i.status.SigBlk, '0000000000000000');
+  const e = await m.run(['no-such-cmd']).catch((x) => x);
+  t.match(e, { code: 'ENOENT', step: 'exec' });
+  await m.freeze();
+  t.equal(await m.state(), 'frozen');
+  t.throws(() => m.exec(['true']), { code: 'EBUSY' }, 'exec into a frozen machine fails at once');
+  await m.thaw();
+  t.equal(await m.state(), 'running');
+  await m.stop({ timeout: 1000 });
+  t.throws(() => m.exec(['true']), { code: 'ESRCH' }, 'exec into a stopped machine fails at once');
+});
+
+t.test('names are validated and unique', { skip: noBusybox }, async (t) => {
+  for (const bad of ['', '..', 'a/b', 'A', '-x', 'x'.repeat(64), '../etc']) {
+    await t.rejects(Machine.start({ name: bad, rootfs: bb, stateDir }), { code: /ERR_INVALID_ARG/ }, `name ${JSON.stringify(bad)}`);
+  }
+  await t.rejects(Machine.start({ name: 'ok', rootfs: bb, stateDir, initt: 'builtin' }), { code: 'ERR_INVALID_ARG_VALUE', message: /did you mean "init"/ });
+  const m = await Machine.start({ name: 'twice', rootfs: bb, ephemeral: true, stateDir });
+  const e = await Machine.start({ name: 'twice', rootfs: bb, ephemeral: true, stateDir }).catch((x) => x);
+  t.type(e, NsboxError);
+  t.equal(e.code, 'EEXIST');
+  await m.stop({ timeout: 1000 });
+  await m.destroy();
+});
+
+t.test('a machine outlives the Node process that started it, even a SIGKILLed one', { skip: noBusybox }, async (t) => {
+  const script = `
+    const { Machine } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    Machine.start({ name: 'orphan', rootfs: ${JSON.stringify(bb)}, ephemeral: true, stateDir: ${JSON.stringify(stateDir)} })
+      .then((m) => { process.stdout.write(String(m.pid) + '\\n'); setInterval(() => {}, 1000); });`;
+  const child = cpSpawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const pid = Number(await new Promise((resolve) => child.stdout.once('data', resolve)));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('exit', r));
+  const m = await Machine.get('orphan', { stateDir });
+  t.ok(m, 'found from another process');
+  t.equal(m.pid, pid);
+  t.equal(await m.state(), 'running', 'still running after its starter was SIGKILLed');
+  const r = await m.run(['cat', '/proc/1/comm']);
+  t.equal(r.stdout.toString().trim(), 'nsbox-init', 'exec works from the new process');
+  t.match(await Machine.list({ stateDir }), [{ name: 'orphan', state: 'running', pid }]);
+  await m.stop({ timeout: 2000 });
+  t.equal(await m.state(), 'stopped');
+  t.equal((await Machine.get('orphan', { stateDir })).pid, pid, 'a stopped machine is still listed until destroy()');
+  t.equal(await (await Machine.get('orphan', { stateDir })).state(), 'stopped');
+  await m.destroy();
+  t.equal(await Machine.get('orphan', { stateDir }), undefined);
+});
+
+t.test('a stale state entry (PID 1 gone without stop) is detected', { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'stale', rootfs: bb, ephemeral: true, stateDir });
+  // Kill PID 1 behind nsbox's back, as a host OOM kill or an admin would.
+  process.kill(m.pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 200));
+  const again = await Machine.get('stale', { stateDir });
+  t.equal(await again.state(), 'stopped');
+  await again.destroy();
+  const fresh = await Machine.start({ name: 'stale', rootfs: bb, ephemeral: true, stateDir });
+  t.equal(await fresh.state(), 'running', 'the name can be used again');
+  await fresh.stop({ timeout: 1000 });
+  await fresh.destroy();
+});
+
+t.test('exec with tty: an interactive shell on a pty from the machine, with resize and exit code', { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'tty', rootfs: bb, ephemeral: true, stateDir });
+  t.teardown(async () => {
+    await m.stop({ timeout: 1000 }).catch(() => {});
+    await m.destroy().catch(() => {});
+  });
+  const c = m.exec(['sh'], { tty: true });
+  let out = '';
+  c.stdout.on('data', (d) => (out += d.toString()));
+  const waitFor = async (re) => {
+    for (let i = 0; i < 100 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 20));
+    return re.test(out);
+  };
+  c.stdin.write('tty; echo h""i\n');
+  t.ok(await waitFor(/\/dev\/pts\/\d+\r?\n/), 'stdin is a tty of the machine devpts');
+  t.ok(await waitFor(/^hi\r?$/m), 'typed command ran');
+  c.resize(100, 40);
+  c.stdin.write('stty size\n');
+  t.ok(await waitFor(/^40 100\r?$/m), 'resize reached the pty');
+  c.stdin.write('exit 3\n');
+  const r = await c.wait();
+  t.equal(r.exitCode, 3);
+});
+
+t.test('the /proc/self/exe overwrite attack cannot modify a host binary', { skip: noBusybox }, async (t) => {
+  // runc's CVE-2019-5736: a binary in the image that is "#!/proc/self/exe" makes the runtime's own
+  // binary (here: a copy of Node) the interpreter, which the container then reopens for writing.
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-exe-'));
+  t.teardown(() => fs.rmSync(scratch, { recursive: true, force: true }));
+  // If Node were the interpreter it would run this file as JavaScript and stay up for 2 s.
+  fs.writeFileSync(path.join(scratch, 'evil'), '#!/proc/self/exe\nsetTimeout(() => {}, 2000);\n');
+  fs.chmodSync(path.join(scratch, 'evil'), 0o755);
+  const node = process.execPath;
+  const init = path.join(__dirname, '..', 'build', 'Release', 'nsbox-init');
+  const hashes = () => ({ node: sha(node), init: sha(init) });
+  const before = hashes();
+  const mounts = [{ type: 'bind', source: scratch, target: '/x', readonly: true }];
+  const m = await Machine.start({ name: 'exe', rootfs: bb, ephemeral: true, stateDir, mounts });
+  t.teardown(async () => {
+    await m.stop({ timeout: 1000 }).catch(() => {});
+    await m.destroy().catch(() => {});
+  });
+  const direct = await m.run(['/x/evil']);
+  t.equal(direct.exitCode, 125, 'exec of the script ran the sealed nsbox-init (usage error), not Node');
+  t.match(direct.stderr.toString(), /nsbox-init: usage/);
+  // The machine's PID 1 is that sealed memfd: writing through /proc/1/exe must fail.
+  const w = await m.run(['sh', '-c', 'readlink /proc/1/exe; echo pwned >> /proc/1/exe && echo WROTE']);
+  t.match(w.stdout.toString(), /^\/memfd:nsbox-init/, "PID 1's exe is the memfd");
+  t.notMatch(w.stdout.toString(), /WROTE/, 'writing through /proc/1/exe fails');
+  const { run } = require('..');
+  const app = await run({ rootfs: bb, mounts, command: ['/x/evil'] });
+  t.equal(app.exitCode, 125, 'app container: the same script runs the sealed init, not Node');
+  const appInit = await run({ rootfs: bb, mounts, init: true, command: ['sh', '-c', 'echo pwned >> /proc/1/exe && echo WROTE'] });
+  t.notMatch(appInit.stdout.toString(), /WROTE/, 'app container with init: /proc/1/exe is not writable');
+  t.same(hashes(), before, 'Node and the init on the host are unchanged');
+});
+
+t.test('nothing is left behind by the machine tests', async (t) => {
+  await assertNoLeaks(t, before, 'after the machine tests');
+});

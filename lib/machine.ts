@@ -11,11 +11,11 @@ import { ContainerCgroup, detectCgroupHost, requireControllers, type ResolvedLim
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativePlan, type NativeProcess } from './native';
 import {
-  checkAbsolutePath, checkCommand, checkEnv, checkHostname, checkInput, checkMounts, checkTimeout, checkUser,
+  checkAbsolutePath, checkCapabilities, checkCommand, checkEnv, checkHostname, checkInput, checkMounts, checkTimeout, checkUser,
   rejectUnknownKeys, resolveLimits, type ResolvedMount,
 } from './options';
-import { CAP_NUMBERS, OpList, capMask, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
-import { capLast, capsAvailable, closeQuiet, initFd, pipeSocket, staging } from './runtime';
+import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
+import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
 import type { NetworkMode, Stats, StdioMode } from './types';
 
 export const DEFAULT_STATE_DIR = '/run/nsbox';
@@ -55,6 +55,8 @@ export interface MachineOptions {
   readyTimeout?: number;
   /** The signal that asks PID 1 to halt (default: SIGRTMIN+3 for systemd, SIGTERM otherwise). */
   haltSignal?: string | number;
+  /** Change the capability set (default: systemd-nspawn's). */
+  capabilities?: { add?: string[]; drop?: string[] };
 }
 
 export interface MachineExecOptions {
@@ -114,11 +116,12 @@ interface ResolvedMachineOptions {
   waitReady: boolean;
   readyTimeout: number;
   haltSignal: number | undefined;
+  capabilities: { add: string[]; drop: string[] };
 }
 
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
-  'readyTimeout', 'haltSignal',
+  'readyTimeout', 'haltSignal', 'capabilities',
 ] as const;
 
 function checkName(v: unknown): string {
@@ -162,6 +165,7 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     waitReady: o.waitReady ?? false,
     readyTimeout,
     haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
+    capabilities: checkCapabilities('capabilities', o.capabilities),
   };
 }
 
@@ -317,7 +321,7 @@ export class Machine {
       const env: Record<string, string> = { container: 'nsbox', ...o.env };
       if (o.env.PATH === undefined) env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
       delete env.HOME;
-      const keep = capMask(MACHINE_CAPS) & capsAvailable();
+      const keep = resolveCaps(MACHINE_CAPS, o.capabilities);
       let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
       if (o.network !== 'host') flags += K.CLONE_NEWNET!;
       const command = builtin ? [] : (o.init as string[]);
@@ -350,6 +354,7 @@ export class Machine {
         initArgv: builtin ? ['nsbox-init', '--halt-signal', String(halt), '--grace-ms', '10000'] : [],
         initSlot: -1,
         trampFd: builtin ? -1 : initFd(),
+        seccomp: null,
         enterPidfd: -1,
         enterFlags: 0,
         ptySock: -1,
@@ -544,6 +549,7 @@ export class Machine {
         initArgv: [],
         initSlot: 0,
         trampFd: initFd(),
+        seccomp: null,
         enterPidfd: this.#proc.fd(),
         enterFlags,
         ptySock,

@@ -47,6 +47,8 @@ export interface NativePlan {
   initSlot: number;
   /** Without an init: the same memfd, used as an exec trampoline (see init.c exec mode); -1: none. */
   trampFd: number;
+  /** A compiled seccomp BPF program (8-byte instructions), installed last before exec; null: none. */
+  seccomp: Buffer | null;
   /** Entering a running machine: its PID 1's pidfd, the namespaces to join; -1/0 otherwise. */
   enterPidfd: number;
   enterFlags: number;
@@ -123,6 +125,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['exec.enter', 'clone3'],
   ['exec.entered', undefined],
   ['dumpable', 'prctl'],
+  ['seccomp', 'prctl'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

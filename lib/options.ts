@@ -34,11 +34,12 @@ export interface ResolvedAppOptions {
   maxOutput: number;
   signal: AbortSignal | undefined;
   cgroupParent: string | undefined;
+  capabilities: { add: string[]; drop: string[] };
 }
 
 const APP_KEYS = [
   'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
-  'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent',
+  'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities',
 ] as const;
 const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
@@ -268,6 +269,40 @@ export function checkSignal(name: string, v: unknown): AbortSignal | undefined {
   return v;
 }
 
+/** Capability names as the kernel knows them (capability.h), without the CAP_ prefix. */
+export const CAPABILITY_NAMES = [
+  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
+  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
+  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
+  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
+  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHECKPOINT_RESTORE',
+] as const;
+
+/** `{ add?, drop? }` of capability names ('NET_RAW' or 'CAP_NET_RAW', any case; 'ALL'). */
+export function checkCapabilities(name: string, v: unknown): { add: string[]; drop: string[] } {
+  if (v === undefined) return { add: [], drop: [] };
+  if (!isPlainObject(v)) throw invalidType(name, 'of type object', v);
+  rejectUnknownKeys(v, ['add', 'drop'], `${name}.`);
+  const list = (key: 'add' | 'drop'): string[] => {
+    const l = (v as Record<string, unknown>)[key];
+    if (l === undefined) return [];
+    if (!Array.isArray(l)) throw invalidType(`${name}.${key}`, 'an array of capability names', l);
+    return l.map((c: unknown, i) => {
+      if (typeof c !== 'string') throw invalidType(`${name}.${key}[${i}]`, 'of type string', c);
+      const n = c.toUpperCase().replace(/^CAP_/, '');
+      if (n === 'ALL') return 'ALL';
+      if (!(CAPABILITY_NAMES as readonly string[]).includes(n)) {
+        const near = CAPABILITY_NAMES.map((k) => [k, editDistance(n, k)] as const).sort((a, b) => a[1] - b[1])[0];
+        const hint = near && near[1] <= 3 ? `; did you mean 'CAP_${near[0]}'?` : '';
+        throw invalidValue(`${name}.${key}[${i}]`, c, `is not a known capability${hint}`);
+      }
+      return 'CAP_' + n;
+    });
+  };
+  return { add: list('add'), drop: list('drop') };
+}
+
 /** Validates and fills in defaults. Throws before anything is created. */
 export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
   if (!isPlainObject(opts)) throw invalidType('options', 'of type object', opts);
@@ -294,5 +329,6 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     maxOutput: o.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : checkInteger('maxOutput', o.maxOutput, 0, Number.MAX_SAFE_INTEGER),
     signal: checkSignal('signal', o.signal),
     cgroupParent: o.cgroupParent === undefined ? undefined : checkAbsolutePath('cgroupParent', o.cgroupParent),
+    capabilities: checkCapabilities('capabilities', o.capabilities),
   };
 }

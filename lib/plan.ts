@@ -4,10 +4,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { NsboxError, fromSystemError, errnoName } from './errors';
+import { NsboxError, fromSystemError, errnoName, notSupported } from './errors';
 import { native, STEPS, STEP, type NativeOp, type NativePlan } from './native';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
-import { capsAvailable } from './runtime';
+import { capLast, capsAvailable } from './runtime';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -31,6 +31,27 @@ export const CAP_NUMBERS: Record<string, number> = {
   CAP_SETFCAP: 31, CAP_MAC_OVERRIDE: 32, CAP_MAC_ADMIN: 33, CAP_SYSLOG: 34, CAP_WAKE_ALARM: 35,
   CAP_BLOCK_SUSPEND: 36, CAP_AUDIT_READ: 37, CAP_PERFMON: 38, CAP_BPF: 39, CAP_CHECKPOINT_RESTORE: 40,
 };
+
+/**
+ * The capability set a container keeps: `base` plus `add` minus `drop` ('ALL' in either means
+ * every capability). Asking for one this process does not have itself is ENOTSUP, not a quiet loss.
+ */
+export function resolveCaps(base: readonly string[], c: { add: string[]; drop: string[] }): bigint {
+  const all = (1n << BigInt(capLast() + 1)) - 1n;
+  const avail = capsAvailable();
+  // The base set is a default: what this process lacks of it is simply not there. An explicit
+  // `add` of a capability this process lacks is an error.
+  const added = c.add.includes('ALL') ? avail : capMask(c.add);
+  let keep = (capMask(base) & avail) | added;
+  if (c.drop.includes('ALL')) keep = 0n;
+  else keep &= ~capMask(c.drop);
+  const missing = added & ~avail & all;
+  if (missing) {
+    const names = Object.entries(CAP_NUMBERS).filter(([, n]) => (missing >> BigInt(n)) & 1n).map(([k]) => k);
+    throw notSupported('capabilities', `this process does not hold ${names.join(', ')} itself, so a container cannot be given it`);
+  }
+  return keep & all;
+}
 
 export function capMask(names: readonly string[]): bigint {
   let m = 0n;
@@ -398,7 +419,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
   let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
   if (o.network !== 'host') flags += K.CLONE_NEWNET!;
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
-  const keep = capMask(DEFAULT_CAPS) & capsAvailable();
+  const keep = resolveCaps(DEFAULT_CAPS, o.capabilities);
   return {
     plan: {
       cloneFlags: flags,
@@ -426,6 +447,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       initArgv: [],
       initSlot: 0,
       trampFd: -1,
+      seccomp: null,
       enterPidfd: -1,
       enterFlags: 0,
       ptySock: -1,

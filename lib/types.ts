@@ -81,6 +81,11 @@ export interface AppOptions {
    * cgroup is made, for users who manage their own tree. Default: nsbox's own base.
    */
   cgroupParent?: string;
+  /**
+   * Change the capability set (default: containerd 2.0's nine). Names as `'NET_RAW'` or
+   * `'CAP_NET_RAW'`; `'ALL'` in `drop` removes everything.
+   */
+  capabilities?: { add?: string[]; drop?: string[] };
 }
 
 export interface Stats {

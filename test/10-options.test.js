@@ -60,6 +60,10 @@ const cases = [
   ['negative cpu', { command: ['true'], limits: { cpu: -0.5 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpu"/],
   ['more CPUs than exist in cpuset', { command: ['true'], limits: { cpuset: '0-4095' } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpuset"/],
   ['a malformed cpuset', { command: ['true'], limits: { cpuset: 'all' } }, RangeError, 'ERR_INVALID_ARG_VALUE', /"limits.cpuset"/],
+  ['an unknown capability name', { command: ['true'], capabilities: { add: ['NET_RWA'] } }, TypeError, 'ERR_INVALID_ARG_VALUE', /did you mean 'CAP_NET_RAW'/],
+  ['capabilities.drop as a string', { command: ['true'], capabilities: { drop: 'ALL' } }, TypeError, 'ERR_INVALID_ARG_TYPE', /"capabilities.drop"/],
+  ['an unknown capabilities key', { command: ['true'], capabilities: { remove: [] } }, TypeError, 'ERR_INVALID_ARG_VALUE', /"capabilities.remove"/],
+  ['a relative cgroupParent', { command: ['true'], cgroupParent: 'my.slice' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"cgroupParent"/],
   ['a cpuWeight out of range', { command: ['true'], limits: { cpuWeight: 20000 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpuWeight"/],
 ];
 

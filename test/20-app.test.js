@@ -124,6 +124,16 @@ t.test('user sets uid, gid and groups; capabilities follow', { skip: noBusybox }
   t.equal(u.status.CapPrm, '0000000000000000');
 });
 
+t.test('capabilities: add and drop change every set; ALL drops everything', { skip: noBusybox }, async (t) => {
+  const add = await info(t, { capabilities: { add: ['NET_RAW'], drop: ['CAP_KILL'] } });
+  const expected = ((0x5fbn | (1n << 13n)) & ~(1n << 5n)).toString(16).padStart(16, '0');
+  t.equal(add.status.CapEff, expected, 'NET_RAW (13) added, KILL (5) dropped');
+  t.equal(add.status.CapBnd, add.status.CapEff, 'bounding set matches');
+  const none = await info(t, { capabilities: { drop: ['ALL'] } });
+  t.equal(none.status.CapEff, '0000000000000000');
+  t.equal(none.status.CapBnd, '0000000000000000');
+});
+
 t.test('signals are unblocked and reset, rlimits are set explicitly, umask and cwd', { skip: noBusybox }, async (t) => {
   const i = await info(t, { cwd: '/tmp' });
   t.equal(i.status.SigBlk, '0000000000000000', 'no blocked signal');

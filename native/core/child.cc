@@ -12,7 +12,9 @@
 #include <grp.h>
 #include <sched.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/keyctl.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -381,6 +383,15 @@ void format_int(char* buf, int v) {
   // No fd of the Node process may reach the container, whatever flags it was opened with.
   if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, nofile_before.rlim_max) != 0)
     fail(err_fd, STEP_FDS, -1, errno);
+
+  // Last: from here on only the syscalls of the exec path remain (fcntl, rt_sigprocmask, execveat,
+  // write/exit_group on failure), which every nsbox filter allows.
+  if (plan->seccomp) {
+    struct sock_fprog prog;
+    prog.len = static_cast<unsigned short>(plan->seccomp_len);
+    prog.filter = static_cast<struct sock_filter*>(const_cast<void*>(plan->seccomp));
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) fail(err_fd, STEP_SECCOMP, -1, errno);
+  }
 
   uint64_t empty = 0;
   uint64_t full = ~0ULL;

@@ -65,7 +65,8 @@ enum Step : int32_t {
   STEP_ENTER = 27,       // exec into a machine: clone3(CLONE_PARENT) of the process that runs
   STEP_ENTERED = 28,     // not an error: the entering helper reports the new process's pid (index)
   STEP_DUMPABLE = 29,
-  STEP_COUNT = 30,
+  STEP_SECCOMP = 30,     // installing the seccomp filter (last step before exec)
+  STEP_COUNT = 31,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -134,6 +135,11 @@ struct Plan {
   // ERRFD and INDEX into their (writable, 11-digit) slots and puts the found PATH in its slot.
   int tramp_fd;  // -1: exec directly
   char** tramp_argv;
+
+  // A classic BPF seccomp program (struct sock_filter[], 8 bytes each) compiled by lib/seccomp.ts,
+  // installed right before exec; nullptr: none.
+  const void* seccomp;
+  size_t seccomp_len;  // number of instructions
 
   // Entering a running machine (exec): setns through its PID 1's pidfd, then clone3(CLONE_PARENT)
   // so that the process that execs is inside the machine's pid namespace and a child of Node.

@@ -40,6 +40,7 @@ struct PlanStorage {
   std::vector<uint32_t> groups;
   std::vector<const char*> candidates;
   std::vector<char*> argv, envp, init_argv, tramp_argv;
+  std::vector<uint8_t> seccomp;
   Plan plan{};
 
   const char* keep(const std::string& s) {
@@ -223,6 +224,18 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     st->tramp_argv.push_back(nullptr);
     for (char* a : rest) st->tramp_argv.push_back(a);  // ends with the NULL terminator
     p.tramp_argv = st->tramp_argv.data();
+  }
+  Napi::Value sc = js.Get("seccomp");
+  p.seccomp = nullptr;
+  p.seccomp_len = 0;
+  if (sc.IsBuffer()) {
+    Napi::Buffer<uint8_t> b = sc.As<Napi::Buffer<uint8_t>>();
+    if (b.Length() == 0 || b.Length() % 8 != 0 || b.Length() / 8 > 4096) return ThrowType(js.Env(), "seccomp");
+    st->seccomp.assign(b.Data(), b.Data() + b.Length());
+    p.seccomp = st->seccomp.data();
+    p.seccomp_len = b.Length() / 8;
+  } else if (!sc.IsNull() && !sc.IsUndefined()) {
+    return ThrowType(js.Env(), "seccomp");
   }
   if (!GetNumber(js, "enterPidfd", &d)) return false;
   p.enter_pidfd = static_cast<int>(d);

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 
-import { spawn, probe, NsboxError } from './index';
-import type { AppOptions, Container, ExitInfo, HostReport, Limits, Mount } from './index';
+import { spawn, probe, Machine, NsboxError } from './index';
+import type { AppOptions, Container, ExitInfo, HostReport, Limits, MachineExecOptions, MachineInfo, MachineOptions, Mount } from './index';
 
 /** Exit status for any failure of nsbox itself (bad usage, bad options, setup errors), as docker run. */
 export const EXIT_NSBOX = 125;
@@ -40,10 +40,15 @@ function version(): string {
 const USAGE = `Usage:
   nsbox run [flags] -- CMD ARGS...   run one command in a new container
   nsbox doctor [--json]              report what this host supports
-  nsbox machine ...                  (not available in this version yet)
+  nsbox machine start NAME --rootfs DIR [flags]
+                                     start a long-lived machine with its own PID 1
+  nsbox machine exec NAME [-t] -- CMD ARGS...
+                                     run a command inside a running machine
+  nsbox machine stop|kill|freeze|thaw|stats|destroy NAME
+  nsbox machine list [--json]        the machines and their state
   nsbox --help | --version
 
-Run 'nsbox run --help' for the flags of nsbox run.
+Run 'nsbox run --help' for the flags of nsbox run, 'nsbox machine --help' for the machine commands.
 `;
 
 const RUN_USAGE = `Usage: nsbox run [flags] -- CMD ARGS...
@@ -218,14 +223,90 @@ function parseEnvArg(v: string, env: Record<string, string>): void {
   }
 }
 
+/** What `run` and `machine start` parse alike: mounts, env, hostname, network and the limits. */
+interface SharedFlags {
+  origin: Map<string, string>;
+  limits: Limits;
+  mounts: Mount[];
+  env: Record<string, string>;
+  envGiven: boolean;
+  hostname?: string;
+  network?: AppOptions['network'];
+}
+
+function newShared(origin: Map<string, string>): SharedFlags {
+  return { origin, limits: {}, mounts: [], env: {}, envGiven: false };
+}
+
+/** Applies one of the shared value flags; false when `flag` is not one of them. */
+function applySharedFlag(flag: string, value: string, acc: SharedFlags): boolean {
+  const { origin, limits, mounts } = acc;
+  const label = `${flag} '${value}'`;
+  switch (flag) {
+    case '--bind':
+    case '--tmpfs':
+      mounts.push(flag === '--bind' ? parseBind(value) : parseTmpfs(value));
+      origin.set(`mounts[${mounts.length - 1}]`, label);
+      return true;
+    case '--env':
+      parseEnvArg(value, acc.env);
+      acc.envGiven = true;
+      origin.set('env', '--env');
+      return true;
+    case '--hostname':
+      acc.hostname = value;
+      origin.set('hostname', label);
+      return true;
+    case '--network':
+      acc.network = value as AppOptions['network'];
+      origin.set('network', label);
+      return true;
+    case '--memory':
+      limits.memory = value;
+      origin.set('limits.memory', label);
+      return true;
+    case '--swap':
+      limits.swap = value;
+      origin.set('limits.swap', label);
+      return true;
+    case '--pids':
+      limits.pids = parseWhole(flag, value);
+      origin.set('limits.pids', label);
+      return true;
+    case '--cpu':
+      limits.cpu = parseDecimal(flag, value);
+      origin.set('limits.cpu', label);
+      return true;
+    case '--cpuset':
+      limits.cpuset = value;
+      origin.set('limits.cpuset', label);
+      return true;
+    case '--cpu-weight':
+      limits.cpuWeight = parseWhole(flag, value);
+      origin.set('limits.cpuWeight', label);
+      return true;
+    case '--io-weight':
+      limits.ioWeight = parseWhole(flag, value);
+      origin.set('limits.ioWeight', label);
+      return true;
+    default:
+      return false;
+  }
+}
+
+function finishShared(acc: SharedFlags, into: { mounts?: Mount[]; env?: Record<string, string>; limits?: Limits; hostname?: string; network?: AppOptions['network'] }): void {
+  if (acc.mounts.length) into.mounts = acc.mounts;
+  if (acc.envGiven) into.env = acc.env;
+  if (Object.keys(acc.limits).length) into.limits = acc.limits;
+  if (acc.hostname !== undefined) into.hostname = acc.hostname;
+  if (acc.network !== undefined) into.network = acc.network;
+}
+
 /** argv after `run`. */
 export function parseRun(argv: string[]): ParsedRun {
   const options: AppOptions = { command: [] };
   const origin = new Map<string, string>();
-  const limits: Limits = {};
-  const mounts: Mount[] = [];
-  const env: Record<string, string> = {};
-  let envGiven = false;
+  const shared = newShared(origin);
   let sawSeparator = false;
   let help = false;
 
@@ -265,74 +346,27 @@ export function parseRun(argv: string[]): ParsedRun {
       i++;
     }
     const label = `${flag} '${value}'`;
+    if (applySharedFlag(flag, value, shared)) continue;
     switch (flag) {
       case '--rootfs':
         options.rootfs = path.resolve(value);
         origin.set('rootfs', label);
         break;
-      case '--bind':
-      case '--tmpfs':
-        mounts.push(flag === '--bind' ? parseBind(value) : parseTmpfs(value));
-        origin.set(`mounts[${mounts.length - 1}]`, label);
-        break;
-      case '--env':
-        parseEnvArg(value, env);
-        envGiven = true;
-        origin.set('env', '--env');
-        break;
       case '--cwd':
         options.cwd = value;
         origin.set('cwd', label);
-        break;
-      case '--hostname':
-        options.hostname = value;
-        origin.set('hostname', label);
         break;
       case '--user':
         options.user = parseUser(value);
         origin.set('user', label);
         break;
-      case '--network':
-        options.network = value as AppOptions['network'];
-        origin.set('network', label);
-        break;
       case '--timeout':
         options.timeout = parseDuration(flag, value);
         origin.set('timeout', label);
         break;
-      case '--memory':
-        limits.memory = value;
-        origin.set('limits.memory', label);
-        break;
-      case '--swap':
-        limits.swap = value;
-        origin.set('limits.swap', label);
-        break;
-      case '--pids':
-        limits.pids = parseWhole(flag, value);
-        origin.set('limits.pids', label);
-        break;
-      case '--cpu':
-        limits.cpu = parseDecimal(flag, value);
-        origin.set('limits.cpu', label);
-        break;
-      case '--cpuset':
-        limits.cpuset = value;
-        origin.set('limits.cpuset', label);
-        break;
-      case '--cpu-weight':
-        limits.cpuWeight = parseWhole(flag, value);
-        origin.set('limits.cpuWeight', label);
-        break;
-      case '--io-weight':
-        limits.ioWeight = parseWhole(flag, value);
-        origin.set('limits.ioWeight', label);
-        break;
     }
   }
-  if (mounts.length) options.mounts = mounts;
-  if (envGiven) options.env = env;
-  if (Object.keys(limits).length) options.limits = limits;
+  finishShared(shared, options);
   if (!help) {
     if (!sawSeparator) throw new UsageError("missing '-- CMD': nsbox run [flags] -- CMD ARGS...");
     if (options.command.length === 0) throw new UsageError("missing the command after '--': nsbox run [flags] -- CMD ARGS...");
@@ -412,26 +446,9 @@ async function cmdRun(argv: string[]): Promise<number> {
     return EXIT_NSBOX;
   }
 
-  // Signals: the first one is forwarded; a second means "stop now".
-  let received = 0;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    received++;
-    try {
-      if (received === 1) c.kill(sig);
-      else {
-        io.err(`nsbox: ${sig} again, killing the container\n`);
-        c.kill('SIGKILL');
-      }
-    } catch {
-      /* gone meanwhile */
-    }
-  };
-  // If this process is going away regardless (uncaught error, process.exit), take the container along.
-  const onExit = (): void => {
-    if (!c.exited) c.kill('SIGKILL');
-  };
-  for (const s of FORWARDED_SIGNALS) process.on(s, onSignal);
-  process.on('exit', onExit);
+  // Signals: the first one is forwarded; a second means "stop now". If this process is going away
+  // regardless (uncaught error, process.exit), the container goes along.
+  const unforward = forwardSignals(c);
 
   let info: ExitInfo;
   try {
@@ -440,8 +457,7 @@ async function cmdRun(argv: string[]): Promise<number> {
     io.err(formatError(e, origin) + '\n');
     return EXIT_NSBOX;
   } finally {
-    for (const s of FORWARDED_SIGNALS) process.off(s, onSignal);
-    process.off('exit', onExit);
+    unforward();
   }
 
   if (info.timedOut) io.err(`nsbox: timed out after ${options.timeout} ms\n`);
@@ -517,6 +533,518 @@ async function cmdDoctor(argv: string[]): Promise<number> {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// nsbox machine: long-lived containers with their own PID 1, found again by name
+
+const MACHINE_USAGE = `Usage:
+  nsbox machine start NAME --rootfs DIR [flags]   start a machine; prints the host pid of its PID 1
+  nsbox machine exec NAME [flags] -- CMD ARGS...   run CMD inside a running machine
+  nsbox machine stop NAME [--timeout MS]           halt it (the init's halt signal), then kill
+  nsbox machine kill NAME [--signal SIG]           SIGKILL every process (default), or signal PID 1
+  nsbox machine freeze NAME | thaw NAME            stop / resume all of its processes
+  nsbox machine stats NAME                         resource usage as JSON
+  nsbox machine destroy NAME [--force]             remove a stopped machine (--force: kill it first)
+  nsbox machine list [--json]                      all machines: NAME PID STATE INIT ROOTFS
+
+Every machine subcommand takes --state-dir DIR: where machine state lives (default /run/nsbox).
+The console (stdout and stderr of PID 1) is written to <state-dir>/<NAME>/console.log.
+Every flag also takes the --flag=value form.
+
+nsbox machine start NAME --rootfs DIR [flags]
+  --rootfs DIR          the machine's root filesystem (required; written to unless --ephemeral)
+  --init builtin|PATH   PID 1: builtin (nsbox's tiny init, the default) or a path inside the
+                        rootfs such as /sbin/init (the distribution's init, systemd included)
+  --ephemeral           writes go to a throw-away overlay; the rootfs is never modified
+  --hostname H          UTS host name (default NAME)
+  --env K=V             environment of PID 1 (repeatable; --env K copies K from nsbox's own)
+  --bind SRC:DST[:ro]   bind-mount host SRC at DST (repeatable)
+  --tmpfs DST[:size=64M,mode=1777]
+                        mount a fresh tmpfs at DST (repeatable)
+  --network MODE        none | loopback (default, lo up) | host
+  --memory SIZE, --swap SIZE, --pids N, --cpu CORES, --cpuset LIST, --cpu-weight N, --io-weight N
+                        cgroup v2 limits, as for nsbox run
+  --wait-ready          with systemd as init: return once it has booted (running or degraded)
+
+nsbox machine exec NAME [flags] -- CMD ARGS...
+  -t, --tty             a terminal: CMD gets a pty of the machine; nsbox's terminal is put in raw
+                        mode (Ctrl-C goes to CMD) and resizes are passed on
+  --env K=V             set a variable (repeatable); the environment is PATH, HOME=/root (TERM
+                        with -t) and these
+  --cwd DIR             working directory inside (default /)
+  --user UID:GID        numeric credentials inside (default 0:0)
+  --timeout MS          kill CMD after MS milliseconds (also 10s, 2m, 1h); exit 137
+
+Exit status: 0 on success; for exec, CMD's own (128+n if it was killed by signal n); 125 if nsbox
+failed (including an unknown NAME).
+`;
+
+const MACHINE_SUBCOMMANDS = ['start', 'exec', 'stop', 'kill', 'freeze', 'thaw', 'stats', 'destroy', 'list'] as const;
+type MachineSubcommand = (typeof MACHINE_SUBCOMMANDS)[number];
+
+const STATE_DIR_FLAG: Record<string, FlagKind> = { '--state-dir': 'value', '--help': 'bool' };
+
+const MACHINE_FLAGS: Record<MachineSubcommand, Record<string, FlagKind>> = {
+  start: {
+    ...STATE_DIR_FLAG,
+    '--rootfs': 'value',
+    '--init': 'value',
+    '--ephemeral': 'bool',
+    '--hostname': 'value',
+    '--env': 'value',
+    '--bind': 'value',
+    '--tmpfs': 'value',
+    '--network': 'value',
+    '--memory': 'value',
+    '--swap': 'value',
+    '--pids': 'value',
+    '--cpu': 'value',
+    '--cpuset': 'value',
+    '--cpu-weight': 'value',
+    '--io-weight': 'value',
+    '--wait-ready': 'bool',
+  },
+  exec: { ...STATE_DIR_FLAG, '--tty': 'bool', '--env': 'value', '--cwd': 'value', '--user': 'value', '--timeout': 'value' },
+  stop: { ...STATE_DIR_FLAG, '--timeout': 'value' },
+  kill: { ...STATE_DIR_FLAG, '--signal': 'value' },
+  freeze: { ...STATE_DIR_FLAG },
+  thaw: { ...STATE_DIR_FLAG },
+  stats: { ...STATE_DIR_FLAG },
+  destroy: { ...STATE_DIR_FLAG, '--force': 'bool' },
+  list: { ...STATE_DIR_FLAG, '--json': 'bool' },
+};
+
+const SHORT_FLAGS: Record<string, string> = { '-h': '--help', '-t': '--tty', '-f': '--force', '-s': '--signal' };
+
+interface ParsedFlags {
+  /** Each flag given, in order, with its value ('' for a bool flag). */
+  flags: [string, string][];
+  positionals: string[];
+  /** What follows `--`, or undefined when there was no `--`. */
+  command: string[] | undefined;
+}
+
+/**
+ * The flags and positional arguments of `nsbox machine SUB ...`. With `takesCommand`, `--` ends the
+ * flags and what follows is the command.
+ */
+function parseFlags(argv: string[], known: Record<string, FlagKind>, cmd: string, takesCommand: boolean): ParsedFlags {
+  const out: ParsedFlags = { flags: [], positionals: [], command: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      if (!takesCommand) {
+        out.positionals.push(...argv.slice(i + 1));
+        break;
+      }
+      out.command = argv.slice(i + 1);
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') {
+      out.positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    let flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
+    const short = SHORT_FLAGS[flag];
+    if (short !== undefined && known[short]) flag = short;
+    const kind = known[flag];
+    if (!kind) throw unknownFlag(flag, cmd, Object.keys(known));
+    if (kind === 'bool') {
+      if (inline !== undefined) throw new UsageError(`${flag} takes no value, got '${a}'`);
+      out.flags.push([flag, '']);
+      continue;
+    }
+    let value: string;
+    if (inline !== undefined) {
+      value = inline;
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || next === '--') throw new UsageError(`${flag} needs a value`);
+      value = next;
+      i++;
+    }
+    out.flags.push([flag, value]);
+  }
+  return out;
+}
+
+function lastFlag(p: ParsedFlags, flag: string): string | undefined {
+  let v: string | undefined;
+  for (const [f, val] of p.flags) if (f === flag) v = val;
+  return v;
+}
+
+function hasFlag(p: ParsedFlags, flag: string): boolean {
+  return p.flags.some(([f]) => f === flag);
+}
+
+/** The one NAME a subcommand takes. */
+function machineName(p: ParsedFlags, sub: string): string {
+  const [name, extra] = p.positionals;
+  if (name === undefined) throw new UsageError(`missing the machine name: nsbox machine ${sub} NAME${sub === 'exec' ? ' -- CMD ARGS...' : ''}`);
+  if (extra !== undefined) {
+    if (sub === 'exec') throw new UsageError(`put '--' before the command: nsbox machine exec ${name} [flags] -- ${extra} ...`);
+    throw new UsageError(`'nsbox machine ${sub}' takes one machine name, got '${name}' and '${extra}'`);
+  }
+  return name;
+}
+
+/** Parsed `machine start`: the options for Machine.start and which flag set each. */
+export function parseMachineStart(argv: string[]): { help: boolean; options: MachineOptions; origin: Map<string, string> } {
+  const p = parseFlags(argv, MACHINE_FLAGS.start, 'nsbox machine start', false);
+  const origin = new Map<string, string>();
+  if (hasFlag(p, '--help')) return { help: true, options: { name: '', rootfs: '' }, origin };
+  const name = machineName(p, 'start');
+  origin.set('name', `machine name '${name}'`);
+  const shared = newShared(origin);
+  const options: MachineOptions = { name, rootfs: '' };
+  let rootfs: string | undefined;
+  for (const [flag, value] of p.flags) {
+    const label = `${flag} '${value}'`;
+    if (applySharedFlag(flag, value, shared)) continue;
+    switch (flag) {
+      case '--state-dir':
+        options.stateDir = path.resolve(value);
+        origin.set('stateDir', label);
+        break;
+      case '--rootfs':
+        rootfs = path.resolve(value);
+        origin.set('rootfs', label);
+        break;
+      case '--init':
+        if (value === 'builtin') options.init = 'builtin';
+        else if (value.startsWith('/')) options.init = [value];
+        else throw new UsageError(`--init must be 'builtin' or an absolute path inside the rootfs such as /sbin/init, got '${value}'`);
+        origin.set('init', label);
+        break;
+      case '--ephemeral':
+        options.ephemeral = true;
+        break;
+      case '--wait-ready':
+        options.waitReady = true;
+        break;
+    }
+  }
+  if (rootfs === undefined) throw new UsageError(`missing --rootfs DIR: nsbox machine start ${name} --rootfs DIR [flags]`);
+  options.rootfs = rootfs;
+  finishShared(shared, options);
+  return { help: false, options, origin };
+}
+
+function stateDirOf(p: ParsedFlags, fallback: string | undefined): string | undefined {
+  const v = lastFlag(p, '--state-dir');
+  return v !== undefined ? path.resolve(v) : fallback;
+}
+
+/** The machine `name`, or a one-line "no machine named" error. */
+async function findMachine(name: string, stateDir: string | undefined): Promise<Machine> {
+  const m = await Machine.get(name, stateDir === undefined ? {} : { stateDir });
+  if (!m) throw new UsageError(`no machine named '${name}'`);
+  return m;
+}
+
+/**
+ * Passes SIGINT, SIGTERM and SIGHUP that nsbox receives on to `c`; a second one kills it. Should
+ * nsbox exit regardless, `c` goes too. Returns the function that undoes all of it.
+ */
+function forwardSignals(c: Container): () => void {
+  let received = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    received++;
+    try {
+      if (received === 1) c.kill(sig);
+      else {
+        io.err(`nsbox: ${sig} again, killing the container\n`);
+        c.kill('SIGKILL');
+      }
+    } catch {
+      /* gone meanwhile */
+    }
+  };
+  const onExit = (): void => {
+    if (!c.exited) c.kill('SIGKILL');
+  };
+  for (const s of FORWARDED_SIGNALS) process.on(s, onSignal);
+  process.on('exit', onExit);
+  return () => {
+    for (const s of FORWARDED_SIGNALS) process.off(s, onSignal);
+    process.off('exit', onExit);
+  };
+}
+
+/**
+ * `exec -t`: bridges nsbox's own stdin/stdout and the pty of `c` until `c` exits. A terminal on
+ * stdin goes into raw mode (so Ctrl-C, Ctrl-Z, ... are bytes for the machine's tty) and is restored
+ * afterwards; the size of the terminal on stdout is passed on, now and on every resize.
+ */
+async function bridgeTty(c: Container): Promise<ExitInfo> {
+  const stdin = process.stdin;
+  const stdout = process.stdout;
+  const pty = c.stdout!;
+  const ptyIn = c.stdin!;
+  const raw = stdin.isTTY === true;
+  const wasRaw = raw ? stdin.isRaw : false;
+  const restore = (): void => {
+    if (raw) {
+      try {
+        stdin.setRawMode(wasRaw);
+      } catch {
+        /* the terminal is gone */
+      }
+    }
+  };
+  const setSize = (): void => {
+    try {
+      if (stdout.isTTY && stdout.columns > 0 && stdout.rows > 0) c.resize(stdout.columns, stdout.rows);
+    } catch {
+      /* exited meanwhile */
+    }
+  };
+  if (stdout.isTTY) setSize();
+  else {
+    try {
+      c.resize(80, 24);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  if (raw) stdin.setRawMode(true);
+  process.on('exit', restore);
+  stdout.on('resize', setSize);
+
+  // Output: the pty (which is both stdin and stdout of c) to our stdout. EIO is how a pty master
+  // reports that the other side is closed: the end of the output, not an error.
+  const outputDone = new Promise<void>((resolve) => {
+    pty.on('data', (d: Buffer) => stdout.write(d));
+    pty.once('end', resolve);
+    pty.once('close', resolve);
+  });
+  pty.on('error', () => {});
+  ptyIn.on('error', () => {});
+  // Input: our stdin to the pty. At the end of our input (a pipe, not a terminal), send the
+  // terminal's end-of-file character, as script(1) does, so a reading shell or cat ends.
+  const onData = (d: Buffer): void => {
+    if (!c.exited && !ptyIn.destroyed) ptyIn.write(d);
+  };
+  const onEnd = (): void => {
+    if (!c.exited && !ptyIn.destroyed) ptyIn.write('\x04');
+  };
+  const onStdinError = (): void => {};
+  stdin.on('data', onData);
+  stdin.on('end', onEnd);
+  stdin.on('error', onStdinError);
+  stdin.resume();
+  try {
+    const info = await c.wait();
+    // What the pty still held has been read by now or was dropped with it; wait for the stream to
+    // settle (briefly: it normally has already).
+    await Promise.race([outputDone, new Promise((r) => setTimeout(r, 200).unref())]);
+    return info;
+  } finally {
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+    stdin.off('error', onStdinError);
+    stdin.pause();
+    stdout.off('resize', setSize);
+    restore();
+    process.off('exit', restore);
+  }
+}
+
+async function machineExec(p: ParsedFlags, globalStateDir: string | undefined): Promise<number> {
+  const name = machineName(p, 'exec');
+  if (p.command === undefined) throw new UsageError(`missing '-- CMD': nsbox machine exec ${name} [flags] -- CMD ARGS...`);
+  if (p.command.length === 0) throw new UsageError(`missing the command after '--': nsbox machine exec ${name} [flags] -- CMD ARGS...`);
+  const opts: MachineExecOptions = {};
+  const origin = new Map<string, string>();
+  const env: Record<string, string> = {};
+  let envGiven = false;
+  let tty = false;
+  for (const [flag, value] of p.flags) {
+    const label = `${flag} '${value}'`;
+    switch (flag) {
+      case '--tty':
+        tty = true;
+        break;
+      case '--env':
+        parseEnvArg(value, env);
+        envGiven = true;
+        origin.set('env', '--env');
+        break;
+      case '--cwd':
+        opts.cwd = value;
+        origin.set('cwd', label);
+        break;
+      case '--user':
+        opts.user = parseUser(value);
+        origin.set('user', label);
+        break;
+      case '--timeout':
+        opts.timeout = parseDuration(flag, value);
+        origin.set('timeout', label);
+        break;
+    }
+  }
+  if (envGiven) opts.env = env;
+  if (tty) opts.tty = true;
+  else opts.stdio = 'inherit';
+  const m = await findMachine(name, stateDirOf(p, globalStateDir));
+
+  let c: Container;
+  try {
+    c = m.exec(p.command, opts);
+  } catch (e) {
+    io.err(formatError(e, origin) + '\n');
+    return EXIT_NSBOX;
+  }
+  const unforward = forwardSignals(c);
+  let info: ExitInfo;
+  try {
+    info = tty ? await bridgeTty(c) : await c.wait();
+  } finally {
+    unforward();
+  }
+  if (info.timedOut) io.err(`${tty ? '\r\n' : ''}nsbox: timed out after ${opts.timeout} ms\n`);
+  return exitStatus(info);
+}
+
+function initText(init: MachineInfo['init']): string {
+  return init === 'builtin' ? 'builtin' : init.join(' ');
+}
+
+export function formatMachineTable(list: MachineInfo[]): string {
+  const rows = [['NAME', 'PID', 'STATE', 'INIT', 'ROOTFS']];
+  for (const m of list) {
+    rows.push([m.name, m.state === 'stopped' ? '-' : String(m.pid), m.state, initText(m.init), m.rootfs + (m.ephemeral ? ' (ephemeral)' : '')]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+async function machineCommand(sub: MachineSubcommand, p: ParsedFlags, globalStateDir: string | undefined): Promise<number> {
+  const stateDir = stateDirOf(p, globalStateDir);
+  switch (sub) {
+    case 'exec':
+      return machineExec(p, globalStateDir);
+    case 'list': {
+      if (p.positionals.length) throw new UsageError(`'nsbox machine list' takes no arguments, got '${p.positionals[0]}'`);
+      const list = await Machine.list(stateDir === undefined ? {} : { stateDir });
+      io.out(hasFlag(p, '--json') ? JSON.stringify(list, null, 2) + '\n' : formatMachineTable(list));
+      return 0;
+    }
+    case 'stop': {
+      const name = machineName(p, sub);
+      const t = lastFlag(p, '--timeout');
+      const timeout = t === undefined ? undefined : parseDuration('--timeout', t);
+      const m = await findMachine(name, stateDir);
+      await m.stop(timeout === undefined ? {} : { timeout });
+      return 0;
+    }
+    case 'kill': {
+      const name = machineName(p, sub);
+      const s = lastFlag(p, '--signal') ?? 'SIGKILL';
+      const sig: string | number = /^\d+$/.test(s) ? Number(s) : s.toUpperCase();
+      const m = await findMachine(name, stateDir);
+      if ((await m.state()) === 'stopped') {
+        throw new NsboxError({ code: 'ESRCH', step: 'kill', message: `machine '${name}' is not running (step kill)` });
+      }
+      m.kill(sig);
+      return 0;
+    }
+    case 'freeze':
+    case 'thaw': {
+      const m = await findMachine(machineName(p, sub), stateDir);
+      await (sub === 'freeze' ? m.freeze() : m.thaw());
+      return 0;
+    }
+    case 'stats': {
+      const m = await findMachine(machineName(p, sub), stateDir);
+      io.out(JSON.stringify(await m.stats(), null, 2) + '\n');
+      return 0;
+    }
+    case 'destroy': {
+      const m = await findMachine(machineName(p, sub), stateDir);
+      if (hasFlag(p, '--force') && (await m.state()) !== 'stopped') {
+        m.kill('SIGKILL');
+        await m.stop();
+      }
+      await m.destroy();
+      return 0;
+    }
+    case 'start': {
+      // Parsed on its own (parseMachineStart); never reached.
+      return EXIT_NSBOX;
+    }
+  }
+}
+
+async function cmdMachine(argv: string[]): Promise<number> {
+  // Flags before the subcommand: only --state-dir and --help.
+  let globalStateDir: string | undefined;
+  let i = 0;
+  let origin: Map<string, string> | undefined;
+  try {
+    for (; i < argv.length; i++) {
+      const a = argv[i]!;
+      if (a === '--help' || a === '-h') {
+        io.out(MACHINE_USAGE);
+        return 0;
+      }
+      if (a === '--state-dir' || a.startsWith('--state-dir=')) {
+        const v = a === '--state-dir' ? argv[++i] : a.slice('--state-dir='.length);
+        if (v === undefined) throw new UsageError('--state-dir needs a value');
+        globalStateDir = path.resolve(v);
+        continue;
+      }
+      if (a.startsWith('-')) throw unknownFlag(a.split('=')[0]!, 'nsbox machine', ['--state-dir', '--help']);
+      break;
+    }
+    const sub = argv[i];
+    if (sub === undefined) {
+      io.err(MACHINE_USAGE);
+      return EXIT_NSBOX;
+    }
+    if (sub === 'help') {
+      io.out(MACHINE_USAGE);
+      return 0;
+    }
+    if (!(MACHINE_SUBCOMMANDS as readonly string[]).includes(sub)) {
+      const near = nearest(sub, MACHINE_SUBCOMMANDS);
+      throw new UsageError(`unknown machine command '${sub}'${near ? `; did you mean '${near}'?` : ''} (see 'nsbox machine --help')`);
+    }
+    const rest = argv.slice(i + 1);
+    if (sub === 'start') {
+      const parsed = parseMachineStart(rest);
+      if (parsed.help) {
+        io.out(MACHINE_USAGE);
+        return 0;
+      }
+      origin = parsed.origin;
+      const options = parsed.options;
+      if (options.stateDir === undefined && globalStateDir !== undefined) options.stateDir = globalStateDir;
+      const m = await Machine.start(options);
+      io.out(`${m.pid}\n`);
+      return 0;
+    }
+    const p = parseFlags(rest, MACHINE_FLAGS[sub as MachineSubcommand], `nsbox machine ${sub}`, sub === 'exec');
+    if (hasFlag(p, '--help')) {
+      io.out(MACHINE_USAGE);
+      return 0;
+    }
+    origin = new Map([
+      ['signal', `--signal '${lastFlag(p, '--signal') ?? ''}'`],
+      ['timeout', `--timeout '${lastFlag(p, '--timeout') ?? ''}'`],
+      ['stateDir', `--state-dir '${lastFlag(p, '--state-dir') ?? ''}'`],
+    ]);
+    if (p.positionals[0] !== undefined) origin.set('name', `machine name '${p.positionals[0]}'`);
+    return await machineCommand(sub as MachineSubcommand, p, globalStateDir);
+  } catch (e) {
+    io.err(formatError(e, origin) + '\n');
+    return EXIT_NSBOX;
+  }
+}
+
 const COMMANDS = ['run', 'doctor', 'machine'] as const;
 
 /** Runs the CLI on `argv` (without node and the script) and resolves with the exit status. */
@@ -541,8 +1069,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'doctor':
       return cmdDoctor(rest);
     case 'machine':
-      io.err('nsbox: machine containers are not available in this version yet\n');
-      return EXIT_NSBOX;
+      return cmdMachine(rest);
     default: {
       if (cmd.startsWith('-')) {
         io.err(formatError(unknownFlag(cmd.split('=')[0]!, 'nsbox', ['--help', '--version'])) + '\n');

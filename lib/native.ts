@@ -5,6 +5,8 @@ import * as fs from 'node:fs';
 /** One filesystem operation for the child, run in order before pivot_root (see native/core/plan.h). */
 export interface NativeOp {
   kind: number;
+  /** WHERE_* bits: which of src/dst are container paths resolved inside the root. */
+  where: number;
   mode: number;
   dev: number;
   flags: number;

@@ -152,26 +152,40 @@ export class OpList {
     return p === '/' ? this.staging : this.staging + p;
   }
 
+  /** Ops on container paths carry the path itself; the child resolves it inside the root's fd. */
   private push(op: Partial<NativeOp> & { kind: number; dst: string }, m: OpMeta): void {
-    this.ops.push({ mode: 0, dev: 0, flags: 0, src: null, fstype: null, data: null, ...op });
+    this.ops.push({ mode: 0, dev: 0, flags: 0, src: null, fstype: null, data: null, where: this.K.WHERE_DST_IN_ROOT!, ...op });
     this.meta.push(m);
   }
 
   mount(src: string | null, target: string, fstype: string | null, flags: number, data: string | null, step: string, shown = target): void {
-    this.push({ kind: this.K.OP_MOUNT!, src, dst: this.host(target), fstype, flags, data }, { step, syscall: 'mount', path: shown });
+    if (target === '/') {
+      // The root itself goes onto the staging directory (a host path); every later container path
+      // is resolved from the fd of what this mount put there.
+      this.push({ kind: this.K.OP_MOUNT!, src, dst: this.staging, fstype, flags, data, where: this.K.WHERE_OPEN_ROOT! }, { step, syscall: 'mount', path: shown });
+      return;
+    }
+    this.push({ kind: this.K.OP_MOUNT!, src, dst: target, fstype, flags, data }, { step, syscall: 'mount', path: shown });
+  }
+
+  /** A bind whose source is itself a container path (our own /dev/null, /proc/sys). */
+  bindInRoot(source: string, target: string, flags: number, step: string): void {
+    const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_IN_ROOT!;
+    this.push({ kind: this.K.OP_MOUNT!, src: source, dst: target, flags: this.K.MS_BIND!, where }, { step, syscall: 'mount', path: target });
+    if (flags) this.remount(target, this.K.MS_BIND! | flags, step);
   }
 
   /** A mount at a host path outside the future root (e.g. the tmpfs behind an overlay). */
   hostMount(src: string, hostDst: string, fstype: string | null, flags: number, data: string | null, step: string): void {
-    this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data }, { step, syscall: 'mount', path: hostDst });
+    this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data, where: 0 }, { step, syscall: 'mount', path: hostDst });
   }
 
   hostMkdir(hostDst: string, step: string, mode = 0o700): void {
-    this.push({ kind: this.K.OP_MKDIR!, dst: hostDst, mode }, { step, syscall: 'mkdir', path: hostDst });
+    this.push({ kind: this.K.OP_MKDIR!, dst: hostDst, mode, where: 0 }, { step, syscall: 'mkdir', path: hostDst });
   }
 
   remount(target: string, flags: number, step: string): void {
-    this.push({ kind: this.K.OP_REMOUNT!, dst: this.host(target), flags }, { step, syscall: 'mount', path: target });
+    this.push({ kind: this.K.OP_REMOUNT!, dst: target, flags }, { step, syscall: 'mount', path: target });
   }
 
   bind(source: string, target: string, flags: number, step: string, recursive = true): void {
@@ -182,7 +196,7 @@ export class OpList {
 
   mkdir(target: string, mode = 0o755, step = 'mount.target'): void {
     if (this.made.has(target)) return;
-    this.push({ kind: this.K.OP_MKDIR!, dst: this.host(target), mode }, { step, syscall: 'mkdir', path: target });
+    this.push({ kind: this.K.OP_MKDIR!, dst: target, mode }, { step, syscall: 'mkdir', path: target });
     this.made.add(target);
   }
 
@@ -198,17 +212,17 @@ export class OpList {
 
   touch(target: string, step = 'mount.target'): void {
     this.mkdirs(path.posix.dirname(target), step);
-    this.push({ kind: this.K.OP_TOUCH!, dst: this.host(target), mode: 0o644 }, { step, syscall: 'open', path: target });
+    this.push({ kind: this.K.OP_TOUCH!, dst: target, mode: 0o644 }, { step, syscall: 'open', path: target });
   }
 
   symlink(linkTarget: string, at: string, step: string): void {
-    this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: this.host(at) }, { step, syscall: 'symlink', path: at });
+    this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: at }, { step, syscall: 'symlink', path: at });
   }
 
   mknod(at: string, major: number, minor: number, step: string): void {
     // makedev() for majors and minors below 256 and 4096: the common encoding.
     const dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
-    this.push({ kind: this.K.OP_MKNOD!, dst: this.host(at), mode: fs.constants.S_IFCHR | 0o666, dev }, { step, syscall: 'mknod', path: at });
+    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: fs.constants.S_IFCHR | 0o666, dev }, { step, syscall: 'mknod', path: at });
   }
 }
 
@@ -303,7 +317,7 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean }): void
     // A machine's console: PID 1's output goes to the state directory's console.log; /dev/console
     // reads and writes like /dev/null (there is no terminal behind it).
     L.touch('/dev/console', 'mount.dev');
-    L.mount(L.host('/dev/null'), '/dev/console', null, K.MS_BIND!, null, 'mount.dev', '/dev/console');
+    L.bindInRoot('/dev/null', '/dev/console', 0, 'mount.dev');
   }
 
   // 3. /proc of the new pid namespace, with the kernel-wide knobs read-only and the leaky files masked
@@ -313,10 +327,10 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean }): void
   const proc = hostProcEntries();
   for (const name of READONLY_PROC) {
     if (!proc.has(name)) continue;
-    L.bind(L.host('/proc/' + name), '/proc/' + name, RDONLY | NOSUID | NODEV | NOEXEC, 'proc.readonly');
+    L.bindInRoot('/proc/' + name, '/proc/' + name, RDONLY | NOSUID | NODEV | NOEXEC, 'proc.readonly');
   }
   for (const name of MASKED_PROC_FILES) {
-    if (proc.has(name)) L.mount(L.host('/dev/null'), '/proc/' + name, null, K.MS_BIND!, null, 'proc.mask', '/proc/' + name);
+    if (proc.has(name)) L.bindInRoot('/dev/null', '/proc/' + name, 0, 'proc.mask');
   }
   for (const name of MASKED_PROC_DIRS) {
     if (proc.has(name)) L.mount('tmpfs', '/proc/' + name, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'proc.mask');

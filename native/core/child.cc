@@ -50,11 +50,11 @@ int lift(int fd) {
   return fcntl(fd, F_DUPFD_CLOEXEC, 4);
 }
 
-unsigned long lock_flags_of(const char* path) {
+unsigned long lock_flags_of(int fd) {
   // Flags that an unprivileged remount may not clear must be repeated in MS_REMOUNT; carrying the
   // current ones over is always correct for a remount that only adds restrictions.
   struct statfs st;
-  if (statfs(path, &st) != 0) return 0;
+  if (fstatfs(fd, &st) != 0) return 0;
   unsigned long out = 0;
   if (st.f_flags & ST_NOSUID) out |= MS_NOSUID;
   if (st.f_flags & ST_NODEV) out |= MS_NODEV;
@@ -66,40 +66,237 @@ unsigned long lock_flags_of(const char* path) {
   return out;
 }
 
-int run_op(const Op& op) {
-  switch (op.kind) {
-    case OP_MOUNT:
-      return mount(op.src, op.dst, op.fstype, op.flags, op.data);
-    case OP_REMOUNT:
-      return mount(nullptr, op.dst, nullptr, MS_REMOUNT | op.flags | lock_flags_of(op.dst), nullptr);
-    case OP_MKDIR:
-      if (mkdir(op.dst, op.mode) == 0) return 0;
-      if (errno == EEXIST) {
-        struct stat st;
-        if (lstat(op.dst, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
-        errno = ENOTDIR;
-      }
-      return -1;
-    case OP_TOUCH: {
-      int fd = open(op.dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+struct OpenHow {
+  uint64_t flags;
+  uint64_t mode;
+  uint64_t resolve;
+};
+constexpr uint64_t kResolveNoMagiclinks = 0x02;
+constexpr uint64_t kResolveInRoot = 0x10;
+
+size_t str_len(const char* s) {
+  size_t n = 0;
+  while (s[n]) n++;
+  return n;
+}
+
+// Per-component resolution of `path` below `root` for kernels without openat2 (or a filter that
+// hides it): symlinks are followed by hand and ".." never climbs above root, as RESOLVE_IN_ROOT
+// does. Returns an O_PATH fd or -1. Stack buffers only.
+int walk_in_root(int root, const char* path) {
+  char rest[4096];   // what is left to walk
+  char link[4096];
+  int stack[64];     // fds of the directories walked so far; stack[0] is a dup of root
+  int depth = 0;
+  int links = 0;
+  size_t n = str_len(path);
+  if (n >= sizeof(rest)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (size_t i = 0; i <= n; i++) rest[i] = path[i];
+  stack[0] = fcntl(root, F_DUPFD_CLOEXEC, 3);
+  if (stack[0] < 0) return -1;
+  size_t pos = 0;
+  for (;;) {
+    while (rest[pos] == '/') pos++;
+    if (!rest[pos]) break;
+    size_t end = pos;
+    while (rest[end] && rest[end] != '/') end++;
+    char saved = rest[end];
+    rest[end] = 0;
+    const char* comp = rest + pos;
+    if (comp[0] == '.' && comp[1] == 0) {
+      // nothing
+    } else if (comp[0] == '.' && comp[1] == '.' && comp[2] == 0) {
+      if (depth > 0) close(stack[depth--]);
+    } else {
+      int fd = openat(stack[depth], comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) {
-        // An existing non-writable file is a fine bind target too.
-        struct stat st;
-        if (errno != ELOOP && lstat(op.dst, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
-          return 0;
+        int e = errno;
+        for (int i = 0; i <= depth; i++) close(stack[i]);
+        errno = e;
         return -1;
       }
-      close(fd);
-      return 0;
+      struct stat st;
+      if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+        ssize_t ln = readlinkat(fd, "", link, sizeof(link) - 1);
+        close(fd);
+        if (ln < 0 || ++links > 40) {
+          for (int i = 0; i <= depth; i++) close(stack[i]);
+          errno = ln < 0 ? errno : ELOOP;
+          return -1;
+        }
+        link[ln] = 0;
+        // rest := link + "/" + what followed this component
+        rest[end] = saved;
+        const char* tail = rest + end;
+        size_t tl = str_len(tail);
+        if (static_cast<size_t>(ln) + tl + 1 >= sizeof(rest)) {
+          for (int i = 0; i <= depth; i++) close(stack[i]);
+          errno = ENAMETOOLONG;
+          return -1;
+        }
+        char tmp[4096];
+        for (size_t i = 0; i <= tl; i++) tmp[i] = tail[i];
+        for (ssize_t i = 0; i < ln; i++) rest[i] = link[i];
+        for (size_t i = 0; i <= tl; i++) rest[ln + static_cast<ssize_t>(i)] = tmp[i];
+        pos = 0;
+        if (link[0] == '/') {
+          while (depth > 0) close(stack[depth--]);
+        }
+        continue;
+      }
+      if (depth + 1 >= 64) {
+        close(fd);
+        for (int i = 0; i <= depth; i++) close(stack[i]);
+        errno = ELOOP;
+        return -1;
+      }
+      stack[++depth] = fd;
     }
+    rest[end] = saved;
+    pos = end;
+  }
+  for (int i = 0; i < depth; i++) close(stack[i]);
+  return stack[depth];
+}
+
+// An O_PATH fd for a container path, resolved without leaving the root.
+bool g_walk_only = false;
+
+int open_in_root(int root, const char* path) {
+  OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
+  const char* rel = path;
+  while (*rel == '/') rel++;
+  if (!*rel) return fcntl(root, F_DUPFD_CLOEXEC, 3);
+  if (g_walk_only) return walk_in_root(root, rel);
+  long fd = syscall(SYS_openat2, root, rel, &how, sizeof(how));
+  if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+  return walk_in_root(root, rel);
+}
+
+// "/proc/self/fd/N" in buf: mount(2) takes paths, and this one names exactly the resolved object.
+const char* fd_path(char* buf, int fd) {
+  const char* pre = "/proc/self/fd/";
+  int i = 0;
+  while (pre[i]) {
+    buf[i] = pre[i];
+    i++;
+  }
+  char d[12];
+  int n = 0;
+  do {
+    d[n++] = static_cast<char>('0' + fd % 10);
+    fd /= 10;
+  } while (fd);
+  while (n) buf[i++] = d[--n];
+  buf[i] = 0;
+  return buf;
+}
+
+// Splits a container path into the fd of its parent directory (resolved in root) and its last name.
+int open_parent_in_root(int root, const char* path, const char** name) {
+  char parent[4096];
+  size_t n = str_len(path);
+  if (n >= sizeof(parent)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  while (n > 1 && path[n - 1] == '/') n--;
+  size_t slash = n;
+  while (slash > 0 && path[slash - 1] != '/') slash--;
+  *name = path + slash;
+  for (size_t i = 0; i < slash; i++) parent[i] = path[i];
+  parent[slash] = 0;
+  return open_in_root(root, parent);
+}
+
+int run_op(const Op& op, int root) {
+  const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
+  const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
+  char dbuf[32], sbuf[32];
+  int dfd = -1, sfd = -1, rc = -1;
+  switch (op.kind) {
+    case OP_MOUNT:
+    case OP_REMOUNT: {
+      const char* dst = op.dst;
+      const char* src = op.src;
+      if (dst_in) {
+        if ((dfd = open_in_root(root, op.dst)) < 0) return -1;
+        dst = fd_path(dbuf, dfd);
+      }
+      if (src_in) {
+        if ((sfd = open_in_root(root, op.src)) < 0) {
+          int e = errno;
+          if (dfd >= 0) close(dfd);
+          errno = e;
+          return -1;
+        }
+        src = fd_path(sbuf, sfd);
+      }
+      if (op.kind == OP_MOUNT) {
+        rc = mount(src, dst, op.fstype, op.flags, op.data);
+      } else {
+        int ffd = dfd >= 0 ? dfd : open(dst, O_PATH | O_CLOEXEC);
+        unsigned long keep = ffd >= 0 ? lock_flags_of(ffd) : 0;
+        if (ffd >= 0 && ffd != dfd) close(ffd);
+        rc = mount(nullptr, dst, nullptr, MS_REMOUNT | op.flags | keep, nullptr);
+      }
+      break;
+    }
+    case OP_MKDIR:
+    case OP_TOUCH:
     case OP_SYMLINK:
-      return symlink(op.src, op.dst);
-    case OP_MKNOD:
-      return mknod(op.dst, op.mode, static_cast<dev_t>(op.dev));
+    case OP_MKNOD: {
+      const char* name = op.dst;
+      int dir = AT_FDCWD;
+      if (dst_in) {
+        if ((dfd = open_parent_in_root(root, op.dst, &name)) < 0) return -1;
+        dir = dfd;
+      }
+      if (op.kind == OP_MKDIR) {
+        rc = mkdirat(dir, name, op.mode);
+        if (rc != 0 && errno == EEXIST) {
+          struct stat st;
+          if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+            rc = 0;
+          } else if (fstatat(dir, name, &st, 0) == 0 && S_ISDIR(st.st_mode) && dst_in) {
+            rc = 0;  // a symlink to a directory: mounts on it are resolved in root later
+          } else {
+            errno = ENOTDIR;
+          }
+        }
+      } else if (op.kind == OP_TOUCH) {
+        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
+        if (fd >= 0) {
+          close(fd);
+          rc = 0;
+        } else {
+          struct stat st;
+          // An existing non-writable file is a fine bind target too.
+          if (errno != ELOOP && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+            rc = 0;
+        }
+      } else if (op.kind == OP_SYMLINK) {
+        rc = symlinkat(op.src, dir, name);
+      } else {
+        rc = mknodat(dir, name, op.mode, static_cast<dev_t>(op.dev));
+      }
+      break;
+    }
     default:
       errno = EINVAL;
       return -1;
   }
+  int e = errno;
+  if (dfd >= 0) close(dfd);
+  if (sfd >= 0) close(sfd);
+  errno = e;
+  return rc;
 }
 
 int lo_up() {
@@ -314,9 +511,16 @@ void format_int(char* buf, int v) {
   if (plan->clone_flags & CLONE_NEWNS) {
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       fail(err_fd, STEP_PRIVATE, -1, errno);
+    int root = -1;
+    g_walk_only = plan->walk_only;
     for (size_t i = 0; i < plan->n_ops; i++) {
-      if (run_op(plan->ops[i]) != 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+      if (run_op(plan->ops[i], root) != 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+      if ((plan->ops[i].where & WHERE_OPEN_ROOT) && root < 0) {
+        root = open(plan->staging, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+      }
     }
+    if (root >= 0) close(root);
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
     // new root (the form runc and crun use: no put_old directory needed inside the image).
     if (chdir(plan->staging) != 0) fail(err_fd, STEP_PIVOT, 0, errno);

@@ -21,8 +21,18 @@ enum OpKind : uint32_t {
   OP_MKNOD = 6,    // mknod(dst, mode, dev)
 };
 
+// Op.where: which paths are inside the future root. Those are resolved from the root's fd without
+// leaving it (openat2 RESOLVE_IN_ROOT, or a per-component walk), because the image controls them: a
+// symlink planted at /proc or at a mount target must not send a mount out of the container's root.
+enum OpWhere : uint32_t {
+  WHERE_DST_IN_ROOT = 1,  // dst is a container path ("/dev/pts")
+  WHERE_SRC_IN_ROOT = 2,  // src is a container path (a bind of /dev/null or /proc/sys)
+  WHERE_OPEN_ROOT = 4,    // after this op, open the staging directory as the root fd
+};
+
 struct Op {
   uint32_t kind;
+  uint32_t where;
   uint32_t mode;
   uint64_t dev;
   unsigned long flags;
@@ -94,6 +104,7 @@ struct Plan {
   const char* staging;  // the directory that becomes / (already exists on the host)
   const Op* ops;
   size_t n_ops;
+  bool walk_only;  // resolve container paths by the per-component walk even where openat2 exists (tests)
 
   // identity and environment
   const char* hostname;  // nullptr: leave as is

@@ -119,6 +119,8 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     op.kind = static_cast<uint32_t>(d);
     if (!GetNumber(o, "mode", &d)) return false;
     op.mode = static_cast<uint32_t>(d);
+    if (!GetNumber(o, "where", &d)) return false;
+    op.where = static_cast<uint32_t>(d);
     if (!GetNumber(o, "dev", &d)) return false;
     op.dev = static_cast<uint64_t>(d);
     if (!GetNumber(o, "flags", &d)) return false;
@@ -130,6 +132,9 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   }
   p.ops = st->ops.data();
   p.n_ops = st->ops.size();
+  // Test support: NSBOX_FORCE_PATH_WALK=1 exercises the resolver used where openat2 is missing.
+  const char* walk = getenv("NSBOX_FORCE_PATH_WALK");
+  p.walk_only = walk && walk[0] == '1';
 
   if (!GetString(js, "hostname", st, &p.hostname, true)) return false;
   if (!GetBool(js, "netLoUp", &b)) return false;
@@ -604,6 +609,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("OP_SYMLINK", Napi::Number::New(env, nsbox::OP_SYMLINK));
   c.Set("OP_MKNOD", Napi::Number::New(env, nsbox::OP_MKNOD));
   c.Set("STEP_COUNT", Napi::Number::New(env, nsbox::STEP_COUNT));
+  c.Set("WHERE_DST_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_DST_IN_ROOT));
+  c.Set("WHERE_SRC_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_SRC_IN_ROOT));
+  c.Set("WHERE_OPEN_ROOT", Napi::Number::New(env, nsbox::WHERE_OPEN_ROOT));
   exports.Set("constants", c);
   return exports;
 }

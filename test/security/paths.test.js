@@ -1,0 +1,98 @@
+// Attacker-controlled paths in the image: symlinks planted at /proc, /dev, mount targets and /dev/null.
+// Every container path is resolved inside the root (openat2 RESOLVE_IN_ROOT, or the per-component
+// walk used where openat2 is missing); this file runs itself a second time with the walk forced.
+'use strict';
+const t = require('tap');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const { run, NsboxError } = require('../..');
+const { busyboxRootfs, warmUp, assertNoLeaks } = require('../helpers');
+
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
+const walk = process.env.NSBOX_FORCE_PATH_WALK === '1';
+const mode = walk ? ' (per-component walk)' : '';
+let before;
+
+t.before(async () => {
+  before = await warmUp();
+});
+
+/** A private, writable copy of the busybox rootfs plus a host directory the image must not reach. */
+function hostile(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-hostile-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const rootfs = path.join(dir, 'rootfs');
+  fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
+  const outside = path.join(dir, 'host-side');
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, 'secret'), 'host secret\n');
+  return { rootfs, outside };
+}
+
+const listing = (d) => fs.readdirSync(d).sort();
+
+t.test(`a mount target symlinked out of the rootfs stays inside it${mode}`, { skip: noBusybox }, async (t) => {
+  for (const link of ['ABS', '../../../../../../..HOST', 'REL']) {
+    const { rootfs, outside } = hostile(t);
+    const target = link === 'ABS' ? outside : link === 'REL' ? path.relative(rootfs, outside) : '../../../../../../..' + outside;
+    fs.symlinkSync(target, path.join(rootfs, 'hostlink'));
+    const before = listing(outside);
+    const r = await run({ rootfs, mounts: [{ type: 'tmpfs', target: '/hostlink/sub' }], command: ['/bin/sh', '-c', 'echo x > /hostlink/sub/f && echo ok'] }).catch((e) => e);
+    t.same(listing(outside), before, `${link}: nothing was created in the host directory`);
+    if (r instanceof NsboxError) t.match(r, { step: 'mount.target' }, `${link}: refused at the mount target`);
+    else t.equal(r.stdout.toString().trim(), 'ok', `${link}: the mount landed inside the container`);
+  }
+});
+
+t.test(`a symlinked /proc in the image does not move procfs out of the root${mode}`, { skip: noBusybox }, async (t) => {
+  const { rootfs, outside } = hostile(t);
+  fs.rmSync(path.join(rootfs, 'proc'), { recursive: true });
+  fs.symlinkSync(outside, path.join(rootfs, 'proc'));
+  const before = listing(outside);
+  const r = await run({ rootfs, command: ['/bin/sh', '-c', 'cat /proc/self/comm 2>&1; cat /proc/kcore 2>/dev/null | wc -c'] }).catch((e) => e);
+  t.same(listing(outside), before, 'the host directory is untouched');
+  if (!(r instanceof Error)) t.notMatch(r.stdout.toString(), /host secret/);
+});
+
+t.test(`a symlinked /dev in the image does not get device nodes on the host${mode}`, { skip: noBusybox }, async (t) => {
+  const { rootfs, outside } = hostile(t);
+  fs.rmSync(path.join(rootfs, 'dev'), { recursive: true });
+  fs.symlinkSync(outside, path.join(rootfs, 'dev'));
+  const before = listing(outside);
+  const r = await run({ rootfs, command: ['/bin/sh', '-c', 'ls /dev/null && echo ok'] }).catch((e) => e);
+  t.same(listing(outside), before, 'no null/zero/tty nodes appeared on the host');
+  t.notOk(fs.existsSync(path.join(outside, 'null')));
+  if (!(r instanceof Error)) t.match(r.stdout.toString(), /ok/);
+});
+
+t.test(`a hostile /dev/null in the image is never used for masking${mode}`, { skip: noBusybox }, async (t) => {
+  const { rootfs, outside } = hostile(t);
+  fs.writeFileSync(path.join(rootfs, 'dev', 'null'), 'NOT NULL\n');
+  fs.symlinkSync(path.join(outside, 'secret'), path.join(rootfs, 'dev', 'zero'));
+  const masked = ['kcore', 'keys', 'timer_list', 'sched_debug'].filter((f) => fs.existsSync('/proc/' + f));
+  const r = await run({ rootfs, command: ['/bin/sh', '-c', masked.map((f) => `cat /proc/${f}`).join('; ') + '; head -c 4 /dev/zero | od -An -tx1'] });
+  t.notMatch(r.stdout.toString(), /NOT NULL|host secret/, 'masks and /dev are nsbox-made');
+  t.match(r.stdout.toString(), /00 00 00 00/, '/dev/zero is a real zero device');
+});
+
+t.test(`a symlinked cwd cannot leave the rootfs${mode}`, { skip: noBusybox }, async (t) => {
+  const { rootfs, outside } = hostile(t);
+  fs.symlinkSync(outside, path.join(rootfs, 'escape'));
+  const r = await run({ rootfs, cwd: '/escape', command: ['/bin/sh', '-c', 'cat secret 2>&1; pwd'] }).catch((e) => e);
+  if (r instanceof NsboxError) t.match(r, { code: 'ENOENT', step: 'cwd' }, 'the cwd does not exist inside the root');
+  else t.notMatch(r.stdout.toString(), /host secret/);
+});
+
+t.test('nothing is left behind', async (t) => {
+  await assertNoLeaks(t, before, 'after the path attacks');
+});
+
+if (!walk) {
+  t.test('the same attacks with the per-component walk (as on kernels without openat2)', async (t) => {
+    const r = spawnSync(process.execPath, [__filename], { env: { ...process.env, NSBOX_FORCE_PATH_WALK: '1' }, encoding: 'utf8', timeout: 120000 });
+    t.equal(r.status, 0, r.stdout.split('\n').filter((l) => /not ok/.test(l)).join('\n') || 'all passed');
+    t.match(r.stdout, /# \{ total: \d+, pass: \d+ \}|^1\.\.\d+/m);
+  });
+}

@@ -773,6 +773,29 @@ function forwardSignals(c: Container): () => void {
   };
 }
 
+/** How long output may still come from a pty after its command has exited. */
+const PTY_DRAIN_MS = 500;
+
+/**
+ * With a tty, a Container's stdin and stdout are one socket (the pty master), and the library
+ * destroys stdin as soon as the command has exited, which can drop output not yet read (a quick
+ * `exec -t m -- ls` printed nothing about half the time). Until the library waits for the pty's end
+ * itself, a destroy() without an error is put off until the output has ended (the pty's EIO, or
+ * EOF), for PTY_DRAIN_MS at most: a background process inside may hold the pty open.
+ */
+function keepPtyOutput(sock: import('node:stream').Readable): void {
+  const destroy = sock.destroy.bind(sock);
+  let deferred = false;
+  sock.destroy = (err?: Error): import('node:stream').Readable => {
+    if (err || deferred || sock.readableEnded || sock.destroyed) return destroy(err);
+    deferred = true;
+    const timer = setTimeout(() => destroy(), PTY_DRAIN_MS);
+    sock.once('close', () => clearTimeout(timer));
+    sock.once('end', () => destroy());
+    return sock;
+  };
+}
+
 /**
  * `exec -t`: bridges nsbox's own stdin/stdout and the pty of `c` until `c` exits. A terminal on
  * stdin goes into raw mode (so Ctrl-C, Ctrl-Z, ... are bytes for the machine's tty) and is restored
@@ -815,9 +838,9 @@ async function bridgeTty(c: Container): Promise<ExitInfo> {
 
   // Output: the pty (which is both stdin and stdout of c) to our stdout. EIO is how a pty master
   // reports that the other side is closed: the end of the output, not an error.
+  keepPtyOutput(pty);
   const outputDone = new Promise<void>((resolve) => {
     pty.on('data', (d: Buffer) => stdout.write(d));
-    pty.once('end', resolve);
     pty.once('close', resolve);
   });
   pty.on('error', () => {});
@@ -837,9 +860,8 @@ async function bridgeTty(c: Container): Promise<ExitInfo> {
   stdin.resume();
   try {
     const info = await c.wait();
-    // What the pty still held has been read by now or was dropped with it; wait for the stream to
-    // settle (briefly: it normally has already).
-    await Promise.race([outputDone, new Promise((r) => setTimeout(r, 200).unref())]);
+    // Let the last output through: the pty reports its end (EIO) once the command's side is closed.
+    await Promise.race([outputDone, new Promise((r) => setTimeout(r, PTY_DRAIN_MS + 500).unref())]);
     return info;
   } finally {
     stdin.off('data', onData);

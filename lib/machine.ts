@@ -357,6 +357,7 @@ export class Machine {
         seccomp: null,
         enterPidfd: -1,
         enterFlags: 0,
+        enterRoot: null,
         ptySock: -1,
       };
       const res = native().spawn(plan);
@@ -552,6 +553,7 @@ export class Machine {
         seccomp: null,
         enterPidfd: this.#proc.fd(),
         enterFlags,
+        enterRoot: `/proc/${this.pid}/root`,
         ptySock,
       };
       const res = n.spawn(plan);
@@ -608,18 +610,28 @@ export class Machine {
     return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };
   }
 
-  /** Halt signal to PID 1, wait up to `timeout` ms (default 10000), then kill everything. */
-  async stop(opts: { timeout?: number } = {}): Promise<void> {
+  /**
+   * Halt signal to PID 1, wait up to `timeout` ms (default 10000), then kill everything. Resolves
+   * with `{ killed }`: false when PID 1 shut down by itself within the timeout.
+   */
+  async stop(opts: { timeout?: number } = {}): Promise<{ killed: boolean }> {
     const timeout = opts.timeout === undefined ? 10000 : checkTimeout('timeout', opts.timeout)!;
+    let killed = false;
     if ((await this.state()) !== 'stopped') {
       if ((await this.state()) === 'frozen') await this.thaw();
       this.#proc!.signal(this.#state.haltSignal);
-      const timer = sleep(timeout).then(() => 'timeout' as const);
+      const ac = new AbortController();
+      const timer = sleep(timeout, undefined, { signal: ac.signal }).then(() => 'timeout' as const, () => 'gone' as const);
       const r = await Promise.race([this.#gone.then(() => 'gone' as const), timer]);
-      if (r === 'timeout') this.kill('SIGKILL');
+      ac.abort();
+      if (r === 'timeout') {
+        killed = true;
+        this.kill('SIGKILL');
+      }
       await this.#gone;
     }
     await this.#markStopped();
+    return { killed };
   }
 
   /** SIGKILL (default) kills every process of the machine; other signals go to its PID 1. */

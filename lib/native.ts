@@ -54,6 +54,8 @@ export interface NativePlan {
   /** Entering a running machine: its PID 1's pidfd, the namespaces to join; -1/0 otherwise. */
   enterPidfd: number;
   enterFlags: number;
+  /** `/proc/<pid>/root` of the machine's PID 1, or null. */
+  enterRoot: string | null;
   /** With enterPidfd: a socket over which the pty master from the machine's devpts is sent. */
   ptySock: number;
 }

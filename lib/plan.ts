@@ -464,6 +464,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       seccomp: null,
       enterPidfd: -1,
       enterFlags: 0,
+      enterRoot: null,
       ptySock: -1,
     },
     meta: L.meta,

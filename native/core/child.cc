@@ -434,7 +434,16 @@ void format_int(char* buf, int v) {
   if (plan->enter_pidfd >= 0) {
     // setns with a pidfd joins all the requested namespaces of that process at once (Linux 5.8);
     // the pid namespace applies to children only, hence the clone below.
+    // setns(CLONE_NEWNS) puts us at the root of the namespace's mount tree, which is not PID 1's
+    // root when the machine was started from a chroot (a CI container, the VM lane): take PID 1's
+    // root as it sees it, opened before we move, and chroot there afterwards (as nsenter --root).
+    int proot = plan->enter_root ? open(plan->enter_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, 0, errno);
     if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);
+    if (proot >= 0) {
+      if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);
+      close(proot);
+    }
     if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd);
     sys::CloneArgs args;
     for (size_t i = 0; i < sizeof(args); i++) reinterpret_cast<char*>(&args)[i] = 0;

@@ -156,6 +156,7 @@ struct Plan {
   // so that the process that execs is inside the machine's pid namespace and a child of Node.
   int enter_pidfd;        // -1: not entering
   uint64_t enter_flags;   // CLONE_NEW* to join
+  const char* enter_root; // "/proc/<pid>/root" of the machine's PID 1: its root after setns
   int pty_sock;           // >= 0: open a pty in the machine's devpts, send the master over this socket
 };
 

@@ -246,6 +246,7 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   p.enter_pidfd = static_cast<int>(d);
   if (!GetNumber(js, "enterFlags", &d)) return false;
   p.enter_flags = static_cast<uint64_t>(d);
+  if (!GetString(js, "enterRoot", st, &p.enter_root, true)) return false;
   if (!GetNumber(js, "ptySock", &d)) return false;
   p.pty_sock = static_cast<int>(d);
   return true;

@@ -12,7 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(test/60-cgroup.test.js test/20-app.test.js test/30-errors.test.js)
+[ ${#tests[@]} -gt 0 ] || tests=(test/60-cgroup.test.js test/20-app.test.js test/30-errors.test.js test/70-machine.test.js test/80-systemd.test.js)
 
 kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$kernel" ] || { echo "vm: no /boot/vmlinuz-* (apt-get install linux-image-amd64)" >&2; exit 1; }
@@ -79,6 +79,7 @@ chmod +x "$ird/init"
 {
   echo "cd '$root' || exit 1"
   echo "export NSBOX_REQUIRE_CGROUP=1 NSBOX_VM=1 HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+  [ -n "${NSBOX_REQUIRE_SYSTEMD:-}" ] && echo "export NSBOX_REQUIRE_SYSTEMD=$NSBOX_REQUIRE_SYSTEMD"
   echo "rc=0"
   for f in "${tests[@]}"; do
     echo "echo '# vm: $f'"

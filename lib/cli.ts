@@ -748,14 +748,14 @@ async function findMachine(name: string, stateDir: string | undefined): Promise<
  * Passes SIGINT, SIGTERM and SIGHUP that nsbox receives on to `c`; a second one kills it. Should
  * nsbox exit regardless, `c` goes too. Returns the function that undoes all of it.
  */
-function forwardSignals(c: Container): () => void {
+function forwardSignals(c: Container, what = 'the container'): () => void {
   let received = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     received++;
     try {
       if (received === 1) c.kill(sig);
       else {
-        io.err(`nsbox: ${sig} again, killing the container\n`);
+        io.err(`nsbox: ${sig} again, killing ${what}\n`);
         c.kill('SIGKILL');
       }
     } catch {
@@ -920,7 +920,7 @@ async function machineExec(p: ParsedFlags, globalStateDir: string | undefined): 
     io.err(formatError(e, origin) + '\n');
     return EXIT_NSBOX;
   }
-  const unforward = forwardSignals(c);
+  const unforward = forwardSignals(c, 'the command');
   let info: ExitInfo;
   try {
     info = tty ? await bridgeTty(c) : await c.wait();
@@ -972,6 +972,8 @@ async function machineCommand(sub: MachineSubcommand, p: ParsedFlags, globalStat
         throw new NsboxError({ code: 'ESRCH', step: 'kill', message: `machine '${name}' is not running (step kill)` });
       }
       m.kill(sig);
+      // SIGKILL ends the machine: wait until PID 1 is gone and record it as stopped.
+      if (sig === 'SIGKILL' || sig === 'KILL' || sig === osConstants.signals.SIGKILL) await m.stop();
       return 0;
     }
     case 'freeze':
@@ -1064,6 +1066,11 @@ async function cmdMachine(argv: string[]): Promise<number> {
   } catch (e) {
     io.err(formatError(e, origin) + '\n');
     return EXIT_NSBOX;
+  } finally {
+    // A machine handle watches its PID 1; should that have exited already (a zombie its reaper has
+    // not collected yet), let the watch fire now, while JavaScript can still run, rather than
+    // during Node's exit, where the addon cannot call back into JavaScript.
+    await new Promise((r) => setImmediate(r));
   }
 }
 

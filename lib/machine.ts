@@ -389,6 +389,7 @@ export class Machine {
           await m.#waitSystemd(o.readyTimeout);
         } catch (e) {
           // A machine that did not come up is not left behind: kill it, its cgroup and its state.
+          m.#proc?.ref();
           m.kill('SIGKILL');
           await m.#gone;
           await m.#cgroup?.remove().catch(() => {});
@@ -619,6 +620,8 @@ export class Machine {
     let killed = false;
     if ((await this.state()) !== 'stopped') {
       if ((await this.state()) === 'frozen') await this.thaw();
+      // Waiting for PID 1 must keep this process alive (the watcher is unref'd otherwise).
+      this.#proc!.ref();
       this.#proc!.signal(this.#state.haltSignal);
       const ac = new AbortController();
       const timer = sleep(timeout, undefined, { signal: ac.signal }).then(() => 'timeout' as const, () => 'gone' as const);

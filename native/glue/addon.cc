@@ -297,6 +297,9 @@ class Process : public Napi::ObjectWrap<Process> {
     poll_->data = this;
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
     Ref();  // stay alive until the exit was delivered, whatever JS does with the handle
+    // If the environment goes away first (Node exiting with a machine still running), stop
+    // watching without calling into JS, which is no longer possible then.
+    napi_add_env_cleanup_hook(env, &Process::OnEnvCleanup, this);
     uv_poll_start(poll_, UV_READABLE, &Process::OnReadable);
     return env.Undefined();
   }
@@ -328,6 +331,16 @@ class Process : public Napi::ObjectWrap<Process> {
     pidfd_ = status_fd_ = -1;
   }
 
+  static void OnEnvCleanup(void* arg) {
+    Process* self = static_cast<Process*>(arg);
+    if (self->poll_) {
+      uv_poll_stop(self->poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(self->poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      self->poll_ = nullptr;
+    }
+    self->CloseFds();
+  }
+
   static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
     Process* self = static_cast<Process*>(handle->data);
     siginfo_t si;
@@ -355,6 +368,7 @@ class Process : public Napi::ObjectWrap<Process> {
     self->CloseFds();
 
     Napi::Env env = self->Env();
+    napi_remove_env_cleanup_hook(env, &Process::OnEnvCleanup, self);
     Napi::HandleScope scope(env);
     Napi::Value code = env.Null(), sig = env.Null();
     if (rc == 0) {

@@ -1,6 +1,7 @@
 // machine.ts: the machine profile. A long-lived container with its own PID 1 (the bundled init or
 // the distribution's, systemd included) that outlives the Node process that started it. Its state
 // lives in <stateDir>/<name>/state.json, so any later process finds it with Machine.get().
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
@@ -310,7 +311,9 @@ export class Machine {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
       const L = machineOps(o, staging(), scratch);
-      cgroup = ContainerCgroup.create(host, o.limits, `m-${o.name}`);
+      // Machine names are unique per state directory; the cgroup name carries both.
+      const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
+      cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       fds.push(log);
       const nul = fs.openSync('/dev/null', 'r');

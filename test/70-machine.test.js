@@ -144,6 +144,22 @@ t.test('a machine outlives the Node process that started it, even a SIGKILLed on
   t.equal(await Machine.get('orphan', { stateDir }), undefined);
 });
 
+t.test('a machine outlives a starter that exits normally', { skip: noBusybox }, async (t) => {
+  const script = `
+    const { Machine } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    Machine.start({ name: 'leftalone', rootfs: ${JSON.stringify(bb)}, ephemeral: true, stateDir: ${JSON.stringify(stateDir)} })
+      .then((m) => process.stdout.write(String(m.pid)));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
+  t.equal(r.status, 0, 'the starting process exited on its own (nothing kept its loop alive)');
+  const m = await Machine.get('leftalone', { stateDir });
+  t.equal(m.pid, Number(r.stdout));
+  t.equal(await m.state(), 'running');
+  t.equal((await m.run(['echo', 'still here'])).stdout.toString(), 'still here\n');
+  const { killed } = await m.stop({ timeout: 2000 });
+  t.equal(killed, false, 'the builtin init halted on SIGTERM by itself');
+  await m.destroy();
+});
+
 t.test('a stale state entry (PID 1 gone without stop) is detected', { skip: noBusybox }, async (t) => {
   const m = await Machine.start({ name: 'stale', rootfs: bb, ephemeral: true, stateDir });
   // Kill PID 1 behind nsbox's back, as a host OOM kill or an admin would.

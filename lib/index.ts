@@ -3,6 +3,7 @@ export { run, spawn, Container } from './app';
 export type { RunResultWithCounts } from './app';
 export { probe } from './probe';
 export { NsboxError } from './errors';
+export type { SeccompOption } from './seccomp';
 export type {
   AppOptions,
   CgroupMode,

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 
 import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
+import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User } from './types';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -35,11 +36,12 @@ export interface ResolvedAppOptions {
   signal: AbortSignal | undefined;
   cgroupParent: string | undefined;
   capabilities: { add: string[]; drop: string[] };
+  seccomp: ResolvedSeccomp | null;
 }
 
 const APP_KEYS = [
   'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
-  'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities',
+  'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
 ] as const;
 const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
@@ -330,5 +332,6 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     signal: checkSignal('signal', o.signal),
     cgroupParent: o.cgroupParent === undefined ? undefined : checkAbsolutePath('cgroupParent', o.cgroupParent),
     capabilities: checkCapabilities('capabilities', o.capabilities),
+    seccomp: resolveSeccomp(o.seccomp),
   };
 }

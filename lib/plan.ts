@@ -8,6 +8,7 @@ import { NsboxError, fromSystemError, errnoName, notSupported } from './errors';
 import { native, STEPS, STEP, type NativeOp, type NativePlan } from './native';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
 import { capLast, capsAvailable } from './runtime';
+import { compileSeccomp } from './seccomp';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -461,7 +462,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       initArgv: [],
       initSlot: 0,
       trampFd: -1,
-      seccomp: null,
+      seccomp: o.seccomp ? compileSeccomp(o.seccomp, process.arch, keep) : null,
       enterPidfd: -1,
       enterFlags: 0,
       enterRoot: null,

@@ -1,4 +1,5 @@
 // types.ts: the public contract (../shared/design/CONTRACT.md). Every exported name here is fixed.
+import type { SeccompOption } from './seccomp';
 
 /** A bind mount of a host path, or a fresh tmpfs, at `target` inside the container. */
 export type Mount =
@@ -86,6 +87,12 @@ export interface AppOptions {
    * `'CAP_NET_RAW'`; `'ALL'` in `drop` removes everything.
    */
   capabilities?: { add?: string[]; drop?: string[] };
+  /**
+   * System call filter: `'default'` (Docker's default profile for a container without
+   * CAP_SYS_ADMIN; see docs/security.md), `'none'`, or `{ allow?, deny?, defaultErrno? }` adjusting
+   * the default.
+   */
+  seccomp?: SeccompOption;
 }
 
 export interface Stats {

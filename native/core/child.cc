@@ -566,10 +566,12 @@ void format_int(char* buf, int v) {
   }
 
   if (plan->set_creds) {
-    if (setgroups(plan->n_groups, reinterpret_cast<const gid_t*>(plan->groups)) != 0)
-      fail(err_fd, STEP_SETGROUPS, -1, errno);
-    if (setresgid(plan->gid, plan->gid, plan->gid) != 0) fail(err_fd, STEP_SETGID, -1, errno);
-    if (setresuid(plan->uid, plan->uid, plan->uid) != 0) fail(err_fd, STEP_SETUID, -1, errno);
+    // Raw system calls, not glibc's setgroups/setresgid/setresuid: in a process that glibc believes
+    // multi-threaded (this copy of Node) those broadcast the change to every thread under a lock
+    // (__nptl_setxid), which another thread may have held at clone time. Here there is one thread.
+    if (syscall(SYS_setgroups, plan->n_groups, plan->groups) != 0) fail(err_fd, STEP_SETGROUPS, -1, errno);
+    if (syscall(SYS_setresgid, plan->gid, plan->gid, plan->gid) != 0) fail(err_fd, STEP_SETGID, -1, errno);
+    if (syscall(SYS_setresuid, plan->uid, plan->uid, plan->uid) != 0) fail(err_fd, STEP_SETUID, -1, errno);
   }
 
   {

@@ -10,6 +10,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 
 #include "child.h"
 #include "syscalls.h"
@@ -24,6 +26,52 @@ void set_error(SpawnOutcome* out, int32_t step, int err) {
   out->error.index = -1;
   out->error.magic = kErrorMagic;
 }
+
+void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
+
+#if defined(__x86_64__)
+constexpr size_t kChildStack = 512 * 1024;
+
+// A stack for vfork-style children, one per calling thread, with a guard page below it. The child
+// runs on it while the parent thread is suspended (CLONE_VFORK), so one per thread is enough.
+char* child_stack() {
+  static thread_local char* stack = nullptr;
+  if (!stack) {
+    void* m = mmap(nullptr, kChildStack + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    mprotect(m, 4096, PROT_NONE);
+    stack = static_cast<char*>(m) + 4096;
+  }
+  return stack;
+}
+
+// clone3 with CLONE_VM | CLONE_VFORK: the child shares Node's address space instead of copying its
+// page tables (the cost that dominates fork of a large process), runs fn(arg) on its own stack,
+// and the calling thread sleeps until the child has exec'd or exited. The child branch never
+// returns into C++ frames of the parent's stack, so this has to be a few lines of assembly.
+long clone3_vm(sys::CloneArgs* args, void (*fn)(void*), void* arg) {
+  long ret;
+  register long r12 asm("r12") = reinterpret_cast<long>(fn);
+  register long r13 asm("r13") = reinterpret_cast<long>(arg);
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xor %%ebp, %%ebp\n\t"
+      "mov %%r13, %%rdi\n\t"
+      "call *%%r12\n\t"
+      "ud2\n"
+      "1:\n\t"
+      : "=a"(ret)
+      : "a"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(*args)), "r"(r12), "r"(r13)
+      : "rcx", "r11", "memory");
+  if (ret < 0) {
+    errno = static_cast<int>(-ret);
+    return -1;
+  }
+  return ret;
+}
+#endif
 
 long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
   sys::CloneArgs args;
@@ -40,7 +88,20 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
     // namespace root is the container's cgroup rather than Node's.
     args.flags &= ~static_cast<uint64_t>(CLONE_NEWCGROUP);
   }
-  long pid = sys::clone3(&args);
+  long pid;
+#if defined(__x86_64__)
+  char* stack = getenv("NSBOX_FORK_CLONE") ? nullptr : child_stack();
+  if (stack) {
+    args.flags |= CLONE_VM | CLONE_VFORK;
+    args.stack = reinterpret_cast<uint64_t>(stack);
+    args.stack_size = kChildStack;
+    pid = clone3_vm(&args, child_entry, p);
+  } else {
+    pid = sys::clone3(&args);
+  }
+#else
+  pid = sys::clone3(&args);
+#endif
   if (pid >= 0 || errno != ENOSYS) {
     *used_clone3 = true;
     return pid;

@@ -130,7 +130,8 @@ export class Container extends EventEmitter {
     this.#final = stats;
     // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its
     // pipe reaches end-of-file and closes instead of holding an fd forever.
-    this.stdin?.destroy();
+    // With a tty stdin and stdout are one socket: it ends by itself (EIO) once the output is read.
+    if (this.stdin && (this.stdin as unknown) !== this.stdout) this.stdin.destroy();
     for (const s of [this.stdout, this.stderr]) if (s && s.readableFlowing === null) s.resume();
     const info: ExitInfo = {
       exitCode: code,

@@ -213,7 +213,7 @@ function openLive(s: StateFile): NativeProcess | null {
   const p = native().pidfdOpen(s.pid);
   if (typeof p === 'number') return null;
   // Opened first, checked second: if the start time still matches, the pidfd refers to the machine.
-  if (startTimeOf(s.pid) !== s.startTime) {
+  if (startTimeOf(s.pid) !== s.startTime || p.exited()) {
     p.unref();
     return null;
   }
@@ -449,7 +449,7 @@ export class Machine {
   }
 
   async state(): Promise<MachineState> {
-    if (!this.#proc || this.#proc.fd() < 0 || this.#proc.signal(0) !== 0) return 'stopped';
+    if (!this.#alive()) return 'stopped';
     if (this.#cgroup) {
       try {
         if (/^frozen 1$/m.test(fs.readFileSync(path.join(this.#cgroup.path, 'cgroup.events'), 'utf8'))) return 'frozen';
@@ -477,7 +477,7 @@ export class Machine {
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidType('signal', 'an instance of AbortSignal', options.signal);
     if (options.signal?.aborted) throw abortError(options.signal);
 
-    if (!this.#proc || this.#proc.fd() < 0 || this.#proc.signal(0) !== 0) {
+    if (!this.#alive()) {
       throw new NsboxError({ code: 'ESRCH', step: 'exec', message: `machine '${this.name}' is not running (step exec)` });
     }
     if (this.#cgroup && /^frozen 1$/m.test(readOr(path.join(this.#cgroup.path, 'cgroup.events')))) {
@@ -555,7 +555,7 @@ export class Machine {
         initSlot: 0,
         trampFd: initFd(),
         seccomp: null,
-        enterPidfd: this.#proc.fd(),
+        enterPidfd: this.#proc!.fd(),
         enterFlags,
         enterRoot: `/proc/${this.pid}/root`,
         ptySock,
@@ -674,6 +674,11 @@ export class Machine {
     }
     await this.#markStopped();
     fs.rmSync(this.#dir, { recursive: true, force: true });
+  }
+
+  /** PID 1 has not exited (a zombie waiting for its parent counts as exited). */
+  #alive(): boolean {
+    return !!this.#proc && this.#proc.fd() >= 0 && !this.#proc.exited();
   }
 
   async #markStopped(): Promise<void> {

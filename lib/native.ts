@@ -68,6 +68,8 @@ export interface NativeProcess {
   unref(): void;
   /** The pidfd while the process is not reaped, else -1. */
   fd(): number;
+  /** True once the process has exited (zombie or reaped). */
+  exited(): boolean;
 }
 
 export type SpawnResult =

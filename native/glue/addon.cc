@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -263,6 +264,7 @@ class Process : public Napi::ObjectWrap<Process> {
                                     InstanceMethod("signal", &Process::Signal),
                                     InstanceMethod("ref", &Process::DoRef),
                                     InstanceMethod("fd", &Process::Fd),
+                                    InstanceMethod("exited", &Process::Exited),
                                     InstanceMethod("unref", &Process::DoUnref)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -316,6 +318,14 @@ class Process : public Napi::ObjectWrap<Process> {
   // fd(): the pidfd while the process has not been reaped, else -1. Valid only synchronously.
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pidfd_); }
 
+  // exited(): true once the process has exited (its pidfd polls readable), zombie or reaped.
+  Napi::Value Exited(const Napi::CallbackInfo& info) {
+    if (pidfd_ < 0) return Napi::Boolean::New(info.Env(), true);
+    struct pollfd p = {pidfd_, POLLIN, 0};
+    int rc = poll(&p, 1, 0);
+    return Napi::Boolean::New(info.Env(), rc > 0 && (p.revents & (POLLIN | POLLHUP)));
+  }
+
   Napi::Value DoRef(const Napi::CallbackInfo& info) {
     if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
     return info.Env().Undefined();
@@ -367,26 +377,34 @@ class Process : public Napi::ObjectWrap<Process> {
     self->poll_ = nullptr;
     self->CloseFds();
 
-    Napi::Env env = self->Env();
+    napi_env env = self->Env();
     napi_remove_env_cleanup_hook(env, &Process::OnEnvCleanup, self);
-    Napi::HandleScope scope(env);
-    Napi::Value code = env.Null(), sig = env.Null();
-    if (rc == 0) {
-      if (si.si_code == CLD_EXITED)
-        code = Napi::Number::New(env, si.si_status);
-      else
-        sig = Napi::Number::New(env, si.si_status);
-    }
     double cpu_us = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
                     static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-    Napi::Value ist = init_status >= 0 ? Napi::Number::New(env, init_status) : env.Null();
     Napi::FunctionReference cb = std::move(self->callback_);
     self->Unref();
-    cb.MakeCallback(env.Global(), {code, sig, Napi::Number::New(env, cpu_us), ist});
-    if (env.IsExceptionPending()) {
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
+    // The plain C API here: while Node tears an environment down these calls fail, and the
+    // exit of a process nobody can hear about any more is simply dropped (node-addon-api would
+    // turn the failure into a fatal error).
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value argv[4], global, fn, result;
+    bool ok = napi_get_null(env, &argv[0]) == napi_ok && napi_get_null(env, &argv[1]) == napi_ok &&
+              napi_get_null(env, &argv[3]) == napi_ok && napi_get_global(env, &global) == napi_ok &&
+              napi_create_double(env, cpu_us, &argv[2]) == napi_ok && !cb.IsEmpty() &&
+              napi_get_reference_value(env, cb, &fn) == napi_ok && fn != nullptr;
+    if (ok && rc == 0) {
+      ok = napi_create_int32(env, si.si_status, &argv[si.si_code == CLD_EXITED ? 0 : 1]) == napi_ok;
     }
+    if (ok && init_status >= 0) ok = napi_create_int32(env, init_status, &argv[3]) == napi_ok;
+    if (ok && napi_make_callback(env, nullptr, global, fn, 4, argv, &result) != napi_ok) {
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+        napi_value e;
+        if (napi_get_and_clear_last_exception(env, &e) == napi_ok) napi_fatal_exception(env, e);
+      }
+    }
+    napi_close_handle_scope(env, scope);
   }
 
   int pidfd_ = -1;

@@ -66,6 +66,9 @@ export interface MachineExecOptions {
   user?: { uid: number; gid: number; groups?: number[] };
   /** A pty from the machine's own devpts as stdin/stdout/stderr (resize with `container.resize`). */
   tty?: boolean;
+  /** With `tty`: the terminal size the command starts with (default 80x24). */
+  columns?: number;
+  rows?: number;
   stdio?: StdioMode;
   input?: string | Buffer;
   timeout?: number;
@@ -464,7 +467,16 @@ export class Machine {
   exec(command: string[], options: MachineExecOptions = {}): Container {
     const argv = checkCommand('command', command);
     if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
-    rejectUnknownKeys(options, ['env', 'cwd', 'user', 'tty', 'stdio', 'input', 'timeout', 'signal', 'maxOutput'], '');
+    rejectUnknownKeys(options, ['env', 'cwd', 'user', 'tty', 'columns', 'rows', 'stdio', 'input', 'timeout', 'signal', 'maxOutput'], '');
+    const size = (k: 'columns' | 'rows', def: number): number => {
+      const v = options[k];
+      if (v === undefined) return def;
+      if (typeof v !== 'number') throw invalidType(k, 'of type number', v);
+      if (!Number.isInteger(v) || v < 1 || v > 65535) throw outOfRange(k, 'an integer from 1 to 65535', v);
+      return v;
+    };
+    const columns = size('columns', 80);
+    const rows = size('rows', 24);
     const tty = options.tty === undefined ? false : options.tty === true ? true : options.tty === false ? false : (() => { throw invalidType('tty', 'of type boolean', options.tty); })();
     const stdio: StdioMode = options.stdio ?? 'pipe';
     if (!['pipe', 'inherit', 'ignore'].includes(stdio)) throw invalidValue('stdio', stdio, "must be one of 'pipe', 'inherit', 'ignore'");
@@ -559,6 +571,8 @@ export class Machine {
         enterFlags,
         enterRoot: `/proc/${this.pid}/root`,
         ptySock,
+        ptyCols: columns,
+        ptyRows: rows,
       };
       const res = n.spawn(plan);
       this.#cgroup?.closeFd();

@@ -58,6 +58,9 @@ export interface NativePlan {
   enterRoot: string | null;
   /** With enterPidfd: a socket over which the pty master from the machine's devpts is sent. */
   ptySock: number;
+  /** The pty's initial size (optional). */
+  ptyCols?: number;
+  ptyRows?: number;
 }
 
 export interface NativeProcess {

@@ -180,6 +180,8 @@ t.test('exec with tty: an interactive shell on a pty from the machine, with resi
     await m.stop({ timeout: 1000 }).catch(() => {});
     await m.destroy().catch(() => {});
   });
+  const sized = await m.run(['stty', 'size'], { tty: true, columns: 132, rows: 50 });
+  t.match(sized.stdout.toString(), /^50 132\r?\n/, 'the size given to exec holds from the first instruction');
   const c = m.exec(['sh'], { tty: true });
   let out = '';
   c.stdout.on('data', (d) => (out += d.toString()));

@@ -389,11 +389,17 @@ int send_fd(int sock, int fd) {
 
 // Runs in the helper that has just joined the machine's namespaces: a pty from the machine's own
 // devpts, the master handed to Node, the slave returned for the new process's stdio.
-int machine_pty(int sock, int err_fd) {
+int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) fail(err_fd, STEP_PTY, 0, errno);
   int unlock = 0;
   if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, 1, errno);
+  if (cols && rows) {
+    struct winsize ws = {};
+    ws.ws_col = cols;
+    ws.ws_row = rows;
+    if (ioctl(master, TIOCSWINSZ, &ws) != 0) fail(err_fd, STEP_PTY, 5, errno);
+  }
   int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
   if (slave < 0) fail(err_fd, STEP_PTY, 2, errno);
   if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, 3, errno);
@@ -444,7 +450,7 @@ void format_int(char* buf, int v) {
       if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);
       close(proot);
     }
-    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd);
+    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
     sys::CloneArgs args;
     for (size_t i = 0; i < sizeof(args); i++) reinterpret_cast<char*>(&args)[i] = 0;
     // CLONE_PARENT: the new process is Node's child (so Node can wait for it through a pidfd),

@@ -158,6 +158,8 @@ struct Plan {
   uint64_t enter_flags;   // CLONE_NEW* to join
   const char* enter_root; // "/proc/<pid>/root" of the machine's PID 1: its root after setns
   int pty_sock;           // >= 0: open a pty in the machine's devpts, send the master over this socket
+  uint16_t pty_cols;      // its initial size, set before the command starts (0: leave 0x0)
+  uint16_t pty_rows;
 };
 
 }  // namespace nsbox

@@ -250,6 +250,9 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   if (!GetString(js, "enterRoot", st, &p.enter_root, true)) return false;
   if (!GetNumber(js, "ptySock", &d)) return false;
   p.pty_sock = static_cast<int>(d);
+  Napi::Value pc = js.Get("ptyCols"), pr = js.Get("ptyRows");
+  p.pty_cols = pc.IsNumber() ? static_cast<uint16_t>(pc.As<Napi::Number>().Uint32Value()) : 0;
+  p.pty_rows = pr.IsNumber() ? static_cast<uint16_t>(pr.As<Napi::Number>().Uint32Value()) : 0;
   return true;
 }
 

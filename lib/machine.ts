@@ -17,12 +17,25 @@ import {
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
+import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { NetworkMode, Stats, StdioMode } from './types';
 
 export const DEFAULT_STATE_DIR = '/run/nsbox';
 const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
+
+/**
+ * Machines run a full init that manages mounts, cgroups and keys, with the capabilities below, so their
+ * default filter is lighter than an app container's: Docker's profile with those capabilities (which
+ * re-allow mount, setns, unshare, ...), keyctl allowed (systemd uses it), and what no container may do
+ * even with those capabilities denied outright, as LXC's privileged profile does: loading kernel
+ * modules, kexec, and open_by_handle_at (the "shocker" escape with CAP_DAC_READ_SEARCH).
+ */
+export const MACHINE_SECCOMP = {
+  allow: ['keyctl', 'add_key', 'request_key'],
+  deny: ['init_module', 'finit_module', 'delete_module', 'kexec_load', 'kexec_file_load', 'open_by_handle_at'],
+};
 
 /** What systemd-nspawn keeps by default; without a user namespace these are the host's. */
 export const MACHINE_CAPS = [
@@ -58,6 +71,8 @@ export interface MachineOptions {
   haltSignal?: string | number;
   /** Change the capability set (default: systemd-nspawn's). */
   capabilities?: { add?: string[]; drop?: string[] };
+  /** System call filter for PID 1 and every exec (default: the machine profile, see MACHINE_SECCOMP). */
+  seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
 }
 
 export interface MachineExecOptions {
@@ -102,6 +117,8 @@ interface StateFile {
   network: NetworkMode;
   haltSignal: number;
   capsKeep: string;
+  /** The machine's seccomp option as given ('none' when off), re-resolved for every exec. */
+  seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
   createdAt: string;
   stopped?: boolean;
 }
@@ -121,12 +138,31 @@ interface ResolvedMachineOptions {
   readyTimeout: number;
   haltSignal: number | undefined;
   capabilities: { add: string[]; drop: string[] };
+  seccomp: ResolvedSeccomp | null;
 }
 
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
-  'readyTimeout', 'haltSignal', 'capabilities',
+  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp',
 ] as const;
+
+/** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
+function resolveMachineSeccomp(v: unknown): ResolvedSeccomp | null {
+  if (v === undefined || v === 'default') return resolveSeccomp(MACHINE_SECCOMP);
+  if (v === 'none') return null;
+  if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    const o = v as { allow?: unknown; deny?: unknown; defaultErrno?: unknown };
+    const allow = Array.isArray(o.allow) ? o.allow : o.allow === undefined ? [] : o.allow;
+    const deny = Array.isArray(o.deny) ? o.deny : o.deny === undefined ? [] : o.deny;
+    if (!Array.isArray(allow) || !Array.isArray(deny)) return resolveSeccomp(v);
+    return resolveSeccomp({
+      ...o,
+      allow: [...MACHINE_SECCOMP.allow.filter((x) => !deny.includes(x)), ...allow],
+      deny: [...MACHINE_SECCOMP.deny.filter((x) => !allow.includes(x)), ...deny],
+    });
+  }
+  return resolveSeccomp(v);
+}
 
 function checkName(v: unknown): string {
   if (typeof v !== 'string') throw invalidType('name', 'of type string', v);
@@ -170,6 +206,7 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     readyTimeout,
     haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
     capabilities: checkCapabilities('capabilities', o.capabilities),
+    seccomp: resolveMachineSeccomp(o.seccomp),
   };
 }
 
@@ -360,7 +397,7 @@ export class Machine {
         initArgv: builtin ? ['nsbox-init', '--halt-signal', String(halt), '--grace-ms', '10000'] : [],
         initSlot: -1,
         trampFd: builtin ? -1 : initFd(),
-        seccomp: null,
+        seccomp: o.seccomp ? compileSeccomp(o.seccomp, process.arch, keep) : null,
         enterPidfd: -1,
         enterFlags: 0,
         enterRoot: null,
@@ -386,6 +423,7 @@ export class Machine {
         network: o.network,
         haltSignal: halt,
         capsKeep: keep.toString(),
+        seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
       };
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
@@ -537,6 +575,9 @@ export class Machine {
         }
       }
       const candidates = execCandidates(argv[0]!, env.PATH ?? '');
+      // Processes entering the machine get the machine's filter (as PID 1 has it).
+      const policy = resolveMachineSeccomp(this.#state.seccomp ?? 'default');
+      const execFilter = policy ? compileSeccomp(policy, process.arch, BigInt(this.#state.capsKeep)) : null;
       const plan: NativePlan = {
         cloneFlags: 0,
         cgroupFd,
@@ -566,7 +607,7 @@ export class Machine {
         initArgv: [],
         initSlot: 0,
         trampFd: initFd(),
-        seccomp: null,
+        seccomp: execFilter,
         enterPidfd: this.#proc!.fd(),
         enterFlags,
         enterRoot: `/proc/${this.pid}/root`,

@@ -571,6 +571,17 @@ void format_int(char* buf, int v) {
       fail(err_fd, STEP_CAPS_BOUND, cap, errno);
   }
 
+  // The seccomp filter goes in while we still hold CAP_SYS_ADMIN (before the credential change): a
+  // process without it may only install one under no_new_privs, which machines do not set. What
+  // runs after it (setgroups/setresuid, capset, prctl, close_range, rt_sigprocmask, fcntl,
+  // execveat, and write/exit_group on failure) is allowed by every nsbox filter.
+  if (plan->seccomp) {
+    struct sock_fprog prog;
+    prog.len = static_cast<unsigned short>(plan->seccomp_len);
+    prog.filter = static_cast<struct sock_filter*>(const_cast<void*>(plan->seccomp));
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) fail(err_fd, STEP_SECCOMP, -1, errno);
+  }
+
   if (plan->set_creds) {
     // Raw system calls, not glibc's setgroups/setresgid/setresuid: in a process that glibc believes
     // multi-threaded (this copy of Node) those broadcast the change to every thread under a lock
@@ -604,15 +615,6 @@ void format_int(char* buf, int v) {
   // No fd of the Node process may reach the container, whatever flags it was opened with.
   if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, nofile_before.rlim_max) != 0)
     fail(err_fd, STEP_FDS, -1, errno);
-
-  // Last: from here on only the syscalls of the exec path remain (fcntl, rt_sigprocmask, execveat,
-  // write/exit_group on failure), which every nsbox filter allows.
-  if (plan->seccomp) {
-    struct sock_fprog prog;
-    prog.len = static_cast<unsigned short>(plan->seccomp_len);
-    prog.filter = static_cast<struct sock_filter*>(const_cast<void*>(plan->seccomp));
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) fail(err_fd, STEP_SECCOMP, -1, errno);
-  }
 
   uint64_t empty = 0;
   uint64_t full = ~0ULL;

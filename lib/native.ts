@@ -85,6 +85,8 @@ export interface NativeBinding {
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;
+  /** Test support: a seccomp filter for this whole process (irreversible); 0 or an errno. */
+  testFilterProcess(program: Buffer): number;
   /** A Process for an existing pid, or an errno number. */
   pidfdOpen(pid: number): NativeProcess | number;
   socketpair(): [number, number];

@@ -8,7 +8,10 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/mount.h>
@@ -571,6 +574,19 @@ Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
 }
 
+// Test support only: applies a seccomp filter (sock_filter[] bytes) to this whole process (all
+// threads, with no_new_privs), e.g. to make openat2 answer ENOSYS and exercise the fallbacks.
+// Never called by the library itself: it changes process-wide state for good.
+Napi::Value TestFilterProcess(const Napi::CallbackInfo& info) {
+  Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+  struct sock_fprog prog;
+  prog.len = static_cast<unsigned short>(b.Length() / 8);
+  prog.filter = reinterpret_cast<struct sock_filter*>(b.Data());
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Napi::Number::New(info.Env(), errno);
+  long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+  return Napi::Number::New(info.Env(), rc == 0 ? 0 : (rc > 0 ? ESRCH : errno));
+}
+
 // setCloexec(fd, on): for tests that need an fd the way a careless native module leaves it.
 Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -599,6 +615,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
+  exports.Set("testFilterProcess", Napi::Function::New(env, TestFilterProcess));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd));

@@ -119,9 +119,8 @@ export class Container extends EventEmitter {
     let stats: Stats & { oomKills?: number } = { cpuUsageUs: Math.round(cpuUs) };
     let oomKilled = false;
     if (this.#cgroup) {
-      // Whatever PID 1 left behind has already been killed with its pid namespace; cgroup.kill
-      // catches anything that is still on its way out before the directory is removed.
-      this.#cgroup.kill();
+      // Whatever PID 1 left behind died with its pid namespace before PID 1 could be reaped; if
+      // anything is still in the cgroup, remove() kills it (cgroup.kill) before the rmdir succeeds.
       stats = this.#cgroup.readStats(stats.cpuUsageUs);
       oomKilled = (stats.oomKills ?? 0) > 0;
       delete stats.oomKills;

@@ -153,6 +153,22 @@ export function requireControllers(limits: ResolvedLimits, host: CgroupHost): st
 
 let seq = 0;
 let live = 0;
+/** The interface files of a container cgroup on this host (learnt from the first one). */
+let statFiles: Set<string> | undefined;
+/** nsbox base directories this process used: removed at exit when empty. */
+const basesUsed = new Set<string>();
+let exitHookInstalled = false;
+
+function removeIdleBases(): void {
+  for (const b of basesUsed) {
+    try {
+      fs.rmdirSync(b);
+      basesUsed.delete(b);
+    } catch {
+      /* in use by another process, or already gone */
+    }
+  }
+}
 
 /** rmdir of a cgroup and every cgroup below it, children first. cgroupfs files need no removal. */
 function rmTree(dir: string): void {
@@ -414,7 +430,17 @@ export class ContainerCgroup {
 
   readStats(fallbackCpuUs: number): Stats & { oomKills?: number } {
     const out: Stats & { oomKills?: number } = { cpuUsageUs: fallbackCpuUs };
+    // Which interface files a cgroup here has is learnt once (a failed read costs an exception);
+    // a file that later disappears (the cgroup is gone) just reads as absent.
+    if (!statFiles) {
+      try {
+        statFiles = new Set(fs.readdirSync(this.path));
+      } catch {
+        return out;
+      }
+    }
     const read = (f: string): string | undefined => {
+      if (!statFiles!.has(f)) return undefined;
       try {
         return fs.readFileSync(path.join(this.path, f), 'utf8');
       } catch {
@@ -489,7 +515,13 @@ export class ContainerCgroup {
     this.closeFd();
     for (let delay = 1, waited = 0; ; delay = Math.min(delay * 2, 100)) {
       try {
-        rmTree(this.path);
+        // App containers cannot make cgroups below their own; a machine's systemd can.
+        try {
+          fs.rmdirSync(this.path);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EBUSY') throw e;
+          rmTree(this.path);
+        }
         break;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
@@ -518,15 +550,17 @@ export class ContainerCgroup {
   private finish(): void {
     this.removed = true;
     live--;
-    // Only nsbox's own base is removed, never a user's cgroupParent.
-    if (live === 0 && path.basename(path.dirname(this.path)) === 'nsbox') {
-      // Leave no empty base behind. Another nsbox process may be using it: rmdir of a non-empty
-      // cgroup fails (EBUSY) and that is fine; a racing create re-makes the base (see create).
-      try {
-        fs.rmdirSync(path.dirname(this.path));
-      } catch {
-        /* in use */
-      }
+    // Only nsbox's own base is removed, never a user's cgroupParent. Not after every container
+    // (the next one would make it again): when this process exits, or after a second without
+    // containers. Another nsbox process may be using it: rmdir of a non-empty cgroup fails (EBUSY)
+    // and that is fine; a racing create re-makes the base (see create).
+    const base = path.dirname(this.path);
+    if (path.basename(base) !== 'nsbox') return;
+    basesUsed.add(base);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on('exit', removeIdleBases);
     }
+    if (live === 0) setTimeout(() => live === 0 && removeIdleBases(), 1000).unref();
   }
 }

@@ -11,7 +11,7 @@ import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } fro
 import { NsboxError, errnoName, fromSystemError, invalidValue, notSupported } from './errors';
 import { buildDir, native, type NativePlan, type NativeProcess } from './native';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
-import { basePlan, errorFromRecord } from './plan';
+import { basePlan, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 
@@ -70,6 +70,7 @@ export class Container extends EventEmitter {
     o: Pick<ResolvedAppOptions, 'init' | 'timeout' | 'signal' | 'limits'>,
     start: number,
     ptyFd = -1,
+    nsFds: number[] = [],
   ) {
     super();
     this.pid = pid;
@@ -80,6 +81,8 @@ export class Container extends EventEmitter {
     this.#ptyFd = ptyFd;
     this.#exit = new Promise<ExitInfo>((resolve, reject) => {
       proc.watch((code, sig, cpuUs, initStatus) => {
+        // Let go of the namespaces on a threadpool thread: their teardown can wait for RCU.
+        for (const fd of nsFds) fs.close(fd, () => {});
         this.#onExit(code, sig, cpuUs, initStatus, o.init).then(resolve, reject);
       });
     });
@@ -228,7 +231,24 @@ export class Container extends EventEmitter {
 }
 
 /** Starts the container; `o` is already validated. */
-function start(o: ResolvedAppOptions): Container {
+/** A container that has been cloned and set up, and waits for its command (warm pool). */
+export interface Pending {
+  pid: number;
+  process: NativeProcess;
+  cgroup: ContainerCgroup | null;
+  /** Our ends of stdin/stdout/stderr (pipe mode), as fds: made into streams when used. */
+  fds: [number, number, number];
+  cmdWrite: number;
+  errFd: number;
+  meta: OpMeta[];
+  /** Held namespace fds (see launch). */
+  nsFds: number[];
+}
+
+/** Starts the container; `o` is already validated. With `pooled`, returns it waiting for its command. */
+function launch(o: ResolvedAppOptions, pooled: false): Container;
+function launch(o: ResolvedAppOptions, pooled: true): Pending;
+function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   if (o.signal?.aborted) throw abortError(o.signal);
   const detected = detectCgroupHost();
   const host = o.cgroupParent ? withParent(detected, o.cgroupParent) : detected;
@@ -278,6 +298,18 @@ function start(o: ResolvedAppOptions): Container {
       parentFds.push(statusRead);
       childFds.push(statusWrite);
     }
+    // The child sends its mount and IPC namespace fds here; holding them moves the namespaces'
+    // teardown out of the child's exit (and so out of the exit we report) to a threadpool close.
+    const [nsOurs, nsTheirs] = n.socketpair();
+    parentFds.push(nsOurs);
+    childFds.push(nsTheirs);
+    let cmdRead = -1;
+    let cmdWrite = -1;
+    if (pooled) {
+      [cmdRead, cmdWrite] = n.pipe();
+      childFds.push(cmdRead);
+      parentFds.push(cmdWrite);
+    }
     const plan: NativePlan = {
       ...base,
       cgroupFd: cgroup ? cgroup.dirFd : -1,
@@ -289,6 +321,9 @@ function start(o: ResolvedAppOptions): Container {
       initArgv: init >= 0 ? ['nsbox-init', '--status-fd', '3', '--', '', ...o.command.slice(1)] : [],
       initSlot: 4,
       trampFd: o.init ? -1 : memfd,
+      cmdFd: cmdRead,
+      nsSock: nsTheirs,
+      pathDirs: pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined,
     };
     const res = n.spawn(plan);
     for (const fd of childFds.splice(0)) closeQuiet(fd);
@@ -298,16 +333,31 @@ function start(o: ResolvedAppOptions): Container {
     }
     // The watcher reads the init's report from its own dup of the status pipe.
     if (statusRead >= 0) closeQuiet(statusRead);
+    const got = n.recvFds(nsOurs);
+    closeQuiet(nsOurs);
+    const nsFds = Array.isArray(got) ? got : [];
     parentFds.length = 0;
+    if (pooled) {
+      return { pid: res.pid, process: res.process, cgroup, fds: ours, cmdWrite, errFd: res.errFd!, meta, nsFds };
+    }
     const streams: [Writable | null, Readable | null, Readable | null] =
       o.stdio === 'pipe' ? [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)] : [null, null, null];
-    return new Container(res.pid, res.process, cgroup, streams, o, t0);
+    return new Container(res.pid, res.process, cgroup, streams, o, t0, -1, nsFds);
   } catch (e) {
     for (const fd of childFds) closeQuiet(fd);
     for (const fd of parentFds) closeQuiet(fd);
     cgroup?.removeNow();
     throw e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, 'spawn');
   }
+}
+
+function start(o: ResolvedAppOptions): Container {
+  return launch(o, false);
+}
+
+/** @internal Used by the warm pool. */
+export function launchPending(o: ResolvedAppOptions): Pending {
+  return launch(o, true);
 }
 
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
@@ -333,7 +383,8 @@ export function collect(stream: Readable | null, max: number): Promise<{ buf: Bu
         dropped += c.length - Math.max(room, 0);
       }
     });
-    stream.once('error', reject);
+    // EIO is how a pty master reports that the last holder of its slave has gone: end of output.
+    stream.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EIO' ? undefined : reject(e)));
     stream.once('close', () => resolve({ buf: Buffer.concat(chunks, kept), dropped }));
   });
 }

@@ -19,3 +19,5 @@ export type {
 } from './types';
 export { Machine } from './machine';
 export type { MachineExecOptions, MachineInfo, MachineOptions, MachineState } from './machine';
+export { createPool, Pool } from './pool';
+export type { PoolOptions, PoolRunOptions } from './pool';

@@ -51,6 +51,12 @@ export interface NativePlan {
   trampFd: number;
   /** A compiled seccomp BPF program (8-byte instructions), installed last before exec; null: none. */
   seccomp: Buffer | null;
+  /** Socket over which the child sends its mount and IPC namespace fds (see Plan::ns_sock). */
+  nsSock?: number;
+  /** Warm pool: the read end of the command pipe, and PATH directories for the lookup. */
+  cmdFd?: number;
+  /** Colon-separated PATH directories for the pooled lookup. */
+  pathDirs?: string;
   /** Entering a running machine: its PID 1's pidfd, the namespaces to join; -1/0 otherwise. */
   enterPidfd: number;
   enterFlags: number;
@@ -76,12 +82,14 @@ export interface NativeProcess {
 }
 
 export type SpawnResult =
-  | { usedClone3: boolean; pid: number; process: NativeProcess; step?: undefined }
+  | { usedClone3: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number }
   | { usedClone3: boolean; step: number; errno: number; index: number; pid?: undefined };
 
 export interface NativeBinding {
   spawn(plan: NativePlan): SpawnResult;
   pipe(): [number, number];
+  /** A pooled container after its command was written: null once it runs, else its failure. */
+  finishSpawn(errFd: number): { step: number; errno: number; index: number } | null;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;
@@ -92,6 +100,8 @@ export interface NativeBinding {
   socketpair(): [number, number];
   /** The received fd, or a negative errno (-EAGAIN when nothing is there yet). */
   recvFd(sock: number): number;
+  /** All fds of one SCM_RIGHTS message, or a negative errno. */
+  recvFds(sock: number): number[] | number;
   setWinsize(fd: number, cols: number, rows: number): number;
   probe(): {
     clone3: boolean;
@@ -137,6 +147,9 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['exec.entered', undefined],
   ['dumpable', 'prctl'],
   ['seccomp', 'prctl'],
+  ['pool.ready', undefined],
+  ['pool.command', 'read'],
+  ['spawn.nsfds', 'sendmsg'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -319,13 +319,15 @@ int lo_up() {
 
 // Close every fd except 0..keep_low-1 and the (at most two) extra fds in keep[]. Prefers
 // close_range (5.9); falls back to closing one by one up to the NOFILE hard limit.
-int close_others(int keep_low, int keep_a, int keep_b, unsigned long nofile_hard) {
-  int keep[2] = {keep_a, keep_b};
-  if (keep[0] > keep[1]) {
-    int t = keep[0];
-    keep[0] = keep[1];
-    keep[1] = t;
-  }
+int close_others(int keep_low, int keep_a, int keep_b, int keep_c, unsigned long nofile_hard) {
+  int keep[3] = {keep_a, keep_b, keep_c};
+  for (int i = 0; i < 3; i++)
+    for (int j = i + 1; j < 3; j++)
+      if (keep[j] < keep[i]) {
+        int t = keep[i];
+        keep[i] = keep[j];
+        keep[j] = t;
+      }
   unsigned first = static_cast<unsigned>(keep_low);
   for (int k : keep) {
     if (k < static_cast<int>(first)) continue;
@@ -387,6 +389,40 @@ int send_fd(int sock, int fd) {
   return n == 1 ? 0 : -1;
 }
 
+// Sends the fds of this process's mount and IPC namespaces (see Plan::ns_sock). Stack only.
+int send_ns_fds(int sock) {
+  int fds[2];
+  fds[0] = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  fds[1] = open("/proc/self/ns/ipc", O_RDONLY | O_CLOEXEC);
+  if (fds[0] < 0 || fds[1] < 0) return -1;
+  char byte = 'n';
+  struct iovec iov = {&byte, 1};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(fds))];
+  } u;
+  for (size_t i = 0; i < sizeof(u.buf); i++) u.buf[i] = 0;
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof(u.buf);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(fds));
+  int* data = reinterpret_cast<int*>(CMSG_DATA(c));
+  data[0] = fds[0];
+  data[1] = fds[1];
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  close(fds[0]);
+  close(fds[1]);
+  return n == 1 ? 0 : -1;
+}
+
 // Runs in the helper that has just joined the machine's namespaces: a pty from the machine's own
 // devpts, the master handed to Node, the slave returned for the new process's stdio.
 int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
@@ -422,6 +458,24 @@ void format_int(char* buf, int v) {
   buf[o] = 0;
 }
 
+// The warm pool's last stretch: exec the init binary in pool mode, which reports readiness and
+// waits for the command with a small address space instead of this copy of Node.
+[[noreturn]] void pooled_exec(const Plan* plan, int err_fd, int tramp_fd, int cmd_fd) {
+  char e[12], c[12];
+  format_int(e, err_fd);
+  format_int(c, cmd_fd);
+  char* av[6] = {plan->tramp_argv[0], const_cast<char*>("--pool"), e, c, const_cast<char*>(plan->path_dirs_joined), nullptr};
+  if (fcntl(err_fd, F_SETFD, 0) != 0 || fcntl(cmd_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_POOL, 4, errno);
+  uint64_t empty = 0;
+  sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
+  syscall(SYS_execveat, tramp_fd, "", av, plan->envp, AT_EMPTY_PATH);
+  int err = errno;
+  uint64_t full = ~0ULL;
+  sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
+  fcntl(err_fd, F_SETFD, FD_CLOEXEC);
+  fail(err_fd, STEP_EXEC, -2, err);
+}
+
 }  // namespace
 
 [[noreturn]] void child_main(const Plan* plan) {
@@ -429,12 +483,16 @@ void format_int(char* buf, int v) {
   // The memfd we execveat: the init, or the same binary as the exec trampoline.
   int init_fd = plan->init_fd >= 0 ? plan->init_fd : plan->tramp_fd;
   const bool tramp = plan->init_fd < 0 && plan->tramp_fd >= 0;
+  int cmd_fd = plan->cmd_fd;
   struct rlimit nofile_before;
   if (getrlimit(RLIMIT_NOFILE, &nofile_before) != 0) nofile_before.rlim_max = 65536;
 
   // Nothing that can become visible inside a container may be inspected (ptrace, /proc/<pid>/fd,
   // mem) while it still holds a copy of Node's memory and fds; execve makes it dumpable again.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
+
+  // Still on the host's /proc here: /proc/self is this process.
+  if (plan->ns_sock >= 0 && send_ns_fds(plan->ns_sock) != 0) fail(err_fd, STEP_NSFDS, -1, errno);
 
   int tty_slave = -1;
   if (plan->enter_pidfd >= 0) {
@@ -495,6 +553,7 @@ void format_int(char* buf, int v) {
     if (tty_slave >= 0) src[0] = src[1] = src[2] = tty_slave;
     err_fd = lift(err_fd);
     if (err_fd < 0) _exit(127);
+    if (cmd_fd >= 0 && (cmd_fd = lift(cmd_fd)) < 0) fail(err_fd, STEP_STDIO, 5, errno);
     if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, 4, errno);
     for (int i = 0; i < 4; i++) {
       if (src[i] >= 0 && src[i] != i && src[i] <= 3 && (src[i] = lift(src[i])) < 0)
@@ -613,8 +672,10 @@ void format_int(char* buf, int v) {
     fail(err_fd, STEP_PDEATHSIG, -1, errno);
 
   // No fd of the Node process may reach the container, whatever flags it was opened with.
-  if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, nofile_before.rlim_max) != 0)
+  if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, cmd_fd, nofile_before.rlim_max) != 0)
     fail(err_fd, STEP_FDS, -1, errno);
+
+  if (cmd_fd >= 0 && tramp) pooled_exec(plan, err_fd, init_fd, cmd_fd);
 
   uint64_t empty = 0;
   uint64_t full = ~0ULL;

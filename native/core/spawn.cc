@@ -90,6 +90,8 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
   }
   long pid;
 #if defined(__x86_64__)
+  // (A pooled child waits for its command only after it has exec'd the init's pool mode, so
+  // CLONE_VFORK releases this thread as usual.)
   char* stack = getenv("NSBOX_FORK_CLONE") ? nullptr : child_stack();
   if (stack) {
     args.flags |= CLONE_VM | CLONE_VFORK;
@@ -178,6 +180,12 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
     pid = entered;
     got = read_record(errpipe[0], &rec);
   }
+  if (got == sizeof(rec) && rec.magic == kErrorMagic && rec.step == STEP_READY) {
+    out->pid = static_cast<pid_t>(pid);
+    out->pidfd = pidfd;
+    out->err_fd = errpipe[0];
+    return;
+  }
   close(errpipe[0]);
 
   if (got == 0) {  // EOF: execve succeeded
@@ -199,6 +207,18 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   }
   close(pidfd);
   out->error = rec;
+}
+
+bool finish_spawn(int err_fd, ErrorRecord* rec) {
+  size_t got = read_record(err_fd, rec);
+  close(err_fd);
+  if (got == 0) return true;
+  if (got != sizeof(*rec) || rec->magic != kErrorMagic) {
+    rec->step = STEP_SYNC;
+    rec->err = EPROTO;
+    rec->index = static_cast<int32_t>(got);
+  }
+  return false;
 }
 
 }  // namespace nsbox

@@ -45,6 +45,7 @@ struct PlanStorage {
   std::vector<const char*> candidates;
   std::vector<char*> argv, envp, init_argv, tramp_argv;
   std::vector<uint8_t> seccomp;
+
   Plan plan{};
 
   const char* keep(const std::string& s) {
@@ -245,6 +246,17 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     p.seccomp_len = b.Length() / 8;
   } else if (!sc.IsNull() && !sc.IsUndefined()) {
     return ThrowType(js.Env(), "seccomp");
+  }
+  Napi::Value nsv = js.Get("nsSock");
+  p.ns_sock = nsv.IsNumber() ? nsv.As<Napi::Number>().Int32Value() : -1;
+  // Warm pool (optional fields).
+  p.cmd_fd = -1;
+  p.path_dirs_joined = nullptr;
+  Napi::Value cf = js.Get("cmdFd");
+  if (cf.IsNumber() && cf.As<Napi::Number>().Int32Value() >= 0) {
+    if (p.tramp_fd < 0 || !p.tramp_argv) return ThrowType(js.Env(), "cmdFd needs trampFd");
+    p.cmd_fd = cf.As<Napi::Number>().Int32Value();
+    if (!GetString(js, "pathDirs", st, &p.path_dirs_joined, false)) return false;
   }
   if (!GetNumber(js, "enterPidfd", &d)) return false;
   p.enter_pidfd = static_cast<int>(d);
@@ -448,6 +460,20 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Process::Unwrap(proc)->Adopt(out.pidfd, status_fd);
   res.Set("pid", Napi::Number::New(env, out.pid));
   res.Set("process", proc);
+  if (out.err_fd >= 0) res.Set("errFd", Napi::Number::New(env, out.err_fd));
+  return res;
+}
+
+// finishSpawn(errFd): after a pooled container got its command, wait for its exec. Returns null
+// (it runs) or the failure record; closes errFd.
+Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  nsbox::ErrorRecord rec;
+  if (nsbox::finish_spawn(info[0].As<Napi::Number>().Int32Value(), &rec)) return env.Null();
+  Napi::Object res = Napi::Object::New(env);
+  res.Set("step", Napi::Number::New(env, rec.step));
+  res.Set("errno", Napi::Number::New(env, rec.err));
+  res.Set("index", Napi::Number::New(env, rec.index));
   return res;
 }
 
@@ -541,6 +567,35 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// recvFds(sock): the fds passed in one SCM_RIGHTS message (close-on-exec), or -errno. Non-blocking.
+Napi::Value RecvFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * 4)];
+  } u;
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof(u.buf);
+  ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (n <= 0) return Napi::Number::New(env, n == 0 ? -EPIPE : -errno);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS) return Napi::Number::New(env, -EPROTO);
+  size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  Napi::Array a = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; i++) {
+    int fd;
+    memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+    a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fd));
+  }
+  return a;
+}
+
 // recvFd(sock): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.
 Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -612,6 +667,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Process", Process::Init(env));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
@@ -619,6 +675,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   Napi::Object c = Napi::Object::New(env);
 #define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))

@@ -186,6 +186,115 @@ static __attribute__((noreturn)) void exec_mode(int argc, char **argv, char **en
 	nl_exit(127);
 }
 
+static void put_record(int errfd, int step, int err, int index)
+{
+	int rec[4];
+	rec[0] = step;
+	rec[1] = err;
+	rec[2] = index;
+	rec[3] = 0x6e73627a; /* kErrorMagic */
+	sys3(NR_write, errfd, rec, sizeof rec);
+}
+
+/*
+ * Pool mode: "nsbox-init --pool ERRFD CMDFD PATHDIRS". nsbox's warm pool execs this at the end of
+ * a container's set-up, so that the big copy of Node is gone before the container waits. It says
+ * so on ERRFD (a STEP_READY record), reads the command from CMDFD (NUL-separated argv ended by an
+ * empty string; end-of-file with nothing read means: not needed, exit 0), looks argv[0] up in
+ * PATHDIRS (colon-separated) unless it has a '/', and execs it. ERRFD gets a failure record, or
+ * closes with the successful execve.
+ */
+static char pool_buf[256 * 1024];
+static char *pool_argv[8192];
+static char pool_path[4096];
+
+static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **envp)
+{
+	int errfd, cmdfd, argc2 = 0, last_err = 2 /* ENOENT */, last_index = -1, index = 0;
+	unsigned long got = 0, pos = 0;
+	const char *dirs, *d;
+	int slash = 0;
+	long r;
+
+	if (argc != 5)
+		die("usage: nsbox-init --pool ERRFD CMDFD PATHDIRS");
+	errfd = nl_atoi(argv[2]);
+	cmdfd = nl_atoi(argv[3]);
+	dirs = argv[4];
+	if (errfd < 0 || cmdfd < 0)
+		die("bad --pool fds");
+	put_record(errfd, 31 /* STEP_READY */, 0, 0);
+	for (;;) {
+		r = sys3(NR_read, cmdfd, pool_buf + got, sizeof(pool_buf) - got);
+		if (r == -4 /* EINTR */)
+			continue;
+		if (r < 0) {
+			put_record(errfd, 32 /* STEP_POOL */, (int)-r, 0);
+			nl_exit(127);
+		}
+		if (r == 0)
+			break;
+		got += (unsigned long)r;
+		if (got == sizeof(pool_buf)) {
+			put_record(errfd, 32, 7 /* E2BIG */, 1);
+			nl_exit(127);
+		}
+	}
+	if (got == 0)
+		nl_exit(0);
+	/* The command must not inherit the pipe it came through. */
+	sys3(NR_fcntl, cmdfd, F_SETFD, FD_CLOEXEC);
+	while (pos < got && pool_buf[pos]) {
+		if (argc2 + 1 >= (int)(sizeof(pool_argv) / sizeof(pool_argv[0]))) {
+			put_record(errfd, 32, 7, 2);
+			nl_exit(127);
+		}
+		pool_argv[argc2++] = pool_buf + pos;
+		while (pos < got && pool_buf[pos])
+			pos++;
+		pos++;
+	}
+	if (argc2 == 0 || pos > got) {
+		put_record(errfd, 32, 22 /* EINVAL */, 3);
+		nl_exit(127);
+	}
+	pool_argv[argc2] = 0;
+	for (d = pool_argv[0]; *d; d++)
+		slash |= *d == '/';
+	sys3(NR_fcntl, errfd, F_SETFD, FD_CLOEXEC);
+	if (slash) {
+		r = sys3(NR_execve, pool_argv[0], pool_argv, envp);
+		put_record(errfd, 21 /* STEP_EXEC */, (int)-r, 0);
+		nl_exit(127);
+	}
+	/* PATH lookup the way execvp does it: ENOENT/ENOTDIR try the next, EACCES is remembered. */
+	for (d = dirs; *d; index++) {
+		unsigned long o = 0;
+		const char *a;
+		while (*d && *d != ':' && o < sizeof(pool_path) - 2)
+			pool_path[o++] = *d++;
+		if (*d == ':')
+			d++;
+		if (o == 0)
+			continue;
+		if (pool_path[o - 1] != '/')
+			pool_path[o++] = '/';
+		for (a = pool_argv[0]; *a && o < sizeof(pool_path) - 1; a++)
+			pool_path[o++] = *a;
+		pool_path[o] = 0;
+		r = sys3(NR_execve, pool_path, pool_argv, envp);
+		if (r == -2 /* ENOENT */ || r == -20 /* ENOTDIR */)
+			continue;
+		last_err = (int)-r;
+		last_index = index;
+		if (r == -13 /* EACCES */)
+			continue;
+		break;
+	}
+	put_record(errfd, 21, last_err, last_index);
+	nl_exit(127);
+}
+
 int main(int argc, char **argv, char **envp)
 {
 	ksigset_t set = all_catchable();
@@ -194,6 +303,8 @@ int main(int argc, char **argv, char **envp)
 
 	if (argc > 1 && nl_streq(argv[1], "--exec"))
 		exec_mode(argc, argv, envp);
+	if (argc > 1 && nl_streq(argv[1], "--pool"))
+		pool_mode(argc, argv, envp);
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];

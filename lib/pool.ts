@@ -1,0 +1,162 @@
+// pool.ts: a warm pool of app containers. Each pooled container is cloned and set up completely
+// (namespaces, cgroup, mounts, pivot_root, credentials, capabilities, seccomp, fds closed) ahead of
+// time and waits, blocked on a pipe, for its command; run() hands it one and it execs. A pooled
+// container is used once: the same isolation as a cold run(), without the set-up on the hot path.
+import * as fs from 'node:fs';
+
+import { abortError, collect, Container, launchPending, type Pending, type RunResultWithCounts } from './app';
+import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
+import { native } from './native';
+import { checkCommand, checkInput, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
+import { errorFromRecord, execCandidates } from './plan';
+import { closeQuiet, pipeSocket } from './runtime';
+import type { AppOptions } from './types';
+
+export interface PoolOptions extends Omit<AppOptions, 'command' | 'input' | 'stdio' | 'timeout' | 'signal' | 'maxOutput'> {
+  /** How many containers wait ready (1 to 64). */
+  size: number;
+}
+
+export interface PoolRunOptions {
+  input?: string | Buffer;
+  timeout?: number;
+  signal?: AbortSignal;
+  maxOutput?: number;
+}
+
+const MAX_SIZE = 64;
+
+export class Pool {
+  #o: ResolvedAppOptions;
+  #size: number;
+  #ready: Pending[] = [];
+  #filling = false;
+  #closed = false;
+  #lastError: unknown;
+
+  /** @internal use createPool() */
+  constructor(o: ResolvedAppOptions, size: number) {
+    this.#o = o;
+    this.#size = size;
+    // The first one now, so that options the host cannot satisfy fail at createPool().
+    this.#ready.push(launchPending(o));
+    this.#refill();
+  }
+
+  /** Containers waiting ready right now. */
+  get ready(): number {
+    return this.#ready.length;
+  }
+
+  #refill(): void {
+    if (this.#filling || this.#closed) return;
+    this.#filling = true;
+    // One at a time on the event loop's idle turns, so the pool never stalls the loop for long.
+    const step = (): void => {
+      if (this.#closed || this.#ready.length >= this.#size) {
+        this.#filling = false;
+        return;
+      }
+      try {
+        this.#ready.push(launchPending(this.#o));
+      } catch (e) {
+        this.#lastError = e;
+        this.#filling = false;
+        return;
+      }
+      setImmediate(step);
+    };
+    setImmediate(step);
+  }
+
+  /** Runs `command` in a fresh container of the pool (a cold one when none is ready). */
+  async run(command: string[], options: PoolRunOptions = {}): Promise<RunResultWithCounts> {
+    if (this.#closed) throw new NsboxError({ code: 'ESHUTDOWN', step: 'pool.run', message: 'the pool is closed (step pool.run)' });
+    const argv = checkCommand('command', command);
+    if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
+    rejectUnknownKeys(options, ['input', 'timeout', 'signal', 'maxOutput'], '');
+    const input = checkInput('input', options.input);
+    const timeout = checkTimeout('timeout', options.timeout);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidType('signal', 'an instance of AbortSignal', options.signal);
+    const maxOutput = options.maxOutput ?? 16 * 1024 * 1024;
+    if (!Number.isInteger(maxOutput) || maxOutput < 0) throw outOfRange('maxOutput', 'an integer >= 0', maxOutput);
+    if (options.signal?.aborted) throw abortError(options.signal);
+    const blob = Buffer.from(argv.join('\0') + '\0\0');
+    if (blob.length > 256 * 1024 - 1) throw invalidValue('command', '(long)', 'is longer than 256 KiB in total');
+
+    const t0 = performance.now();
+    let p = this.#ready.shift();
+    this.#refill();
+    for (;;) {
+      if (!p) p = launchPending(this.#o);
+      try {
+        fs.writeSync(p.cmdWrite, blob);
+        break;
+      } catch {
+        // It died while waiting (killed from outside, OOM): discard it and take a fresh one.
+        this.#discard(p);
+        p = undefined;
+      }
+    }
+    closeQuiet(p.cmdWrite);
+    const rec = native().finishSpawn(p.errFd);
+    const streams = [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)] as const;
+    const c = new Container(p.pid, p.process, p.cgroup, [...streams], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0, -1, p.nsFds);
+    if (rec) {
+      // The command could not be exec'd: the container has exited; clean it up, then report.
+      await c.wait().catch(() => {});
+      throw errorFromRecord(rec, { meta: p.meta, candidates: execCandidates(argv[0]!, this.#o.env.PATH ?? ''), command: argv, rootfs: this.#o.rootfs, cwd: this.#o.cwd, hostname: this.#o.hostname });
+    }
+    c.stdin!.on('error', () => {});
+    c.stdin!.end(input ?? undefined);
+    const [out, err, info] = await Promise.all([collect(c.stdout, maxOutput), collect(c.stderr, maxOutput), c.wait()]);
+    if (c.aborted && options.signal) throw abortError(options.signal);
+    return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };
+  }
+
+  #discard(p: Pending): void {
+    closeQuiet(p.cmdWrite);
+    closeQuiet(p.errFd);
+    const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0, -1, p.nsFds);
+    c.kill('SIGKILL');
+    c.wait().catch(() => {});
+  }
+
+  /** Ends every waiting container and removes its cgroup. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const waiting = this.#ready.splice(0);
+    await Promise.all(
+      waiting.map((p) => {
+        closeQuiet(p.cmdWrite);
+        closeQuiet(p.errFd);
+        // With its command pipe closed and nothing read, a pooled container exits 0 by itself.
+        const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0, -1, p.nsFds);
+        return c.wait().catch(() => {});
+      }),
+    );
+  }
+
+  /** The last error met while refilling in the background, if any (the next run() starts cold). */
+  get lastError(): unknown {
+    return this.#lastError;
+  }
+}
+
+/**
+ * A warm pool of app containers with the given options (all but `command`, `input`, `stdio`,
+ * `timeout`, `signal`, `maxOutput`, which belong to each run). `init: true` is not pooled yet.
+ */
+export function createPool(options: PoolOptions): Pool {
+  if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
+  const { size, ...rest } = options as PoolOptions & Record<string, unknown>;
+  if (typeof size !== 'number') throw invalidType('size', 'of type number', size);
+  if (!Number.isInteger(size) || size < 1 || size > MAX_SIZE) throw outOfRange('size', `an integer from 1 to ${MAX_SIZE}`, size);
+  for (const k of ['command', 'input', 'stdio', 'timeout', 'signal', 'maxOutput']) {
+    if (k in rest) throw invalidValue(k, (rest as Record<string, unknown>)[k], 'belongs to pool.run(), not to createPool()');
+  }
+  if ((rest as { init?: unknown }).init) throw invalidValue('init', true, 'is not supported by pools yet');
+  // The command is given per run; the options are resolved once with a placeholder.
+  const o = resolveAppOptions({ ...rest, command: ['/pool-placeholder'], stdio: 'pipe' });
+  return new Pool(o, size);
+}

@@ -1,0 +1,55 @@
+// The warm pool: containers set up ahead of time, each used for exactly one command.
+'use strict';
+const t = require('tap');
+const { createPool, NsboxError } = require('..');
+const { busyboxRootfs, warmUp, assertNoLeaks } = require('./helpers');
+
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
+let before;
+t.before(async () => {
+  before = await warmUp();
+});
+
+t.test('a pooled run has the same isolation as a cold one, and each run gets a fresh container', { skip: noBusybox }, async (t) => {
+  const pool = createPool({ size: 2, rootfs: bb, hostname: 'pooled' });
+  t.teardown(() => pool.close());
+  const a = await pool.run(['/bin/sh', '-c', 'echo $$ $(hostname); echo mark > /tmp/mark; cat'], { input: 'stdin works\n' });
+  t.equal(a.exitCode, 0);
+  t.equal(a.stdout.toString(), '1 pooled\nstdin works\n', 'PID 1, the pool hostname, input on stdin');
+  const b = await pool.run(['/bin/sh', '-c', 'test -e /tmp/mark && echo LEAK || echo fresh']);
+  t.equal(b.stdout.toString(), 'fresh\n', 'nothing of the previous run is visible');
+  const i = JSON.parse((await pool.run(['/probe', 'info'])).stdout.toString());
+  t.same(i.fds, [0, 1, 2], 'no pool fd reaches the command');
+  t.equal(i.status.NoNewPrivs, '1');
+  t.equal(i.status.Seccomp, '2', 'the seccomp filter is on');
+  t.equal(i.status.CapEff, '00000000000005fb');
+  t.same(i.pids, [1]);
+  const e = await pool.run(['no-such-command']).catch((x) => x);
+  t.type(e, NsboxError);
+  t.match(e, { code: 'ENOENT', step: 'exec' });
+  const k = await pool.run(['/bin/sh', '-c', 'exit 5']);
+  t.equal(k.exitCode, 5, 'exit codes come through');
+  const timed = await pool.run(['/probe', 'sleep', '30'], { timeout: 200 });
+  t.equal(timed.timedOut, true);
+  t.equal(timed.signal, 'SIGKILL');
+});
+
+t.test('pool options are validated before anything starts', async (t) => {
+  t.throws(() => createPool({ size: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => createPool({ size: 2, command: ['x'] }), { code: 'ERR_INVALID_ARG_VALUE', message: /pool.run/ });
+  t.throws(() => createPool({ size: 2, init: true }), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => createPool({ size: 2, hostnme: 'x' }), { code: 'ERR_INVALID_ARG_VALUE', message: /did you mean "hostname"/ });
+  const pool = createPool({ size: 1 });
+  await t.rejects(pool.run('ls'), { code: 'ERR_INVALID_ARG_TYPE' });
+  await pool.close();
+  await t.rejects(pool.run(['true']), { code: 'ESHUTDOWN' });
+});
+
+t.test('closing the pool ends every waiting container and leaves nothing behind', { skip: noBusybox }, async (t) => {
+  const pool = createPool({ size: 4, rootfs: bb });
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(pool.ready, 4, 'the pool filled up in the background');
+  await pool.close();
+  t.equal(pool.ready, 0);
+  await assertNoLeaks(t, before, 'after closing a full pool');
+});

@@ -70,7 +70,6 @@ export class Container extends EventEmitter {
     o: Pick<ResolvedAppOptions, 'init' | 'timeout' | 'signal' | 'limits'>,
     start: number,
     ptyFd = -1,
-    nsFds: number[] = [],
   ) {
     super();
     this.pid = pid;
@@ -81,8 +80,6 @@ export class Container extends EventEmitter {
     this.#ptyFd = ptyFd;
     this.#exit = new Promise<ExitInfo>((resolve, reject) => {
       proc.watch((code, sig, cpuUs, initStatus) => {
-        // Let go of the namespaces on a threadpool thread: their teardown can wait for RCU.
-        for (const fd of nsFds) fs.close(fd, () => {});
         this.#onExit(code, sig, cpuUs, initStatus, o.init).then(resolve, reject);
       });
     });
@@ -241,8 +238,6 @@ export interface Pending {
   cmdWrite: number;
   errFd: number;
   meta: OpMeta[];
-  /** Held namespace fds (see launch). */
-  nsFds: number[];
 }
 
 /** Starts the container; `o` is already validated. With `pooled`, returns it waiting for its command. */
@@ -298,11 +293,6 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
       parentFds.push(statusRead);
       childFds.push(statusWrite);
     }
-    // The child sends its mount and IPC namespace fds here; holding them moves the namespaces'
-    // teardown out of the child's exit (and so out of the exit we report) to a threadpool close.
-    const [nsOurs, nsTheirs] = n.socketpair();
-    parentFds.push(nsOurs);
-    childFds.push(nsTheirs);
     let cmdRead = -1;
     let cmdWrite = -1;
     if (pooled) {
@@ -322,7 +312,6 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
       initSlot: 4,
       trampFd: o.init ? -1 : memfd,
       cmdFd: cmdRead,
-      nsSock: nsTheirs,
       pathDirs: pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined,
     };
     const res = n.spawn(plan);
@@ -333,16 +322,13 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
     }
     // The watcher reads the init's report from its own dup of the status pipe.
     if (statusRead >= 0) closeQuiet(statusRead);
-    const got = n.recvFds(nsOurs);
-    closeQuiet(nsOurs);
-    const nsFds = Array.isArray(got) ? got : [];
     parentFds.length = 0;
     if (pooled) {
-      return { pid: res.pid, process: res.process, cgroup, fds: ours, cmdWrite, errFd: res.errFd!, meta, nsFds };
+      return { pid: res.pid, process: res.process, cgroup, fds: ours, cmdWrite, errFd: res.errFd!, meta };
     }
     const streams: [Writable | null, Readable | null, Readable | null] =
       o.stdio === 'pipe' ? [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)] : [null, null, null];
-    return new Container(res.pid, res.process, cgroup, streams, o, t0, -1, nsFds);
+    return new Container(res.pid, res.process, cgroup, streams, o, t0);
   } catch (e) {
     for (const fd of childFds) closeQuiet(fd);
     for (const fd of parentFds) closeQuiet(fd);

@@ -153,8 +153,8 @@ export function requireControllers(limits: ResolvedLimits, host: CgroupHost): st
 
 let seq = 0;
 let live = 0;
-/** The interface files of a container cgroup on this host (learnt from the first one). */
-let statFiles: Set<string> | undefined;
+/** The interface files of a container cgroup here, by its cgroup.controllers line. */
+const statFilesByControllers = new Map<string, Set<string>>();
 /** nsbox base directories this process used: removed at exit when empty. */
 const basesUsed = new Set<string>();
 let exitHookInstalled = false;
@@ -287,6 +287,7 @@ export class ContainerCgroup {
   readonly path: string;
   private fd = -1;
   private removed = false;
+  private files: Set<string> | undefined;
 
   private constructor(p: string) {
     this.path = p;
@@ -430,17 +431,30 @@ export class ContainerCgroup {
 
   readStats(fallbackCpuUs: number): Stats & { oomKills?: number } {
     const out: Stats & { oomKills?: number } = { cpuUsageUs: fallbackCpuUs };
-    // Which interface files a cgroup here has is learnt once (a failed read costs an exception);
-    // a file that later disappears (the cgroup is gone) just reads as absent.
-    if (!statFiles) {
+    // Which interface files this cgroup has follows from its controllers (one small read), and
+    // for the files that depend on the kernel version (memory.peak, pids.peak) from a listing made
+    // once per controller set. A failed read costs an exception, so absent files are not tried.
+    if (this.files === undefined) {
+      let ctl = '';
       try {
-        statFiles = new Set(fs.readdirSync(this.path));
+        ctl = fs.readFileSync(path.join(this.path, 'cgroup.controllers'), 'utf8').trim();
       } catch {
         return out;
       }
+      let files = statFilesByControllers.get(ctl);
+      if (!files) {
+        try {
+          files = new Set(fs.readdirSync(this.path));
+        } catch {
+          return out;
+        }
+        statFilesByControllers.set(ctl, files);
+      }
+      this.files = files;
     }
+    const files = this.files;
     const read = (f: string): string | undefined => {
-      if (!statFiles!.has(f)) return undefined;
+      if (!files.has(f)) return undefined;
       try {
         return fs.readFileSync(path.join(this.path, f), 'utf8');
       } catch {

@@ -51,8 +51,6 @@ export interface NativePlan {
   trampFd: number;
   /** A compiled seccomp BPF program (8-byte instructions), installed last before exec; null: none. */
   seccomp: Buffer | null;
-  /** Socket over which the child sends its mount and IPC namespace fds (see Plan::ns_sock). */
-  nsSock?: number;
   /** Warm pool: the read end of the command pipe, and PATH directories for the lookup. */
   cmdFd?: number;
   /** Colon-separated PATH directories for the pooled lookup. */
@@ -100,8 +98,6 @@ export interface NativeBinding {
   socketpair(): [number, number];
   /** The received fd, or a negative errno (-EAGAIN when nothing is there yet). */
   recvFd(sock: number): number;
-  /** All fds of one SCM_RIGHTS message, or a negative errno. */
-  recvFds(sock: number): number[] | number;
   setWinsize(fd: number, cols: number, rows: number): number;
   probe(): {
     clone3: boolean;
@@ -149,7 +145,6 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['seccomp', 'prctl'],
   ['pool.ready', undefined],
   ['pool.command', 'read'],
-  ['spawn.nsfds', 'sendmsg'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -101,7 +101,7 @@ export class Pool {
     closeQuiet(p.cmdWrite);
     const rec = native().finishSpawn(p.errFd);
     const streams = [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)] as const;
-    const c = new Container(p.pid, p.process, p.cgroup, [...streams], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0, -1, p.nsFds);
+    const c = new Container(p.pid, p.process, p.cgroup, [...streams], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
     if (rec) {
       // The command could not be exec'd: the container has exited; clean it up, then report.
       await c.wait().catch(() => {});
@@ -117,7 +117,7 @@ export class Pool {
   #discard(p: Pending): void {
     closeQuiet(p.cmdWrite);
     closeQuiet(p.errFd);
-    const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0, -1, p.nsFds);
+    const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0);
     c.kill('SIGKILL');
     c.wait().catch(() => {});
   }
@@ -131,7 +131,7 @@ export class Pool {
         closeQuiet(p.cmdWrite);
         closeQuiet(p.errFd);
         // With its command pipe closed and nothing read, a pooled container exits 0 by itself.
-        const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0, -1, p.nsFds);
+        const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0);
         return c.wait().catch(() => {});
       }),
     );

@@ -154,7 +154,6 @@ async function warmUp() {
   const { run } = require('..');
   await run({ command: ['/bin/true'], init: true });
   fs.watch(__filename).close();
-  // Namespace fds of exited containers are closed on the threadpool just after wait() resolves.
   await new Promise((r) => setTimeout(r, 50));
   return snapshot();
 }

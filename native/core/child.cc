@@ -389,40 +389,6 @@ int send_fd(int sock, int fd) {
   return n == 1 ? 0 : -1;
 }
 
-// Sends the fds of this process's mount and IPC namespaces (see Plan::ns_sock). Stack only.
-int send_ns_fds(int sock) {
-  int fds[2];
-  fds[0] = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
-  fds[1] = open("/proc/self/ns/ipc", O_RDONLY | O_CLOEXEC);
-  if (fds[0] < 0 || fds[1] < 0) return -1;
-  char byte = 'n';
-  struct iovec iov = {&byte, 1};
-  union {
-    struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(fds))];
-  } u;
-  for (size_t i = 0; i < sizeof(u.buf); i++) u.buf[i] = 0;
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = u.buf;
-  msg.msg_controllen = sizeof(u.buf);
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(fds));
-  int* data = reinterpret_cast<int*>(CMSG_DATA(c));
-  data[0] = fds[0];
-  data[1] = fds[1];
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  close(fds[0]);
-  close(fds[1]);
-  return n == 1 ? 0 : -1;
-}
-
 // Runs in the helper that has just joined the machine's namespaces: a pty from the machine's own
 // devpts, the master handed to Node, the slave returned for the new process's stdio.
 int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
@@ -490,9 +456,6 @@ void format_int(char* buf, int v) {
   // Nothing that can become visible inside a container may be inspected (ptrace, /proc/<pid>/fd,
   // mem) while it still holds a copy of Node's memory and fds; execve makes it dumpable again.
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
-
-  // Still on the host's /proc here: /proc/self is this process.
-  if (plan->ns_sock >= 0 && send_ns_fds(plan->ns_sock) != 0) fail(err_fd, STEP_NSFDS, -1, errno);
 
   int tty_slave = -1;
   if (plan->enter_pidfd >= 0) {

@@ -78,8 +78,7 @@ enum Step : int32_t {
   STEP_SECCOMP = 30,     // installing the seccomp filter
   STEP_READY = 31,       // not an error: a pooled container is set up and waits for its command
   STEP_POOL = 32,        // a pooled container could not read or parse its command
-  STEP_NSFDS = 33,       // sending the namespace fds to the parent
-  STEP_COUNT = 34,
+  STEP_COUNT = 33,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -160,11 +159,7 @@ struct Plan {
   // argv, ended by an empty string) and execs it. Needs tramp_fd.
   int cmd_fd;
   const char* path_dirs_joined;
-
-  // >= 0: send fds of the new mount and IPC namespaces over this socket first thing. Node holds
-  // them until the container has exited, then closes them off the event loop: tearing a mount
-  // namespace down waits for an RCU grace period, which would otherwise delay the exit we report.
-  int ns_sock;  // "dir:dir:..." for the lookup in the init's pool mode
+  // "dir:dir:..." for the lookup in the init's pool mode
 
   // Entering a running machine (exec): setns through its PID 1's pidfd, then clone3(CLONE_PARENT)
   // so that the process that execs is inside the machine's pid namespace and a child of Node.

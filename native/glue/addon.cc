@@ -247,8 +247,6 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   } else if (!sc.IsNull() && !sc.IsUndefined()) {
     return ThrowType(js.Env(), "seccomp");
   }
-  Napi::Value nsv = js.Get("nsSock");
-  p.ns_sock = nsv.IsNumber() ? nsv.As<Napi::Number>().Int32Value() : -1;
   // Warm pool (optional fields).
   p.cmd_fd = -1;
   p.path_dirs_joined = nullptr;
@@ -567,35 +565,6 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// recvFds(sock): the fds passed in one SCM_RIGHTS message (close-on-exec), or -errno. Non-blocking.
-Napi::Value RecvFds(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int sock = info[0].As<Napi::Number>().Int32Value();
-  char byte;
-  struct iovec iov = {&byte, 1};
-  union {
-    struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(int) * 4)];
-  } u;
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = u.buf;
-  msg.msg_controllen = sizeof(u.buf);
-  ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  if (n <= 0) return Napi::Number::New(env, n == 0 ? -EPIPE : -errno);
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_type != SCM_RIGHTS) return Napi::Number::New(env, -EPROTO);
-  size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-  Napi::Array a = Napi::Array::New(env, count);
-  for (size_t i = 0; i < count; i++) {
-    int fd;
-    memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-    a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fd));
-  }
-  return a;
-}
-
 // recvFd(sock): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.
 Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -675,7 +644,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd));
-  exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   Napi::Object c = Napi::Object::New(env);
 #define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))

@@ -32,6 +32,7 @@ export class Pool {
   #ready: Pending[] = [];
   #filling = false;
   #closed = false;
+  #inflight = 0;
   #lastError: unknown;
 
   /** @internal use createPool() */
@@ -53,7 +54,9 @@ export class Pool {
     this.#filling = true;
     // One at a time on the event loop's idle turns, so the pool never stalls the loop for long.
     const step = (): void => {
-      if (this.#closed || this.#ready.length >= this.#size) {
+      // Never while a run is in flight: a set-up blocks the JS thread for a millisecond or two,
+      // which would delay the very exit that run is waiting for. Runs resume the refill when done.
+      if (this.#closed || this.#ready.length >= this.#size || this.#inflight > 0) {
         this.#filling = false;
         return;
       }
@@ -86,7 +89,26 @@ export class Pool {
 
     const t0 = performance.now();
     let p = this.#ready.shift();
-    this.#refill();
+    this.#inflight++;
+    try {
+      return await this.#runOn(p, argv, blob, input, timeout, options.signal, maxOutput, t0);
+    } finally {
+      this.#inflight--;
+      this.#refill();
+    }
+  }
+
+  async #runOn(
+    p: Pending | undefined,
+    argv: string[],
+    blob: Buffer,
+    input: Buffer | undefined,
+    timeout: number | undefined,
+    signal: AbortSignal | undefined,
+    maxOutput: number,
+    t0: number,
+  ): Promise<RunResultWithCounts> {
+    const options = { signal };
     for (;;) {
       if (!p) p = launchPending(this.#o);
       try {

@@ -1,0 +1,331 @@
+// The contenders for the app round trip and throughput sections: nsbox itself, child_process (the
+// floor: no isolation at all) and the peers bwrap, crun, runc and systemd-nspawn, each started from
+// Node with child_process. A peer that is not installed or does not work on this host is skipped
+// with a note (the reason is printed, never hidden).
+'use strict';
+const cp = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const V2_UNIFIED_HYBRID = '/sys/fs/cgroup/unified';
+
+/** Absolute path of an executable on PATH or in the usual sbin directories, or null. */
+function which(name) {
+  const dirs = [...(process.env.PATH || '').split(':'), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+  for (const d of dirs) {
+    if (!d) continue;
+    const p = path.join(d, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return p;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
+
+/** Spawns argv and resolves on `event` ('exit' or 'close'); rejects on a spawn error or a non-zero exit. */
+function spawnWait(argv, { stdio = 'ignore', event = 'exit' } = {}) {
+  return new Promise((resolve, reject) => {
+    const c = cp.spawn(argv[0], argv.slice(1), { stdio });
+    c.once('error', reject);
+    c.once(event, (code, sig) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${path.basename(argv[0])} exited with ${code ?? sig}`));
+    });
+  });
+}
+
+/** Runs argv once with stderr captured: { ok, message } for the preflight of a peer. */
+function preflight(argv) {
+  const r = cp.spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30000 });
+  if (r.error) return { ok: false, message: r.error.message };
+  if (r.status !== 0) {
+    const first = r.stderr.toString().trim().split('\n').filter(Boolean).slice(-2).join(' / ');
+    return { ok: false, message: `exit ${r.status ?? r.signal}: ${first}` };
+  }
+  return { ok: true, message: '' };
+}
+
+/** Mount points from /proc/self/mountinfo: [{ mountPoint, fstype, source, super }]. */
+function mounts() {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const [a, b] = l.split(' - ');
+      const f = a.split(' ');
+      const g = b.split(' ');
+      return { mountPoint: f[4], fstype: g[0], source: g[1], super: g[2] };
+    });
+}
+
+function hybridUnifiedMounted() {
+  return mounts().some((m) => m.mountPoint === V2_UNIFIED_HYBRID && m.fstype === 'cgroup2');
+}
+
+/** The OCI bundle for crun and runc: a config.json pointing at the (shared, read-only) rootfs. */
+function writeOciBundle(dir, rootfs) {
+  fs.mkdirSync(dir, { recursive: true });
+  // The capability set nsbox gives an app container (containerd 2.0's), so both do the same work.
+  const caps = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE'];
+  const config = {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: ['/bin/true'],
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/'],
+      cwd: '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
+      noNewPrivileges: true,
+    },
+    root: { path: rootfs, readonly: true },
+    hostname: 'bench',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+    ],
+    linux: {
+      // No cgroup limits (no `resources`); the namespaces the brief asks for.
+      namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }],
+      maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/proc/sched_debug'],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  return dir;
+}
+
+/** This process's cgroup in the v2 hierarchy and in the name=systemd v1 hierarchy, as host paths. */
+function ownCgroupDirs() {
+  const out = [];
+  const lines = fs.readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n');
+  const ms = mounts();
+  for (const l of lines) {
+    const [, , ctrl, rel] = /^(\d+):([^:]*):(.*)$/.exec(l) || [];
+    let mp;
+    if (ctrl === '') mp = ms.find((m) => m.fstype === 'cgroup2');
+    else if (ctrl === 'name=systemd') mp = ms.find((m) => m.fstype === 'cgroup' && /(^|,)name=systemd(,|$)/.test(m.super));
+    if (mp) out.push(path.join(mp.mountPoint, rel));
+  }
+  return out;
+}
+
+/**
+ * systemd-nspawn --keep-unit creates `payload` and `supervisor` cgroups under its own cgroup and
+ * leaves them behind. So each concurrency slot gets a cgroup of ours (in the v2 and the name=systemd
+ * hierarchy) that the nspawn process moves into before it execs; all are removed at the end.
+ */
+class NspawnSlots {
+  constructor(tag) {
+    this.tag = tag;
+    this.parents = ownCgroupDirs();
+    this.made = new Set();
+  }
+  dirs(slot) {
+    return this.parents.map((p) => path.join(p, `${this.tag}-${slot}`));
+  }
+  ensure(slot) {
+    const ds = this.dirs(slot);
+    for (const d of ds) {
+      if (!this.made.has(d)) {
+        fs.mkdirSync(d, { recursive: true });
+        this.made.add(d);
+      }
+    }
+    return ds;
+  }
+  /** Removes every slot cgroup (children first); returns the ones that could not be removed. */
+  cleanup() {
+    const left = [];
+    const rm = (d) => {
+      let entries = [];
+      try {
+        entries = fs.readdirSync(d, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) if (e.isDirectory()) rm(path.join(d, e.name));
+      try {
+        fs.rmdirSync(d);
+      } catch (e) {
+        if (e.code !== 'ENOENT') left.push(`${d} (${e.code})`);
+      }
+    };
+    for (const d of this.made) rm(d);
+    this.made.clear();
+    return left;
+  }
+}
+
+/**
+ * Builds the contenders. Each: { id, label, command (display), run(slot) → Promise, note? }.
+ * Unavailable peers come back as { id, label, skip: reason }.
+ */
+function contenders({ nsbox, rootfs, workDir, only, poolSize = 16 }) {
+  const want = (id) => !only || only.includes(id);
+  const list = [];
+  const tag = `nsb-${process.pid}`;
+  let seq = 0;
+
+  if (want('child_process')) {
+    list.push({
+      id: 'child_process',
+      label: 'child_process.spawn (floor, no isolation)',
+      command: "child_process.spawn('/bin/true') — default pipes, resolved on 'close'",
+      run: () => spawnWait(['/bin/true'], { stdio: 'pipe', event: 'close' }),
+    });
+  }
+  if (want('nsbox')) {
+    list.push({
+      id: 'nsbox',
+      label: 'nsbox run()',
+      command: "nsbox run({ rootfs, command: ['/bin/true'] }) — pipes, output collected",
+      run: async () => {
+        const r = await nsbox.run({ rootfs, command: ['/bin/true'] });
+        if (r.exitCode !== 0) throw new Error(`nsbox exit ${r.exitCode ?? r.signal}`);
+      },
+    });
+  }
+  if (want('nsbox_pool') && typeof nsbox.createPool === 'function') {
+    // The warm pool (createPool/pool.run): set-up happens ahead of time, in the background.
+    let pool = null;
+    list.push({
+      id: 'nsbox_pool',
+      label: `nsbox pool.run() (warm pool of ${poolSize})`,
+      command: `nsbox createPool({ size: ${poolSize}, rootfs }).run(['/bin/true']) — pipes, output collected`,
+      run: async () => {
+        pool ??= nsbox.createPool({ size: poolSize, rootfs });
+        const r = await pool.run(['/bin/true']);
+        if (r.exitCode !== 0) throw new Error(`nsbox pool exit ${r.exitCode ?? r.signal}`);
+      },
+      cleanup: async () => {
+        if (pool) await pool.close();
+        pool = null;
+      },
+    });
+  }
+  if (want('nsbox_pool_ready') && typeof nsbox.createPool === 'function') {
+    // The same, timed only once the pool is full again: the hot path alone, refill not counted (a
+    // caller with idle time between runs). Round trip only: under load there is no idle time.
+    let pool = null;
+    const full = async () => {
+      pool ??= nsbox.createPool({ size: 2, rootfs });
+      for (let i = 0; pool.ready < 2 && i < 1000; i++) await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    };
+    list.push({
+      id: 'nsbox_pool_ready',
+      label: 'nsbox pool.run(), pool full before each run (refill not timed)',
+      command: "nsbox createPool({ size: 2, rootfs }).run(['/bin/true']), started once pool.ready === 2",
+      before: full,
+      sequentialOnly: true,
+      run: async () => {
+        pool ??= nsbox.createPool({ size: 2, rootfs });
+        const r = await pool.run(['/bin/true']);
+        if (r.exitCode !== 0) throw new Error(`nsbox pool exit ${r.exitCode ?? r.signal}`);
+      },
+      cleanup: async () => {
+        if (pool) await pool.close();
+        pool = null;
+      },
+    });
+  }
+  if (want('child_process_ignore')) {
+    list.push({
+      id: 'child_process_ignore',
+      label: "child_process.spawn, stdio 'ignore'",
+      command: "child_process.spawn('/bin/true', { stdio: 'ignore' }) — resolved on 'exit'",
+      run: () => spawnWait(['/bin/true'], { stdio: 'ignore', event: 'exit' }),
+    });
+  }
+  if (want('nsbox_ignore')) {
+    list.push({
+      id: 'nsbox_ignore',
+      label: "nsbox spawn(), stdio 'ignore'",
+      command: "nsbox spawn({ rootfs, command: ['/bin/true'], stdio: 'ignore' }).wait()",
+      run: async () => {
+        const r = await nsbox.spawn({ rootfs, command: ['/bin/true'], stdio: 'ignore' }).wait();
+        if (r.exitCode !== 0) throw new Error(`nsbox exit ${r.exitCode ?? r.signal}`);
+      },
+    });
+  }
+
+  const add = (id, label, bin, argvFor, extra = {}) => {
+    if (!want(id)) return;
+    const exe = which(bin);
+    if (!exe) {
+      list.push({ id, label, skip: `${bin} not installed (bench/setup.sh installs it)` });
+      return;
+    }
+    const c = { id, label, exe, argvFor, run: (slot) => spawnWait(argvFor(exe, slot)), ...extra };
+    c.command = extra.command || argvFor(exe, 0).map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ');
+    list.push(c);
+  };
+
+  add('bwrap', 'bwrap', 'bwrap', (exe) => [exe, '--unshare-all', '--ro-bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', '/bin/true']);
+
+  const bundle = path.join(workDir, 'oci-bundle');
+  // crun refuses a hybrid host ("cgroups in hybrid mode not supported"): it runs in a private mount
+  // namespace in which the v2 hierarchy at /sys/fs/cgroup/unified is unmounted (the host's mount is
+  // untouched), and with --cgroup-manager=disabled.
+  const hybrid = hybridUnifiedMounted();
+  const unshare = which('unshare');
+  const crunWrap = (inner) =>
+    hybrid && unshare
+      ? [unshare, '-m', '--propagation', 'private', 'sh', '-c', `umount ${V2_UNIFIED_HYBRID} && exec "$@"`, 'sh', ...inner]
+      : inner;
+  add('crun', 'crun', 'crun', (exe) => crunWrap([exe, '--cgroup-manager=disabled', 'run', '--bundle', bundle, `${tag}-c${seq++}`]), {
+    prepare: () => writeOciBundle(bundle, rootfs),
+    note: hybrid
+      ? `hybrid host: each crun runs as \`unshare -m --propagation private sh -c 'umount ${V2_UNIFIED_HYBRID} && exec crun ...'\`; the "unshare+umount wrapper" row is that wrapper around /bin/true alone`
+      : undefined,
+  });
+  if (hybrid && unshare && want('crun') && which('crun')) {
+    list.push({
+      id: 'crun_wrapper',
+      label: 'unshare+umount wrapper alone (crun overhead on hybrid)',
+      command: `unshare -m --propagation private sh -c 'umount ${V2_UNIFIED_HYBRID} && exec /bin/true'`,
+      run: () => spawnWait(crunWrap(['/bin/true'])),
+      reference: true,
+    });
+  }
+  // runc has no switch to turn cgroups off; with no `resources` it creates (and removes) an empty
+  // cgroup per container with its cgroupfs driver. It works on the hybrid host as it is.
+  add('runc', 'runc', 'runc', (exe) => [exe, 'run', '--bundle', bundle, `${tag}-r${seq++}`], {
+    prepare: () => writeOciBundle(bundle, rootfs),
+  });
+
+  const slots = new NspawnSlots(`${tag}-nspawn`);
+  const nspawnArgs = (exe, slot) => [
+    exe, '-D', rootfs, '--quiet', '--register=no', '--keep-unit', '--read-only', '--private-network',
+    '--timezone=off', '--resolv-conf=off', '--link-journal=no', `--machine=${tag}-${slot}`, '/bin/true',
+  ];
+  add(
+    'nspawn',
+    'systemd-nspawn',
+    'systemd-nspawn',
+    (exe, slot) => {
+      const dirs = slots.ensure(slot);
+      const moves = dirs.map((d) => `echo 0 > ${d}/cgroup.procs`).join(' && ');
+      return ['/bin/sh', '-c', `${moves} && exec "$@"`, 'sh', ...nspawnArgs(exe, slot)];
+    },
+    {
+      command: `systemd-nspawn ${nspawnArgs('', 'S').slice(1).join(' ')}`,
+      note:
+        'systemd-nspawn (no systemd as PID 1 here: --register=no --keep-unit) leaves `payload`/`supervisor` cgroups under its own cgroup; each concurrency slot therefore gets a cgroup of the bench (`sh -c \'echo 0 > …/cgroup.procs && exec systemd-nspawn …\'`, ≈ one sh exec of overhead), removed at the end',
+      cleanup: () => slots.cleanup(),
+    },
+  );
+  return list;
+}
+
+module.exports = { contenders, spawnWait, preflight, which, hybridUnifiedMounted, mounts, V2_UNIFIED_HYBRID };

@@ -150,6 +150,8 @@ export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as R
 
 /** Where the build put the addon and the init binary. */
 export const buildDir: string = (() => {
+  // NSBOX_ADDON_DIR points at another build of the addon (the sanitizer lane's build-asan/Release).
+  if (process.env.NSBOX_ADDON_DIR) return path.resolve(process.env.NSBOX_ADDON_DIR);
   const root = path.join(__dirname, '..');
   for (const d of ['build/Release', 'build/Debug']) {
     if (fs.existsSync(path.join(root, d, 'nsbox.node'))) return path.join(root, d);

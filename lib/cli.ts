@@ -7,6 +7,7 @@ import * as path from 'node:path';
 
 import { spawn, probe, Machine, NsboxError } from './index';
 import type { AppOptions, Container, ExitInfo, HostReport, Limits, MachineExecOptions, MachineInfo, MachineOptions, Mount } from './index';
+import { editDistance } from './util';
 
 /** Exit status for any failure of nsbox itself (bad usage, bad options, setup errors), as docker run. */
 export const EXIT_NSBOX = 125;
@@ -110,19 +111,6 @@ const RUN_FLAGS: Record<string, FlagKind> = {
   '--help': 'bool',
 };
 
-function editDistance(a: string, b: string): number {
-  const dp: number[] = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!;
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return dp[b.length]!;
-}
 
 /** The known name nearest to `name` (a prefix match, else a small edit distance), if any is near. */
 function nearest(name: string, known: readonly string[]): string | undefined {

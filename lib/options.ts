@@ -7,6 +7,7 @@ import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User } from './types';
+import { editDistance as distance } from './util';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024;
@@ -45,19 +46,6 @@ const APP_KEYS = [
 ] as const;
 const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
-function editDistance(a: string, b: string): number {
-  const dp: number[] = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!;
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return dp[b.length]!;
-}
 
 /** Throws on any key not in `known`, suggesting the nearest known name. */
 export function rejectUnknownKeys(obj: object, known: readonly string[], where: string): void {
@@ -66,7 +54,7 @@ export function rejectUnknownKeys(obj: object, known: readonly string[], where: 
     let best: string | undefined;
     let bestD = Infinity;
     for (const k of known) {
-      const d = editDistance(key, k);
+      const d = distance(key, k, true);
       if (d < bestD) {
         bestD = d;
         best = k;
@@ -295,7 +283,7 @@ export function checkCapabilities(name: string, v: unknown): { add: string[]; dr
       const n = c.toUpperCase().replace(/^CAP_/, '');
       if (n === 'ALL') return 'ALL';
       if (!(CAPABILITY_NAMES as readonly string[]).includes(n)) {
-        const near = CAPABILITY_NAMES.map((k) => [k, editDistance(n, k)] as const).sort((a, b) => a[1] - b[1])[0];
+        const near = CAPABILITY_NAMES.map((k) => [k, distance(n, k, true)] as const).sort((a, b) => a[1] - b[1])[0];
         const hint = near && near[1] <= 3 ? `; did you mean 'CAP_${near[0]}'?` : '';
         throw invalidValue(`${name}.${key}[${i}]`, c, `is not a known capability${hint}`);
       }

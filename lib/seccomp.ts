@@ -16,6 +16,7 @@ import { constants as osConstants } from 'node:os';
 import { invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import aarch64Table from './syscalls/aarch64';
 import x86_64Table from './syscalls/x86_64';
+import { editDistance } from './util';
 
 /** The `seccomp` option: Docker's default profile, no filter, or the default profile adjusted. */
 export type SeccompOption = 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
@@ -198,19 +199,6 @@ const KNOWN_NAMES: ReadonlySet<string> = new Set([...Object.keys(x86_64Table), .
 // ---------------------------------------------------------------------------------------------
 // Validation.
 
-function editDistance(a: string, b: string): number {
-  const dp: number[] = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!;
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return dp[b.length]!;
-}
 
 function nearest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;

@@ -164,6 +164,7 @@ function isRoot() {
 
 module.exports = {
   root,
+  once,
   probeBinary,
   busyboxRootfs,
   snapshot,

@@ -13,7 +13,7 @@ const path = require('node:path');
 const { spawnSync, execFileSync } = require('node:child_process');
 const { createHash } = require('node:crypto');
 const S = require('../../dist/seccomp');
-const { busyboxRootfs, isRoot } = require('../helpers');
+const { busyboxRootfs, isRoot, once } = require('../helpers');
 
 const x86 = require('../../lib/syscalls/x86_64.json');
 const onX86 = process.arch === 'x64';
@@ -33,21 +33,6 @@ const noContainer = !wired ? 'seccomp option not wired yet' : !isRoot() ? 'conta
 
 const fixtures = path.join(__dirname, '..', '.fixtures');
 
-/** Builds `out` with `make(tmp)` unless it exists; atomic, like test/helpers.js. */
-function once(out, make) {
-  if (fs.existsSync(out)) return out;
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  const tmp = `${out}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  make(tmp);
-  try {
-    fs.renameSync(tmp, out);
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    if (!fs.existsSync(out)) throw e;
-  }
-  return out;
-}
 
 function sysprobeBinary() {
   const src = path.join(__dirname, 'sysprobe.c');

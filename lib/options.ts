@@ -7,7 +7,7 @@ import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User } from './types';
-import { editDistance as distance } from './util';
+import { arrayElements, editDistance as distance } from './util';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024;
@@ -176,14 +176,16 @@ export function checkEnv(name: string, v: unknown): Record<string, string> {
 }
 
 export function checkCommand(name: string, v: unknown): string[] {
-  if (!Array.isArray(v)) throw invalidType(name, 'an array of strings', v);
-  if (v.length === 0) throw invalidValue(name, v, 'must name a program (it is empty)');
-  v.forEach((a, i) => {
+  const items = arrayElements(name, v, 'an array of strings');
+  if (items.length === 0) throw invalidValue(name, v, 'must name a program (it is empty)');
+  if (items.length > 65536) throw outOfRange(name, 'at most 65536 arguments', items.length);
+  for (let i = 0; i < items.length; i++) {
+    const a = items[i];
     if (typeof a !== 'string') throw invalidType(`${name}[${i}]`, 'of type string', a);
     noNul(`${name}[${i}]`, a);
-  });
-  if (v[0] === '') throw invalidValue(`${name}[0]`, v[0], 'must not be empty');
-  return [...(v as string[])];
+  }
+  if (items[0] === '') throw invalidValue(`${name}[0]`, items[0], 'must not be empty');
+  return items as string[];
 }
 
 export function checkUser(name: string, v: unknown): { uid: number; gid: number; groups: number[] } {
@@ -194,16 +196,17 @@ export function checkUser(name: string, v: unknown): { uid: number; gid: number;
   const gid = checkInteger(`${name}.gid`, u.gid, 0, MAX_ID);
   let groups: number[] = [];
   if (u.groups !== undefined) {
-    if (!Array.isArray(u.groups)) throw invalidType(`${name}.groups`, 'an array of numbers', u.groups);
-    if (u.groups.length > 65536) throw outOfRange(`${name}.groups`, 'at most 65536 entries', u.groups.length);
-    groups = u.groups.map((g, i) => checkInteger(`${name}.groups[${i}]`, g, 0, MAX_ID));
+    const items = arrayElements(`${name}.groups`, u.groups, 'an array of numbers');
+    if (items.length > 65536) throw outOfRange(`${name}.groups`, 'at most 65536 entries', items.length);
+    groups = items.map((g, i) => checkInteger(`${name}.groups[${i}]`, g, 0, MAX_ID));
   }
   return { uid, gid, groups };
 }
 
 export function checkMounts(name: string, v: unknown): ResolvedMount[] {
-  if (!Array.isArray(v)) throw invalidType(name, 'an array', v);
-  return v.map((m: unknown, i): ResolvedMount => {
+  const items = arrayElements(name, v, 'an array');
+  if (items.length > 1024) throw outOfRange(name, 'at most 1024 mounts', items.length);
+  return items.map((m: unknown, i): ResolvedMount => {
     const n = `${name}[${i}]`;
     if (!isPlainObject(m)) throw invalidType(n, 'of type object', m);
     const mm = m as unknown as Mount;
@@ -277,8 +280,7 @@ export function checkCapabilities(name: string, v: unknown): { add: string[]; dr
   const list = (key: 'add' | 'drop'): string[] => {
     const l = (v as Record<string, unknown>)[key];
     if (l === undefined) return [];
-    if (!Array.isArray(l)) throw invalidType(`${name}.${key}`, 'an array of capability names', l);
-    return l.map((c: unknown, i) => {
+    return arrayElements(`${name}.${key}`, l, 'an array of capability names').map((c: unknown, i) => {
       if (typeof c !== 'string') throw invalidType(`${name}.${key}[${i}]`, 'of type string', c);
       const n = c.toUpperCase().replace(/^CAP_/, '');
       if (n === 'ALL') return 'ALL';

@@ -16,7 +16,7 @@ import { constants as osConstants } from 'node:os';
 import { invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import aarch64Table from './syscalls/aarch64';
 import x86_64Table from './syscalls/x86_64';
-import { editDistance } from './util';
+import { arrayElements, editDistance } from './util';
 
 /** The `seccomp` option: Docker's default profile, no filter, or the default profile adjusted. */
 export type SeccompOption = 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
@@ -223,7 +223,7 @@ function checkNames(name: string, v: unknown): string[] {
   if (v === undefined) return [];
   if (!Array.isArray(v)) throw invalidType(name, 'an array of system call names', v);
   const out: string[] = [];
-  v.forEach((s: unknown, i) => {
+  arrayElements(name, v, 'an array of system call names').forEach((s: unknown, i) => {
     if (typeof s !== 'string') throw invalidType(`${name}[${i}]`, 'of type string', s);
     const n = s.trim();
     if (!KNOWN_NAMES.has(n)) {
@@ -254,14 +254,14 @@ export function resolveSeccomp(v: unknown, name = 'seccomp'): ResolvedSeccomp | 
     throw invalidValue(`${name}.${key}`, v[key], `is not a known option${near ? `; did you mean "${name}.${near}"?` : ''}`);
   }
   const allow = checkNames(`${name}.allow`, v.allow);
+  // Checked names only (each user element was read once, by checkNames).
   const deny = checkNames(`${name}.deny`, v.deny);
-  (v.deny as unknown[] | undefined)?.forEach((s, i) => {
-    const n = String(s).trim();
-    if (allow.includes(n)) throw invalidValue(`${name}.deny[${i}]`, s, `is also in "${name}.allow"`);
+  for (const n of deny) {
+    if (allow.includes(n)) throw invalidValue(`${name}.deny`, n, `lists a system call that is also in "${name}.allow"`);
     if (EXEC_PATH.includes(n)) {
-      throw invalidValue(`${name}.deny[${i}]`, s, 'cannot be denied: nsbox needs it to start the command after installing the filter');
+      throw invalidValue(`${name}.deny`, n, 'lists a system call nsbox needs to start the command after installing the filter');
     }
-  });
+  }
   let errno = EPERM;
   if (v.defaultErrno !== undefined) {
     const e = v.defaultErrno;

@@ -230,6 +230,11 @@ int run_op(const Op& op, int root) {
         dst = fd_path(dbuf, dfd);
       }
       if (src_in) {
+        if (!op.src) {
+          if (dfd >= 0) close(dfd);
+          errno = EINVAL;
+          return -1;
+        }
         if ((sfd = open_in_root(root, op.src)) < 0) {
           int e = errno;
           if (dfd >= 0) close(dfd);

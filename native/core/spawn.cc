@@ -12,6 +12,9 @@
 #include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "child.h"
 #include "syscalls.h"
@@ -97,6 +100,11 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = reinterpret_cast<uint64_t>(stack);
     args.stack_size = kChildStack;
+#if defined(__SANITIZE_ADDRESS__)
+    // The previous child never returned from its frames: clear the redzones it left in the
+    // (shared) shadow memory of this stack, or ASan reports the next child by mistake.
+    __asan_unpoison_memory_region(stack, kChildStack);
+#endif
     pid = clone3_vm(&args, child_entry, p);
   } else {
     pid = sys::clone3(&args);

@@ -55,12 +55,37 @@ struct PlanStorage {
 };
 
 bool ThrowType(Napi::Env env, const char* what) {
-  Napi::TypeError::New(env, std::string("nsbox native plan: ") + what).ThrowAsJavaScriptException();
+  // A getter or proxy trap of the plan may already have thrown: keep that exception.
+  if (!env.IsExceptionPending())
+    Napi::TypeError::New(env, std::string("nsbox native plan: ") + what).ThrowAsJavaScriptException();
   return false;
 }
 
+// Reads o[key]; false (exception pending) when the read itself threw.
+bool Read(Napi::Object o, const char* key, Napi::Value* v) {
+  *v = o.Get(key);
+  return !o.Env().IsExceptionPending() && !v->IsEmpty();
+}
+
+bool ReadIndex(Napi::Array a, uint32_t i, Napi::Value* v) {
+  *v = a.Get(i);
+  return !a.Env().IsExceptionPending() && !v->IsEmpty();
+}
+
+// A finite number in [lo, hi] that is a whole number (casts of anything else are undefined).
+bool IsIntIn(Napi::Value v, double lo, double hi, double* out) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d))) return false;
+  *out = d;
+  return true;
+}
+
+constexpr uint32_t kMaxList = 65536;  // argv, envp, groups, ops, candidates: far above what lib/ makes
+
 bool GetString(Napi::Object o, const char* key, PlanStorage* st, const char** out, bool nullable) {
-  Napi::Value v = o.Get(key);
+  Napi::Value v;
+  if (!Read(o, key, &v)) return false;
   if (nullable && (v.IsNull() || v.IsUndefined())) {
     *out = nullptr;
     return true;
@@ -70,26 +95,32 @@ bool GetString(Napi::Object o, const char* key, PlanStorage* st, const char** ou
   return true;
 }
 
-bool GetNumber(Napi::Object o, const char* key, double* out) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) return ThrowType(o.Env(), key);
-  *out = v.As<Napi::Number>().DoubleValue();
+// A whole number within [lo, hi] (every number field of the plan is one).
+bool GetInt(Napi::Object o, const char* key, double lo, double hi, double* out) {
+  Napi::Value v;
+  if (!Read(o, key, &v)) return false;
+  if (!IsIntIn(v, lo, hi, out)) return ThrowType(o.Env(), key);
   return true;
 }
 
 bool GetBool(Napi::Object o, const char* key, bool* out) {
-  Napi::Value v = o.Get(key);
+  Napi::Value v;
+  if (!Read(o, key, &v)) return false;
   if (!v.IsBoolean()) return ThrowType(o.Env(), key);
   *out = v.As<Napi::Boolean>().Value();
   return true;
 }
 
 bool GetStringArray(Napi::Object o, const char* key, PlanStorage* st, std::vector<char*>* out) {
-  Napi::Value v = o.Get(key);
+  Napi::Value v;
+  if (!Read(o, key, &v)) return false;
   if (!v.IsArray()) return ThrowType(o.Env(), key);
   Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Value e = a.Get(i);
+  uint32_t n = a.Length();
+  if (n > kMaxList) return ThrowType(o.Env(), key);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value e;
+    if (!ReadIndex(a, i, &e)) return false;
     if (!e.IsString()) return ThrowType(o.Env(), key);
     out->push_back(const_cast<char*>(st->keep(e.As<Napi::String>().Utf8Value())));
   }
@@ -103,37 +134,41 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   Plan& p = st->plan;
   double d;
   bool b;
-  if (!GetNumber(js, "cloneFlags", &d)) return false;
+  if (!GetInt(js, "cloneFlags", 0, 9007199254740991.0, &d)) return false;
   p.clone_flags = static_cast<uint64_t>(d);
-  if (!GetNumber(js, "cgroupFd", &d)) return false;
+  if (!GetInt(js, "cgroupFd", -1, 2147483647.0, &d)) return false;
   p.cgroup_fd = static_cast<int>(d);
   if (!GetBool(js, "cgroupInto", &b)) return false;
   p.cgroup_into = b;
   if (!GetString(js, "staging", st, &p.staging, false)) return false;
 
-  Napi::Value opsv = js.Get("ops");
+  Napi::Value opsv;
+  if (!Read(js, "ops", &opsv)) return false;
   if (!opsv.IsArray()) return ThrowType(js.Env(), "ops");
   Napi::Array ops = opsv.As<Napi::Array>();
+  if (ops.Length() > 4096) return ThrowType(js.Env(), "ops");
   st->ops.resize(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); i++) {
-    Napi::Value ov = ops.Get(i);
+    Napi::Value ov;
+    if (!ReadIndex(ops, i, &ov)) return false;
     if (!ov.IsObject()) return ThrowType(js.Env(), "ops[]");
     Napi::Object o = ov.As<Napi::Object>();
     Op& op = st->ops[i];
-    if (!GetNumber(o, "kind", &d)) return false;
+    if (!GetInt(o, "kind", 1, 6, &d)) return false;
     op.kind = static_cast<uint32_t>(d);
-    if (!GetNumber(o, "mode", &d)) return false;
+    if (!GetInt(o, "mode", 0, 0xffffffff, &d)) return false;
     op.mode = static_cast<uint32_t>(d);
-    if (!GetNumber(o, "where", &d)) return false;
+    if (!GetInt(o, "where", 0, 7, &d)) return false;
     op.where = static_cast<uint32_t>(d);
-    if (!GetNumber(o, "dev", &d)) return false;
+    if (!GetInt(o, "dev", 0, 9007199254740991.0, &d)) return false;
     op.dev = static_cast<uint64_t>(d);
-    if (!GetNumber(o, "flags", &d)) return false;
+    if (!GetInt(o, "flags", 0, 4294967295.0, &d)) return false;
     op.flags = static_cast<unsigned long>(d);
     if (!GetString(o, "src", st, &op.src, true)) return false;
     if (!GetString(o, "dst", st, &op.dst, false)) return false;
     if (!GetString(o, "fstype", st, &op.fstype, true)) return false;
     if (!GetString(o, "data", st, &op.data, true)) return false;
+    if ((op.where & nsbox::WHERE_SRC_IN_ROOT) && !op.src) return ThrowType(js.Env(), "ops[].src");
   }
   p.ops = st->ops.data();
   p.n_ops = st->ops.size();
@@ -146,17 +181,24 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   p.net_lo_up = b;
   if (!GetString(js, "cwd", st, &p.cwd, true)) return false;
 
-  Napi::Value rlv = js.Get("rlimits");
+  Napi::Value rlv;
+  if (!Read(js, "rlimits", &rlv)) return false;
   if (!rlv.IsArray()) return ThrowType(js.Env(), "rlimits");
   Napi::Array rls = rlv.As<Napi::Array>();
+  if (rls.Length() > 16) return ThrowType(js.Env(), "rlimits");
   for (uint32_t i = 0; i < rls.Length(); i++) {
-    Napi::Value e = rls.Get(i);
+    Napi::Value e;
+    if (!ReadIndex(rls, i, &e)) return false;
     if (!e.IsArray() || e.As<Napi::Array>().Length() != 3) return ThrowType(js.Env(), "rlimits[]");
     Napi::Array t = e.As<Napi::Array>();
+    Napi::Value e0, e1, e2;
+    double res, soft, hard;
+    if (!ReadIndex(t, 0, &e0) || !ReadIndex(t, 1, &e1) || !ReadIndex(t, 2, &e2)) return false;
+    if (!IsIntIn(e0, 0, 15, &res) || !IsIntIn(e1, -1, 9007199254740991.0, &soft) ||
+        !IsIntIn(e2, -1, 9007199254740991.0, &hard))
+      return ThrowType(js.Env(), "rlimits[]");
     nsbox::Rlimit r;
-    r.resource = t.Get(0u).As<Napi::Number>().Int32Value();
-    double soft = t.Get(1u).As<Napi::Number>().DoubleValue();
-    double hard = t.Get(2u).As<Napi::Number>().DoubleValue();
+    r.resource = static_cast<int32_t>(res);
     r.soft = soft < 0 ? RLIM_INFINITY : static_cast<uint64_t>(soft);
     r.hard = hard < 0 ? RLIM_INFINITY : static_cast<uint64_t>(hard);
     st->rlimits.push_back(r);
@@ -166,7 +208,7 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
 
   if (!GetBool(js, "newKeyring", &b)) return false;
   p.new_keyring = b;
-  if (!GetNumber(js, "capLast", &d)) return false;
+  if (!GetInt(js, "capLast", 0, 63, &d)) return false;
   p.cap_last = static_cast<int>(d);
   // 64-bit mask travels as a decimal string (a JS number cannot hold every bit).
   const char* caps = nullptr;
@@ -174,14 +216,22 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   p.caps_keep = strtoull(caps, nullptr, 10);
   if (!GetBool(js, "setCreds", &b)) return false;
   p.set_creds = b;
-  if (!GetNumber(js, "uid", &d)) return false;
+  if (!GetInt(js, "uid", 0, 4294967294.0, &d)) return false;
   p.uid = static_cast<uint32_t>(d);
-  if (!GetNumber(js, "gid", &d)) return false;
+  if (!GetInt(js, "gid", 0, 4294967294.0, &d)) return false;
   p.gid = static_cast<uint32_t>(d);
-  Napi::Value gv = js.Get("groups");
+  Napi::Value gv;
+  if (!Read(js, "groups", &gv)) return false;
   if (!gv.IsArray()) return ThrowType(js.Env(), "groups");
   Napi::Array ga = gv.As<Napi::Array>();
-  for (uint32_t i = 0; i < ga.Length(); i++) st->groups.push_back(ga.Get(i).As<Napi::Number>().Uint32Value());
+  if (ga.Length() > kMaxList) return ThrowType(js.Env(), "groups");
+  for (uint32_t i = 0; i < ga.Length(); i++) {
+    Napi::Value g;
+    double gd;
+    if (!ReadIndex(ga, i, &g)) return false;
+    if (!IsIntIn(g, 0, 4294967294.0, &gd)) return ThrowType(js.Env(), "groups[]");
+    st->groups.push_back(static_cast<uint32_t>(gd));
+  }
   p.groups = st->groups.data();
   p.n_groups = st->groups.size();
   if (!GetBool(js, "noNewPrivs", &b)) return false;
@@ -189,10 +239,17 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   if (!GetBool(js, "pdeathsig", &b)) return false;
   p.pdeathsig = b;
 
-  Napi::Value sv = js.Get("stdio");
+  Napi::Value sv;
+  if (!Read(js, "stdio", &sv)) return false;
   if (!sv.IsArray() || sv.As<Napi::Array>().Length() != 3) return ThrowType(js.Env(), "stdio");
-  for (uint32_t i = 0; i < 3; i++) p.stdio[i] = sv.As<Napi::Array>().Get(i).As<Napi::Number>().Int32Value();
-  if (!GetNumber(js, "statusFd", &d)) return false;
+  for (uint32_t i = 0; i < 3; i++) {
+    Napi::Value f;
+    double fd;
+    if (!ReadIndex(sv.As<Napi::Array>(), i, &f)) return false;
+    if (!IsIntIn(f, -1, 2147483647.0, &fd)) return ThrowType(js.Env(), "stdio[]");
+    p.stdio[i] = static_cast<int>(fd);
+  }
+  if (!GetInt(js, "statusFd", -1, 2147483647.0, &d)) return false;
   p.status_fd = static_cast<int>(d);
   p.err_fd = -1;
 
@@ -206,11 +263,11 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   if (!GetStringArray(js, "envp", st, &st->envp)) return false;
   p.argv = st->argv.data();
   p.envp = st->envp.data();
-  if (!GetNumber(js, "initFd", &d)) return false;
+  if (!GetInt(js, "initFd", -1, 2147483647.0, &d)) return false;
   p.init_fd = static_cast<int>(d);
   if (p.init_fd >= 0) {
     if (!GetStringArray(js, "initArgv", st, &st->init_argv)) return false;
-    if (!GetNumber(js, "initSlot", &d)) return false;
+    if (!GetInt(js, "initSlot", -1, 65536, &d)) return false;
     p.init_slot = d < 0 ? SIZE_MAX : static_cast<size_t>(d);
     if (d >= 0 && p.init_slot + 1 >= st->init_argv.size()) return ThrowType(js.Env(), "initSlot");
     p.init_argv = st->init_argv.data();
@@ -218,7 +275,7 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     p.init_argv = nullptr;
     p.init_slot = 0;
   }
-  if (!GetNumber(js, "trampFd", &d)) return false;
+  if (!GetInt(js, "trampFd", -1, 2147483647.0, &d)) return false;
   p.tramp_fd = static_cast<int>(d);
   p.tramp_argv = nullptr;
   if (p.tramp_fd >= 0) {
@@ -235,7 +292,8 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     for (char* a : rest) st->tramp_argv.push_back(a);  // ends with the NULL terminator
     p.tramp_argv = st->tramp_argv.data();
   }
-  Napi::Value sc = js.Get("seccomp");
+  Napi::Value sc;
+  if (!Read(js, "seccomp", &sc)) return false;
   p.seccomp = nullptr;
   p.seccomp_len = 0;
   if (sc.IsBuffer()) {
@@ -250,22 +308,28 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   // Warm pool (optional fields).
   p.cmd_fd = -1;
   p.path_dirs_joined = nullptr;
-  Napi::Value cf = js.Get("cmdFd");
-  if (cf.IsNumber() && cf.As<Napi::Number>().Int32Value() >= 0) {
+  Napi::Value cf;
+  double cfd;
+  if (!Read(js, "cmdFd", &cf)) return false;
+  if (IsIntIn(cf, 0, 2147483647.0, &cfd)) {
     if (p.tramp_fd < 0 || !p.tramp_argv) return ThrowType(js.Env(), "cmdFd needs trampFd");
-    p.cmd_fd = cf.As<Napi::Number>().Int32Value();
+    p.cmd_fd = static_cast<int>(cfd);
     if (!GetString(js, "pathDirs", st, &p.path_dirs_joined, false)) return false;
   }
-  if (!GetNumber(js, "enterPidfd", &d)) return false;
+  if (!GetInt(js, "enterPidfd", -1, 2147483647.0, &d)) return false;
   p.enter_pidfd = static_cast<int>(d);
-  if (!GetNumber(js, "enterFlags", &d)) return false;
+  if (!GetInt(js, "enterFlags", 0, 9007199254740991.0, &d)) return false;
   p.enter_flags = static_cast<uint64_t>(d);
   if (!GetString(js, "enterRoot", st, &p.enter_root, true)) return false;
-  if (!GetNumber(js, "ptySock", &d)) return false;
+  if (!GetInt(js, "ptySock", -1, 2147483647.0, &d)) return false;
   p.pty_sock = static_cast<int>(d);
-  Napi::Value pc = js.Get("ptyCols"), pr = js.Get("ptyRows");
-  p.pty_cols = pc.IsNumber() ? static_cast<uint16_t>(pc.As<Napi::Number>().Uint32Value()) : 0;
-  p.pty_rows = pr.IsNumber() ? static_cast<uint16_t>(pr.As<Napi::Number>().Uint32Value()) : 0;
+  Napi::Value pc, pr;
+  double cols = 0, rows = 0;
+  if (!Read(js, "ptyCols", &pc) || !Read(js, "ptyRows", &pr)) return false;
+  if (!pc.IsUndefined() && !IsIntIn(pc, 0, 65535, &cols)) return ThrowType(js.Env(), "ptyCols");
+  if (!pr.IsUndefined() && !IsIntIn(pr, 0, 65535, &rows)) return ThrowType(js.Env(), "ptyRows");
+  p.pty_cols = static_cast<uint16_t>(cols);
+  p.pty_rows = static_cast<uint16_t>(rows);
   return true;
 }
 
@@ -452,8 +516,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // The read end of the init's status pipe is read by the watcher; dup it so JS can close its copy.
   int status_fd = -1;
   Napi::Value sr = info[0].As<Napi::Object>().Get("statusRead");
-  if (sr.IsNumber() && sr.As<Napi::Number>().Int32Value() >= 0)
-    status_fd = fcntl(sr.As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 3);
+  double srd;
+  if (!env.IsExceptionPending() && IsIntIn(sr, 0, 2147483647.0, &srd))
+    status_fd = fcntl(static_cast<int>(srd), F_DUPFD_CLOEXEC, 3);
   if (status_fd >= 0) fcntl(status_fd, F_SETFL, O_NONBLOCK);
   Process::Unwrap(proc)->Adopt(out.pidfd, status_fd);
   res.Set("pid", Napi::Number::New(env, out.pid));

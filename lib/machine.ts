@@ -294,6 +294,8 @@ function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: stri
   L.mkdir('/sys', 0o555, 'mount.sys');
   L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
   L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
+  // Firmware tables (ACPI, EFI variables, DMI) are the host's, as in runc's masked paths.
+  if (fs.existsSync('/sys/firmware')) L.mount('tmpfs', '/sys/firmware', 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
   L.mkdir('/run', 0o755, 'mount.run');
   L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
   L.mkdir('/run/host', 0o755, 'mount.run');

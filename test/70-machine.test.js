@@ -91,6 +91,9 @@ t.test('exec: exit codes, env, cwd, user and stdin like run(); fails at once on 
   const r = await m.run(['sh', '-c', 'echo $FOO $(hostname) $(pwd) $(id -u):$(id -g); cat; exit 4'], { env: { FOO: 'bar' }, cwd: '/tmp', user: { uid: 1000, gid: 1000 }, input: 'in\n' });
   t.equal(r.exitCode, 4);
   t.equal(r.stdout.toString(), 'bar execs-host /tmp 1000:1000\nin\n');
+  const sys = await m.run(['sh', '-c', 'ls -A /sys/firmware | wc -l; touch /sys/x 2>&1 || true']);
+  t.match(sys.stdout.toString(), /^0\n/, '/sys/firmware is masked');
+  t.match(sys.stdout.toString(), /Read-only file system/, '/sys is read-only');
   const info = await m.run(['/probe', 'info']);
   const i = JSON.parse(info.stdout.toString());
   t.ok(i.pid > 1, `the exec'd process is PID ${i.pid} > 1 in the machine`);

@@ -219,7 +219,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 const OPTION_KEYS = ['allow', 'deny', 'defaultErrno'];
 
-function checkNames(name: string, v: unknown): string[] {
+function checkNames(name: string, v: unknown, ordered: string[] = []): string[] {
   if (v === undefined) return [];
   if (!Array.isArray(v)) throw invalidType(name, 'an array of system call names', v);
   const out: string[] = [];
@@ -230,6 +230,7 @@ function checkNames(name: string, v: unknown): string[] {
       const near = nearest(n.toLowerCase().replace(/^(__nr_|sys_)/, ''), KNOWN_NAMES);
       throw invalidValue(`${name}[${i}]`, s, `is not a known system call${near ? `; did you mean '${near}'?` : ''}`);
     }
+    ordered.push(n);
     if (!out.includes(n)) out.push(n);
   });
   return out.sort();
@@ -254,14 +255,15 @@ export function resolveSeccomp(v: unknown, name = 'seccomp'): ResolvedSeccomp | 
     throw invalidValue(`${name}.${key}`, v[key], `is not a known option${near ? `; did you mean "${name}.${near}"?` : ''}`);
   }
   const allow = checkNames(`${name}.allow`, v.allow);
-  // Checked names only (each user element was read once, by checkNames).
-  const deny = checkNames(`${name}.deny`, v.deny);
-  for (const n of deny) {
-    if (allow.includes(n)) throw invalidValue(`${name}.deny`, n, `lists a system call that is also in "${name}.allow"`);
+  // Checked names only, in the user's order (each element was read once, by checkNames).
+  const denied: string[] = [];
+  const deny = checkNames(`${name}.deny`, v.deny, denied);
+  denied.forEach((n, i) => {
+    if (allow.includes(n)) throw invalidValue(`${name}.deny[${i}]`, n, `is also in "${name}.allow"`);
     if (EXEC_PATH.includes(n)) {
-      throw invalidValue(`${name}.deny`, n, 'lists a system call nsbox needs to start the command after installing the filter');
+      throw invalidValue(`${name}.deny[${i}]`, n, 'cannot be denied: nsbox needs it to start the command after installing the filter');
     }
-  }
+  });
   let errno = EPERM;
   if (v.defaultErrno !== undefined) {
     const e = v.defaultErrno;

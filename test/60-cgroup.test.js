@@ -175,6 +175,20 @@ t.test('a crashed Node process leaves a cgroup that the next nsbox start removes
   }
 });
 
+t.test('cgroupParent puts the container cgroup under a cgroup the user manages, and leaves that one', { skip: host.base ? false : host.reason }, async (t) => {
+  const parent = `/nsbox-test-parent-${process.pid}`;
+  const abs = path.join(host.mountPoint, parent);
+  fs.mkdirSync(abs);
+  t.teardown(() => fs.rmdirSync(abs));
+  const c = spawn({ command: ['/bin/true'], cgroupParent: parent, stdio: 'ignore' });
+  t.equal(path.dirname(c.cgroupPath), abs, 'the container cgroup is a child of the given parent');
+  await c.wait();
+  t.notOk(fs.existsSync(c.cgroupPath), 'its own cgroup is removed');
+  await new Promise((r) => setTimeout(r, 1100));
+  t.ok(fs.existsSync(abs), 'the user cgroup is left alone');
+  await t.rejects(run({ command: ['/bin/true'], cgroupParent: '/no/such/parent' }), { code: 'ENOENT', step: 'cgroup.parent' });
+});
+
 t.test('nothing is left behind by the cgroup tests', async (t) => {
   await assertNoLeaks(t, before, 'after the cgroup tests');
 });

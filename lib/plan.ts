@@ -149,10 +149,6 @@ export class OpList {
 
   constructor(private readonly staging: string) {}
 
-  host(p: string): string {
-    return p === '/' ? this.staging : this.staging + p;
-  }
-
   /** Ops on container paths carry the path itself; the child resolves it inside the root's fd. */
   private push(op: Partial<NativeOp> & { kind: number; dst: string }, m: OpMeta): void {
     this.ops.push({ mode: 0, dev: 0, flags: 0, src: null, fstype: null, data: null, where: this.K.WHERE_DST_IN_ROOT!, ...op });
@@ -252,7 +248,7 @@ export function checkRootfs(rootfs: string): void {
 export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
   const K = native().constants;
   const L = new OpList(staging);
-  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
 
   // 1. The root.
   if (o.rootfs !== undefined) {

@@ -656,7 +656,9 @@ void format_int(char* buf, int v) {
   int32_t last_index = -1;
   for (size_t i = 0; i < plan->n_candidates; i++) {
     const char* cand = plan->candidates[i];
-    if (tramp) {
+    if (init_fd >= 0) {
+      // Through the memfd (trampoline or init): check the candidate first, then exec the memfd
+      // with the candidate written into its prepared argv.
       int err = 0;
       if (!is_exec_candidate(cand, &err)) {
         if (err == ENOENT || err == ENOTDIR) continue;
@@ -665,34 +667,24 @@ void format_int(char* buf, int v) {
         if (err == EACCES) continue;
         break;
       }
-      format_int(plan->tramp_argv[2], err_fd);
-      format_int(plan->tramp_argv[3], static_cast<int>(i));
-      plan->tramp_argv[5] = const_cast<char*>(cand);
-      // The error pipe must survive this execve: the trampoline reports its own execve failure
-      // there and marks it close-on-exec again before that execve.
-      if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, -2, errno);
+      char* const* argv = plan->init_argv;
+      if (tramp) {
+        format_int(plan->tramp_argv[2], err_fd);
+        format_int(plan->tramp_argv[3], static_cast<int>(i));
+        plan->tramp_argv[5] = const_cast<char*>(cand);
+        argv = plan->tramp_argv;
+        // The error pipe must survive this execve: the trampoline reports its own execve failure
+        // there and marks it close-on-exec again before that execve.
+        if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, -2, errno);
+      } else {
+        plan->init_argv[plan->init_slot] = const_cast<char*>(cand);
+      }
       sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
-      syscall(SYS_execveat, init_fd, "", plan->tramp_argv, plan->envp, AT_EMPTY_PATH);
+      syscall(SYS_execveat, init_fd, "", argv, plan->envp, AT_EMPTY_PATH);
       last_err = errno;
       sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
-      fcntl(err_fd, F_SETFD, FD_CLOEXEC);
-      last_index = -2;
-      break;
-    }
-    if (init_fd >= 0) {
-      int err = 0;
-      if (!is_exec_candidate(cand, &err)) {
-        if (err == ENOENT || err == ENOTDIR) continue;
-        last_err = err;
-        last_index = static_cast<int32_t>(i);
-        if (err == EACCES) continue;
-        break;
-      }
-      plan->init_argv[plan->init_slot] = const_cast<char*>(cand);
-      sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
-      syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
-      last_err = errno;
-      last_index = -2;  // the init itself failed to start
+      if (tramp) fcntl(err_fd, F_SETFD, FD_CLOEXEC);
+      last_index = -2;  // the memfd itself failed to start
       break;
     }
     sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);

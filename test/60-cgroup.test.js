@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const { run, spawn, NsboxError } = require('..');
-const { busyboxRootfs, warmUp, snapshot, assertNoLeaks } = require('./helpers');
+const { busyboxRootfs, warmUp, snapshot, assertNoLeaks, firstLine } = require('./helpers');
 const { detectCgroupHost } = require('../dist/cgroup');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
@@ -74,13 +74,7 @@ t.test('pids=1: the first process cannot fork, so the limit held from its first 
 
 t.test('pids=32 stops a fork bomb; the container stays killable and leaves no cgroup', { skip: needs('pids') }, async (t) => {
   const c = spawn({ rootfs: bb, command: ['/probe', 'forkbomb', '30'], limits: { pids: 32 } });
-  const line = await new Promise((resolve) => {
-    let buf = '';
-    c.stdout.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) resolve(buf.split('\n')[0]);
-    });
-  });
+  const line = await firstLine(c.stdout);
   const res = JSON.parse(line);
   t.ok(res.forked <= 31, `at most 31 children besides the bomb itself (${res.forked})`);
   t.equal(res.errno, 11, 'fork failed with EAGAIN');
@@ -96,13 +90,7 @@ t.test('pids=32 stops a fork bomb; the container stays killable and leaves no cg
 
 t.test('pids=32 stops a thread bomb too', { skip: needs('pids') }, async (t) => {
   const c = spawn({ rootfs: bb, command: ['/probe', 'threadbomb', '30'], limits: { pids: 32 } });
-  const line = await new Promise((resolve) => {
-    let buf = '';
-    c.stdout.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) resolve(buf.split('\n')[0]);
-    });
-  });
+  const line = await firstLine(c.stdout);
   const res = JSON.parse(line);
   t.ok(res.threads <= 31, `at most 31 threads besides the main one (${res.threads})`);
   c.kill();

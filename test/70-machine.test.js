@@ -8,24 +8,14 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const { spawnSync, spawn: cpSpawn } = require('node:child_process');
 const { Machine, NsboxError } = require('..');
-const { busyboxRootfs, warmUp, assertNoLeaks } = require('./helpers');
+const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir } = require('./helpers');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
-const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-machines-'));
+const stateDir = machineStateDir(t, 'nsbox-machines-');
 let before;
 
 t.before(async () => {
   before = await warmUp();
-});
-
-t.teardown(async () => {
-  // Whatever a failed test left running is stopped and removed.
-  for (const info of await Machine.list({ stateDir })) {
-    const m = await Machine.get(info.name, { stateDir });
-    await m.stop({ timeout: 2000 }).catch(() => {});
-    await m.destroy().catch(() => {});
-  }
-  fs.rmSync(stateDir, { recursive: true, force: true });
 });
 
 function hostPidsOf(cgroupPath) {

@@ -8,25 +8,17 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Machine } = require('..');
-const { warmUp, assertNoLeaks } = require('./helpers');
+const { warmUp, assertNoLeaks, machineStateDir } = require('./helpers');
 
 const rootfs = process.env.NSBOX_DEBIAN_ROOTFS || '/var/cache/nsbox-test/debian';
 const strict = process.env.NSBOX_REQUIRE_SYSTEMD === '1';
 const missing = fs.existsSync(path.join(rootfs, 'lib/systemd/systemd')) ? false : `no Debian systemd rootfs at ${rootfs} (bash test/fixtures/debian-rootfs.sh builds it)`;
 const skip = strict ? false : missing;
-const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-systemd-'));
+const stateDir = machineStateDir(t, 'nsbox-systemd-');
 let before;
 
 t.before(async () => {
   before = await warmUp();
-});
-t.teardown(async () => {
-  for (const info of await Machine.list({ stateDir })) {
-    const m = await Machine.get(info.name, { stateDir });
-    await m.stop({ timeout: 5000 }).catch(() => {});
-    await m.destroy().catch(() => {});
-  }
-  fs.rmSync(stateDir, { recursive: true, force: true });
 });
 
 t.test('a Debian systemd machine boots to running or degraded, runs exec, and shuts down cleanly', { skip }, async (t) => {

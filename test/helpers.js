@@ -158,6 +158,32 @@ async function warmUp() {
   return snapshot();
 }
 
+/** A private machine state directory, removed (with whatever a failed test left running) at the end. */
+function machineStateDir(t, prefix) {
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), prefix));
+  t.teardown(async () => {
+    const { Machine } = require('..');
+    for (const info of await Machine.list({ stateDir: dir })) {
+      const m = await Machine.get(info.name, { stateDir: dir });
+      await m.stop({ timeout: 5000 }).catch(() => {});
+      await m.destroy().catch(() => {});
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** The first line a stream writes. */
+function firstLine(stream) {
+  return new Promise((resolve) => {
+    let buf = '';
+    stream.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\n')) resolve(buf.split('\n')[0]);
+    });
+  });
+}
+
 function isRoot() {
   return process.getuid() === 0;
 }
@@ -169,6 +195,8 @@ module.exports = {
   busyboxRootfs,
   snapshot,
   warmUp,
+  machineStateDir,
+  firstLine,
   assertNoLeaks,
   threads,
   zombies,

@@ -105,6 +105,21 @@ t.test('names are validated and unique', { skip: noBusybox }, async (t) => {
     await t.rejects(Machine.start({ name: bad, rootfs: bb, stateDir }), { code: /ERR_INVALID_ARG/ }, `name ${JSON.stringify(bad)}`);
   }
   await t.rejects(Machine.start({ name: 'ok', rootfs: bb, stateDir, initt: 'builtin' }), { code: 'ERR_INVALID_ARG_VALUE', message: /did you mean "init"/ });
+  for (const [what, extra, code] of [
+    ['a relative rootfs', { rootfs: 'rel' }, 'ERR_INVALID_ARG_VALUE'],
+    ['init as a string path', { init: '/sbin/init' }, 'ERR_INVALID_ARG_VALUE'],
+    ['a relative init', { init: ['sbin/init'] }, 'ERR_INVALID_ARG_VALUE'],
+    ['ephemeral as a string', { ephemeral: 'yes' }, 'ERR_INVALID_ARG_TYPE'],
+    ['an unknown network', { network: 'bridge' }, 'ERR_INVALID_ARG_VALUE'],
+    ['a bad halt signal', { haltSignal: 'SIGNOPE' }, 'ERR_INVALID_ARG_VALUE'],
+    ['a negative readyTimeout', { readyTimeout: -1 }, 'ERR_OUT_OF_RANGE'],
+    ['waitReady as a number', { waitReady: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    ['an unknown syscall in seccomp.allow', { seccomp: { allow: ['nosuchcall'] } }, 'ERR_INVALID_ARG_VALUE'],
+    ['an unknown capability', { capabilities: { add: ['NOPE'] } }, 'ERR_INVALID_ARG_VALUE'],
+  ]) {
+    await t.rejects(Machine.start({ name: 'bad', rootfs: bb, stateDir, ...extra }), { code }, what);
+  }
+  t.notOk(fs.existsSync(path.join(stateDir, 'bad')), 'no state was created for rejected options');
   const m = await Machine.start({ name: 'twice', rootfs: bb, ephemeral: true, stateDir });
   const e = await Machine.start({ name: 'twice', rootfs: bb, ephemeral: true, stateDir }).catch((x) => x);
   t.type(e, NsboxError);
@@ -173,6 +188,10 @@ t.test('exec with tty: an interactive shell on a pty from the machine, with resi
     await m.stop({ timeout: 1000 }).catch(() => {});
     await m.destroy().catch(() => {});
   });
+  t.throws(() => m.exec(['sh'], { tty: true, columns: 0 }), { code: 'ERR_OUT_OF_RANGE' }, 'columns must be 1..65535');
+  t.throws(() => m.exec(['sh'], { tty: true, rows: '40' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => m.exec(['sh'], { tty: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => m.exec(['sh'], { colums: 80 }), { code: 'ERR_INVALID_ARG_VALUE', message: /did you mean "columns"/ });
   const sized = await m.run(['stty', 'size'], { tty: true, columns: 132, rows: 50 });
   t.match(sized.stdout.toString(), /^50 132\r?\n/, 'the size given to exec holds from the first instruction');
   const c = m.exec(['sh'], { tty: true });

@@ -12,7 +12,7 @@ import { ContainerCgroup, detectCgroupHost, requireControllers, type ResolvedLim
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativePlan, type NativeProcess } from './native';
 import {
-  checkAbsolutePath, checkCapabilities, checkCommand, checkEnv, checkHostname, checkInput, checkMounts, checkTimeout, checkUser,
+  checkAbsolutePath, checkCapabilities, checkCommand, checkEnv, checkHostname, checkInput, checkSignal, checkMounts, checkTimeout, checkUser,
   rejectUnknownKeys, resolveLimits, type ResolvedMount,
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
@@ -526,7 +526,7 @@ export class Machine {
     const cwd = options.cwd === undefined ? '/' : checkAbsolutePath('cwd', options.cwd);
     const user = options.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', options.user);
     const timeout = checkTimeout('timeout', options.timeout);
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidType('signal', 'an instance of AbortSignal', options.signal);
+    checkSignal('signal', options.signal);
     if (options.signal?.aborted) throw abortError(options.signal);
 
     if (!this.#alive()) {

@@ -2,6 +2,7 @@
 // RangeError with a Node-style code before any directory, fd, cgroup or process exists.
 import * as path from 'node:path';
 import * as os from 'node:os';
+import { types } from 'node:util';
 
 import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
@@ -252,13 +253,21 @@ export function checkTimeout(name: string, v: unknown): number | undefined {
 export function checkInput(name: string, v: unknown): Buffer | undefined {
   if (v === undefined) return undefined;
   if (typeof v === 'string') return Buffer.from(v);
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  // isUint8Array looks at the object itself: `instanceof` also accepts an impostor whose prototype
+  // is Uint8Array.prototype, on which .buffer throws.
+  if (types.isUint8Array(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   throw invalidType(name, 'of type string or an instance of Buffer or Uint8Array', v);
 }
 
 export function checkSignal(name: string, v: unknown): AbortSignal | undefined {
   if (v === undefined) return undefined;
   if (!(v instanceof AbortSignal)) throw invalidType(name, 'an instance of AbortSignal', v);
+  try {
+    // An object made from AbortSignal.prototype passes instanceof but is no signal.
+    void v.aborted;
+  } catch {
+    throw invalidType(name, 'an instance of AbortSignal', v);
+  }
   return v;
 }
 

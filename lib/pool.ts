@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { abortError, collect, Container, launchPending, type Pending, type RunResultWithCounts } from './app';
 import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
-import { checkCommand, checkInput, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
+import { checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
 import { errorFromRecord, execCandidates } from './plan';
 import { closeQuiet, pipeSocket } from './runtime';
 import type { AppOptions } from './types';
@@ -80,7 +80,7 @@ export class Pool {
     rejectUnknownKeys(options, ['input', 'timeout', 'signal', 'maxOutput'], '');
     const input = checkInput('input', options.input);
     const timeout = checkTimeout('timeout', options.timeout);
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidType('signal', 'an instance of AbortSignal', options.signal);
+    checkSignal('signal', options.signal);
     const maxOutput = options.maxOutput ?? 16 * 1024 * 1024;
     if (!Number.isInteger(maxOutput) || maxOutput < 0) throw outOfRange('maxOutput', 'an integer >= 0', maxOutput);
     if (options.signal?.aborted) throw abortError(options.signal);

@@ -14,6 +14,7 @@ import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { basePlan, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
+import { explainUsernsFailure, resolveUserns, spawnWithUserns } from './userns';
 
 const SIGNAL_NAMES = new Map<number, string>(Object.entries(osConstants.signals).map(([k, v]) => [v, k]));
 
@@ -248,8 +249,9 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   const detected = detectCgroupHost();
   const host = o.cgroupParent ? withParent(detected, o.cgroupParent) : detected;
   if (o.limits) requireControllers(o.limits, host);
+  const userns = resolveUserns(o.userns, o.user, 'userns');
   const t0 = performance.now();
-  const { plan: base, meta, candidates } = basePlan(o, staging(), capLast());
+  const { plan: base, meta, candidates } = basePlan(o, staging(), capLast(), userns !== null);
   const n = native();
   // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
   const memfd = initFd();
@@ -314,7 +316,7 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
       cmdFd: cmdRead,
       pathDirs: pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined,
     };
-    const res = n.spawn(plan);
+    const res = spawnWithUserns(plan, userns, pooled, 'userns');
     for (const fd of childFds.splice(0)) closeQuiet(fd);
     cgroup?.closeFd();
     if (res.step !== undefined) {
@@ -333,7 +335,8 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
     for (const fd of childFds) closeQuiet(fd);
     for (const fd of parentFds) closeQuiet(fd);
     cgroup?.removeNow();
-    throw e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, 'spawn');
+    const err = e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, 'spawn');
+    throw userns ? explainUsernsFailure(err) : err;
   }
 }
 

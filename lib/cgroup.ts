@@ -25,6 +25,8 @@ export interface CgroupHost {
   /** Controllers the base's parent offers (cgroup.controllers). */
   controllers: string[];
   writable: boolean;
+  /** The base sits in this process's own cgroup, which was delegated to it (chowned to its uid). */
+  delegated: boolean;
   reason: string | null;
 }
 
@@ -68,6 +70,7 @@ export function detectCgroupHost(refresh = false): CgroupHost {
   let writable = false;
   let reason: string | null = null;
   let nested = false;
+  let delegated = false;
   if (v2) {
     // The real root cgroup has no cgroup.freeze. A mount whose top has one is a cgroup namespace
     // (nsbox inside a container) or a delegated subtree: there the top may hold processes, and the
@@ -86,10 +89,35 @@ export function detectCgroupHost(refresh = false): CgroupHost {
     } catch {
       reason = `cgroup v2 at ${parent} is not writable by this process`;
     }
+    // Not root: a delegated subtree is the cgroup this process is in, made writable for it
+    // (systemd's Delegate=yes, or a cgroup an administrator chowned). Containers go below it, and
+    // the rules of a nested tree apply (the process moves to a leaf before controllers are enabled).
+    const own = self && self !== '/' ? path.join(v2, self) : null;
+    if (!writable && own && own !== parent) {
+      try {
+        fs.accessSync(own, fs.constants.W_OK);
+        fs.accessSync(path.join(own, 'cgroup.procs'), fs.constants.W_OK);
+        writable = true;
+        delegated = true;
+        nested = true;
+        parent = own;
+        base = path.join(own, 'nsbox');
+        reason = null;
+        try {
+          controllers = fs.readFileSync(path.join(own, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
+        } catch {
+          controllers = [];
+        }
+      } catch {
+        reason = `no delegated cgroup v2 subtree: neither ${parent} nor this process's own cgroup ${own} is writable by uid ${process.geteuid?.()}. Run under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ..., or have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move the process into it)`;
+      }
+    } else if (!writable) {
+      reason = `no delegated cgroup v2 subtree: ${parent} is not writable by uid ${process.geteuid?.()}. Run under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ..., or have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move the process into it)`;
+    }
   } else {
     reason = mode === 'legacy' ? 'the host has only cgroup v1' : 'no cgroup v2 hierarchy is mounted';
   }
-  hostCache = { mode, mountPoint: v2, self, base, parent, nested, controllers, writable, reason };
+  hostCache = { mode, mountPoint: v2, self, base, parent, nested, controllers, writable, delegated, reason };
   return hostCache;
 }
 
@@ -139,7 +167,9 @@ export function requireControllers(limits: ResolvedLimits, host: CgroupHost): st
   for (const c of needed) {
     if (host.base && host.controllers.includes(c)) continue;
     let why: string;
-    if (host.mode === 'hybrid') {
+    if (!host.base && host.reason && host.reason.startsWith('no delegated')) {
+      why = host.reason;
+    } else if (host.mode === 'hybrid') {
       why = `the host runs hybrid cgroups: the ${c} controller is bound to cgroup v1, and cgroup v2 at ${host.mountPoint} has only [${host.controllers.join(' ') || 'no controllers'}]`;
     } else if (!host.base) {
       why = host.reason ?? 'no usable cgroup v2 hierarchy';

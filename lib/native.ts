@@ -65,6 +65,15 @@ export interface NativePlan {
   /** The pty's initial size (optional). */
   ptyCols?: number;
   ptyRows?: number;
+  /** User namespace whose maps the parent writes: the child waits to read a byte from this pipe. */
+  usernsSyncFd?: number;
+  /** The pipe's write end (closed in the child). */
+  usernsSyncWriteFd?: number;
+  /** User namespace mapped by the child itself ("0 <uid> 1\n"); setgroups is then denied. */
+  selfUidMap?: string | null;
+  selfGidMap?: string | null;
+  /** setgroups(2) is refused in the container's user namespace: the child skips it. */
+  setgroupsDenied?: boolean;
 }
 
 export interface NativeProcess {
@@ -80,14 +89,18 @@ export interface NativeProcess {
 }
 
 export type SpawnResult =
-  | { usedClone3: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number }
+  | { usedClone3: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number; waiting?: boolean }
   | { usedClone3: boolean; step: number; errno: number; index: number; pid?: undefined };
 
 export interface NativeBinding {
   spawn(plan: NativePlan): SpawnResult;
   pipe(): [number, number];
-  /** A pooled container after its command was written: null once it runs, else its failure. */
-  finishSpawn(errFd: number): { step: number; errno: number; index: number } | null;
+  /**
+   * A pooled container after its command was written, or a child released after its id maps: null
+   * once it runs, else its failure; with allowReady, `{ ready: true }` for a pooled container that
+   * now waits for its command (errFd stays open then).
+   */
+  finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;
@@ -145,6 +158,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['seccomp', 'prctl'],
   ['pool.ready', undefined],
   ['pool.command', 'read'],
+  ['userns', 'write'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

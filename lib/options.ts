@@ -7,7 +7,8 @@ import { types } from 'node:util';
 import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User } from './types';
+import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User, UsernsOption } from './types';
+import { checkUsernsOption } from './userns';
 import { arrayElements, editDistance as distance } from './util';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -39,11 +40,13 @@ export interface ResolvedAppOptions {
   cgroupParent: string | undefined;
   capabilities: { add: string[]; drop: string[] };
   seccomp: ResolvedSeccomp | null;
+  userns: UsernsOption | undefined;
 }
 
 const APP_KEYS = [
   'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
+  'userns',
 ] as const;
 const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
@@ -332,5 +335,6 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     cgroupParent: o.cgroupParent === undefined ? undefined : checkAbsolutePath('cgroupParent', o.cgroupParent),
     capabilities: checkCapabilities('capabilities', o.capabilities),
     seccomp: resolveSeccomp(o.seccomp),
+    userns: checkUsernsOption('userns', o.userns),
   };
 }

@@ -245,7 +245,7 @@ export function checkRootfs(rootfs: string): void {
 }
 
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
-export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
+export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false): OpList {
   const K = native().constants;
   const L = new OpList(staging);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
@@ -279,7 +279,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
     for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
   }
 
-  mountProcAndDev(L, { consoleNull: false });
+  mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
   userMountOps(L, o.mounts);
 
   // 5. Read-only root last, so every mount point above could still be made. Non-recursive: the
@@ -289,7 +289,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string): OpList {
 }
 
 /** /dev (tmpfs, the usual nodes, a private devpts) and /proc (fresh, with the knobs protected). */
-export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean }): void {
+export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean }): void {
   const K = native().constants;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
@@ -298,7 +298,13 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean }): void
   for (const [name, major, minor] of [
     ['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0],
   ] as const) {
-    L.mknod('/dev/' + name, major, minor, 'mount.dev');
+    // In a user namespace mknod is refused (even for these harmless nodes): bind the host's.
+    if (opts.bindDevices) {
+      L.touch('/dev/' + name, 'mount.dev');
+      L.bind('/dev/' + name, '/dev/' + name, 0, 'mount.dev', false);
+    } else {
+      L.mknod('/dev/' + name, major, minor, 'mount.dev');
+    }
   }
   L.mkdir('/dev/pts', 0o755, 'mount.dev');
   L.mount('devpts', '/dev/pts', 'devpts', NOSUID | NOEXEC, 'newinstance,ptmxmode=0666,mode=0620', 'mount.dev');
@@ -424,9 +430,9 @@ export function errorFromRecord(
 
 
 /** Everything but fds: the part of a NativePlan that follows from the options alone. */
-export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number): { plan: Omit<NativePlan, 'cgroupFd' | 'cgroupInto' | 'stdio' | 'statusFd' | 'statusRead' | 'initFd'>; meta: OpMeta[]; candidates: string[] } {
+export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number, userns = false): { plan: Omit<NativePlan, 'cgroupFd' | 'cgroupInto' | 'stdio' | 'statusFd' | 'statusRead' | 'initFd'>; meta: OpMeta[]; candidates: string[] } {
   const K = native().constants;
-  const L = buildFsOps(o, staging);
+  const L = buildFsOps(o, staging, userns);
   let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
   if (o.network !== 'host') flags += K.CLONE_NEWNET!;
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');

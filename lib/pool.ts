@@ -121,7 +121,7 @@ export class Pool {
       }
     }
     closeQuiet(p.cmdWrite);
-    const rec = native().finishSpawn(p.errFd);
+    const rec = native().finishSpawn(p.errFd) as { step: number; errno: number; index: number } | null;
     const streams = [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)] as const;
     const c = new Container(p.pid, p.process, p.cgroup, [...streams], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
     if (rec) {

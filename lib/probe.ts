@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { detectCgroupHost } from './cgroup';
 import { native } from './native';
 import type { HostReport } from './types';
+import { usernsReport, usernsBlocker } from './userns';
 
 function readTrim(p: string): string | undefined {
   try {
@@ -55,6 +56,8 @@ export async function probe(): Promise<HostReport> {
     unpriv = false;
     notes.push('kernel.apparmor_restrict_unprivileged_userns=1: AppArmor restricts unprivileged user namespaces');
   }
+  const ub = usernsBlocker();
+  if (ub) notes.push(`${ub.setting}=${ub.value}: this process cannot create user namespaces, so rootless containers cannot start; ${ub.remedy}`);
   if (cg.mode === 'hybrid') {
     notes.push(
       `hybrid cgroups: v2 at ${cg.mountPoint} has [${cg.controllers.join(' ') || 'no controllers'}]; memory, pids, cpu and io limits are not available (their controllers are bound to v1). Containers still get kill, freeze and cpu usage through v2.`,
@@ -73,7 +76,7 @@ export async function probe(): Promise<HostReport> {
       self: cg.self,
       controllers: cg.controllers,
       writable: cg.writable,
-      delegated: !root && cg.writable,
+      delegated: cg.delegated,
     },
     features: {
       clone3: sc.clone3,
@@ -89,6 +92,7 @@ export async function probe(): Promise<HostReport> {
       userNamespaces: userns,
       unprivilegedUserNamespaces: unpriv,
     },
+    userns: usernsReport(),
     notes,
   };
 }

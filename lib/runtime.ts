@@ -5,21 +5,76 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { fromSystemError } from './errors';
+import { NsboxError, fromSystemError } from './errors';
+import { privileged } from './userns';
 import { buildDir, native } from './native';
 
 let stagingDir: string | undefined;
 /** The host directory each container's root is assembled on (inside the child's own mount ns). */
 export function staging(): string {
   if (stagingDir) return stagingDir;
-  const dir = process.getuid?.() === 0 ? '/run/nsbox/.staging' : path.join(os.tmpdir(), `nsbox-${process.getuid?.()}`, '.staging');
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    throw fromSystemError(e, 'spawn.staging', dir);
+  const top = runtimeDir('spawn.staging');
+  const dir = path.join(top, '.staging');
+  privateDir(dir, 'spawn.staging');
+  // Searchable (not listable) by others: root inside a user namespace is another id on the host,
+  // and it has to walk to the staging directory to mount the container's root on it.
+  if (privileged()) {
+    try {
+      fs.chmodSync(top, 0o711);
+    } catch (e) {
+      throw fromSystemError(e, 'spawn.staging', top);
+    }
   }
   stagingDir = dir;
   return dir;
+}
+
+/**
+ * nsbox's own directory for this user: /run/nsbox for root, else $XDG_RUNTIME_DIR/nsbox, else a
+ * private directory in /tmp. It holds the staging mount point and (by default) machine state.
+ */
+export function runtimeDir(step: string): string {
+  if (privileged()) return '/run/nsbox';
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  if (xdg && path.isAbsolute(xdg)) {
+    try {
+      const st = fs.statSync(xdg);
+      if (st.isDirectory() && st.uid === process.geteuid?.()) return path.join(xdg, 'nsbox');
+    } catch {
+      /* fall through to /tmp */
+    }
+  }
+  const dir = path.join(os.tmpdir(), `nsbox-${process.geteuid?.()}`);
+  privateDir(dir, step);
+  return dir;
+}
+
+/**
+ * Makes dir (and its parents) and checks that it is a real directory owned by this user that
+ * nobody else can write: in a shared /tmp another user could have planted it first.
+ */
+export function privateDir(dir: string, step: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw fromSystemError(e, step, dir);
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch (e) {
+    throw fromSystemError(e, step, dir);
+  }
+  const me = process.geteuid?.();
+  if (!st.isDirectory() || st.uid !== me || (st.mode & 0o022) !== 0) {
+    throw new NsboxError({
+      code: 'EPERM',
+      syscall: 'lstat',
+      step,
+      path: dir,
+      message: `${dir} is not a private directory of uid ${me} (owner ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}${st.isSymbolicLink() ? ', a symlink' : ''}): refusing to use it (step ${step})`,
+    });
+  }
 }
 
 let capLastCache: number | undefined;

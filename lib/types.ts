@@ -93,7 +93,22 @@ export interface AppOptions {
    * the default.
    */
   seccomp?: SeccompOption;
+  /**
+   * User namespace. Default: none for a root caller; for any other caller (rootless) one is always
+   * made, mapping the caller to root inside (and, with newuidmap/newgidmap and /etc/subuid ranges, a
+   * full 65,536-id range). `true` asks for one as root too (container root is then an unprivileged
+   * id on the host); `{ uidMap, gidMap }` gives explicit maps, checked before anything starts.
+   */
+  userns?: UsernsOption;
 }
+
+/** One line of a user namespace id map, as in the OCI runtime spec. */
+export interface IdMapEntry {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+export type UsernsOption = boolean | { uidMap?: IdMapEntry[]; gidMap?: IdMapEntry[] };
 
 export interface Stats {
   cpuUsageUs: number;
@@ -154,6 +169,20 @@ export interface HostReport {
     overlayfs: boolean;
     userNamespaces: boolean;
     unprivilegedUserNamespaces: boolean;
+  };
+  /** What a container started by this process gets for its user namespace. */
+  userns: {
+    /** This process is not root in the initial user namespace: containers get a user namespace. */
+    rootless: boolean;
+    /** The host setting that forbids this process a user namespace, if one does. */
+    blockedBy: string | null;
+    /** newuidmap and newgidmap (package uidmap) are installed. */
+    idmapHelpers: boolean;
+    /** The subordinate ranges /etc/subuid and /etc/subgid grant this user. */
+    subuid: Array<{ start: number; count: number }>;
+    subgid: Array<{ start: number; count: number }>;
+    /** Who writes the default maps: the child itself (one id), the helpers (a range), or nsbox as root. */
+    defaultMap: 'self' | 'helper' | 'parent' | 'none';
   };
   /** Human-readable notes about what is missing and what follows from it. */
   notes: string[];

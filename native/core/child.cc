@@ -290,6 +290,8 @@ int run_op(const Op& op, int root) {
         rc = symlinkat(op.src, dir, name);
       } else {
         rc = mknodat(dir, name, op.mode, static_cast<dev_t>(op.dev));
+        // The mode as planned (0666), not as Node's umask left it.
+        if (rc == 0) rc = fchmodat(dir, name, op.mode & 07777, 0);
       }
       break;
     }
@@ -414,6 +416,22 @@ int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
   return slave;
 }
 
+// Writes a whole string to a (proc) file in one write, as id maps must be written.
+int write_file(const char* path, const char* text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t len = str_len(text);
+  ssize_t n;
+  do {
+    n = write(fd, text, len);
+  } while (n < 0 && errno == EINTR);
+  int e = errno;
+  close(fd);
+  if (n == static_cast<ssize_t>(len)) return 0;
+  errno = n < 0 ? e : EIO;
+  return -1;
+}
+
 // Writes v in decimal into buf (at least 12 bytes), NUL-terminated. No allocation.
 void format_int(char* buf, int v) {
   char tmp[12];
@@ -457,6 +475,32 @@ void format_int(char* buf, int v) {
   int cmd_fd = plan->cmd_fd;
   struct rlimit nofile_before;
   if (getrlimit(RLIMIT_NOFILE, &nofile_before) != 0) nofile_before.rlim_max = 65536;
+
+  // A new user namespace gets its id maps first, while the process is still dumpable: the maps'
+  // owner check (ours, and newuidmap's) needs /proc/<pid> to belong to the caller, which it does not
+  // once the process is non-dumpable. Nothing runs inside the container yet, and the only ones
+  // who could look at this process now are the caller's own uid, who can read Node itself anyway.
+  if (plan->userns_sync_fd >= 0) {
+    if (plan->userns_sync_wfd >= 0) close(plan->userns_sync_wfd);
+    char go = 0;
+    ssize_t n;
+    do {
+      n = read(plan->userns_sync_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) fail(err_fd, STEP_USERNS, 0, n < 0 ? errno : EPIPE);
+    close(plan->userns_sync_fd);
+    // Become root of the namespace now: the creator's ids need not be mapped in it (root asking
+    // for a namespace: host 0 is not), and files made while building the root must belong to ids
+    // that are (mkdir on the new tmpfs is EOVERFLOW otherwise).
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, 4, errno);
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, 5, errno);
+  } else if (plan->self_uid_map) {
+    // One id of our creator mapped by ourselves: "deny" to setgroups must come before gid_map.
+    if (write_file("/proc/self/setgroups", "deny") != 0) fail(err_fd, STEP_USERNS, 1, errno);
+    if (write_file("/proc/self/uid_map", plan->self_uid_map) != 0) fail(err_fd, STEP_USERNS, 2, errno);
+    if (plan->self_gid_map && write_file("/proc/self/gid_map", plan->self_gid_map) != 0)
+      fail(err_fd, STEP_USERNS, 3, errno);
+  }
 
   // Nothing that can become visible inside a container may be inspected (ptrace, /proc/<pid>/fd,
   // mem) while it still holds a copy of Node's memory and fds; execve makes it dumpable again.
@@ -613,7 +657,10 @@ void format_int(char* buf, int v) {
     // Raw system calls, not glibc's setgroups/setresgid/setresuid: in a process that glibc believes
     // multi-threaded (this copy of Node) those broadcast the change to every thread under a lock
     // (__nptl_setxid), which another thread may have held at clone time. Here there is one thread.
-    if (syscall(SYS_setgroups, plan->n_groups, plan->groups) != 0) fail(err_fd, STEP_SETGROUPS, -1, errno);
+    // In a user namespace whose creator mapped itself, setgroups is refused ("deny"): the
+    // supplementary groups are then the empty set the namespace started with.
+    if (!plan->setgroups_denied && syscall(SYS_setgroups, plan->n_groups, plan->groups) != 0)
+      fail(err_fd, STEP_SETGROUPS, -1, errno);
     if (syscall(SYS_setresgid, plan->gid, plan->gid, plan->gid) != 0) fail(err_fd, STEP_SETGID, -1, errno);
     if (syscall(SYS_setresuid, plan->uid, plan->uid, plan->uid) != 0) fail(err_fd, STEP_SETUID, -1, errno);
   }

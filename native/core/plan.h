@@ -78,7 +78,8 @@ enum Step : int32_t {
   STEP_SECCOMP = 30,     // installing the seccomp filter
   STEP_READY = 31,       // not an error: a pooled container is set up and waits for its command
   STEP_POOL = 32,        // a pooled container could not read or parse its command
-  STEP_COUNT = 33,
+  STEP_USERNS = 33,      // user namespace: 0 wait for the id maps, 1 setgroups, 2 uid_map, 3 gid_map, 4/5 setresgid/uid(0)
+  STEP_COUNT = 34,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -169,6 +170,16 @@ struct Plan {
   int pty_sock;           // >= 0: open a pty in the machine's devpts, send the master over this socket
   uint16_t pty_cols;      // its initial size, set before the command starts (0: leave 0x0)
   uint16_t pty_rows;
+
+  // User namespace (CLONE_NEWUSER in clone_flags). Either the parent writes the id maps while the
+  // child waits (userns_sync_fd >= 0: the child reads one byte from it before anything else; the
+  // clone is then fork-style, since a vfork-style parent could not run), or the child writes a
+  // one-id map of its own creator itself (self_uid_map / self_gid_map, after "deny" to setgroups).
+  int userns_sync_fd;          // -1: no wait
+  int userns_sync_wfd;         // the parent's write end: closed in the child so a parent that dies wakes it
+  const char* self_uid_map;    // nullptr: none
+  const char* self_gid_map;
+  bool setgroups_denied;       // setgroups(2) is refused in this user namespace: skip it
 };
 
 }  // namespace nsbox

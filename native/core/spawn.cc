@@ -95,7 +95,8 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
 #if defined(__x86_64__)
   // (A pooled child waits for its command only after it has exec'd the init's pool mode, so
   // CLONE_VFORK releases this thread as usual.)
-  char* stack = getenv("NSBOX_FORK_CLONE") ? nullptr : child_stack();
+  // A child that waits for its id maps needs this thread to go on and write them: fork-style.
+  char* stack = (getenv("NSBOX_FORK_CLONE") || p->userns_sync_fd >= 0) ? nullptr : child_stack();
   if (stack) {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = reinterpret_cast<uint64_t>(stack);
@@ -163,6 +164,15 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
     set_error(out, STEP_CLONE, clone_errno);
     return;
   }
+  if (p.userns_sync_fd >= 0) {
+    // The child blocks until the caller has written its id maps and released it; the caller then
+    // waits for the exec (or the failure record) with finish_spawn.
+    out->pid = static_cast<pid_t>(pid);
+    out->pidfd = pidfd;
+    out->err_fd = errpipe[0];
+    out->waiting = true;
+    return;
+  }
 
   ErrorRecord rec;
   size_t got = read_record(errpipe[0], &rec);
@@ -217,16 +227,17 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   out->error = rec;
 }
 
-bool finish_spawn(int err_fd, ErrorRecord* rec) {
+FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready) {
   size_t got = read_record(err_fd, rec);
+  if (allow_ready && got == sizeof(*rec) && rec->magic == kErrorMagic && rec->step == STEP_READY) return FINISH_READY;
   close(err_fd);
-  if (got == 0) return true;
+  if (got == 0) return FINISH_EXECED;
   if (got != sizeof(*rec) || rec->magic != kErrorMagic) {
     rec->step = STEP_SYNC;
     rec->err = EPROTO;
     rec->index = static_cast<int32_t>(got);
   }
-  return false;
+  return FINISH_FAILED;
 }
 
 }  // namespace nsbox

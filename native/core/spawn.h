@@ -11,7 +11,8 @@ struct SpawnOutcome {
   pid_t pid = -1;
   int pidfd = -1;
   bool used_clone3 = false;
-  int err_fd = -1;  // pooled (STEP_READY): the error pipe's read end, kept open for finish_spawn
+  int err_fd = -1;  // pooled (STEP_READY) or waiting for id maps: the error pipe's read end, for finish_spawn
+  bool waiting = false;  // the child waits for its user namespace's id maps: write them, then release it
   ErrorRecord error = {STEP_NONE, 0, -1, 0};  // step != STEP_NONE: failed, nothing left running
 };
 
@@ -19,8 +20,11 @@ struct SpawnOutcome {
 // already reaped and every fd made here is closed. Runs on the calling (JS) thread.
 void spawn(const Plan& plan, SpawnOutcome* out);
 
-// For a pooled container that has been given its command: waits for its exec (end-of-file, true)
-// or reads its failure record (false, *rec filled). Closes err_fd either way.
-bool finish_spawn(int err_fd, ErrorRecord* rec);
+// After a pooled container has been given its command, or a waiting child has been released:
+// waits for its exec (end-of-file, FINISH_EXECED) or reads its failure record (FINISH_FAILED, *rec
+// filled). Closes err_fd, except when allow_ready and the child reported STEP_READY (FINISH_READY:
+// a pooled container that now waits for its command).
+enum FinishResult { FINISH_FAILED = 0, FINISH_EXECED = 1, FINISH_READY = 2 };
+FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready);
 
 }  // namespace nsbox

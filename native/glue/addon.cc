@@ -330,6 +330,31 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   if (!pr.IsUndefined() && !IsIntIn(pr, 0, 65535, &rows)) return ThrowType(js.Env(), "ptyRows");
   p.pty_cols = static_cast<uint16_t>(cols);
   p.pty_rows = static_cast<uint16_t>(rows);
+  // User namespace (optional fields): see Plan in native/core/plan.h.
+  p.userns_sync_fd = -1;
+  p.userns_sync_wfd = -1;
+  p.self_uid_map = nullptr;
+  p.self_gid_map = nullptr;
+  p.setgroups_denied = false;
+  Napi::Value us, uw, sg;
+  double usd;
+  if (!Read(js, "usernsSyncFd", &us) || !Read(js, "usernsSyncWriteFd", &uw)) return false;
+  if (!us.IsUndefined()) {
+    if (!IsIntIn(us, -1, 2147483647.0, &usd)) return ThrowType(js.Env(), "usernsSyncFd");
+    p.userns_sync_fd = static_cast<int>(usd);
+  }
+  if (!uw.IsUndefined()) {
+    if (!IsIntIn(uw, -1, 2147483647.0, &usd)) return ThrowType(js.Env(), "usernsSyncWriteFd");
+    p.userns_sync_wfd = static_cast<int>(usd);
+  }
+  if (!GetString(js, "selfUidMap", st, &p.self_uid_map, true)) return false;
+  if (!GetString(js, "selfGidMap", st, &p.self_gid_map, true)) return false;
+  if (!Read(js, "setgroupsDenied", &sg)) return false;
+  if (!sg.IsUndefined()) {
+    if (!sg.IsBoolean()) return ThrowType(js.Env(), "setgroupsDenied");
+    p.setgroups_denied = sg.As<Napi::Boolean>().Value();
+  }
+  if (p.userns_sync_fd >= 0 && p.self_uid_map) return ThrowType(js.Env(), "usernsSyncFd with selfUidMap");
   return true;
 }
 
@@ -524,6 +549,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   res.Set("pid", Napi::Number::New(env, out.pid));
   res.Set("process", proc);
   if (out.err_fd >= 0) res.Set("errFd", Napi::Number::New(env, out.err_fd));
+  if (out.waiting) res.Set("waiting", Napi::Boolean::New(env, true));
   return res;
 }
 
@@ -532,8 +558,14 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
 Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   nsbox::ErrorRecord rec;
-  if (nsbox::finish_spawn(info[0].As<Napi::Number>().Int32Value(), &rec)) return env.Null();
+  bool allow_ready = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  nsbox::FinishResult r = nsbox::finish_spawn(info[0].As<Napi::Number>().Int32Value(), &rec, allow_ready);
+  if (r == nsbox::FINISH_EXECED) return env.Null();
   Napi::Object res = Napi::Object::New(env);
+  if (r == nsbox::FINISH_READY) {
+    res.Set("ready", Napi::Boolean::New(env, true));
+    return res;
+  }
   res.Set("step", Napi::Number::New(env, rec.step));
   res.Set("errno", Napi::Number::New(env, rec.err));
   res.Set("index", Napi::Number::New(env, rec.index));

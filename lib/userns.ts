@@ -1,0 +1,358 @@
+// userns.ts: user namespaces, for callers who are not root (rootless) and for root callers who ask
+// for one (`userns: true`), which makes container root an unprivileged id on the host.
+//
+// The namespace is created by the clone itself (CLONE_NEWUSER next to the other CLONE_NEW* flags),
+// never by the Node process. Its id maps come from one of three writers:
+//  - 'self':   the child maps its creator's own uid and gid (one id each) itself, after writing "deny"
+//              to setgroups, as `unshare -r` does. No helper, no wait: the fast vfork-style clone stays.
+//  - 'helper': newuidmap/newgidmap (setuid helpers from the uidmap package) write a full range from
+//              /etc/subuid and /etc/subgid while the child waits, so a distro rootfs with system users
+//              works. The clone is fork-style then (the parent has to run while the child waits).
+//  - 'parent': a privileged caller writes /proc/<pid>/{uid,gid}_map itself while the child waits.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { NsboxError, badRangeValue, invalidType, notSupported } from './errors';
+import { native, type NativePlan, type SpawnResult } from './native';
+import { arrayElements } from './util';
+
+import type { IdMapEntry, UsernsOption } from './types';
+
+export interface UsernsPlan {
+  uidMap: IdMapEntry[];
+  gidMap: IdMapEntry[];
+  how: 'self' | 'helper' | 'parent';
+}
+
+const MAX_ID = 2 ** 32 - 1; // (uid_t)-1 is never a valid id
+const MAX_EXTENTS = 340; // the kernel's limit per map
+/** Where a privileged caller's `userns: true` maps container ids when /etc/subuid has no root entry. */
+export const ROOT_USERNS_BASE = 0x70000000;
+export const USERNS_SIZE = 65536;
+
+let privCache: boolean | undefined;
+/**
+ * True when this process is root in the initial user namespace with CAP_SYS_ADMIN: it can create
+ * namespaces, mknod, write cgroups and /run without a user namespace of its own. Inside `unshare -r`
+ * (uid 0 in a user namespace) this is false: such a process is rootless as far as the host goes.
+ */
+export function privileged(): boolean {
+  if (privCache !== undefined) return privCache;
+  privCache = false;
+  try {
+    if (process.geteuid?.() !== 0) return privCache;
+    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    const initial = map.length === 3 && map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
+    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    const sysAdmin = m ? (BigInt('0x' + m[1]) >> 21n) & 1n : 0n;
+    privCache = initial && sysAdmin === 1n;
+  } catch {
+    /* not privileged */
+  }
+  return privCache;
+}
+
+/** The subordinate ranges /etc/subuid (or /etc/subgid) grants this user, by name or by number. */
+export function subordinateRanges(file: string, id: number): Array<{ start: number; count: number }> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  let name: string | undefined;
+  try {
+    name = os.userInfo().username;
+  } catch {
+    name = undefined;
+  }
+  const out: Array<{ start: number; count: number }> = [];
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(':');
+    if (f.length !== 3 || line.trim().startsWith('#')) continue;
+    if (f[0] !== name && f[0] !== String(id)) continue;
+    const start = Number(f[1]);
+    const count = Number(f[2]);
+    if (Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count > 0 && start + count <= MAX_ID) out.push({ start, count });
+  }
+  return out;
+}
+
+/** The setuid map writers, where installed. */
+export function idmapHelpers(): { newuidmap: string; newgidmap: string } | null {
+  const dirs = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', ...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/'))];
+  const find = (n: string): string | undefined => {
+    for (const d of dirs) {
+      const p = path.join(d, n);
+      try {
+        fs.accessSync(p, fs.constants.X_OK);
+        return p;
+      } catch {
+        /* next */
+      }
+    }
+    return undefined;
+  };
+  const u = find('newuidmap');
+  const g = find('newgidmap');
+  return u && g ? { newuidmap: u, newgidmap: g } : null;
+}
+
+function readTrim(p: string): string | undefined {
+  try {
+    return fs.readFileSync(p, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The host setting that stops this process from creating a user namespace, if one does, with the
+ * remedy: a bare EPERM or ENOSPC from clone3 tells a user nothing.
+ */
+export function usernsBlocker(): { setting: string; value: string; remedy: string } | null {
+  if (!fs.existsSync('/proc/self/ns/user')) {
+    return { setting: 'CONFIG_USER_NS', value: 'n', remedy: 'the kernel was built without user namespaces' };
+  }
+  if (readTrim('/proc/sys/user/max_user_namespaces') === '0') {
+    return { setting: 'user.max_user_namespaces', value: '0', remedy: 'raise it (sysctl -w user.max_user_namespaces=15000)' };
+  }
+  if (privileged()) return null;
+  if (readTrim('/proc/sys/kernel/unprivileged_userns_clone') === '0') {
+    return { setting: 'kernel.unprivileged_userns_clone', value: '0', remedy: 'set it to 1 (sysctl -w kernel.unprivileged_userns_clone=1), or run as root' };
+  }
+  if (readTrim('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1') {
+    return {
+      setting: 'kernel.apparmor_restrict_unprivileged_userns',
+      value: '1',
+      remedy: 'give node an AppArmor profile that allows "userns," or set the sysctl to 0 (sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)',
+    };
+  }
+  return null;
+}
+
+/** Shape check of the `userns` option (pure; the host-dependent checks come at start). */
+export function checkUsernsOption(name: string, v: unknown): UsernsOption | undefined {
+  if (v === undefined || typeof v === 'boolean') return v;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidType(name, 'a boolean or an object { uidMap, gidMap }', v);
+  for (const k of Object.keys(v)) {
+    if (k !== 'uidMap' && k !== 'gidMap') throw badRangeValue(name, k, `has an unknown key '${k}' (known: uidMap, gidMap)`);
+  }
+  const o = v as { uidMap?: unknown; gidMap?: unknown };
+  const out: { uidMap?: IdMapEntry[]; gidMap?: IdMapEntry[] } = {};
+  for (const key of ['uidMap', 'gidMap'] as const) {
+    if (o[key] === undefined) continue;
+    const list = arrayElements(`${name}.${key}`, o[key], 'an array of { containerID, hostID, size }');
+    if (list.length === 0 || list.length > MAX_EXTENTS) throw badRangeValue(`${name}.${key}`, list.length, `must have 1 to ${MAX_EXTENTS} entries`);
+    out[key] = list.map((e, i) => {
+      const at = `${name}.${key}[${i}]`;
+      if (typeof e !== 'object' || e === null || Array.isArray(e)) throw invalidType(at, 'an object { containerID, hostID, size }', e);
+      const r = e as Record<string, unknown>;
+      for (const k of Object.keys(r)) {
+        if (!['containerID', 'hostID', 'size'].includes(k)) throw badRangeValue(at, k, `has an unknown key '${k}' (known: containerID, hostID, size)`);
+      }
+      const num = (k: string, min: number): number => {
+        const x = r[k];
+        if (typeof x !== 'number') throw invalidType(`${at}.${k}`, 'of type number', x);
+        if (!Number.isInteger(x) || x < min || x >= MAX_ID) throw badRangeValue(`${at}.${k}`, x, `must be a whole number from ${min} to ${MAX_ID - 1}`);
+        return x;
+      };
+      const entry = { containerID: num('containerID', 0), hostID: num('hostID', 0), size: num('size', 1) };
+      if (entry.containerID + entry.size > MAX_ID || entry.hostID + entry.size > MAX_ID) {
+        throw badRangeValue(at, `${entry.containerID}/${entry.hostID}+${entry.size}`, `must end below ${MAX_ID}`);
+      }
+      return entry;
+    });
+  }
+  return out;
+}
+
+function overlaps(list: IdMapEntry[], key: 'containerID' | 'hostID'): [IdMapEntry, IdMapEntry] | null {
+  const s = [...list].sort((a, b) => a[key] - b[key]);
+  for (let i = 1; i < s.length; i++) if (s[i - 1]![key] + s[i - 1]!.size > s[i]![key]) return [s[i - 1]!, s[i]!];
+  return null;
+}
+
+function fmt(e: IdMapEntry): string {
+  return `${e.containerID}:${e.hostID}:${e.size}`;
+}
+
+/** Checks one explicit map against the rules the kernel and the host impose, before anything runs. */
+function validateMap(name: string, map: IdMapEntry[], own: number, subs: Array<{ start: number; count: number }>, priv: boolean): void {
+  if (!map.some((e) => e.containerID === 0)) throw badRangeValue(name, map.map(fmt).join(','), 'must map container id 0 (root inside)');
+  const ci = overlaps(map, 'containerID');
+  if (ci) throw badRangeValue(name, `${fmt(ci[0])} and ${fmt(ci[1])}`, 'has overlapping container ranges');
+  const hi = overlaps(map, 'hostID');
+  if (hi) throw badRangeValue(name, `${fmt(hi[0])} and ${fmt(hi[1])}`, 'has overlapping host ranges');
+  if (priv) return;
+  for (const e of map) {
+    const ownOnly = e.hostID === own && e.size === 1;
+    const inSub = subs.some((r) => e.hostID >= r.start && e.hostID + e.size <= r.start + r.count);
+    if (!ownOnly && !inSub) {
+      const allowed = [`${own} (your own id)`, ...subs.map((r) => `${r.start}-${r.start + r.count - 1}`)].join(', ');
+      throw badRangeValue(name, fmt(e), `maps host ids outside the caller's ranges (allowed: ${allowed})`);
+    }
+  }
+}
+
+function defaultMap(own: number, subs: Array<{ start: number; count: number }>, helper: boolean, priv: boolean): IdMapEntry[] {
+  if (priv) {
+    // Root asking for a user namespace: container root is an unused high id on the host.
+    const r = subs.find((s) => s.count >= USERNS_SIZE);
+    return [{ containerID: 0, hostID: r ? r.start : ROOT_USERNS_BASE, size: USERNS_SIZE }];
+  }
+  const r = helper ? subs.find((s) => s.count >= 1) : undefined;
+  // As rootless podman does: root inside is the caller, 1..65535 come from the subordinate range.
+  if (r) return [{ containerID: 0, hostID: own, size: 1 }, { containerID: 1, hostID: r.start, size: Math.min(r.count, USERNS_SIZE - 1) }];
+  return [{ containerID: 0, hostID: own, size: 1 }];
+}
+
+/**
+ * Decides whether a start gets a user namespace and with which maps. Throws a RangeError for a map
+ * the caller may not use, and ENOTSUP where the host cannot give what was asked; nothing exists yet.
+ */
+export function resolveUserns(opt: UsernsOption | undefined, ids: { uid: number; gid: number; groups: number[] }, step: string): UsernsPlan | null {
+  const priv = privileged();
+  if (opt === false || (opt === undefined && priv)) {
+    if (!priv) {
+      throw notSupported(step, 'userns: false needs a process that is root in the initial user namespace; this one is not, so its containers need a user namespace');
+    }
+    return null;
+  }
+  const blocked = usernsBlocker();
+  if (blocked) throw notSupported(step, `user namespaces are not available: ${blocked.setting}=${blocked.value}; ${blocked.remedy}`);
+  const uid = process.geteuid?.() ?? 0;
+  const gid = process.getegid?.() ?? 0;
+  const subu = subordinateRanges('/etc/subuid', uid);
+  const subg = subordinateRanges('/etc/subgid', uid);
+  const helpers = priv ? null : idmapHelpers();
+  const explicit = typeof opt === 'object' ? opt : {};
+  const uidMap = explicit.uidMap ?? defaultMap(uid, subu, !!helpers && subg.length > 0, priv);
+  const gidMap = explicit.gidMap ?? defaultMap(gid, subg, !!helpers && subu.length > 0, priv);
+  if (explicit.uidMap) validateMap('userns.uidMap', uidMap, uid, subu, priv);
+  if (explicit.gidMap) validateMap('userns.gidMap', gidMap, gid, subg, priv);
+  const single = (m: IdMapEntry[], own: number): boolean => m.length === 1 && m[0]!.size === 1 && m[0]!.hostID === own;
+  let how: UsernsPlan['how'];
+  if (priv) how = 'parent';
+  else if (single(uidMap, uid) && single(gidMap, gid)) how = 'self';
+  else if (helpers) how = 'helper';
+  else throw notSupported(step, 'a user namespace map of more than your own id needs newuidmap and newgidmap (Debian package uidmap) and ranges in /etc/subuid and /etc/subgid');
+  const mapped = (m: IdMapEntry[], id: number): boolean => m.some((e) => id >= e.containerID && id < e.containerID + e.size);
+  if (!mapped(uidMap, ids.uid)) throw badRangeValue('user.uid', ids.uid, `is not mapped in the container's user namespace (uid map ${uidMap.map(fmt).join(',')})`);
+  if (!mapped(gidMap, ids.gid)) throw badRangeValue('user.gid', ids.gid, `is not mapped in the container's user namespace (gid map ${gidMap.map(fmt).join(',')})`);
+  for (const g of ids.groups) {
+    if (!mapped(gidMap, g)) throw badRangeValue('user.groups', g, `is not mapped in the container's user namespace (gid map ${gidMap.map(fmt).join(',')})`);
+  }
+  if (how === 'self' && ids.groups.length) {
+    throw notSupported(step, 'supplementary groups need setgroups(2), which a user namespace that maps only its creator denies; install newuidmap/newgidmap with /etc/subgid ranges');
+  }
+  return { uidMap, gidMap, how };
+}
+
+const text = (m: IdMapEntry[]): string => m.map((e) => `${e.containerID} ${e.hostID} ${e.size}\n`).join('');
+
+/** The plan fields that tell the child who writes its user namespace's maps. */
+export function usernsPlanFields(u: UsernsPlan, syncFds: [number, number] | null): Partial<NativePlan> {
+  if (u.how === 'self') return { selfUidMap: text(u.uidMap), selfGidMap: text(u.gidMap), setgroupsDenied: true };
+  return { usernsSyncFd: syncFds![0], usernsSyncWriteFd: syncFds![1], setgroupsDenied: false };
+}
+
+/** Writes the maps of a waiting child (pid) as the plan says; throws an NsboxError on failure. */
+export function writeMaps(u: UsernsPlan, pid: number, step: string): void {
+  if (u.how === 'parent') {
+    for (const [file, m] of [['uid_map', u.uidMap], ['gid_map', u.gidMap]] as const) {
+      const p = `/proc/${pid}/${file}`;
+      try {
+        fs.writeFileSync(p, text(m));
+      } catch (e) {
+        const se = e as NodeJS.ErrnoException;
+        throw new NsboxError({ code: se.code ?? 'EIO', errno: Math.abs(se.errno ?? 0), syscall: 'write', step, path: p });
+      }
+    }
+    return;
+  }
+  const helpers = idmapHelpers()!;
+  for (const [tool, m] of [[helpers.newuidmap, u.uidMap], [helpers.newgidmap, u.gidMap]] as const) {
+    const args = [String(pid), ...m.flatMap((e) => [String(e.containerID), String(e.hostID), String(e.size)])];
+    try {
+      execFileSync(tool, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10000 });
+    } catch (e) {
+      const se = e as { stderr?: Buffer; status?: number | null };
+      const why = (se.stderr?.toString() ?? '').trim().split('\n').pop() || `exit status ${se.status}`;
+      throw new NsboxError({ code: 'EPERM', syscall: path.basename(tool), step, path: tool, message: `${path.basename(tool)} ${args.join(' ')}: ${why} (step ${step})` });
+    }
+  }
+}
+
+/**
+ * Runs the native spawn for a plan, with the user namespace's map writing in between where the
+ * child waits for it. Returns what native().spawn returns; on a failure after the clone the child is
+ * killed and reaped before the error is thrown.
+ */
+export function spawnWithUserns(plan: NativePlan, u: UsernsPlan | null, allowReady: boolean, step: string): SpawnResult {
+  const n = native();
+  if (!u) return n.spawn(plan);
+  let sync: [number, number] | null = null;
+  if (u.how !== 'self') sync = n.pipe();
+  const fields = usernsPlanFields(u, sync);
+  const full: NativePlan = { ...plan, ...fields, cloneFlags: plan.cloneFlags + n.constants.CLONE_NEWUSER! };
+  let res: SpawnResult;
+  try {
+    res = n.spawn(full);
+  } finally {
+    if (sync) fs.closeSync(sync[0]);
+  }
+  if (res.step !== undefined || !res.waiting) {
+    if (sync) fs.closeSync(sync[1]);
+    return res;
+  }
+  const proc = res.process;
+  try {
+    writeMaps(u, res.pid, step);
+    fs.writeSync(sync![1], 'g');
+  } catch (e) {
+    proc.signal(9);
+    fs.closeSync(sync![1]);
+    n.finishSpawn(res.errFd!, false);
+    proc.watch(() => {});
+    throw e;
+  }
+  fs.closeSync(sync![1]);
+  const rec = n.finishSpawn(res.errFd!, allowReady);
+  if (rec === null) return { ...res, errFd: undefined, waiting: undefined };
+  if ('ready' in rec) return { ...res, waiting: undefined };
+  proc.watch(() => {});
+  return { usedClone3: res.usedClone3, step: rec.step, errno: rec.errno, index: rec.index };
+}
+
+/** Annotates a failed start in a user namespace with the host setting that explains it, if any. */
+export function explainUsernsFailure(e: unknown): unknown {
+  if (!(e instanceof NsboxError) || !['EPERM', 'EACCES', 'ENOSPC', 'EINVAL'].includes(e.code)) return e;
+  const b = usernsBlocker();
+  if (!b) return e;
+  return new NsboxError({
+    code: e.code,
+    errno: e.errno,
+    syscall: e.syscall,
+    step: e.step,
+    path: e.path,
+    message: `${e.message}: user namespaces are restricted on this host (${b.setting}=${b.value}); ${b.remedy}`,
+  });
+}
+
+/** The user namespace part of probe(). */
+export function usernsReport(): { rootless: boolean; blockedBy: string | null; idmapHelpers: boolean; subuid: Array<{ start: number; count: number }>; subgid: Array<{ start: number; count: number }>; defaultMap: 'self' | 'helper' | 'parent' | 'none' } {
+  const priv = privileged();
+  const uid = process.geteuid?.() ?? 0;
+  const subuid = subordinateRanges('/etc/subuid', uid);
+  const subgid = subordinateRanges('/etc/subgid', uid);
+  const helpers = idmapHelpers() !== null;
+  const b = usernsBlocker();
+  let defaultMap: 'self' | 'helper' | 'parent' | 'none';
+  if (priv) defaultMap = 'none';
+  else if (b) defaultMap = 'none';
+  else defaultMap = helpers && subuid.length && subgid.length ? 'helper' : 'self';
+  return { rootless: !priv, blockedBy: b ? `${b.setting}=${b.value}` : null, idmapHelpers: helpers, subuid, subgid, defaultMap };
+}

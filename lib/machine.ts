@@ -16,11 +16,17 @@ import {
   rejectUnknownKeys, resolveLimits, type ResolvedMount,
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
-import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
+import { capLast, closeQuiet, initFd, pipeSocket, runtimeDir, staging } from './runtime';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { NetworkMode, Stats, StdioMode } from './types';
+import type { IdMapEntry, NetworkMode, Stats, StdioMode, UsernsOption } from './types';
+import { checkUsernsOption, explainUsernsFailure, privileged, resolveUserns, spawnWithUserns } from './userns';
 
 export const DEFAULT_STATE_DIR = '/run/nsbox';
+
+/** Where machine state lives unless `stateDir` says otherwise: /run/nsbox for root, else per user. */
+export function defaultStateDir(): string {
+  return privileged() ? DEFAULT_STATE_DIR : runtimeDir('machine.state');
+}
 const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
@@ -71,6 +77,12 @@ export interface MachineOptions {
   haltSignal?: string | number;
   /** Change the capability set (default: systemd-nspawn's). */
   capabilities?: { add?: string[]; drop?: string[] };
+  /**
+   * User namespace, as for app containers: always one for a rootless caller (a full subordinate range
+   * where newuidmap and /etc/subuid allow it, which a distro rootfs with system users needs), none
+   * for root unless `true` or explicit maps are given.
+   */
+  userns?: UsernsOption;
   /** System call filter for PID 1 and every exec (default: the machine profile, see MACHINE_SECCOMP). */
   seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
 }
@@ -121,6 +133,8 @@ interface StateFile {
   seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
   createdAt: string;
   stopped?: boolean;
+  /** The machine has its own user namespace (exec joins it too), with these maps. */
+  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[] };
 }
 
 interface ResolvedMachineOptions {
@@ -139,11 +153,12 @@ interface ResolvedMachineOptions {
   haltSignal: number | undefined;
   capabilities: { add: string[]; drop: string[] };
   seccomp: ResolvedSeccomp | null;
+  userns: UsernsOption | undefined;
 }
 
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
-  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp',
+  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns',
 ] as const;
 
 /** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
@@ -201,12 +216,13 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     mounts,
     network,
     limits: resolveLimits(o.limits),
-    stateDir: o.stateDir === undefined ? DEFAULT_STATE_DIR : checkAbsolutePath('stateDir', o.stateDir),
+    stateDir: o.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', o.stateDir),
     waitReady: o.waitReady ?? false,
     readyTimeout,
     haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
     capabilities: checkCapabilities('capabilities', o.capabilities),
     seccomp: resolveMachineSeccomp(o.seccomp),
+    userns: checkUsernsOption('userns', o.userns),
   };
 }
 
@@ -272,7 +288,7 @@ function isSystemd(rootfs: string, init: string[]): boolean {
   }
 }
 
-function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string): OpList {
+function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
   const K = native().constants;
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
@@ -288,11 +304,16 @@ function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: stri
   } else {
     L.mount(o.rootfs, '/', null, K.MS_BIND! | K.MS_REC!, null, 'rootfs.bind', o.rootfs);
   }
-  mountProcAndDev(L, { consoleNull: true });
+  mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
   L.mkdir('/sys', 0o555, 'mount.sys');
-  L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
+  if (userns && o.network === 'host') {
+    // sysfs may be mounted in a user namespace only together with a network namespace it owns.
+    L.bind('/sys', '/sys', RDONLY | NOSUID | NODEV | NOEXEC, 'mount.sys');
+  } else {
+    L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
+  }
   L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
   // Firmware tables (ACPI, EFI variables, DMI) are the host's, as in runc's masked paths.
   if (fs.existsSync('/sys/firmware')) L.mount('tmpfs', '/sys/firmware', 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
@@ -338,6 +359,7 @@ export class Machine {
     const o = resolveMachineOptions(options);
     const host = detectCgroupHost();
     if (o.limits) requireControllers(o.limits, host);
+    const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
     const K = native().constants;
     try {
       fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
@@ -352,7 +374,7 @@ export class Machine {
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
-      const L = machineOps(o, staging(), scratch);
+      const L = machineOps(o, staging(), scratch, userns !== null);
       // Machine names are unique per state directory; the cgroup name carries both.
       const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
       cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
@@ -405,7 +427,7 @@ export class Machine {
         enterRoot: null,
         ptySock: -1,
       };
-      const res = native().spawn(plan);
+      const res = spawnWithUserns(plan, userns, false, 'userns');
       cgroup?.closeFd();
       for (const fd of fds.splice(0)) closeQuiet(fd);
       if (res.step !== undefined) {
@@ -427,6 +449,7 @@ export class Machine {
         capsKeep: keep.toString(),
         seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
+        ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap } } : {}),
       };
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
       const m = new Machine(dir, state, res.process, o.stateDir);
@@ -448,14 +471,14 @@ export class Machine {
       for (const fd of fds) closeQuiet(fd);
       cgroup?.removeNow();
       fs.rmSync(dir, { recursive: true, force: true });
-      throw e;
+      throw userns ? explainUsernsFailure(e) : e;
     }
   }
 
   /** The machine called `name`, running or stopped, or undefined when there is none. */
   static async get(name: string, opts: { stateDir?: string } = {}): Promise<Machine | undefined> {
     checkName(name);
-    const stateDir = opts.stateDir === undefined ? DEFAULT_STATE_DIR : checkAbsolutePath('stateDir', opts.stateDir);
+    const stateDir = opts.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', opts.stateDir);
     const dir = path.join(stateDir, name);
     const s = readState(dir);
     if (!s) return undefined;
@@ -471,7 +494,7 @@ export class Machine {
 
   /** Every machine with state in `stateDir`. */
   static async list(opts: { stateDir?: string } = {}): Promise<MachineInfo[]> {
-    const stateDir = opts.stateDir === undefined ? DEFAULT_STATE_DIR : checkAbsolutePath('stateDir', opts.stateDir);
+    const stateDir = opts.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', opts.stateDir);
     let names: string[];
     try {
       names = fs.readdirSync(stateDir).filter((n) => NAME_RE.test(n));
@@ -539,6 +562,7 @@ export class Machine {
     const n = native();
     let enterFlags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
     if (this.#state.network !== 'host') enterFlags += K.CLONE_NEWNET!;
+    if (this.#state.userns) enterFlags += K.CLONE_NEWUSER!;
     const t0 = performance.now();
     const parentFds: number[] = [];
     const childFds: number[] = [];

@@ -192,7 +192,7 @@ export class Container extends EventEmitter {
   /** Current usage; after exit, the final figures. */
   async stats(): Promise<Stats> {
     if (this.#final) return this.#final;
-    if (!this.#cgroup) return { cpuUsageUs: 0 };
+    if (!this.#cgroup) return { cpuUsageUs: procCpuUs(this.pid) };
     const s = this.#cgroup.readStats(0);
     delete s.oomKills;
     return s;
@@ -228,7 +228,21 @@ export class Container extends EventEmitter {
   }
 }
 
-/** Starts the container; `o` is already validated. */
+/**
+ * Without a cgroup (rootless without a delegated subtree): the CPU time of PID 1 and of the children
+ * it has reaped, from /proc/<pid>/stat (utime, stime, cutime, cstime in clock ticks of 1/100 s).
+ * Processes still running below PID 1 are not counted; the figure at exit comes from waitid.
+ */
+function procCpuUs(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10000;
+  } catch {
+    return 0;
+  }
+}
+
 /** A container that has been cloned and set up, and waits for its command (warm pool). */
 export interface Pending {
   pid: number;

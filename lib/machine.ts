@@ -134,7 +134,7 @@ interface StateFile {
   createdAt: string;
   stopped?: boolean;
   /** The machine has its own user namespace (exec joins it too), with these maps. */
-  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[] };
+  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny' };
 }
 
 interface ResolvedMachineOptions {
@@ -449,7 +449,7 @@ export class Machine {
         capsKeep: keep.toString(),
         seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
-        ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap } } : {}),
+        ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow' } } : {}),
       };
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
       const m = new Machine(dir, state, res.process, o.stateDir);
@@ -552,6 +552,9 @@ export class Machine {
     checkSignal('signal', options.signal);
     if (options.signal?.aborted) throw abortError(options.signal);
 
+    if (this.#state.userns?.setgroups === 'deny' && user.groups.length) {
+      throw notSupported('exec', "supplementary groups need setgroups(2), which this machine's user namespace (mapping only its creator) denies");
+    }
     if (!this.#alive()) {
       throw new NsboxError({ code: 'ESRCH', step: 'exec', message: `machine '${this.name}' is not running (step exec)` });
     }
@@ -640,6 +643,7 @@ export class Machine {
         ptySock,
         ptyCols: columns,
         ptyRows: rows,
+        setgroupsDenied: this.#state.userns?.setgroups === 'deny',
       };
       const res = n.spawn(plan);
       this.#cgroup?.closeFd();

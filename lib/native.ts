@@ -86,6 +86,8 @@ export interface NativeProcess {
   fd(): number;
   /** True once the process has exited (zombie or reaped). */
   exited(): boolean;
+  /** Blocking wait for a killed or failed, unwatched process; closes its pidfd. */
+  reap(): void;
 }
 
 export type SpawnResult =

@@ -316,14 +316,14 @@ export function spawnWithUserns(plan: NativePlan, u: UsernsPlan | null, allowRea
     proc.signal(9);
     fs.closeSync(sync![1]);
     n.finishSpawn(res.errFd!, false);
-    proc.watch(() => {});
+    proc.reap();
     throw e;
   }
   fs.closeSync(sync![1]);
   const rec = n.finishSpawn(res.errFd!, allowReady);
   if (rec === null) return { ...res, errFd: undefined, waiting: undefined };
   if ('ready' in rec) return { ...res, waiting: undefined };
-  proc.watch(() => {});
+  proc.reap();
   return { usedClone3: res.usedClone3, step: rec.step, errno: rec.errno, index: rec.index };
 }
 

@@ -6,7 +6,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { run, spawn } = require('..');
-const { busyboxRootfs, warmUp, snapshot, assertNoLeaks, probeBinary } = require('./helpers');
+const { busyboxRootfs, warmUp, snapshot, assertNoLeaks, probeBinary, noCgroup, manyIds } = require('./helpers');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const probe = probeBinary();
@@ -105,7 +105,7 @@ t.test('the environment is exactly what was given, plus PATH and HOME defaults',
   t.same(given.env, { A: '1', B: 'two words', PATH: '/bin', HOME: '/' });
 });
 
-t.test('user sets uid, gid and groups; capabilities follow', { skip: noBusybox }, async (t) => {
+t.test('user sets uid, gid and groups; capabilities follow', { skip: noBusybox || manyIds() }, async (t) => {
   const r = await info(t);
   t.equal(r.uid, 0);
   t.equal(r.gid, 0);
@@ -288,7 +288,7 @@ t.test('kill() ends the whole container; stats() reports cpu usage', { skip: noB
   t.equal(c.kill(), false, 'kill after exit is a no-op');
 });
 
-t.test('freeze() stops progress and thaw() resumes it', { skip: noBusybox }, async (t) => {
+t.test('freeze() stops progress and thaw() resumes it', { skip: noBusybox || noCgroup() }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-freeze-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const c = spawn({ rootfs: bb, mounts: [{ type: 'bind', source: dir, target: '/out' }], command: ['/probe', 'count-forever', '/out/n'] });

@@ -54,7 +54,10 @@ function busyboxRootfs() {
   if (!bb) return { rootfs: null, reason: 'no static busybox (Debian package busybox-static)' };
   const probe = probeBinary();
   const rootfs = once(path.join(fixturesDir, 'busybox-rootfs'), (tmp) => {
-    for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'proc', 'dev', 'tmp', 'sys', 'etc', 'root', 'var', 'run']) {
+    // Mount points the tests use exist in the image: a rootless container's root (the caller's uid
+    // on the host) cannot create them in a root-owned rootfs.
+    const points = ['data', 'ro', 'out', 'scratch', 'big', 'small', 'x', 'mnt'];
+    for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'proc', 'dev', 'tmp', 'sys', 'etc', 'root', 'var', 'run', ...points]) {
       fs.mkdirSync(path.join(tmp, d), { recursive: true });
     }
     fs.copyFileSync(bb, path.join(tmp, 'bin/busybox'));
@@ -64,6 +67,7 @@ function busyboxRootfs() {
       const p = path.join(tmp, a);
       if (!fs.existsSync(p)) fs.symlinkSync('/bin/busybox', p);
     }
+    fs.writeFileSync(path.join(tmp, 'mnt/file'), ''); // a file bind target
     fs.copyFileSync(probe, path.join(tmp, 'probe'));
     fs.chmodSync(path.join(tmp, 'probe'), 0o755);
     fs.writeFileSync(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
@@ -184,8 +188,29 @@ function firstLine(stream) {
   });
 }
 
+/** Root in the initial user namespace (not root inside `unshare -r`): the privileged lane. */
 function isRoot() {
-  return process.getuid() === 0;
+  return require('../dist/userns').privileged();
+}
+
+/**
+ * Containers here can use more ids than root alone: root in the initial user namespace, or a
+ * rootless caller with newuidmap and /etc/subuid ranges. False with the reason otherwise (inside
+ * `unshare -r` the caller owns exactly one id).
+ */
+function manyIds() {
+  const u = require('../dist/userns');
+  if (u.privileged()) return false;
+  const id = process.geteuid();
+  if (u.idmapHelpers() && u.subordinateRanges('/etc/subuid', id).length && u.subordinateRanges('/etc/subgid', id).length) return false;
+  return `uid ${id} has no subordinate id range (or no newuidmap): its containers map one id only`;
+}
+
+/** Tests that need a cgroup nsbox can write skip with this reason where there is none. */
+function noCgroup() {
+  const { detectCgroupHost } = require('../dist/cgroup');
+  const h = detectCgroupHost();
+  return h.base ? false : `no writable cgroup v2 here (${h.reason})`;
 }
 
 module.exports = {
@@ -201,5 +226,7 @@ module.exports = {
   threads,
   zombies,
   isRoot,
+  noCgroup,
+  manyIds,
   countCgroups,
 };

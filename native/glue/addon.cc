@@ -370,6 +370,7 @@ class Process : public Napi::ObjectWrap<Process> {
                                     InstanceMethod("ref", &Process::DoRef),
                                     InstanceMethod("fd", &Process::Fd),
                                     InstanceMethod("exited", &Process::Exited),
+                                    InstanceMethod("reap", &Process::Reap),
                                     InstanceMethod("unref", &Process::DoUnref)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -429,6 +430,18 @@ class Process : public Napi::ObjectWrap<Process> {
     struct pollfd p = {pidfd_, POLLIN, 0};
     int rc = poll(&p, 1, 0);
     return Napi::Boolean::New(info.Env(), rc > 0 && (p.revents & (POLLIN | POLLHUP)));
+  }
+
+  // reap(): waits (blocking) for a process that has been killed or has failed before exec, and
+  // closes its pidfd. Only for a process nobody watches: the watcher reaps the others.
+  Napi::Value Reap(const Napi::CallbackInfo& info) {
+    if (pidfd_ >= 0 && !poll_) {
+      siginfo_t si;
+      while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &si, WEXITED) != 0 && errno == EINTR) {
+      }
+      CloseFds();
+    }
+    return info.Env().Undefined();
   }
 
   Napi::Value DoRef(const Napi::CallbackInfo& info) {

@@ -464,7 +464,7 @@ export function formatReport(r: HostReport): string {
   const cg = r.cgroup;
   const lines: string[] = [];
   lines.push(`kernel        ${r.kernel} (${r.arch})`);
-  lines.push(`running as    ${r.root ? 'root' : `uid ${process.getuid?.() ?? '?'}`}`);
+  lines.push(`running as    ${r.root ? (r.userns.rootless ? 'root in a user namespace (rootless)' : 'root') : `uid ${process.getuid?.() ?? '?'} (rootless)`}`);
   lines.push(`cgroup mode   ${cg.mode}`);
   lines.push(`cgroup v2     ${cg.mountPoint ?? 'not mounted'}${cg.self ? ` (this process: ${cg.self})` : ''}`);
   lines.push(`controllers   ${cg.controllers.length ? cg.controllers.join(' ') : 'none'}`);
@@ -488,6 +488,14 @@ export function formatReport(r: HostReport): string {
   for (const [k, v] of Object.entries(r.features) as [keyof HostReport['features'], boolean][]) {
     lines.push(`  ${(names[k] ?? k).padEnd(30)}${yesNo(v)}`);
   }
+  const u = r.userns;
+  const ranges = (l: Array<{ start: number; count: number }>): string => (l.length ? l.map((x) => `${x.start}+${x.count}`).join(' ') : 'none');
+  lines.push('user namespaces');
+  lines.push(`  ${'rootless'.padEnd(30)}${yesNo(u.rootless)}`);
+  lines.push(`  ${'blocked by'.padEnd(30)}${u.blockedBy ?? 'nothing'}`);
+  lines.push(`  ${'newuidmap/newgidmap'.padEnd(30)}${yesNo(u.idmapHelpers)}`);
+  lines.push(`  ${'subordinate uids / gids'.padEnd(30)}${ranges(u.subuid)} / ${ranges(u.subgid)}`);
+  lines.push(`  ${'default map written by'.padEnd(30)}${u.defaultMap === 'none' ? 'no user namespace by default' : u.defaultMap}`);
   if (r.notes.length) {
     lines.push('notes');
     for (const n of r.notes) lines.push(`  - ${n}`);

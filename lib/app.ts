@@ -200,8 +200,8 @@ export class Container extends EventEmitter {
 
   /** Stops every process of the container (cgroup.freeze) until thaw(). */
   async freeze(): Promise<void> {
-    if (!this.#cgroup) throw notSupported('freeze', 'freezing needs a cgroup v2 hierarchy nsbox can write to');
     if (this.#exited) throw new NsboxError({ code: 'ESRCH', step: 'freeze', message: 'the container has exited (step freeze)' });
+    if (!this.#cgroup) throw notSupported('freeze', 'freezing needs a cgroup v2 hierarchy nsbox can write to');
     await this.#cgroup.setFrozen(true);
   }
 
@@ -233,7 +233,7 @@ export class Container extends EventEmitter {
  * it has reaped, from /proc/<pid>/stat (utime, stime, cutime, cstime in clock ticks of 1/100 s).
  * Processes still running below PID 1 are not counted; the figure at exit comes from waitid.
  */
-function procCpuUs(pid: number): number {
+export function procCpuUs(pid: number): number {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { abortError, collect, Container, signalNumber, type RunResultWithCounts } from './app';
+import { abortError, collect, Container, procCpuUs, signalNumber, type RunResultWithCounts } from './app';
 import { ContainerCgroup, detectCgroupHost, requireControllers, type ResolvedLimits } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativePlan, type NativeProcess } from './native';
@@ -746,7 +746,8 @@ export class Machine {
   }
 
   async stats(): Promise<Stats> {
-    if (!this.#cgroup || (await this.state()) === 'stopped') return { cpuUsageUs: 0 };
+    if ((await this.state()) === 'stopped') return { cpuUsageUs: 0 };
+    if (!this.#cgroup) return { cpuUsageUs: procCpuUs(this.pid) };
     const s = this.#cgroup.readStats(0);
     delete s.oomKills;
     return s;

@@ -92,7 +92,10 @@ export function detectCgroupHost(refresh = false): CgroupHost {
     // Not root: a delegated subtree is the cgroup this process is in, made writable for it
     // (systemd's Delegate=yes, or a cgroup an administrator chowned). Containers go below it, and
     // the rules of a nested tree apply (the process moves to a leaf before controllers are enabled).
-    const own = self && self !== '/' ? path.join(v2, self) : null;
+    // A process started from one that already moved to nsbox's leaf finds itself in that leaf: the
+    // delegated cgroup is the leaf's parent, shared by both.
+    const ownRel = self && self !== '/' ? self.replace(/\/nsbox-supervisor$/, '') || '/' : null;
+    const own = ownRel && ownRel !== '/' ? path.join(v2, ownRel) : null;
     if (!writable && own && own !== parent) {
       try {
         fs.accessSync(own, fs.constants.W_OK);

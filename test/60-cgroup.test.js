@@ -164,7 +164,8 @@ t.test('a crashed Node process leaves a cgroup that the next nsbox start removes
 });
 
 t.test('cgroupParent puts the container cgroup under a cgroup the user manages, and leaves that one', { skip: host.base ? false : host.reason }, async (t) => {
-  const parent = `/nsbox-test-parent-${process.pid}`;
+  // As root anywhere in the tree; rootless, inside the delegated subtree (the only place it may write).
+  const parent = path.join(host.delegated ? path.relative(host.mountPoint, host.parent) : '', `nsbox-test-parent-${process.pid}`).replace(/^\/*/, '/');
   const abs = path.join(host.mountPoint, parent);
   fs.mkdirSync(abs);
   t.teardown(() => fs.rmdirSync(abs));

@@ -83,7 +83,7 @@ t.test('exec: exit codes, env, cwd, user and stdin like run(); fails at once on 
     await m.destroy().catch(() => {});
   });
   // A machine that maps one id (rootless without a subordinate range) has only root to run as.
-  const id = manyIds() ? 1000 : 0;
+  const id = manyIds() === false ? 1000 : 0;
   const r = await m.run(['sh', '-c', 'echo $FOO $(hostname) $(pwd) $(id -u):$(id -g); cat; exit 4'], { env: { FOO: 'bar' }, cwd: '/tmp', user: { uid: id, gid: id }, input: 'in\n' });
   t.equal(r.exitCode, 4);
   t.equal(r.stdout.toString(), `bar execs-host /tmp ${id}:${id}\nin\n`);

@@ -542,7 +542,8 @@ const MACHINE_USAGE = `Usage:
   nsbox machine destroy NAME [--force]             remove a stopped machine (--force: kill it first)
   nsbox machine list [--json]                      all machines: NAME PID STATE INIT ROOTFS
 
-Every machine subcommand takes --state-dir DIR: where machine state lives (default /run/nsbox).
+Every machine subcommand takes --state-dir DIR: where machine state lives (default /run/nsbox for
+root; for other users $XDG_RUNTIME_DIR/nsbox, or /tmp/nsbox-UID).
 The console (stdout and stderr of PID 1) is written to <state-dir>/<NAME>/console.log.
 Every flag also takes the --flag=value form.
 

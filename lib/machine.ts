@@ -67,7 +67,7 @@ export interface MachineOptions {
   mounts?: import('./types').Mount[];
   network?: NetworkMode;
   limits?: import('./types').Limits;
-  /** Where machine state lives (default `/run/nsbox`). */
+  /** Where machine state lives (default `/run/nsbox` for root; rootless: `$XDG_RUNTIME_DIR/nsbox` or `/tmp/nsbox-<uid>`). */
   stateDir?: string;
   /** Wait until the machine is up: systemd's boot finished (`running` or `degraded`). */
   waitReady?: boolean;

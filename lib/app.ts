@@ -10,6 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidValue, notSupported } from './errors';
 import { buildDir, native, type NativePlan, type NativeProcess } from './native';
+import { setupNetwork, type NetworkSetup } from './network';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { basePlan, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
@@ -56,6 +57,8 @@ export class Container extends EventEmitter {
   #signal: AbortSignal | undefined;
   #stopOomWatch: (() => void) | null = null;
   #ptyFd = -1;
+  /** With network: 'bridge': the container's address, the bridge's (its gateway) and the bridge name. */
+  network: { address: string; gateway: string; bridge: string; hostIf: string } | null = null;
   #onAbort = (): void => {
     this.#aborted = true;
     this.kill('SIGKILL');
@@ -245,6 +248,24 @@ function launch(o: ResolvedAppOptions, pooled: false): Container;
 function launch(o: ResolvedAppOptions, pooled: true): Pending;
 function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   if (o.signal?.aborted) throw abortError(o.signal);
+  if (!o.bridge) return launchWith(o, pooled, null);
+  if (pooled) throw notSupported('network', "bridged networking is not available for pooled containers yet (use spawn or run)");
+  // The address lease, /etc/hosts and /etc/resolv.conf, published ports: all undone on any failure.
+  const netw = setupNetwork(o.bridge, o.hostname);
+  try {
+    const c = launchWith({ ...o, mounts: [...o.mounts, ...netw.mounts] }, false, netw) as Container;
+    c.network = { address: netw.address, gateway: netw.gateway, bridge: netw.bridge, hostIf: netw.hostIf };
+    netw.forward(false);
+    // 'exit' is emitted before wait() resolves: the lease is free once the container is waited for.
+    c.once('exit', () => netw.release());
+    return c;
+  } catch (e) {
+    netw.release();
+    throw e;
+  }
+}
+
+function launchWith(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | null): Container | Pending {
   const detected = detectCgroupHost();
   const host = o.cgroupParent ? withParent(detected, o.cgroupParent) : detected;
   if (o.limits) requireControllers(o.limits, host);
@@ -313,8 +334,11 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
       trampFd: o.init ? -1 : memfd,
       cmdFd: cmdRead,
       pathDirs: pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined,
+      net: netw ? netw.plan : null,
     };
     const res = n.spawn(plan);
+    netw?.closeSocket();
+    if (netw && res.step === undefined) netw.adopt(res.pid);
     for (const fd of childFds.splice(0)) closeQuiet(fd);
     cgroup?.closeFd();
     if (res.step !== undefined) {

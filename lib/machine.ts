@@ -17,8 +17,9 @@ import {
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
+import { checkNetwork, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { NetworkMode, Stats, StdioMode } from './types';
+import type { NetworkMode, NetworkOptions, Stats, StdioMode } from './types';
 
 export const DEFAULT_STATE_DIR = '/run/nsbox';
 const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -59,7 +60,8 @@ export interface MachineOptions {
   /** Environment of PID 1 (plus `container=nsbox`, `PATH`). */
   env?: Record<string, string>;
   mounts?: import('./types').Mount[];
-  network?: NetworkMode;
+  /** As for app containers; with a bridge, published ports are forwarded by the starting process. */
+  network?: NetworkMode | NetworkOptions;
   limits?: import('./types').Limits;
   /** Where machine state lives (default `/run/nsbox`). */
   stateDir?: string;
@@ -121,6 +123,8 @@ interface StateFile {
   seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
   createdAt: string;
   stopped?: boolean;
+  /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
+  net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
 }
 
 interface ResolvedMachineOptions {
@@ -139,6 +143,7 @@ interface ResolvedMachineOptions {
   haltSignal: number | undefined;
   capabilities: { add: string[]; drop: string[] };
   seccomp: ResolvedSeccomp | null;
+  bridge: ResolvedBridge | undefined;
 }
 
 const MACHINE_KEYS = [
@@ -186,7 +191,7 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
   }
   const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
   if (ephemeral && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
-  const network: NetworkMode = o.network === undefined ? 'loopback' : (['none', 'loopback', 'host'] as const).includes(o.network) ? o.network : (() => { throw invalidValue('network', o.network, "must be one of 'none', 'loopback', 'host'"); })();
+  const { mode: network, bridge } = checkNetwork('network', o.network);
   const env = checkEnv('env', o.env ?? {});
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
   const readyTimeout = o.readyTimeout === undefined ? 120000 : checkTimeout('readyTimeout', o.readyTimeout)!;
@@ -207,6 +212,7 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
     capabilities: checkCapabilities('capabilities', o.capabilities),
     seccomp: resolveMachineSeccomp(o.seccomp),
+    bridge,
   };
 }
 
@@ -316,6 +322,8 @@ export class Machine {
   #proc: NativeProcess | null;
   #cgroup: ContainerCgroup | null;
   #gone: Promise<void>;
+  /** The bridged network set up by this process (its port forwarders), if it started the machine. */
+  #net: NetworkSetup | null = null;
 
   private constructor(dir: string, state: StateFile, proc: NativeProcess | null, stateDir: string) {
     this.name = state.name;
@@ -349,10 +357,12 @@ export class Machine {
 
     let cgroup: ContainerCgroup | null = null;
     const fds: number[] = [];
+    let netw: NetworkSetup | null = null;
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
-      const L = machineOps(o, staging(), scratch);
+      if (o.bridge) netw = setupNetwork(o.bridge, o.hostname);
+      const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch);
       // Machine names are unique per state directory; the cgroup name carries both.
       const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
       cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
@@ -377,7 +387,7 @@ export class Machine {
         staging: staging(),
         ops: L.ops,
         hostname: o.hostname,
-        netLoUp: o.network === 'loopback',
+        netLoUp: o.network === 'loopback' || o.network === 'bridge',
         cwd: '/',
         rlimits: [[K.RLIMIT_CORE!, 0, -1]],
         newKeyring: true,
@@ -404,8 +414,10 @@ export class Machine {
         enterFlags: 0,
         enterRoot: null,
         ptySock: -1,
+        net: netw ? netw.plan : null,
       };
       const res = native().spawn(plan);
+      netw?.closeSocket();
       cgroup?.closeFd();
       for (const fd of fds.splice(0)) closeQuiet(fd);
       if (res.step !== undefined) {
@@ -428,8 +440,18 @@ export class Machine {
         seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
       };
+      if (netw) {
+        // The lease belongs to PID 1 from now on: it outlives this process with the machine.
+        netw.adopt(res.pid);
+        state.net = { bridge: netw.bridge, address: netw.address, gateway: netw.gateway, hostIf: netw.hostIf, lease: netw.lease };
+      }
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
       const m = new Machine(dir, state, res.process, o.stateDir);
+      if (netw) {
+        // Published ports are forwarded by this process, for as long as it runs (docs/network.md).
+        netw.forward(true);
+        m.#net = netw;
+      }
       if (o.waitReady && systemd) {
         try {
           await m.#waitSystemd(o.readyTimeout);
@@ -447,6 +469,7 @@ export class Machine {
     } catch (e) {
       for (const fd of fds) closeQuiet(fd);
       cgroup?.removeNow();
+      netw?.release();
       fs.rmSync(dir, { recursive: true, force: true });
       throw e;
     }
@@ -464,6 +487,7 @@ export class Machine {
       // PID 1 is gone (or its pid now belongs to someone else): the machine stopped without us.
       s.stopped = true;
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
+      if (s.net) releaseLease(s.net.lease, s.pid);
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
     }
     return new Machine(dir, s, proc, stateDir);
@@ -738,8 +762,16 @@ export class Machine {
     return !!this.#proc && this.#proc.fd() >= 0 && !this.#proc.exited();
   }
 
+  /** With network: 'bridge': the machine's address, its gateway (the bridge's address), the bridge. */
+  get network(): { address: string; gateway: string; bridge: string; hostIf: string } | null {
+    const n = this.#state.net;
+    return n ? { address: n.address, gateway: n.gateway, bridge: n.bridge, hostIf: n.hostIf } : null;
+  }
+
   async #markStopped(): Promise<void> {
     if (this.#cgroup) await this.#cgroup.remove();
+    this.#net?.release();
+    if (this.#state.net) releaseLease(this.#state.net.lease, this.#state.pid);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));

@@ -65,6 +65,34 @@ export interface NativePlan {
   /** The pty's initial size (optional). */
   ptyCols?: number;
   ptyRows?: number;
+  /** Bridged network (optional): see NativeNet. */
+  net?: NativeNet | null;
+}
+
+/** The bridged network set-up the child runs over rtnetlink (native/glue/net.cc builds the messages). */
+export interface NativeNet {
+  /** NETLINK_ROUTE socket of Node's own netns (the veth is made there). */
+  sock: number;
+  bridgeIndex: number;
+  hostIf: string;
+  peerIf: string;
+  /** The peer's MAC, 12 hex digits. */
+  mac: string;
+  address: string;
+  prefix: number;
+  gateway: string;
+  rules: NativeRule[];
+}
+
+export interface NativeRule {
+  family: 4 | 6;
+  priority: number;
+  dst: string | null;
+  dstLen: number;
+  proto: number;
+  dport: [number, number] | null;
+  sport: [number, number] | null;
+  prohibit: boolean;
 }
 
 export interface NativeProcess {
@@ -99,6 +127,19 @@ export interface NativeBinding {
   /** The received fd, or a negative errno (-EAGAIN when nothing is there yet). */
   recvFd(sock: number): number;
   setWinsize(fd: number, cols: number, rows: number): number;
+  /** rtnetlink on Node's own netns (lib/network.ts). Numbers are errnos (0: done). */
+  netList(): Array<{ name: string; kind: string; index: number; master: number; up: boolean }> | number;
+  netAddrs(ifindex: number): string[] | number;
+  netAddBridge(name: string): number;
+  netAddAddr(ifindex: number, address: string, prefix: number): number;
+  netLinkUp(ifindex: number): number;
+  netDelLink(name: string): number;
+  /** A NETLINK_ROUTE socket (close-on-exec) or -errno. */
+  netSocket(): number;
+  /** A listening TCP socket or -errno. */
+  tcpListen(address: string, port: number): number;
+  /** An fd holding an exclusive flock on path, or -errno. */
+  lockFile(path: string): number;
   probe(): {
     clone3: boolean;
     pidfd: boolean;
@@ -145,6 +186,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['seccomp', 'prctl'],
   ['pool.ready', undefined],
   ['pool.command', 'read'],
+  ['network', 'sendmsg'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -6,6 +6,7 @@ import { types } from 'node:util';
 
 import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
+import { checkNetwork, type ResolvedBridge } from './network';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User } from './types';
 import { arrayElements, editDistance as distance } from './util';
@@ -39,6 +40,8 @@ export interface ResolvedAppOptions {
   cgroupParent: string | undefined;
   capabilities: { add: string[]; drop: string[] };
   seccomp: ResolvedSeccomp | null;
+  /** network: 'bridge' (or its object form) resolved; undefined for the other modes. */
+  bridge: ResolvedBridge | undefined;
 }
 
 const APP_KEYS = [
@@ -312,6 +315,7 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
   if (o.command === undefined) throw invalidType('command', 'an array of strings', undefined);
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
   if (!mounts.some((m) => m.target === '/tmp')) mounts.unshift({ type: 'tmpfs', target: '/tmp', size: undefined, mode: 0o1777 });
+  const network = checkNetwork('network', o.network);
   return {
     command: checkCommand('command', o.command),
     rootfs: o.rootfs === undefined ? undefined : checkAbsolutePath('rootfs', o.rootfs),
@@ -321,7 +325,7 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     hostname: o.hostname === undefined ? 'nsbox' : checkHostname('hostname', o.hostname),
     user: o.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', o.user),
     mounts,
-    network: o.network === undefined ? 'loopback' : checkEnum('network', o.network, ['none', 'loopback', 'host'] as const),
+    network: network.mode,
     limits: resolveLimits(o.limits),
     timeout: checkTimeout('timeout', o.timeout),
     input: checkInput('input', o.input),
@@ -332,5 +336,6 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     cgroupParent: o.cgroupParent === undefined ? undefined : checkAbsolutePath('cgroupParent', o.cgroupParent),
     capabilities: checkCapabilities('capabilities', o.capabilities),
     seccomp: resolveSeccomp(o.seccomp),
+    bridge: network.bridge,
   };
 }

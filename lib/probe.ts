@@ -5,6 +5,7 @@ import * as path from 'node:path';
 
 import { detectCgroupHost } from './cgroup';
 import { native } from './native';
+import { probeNetwork } from './network';
 import type { HostReport } from './types';
 
 function readTrim(p: string): string | undefined {
@@ -61,6 +62,7 @@ export async function probe(): Promise<HostReport> {
     );
   }
   if (cg.reason) notes.push(cg.reason);
+  if (!root) notes.push("not root: network: 'bridge' is not available (bridged networking needs root for now)");
   if (!sc.clone3) notes.push('clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child');
 
   return {
@@ -90,5 +92,6 @@ export async function probe(): Promise<HostReport> {
       unprivilegedUserNamespaces: unpriv,
     },
     notes,
+    network: probeNetwork((major, minor) => kernelAtLeast(kernel, major, minor)),
   };
 }

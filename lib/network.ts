@@ -142,15 +142,17 @@ export function checkNetwork(name: string, v: unknown): { mode: NetworkMode; bri
   }
   if (!isPlainObject(v)) throw invalidType(name, "one of 'none', 'loopback', 'host', 'bridge' or an object", v);
   checkKeys(v, ['bridge', 'subnet', 'address', 'ports', 'allow', 'dns'], `${name}.`);
+  // Each property is read once: what is checked is what is used, whatever a getter does.
+  const { bridge: vBridge, subnet: vSubnet, address: vAddress, ports: vPorts, allow: vAllow, dns: vDns } = v;
   let bridge = DEFAULT_BRIDGE;
-  if (v.bridge !== undefined) {
-    if (typeof v.bridge !== 'string') throw invalidType(`${name}.bridge`, 'of type string', v.bridge);
-    if (!BRIDGE_RE.test(v.bridge) || VETH_RE.test(v.bridge) || v.bridge === 'lo') {
-      throw invalidValue(`${name}.bridge`, v.bridge, 'must be an interface name of 1-15 letters, digits, _ . - (not lo, not nsb + 8 hex digits)');
+  if (vBridge !== undefined) {
+    if (typeof vBridge !== 'string') throw invalidType(`${name}.bridge`, 'of type string', vBridge);
+    if (!BRIDGE_RE.test(vBridge) || VETH_RE.test(vBridge) || vBridge === 'lo') {
+      throw invalidValue(`${name}.bridge`, vBridge, 'must be an interface name of 1-15 letters, digits, _ . - (not lo, not nsb + 8 hex digits)');
     }
-    bridge = v.bridge;
+    bridge = vBridge;
   }
-  const subnetText = v.subnet === undefined ? DEFAULT_SUBNET : v.subnet;
+  const subnetText = vSubnet === undefined ? DEFAULT_SUBNET : vSubnet;
   if (typeof subnetText !== 'string') throw invalidType(`${name}.subnet`, 'of type string', subnetText);
   const sm = /^([0-9.]+)\/(\d{1,2})$/.exec(subnetText);
   const gw = sm ? parseIPv4(sm[1]!) : null;
@@ -162,21 +164,25 @@ export function checkNetwork(name: string, v: unknown): { mode: NetworkMode; bri
   if (gw === netAddr || gw === bcast) throw invalidValue(`${name}.subnet`, subnetText, 'must name a host address of the subnet (not its network or broadcast address)');
   if (gw >>> 24 === 127 || gw >>> 28 >= 14) throw invalidValue(`${name}.subnet`, subnetText, 'must not be a loopback, multicast or reserved range');
   let address: string | undefined;
-  if (v.address !== undefined) {
-    const a = checkAddress(`${name}.address`, v.address);
+  if (vAddress !== undefined) {
+    const a = checkAddress(`${name}.address`, vAddress);
     if (((a & mask(prefix)) >>> 0) !== netAddr || a === netAddr || a === bcast || a === gw) {
-      throw invalidValue(`${name}.address`, v.address, `must be a free host address in ${formatIPv4(netAddr)}/${prefix} other than the bridge's ${formatIPv4(gw)}`);
+      throw invalidValue(`${name}.address`, vAddress, `must be a free host address in ${formatIPv4(netAddr)}/${prefix} other than the bridge's ${formatIPv4(gw)}`);
     }
     address = formatIPv4(a);
   }
   const ports: ResolvedPort[] = [];
-  if (v.ports !== undefined) {
-    list(`${name}.ports`, v.ports, 64).forEach((p, i) => {
+  if (vPorts !== undefined) {
+    list(`${name}.ports`, vPorts, 64).forEach((p, i) => {
       const n = `${name}.ports[${i}]`;
       if (!isPlainObject(p)) throw invalidType(n, 'of type object', p);
       checkKeys(p, ['host', 'container', 'hostAddress'], `${n}.`);
-      const hostAddress = p.hostAddress === undefined ? '127.0.0.1' : formatIPv4(checkAddress(`${n}.hostAddress`, p.hostAddress));
-      const r = { host: checkPort(`${n}.host`, p.host), container: checkPort(`${n}.container`, p.container), hostAddress };
+      const { host: pHost, container: pContainer, hostAddress: pAddr } = p;
+      const r = {
+        host: checkPort(`${n}.host`, pHost),
+        container: checkPort(`${n}.container`, pContainer),
+        hostAddress: pAddr === undefined ? '127.0.0.1' : formatIPv4(checkAddress(`${n}.hostAddress`, pAddr)),
+      };
       if (ports.some((q) => q.host === r.host && (q.hostAddress === r.hostAddress || q.hostAddress === '0.0.0.0' || r.hostAddress === '0.0.0.0'))) {
         throw invalidValue(`${n}.host`, r.host, 'is published twice');
       }
@@ -184,9 +190,9 @@ export function checkNetwork(name: string, v: unknown): { mode: NetworkMode; bri
     });
   }
   let allow: ResolvedAllow[] | null = null;
-  if (v.allow !== undefined) allow = list(`${name}.allow`, v.allow, 256).map((a, i) => checkAllow(`${name}.allow[${i}]`, a));
+  if (vAllow !== undefined) allow = list(`${name}.allow`, vAllow, 256).map((a, i) => checkAllow(`${name}.allow[${i}]`, a));
   let dns: string[] | undefined;
-  if (v.dns !== undefined) dns = list(`${name}.dns`, v.dns, 3).map((d, i) => formatIPv4(checkAddress(`${name}.dns[${i}]`, d)));
+  if (vDns !== undefined) dns = list(`${name}.dns`, vDns, 3).map((d, i) => formatIPv4(checkAddress(`${name}.dns[${i}]`, d)));
   return { mode: 'bridge', bridge: { bridge, gateway: formatIPv4(gw), prefix, address, ports, allow, dns } };
 }
 
@@ -221,10 +227,12 @@ function ipv6Enabled(): boolean {
 
 // ---- leases ----
 
+/** The start time of a running pid (its identity), or null when it is gone or a zombie. */
 function startTimeOf(pid: number): string | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' || f[0] === 'X' ? null : f[19] ?? null;
   } catch {
     return null;
   }
@@ -569,25 +577,32 @@ export async function removeBridge(opts: { bridge?: string } = {}): Promise<bool
   });
 }
 
-function hasModule(name: string): boolean {
-  if (fs.existsSync(`/sys/module/${name}`)) return true;
+/** Built in (kallsyms), loaded (/sys/module) or loadable (modules.dep of the running kernel). */
+function hasDriver(module: string, symbol: string, syms: { text?: string }): boolean {
+  if (fs.existsSync(`/sys/module/${module}`)) return true;
   const rel = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
   for (const f of ['modules.builtin', 'modules.dep']) {
     try {
-      if (new RegExp(`(^|/)${name}\\.ko`, 'm').test(fs.readFileSync(`/lib/modules/${rel}/${f}`, 'utf8'))) return true;
+      if (new RegExp(`(^|/)${module}\\.ko`, 'm').test(fs.readFileSync(`/lib/modules/${rel}/${f}`, 'utf8'))) return true;
     } catch {
       /* not there */
     }
   }
-  return false;
+  try {
+    syms.text ??= fs.readFileSync('/proc/kallsyms', 'utf8');
+    return new RegExp(` ${symbol}$`, 'm').test(syms.text);
+  } catch {
+    return false;
+  }
 }
 
 /** probe(): what bridged networking this host allows. Looks only; changes nothing. */
 export function probeNetwork(kernelAtLeast: (major: number, minor: number) => boolean): NetworkReport {
+  const syms: { text?: string } = {};
   return {
     root: process.getuid?.() === 0,
-    bridge: hasModule('bridge'),
-    veth: hasModule('veth'),
+    bridge: hasDriver('bridge', 'br_dev_setup', syms),
+    veth: hasDriver('veth', 'veth_newlink', syms),
     policyRules: kernelAtLeast(4, 17),
     ipv6: ipv6Enabled(),
   };

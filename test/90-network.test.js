@@ -32,6 +32,18 @@ function outer() {
     t.notOk(linkNames().some((n) => /^nsb/.test(n)), 'no nsbox link in this namespace');
   });
 
+  t.test('CLI: --network bridge, --publish and --allow become the network option; conflicts are usage errors', async (t) => {
+    const { parseRun, parseMachineStart } = require('../dist/cli');
+    t.same(parseRun(['--network', 'bridge', '--', 'true']).options.network, 'bridge');
+    t.same(parseRun(['--publish', '8080:80', '--publish=127.0.0.2:8443:443', '--allow', '10.88.0.5:80', '--', 'true']).options.network, {
+      ports: [{ host: 8080, container: 80 }, { host: 8443, container: 443, hostAddress: '127.0.0.2' }],
+      allow: ['10.88.0.5:80'],
+    });
+    t.same(parseMachineStart(['web', '--rootfs', '/srv', '--network', 'bridge', '--publish', '8080:80']).options.network, { ports: [{ host: 8080, container: 80 }] });
+    t.throws(() => parseRun(['--publish', '80', '--', 'true']), { message: /--publish must be HOST:CONTAINER/ });
+    t.throws(() => parseRun(['--network', 'none', '--allow', '10.0.0.1', '--', 'true']), { message: /need --network bridge/ });
+  });
+
   const setpriv = which('setpriv');
   t.test('bridged networking as a non-root user is ENOTSUP naming root, before anything starts', { skip: skip || (!setpriv && 'needs setpriv(1)') }, async (t) => {
     const script = `

@@ -17,7 +17,7 @@ import {
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
-import { checkNetwork, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
+import { checkNetwork, checkPolicyCaps, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { NetworkMode, NetworkOptions, Stats, StdioMode } from './types';
 
@@ -210,7 +210,11 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     waitReady: o.waitReady ?? false,
     readyTimeout,
     haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
-    capabilities: checkCapabilities('capabilities', o.capabilities),
+    capabilities: (() => {
+      const caps = checkCapabilities('capabilities', o.capabilities);
+      checkPolicyCaps('network', bridge, MACHINE_CAPS, caps);
+      return caps;
+    })(),
     seccomp: resolveMachineSeccomp(o.seccomp),
     bridge,
   };

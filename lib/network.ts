@@ -196,6 +196,21 @@ export function checkNetwork(name: string, v: unknown): { mode: NetworkMode; bri
   return { mode: 'bridge', bridge: { bridge, gateway: formatIPv4(gw), prefix, address, ports, allow, dns } };
 }
 
+/**
+ * The allow-list is enforced by routing (FIB rules). A process with CAP_NET_RAW can send frames on
+ * a packet socket, which never consults routing, and one with CAP_NET_ADMIN can change the rules:
+ * with either capability the policy would be a pretence, so the combination is refused.
+ */
+export function checkPolicyCaps(name: string, b: ResolvedBridge | undefined, base: readonly string[], caps: { add: string[]; drop: string[] }): void {
+  if (!b?.allow || caps.drop.includes('ALL')) return;
+  for (const cap of ['CAP_NET_RAW', 'CAP_NET_ADMIN']) {
+    const kept = (base.includes(cap) || caps.add.includes(cap) || caps.add.includes('ALL')) && !caps.drop.includes(cap);
+    if (kept) {
+      throw invalidValue(`${name}.allow`, b.allow.map((a) => a.text), `cannot be enforced while the container holds ${cap} (${cap === 'CAP_NET_RAW' ? 'packet sockets bypass routing' : 'it could change the rules'}); drop it with capabilities: { drop: ['${cap.slice(4)}'] }`);
+    }
+  }
+}
+
 // ---- egress rules ----
 
 /** The FIB rules the child installs in its netns (docs/network.md, "Egress policy"). */

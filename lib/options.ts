@@ -6,7 +6,8 @@ import { types } from 'node:util';
 
 import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
-import { checkNetwork, type ResolvedBridge } from './network';
+import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network';
+import { DEFAULT_CAPS } from './plan';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User } from './types';
 import { arrayElements, editDistance as distance } from './util';
@@ -316,6 +317,8 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
   if (!mounts.some((m) => m.target === '/tmp')) mounts.unshift({ type: 'tmpfs', target: '/tmp', size: undefined, mode: 0o1777 });
   const network = checkNetwork('network', o.network);
+  const capabilities = checkCapabilities('capabilities', o.capabilities);
+  checkPolicyCaps('network', network.bridge, DEFAULT_CAPS, capabilities);
   return {
     command: checkCommand('command', o.command),
     rootfs: o.rootfs === undefined ? undefined : checkAbsolutePath('rootfs', o.rootfs),
@@ -334,7 +337,7 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     maxOutput: o.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : checkInteger('maxOutput', o.maxOutput, 0, Number.MAX_SAFE_INTEGER),
     signal: checkSignal('signal', o.signal),
     cgroupParent: o.cgroupParent === undefined ? undefined : checkAbsolutePath('cgroupParent', o.cgroupParent),
-    capabilities: checkCapabilities('capabilities', o.capabilities),
+    capabilities,
     seccomp: resolveSeccomp(o.seccomp),
     bridge: network.bridge,
   };

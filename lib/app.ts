@@ -12,7 +12,7 @@ import { NsboxError, errnoName, fromSystemError, invalidValue, notSupported } fr
 import { buildDir, native, type NativePlan, type NativeProcess } from './native';
 import { setupNetwork, type NetworkSetup } from './network';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
-import { basePlan, errorFromRecord, type OpMeta } from './plan';
+import { basePlan, checkRootfs, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 
@@ -250,6 +250,10 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   if (o.signal?.aborted) throw abortError(o.signal);
   if (!o.bridge) return launchWith(o, pooled, null);
   if (pooled) throw notSupported('network', "bridged networking is not available for pooled containers yet (use spawn or run)");
+  // What can fail without touching the host fails first: the bridge is not made for a start that
+  // cannot succeed.
+  if (o.rootfs !== undefined) checkRootfs(o.rootfs);
+  if (o.limits) requireControllers(o.limits, o.cgroupParent ? withParent(detectCgroupHost(), o.cgroupParent) : detectCgroupHost());
   // The address lease, /etc/hosts and /etc/resolv.conf, published ports: all undone on any failure.
   const netw = setupNetwork(o.bridge, o.hostname);
   try {

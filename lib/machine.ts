@@ -365,7 +365,10 @@ export class Machine {
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
-      if (o.bridge) netw = setupNetwork(o.bridge, o.hostname);
+      if (o.bridge) {
+        checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
+        netw = setupNetwork(o.bridge, o.hostname);
+      }
       const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch);
       // Machine names are unique per state directory; the cgroup name carries both.
       const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);

@@ -315,6 +315,8 @@ function inner() {
     await t.rejects(Machine.start({ name: 'badnet', rootfs: bb || '/', stateDir, network: { bridge: fresh, ports: [{ host: -1, container: 80 }] } }), { code: 'ERR_OUT_OF_RANGE' }, 'Machine.start: a negative port');
     t.throws(() => spawn({ command: ['true'], network: { bridge: fresh, allow: [] }, capabilities: { add: ['NET_RAW'] } }), { code: 'ERR_INVALID_ARG_VALUE', message: /CAP_NET_RAW \(packet sockets bypass routing\)/ }, 'an allow-list with CAP_NET_RAW');
     await t.rejects(Machine.start({ name: 'badnet', rootfs: bb || '/', stateDir, network: { bridge: fresh, allow: [] } }), { code: 'ERR_INVALID_ARG_VALUE', message: /CAP_NET_RAW/ }, "Machine.start: an allow-list with the machine's CAP_NET_RAW");
+    await t.rejects(run({ command: ['true'], rootfs: '/nonexistent-rootfs', network: { bridge: fresh } }), { code: 'ENOENT', step: 'rootfs' }, 'a missing rootfs fails first');
+    await t.rejects(Machine.start({ name: 'badnet', rootfs: '/nonexistent-rootfs', stateDir, network: { bridge: fresh } }), { code: 'ENOENT', step: 'rootfs' }, 'Machine.start: a missing rootfs fails first');
     t.notOk(linkNames().includes(fresh), 'no bridge was made');
     t.notOk(fs.existsSync(`/run/nsbox/net/${fresh}`), 'no lease directory was made');
     t.notOk(fs.existsSync(path.join(stateDir, 'badnet')), 'no machine state was made');

@@ -456,8 +456,11 @@ export class Machine {
       const m = new Machine(dir, state, res.process, o.stateDir);
       if (netw) {
         // Published ports are forwarded by this process, for as long as it runs (docs/network.md).
-        netw.forward(true);
-        m.#net = netw;
+        const started = netw;
+        started.forward(true);
+        m.#net = started;
+        // However the machine ends (stop from any process, a crash), its forwarders and lease go.
+        void m.#gone.then(() => started.release());
       }
       if (o.waitReady && systemd) {
         try {

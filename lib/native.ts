@@ -129,7 +129,8 @@ export interface NativeBinding {
   setWinsize(fd: number, cols: number, rows: number): number;
   /** rtnetlink on Node's own netns (lib/network.ts). Numbers are errnos (0: done). */
   netList(): Array<{ name: string; kind: string; index: number; master: number; up: boolean }> | number;
-  netAddrs(ifindex: number): string[] | number;
+  /** Every IPv4 address of Node's netns. */
+  netAddrs(): Array<{ index: number; address: string; prefix: number }> | number;
   netAddBridge(name: string): number;
   netAddAddr(ifindex: number, address: string, prefix: number): number;
   netLinkUp(ifindex: number): number;

@@ -324,6 +324,26 @@ function ensureBridge(b: ResolvedBridge): number {
   if (br && br.kind !== 'bridge') {
     throw new NsboxError({ code: 'EEXIST', step: 'network.bridge', path: b.bridge, message: `interface '${b.bridge}' exists and is not a bridge (step network.bridge)` });
   }
+  const addrs = n.netAddrs();
+  if (typeof addrs === 'number') throw netError('network.bridge', addrs, 'RTM_GETADDR', b.bridge);
+  const has = !!br && addrs.some((a) => a.index === br!.index && a.address === b.gateway && a.prefix === b.prefix);
+  if (!has) {
+    // Checked before anything is made. The subnet must be ours alone: an overlap with another
+    // interface's (podman's cni-podman0 also defaults to 10.88.0.0/16) would make routing to one of
+    // them silently wrong.
+    const gw = parseIPv4(b.gateway)!;
+    for (const a of addrs) {
+      if (br && a.index === br.index) continue;
+      const len = Math.min(a.prefix, b.prefix);
+      if (((parseIPv4(a.address)! ^ gw) & mask(len)) >>> 0 === 0) {
+        const other = links().find((l) => l.index === a.index)?.name ?? `#${a.index}`;
+        throw new NsboxError({
+          code: 'EADDRINUSE', step: 'network.bridge', path: `${b.gateway}/${b.prefix}`,
+          message: `subnet ${b.gateway}/${b.prefix} overlaps ${a.address}/${a.prefix} on ${other}; choose another network.subnet (step network.bridge)`,
+        });
+      }
+    }
+  }
   if (!br) {
     const rc = n.netAddBridge(b.bridge);
     if (rc !== 0 && rc !== 17 /* EEXIST: another process made it */) {
@@ -332,9 +352,7 @@ function ensureBridge(b: ResolvedBridge): number {
     br = links().find((l) => l.name === b.bridge);
     if (!br || br.kind !== 'bridge') throw netError('network.bridge', 2, 'RTM_GETLINK', b.bridge);
   }
-  const addrs = n.netAddrs(br.index);
-  if (typeof addrs === 'number') throw netError('network.bridge', addrs, 'RTM_GETADDR', b.bridge);
-  if (!addrs.includes(`${b.gateway}/${b.prefix}`)) {
+  if (!has) {
     const rc = n.netAddAddr(br.index, b.gateway, b.prefix);
     if (rc !== 0 && rc !== 17) throw netError('network.bridge', rc, 'RTM_NEWADDR', `${b.bridge} ${b.gateway}/${b.prefix}`);
   }

@@ -11,6 +11,8 @@ const path = require('node:path');
 const { execFileSync, spawnSync } = require('node:child_process');
 
 const inside = process.env.NSBOX_NET_TEST_HOST === '1';
+// Host tools run without the sanitizer lane's preload (scripts/asan.sh): their own leaks are not ours.
+const toolEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(LD_PRELOAD|ASAN_OPTIONS|UBSAN_OPTIONS|LSAN_OPTIONS)$/.test(k)));
 const which = (cmd) => ['/usr/bin/', '/bin/', '/usr/sbin/', '/sbin/'].map((d) => d + cmd).find((p) => fs.existsSync(p));
 
 if (!inside) outer();
@@ -18,7 +20,7 @@ else inner();
 
 /** The links of the namespace this process is in, by name. */
 function linkNames() {
-  return execFileSync('ip', ['-o', 'link', 'show']).toString().trim().split('\n').map((l) => l.split(': ')[1].split('@')[0]).sort();
+  return execFileSync('ip', ['-o', 'link', 'show'], { env: toolEnv }).toString().trim().split('\n').map((l) => l.split(': ')[1].split('@')[0]).sort();
 }
 
 function outer() {
@@ -73,7 +75,7 @@ function inner() {
   const leaseDir = `/run/nsbox/net/${BR}/leases`;
   const stateDir = machineStateDir(t, 'nsbox-net-machines-');
   const DNS = ['10.88.0.1'];
-  execFileSync('ip', ['link', 'set', 'lo', 'up']);
+  execFileSync('ip', ['link', 'set', 'lo', 'up'], { env: toolEnv });
 
   t.teardown(async () => {
     await removeBridge({ bridge: BR }).catch(() => {});
@@ -81,7 +83,7 @@ function inner() {
   });
 
   const leases = () => (fs.existsSync(leaseDir) ? fs.readdirSync(leaseDir).sort() : []);
-  const ip = (...a) => execFileSync('ip', a).toString();
+  const ip = (...a) => execFileSync('ip', a, { env: toolEnv }).toString();
   const netState = () => ({
     links: linkNames(),
     addresses: ip('-o', 'addr', 'show').split('\n').map((l) => l.replace(/\s+valid_lft.*$/, '')).sort(),
@@ -237,16 +239,21 @@ function inner() {
 
   t.test('what a crash leaves is cleaned up by the next start: stale leases and stale veths', { skip: noBusybox }, async (t) => {
     // A lease whose owner is gone (a pid that has exited), and a host end nobody leases.
-    const dead = spawnSync('true').pid;
+    const dead = spawnSync('true', { env: toolEnv }).pid;
     fs.writeFileSync(path.join(leaseDir, '10.88.200.1'), JSON.stringify({ pid: dead, start: '1', hostIf: 'nsb0a58c801' }));
     fs.writeFileSync(path.join(leaseDir, '10.88.200.1.hosts'), '');
     ip('link', 'add', 'nsb0a58c802', 'type', 'veth', 'peer', 'name', 'nsbtpeer');
     ip('link', 'set', 'nsb0a58c802', 'master', BR);
-    // A machine whose PID 1 died without a stop (killed from outside).
-    const m = await Machine.start({ name: 'crashed', rootfs: bb, ephemeral: true, stateDir, network: { bridge: BR, dns: DNS } });
-    const addr = m.network.address;
-    process.kill(m.pid, 'SIGKILL');
-    for (let i = 0; i < 100 && fs.existsSync(`/proc/${m.pid}`); i++) {
+    // A machine started by another Node process (gone since), whose PID 1 then died without a stop.
+    const script = `
+      const { Machine } = require(${JSON.stringify(path.join(__dirname, '..'))});
+      Machine.start({ name: 'crashed', rootfs: ${JSON.stringify(bb)}, ephemeral: true, stateDir: ${JSON.stringify(stateDir)}, network: { bridge: ${JSON.stringify(BR)}, dns: ${JSON.stringify(DNS)} } })
+        .then((m) => console.log(JSON.stringify({ pid: m.pid, address: m.network.address })));`;
+    const started = spawnSync(process.execPath, ['-e', script], { timeout: 30000 });
+    const { pid, address: addr } = JSON.parse(started.stdout.toString().trim() || '{}');
+    t.ok(pid > 0, `the machine started: ${started.stderr}`);
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 250 && fs.existsSync(`/proc/${pid}`); i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
     t.ok(leases().includes(addr), "the dead machine's lease is still there");
@@ -276,6 +283,15 @@ function inner() {
     t.match(e2, { name: 'NsboxError', code: 'EADDRINUSE', step: 'network.lease', path: '10.88.0.250' });
     held.kill();
     await held.wait();
+
+    // A subnet that overlaps another interface's is refused before a bridge is made.
+    ip('link', 'add', 'nsbtdummy', 'type', 'bridge');
+    ip('addr', 'add', '10.77.3.1/24', 'dev', 'nsbtdummy');
+    const e3 = await run({ command: ['true'], rootfs: bb, network: { bridge: 'nsbtover', subnet: '10.77.0.1/16', dns: DNS } }).catch((x) => x);
+    t.match(e3, { name: 'NsboxError', code: 'EADDRINUSE', step: 'network.bridge', message: /overlaps 10\.77\.3\.1\/24 on nsbtdummy/ });
+    t.notOk(linkNames().includes('nsbtover'), 'no bridge was made for it');
+    ip('link', 'del', 'nsbtdummy');
+    fs.rmSync('/run/nsbox/net/nsbtover', { recursive: true, force: true });
     t.same(await settled(netBefore), netBefore, 'no link, lease, address or rule left');
     await assertNoLeaks(t, before, 'after the failed starts');
   });

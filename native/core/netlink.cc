@@ -265,20 +265,20 @@ int nl_list_links(std::vector<LinkInfo>* out) {
   });
 }
 
-int nl_list_addrs(int ifindex, std::vector<std::pair<uint32_t, int>>* out) {
+int nl_list_addrs(std::vector<AddrInfo>* out) {
   NlMsg m(RTM_GETADDR, NLM_F_DUMP);
   struct ifaddrmsg* ifa = static_cast<struct ifaddrmsg*>(m.header(sizeof(struct ifaddrmsg)));
   ifa->ifa_family = AF_INET;
   return dump(m, [&](struct nlmsghdr* r) {
     if (r->nlmsg_type != RTM_NEWADDR) return;
     struct ifaddrmsg* a = static_cast<struct ifaddrmsg*>(NLMSG_DATA(r));
-    if (static_cast<int>(a->ifa_index) != ifindex || a->ifa_family != AF_INET) return;
+    if (a->ifa_family != AF_INET) return;
     int len = static_cast<int>(IFA_PAYLOAD(r));
     for (struct rtattr* t = IFA_RTA(a); RTA_OK(t, len); t = RTA_NEXT(t, len)) {
       if (t->rta_type == IFA_LOCAL) {
         uint32_t v;
         memcpy(&v, RTA_DATA(t), sizeof(v));
-        out->push_back({v, a->ifa_prefixlen});
+        out->push_back({static_cast<int>(a->ifa_index), v, a->ifa_prefixlen});
       }
     }
   });

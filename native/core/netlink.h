@@ -57,7 +57,12 @@ struct LinkInfo {
 // All of these talk to the network namespace of the calling process (Node's). 0 or an errno.
 int nl_open();  // a NETLINK_ROUTE socket (close-on-exec), or -errno
 int nl_list_links(std::vector<LinkInfo>* out);
-int nl_list_addrs(int ifindex, std::vector<std::pair<uint32_t, int>>* out);  // IPv4 (network order), prefix
+struct AddrInfo {
+  int index;
+  uint32_t addr;  // IPv4, network order
+  int prefix;
+};
+int nl_list_addrs(std::vector<AddrInfo>* out);  // every IPv4 address of the namespace
 int nl_add_bridge(const char* name);
 int nl_add_addr(int ifindex, uint32_t addr_be, int prefix);
 int nl_link_up(int ifindex);

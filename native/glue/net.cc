@@ -176,16 +176,20 @@ Napi::Value NetList(const Napi::CallbackInfo& info) {
 
 Napi::Value NetAddrs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::vector<std::pair<uint32_t, int>> addrs;
-  int rc = nsbox::nl_list_addrs(info[0].As<Napi::Number>().Int32Value(), &addrs);
+  std::vector<nsbox::AddrInfo> addrs;
+  int rc = nsbox::nl_list_addrs(&addrs);
   if (rc != 0) return Napi::Number::New(env, rc);
   Napi::Array a = Napi::Array::New(env, addrs.size());
   for (size_t i = 0; i < addrs.size(); i++) {
     char buf[INET_ADDRSTRLEN];
     struct in_addr in;
-    in.s_addr = addrs[i].first;
+    in.s_addr = addrs[i].addr;
     inet_ntop(AF_INET, &in, buf, sizeof(buf));
-    a.Set(static_cast<uint32_t>(i), std::string(buf) + "/" + std::to_string(addrs[i].second));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", addrs[i].index);
+    o.Set("address", std::string(buf));
+    o.Set("prefix", addrs[i].prefix);
+    a.Set(static_cast<uint32_t>(i), o);
   }
   return a;
 }

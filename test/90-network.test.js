@@ -86,7 +86,8 @@ function inner() {
   const ip = (...a) => execFileSync('ip', a, { env: toolEnv }).toString();
   const netState = () => ({
     links: linkNames(),
-    addresses: ip('-o', 'addr', 'show').split('\n').map((l) => l.replace(/\s+valid_lft.*$/, '')).sort(),
+    // Device and address only: flags such as IPv6 DAD's "tentative" change by themselves.
+    addresses: ip('-o', 'addr', 'show').trim().split('\n').map((l) => l.split(/\s+/).slice(1, 4).join(' ')).sort(),
     rules: ip('rule', 'show'),
     leases: leases(),
   });

@@ -598,7 +598,8 @@ nsbox machine start NAME --rootfs DIR [flags]
   --publish [ADDR:]HOST:CONTAINER, --allow ADDR[/LEN][:PORT]
                         as for nsbox run (imply --network bridge). Published ports are forwarded
                         by this nsbox process: with --publish, machine start stays in the foreground
-                        forwarding until the machine stops (Ctrl-C stops forwarding only), --pids N, --cpu CORES, --cpuset LIST, --cpu-weight N, --io-weight N
+                        forwarding until the machine stops (Ctrl-C stops forwarding only)
+  --memory SIZE, --swap SIZE, --pids N, --cpu CORES, --cpuset LIST, --cpu-weight N, --io-weight N
                         cgroup v2 limits, as for nsbox run
   --wait-ready          with systemd as init: return once it has booted (running or degraded)
 

@@ -1,5 +1,6 @@
 // netlink.cc: rtnetlink for bridged networking. See netlink.h for which half runs where.
 #include "netlink.h"
+#include "netlink_parent.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

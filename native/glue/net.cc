@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../core/netlink.h"
+#include "../core/netlink_parent.h"
 
 namespace nsbox_glue {
 

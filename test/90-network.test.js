@@ -193,6 +193,21 @@ function inner() {
     t.match(parts[12], /Connection refused/, 'loopback is not subject to the policy');
     t.notMatch(out, /timed out/i, 'nothing waited for the tool timeout');
 
+    // The errno a client inside sees, from the probe: TCP and UDP, allowed and refused.
+    const probe = async (network, ...targets) => {
+      const cmd = targets.map(([proto, addr, port]) => `/probe connect ${proto} ${addr} ${port}`).join('; ');
+      const res = await run({ rootfs: bb, network: { bridge: BR, dns: DNS, ...network }, command: ['sh', '-c', cmd] });
+      return res.stdout.toString().trim().split('\n').map((l) => JSON.parse(l));
+    };
+    const [tcpOk, tcpOther, udpOk, udpOther, udpDns] = await probe({ allow: [`${a}:80`] }, ['tcp', a, 80], ['tcp', a, 8081], ['udp', a, 80], ['udp', a, 81], ['udp', '10.88.0.1', 53]);
+    t.same(tcpOk, { ok: true }, 'TCP to the allowed address and port connects');
+    t.same(tcpOther, { ok: false, errno: 13, code: 'EACCES' }, 'TCP to another port: connect() fails with EACCES');
+    t.same(udpOk, { ok: true }, 'UDP to the allowed address and port is sent');
+    t.same(udpOther, { ok: false, errno: 13, code: 'EACCES' }, 'UDP to another port: EACCES');
+    t.same(udpDns, { ok: false, errno: 13, code: 'EACCES' }, 'DNS on the bridge address is not exempt');
+    const [plain] = await probe({}, ['tcp', a, 8081]);
+    t.same(plain, { ok: false, errno: 111, code: 'ECONNREFUSED' }, 'without a policy the same port is a plain ECONNREFUSED from the server');
+
     const control = await run({ rootfs: bb, network: { bridge: BR, dns: DNS }, command: ['sh', '-c', `echo | nc -w 10 ${a} 8081 2>&1`] });
     t.match(control.stdout.toString(), /Connection refused/, 'without an allow-list the same port answers with a plain refusal');
 
@@ -221,6 +236,41 @@ function inner() {
     await c.wait();
     t.same(leases(), netBefore.leases, 'the lease is released once the container is waited for');
     await t.rejects(httpGet('http://127.0.0.1:18081/'), { code: 'ECONNREFUSED' }, 'the forwarder is closed');
+  });
+
+  t.test('concurrent starts from several Node processes never get the same address', { skip: noBusybox }, async (t) => {
+    const cp = require('node:child_process');
+    const script = `
+      const { spawn } = require(${JSON.stringify(path.join(__dirname, '..'))});
+      const cs = [];
+      for (let i = 0; i < 8; i++) cs.push(spawn({ command: ['sleep', '60'], rootfs: ${JSON.stringify(bb)}, stdio: 'ignore', network: { bridge: ${JSON.stringify(BR)}, dns: ${JSON.stringify(DNS)} } }));
+      console.log(JSON.stringify(cs.map((c) => c.network.address)));
+      process.stdin.on('end', async () => {
+        for (const c of cs) c.kill();
+        await Promise.all(cs.map((c) => c.wait()));
+        process.exit(0);
+      }).resume();`;
+    const procs = [0, 1, 2].map(() => cp.spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const lists = await Promise.all(procs.map((p) => new Promise((resolve) => {
+      let out = '';
+      const timer = setTimeout(() => resolve([]), 60000);
+      p.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) {
+          clearTimeout(timer);
+          resolve(JSON.parse(out.split('\n')[0]));
+        }
+      });
+    })));
+    const all = lists.flat();
+    t.equal(all.length, 24, '3 processes x 8 containers started');
+    t.equal(new Set(all).size, all.length, 'every address is different');
+    t.equal(leases().filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n)).length, 24, 'one lease each');
+    await Promise.all(procs.map((p) => new Promise((resolve) => {
+      p.on('exit', resolve);
+      p.stdin.end();
+    })));
+    t.same(await settled(netBefore), netBefore, 'all released, all veths gone');
   });
 
   t.test('100 start/stop cycles with networking leave links, addresses, leases and rules where they started', { skip: noBusybox }, async (t) => {

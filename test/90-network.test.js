@@ -131,7 +131,10 @@ function inner() {
     before = await warmUp();
     // The bridge is made by the first start and stays; take the baseline with it in place.
     if (!noBusybox) await run({ command: ['true'], rootfs: bb, network: { bridge: BR, dns: DNS } });
-    netBefore = await settled(netState());
+    // The baseline is taken once that container's veth is gone (the kernel removes it with the
+    // namespace, asynchronously).
+    for (let i = 0; i < 100 && linkNames().some((n) => /^nsb[0-9a-f]{8}$/.test(n)); i++) await new Promise((r) => setTimeout(r, 50));
+    netBefore = netState();
   });
 
   t.test('two machines on the bridge: one serves httpd, the other fetches from it by address; a published port reaches it from the host', { skip: noBusybox }, async (t) => {
@@ -207,6 +210,15 @@ function inner() {
     t.same(udpDns, { ok: false, errno: 13, code: 'EACCES' }, 'DNS on the bridge address is not exempt');
     const [plain] = await probe({}, ['tcp', a, 8081]);
     t.same(plain, { ok: false, errno: 111, code: 'ECONNREFUSED' }, 'without a policy the same port is a plain ECONNREFUSED from the server');
+
+    // A machine with an allow-list (its CAP_NET_RAW dropped, as required): the same policy, for
+    // PID 1 and every exec.
+    const guarded = await Machine.start({ name: 'guarded', rootfs: bb, ephemeral: true, stateDir, capabilities: { drop: ['NET_RAW'] }, network: { bridge: BR, dns: DNS, allow: [`${a}:80`] } });
+    const g1 = await guarded.run(['/probe', 'connect', 'tcp', a, '80']);
+    const g2 = await guarded.run(['/probe', 'connect', 'tcp', a, '8081']);
+    t.same(JSON.parse(g1.stdout.toString()), { ok: true }, 'machine: the allowed port connects');
+    t.same(JSON.parse(g2.stdout.toString()), { ok: false, errno: 13, code: 'EACCES' }, 'machine: another port is EACCES');
+    await stopAll(guarded);
 
     const control = await run({ rootfs: bb, network: { bridge: BR, dns: DNS }, command: ['sh', '-c', `echo | nc -w 10 ${a} 8081 2>&1`] });
     t.match(control.stdout.toString(), /Connection refused/, 'without an allow-list the same port answers with a plain refusal');

@@ -509,10 +509,15 @@ export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup 
   }
 }
 
-/** Removes a lease (and its files) if `pid` still owns it. */
+/**
+ * Removes a lease (and its files) if `pid` still owns it, and the host end of its veth pair: the
+ * kernel would remove the pair with the dead container's namespace, but asynchronously; deleting it
+ * here means nothing is left once a container has been waited for (or a failed start has thrown).
+ */
 export function releaseLease(lease: string, pid: number): void {
   const l = readLease(lease);
   if (l && l.pid !== pid) return;
+  if (l && VETH_RE.test(l.hostIf)) native().netDelLink(l.hostIf);  // ENODEV: already gone
   for (const f of [lease, `${lease}.hosts`, `${lease}.resolv`]) fs.rmSync(f, { force: true });
 }
 

@@ -244,9 +244,12 @@ function inner() {
     }
     t.equal(page?.status, 200);
     t.match(page?.body, /app-page/, "the server's replies reach the forwarder despite allow: []");
+    const hostIf = c.network.hostIf;
+    t.ok(linkNames().includes(hostIf), 'its host end is in the bridge');
     c.kill();
     await c.wait();
     t.same(leases(), netBefore.leases, 'the lease is released once the container is waited for');
+    t.notOk(linkNames().includes(hostIf), 'and its host end is gone by then');
     await t.rejects(httpGet('http://127.0.0.1:18081/'), { code: 'ECONNREFUSED' }, 'the forwarder is closed');
   });
 
@@ -346,6 +349,11 @@ function inner() {
     t.match(e2, { name: 'NsboxError', code: 'EADDRINUSE', step: 'network.lease', path: '10.88.0.250' });
     held.kill();
     await held.wait();
+
+    // A start that fails in the child after its veth pair exists (exec of a missing command).
+    const e4 = await run({ command: ['/no/such/command'], rootfs: bb, network: { bridge: BR, dns: DNS } }).catch((x) => x);
+    t.match(e4, { name: 'NsboxError', code: 'ENOENT', step: 'exec' });
+    t.same(netState(), netBefore, 'at once: no veth, lease or address left after the failed exec');
 
     // A subnet that overlaps another interface's is refused before a bridge is made.
     ip('link', 'add', 'nsbtdummy', 'type', 'bridge');

@@ -10,7 +10,8 @@
       "sources": [
         "native/core/child.cc",
         "native/core/spawn.cc",
-        "native/core/probe.cc"
+        "native/core/probe.cc",
+        "native/core/netlink.cc"
       ],
       "cflags": ["<@(hardening)", "-fPIC"],
       "cflags_cc": ["-std=c++17", "-fno-exceptions", "-fno-rtti"],
@@ -18,7 +19,7 @@
     },
     {
       "target_name": "nsbox",
-      "sources": ["native/glue/addon.cc"],
+      "sources": ["native/glue/addon.cc", "native/glue/net.cc"],
       "dependencies": ["nsbox_core", "nsbox_init"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -1,5 +1,5 @@
 // ESM entry: the CommonJS build re-exported under named bindings.
 import nsbox from '../dist/index.js';
 
-export const { run, spawn, Container, probe, NsboxError, Machine, createPool, Pool } = nsbox;
+export const { run, spawn, Container, probe, NsboxError, Machine, createPool, Pool, removeBridge } = nsbox;
 export default nsbox;

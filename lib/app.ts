@@ -10,8 +10,9 @@ import type { Readable, Writable } from 'node:stream';
 import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidValue, notSupported } from './errors';
 import { buildDir, native, type NativePlan, type NativeProcess } from './native';
+import { setupNetwork, type NetworkSetup } from './network';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
-import { basePlan, errorFromRecord, type OpMeta } from './plan';
+import { basePlan, checkRootfs, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { explainUsernsFailure, resolveUserns, spawnWithUserns } from './userns';
@@ -57,6 +58,8 @@ export class Container extends EventEmitter {
   #signal: AbortSignal | undefined;
   #stopOomWatch: (() => void) | null = null;
   #ptyFd = -1;
+  /** With network: 'bridge': the container's address, the bridge's (its gateway) and the bridge name. */
+  network: { address: string; gateway: string; bridge: string; hostIf: string } | null = null;
   #onAbort = (): void => {
     this.#aborted = true;
     this.kill('SIGKILL');
@@ -260,6 +263,31 @@ function launch(o: ResolvedAppOptions, pooled: false): Container;
 function launch(o: ResolvedAppOptions, pooled: true): Pending;
 function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   if (o.signal?.aborted) throw abortError(o.signal);
+  if (!o.bridge) return launchWith(o, pooled, null);
+  if (pooled) throw notSupported('network', "bridged networking is not available for pooled containers yet (use spawn or run)");
+  // The child makes the veth over a socket of the host's network namespace, which needs CAP_NET_ADMIN
+  // there: a process in a user namespace of its own has it only in its own namespaces.
+  if (resolveUserns(o.userns, o.user, 'userns')) throw notSupported('network', 'bridged networking with a user namespace (rootless, or userns set) is not supported yet');
+  // What can fail without touching the host fails first: the bridge is not made for a start that
+  // cannot succeed.
+  if (o.rootfs !== undefined) checkRootfs(o.rootfs);
+  if (o.limits) requireControllers(o.limits, o.cgroupParent ? withParent(detectCgroupHost(), o.cgroupParent) : detectCgroupHost());
+  // The address lease, /etc/hosts and /etc/resolv.conf, published ports: all undone on any failure.
+  const netw = setupNetwork(o.bridge, o.hostname);
+  try {
+    const c = launchWith({ ...o, mounts: [...o.mounts, ...netw.mounts] }, false, netw) as Container;
+    c.network = { address: netw.address, gateway: netw.gateway, bridge: netw.bridge, hostIf: netw.hostIf };
+    netw.forward(false);
+    // 'exit' is emitted before wait() resolves: the lease is free once the container is waited for.
+    c.once('exit', () => netw.release());
+    return c;
+  } catch (e) {
+    netw.release();
+    throw e;
+  }
+}
+
+function launchWith(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | null): Container | Pending {
   const detected = detectCgroupHost();
   const host = o.cgroupParent ? withParent(detected, o.cgroupParent) : detected;
   if (o.limits) requireControllers(o.limits, host);
@@ -329,8 +357,11 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
       trampFd: o.init ? -1 : memfd,
       cmdFd: cmdRead,
       pathDirs: pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined,
+      net: netw ? netw.plan : null,
     };
     const res = spawnWithUserns(plan, userns, pooled, 'userns');
+    netw?.closeSocket();
+    if (netw && res.step === undefined) netw.adopt(res.pid);
     for (const fd of childFds.splice(0)) closeQuiet(fd);
     cgroup?.closeFd();
     if (res.step !== undefined) {

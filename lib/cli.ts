@@ -6,7 +6,7 @@ import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 
 import { spawn, probe, Machine, NsboxError } from './index';
-import type { AppOptions, Container, ExitInfo, HostReport, Limits, MachineExecOptions, MachineInfo, MachineOptions, Mount } from './index';
+import type { AppOptions, Container, ExitInfo, HostReport, Limits, MachineExecOptions, MachineInfo, MachineOptions, Mount, NetworkOptions, PortMapping } from './index';
 import { editDistance } from './util';
 
 /** Exit status for any failure of nsbox itself (bad usage, bad options, setup errors), as docker run. */
@@ -68,7 +68,14 @@ Every flag also takes the --flag=value form.
   --cwd DIR             working directory inside (default /)
   --hostname H          UTS host name (default nsbox)
   --user UID:GID        numeric credentials inside (default 0:0)
-  --network MODE        none | loopback (default, lo up) | host
+  --network MODE        none | loopback (default, lo up) | host | bridge (root: a veth on nsbox's
+                        bridge nsbox0, an address from 10.88.0.0/16, a default route via 10.88.0.1)
+  --publish [ADDR:]HOST:CONTAINER
+                        forward TCP connections to host port HOST (on ADDR, default 127.0.0.1) to
+                        the container's port CONTAINER (repeatable; implies --network bridge)
+  --allow ADDR[/LEN][:PORT[-PORT]]
+                        egress allow-list: only these destinations are reachable, anything else is
+                        refused at once (repeatable; implies --network bridge)
   --init                run a tiny init as PID 1 that reaps orphans and forwards signals
   --timeout MS          kill the container after MS milliseconds (also 10s, 2m, 1h); exit 137
   --memory SIZE         memory limit, e.g. 256M (K, M, G, T suffixes)
@@ -99,6 +106,8 @@ const RUN_FLAGS: Record<string, FlagKind> = {
   '--hostname': 'value',
   '--user': 'value',
   '--network': 'value',
+  '--publish': 'value',
+  '--allow': 'value',
   '--init': 'bool',
   '--timeout': 'value',
   '--memory': 'value',
@@ -220,10 +229,22 @@ interface SharedFlags {
   envGiven: boolean;
   hostname?: string;
   network?: AppOptions['network'];
+  /** --publish and --allow: they make the network a bridge. */
+  ports: PortMapping[];
+  allow: string[];
 }
 
 function newShared(origin: Map<string, string>): SharedFlags {
-  return { origin, limits: {}, mounts: [], env: {}, envGiven: false };
+  return { origin, limits: {}, mounts: [], env: {}, envGiven: false, ports: [], allow: [] };
+}
+
+/** --publish [ADDR:]HOST:CONTAINER */
+function parsePublish(v: string): PortMapping {
+  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)$/.exec(v);
+  if (!m) throw new UsageError(`--publish must be HOST:CONTAINER or ADDR:HOST:CONTAINER with numeric ports (such as 8080:80), got '${v}'`);
+  const p: PortMapping = { host: Number(m[2]), container: Number(m[3]) };
+  if (m[1] !== undefined) p.hostAddress = m[1];
+  return p;
 }
 
 /** Applies one of the shared value flags; false when `flag` is not one of them. */
@@ -248,6 +269,14 @@ function applySharedFlag(flag: string, value: string, acc: SharedFlags): boolean
     case '--network':
       acc.network = value as AppOptions['network'];
       origin.set('network', label);
+      return true;
+    case '--publish':
+      acc.ports.push(parsePublish(value));
+      origin.set(`network.ports[${acc.ports.length - 1}]`, label);
+      return true;
+    case '--allow':
+      acc.allow.push(value);
+      origin.set(`network.allow[${acc.allow.length - 1}]`, label);
       return true;
     case '--memory':
       limits.memory = value;
@@ -288,6 +317,15 @@ function finishShared(acc: SharedFlags, into: { mounts?: Mount[]; env?: Record<s
   if (Object.keys(acc.limits).length) into.limits = acc.limits;
   if (acc.hostname !== undefined) into.hostname = acc.hostname;
   if (acc.network !== undefined) into.network = acc.network;
+  if (acc.ports.length || acc.allow.length) {
+    if (acc.network !== undefined && acc.network !== 'bridge') {
+      throw new UsageError(`--publish and --allow need --network bridge, not --network ${String(acc.network)}`);
+    }
+    const n: NetworkOptions = {};
+    if (acc.ports.length) n.ports = acc.ports;
+    if (acc.allow.length) n.allow = acc.allow;
+    into.network = n;
+  }
 }
 
 /** argv after `run`. */
@@ -496,6 +534,14 @@ export function formatReport(r: HostReport): string {
   lines.push(`  ${'newuidmap/newgidmap'.padEnd(30)}${yesNo(u.idmapHelpers)}`);
   lines.push(`  ${'subordinate uids / gids'.padEnd(30)}${ranges(u.subuid)} / ${ranges(u.subgid)}`);
   lines.push(`  ${'default map written by'.padEnd(30)}${u.defaultMap === 'none' ? 'no user namespace by default' : u.defaultMap}`);
+  if (r.network) {
+    lines.push('networking (--network bridge)');
+    lines.push(`  ${'root'.padEnd(30)}${yesNo(r.network.root)}`);
+    lines.push(`  ${'bridge driver'.padEnd(30)}${yesNo(r.network.bridge)}`);
+    lines.push(`  ${'veth driver'.padEnd(30)}${yesNo(r.network.veth)}`);
+    lines.push(`  ${'policy rules with ports'.padEnd(30)}${yesNo(r.network.policyRules)}`);
+    lines.push(`  ${'IPv6'.padEnd(30)}${yesNo(r.network.ipv6)}`);
+  }
   if (r.notes.length) {
     lines.push('notes');
     for (const n of r.notes) lines.push(`  - ${n}`);
@@ -557,7 +603,11 @@ nsbox machine start NAME --rootfs DIR [flags]
   --bind SRC:DST[:ro]   bind-mount host SRC at DST (repeatable)
   --tmpfs DST[:size=64M,mode=1777]
                         mount a fresh tmpfs at DST (repeatable)
-  --network MODE        none | loopback (default, lo up) | host
+  --network MODE        none | loopback (default, lo up) | host | bridge
+  --publish [ADDR:]HOST:CONTAINER, --allow ADDR[/LEN][:PORT]
+                        as for nsbox run (imply --network bridge). Published ports are forwarded
+                        by this nsbox process: with --publish, machine start stays in the foreground
+                        forwarding until the machine stops (Ctrl-C stops forwarding only)
   --memory SIZE, --swap SIZE, --pids N, --cpu CORES, --cpuset LIST, --cpu-weight N, --io-weight N
                         cgroup v2 limits, as for nsbox run
   --wait-ready          with systemd as init: return once it has booted (running or degraded)
@@ -591,6 +641,8 @@ const MACHINE_FLAGS: Record<MachineSubcommand, Record<string, FlagKind>> = {
     '--bind': 'value',
     '--tmpfs': 'value',
     '--network': 'value',
+    '--publish': 'value',
+    '--allow': 'value',
     '--memory': 'value',
     '--swap': 'value',
     '--pids': 'value',
@@ -1046,6 +1098,7 @@ async function cmdMachine(argv: string[]): Promise<number> {
       if (options.stateDir === undefined && globalStateDir !== undefined) options.stateDir = globalStateDir;
       const m = await Machine.start(options);
       io.out(`${m.pid}\n`);
+      if (typeof options.network === 'object' && options.network.ports?.length) await forwardUntilStopped(m);
       return 0;
     }
     const p = parseFlags(rest, MACHINE_FLAGS[sub as MachineSubcommand], `nsbox machine ${sub}`, sub === 'exec');
@@ -1069,6 +1122,25 @@ async function cmdMachine(argv: string[]): Promise<number> {
     // during Node's exit, where the addon cannot call back into JavaScript.
     await new Promise((r) => setImmediate(r));
   }
+}
+
+/**
+ * `machine start --publish`: the ports are forwarded by this process, so it stays until the machine
+ * stops (polled once a second) or until SIGINT/SIGTERM/SIGHUP, which end the forwarding only.
+ */
+async function forwardUntilStopped(m: Machine): Promise<void> {
+  io.err(`nsbox: forwarding the published ports of '${m.name}' until it stops (Ctrl-C stops forwarding; the machine keeps running)\n`);
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearInterval(timer);
+      for (const sig of FORWARDED_SIGNALS) process.off(sig, done);
+      resolve();
+    };
+    const timer = setInterval(() => {
+      m.state().then((st) => st === 'stopped' && done(), done);
+    }, 1000);
+    for (const sig of FORWARDED_SIGNALS) process.on(sig, done);
+  });
 }
 
 const COMMANDS = ['run', 'doctor', 'machine'] as const;

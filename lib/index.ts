@@ -12,6 +12,9 @@ export type {
   Limits,
   Mount,
   NetworkMode,
+  NetworkOptions,
+  NetworkReport,
+  PortMapping,
   RunResult,
   Stats,
   StdioMode,
@@ -21,3 +24,4 @@ export { Machine } from './machine';
 export type { MachineExecOptions, MachineInfo, MachineOptions, MachineState } from './machine';
 export { createPool, Pool } from './pool';
 export type { PoolOptions, PoolRunOptions } from './pool';
+export { removeBridge } from './network';

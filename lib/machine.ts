@@ -17,8 +17,9 @@ import {
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, runtimeDir, staging } from './runtime';
+import { checkNetwork, checkPolicyCaps, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { IdMapEntry, NetworkMode, Stats, StdioMode, UsernsOption } from './types';
+import type { IdMapEntry, NetworkMode, NetworkOptions, Stats, StdioMode, UsernsOption } from './types';
 import { checkUsernsOption, explainUsernsFailure, privileged, resolveUserns, spawnWithUserns } from './userns';
 
 export const DEFAULT_STATE_DIR = '/run/nsbox';
@@ -65,7 +66,8 @@ export interface MachineOptions {
   /** Environment of PID 1 (plus `container=nsbox`, `PATH`). */
   env?: Record<string, string>;
   mounts?: import('./types').Mount[];
-  network?: NetworkMode;
+  /** As for app containers; with a bridge, published ports are forwarded by the starting process. */
+  network?: NetworkMode | NetworkOptions;
   limits?: import('./types').Limits;
   /** Where machine state lives (default `/run/nsbox` for root; rootless: `$XDG_RUNTIME_DIR/nsbox` or `/tmp/nsbox-<uid>`). */
   stateDir?: string;
@@ -135,6 +137,8 @@ interface StateFile {
   stopped?: boolean;
   /** The machine has its own user namespace (exec joins it too), with these maps. */
   userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny' };
+  /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
+  net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
 }
 
 interface ResolvedMachineOptions {
@@ -154,6 +158,7 @@ interface ResolvedMachineOptions {
   capabilities: { add: string[]; drop: string[] };
   seccomp: ResolvedSeccomp | null;
   userns: UsernsOption | undefined;
+  bridge: ResolvedBridge | undefined;
 }
 
 const MACHINE_KEYS = [
@@ -201,7 +206,7 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
   }
   const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
   if (ephemeral && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
-  const network: NetworkMode = o.network === undefined ? 'loopback' : (['none', 'loopback', 'host'] as const).includes(o.network) ? o.network : (() => { throw invalidValue('network', o.network, "must be one of 'none', 'loopback', 'host'"); })();
+  const { mode: network, bridge } = checkNetwork('network', o.network);
   const env = checkEnv('env', o.env ?? {});
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
   const readyTimeout = o.readyTimeout === undefined ? 120000 : checkTimeout('readyTimeout', o.readyTimeout)!;
@@ -220,9 +225,14 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     waitReady: o.waitReady ?? false,
     readyTimeout,
     haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
-    capabilities: checkCapabilities('capabilities', o.capabilities),
+    capabilities: (() => {
+      const caps = checkCapabilities('capabilities', o.capabilities);
+      checkPolicyCaps('network', bridge, MACHINE_CAPS, caps);
+      return caps;
+    })(),
     seccomp: resolveMachineSeccomp(o.seccomp),
     userns: checkUsernsOption('userns', o.userns),
+    bridge,
   };
 }
 
@@ -337,6 +347,8 @@ export class Machine {
   #proc: NativeProcess | null;
   #cgroup: ContainerCgroup | null;
   #gone: Promise<void>;
+  /** The bridged network set up by this process (its port forwarders), if it started the machine. */
+  #net: NetworkSetup | null = null;
 
   private constructor(dir: string, state: StateFile, proc: NativeProcess | null, stateDir: string) {
     this.name = state.name;
@@ -360,6 +372,8 @@ export class Machine {
     const host = detectCgroupHost();
     if (o.limits) requireControllers(o.limits, host);
     const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
+    // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
+    if (userns && o.bridge) throw notSupported('network', 'bridged networking with a user namespace (rootless, or userns set) is not supported yet');
     const K = native().constants;
     try {
       fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
@@ -371,10 +385,15 @@ export class Machine {
 
     let cgroup: ContainerCgroup | null = null;
     const fds: number[] = [];
+    let netw: NetworkSetup | null = null;
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
-      const L = machineOps(o, staging(), scratch, userns !== null);
+      if (o.bridge) {
+        checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
+        netw = setupNetwork(o.bridge, o.hostname);
+      }
+      const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch, userns !== null);
       // Machine names are unique per state directory; the cgroup name carries both.
       const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
       cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
@@ -399,7 +418,7 @@ export class Machine {
         staging: staging(),
         ops: L.ops,
         hostname: o.hostname,
-        netLoUp: o.network === 'loopback',
+        netLoUp: o.network === 'loopback' || o.network === 'bridge',
         cwd: '/',
         rlimits: [[K.RLIMIT_CORE!, 0, -1]],
         newKeyring: true,
@@ -426,8 +445,10 @@ export class Machine {
         enterFlags: 0,
         enterRoot: null,
         ptySock: -1,
+        net: netw ? netw.plan : null,
       };
       const res = spawnWithUserns(plan, userns, false, 'userns');
+      netw?.closeSocket();
       cgroup?.closeFd();
       for (const fd of fds.splice(0)) closeQuiet(fd);
       if (res.step !== undefined) {
@@ -451,8 +472,21 @@ export class Machine {
         createdAt: new Date().toISOString(),
         ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow' } } : {}),
       };
+      if (netw) {
+        // The lease belongs to PID 1 from now on: it outlives this process with the machine.
+        netw.adopt(res.pid);
+        state.net = { bridge: netw.bridge, address: netw.address, gateway: netw.gateway, hostIf: netw.hostIf, lease: netw.lease };
+      }
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
       const m = new Machine(dir, state, res.process, o.stateDir);
+      if (netw) {
+        // Published ports are forwarded by this process, for as long as it runs (docs/network.md).
+        const started = netw;
+        started.forward(true);
+        m.#net = started;
+        // However the machine ends (stop from any process, a crash), its forwarders and lease go.
+        void m.#gone.then(() => started.release());
+      }
       if (o.waitReady && systemd) {
         try {
           await m.#waitSystemd(o.readyTimeout);
@@ -470,6 +504,7 @@ export class Machine {
     } catch (e) {
       for (const fd of fds) closeQuiet(fd);
       cgroup?.removeNow();
+      netw?.release();
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
     }
@@ -487,6 +522,7 @@ export class Machine {
       // PID 1 is gone (or its pid now belongs to someone else): the machine stopped without us.
       s.stopped = true;
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
+      if (s.net) releaseLease(s.net.lease, s.pid);
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
     }
     return new Machine(dir, s, proc, stateDir);
@@ -767,8 +803,16 @@ export class Machine {
     return !!this.#proc && this.#proc.fd() >= 0 && !this.#proc.exited();
   }
 
+  /** With network: 'bridge': the machine's address, its gateway (the bridge's address), the bridge. */
+  get network(): { address: string; gateway: string; bridge: string; hostIf: string } | null {
+    const n = this.#state.net;
+    return n ? { address: n.address, gateway: n.gateway, bridge: n.bridge, hostIf: n.hostIf } : null;
+  }
+
   async #markStopped(): Promise<void> {
     if (this.#cgroup) await this.#cgroup.remove();
+    this.#net?.release();
+    if (this.#state.net) releaseLease(this.#state.net.lease, this.#state.pid);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));

@@ -74,6 +74,34 @@ export interface NativePlan {
   selfGidMap?: string | null;
   /** setgroups(2) is refused in the container's user namespace: the child skips it. */
   setgroupsDenied?: boolean;
+  /** Bridged network (optional): see NativeNet. */
+  net?: NativeNet | null;
+}
+
+/** The bridged network set-up the child runs over rtnetlink (native/glue/net.cc builds the messages). */
+export interface NativeNet {
+  /** NETLINK_ROUTE socket of Node's own netns (the veth is made there). */
+  sock: number;
+  bridgeIndex: number;
+  hostIf: string;
+  peerIf: string;
+  /** The peer's MAC, 12 hex digits. */
+  mac: string;
+  address: string;
+  prefix: number;
+  gateway: string;
+  rules: NativeRule[];
+}
+
+export interface NativeRule {
+  family: 4 | 6;
+  priority: number;
+  dst: string | null;
+  dstLen: number;
+  proto: number;
+  dport: [number, number] | null;
+  sport: [number, number] | null;
+  prohibit: boolean;
 }
 
 export interface NativeProcess {
@@ -114,6 +142,20 @@ export interface NativeBinding {
   /** The received fd, or a negative errno (-EAGAIN when nothing is there yet). */
   recvFd(sock: number): number;
   setWinsize(fd: number, cols: number, rows: number): number;
+  /** rtnetlink on Node's own netns (lib/network.ts). Numbers are errnos (0: done). */
+  netList(): Array<{ name: string; kind: string; index: number; master: number; up: boolean }> | number;
+  /** Every IPv4 address of Node's netns. */
+  netAddrs(): Array<{ index: number; address: string; prefix: number }> | number;
+  netAddBridge(name: string): number;
+  netAddAddr(ifindex: number, address: string, prefix: number): number;
+  netLinkUp(ifindex: number): number;
+  netDelLink(name: string): number;
+  /** A NETLINK_ROUTE socket (close-on-exec) or -errno. */
+  netSocket(): number;
+  /** A listening TCP socket or -errno. */
+  tcpListen(address: string, port: number): number;
+  /** An fd holding an exclusive flock on path, or -errno. */
+  lockFile(path: string): number;
   probe(): {
     clone3: boolean;
     pidfd: boolean;
@@ -161,6 +203,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['pool.ready', undefined],
   ['pool.command', 'read'],
   ['userns', 'write'],
+  ['network', 'sendmsg'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

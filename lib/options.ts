@@ -6,6 +6,8 @@ import { types } from 'node:util';
 
 import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
+import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network';
+import { DEFAULT_CAPS } from './plan';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
@@ -41,6 +43,8 @@ export interface ResolvedAppOptions {
   capabilities: { add: string[]; drop: string[] };
   seccomp: ResolvedSeccomp | null;
   userns: UsernsOption | undefined;
+  /** network: 'bridge' (or its object form) resolved; undefined for the other modes. */
+  bridge: ResolvedBridge | undefined;
 }
 
 const APP_KEYS = [
@@ -315,6 +319,9 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
   if (o.command === undefined) throw invalidType('command', 'an array of strings', undefined);
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
   if (!mounts.some((m) => m.target === '/tmp')) mounts.unshift({ type: 'tmpfs', target: '/tmp', size: undefined, mode: 0o1777 });
+  const network = checkNetwork('network', o.network);
+  const capabilities = checkCapabilities('capabilities', o.capabilities);
+  checkPolicyCaps('network', network.bridge, DEFAULT_CAPS, capabilities);
   return {
     command: checkCommand('command', o.command),
     rootfs: o.rootfs === undefined ? undefined : checkAbsolutePath('rootfs', o.rootfs),
@@ -324,7 +331,7 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     hostname: o.hostname === undefined ? 'nsbox' : checkHostname('hostname', o.hostname),
     user: o.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', o.user),
     mounts,
-    network: o.network === undefined ? 'loopback' : checkEnum('network', o.network, ['none', 'loopback', 'host'] as const),
+    network: network.mode,
     limits: resolveLimits(o.limits),
     timeout: checkTimeout('timeout', o.timeout),
     input: checkInput('input', o.input),
@@ -333,8 +340,9 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     maxOutput: o.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : checkInteger('maxOutput', o.maxOutput, 0, Number.MAX_SAFE_INTEGER),
     signal: checkSignal('signal', o.signal),
     cgroupParent: o.cgroupParent === undefined ? undefined : checkAbsolutePath('cgroupParent', o.cgroupParent),
-    capabilities: checkCapabilities('capabilities', o.capabilities),
+    capabilities,
     seccomp: resolveSeccomp(o.seccomp),
     userns: checkUsernsOption('userns', o.userns),
+    bridge: network.bridge,
   };
 }

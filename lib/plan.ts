@@ -6,6 +6,7 @@ import * as path from 'node:path';
 
 import { NsboxError, fromSystemError, errnoName, notSupported } from './errors';
 import { native, STEPS, STEP, type NativeOp, type NativePlan } from './native';
+import { networkStep } from './network';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
 import { capLast, capsAvailable } from './runtime';
 import { compileSeccomp } from './seccomp';
@@ -424,6 +425,9 @@ export function errorFromRecord(
     case STEP.hostname:
       p = ctx.hostname;
       break;
+    case STEP.network:
+      ({ step, syscall } = networkStep(rec.index));
+      break;
   }
   return new NsboxError({ code, errno: rec.errno, syscall, step, path: p });
 }
@@ -443,7 +447,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       staging,
       ops: L.ops,
       hostname: o.hostname,
-      netLoUp: o.network === 'loopback',
+      netLoUp: o.network === 'loopback' || o.network === 'bridge',
       cwd: o.cwd,
       rlimits: [
         [K.RLIMIT_NOFILE!, Math.min(1024, nofileHard()), Math.min(65536, nofileHard())],

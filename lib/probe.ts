@@ -5,6 +5,7 @@ import * as path from 'node:path';
 
 import { detectCgroupHost } from './cgroup';
 import { native } from './native';
+import { probeNetwork } from './network';
 import type { HostReport } from './types';
 import { usernsReport, usernsBlocker } from './userns';
 
@@ -64,6 +65,7 @@ export async function probe(): Promise<HostReport> {
     );
   }
   if (cg.reason) notes.push(cg.reason);
+  if (!root) notes.push("not root: network: 'bridge' is not available (bridged networking needs root for now)");
   if (!sc.clone3) notes.push('clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child');
 
   return {
@@ -94,5 +96,6 @@ export async function probe(): Promise<HostReport> {
     },
     userns: usernsReport(),
     notes,
+    network: probeNetwork((major, minor) => kernelAtLeast(kernel, major, minor)),
   };
 }

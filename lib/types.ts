@@ -35,7 +35,7 @@ export interface Limits {
   cpuset?: string;
 }
 
-export type NetworkMode = 'none' | 'loopback' | 'host';
+export type NetworkMode = 'none' | 'loopback' | 'host' | 'bridge';
 export type StdioMode = 'pipe' | 'inherit' | 'ignore';
 
 export interface User {
@@ -61,8 +61,11 @@ export interface AppOptions {
   user?: User;
   /** Extra mounts (default: a tmpfs at `/tmp`, kept unless a mount targets `/tmp`). */
   mounts?: Mount[];
-  /** New netns without (`none`) or with (`loopback`) `lo` up, or the host's (default `loopback`). */
-  network?: NetworkMode;
+  /**
+   * New netns without (`none`) or with (`loopback`) `lo` up, or the host's (default `loopback`);
+   * `'bridge'` or a `NetworkOptions` object: a veth on nsbox's bridge (see docs/network.md).
+   */
+  network?: NetworkMode | NetworkOptions;
   /** cgroup v2 limits (default none; the container still gets its own cgroup). */
   limits?: Limits;
   /** Milliseconds until the whole container is killed (`timedOut` is then set). */
@@ -186,4 +189,47 @@ export interface HostReport {
   };
   /** Human-readable notes about what is missing and what follows from it. */
   notes: string[];
+  /** Bridged networking (network: 'bridge'). */
+  network?: NetworkReport;
+}
+
+/** A published port: TCP connections to `hostAddress:host` are forwarded to the container's `container`. */
+export interface PortMapping {
+  host: number;
+  container: number;
+  /** IPv4 address on the host to listen on (default `'127.0.0.1'`; `'0.0.0.0'` for every interface). */
+  hostAddress?: string;
+}
+
+/** `network: { ... }`: bridged networking (root only for now). See docs/network.md. */
+export interface NetworkOptions {
+  /** The bridge nsbox creates and owns (default `'nsbox0'`). */
+  bridge?: string;
+  /** The bridge's own address and the subnet's prefix length (default `'10.88.0.1/16'`). */
+  subnet?: string;
+  /** A fixed address for the container inside the subnet (default: the next free one). */
+  address?: string;
+  /** TCP ports published on the host (forwarded by the Node process that started the container). */
+  ports?: PortMapping[];
+  /**
+   * Egress allow-list: `'10.88.0.5'`, `'10.0.0.0/8'`, `'10.88.0.5:80'`, `'10.0.0.0/8:8000-8080'`.
+   * Anything else is refused at once (connect() fails with EACCES). Absent: no egress policy.
+   */
+  allow?: string[];
+  /** Nameservers written to the container's /etc/resolv.conf (default: the host's non-loopback ones). */
+  dns?: string[];
+}
+
+/** What `probe()` reports about bridged networking. */
+export interface NetworkReport {
+  /** Whether this process may create the bridge and veth pairs (root in the initial user namespace). */
+  root: boolean;
+  /** The kernel has (or can load) the bridge driver. */
+  bridge: boolean;
+  /** The kernel has (or can load) the veth driver. */
+  veth: boolean;
+  /** FIB policy rules with ip_proto and port ranges (Linux 4.17): the egress allow-list. */
+  policyRules: boolean;
+  /** IPv6 is enabled (egress policy then also refuses IPv6). */
+  ipv6: boolean;
 }

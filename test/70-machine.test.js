@@ -120,7 +120,7 @@ t.test('names are validated and unique', { skip: noBusybox }, async (t) => {
     ['init as a string path', { init: '/sbin/init' }, 'ERR_INVALID_ARG_VALUE'],
     ['a relative init', { init: ['sbin/init'] }, 'ERR_INVALID_ARG_VALUE'],
     ['ephemeral as a string', { ephemeral: 'yes' }, 'ERR_INVALID_ARG_TYPE'],
-    ['an unknown network', { network: 'bridge' }, 'ERR_INVALID_ARG_VALUE'],
+    ['an unknown network', { network: 'bridge0' }, 'ERR_INVALID_ARG_VALUE'],
     ['a bad halt signal', { haltSignal: 'SIGNOPE' }, 'ERR_INVALID_ARG_VALUE'],
     ['a negative readyTimeout', { readyTimeout: -1 }, 'ERR_OUT_OF_RANGE'],
     ['waitReady as a number', { waitReady: 1 }, 'ERR_INVALID_ARG_TYPE'],

@@ -25,6 +25,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 
+#include "netlink.h"
 #include "syscalls.h"
 
 namespace nsbox {
@@ -473,6 +474,7 @@ void format_int(char* buf, int v) {
   int init_fd = plan->init_fd >= 0 ? plan->init_fd : plan->tramp_fd;
   const bool tramp = plan->init_fd < 0 && plan->tramp_fd >= 0;
   int cmd_fd = plan->cmd_fd;
+  int net_sock = plan->n_net_msgs ? plan->net_host_sock : -1;
   struct rlimit nofile_before;
   if (getrlimit(RLIMIT_NOFILE, &nofile_before) != 0) nofile_before.rlim_max = 65536;
 
@@ -567,6 +569,7 @@ void format_int(char* buf, int v) {
     if (err_fd < 0) _exit(127);
     if (cmd_fd >= 0 && (cmd_fd = lift(cmd_fd)) < 0) fail(err_fd, STEP_STDIO, 5, errno);
     if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, 4, errno);
+    if (net_sock >= 0 && (net_sock = lift(net_sock)) < 0) fail(err_fd, STEP_STDIO, 6, errno);
     for (int i = 0; i < 4; i++) {
       if (src[i] >= 0 && src[i] != i && src[i] <= 3 && (src[i] = lift(src[i])) < 0)
         fail(err_fd, STEP_STDIO, i, errno);
@@ -621,6 +624,13 @@ void format_int(char* buf, int v) {
     if (sethostname(plan->hostname, len) != 0) fail(err_fd, STEP_HOSTNAME, -1, errno);
   }
   if (plan->net_lo_up && lo_up() != 0) fail(err_fd, STEP_NET_LO, -1, errno);
+  if (plan->n_net_msgs) {
+    // Bridged network: the veth pair over Node's netns socket, then address, route and egress rules
+    // in our own netns, all before the capabilities are dropped (see netlink.cc).
+    int32_t at = -1;
+    if (net_setup(plan, net_sock, &at) != 0) fail(err_fd, STEP_NET, at, errno);
+    close(net_sock);
+  }
   if (plan->cwd && chdir(plan->cwd) != 0) fail(err_fd, STEP_CWD, -1, errno);
 
   for (size_t i = 0; i < plan->n_rlimits; i++) {

@@ -79,7 +79,8 @@ enum Step : int32_t {
   STEP_READY = 31,       // not an error: a pooled container is set up and waits for its command
   STEP_POOL = 32,        // a pooled container could not read or parse its command
   STEP_USERNS = 33,      // user namespace: 0 wait for the id maps, 1 setgroups, 2 uid_map, 3 gid_map, 4/5 setresgid/uid(0)
-  STEP_COUNT = 34,
+  STEP_NET = 34,         // bridged network: index = which of plan->net_msgs (negative: see netlink.h)
+  STEP_COUNT = 35,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -90,6 +91,17 @@ struct ErrorRecord {
   int32_t magic;  // kErrorMagic: guards against reading something that is not a record
 };
 constexpr int32_t kErrorMagic = 0x6e73627a;  // "nsbz"
+
+// One rtnetlink request of the bridged network set-up, built by the parent (netlink.cc). The child
+// copies it to its stack, patches the fd of its own netns and the peer's ifindex where the offsets
+// say (0: nothing to patch), sends it and reads the ack.
+struct NetMsg {
+  const uint8_t* data;
+  uint32_t len;
+  uint32_t on_host;      // 1: send on plan->net_host_sock (Node's netns); 0: on the child's own
+  uint32_t nsfd_off;     // offset of a u32 that receives the fd of the child's netns
+  uint32_t ifindex_off;  // offset of a u32 that receives the ifindex of plan->net_peer
+};
 
 struct Rlimit {
   int32_t resource;
@@ -180,6 +192,12 @@ struct Plan {
   const char* self_uid_map;    // nullptr: none
   const char* self_gid_map;
   bool setgroups_denied;       // setgroups(2) is refused in this user namespace: skip it
+
+  // Bridged network (network: 'bridge'), run right after lo is up. n_net_msgs == 0: none.
+  int net_host_sock;     // NETLINK_ROUTE socket the parent opened in its own netns, or -1
+  const NetMsg* net_msgs;
+  size_t n_net_msgs;
+  const char* net_peer;  // the container's interface ("eth0"): its ifindex is patched in
 };
 
 }  // namespace nsbox

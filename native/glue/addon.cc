@@ -30,6 +30,7 @@
 #include "../core/probe.h"
 #include "../core/spawn.h"
 #include "../core/syscalls.h"
+#include "net.h"
 
 namespace {
 
@@ -47,6 +48,7 @@ struct PlanStorage {
   std::vector<uint8_t> seccomp;
 
   Plan plan{};
+  nsbox_glue::NetStorage net;  // bridged network messages (net.cc)
 
   const char* keep(const std::string& s) {
     strings.push_back(s);
@@ -355,7 +357,8 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     p.setgroups_denied = sg.As<Napi::Boolean>().Value();
   }
   if (p.userns_sync_fd >= 0 && p.self_uid_map) return ThrowType(js.Env(), "usernsSyncFd with selfUidMap");
-  return true;
+  // Bridged network (optional field).
+  return nsbox_glue::BuildNetPlan(js, &st->net, &p);
 }
 
 // One live container process: its pidfd, watched with uv_poll until it has exited and been reaped.
@@ -755,6 +758,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
+  nsbox_glue::InitNet(env, exports);
   Napi::Object c = Napi::Object::New(env);
 #define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))
   K(CLONE_NEWNS);

@@ -373,7 +373,8 @@ function brokenInvariant(o) {
       if ((m.size !== undefined && !isInt(m.size, 4096, Number.MAX_SAFE_INTEGER)) || !isInt(m.mode, 0, 0o7777)) return `tmpfs mount ${util.inspect(m)}`;
     } else return `mount type ${util.inspect(m.type)}`;
   }
-  if (!['none', 'loopback', 'host'].includes(o.network)) return 'network';
+  if (!['none', 'loopback', 'host', 'bridge'].includes(o.network)) return 'network';
+  if ((o.network === 'bridge') !== (o.bridge !== undefined)) return 'network/bridge';
   if (!['pipe', 'inherit', 'ignore'].includes(o.stdio)) return 'stdio';
   if (o.timeout !== undefined && !(typeof o.timeout === 'number' && o.timeout > 0 && o.timeout <= 2 ** 31 - 1)) return `timeout ${o.timeout}`;
   if (!isInt(o.maxOutput, 0, Number.MAX_SAFE_INTEGER)) return 'maxOutput';

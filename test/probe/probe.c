@@ -10,6 +10,7 @@
  * Subcommands: info | try-write PATH | try-mount SRC TGT FSTYPE | try-mknod PATH
  *   | spawn-orphans N SECONDS | pids-of NAME | exit N | kill-self SIGNUM
  *   | sleep SECONDS | cat | spin SECONDS | count-forever PATH
+ *   | connect tcp|udp ADDR PORT (IPv4; a UDP "connect" also sends one datagram)
  * Unknown subcommand or bad arguments: message on stderr, exit 2.
  */
 #define _GNU_SOURCE
@@ -21,7 +22,9 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/keyctl.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +105,11 @@ static const char *errno_name(int e)
 	case ELOOP: return "ELOOP";
 	case ENOMEM: return "ENOMEM";
 	case EXDEV: return "EXDEV";
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case EHOSTUNREACH: return "EHOSTUNREACH";
+	case ENETUNREACH: return "ENETUNREACH";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case EINPROGRESS: return "EINPROGRESS";
 	default: return "E?";
 	}
 }
@@ -642,6 +650,31 @@ static int cmd_threadbomb(double secs)
 	return 0;
 }
 
+/* connect(2) to ADDR:PORT with a 5 s bound (SO_SNDTIMEO), and for UDP one send(2): reports the
+ * errno the kernel gives, so that tests see what a client inside sees. */
+static int cmd_connect(const char *proto, const char *addr, const char *port)
+{
+	int udp = !strcmp(proto, "udp");
+	struct sockaddr_in sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((unsigned short)parse_long(port, "bad PORT"));
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+		fprintf(stderr, "probe: bad ADDR %s\n", addr);
+		return 2;
+	}
+	int s = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+	if (s < 0)
+		return result(errno);
+	struct timeval tv = {5, 0};
+	setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int rc = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+	if (rc == 0 && udp && send(s, "x", 1, 0) < 0)
+		rc = errno;
+	close(s);
+	return result(rc == EINPROGRESS ? ETIMEDOUT : rc);
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -683,6 +716,8 @@ int main(int argc, char **argv)
 		return cmd_forkbomb(parse_seconds(a[0]));
 	if (!strcmp(cmd, "threadbomb") && n == 1)
 		return cmd_threadbomb(parse_seconds(a[0]));
+	if (!strcmp(cmd, "connect") && n == 3 && (!strcmp(a[0], "tcp") || !strcmp(a[0], "udp")))
+		return cmd_connect(a[0], a[1], a[2]);
 
 	fprintf(stderr, "probe: unknown subcommand or wrong arguments: %s\n", cmd);
 	return 2;

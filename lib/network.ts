@@ -1,0 +1,648 @@
+// network.ts: bridged networking (network: 'bridge' or { bridge, subnet, address, ports, allow, dns }).
+//
+// Before the clone, on the JS thread: the options are checked (checkNetwork, pure), then
+// setupNetwork() makes sure nsbox's bridge exists in Node's own network namespace (rtnetlink from
+// the addon), takes an address lease (a file per address under /run/nsbox/net/<bridge>/, made under
+// an flock so several Node processes never collide, stale ones reclaimed), writes the container's
+// /etc/hosts and /etc/resolv.conf, binds the published ports and opens a NETLINK_ROUTE socket. The
+// child then makes the veth pair over that socket, and sets its address, default route and egress
+// rules in its own namespace (native/core/netlink.cc). See docs/network.md.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+import { NsboxError, errnoName, invalidType, invalidValue, notSupported, outOfRange } from './errors';
+import { privileged } from './userns';
+import { native, type NativeNet, type NativeRule } from './native';
+import type { ResolvedMount } from './options';
+import type { NetworkMode, NetworkReport } from './types';
+
+export const NET_DIR = '/run/nsbox/net';
+export const DEFAULT_BRIDGE = 'nsbox0';
+export const DEFAULT_SUBNET = '10.88.0.1/16';
+/** Host ends of nsbox's veth pairs: `nsb` + the container's IPv4 address in hex (unique per lease). */
+export const VETH_RE = /^nsb[0-9a-f]{8}$/;
+const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+const PEER_IF = 'eth0';
+const RULE_BASE = 100;
+
+export interface ResolvedPort {
+  host: number;
+  container: number;
+  hostAddress: string;
+}
+
+export interface ResolvedAllow {
+  /** Network address (host order) and prefix length. */
+  net: number;
+  len: number;
+  /** Destination port range, or null for every port and protocol. */
+  ports: [number, number] | null;
+  text: string;
+}
+
+export interface ResolvedBridge {
+  bridge: string;
+  gateway: string;
+  prefix: number;
+  address: string | undefined;
+  ports: ResolvedPort[];
+  allow: ResolvedAllow[] | null;
+  dns: string[] | undefined;
+}
+
+// ---- addresses ----
+
+export function parseIPv4(s: string): number | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return null;
+  const b = m.slice(1).map(Number);
+  if (b.some((x) => x > 255) || m.slice(1).some((x) => x.length > 1 && x.startsWith('0'))) return null;
+  return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+}
+
+export function formatIPv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+function mask(len: number): number {
+  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+}
+
+// ---- options ----
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkKeys(obj: Record<string, unknown>, known: readonly string[], where: string): void {
+  // Imported lazily: options.ts imports this module.
+  (require('./options') as typeof import('./options')).rejectUnknownKeys(obj, known, where);
+}
+
+function list(name: string, v: unknown, max: number): unknown[] {
+  const { arrayElements } = require('./util') as typeof import('./util');
+  const items = arrayElements(name, v, 'an array');
+  if (items.length > max) throw outOfRange(name, `at most ${max} entries`, items.length);
+  return items;
+}
+
+function checkPort(name: string, v: unknown): number {
+  if (typeof v !== 'number') throw invalidType(name, 'of type number', v);
+  if (!Number.isInteger(v) || v < 1 || v > 65535) throw outOfRange(name, 'an integer from 1 to 65535', v);
+  return v;
+}
+
+function checkAddress(name: string, v: unknown): number {
+  if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
+  const a = parseIPv4(v);
+  if (a === null) throw invalidValue(name, v, 'must be an IPv4 address such as 10.88.0.5');
+  return a;
+}
+
+/** An allow-list entry: `ADDR`, `ADDR/LEN`, each optionally followed by `:PORT` or `:LO-HI`. */
+function checkAllow(name: string, v: unknown): ResolvedAllow {
+  if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
+  const m = /^([0-9.]+)(?:\/(\d{1,2}))?(?::(\d{1,5})(?:-(\d{1,5}))?)?$/.exec(v);
+  if (!m) {
+    const hint = /[a-z]/i.test(v) ? ' (host names are not supported: give an address or CIDR)' : '';
+    throw invalidValue(name, v, `must be an IPv4 address or CIDR with an optional :PORT or :LO-HI${hint}`);
+  }
+  const addr = parseIPv4(m[1]!);
+  if (addr === null) throw invalidValue(name, v, 'must start with a valid IPv4 address');
+  const len = m[2] === undefined ? 32 : Number(m[2]);
+  if (len > 32) throw outOfRange(name, 'a prefix length from 0 to 32', v);
+  if ((addr & ~mask(len)) >>> 0 !== 0) throw invalidValue(name, v, `has host bits set (the network is ${formatIPv4((addr & mask(len)) >>> 0)}/${len})`);
+  let ports: [number, number] | null = null;
+  if (m[3] !== undefined) {
+    const lo = Number(m[3]);
+    const hi = m[4] === undefined ? lo : Number(m[4]);
+    if (lo < 1 || hi > 65535 || lo > 65535) throw outOfRange(name, 'ports from 1 to 65535', v);
+    if (hi < lo) throw badRange(name, v);
+    ports = [lo, hi];
+  }
+  return { net: addr, len, ports, text: v };
+}
+
+function badRange(name: string, v: unknown): RangeError {
+  return outOfRange(name, 'a port range whose end is not below its start', v);
+}
+
+/**
+ * network option -> the mode the namespace code knows ('bridge' for both bridge forms) and, for a
+ * bridge, everything resolved. Throws TypeError/RangeError with Node-style codes; pure.
+ */
+export function checkNetwork(name: string, v: unknown): { mode: NetworkMode; bridge: ResolvedBridge | undefined } {
+  if (v === undefined) return { mode: 'loopback', bridge: undefined };
+  if (typeof v === 'string') {
+    if (!['none', 'loopback', 'host', 'bridge'].includes(v)) {
+      throw invalidValue(name, v, "must be one of 'none', 'loopback', 'host', 'bridge' or a bridge options object");
+    }
+    if (v !== 'bridge') return { mode: v as NetworkMode, bridge: undefined };
+    return { mode: 'bridge', bridge: checkNetwork(name, {}).bridge };
+  }
+  if (!isPlainObject(v)) throw invalidType(name, "one of 'none', 'loopback', 'host', 'bridge' or an object", v);
+  checkKeys(v, ['bridge', 'subnet', 'address', 'ports', 'allow', 'dns'], `${name}.`);
+  // Each property is read once: what is checked is what is used, whatever a getter does.
+  const { bridge: vBridge, subnet: vSubnet, address: vAddress, ports: vPorts, allow: vAllow, dns: vDns } = v;
+  let bridge = DEFAULT_BRIDGE;
+  if (vBridge !== undefined) {
+    if (typeof vBridge !== 'string') throw invalidType(`${name}.bridge`, 'of type string', vBridge);
+    if (!BRIDGE_RE.test(vBridge) || VETH_RE.test(vBridge) || vBridge === 'lo') {
+      throw invalidValue(`${name}.bridge`, vBridge, 'must be an interface name of 1-15 letters, digits, _ . - (not lo, not nsb + 8 hex digits)');
+    }
+    bridge = vBridge;
+  }
+  const subnetText = vSubnet === undefined ? DEFAULT_SUBNET : vSubnet;
+  if (typeof subnetText !== 'string') throw invalidType(`${name}.subnet`, 'of type string', subnetText);
+  const sm = /^([0-9.]+)\/(\d{1,2})$/.exec(subnetText);
+  const gw = sm ? parseIPv4(sm[1]!) : null;
+  if (!sm || gw === null) throw invalidValue(`${name}.subnet`, subnetText, "must be the bridge's address and prefix length, such as '10.88.0.1/16'");
+  const prefix = Number(sm[2]);
+  if (prefix < 8 || prefix > 30) throw outOfRange(`${name}.subnet`, 'a prefix length from 8 to 30', subnetText);
+  const netAddr = (gw & mask(prefix)) >>> 0;
+  const bcast = (netAddr | ~mask(prefix)) >>> 0;
+  if (gw === netAddr || gw === bcast) throw invalidValue(`${name}.subnet`, subnetText, 'must name a host address of the subnet (not its network or broadcast address)');
+  if (gw >>> 24 === 127 || gw >>> 28 >= 14) throw invalidValue(`${name}.subnet`, subnetText, 'must not be a loopback, multicast or reserved range');
+  let address: string | undefined;
+  if (vAddress !== undefined) {
+    const a = checkAddress(`${name}.address`, vAddress);
+    if (((a & mask(prefix)) >>> 0) !== netAddr || a === netAddr || a === bcast || a === gw) {
+      throw invalidValue(`${name}.address`, vAddress, `must be a free host address in ${formatIPv4(netAddr)}/${prefix} other than the bridge's ${formatIPv4(gw)}`);
+    }
+    address = formatIPv4(a);
+  }
+  const ports: ResolvedPort[] = [];
+  if (vPorts !== undefined) {
+    list(`${name}.ports`, vPorts, 64).forEach((p, i) => {
+      const n = `${name}.ports[${i}]`;
+      if (!isPlainObject(p)) throw invalidType(n, 'of type object', p);
+      checkKeys(p, ['host', 'container', 'hostAddress'], `${n}.`);
+      const { host: pHost, container: pContainer, hostAddress: pAddr } = p;
+      const r = {
+        host: checkPort(`${n}.host`, pHost),
+        container: checkPort(`${n}.container`, pContainer),
+        hostAddress: pAddr === undefined ? '127.0.0.1' : formatIPv4(checkAddress(`${n}.hostAddress`, pAddr)),
+      };
+      if (ports.some((q) => q.host === r.host && (q.hostAddress === r.hostAddress || q.hostAddress === '0.0.0.0' || r.hostAddress === '0.0.0.0'))) {
+        throw invalidValue(`${n}.host`, r.host, 'is published twice');
+      }
+      ports.push(r);
+    });
+  }
+  let allow: ResolvedAllow[] | null = null;
+  if (vAllow !== undefined) allow = list(`${name}.allow`, vAllow, 256).map((a, i) => checkAllow(`${name}.allow[${i}]`, a));
+  let dns: string[] | undefined;
+  if (vDns !== undefined) dns = list(`${name}.dns`, vDns, 3).map((d, i) => formatIPv4(checkAddress(`${name}.dns[${i}]`, d)));
+  return { mode: 'bridge', bridge: { bridge, gateway: formatIPv4(gw), prefix, address, ports, allow, dns } };
+}
+
+/**
+ * The allow-list is enforced by routing (FIB rules). A process with CAP_NET_RAW can send frames on
+ * a packet socket, which never consults routing, and one with CAP_NET_ADMIN can change the rules:
+ * with either capability the policy would be a pretence, so the combination is refused.
+ */
+export function checkPolicyCaps(name: string, b: ResolvedBridge | undefined, base: readonly string[], caps: { add: string[]; drop: string[] }): void {
+  if (!b?.allow || caps.drop.includes('ALL')) return;
+  for (const cap of ['CAP_NET_RAW', 'CAP_NET_ADMIN']) {
+    const kept = (base.includes(cap) || caps.add.includes(cap) || caps.add.includes('ALL')) && !caps.drop.includes(cap);
+    if (kept) {
+      throw invalidValue(`${name}.allow`, b.allow.map((a) => a.text), `cannot be enforced while the container holds ${cap} (${cap === 'CAP_NET_RAW' ? 'packet sockets bypass routing' : 'it could change the rules'}); drop it with capabilities: { drop: ['${cap.slice(4)}'] }`);
+    }
+  }
+}
+
+// ---- egress rules ----
+
+/** The FIB rules the child installs in its netns (docs/network.md, "Egress policy"). */
+export function policyRules(b: ResolvedBridge): NativeRule[] {
+  if (!b.allow) return [];
+  const rules: NativeRule[] = [];
+  let prio = RULE_BASE;
+  const add = (r: Omit<NativeRule, 'priority' | 'family'>): void => {
+    rules.push({ family: 4, priority: prio++, ...r });
+  };
+  for (const a of b.allow) {
+    const dst = a.len ? formatIPv4(a.net) : null;
+    if (a.ports) {
+      for (const proto of [6, 17]) add({ dst, dstLen: a.len, proto, dport: a.ports, sport: null, prohibit: false });
+    } else {
+      add({ dst, dstLen: a.len, proto: 0, dport: null, sport: null, prohibit: false });
+    }
+  }
+  // Replies of a published port's server go back to the forwarder, which connects from the bridge.
+  for (const p of b.ports) add({ dst: b.gateway, dstLen: 32, proto: 6, dport: null, sport: [p.container, p.container], prohibit: false });
+  rules.push({ family: 4, priority: 32000 - 1, dst: null, dstLen: 0, proto: 0, dport: null, sport: null, prohibit: true });
+  if (ipv6Enabled()) rules.push({ family: 6, priority: 32000 - 1, dst: null, dstLen: 0, proto: 0, dport: null, sport: null, prohibit: true });
+  return rules;
+}
+
+function ipv6Enabled(): boolean {
+  return fs.existsSync('/proc/net/if_inet6');
+}
+
+// ---- leases ----
+
+/** The start time of a running pid (its identity), or null when it is gone or a zombie. */
+function startTimeOf(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' || f[0] === 'X' ? null : f[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+interface LeaseFile {
+  pid: number;
+  start: string | null;
+  hostIf: string;
+}
+
+function readLease(file: string): LeaseFile | null {
+  try {
+    const l = JSON.parse(fs.readFileSync(file, 'utf8')) as LeaseFile;
+    return typeof l.pid === 'number' ? l : null;
+  } catch {
+    return null;
+  }
+}
+
+function leaseLive(l: LeaseFile | null): boolean {
+  return !!l && l.pid > 0 && startTimeOf(l.pid) === l.start;
+}
+
+function writeLeaseAtomic(file: string, l: LeaseFile): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+export function bridgeDir(bridge: string): string {
+  return path.join(NET_DIR, bridge);
+}
+
+function leasePath(bridge: string, address: string): string {
+  return path.join(bridgeDir(bridge), 'leases', address);
+}
+
+export function hostIfFor(address: string): string {
+  return 'nsb' + (parseIPv4(address)! >>> 0).toString(16).padStart(8, '0');
+}
+
+/** Deterministic MAC for an address (as Docker does): a reused address never meets a stale ARP entry. */
+function macFor(address: string): string {
+  return '0a58' + (parseIPv4(address)! >>> 0).toString(16).padStart(8, '0');
+}
+
+function netError(step: string, errno: number, syscall: string, p?: string, message?: string): NsboxError {
+  return new NsboxError({ code: errnoName(errno), errno, syscall, step, path: p, message });
+}
+
+function withLock<T>(dir: string, fn: () => T): T {
+  const fd = native().lockFile(path.join(dir, 'lock'));
+  if (fd < 0) throw netError('network.lease', -fd, 'flock', path.join(dir, 'lock'));
+  try {
+    return fn();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+type Link = { name: string; kind: string; index: number; master: number; up: boolean };
+
+function links(): Link[] {
+  const l = native().netList();
+  if (typeof l === 'number') throw netError('network.bridge', l, 'RTM_GETLINK');
+  return l;
+}
+
+/** Makes sure the bridge exists, has its address and is up. Returns its ifindex. */
+function ensureBridge(b: ResolvedBridge): number {
+  const n = native();
+  let br = links().find((l) => l.name === b.bridge);
+  if (br && br.kind !== 'bridge') {
+    throw new NsboxError({ code: 'EEXIST', step: 'network.bridge', path: b.bridge, message: `interface '${b.bridge}' exists and is not a bridge (step network.bridge)` });
+  }
+  const addrs = n.netAddrs();
+  if (typeof addrs === 'number') throw netError('network.bridge', addrs, 'RTM_GETADDR', b.bridge);
+  const has = !!br && addrs.some((a) => a.index === br!.index && a.address === b.gateway && a.prefix === b.prefix);
+  if (!has) {
+    // Checked before anything is made. The subnet must be ours alone: an overlap with another
+    // interface's (podman's cni-podman0 also defaults to 10.88.0.0/16) would make routing to one of
+    // them silently wrong.
+    const gw = parseIPv4(b.gateway)!;
+    for (const a of addrs) {
+      if (br && a.index === br.index) continue;
+      const len = Math.min(a.prefix, b.prefix);
+      if (((parseIPv4(a.address)! ^ gw) & mask(len)) >>> 0 === 0) {
+        const other = links().find((l) => l.index === a.index)?.name ?? `#${a.index}`;
+        throw new NsboxError({
+          code: 'EADDRINUSE', step: 'network.bridge', path: `${b.gateway}/${b.prefix}`,
+          message: `subnet ${b.gateway}/${b.prefix} overlaps ${a.address}/${a.prefix} on ${other}; choose another network.subnet (step network.bridge)`,
+        });
+      }
+    }
+  }
+  if (!br) {
+    const rc = n.netAddBridge(b.bridge);
+    if (rc !== 0 && rc !== 17 /* EEXIST: another process made it */) {
+      throw netError('network.bridge', rc, 'RTM_NEWLINK', b.bridge, rc === 95 || rc === 93 ? `the kernel has no bridge driver: RTM_NEWLINK '${b.bridge}': ${errnoName(rc)} (step network.bridge)` : undefined);
+    }
+    br = links().find((l) => l.name === b.bridge);
+    if (!br || br.kind !== 'bridge') throw netError('network.bridge', 2, 'RTM_GETLINK', b.bridge);
+  }
+  if (!has) {
+    const rc = n.netAddAddr(br.index, b.gateway, b.prefix);
+    if (rc !== 0 && rc !== 17) throw netError('network.bridge', rc, 'RTM_NEWADDR', `${b.bridge} ${b.gateway}/${b.prefix}`);
+  }
+  if (!br.up) {
+    const rc = n.netLinkUp(br.index);
+    if (rc !== 0) throw netError('network.bridge', rc, 'RTM_NEWLINK', b.bridge);
+  }
+  return br.index;
+}
+
+/**
+ * Reclaims leases whose owner is gone, and deletes host ends of veth pairs (nsb<hex>) on this bridge
+ * whose lease is gone: what a crash leaves. Call with the lock held.
+ */
+function reclaimStale(b: ResolvedBridge, brIndex: number): Set<string> {
+  const dir = path.join(bridgeDir(b.bridge), 'leases');
+  const live = new Set<string>();
+  const names = fs.readdirSync(dir);
+  for (const name of names) {
+    if (parseIPv4(name) === null) continue;
+    if (leaseLive(readLease(path.join(dir, name)))) live.add(name);
+    else fs.rmSync(path.join(dir, name), { force: true });
+  }
+  // Companions (<addr>.hosts, <addr>.resolv) of a lease that is gone; temporaries of a dead writer.
+  for (const name of names) {
+    const m = /^(\d+\.\d+\.\d+\.\d+)\.(hosts|resolv|tmp-(\d+))$/.exec(name);
+    if (!m) continue;
+    if (m[3] ? startTimeOf(Number(m[3])) === null : !live.has(m[1]!)) fs.rmSync(path.join(dir, name), { force: true });
+  }
+  for (const l of links()) {
+    if (!VETH_RE.test(l.name) || l.master !== brIndex) continue;
+    const addr = formatIPv4(parseInt(l.name.slice(3), 16));
+    if (!live.has(addr)) native().netDelLink(l.name);
+  }
+  return live;
+}
+
+function allocate(b: ResolvedBridge, live: Set<string>): string {
+  const gw = parseIPv4(b.gateway)!;
+  const netAddr = (gw & mask(b.prefix)) >>> 0;
+  const size = 2 ** (32 - b.prefix);
+  if (b.address) {
+    if (live.has(b.address)) {
+      throw new NsboxError({ code: 'EADDRINUSE', step: 'network.lease', path: b.address, message: `address ${b.address} is leased to a running container (step network.lease)` });
+    }
+    return b.address;
+  }
+  // Round robin from the last address handed out: a just-released address is not reused at once.
+  const nextFile = path.join(bridgeDir(b.bridge), 'next');
+  let start = 2;
+  try {
+    start = Number(fs.readFileSync(nextFile, 'utf8')) || 2;
+  } catch {
+    /* first */
+  }
+  for (let k = 0; k < size; k++) {
+    const off = ((start - 1 + k) % (size - 2)) + 1;  // 1 .. size-2: no network, no broadcast
+    const a = (netAddr + off) >>> 0;
+    if (a === gw) continue;
+    const s = formatIPv4(a);
+    if (live.has(s)) continue;
+    fs.writeFileSync(nextFile, String(off + 1));
+    return s;
+  }
+  throw new NsboxError({ code: 'EADDRNOTAVAIL', step: 'network.lease', path: `${formatIPv4(netAddr)}/${b.prefix}`, message: `no free address left in ${formatIPv4(netAddr)}/${b.prefix} on ${b.bridge} (step network.lease)` });
+}
+
+function hostNameservers(): string[] {
+  try {
+    return fs
+      .readFileSync('/etc/resolv.conf', 'utf8')
+      .split('\n')
+      .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+      .filter((a): a is string => !!a && parseIPv4(a) !== null && !a.startsWith('127.'))
+      .slice(0, 3);
+  } catch {
+    return [];
+  }
+}
+
+/** What setupNetwork() made; release() undoes all of it. */
+export interface NetworkSetup {
+  plan: NativeNet;
+  address: string;
+  gateway: string;
+  bridge: string;
+  hostIf: string;
+  lease: string;
+  /** /etc/hosts and /etc/resolv.conf binds for the container. */
+  mounts: ResolvedMount[];
+  /** After the clone: the lease now belongs to the container's (or machine's) PID 1. */
+  adopt(pid: number): void;
+  /** Closes the netlink socket given to the child (after the spawn, whatever its outcome). */
+  closeSocket(): void;
+  /** Starts forwarding the published ports (they are bound already). */
+  forward(unref: boolean): void;
+  /** Stops forwarding, closes everything, releases the lease. Idempotent. */
+  release(): void;
+}
+
+/** Everything of the bridged network that exists before the clone. Root only (for now). */
+export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup {
+  if (!privileged()) {
+    throw notSupported('network', 'bridged networking needs root (the bridge, the veth pair and the address lease are made with CAP_NET_ADMIN in the host network namespace); rootless bridging is not supported yet');
+  }
+  const dir = bridgeDir(b.bridge);
+  try {
+    fs.mkdirSync(path.join(dir, 'leases'), { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw netError('network.lease', Math.abs((e as NodeJS.ErrnoException).errno ?? 5), 'mkdir', dir);
+  }
+  const listeners: number[] = [];
+  let sock = -1;
+  let lease = '';
+  let address = '';
+  try {
+    let brIndex = 0;
+    withLock(dir, () => {
+      brIndex = ensureBridge(b);
+      const live = reclaimStale(b, brIndex);
+      address = allocate(b, live);
+      lease = leasePath(b.bridge, address);
+      const fd = fs.openSync(lease, 'wx', 0o600);
+      try {
+        fs.writeSync(fd, JSON.stringify({ pid: process.pid, start: startTimeOf(process.pid), hostIf: hostIfFor(address) }));
+      } finally {
+        fs.closeSync(fd);
+      }
+      // A host end with this name is left from a container whose lease is gone (a crash, or a
+      // namespace the kernel is still tearing down): ours now.
+      if (links().some((l) => l.name === hostIfFor(address))) native().netDelLink(hostIfFor(address));
+    });
+    const hosts = `${lease}.hosts`;
+    const resolv = `${lease}.resolv`;
+    fs.writeFileSync(hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${address}\t${hostname}\n${b.gateway}\tnsbox-host\n`, { mode: 0o644 });
+    const ns = b.dns ?? hostNameservers();
+    fs.writeFileSync(resolv, ns.length ? ns.map((a) => `nameserver ${a}\n`).join('') : '# nsbox: no nameserver (give network.dns)\n', { mode: 0o644 });
+    for (const p of b.ports) {
+      const fd = native().tcpListen(p.hostAddress, p.host);
+      if (fd < 0) throw netError('network.publish', -fd, 'bind', `${p.hostAddress}:${p.host}`);
+      listeners.push(fd);
+    }
+    sock = native().netSocket();
+    if (sock < 0) throw netError('network', -sock, 'socket');
+    return makeSetup(b, brIndex, address, lease, sock, listeners, [
+      { type: 'bind', source: hosts, target: '/etc/hosts', readonly: true },
+      { type: 'bind', source: resolv, target: '/etc/resolv.conf', readonly: true },
+    ]);
+  } catch (e) {
+    for (const fd of listeners) fs.closeSync(fd);
+    if (sock >= 0) fs.closeSync(sock);
+    if (lease) releaseLease(lease, process.pid);
+    throw e;
+  }
+}
+
+/**
+ * Removes a lease (and its files) if `pid` still owns it, and the host end of its veth pair: the
+ * kernel would remove the pair with the dead container's namespace, but asynchronously; deleting it
+ * here means nothing is left once a container has been waited for (or a failed start has thrown).
+ */
+export function releaseLease(lease: string, pid: number): void {
+  const l = readLease(lease);
+  if (l && l.pid !== pid) return;
+  if (l && VETH_RE.test(l.hostIf)) native().netDelLink(l.hostIf);  // ENODEV: already gone
+  for (const f of [lease, `${lease}.hosts`, `${lease}.resolv`]) fs.rmSync(f, { force: true });
+}
+
+function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: string, sock: number, listeners: number[], mounts: ResolvedMount[]): NetworkSetup {
+  let owner = process.pid;
+  let released = false;
+  const servers: net.Server[] = [];
+  const conns = new Set<net.Socket>();
+  const hostIf = hostIfFor(address);
+  const closeSocket = (): void => {
+    if (sock >= 0) fs.closeSync(sock);
+    sock = -1;
+  };
+  return {
+    plan: { sock, bridgeIndex: brIndex, hostIf, peerIf: PEER_IF, mac: macFor(address), address, prefix: b.prefix, gateway: b.gateway, rules: policyRules(b) },
+    address,
+    gateway: b.gateway,
+    bridge: b.bridge,
+    hostIf,
+    lease,
+    mounts,
+    adopt(pid: number) {
+      writeLeaseAtomic(lease, { pid, start: startTimeOf(pid), hostIf });
+      owner = pid;
+    },
+    closeSocket,
+    forward(unref: boolean) {
+      b.ports.forEach((p, i) => {
+        const server = net.createServer((c) => {
+          conns.add(c);
+          const up = net.connect({ host: address, port: p.container });
+          conns.add(up);
+          const done = (): void => {
+            c.destroy();
+            up.destroy();
+            conns.delete(c);
+            conns.delete(up);
+          };
+          c.on('error', done).on('close', done);
+          up.on('error', done).on('close', done);
+          c.pipe(up);
+          up.pipe(c);
+        });
+        server.on('error', () => {});
+        server.listen({ fd: listeners[i]! });
+        if (unref) server.unref();
+        servers.push(server);
+      });
+      listeners.length = 0;
+    },
+    release() {
+      if (released) return;
+      released = true;
+      closeSocket();
+      for (const fd of listeners.splice(0)) fs.closeSync(fd);
+      for (const s of servers) s.close();
+      for (const c of conns) c.destroy();
+      conns.clear();
+      releaseLease(lease, owner);
+    },
+  };
+}
+
+/** The step name and "system call" for a STEP_NET record's index (see native/core/netlink.h). */
+export function networkStep(index: number): { step: string; syscall: string } {
+  if (index === -1) return { step: 'network.netns', syscall: 'open' };
+  if (index === -2) return { step: 'network.socket', syscall: 'socket' };
+  if (index === -3) return { step: 'network.address', syscall: 'ioctl' };
+  return [
+    { step: 'network.veth', syscall: 'RTM_NEWLINK' },
+    { step: 'network.veth', syscall: 'RTM_NEWLINK' },
+    { step: 'network.address', syscall: 'RTM_NEWADDR' },
+    { step: 'network.route', syscall: 'RTM_NEWROUTE' },
+  ][index] ?? { step: 'network.policy', syscall: 'RTM_NEWRULE' };
+}
+
+/**
+ * Removes a bridge nsbox made, once nothing uses it: no live lease and no nsb veth on it.
+ * Resolves false when it is still in use (or does not exist).
+ */
+export async function removeBridge(opts: { bridge?: string } = {}): Promise<boolean> {
+  const b = checkNetwork('network', opts.bridge === undefined ? {} : { bridge: opts.bridge }).bridge!;
+  if (!privileged()) throw notSupported('network', 'removing a bridge needs root');
+  const dir = bridgeDir(b.bridge);
+  if (!fs.existsSync(dir)) return false;
+  return withLock(dir, () => {
+    const br = links().find((l) => l.name === b.bridge);
+    if (!br || br.kind !== 'bridge') return false;
+    const live = reclaimStale(b, br.index);
+    if (live.size || links().some((l) => l.master === br.index)) return false;
+    const rc = native().netDelLink(b.bridge);
+    if (rc !== 0) throw netError('network.bridge', rc, 'RTM_DELLINK', b.bridge);
+    fs.rmSync(path.join(dir, 'next'), { force: true });
+    return true;
+  });
+}
+
+/** Built in (kallsyms), loaded (/sys/module) or loadable (modules.dep of the running kernel). */
+function hasDriver(module: string, symbol: string, syms: { text?: string }): boolean {
+  if (fs.existsSync(`/sys/module/${module}`)) return true;
+  const rel = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  for (const f of ['modules.builtin', 'modules.dep']) {
+    try {
+      if (new RegExp(`(^|/)${module}\\.ko`, 'm').test(fs.readFileSync(`/lib/modules/${rel}/${f}`, 'utf8'))) return true;
+    } catch {
+      /* not there */
+    }
+  }
+  try {
+    syms.text ??= fs.readFileSync('/proc/kallsyms', 'utf8');
+    return new RegExp(` ${symbol}$`, 'm').test(syms.text);
+  } catch {
+    return false;
+  }
+}
+
+/** probe(): what bridged networking this host allows. Looks only; changes nothing. */
+export function probeNetwork(kernelAtLeast: (major: number, minor: number) => boolean): NetworkReport {
+  const syms: { text?: string } = {};
+  return {
+    root: privileged(),
+    bridge: hasDriver('bridge', 'br_dev_setup', syms),
+    veth: hasDriver('veth', 'veth_newlink', syms),
+    policyRules: kernelAtLeast(4, 17),
+    ipv6: ipv6Enabled(),
+  };
+}

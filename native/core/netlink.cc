@@ -1,0 +1,409 @@
+// netlink.cc: rtnetlink for bridged networking. See netlink.h for which half runs where.
+#include "netlink.h"
+#include "netlink_parent.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fib_rules.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace nsbox {
+
+// ---------------------------------------------------------------------------------------------
+// Child side: stack buffers and system calls only.
+
+int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
+  struct nlmsghdr* h = static_cast<struct nlmsghdr*>(msg);
+  h->nlmsg_seq = seq;
+  h->nlmsg_pid = 0;
+  h->nlmsg_flags |= NLM_F_ACK;
+  struct sockaddr_nl sa;
+  for (size_t i = 0; i < sizeof(sa); i++) reinterpret_cast<char*>(&sa)[i] = 0;
+  sa.nl_family = AF_NETLINK;
+  ssize_t n;
+  do {
+    n = sendto(sock, msg, len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  if (static_cast<size_t>(n) != len) {
+    errno = EMSGSIZE;
+    return -1;
+  }
+  alignas(struct nlmsghdr) char buf[8192];
+  for (int rounds = 0; rounds < 64; rounds++) {
+    do {
+      n = recv(sock, buf, sizeof(buf), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    if (n == 0) {
+      errno = EPROTO;
+      return -1;
+    }
+    size_t left = static_cast<size_t>(n);
+    for (struct nlmsghdr* r = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
+      if (r->nlmsg_seq != seq || r->nlmsg_type != NLMSG_ERROR) continue;
+      if (r->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
+        errno = EPROTO;
+        return -1;
+      }
+      const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(r));
+      if (e->error == 0) return 0;
+      errno = -e->error;
+      return -1;
+    }
+  }
+  errno = EPROTO;
+  return -1;
+}
+
+namespace {
+
+void put_u32(char* at, uint32_t v) { memcpy(at, &v, sizeof(v)); }
+
+int ifindex_of(const char* name) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  struct ifreq ifr;
+  for (size_t i = 0; i < sizeof(ifr); i++) reinterpret_cast<char*>(&ifr)[i] = 0;
+  for (size_t i = 0; name[i] && i < IFNAMSIZ - 1; i++) ifr.ifr_name[i] = name[i];
+  int rc = ioctl(s, SIOCGIFINDEX, &ifr);
+  int saved = errno;
+  close(s);
+  errno = saved;
+  return rc == 0 ? ifr.ifr_ifindex : -1;
+}
+
+}  // namespace
+
+int net_setup(const Plan* plan, int host_sock, int32_t* index) {
+  // Our own netns, named by fd for the peer's IFLA_NET_NS_FD. /proc is this container's by now;
+  // /proc/self is this process either way.
+  int nsfd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) {
+    *index = -1;
+    return -1;
+  }
+  int own = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (own < 0) {
+    int e = errno;
+    close(nsfd);
+    errno = e;
+    *index = -2;
+    return -1;
+  }
+  int ifindex = 0;
+  int rc = 0;
+  for (size_t i = 0; i < plan->n_net_msgs; i++) {
+    const NetMsg& m = plan->net_msgs[i];
+    alignas(struct nlmsghdr) char buf[1024];
+    if (m.len > sizeof(buf) || m.nsfd_off + 4 > m.len || m.ifindex_off + 4 > m.len) {
+      errno = EMSGSIZE;
+      *index = static_cast<int32_t>(i);
+      rc = -1;
+      break;
+    }
+    for (uint32_t k = 0; k < m.len; k++) buf[k] = static_cast<char>(m.data[k]);
+    if (m.nsfd_off) put_u32(buf + m.nsfd_off, static_cast<uint32_t>(nsfd));
+    if (m.ifindex_off) {
+      if (ifindex <= 0 && (ifindex = ifindex_of(plan->net_peer)) <= 0) {
+        *index = -3;
+        rc = -1;
+        break;
+      }
+      put_u32(buf + m.ifindex_off, static_cast<uint32_t>(ifindex));
+    }
+    int sock = m.on_host ? host_sock : own;
+    if (nl_request(sock, buf, m.len, static_cast<uint32_t>(i + 1)) != 0) {
+      *index = static_cast<int32_t>(i);
+      rc = -1;
+      break;
+    }
+  }
+  int e = errno;
+  close(own);
+  close(nsfd);
+  errno = e;
+  return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent side.
+
+NlMsg::NlMsg(uint16_t type, uint16_t flags) : buf_(NLMSG_HDRLEN, 0) {
+  struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf_.data());
+  h->nlmsg_type = type;
+  h->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | flags);
+  h->nlmsg_len = static_cast<uint32_t>(buf_.size());
+}
+
+void NlMsg::align() {
+  buf_.resize(NLMSG_ALIGN(buf_.size()), 0);
+  reinterpret_cast<struct nlmsghdr*>(buf_.data())->nlmsg_len = static_cast<uint32_t>(buf_.size());
+}
+
+void* NlMsg::header(size_t len) {
+  size_t at = buf_.size();
+  buf_.resize(at + len, 0);
+  align();
+  return buf_.data() + at;
+}
+
+size_t NlMsg::attr(uint16_t type, const void* data, size_t len) {
+  size_t at = buf_.size();
+  buf_.resize(at + RTA_LENGTH(len), 0);
+  struct rtattr* a = reinterpret_cast<struct rtattr*>(buf_.data() + at);
+  a->rta_type = type;
+  a->rta_len = static_cast<uint16_t>(RTA_LENGTH(len));
+  if (len) memcpy(RTA_DATA(a), data, len);
+  align();
+  return at + RTA_LENGTH(0);
+}
+
+size_t NlMsg::attr_str(uint16_t type, const char* s) { return attr(type, s, strlen(s) + 1); }
+
+size_t NlMsg::nest_begin(uint16_t type) {
+  size_t at = buf_.size();
+  attr(static_cast<uint16_t>(type | NLA_F_NESTED), nullptr, 0);
+  return at;
+}
+
+void NlMsg::nest_end(size_t at) {
+  struct rtattr* a = reinterpret_cast<struct rtattr*>(buf_.data() + at);
+  a->rta_len = static_cast<uint16_t>(buf_.size() - at);
+}
+
+int nl_open() {
+  int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  return s < 0 ? -errno : s;
+}
+
+namespace {
+
+// One request on a fresh socket: 0 or an errno.
+int simple(NlMsg& m) {
+  int s = nl_open();
+  if (s < 0) return -s;
+  int rc = nl_request(s, m.bytes().data(), m.bytes().size(), 1) == 0 ? 0 : errno;
+  close(s);
+  return rc;
+}
+
+// A dump request; calls each(nlmsghdr*) for every answer. 0 or an errno.
+template <typename F>
+int dump(NlMsg& m, F each) {
+  int s = nl_open();
+  if (s < 0) return -s;
+  struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(m.bytes().data());
+  h->nlmsg_seq = 1;
+  int rc = 0;
+  if (send(s, m.bytes().data(), m.bytes().size(), 0) < 0) {
+    rc = errno;
+    close(s);
+    return rc;
+  }
+  std::vector<char> buf(32768);
+  for (bool done = false; !done;) {
+    ssize_t n = recv(s, buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      rc = n < 0 ? errno : EPROTO;
+      break;
+    }
+    size_t left = static_cast<size_t>(n);
+    for (struct nlmsghdr* r = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
+      if (r->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (r->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(r));
+        rc = e->error ? -e->error : 0;
+        done = true;
+        break;
+      }
+      each(r);
+    }
+  }
+  close(s);
+  return rc;
+}
+
+}  // namespace
+
+int nl_list_links(std::vector<LinkInfo>* out) {
+  NlMsg m(RTM_GETLINK, NLM_F_DUMP);
+  struct ifinfomsg* ifi = static_cast<struct ifinfomsg*>(m.header(sizeof(struct ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  return dump(m, [&](struct nlmsghdr* r) {
+    if (r->nlmsg_type != RTM_NEWLINK) return;
+    struct ifinfomsg* i = static_cast<struct ifinfomsg*>(NLMSG_DATA(r));
+    LinkInfo li;
+    li.index = i->ifi_index;
+    li.flags = i->ifi_flags;
+    int len = static_cast<int>(IFLA_PAYLOAD(r));
+    for (struct rtattr* a = IFLA_RTA(i); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      int type = a->rta_type & NLA_TYPE_MASK;
+      if (type == IFLA_IFNAME) li.name = static_cast<const char*>(RTA_DATA(a));
+      if (type == IFLA_MASTER) memcpy(&li.master, RTA_DATA(a), sizeof(int));
+      if (type == IFLA_LINKINFO) {
+        int l2 = static_cast<int>(RTA_PAYLOAD(a));
+        for (struct rtattr* b = static_cast<struct rtattr*>(RTA_DATA(a)); RTA_OK(b, l2); b = RTA_NEXT(b, l2)) {
+          if ((b->rta_type & NLA_TYPE_MASK) == IFLA_INFO_KIND) li.kind = static_cast<const char*>(RTA_DATA(b));
+        }
+      }
+    }
+    out->push_back(li);
+  });
+}
+
+int nl_list_addrs(std::vector<AddrInfo>* out) {
+  NlMsg m(RTM_GETADDR, NLM_F_DUMP);
+  struct ifaddrmsg* ifa = static_cast<struct ifaddrmsg*>(m.header(sizeof(struct ifaddrmsg)));
+  ifa->ifa_family = AF_INET;
+  return dump(m, [&](struct nlmsghdr* r) {
+    if (r->nlmsg_type != RTM_NEWADDR) return;
+    struct ifaddrmsg* a = static_cast<struct ifaddrmsg*>(NLMSG_DATA(r));
+    if (a->ifa_family != AF_INET) return;
+    int len = static_cast<int>(IFA_PAYLOAD(r));
+    for (struct rtattr* t = IFA_RTA(a); RTA_OK(t, len); t = RTA_NEXT(t, len)) {
+      if (t->rta_type == IFA_LOCAL) {
+        uint32_t v;
+        memcpy(&v, RTA_DATA(t), sizeof(v));
+        out->push_back({static_cast<int>(a->ifa_index), v, a->ifa_prefixlen});
+      }
+    }
+  });
+}
+
+int nl_add_bridge(const char* name) {
+  NlMsg m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+  m.header(sizeof(struct ifinfomsg));
+  m.attr_str(IFLA_IFNAME, name);
+  size_t li = m.nest_begin(IFLA_LINKINFO);
+  m.attr_str(IFLA_INFO_KIND, "bridge");
+  m.nest_end(li);
+  return simple(m);
+}
+
+int nl_add_addr(int ifindex, uint32_t addr_be, int prefix) {
+  NlMsg m(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+  struct ifaddrmsg* a = static_cast<struct ifaddrmsg*>(m.header(sizeof(struct ifaddrmsg)));
+  a->ifa_family = AF_INET;
+  a->ifa_prefixlen = static_cast<uint8_t>(prefix);
+  a->ifa_index = static_cast<uint32_t>(ifindex);
+  m.attr(IFA_LOCAL, &addr_be, 4);
+  m.attr(IFA_ADDRESS, &addr_be, 4);
+  return simple(m);
+}
+
+int nl_link_up(int ifindex) {
+  NlMsg m(RTM_NEWLINK, 0);
+  struct ifinfomsg* i = static_cast<struct ifinfomsg*>(m.header(sizeof(struct ifinfomsg)));
+  i->ifi_index = ifindex;
+  i->ifi_flags = IFF_UP;
+  i->ifi_change = IFF_UP;
+  return simple(m);
+}
+
+int nl_del_link(const char* name) {
+  NlMsg m(RTM_DELLINK, 0);
+  m.header(sizeof(struct ifinfomsg));
+  m.attr_str(IFLA_IFNAME, name);
+  return simple(m);
+}
+
+std::vector<uint8_t> nl_build_veth(const char* host_if, int bridge_index, const char* peer_if,
+                                   const uint8_t mac[6], uint32_t* nsfd_off) {
+  NlMsg m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+  struct ifinfomsg* i = static_cast<struct ifinfomsg*>(m.header(sizeof(struct ifinfomsg)));
+  i->ifi_flags = IFF_UP;  // the host end is up and in the bridge as soon as it exists
+  i->ifi_change = IFF_UP;
+  m.attr_str(IFLA_IFNAME, host_if);
+  m.attr_u32(IFLA_MASTER, static_cast<uint32_t>(bridge_index));
+  size_t li = m.nest_begin(IFLA_LINKINFO);
+  m.attr_str(IFLA_INFO_KIND, "veth");
+  size_t data = m.nest_begin(IFLA_INFO_DATA);
+  size_t peer = m.nest_begin(VETH_INFO_PEER);
+  // The peer cannot be created up: veth_open() refuses (ENOTCONN) until the pair is linked. The
+  // child brings it up in its own netns (nl_build_link_up).
+  m.header(sizeof(struct ifinfomsg));
+  m.attr_str(IFLA_IFNAME, peer_if);
+  m.attr(IFLA_ADDRESS, mac, 6);
+  *nsfd_off = static_cast<uint32_t>(m.attr_u32(IFLA_NET_NS_FD, 0));
+  m.nest_end(peer);
+  m.nest_end(data);
+  m.nest_end(li);
+  return m.bytes();
+}
+
+std::vector<uint8_t> nl_build_link_up(uint32_t* ifindex_off) {
+  NlMsg m(RTM_NEWLINK, 0);
+  struct ifinfomsg* i = static_cast<struct ifinfomsg*>(m.header(sizeof(struct ifinfomsg)));
+  i->ifi_flags = IFF_UP;
+  i->ifi_change = IFF_UP;
+  *ifindex_off = static_cast<uint32_t>(reinterpret_cast<uint8_t*>(&i->ifi_index) - m.bytes().data());
+  return m.bytes();
+}
+
+std::vector<uint8_t> nl_build_addr(uint32_t addr_be, int prefix, uint32_t* ifindex_off) {
+  NlMsg m(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+  struct ifaddrmsg* a = static_cast<struct ifaddrmsg*>(m.header(sizeof(struct ifaddrmsg)));
+  a->ifa_family = AF_INET;
+  a->ifa_prefixlen = static_cast<uint8_t>(prefix);
+  *ifindex_off = static_cast<uint32_t>(reinterpret_cast<uint8_t*>(&a->ifa_index) - m.bytes().data());
+  m.attr(IFA_LOCAL, &addr_be, 4);
+  m.attr(IFA_ADDRESS, &addr_be, 4);
+  uint32_t host_mask = prefix >= 32 ? 0 : (0xffffffffu >> prefix);
+  uint32_t bcast = addr_be | htonl(host_mask);
+  if (prefix < 31) m.attr(IFA_BROADCAST, &bcast, 4);
+  return m.bytes();
+}
+
+std::vector<uint8_t> nl_build_default_route(uint32_t gw_be, uint32_t* ifindex_off) {
+  NlMsg m(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+  struct rtmsg* r = static_cast<struct rtmsg*>(m.header(sizeof(struct rtmsg)));
+  r->rtm_family = AF_INET;
+  r->rtm_table = RT_TABLE_MAIN;
+  r->rtm_protocol = RTPROT_BOOT;
+  r->rtm_scope = RT_SCOPE_UNIVERSE;
+  r->rtm_type = RTN_UNICAST;
+  m.attr(RTA_GATEWAY, &gw_be, 4);
+  *ifindex_off = static_cast<uint32_t>(m.attr_u32(RTA_OIF, 0));
+  return m.bytes();
+}
+
+std::vector<uint8_t> nl_build_rule(int family, uint32_t priority, uint32_t dst_be, int dst_len,
+                                   uint8_t proto, uint16_t dport_lo, uint16_t dport_hi,
+                                   uint16_t sport_lo, uint16_t sport_hi, uint8_t action) {
+  NlMsg m(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL);
+  struct fib_rule_hdr* h = static_cast<struct fib_rule_hdr*>(m.header(sizeof(struct fib_rule_hdr)));
+  h->family = static_cast<uint8_t>(family);
+  h->dst_len = static_cast<uint8_t>(dst_len);
+  h->action = action;
+  h->table = action == FR_ACT_TO_TBL ? RT_TABLE_MAIN : RT_TABLE_UNSPEC;
+  m.attr_u32(FRA_PRIORITY, priority);
+  if (action == FR_ACT_TO_TBL) m.attr_u32(FRA_TABLE, RT_TABLE_MAIN);
+  if (family == AF_INET && dst_len > 0) m.attr(FRA_DST, &dst_be, 4);
+  if (proto) m.attr(FRA_IP_PROTO, &proto, 1);
+  if (dport_lo) {
+    struct fib_rule_port_range pr = {dport_lo, dport_hi};
+    m.attr(FRA_DPORT_RANGE, &pr, sizeof(pr));
+  }
+  if (sport_lo) {
+    struct fib_rule_port_range pr = {sport_lo, sport_hi};
+    m.attr(FRA_SPORT_RANGE, &pr, sizeof(pr));
+  }
+  return m.bytes();
+}
+
+}  // namespace nsbox

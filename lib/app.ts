@@ -15,7 +15,7 @@ import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { basePlan, checkRootfs, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
-import { explainUsernsFailure, resolveUserns, spawnWithUserns } from './userns';
+import { explainUsernsFailure, privileged, resolveUserns, spawnWithUserns } from './userns';
 
 const SIGNAL_NAMES = new Map<number, string>(Object.entries(osConstants.signals).map(([k, v]) => [v, k]));
 
@@ -267,7 +267,8 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   if (pooled) throw notSupported('network', "bridged networking is not available for pooled containers yet (use spawn or run)");
   // The child makes the veth over a socket of the host's network namespace, which needs CAP_NET_ADMIN
   // there: a process in a user namespace of its own has it only in its own namespaces.
-  if (resolveUserns(o.userns, o.user, 'userns')) throw notSupported('network', 'bridged networking with a user namespace (rootless, or userns set) is not supported yet');
+  // (Rootless callers are told that bridging needs root by setupNetwork.)
+  if (privileged() && resolveUserns(o.userns, o.user, 'userns')) throw notSupported('network', 'bridged networking together with userns is not supported yet');
   // What can fail without touching the host fails first: the bridge is not made for a start that
   // cannot succeed.
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);

@@ -373,7 +373,8 @@ export class Machine {
     if (o.limits) requireControllers(o.limits, host);
     const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
     // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
-    if (userns && o.bridge) throw notSupported('network', 'bridged networking with a user namespace (rootless, or userns set) is not supported yet');
+    // (Rootless callers are told that bridging needs root by setupNetwork.)
+    if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
     const K = native().constants;
     try {
       fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });

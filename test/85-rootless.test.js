@@ -128,6 +128,9 @@ t.test('root with userns: true: container root is an unprivileged id on the host
   t.not(denied.exitCode, 0, 'host-root-owned /etc/shadow is unreadable to it');
   const explicit = await run({ rootfs: bb, userns: { uidMap: [{ containerID: 0, hostID: 3000000, size: 65536 }], gidMap: [{ containerID: 0, hostID: 3000000, size: 65536 }] }, command: ['/bin/cat', '/proc/self/uid_map'] });
   t.same(uidMapLines(explicit.stdout.toString())[0], [0, 3000000, 65536], 'explicit maps written by the parent');
+  // The veth is made over a host-namespace socket, which needs CAP_NET_ADMIN in the host's user
+  // namespace: refused before any bridge, lease or process exists.
+  t.throws(() => spawn({ rootfs: bb, userns: true, network: 'bridge', command: ['/bin/true'] }), { code: 'ENOTSUP', step: 'network', message: /userns/ });
 });
 
 t.test('a host that forbids user namespaces gets an error naming the setting, not a bare EPERM', { skip: noBusybox }, async (t) => {

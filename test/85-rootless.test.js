@@ -110,6 +110,12 @@ t.test('bad maps are rejected before anything runs, and nothing is left', async 
   }
   t.throws(() => spawn({ command: ['/bin/true'], userns: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => spawn({ command: ['/bin/true'], userns: { uidMap: [{ containerID: 0, hostID: me, size: 1 }] }, user: { uid: 5, gid: 0 } }), { code: 'ERR_INVALID_ARG_VALUE', message: /user.uid.*not mapped/ }, 'a user outside the map');
+  // Machines take the same option, checked the same way before a state entry or cgroup exists.
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-rl-bad-'));
+  t.teardown(() => fs.rmSync(stateDir, { recursive: true, force: true }));
+  await t.rejects(Machine.start({ name: 'bad', rootfs: bb || '/', stateDir, userns: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' }, 'machine: userns of the wrong type');
+  await t.rejects(Machine.start({ name: 'bad', rootfs: bb || '/', stateDir, userns: { uidMap: [{ containerID: 1, hostID: me, size: 1 }] } }), { code: 'ERR_INVALID_ARG_VALUE', message: /must map container id 0/ }, 'machine: uid 0 unmapped');
+  t.same(fs.readdirSync(stateDir), [], 'no machine state was written');
   await new Promise((r) => setTimeout(r, 50));
   t.same(snapshot(), s0, 'no process, fd, mount or cgroup was made');
 });

@@ -8,7 +8,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const { spawnSync, spawn: cpSpawn } = require('node:child_process');
 const { Machine, NsboxError } = require('..');
-const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir, noCgroup, manyIds } = require('./helpers');
+const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir, noCgroup, manyIds, zombies } = require('./helpers');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const stateDir = machineStateDir(t, 'nsbox-machines-');
@@ -108,6 +108,23 @@ t.test('exec: exit codes, env, cwd, user and stdin like run(); fails at once on 
   }
   await m.stop({ timeout: 1000 });
   t.throws(() => m.exec(['true']), { code: 'ESRCH' }, 'exec into a stopped machine fails at once');
+});
+
+t.test('exec of a missing command, many times: every failed process is reaped and the machine still stops', { skip: noBusybox }, async (t) => {
+  // The entering helper and the process it makes report over one pipe; a process that fails at
+  // once can report before the helper does. Each must still be reaped, or the machine's PID 1
+  // waits forever for its pid namespace to empty when it stops.
+  const m = await Machine.start({ name: 'missing', rootfs: bb, ephemeral: true, stateDir });
+  let enoent = 0;
+  for (let i = 0; i < 150; i++) {
+    const e = await m.run(['no-such-cmd']).catch((x) => x);
+    if (e && e.code === 'ENOENT' && e.step === 'exec') enoent++;
+  }
+  t.equal(enoent, 150, 'each exec failed with ENOENT at step exec');
+  t.equal(zombies(), 0, 'no unreaped process of ours');
+  const { killed } = await m.stop({ timeout: 5000 });
+  t.equal(killed, false, 'PID 1 finished exiting within the grace period');
+  await m.destroy();
 });
 
 t.test('names are validated and unique', { skip: noBusybox }, async (t) => {

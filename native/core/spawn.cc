@@ -176,6 +176,32 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
 
   ErrorRecord rec;
   size_t got = read_record(errpipe[0], &rec);
+  if (p.enter_pidfd >= 0 && got == sizeof(rec) && rec.magic == kErrorMagic && rec.step != STEP_ENTERED) {
+    // Entering a machine, the helper and the process it made share the pipe: a process that fails
+    // at once (a command not found) can report before the helper has reported it. Then the
+    // helper's record follows; without it we would never reap that process, and the machine's
+    // PID 1 could not finish exiting (a pid namespace's init waits for every member to be reaped).
+    ErrorRecord second;
+    if (read_record(errpipe[0], &second) == sizeof(second) && second.magic == kErrorMagic && second.step == STEP_ENTERED) {
+      close(errpipe[0]);
+      siginfo_t si;
+      while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) != 0 && errno == EINTR) {
+      }
+      close(pidfd);
+      pid_t entered = static_cast<pid_t>(second.index);
+      int cfd = sys::pidfd_open(entered, 0);
+      if (cfd >= 0) {
+        while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(cfd), &si, WEXITED) != 0 && errno == EINTR) {
+        }
+        close(cfd);
+      } else {
+        while (waitpid(entered, nullptr, 0) < 0 && errno == EINTR) {
+        }
+      }
+      out->error = rec;
+      return;
+    }
+  }
   if (got == sizeof(rec) && rec.magic == kErrorMagic && rec.step == STEP_ENTERED) {
     // Entering a machine: the helper we cloned has made the real process (our child through
     // CLONE_PARENT) and exited. Reap the helper, take a pidfd for the new process (it cannot be

@@ -44,9 +44,26 @@ export function runtimeDir(step: string): string {
       /* fall through to /tmp */
     }
   }
-  const dir = path.join(os.tmpdir(), `nsbox-${process.geteuid?.()}`);
+  const dir = path.join(os.tmpdir(), `nsbox-${hostUid()}`);
   privateDir(dir, step);
   return dir;
+}
+
+/**
+ * This process's uid as the host sees it: inside `unshare -r` uid 0 is some user's uid outside, and
+ * /tmp is shared with the host, so the directory is named by the host's number.
+ */
+function hostUid(): number {
+  const euid = process.geteuid?.() ?? 0;
+  try {
+    for (const line of fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split('\n')) {
+      const [inside, outside, count] = line.trim().split(/\s+/).map(Number);
+      if (euid >= inside! && euid < inside! + count!) return outside! + (euid - inside!);
+    }
+  } catch {
+    /* no /proc: the uid as it is */
+  }
+  return euid;
 }
 
 /**

@@ -84,6 +84,20 @@ t.test('explicit maps that map only the caller run without helpers; groups are r
   t.throws(() => spawn({ command: ['/bin/true'], userns, user: { uid: 0, gid: 0, groups: [0] } }), { code: 'ENOTSUP' }, 'groups need setgroups');
 });
 
+t.test('containers leave Node dumpable, so a second self-mapped container starts too', { skip: notRootless }, async (t) => {
+  // The vfork-style child shares Node's mm and turns "dumpable" off while it holds it; non-dumpable,
+  // Node's /proc files belong to root and the next child could not write its own uid_map.
+  const userns = { uidMap: [{ containerID: 0, hostID: uid, size: 1 }], gidMap: [{ containerID: 0, hostID: gid, size: 1 }] };
+  for (let i = 0; i < 3; i++) {
+    const r = await run({ command: ['/bin/true'], userns });
+    t.equal(r.exitCode, 0, `self-mapped container ${i + 1} ran`);
+    t.equal(fs.statSync('/proc/self/mem').uid, uid, 'Node\'s own /proc files still belong to the caller (it is still dumpable)');
+  }
+  const r = await run({ command: ['/bin/true'] });
+  t.equal(r.exitCode, 0, 'the default map after them');
+  t.equal(fs.statSync('/proc/self/mem').uid, uid, 'still dumpable');
+});
+
 t.test('bad maps are rejected before anything runs, and nothing is left', async (t) => {
   const s0 = snapshot();
   const me = isRoot() ? 0 : uid;

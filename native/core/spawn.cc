@@ -12,6 +12,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #endif
@@ -152,10 +153,15 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  // A vfork-style child shares Node's mm, and "dumpable" is a property of the mm: the child's
+  // PR_SET_DUMPABLE(0) (which keeps Node's memory out of reach while the child holds it) would
+  // otherwise stay on Node itself after the child has exec'd. Put back what Node had.
+  int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
   int pidfd = -1;
   long pid = do_clone(&p, &pidfd, &out->used_clone3);
   if (pid == 0) child_main(&p);
   int clone_errno = errno;
+  if (dumpable == 1 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(errpipe[1]);
 

@@ -34,6 +34,8 @@ cleanup() {
     sleep 0.2
     find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   fi
+  # The user's nsbox runtime directory in /tmp (staging and scratch mount points, both empty).
+  rm -rf "/tmp/nsbox-$(id -u "$user")"
 }
 trap cleanup EXIT
 

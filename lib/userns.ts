@@ -301,6 +301,9 @@ export function spawnWithUserns(plan: NativePlan, u: UsernsPlan | null, allowRea
   let res: SpawnResult;
   try {
     res = n.spawn(full);
+  } catch (e) {
+    if (sync) fs.closeSync(sync[1]);
+    throw e;
   } finally {
     if (sync) fs.closeSync(sync[0]);
   }

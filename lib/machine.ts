@@ -420,6 +420,7 @@ export class Machine {
         ops: L.ops,
         hostname: o.hostname,
         netLoUp: o.network === 'loopback' || o.network === 'bridge',
+        netnsReserve: o.network === 'loopback',
         cwd: '/',
         rlimits: [[K.RLIMIT_CORE!, 0, -1]],
         newKeyring: true,

@@ -25,6 +25,8 @@ export interface NativePlan {
   ops: NativeOp[];
   hostname: string | null;
   netLoUp: boolean;
+  /** May join a network namespace made ahead (lo up) instead of CLONE_NEWNET: 'loopback' only. */
+  netnsReserve?: boolean;
   cwd: string | null;
   rlimits: Array<[number, number, number]>;
   newKeyring: boolean;
@@ -130,6 +132,7 @@ export interface NativeBinding {
    * once it runs, else its failure; with allowReady, `{ ready: true }` for a pooled container that
    * now waits for its command (errFd stays open then).
    */
+  netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
@@ -204,6 +207,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['pool.command', 'read'],
   ['userns', 'write'],
   ['network', 'sendmsg'],
+  ['network.setns', 'setns'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -448,6 +448,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       ops: L.ops,
       hostname: o.hostname,
       netLoUp: o.network === 'loopback' || o.network === 'bridge',
+      netnsReserve: o.network === 'loopback',
       cwd: o.cwd,
       rlimits: [
         [K.RLIMIT_NOFILE!, Math.min(1024, nofileHard()), Math.min(65536, nofileHard())],

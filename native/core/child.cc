@@ -468,6 +468,23 @@ void format_int(char* buf, int v) {
 
 }  // namespace
 
+[[noreturn]] void netns_child(NetnsJob* job) {
+  // We share the caller's memory and fd table (CLONE_VM | CLONE_FILES) but have a network
+  // namespace of our own: open it into the shared table, bring lo up, and go.
+  int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    job->err = errno;
+    _exit(1);
+  }
+  if (lo_up() != 0) {
+    job->err = errno;
+    close(fd);
+    _exit(1);
+  }
+  job->fd = fd;
+  _exit(0);
+}
+
 [[noreturn]] void child_main(const Plan* plan) {
   int err_fd = plan->err_fd;
   // The memfd we execveat: the init, or the same binary as the exec trampoline.
@@ -557,6 +574,14 @@ void format_int(char* buf, int v) {
   for (int sig = 1; sig < 65; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     if (sys::rt_sigaction_default(sig) != 0 && errno != EINVAL) fail(err_fd, STEP_SIGNALS, sig, errno);
+  }
+
+  // The network namespace made ahead (lo already up): joined before anything is mounted, so that
+  // a sysfs mounted below belongs to it. Used once: nothing else ever holds it but our parent,
+  // which closes its fd after the clone.
+  if (plan->net_fd >= 0) {
+    if (setns(plan->net_fd, CLONE_NEWNET) != 0) fail(err_fd, STEP_NETNS, -1, errno);
+    close(plan->net_fd);
   }
 
   if (setsid() < 0) fail(err_fd, STEP_SETSID, -1, errno);

@@ -8,4 +8,11 @@ namespace nsbox {
 // Runs the plan and execs; never returns. Only to be called in the freshly cloned child.
 [[noreturn]] void child_main(const Plan* plan);
 
+// The child of make_netns (spawn.h): fills job->fd (or job->err) and exits.
+struct NetnsJob {
+  int fd;
+  int err;
+};
+[[noreturn]] void netns_child(NetnsJob* job);
+
 }  // namespace nsbox

@@ -80,7 +80,8 @@ enum Step : int32_t {
   STEP_POOL = 32,        // a pooled container could not read or parse its command
   STEP_USERNS = 33,      // user namespace: 0 wait for the id maps, 1 setgroups, 2 uid_map, 3 gid_map, 4/5 setresgid/uid(0)
   STEP_NET = 34,         // bridged network: index = which of plan->net_msgs (negative: see netlink.h)
-  STEP_COUNT = 35,
+  STEP_NETNS = 35,       // join the network namespace made ahead (plan->net_fd): setns
+  STEP_COUNT = 36,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -124,6 +125,9 @@ struct Plan {
   // identity and environment
   const char* hostname;  // nullptr: leave as is
   bool net_lo_up;
+  // A network namespace made ahead with lo up (netns reserve, see spawn.h): joined with setns
+  // instead of CLONE_NEWNET in the clone. -1: none.
+  int net_fd = -1;
   const char* cwd;
 
   const Rlimit* rlimits;

@@ -32,6 +32,7 @@ void set_error(SpawnOutcome* out, int32_t step, int err) {
 }
 
 void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
+void netns_entry(void* job) { netns_child(static_cast<NetnsJob*>(job)); }
 
 #if defined(__x86_64__)
 constexpr size_t kChildStack = 512 * 1024;
@@ -257,6 +258,48 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   }
   close(pidfd);
   out->error = rec;
+}
+
+int make_netns() {
+#if defined(__x86_64__)
+  char* stack = child_stack();
+  if (!stack) return -1;
+  NetnsJob job = {-1, 0};
+  sys::CloneArgs args;
+  memset(&args, 0, sizeof(args));
+  int pidfd = -1;
+  // No exit signal: nobody but this pidfd hears of the child (Node's SIGCHLD handling is libuv's).
+  args.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = 0;
+  args.stack = reinterpret_cast<uint64_t>(stack);
+  args.stack_size = kChildStack;
+#if defined(__SANITIZE_ADDRESS__)
+  __asan_unpoison_memory_region(stack, kChildStack);
+#endif
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = clone3_vm(&args, netns_entry, &job);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    errno = clone_errno;
+    return -1;
+  }
+  siginfo_t si;
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | __WALL) != 0 && errno == EINTR) {
+  }
+  close(pidfd);
+  if (job.fd < 0) {
+    errno = job.err ? job.err : EPROTO;
+    return -1;
+  }
+  return job.fd;
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
 }
 
 FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready) {

@@ -27,4 +27,9 @@ void spawn(const Plan& plan, SpawnOutcome* out);
 enum FinishResult { FINISH_FAILED = 0, FINISH_EXECED = 1, FINISH_READY = 2 };
 FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready);
 
+// A fresh network namespace with lo up, as an O_CLOEXEC fd (for Plan::net_fd), made by a short-lived
+// vfork-style child that shares our fd table: the calling thread never enters it. -1 with errno on
+// failure (ENOSYS where the vfork-style clone is not available).
+int make_netns();
+
 }  // namespace nsbox

@@ -31,6 +31,7 @@
 #include "../core/spawn.h"
 #include "../core/syscalls.h"
 #include "net.h"
+#include "reserve.h"
 
 namespace {
 
@@ -48,6 +49,7 @@ struct PlanStorage {
   std::vector<uint8_t> seccomp;
 
   Plan plan{};
+  bool netns_reserve = false;  // may take a namespace from the reserve (plan.netnsReserve)
   nsbox_glue::NetStorage net;  // bridged network messages (net.cc)
 
   const char* keep(const std::string& s) {
@@ -181,6 +183,13 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   if (!GetString(js, "hostname", st, &p.hostname, true)) return false;
   if (!GetBool(js, "netLoUp", &b)) return false;
   p.net_lo_up = b;
+  p.net_fd = -1;
+  {
+    Napi::Value v;
+    if (!Read(js, "netnsReserve", &v)) return false;
+    if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "netnsReserve");
+    st->netns_reserve = v.IsBoolean() && v.As<Napi::Boolean>().Value();
+  }
   if (!GetString(js, "cwd", st, &p.cwd, true)) return false;
 
   Napi::Value rlv;
@@ -542,8 +551,19 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   auto st = std::make_unique<PlanStorage>();
   if (!BuildPlan(info[0].As<Napi::Object>(), st.get())) return env.Undefined();
 
+  // A network namespace made ahead replaces CLONE_NEWNET where the plan allows it (see reserve.cc).
+  int reserved = -1;
+  if (st->netns_reserve && (st->plan.clone_flags & CLONE_NEWNET) && !(st->plan.clone_flags & CLONE_NEWUSER)) {
+    reserved = nsbox_glue::netns_take();
+    if (reserved >= 0) {
+      st->plan.net_fd = reserved;
+      st->plan.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
+      st->plan.net_lo_up = false;
+    }
+  }
   nsbox::SpawnOutcome out;
   nsbox::spawn(st->plan, &out);
+  if (reserved >= 0) close(reserved);
 
   Napi::Object res = Napi::Object::New(env);
   res.Set("usedClone3", Napi::Boolean::New(env, out.used_clone3));
@@ -732,6 +752,24 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
 }
 
+// netnsReserveState(): { fds, busy, target, failures } of the network namespace reserve (reserve.cc),
+// for leak checks and `nsbox doctor`.
+Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int> fds;
+  bool busy = false;
+  int target = 0, failures = 0;
+  nsbox_glue::netns_state(&fds, &busy, &target, &failures);
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array a = Napi::Array::New(env, fds.size());
+  for (size_t i = 0; i < fds.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds[i]));
+  o.Set("fds", a);
+  o.Set("busy", Napi::Boolean::New(env, busy));
+  o.Set("target", Napi::Number::New(env, target));
+  o.Set("failures", Napi::Number::New(env, failures));
+  return o;
+}
+
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   nsbox::SyscallReport r = nsbox::probe_syscalls();
@@ -752,6 +790,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("netnsReserveState", Napi::Function::New(env, NetnsReserveState));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("testFilterProcess", Napi::Function::New(env, TestFilterProcess));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));

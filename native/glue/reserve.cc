@@ -1,0 +1,113 @@
+// reserve.cc: a few network namespaces (lo up) made ahead by a thread of the addon, so that a
+// container's clone joins one with setns instead of creating it with CLONE_NEWNET: creating a network
+// namespace is the costliest part of a container's set-up (every pernet subsystem initialises its
+// state, sysctl tables included), and here it happens off the JS thread and before it is needed.
+//
+// Each namespace is used by one container only; its fd is closed after that container's clone, so
+// the namespace lives exactly as long as the container. The maker clones a vfork-style child that
+// opens its own namespace into our fd table (nsbox::make_netns): no thread of Node ever enters one.
+// Size: NSBOX_NETNS_RESERVE (default 2; 0 turns the reserve off), read once.
+#include "reserve.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "../core/spawn.h"
+
+namespace nsbox_glue {
+
+namespace {
+
+struct Reserve {
+  std::mutex mu;
+  std::condition_variable wake;
+  std::deque<int> ready;
+  int target = 2;
+  bool started = false;
+  bool busy = false;
+  bool paused = false;    // the last make failed: wait for the next take before trying again
+  bool disabled = false;  // three makes in a row failed: stop (the clone path creates namespaces itself)
+  int failures = 0;
+  int in_a_row = 0;
+};
+
+// Never destroyed: the maker thread may still wait on it while the process exits.
+Reserve& reserve() {
+  static Reserve* r = [] {
+    auto* x = new Reserve();
+    const char* env = getenv("NSBOX_NETNS_RESERVE");
+    if (env && *env) {
+      char* end = nullptr;
+      long n = strtol(env, &end, 10);
+      x->target = (end && *end == 0 && n >= 0 && n <= 64) ? static_cast<int>(n) : 2;
+    }
+    return x;
+  }();
+  return *r;
+}
+
+void maker(Reserve* r) {
+  // No signal handler of Node's may run here, nor in the child that shares our memory.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  std::unique_lock<std::mutex> lk(r->mu);
+  for (;;) {
+    r->wake.wait(lk, [r] { return !r->disabled && !r->paused && static_cast<int>(r->ready.size()) < r->target; });
+    r->busy = true;
+    lk.unlock();
+    int fd = nsbox::make_netns();
+    lk.lock();
+    r->busy = false;
+    if (fd >= 0) {
+      r->ready.push_back(fd);
+      r->in_a_row = 0;
+    } else {
+      // Out of fds or memory for a moment, or not allowed at all here (a seccomp filter, a missing
+      // capability, no vfork-style clone on this architecture). Containers create their namespace
+      // in their own clone meanwhile; after three failures in a row the reserve stays off.
+      r->failures++;
+      r->paused = true;
+      if (++r->in_a_row >= 3) r->disabled = true;
+    }
+  }
+}
+
+}  // namespace
+
+int netns_take() {
+  Reserve& r = reserve();
+  std::lock_guard<std::mutex> lk(r.mu);
+  if (r.target == 0 || r.disabled) return -1;
+  if (!r.started) {
+    r.started = true;
+    std::thread(maker, &r).detach();
+  }
+  r.paused = false;
+  int fd = -1;
+  if (!r.ready.empty()) {
+    fd = r.ready.front();
+    r.ready.pop_front();
+  }
+  r.wake.notify_one();
+  return fd;
+}
+
+void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures) {
+  Reserve& r = reserve();
+  std::lock_guard<std::mutex> lk(r.mu);
+  fds->assign(r.ready.begin(), r.ready.end());
+  *busy = r.busy;
+  *target = r.disabled ? 0 : r.target;
+  *failures = r.failures;
+}
+
+}  // namespace nsbox_glue

@@ -1,0 +1,17 @@
+// reserve.h: network namespaces made ahead of the containers that will use them.
+#pragma once
+
+#include <vector>
+
+namespace nsbox_glue {
+
+// Takes one ready namespace (an O_CLOEXEC fd the caller owns and closes), or -1 when none is ready:
+// the caller then creates one in its clone as usual. Never blocks on the making of one. The first
+// call starts the maker thread; each call asks it to top the reserve up again.
+int netns_take();
+
+// For leak checks: the fds the reserve holds now, and whether the maker is between a clone and
+// adding its result (then an fd of it may exist that is not listed yet).
+void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures);
+
+}  // namespace nsbox_glue

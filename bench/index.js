@@ -19,7 +19,7 @@
 //   --mounts 1,10,100     bind-mount counts for the growth test
 //   --growth-n N          round trips per growth level (200; quick 30)
 //   --sections a,b        any of roundtrip,throughput,machine,growth (default all)
-//   --peers a,b           any of child_process,nsbox,nsbox_pool,nsbox_pool_ready,child_process_ignore,nsbox_ignore,
+//   --peers a,b           any of child_process,nsbox,nsbox_host,nsbox_pool,nsbox_pool_ready,child_process_ignore,nsbox_ignore,
 //                         bwrap,crun,runc,nspawn (default: all)
 //   --out FILE            JSON output (default bench/results/bench-<date>.json; a .md is written beside it)
 'use strict';
@@ -679,6 +679,10 @@ function targets(R) {
     const r = nb.p50 / floor.p50;
     add('app round trip p50 ≤ 1.0 × child_process p50', `${fx(r)} (${f2(nb.p50)} vs ${f2(floor.p50)} ms)`, r <= 1.0);
   } else add('app round trip p50 ≤ 1.0 × child_process p50', 'n/a', null);
+  const host = rt('nsbox_host');
+  if (host && floor) {
+    add("(informative) run() with network 'host' round trip p50 ≤ 1.0 × child_process p50", `${fx(host.p50 / floor.p50)} (${f2(host.p50)} vs ${f2(floor.p50)} ms)`, host.p50 / floor.p50 <= 1.0);
+  }
   const pool = rt('nsbox_pool');
   if (pool && floor) {
     add('(warm pool, informative) pool.run() round trip p50 ≤ 1.0 × child_process p50', `${fx(pool.p50 / floor.p50)} (${f2(pool.p50)} vs ${f2(floor.p50)} ms)`, pool.p50 / floor.p50 <= 1.0);
@@ -714,6 +718,15 @@ function targets(R) {
       `${f2(tn.loopDelayMaxMs)} ms histogram max (${tn.loopDelaySamples} samples), ${f2(tn.loopLongestStallMs)} ms longest stall; child_process run: ${f2(tf.loopDelayMaxMs)} / ${f2(tf.loopLongestStallMs)} ms`,
       worst <= 10,
     );
+    const thost = tp('nsbox_host');
+    if (thost) {
+      const w = Math.max(thost.loopDelayMaxMs, thost.loopLongestStallMs);
+      add(
+        "(informative) run() with network 'host': throughput ≥ 1.0 × child_process, loop delay ≤ 10 ms",
+        `${fx(thost.perSecond / tf.perSecond)} (${f1(thost.perSecond)} /s); loop delay ${f2(thost.loopDelayMaxMs)} ms max, ${f2(thost.loopLongestStallMs)} ms longest stall`,
+        thost.perSecond / tf.perSecond >= 1.0 && w <= 10,
+      );
+    }
     const tpool = tp('nsbox_pool');
     if (tpool) {
       const w = Math.max(tpool.loopDelayMaxMs, tpool.loopLongestStallMs);

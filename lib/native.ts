@@ -126,12 +126,15 @@ export type SpawnResult =
 
 export interface NativeBinding {
   spawn(plan: NativePlan): SpawnResult;
+  /** spawn with the clone on a thread of libuv's pool; plans without a user namespace only. */
+  spawnAsync(plan: NativePlan, cb: (res: SpawnResult) => void): void;
   pipe(): [number, number];
   /**
    * A pooled container after its command was written, or a child released after its id maps: null
    * once it runs, else its failure; with allowReady, `{ ready: true }` for a pooled container that
    * now waits for its command (errFd stays open then).
    */
+  dumpable(): number;
   netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
   sealedMemfd(path: string): number;

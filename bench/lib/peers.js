@@ -194,6 +194,19 @@ function contenders({ nsbox, rootfs, workDir, only, poolSize = 16 }) {
       },
     });
   }
+  if (want('nsbox_host')) {
+    // Every isolation of run() but the network namespace: how much of the gap to child_process is
+    // the kernel's making and tearing down of one network namespace per container.
+    list.push({
+      id: 'nsbox_host',
+      label: "nsbox run(), network 'host'",
+      command: "nsbox run({ rootfs, command: ['/bin/true'], network: 'host' }) — pipes, output collected",
+      run: async () => {
+        const r = await nsbox.run({ rootfs, command: ['/bin/true'], network: 'host' });
+        if (r.exitCode !== 0) throw new Error(`nsbox exit ${r.exitCode ?? r.signal}`);
+      },
+    });
+  }
   if (want('nsbox_pool') && typeof nsbox.createPool === 'function') {
     // The warm pool (createPool/pool.run): set-up happens ahead of time, in the background.
     let pool = null;

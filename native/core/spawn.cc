@@ -31,6 +31,12 @@ void set_error(SpawnOutcome* out, int32_t step, int err) {
   out->error.magic = kErrorMagic;
 }
 
+// Clones in flight (their vfork-style children may share Node's mm until they exec), and whether
+// Node was dumpable before the first of them.
+pthread_mutex_t g_dump_mu = PTHREAD_MUTEX_INITIALIZER;
+int g_in_flight = 0;
+int g_node_dumpable = -1;
+
 void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
 void netns_entry(void* job) { netns_child(static_cast<NetnsJob*>(job)); }
 
@@ -156,13 +162,20 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   // A vfork-style child shares Node's mm, and "dumpable" is a property of the mm: the child's
   // PR_SET_DUMPABLE(0) (which keeps Node's memory out of reach while the child holds it) would
-  // otherwise stay on Node itself after the child has exec'd. Put back what Node had.
-  int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+  // otherwise stay on Node itself after the child has exec'd. Put back what Node had, but only once
+  // no other thread's child still shares the mm before its exec (spawnAsync runs clones on several
+  // threads): that one must stay out of reach too.
+  pthread_mutex_lock(&g_dump_mu);
+  if (g_in_flight++ == 0) g_node_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+  pthread_mutex_unlock(&g_dump_mu);
   int pidfd = -1;
   long pid = do_clone(&p, &pidfd, &out->used_clone3);
   if (pid == 0) child_main(&p);
   int clone_errno = errno;
-  if (dumpable == 1 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  pthread_mutex_lock(&g_dump_mu);
+  if (--g_in_flight == 0 && g_node_dumpable == 1 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1)
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  pthread_mutex_unlock(&g_dump_mu);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(errpipe[1]);
 

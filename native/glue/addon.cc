@@ -545,26 +545,29 @@ class Process : public Napi::ObjectWrap<Process> {
 
 Napi::FunctionReference* Process::ctor = nullptr;
 
-Napi::Value Spawn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsObject()) return (ThrowType(env, "plan"), env.Undefined());
-  auto st = std::make_unique<PlanStorage>();
-  if (!BuildPlan(info[0].As<Napi::Object>(), st.get())) return env.Undefined();
-
-  // A network namespace made ahead replaces CLONE_NEWNET where the plan allows it (see reserve.cc).
-  int reserved = -1;
-  if (st->netns_reserve && (st->plan.clone_flags & CLONE_NEWNET) && !(st->plan.clone_flags & CLONE_NEWUSER)) {
-    reserved = nsbox_glue::netns_take();
-    if (reserved >= 0) {
-      st->plan.net_fd = reserved;
-      st->plan.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
-      st->plan.net_lo_up = false;
-    }
+// A network namespace made ahead replaces CLONE_NEWNET where the plan allows it (see reserve.cc).
+// Returns the fd the caller closes after the clone, or -1.
+int TakeReservedNetns(PlanStorage* st) {
+  if (!st->netns_reserve || !(st->plan.clone_flags & CLONE_NEWNET) || (st->plan.clone_flags & CLONE_NEWUSER)) return -1;
+  int fd = nsbox_glue::netns_take();
+  if (fd >= 0) {
+    st->plan.net_fd = fd;
+    st->plan.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
+    st->plan.net_lo_up = false;
   }
-  nsbox::SpawnOutcome out;
-  nsbox::spawn(st->plan, &out);
-  if (reserved >= 0) close(reserved);
+  return fd;
+}
 
+// plan.statusRead: the read end of the init's status pipe, or -1.
+int StatusRead(Napi::Object plan) {
+  Napi::Value sr = plan.Get("statusRead");
+  double srd;
+  if (!plan.Env().IsExceptionPending() && IsIntIn(sr, 0, 2147483647.0, &srd)) return static_cast<int>(srd);
+  return -1;
+}
+
+// The result object of spawn/spawnAsync: a Process for the child, or the failure record.
+Napi::Value SpawnResult(Napi::Env env, const nsbox::SpawnOutcome& out, int status_read) {
   Napi::Object res = Napi::Object::New(env);
   res.Set("usedClone3", Napi::Boolean::New(env, out.used_clone3));
   if (out.error.step != nsbox::STEP_NONE) {
@@ -575,11 +578,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   Napi::Object proc = Process::ctor->New({});
   // The read end of the init's status pipe is read by the watcher; dup it so JS can close its copy.
-  int status_fd = -1;
-  Napi::Value sr = info[0].As<Napi::Object>().Get("statusRead");
-  double srd;
-  if (!env.IsExceptionPending() && IsIntIn(sr, 0, 2147483647.0, &srd))
-    status_fd = fcntl(static_cast<int>(srd), F_DUPFD_CLOEXEC, 3);
+  int status_fd = status_read >= 0 ? fcntl(status_read, F_DUPFD_CLOEXEC, 3) : -1;
   if (status_fd >= 0) fcntl(status_fd, F_SETFL, O_NONBLOCK);
   Process::Unwrap(proc)->Adopt(out.pidfd, status_fd);
   res.Set("pid", Napi::Number::New(env, out.pid));
@@ -587,6 +586,62 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (out.err_fd >= 0) res.Set("errFd", Napi::Number::New(env, out.err_fd));
   if (out.waiting) res.Set("waiting", Napi::Boolean::New(env, true));
   return res;
+}
+
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) return (ThrowType(env, "plan"), env.Undefined());
+  auto st = std::make_unique<PlanStorage>();
+  if (!BuildPlan(info[0].As<Napi::Object>(), st.get())) return env.Undefined();
+
+  int reserved = TakeReservedNetns(st.get());
+  nsbox::SpawnOutcome out;
+  nsbox::spawn(st->plan, &out);
+  if (reserved >= 0) close(reserved);
+  return SpawnResult(env, out, StatusRead(info[0].As<Napi::Object>()));
+}
+
+// spawnAsync(plan, callback): the same as spawn, but the clone and the wait for the exec run on a
+// thread of libuv's pool, so the JS thread is free meanwhile; callback(result) on the JS thread.
+// The plan's storage (and every fd it names, which JS keeps open until the callback) outlives the
+// work. Only for plans whose child needs nothing from this thread (no id maps to write).
+class SpawnWorker : public Napi::AsyncWorker {
+ public:
+  SpawnWorker(Napi::Function cb, std::unique_ptr<PlanStorage> st, int status_read)
+      : Napi::AsyncWorker(cb, "nsbox.spawn"), st_(std::move(st)), status_read_(status_read) {
+    reserved_ = TakeReservedNetns(st_.get());
+  }
+  void Execute() override {
+    nsbox::spawn(st_->plan, &out_);
+    if (reserved_ >= 0) close(reserved_);
+    reserved_ = -1;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Napi::Value res = SpawnResult(env, out_, status_read_);
+    Callback().Call({res});
+  }
+
+ private:
+  std::unique_ptr<PlanStorage> st_;
+  int status_read_;
+  int reserved_ = -1;
+  nsbox::SpawnOutcome out_;
+};
+
+Napi::Value SpawnAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) return (ThrowType(env, "plan"), env.Undefined());
+  if (!info[1].IsFunction()) return (ThrowType(env, "callback"), env.Undefined());
+  auto st = std::make_unique<PlanStorage>();
+  if (!BuildPlan(info[0].As<Napi::Object>(), st.get())) return env.Undefined();
+  if (st->plan.userns_sync_fd >= 0) return (ThrowType(env, "userns (spawnAsync cannot write id maps)"), env.Undefined());
+  int status_read = StatusRead(info[0].As<Napi::Object>());
+  if (env.IsExceptionPending()) return env.Undefined();
+  auto* w = new SpawnWorker(info[1].As<Napi::Function>(), std::move(st), status_read);
+  w->Queue();
+  return env.Undefined();
 }
 
 // finishSpawn(errFd): after a pooled container got its command, wait for its exec. Returns null
@@ -770,6 +825,11 @@ Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// dumpable(): prctl(PR_GET_DUMPABLE) of this process (tests: clones leave Node as it was).
+Napi::Value Dumpable(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+}
+
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   nsbox::SyscallReport r = nsbox::probe_syscalls();
@@ -786,11 +846,13 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Process", Process::Init(env));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
+  exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("netnsReserveState", Napi::Function::New(env, NetnsReserveState));
+  exports.Set("dumpable", Napi::Function::New(env, Dumpable));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("testFilterProcess", Napi::Function::New(env, TestFilterProcess));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));

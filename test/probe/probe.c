@@ -412,6 +412,18 @@ static int cmd_info(const char *argv0)
 	print_rlimit(&first, "core", RLIMIT_CORE);
 	key(&first, "pids"); print_pids(NULL);
 	print_net(&first);
+	{
+		/* "net:[inode]": which network namespace this is (distinct per container) */
+		char ns[64];
+		ssize_t r = readlink("/proc/self/ns/net", ns, sizeof ns - 1);
+		key(&first, "netns");
+		if (r > 0) {
+			ns[r] = 0;
+			jstr(ns);
+		} else {
+			jstr(NULL);
+		}
+	}
 
 	key(&first, "umask");
 	{

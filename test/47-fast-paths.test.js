@@ -1,0 +1,210 @@
+// The two speed paths of an app container and what they must not change: network namespaces made
+// ahead (the reserve, native/glue/reserve.cc) and clones run off the JS thread while other containers
+// are in flight (run() through spawnAsync). Each container must still get a network namespace of its
+// own, errors and aborts must still leave nothing behind, and Node must stay as it was.
+'use strict';
+const t = require('tap');
+const fs = require('node:fs');
+const { execFileSync } = require('node:child_process');
+const { run, spawn, Machine } = require('..');
+const { native } = require('../dist/native');
+const { busyboxRootfs, warmUp, assertNoLeaks, isRoot, machineStateDir } = require('./helpers');
+
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
+const notRoot = isRoot() ? false : 'the reserve and the off-thread clone are used by root in the initial user namespace only';
+const notX64 = process.arch === 'x64' ? false : 'the vfork-style clone both paths need is x86_64 only';
+const fastPaths = noBusybox || notRoot || notX64 || (process.env.NSBOX_FORK_CLONE ? 'NSBOX_FORK_CLONE turns the off-thread clone off' : false);
+
+const hostNetns = fs.readlinkSync('/proc/self/ns/net');
+
+async function probeInfo(opts = {}) {
+  const r = await run({ rootfs: bb, command: ['/probe', 'info'], ...opts });
+  if (r.exitCode !== 0) throw new Error(`probe failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.toString());
+}
+
+/** Counts the calls of the addon's spawn and spawnAsync while fn runs. */
+async function countClones(fn) {
+  const b = native();
+  const orig = { spawn: b.spawn, spawnAsync: b.spawnAsync };
+  const n = { spawn: 0, spawnAsync: 0 };
+  b.spawn = function (...a) {
+    n.spawn++;
+    return orig.spawn.apply(this, a);
+  };
+  b.spawnAsync = function (...a) {
+    n.spawnAsync++;
+    return orig.spawnAsync.apply(this, a);
+  };
+  try {
+    await fn();
+  } finally {
+    Object.assign(b, orig);
+  }
+  return n;
+}
+
+let before;
+t.before(async () => {
+  before = await warmUp();
+});
+
+/** lo's rx packet count at the start of a container, and after it sent one datagram over lo. */
+async function loCounters() {
+  const r = await run({
+    rootfs: bb,
+    command: ['/bin/sh', '-c', 'grep lo: /proc/net/dev; /probe connect udp 127.0.0.1 9 >/dev/null; grep lo: /proc/net/dev'],
+  });
+  if (r.exitCode !== 0) throw new Error(`sh failed: ${r.stderr}`);
+  const [a, b] = r.stdout.toString().trim().split('\n').map((l) => Number(l.split(':')[1].trim().split(/\s+/)[1]));
+  return { start: a, after: b };
+}
+
+t.test('loopback containers back to back and 16 at a time each start in a fresh network namespace, lo up', { skip: fastPaths }, async (t) => {
+  // Namespace inode numbers are recycled once a namespace is freed, so freshness is shown by lo's
+  // counters: each container sends over lo, so a namespace used twice would start with packets.
+  const seen = [];
+  for (let i = 0; i < 20; i++) {
+    seen.push(await loCounters());
+    // Give the reserve time to refill, so that most of these join a namespace made ahead.
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  for (let round = 0; round < 3; round++) seen.push(...(await Promise.all(Array.from({ length: 16 }, () => loCounters()))));
+  t.equal(seen.filter((c) => c.start === 0).length, seen.length, `all ${seen.length} containers found lo with no packet received yet`);
+  t.equal(seen.filter((c) => c.after >= 1).length, seen.length, 'and each one saw its own datagram arrive on lo');
+  const infos = await Promise.all(Array.from({ length: 4 }, () => probeInfo()));
+  t.ok(infos.every((i) => JSON.stringify(i.net) === JSON.stringify([{ name: 'lo', up: true }])), 'only lo, and it is up');
+  const st = native().netnsReserveState();
+  t.equal(st.failures, 0, 'the reserve made its namespaces without a failure');
+  t.equal(st.target, 2, 'the reserve is on, with its default size');
+});
+
+t.test('16 containers alive at once are in 16 different network namespaces', { skip: fastPaths }, async (t) => {
+  const cs = [];
+  for (let i = 0; i < 16; i++) {
+    cs.push(spawn({ rootfs: bb, command: ['/probe', 'sleep', '30'], stdio: 'ignore' }));
+    if (i % 4 === 0) await new Promise((r) => setTimeout(r, 3)); // some from the reserve, some not
+  }
+  const ids = cs.map((c) => fs.readlinkSync(`/proc/${c.pid}/ns/net`));
+  t.equal(new Set(ids).size, 16, '16 distinct namespaces');
+  t.notOk(ids.includes(hostNetns), "none of them is Node's");
+  for (const c of cs) c.kill();
+  await Promise.all(cs.map((c) => c.wait()));
+});
+
+t.test("a namespace made ahead is used once: Node holds no network namespace but the reserve's", { skip: fastPaths }, async (t) => {
+  for (let i = 0; i < 10; i++) await probeInfo();
+  await Promise.all(Array.from({ length: 16 }, () => probeInfo()));
+  await new Promise((r) => setTimeout(r, 50));
+  const st = native().netnsReserveState();
+  const netFds = fs
+    .readdirSync('/proc/self/fd')
+    .filter((f) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${f}`).startsWith('net:');
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+  t.same(
+    netFds.filter((f) => !st.fds.includes(f)),
+    [],
+    'every network namespace fd Node holds is one of the reserve (a used one is closed after its clone)',
+  );
+  t.ok(st.fds.length <= st.target, 'the reserve holds at most its size');
+});
+
+t.test("'none', 'host' and userns containers do not take from the reserve", { skip: fastPaths }, async (t) => {
+  await new Promise((r) => setTimeout(r, 20));
+  const fill = native().netnsReserveState().fds.join();
+  t.same((await probeInfo({ network: 'none' })).net, [{ name: 'lo', up: false }], "'none': lo is down (a namespace of the clone's own)");
+  t.equal((await probeInfo({ network: 'host' })).netns, hostNetns, "'host' is Node's namespace");
+  const u = await probeInfo({ userns: true });
+  t.not(u.netns, hostNetns, 'userns: a network namespace of its own (owned by its user namespace)');
+  t.equal(native().netnsReserveState().fds.join(), fill, 'the reserve was not touched');
+});
+
+t.test('NSBOX_NETNS_RESERVE=0 turns the reserve off; containers still get their own namespace', { skip: fastPaths }, async (t) => {
+  const script = `
+    const { run } = require(${JSON.stringify(require.resolve('..'))});
+    const { native } = require(${JSON.stringify(require.resolve('../dist/native'))});
+    (async () => {
+      const ids = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await run({ rootfs: ${JSON.stringify(bb)}, command: ['/probe', 'info'] });
+        ids.push(JSON.parse(r.stdout).netns);
+      }
+      const held = require('fs').readdirSync('/proc/self/fd').filter((f) => { try { return require('fs').readlinkSync('/proc/self/fd/' + f).startsWith('net:'); } catch { return false; } });
+      console.log(JSON.stringify({ ids, state: native().netnsReserveState(), held: held.length }));
+    })();`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, NSBOX_NETNS_RESERVE: '0' } }).toString());
+  t.equal(new Set(out.ids).size, 3, 'three distinct namespaces');
+  t.notOk(out.ids.includes(hostNetns), "none is Node's");
+  t.same(out.state, { fds: [], busy: false, target: 0, failures: 0 }, 'the reserve is off');
+  t.equal(out.held, 0, 'the process holds no network namespace');
+});
+
+t.test('run() with others in flight clones off the JS thread; alone it clones on it', { skip: fastPaths }, async (t) => {
+  const alone = await countClones(async () => {
+    for (let i = 0; i < 5; i++) await run({ rootfs: bb, command: ['/bin/true'] });
+  });
+  t.same(alone, { spawn: 5, spawnAsync: 0 }, 'back to back: every clone on the JS thread');
+  const together = await countClones(async () => {
+    const rs = await Promise.all(Array.from({ length: 16 }, (_, i) => run({ rootfs: bb, command: ['/bin/sh', '-c', `exit ${i}`] })));
+    t.same(rs.map((r) => r.exitCode), Array.from({ length: 16 }, (_, i) => i), 'each run reports its own exit status');
+  });
+  t.equal(together.spawn + together.spawnAsync, 16, '16 clones');
+  t.ok(together.spawnAsync >= 14, `16 at once: at least 14 off the JS thread (${together.spawnAsync})`);
+  t.equal(native().dumpable(), 1, 'Node is still dumpable after clones on several threads');
+});
+
+t.test('off-thread clones that fail reject with the same errors and leave nothing', { skip: fastPaths }, async (t) => {
+  const n = await countClones(async () => {
+    const runs = [];
+    for (let i = 0; i < 16; i++) {
+      runs.push(i % 4 === 1 ? run({ rootfs: bb, command: ['/no/such/command'] }) : i % 4 === 3 ? run({ rootfs: bb, command: ['/probe', 'info'], cwd: '/no/such/dir' }) : run({ rootfs: bb, command: ['/bin/true'] }));
+    }
+    const settled = await Promise.allSettled(runs);
+    for (let i = 0; i < 16; i++) {
+      const s = settled[i];
+      if (i % 4 === 1) {
+        t.equal(s.status, 'rejected', `run ${i} with a missing command rejects`);
+        t.match(s.reason, { name: 'NsboxError', code: 'ENOENT', step: 'exec', path: '/no/such/command' });
+      } else if (i % 4 === 3) {
+        t.equal(s.status, 'rejected', `run ${i} with a missing cwd rejects`);
+        t.match(s.reason, { name: 'NsboxError', code: 'ENOENT', step: 'cwd' });
+      } else {
+        t.equal(s.status, 'fulfilled', `run ${i} succeeds`);
+        t.equal(s.value.exitCode, 0);
+      }
+    }
+  });
+  t.ok(n.spawnAsync > 0, `some of them were cloned off the JS thread (${n.spawnAsync})`);
+  await assertNoLeaks(t, before, 'after failing off-thread clones');
+});
+
+t.test('aborting runs whose clones are in flight kills each container and leaves nothing', { skip: fastPaths }, async (t) => {
+  const ac = new AbortController();
+  const runs = Array.from({ length: 16 }, () => run({ rootfs: bb, command: ['/probe', 'sleep', '30'], signal: ac.signal }));
+  ac.abort();
+  const settled = await Promise.allSettled(runs);
+  t.ok(settled.every((s) => s.status === 'rejected' && s.reason.name === 'AbortError'), 'all 16 reject with AbortError');
+  await assertNoLeaks(t, before, 'after the aborted runs');
+});
+
+t.test('a loopback machine joins a namespace made ahead too, and exec sees it', { skip: fastPaths }, async (t) => {
+  const stateDir = machineStateDir(t, 'nsbox-fast-');
+  const m = await Machine.start({ name: 'fast1', rootfs: bb, ephemeral: true, stateDir });
+  const r = await m.run(['/probe', 'info']);
+  const i = JSON.parse(r.stdout);
+  t.same(i.net, [{ name: 'lo', up: true }], 'lo is up in the machine');
+  t.not(i.netns, hostNetns, "not Node's namespace");
+  t.equal(fs.readlinkSync(`/proc/${m.pid}/ns/net`), i.netns, "exec joined the machine's PID 1's namespace");
+  await m.stop();
+  await m.destroy();
+});
+
+t.test('nothing left behind by this file', async (t) => {
+  await assertNoLeaks(t, before);
+});

@@ -460,33 +460,46 @@ function asyncEligible(o: ResolvedAppOptions): boolean {
  * caller waits for a promise anyway; spawn() stays synchronous (it returns the pid).
  */
 function startAsync(o: ResolvedAppOptions): Promise<Container> {
+  return launchAsync(o, false, false);
+}
+
+/**
+ * A launch whose clone runs off the JS thread where it may (asyncEligible), else on it. `always`:
+ * even when nothing else is in flight (background work such as a pool's refill, which must never
+ * hold up the loop). Pooled launches are not counted in inFlight: a refill does not make a run's
+ * own clone go off-thread.
+ */
+function launchAsync(o: ResolvedAppOptions, pooled: false, always: boolean): Promise<Container>;
+function launchAsync(o: ResolvedAppOptions, pooled: true, always: boolean): Promise<Pending>;
+function launchAsync(o: ResolvedAppOptions, pooled: boolean, always: boolean): Promise<Container | Pending> {
   if (o.signal?.aborted) return Promise.reject(abortError(o.signal));
-  if (inFlight === 0 || !asyncEligible(o)) {
+  if ((!always && inFlight === 0) || !asyncEligible(o)) {
     try {
-      return Promise.resolve(start(o));
+      return Promise.resolve(launch(o, pooled as false));
     } catch (e) {
       return Promise.reject(e);
     }
   }
   let p: Prepared;
   try {
-    p = prepare(o, false, null);
+    p = prepare(o, pooled, null);
   } catch (e) {
     return Promise.reject(e);
   }
-  inFlight++;
-  return new Promise<Container>((resolve, reject) => {
+  const counted = !pooled;
+  if (counted) inFlight++;
+  return new Promise<Container | Pending>((resolve, reject) => {
     try {
       native().spawnAsync(p.plan, (res) => {
-        inFlight--;
+        if (counted) inFlight--;
         try {
-          resolve(complete(p, res) as Container);
+          resolve(complete(p, res));
         } catch (e) {
           reject(e);
         }
       });
     } catch (e) {
-      inFlight--;
+      if (counted) inFlight--;
       try {
         abandon(p, e);
       } catch (err) {
@@ -503,6 +516,14 @@ function start(o: ResolvedAppOptions): Container {
 /** @internal Used by the warm pool. */
 export function launchPending(o: ResolvedAppOptions): Pending {
   return launch(o, true);
+}
+
+/**
+ * @internal The warm pool's launches: `background` (a refill) clones off the JS thread whenever it
+ * may; otherwise (a run that found the pool empty) as run() would.
+ */
+export function launchPendingAsync(o: ResolvedAppOptions, background: boolean): Promise<Pending> {
+  return launchAsync(o, true, background);
 }
 
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */

@@ -4,7 +4,7 @@
 // container is used once: the same isolation as a cold run(), without the set-up on the hot path.
 import * as fs from 'node:fs';
 
-import { abortError, collect, Container, launchPending, type Pending, type RunResultWithCounts } from './app';
+import { abortError, collect, Container, launchPending, launchPendingAsync, type Pending, type RunResultWithCounts } from './app';
 import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
 import { checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
@@ -31,6 +31,8 @@ export class Pool {
   #size: number;
   #ready: Pending[] = [];
   #filling = false;
+  /** The refill launch in flight, if any: close() waits for it (and disposes of what it made). */
+  #refilling: Promise<void> = Promise.resolve();
   #closed = false;
   #inflight = 0;
   #lastError: unknown;
@@ -52,22 +54,31 @@ export class Pool {
   #refill(): void {
     if (this.#filling || this.#closed) return;
     this.#filling = true;
-    // One at a time on the event loop's idle turns, so the pool never stalls the loop for long.
+    // One at a time, each clone off the JS thread where it may be (else on an idle turn of the
+    // loop), so the pool never stalls the loop for long.
     const step = (): void => {
-      // Never while a run is in flight: a set-up blocks the JS thread for a millisecond or two,
-      // which would delay the very exit that run is waiting for. Runs resume the refill when done.
+      // Never while a run is in flight: the set-up competes for the CPUs (or, on the JS thread,
+      // blocks it for a millisecond or two) with the very exit that run is waiting for. Runs
+      // resume the refill when done.
       if (this.#closed || this.#ready.length >= this.#size || this.#inflight > 0) {
         this.#filling = false;
         return;
       }
-      try {
-        this.#ready.push(launchPending(this.#o));
-      } catch (e) {
-        this.#lastError = e;
-        this.#filling = false;
-        return;
-      }
-      setImmediate(step);
+      this.#refilling = launchPendingAsync(this.#o, true).then(
+        async (p) => {
+          if (this.#closed) {
+            await this.#dispose(p);
+            this.#filling = false;
+            return;
+          }
+          this.#ready.push(p);
+          setImmediate(step);
+        },
+        (e) => {
+          this.#lastError = e;
+          this.#filling = false;
+        },
+      );
     };
     setImmediate(step);
   }
@@ -110,7 +121,7 @@ export class Pool {
   ): Promise<RunResultWithCounts> {
     const options = { signal };
     for (;;) {
-      if (!p) p = launchPending(this.#o);
+      if (!p) p = await launchPendingAsync(this.#o, false);
       try {
         fs.writeSync(p.cmdWrite, blob);
         break;
@@ -144,20 +155,21 @@ export class Pool {
     c.wait().catch(() => {});
   }
 
-  /** Ends every waiting container and removes its cgroup. */
+  /** Ends every waiting container and removes its cgroup (and one a refill is still making). */
   async close(): Promise<void> {
     this.#closed = true;
     const waiting = this.#ready.splice(0);
-    await Promise.all(
-      waiting.map((p) => {
-        closeQuiet(p.cmdWrite);
-        closeQuiet(p.errFd);
-        // With its command pipe closed and nothing read, a pooled container exits 0 by itself.
-        const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0);
-        return c.wait().catch(() => {});
-      }),
-    );
+    await Promise.all([...waiting.map((p) => this.#dispose(p)), this.#refilling]);
   }
+
+  /** Ends a waiting container: with its command pipe closed and nothing read, it exits 0 by itself. */
+  #dispose(p: Pending): Promise<unknown> {
+    closeQuiet(p.cmdWrite);
+    closeQuiet(p.errFd);
+    const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0);
+    return c.wait().catch(() => {});
+  }
+
 
   /** The last error met while refilling in the background, if any (the next run() starts cold). */
   get lastError(): unknown {

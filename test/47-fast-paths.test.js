@@ -205,6 +205,26 @@ t.test('a loopback machine joins a namespace made ahead too, and exec sees it', 
   await m.destroy();
 });
 
+t.test('a warm pool refills off the JS thread; closing it mid-refill leaves nothing', { skip: fastPaths }, async (t) => {
+  const { createPool } = require('..');
+  const n = await countClones(async () => {
+    const pool = createPool({ size: 4, rootfs: bb });
+    for (let i = 0; i < 200 && pool.ready < 4; i++) await new Promise((r) => setTimeout(r, 2));
+    t.equal(pool.ready, 4, 'the pool filled up');
+    const rs = await Promise.all(Array.from({ length: 16 }, (_, i) => pool.run(['/bin/sh', '-c', `echo ${i}`])));
+    t.same(rs.map((r) => r.stdout.toString().trim()), Array.from({ length: 16 }, (_, i) => String(i)), '16 runs at once, each with its own output');
+    await new Promise((r) => setImmediate(r));
+    await pool.close(); // a refill is likely in flight here
+  });
+  t.ok(n.spawnAsync >= 3, `refills and cold launches under load cloned off the JS thread (${n.spawnAsync} of ${n.spawn + n.spawnAsync})`);
+  for (let k = 0; k < 5; k++) {
+    const pool = createPool({ size: 3, rootfs: bb });
+    await new Promise((r) => setTimeout(r, k));
+    await pool.close();
+  }
+  await assertNoLeaks(t, before, 'after closing pools during their refills');
+});
+
 t.test('nothing left behind by this file', async (t) => {
   await assertNoLeaks(t, before);
 });

@@ -139,7 +139,7 @@ export class Container extends EventEmitter {
       stats = this.#cgroup.readStats(stats.cpuUsageUs);
       oomKilled = (stats.oomKills ?? 0) > 0;
       delete stats.oomKills;
-      await this.#cgroup.remove();
+      await this.#cgroup.remove(inFlight > 0);
     }
     this.#final = stats;
     // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its

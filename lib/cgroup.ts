@@ -557,14 +557,17 @@ export class ContainerCgroup {
    * Waits until no process is left, then removes the directory and any cgroups made below it (a
    * systemd inside a machine makes a whole tree), deepest first, retrying EBUSY with backoff.
    */
-  async remove(): Promise<void> {
+  async remove(offThread = false): Promise<void> {
     if (this.removed) return;
     this.closeFd();
     for (let delay = 1, waited = 0; ; delay = Math.min(delay * 2, 100)) {
       try {
         // App containers cannot make cgroups below their own; a machine's systemd can.
+        // offThread: on libuv's pool, for a busy process (an rmdir waits for the cgroup lock,
+        // which the clones and the kernel's cgroup clean-up of other containers hold meanwhile).
         try {
-          fs.rmdirSync(this.path);
+          if (offThread) await fs.promises.rmdir(this.path);
+          else fs.rmdirSync(this.path);
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EBUSY') throw e;
           rmTree(this.path);

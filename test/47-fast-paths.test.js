@@ -225,6 +225,24 @@ t.test('a warm pool refills off the JS thread; closing it mid-refill leaves noth
   await assertNoLeaks(t, before, 'after closing pools during their refills');
 });
 
+const { detectCgroupHost } = require('../dist/cgroup');
+const cgHost = detectCgroupHost();
+const noPids = process.env.NSBOX_REQUIRE_CGROUP === '1' || cgHost.controllers.includes('pids') ? false : `needs the pids controller on cgroup v2; this host is ${cgHost.mode}; runs in the VM lane`;
+
+t.test('16 runs at once with pids=16, cloned off the JS thread: each stops its own fork bomb in its own cgroup', { skip: fastPaths || noPids }, async (t) => {
+  const n = await countClones(async () => {
+    const rs = await Promise.all(Array.from({ length: 16 }, () => run({ rootfs: bb, command: ['/probe', 'forkbomb', '1'], limits: { pids: 16 }, timeout: 60000 })));
+    for (const r of rs) {
+      t.equal(r.timedOut, false, 'ended before the timeout');
+      const res = JSON.parse(r.stdout.toString());
+      t.ok(res.forked <= 15 && res.errno === 11, `at most 15 children besides the bomb, then EAGAIN (${res.forked}, errno ${res.errno})`);
+      if (r.stats.pidsPeak !== undefined) t.ok(r.stats.pidsPeak <= 16, `its cgroup held at most 16 tasks (peak ${r.stats.pidsPeak})`);
+    }
+  });
+  t.ok(n.spawnAsync >= 14, `cloned off the JS thread (${n.spawnAsync} of 16)`);
+  await assertNoLeaks(t, before, 'after 16 limited runs');
+});
+
 t.test('nothing left behind by this file', async (t) => {
   await assertNoLeaks(t, before);
 });

@@ -246,22 +246,21 @@ function startTimeOf(pid: number): string | null {
   }
 }
 
+/**
+ * Replaces the file atomically (a reader in another process sees the old or the new state, never a
+ * torn one). No fsync: a machine does not outlive its host, so after a crash of the host the state
+ * describes a dead PID 1 either way, and an unreadable or missing state is treated as stale
+ * (readState, claimName). The two fsyncs cost about 0.4 ms per write on an ext4 /run.
+ */
 function writeAtomic(file: string, data: string): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
     fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
-  const dfd = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dfd);
-  } finally {
-    fs.closeSync(dfd);
-  }
 }
 
 function readState(dir: string): StateFile | undefined {

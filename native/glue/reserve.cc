@@ -39,6 +39,8 @@ struct Reserve {
   bool disabled = false;  // three makes in a row failed: stop (the clone path creates namespaces itself)
   int failures = 0;
   int in_a_row = 0;
+  bool stop = false;      // the process is exiting (stop_maker)
+  std::thread* maker = nullptr;
 };
 
 // Never destroyed: the maker thread may still wait on it while the process exits.
@@ -65,7 +67,8 @@ void maker(Reserve* r) {
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   std::unique_lock<std::mutex> lk(r->mu);
   for (;;) {
-    r->wake.wait(lk, [r] { return !r->disabled && !r->paused && static_cast<int>(r->ready.size()) < r->target; });
+    r->wake.wait(lk, [r] { return r->stop || (!r->disabled && !r->paused && static_cast<int>(r->ready.size()) < r->target); });
+    if (r->stop) return;
     r->busy = true;
     lk.unlock();
     int fd = nsbox::make_netns();
@@ -85,6 +88,21 @@ void maker(Reserve* r) {
   }
 }
 
+// At exit: no thread of ours is left running while the process ends (nor while a leak checker
+// stops the world), and the namespaces held in reserve are closed.
+void stop_maker() {
+  Reserve& r = reserve();
+  {
+    std::lock_guard<std::mutex> lk(r.mu);
+    r.stop = true;
+  }
+  r.wake.notify_all();
+  if (r.maker && r.maker->joinable()) r.maker->join();
+  std::lock_guard<std::mutex> lk(r.mu);
+  for (int fd : r.ready) close(fd);
+  r.ready.clear();
+}
+
 }  // namespace
 
 int netns_take() {
@@ -96,7 +114,8 @@ int netns_take() {
   if (r.target == 0 || r.disabled) return -1;
   if (!r.started) {
     r.started = true;
-    std::thread(maker, &r).detach();
+    r.maker = new std::thread(maker, &r);
+    atexit(stop_maker);
   }
   r.paused = false;
   int fd = -1;

@@ -468,6 +468,27 @@ void format_int(char* buf, int v) {
 
 }  // namespace
 
+struct TailState {
+  int err_fd;
+  int init_fd;
+  int cmd_fd;
+  int net_sock;
+  int tty_slave;
+  bool tramp;
+  struct rlimit nofile_before;
+};
+[[noreturn]] void child_tail(const Plan* plan, TailState* st);
+
+// The process a machine's entering helper clones with CLONE_VM (see below) starts here.
+struct TailCtx {
+  const Plan* plan;
+  TailState* st;
+};
+void tail_entry(void* arg) {
+  TailCtx* c = static_cast<TailCtx*>(arg);
+  child_tail(c->plan, c->st);
+}
+
 [[noreturn]] void netns_child(NetnsJob* job) {
   // We share the caller's memory and fd table (CLONE_VM | CLONE_FILES) but have a network
   // namespace of our own: open it into the shared table, bring lo up, and go.
@@ -551,7 +572,25 @@ void format_int(char* buf, int v) {
       args.flags |= CLONE_INTO_CGROUP;
       args.cgroup = static_cast<uint64_t>(plan->cgroup_fd);
     }
-    long pid = sys::clone3(&args);
+    long pid;
+    TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp, nofile_before};
+    TailCtx ctx = {plan, &st};
+#if defined(__x86_64__)
+    if (plan->enter_stack) {
+      // Vfork-style again, on a second stack the parent prepared: the new process shares the mm
+      // (Node's) that we share, instead of copying its page tables, and we sleep until it has
+      // exec'd. The mm is non-dumpable (above) for as long as it is shared, so processes of the
+      // machine cannot read or trace it without CAP_SYS_PTRACE over Node's user namespace.
+      args.flags |= CLONE_VM | CLONE_VFORK;
+      args.stack = reinterpret_cast<uint64_t>(plan->enter_stack);
+      args.stack_size = plan->enter_stack_size;
+      pid = sys::clone3_vm(&args, tail_entry, &ctx);
+    } else {
+      pid = sys::clone3(&args);
+    }
+#else
+    pid = sys::clone3(&args);
+#endif
     if (pid < 0) fail(err_fd, STEP_ENTER, -1, errno);
     if (pid > 0) {
       ErrorRecord rec;
@@ -567,6 +606,21 @@ void format_int(char* buf, int v) {
     }
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
   }
+
+  TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp, nofile_before};
+  child_tail(plan, &st);
+}
+
+// Everything after the namespaces are entered, up to the exec: run by the child itself, or, entering
+// a machine, by the process the helper clones into the machine's pid namespace.
+[[noreturn]] void child_tail(const Plan* plan, TailState* st) {
+  int err_fd = st->err_fd;
+  int init_fd = st->init_fd;
+  int cmd_fd = st->cmd_fd;
+  int net_sock = st->net_sock;
+  int tty_slave = st->tty_slave;
+  const bool tramp = st->tramp;
+  struct rlimit nofile_before = st->nofile_before;
 
   // Signals stay blocked (the parent blocked them all around clone) until just before execve, so
   // no handler that Node installed can run here. Reset every disposition: ignored signals would
@@ -781,5 +835,6 @@ void format_int(char* buf, int v) {
   }
   fail(err_fd, STEP_EXEC, last_index, last_err);
 }
+
 
 }  // namespace nsbox

@@ -183,6 +183,8 @@ struct Plan {
   int enter_pidfd;        // -1: not entering
   uint64_t enter_flags;   // CLONE_NEW* to join
   const char* enter_root; // "/proc/<pid>/root" of the machine's PID 1: its root after setns
+  char* enter_stack;      // non-null: the entering helper clones vfork-style onto this stack (its lowest byte)
+  size_t enter_stack_size;
   int pty_sock;           // >= 0: open a pty in the machine's devpts, send the master over this socket
   uint16_t pty_cols;      // its initial size, set before the command starts (0: leave 0x0)
   uint16_t pty_rows;

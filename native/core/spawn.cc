@@ -45,43 +45,25 @@ constexpr size_t kChildStack = 512 * 1024;
 
 // A stack for vfork-style children, one per calling thread, with a guard page below it. The child
 // runs on it while the parent thread is suspended (CLONE_VFORK), so one per thread is enough.
+char* new_stack() {
+  void* m = mmap(nullptr, kChildStack + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  mprotect(m, 4096, PROT_NONE);
+  return static_cast<char*>(m) + 4096;
+}
 char* child_stack() {
   static thread_local char* stack = nullptr;
-  if (!stack) {
-    void* m = mmap(nullptr, kChildStack + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (m == MAP_FAILED) return nullptr;
-    mprotect(m, 4096, PROT_NONE);
-    stack = static_cast<char*>(m) + 4096;
-  }
+  if (!stack) stack = new_stack();
+  return stack;
+}
+// The second one, for the process a machine's entering helper clones (it runs while the helper,
+// on the first, sleeps).
+char* enter_stack() {
+  static thread_local char* stack = nullptr;
+  if (!stack) stack = new_stack();
   return stack;
 }
 
-// clone3 with CLONE_VM | CLONE_VFORK: the child shares Node's address space instead of copying its
-// page tables (the cost that dominates fork of a large process), runs fn(arg) on its own stack,
-// and the calling thread sleeps until the child has exec'd or exited. The child branch never
-// returns into C++ frames of the parent's stack, so this has to be a few lines of assembly.
-long clone3_vm(sys::CloneArgs* args, void (*fn)(void*), void* arg) {
-  long ret;
-  register long r12 asm("r12") = reinterpret_cast<long>(fn);
-  register long r13 asm("r13") = reinterpret_cast<long>(arg);
-  asm volatile(
-      "syscall\n\t"
-      "test %%rax, %%rax\n\t"
-      "jnz 1f\n\t"
-      "xor %%ebp, %%ebp\n\t"
-      "mov %%r13, %%rdi\n\t"
-      "call *%%r12\n\t"
-      "ud2\n"
-      "1:\n\t"
-      : "=a"(ret)
-      : "a"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(*args)), "r"(r12), "r"(r13)
-      : "rcx", "r11", "memory");
-  if (ret < 0) {
-    errno = static_cast<int>(-ret);
-    return -1;
-  }
-  return ret;
-}
 #endif
 
 long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
@@ -114,7 +96,13 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
     // (shared) shadow memory of this stack, or ASan reports the next child by mistake.
     __asan_unpoison_memory_region(stack, kChildStack);
 #endif
-    pid = clone3_vm(&args, child_entry, p);
+    if (p->enter_pidfd >= 0 && (p->enter_stack = enter_stack()) != nullptr) {
+      p->enter_stack_size = kChildStack;
+#if defined(__SANITIZE_ADDRESS__)
+      __asan_unpoison_memory_region(p->enter_stack, kChildStack);
+#endif
+    }
+    pid = sys::clone3_vm(&args, child_entry, p);
   } else {
     pid = sys::clone3(&args);
   }
@@ -293,7 +281,7 @@ int make_netns() {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  long pid = clone3_vm(&args, netns_entry, &job);
+  long pid = sys::clone3_vm(&args, netns_entry, &job);
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {

@@ -63,6 +63,35 @@ struct CloneArgs {
 
 inline long clone3(CloneArgs* args) { return syscall(SYS_clone3, args, sizeof(*args)); }
 
+#if defined(__x86_64__)
+// clone3 with CLONE_VM | CLONE_VFORK: the child shares Node's address space instead of copying its
+// page tables (the cost that dominates fork of a large process), runs fn(arg) on its own stack,
+// and the calling thread sleeps until the child has exec'd or exited. The child branch never
+// returns into C++ frames of the parent's stack, so this has to be a few lines of assembly.
+inline long clone3_vm(CloneArgs* args, void (*fn)(void*), void* arg) {
+  long ret;
+  register long r12 asm("r12") = reinterpret_cast<long>(fn);
+  register long r13 asm("r13") = reinterpret_cast<long>(arg);
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xor %%ebp, %%ebp\n\t"
+      "mov %%r13, %%rdi\n\t"
+      "call *%%r12\n\t"
+      "ud2\n"
+      "1:\n\t"
+      : "=a"(ret)
+      : "a"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(*args)), "r"(r12), "r"(r13)
+      : "rcx", "r11", "memory");
+  if (ret < 0) {
+    errno = static_cast<int>(-ret);
+    return -1;
+  }
+  return ret;
+}
+#endif
+
 // Legacy clone with a null stack behaves like fork; with CLONE_PIDFD the pidfd lands in *pidfd
 // (the parent_tid slot, see clone(2)).
 inline long clone_fork(unsigned long flags, int* pidfd) {

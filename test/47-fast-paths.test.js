@@ -126,21 +126,26 @@ t.test("'none', 'host' and userns containers do not take from the reserve", { sk
 });
 
 t.test('NSBOX_NETNS_RESERVE=0 turns the reserve off; containers still get their own namespace', { skip: fastPaths }, async (t) => {
+  // Three containers alive at once (namespace inode numbers are recycled once one is freed), each
+  // asked for its lo counters too (zero in a fresh namespace).
   const script = `
-    const { run } = require(${JSON.stringify(require.resolve('..'))});
+    const fs = require('fs');
+    const { run, spawn } = require(${JSON.stringify(require.resolve('..'))});
     const { native } = require(${JSON.stringify(require.resolve('../dist/native'))});
     (async () => {
-      const ids = [];
-      for (let i = 0; i < 3; i++) {
-        const r = await run({ rootfs: ${JSON.stringify(bb)}, command: ['/probe', 'info'] });
-        ids.push(JSON.parse(r.stdout).netns);
-      }
-      const held = require('fs').readdirSync('/proc/self/fd').filter((f) => { try { return require('fs').readlinkSync('/proc/self/fd/' + f).startsWith('net:'); } catch { return false; } });
-      console.log(JSON.stringify({ ids, state: native().netnsReserveState(), held: held.length }));
+      const cs = [0, 1, 2].map(() => spawn({ rootfs: ${JSON.stringify(bb)}, command: ['/probe', 'sleep', '30'], stdio: 'ignore' }));
+      const ids = cs.map((c) => fs.readlinkSync('/proc/' + c.pid + '/ns/net'));
+      for (const c of cs) c.kill();
+      await Promise.all(cs.map((c) => c.wait()));
+      const r = await run({ rootfs: ${JSON.stringify(bb)}, command: ['/bin/sh', '-c', 'grep lo: /proc/net/dev'] });
+      const loRx = Number(r.stdout.toString().split(':')[1].trim().split(/\\s+/)[1]);
+      const held = fs.readdirSync('/proc/self/fd').filter((f) => { try { return fs.readlinkSync('/proc/self/fd/' + f).startsWith('net:'); } catch { return false; } });
+      console.log(JSON.stringify({ ids, loRx, state: native().netnsReserveState(), held: held.length }));
     })();`;
   const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, NSBOX_NETNS_RESERVE: '0' } }).toString());
-  t.equal(new Set(out.ids).size, 3, 'three distinct namespaces');
+  t.equal(new Set(out.ids).size, 3, 'three containers alive at once, three distinct namespaces');
   t.notOk(out.ids.includes(hostNetns), "none is Node's");
+  t.equal(out.loRx, 0, 'a fresh namespace: nothing received on lo yet');
   t.same(out.state, { fds: [], busy: false, target: 0, failures: 0 }, 'the reserve is off');
   t.equal(out.held, 0, 'the process holds no network namespace');
 });

@@ -18,7 +18,8 @@
 //   --mem-machines N      idle machines the memory figure is taken from (200; quick 20; 0 = skip)
 //   --mounts 1,10,100     bind-mount counts for the growth test
 //   --growth-n N          round trips per growth level (200; quick 30)
-//   --sections a,b        any of roundtrip,throughput,machine,growth (default all)
+//   --boots N             systemd boots (to ready, plus stop) per contender, nsbox and nspawn (5; quick 1)
+//   --sections a,b        any of roundtrip,throughput,machine,systemd,growth (default all)
 //   --peers a,b           any of child_process,nsbox,nsbox_host,nsbox_pool,nsbox_pool_ready,child_process_ignore,nsbox_ignore,
 //                         bwrap,crun,runc,nspawn (default: all)
 //   --out FILE            JSON output (default bench/results/bench-<date>.json; a .md is written beside it)
@@ -58,7 +59,7 @@ const list = (f, d) => {
   const v = val(f);
   return v === undefined ? d : v.split(',').map((s) => s.trim()).filter(Boolean);
 };
-const KNOWN = ['--quick', '--help', '-h', '--n', '--warmup', '--total', '--concurrency', '--rounds', '--starts', '--exec-n', '--idle', '--mem-machines', '--mounts', '--growth-n', '--sections', '--peers', '--out'];
+const KNOWN = ['--quick', '--help', '-h', '--n', '--warmup', '--total', '--concurrency', '--rounds', '--starts', '--exec-n', '--idle', '--mem-machines', '--mounts', '--growth-n', '--boots', '--sections', '--peers', '--out'];
 for (let i = 0; i < argv.length; i++) {
   if (!argv[i].startsWith('-')) continue;
   if (!KNOWN.includes(argv[i])) {
@@ -85,7 +86,8 @@ const O = {
   memMachines: num('--mem-machines', quick ? 20 : 200),
   mounts: list('--mounts', ['1', '10', '100']).map(Number),
   growthN: num('--growth-n', quick ? 30 : 200),
-  sections: list('--sections', ['roundtrip', 'throughput', 'machine', 'growth']),
+  boots: num('--boots', quick ? 1 : 5),
+  sections: list('--sections', ['roundtrip', 'throughput', 'machine', 'systemd', 'growth']),
   peers: list('--peers', undefined),
   out: val('--out'),
 };
@@ -478,6 +480,59 @@ async function sectionMachine(nsbox, rootfs, R) {
   return table(['what', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'ratio'], rows);
 }
 
+async function sectionSystemd(nsbox, R) {
+  const { debianRootfs, NspawnBoot, NsboxBoot } = require('./lib/systemd');
+  const { rootfs: deb, reason } = debianRootfs();
+  const skip = reason ?? (!which('systemd-nspawn') ? 'systemd-nspawn not installed (bench/setup.sh installs it)' : !which('nsenter') ? 'nsenter not installed' : null);
+  if (skip) {
+    R.systemd = { skip };
+    log(`systemd: skipped: ${skip}`);
+    return `_Skipped: ${skip}._`;
+  }
+  const a = new NsboxBoot(nsbox, deb);
+  const b = new NspawnBoot(deb, `nsb-${process.pid}`);
+  cleanups.push(async () => [...(await a.cleanup()), ...(await b.cleanup())]);
+  const res = { nsbox: [], nspawn: [] };
+  const warm = 1;
+  log(`systemd: ${O.boots} boots to ready plus stop each, nsbox and systemd-nspawn taking turns (after ${warm} warm-up each), rootfs ${deb}`);
+  for (let i = 0; i < warm + O.boots; i++) {
+    // Alternate who goes first, so a drift of the host affects both alike.
+    const order = i % 2 ? [['nspawn', b], ['nsbox', a]] : [['nsbox', a], ['nspawn', b]];
+    for (const [k, c] of order) {
+      const r = await c.once(now);
+      if (i >= warm) res[k].push(r);
+    }
+  }
+  await a.cleanup();
+  const notesLeft = await b.cleanup();
+  cleanups.pop();
+  const sum = (k) => ({
+    ready: summarize(res[k].map((r) => r.readyMs)),
+    stop: summarize(res[k].map((r) => r.stopMs)),
+    total: summarize(res[k].map((r) => r.readyMs + r.stopMs)),
+    states: [...new Set(res[k].map((r) => r.state))].join(', '),
+  });
+  R.systemd = { rootfs: deb, nsbox: sum('nsbox'), nspawn: sum('nspawn'), commands: { nsbox: a.command(), nspawn: b.command() }, left: notesLeft };
+  const rows = ['nsbox', 'nspawn'].map((k) => {
+    const x = R.systemd[k];
+    return [
+      k === 'nsbox' ? 'nsbox Machine.start (systemd) → ready, then stop()' : 'systemd-nspawn -b → ready, then SIGRTMIN+3',
+      x.total.n,
+      f2(x.ready.p50),
+      f2(x.stop.p50),
+      f2(x.total.p50),
+      f2(x.total.p90),
+      fx(ratio(x.total.p50, R.systemd.nspawn.total.p50)),
+      x.states,
+    ];
+  });
+  return (
+    table(['what', 'n', 'boot to ready p50 ms', 'stop p50 ms', 'ready + stop p50 ms', 'ready + stop p90 ms', '÷ systemd-nspawn', 'state reached'], rows) +
+    `\n\nCommands (rootfs ${deb}, writes to a throw-away overlay in both, lo only in both):\n\n- nsbox: \`${a.command()}\`\n- systemd-nspawn: \`${b.command()}\`\n\n"Ready" is \`systemctl is-system-running --wait\` answering \`running\` or \`degraded\` inside (nsbox's \`waitReady\` makes the same check). The two take turns, first one then the other.` +
+    (notesLeft.length ? `\n\n**Left behind:** ${notesLeft.join('; ')}` : '')
+  );
+}
+
 async function sectionGrowth(nsbox, rootfs, R) {
   const out = [];
   // --- idle machines
@@ -767,7 +822,10 @@ function targets(R) {
       Math.max(perMiB, attMiB) <= 1,
     );
   } else add('host memory per idle machine ≤ 1 MiB', 'n/a', null);
-  add('systemd machine boot comparisons', 'out of scope for this suite', null);
+  if (R.systemd && !R.systemd.skip) {
+    const r = R.systemd.nsbox.total.p50 / R.systemd.nspawn.total.p50;
+    add('systemd boot to ready plus stop ≤ 1.0 × systemd-nspawn -b', `${fx(r)} (${f2(R.systemd.nsbox.total.p50)} vs ${f2(R.systemd.nspawn.total.p50)} ms; n=${R.systemd.nsbox.total.n} each)`, r <= 1.0);
+  } else add('systemd boot to ready plus stop ≤ 1.0 × systemd-nspawn -b', R.systemd?.skip ? `skipped: ${R.systemd.skip}` : 'n/a', null);
   return T;
 }
 
@@ -931,6 +989,12 @@ async function main() {
       p.push(await accounted('machine', () => sectionMachine(nsbox, rootfs, R)));
       parts[3] = p;
     }
+    if (O.sections.includes('systemd')) {
+      const p = [`\n## 5. systemd: a Debian boot to ready plus stop, nsbox against systemd-nspawn -b\n`];
+      p.push(await load('systemd'));
+      p.push(await accounted('systemd', () => sectionSystemd(nsbox, R)));
+      parts[5] = p;
+    }
     if (O.sections.includes('growth')) {
       const p = [`\n## 4. Growth\n`];
       p.push(await load('growth'));
@@ -946,8 +1010,8 @@ async function main() {
       );
       parts[2] = p;
     }
-    for (const k of [1, 2, 3, 4]) if (parts[k]) md.push(...parts[k]);
-    md.push('\n_Sections ran in the order 1, 3, 4, 2: throughput last, so the kernel\'s asynchronous teardown of its thousands of network namespaces cannot slow the others._');
+    for (const k of [1, 2, 3, 4, 5]) if (parts[k]) md.push(...parts[k]);
+    md.push('\n_Sections ran in the order 1, 3, 5, 4, 2: throughput last, so the kernel\'s asynchronous teardown of its thousands of network namespaces cannot slow the others._');
   } finally {
     const notesLeft = await cleanupAll();
     if (notesLeft.length) R.cleanupNotes = notesLeft;

@@ -823,13 +823,14 @@ export class Machine {
   async #waitSystemd(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
-    while (Date.now() < deadline) {
+    // Right after its exec systemd has no bus to answer on yet: ask again soon, then less often.
+    for (let pause = 5; Date.now() < deadline; pause = Math.min(pause * 2, 200)) {
       const r = await this.run(['systemctl', 'is-system-running', '--wait'], { timeout: Math.max(1000, deadline - Date.now()) }).catch((e: unknown) => e);
       if (r instanceof Error) throw r;
       last = (r as RunResultWithCounts).stdout.toString().trim();
       if (last === 'running' || last === 'degraded') return;
       if ((await this.state()) === 'stopped') break;
-      await sleep(200);
+      await sleep(pause);
     }
     throw new NsboxError({ code: 'ETIMEDOUT', step: 'machine.ready', message: `machine '${this.name}' did not become ready (last state '${last}') (step machine.ready)` });
   }

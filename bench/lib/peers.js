@@ -341,4 +341,4 @@ function contenders({ nsbox, rootfs, workDir, only, poolSize = 16 }) {
   return list;
 }
 
-module.exports = { contenders, spawnWait, preflight, which, hybridUnifiedMounted, mounts, V2_UNIFIED_HYBRID };
+module.exports = { contenders, spawnWait, preflight, which, hybridUnifiedMounted, mounts, NspawnSlots, V2_UNIFIED_HYBRID };

@@ -573,10 +573,10 @@ void tail_entry(void* arg) {
       args.cgroup = static_cast<uint64_t>(plan->cgroup_fd);
     }
     long pid;
-    TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp, nofile_before};
-    TailCtx ctx = {plan, &st};
 #if defined(__x86_64__)
     if (plan->enter_stack) {
+      TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp, nofile_before};
+      TailCtx ctx = {plan, &st};
       // Vfork-style again, on a second stack the parent prepared: the new process shares the mm
       // (Node's) that we share, instead of copying its page tables, and we sleep until it has
       // exec'd. The mm is non-dumpable (above) for as long as it is shared, so processes of the
@@ -835,6 +835,5 @@ void tail_entry(void* arg) {
   }
   fail(err_fd, STEP_EXEC, last_index, last_err);
 }
-
 
 }  // namespace nsbox

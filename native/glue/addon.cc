@@ -611,6 +611,9 @@ class SpawnWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(cb, "nsbox.spawn"), st_(std::move(st)), status_read_(status_read) {
     reserved_ = TakeReservedNetns(st_.get());
   }
+  ~SpawnWorker() override {
+    if (reserved_ >= 0) close(reserved_);  // never executed (the environment went away first)
+  }
   void Execute() override {
     nsbox::spawn(st_->plan, &out_);
     if (reserved_ >= 0) close(reserved_);

@@ -20,7 +20,6 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <thread>
 
 #include "../core/spawn.h"
 
@@ -40,7 +39,8 @@ struct Reserve {
   int failures = 0;
   int in_a_row = 0;
   bool stop = false;      // the process is exiting (stop_maker)
-  std::thread* maker = nullptr;
+  bool have_maker = false;
+  pthread_t maker;
 };
 
 // Never destroyed: the maker thread may still wait on it while the process exits.
@@ -58,7 +58,8 @@ Reserve& reserve() {
   return *r;
 }
 
-void maker(Reserve* r) {
+void* maker(void* arg) {
+  Reserve* r = static_cast<Reserve*>(arg);
   // No signal handler of Node's may run here, nor in the child that shares our memory.
   sigset_t all;
   sigfillset(&all);
@@ -68,7 +69,7 @@ void maker(Reserve* r) {
   std::unique_lock<std::mutex> lk(r->mu);
   for (;;) {
     r->wake.wait(lk, [r] { return r->stop || (!r->disabled && !r->paused && static_cast<int>(r->ready.size()) < r->target); });
-    if (r->stop) return;
+    if (r->stop) return nullptr;
     r->busy = true;
     lk.unlock();
     int fd = nsbox::make_netns();
@@ -97,7 +98,7 @@ void stop_maker() {
     r.stop = true;
   }
   r.wake.notify_all();
-  if (r.maker && r.maker->joinable()) r.maker->join();
+  if (r.have_maker) pthread_join(r.maker, nullptr);
   std::lock_guard<std::mutex> lk(r.mu);
   for (int fd : r.ready) close(fd);
   r.ready.clear();
@@ -114,7 +115,12 @@ int netns_take() {
   if (r.target == 0 || r.disabled) return -1;
   if (!r.started) {
     r.started = true;
-    r.maker = new std::thread(maker, &r);
+    // pthread_create rather than std::thread: without exceptions a failed std::thread aborts.
+    if (pthread_create(&r.maker, nullptr, maker, &r) != 0) {
+      r.disabled = true;
+      return -1;
+    }
+    r.have_maker = true;
     atexit(stop_maker);
   }
   r.paused = false;

@@ -44,6 +44,16 @@ async function countClones(fn) {
   return n;
 }
 
+/** Waits until the reserve is full and idle; returns the namespaces it holds ('net:[inode]'). */
+async function reserveFull() {
+  for (let i = 0; i < 500; i++) {
+    const st = native().netnsReserveState();
+    if (!st.busy && st.fds.length === st.target) return st.fds.map((fd) => fs.readlinkSync(`/proc/self/fd/${fd}`));
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  throw new Error('the reserve did not fill up');
+}
+
 let before;
 t.before(async () => {
   before = await warmUp();
@@ -77,6 +87,18 @@ t.test('loopback containers back to back and 16 at a time each start in a fresh 
   const st = native().netnsReserveState();
   t.equal(st.failures, 0, 'the reserve made its namespaces without a failure');
   t.equal(st.target, 2, 'the reserve is on, with its default size');
+});
+
+t.test('a loopback container joins a namespace the reserve held, and the reserve lets go of it', { skip: fastPaths }, async (t) => {
+  await run({ rootfs: bb, command: ['/bin/true'] }); // starts the reserve's thread
+  const held = await reserveFull();
+  const c = spawn({ rootfs: bb, command: ['/probe', 'sleep', '30'], stdio: 'ignore' });
+  const ns = fs.readlinkSync(`/proc/${c.pid}/ns/net`);
+  t.ok(held.includes(ns), `the container's namespace ${ns} is one the reserve held (${held.join(', ')})`);
+  const after = native().netnsReserveState().fds.map((fd) => fs.readlinkSync(`/proc/self/fd/${fd}`));
+  t.notOk(after.includes(ns), 'the reserve no longer holds it (used once)');
+  c.kill();
+  await c.wait();
 });
 
 t.test('16 containers alive at once are in 16 different network namespaces', { skip: fastPaths }, async (t) => {
@@ -200,11 +222,12 @@ t.test('aborting runs whose clones are in flight kills each container and leaves
 
 t.test('a loopback machine joins a namespace made ahead too, and exec sees it', { skip: fastPaths }, async (t) => {
   const stateDir = machineStateDir(t, 'nsbox-fast-');
+  const held = await reserveFull();
   const m = await Machine.start({ name: 'fast1', rootfs: bb, ephemeral: true, stateDir });
   const r = await m.run(['/probe', 'info']);
   const i = JSON.parse(r.stdout);
   t.same(i.net, [{ name: 'lo', up: true }], 'lo is up in the machine');
-  t.not(i.netns, hostNetns, "not Node's namespace");
+  t.ok(held.includes(i.netns), `the machine's namespace ${i.netns} is one the reserve held (${held.join(', ')})`);
   t.equal(fs.readlinkSync(`/proc/${m.pid}/ns/net`), i.netns, "exec joined the machine's PID 1's namespace");
   await m.stop();
   await m.destroy();

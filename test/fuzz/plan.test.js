@@ -228,6 +228,8 @@ function fixedTypeCases(K, staging, capLast) {
     if (FIELDS[f] !== 'nstring' && f !== 'seccomp') add(`missing ${f}`, () => { const p = base(); delete p[f]; return p; }, f, `${f}:missing`);
     add(`${f} of a wrong type`, () => ({ ...base(), [f]: FIELDS[f] === 'bool' ? 1 : FIELDS[f] === 'number' ? '1' : 42 }), f, `${f}:type`);
   }
+  // Optional (absent means false): only a present value of another type is refused.
+  for (const v of [1, 'true', null, {}, new Boolean(true)]) add(`netnsReserve = ${String(v)}`, () => ({ ...base(), netnsReserve: v }), 'netnsReserve', 'netnsReserve:type');
   add('a getter that throws (cloneFlags)', () => Object.defineProperty(base(), 'cloneFlags', trapGetter('cloneFlags')), 'cloneFlags', 'getter-throws');
   add('a getter that throws (envp)', () => Object.defineProperty(base(), 'envp', trapGetter('envp')), 'envp', 'getter-throws');
   add('a Proxy plan whose get trap throws', () => new Proxy(base(), { get() { throw new InputTrap('proxy get'); } }), undefined, 'plan:proxy-throws');

@@ -148,11 +148,7 @@ export class Pool {
   }
 
   #discard(p: Pending): void {
-    closeQuiet(p.cmdWrite);
-    closeQuiet(p.errFd);
-    const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0);
-    c.kill('SIGKILL');
-    c.wait().catch(() => {});
+    this.#dispose(p, true);
   }
 
   /** Ends every waiting container and removes its cgroup (and one a refill is still making). */
@@ -162,11 +158,15 @@ export class Pool {
     await Promise.all([...waiting.map((p) => this.#dispose(p)), this.#refilling]);
   }
 
-  /** Ends a waiting container: with its command pipe closed and nothing read, it exits 0 by itself. */
-  #dispose(p: Pending): Promise<unknown> {
+  /**
+   * Ends a waiting container: with its command pipe closed and nothing read, it exits 0 by itself
+   * (or, with kill, at once); resolves once it is cleaned up.
+   */
+  #dispose(p: Pending, kill = false): Promise<unknown> {
     closeQuiet(p.cmdWrite);
     closeQuiet(p.errFd);
     const c = new Container(p.pid, p.process, p.cgroup, [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)], { init: false, timeout: undefined, signal: undefined, limits: undefined }, 0);
+    if (kill) c.kill('SIGKILL');
     return c.wait().catch(() => {});
   }
 

@@ -271,6 +271,31 @@ t.test('16 runs at once with pids=16, cloned off the JS thread: each stops its o
   await assertNoLeaks(t, before, 'after 16 limited runs');
 });
 
+t.test('the nsbox CLI (one container per process) keeps no reserve', { skip: fastPaths }, async (t) => {
+  const { spawn: spawnProcess } = require('node:child_process');
+  const env = { ...process.env };
+  delete env.NSBOX_NETNS_RESERVE;
+  const cli = spawnProcess(process.execPath, [require.resolve('../bin/nsbox.js'), 'run', '--rootfs', bb, '--', '/bin/sh', '-c', 'echo ready; sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  await new Promise((r) => cli.stdout.once('data', r));
+  await new Promise((r) => setTimeout(r, 50)); // a maker, had it started, would have made its namespaces by now
+  const netFds = fs.readdirSync(`/proc/${cli.pid}/fd`).filter((f) => {
+    try {
+      return fs.readlinkSync(`/proc/${cli.pid}/fd/${f}`).startsWith('net:');
+    } catch {
+      return false;
+    }
+  });
+  t.same(netFds, [], 'the CLI holds no network namespace');
+  const kids = fs.readFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  t.equal(kids.length, 1, 'its one child is the container');
+  // The shell ignores the first signal as PID 1; the CLI kills the container on the second.
+  const exited = new Promise((r) => cli.once('exit', r));
+  cli.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 100));
+  cli.kill('SIGTERM');
+  await exited;
+});
+
 t.test('nothing left behind by this file', async (t) => {
   await assertNoLeaks(t, before);
 });

@@ -23,6 +23,8 @@ export interface NativePlan {
   cgroupInto: boolean;
   staging: string;
   ops: NativeOp[];
+  /** compileOps(ops) made for these same ops: the addon then skips converting them again. */
+  opsCompiled?: unknown;
   hostname: string | null;
   netLoUp: boolean;
   /** May join a network namespace made ahead (lo up) instead of CLONE_NEWNET: 'loopback' only. */
@@ -128,6 +130,10 @@ export interface NativeBinding {
   spawn(plan: NativePlan): SpawnResult;
   /** spawn with the clone on a thread of libuv's pool; plans without a user namespace only. */
   spawnAsync(plan: NativePlan, cb: (res: SpawnResult) => void): void;
+  /** Converts a plan's ops once; pass the handle as plan.opsCompiled with the same ops. */
+  compileOps(ops: NativeOp[]): unknown;
+  /** The contents of dir/name for each name; null where it cannot be opened or read. */
+  readFiles(dir: string, names: string[]): (string | null)[];
   pipe(): [number, number];
   /**
    * A pooled container after its command was written, or a child released after its id maps: null

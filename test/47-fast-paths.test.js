@@ -1,7 +1,9 @@
 // The two speed paths of an app container and what they must not change: network namespaces made
 // ahead (the reserve, native/glue/reserve.cc) and clones run off the JS thread while other containers
 // are in flight (run() through spawnAsync). Each container must still get a network namespace of its
-// own, errors and aborts must still leave nothing behind, and Node must stay as it was.
+// own, errors and aborts must still leave nothing behind, and Node must stay as it was. Also the op
+// list a run's options give, made and converted once (lib/plan.ts fsOpsFor): each set of options must
+// still get its own mounts, and the host's state is looked up every time.
 'use strict';
 const t = require('tap');
 const fs = require('node:fs');
@@ -294,6 +296,39 @@ t.test('the nsbox CLI (one container per process) keeps no reserve', { skip: fas
   await new Promise((r) => setTimeout(r, 100));
   cli.kill('SIGTERM');
   await exited;
+});
+
+t.test('containers with different mounts, started in turn, each get their own mounts (op lists are made once per set of options)', { skip: noBusybox }, async (t) => {
+  const tmp = fs.mkdtempSync('/tmp/nsbox-ops-');
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const a = `${tmp}/a`;
+  const b = `${tmp}/b`;
+  fs.mkdirSync(a);
+  fs.mkdirSync(b);
+  const tryWrite = async (mounts) => {
+    const r = await run({ rootfs: bb, command: ['/probe', 'try-write', '/scratch/m/w'], mounts });
+    t.equal(r.exitCode, 0, `probe ran: ${r.stderr}`);
+    return JSON.parse(r.stdout.toString());
+  };
+  // Under a tmpfs: the mount points made for the binds do not stay in the shared test rootfs.
+  const scratch = { type: 'tmpfs', target: '/scratch' };
+  const ro = [scratch, { type: 'bind', source: a, target: '/scratch/m', readonly: true }];
+  const rw = [scratch, { type: 'bind', source: b, target: '/scratch/m' }];
+  for (let i = 0; i < 3; i++) {
+    t.same(await tryWrite(ro), { ok: false, errno: 30, code: 'EROFS' }, `round ${i}: the read-only bind of a is read-only`);
+    t.same(await tryWrite(rw), { ok: true }, `round ${i}: the bind of b is writable`);
+    t.same(await tryWrite([]), { ok: false, errno: 2, code: 'ENOENT' }, `round ${i}: without mounts there is no /scratch/m`);
+  }
+  t.notOk(fs.existsSync(`${a}/w`), 'nothing was written to a');
+  t.equal(fs.readFileSync(`${b}/w`, 'utf8'), 'x', 'the writes went to b');
+  // The same options again, but b is now a file: the list follows the host (a file bind, no mkdir).
+  fs.rmSync(b, { recursive: true });
+  fs.writeFileSync(b, '');
+  const r = await run({ rootfs: bb, command: ['/probe', 'try-write', '/scratch/m'], mounts: rw });
+  t.same(JSON.parse(r.stdout.toString()), { ok: true }, 'b replaced by a file: /scratch/m is that file, writable');
+  t.equal(fs.readFileSync(b, 'utf8'), 'x', 'the write went to the file b');
+  fs.rmSync(b);
+  await t.rejects(run({ rootfs: bb, command: ['/bin/true'], mounts: rw }), { code: 'ENOENT', step: 'mount.bind', path: b }, 'b gone: ENOENT before anything starts, as without the cache');
 });
 
 t.test('nothing left behind by this file', async (t) => {

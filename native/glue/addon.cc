@@ -39,9 +39,27 @@ using nsbox::Op;
 using nsbox::Plan;
 
 // Owns every byte a Plan points to. Strings live in a deque so their addresses never move.
-struct PlanStorage {
+// Owned copies of the plan's strings; the Plan points into them.
+struct Strings {
   std::deque<std::string> strings;
+  const char* keep(const std::string& s) {
+    strings.push_back(s);
+    return strings.back().c_str();
+  }
+};
+
+// A plan's filesystem ops converted once (compileOps) and shared, read-only, by every spawn that
+// passes the handle as plan.opsCompiled: lib/plan.ts reuses the same list for the same options.
+struct CompiledOps : Strings {
   std::vector<Op> ops;
+};
+
+// Tags the External that holds a CompiledOps, so that no other object passes for one.
+constexpr napi_type_tag kCompiledOpsTag = {0x6e73626f78306f70ULL, 0x636f6d70696c6564ULL};
+
+struct PlanStorage : Strings {
+  std::vector<Op> ops;
+  std::shared_ptr<const CompiledOps> compiled;  // when the plan came with opsCompiled
   std::vector<nsbox::Rlimit> rlimits;
   std::vector<uint32_t> groups;
   std::vector<const char*> candidates;
@@ -51,11 +69,6 @@ struct PlanStorage {
   Plan plan{};
   bool netns_reserve = false;  // may take a namespace from the reserve (plan.netnsReserve)
   nsbox_glue::NetStorage net;  // bridged network messages (net.cc)
-
-  const char* keep(const std::string& s) {
-    strings.push_back(s);
-    return strings.back().c_str();
-  }
 };
 
 bool ThrowType(Napi::Env env, const char* what) {
@@ -87,7 +100,7 @@ bool IsIntIn(Napi::Value v, double lo, double hi, double* out) {
 
 constexpr uint32_t kMaxList = 65536;  // argv, envp, groups, ops, candidates: far above what lib/ makes
 
-bool GetString(Napi::Object o, const char* key, PlanStorage* st, const char** out, bool nullable) {
+bool GetString(Napi::Object o, const char* key, Strings* st, const char** out, bool nullable) {
   Napi::Value v;
   if (!Read(o, key, &v)) return false;
   if (nullable && (v.IsNull() || v.IsUndefined())) {
@@ -132,32 +145,19 @@ bool GetStringArray(Napi::Object o, const char* key, PlanStorage* st, std::vecto
   return true;
 }
 
-// Turns the JS plan (see NativePlan in lib/native.ts) into PlanStorage. Returns false with a JS
-// exception pending when the shape is wrong: that is a bug in lib/, never a user error.
-bool BuildPlan(Napi::Object js, PlanStorage* st) {
-  Plan& p = st->plan;
+// The plan's ops array (see NativeOp in lib/native.ts) into `out`, its strings kept by `st`.
+bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* out) {
   double d;
-  bool b;
-  if (!GetInt(js, "cloneFlags", 0, 9007199254740991.0, &d)) return false;
-  p.clone_flags = static_cast<uint64_t>(d);
-  if (!GetInt(js, "cgroupFd", -1, 2147483647.0, &d)) return false;
-  p.cgroup_fd = static_cast<int>(d);
-  if (!GetBool(js, "cgroupInto", &b)) return false;
-  p.cgroup_into = b;
-  if (!GetString(js, "staging", st, &p.staging, false)) return false;
-
-  Napi::Value opsv;
-  if (!Read(js, "ops", &opsv)) return false;
-  if (!opsv.IsArray()) return ThrowType(js.Env(), "ops");
+  if (!opsv.IsArray()) return ThrowType(env, "ops");
   Napi::Array ops = opsv.As<Napi::Array>();
-  if (ops.Length() > 4096) return ThrowType(js.Env(), "ops");
-  st->ops.resize(ops.Length());
+  if (ops.Length() > 4096) return ThrowType(env, "ops");
+  out->resize(ops.Length());
   for (uint32_t i = 0; i < ops.Length(); i++) {
     Napi::Value ov;
     if (!ReadIndex(ops, i, &ov)) return false;
-    if (!ov.IsObject()) return ThrowType(js.Env(), "ops[]");
+    if (!ov.IsObject()) return ThrowType(env, "ops[]");
     Napi::Object o = ov.As<Napi::Object>();
-    Op& op = st->ops[i];
+    Op& op = (*out)[i];
     if (!GetInt(o, "kind", 1, 6, &d)) return false;
     op.kind = static_cast<uint32_t>(d);
     if (!GetInt(o, "mode", 0, 0xffffffff, &d)) return false;
@@ -172,10 +172,42 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     if (!GetString(o, "dst", st, &op.dst, false)) return false;
     if (!GetString(o, "fstype", st, &op.fstype, true)) return false;
     if (!GetString(o, "data", st, &op.data, true)) return false;
-    if ((op.where & nsbox::WHERE_SRC_IN_ROOT) && !op.src) return ThrowType(js.Env(), "ops[].src");
+    if ((op.where & nsbox::WHERE_SRC_IN_ROOT) && !op.src) return ThrowType(env, "ops[].src");
   }
-  p.ops = st->ops.data();
-  p.n_ops = st->ops.size();
+  return true;
+}
+
+// Turns the JS plan (see NativePlan in lib/native.ts) into PlanStorage. Returns false with a JS
+// exception pending when the shape is wrong: that is a bug in lib/, never a user error.
+bool BuildPlan(Napi::Object js, PlanStorage* st) {
+  Plan& p = st->plan;
+  double d;
+  bool b;
+  if (!GetInt(js, "cloneFlags", 0, 9007199254740991.0, &d)) return false;
+  p.clone_flags = static_cast<uint64_t>(d);
+  if (!GetInt(js, "cgroupFd", -1, 2147483647.0, &d)) return false;
+  p.cgroup_fd = static_cast<int>(d);
+  if (!GetBool(js, "cgroupInto", &b)) return false;
+  p.cgroup_into = b;
+  if (!GetString(js, "staging", st, &p.staging, false)) return false;
+
+  Napi::Value cv;
+  if (!Read(js, "opsCompiled", &cv)) return false;
+  if (!cv.IsUndefined() && !cv.IsNull()) {
+    // A handle from compileOps: the ops were converted and checked when it was made.
+    bool tagged = false;
+    if (cv.IsExternal()) napi_check_object_type_tag(js.Env(), cv, &kCompiledOpsTag, &tagged);
+    if (!tagged) return ThrowType(js.Env(), "opsCompiled");
+    st->compiled = *cv.As<Napi::External<std::shared_ptr<const CompiledOps>>>().Data();
+    p.ops = st->compiled->ops.data();
+    p.n_ops = st->compiled->ops.size();
+  } else {
+    Napi::Value opsv;
+    if (!Read(js, "ops", &opsv)) return false;
+    if (!ConvertOps(js.Env(), opsv, st, &st->ops)) return false;
+    p.ops = st->ops.data();
+    p.n_ops = st->ops.size();
+  }
   // Test support: NSBOX_FORCE_PATH_WALK=1 exercises the resolver used where openat2 is missing.
   const char* walk = getenv("NSBOX_FORCE_PATH_WALK");
   p.walk_only = walk && walk[0] == '1';
@@ -588,6 +620,67 @@ Napi::Value SpawnResult(Napi::Env env, const nsbox::SpawnOutcome& out, int statu
   return res;
 }
 
+// readFiles(dir, names): the contents of dir/name for each name (null where it cannot be read),
+// in one call: a container's stats at exit are up to nine small cgroup files, most of them absent
+// on a given host, and fs.readFileSync costs an fstat and, for each absent one, an exception.
+Napi::Value ReadFiles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsArray()) {
+    Napi::TypeError::New(env, "readFiles(dir, names)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string dir = info[0].As<Napi::String>().Utf8Value();
+  Napi::Array names = info[1].As<Napi::Array>();
+  uint32_t n = names.Length();
+  Napi::Array out = Napi::Array::New(env, n);
+  int dfd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  std::string buf;
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value nv = names.Get(i);
+    if (env.IsExceptionPending()) break;
+    if (!nv.IsString()) {
+      Napi::TypeError::New(env, "readFiles: names[] must be strings").ThrowAsJavaScriptException();
+      break;
+    }
+    std::string name = nv.As<Napi::String>().Utf8Value();
+    int fd = dfd >= 0 && name.find('/') == std::string::npos ? openat(dfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+    if (fd < 0) {
+      out.Set(i, env.Null());
+      continue;
+    }
+    buf.clear();
+    char chunk[4096];
+    bool ok = true;
+    for (;;) {
+      ssize_t r = read(fd, chunk, sizeof(chunk));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) ok = false;
+      if (r <= 0) break;
+      buf.append(chunk, static_cast<size_t>(r));
+      if (buf.size() > (1u << 20)) break;  // no cgroup file is this large; stop rather than grow
+    }
+    close(fd);
+    out.Set(i, ok ? Napi::Value(Napi::String::New(env, buf)) : env.Null());
+  }
+  if (dfd >= 0) close(dfd);
+  return out;
+}
+
+// compileOps(ops): converts a plan's ops once; the handle goes in later plans as opsCompiled.
+Napi::Value CompileOps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = std::make_shared<CompiledOps>();
+  if (!ConvertOps(env, info[0], c.get(), &c->ops)) return env.Undefined();
+  auto ext = Napi::External<std::shared_ptr<const CompiledOps>>::New(
+      env, new std::shared_ptr<const CompiledOps>(std::move(c)),
+      [](Napi::Env, std::shared_ptr<const CompiledOps>* h) { delete h; });
+  if (napi_type_tag_object(env, ext, &kCompiledOpsTag) != napi_ok) {
+    Napi::Error::New(env, "nsbox: cannot tag the compiled ops").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return ext;
+}
+
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) return (ThrowType(env, "plan"), env.Undefined());
@@ -850,6 +943,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Process", Process::Init(env));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync));
+  exports.Set("compileOps", Napi::Function::New(env, CompileOps));
+  exports.Set("readFiles", Napi::Function::New(env, ReadFiles));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));

@@ -230,6 +230,8 @@ function fixedTypeCases(K, staging, capLast) {
   }
   // Optional (absent means false): only a present value of another type is refused.
   for (const v of [1, 'true', null, {}, new Boolean(true)]) add(`netnsReserve = ${String(v)}`, () => ({ ...base(), netnsReserve: v }), 'netnsReserve', 'netnsReserve:type');
+  // Optional: a handle from compileOps, or absent/null; anything else is refused (type-tagged).
+  for (const v of [1, 'ops', {}, [], true, Buffer.alloc(8)]) add(`opsCompiled = ${Array.isArray(v) ? '[]' : String(v)}`, () => ({ ...base(), opsCompiled: v }), 'opsCompiled', 'opsCompiled:type');
   add('a getter that throws (cloneFlags)', () => Object.defineProperty(base(), 'cloneFlags', trapGetter('cloneFlags')), 'cloneFlags', 'getter-throws');
   add('a getter that throws (envp)', () => Object.defineProperty(base(), 'envp', trapGetter('envp')), 'envp', 'getter-throws');
   add('a Proxy plan whose get trap throws', () => new Proxy(base(), { get() { throw new InputTrap('proxy get'); } }), undefined, 'plan:proxy-throws');

@@ -216,7 +216,44 @@ int open_parent_in_root(int root, const char* path, const char** name) {
   return open_in_root(root, parent);
 }
 
-int run_op(const Op& op, int root) {
+// The parent directory of the last create op (mkdir, touch, symlink, mknod), kept open for the
+// next one with the same parent: /dev's nodes and links are a dozen ops in one directory. Any mount
+// drops it (a mount on that directory or above would hide what the fd still names).
+struct DirCache {
+  int fd = -1;
+  const char* path = nullptr;  // the op's dst (plan memory): its first len bytes are the parent
+  size_t len = 0;
+  void drop() {
+    if (fd >= 0) close(fd);
+    fd = -1;
+    path = nullptr;
+    len = 0;
+  }
+};
+
+int parent_in_root_cached(int root, const char* path, const char** name, DirCache* c) {
+  size_t n = str_len(path);
+  while (n > 1 && path[n - 1] == '/') n--;
+  size_t slash = n;
+  while (slash > 0 && path[slash - 1] != '/') slash--;
+  if (c->fd >= 0 && c->len == slash) {
+    bool same = true;
+    for (size_t i = 0; i < slash && same; i++) same = c->path[i] == path[i];
+    if (same) {
+      *name = path + slash;
+      return c->fd;
+    }
+  }
+  c->drop();
+  int fd = open_parent_in_root(root, path, name);
+  if (fd < 0) return -1;
+  c->fd = fd;
+  c->path = path;
+  c->len = slash;
+  return fd;
+}
+
+int run_op(const Op& op, int root, DirCache* cache) {
   const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
   const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
   char dbuf[32], sbuf[32];
@@ -224,6 +261,7 @@ int run_op(const Op& op, int root) {
   switch (op.kind) {
     case OP_MOUNT:
     case OP_REMOUNT: {
+      cache->drop();
       const char* dst = op.dst;
       const char* src = op.src;
       if (dst_in) {
@@ -261,8 +299,8 @@ int run_op(const Op& op, int root) {
       const char* name = op.dst;
       int dir = AT_FDCWD;
       if (dst_in) {
-        if ((dfd = open_parent_in_root(root, op.dst, &name)) < 0) return -1;
-        dir = dfd;
+        // The cache owns the fd: it is not closed below.
+        if ((dir = parent_in_root_cached(root, op.dst, &name, cache)) < 0) return -1;
       }
       if (op.kind == OP_MKDIR) {
         rc = mkdirat(dir, name, op.mode);
@@ -680,14 +718,17 @@ void tail_entry(void* arg) {
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       fail(err_fd, STEP_PRIVATE, -1, errno);
     int root = -1;
+    DirCache dirs;
     g_walk_only = plan->walk_only;
     for (size_t i = 0; i < plan->n_ops; i++) {
-      if (run_op(plan->ops[i], root) != 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+      if (run_op(plan->ops[i], root, &dirs) != 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
       if ((plan->ops[i].where & WHERE_OPEN_ROOT) && root < 0) {
+        dirs.drop();
         root = open(plan->staging, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (root < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
       }
     }
+    dirs.drop();
     if (root >= 0) close(root);
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
     // new root (the form runc and crun use: no put_old directory needed inside the image).

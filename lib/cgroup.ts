@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { NsboxError, notSupported, fromSystemError } from './errors';
+import { native } from './native';
 import type { CgroupMode, Limits, Stats } from './types';
 
 export interface CgroupHost {
@@ -186,8 +187,8 @@ export function requireControllers(limits: ResolvedLimits, host: CgroupHost): st
 
 let seq = 0;
 let live = 0;
-/** The interface files of a container cgroup here, by its cgroup.controllers line. */
-const statFilesByControllers = new Map<string, Set<string>>();
+/** The controllers' cgroup files a container's stats come from (readStats; cpu.stat is always there). */
+const STAT_FILES = ['memory.current', 'memory.peak', 'pids.current', 'pids.peak', 'pids.events', 'io.stat', 'memory.events'];
 /** nsbox base directories this process used: removed at exit when empty. */
 const basesUsed = new Set<string>();
 let exitHookInstalled = false;
@@ -320,7 +321,6 @@ export class ContainerCgroup {
   readonly path: string;
   private fd = -1;
   private removed = false;
-  private files: Set<string> | undefined;
 
   private constructor(p: string) {
     this.path = p;
@@ -464,36 +464,14 @@ export class ContainerCgroup {
 
   readStats(fallbackCpuUs: number): Stats & { oomKills?: number } {
     const out: Stats & { oomKills?: number } = { cpuUsageUs: fallbackCpuUs };
-    // Which interface files this cgroup has follows from its controllers (one small read), and
-    // for the files that depend on the kernel version (memory.peak, pids.peak) from a listing made
-    // once per controller set. A failed read costs an exception, so absent files are not tried.
-    if (this.files === undefined) {
-      let ctl = '';
-      try {
-        ctl = fs.readFileSync(path.join(this.path, 'cgroup.controllers'), 'utf8').trim();
-      } catch {
-        return out;
-      }
-      let files = statFilesByControllers.get(ctl);
-      if (!files) {
-        try {
-          files = new Set(fs.readdirSync(this.path));
-        } catch {
-          return out;
-        }
-        statFilesByControllers.set(ctl, files);
-      }
-      this.files = files;
-    }
-    const files = this.files;
-    const read = (f: string): string | undefined => {
-      if (!files.has(f)) return undefined;
-      try {
-        return fs.readFileSync(path.join(this.path, f), 'utf8');
-      } catch {
-        return undefined;
-      }
-    };
+    // Native reads (no exception for an absent file): the controllers and cpu.stat first, then the
+    // files of the controllers this cgroup has (some, e.g. memory.peak, depend on the kernel: null).
+    const n = native();
+    const [ctl, cpuStat] = n.readFiles(this.path, ['cgroup.controllers', 'cpu.stat']);
+    const have = new Set((ctl ?? '').trim().split(/\s+/));
+    const more = STAT_FILES.filter((f) => have.has(f.slice(0, f.indexOf('.'))));
+    const got = more.length ? n.readFiles(this.path, more) : [];
+    const read = (f: string): string | undefined => (f === 'cpu.stat' ? cpuStat : got[more.indexOf(f)]) ?? undefined;
     const cpu = read('cpu.stat');
     const m = cpu && /^usage_usec (\d+)/m.exec(cpu);
     if (m) out.cpuUsageUs = Number(m[1]);

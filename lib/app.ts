@@ -362,6 +362,13 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
       stdio[0] = stdio[1] = stdio[2] = nul;
     } else {
       for (let i = 0; i < 3; i++) {
+        if (i === 0 && o.stdinEmpty) {
+          // Nothing will be written: /dev/null reads as the same end-of-file as a closed pipe.
+          const nul = fs.openSync('/dev/null', 'r');
+          childFds.push(nul);
+          stdio[0] = nul;
+          continue;
+        }
         const [r, w] = n.pipe();
         if (i === 0) {
           stdio[0] = r;
@@ -436,7 +443,7 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
       return { pid: res.pid, process: res.process, cgroup, fds: ours, cmdWrite: p.cmdWrite, errFd: res.errFd!, meta: p.meta };
     }
     const streams: [Writable | null, Readable | null, Readable | null] =
-      o.stdio === 'pipe' ? [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)] : [null, null, null];
+      o.stdio === 'pipe' ? [ours[0] >= 0 ? pipeSocket(ours[0], false) : null, pipeSocket(ours[1], true), pipeSocket(ours[2], true)] : [null, null, null];
     return new Container(res.pid, res.process, cgroup, streams, o, p.t0);
   } catch (e) {
     return abandon(p, e);
@@ -565,6 +572,7 @@ export interface RunResultWithCounts extends RunResult {
 /** Starts a container, writes `input` to its stdin, collects its output and waits for it. */
 export async function run(options: AppOptions): Promise<RunResultWithCounts> {
   const o = resolveAppOptions(options);
+  if (o.input === undefined && o.stdio === 'pipe') o.stdinEmpty = true;
   const c = await startAsync(o);
   if (c.stdin) {
     c.stdin.on('error', () => {

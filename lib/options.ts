@@ -36,6 +36,8 @@ export interface ResolvedAppOptions {
   timeout: number | undefined;
   input: Buffer | undefined;
   stdio: StdioMode;
+  /** @internal run() without input: stdin is /dev/null instead of a pipe that would be closed at once. */
+  stdinEmpty?: boolean;
   init: boolean;
   maxOutput: number;
   signal: AbortSignal | undefined;

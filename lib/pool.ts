@@ -132,16 +132,24 @@ export class Pool {
       }
     }
     closeQuiet(p.cmdWrite);
+    // While the container execs its command: the output streams, and stdin (without input, our end
+    // is just closed: the command reads end-of-file, as from a stream ended at once).
+    let stdin: ReturnType<typeof pipeSocket> | null = null;
+    if (input === undefined) closeQuiet(p.fds[0]);
+    else stdin = pipeSocket(p.fds[0], false);
+    const streams = [stdin, pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)] as const;
+    // Then its exec result: end-of-file of the error pipe (by now, usually there already).
     const rec = native().finishSpawn(p.errFd) as { step: number; errno: number; index: number } | null;
-    const streams = [pipeSocket(p.fds[0], false), pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)] as const;
     const c = new Container(p.pid, p.process, p.cgroup, [...streams], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
     if (rec) {
       // The command could not be exec'd: the container has exited; clean it up, then report.
       await c.wait().catch(() => {});
       throw errorFromRecord(rec, { meta: p.meta, candidates: execCandidates(argv[0]!, this.#o.env.PATH ?? ''), command: argv, rootfs: this.#o.rootfs, cwd: this.#o.cwd, hostname: this.#o.hostname });
     }
-    c.stdin!.on('error', () => {});
-    c.stdin!.end(input ?? undefined);
+    if (c.stdin) {
+      c.stdin.on('error', () => {});
+      c.stdin.end(input);
+    }
     const [out, err, info] = await Promise.all([collect(c.stdout, maxOutput), collect(c.stderr, maxOutput), c.wait()]);
     if (c.aborted && options.signal) throw abortError(options.signal);
     return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };

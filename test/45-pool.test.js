@@ -16,6 +16,8 @@ t.test('a pooled run has the same isolation as a cold one, and each run gets a f
   const a = await pool.run(['/bin/sh', '-c', 'echo $$ $(hostname); echo mark > /tmp/mark; cat'], { input: 'stdin works\n' });
   t.equal(a.exitCode, 0);
   t.equal(a.stdout.toString(), '1 pooled\nstdin works\n', 'PID 1, the pool hostname, input on stdin');
+  const empty = await pool.run(['/probe', 'cat'], { timeout: 10000 });
+  t.same([empty.exitCode, empty.timedOut, empty.stdout.length], [0, false, 0], 'no input: stdin is at end-of-file at once');
   const b = await pool.run(['/bin/sh', '-c', 'test -e /tmp/mark && echo LEAK || echo fresh']);
   t.equal(b.stdout.toString(), 'fresh\n', 'nothing of the previous run is visible');
   const i = JSON.parse((await pool.run(['/probe', 'info'])).stdout.toString());

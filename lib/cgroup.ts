@@ -326,6 +326,22 @@ export class ContainerCgroup {
     this.path = p;
   }
 
+  /**
+   * A cgroup without limits whose directory the addon's spawnAsync worker makes and opens
+   * (plan.cgroupMkdir): not on the JS thread, where a mkdir waits for the cgroup lock that other
+   * containers' clones and exits hold meanwhile. Until the clone, nothing exists; a failure to make
+   * it comes back as the spawn's error (step cgroup.create), and remove() tolerates its absence.
+   */
+  static deferred(host: CgroupHost): ContainerCgroup | null {
+    if (!host.base || !host.parent) return null;
+    if (!cleaned.has(host.base)) {
+      cleaned.add(host.base);
+      removeStale(host.base);
+    }
+    live++;
+    return new ContainerCgroup(path.join(host.base, `${process.pid}.${++seq}`));
+  }
+
   /** Makes the directory, enables what the limits need, writes them, opens the dirfd for clone3. */
   static create(host: CgroupHost, limits: ResolvedLimits | undefined, name?: string): ContainerCgroup | null {
     const needed = limits ? requireControllers(limits, host) : [];

@@ -21,6 +21,10 @@ export interface NativePlan {
   cloneFlags: number;
   cgroupFd: number;
   cgroupInto: boolean;
+  /** spawnAsync: the cgroup directory its worker thread makes and opens (cgroupFd is then -1). */
+  cgroupMkdir?: string;
+  /** The nsbox base the cgroupMkdir directory is in, made again if it has just been removed. */
+  cgroupBase?: string;
   staging: string;
   ops: NativeOp[];
   /** compileOps(ops) made for these same ops: the addon then skips converting them again. */
@@ -217,6 +221,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['userns', 'write'],
   ['network', 'sendmsg'],
   ['network.setns', 'setns'],
+  ['cgroup.create', 'mkdir'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -394,7 +394,7 @@ export function execCandidates(argv0: string, envPath: string): string[] {
 /** Turns a failure record from the child into an NsboxError. */
 export function errorFromRecord(
   rec: { step: number; errno: number; index: number },
-  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string },
+  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string },
 ): NsboxError {
   const [stepName, sc] = STEPS[rec.step] ?? ['unknown', undefined];
   const code = errnoName(rec.errno);
@@ -427,6 +427,11 @@ export function errorFromRecord(
       break;
     case STEP.network:
       ({ step, syscall } = networkStep(rec.index));
+      break;
+    case STEP['cgroup.create']:
+      // The container's cgroup, made by the spawnAsync worker: mkdir, mkdir of the base, open.
+      syscall = rec.index === 2 ? 'open' : 'mkdir';
+      p = ctx.cgroup && rec.index === 1 ? path.dirname(ctx.cgroup) : ctx.cgroup;
       break;
   }
   return new NsboxError({ code, errno: rec.errno, syscall, step, path: p });

@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
 const { run, spawn, Machine } = require('..');
 const { native } = require('../dist/native');
-const { busyboxRootfs, warmUp, assertNoLeaks, isRoot, machineStateDir } = require('./helpers');
+const { busyboxRootfs, warmUp, assertNoLeaks, isRoot, machineStateDir, noCgroup } = require('./helpers');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const notRoot = isRoot() ? false : 'the reserve and the off-thread clone are used by root in the initial user namespace only';
@@ -211,6 +211,85 @@ t.test('off-thread clones that fail reject with the same errors and leave nothin
   });
   t.ok(n.spawnAsync > 0, `some of them were cloned off the JS thread (${n.spawnAsync})`);
   await assertNoLeaks(t, before, 'after failing off-thread clones');
+});
+
+t.test("a cgroup that cannot be made fails an off-thread clone as it fails one on the JS thread: step cgroup.create, nothing left", { skip: fastPaths || noCgroup() }, async (t) => {
+  // A parent that allows no child cgroup at all (cgroup.max.descendants = 0): mkdir gets EAGAIN.
+  const { detectCgroupHost } = require('../dist/cgroup');
+  const host = detectCgroupHost();
+  const rel = `/nsbox-test-nodesc-${process.pid}`;
+  const dir = host.mountPoint + rel;
+  fs.mkdirSync(dir);
+  t.teardown(() => fs.rmdirSync(dir));
+  fs.writeFileSync(`${dir}/cgroup.max.descendants`, '0');
+  const want = { name: 'NsboxError', code: 'EAGAIN', step: 'cgroup.create', syscall: 'mkdir' };
+  const alone = await countClones(() => t.rejects(run({ rootfs: bb, command: ['/bin/true'], cgroupParent: rel }), want, 'alone (on the JS thread)'));
+  t.same(alone, { spawn: 0, spawnAsync: 0 }, 'on the JS thread the mkdir fails before any clone');
+  const n = await countClones(async () => {
+    const ok = Array.from({ length: 4 }, () => run({ rootfs: bb, command: ['/probe', 'sleep', '0.2'] }));
+    const bad = Array.from({ length: 4 }, () => run({ rootfs: bb, command: ['/bin/true'], cgroupParent: rel }));
+    for (const s of await Promise.allSettled(bad)) {
+      t.equal(s.status, 'rejected');
+      t.match(s.reason, want, 'with others in flight (made by the worker)');
+      t.ok(s.reason.path.startsWith(`${dir}/`), `the path is the container's cgroup (${s.reason.path})`);
+    }
+    t.same((await Promise.all(ok)).map((r) => r.exitCode), [0, 0, 0, 0], 'the others ran');
+  });
+  t.ok(n.spawnAsync >= 4, `the failing ones went off-thread (${n.spawnAsync} async clones)`);
+  t.same(fs.readdirSync(dir).filter((f) => !f.includes('.')), [], 'no cgroup was left under the parent');
+  await assertNoLeaks(t, before, 'after the failed cgroups');
+});
+
+t.test('runs cloned off the JS thread are each in a cgroup of their own, which the worker made', { skip: fastPaths || noCgroup() }, async (t) => {
+  // Each spins for 0.2 s (six share the CPUs); its cgroup's cpu.stat (read at exit) must have
+  // counted it, and only it: a container outside its cgroup would show 0, two in one up to 0.4 s.
+  const n = await countClones(async () => {
+    const rs = await Promise.all(Array.from({ length: 6 }, () => run({ rootfs: bb, command: ['/probe', 'spin', '0.2'] })));
+    for (const r of rs) {
+      t.equal(r.exitCode, 0);
+      t.ok(r.stats.cpuUsageUs >= 20000 && r.stats.cpuUsageUs <= 230000, `cpu.stat of its cgroup: ${r.stats.cpuUsageUs} us`);
+    }
+  });
+  t.ok(n.spawnAsync >= 4, `cloned off the JS thread (${n.spawnAsync} of 6)`);
+});
+
+t.test('at most UV_THREADPOOL_SIZE - 1 clones hold a thread of libuv\'s pool; an fs call gets through meanwhile', { skip: fastPaths }, async (t) => {
+  const b = native();
+  const orig = b.spawnAsync;
+  let now = 0;
+  let most = 0;
+  b.spawnAsync = function (plan, cb) {
+    now++;
+    most = Math.max(most, now);
+    return orig.call(this, plan, (res) => {
+      now--;
+      cb(res);
+    });
+  };
+  try {
+    const runs = Array.from({ length: 24 }, () => run({ rootfs: bb, command: ['/bin/true'] }));
+    // While 24 runs start: an fs call of the application is not queued behind all their clones.
+    const t0 = performance.now();
+    await fs.promises.stat('/');
+    const statMs = performance.now() - t0;
+    t.same((await Promise.all(runs)).map((r) => r.exitCode), Array(24).fill(0), 'every run succeeded');
+    const size = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    t.ok(most >= 1 && most <= size - 1, `at most ${size - 1} at once (saw ${most})`);
+    t.comment(`fs.promises.stat during the starts: ${statMs.toFixed(1)} ms`);
+  } finally {
+    b.spawnAsync = orig;
+  }
+});
+
+t.test('a run aborted while it waits for a clone thread rejects, and nothing of it is left', { skip: fastPaths }, async (t) => {
+  const ac = new AbortController();
+  const first = Array.from({ length: 8 }, () => run({ rootfs: bb, command: ['/bin/true'] }));
+  const queued = Array.from({ length: 8 }, () => run({ rootfs: bb, command: ['/probe', 'sleep', '30'], signal: ac.signal }));
+  ac.abort();
+  const s = await Promise.allSettled(queued);
+  t.ok(s.every((x) => x.status === 'rejected' && x.reason.name === 'AbortError'), 'all 8 reject with AbortError');
+  t.same((await Promise.all(first)).map((r) => r.exitCode), Array(8).fill(0));
+  await assertNoLeaks(t, before, 'after runs aborted in the queue');
 });
 
 t.test('aborting runs whose clones are in flight kills each container and leaves nothing', { skip: fastPaths }, async (t) => {

@@ -81,7 +81,8 @@ enum Step : int32_t {
   STEP_USERNS = 33,      // user namespace: 0 wait for the id maps, 1 setgroups, 2 uid_map, 3 gid_map, 4/5 setresgid/uid(0)
   STEP_NET = 34,         // bridged network: index = which of plan->net_msgs (negative: see netlink.h)
   STEP_NETNS = 35,       // join the network namespace made ahead (plan->net_fd): setns
-  STEP_COUNT = 36,
+  STEP_CGROUP_MAKE = 36, // spawnAsync: the container's cgroup (0 mkdir, 1 mkdir of the base, 2 open)
+  STEP_COUNT = 37,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.

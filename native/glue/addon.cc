@@ -68,6 +68,10 @@ struct PlanStorage : Strings {
 
   Plan plan{};
   bool netns_reserve = false;  // may take a namespace from the reserve (plan.netnsReserve)
+  // spawnAsync only (plan.cgroupMkdir, plan.cgroupBase): the cgroup directory the worker makes and
+  // opens for CLONE_INTO_CGROUP, so that the mkdir (slow while other containers come and go) is
+  // not made on the JS thread.
+  std::string cgroup_mkdir, cgroup_base;
   nsbox_glue::NetStorage net;  // bridged network messages (net.cc)
 };
 
@@ -189,6 +193,16 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   p.cgroup_fd = static_cast<int>(d);
   if (!GetBool(js, "cgroupInto", &b)) return false;
   p.cgroup_into = b;
+  {
+    const char* mk = nullptr;
+    const char* base = nullptr;
+    if (!GetString(js, "cgroupMkdir", st, &mk, true) || !GetString(js, "cgroupBase", st, &base, true)) return false;
+    if (mk) {
+      if (p.cgroup_fd >= 0 || !p.cgroup_into || mk[0] != '/') return ThrowType(js.Env(), "cgroupMkdir");
+      st->cgroup_mkdir = mk;
+      if (base) st->cgroup_base = base;
+    }
+  }
   if (!GetString(js, "staging", st, &p.staging, false)) return false;
 
   Napi::Value cv;
@@ -686,6 +700,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) return (ThrowType(env, "plan"), env.Undefined());
   auto st = std::make_unique<PlanStorage>();
   if (!BuildPlan(info[0].As<Napi::Object>(), st.get())) return env.Undefined();
+  if (!st->cgroup_mkdir.empty()) return (ThrowType(env, "cgroupMkdir (spawnAsync only)"), env.Undefined());
 
   int reserved = TakeReservedNetns(st.get());
   nsbox::SpawnOutcome out;
@@ -708,7 +723,12 @@ class SpawnWorker : public Napi::AsyncWorker {
     if (reserved_ >= 0) close(reserved_);  // never executed (the environment went away first)
   }
   void Execute() override {
-    nsbox::spawn(st_->plan, &out_);
+    int cg = st_->cgroup_mkdir.empty() ? -1 : MakeCgroup();
+    if (st_->cgroup_mkdir.empty() || cg >= 0) {
+      if (cg >= 0) st_->plan.cgroup_fd = cg;
+      nsbox::spawn(st_->plan, &out_);
+    }
+    if (cg >= 0) close(cg);
     if (reserved_ >= 0) close(reserved_);
     reserved_ = -1;
   }
@@ -720,6 +740,27 @@ class SpawnWorker : public Napi::AsyncWorker {
   }
 
  private:
+  // mkdir + open of plan.cgroupMkdir (the base made again if another process just removed it, as
+  // ContainerCgroup.create does); -1 with out_.error set (STEP_CGROUP_MAKE) on failure. Whatever
+  // was made is removed by the JS side, which owns the cgroup either way.
+  int MakeCgroup() {
+    const char* dir = st_->cgroup_mkdir.c_str();
+    for (int attempt = 0;; attempt++) {
+      if (mkdir(dir, 0755) == 0) break;
+      int e = errno;
+      if (e == ENOENT && attempt < 3 && !st_->cgroup_base.empty()) {
+        if (mkdir(st_->cgroup_base.c_str(), 0755) == 0 || errno == EEXIST) continue;
+        out_.error = {nsbox::STEP_CGROUP_MAKE, errno, 1, nsbox::kErrorMagic};
+        return -1;
+      }
+      out_.error = {nsbox::STEP_CGROUP_MAKE, e, 0, nsbox::kErrorMagic};
+      return -1;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) out_.error = {nsbox::STEP_CGROUP_MAKE, errno, 2, nsbox::kErrorMagic};
+    return fd;
+  }
+
   std::unique_ptr<PlanStorage> st_;
   int status_read_;
   int reserved_ = -1;

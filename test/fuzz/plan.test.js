@@ -230,6 +230,11 @@ function fixedTypeCases(K, staging, capLast) {
   }
   // Optional (absent means false): only a present value of another type is refused.
   for (const v of [1, 'true', null, {}, new Boolean(true)]) add(`netnsReserve = ${String(v)}`, () => ({ ...base(), netnsReserve: v }), 'netnsReserve', 'netnsReserve:type');
+  // Optional, spawnAsync only: a cgroup directory for its worker to make; spawn() refuses any.
+  for (const v of [1, {}, true]) add(`cgroupMkdir = ${String(v)}`, () => ({ ...base(), cgroupMkdir: v }), 'cgroupMkdir', 'cgroupMkdir:type');
+  add('cgroupMkdir given to spawn()', () => ({ ...base(), cgroupMkdir: '/sys/fs/cgroup/nsbox-fuzz-never' }), 'cgroupMkdir', 'cgroupMkdir:sync');
+  add('cgroupMkdir that is relative', () => ({ ...base(), cgroupMkdir: 'nsbox-fuzz-never' }), 'cgroupMkdir', 'cgroupMkdir:relative');
+  add('cgroupBase = 1', () => ({ ...base(), cgroupBase: 1 }), 'cgroupBase', 'cgroupBase:type');
   // Optional: a handle from compileOps, or absent/null; anything else is refused (type-tagged).
   for (const v of [1, 'ops', {}, [], true, Buffer.alloc(8)]) add(`opsCompiled = ${Array.isArray(v) ? '[]' : String(v)}`, () => ({ ...base(), opsCompiled: v }), 'opsCompiled', 'opsCompiled:type');
   add('a getter that throws (cloneFlags)', () => Object.defineProperty(base(), 'cloneFlags', trapGetter('cloneFlags')), 'cloneFlags', 'getter-throws');

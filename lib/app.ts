@@ -24,6 +24,11 @@ import { explainUsernsFailure, privileged, resolveUserns, spawnWithUserns, type 
  */
 let inFlight = 0;
 
+/** @internal Whether any app container of this process is starting or running (see inFlight). */
+export function othersInFlight(): boolean {
+  return inFlight > 0;
+}
+
 const SIGNAL_NAMES = new Map<number, string>(Object.entries(osConstants.signals).map(([k, v]) => [v, k]));
 
 export function signalNumber(sig: string | number, name = 'signal'): number {

@@ -147,6 +147,8 @@ export interface NativeBinding {
   dumpable(): number;
   netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
+  /** finishSpawn without blocking: the error pipe is watched on the event loop (never allowReady). */
+  finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void): void;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;

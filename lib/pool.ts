@@ -4,7 +4,7 @@
 // container is used once: the same isolation as a cold run(), without the set-up on the hot path.
 import * as fs from 'node:fs';
 
-import { abortError, collect, Container, launchPending, launchPendingAsync, type Pending, type RunResultWithCounts } from './app';
+import { abortError, collect, Container, launchPending, launchPendingAsync, othersInFlight, type Pending, type RunResultWithCounts } from './app';
 import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
 import { checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
@@ -138,8 +138,14 @@ export class Pool {
     if (input === undefined) closeQuiet(p.fds[0]);
     else stdin = pipeSocket(p.fds[0], false);
     const streams = [stdin, pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)] as const;
-    // Then its exec result: end-of-file of the error pipe (by now, usually there already).
-    const rec = native().finishSpawn(p.errFd) as { step: number; errno: number; index: number } | null;
+    // Then its exec result: end-of-file of the error pipe. Alone, it is usually there already (a
+    // blocking read is cheapest); with other containers running, the container may wait a while
+    // for a CPU to exec on, and the loop must not wait with it.
+    type Rec = { step: number; errno: number; index: number } | null;
+    const errFd = p.errFd;
+    const rec: Rec = othersInFlight()
+      ? await new Promise<Rec>((resolve) => native().finishSpawnAsync(errFd, resolve))
+      : (native().finishSpawn(errFd) as Rec);
     const c = new Container(p.pid, p.process, p.cgroup, [...streams], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
     if (rec) {
       // The command could not be exec'd: the container has exited; clean it up, then report.

@@ -334,6 +334,40 @@ t.test('a warm pool refills off the JS thread; closing it mid-refill leaves noth
   await assertNoLeaks(t, before, 'after closing pools during their refills');
 });
 
+t.test('pool runs with others in flight wait for their exec on the event loop, with the same results and errors', { skip: fastPaths }, async (t) => {
+  const { createPool } = require('..');
+  const b = native();
+  const orig = b.finishSpawnAsync;
+  let calls = 0;
+  b.finishSpawnAsync = function (...a) {
+    calls++;
+    return orig.apply(this, a);
+  };
+  const pool = createPool({ size: 4, rootfs: bb });
+  try {
+    for (let i = 0; i < 200 && pool.ready < 4; i++) await new Promise((r) => setTimeout(r, 2));
+    const runs = Array.from({ length: 12 }, (_, i) =>
+      i % 4 === 3 ? pool.run(['/no/such/command']) : pool.run(['/bin/sh', '-c', `read x; echo $x ${i}; exit ${i}`], { input: `in${i}\n` }),
+    );
+    const settled = await Promise.allSettled(runs);
+    for (let i = 0; i < 12; i++) {
+      const s = settled[i];
+      if (i % 4 === 3) {
+        t.equal(s.status, 'rejected', `run ${i}: a missing command rejects`);
+        t.match(s.reason, { name: 'NsboxError', code: 'ENOENT', step: 'exec' });
+      } else {
+        t.equal(s.status, 'fulfilled', `run ${i} ran`);
+        t.same([s.value.stdout.toString(), s.value.exitCode], [`in${i} ${i}\n`, i], `run ${i}: its own input, output and exit status`);
+      }
+    }
+    t.ok(calls >= 6, `most exec results were awaited on the loop (${calls} of 12)`);
+  } finally {
+    b.finishSpawnAsync = orig;
+    await pool.close();
+  }
+  await assertNoLeaks(t, before, 'after concurrent pool runs');
+});
+
 const { detectCgroupHost } = require('../dist/cgroup');
 const cgHost = detectCgroupHost();
 const noPids = process.env.NSBOX_REQUIRE_CGROUP === '1' || cgHost.controllers.includes('pids') ? false : `needs the pids controller on cgroup v2; this host is ${cgHost.mode}; runs in the VM lane`;

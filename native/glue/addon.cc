@@ -781,13 +781,8 @@ Napi::Value SpawnAsync(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// finishSpawn(errFd): after a pooled container got its command, wait for its exec. Returns null
-// (it runs) or the failure record; closes errFd.
-Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  nsbox::ErrorRecord rec;
-  bool allow_ready = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-  nsbox::FinishResult r = nsbox::finish_spawn(info[0].As<Napi::Number>().Int32Value(), &rec, allow_ready);
+// The result of finish_spawn as finishSpawn returns it: null (it runs) or the failure record.
+Napi::Value FinishResultValue(Napi::Env env, nsbox::FinishResult r, const nsbox::ErrorRecord& rec) {
   if (r == nsbox::FINISH_EXECED) return env.Null();
   Napi::Object res = Napi::Object::New(env);
   if (r == nsbox::FINISH_READY) {
@@ -798,6 +793,81 @@ Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
   res.Set("errno", Napi::Number::New(env, rec.err));
   res.Set("index", Napi::Number::New(env, rec.index));
   return res;
+}
+
+// finishSpawnAsync(errFd, callback): finishSpawn without blocking the JS thread: the error pipe is
+// watched on the event loop, and read once it is readable (the record is one write of 16 bytes, or
+// end-of-file), then callback(null | record). For a busy process: a pooled container given its
+// command may need a while to get a CPU and exec it.
+class FinishWatch {
+ public:
+  static Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "finishSpawnAsync(errFd, callback)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    auto* w = new FinishWatch();
+    w->env_ = env;
+    w->fd_ = info[0].As<Napi::Number>().Int32Value();
+    w->cb_ = Napi::Persistent(info[1].As<Napi::Function>());
+    int rc = uv_poll_init(loop, &w->poll_, w->fd_);
+    if (rc != 0) {
+      delete w;
+      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    w->poll_.data = w;
+    napi_add_env_cleanup_hook(env, &FinishWatch::OnEnvCleanup, w);
+    uv_poll_start(&w->poll_, UV_READABLE | UV_DISCONNECT, &FinishWatch::OnReadable);
+    return env.Undefined();
+  }
+
+ private:
+  static void Close(FinishWatch* w) {
+    napi_remove_env_cleanup_hook(w->env_, &FinishWatch::OnEnvCleanup, w);
+    uv_poll_stop(&w->poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll_), [](uv_handle_t* h) { delete static_cast<FinishWatch*>(h->data); });
+  }
+
+  static void OnEnvCleanup(void* arg) {
+    auto* w = static_cast<FinishWatch*>(arg);
+    close(w->fd_);
+    w->cb_.Reset();
+    uv_poll_stop(&w->poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll_), [](uv_handle_t* h) { delete static_cast<FinishWatch*>(h->data); });
+  }
+
+  static void OnReadable(uv_poll_t* h, int status, int /*events*/) {
+    auto* w = static_cast<FinishWatch*>(h->data);
+    nsbox::ErrorRecord rec;
+    // An error of the poll itself: read anyway (end-of-file or the record, or EPROTO from a short read).
+    (void)status;
+    nsbox::FinishResult r = nsbox::finish_spawn(w->fd_, &rec, false);  // closes the fd
+    Napi::FunctionReference cb = std::move(w->cb_);
+    Napi::Env env = w->env_;
+    Close(w);
+    Napi::HandleScope scope(env);
+    Napi::Value v = FinishResultValue(env, r, rec);
+    cb.MakeCallback(env.Global(), {v});
+  }
+
+  napi_env env_ = nullptr;
+  int fd_ = -1;
+  uv_poll_t poll_;
+  Napi::FunctionReference cb_;
+};
+
+// finishSpawn(errFd): after a pooled container got its command, wait for its exec. Returns null
+// (it runs) or the failure record; closes errFd.
+Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  nsbox::ErrorRecord rec;
+  bool allow_ready = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  nsbox::FinishResult r = nsbox::finish_spawn(info[0].As<Napi::Number>().Int32Value(), &rec, allow_ready);
+  return FinishResultValue(env, r, rec);
 }
 
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
@@ -988,6 +1058,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readFiles", Napi::Function::New(env, ReadFiles));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
+  exports.Set("finishSpawnAsync", Napi::Function::New(env, FinishWatch::Start));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("netnsReserveState", Napi::Function::New(env, NetnsReserveState));

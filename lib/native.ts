@@ -27,8 +27,8 @@ export interface NativePlan {
   cgroupBase?: string;
   staging: string;
   ops: NativeOp[];
-  /** compileOps(ops) made for these same ops: the addon then skips converting them again. */
-  opsCompiled?: unknown;
+  /** The id compileOps(ops) gave for these same ops: the addon then skips converting them again. */
+  opsCompiled?: number;
   hostname: string | null;
   netLoUp: boolean;
   /** May join a network namespace made ahead (lo up) instead of CLONE_NEWNET: 'loopback' only. */
@@ -134,8 +134,10 @@ export interface NativeBinding {
   spawn(plan: NativePlan): SpawnResult;
   /** spawn with the clone on a thread of libuv's pool; plans without a user namespace only. */
   spawnAsync(plan: NativePlan, cb: (res: SpawnResult) => void): void;
-  /** Converts a plan's ops once; pass the handle as plan.opsCompiled with the same ops. */
-  compileOps(ops: NativeOp[]): unknown;
+  /** Converts a plan's ops once; pass the id as plan.opsCompiled with the same ops. */
+  compileOps(ops: NativeOp[]): number;
+  /** Forgets a compiled list (spawns already given it keep it until they are done). */
+  releaseOps(id: number): void;
   /** The contents of dir/name for each name; null where it cannot be opened or read. */
   readFiles(dir: string, names: string[]): (string | null)[];
   pipe(): [number, number];

@@ -442,14 +442,15 @@ export function errorFromRecord(
 interface FsOps {
   ops: NativeOp[];
   meta: OpMeta[];
-  compiled: unknown;
+  compiled: number;
 }
 const fsOpsCache = new Map<string, FsOps>();
 const FS_OPS_CACHE_MAX = 32;
 
 /**
  * buildFsOps, remembered: a process that starts many containers with the same rootfs and mounts
- * reuses one op list (and the addon's converted copy, so each spawn skips converting ~35 ops). The
+ * reuses one op list (and the addon's converted copy, so each spawn skips converting ~35 ops; the
+ * copy is released when the list leaves this cache). The
  * host lookups that shape the list are made every time and are part of the key: whether the rootfs
  * is a directory, and whether each bind source is one. The lists are never changed once made.
  */
@@ -464,7 +465,11 @@ function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOp
   } else {
     const L = buildFsOps(o, staging, userns);
     hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
-    if (fsOpsCache.size >= FS_OPS_CACHE_MAX) fsOpsCache.delete(fsOpsCache.keys().next().value!);
+    if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
+      const oldest = fsOpsCache.keys().next().value!;
+      native().releaseOps(fsOpsCache.get(oldest)!.compiled);
+      fsOpsCache.delete(oldest);
+    }
   }
   fsOpsCache.set(key, hit);
   return hit;

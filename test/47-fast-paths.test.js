@@ -442,6 +442,16 @@ t.test('containers with different mounts, started in turn, each get their own mo
   t.equal(fs.readFileSync(b, 'utf8'), 'x', 'the write went to the file b');
   fs.rmSync(b);
   await t.rejects(run({ rootfs: bb, command: ['/bin/true'], mounts: rw }), { code: 'ENOENT', step: 'mount.bind', path: b }, 'b gone: ENOENT before anything starts, as without the cache');
+  // More sets of options than the cache keeps (32), 8 at a time: lists are released from the
+  // cache while spawns that were given them may still be in flight.
+  const results = [];
+  for (let k = 0; k < 48; k += 8) {
+    results.push(...(await Promise.all(Array.from({ length: 8 }, (_, j) => {
+      const m = [scratch, { type: 'tmpfs', target: `/scratch/t${k + j}` }];
+      return run({ rootfs: bb, command: ['/probe', 'try-write', `/scratch/t${k + j}/w`], mounts: m });
+    }))));
+  }
+  t.ok(results.every((r) => r.exitCode === 0 && JSON.parse(r.stdout.toString()).ok === true), '48 sets of mounts: each container has its own tmpfs');
 });
 
 t.test('nothing left behind by this file', async (t) => {

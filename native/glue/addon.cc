@@ -21,6 +21,8 @@
 
 #include <deque>
 #include <memory>
+#include <unordered_map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -49,13 +51,22 @@ struct Strings {
 };
 
 // A plan's filesystem ops converted once (compileOps) and shared, read-only, by every spawn that
-// passes the handle as plan.opsCompiled: lib/plan.ts reuses the same list for the same options.
+// passes its id as plan.opsCompiled: lib/plan.ts reuses the same list for the same options. The
+// registry owns them until releaseOps (a plain map rather than napi Externals, whose finalizers
+// Node does not run at exit: LeakSanitizer would report every list still cached then).
 struct CompiledOps : Strings {
   std::vector<Op> ops;
 };
 
-// Tags the External that holds a CompiledOps, so that no other object passes for one.
-constexpr napi_type_tag kCompiledOpsTag = {0x6e73626f78306f70ULL, 0x636f6d70696c6564ULL};
+struct OpsRegistry {
+  std::mutex mu;
+  std::unordered_map<uint32_t, std::shared_ptr<const CompiledOps>> lists;
+  uint32_t next = 1;
+};
+OpsRegistry& ops_registry() {
+  static OpsRegistry r;
+  return r;
+}
 
 struct PlanStorage : Strings {
   std::vector<Op> ops;
@@ -208,11 +219,16 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   Napi::Value cv;
   if (!Read(js, "opsCompiled", &cv)) return false;
   if (!cv.IsUndefined() && !cv.IsNull()) {
-    // A handle from compileOps: the ops were converted and checked when it was made.
-    bool tagged = false;
-    if (cv.IsExternal()) napi_check_object_type_tag(js.Env(), cv, &kCompiledOpsTag, &tagged);
-    if (!tagged) return ThrowType(js.Env(), "opsCompiled");
-    st->compiled = *cv.As<Napi::External<std::shared_ptr<const CompiledOps>>>().Data();
+    // An id from compileOps: the ops were converted and checked when it was made.
+    double id;
+    if (!IsIntIn(cv, 1, 4294967295.0, &id)) return ThrowType(js.Env(), "opsCompiled");
+    {
+      OpsRegistry& reg = ops_registry();
+      std::lock_guard<std::mutex> lk(reg.mu);
+      auto it = reg.lists.find(static_cast<uint32_t>(id));
+      if (it == reg.lists.end()) return ThrowType(js.Env(), "opsCompiled (unknown or released)");
+      st->compiled = it->second;
+    }
     p.ops = st->compiled->ops.data();
     p.n_ops = st->compiled->ops.size();
   } else {
@@ -680,19 +696,28 @@ Napi::Value ReadFiles(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// compileOps(ops): converts a plan's ops once; the handle goes in later plans as opsCompiled.
+// compileOps(ops): converts a plan's ops once; the id goes in later plans as opsCompiled.
 Napi::Value CompileOps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = std::make_shared<CompiledOps>();
   if (!ConvertOps(env, info[0], c.get(), &c->ops)) return env.Undefined();
-  auto ext = Napi::External<std::shared_ptr<const CompiledOps>>::New(
-      env, new std::shared_ptr<const CompiledOps>(std::move(c)),
-      [](Napi::Env, std::shared_ptr<const CompiledOps>* h) { delete h; });
-  if (napi_type_tag_object(env, ext, &kCompiledOpsTag) != napi_ok) {
-    Napi::Error::New(env, "nsbox: cannot tag the compiled ops").ThrowAsJavaScriptException();
-    return env.Undefined();
+  OpsRegistry& reg = ops_registry();
+  std::lock_guard<std::mutex> lk(reg.mu);
+  uint32_t id = reg.next++;
+  if (reg.next == 0) reg.next = 1;
+  reg.lists[id] = std::move(c);
+  return Napi::Number::New(env, id);
+}
+
+// releaseOps(id): forgets a compiled list (spawns in flight keep their own reference to it).
+Napi::Value ReleaseOps(const Napi::CallbackInfo& info) {
+  double id;
+  if (IsIntIn(info[0], 1, 4294967295.0, &id)) {
+    OpsRegistry& reg = ops_registry();
+    std::lock_guard<std::mutex> lk(reg.mu);
+    reg.lists.erase(static_cast<uint32_t>(id));
   }
-  return ext;
+  return info.Env().Undefined();
 }
 
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
@@ -1055,6 +1080,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync));
   exports.Set("compileOps", Napi::Function::New(env, CompileOps));
+  exports.Set("releaseOps", Napi::Function::New(env, ReleaseOps));
   exports.Set("readFiles", Napi::Function::New(env, ReadFiles));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));

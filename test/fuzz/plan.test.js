@@ -235,8 +235,8 @@ function fixedTypeCases(K, staging, capLast) {
   add('cgroupMkdir given to spawn()', () => ({ ...base(), cgroupMkdir: '/sys/fs/cgroup/nsbox-fuzz-never' }), 'cgroupMkdir', 'cgroupMkdir:sync');
   add('cgroupMkdir that is relative', () => ({ ...base(), cgroupMkdir: 'nsbox-fuzz-never' }), 'cgroupMkdir', 'cgroupMkdir:relative');
   add('cgroupBase = 1', () => ({ ...base(), cgroupBase: 1 }), 'cgroupBase', 'cgroupBase:type');
-  // Optional: a handle from compileOps, or absent/null; anything else is refused (type-tagged).
-  for (const v of [1, 'ops', {}, [], true, Buffer.alloc(8)]) add(`opsCompiled = ${Array.isArray(v) ? '[]' : String(v)}`, () => ({ ...base(), opsCompiled: v }), 'opsCompiled', 'opsCompiled:type');
+  // Optional: an id from compileOps, or absent/null; anything else (or an id never given) is refused.
+  for (const v of ['ops', {}, [], true, Buffer.alloc(8), 0, -1, 1.5, 2 ** 32, 4294967295]) add(`opsCompiled = ${Array.isArray(v) ? '[]' : String(v)}`, () => ({ ...base(), opsCompiled: v }), 'opsCompiled', 'opsCompiled:type');
   add('a getter that throws (cloneFlags)', () => Object.defineProperty(base(), 'cloneFlags', trapGetter('cloneFlags')), 'cloneFlags', 'getter-throws');
   add('a getter that throws (envp)', () => Object.defineProperty(base(), 'envp', trapGetter('envp')), 'envp', 'getter-throws');
   add('a Proxy plan whose get trap throws', () => new Proxy(base(), { get() { throw new InputTrap('proxy get'); } }), undefined, 'plan:proxy-throws');

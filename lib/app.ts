@@ -72,6 +72,8 @@ export class Container extends EventEmitter {
   #ptyFd = -1;
   /** With network: 'bridge': the container's address, the bridge's (its gateway) and the bridge name. */
   network: { address: string; gateway: string; bridge: string; hostIf: string } | null = null;
+  /** @internal run()'s whole output, read by the addon (stdout and stderr are then null). */
+  output: Promise<CollectedOutput> | null = null;
   #onAbort = (): void => {
     this.#aborted = true;
     this.kill('SIGKILL');
@@ -452,9 +454,14 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     if (p.pooled) {
       return { pid: res.pid, process: res.process, cgroup, fds: ours, cmdWrite: p.cmdWrite, errFd: res.errFd!, meta: p.meta };
     }
-    const streams: [Writable | null, Readable | null, Readable | null] =
-      o.stdio === 'pipe' ? [ours[0] >= 0 ? pipeSocket(ours[0], false) : null, pipeSocket(ours[1], true), pipeSocket(ours[2], true)] : [null, null, null];
-    return new Container(res.pid, res.process, cgroup, streams, o, p.t0);
+    const piped = o.stdio === 'pipe';
+    const whole = piped && o.collectOutput === true;
+    const streams: [Writable | null, Readable | null, Readable | null] = piped
+      ? [ours[0] >= 0 ? pipeSocket(ours[0], false) : null, whole ? null : pipeSocket(ours[1], true), whole ? null : pipeSocket(ours[2], true)]
+      : [null, null, null];
+    const c = new Container(res.pid, res.process, cgroup, streams, o, p.t0);
+    if (whole) c.output = collectOutput(ours[1], ours[2], o.maxOutput);
+    return c;
   } catch (e) {
     return abandon(p, e);
   }
@@ -588,6 +595,20 @@ export function spawn(options: AppOptions): Container {
   return start(resolveAppOptions(options));
 }
 
+export interface CollectedOutput {
+  stdout: Buffer;
+  stderr: Buffer;
+  stdoutDropped: number;
+  stderrDropped: number;
+}
+
+/** @internal Reads two output pipes whole (the addon owns and closes the fds from here on). */
+export function collectOutput(outFd: number, errFd: number, max: number): Promise<CollectedOutput> {
+  return new Promise((resolve) =>
+    native().collectOutput([outFd, errFd], max, (stdout, stderr, stdoutDropped, stderrDropped) => resolve({ stdout, stderr, stdoutDropped, stderrDropped })),
+  );
+}
+
 /** Collects one output stream, keeping at most `max` bytes and counting the rest. */
 export function collect(stream: Readable | null, max: number): Promise<{ buf: Buffer; dropped: number }> {
   return new Promise((resolve, reject) => {
@@ -622,7 +643,10 @@ export interface RunResultWithCounts extends RunResult {
 /** Starts a container, writes `input` to its stdin, collects its output and waits for it. */
 export async function run(options: AppOptions): Promise<RunResultWithCounts> {
   const o = resolveAppOptions(options);
-  if (o.input === undefined && o.stdio === 'pipe') o.stdinEmpty = true;
+  if (o.stdio === 'pipe') {
+    if (o.input === undefined) o.stdinEmpty = true;
+    o.collectOutput = true;
+  }
   const c = await startAsync(o);
   if (c.stdin) {
     c.stdin.on('error', () => {
@@ -630,7 +654,8 @@ export async function run(options: AppOptions): Promise<RunResultWithCounts> {
     });
     c.stdin.end(o.input ?? undefined);
   }
-  const [out, err, info] = await Promise.all([collect(c.stdout, o.maxOutput), collect(c.stderr, o.maxOutput), c.wait()]);
+  const empty = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stdoutDropped: 0, stderrDropped: 0 };
+  const [out, info] = await Promise.all([c.output ?? empty, c.wait()]);
   if (c.aborted && o.signal) throw abortError(o.signal);
-  return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };
+  return { ...info, ...out };
 }

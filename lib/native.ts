@@ -149,6 +149,11 @@ export interface NativeBinding {
   dumpable(): number;
   netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
+  /**
+   * Reads two output pipes to their end on the event loop (owning and closing the fds; -1 = none):
+   * at most `max` bytes of each are kept, the rest counted.
+   */
+  collectOutput(fds: [number, number], max: number, cb: (out: Buffer, err: Buffer, outDropped: number, errDropped: number) => void): void;
   /** finishSpawn without blocking: the error pipe is watched on the event loop (never allowReady). */
   finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void): void;
   sealedMemfd(path: string): number;

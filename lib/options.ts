@@ -38,6 +38,8 @@ export interface ResolvedAppOptions {
   stdio: StdioMode;
   /** @internal run() without input: stdin is /dev/null instead of a pipe that would be closed at once. */
   stdinEmpty?: boolean;
+  /** @internal run(): stdout and stderr are read whole by the addon (collectOutput), not as streams. */
+  collectOutput?: boolean;
   init: boolean;
   maxOutput: number;
   signal: AbortSignal | undefined;

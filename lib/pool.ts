@@ -4,7 +4,7 @@
 // container is used once: the same isolation as a cold run(), without the set-up on the hot path.
 import * as fs from 'node:fs';
 
-import { abortError, collect, Container, launchPending, launchPendingAsync, othersInFlight, type Pending, type RunResultWithCounts } from './app';
+import { abortError, collectOutput, Container, launchPending, launchPendingAsync, othersInFlight, type Pending, type RunResultWithCounts } from './app';
 import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
 import { checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
@@ -132,12 +132,13 @@ export class Pool {
       }
     }
     closeQuiet(p.cmdWrite);
-    // While the container execs its command: the output streams, and stdin (without input, our end
-    // is just closed: the command reads end-of-file, as from a stream ended at once).
+    // While the container execs its command: its output read whole by the addon, and stdin
+    // (without input, our end is just closed: the command reads end-of-file, as from a stream
+    // ended at once).
     let stdin: ReturnType<typeof pipeSocket> | null = null;
     if (input === undefined) closeQuiet(p.fds[0]);
     else stdin = pipeSocket(p.fds[0], false);
-    const streams = [stdin, pipeSocket(p.fds[1], true), pipeSocket(p.fds[2], true)] as const;
+    const output = collectOutput(p.fds[1], p.fds[2], maxOutput);
     // Then its exec result: end-of-file of the error pipe. Alone, it is usually there already (a
     // blocking read is cheapest); with other containers running, the container may wait a while
     // for a CPU to exec on, and the loop must not wait with it.
@@ -146,19 +147,19 @@ export class Pool {
     const rec: Rec = othersInFlight()
       ? await new Promise<Rec>((resolve) => native().finishSpawnAsync(errFd, resolve))
       : (native().finishSpawn(errFd) as Rec);
-    const c = new Container(p.pid, p.process, p.cgroup, [...streams], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
+    const c = new Container(p.pid, p.process, p.cgroup, [stdin, null, null], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
     if (rec) {
       // The command could not be exec'd: the container has exited; clean it up, then report.
-      await c.wait().catch(() => {});
+      await Promise.all([c.wait().catch(() => {}), output]);
       throw errorFromRecord(rec, { meta: p.meta, candidates: execCandidates(argv[0]!, this.#o.env.PATH ?? ''), command: argv, rootfs: this.#o.rootfs, cwd: this.#o.cwd, hostname: this.#o.hostname });
     }
     if (c.stdin) {
       c.stdin.on('error', () => {});
       c.stdin.end(input);
     }
-    const [out, err, info] = await Promise.all([collect(c.stdout, maxOutput), collect(c.stderr, maxOutput), c.wait()]);
+    const [out, info] = await Promise.all([output, c.wait()]);
     if (c.aborted && options.signal) throw abortError(options.signal);
-    return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };
+    return { ...info, ...out };
   }
 
   #discard(p: Pending): void {

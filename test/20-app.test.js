@@ -262,6 +262,30 @@ t.test('run() keeps maxOutput bytes and counts the rest', { skip: noBusybox }, a
   t.equal(r.stdoutDropped, 99000);
 });
 
+t.test('run() and pool.run() return stdout and stderr whole, byte for byte, both at once', { skip: noBusybox }, async (t) => {
+  const { createPool } = require('..');
+  // 3 MB on stdout and 200 kB on stderr written interleaved (each pipe holds 64 KiB: neither
+  // stream may be left unread while the other is drained).
+  const script = 'i=0; while [ $i -lt 30 ]; do yes abcdefg | head -c 100000; yes E | head -c 6000 >&2; i=$((i+1)); done; echo -n end';
+  const check = (r, what) => {
+    t.equal(r.exitCode, 0, `${what}: exit 0`);
+    t.equal(r.stdout.length, 3000003, `${what}: all of stdout`);
+    t.equal(r.stdout.subarray(0, 16).toString(), 'abcdefg\nabcdefg\n', `${what}: stdout starts right`);
+    t.equal(r.stdout.subarray(-3).toString(), 'end', `${what}: and ends right`);
+    t.equal(r.stderr.length, 180000, `${what}: all of stderr`);
+    t.ok(r.stderr.every((b, i) => b === (i % 2 ? 10 : 69)), `${what}: stderr is E\\n throughout`);
+    t.same([r.stdoutDropped, r.stderrDropped], [0, 0], `${what}: nothing dropped`);
+  };
+  check(await run({ rootfs: bb, command: ['/bin/sh', '-c', script] }), 'run()');
+  const pool = createPool({ size: 1, rootfs: bb });
+  t.teardown(() => pool.close());
+  check(await pool.run(['/bin/sh', '-c', script]), 'pool.run()');
+  const capped = await pool.run(['/bin/sh', '-c', script], { maxOutput: 5000 });
+  t.same([capped.stdout.length, capped.stdoutDropped, capped.stderr.length, capped.stderrDropped], [5000, 2995003, 5000, 175000], 'pool.run() maxOutput caps each stream and counts the rest');
+  const silent = await run({ rootfs: bb, command: ['/bin/true'] });
+  t.same([silent.stdout, silent.stderr], [Buffer.alloc(0), Buffer.alloc(0)], 'no output: two empty Buffers');
+});
+
 t.test('run() feeds input and closes stdin', { skip: noBusybox }, async (t) => {
   const r = await run({ rootfs: bb, command: ['/probe', 'cat'], input: 'hello\n' });
   t.equal(r.stdout.toString(), 'hello\n');

@@ -885,6 +885,136 @@ class FinishWatch {
   Napi::FunctionReference cb_;
 };
 
+// collectOutput([outFd, errFd], max, callback): reads a run's stdout and stderr pipes to their
+// end on the event loop and calls callback(out, err, outDropped, errDropped) once both are done,
+// keeping at most `max` bytes of each and counting the rest. It owns the fds (closes them). For
+// run() and pool.run(), which hand back the whole output: two net.Sockets and their stream
+// machinery cost more of the JS thread than the container's exit itself. An fd of -1 is empty.
+class OutputCollector {
+ public:
+  static Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    double mx;
+    if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() != 2 || !IsIntIn(info[1], 0, 9007199254740991.0, &mx) ||
+        !info[2].IsFunction()) {
+      Napi::TypeError::New(env, "collectOutput([outFd, errFd], max, callback)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array fds = info[0].As<Napi::Array>();
+    double f[2];
+    for (uint32_t i = 0; i < 2; i++) {
+      if (!IsIntIn(fds.Get(i), -1, 2147483647.0, &f[i])) {
+        Napi::TypeError::New(env, "collectOutput: fds must be integers").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+    }
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    auto* c = new OutputCollector();
+    c->env_ = env;
+    c->max_ = static_cast<size_t>(mx);
+    c->cb_ = Napi::Persistent(info[2].As<Napi::Function>());
+    for (int i = 0; i < 2; i++) {
+      Stream& st = c->s_[i];
+      st.owner = c;
+      st.fd = static_cast<int>(f[i]);
+      if (st.fd < 0) continue;
+      int fl = fcntl(st.fd, F_GETFL);
+      if (fl >= 0) fcntl(st.fd, F_SETFL, fl | O_NONBLOCK);
+      if (uv_poll_init(loop, &st.poll, st.fd) != 0) {
+        // Not pollable (cannot happen for a pipe): read nothing from it.
+        close(st.fd);
+        st.fd = -1;
+        continue;
+      }
+      st.poll.data = &st;
+      st.polling = true;
+      c->open_++;
+      uv_poll_start(&st.poll, UV_READABLE | UV_DISCONNECT, &OutputCollector::OnReadable);
+    }
+    napi_add_env_cleanup_hook(env, &OutputCollector::OnEnvCleanup, c);
+    if (c->open_ == 0) c->Finish();
+    return env.Undefined();
+  }
+
+ private:
+  struct Stream {
+    OutputCollector* owner = nullptr;
+    int fd = -1;
+    bool polling = false;  // uv_poll started and not yet closed
+    uv_poll_t poll;
+    std::string buf;
+    double dropped = 0;
+    void Close() {
+      if (!polling) return;
+      polling = false;
+      uv_poll_stop(&poll);
+      uv_close(reinterpret_cast<uv_handle_t*>(&poll), &OutputCollector::OnClosed);
+    }
+  };
+
+  static void OnReadable(uv_poll_t* h, int status, int /*events*/) {
+    Stream* st = static_cast<Stream*>(h->data);
+    OutputCollector* c = st->owner;
+    char chunk[65536];
+    bool done = status < 0;
+    while (!done) {
+      ssize_t n = read(st->fd, chunk, sizeof(chunk));
+      if (n > 0) {
+        size_t room = c->max_ > st->buf.size() ? c->max_ - st->buf.size() : 0;
+        size_t keep = static_cast<size_t>(n) < room ? static_cast<size_t>(n) : room;
+        st->buf.append(chunk, keep);
+        st->dropped += static_cast<double>(static_cast<size_t>(n) - keep);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // more later
+      done = true;  // end-of-file, or an error (EIO from a hung-up pty): the stream is over
+    }
+    st->Close();
+  }
+
+  static void OnClosed(uv_handle_t* h) {
+    Stream* st = static_cast<Stream*>(h->data);
+    OutputCollector* c = st->owner;
+    close(st->fd);
+    st->fd = -1;
+    if (--c->open_ > 0) return;
+    if (c->dead_) delete c;  // the environment went away meanwhile: no callback
+    else c->Finish();
+  }
+
+  void Finish() {
+    napi_remove_env_cleanup_hook(env_, &OutputCollector::OnEnvCleanup, this);
+    Napi::Env env(env_);
+    Napi::FunctionReference cb = std::move(cb_);
+    {
+      Napi::HandleScope scope(env);
+      Napi::Value out = Napi::Buffer<char>::Copy(env, s_[0].buf.data(), s_[0].buf.size());
+      Napi::Value err = Napi::Buffer<char>::Copy(env, s_[1].buf.data(), s_[1].buf.size());
+      Napi::Value d0 = Napi::Number::New(env, s_[0].dropped);
+      Napi::Value d1 = Napi::Number::New(env, s_[1].dropped);
+      delete this;
+      cb.MakeCallback(env.Global(), {out, err, d0, d1});
+    }
+  }
+
+  // The environment is going away: no callback; the handles are closed (OnClosed frees the rest).
+  static void OnEnvCleanup(void* arg) {
+    auto* c = static_cast<OutputCollector*>(arg);
+    c->dead_ = true;
+    c->cb_.Reset();
+    for (Stream& st : c->s_) st.Close();
+  }
+
+  napi_env env_ = nullptr;
+  bool dead_ = false;
+  size_t max_ = 0;
+  int open_ = 0;
+  Stream s_[2];
+  Napi::FunctionReference cb_;
+};
+
 // finishSpawn(errFd): after a pooled container got its command, wait for its exec. Returns null
 // (it runs) or the failure record; closes errFd.
 Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
@@ -1085,6 +1215,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("finishSpawnAsync", Napi::Function::New(env, FinishWatch::Start));
+  exports.Set("collectOutput", Napi::Function::New(env, OutputCollector::Start));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("netnsReserveState", Napi::Function::New(env, NetnsReserveState));

@@ -166,12 +166,15 @@ async function assertNoLeaks(t, before, what = 'after the containers') {
 }
 
 /**
- * Lets Node and nsbox make the fds they keep for the life of the process (libuv's inotify fd, the
- * init's sealed memfd, ...) before a test takes its baseline snapshot.
+ * Lets Node and nsbox make the fds they keep for the life of the process (libuv's inotify fd and
+ * its EMFILE reserve, the init's sealed memfd, ...) before a test takes its baseline snapshot.
  */
 async function warmUp() {
-  const { run } = require('..');
+  const { run, spawn } = require('..');
   await run({ command: ['/bin/true'], init: true });
+  // spawn() hands out net.Socket streams (run() reads its output natively): the first pipe stream
+  // makes libuv open its reserve fd (/dev/null, kept for EMFILE in accept), once per loop.
+  await spawn({ command: ['/bin/true'] }).wait();
   fs.watch(__filename).close();
   await new Promise((r) => setTimeout(r, 50));
   return snapshot();

@@ -366,16 +366,13 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
       stdio[1] = 1;
       stdio[2] = 2;
     } else if (o.stdio === 'ignore') {
-      const nul = fs.openSync('/dev/null', 'r+');
-      childFds.push(nul);
-      stdio[0] = stdio[1] = stdio[2] = nul;
+      // The container's own /dev/null, opened by the child in its root: never the host's.
+      stdio[0] = stdio[1] = stdio[2] = n.constants.STDIO_DEV_NULL!;
     } else {
       for (let i = 0; i < 3; i++) {
         if (i === 0 && o.stdinEmpty) {
           // Nothing will be written: /dev/null reads as the same end-of-file as a closed pipe.
-          const nul = fs.openSync('/dev/null', 'r');
-          childFds.push(nul);
-          stdio[0] = nul;
+          stdio[0] = n.constants.STDIO_DEV_NULL!;
           continue;
         }
         const [r, w] = n.pipe();

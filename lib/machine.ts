@@ -399,8 +399,6 @@ export class Machine {
       cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       fds.push(log);
-      const nul = fs.openSync('/dev/null', 'r');
-      fds.push(nul);
       const builtin = o.init === 'builtin';
       const systemd = !builtin && isSystemd(o.rootfs, o.init as string[]);
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
@@ -431,7 +429,8 @@ export class Machine {
         groups: [],
         noNewPrivs: false,
         pdeathsig: false,
-        stdio: [nul, log, log],
+        // stdin: the machine's own /dev/null (opened by the child in its root, never the host's).
+        stdio: [native().constants.STDIO_DEV_NULL!, log, log],
         statusFd: -1,
         statusRead: -1,
         candidates: builtin ? [] : [command[0]!],
@@ -628,9 +627,8 @@ export class Machine {
         stdioFds[1] = 1;
         stdioFds[2] = 2;
       } else if (stdio === 'ignore') {
-        const nul = fs.openSync('/dev/null', 'r+');
-        childFds.push(nul);
-        stdioFds[0] = stdioFds[1] = stdioFds[2] = nul;
+        // The machine's own /dev/null, opened by the process once it is in the machine.
+        stdioFds[0] = stdioFds[1] = stdioFds[2] = native().constants.STDIO_DEV_NULL!;
       } else {
         for (let i = 0; i < 3; i++) {
           const [r, w] = n.pipe();

@@ -738,6 +738,22 @@ void tail_entry(void* arg) {
     if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, 3, errno);
   }
 
+  // stdio from the container's own /dev/null (see kStdioDevNull): opened now that the root (or,
+  // entering a machine, the machine's) is in place, before anything of the container could run.
+  if (tty_slave < 0) {
+    for (int i = 0; i < 3; i++) {
+      if (plan->stdio[i] != kStdioDevNull) continue;
+      int fd = open("/dev/null", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) fail(err_fd, STEP_STDIO, i, errno);
+      if (fd == i) {
+        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, i, errno);
+      } else {
+        if (dup2(fd, i) < 0) fail(err_fd, STEP_STDIO, i, errno);
+        close(fd);
+      }
+    }
+  }
+
   if (plan->hostname) {
     size_t len = 0;
     while (plan->hostname[len]) len++;

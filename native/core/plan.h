@@ -86,6 +86,11 @@ enum Step : int32_t {
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
+// plan.stdio[i]: /dev/null as the container sees it, never the host's: an fd of the host's
+// /dev/null would let root in the container change that inode (its mode, owner, times) through
+// /proc/self/fd/N with the CAP_FOWNER/CAP_CHOWN it keeps.
+constexpr int kStdioDevNull = -2;
+
 struct ErrorRecord {
   int32_t step;
   int32_t err;
@@ -145,7 +150,8 @@ struct Plan {
   bool no_new_privs;
   bool pdeathsig;
 
-  // fds: stdio[i] is dup'ed onto fd i (-1: leave fd i as inherited). status_fd goes to fd 3.
+  // fds: stdio[i] is dup'ed onto fd i (-1: leave fd i as inherited; kStdioDevNull: the container's
+  // own /dev/null, opened once its root is in place). status_fd goes to fd 3.
   int stdio[3];
   int status_fd;
   int err_fd;  // write end of the error pipe (O_CLOEXEC)

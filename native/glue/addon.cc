@@ -319,7 +319,7 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     Napi::Value f;
     double fd;
     if (!ReadIndex(sv.As<Napi::Array>(), i, &f)) return false;
-    if (!IsIntIn(f, -1, 2147483647.0, &fd)) return ThrowType(js.Env(), "stdio[]");
+    if (!IsIntIn(f, nsbox::kStdioDevNull, 2147483647.0, &fd)) return ThrowType(js.Env(), "stdio[]");
     p.stdio[i] = static_cast<int>(fd);
   }
   if (!GetInt(js, "statusFd", -1, 2147483647.0, &d)) return false;
@@ -1269,6 +1269,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("OP_SYMLINK", Napi::Number::New(env, nsbox::OP_SYMLINK));
   c.Set("OP_MKNOD", Napi::Number::New(env, nsbox::OP_MKNOD));
   c.Set("STEP_COUNT", Napi::Number::New(env, nsbox::STEP_COUNT));
+  c.Set("STDIO_DEV_NULL", Napi::Number::New(env, nsbox::kStdioDevNull));
   c.Set("WHERE_DST_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_DST_IN_ROOT));
   c.Set("WHERE_SRC_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_SRC_IN_ROOT));
   c.Set("WHERE_OPEN_ROOT", Napi::Number::New(env, nsbox::WHERE_OPEN_ROOT));

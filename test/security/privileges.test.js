@@ -131,6 +131,53 @@ t.test('leaked non-CLOEXEC fds never reach the container', { skip }, async (t) =
   t.notMatch(out, /^root:/m, "the host's /etc/passwd is not readable through an inherited fd");
 });
 
+t.test("stdin without input and stdio 'ignore' are the container's /dev/null: root inside cannot change the host's", { skip }, async (t) => {
+  // The host's /dev/null as an fd would let the container's root chmod, chown or touch that very
+  // inode through /proc/self/fd/N (it keeps CAP_FOWNER and CAP_CHOWN). Each case tries it with
+  // values that would do no harm if they reached the host (mode 666, owner 0, which only move its
+  // ctime; an mtime put back afterwards) and the host's inode is checked for any change. As root the
+  // container's /dev/null is a node of its own /dev; rootless it is a bind of the host's (mknod is
+  // refused in a user namespace), which the container's root does not own and cannot change.
+  const hostNull = () => {
+    const st = fs.statSync('/dev/null');
+    return { dev: st.dev, ino: st.ino, mode: st.mode, uid: st.uid, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+  };
+  const h = hostNull();
+  t.teardown(() => {
+    const now = fs.statSync('/dev/null');
+    if (now.mtimeMs !== h.mtimeMs) fs.utimesSync('/dev/null', now.atime, new Date(h.mtimeMs));
+  });
+  const own = isRoot();
+  // The shell's own fds, /proc/$$/fd/N (busybox runs stat, touch, chmod as applets inside the shell,
+  // so a redirection on them would swap the very fd they look at), reported on fd 9: "dev:ino"
+  // before, the mtime after.
+  const poke = (f) =>
+    `a=$(stat -L -c "%d:%i" /proc/$$/fd/${f}); touch -d '2001-01-01 00:00:00' /proc/$$/fd/${f}; ` +
+    `chmod 666 /proc/$$/fd/${f}; chown 0:0 /proc/$$/fd/${f}; b=$(stat -L -c "%Y" /proc/$$/fd/${f}); echo "$a" >&9; echo "$b" >&9`;
+  // run() without input: stdin is /dev/null (stdout, a pipe, carries the reports).
+  const noInput = await run({ rootfs: bb, command: ['/bin/sh', '-c', `exec 9>&1; ${poke(0)}`] });
+  const [id0, mtime0] = noInput.stdout.toString().trim().split('\n');
+  if (own) {
+    t.not(id0, `${h.dev}:${h.ino}`, `fd 0 without input is not the host's /dev/null (${id0})`);
+    t.equal(mtime0, String(Date.UTC(2001, 0, 1) / 1000), "inside, the container's own /dev/null took the change");
+  }
+  // stdio 'ignore': all three; the reports go to a file in a bind of a host directory.
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-devnull-'));
+  fs.chmodSync(out, 0o777);
+  t.teardown(() => fs.rmSync(out, { recursive: true, force: true }));
+  await run({
+    rootfs: bb,
+    stdio: 'ignore',
+    mounts: [{ type: 'bind', source: out, target: '/out' }],
+    command: ['/bin/sh', '-c', `exec 9>>/out/ids; ${[0, 1, 2].map(poke).join('; ')}`],
+  });
+  const ids = fs.readFileSync(path.join(out, 'ids'), 'utf8').trim().split('\n').filter((l) => l.includes(':'));
+  t.equal(ids.length, 3, "stdio 'ignore': three fds seen");
+  t.equal(new Set(ids).size, 1, `all three are one /dev/null (${ids.join(' ')})`);
+  if (own) t.notOk(ids.includes(`${h.dev}:${h.ino}`), "and it is not the host's");
+  t.same(hostNull(), h, "the host's /dev/null: same mode, owner, mtime and ctime");
+});
+
 t.test('climbing out of the root with .. stays at /', { skip }, async (t) => {
   const out = await attempt(t, 'cd /tmp/../../../..; pwd; readlink /proc/self/cwd; ls / | head -3');
   t.match(out, /^\/\n\/\n/);

@@ -24,6 +24,9 @@ import { explainUsernsFailure, privileged, resolveUserns, spawnWithUserns, type 
  */
 let inFlight = 0;
 
+/** run()'s whole output, read by the addon, by container (its stdout and stderr are then null). */
+const wholeOutput = new WeakMap<Container, Promise<CollectedOutput>>();
+
 /** @internal Whether any app container of this process is starting or running (see inFlight). */
 export function othersInFlight(): boolean {
   return inFlight > 0;
@@ -72,8 +75,6 @@ export class Container extends EventEmitter {
   #ptyFd = -1;
   /** With network: 'bridge': the container's address, the bridge's (its gateway) and the bridge name. */
   network: { address: string; gateway: string; bridge: string; hostIf: string } | null = null;
-  /** @internal run()'s whole output, read by the addon (stdout and stderr are then null). */
-  output: Promise<CollectedOutput> | null = null;
   #onAbort = (): void => {
     this.#aborted = true;
     this.kill('SIGKILL');
@@ -457,7 +458,7 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
       ? [ours[0] >= 0 ? pipeSocket(ours[0], false) : null, whole ? null : pipeSocket(ours[1], true), whole ? null : pipeSocket(ours[2], true)]
       : [null, null, null];
     const c = new Container(res.pid, res.process, cgroup, streams, o, p.t0);
-    if (whole) c.output = collectOutput(ours[1], ours[2], o.maxOutput);
+    if (whole) wholeOutput.set(c, collectOutput(ours[1], ours[2], o.maxOutput));
     return c;
   } catch (e) {
     return abandon(p, e);
@@ -652,7 +653,7 @@ export async function run(options: AppOptions): Promise<RunResultWithCounts> {
     c.stdin.end(o.input ?? undefined);
   }
   const empty = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stdoutDropped: 0, stderrDropped: 0 };
-  const [out, info] = await Promise.all([c.output ?? empty, c.wait()]);
+  const [out, info] = await Promise.all([wholeOutput.get(c) ?? empty, c.wait()]);
   if (c.aborted && o.signal) throw abortError(o.signal);
   return { ...info, ...out };
 }

@@ -454,6 +454,28 @@ t.test('containers with different mounts, started in turn, each get their own mo
   t.ok(results.every((r) => r.exitCode === 0 && JSON.parse(r.stdout.toString()).ok === true), '48 sets of mounts: each container has its own tmpfs');
 });
 
+t.test('the addon helpers behind these paths refuse malformed arguments with a TypeError and leave nothing', async (t) => {
+  const b = native();
+  t.throws(() => b.compileOps('ops'), TypeError, 'compileOps: not an array');
+  t.throws(() => b.compileOps([{ kind: '1', dst: '/x' }]), TypeError, 'compileOps: an op of the wrong shape');
+  t.doesNotThrow(() => b.releaseOps(-1), 'releaseOps: an id never given is ignored');
+  t.throws(() => b.readFiles(1, []), TypeError, 'readFiles: dir not a string');
+  t.throws(() => b.readFiles('/etc', [1]), TypeError, 'readFiles: a name not a string');
+  t.same(b.readFiles('/no/such/dir', ['a']), [null], 'readFiles: a missing directory reads as null');
+  t.same(b.readFiles('/etc', ['../etc/hostname', 'no-such-file']), [null, null], 'readFiles: no path in a name, no file: null');
+  for (const args of [[[3], 0], [[3, 'x'], 0], [[-1, -1], -1], [[-1, -1], 0, 'cb']]) {
+    t.throws(() => b.collectOutput(...(args.length === 2 ? [...args, () => {}] : args)), TypeError, `collectOutput(${JSON.stringify(args)})`);
+  }
+  const none = await new Promise((r) => b.collectOutput([-1, -1], 10, (...a) => r(a)));
+  t.same(none, [Buffer.alloc(0), Buffer.alloc(0), 0, 0], 'collectOutput of no fds: two empty buffers at once');
+  t.throws(() => b.finishSpawnAsync('3', () => {}), TypeError, 'finishSpawnAsync: fd not a number');
+  const [r, w] = b.pipe();
+  fs.closeSync(w);
+  t.equal(await new Promise((res) => b.finishSpawnAsync(r, res)), null, 'finishSpawnAsync: end-of-file is an exec');
+  t.throws(() => fs.fstatSync(r), { code: 'EBADF' }, 'and it closed the fd');
+  await assertNoLeaks(t, before, 'after the malformed calls');
+});
+
 t.test('nothing left behind by this file', async (t) => {
   await assertNoLeaks(t, before);
 });

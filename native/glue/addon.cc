@@ -840,6 +840,7 @@ class FinishWatch {
     w->cb_ = Napi::Persistent(info[1].As<Napi::Function>());
     int rc = uv_poll_init(loop, &w->poll_, w->fd_);
     if (rc != 0) {
+      close(w->fd_);  // as finishSpawn would: the caller has handed the fd over
       delete w;
       Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc)).ThrowAsJavaScriptException();
       return env.Undefined();

@@ -11,6 +11,8 @@
  *   | spawn-orphans N SECONDS | pids-of NAME | exit N | kill-self SIGNUM
  *   | sleep SECONDS | cat | spin SECONDS | count-forever PATH
  *   | connect tcp|udp ADDR PORT (IPv4; a UDP "connect" also sends one datagram)
+ *   | chroot-escape DIR (the classic escape: chroot into DIR, climb "..", chroot there; then
+ *     report what "/" holds and whether a directory can be made in it)
  * Unknown subcommand or bad arguments: message on stderr, exit 2.
  */
 #define _GNU_SOURCE
@@ -530,6 +532,42 @@ static int cmd_kill_self(int sig)
 	return 99;
 }
 
+/*
+ * chroot(DIR) with the working directory left outside it, then ".." far enough to reach the top of
+ * the mount namespace, chroot(".") there. Reports {"ok":true,"entries":[...],"mkdir":errno} of
+ * the "/" reached, or {"ok":false,...} when a step is refused.
+ */
+static int cmd_chroot_escape(const char *dir)
+{
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return result(errno);
+	if (chroot(dir) != 0)
+		return result(errno);
+	for (int i = 0; i < 64; i++)
+		if (chdir("..") != 0)
+			return result(errno);
+	if (chroot(".") != 0)
+		return result(errno);
+	DIR *d = opendir("/");
+	if (!d)
+		return result(errno);
+	printf("{\"ok\":true,\"entries\":[");
+	struct dirent *e;
+	int first = 1;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		printf("%s\"%s\"", first ? "" : ",", e->d_name);
+		first = 0;
+	}
+	closedir(d);
+	int mk = mkdir("/nsbox-escape-probe", 0755) == 0 ? 0 : errno;
+	if (mk == 0)
+		rmdir("/nsbox-escape-probe");
+	printf("],\"mkdir\":%d}\n", mk);
+	return 0;
+}
+
 static int cmd_cat(void)
 {
 	static char buf[65536];
@@ -699,6 +737,8 @@ int main(int argc, char **argv)
 		return cmd_try_write(a[0]);
 	if (!strcmp(cmd, "try-mount") && n == 3)
 		return result(mount(a[0], a[1], a[2], 0, NULL) == 0 ? 0 : errno);
+	if (!strcmp(cmd, "chroot-escape") && n == 1)
+		return cmd_chroot_escape(a[0]);
 	if (!strcmp(cmd, "try-mknod") && n == 1)
 		return result(mknod(a[0], S_IFCHR | 0666, makedev(1, 3)) == 0 ? 0 : errno);
 	if (!strcmp(cmd, "spawn-orphans") && n == 2)

@@ -33,6 +33,8 @@ export interface NativePlan {
   netLoUp: boolean;
   /** May join a network namespace made ahead (lo up) instead of CLONE_NEWNET: 'loopback' only. */
   netnsReserve?: boolean;
+  /** May use the mount namespace template instead of CLONE_NEWNS (native/core/child.cc, mount_in_template). */
+  mntTemplate?: boolean;
   cwd: string | null;
   rlimits: Array<[number, number, number]>;
   newKeyring: boolean;
@@ -127,8 +129,8 @@ export interface NativeProcess {
 }
 
 export type SpawnResult =
-  | { usedClone3: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number; waiting?: boolean }
-  | { usedClone3: boolean; step: number; errno: number; index: number; pid?: undefined };
+  | { usedClone3: boolean; usedMntTemplate?: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number; waiting?: boolean }
+  | { usedClone3: boolean; usedMntTemplate?: boolean; step: number; errno: number; index: number; pid?: undefined };
 
 export interface NativeBinding {
   spawn(plan: NativePlan): SpawnResult;
@@ -148,6 +150,7 @@ export interface NativeBinding {
    */
   dumpable(): number;
   netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
+  mntTemplateState(): { fd: number; tried: boolean; errno: number };
   finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
   /**
    * Reads two output pipes to their end on the event loop (owning and closing the fds; -1 = none):
@@ -231,6 +234,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['network', 'sendmsg'],
   ['network.setns', 'setns'],
   ['cgroup.create', 'mkdir'],
+  ['mount.namespace', 'setns'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -428,6 +428,11 @@ export function errorFromRecord(
     case STEP.network:
       ({ step, syscall } = networkStep(rec.index));
       break;
+    case STEP['mount.namespace']:
+      // The mount namespace from the template (native/core/child.cc, mount_in_template).
+      syscall = ['open', 'setns', 'unshare', 'fchdir', 'mount', 'fchdir', 'chroot', 'chdir', 'open_tree'][rec.index] ?? 'setns';
+      p = rec.index === 0 || rec.index === 3 ? '/proc' : rec.index >= 4 && rec.index <= 7 ? (ctx.rootfs ?? '(default rootfs)') : undefined;
+      break;
     case STEP['cgroup.create']:
       // The container's cgroup, made by the spawnAsync worker: mkdir, mkdir of the base, open.
       syscall = rec.index === 2 ? 'open' : 'mkdir';
@@ -492,6 +497,9 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       hostname: o.hostname,
       netLoUp: o.network === 'loopback' || o.network === 'bridge',
       netnsReserve: o.network === 'loopback',
+      // Without a user namespace the child joins a copy of the template instead of copying the
+      // host's mount table (a user namespace's mounts must be its own, made by CLONE_NEWNS).
+      mntTemplate: !userns,
       cwd: o.cwd,
       rlimits: [
         [K.RLIMIT_NOFILE!, Math.min(1024, nofileHard()), Math.min(65536, nofileHard())],

@@ -28,7 +28,7 @@ cd "$root"
 out=build-asan
 addon_dir=$root/$out/Release
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(test/10-options.test.js test/20-app.test.js test/30-errors.test.js test/40-scale.test.js test/85-rootless.test.js test/90-network.test.js test/47-fast-paths.test.js test/70-machine.test.js)
+[ ${#tests[@]} -gt 0 ] || tests=(test/10-options.test.js test/20-app.test.js test/30-errors.test.js test/40-scale.test.js test/85-rootless.test.js test/90-network.test.js test/47-fast-paths.test.js test/48-mount-template.test.js test/70-machine.test.js)
 clone_mode=${NSBOX_ASAN_CLONE:-fork}
 leaks=${NSBOX_ASAN_LEAKS:-1}
 

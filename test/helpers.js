@@ -147,6 +147,9 @@ function snapshot() {
       continue;
     }
     const held = new Set(st.fds.map(String));
+    // The mount namespace template (reserve.cc) is made on first use and held for the process.
+    const tmpl = native().mntTemplateState().fd;
+    if (tmpl >= 0) held.add(String(tmpl));
     const snap = {
       fds: fs.readdirSync('/proc/self/fd').filter((f) => !held.has(f)).length,
       zombies: zombies(),

@@ -15,4 +15,10 @@ struct NetnsJob {
 };
 [[noreturn]] void netns_child(NetnsJob* job);
 
+struct TemplateJob {
+  int fd;
+  int err;
+};
+[[noreturn]] void mnt_template_child(TemplateJob* job);
+
 }  // namespace nsbox

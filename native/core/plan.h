@@ -42,6 +42,12 @@ struct Op {
   const char* data;
 };
 
+// The mount namespace template (child.cc, mount_in_template): at most this many host binds, and a
+// root that is a host bind or a new filesystem with only these flags and data shorter than this.
+constexpr size_t kMaxTemplateTrees = 256;
+constexpr unsigned long kTemplatePlainFlags = 0x1 | 0x2 | 0x4 | 0x8;  // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+constexpr size_t kMaxTemplateData = 512;
+
 // Fixed steps of the child path, in the order they run. Keep in sync with STEP_NAMES in lib/native.ts;
 // the glue exports the count so a mismatch is caught at load time.
 enum Step : int32_t {
@@ -82,7 +88,8 @@ enum Step : int32_t {
   STEP_NET = 34,         // bridged network: index = which of plan->net_msgs (negative: see netlink.h)
   STEP_NETNS = 35,       // join the network namespace made ahead (plan->net_fd): setns
   STEP_CGROUP_MAKE = 36, // spawnAsync: the container's cgroup (0 mkdir, 1 mkdir of the base, 2 open)
-  STEP_COUNT = 37,
+  STEP_MNT_TEMPLATE = 37, // mount namespace from the template (plan->mnt_template_fd); index: see child.cc
+  STEP_COUNT = 38,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -127,6 +134,10 @@ struct Plan {
   const Op* ops;
   size_t n_ops;
   bool walk_only;  // resolve container paths by the per-component walk even where openat2 exists (tests)
+  // The mount namespace template (see child.cc, mount_in_template): the child joins a private copy
+  // of it instead of copying the host's mount table with CLONE_NEWNS (then not in clone_flags).
+  // -1: CLONE_NEWNS and pivot_root, as always.
+  int mnt_template_fd = -1;
 
   // identity and environment
   const char* hostname;  // nullptr: leave as is

@@ -39,6 +39,7 @@ int g_node_dumpable = -1;
 
 void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
 void netns_entry(void* job) { netns_child(static_cast<NetnsJob*>(job)); }
+void template_entry(void* job) { mnt_template_child(static_cast<TemplateJob*>(job)); }
 
 #if defined(__x86_64__)
 constexpr size_t kChildStack = 512 * 1024;
@@ -282,6 +283,47 @@ int make_netns() {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   long pid = sys::clone3_vm(&args, netns_entry, &job);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    errno = clone_errno;
+    return -1;
+  }
+  siginfo_t si;
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | __WALL) != 0 && errno == EINTR) {
+  }
+  close(pidfd);
+  if (job.fd < 0) {
+    errno = job.err ? job.err : EPROTO;
+    return -1;
+  }
+  return job.fd;
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+int make_mnt_template() {
+#if defined(__x86_64__)
+  char* stack = child_stack();
+  if (!stack) return -1;
+  TemplateJob job = {-1, 0};
+  sys::CloneArgs args;
+  memset(&args, 0, sizeof(args));
+  int pidfd = -1;
+  args.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNS | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = 0;
+  args.stack = reinterpret_cast<uint64_t>(stack);
+  args.stack_size = kChildStack;
+#if defined(__SANITIZE_ADDRESS__)
+  __asan_unpoison_memory_region(stack, kChildStack);
+#endif
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = sys::clone3_vm(&args, template_entry, &job);
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {

@@ -79,6 +79,7 @@ struct PlanStorage : Strings {
 
   Plan plan{};
   bool netns_reserve = false;  // may take a namespace from the reserve (plan.netnsReserve)
+  bool mnt_template = false;   // may use the mount namespace template (plan.mntTemplate)
   // spawnAsync only (plan.cgroupMkdir, plan.cgroupBase): the cgroup directory the worker makes and
   // opens for CLONE_INTO_CGROUP, so that the mkdir (slow while other containers come and go) is
   // not made on the JS thread.
@@ -251,6 +252,9 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     if (!Read(js, "netnsReserve", &v)) return false;
     if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "netnsReserve");
     st->netns_reserve = v.IsBoolean() && v.As<Napi::Boolean>().Value();
+    if (!Read(js, "mntTemplate", &v)) return false;
+    if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "mntTemplate");
+    st->mnt_template = v.IsBoolean() && v.As<Napi::Boolean>().Value();
   }
   if (!GetString(js, "cwd", st, &p.cwd, true)) return false;
 
@@ -620,6 +624,32 @@ int TakeReservedNetns(PlanStorage* st) {
   return fd;
 }
 
+// The mount namespace template replaces CLONE_NEWNS where the plan allows it (child.cc,
+// mount_in_template): a plan that asks for it (app containers without a user namespace), with the
+// root as its first op (a host bind or a filesystem fsmount can make), every later op on a
+// container path, and at most kMaxTemplateTrees host binds.
+void UseMountTemplate(PlanStorage* st) {
+  Plan& p = st->plan;
+  if (!st->mnt_template || !(p.clone_flags & CLONE_NEWNS) || (p.clone_flags & CLONE_NEWUSER) || p.enter_pidfd >= 0) return;
+  if (p.n_ops == 0 || !(p.ops[0].where & nsbox::WHERE_OPEN_ROOT)) return;
+  size_t binds = 0;
+  for (size_t i = 0; i < p.n_ops; i++) {
+    const Op& op = p.ops[i];
+    const bool host_bind = op.kind == nsbox::OP_MOUNT && (op.flags & MS_BIND) && !(op.where & nsbox::WHERE_SRC_IN_ROOT) && op.src;
+    if (i > 0 && !(op.where & nsbox::WHERE_DST_IN_ROOT)) return;
+    if (host_bind && ++binds > nsbox::kMaxTemplateTrees) return;
+    // The root: a host bind, or a new filesystem that fsopen/fsmount can make (child.cc, detached_fs).
+    if (i == 0 && !host_bind &&
+        (op.kind != nsbox::OP_MOUNT || !op.fstype || !op.src || (op.flags & ~nsbox::kTemplatePlainFlags) ||
+         (op.data && strlen(op.data) >= nsbox::kMaxTemplateData)))
+      return;
+  }
+  int fd = nsbox_glue::mnt_template();
+  if (fd < 0) return;
+  p.mnt_template_fd = fd;
+  p.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNS);
+}
+
 // plan.statusRead: the read end of the init's status pipe, or -1.
 int StatusRead(Napi::Object plan) {
   Napi::Value sr = plan.Get("statusRead");
@@ -629,9 +659,10 @@ int StatusRead(Napi::Object plan) {
 }
 
 // The result object of spawn/spawnAsync: a Process for the child, or the failure record.
-Napi::Value SpawnResult(Napi::Env env, const nsbox::SpawnOutcome& out, int status_read) {
+Napi::Value SpawnResult(Napi::Env env, const nsbox::SpawnOutcome& out, int status_read, bool used_template) {
   Napi::Object res = Napi::Object::New(env);
   res.Set("usedClone3", Napi::Boolean::New(env, out.used_clone3));
+  res.Set("usedMntTemplate", Napi::Boolean::New(env, used_template));
   if (out.error.step != nsbox::STEP_NONE) {
     res.Set("step", Napi::Number::New(env, out.error.step));
     res.Set("errno", Napi::Number::New(env, out.error.err));
@@ -728,10 +759,11 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (!st->cgroup_mkdir.empty()) return (ThrowType(env, "cgroupMkdir (spawnAsync only)"), env.Undefined());
 
   int reserved = TakeReservedNetns(st.get());
+  UseMountTemplate(st.get());
   nsbox::SpawnOutcome out;
   nsbox::spawn(st->plan, &out);
   if (reserved >= 0) close(reserved);
-  return SpawnResult(env, out, StatusRead(info[0].As<Napi::Object>()));
+  return SpawnResult(env, out, StatusRead(info[0].As<Napi::Object>()), st->plan.mnt_template_fd >= 0);
 }
 
 // spawnAsync(plan, callback): the same as spawn, but the clone and the wait for the exec run on a
@@ -743,6 +775,7 @@ class SpawnWorker : public Napi::AsyncWorker {
   SpawnWorker(Napi::Function cb, std::unique_ptr<PlanStorage> st, int status_read)
       : Napi::AsyncWorker(cb, "nsbox.spawn"), st_(std::move(st)), status_read_(status_read) {
     reserved_ = TakeReservedNetns(st_.get());
+    UseMountTemplate(st_.get());
   }
   ~SpawnWorker() override {
     if (reserved_ >= 0) close(reserved_);  // never executed (the environment went away first)
@@ -760,7 +793,7 @@ class SpawnWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Value res = SpawnResult(env, out_, status_read_);
+    Napi::Value res = SpawnResult(env, out_, status_read_, st_->plan.mnt_template_fd >= 0);
     Callback().Call({res});
   }
 
@@ -1188,6 +1221,20 @@ Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// mntTemplateState(): { fd, tried, errno } of the mount namespace template (reserve.cc), for leak
+// checks, tests and `nsbox doctor`.
+Napi::Value MntTemplateState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1, err = 0;
+  bool tried = false;
+  nsbox_glue::mnt_template_state(&fd, &tried, &err);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fd", Napi::Number::New(env, fd));
+  o.Set("tried", Napi::Boolean::New(env, tried));
+  o.Set("errno", Napi::Number::New(env, err));
+  return o;
+}
+
 // dumpable(): prctl(PR_GET_DUMPABLE) of this process (tests: clones leave Node as it was).
 Napi::Value Dumpable(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
@@ -1220,6 +1267,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("netnsReserveState", Napi::Function::New(env, NetnsReserveState));
+  exports.Set("mntTemplateState", Napi::Function::New(env, MntTemplateState));
   exports.Set("dumpable", Napi::Function::New(env, Dumpable));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("testFilterProcess", Napi::Function::New(env, TestFilterProcess));

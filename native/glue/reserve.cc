@@ -7,6 +7,9 @@
 // the namespace lives exactly as long as the container. The maker clones a vfork-style child that
 // opens its own namespace into our fd table (nsbox::make_netns): no thread of Node ever enters one.
 // Size: NSBOX_NETNS_RESERVE (default 2; 0 turns the reserve off), read once.
+//
+// Also here: the mount namespace template (mnt_template), made once on first use by the thread that
+// needs it and held for the life of the process; NSBOX_MNT_TEMPLATE=0 turns it off.
 #include "reserve.h"
 
 #include <errno.h>
@@ -17,6 +20,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -140,6 +144,37 @@ void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures) 
   *busy = r.busy;
   *target = r.disabled ? 0 : r.target;
   *failures = r.failures;
+}
+
+namespace {
+std::mutex g_template_mu;
+std::atomic<int> g_template_fd{-2};  // -2: not tried yet; -1: failed or turned off
+int g_template_err = 0;
+}  // namespace
+
+int mnt_template() {
+  int fd = g_template_fd.load(std::memory_order_acquire);
+  if (fd != -2) return fd;
+  std::lock_guard<std::mutex> lk(g_template_mu);
+  fd = g_template_fd.load(std::memory_order_relaxed);
+  if (fd != -2) return fd;
+  const char* env = getenv("NSBOX_MNT_TEMPLATE");
+  if (env && env[0] == '0' && env[1] == 0) {
+    fd = -1;
+  } else {
+    fd = nsbox::make_mnt_template();
+    if (fd < 0) g_template_err = errno;
+  }
+  g_template_fd.store(fd < 0 ? -1 : fd, std::memory_order_release);
+  return fd < 0 ? -1 : fd;
+}
+
+void mnt_template_state(int* fd, bool* tried, int* err) {
+  std::lock_guard<std::mutex> lk(g_template_mu);
+  int v = g_template_fd.load(std::memory_order_relaxed);
+  *tried = v != -2;
+  *fd = v < 0 ? -1 : v;
+  *err = g_template_err;
 }
 
 }  // namespace nsbox_glue

@@ -14,4 +14,12 @@ int netns_take();
 // adding its result (then an fd of it may exist that is not listed yet).
 void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures);
 
+// The mount namespace template (nsbox::make_mnt_template), made on first use and kept for the life
+// of the process: its fd, or -1 when it cannot be made here (then containers use CLONE_NEWNS and
+// pivot_root) or NSBOX_MNT_TEMPLATE=0 turns it off. Thread-safe; blocks only while the first caller
+// makes it.
+int mnt_template();
+// For probes and leak checks: the fd (-1: none), whether making it was tried, and its errno.
+void mnt_template_state(int* fd, bool* tried, int* err);
+
 }  // namespace nsbox_glue

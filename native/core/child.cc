@@ -327,7 +327,11 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
             rc = 0;
         }
       } else if (op.kind == OP_SYMLINK) {
-        rc = symlinkat(op.src, dir, name);
+        if (op.src) {
+          rc = symlinkat(op.src, dir, name);
+        } else {
+          errno = EINVAL;  // a link needs a target (only a malformed plan has none)
+        }
       } else {
         rc = mknodat(dir, name, op.mode, static_cast<dev_t>(op.dev));
         // The mode as planned (0666), not as Node's umask left it.

@@ -4,7 +4,10 @@
 // mount_in_template) and without it (CLONE_NEWNS, which copies every host mount, and pivot_root,
 // which detaches them all again), beside child_process and bwrap (which copies them too).
 //
-//   node bench/host-mounts.js [--n 400] [--extra 0,200,1000]
+//   node bench/host-mounts.js [--n 400] [--extra 0,200,1000] [--opts JSON]
+//
+// --opts is merged into nsbox's run() options (e.g. '{"network":"host"}'; '{"rootfs":null}' for the
+// default rootfs, '{"mounts":[...]}'); child_process and bwrap do not change with it.
 //
 // For each count it re-runs itself in a private mount namespace of its own (`unshare -m
 // --propagation private`, root) where it first mounts that many small tmpfs on a scratch
@@ -24,6 +27,7 @@ const args = process.argv.slice(2);
 const opt = (name, d) => (args.includes(name) ? args[args.indexOf(name) + 1] : d);
 const N = Number(opt('--n', 400));
 const EXTRA = String(opt('--extra', '0,200,1000')).split(',').map(Number);
+const OPTS = JSON.parse(opt('--opts', '{}'));
 
 async function inner(extra) {
   const { native } = require('../dist/native');
@@ -46,9 +50,11 @@ async function inner(extra) {
     };
   }
   const bwrap = which('bwrap');
+  const o = { rootfs, command: ['/bin/true'], ...OPTS };
+  if (o.rootfs === null) delete o.rootfs;
   const contenders = [
-    ['nsbox run(), mount template', () => ((template = true), nsbox.run({ rootfs, command: ['/bin/true'] }))],
-    ['nsbox run(), CLONE_NEWNS + pivot_root', () => ((template = false), nsbox.run({ rootfs, command: ['/bin/true'] }))],
+    ['nsbox run(), mount template', () => ((template = true), nsbox.run(o))],
+    ['nsbox run(), CLONE_NEWNS + pivot_root', () => ((template = false), nsbox.run(o))],
     ['child_process.spawn (no isolation)', () => spawnWait(['/bin/true'])],
   ];
   if (bwrap) contenders.push(['bwrap --unshare-all', () => spawnWait([bwrap, '--unshare-all', '--ro-bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', '/bin/true'])]);
@@ -72,7 +78,8 @@ async function main() {
     return;
   }
   if (process.getuid() !== 0) throw new Error('host-mounts.js: needs root (a private mount namespace with extra mounts)');
-  console.log(`Command: \`node bench/host-mounts.js --n ${N} --extra ${EXTRA.join(',')}\` — ${new Date().toISOString()}\n`);
+  const shown = args.includes('--opts') ? ` --opts '${JSON.stringify(OPTS)}'` : '';
+  console.log(`Command: \`node bench/host-mounts.js --n ${N} --extra ${EXTRA.join(',')}${shown}\` — ${new Date().toISOString()}\n`);
   const rows = [];
   for (const extra of EXTRA) {
     // The mount points live on the host's /tmp; the mounts only in the child's private namespace.

@@ -3,10 +3,11 @@
 # (tracefs raw_syscalls and sched_process_fork/exec events), for N sequential run()s of /bin/true on
 # the busybox rootfs after 50 untraced ones: per system call its count and total time (p50 over the
 # containers), and the total count.
-# Usage (root): bash bench/child-trace.sh [N] [loopback|host|none]   (N default 40)
+# Usage (root): bash bench/child-trace.sh [N] [loopback|host|none] [busybox|default]   (N default 40;
+# default: the default rootfs, the host's system directories bound on a tmpfs)
 # NSBOX_MNT_TEMPLATE=0 and the other environment switches of the addon pass through.
 set -euo pipefail
-n=${1:-40}; net=${2:-loopback}
+n=${1:-40}; net=${2:-loopback}; root=${3:-busybox}
 T=/sys/kernel/tracing
 [ -w $T/tracing_on ] || { echo "child-trace: needs root and tracefs at $T" >&2; exit 1; }
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ for e in $events; do echo 1 > $T/events/$e/enable; done
 node -e "
 const fs = require('fs');
 const { run } = require('.');
-const { rootfs } = require('./bench/lib/rootfs').busyboxRootfs();
+const rootfs = '$root' === 'default' ? undefined : require('./bench/lib/rootfs').busyboxRootfs().rootfs;
 (async () => {
   for (let i = 0; i < 50; i++) await run({ rootfs, command: ['/bin/true'], network: '$net' });
   fs.writeFileSync('$T/tracing_on', '1');

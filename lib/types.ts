@@ -9,7 +9,11 @@ export type Mount =
       source: string;
       /** Absolute path inside the container. */
       target: string;
-      /** Mount read-only (default `false`). */
+      /**
+       * Mount read-only (default `false`). Every bind is also nosuid and nodev. For a container run
+       * as root without a user namespace these hold for mounts under `source` too; with a user
+       * namespace (rootless) for the bind itself, the host's own flags staying on what is under it.
+       */
       readonly?: boolean;
     }
   | {

@@ -195,6 +195,34 @@ t.test('binds of a shared host mount are private: nothing propagates into the co
   }
 });
 
+t.test("a read-only bind is read-only all the way down: a host submount under it cannot be written either", { skip }, async (t) => {
+  const src = path.join(dir, 'ro-src');
+  const sub = path.join(src, 'sub');
+  fs.mkdirSync(sub, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'nsbox-sub', sub]);
+  t.teardown(() => {
+    try {
+      execFileSync('umount', [sub]);
+    } catch {
+      /* already gone */
+    }
+  });
+  fs.writeFileSync(path.join(sub, 'probe-me'), 'x');
+  const { result: r, used } = await countTemplate(() =>
+    run({
+      rootfs: bb,
+      mounts: [{ type: 'bind', source: src, target: '/data', readonly: true }],
+      command: ['/bin/sh', '-c', '/probe try-write /data/x; /probe try-write /data/sub/x; cat /data/sub/probe-me'],
+    }),
+  );
+  t.equal(used, 1, 'the container used the template');
+  const lines = r.stdout.toString().trim().split('\n');
+  t.match(JSON.parse(lines[0]), { ok: false, code: 'EROFS' }, 'the bind itself is read-only');
+  t.match(JSON.parse(lines[1]), { ok: false, code: 'EROFS' }, 'and so is the host tmpfs mounted under its source');
+  t.equal(lines[2], 'x', 'which is there, readable');
+  t.notOk(fs.existsSync(path.join(sub, 'x')), 'nothing was written on the host');
+});
+
 t.test('errors of the ops keep their step, syscall and path: a missing bind source, a missing rootfs', { skip }, async (t) => {
   const missing = path.join(dir, 'no-such-dir');
   const e1 = await run({ rootfs: bb, mounts: [{ type: 'bind', source: missing, target: '/x' }], command: ['/bin/true'] }).catch((e) => e);

@@ -545,7 +545,8 @@ bool is_host_bind(const Op& op) {
 // grace period for the detach. Here the child
 //   1. captures every host path it binds as a detached, private copy (open_tree OPEN_TREE_CLONE,
 //      mount_setattr MS_PRIVATE: nothing propagates between it and the host), still in Node's
-//      namespace;
+//      namespace, with the restrictions of the remount that follows the bind in the plan set in the
+//      same call (recursively);
 //   2. joins the template (an empty read-only tmpfs) and unshares its own copy of it: one mount to
 //      copy, whatever the host has;
 //   3. runs the plan's ops with the root stacked on the copy's "/" (the host bind ops attach their
@@ -617,6 +618,26 @@ int detached_fs(const Op& op) {
   return m;
 }
 
+bool same_str(const char* a, const char* b) {
+  if (!a || !b) return false;
+  while (*a && *a == *b) {
+    a++;
+    b++;
+  }
+  return *a == *b;
+}
+
+// A host bind's op followed by the remount of the same target that only adds restrictions (the
+// default rootfs's directories and files, the user's binds): both are done at once on the detached
+// copy, so the restrictions hold for the bind's submounts too.
+bool merges_remount(const Plan* plan, size_t i) {
+  if (i + 1 >= plan->n_ops) return false;
+  const Op& op = plan->ops[i];
+  const Op& next = plan->ops[i + 1];
+  return next.kind == OP_REMOUNT && (next.where & WHERE_DST_IN_ROOT) && !(op.where & WHERE_OPEN_ROOT) &&
+         same_str(next.dst, op.dst) && !(next.flags & ~(MS_BIND | kTemplatePlainFlags));
+}
+
 void mount_in_template(const Plan* plan, int err_fd) {
   int trees[kMaxTemplateTrees];
   size_t n_trees = 0;
@@ -634,8 +655,13 @@ void mount_in_template(const Plan* plan, int err_fd) {
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
     int t = sys::open_tree(AT_FDCWD, op.src, fl);
     if (t < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
-    sys::MountAttr priv = {0, 0, MS_PRIVATE, 0};
-    if (sys::mount_setattr(t, "", AT_EMPTY_PATH | sys::kAtRecursive, &priv) != 0)
+    sys::MountAttr attr = {0, 0, MS_PRIVATE, 0};
+    if (merges_remount(plan, i)) {
+      unsigned long f = plan->ops[i + 1].flags;
+      attr.attr_set = ((f & MS_RDONLY) ? sys::kMountAttrRdonly : 0) | ((f & MS_NOSUID) ? sys::kMountAttrNosuid : 0) |
+                      ((f & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((f & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
+    }
+    if (sys::mount_setattr(t, "", AT_EMPTY_PATH | sys::kAtRecursive, &attr) != 0)
       fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
     trees[n_trees++] = t;
   }
@@ -673,6 +699,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
       close(dfd);
       close(t);
       errno = e;
+      if (rc == 0 && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
     } else {
       rc = run_op(op, root, &dirs, true);
     }

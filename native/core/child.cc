@@ -717,7 +717,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
 // The template itself, in a vfork-style child with a mount namespace of its own (CLONE_NEWNS) that
 // shares the caller's fd table: the namespace's fd goes into that table, then the child replaces the
 // copy of the host's mounts with one empty read-only tmpfs and exits. No thread of Node enters it.
-[[noreturn]] void mnt_template_child(TemplateJob* job) {
+[[noreturn]] void mnt_template_child(NsFdJob* job) {
   int fd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
   int fs = -1, m = -1;
   sys::MountAttr ro = {sys::kMountAttrRdonly, 0, 0, 0};
@@ -747,7 +747,7 @@ out:
   _exit(1);
 }
 
-[[noreturn]] void netns_child(NetnsJob* job) {
+[[noreturn]] void netns_child(NsFdJob* job) {
   // We share the caller's memory and fd table (CLONE_VM | CLONE_FILES) but have a network
   // namespace of our own: open it into the shared table, bring lo up, and go.
   int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);

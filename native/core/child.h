@@ -8,17 +8,16 @@ namespace nsbox {
 // Runs the plan and execs; never returns. Only to be called in the freshly cloned child.
 [[noreturn]] void child_main(const Plan* plan);
 
-// The child of make_netns (spawn.h): fills job->fd (or job->err) and exits.
-struct NetnsJob {
+// What a namespace-making helper child (spawn.cc, namespace_by_helper) reports: the fd it opened
+// into the shared fd table, or the errno it failed with.
+struct NsFdJob {
   int fd;
   int err;
 };
-[[noreturn]] void netns_child(NetnsJob* job);
-
-struct TemplateJob {
-  int fd;
-  int err;
-};
-[[noreturn]] void mnt_template_child(TemplateJob* job);
+// The children of make_netns and make_mnt_template (spawn.h): fill job->fd (or job->err) and exit.
+// A network namespace with lo up (the netns reserve).
+[[noreturn]] void netns_child(NsFdJob* job);
+// The mount namespace template (child.cc, mount_in_template).
+[[noreturn]] void mnt_template_child(NsFdJob* job);
 
 }  // namespace nsbox

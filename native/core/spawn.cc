@@ -38,8 +38,8 @@ int g_in_flight = 0;
 int g_node_dumpable = -1;
 
 void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
-void netns_entry(void* job) { netns_child(static_cast<NetnsJob*>(job)); }
-void template_entry(void* job) { mnt_template_child(static_cast<TemplateJob*>(job)); }
+void netns_entry(void* job) { netns_child(static_cast<NsFdJob*>(job)); }
+void template_entry(void* job) { mnt_template_child(static_cast<NsFdJob*>(job)); }
 
 #if defined(__x86_64__)
 constexpr size_t kChildStack = 512 * 1024;
@@ -262,16 +262,19 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   out->error = rec;
 }
 
-int make_netns() {
+// A short-lived helper child that makes a namespace (ns_flag in its clone) and opens it into our fd
+// table (CLONE_FILES), then exits: vfork-style on this thread's child stack, every signal blocked,
+// no exit signal (nobody but this pidfd hears of it: Node's SIGCHLD handling is libuv's). The
+// namespace's O_CLOEXEC fd, or -1 with errno (ENOSYS where the vfork-style clone is not available).
+static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*)) {
 #if defined(__x86_64__)
   char* stack = child_stack();
   if (!stack) return -1;
-  NetnsJob job = {-1, 0};
+  NsFdJob job = {-1, 0};
   sys::CloneArgs args;
   memset(&args, 0, sizeof(args));
   int pidfd = -1;
-  // No exit signal: nobody but this pidfd hears of the child (Node's SIGCHLD handling is libuv's).
-  args.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET | CLONE_PIDFD;
+  args.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | ns_flag | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = 0;
   args.stack = reinterpret_cast<uint64_t>(stack);
@@ -282,7 +285,7 @@ int make_netns() {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  long pid = sys::clone3_vm(&args, netns_entry, &job);
+  long pid = sys::clone3_vm(&args, entry, &job);
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
@@ -299,51 +302,16 @@ int make_netns() {
   }
   return job.fd;
 #else
+  (void)ns_flag;
+  (void)entry;
   errno = ENOSYS;
   return -1;
 #endif
 }
 
-int make_mnt_template() {
-#if defined(__x86_64__)
-  char* stack = child_stack();
-  if (!stack) return -1;
-  TemplateJob job = {-1, 0};
-  sys::CloneArgs args;
-  memset(&args, 0, sizeof(args));
-  int pidfd = -1;
-  args.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNS | CLONE_PIDFD;
-  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = 0;
-  args.stack = reinterpret_cast<uint64_t>(stack);
-  args.stack_size = kChildStack;
-#if defined(__SANITIZE_ADDRESS__)
-  __asan_unpoison_memory_region(stack, kChildStack);
-#endif
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  long pid = sys::clone3_vm(&args, template_entry, &job);
-  int clone_errno = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) {
-    errno = clone_errno;
-    return -1;
-  }
-  siginfo_t si;
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | __WALL) != 0 && errno == EINTR) {
-  }
-  close(pidfd);
-  if (job.fd < 0) {
-    errno = job.err ? job.err : EPROTO;
-    return -1;
-  }
-  return job.fd;
-#else
-  errno = ENOSYS;
-  return -1;
-#endif
-}
+int make_netns() { return namespace_by_helper(CLONE_NEWNET, netns_entry); }
+
+int make_mnt_template() { return namespace_by_helper(CLONE_NEWNS, template_entry); }
 
 FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready) {
   size_t got = read_record(err_fd, rec);

@@ -541,7 +541,7 @@ bool is_host_bind(const Op& op) {
 // The mount namespace from the template (Plan::mnt_template_fd, made once per process by
 // mnt_template_child below) instead of CLONE_NEWNS. CLONE_NEWNS copies every mount of the host
 // into the child, and pivot_root then detaches all of them again: work that grows with the host's
-// mount table (1.1 to 1.6 µs per host mount per container here: bench/host-mounts.js) and an RCU
+// mount table (1 to 3 µs per host mount per container here: bench/host-mounts.js) and an RCU
 // grace period for the detach. Here the child
 //   1. captures every host path it binds as a detached, private copy (open_tree OPEN_TREE_CLONE,
 //      mount_setattr MS_PRIVATE: nothing propagates between it and the host), still in Node's

@@ -223,7 +223,7 @@ t.test("a read-only bind is read-only all the way down: a host submount under it
   t.notOk(fs.existsSync(path.join(sub, 'x')), 'nothing was written on the host');
 });
 
-t.test('errors of the ops keep their step, syscall and path: a missing bind source, a missing rootfs', { skip }, async (t) => {
+t.test('a bind source that is missing, or vanishes before the child captures it, fails with ENOENT at step mount.bind, naming the source', { skip }, async (t) => {
   const missing = path.join(dir, 'no-such-dir');
   const e1 = await run({ rootfs: bb, mounts: [{ type: 'bind', source: missing, target: '/x' }], command: ['/bin/true'] }).catch((e) => e);
   // A bind source is checked in JS first (sourceKind); make it vanish only for the child.
@@ -244,8 +244,32 @@ t.test('errors of the ops keep their step, syscall and path: a missing bind sour
     b.spawn = orig;
   }
   t.equal(e2.code, 'ENOENT', 'a source gone by the time the child captures it: ENOENT');
+  t.equal(e2.name, 'NsboxError');
   t.equal(e2.step, 'mount.bind', 'at its own step');
+  t.equal(e2.syscall, 'mount');
   t.equal(e2.path, gone, 'naming the source');
+});
+
+t.test('a failure record of step mount.namespace becomes an NsboxError naming the call that failed', async (t) => {
+  const { errorFromRecord } = require('../dist/plan');
+  const { STEP } = require('../dist/native');
+  const ctx = { meta: [], candidates: [], command: ['/bin/true'], rootfs: '/srv/root', cwd: '/', hostname: 'h' };
+  const want = [
+    [0, 'open', '/proc'],
+    [1, 'setns', undefined],
+    [2, 'unshare', undefined],
+    [3, 'fchdir', '/proc'],
+    [5, 'fchdir', '/srv/root'],
+    [6, 'chroot', '/srv/root'],
+    [7, 'chdir', '/srv/root'],
+  ];
+  for (const [index, syscall, p] of want) {
+    const e = errorFromRecord({ step: STEP['mount.namespace'], errno: os.constants.errno.EPERM, index }, ctx);
+    t.match(e, { name: 'NsboxError', code: 'EPERM', step: 'mount.namespace', syscall }, `index ${index}: ${syscall}`);
+    t.equal(e.path, p, `index ${index}: path`);
+  }
+  // The native enum and the JS table agree on where the step sits (plan.h: STEP_MNT_TEMPLATE = 37).
+  t.equal(STEP['mount.namespace'], 37);
 });
 
 t.test('a pool and concurrent runs use the template too, each container in its own copy', { skip }, async (t) => {

@@ -1222,7 +1222,7 @@ Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) {
 }
 
 // mntTemplateState(): { fd, tried, errno } of the mount namespace template (reserve.cc), for leak
-// checks, tests and `nsbox doctor`.
+// checks and tests.
 Napi::Value MntTemplateState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = -1, err = 0;

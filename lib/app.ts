@@ -346,14 +346,14 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   if (o.limits) requireControllers(o.limits, host);
   const userns = resolveUserns(o.userns, o.user, 'userns');
   const t0 = performance.now();
-  const { plan: base, meta, candidates } = basePlan(o, staging(), capLast(), userns !== null);
+  const { plan, meta, candidates } = basePlan(o, staging(), capLast(), userns !== null);
   const n = native();
   // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
   const memfd = initFd();
   const init = o.init ? memfd : -1;
 
   const p: Prepared = {
-    o, pooled, netw, userns, plan: undefined as unknown as NativePlan, meta, candidates, cgroup: null,
+    o, pooled, netw, userns, plan, meta, candidates, cgroup: null,
     childFds: [], parentFds: [], ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0,
   };
   const { childFds, parentFds, ours } = p;
@@ -402,23 +402,20 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
       childFds.push(cmdRead);
       parentFds.push(p.cmdWrite);
     }
-    p.plan = {
-      ...base,
-      cgroupFd: cgroup && !deferred ? cgroup.dirFd : -1,
-      cgroupInto: true,
-      cgroupMkdir: cgroup && deferred ? cgroup.path : undefined,
-      cgroupBase: cgroup && deferred ? host.base ?? undefined : undefined,
-      stdio,
-      statusFd: statusWrite,
-      statusRead: p.statusRead,
-      initFd: init,
-      initArgv: init >= 0 ? ['nsbox-init', '--status-fd', '3', '--', '', ...o.command.slice(1)] : [],
-      initSlot: 4,
-      trampFd: o.init ? -1 : memfd,
-      cmdFd: cmdRead,
-      pathDirs: pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined,
-      net: netw ? netw.plan : null,
-    };
+    // Filled in place: basePlan made the object with every one of these fields (same shape each run).
+    plan.cgroupFd = cgroup && !deferred ? cgroup.dirFd : -1;
+    plan.cgroupMkdir = cgroup && deferred ? cgroup.path : undefined;
+    plan.cgroupBase = cgroup && deferred ? host.base ?? undefined : undefined;
+    plan.stdio = stdio;
+    plan.statusFd = statusWrite;
+    plan.statusRead = p.statusRead;
+    plan.initFd = init;
+    plan.initArgv = init >= 0 ? ['nsbox-init', '--status-fd', '3', '--', '', ...o.command.slice(1)] : [];
+    plan.initSlot = 4;
+    plan.trampFd = o.init ? -1 : memfd;
+    plan.cmdFd = cmdRead;
+    plan.pathDirs = pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined;
+    plan.net = netw ? netw.plan : null;
     return p;
   } catch (e) {
     return abandon(p, e);

@@ -431,7 +431,7 @@ export function errorFromRecord(
     case STEP['mount.namespace']:
       // The mount namespace from the template (native/core/child.cc, mount_in_template).
       syscall = ['open', 'setns', 'unshare', 'fchdir', 'mount', 'fchdir', 'chroot', 'chdir', 'open_tree'][rec.index] ?? 'setns';
-      p = rec.index === 0 || rec.index === 3 ? '/proc' : rec.index >= 4 && rec.index <= 7 ? (ctx.rootfs ?? '(default rootfs)') : undefined;
+      p = rec.index === 0 || rec.index === 3 ? '/proc/self/fd' : rec.index >= 4 && rec.index <= 7 ? (ctx.rootfs ?? '(default rootfs)') : undefined;
       break;
     case STEP['cgroup.create']:
       // The container's cgroup, made by the spawnAsync worker: mkdir, mkdir of the base, open.
@@ -480,8 +480,13 @@ function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOp
   return hit;
 }
 
-/** Everything but fds: the part of a NativePlan that follows from the options alone. */
-export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number, userns = false): { plan: Omit<NativePlan, 'cgroupFd' | 'cgroupInto' | 'stdio' | 'statusFd' | 'statusRead' | 'initFd'>; meta: OpMeta[]; candidates: string[] } {
+/**
+ * The part of a NativePlan that follows from the options alone, with the per-run fields (fds, the
+ * cgroup, the init's argv) present but empty: the caller fills them in place. One object literal
+ * with every field, always in the same order, so that V8 gives every plan the same shape (a spread
+ * into a new literal made a fresh hidden class on every run: a few tens of µs of the JS thread).
+ */
+export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number, userns = false): { plan: NativePlan; meta: OpMeta[]; candidates: string[] } {
   const K = native().constants;
   const L = fsOpsFor(o, staging, userns);
   let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
@@ -525,6 +530,18 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       enterFlags: 0,
       enterRoot: null,
       ptySock: -1,
+      // Per run (app.ts prepare):
+      cgroupFd: -1,
+      cgroupInto: true,
+      cgroupMkdir: undefined,
+      cgroupBase: undefined,
+      stdio: [-1, -1, -1],
+      statusFd: -1,
+      statusRead: -1,
+      initFd: -1,
+      cmdFd: -1,
+      pathDirs: undefined,
+      net: null,
     },
     meta: L.meta,
     candidates,

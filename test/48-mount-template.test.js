@@ -255,10 +255,10 @@ t.test('a failure record of step mount.namespace becomes an NsboxError naming th
   const { STEP } = require('../dist/native');
   const ctx = { meta: [], candidates: [], command: ['/bin/true'], rootfs: '/srv/root', cwd: '/', hostname: 'h' };
   const want = [
-    [0, 'open', '/proc'],
+    [0, 'open', '/proc/self/fd'],
     [1, 'setns', undefined],
     [2, 'unshare', undefined],
-    [3, 'fchdir', '/proc'],
+    [3, 'fchdir', '/proc/self/fd'],
     [5, 'fchdir', '/srv/root'],
     [6, 'chroot', '/srv/root'],
     [7, 'chdir', '/srv/root'],

@@ -181,9 +181,11 @@ int open_in_root(int root, const char* path) {
 }
 
 // "/proc/self/fd/N" in buf: mount(2) takes paths, and this one names exactly the resolved object.
-// rel: "self/fd/N", for a child whose working directory is the host's /proc (mount_in_template).
+// rel: "N", for a child whose working directory is its own fd directory in the host's /proc
+// (mount_in_template): one component to resolve instead of "self" (a link to the pid's directory),
+// "fd" and "N" for every mount.
 const char* fd_path(char* buf, int fd, bool rel) {
-  const char* pre = rel ? "self/fd/" : "/proc/self/fd/";
+  const char* pre = rel ? "" : "/proc/self/fd/";
   int i = 0;
   while (pre[i]) {
     buf[i] = pre[i];
@@ -550,14 +552,14 @@ bool is_host_bind(const Op& op) {
 //   2. joins the template (an empty read-only tmpfs) and unshares its own copy of it: one mount to
 //      copy, whatever the host has;
 //   3. runs the plan's ops with the root stacked on the copy's "/" (the host bind ops attach their
-//      captured copy with move_mount; mount(2)'s paths are "self/fd/N" from the host's /proc as
+//      captured copy with move_mount; mount(2)'s paths are "N" from /proc/self/fd of the host's /proc as
 //      working directory);
 //   4. chroots into that root. Under it there is nothing but the empty template: no host mount was
 //      ever in this namespace, so there is no old root to detach; and ".." from the root of a
 //      stacked mount comes straight back up into it, so a chroot escape (with CAP_SYS_CHROOT) ends
 //      in the container's root, as after pivot_root.
 // Steps: STEP_OP with the op's index for the ops (capture included); STEP_MNT_TEMPLATE with index
-// 0 open of /proc, 1 setns, 2 unshare, 3 fchdir to /proc, 4 no root op first or an op on a host
+// 0 open of /proc/self/fd, 1 setns, 2 unshare, 3 fchdir to /proc/self/fd, 4 no root op first or an op on a host
 // path, 5 fchdir to the root, 6 chroot, 7 chdir, 8 too many host binds (4 and 8: the parent never
 // plans that).
 
@@ -665,7 +667,9 @@ void mount_in_template(const Plan* plan, int err_fd) {
       fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
     trees[n_trees++] = t;
   }
-  int host_proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  // Our own fd directory in the host's /proc, opened while /proc is still the host's: mount(2)'s
+  // paths are then just "N".
+  int host_proc = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (host_proc < 0) fail(err_fd, STEP_MNT_TEMPLATE, 0, errno);
   if (setns(plan->mnt_template_fd, CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 1, errno);
   if (unshare(CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 2, errno);

@@ -1147,9 +1147,10 @@ const COMMANDS = ['run', 'doctor', 'machine'] as const;
 
 /** Runs the CLI on `argv` (without node and the script) and resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {
-  // One container (or machine) per command: network namespaces made ahead would only be made and
-  // thrown away at exit. (A value the caller set wins.)
+  // One container (or machine) per command: namespaces made ahead would only be made and thrown
+  // away at exit. (A value the caller set wins.)
   process.env.NSBOX_NETNS_RESERVE ??= '0';
+  process.env.NSBOX_IPCNS_RESERVE ??= '0';
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case undefined:

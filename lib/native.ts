@@ -33,6 +33,8 @@ export interface NativePlan {
   netLoUp: boolean;
   /** May join a network namespace made ahead (lo up) instead of CLONE_NEWNET: 'loopback' only. */
   netnsReserve?: boolean;
+  /** May join an IPC namespace made ahead instead of CLONE_NEWIPC (app containers without a user namespace). */
+  ipcnsReserve?: boolean;
   /** May use the mount namespace template instead of CLONE_NEWNS (native/core/child.cc, mount_in_template). */
   mntTemplate?: boolean;
   cwd: string | null;
@@ -150,6 +152,8 @@ export interface NativeBinding {
    */
   dumpable(): number;
   netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
+  /** The IPC namespace reserve, likewise (busy: the maker is making one of either kind). */
+  ipcnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   mntTemplateState(): { fd: number; tried: boolean; errno: number };
   finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
   /**
@@ -235,6 +239,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['network.setns', 'setns'],
   ['cgroup.create', 'mkdir'],
   ['mount.namespace', 'setns'],
+  ['ipc.setns', 'setns'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

@@ -502,6 +502,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
       hostname: o.hostname,
       netLoUp: o.network === 'loopback' || o.network === 'bridge',
       netnsReserve: o.network === 'loopback',
+      ipcnsReserve: !userns,
       // Without a user namespace the child joins a copy of the template instead of copying the
       // host's mount table (a user namespace's mounts must be its own, made by CLONE_NEWNS).
       mntTemplate: !userns,

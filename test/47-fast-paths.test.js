@@ -1,5 +1,5 @@
-// The two speed paths of an app container and what they must not change: network namespaces made
-// ahead (the reserve, native/glue/reserve.cc) and clones run off the JS thread while other containers
+// The two speed paths of an app container and what they must not change: network and IPC namespaces
+// made ahead (the reserves, native/glue/reserve.cc) and clones run off the JS thread while other containers
 // are in flight (run() through spawnAsync). Each container must still get a network namespace of its
 // own, errors and aborts must still leave nothing behind, and Node must stay as it was. Also the op
 // list a run's options give, made and converted once (lib/plan.ts fsOpsFor): each set of options must
@@ -18,6 +18,7 @@ const notX64 = process.arch === 'x64' ? false : 'the vfork-style clone both path
 const fastPaths = noBusybox || notRoot || notX64 || (process.env.NSBOX_FORK_CLONE ? 'NSBOX_FORK_CLONE turns the off-thread clone off' : false);
 
 const hostNetns = fs.readlinkSync('/proc/self/ns/net');
+const hostIpcns = fs.readlinkSync('/proc/self/ns/ipc');
 
 async function probeInfo(opts = {}) {
   const r = await run({ rootfs: bb, command: ['/probe', 'info'], ...opts });
@@ -147,6 +148,79 @@ t.test("'none', 'host' and userns containers do not take from the reserve", { sk
   const u = await probeInfo({ userns: true });
   t.not(u.netns, hostNetns, 'userns: a network namespace of its own (owned by its user namespace)');
   t.equal(native().netnsReserveState().fds.join(), fill, 'the reserve was not touched');
+});
+
+/** The probe's view of its IPC namespace: the System V objects in it, before it leaves a queue there. */
+async function ipcInfo(opts = {}) {
+  const r = await run({ rootfs: bb, command: ['/probe', 'ipc'], ...opts });
+  if (r.exitCode !== 0) throw new Error(`probe ipc failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.toString());
+}
+
+t.test('containers back to back and 16 at a time each start in an empty IPC namespace of their own', { skip: fastPaths }, async (t) => {
+  // Each container leaves a message queue behind in its namespace: one used twice would show it.
+  const seen = [];
+  for (let i = 0; i < 20; i++) {
+    seen.push(await ipcInfo());
+    await new Promise((r) => setTimeout(r, 5)); // most of these join a namespace made ahead
+  }
+  for (let round = 0; round < 3; round++) seen.push(...(await Promise.all(Array.from({ length: 16 }, () => ipcInfo()))));
+  t.equal(seen.filter((s) => s.msg === 0 && s.shm === 0 && s.sem === 0).length, seen.length, `all ${seen.length} containers found no System V object`);
+  t.ok(seen.every((s) => s.made >= 0 && s.ns !== hostIpcns), "each made its queue, none in Node's namespace");
+  const st = native().ipcnsReserveState();
+  t.equal(st.failures, 0, 'the IPC reserve made its namespaces without a failure');
+  t.equal(st.target, 2, 'the IPC reserve is on, with its default size');
+});
+
+t.test('a container joins an IPC namespace the reserve held, used once; userns containers make their own', { skip: fastPaths }, async (t) => {
+  await run({ rootfs: bb, command: ['/bin/true'] });
+  let held = [];
+  for (let i = 0; i < 500; i++) {
+    const st = native().ipcnsReserveState();
+    if (!st.busy && st.fds.length === st.target) {
+      held = st.fds.map((fd) => fs.readlinkSync(`/proc/self/fd/${fd}`));
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  t.equal(held.length, 2, 'the IPC reserve filled up');
+  const c = spawn({ rootfs: bb, command: ['/probe', 'sleep', '30'], stdio: 'ignore', network: 'host' });
+  const ns = fs.readlinkSync(`/proc/${c.pid}/ns/ipc`);
+  t.ok(held.includes(ns), `a container with network 'host' too: its IPC namespace ${ns} is one the reserve held`);
+  t.notOk(native().ipcnsReserveState().fds.map((fd) => fs.readlinkSync(`/proc/self/fd/${fd}`)).includes(ns), 'the reserve no longer holds it');
+  c.kill();
+  await c.wait();
+  await new Promise((r) => setTimeout(r, 20));
+  const fill = native().ipcnsReserveState().fds.join();
+  const u = await ipcInfo({ userns: true });
+  t.ok(u.msg === 0 && u.ns !== hostIpcns, 'userns: an empty IPC namespace of its own (owned by its user namespace)');
+  t.equal(native().ipcnsReserveState().fds.join(), fill, 'the reserve was not touched');
+  const ipcFds = fs.readdirSync('/proc/self/fd').filter((f) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${f}`).startsWith('ipc:');
+    } catch {
+      return false;
+    }
+  });
+  t.same(ipcFds.map(Number).filter((f) => !native().ipcnsReserveState().fds.includes(f)), [], 'every IPC namespace fd Node holds is one of the reserve');
+});
+
+t.test('NSBOX_IPCNS_RESERVE=0 turns the IPC reserve off; containers still get an empty IPC namespace', { skip: fastPaths }, async (t) => {
+  const script = `
+    const fs = require('fs');
+    const { run } = require(${JSON.stringify(require.resolve('..'))});
+    const { native } = require(${JSON.stringify(require.resolve('../dist/native'))});
+    (async () => {
+      const seen = [];
+      for (let i = 0; i < 3; i++) seen.push(JSON.parse((await run({ rootfs: ${JSON.stringify(bb)}, command: ['/probe', 'ipc'] })).stdout.toString()));
+      const held = fs.readdirSync('/proc/self/fd').filter((f) => { try { return fs.readlinkSync('/proc/self/fd/' + f).startsWith('ipc:'); } catch { return false; } });
+      console.log(JSON.stringify({ seen, state: native().ipcnsReserveState(), net: native().netnsReserveState().target, held: held.length }));
+    })();`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, NSBOX_IPCNS_RESERVE: '0' } }).toString());
+  t.ok(out.seen.every((s) => s.msg === 0 && s.made >= 0 && s.ns !== hostIpcns), 'each container: an empty IPC namespace, not Node\'s');
+  t.same(out.state, { fds: [], busy: false, target: 0, failures: 0 }, 'the IPC reserve is off');
+  t.equal(out.net, 2, 'the network namespace reserve is not');
+  t.equal(out.held, 0, 'the process holds no IPC namespace');
 });
 
 t.test('NSBOX_NETNS_RESERVE=0 turns the reserve off; containers still get their own namespace', { skip: fastPaths }, async (t) => {

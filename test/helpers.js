@@ -134,7 +134,7 @@ function threads() {
 
 /** What a container could leave behind: a snapshot to compare before and after. */
 function snapshot() {
-  // The addon keeps a reserve of network namespaces (native/glue/reserve.cc), refilled by a thread
+  // The addon keeps a reserve of network and IPC namespaces (native/glue/reserve.cc), refilled by a thread
   // of its own: their fds are not leaks, and while one is being made its fd and its short-lived
   // child exist before the reserve lists them. Take the readings while the maker is idle, and only
   // if it stayed idle with the same fds throughout.
@@ -146,7 +146,8 @@ function snapshot() {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
       continue;
     }
-    const held = new Set(st.fds.map(String));
+    const ipc = native().ipcnsReserveState();
+    const held = new Set([...st.fds, ...ipc.fds].map(String));
     // The mount namespace template (reserve.cc) is made on first use and held for the process.
     const tmpl = native().mntTemplateState().fd;
     if (tmpl >= 0) held.add(String(tmpl));
@@ -157,7 +158,7 @@ function snapshot() {
       mounts: fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
       cgroups: countCgroups(),
     };
-    if (same(st, native().netnsReserveState())) return snap;
+    if (same(st, native().netnsReserveState()) && same(ipc, native().ipcnsReserveState())) return snap;
   }
 }
 

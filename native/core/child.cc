@@ -768,6 +768,18 @@ out:
   _exit(0);
 }
 
+[[noreturn]] void ipcns_child(NsFdJob* job) {
+  // Shares the caller's memory and fd table, in an IPC namespace of its own: open it into the
+  // shared table and go. Nothing is made in it.
+  int fd = open("/proc/thread-self/ns/ipc", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    job->err = errno;
+    _exit(1);
+  }
+  job->fd = fd;
+  _exit(0);
+}
+
 [[noreturn]] void child_main(const Plan* plan) {
   int err_fd = plan->err_fd;
   // The memfd we execveat: the init, or the same binary as the exec trampoline.
@@ -898,6 +910,11 @@ out:
   if (plan->net_fd >= 0) {
     if (setns(plan->net_fd, CLONE_NEWNET) != 0) fail(err_fd, STEP_NETNS, -1, errno);
     close(plan->net_fd);
+  }
+  // Likewise the IPC namespace made ahead (empty: made by a helper that exited at once).
+  if (plan->ipc_fd >= 0) {
+    if (setns(plan->ipc_fd, CLONE_NEWIPC) != 0) fail(err_fd, STEP_IPCNS, -1, errno);
+    close(plan->ipc_fd);
   }
 
   if (setsid() < 0) fail(err_fd, STEP_SETSID, -1, errno);

@@ -17,6 +17,8 @@ struct NsFdJob {
 // The children of make_netns and make_mnt_template (spawn.h): fill job->fd (or job->err) and exit.
 // A network namespace with lo up (the netns reserve).
 [[noreturn]] void netns_child(NsFdJob* job);
+// An IPC namespace (the IPC namespace reserve).
+[[noreturn]] void ipcns_child(NsFdJob* job);
 // The mount namespace template (child.cc, mount_in_template).
 [[noreturn]] void mnt_template_child(NsFdJob* job);
 

@@ -89,7 +89,8 @@ enum Step : int32_t {
   STEP_NETNS = 35,       // join the network namespace made ahead (plan->net_fd): setns
   STEP_CGROUP_MAKE = 36, // spawnAsync: the container's cgroup (0 mkdir, 1 mkdir of the base, 2 open)
   STEP_MNT_TEMPLATE = 37, // mount namespace from the template (plan->mnt_template_fd); index: see child.cc
-  STEP_COUNT = 38,
+  STEP_IPCNS = 38,       // join the IPC namespace made ahead (plan->ipc_fd): setns
+  STEP_COUNT = 39,
 };
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
@@ -145,6 +146,9 @@ struct Plan {
   // A network namespace made ahead with lo up (netns reserve, see spawn.h): joined with setns
   // instead of CLONE_NEWNET in the clone. -1: none.
   int net_fd = -1;
+  // An IPC namespace made ahead (IPC namespace reserve): joined with setns instead of CLONE_NEWIPC
+  // in the clone. -1: none.
+  int ipc_fd = -1;
   const char* cwd;
 
   const Rlimit* rlimits;

@@ -40,6 +40,7 @@ int g_node_dumpable = -1;
 void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
 void netns_entry(void* job) { netns_child(static_cast<NsFdJob*>(job)); }
 void template_entry(void* job) { mnt_template_child(static_cast<NsFdJob*>(job)); }
+void ipcns_entry(void* job) { ipcns_child(static_cast<NsFdJob*>(job)); }
 
 #if defined(__x86_64__)
 constexpr size_t kChildStack = 512 * 1024;
@@ -312,6 +313,8 @@ static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*)) {
 int make_netns() { return namespace_by_helper(CLONE_NEWNET, netns_entry); }
 
 int make_mnt_template() { return namespace_by_helper(CLONE_NEWNS, template_entry); }
+
+int make_ipcns() { return namespace_by_helper(CLONE_NEWIPC, ipcns_entry); }
 
 FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready) {
   size_t got = read_record(err_fd, rec);

@@ -32,6 +32,10 @@ FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready);
 // failure (ENOSYS where the vfork-style clone is not available).
 int make_netns();
 
+// A fresh IPC namespace (for Plan::ipc_fd), made the same way: no System V object and no POSIX
+// message queue in it. -1 with errno on failure.
+int make_ipcns();
+
 // The mount namespace template of Plan::mnt_template_fd (child.cc, mnt_template_child): an O_CLOEXEC
 // fd of a mount namespace whose only mount is an empty read-only tmpfs with a directory /r, made
 // the same way as make_netns. -1 with errno on failure.

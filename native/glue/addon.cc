@@ -79,6 +79,7 @@ struct PlanStorage : Strings {
 
   Plan plan{};
   bool netns_reserve = false;  // may take a namespace from the reserve (plan.netnsReserve)
+  bool ipcns_reserve = false;  // may take an IPC namespace from its reserve (plan.ipcnsReserve)
   bool mnt_template = false;   // may use the mount namespace template (plan.mntTemplate)
   // spawnAsync only (plan.cgroupMkdir, plan.cgroupBase): the cgroup directory the worker makes and
   // opens for CLONE_INTO_CGROUP, so that the mkdir (slow while other containers come and go) is
@@ -252,6 +253,9 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     if (!Read(js, "netnsReserve", &v)) return false;
     if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "netnsReserve");
     st->netns_reserve = v.IsBoolean() && v.As<Napi::Boolean>().Value();
+    if (!Read(js, "ipcnsReserve", &v)) return false;
+    if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "ipcnsReserve");
+    st->ipcns_reserve = v.IsBoolean() && v.As<Napi::Boolean>().Value();
     if (!Read(js, "mntTemplate", &v)) return false;
     if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "mntTemplate");
     st->mnt_template = v.IsBoolean() && v.As<Napi::Boolean>().Value();
@@ -611,17 +615,38 @@ class Process : public Napi::ObjectWrap<Process> {
 
 Napi::FunctionReference* Process::ctor = nullptr;
 
-// A network namespace made ahead replaces CLONE_NEWNET where the plan allows it (see reserve.cc).
-// Returns the fd the caller closes after the clone, or -1.
-int TakeReservedNetns(PlanStorage* st) {
-  if (!st->netns_reserve || !(st->plan.clone_flags & CLONE_NEWNET) || (st->plan.clone_flags & CLONE_NEWUSER)) return -1;
-  int fd = nsbox_glue::netns_take();
-  if (fd >= 0) {
-    st->plan.net_fd = fd;
-    st->plan.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
-    st->plan.net_lo_up = false;
+// Namespaces made ahead (see reserve.cc), which the caller closes after the clone (-1: none).
+struct Reserved {
+  int net = -1;
+  int ipc = -1;
+  void close_all() {
+    if (net >= 0) close(net);
+    if (ipc >= 0) close(ipc);
+    net = ipc = -1;
   }
-  return fd;
+};
+
+// A network namespace made ahead replaces CLONE_NEWNET where the plan allows it ('loopback'); an
+// IPC namespace made ahead replaces CLONE_NEWIPC where the plan allows it (app containers). Never
+// with a user namespace: the container's namespaces must belong to it, made by the same clone.
+Reserved TakeReserved(PlanStorage* st) {
+  Reserved r;
+  Plan& p = st->plan;
+  if (p.clone_flags & CLONE_NEWUSER) return r;
+  const bool net = st->netns_reserve && (p.clone_flags & CLONE_NEWNET);
+  const bool ipc = st->ipcns_reserve && (p.clone_flags & CLONE_NEWIPC) && p.enter_pidfd < 0;
+  if (!net && !ipc) return r;
+  nsbox_glue::reserve_take(net ? &r.net : nullptr, ipc ? &r.ipc : nullptr);
+  if (r.net >= 0) {
+    p.net_fd = r.net;
+    p.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
+    p.net_lo_up = false;
+  }
+  if (r.ipc >= 0) {
+    p.ipc_fd = r.ipc;
+    p.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWIPC);
+  }
+  return r;
 }
 
 // The mount namespace template replaces CLONE_NEWNS where the plan allows it (child.cc,
@@ -758,11 +783,11 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (!BuildPlan(info[0].As<Napi::Object>(), st.get())) return env.Undefined();
   if (!st->cgroup_mkdir.empty()) return (ThrowType(env, "cgroupMkdir (spawnAsync only)"), env.Undefined());
 
-  int reserved = TakeReservedNetns(st.get());
+  Reserved reserved = TakeReserved(st.get());
   UseMountTemplate(st.get());
   nsbox::SpawnOutcome out;
   nsbox::spawn(st->plan, &out);
-  if (reserved >= 0) close(reserved);
+  reserved.close_all();
   return SpawnResult(env, out, StatusRead(info[0].As<Napi::Object>()), st->plan.mnt_template_fd >= 0);
 }
 
@@ -774,11 +799,11 @@ class SpawnWorker : public Napi::AsyncWorker {
  public:
   SpawnWorker(Napi::Function cb, std::unique_ptr<PlanStorage> st, int status_read)
       : Napi::AsyncWorker(cb, "nsbox.spawn"), st_(std::move(st)), status_read_(status_read) {
-    reserved_ = TakeReservedNetns(st_.get());
+    reserved_ = TakeReserved(st_.get());
     UseMountTemplate(st_.get());
   }
   ~SpawnWorker() override {
-    if (reserved_ >= 0) close(reserved_);  // never executed (the environment went away first)
+    reserved_.close_all();  // never executed (the environment went away first)
   }
   void Execute() override {
     int cg = st_->cgroup_mkdir.empty() ? -1 : MakeCgroup();
@@ -787,8 +812,7 @@ class SpawnWorker : public Napi::AsyncWorker {
       nsbox::spawn(st_->plan, &out_);
     }
     if (cg >= 0) close(cg);
-    if (reserved_ >= 0) close(reserved_);
-    reserved_ = -1;
+    reserved_.close_all();
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -821,7 +845,7 @@ class SpawnWorker : public Napi::AsyncWorker {
 
   std::unique_ptr<PlanStorage> st_;
   int status_read_;
-  int reserved_ = -1;
+  Reserved reserved_;
   nsbox::SpawnOutcome out_;
 };
 
@@ -1203,14 +1227,15 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
 }
 
-// netnsReserveState(): { fds, busy, target, failures } of the network namespace reserve (reserve.cc),
-// for leak checks and `nsbox doctor`.
-Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) {
+// netnsReserveState() and ipcnsReserveState(): { fds, busy, target, failures } of the network and
+// IPC namespace reserves (reserve.cc), for leak checks and `nsbox doctor`. busy: the maker thread
+// is making one of either kind.
+Napi::Value ReserveState(const Napi::CallbackInfo& info, void (*get)(std::vector<int>*, bool*, int*, int*)) {
   Napi::Env env = info.Env();
   std::vector<int> fds;
   bool busy = false;
   int target = 0, failures = 0;
-  nsbox_glue::netns_state(&fds, &busy, &target, &failures);
+  get(&fds, &busy, &target, &failures);
   Napi::Object o = Napi::Object::New(env);
   Napi::Array a = Napi::Array::New(env, fds.size());
   for (size_t i = 0; i < fds.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds[i]));
@@ -1220,6 +1245,8 @@ Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) {
   o.Set("failures", Napi::Number::New(env, failures));
   return o;
 }
+Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) { return ReserveState(info, nsbox_glue::netns_state); }
+Napi::Value IpcnsReserveState(const Napi::CallbackInfo& info) { return ReserveState(info, nsbox_glue::ipcns_state); }
 
 // mntTemplateState(): { fd, tried, errno } of the mount namespace template (reserve.cc), for leak
 // checks and tests.
@@ -1267,6 +1294,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("netnsReserveState", Napi::Function::New(env, NetnsReserveState));
+  exports.Set("ipcnsReserveState", Napi::Function::New(env, IpcnsReserveState));
   exports.Set("mntTemplateState", Napi::Function::New(env, MntTemplateState));
   exports.Set("dumpable", Napi::Function::New(env, Dumpable));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));

@@ -1,12 +1,15 @@
-// reserve.cc: a few network namespaces (lo up) made ahead by a thread of the addon, so that a
-// container's clone joins one with setns instead of creating it with CLONE_NEWNET: creating a network
-// namespace is the costliest part of a container's set-up (every pernet subsystem initialises its
-// state, sysctl tables included), and here it happens off the JS thread and before it is needed.
+// reserve.cc: a few network namespaces (lo up) and IPC namespaces made ahead by a thread of the
+// addon, so that a container's clone joins one with setns instead of creating it with CLONE_NEWNET
+// or CLONE_NEWIPC: creating a network namespace is the costliest part of a container's set-up (every
+// pernet subsystem initialises its state, sysctl tables included), an IPC namespace the next (its
+// sysctl tables and an internal mqueue mount: about 35 µs here, bench/ns-cost.c), and here it
+// happens off the JS thread and before it is needed.
 //
 // Each namespace is used by one container only; its fd is closed after that container's clone, so
 // the namespace lives exactly as long as the container. The maker clones a vfork-style child that
 // opens its own namespace into our fd table (nsbox::make_netns): no thread of Node ever enters one.
-// Size: NSBOX_NETNS_RESERVE (default 2; 0 turns the reserve off), read once.
+// Sizes: NSBOX_NETNS_RESERVE and NSBOX_IPCNS_RESERVE (default 2 each; 0 turns that reserve off),
+// read once. One maker thread serves both, network namespaces first.
 //
 // Also here: the mount namespace template (mnt_template), made once on first use by the thread that
 // needs it and held for the life of the process; NSBOX_MNT_TEMPLATE=0 turns it off.
@@ -31,32 +34,46 @@ namespace nsbox_glue {
 
 namespace {
 
-struct Reserve {
-  std::mutex mu;
-  std::condition_variable wake;
+// One kind of namespace kept in reserve.
+struct Kind {
   std::deque<int> ready;
   int target = 2;
-  bool started = false;
-  bool busy = false;
   bool paused = false;    // the last make failed: wait for the next take before trying again
   bool disabled = false;  // three makes in a row failed: stop (the clone path creates namespaces itself)
   int failures = 0;
   int in_a_row = 0;
+  int (*make)() = nullptr;
+
+  bool wants() const { return !disabled && !paused && static_cast<int>(ready.size()) < target; }
+};
+
+struct Reserve {
+  std::mutex mu;
+  std::condition_variable wake;
+  Kind net, ipc;
+  bool started = false;
+  bool busy = false;      // the maker is between a clone and adding its result (either kind)
   bool stop = false;      // the process is exiting (stop_maker)
   bool have_maker = false;
   pthread_t maker;
 };
 
+int target_from_env(const char* name) {
+  const char* env = getenv(name);
+  if (!env || !*env) return 2;
+  char* end = nullptr;
+  long n = strtol(env, &end, 10);
+  return (end && *end == 0 && n >= 0 && n <= 64) ? static_cast<int>(n) : 2;
+}
+
 // Never destroyed: the maker thread may still wait on it while the process exits.
 Reserve& reserve() {
   static Reserve* r = [] {
     auto* x = new Reserve();
-    const char* env = getenv("NSBOX_NETNS_RESERVE");
-    if (env && *env) {
-      char* end = nullptr;
-      long n = strtol(env, &end, 10);
-      x->target = (end && *end == 0 && n >= 0 && n <= 64) ? static_cast<int>(n) : 2;
-    }
+    x->net.target = target_from_env("NSBOX_NETNS_RESERVE");
+    x->net.make = nsbox::make_netns;
+    x->ipc.target = target_from_env("NSBOX_IPCNS_RESERVE");
+    x->ipc.make = nsbox::make_ipcns;
     return x;
   }();
   return *r;
@@ -72,23 +89,25 @@ void* maker(void* arg) {
   setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   std::unique_lock<std::mutex> lk(r->mu);
   for (;;) {
-    r->wake.wait(lk, [r] { return r->stop || (!r->disabled && !r->paused && static_cast<int>(r->ready.size()) < r->target); });
+    r->wake.wait(lk, [r] { return r->stop || r->net.wants() || r->ipc.wants(); });
     if (r->stop) return nullptr;
+    // The network namespace first: it costs the most to make in a clone (about ten times an IPC one).
+    Kind& k = r->net.wants() ? r->net : r->ipc;
     r->busy = true;
     lk.unlock();
-    int fd = nsbox::make_netns();
+    int fd = k.make();
     lk.lock();
     r->busy = false;
     if (fd >= 0) {
-      r->ready.push_back(fd);
-      r->in_a_row = 0;
+      k.ready.push_back(fd);
+      k.in_a_row = 0;
     } else {
       // Out of fds or memory for a moment, or not allowed at all here (a seccomp filter, a missing
       // capability, no vfork-style clone on this architecture). Containers create their namespace
-      // in their own clone meanwhile; after three failures in a row the reserve stays off.
-      r->failures++;
-      r->paused = true;
-      if (++r->in_a_row >= 3) r->disabled = true;
+      // in their own clone meanwhile; after three failures in a row this kind stays off.
+      k.failures++;
+      k.paused = true;
+      if (++k.in_a_row >= 3) k.disabled = true;
     }
   }
 }
@@ -104,46 +123,65 @@ void stop_maker() {
   r.wake.notify_all();
   if (r.have_maker) pthread_join(r.maker, nullptr);
   std::lock_guard<std::mutex> lk(r.mu);
-  for (int fd : r.ready) close(fd);
-  r.ready.clear();
+  for (Kind* k : {&r.net, &r.ipc}) {
+    for (int fd : k->ready) close(fd);
+    k->ready.clear();
+  }
 }
 
-}  // namespace
-
-int netns_take() {
-  Reserve& r = reserve();
-  // Never wait for the maker (it may be preempted while it holds the lock, on a busy host): a take
-  // that finds the lock held goes without, and the container creates its namespace in its clone.
-  std::unique_lock<std::mutex> lk(r.mu, std::try_to_lock);
-  if (!lk.owns_lock()) return -1;
-  if (r.target == 0 || r.disabled) return -1;
+// One ready namespace of kind k, or -1; r.mu held. Starts the maker thread on first use.
+int take_locked(Reserve& r, Kind& k) {
+  if (k.target == 0 || k.disabled) return -1;
   if (!r.started) {
     r.started = true;
     // pthread_create rather than std::thread: without exceptions a failed std::thread aborts.
     if (pthread_create(&r.maker, nullptr, maker, &r) != 0) {
-      r.disabled = true;
+      r.net.disabled = r.ipc.disabled = true;
       return -1;
     }
     r.have_maker = true;
     atexit(stop_maker);
   }
-  r.paused = false;
+  k.paused = false;
   int fd = -1;
-  if (!r.ready.empty()) {
-    fd = r.ready.front();
-    r.ready.pop_front();
+  if (!k.ready.empty()) {
+    fd = k.ready.front();
+    k.ready.pop_front();
   }
-  r.wake.notify_one();
   return fd;
 }
 
-void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures) {
+void state(Kind Reserve::*which, std::vector<int>* fds, bool* busy, int* target, int* failures) {
   Reserve& r = reserve();
   std::lock_guard<std::mutex> lk(r.mu);
-  fds->assign(r.ready.begin(), r.ready.end());
+  const Kind& k = r.*which;
+  fds->assign(k.ready.begin(), k.ready.end());
   *busy = r.busy;
-  *target = r.disabled ? 0 : r.target;
-  *failures = r.failures;
+  *target = k.disabled ? 0 : k.target;
+  *failures = k.failures;
+}
+
+}  // namespace
+
+void reserve_take(int* net, int* ipc) {
+  if (net) *net = -1;
+  if (ipc) *ipc = -1;
+  Reserve& r = reserve();
+  // Never wait for the maker (it may be preempted while it holds the lock, on a busy host): a take
+  // that finds the lock held goes without, and the container creates its namespaces in its clone.
+  std::unique_lock<std::mutex> lk(r.mu, std::try_to_lock);
+  if (!lk.owns_lock()) return;
+  if (net) *net = take_locked(r, r.net);
+  if (ipc) *ipc = take_locked(r, r.ipc);
+  // One wake-up for both: the maker tops up whichever is short.
+  r.wake.notify_one();
+}
+
+void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures) {
+  state(&Reserve::net, fds, busy, target, failures);
+}
+void ipcns_state(std::vector<int>* fds, bool* busy, int* target, int* failures) {
+  state(&Reserve::ipc, fds, busy, target, failures);
 }
 
 namespace {

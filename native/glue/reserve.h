@@ -1,18 +1,21 @@
-// reserve.h: network namespaces made ahead of the containers that will use them.
+// reserve.h: network and IPC namespaces made ahead of the containers that will use them.
 #pragma once
 
 #include <vector>
 
 namespace nsbox_glue {
 
-// Takes one ready namespace (an O_CLOEXEC fd the caller owns and closes), or -1 when none is ready:
-// the caller then creates one in its clone as usual. Never blocks on the making of one. The first
-// call starts the maker thread; each call asks it to top the reserve up again.
-int netns_take();
+// Takes one ready network namespace into *net and one IPC namespace (an empty one, for containers
+// without a user namespace) into *ipc, each an O_CLOEXEC fd the caller owns and closes, or -1 when
+// none is ready: the caller then creates it in its clone as usual. A null pointer asks for none of
+// that kind. Never blocks on the making of one. The first call starts the maker thread; each call
+// asks it to top the reserves up again.
+void reserve_take(int* net, int* ipc);
 
 // For leak checks: the fds the reserve holds now, and whether the maker is between a clone and
-// adding its result (then an fd of it may exist that is not listed yet).
+// adding its result, of either kind (then an fd of it may exist that is not listed yet).
 void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures);
+void ipcns_state(std::vector<int>* fds, bool* busy, int* target, int* failures);
 
 // The mount namespace template (nsbox::make_mnt_template), made on first use and kept for the life
 // of the process: its fd, or -1 when it cannot be made here (then containers use CLONE_NEWNS and

@@ -231,6 +231,7 @@ function fixedTypeCases(K, staging, capLast) {
   // Optional (absent means false): only a present value of another type is refused.
   for (const v of [1, 'true', null, {}, new Boolean(true)]) add(`netnsReserve = ${String(v)}`, () => ({ ...base(), netnsReserve: v }), 'netnsReserve', 'netnsReserve:type');
   for (const v of [1, 'true', null, {}, new Boolean(true)]) add(`mntTemplate = ${String(v)}`, () => ({ ...base(), mntTemplate: v }), 'mntTemplate', 'mntTemplate:type');
+  for (const v of [1, 'true', null, {}, new Boolean(true)]) add(`ipcnsReserve = ${String(v)}`, () => ({ ...base(), ipcnsReserve: v }), 'ipcnsReserve', 'ipcnsReserve:type');
   // Optional, spawnAsync only: a cgroup directory for its worker to make; spawn() refuses any.
   for (const v of [1, {}, true]) add(`cgroupMkdir = ${String(v)}`, () => ({ ...base(), cgroupMkdir: v }), 'cgroupMkdir', 'cgroupMkdir:type');
   add('cgroupMkdir given to spawn()', () => ({ ...base(), cgroupMkdir: '/sys/fs/cgroup/nsbox-fuzz-never' }), 'cgroupMkdir', 'cgroupMkdir:sync');

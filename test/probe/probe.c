@@ -13,6 +13,9 @@
  *   | connect tcp|udp ADDR PORT (IPv4; a UDP "connect" also sends one datagram)
  *   | chroot-escape DIR (the classic escape: chroot into DIR, climb "..", chroot there; then
  *     report what "/" holds and whether a directory can be made in it)
+ *   | ipc (counts the System V message queues, shared memory segments and semaphore sets this
+ *     IPC namespace holds, then makes a message queue with a fixed key and leaves it there:
+ *     {"msg":N,"shm":N,"sem":N,"ns":"ipc:[...]","made":ID})
  * Unknown subcommand or bad arguments: message on stderr, exit 2.
  */
 #define _GNU_SOURCE
@@ -32,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -725,6 +730,32 @@ static int cmd_connect(const char *proto, const char *addr, const char *port)
 	return result(rc == EINPROGRESS ? ETIMEDOUT : rc);
 }
 
+static int count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int n = 0, c;
+	if (!f)
+		return -1;
+	while ((c = fgetc(f)) != EOF)
+		if (c == '\n')
+			n++;
+	fclose(f);
+	return n > 0 ? n - 1 : 0; /* the first line is the header */
+}
+
+static int cmd_ipc(void)
+{
+	char ns[64] = "";
+	ssize_t l = readlink("/proc/self/ns/ipc", ns, sizeof(ns) - 1);
+	ns[l > 0 ? l : 0] = 0;
+	int msg = count_lines("/proc/sysvipc/msg");
+	int shm = count_lines("/proc/sysvipc/shm");
+	int sem = count_lines("/proc/sysvipc/sem");
+	int id = msgget(0x6e736278, IPC_CREAT | 0600);
+	printf("{\"msg\":%d,\"shm\":%d,\"sem\":%d,\"ns\":\"%s\",\"made\":%d}\n", msg, shm, sem, ns, id);
+	return id < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -737,6 +768,8 @@ int main(int argc, char **argv)
 		return cmd_try_write(a[0]);
 	if (!strcmp(cmd, "try-mount") && n == 3)
 		return result(mount(a[0], a[1], a[2], 0, NULL) == 0 ? 0 : errno);
+	if (!strcmp(cmd, "ipc") && n == 0)
+		return cmd_ipc();
 	if (!strcmp(cmd, "chroot-escape") && n == 1)
 		return cmd_chroot_escape(a[0]);
 	if (!strcmp(cmd, "try-mknod") && n == 1)

@@ -48,6 +48,77 @@ function preflight(argv) {
   return { ok: true, message: '' };
 }
 
+/**
+ * bench/floor.c, built into the work directory and kept running: each once(mode) makes it start
+ * ROOTFS's /bin/true once (`plain`: no isolation; `isolated`: mount, PID, UTS, IPC, cgroup namespaces,
+ * a network namespace made beforehand, the root bound read-only with /proc and a tmpfs /dev, chroot)
+ * and resolves with the milliseconds it measured itself, from before its clone to after its wait:
+ * the kernel's part of a round trip, with no Node and no runtime around it.
+ */
+class FloorServer {
+  constructor(workDir, rootfs) {
+    this.exe = path.join(workDir, 'floor');
+    this.rootfs = rootfs;
+    this.proc = null;
+    this.buf = '';
+    this.waiting = [];
+  }
+
+  start() {
+    const src = path.join(__dirname, '..', 'floor.c');
+    const cc = which('cc') || which('gcc');
+    if (!cc) throw new Error('no C compiler (cc) to build bench/floor.c');
+    if (process.geteuid && process.geteuid() !== 0) throw new Error('needs root (it makes namespaces and mounts)');
+    let fresh = false;
+    try {
+      fresh = fs.statSync(this.exe).mtimeMs >= fs.statSync(src).mtimeMs;
+    } catch {
+      /* not built yet */
+    }
+    if (!fresh) {
+      fs.mkdirSync(path.dirname(this.exe), { recursive: true });
+      const r = cp.spawnSync(cc, ['-O2', '-o', this.exe, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+      if (r.status !== 0) throw new Error(`cc bench/floor.c: ${(r.stderr || '').toString().trim() || r.status}`);
+    }
+    const p = (this.proc = cp.spawn(this.exe, [this.rootfs], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    p.stdout.setEncoding('utf8');
+    p.stdout.on('data', (d) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        const w = this.waiting.shift();
+        if (!w) continue;
+        if (/^\d+$/.test(line)) w.resolve(Number(line) / 1e6);
+        else w.reject(new Error(`floor: ${line}`));
+      }
+    });
+    const gone = (why) => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`floor: ${why}`));
+      this.proc = null;
+    };
+    p.on('error', (e) => gone(e.message));
+    p.on('exit', (code, sig) => gone(`exited with ${code ?? sig}`));
+  }
+
+  once(mode) {
+    if (!this.proc) this.start();
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.proc.stdin.write(`${mode}\n`);
+    });
+  }
+
+  close() {
+    if (!this.proc) return;
+    const p = this.proc;
+    this.proc = null;
+    p.stdin.end();
+    return new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', r)));
+  }
+}
+
 /** Mount points from /proc/self/mountinfo: [{ mountPoint, fstype, source, super }]. */
 function mounts() {
   return fs
@@ -251,6 +322,28 @@ function contenders({ nsbox, rootfs, workDir, only, poolSize = 16 }) {
         pool = null;
       },
     });
+  }
+  if (want('floor')) {
+    // The kernel's part alone (bench/floor.c): the time of a round trip of each kind measured inside
+    // a C program, with no Node and no runtime. Reference rows: what nothing can go below here.
+    const server = new FloorServer(workDir, rootfs);
+    let users = 0;
+    for (const [mode, label, what] of [
+      ['plain', 'kernel floor, no isolation (C: vfork, exec, wait)', 'vfork-style clone, execve(ROOTFS/bin/true), waitpid'],
+      ['isolated', 'kernel floor, isolated (C: namespaces, root, exec, wait)', "vfork-style clone into new mount/PID/UTS/IPC/cgroup namespaces, setns into a network namespace made beforehand, ROOTFS bound read-only with /proc and a tmpfs /dev, chroot, execve('/bin/true'), waitpid"],
+    ]) {
+      users++;
+      list.push({
+        id: `floor_${mode}`,
+        label,
+        command: `bench/floor.c \`${mode}\`: ${what}; timed inside the C program`,
+        reference: true,
+        sequentialOnly: true,
+        insideTiming: true,
+        run: () => server.once(mode),
+        cleanup: () => (--users === 0 ? server.close() : undefined),
+      });
+    }
   }
   if (want('child_process_ignore')) {
     list.push({

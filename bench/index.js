@@ -7,7 +7,8 @@
 //   node bench/index.js --quick    smoke run (under a minute; must stay under 2)
 //
 // Options (each overrides the full/quick default):
-//   --n N                 round trips per contender, sequential (200; quick 30)
+//   --n N                 round trips per peer (bwrap, crun, runc, nspawn), sequential (200; quick 30)
+//   --n-fast N            round trips of nsbox, child_process and the kernel floor (1000; quick 30)
 //   --warmup N            warm-up round trips per contender (20; quick 5)
 //   --total N             containers per throughput run (2000; quick 160)
 //   --concurrency N       throughput concurrency (16)
@@ -59,7 +60,7 @@ const list = (f, d) => {
   const v = val(f);
   return v === undefined ? d : v.split(',').map((s) => s.trim()).filter(Boolean);
 };
-const KNOWN = ['--quick', '--help', '-h', '--n', '--warmup', '--total', '--concurrency', '--rounds', '--starts', '--exec-n', '--idle', '--mem-machines', '--mounts', '--growth-n', '--boots', '--sections', '--peers', '--out'];
+const KNOWN = ['--quick', '--help', '-h', '--n', '--n-fast', '--warmup', '--total', '--concurrency', '--rounds', '--starts', '--exec-n', '--idle', '--mem-machines', '--mounts', '--growth-n', '--boots', '--sections', '--peers', '--out'];
 for (let i = 0; i < argv.length; i++) {
   if (!argv[i].startsWith('-')) continue;
   if (!KNOWN.includes(argv[i])) {
@@ -76,6 +77,9 @@ const quick = has('--quick');
 const O = {
   quick,
   n: num('--n', quick ? 30 : 200),
+  // nsbox, child_process and the kernel floor take 1 to 3 ms a round trip: more of them makes the
+  // headline ratio's p50s tighter (about ±3% each at 200 on this 2-CPU host, ±1.5% at 1000).
+  nFast: num('--n-fast', quick ? 30 : 1000),
   warmup: num('--warmup', quick ? 5 : 20),
   total: num('--total', quick ? 160 : 2000),
   concurrency: num('--concurrency', 16),
@@ -102,9 +106,11 @@ const BLOCK = 10; // round-robin block: contenders take turns in blocks of 10, s
 
 /**
  * Sequential round trips of several contenders, interleaved in blocks (after each one's warm-up),
- * so that slow drift of the machine (other load, thermal, page cache) affects them alike.
+ * so that slow drift of the machine (other load, thermal, page cache) affects them alike. With
+ * nFast > n, the contenders for which fast(c) holds get nFast round trips: several blocks each per
+ * round, taking turns among themselves, for every block of the others.
  */
-async function interleaved(cs, n, warmup) {
+async function interleaved(cs, n, warmup, nFast = n, fast = () => false) {
   const res = new Map(cs.map((c) => [c, { samples: [], failures: 0, firstError: null }]));
   const fail = (c, e) => {
     const r = res.get(c);
@@ -115,20 +121,31 @@ async function interleaved(cs, n, warmup) {
     for (let i = 0; i < warmup; i++) await c.run(0).catch((e) => fail(c, e));
     res.get(c).failures = 0; // warm-up failures are not counted (but their message is kept)
   }
-  for (let done = 0; done < n; done += BLOCK) {
-    for (const c of cs) {
-      for (let i = 0; i < Math.min(BLOCK, n - done); i++) {
-        if (c.before) await c.before();
-        const t0 = now();
-        try {
-          const inside = await c.run(0);
-          // The floor rows report the time their C program measured itself (no Node around it).
-          res.get(c).samples.push(c.insideTiming ? inside : now() - t0);
-        } catch (e) {
-          fail(c, e);
-        }
+  const block = async (c, k) => {
+    for (let i = 0; i < k; i++) {
+      if (c.before) await c.before();
+      const t0 = now();
+      try {
+        const inside = await c.run(0);
+        // The floor rows report the time their C program measured itself (no Node around it).
+        res.get(c).samples.push(c.insideTiming ? inside : now() - t0);
+      } catch (e) {
+        fail(c, e);
       }
     }
+  };
+  const quick = cs.filter((c) => nFast > n && fast(c));
+  const rest = cs.filter((c) => !quick.includes(c));
+  const rounds = Math.ceil(n / BLOCK);
+  const per = Math.ceil(nFast / rounds / BLOCK); // blocks of each fast contender per round
+  let fastDone = 0;
+  for (let r = 0, done = 0; r < rounds; r++, done += BLOCK) {
+    for (let b = 0; b < per && fastDone < nFast; b++) {
+      const k = Math.min(BLOCK, nFast - fastDone);
+      for (const c of quick) await block(c, k);
+      fastDone += k;
+    }
+    for (const c of rest) await block(c, Math.min(BLOCK, n - done));
   }
   return new Map([...res].map(([c, r]) => [c, { ...summarize(r.samples), failures: r.failures, firstError: r.firstError, samples: r.samples }]));
 }
@@ -311,9 +328,12 @@ async function hostInfo(nsbox) {
 // ---------------------------------------------------------------------------------------------
 // Sections
 
+/** The round trip's contenders that take a few ms or less: nsbox, child_process and the kernel floor. */
+const isFast = (c) => /^(nsbox|child_process|floor_)/.test(c.id);
+
 async function sectionRoundtrip(cs, R) {
-  log(`round trip: ${cs.map((c) => c.id).join(', ')}; n=${O.n} each (warm-up ${O.warmup}), interleaved in blocks of ${BLOCK}`);
-  const res = await interleaved(cs, O.n, O.warmup);
+  log(`round trip: ${cs.map((c) => c.id).join(', ')}; n=${O.nFast} for nsbox, child_process and the kernel floor, n=${O.n} for the other peers (warm-up ${O.warmup}), interleaved in blocks of ${BLOCK}`);
+  const res = await interleaved(cs, O.n, O.warmup, O.nFast, isFast);
   R.roundtrip = cs.map((c) => ({ id: c.id, label: c.label, command: c.command, ...res.get(c) }));
   const get = (id) => R.roundtrip.find((r) => r.id === id);
   const floor = get('child_process');

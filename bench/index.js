@@ -770,13 +770,18 @@ function targets(R) {
   // The kernel's own part (bench/floor.c, timed inside a C program): how far above it each is.
   const kIso = rt('floor_isolated');
   const kPlain = rt('floor_plain');
+  const kDef = rt('floor_defaults');
   if (nb && kIso) {
     add('(informative) run() round trip p50 above the isolated kernel floor', `+${f2(nb.p50 - kIso.p50)} ms (${f2(nb.p50)} vs ${f2(kIso.p50)} ms, ${fx(nb.p50 / kIso.p50)})`, 'info');
+  }
+  if (nb && kDef) {
+    add("(informative) run() round trip p50 above the kernel floor with nsbox's defaults (its Node, cgroup, pipes and template share)", `+${f2(nb.p50 - kDef.p50)} ms (${f2(nb.p50)} vs ${f2(kDef.p50)} ms, ${fx(nb.p50 / kDef.p50)})`, 'info');
   }
   if (floor && kPlain) {
     add('(informative) child_process round trip p50 above the plain kernel floor', `+${f2(floor.p50 - kPlain.p50)} ms (${f2(floor.p50)} vs ${f2(kPlain.p50)} ms, ${fx(floor.p50 / kPlain.p50)})`, 'info');
   }
-  const need = (own, k) => (kIso ? `; ${k}× needs run() ≤ ${f2(own / k)} ms, the isolated kernel floor is ${f2(kIso.p50)} ms` : '');
+  const need = (own, k) =>
+    kIso ? `; ${k}× needs run() ≤ ${f2(own / k)} ms, the isolated kernel floor is ${f2(kIso.p50)} ms${kDef ? `, with nsbox's defaults ${f2(kDef.p50)} ms` : ''}` : '';
   const faster = (id, k, name) => {
     const p = rt(id);
     if (!nb || !p) return add(`≥ ${k}× faster than ${name}`, 'peer not measured', null);

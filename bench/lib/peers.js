@@ -58,6 +58,7 @@ function preflight(argv) {
 class FloorServer {
   constructor(workDir, rootfs) {
     this.exe = path.join(workDir, 'floor');
+    this.workDir = workDir;
     this.rootfs = rootfs;
     this.proc = null;
     this.buf = '';
@@ -80,7 +81,7 @@ class FloorServer {
       const r = cp.spawnSync(cc, ['-O2', '-o', this.exe, src], { stdio: ['ignore', 'ignore', 'pipe'] });
       if (r.status !== 0) throw new Error(`cc bench/floor.c: ${(r.stderr || '').toString().trim() || r.status}`);
     }
-    const p = (this.proc = cp.spawn(this.exe, [this.rootfs], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const p = (this.proc = cp.spawn(this.exe, [this.rootfs, ...this.nsboxDefaults()], { stdio: ['pipe', 'pipe', 'inherit'] }));
     p.stdout.setEncoding('utf8');
     p.stdout.on('data', (d) => {
       this.buf += d;
@@ -100,6 +101,23 @@ class FloorServer {
     };
     p.on('error', (e) => gone(e.message));
     p.on('exit', (code, sig) => gone(`exited with ${code ?? sig}`));
+  }
+
+  /**
+   * For the `defaults` mode: nsbox's trampoline binary, its seccomp filter and bounding set for an
+   * app container on this rootfs, taken from nsbox's own plan (so that the floor runs the very filter
+   * nsbox installs).
+   */
+  nsboxDefaults() {
+    const root = path.join(__dirname, '..', '..');
+    const { basePlan } = require(path.join(root, 'dist/plan'));
+    const { resolveAppOptions } = require(path.join(root, 'dist/options'));
+    const { staging, capLast } = require(path.join(root, 'dist/runtime'));
+    const { buildDir } = require(path.join(root, 'dist/native'));
+    const plan = basePlan(resolveAppOptions({ rootfs: this.rootfs, command: ['/bin/true'] }), staging(), capLast(), false).plan;
+    const filter = path.join(this.workDir, 'floor-filter.bin');
+    fs.writeFileSync(filter, plan.seccomp);
+    return [path.join(buildDir, 'nsbox-init'), filter, BigInt(plan.capsKeep).toString(16)];
   }
 
   once(mode) {
@@ -331,6 +349,7 @@ function contenders({ nsbox, rootfs, workDir, only, poolSize = 16 }) {
     for (const [mode, label, what] of [
       ['plain', 'kernel floor, no isolation (C: vfork, exec, wait)', 'vfork-style clone, execve(ROOTFS/bin/true), waitpid'],
       ['isolated', 'kernel floor, isolated (C: namespaces, root, exec, wait)', "vfork-style clone into new mount/PID/UTS/IPC/cgroup namespaces, setns into a network namespace made beforehand, ROOTFS bound read-only with /proc and a tmpfs /dev, chroot, execve('/bin/true'), waitpid"],
+      ['defaults', "kernel floor with nsbox's defaults (C: isolated + /dev, /proc masks, seccomp, caps, trampoline)", "isolated, plus nsbox's child path in C: signals reset, setsid, /dev nodes, links, devpts, /dev/shm, /proc sys/irq/bus/fs read-only, keys/timer_list/acpi masked, /tmp, hostname, rlimits, session keyring, bounding set, nsbox's seccomp filter, credentials, capset, no_new_privs, pdeathsig, close_range, execveat of nsbox-init --exec"],
     ]) {
       users++;
       list.push({

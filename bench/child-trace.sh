@@ -8,23 +8,11 @@
 # NSBOX_MNT_TEMPLATE=0 and the other environment switches of the addon pass through.
 set -euo pipefail
 n=${1:-40}; net=${2:-loopback}; root=${3:-busybox}
-T=/sys/kernel/tracing
-[ -w $T/tracing_on ] || { echo "child-trace: needs root and tracefs at $T" >&2; exit 1; }
 cd "$(dirname "$0")/.."
-events="sched/sched_process_exec sched/sched_process_fork raw_syscalls/sys_enter raw_syscalls/sys_exit"
-size=$(cat $T/buffer_size_kb)
+. bench/lib/tracefs.sh
 out=$(mktemp /tmp/nsbox-child-trace.XXXXXX)
-restore() {
-  echo 0 > $T/tracing_on
-  for e in $events; do echo 0 > $T/events/$e/enable; done
-  echo > $T/trace
-  echo "$size" > $T/buffer_size_kb
-  rm -f "$out"
-}
-trap restore EXIT
-echo 0 > $T/tracing_on; echo > $T/trace
-echo 65536 > $T/buffer_size_kb
-for e in $events; do echo 1 > $T/events/$e/enable; done
+tracefs_cleanup() { rm -f "$out"; }
+tracefs_begin child-trace "sched/sched_process_exec sched/sched_process_fork raw_syscalls/sys_enter raw_syscalls/sys_exit" 65536
 # Tracing is switched on and off by the script itself, around the measured runs only.
 node -e "
 const fs = require('fs');

@@ -5,8 +5,6 @@
 # Usage (root): bash bench/exit-trace.sh container|host|child_process [N]
 set -euo pipefail
 what=${1:-container}; n=${2:-60}
-T=/sys/kernel/tracing
-[ -w $T/tracing_on ] || { echo "exit-trace: needs root and tracefs at $T" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 case "$what" in
   container) js="const {run}=require('.'); const {rootfs}=require('./bench/lib/rootfs').busyboxRootfs(); (async()=>{ for(let i=0;i<$n;i++) await run({rootfs, command:['/bin/true']}); })()" ;;
@@ -14,18 +12,10 @@ case "$what" in
   child_process) js="const cp=require('child_process'); (async()=>{ for(let i=0;i<$n;i++) await new Promise(r=>cp.spawn('/bin/true').on('close',r)); })()" ;;
   *) echo "exit-trace: container, host or child_process" >&2; exit 2 ;;
 esac
-restore() {
-  echo 0 > $T/tracing_on
-  echo 0 > $T/events/sched/sched_process_exit/enable
-  echo 0 > $T/events/signal/signal_generate/enable
-  echo 0 > $T/events/signal/signal_generate/filter
-  echo > $T/trace
-}
-trap restore EXIT
-echo 0 > $T/tracing_on; echo > $T/trace
-echo 1 > $T/events/sched/sched_process_exit/enable
+. bench/lib/tracefs.sh
+tracefs_cleanup() { echo 0 > $T/events/signal/signal_generate/filter; }
+tracefs_begin exit-trace "sched/sched_process_exit signal/signal_generate"
 echo 'sig == 17' > $T/events/signal/signal_generate/filter
-echo 1 > $T/events/signal/signal_generate/enable
 echo 1 > $T/tracing_on
 node -e "$js"
 echo 0 > $T/tracing_on

@@ -16,27 +16,12 @@
 # this one, e.g. a `git worktree` of another commit with its addon and dist built)
 set -euo pipefail
 n=${1:-200}
-T=/sys/kernel/tracing
-[ -w $T/tracing_on ] || { echo "phase-trace: needs root and tracefs at $T" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 dir=$(realpath "${2:-.}")
-events="sched/sched_process_fork sched/sched_process_exec sched/sched_process_exit"
-size=$(cat $T/buffer_size_kb)
-clock=$(sed -n 's/.*\[\(.*\)\].*/\1/p' $T/trace_clock)
+. bench/lib/tracefs.sh
 out=$(mktemp /tmp/nsbox-phase-trace.XXXXXX)
-restore() {
-  echo 0 > $T/tracing_on
-  for e in $events; do echo 0 > $T/events/$e/enable; done
-  echo > $T/trace
-  echo "$clock" > $T/trace_clock
-  echo "$size" > $T/buffer_size_kb
-  rm -f "$out" "$out.json"
-}
-trap restore EXIT
-echo 0 > $T/tracing_on; echo > $T/trace
-echo mono > $T/trace_clock
-echo 16384 > $T/buffer_size_kb
-for e in $events; do echo 1 > $T/events/$e/enable; done
+tracefs_cleanup() { rm -f "$out" "$out.json"; }
+tracefs_begin phase-trace "sched/sched_process_fork sched/sched_process_exec sched/sched_process_exit" 16384 mono
 DIR="$dir" OUT="$out.json" N="$n" ROOTFS="$(node -e "console.log(require('./bench/lib/rootfs').busyboxRootfs().rootfs)")" node -e "
 const fs = require('fs');
 const { native } = require(process.env.DIR + '/dist/native');

@@ -223,6 +223,20 @@ t.test('NSBOX_IPCNS_RESERVE=0 turns the IPC reserve off; containers still get an
   t.equal(out.held, 0, 'the process holds no IPC namespace');
 });
 
+t.test('reserve sizes that are not a whole number from 0 to 64 leave the default of 2', { skip: fastPaths }, async (t) => {
+  for (const [net, ipc] of [['abc', '65'], ['-1', '2.5'], ['', ' 3']]) {
+    const script = `
+      const { run } = require(${JSON.stringify(require.resolve('..'))});
+      const { native } = require(${JSON.stringify(require.resolve('../dist/native'))});
+      (async () => {
+        const r = await run({ rootfs: ${JSON.stringify(bb)}, command: ['/bin/true'] });
+        console.log(JSON.stringify({ code: r.exitCode, net: native().netnsReserveState().target, ipc: native().ipcnsReserveState().target }));
+      })();`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, NSBOX_NETNS_RESERVE: net, NSBOX_IPCNS_RESERVE: ipc } }).toString());
+    t.same(out, { code: 0, net: 2, ipc: 2 }, `NSBOX_NETNS_RESERVE=${JSON.stringify(net)}, NSBOX_IPCNS_RESERVE=${JSON.stringify(ipc)}: a container runs, both reserves at 2`);
+  }
+});
+
 t.test('NSBOX_NETNS_RESERVE=0 turns the reserve off; containers still get their own namespace', { skip: fastPaths }, async (t) => {
   // Three containers alive at once (namespace inode numbers are recycled once one is freed), each
   // asked for its lo counters too (zero in a fresh namespace).

@@ -60,7 +60,8 @@ struct Reserve {
 
 int target_from_env(const char* name) {
   const char* env = getenv(name);
-  if (!env || !*env) return 2;
+  // Digits only: strtol would also take leading blanks and a sign.
+  if (!env || *env < '0' || *env > '9') return 2;
   char* end = nullptr;
   long n = strtol(env, &end, 10);
   return (end && *end == 0 && n >= 0 && n <= 64) ? static_cast<int>(n) : 2;

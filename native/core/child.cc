@@ -29,6 +29,8 @@
 #include "syscalls.h"
 
 namespace nsbox {
+static_assert(kMsBind == MS_BIND && kTemplatePlainFlags == (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), "plan.h mount flags");
+
 namespace {
 
 [[noreturn]] void fail(int err_fd, int32_t step, int32_t index, int err) {
@@ -532,12 +534,6 @@ struct TailCtx {
 void tail_entry(void* arg) {
   TailCtx* c = static_cast<TailCtx*>(arg);
   child_tail(c->plan, c->st);
-}
-
-// A bind whose source is a host path (the rootfs, a host directory of the default rootfs, a user's
-// bind): in template mode it is captured with open_tree before the child leaves Node's namespace.
-bool is_host_bind(const Op& op) {
-  return op.kind == OP_MOUNT && (op.flags & MS_BIND) && !(op.where & WHERE_SRC_IN_ROOT) && op.src;
 }
 
 // The mount namespace from the template (Plan::mnt_template_fd, made once per process by

@@ -48,6 +48,13 @@ constexpr size_t kMaxTemplateTrees = 256;
 constexpr unsigned long kTemplatePlainFlags = 0x1 | 0x2 | 0x4 | 0x8;  // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 constexpr size_t kMaxTemplateData = 512;
 
+// A bind whose source is a host path (the rootfs, a host directory of the default rootfs, a user's
+// bind): in template mode it is captured with open_tree before the child leaves Node's namespace.
+constexpr unsigned long kMsBind = 4096;  // MS_BIND (plan.h includes no mount header)
+inline bool is_host_bind(const Op& op) {
+  return op.kind == OP_MOUNT && (op.flags & kMsBind) && !(op.where & WHERE_SRC_IN_ROOT) && op.src;
+}
+
 // Fixed steps of the child path, in the order they run. Keep in sync with STEP_NAMES in lib/native.ts;
 // the glue exports the count so a mismatch is caught at load time.
 enum Step : int32_t {

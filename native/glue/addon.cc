@@ -660,7 +660,7 @@ void UseMountTemplate(PlanStorage* st) {
   size_t binds = 0;
   for (size_t i = 0; i < p.n_ops; i++) {
     const Op& op = p.ops[i];
-    const bool host_bind = op.kind == nsbox::OP_MOUNT && (op.flags & MS_BIND) && !(op.where & nsbox::WHERE_SRC_IN_ROOT) && op.src;
+    const bool host_bind = nsbox::is_host_bind(op);
     if (i > 0 && !(op.where & nsbox::WHERE_DST_IN_ROOT)) return;
     if (host_bind && ++binds > nsbox::kMaxTemplateTrees) return;
     // The root: a host bind, or a new filesystem that fsopen/fsmount can make (child.cc, detached_fs).
@@ -1228,8 +1228,8 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
 }
 
 // netnsReserveState() and ipcnsReserveState(): { fds, busy, target, failures } of the network and
-// IPC namespace reserves (reserve.cc), for leak checks and `nsbox doctor`. busy: the maker thread
-// is making one of either kind.
+// IPC namespace reserves (reserve.cc), for leak checks and tests. busy: the maker thread is making
+// one of either kind.
 Napi::Value ReserveState(const Napi::CallbackInfo& info, void (*get)(std::vector<int>*, bool*, int*, int*)) {
   Napi::Env env = info.Env();
   std::vector<int> fds;

@@ -11,7 +11,8 @@
         "native/core/child.cc",
         "native/core/spawn.cc",
         "native/core/probe.cc",
-        "native/core/netlink.cc"
+        "native/core/netlink.cc",
+        "native/core/devices.cc"
       ],
       "cflags": ["<@(hardening)", "-fPIC"],
       "cflags_cc": ["-std=c++17", "-fno-exceptions", "-fno-rtti"],

@@ -13,7 +13,7 @@ import { buildDir, native, type NativePlan, type NativeProcess, type SpawnResult
 import { setupNetwork, type NetworkSetup } from './network';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { basePlan, checkRootfs, errorFromRecord, type OpMeta } from './plan';
-import { capLast, closeQuiet, initFd, pipeSocket, staging } from './runtime';
+import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { explainUsernsFailure, privileged, resolveUserns, spawnWithUserns, type UsernsPlan } from './userns';
 
@@ -354,7 +354,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
 
   const p: Prepared = {
     o, pooled, netw, userns, plan, meta, candidates, cgroup: null,
-    childFds: [], parentFds: [], ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0,
+    childFds: [memfd], parentFds: [], ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0,
   };
   const { childFds, parentFds, ours } = p;
   try {
@@ -403,6 +403,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
       parentFds.push(p.cmdWrite);
     }
     // Filled in place: basePlan made the object with every one of these fields (same shape each run).
+    plan.devicePolicy = devicePolicyFor(BigInt(plan.capsKeep), userns !== null, !!cgroup, 'devices');
     plan.cgroupFd = cgroup && !deferred ? cgroup.dirFd : -1;
     plan.cgroupMkdir = cgroup && deferred ? cgroup.path : undefined;
     plan.cgroupBase = cgroup && deferred ? host.base ?? undefined : undefined;

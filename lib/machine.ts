@@ -16,7 +16,7 @@ import {
   rejectUnknownKeys, resolveLimits, type ResolvedMount,
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
-import { capLast, closeQuiet, initFd, pipeSocket, runtimeDir, staging } from './runtime';
+import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, runtimeDir, staging } from './runtime';
 import { checkNetwork, checkPolicyCaps, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { IdMapEntry, NetworkMode, NetworkOptions, Stats, StdioMode, UsernsOption } from './types';
@@ -309,9 +309,9 @@ function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: stri
     // The overlay's root takes its owner and mode from the upper directory: give it the rootfs's.
     L.hostMkdir(scratch + '/upper', 'rootfs.overlay', fs.statSync(o.rootfs).mode & 0o7777);
     L.hostMkdir(scratch + '/work', 'rootfs.overlay');
-    L.mount('overlay', '/', 'overlay', 0, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
+    L.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
   } else {
-    L.mount(o.rootfs, '/', null, K.MS_BIND! | K.MS_REC!, null, 'rootfs.bind', o.rootfs);
+    L.rootBind(o.rootfs);
   }
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
@@ -399,6 +399,9 @@ export class Machine {
       cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       fds.push(log);
+      // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
+      const memfd = initFd();
+      fds.push(memfd);
       const builtin = o.init === 'builtin';
       const systemd = !builtin && isSystemd(o.rootfs, o.init as string[]);
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
@@ -413,6 +416,7 @@ export class Machine {
         cloneFlags: flags,
         cgroupFd: cgroup ? cgroup.dirFd : -1,
         cgroupInto: true,
+        devicePolicy: devicePolicyFor(keep, !!userns, !!cgroup, 'devices'),
         staging: staging(),
         ops: L.ops,
         hostname: o.hostname,
@@ -436,10 +440,10 @@ export class Machine {
         candidates: builtin ? [] : [command[0]!],
         argv: builtin ? ['nsbox-init'] : command,
         envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        initFd: builtin ? initFd() : -1,
+        initFd: builtin ? memfd : -1,
         initArgv: builtin ? ['nsbox-init', '--halt-signal', String(halt), '--grace-ms', '10000'] : [],
         initSlot: -1,
-        trampFd: builtin ? -1 : initFd(),
+        trampFd: builtin ? -1 : memfd,
         seccomp: o.seccomp ? compileSeccomp(o.seccomp, process.arch, keep) : null,
         enterPidfd: -1,
         enterFlags: 0,
@@ -616,6 +620,9 @@ export class Machine {
       }
       const stdioFds: [number, number, number] = [-1, -1, -1];
       const ours: [number, number, number] = [-1, -1, -1];
+      // The exec trampoline: a copy of its own, which nothing in the machine has had (see initFd).
+      const memfd = initFd();
+      childFds.push(memfd);
       let ptySock = -1;
       let ptyRecv = -1;
       if (tty) {
@@ -670,7 +677,7 @@ export class Machine {
         initFd: -1,
         initArgv: [],
         initSlot: 0,
-        trampFd: initFd(),
+        trampFd: memfd,
         seccomp: execFilter,
         enterPidfd: this.#proc!.fd(),
         enterFlags,

@@ -21,6 +21,8 @@ export interface NativePlan {
   cloneFlags: number;
   cgroupFd: number;
   cgroupInto: boolean;
+  /** Attach the device allow-list (native/core/devices.h) to cgroupFd before the clone. */
+  devicePolicy?: boolean;
   /** spawnAsync: the cgroup directory its worker thread makes and opens (cgroupFd is then -1). */
   cgroupMkdir?: string;
   /** The nsbox base the cgroupMkdir directory is in, made again if it has just been removed. */
@@ -155,14 +157,15 @@ export interface NativeBinding {
   /** The IPC namespace reserve, likewise (busy: the maker is making one of either kind). */
   ipcnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   mntTemplateState(): { fd: number; tried: boolean; errno: number };
-  finishSpawn(errFd: number, allowReady?: boolean): { step: number; errno: number; index: number } | { ready: true } | null;
+  /** pidfd and pid: a process that died before its exec is reported (step exec.died), not started. */
+  finishSpawn(errFd: number, allowReady?: boolean, pidfd?: number, pid?: number): { step: number; errno: number; index: number } | { ready: true } | null;
   /**
    * Reads two output pipes to their end on the event loop (owning and closing the fds; -1 = none):
    * at most `max` bytes of each are kept, the rest counted.
    */
   collectOutput(fds: [number, number], max: number, cb: (out: Buffer, err: Buffer, outDropped: number, errDropped: number) => void): void;
   /** finishSpawn without blocking: the error pipe is watched on the event loop (never allowReady). */
-  finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void): void;
+  finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void, pidfd?: number, pid?: number): void;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;
@@ -188,6 +191,9 @@ export interface NativeBinding {
   tcpListen(address: string, port: number): number;
   /** An fd holding an exclusive flock on path, or -errno. */
   lockFile(path: string): number;
+  /** 0 when the cgroup device allow-list can be loaded on this host, else -errno. */
+  devicePolicyAvailable(): number;
+  allowedDevices(): Array<{ major: number; minor: number; name: string }>;
   probe(): {
     clone3: boolean;
     pidfd: boolean;
@@ -211,7 +217,7 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['rootfs.pivot', 'pivot_root'],
   ['hostname', 'sethostname'],
   ['network.loopback', 'ioctl'],
-  ['cwd', 'chdir'],
+  ['cwd', 'openat2'],
   ['rlimits', 'setrlimit'],
   ['keyring', 'keyctl'],
   ['capabilities.bounding', 'prctl'],
@@ -240,6 +246,8 @@ export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
   ['cgroup.create', 'mkdir'],
   ['mount.namespace', 'setns'],
   ['ipc.setns', 'setns'],
+  ['exec.died', undefined],
+  ['devices', 'bpf'],
 ];
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 

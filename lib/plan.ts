@@ -3,6 +3,7 @@
 // Pure apart from a few stat() calls on host paths; unit tests can snapshot its output.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 
 import { NsboxError, fromSystemError, errnoName, notSupported } from './errors';
 import { native, STEPS, STEP, type NativeOp, type NativePlan } from './native';
@@ -166,6 +167,15 @@ export class OpList {
     this.push({ kind: this.K.OP_MOUNT!, src, dst: target, fstype, flags, data }, { step, syscall: 'mount', path: shown });
   }
 
+  /**
+   * The image's directory as the root, nodev (with its submounts, where the mount template applies
+   * it): a device node that the image brought, or that an earlier run left in it, never opens.
+   */
+  rootBind(rootfs: string): void {
+    this.mount(rootfs, '/', null, this.K.MS_BIND! | this.K.MS_REC!, null, 'rootfs.bind', rootfs);
+    this.remount('/', this.K.MS_BIND! | this.K.MS_NODEV!, 'rootfs.bind');
+  }
+
   /** A bind whose source is itself a container path (our own /dev/null, /proc/sys). */
   bindInRoot(source: string, target: string, flags: number, step: string): void {
     const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_IN_ROOT!;
@@ -254,7 +264,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   // 1. The root.
   if (o.rootfs !== undefined) {
     checkRootfs(o.rootfs);
-    L.mount(o.rootfs, '/', null, K.MS_BIND! | K.MS_REC!, null, 'rootfs.bind', o.rootfs);
+    L.rootBind(o.rootfs);
   } else {
     L.mount('tmpfs', '/', 'tmpfs', NOSUID | NODEV, 'mode=0755', 'rootfs.bind', '(default rootfs)');
     const { system, etc } = defaultRootEntries();
@@ -392,6 +402,11 @@ export function execCandidates(argv0: string, envPath: string): string[] {
 }
 
 /** Turns a failure record from the child into an NsboxError. */
+function osConstantsSignalName(n: number): string {
+  const name = Object.entries(os.constants.signals).find(([, v]) => v === n)?.[0];
+  return name ?? String(n);
+}
+
 export function errorFromRecord(
   rec: { step: number; errno: number; index: number },
   ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string },
@@ -420,8 +435,15 @@ export function errorFromRecord(
       p = ctx.rootfs ?? '(default rootfs)';
       break;
     case STEP.cwd:
+      // Resolved beneath the root without magic links (openat2), then entered.
+      syscall = rec.index === 1 ? 'fchdir' : 'openat2';
       p = ctx.cwd;
       break;
+    case STEP['exec.died']:
+      return new NsboxError({
+        code, errno: rec.errno, step,
+        message: `the container's process died before its exec (${rec.index > 0 ? `signal ${osConstantsSignalName(rec.index)}` : `exit status ${-rec.index}`}), e.g. killed or OOM-killed (step ${step})`,
+      });
     case STEP.hostname:
       p = ctx.hostname;
       break;
@@ -496,6 +518,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
   return {
     plan: {
       cloneFlags: flags,
+      devicePolicy: false,
       staging,
       ops: L.ops,
       opsCompiled: L.compiled,

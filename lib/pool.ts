@@ -145,8 +145,8 @@ export class Pool {
     type Rec = { step: number; errno: number; index: number } | null;
     const errFd = p.errFd;
     const rec: Rec = othersInFlight()
-      ? await new Promise<Rec>((resolve) => native().finishSpawnAsync(errFd, resolve))
-      : (native().finishSpawn(errFd) as Rec);
+      ? await new Promise<Rec>((resolve) => native().finishSpawnAsync(errFd, resolve, p.process.fd(), p.pid))
+      : (native().finishSpawn(errFd, false, p.process.fd(), p.pid) as Rec);
     const c = new Container(p.pid, p.process, p.cgroup, [stdin, null, null], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
     if (rec) {
       // The command could not be exec'd: the container has exited; clean it up, then report.

@@ -5,7 +5,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { NsboxError, fromSystemError } from './errors';
+import { NsboxError, errnoName, fromSystemError } from './errors';
 import { privileged } from './userns';
 import { buildDir, native } from './native';
 
@@ -106,18 +106,44 @@ export function capLast(): number {
   return capLastCache;
 }
 
-let initFdCache: number | undefined;
-/** The bundled init, loaded once into a sealed memfd (see native/init/init.c). */
-export function initFd(): number {
-  if (initFdCache === undefined) {
-    const p = path.join(buildDir, 'nsbox-init');
-    try {
-      initFdCache = native().sealedMemfd(p);
-    } catch (e) {
-      throw fromSystemError(e, 'init.load', p);
-    }
+let devicePolicyCache: number | undefined;
+/** 0 when the cgroup device allow-list (BPF_CGROUP_DEVICE) can be installed here, else an errno. */
+export function devicePolicyErrno(): number {
+  if (devicePolicyCache === undefined) devicePolicyCache = -native().devicePolicyAvailable();
+  return devicePolicyCache;
+}
+
+const CAP_MKNOD_BIT = 1n << 27n;
+/**
+ * Whether a container gets the device allow-list: wherever it can be had (and it has a cgroup). A
+ * container that keeps CAP_MKNOD without a user namespace of its own could otherwise make and open
+ * any host device (a disk, /dev/mem): that is refused with ENOTSUP, never silently allowed.
+ */
+export function devicePolicyFor(capsKeep: bigint, userns: boolean, hasCgroup: boolean, step: string): boolean {
+  const err = devicePolicyErrno();
+  if (err === 0 && hasCgroup) return true;
+  if (!userns && (capsKeep & CAP_MKNOD_BIT) !== 0n) {
+    const why = err !== 0 ? `it cannot be loaded here (${errnoName(err)})` : 'the container has no cgroup of its own';
+    throw new NsboxError({
+      code: 'ENOTSUP', errno: err || undefined, syscall: 'bpf', step,
+      message: `a container keeping CAP_MKNOD needs the cgroup device allow-list (BPF_CGROUP_DEVICE), and ${why}: drop MKNOD, or give it a user namespace (step ${step})`,
+    });
   }
-  return initFdCache;
+  return false;
+}
+
+/**
+ * The bundled init (see native/init/init.c) in a new sealed memfd: one per start, which the caller
+ * closes once the child has it (a container's root can change the inode's mode and owner, so no two
+ * containers share one).
+ */
+export function initFd(): number {
+  const p = path.join(buildDir, 'nsbox-init');
+  try {
+    return native().sealedMemfd(p);
+  } catch (e) {
+    throw fromSystemError(e, 'init.load', p);
+  }
 }
 
 export function closeQuiet(fd: number): void {

@@ -323,7 +323,7 @@ export function spawnWithUserns(plan: NativePlan, u: UsernsPlan | null, allowRea
     throw e;
   }
   fs.closeSync(sync![1]);
-  const rec = n.finishSpawn(res.errFd!, allowReady);
+  const rec = n.finishSpawn(res.errFd!, allowReady, proc.fd(), res.pid);
   if (rec === null) return { ...res, errFd: undefined, waiting: undefined };
   if ('ready' in rec) return { ...res, waiting: undefined };
   proc.reap();

@@ -45,7 +45,7 @@ t.test('a command that is not executable: EACCES at step exec', { skip: noBusybo
 });
 
 t.test('a cwd missing in the rootfs: ENOENT at step cwd', { skip: noBusybox }, async (t) => {
-  await expectError(t, { rootfs: bb, cwd: '/no/such/dir', command: ['/bin/true'] }, { code: 'ENOENT', step: 'cwd', syscall: 'chdir', path: '/no/such/dir' });
+  await expectError(t, { rootfs: bb, cwd: '/no/such/dir', command: ['/bin/true'] }, { code: 'ENOENT', step: 'cwd', syscall: 'openat2', path: '/no/such/dir' });
 });
 
 t.test('a rootfs that does not exist: ENOENT at step rootfs', async (t) => {

@@ -372,12 +372,13 @@ int lo_up() {
   return rc;
 }
 
-// Close every fd except 0..keep_low-1 and the (at most two) extra fds in keep[]. Prefers
-// close_range (5.9); falls back to closing one by one up to the NOFILE hard limit.
-int close_others(int keep_low, int keep_a, int keep_b, int keep_c, unsigned long nofile_hard) {
-  int keep[3] = {keep_a, keep_b, keep_c};
-  for (int i = 0; i < 3; i++)
-    for (int j = i + 1; j < 3; j++)
+// Close every fd except 0..keep_low-1 and the (at most four) extra fds in keep[] (-1: none).
+// Prefers close_range (5.9); falls back to closing one by one up to the NOFILE hard limit.
+int close_others(int keep_low, int keep_a, int keep_b, int keep_c, int keep_d, unsigned long nofile_hard) {
+  constexpr int kKeep = 4;
+  int keep[kKeep] = {keep_a, keep_b, keep_c, keep_d};
+  for (int i = 0; i < kKeep; i++)
+    for (int j = i + 1; j < kKeep; j++)
       if (keep[j] < keep[i]) {
         int t = keep[i];
         keep[i] = keep[j];
@@ -399,6 +400,43 @@ int close_others(int keep_low, int keep_a, int keep_b, int keep_c, unsigned long
     for (unsigned long fd = first; fd < nofile_hard; fd++) close(static_cast<int>(fd));
   }
   return 0;
+}
+
+// open(2) of a path inside the process's root (the container's, once it is in place) that
+// neither leaves the root through ".." or an absolute symlink nor follows a magic link
+// (/proc/self/fd/N, /proc/<pid>/cwd): openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS from "/".
+// Where openat2 is missing (kernel < 5.6, or a filter hiding it) the per-component walk, which
+// follows symlinks as strings and so never through a magic link, gives an O_PATH fd: flags other
+// than O_PATH then reopen that through /proc/self/fd (its target is the walked object itself).
+int open_beneath_root(const char* path, uint64_t flags) {
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return -1;
+  const char* rel = path;
+  while (*rel == '/') rel++;
+  long fd;
+  if (!*rel) {
+    fd = (flags & O_PATH) ? fcntl(root, F_DUPFD_CLOEXEC, 3) : openat(root, ".", static_cast<int>(flags));
+  } else {
+    OpenHow how = {flags | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
+    fd = g_walk_only ? -1 : syscall(SYS_openat2, root, rel, &how, sizeof(how));
+    if (g_walk_only || (fd < 0 && errno == ENOSYS)) {
+      int p = walk_in_root(root, rel);
+      if (p < 0 || (flags & O_PATH)) {
+        fd = p;
+      } else {
+        char buf[32];
+        // (The walk followed the last link already; O_NOFOLLOW here would refuse the fd link.)
+        fd = open(fd_path(buf, p, false), static_cast<int>((flags & ~static_cast<uint64_t>(O_NOFOLLOW)) | O_CLOEXEC));
+        int e = errno;
+        close(p);
+        errno = e;
+      }
+    }
+  }
+  int e = errno;
+  close(root);
+  errno = e;
+  return static_cast<int>(fd);
 }
 
 bool is_exec_candidate(const char* path, int* err) {
@@ -632,8 +670,12 @@ bool merges_remount(const Plan* plan, size_t i) {
   if (i + 1 >= plan->n_ops) return false;
   const Op& op = plan->ops[i];
   const Op& next = plan->ops[i + 1];
-  return next.kind == OP_REMOUNT && (next.where & WHERE_DST_IN_ROOT) && !(op.where & WHERE_OPEN_ROOT) &&
-         same_str(next.dst, op.dst) && !(next.flags & ~(MS_BIND | kTemplatePlainFlags));
+  // The root's bind and its nodev (OpList.rootBind) too; not the read-only remount of "/" at the
+  // end of the plan, which is not recursive.
+  const bool root = op.where & WHERE_OPEN_ROOT;
+  return next.kind == OP_REMOUNT && (next.where & WHERE_DST_IN_ROOT) &&
+         (root ? same_str(next.dst, "/") && !(next.flags & MS_RDONLY) : same_str(next.dst, op.dst)) &&
+         !(next.flags & ~(MS_BIND | kTemplatePlainFlags));
 }
 
 void mount_in_template(const Plan* plan, int err_fd) {
@@ -685,6 +727,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
       if (root >= 0) fail(err_fd, STEP_OP, idx, EINVAL);
       root = is_host_bind(op) ? trees[next_tree++] : root_fs;
       if (sys::move_mount(root, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0) fail(err_fd, STEP_OP, idx, errno);
+      if (is_host_bind(op) && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
       continue;
     }
     // Every other op is on a container path (the parent plans template mode only then).
@@ -778,6 +821,9 @@ out:
 
 [[noreturn]] void child_main(const Plan* plan) {
   int err_fd = plan->err_fd;
+  // Named until the exec (see kPreExecComm; spawn() gave us the name at the clone already): a death
+  // before it is then told from a command that exec'd and died. Per task: Node's thread keeps its own.
+  prctl(PR_SET_NAME, kPreExecComm, 0, 0, 0);
   // The memfd we execveat: the init, or the same binary as the exec trampoline.
   int init_fd = plan->init_fd >= 0 ? plan->init_fd : plan->tramp_fd;
   const bool tramp = plan->init_fd < 0 && plan->tramp_fd >= 0;
@@ -977,12 +1023,22 @@ out:
     if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, 3, errno);
   }
 
+  // From here on every path is the container's (or, entering a machine, the machine's): its root
+  // may have planted symlinks to /proc/self/fd/N, and such a magic link reaches whatever fd N is.
+  // So no fd of the Node process may still be open here (the container's cgroup directory, a
+  // host directory Node holds: CVE-2024-21626), and this comes before the seccomp filter, which a
+  // user's policy may make deny close_range and close. Kept: stdio (0..2), the init's status fd
+  // (3), the error pipe, the memfd to exec, the pool's command pipe and the netlink socket of a
+  // bridged network set-up (closed once used, below).
+  if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, cmd_fd, net_sock, nofile_before.rlim_max) != 0)
+    fail(err_fd, STEP_FDS, -1, errno);
+
   // stdio from the container's own /dev/null (see kStdioDevNull): opened now that the root (or,
   // entering a machine, the machine's) is in place, before anything of the container could run.
   if (tty_slave < 0) {
     for (int i = 0; i < 3; i++) {
       if (plan->stdio[i] != kStdioDevNull) continue;
-      int fd = open("/dev/null", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+      int fd = open_beneath_root("/dev/null", O_RDWR | O_NOFOLLOW);
       if (fd < 0) fail(err_fd, STEP_STDIO, i, errno);
       if (fd == i) {
         if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, i, errno);
@@ -1006,7 +1062,15 @@ out:
     if (net_setup(plan, net_sock, &at) != 0) fail(err_fd, STEP_NET, at, errno);
     close(net_sock);
   }
-  if (plan->cwd && chdir(plan->cwd) != 0) fail(err_fd, STEP_CWD, -1, errno);
+  if (plan->cwd) {
+    // Resolved beneath the root, without magic links: a cwd of "/app" with /app -> /proc/self/fd/N
+    // (or /proc/1/cwd) planted by an earlier run must not put the process in a directory outside
+    // its root, from which ".." climbs to the host's "/".
+    int dir = open_beneath_root(plan->cwd, O_PATH | O_DIRECTORY);
+    if (dir < 0) fail(err_fd, STEP_CWD, 0, errno);
+    if (fchdir(dir) != 0) fail(err_fd, STEP_CWD, 1, errno);
+    close(dir);
+  }
 
   for (size_t i = 0; i < plan->n_rlimits; i++) {
     struct rlimit rl;
@@ -1029,8 +1093,9 @@ out:
 
   // The seccomp filter goes in while we still hold CAP_SYS_ADMIN (before the credential change): a
   // process without it may only install one under no_new_privs, which machines do not set. What
-  // runs after it (setgroups/setresuid, capset, prctl, close_range, rt_sigprocmask, fcntl,
-  // execveat, and write/exit_group on failure) is allowed by every nsbox filter.
+  // runs after it (setgroups/setresuid, capset, prctl, rt_sigprocmask, fcntl, execveat, and
+  // write/exit_group on failure) is allowed by every nsbox filter, or fails closed with its error.
+  // The fds were closed above, before it: a policy denying close_range/close cannot leave any open.
   if (plan->seccomp) {
     struct sock_fprog prog;
     prog.len = static_cast<unsigned short>(plan->seccomp_len);
@@ -1070,10 +1135,6 @@ out:
   // After the credential change: commit_creds() clears the parent-death signal.
   if (plan->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     fail(err_fd, STEP_PDEATHSIG, -1, errno);
-
-  // No fd of the Node process may reach the container, whatever flags it was opened with.
-  if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, cmd_fd, nofile_before.rlim_max) != 0)
-    fail(err_fd, STEP_FDS, -1, errno);
 
   if (cmd_fd >= 0 && tramp) pooled_exec(plan, err_fd, init_fd, cmd_fd);
 

@@ -97,8 +97,16 @@ enum Step : int32_t {
   STEP_CGROUP_MAKE = 36, // spawnAsync: the container's cgroup (0 mkdir, 1 mkdir of the base, 2 open)
   STEP_MNT_TEMPLATE = 37, // mount namespace from the template (plan->mnt_template_fd); index: see child.cc
   STEP_IPCNS = 38,       // join the IPC namespace made ahead (plan->ipc_fd): setns
-  STEP_COUNT = 39,
+  STEP_DIED = 39,        // parent: the child died before its execve (killed, OOM); index: the signal
+  STEP_DEVICES = 40,     // parent: attaching the device allow-list to the container's cgroup (bpf)
+  STEP_COUNT = 41,
 };
+
+// The name (comm) of a process that has not exec'd the container's command yet: the child from
+// its first instruction, the exec trampoline and the pool's waiting init (native/init/init.c sets
+// the same string). End-of-file on the error pipe is the command's execve, or death: a process
+// that has already exited then, still with this name, died before its exec (STEP_DIED).
+constexpr char kPreExecComm[] = "nsbox-starting";
 
 // What the child writes to the error pipe before _exit. Fixed size: one write, no formatting.
 // plan.stdio[i]: /dev/null as the container sees it, never the host's: an fd of the host's
@@ -136,6 +144,9 @@ struct Plan {
   uint64_t clone_flags;  // CLONE_NEW* only; the spawner adds CLONE_PIDFD / CLONE_INTO_CGROUP
   int cgroup_fd;         // O_DIRECTORY fd of the container's cgroup, or -1
   bool cgroup_into;      // use CLONE_INTO_CGROUP (kernel >= 5.7); otherwise the child joins itself
+  // The device allow-list program (devices.h), attached to cgroup_fd by the parent before the
+  // clone (not when entering a machine: its cgroup has it). -1: none.
+  int device_prog_fd = -1;
 
   // filesystem
   const char* staging;  // the directory that becomes / (already exists on the host)

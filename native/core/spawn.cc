@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <string.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #if defined(__SANITIZE_ADDRESS__)
@@ -18,6 +19,7 @@
 #endif
 
 #include "child.h"
+#include "devices.h"
 #include "syscalls.h"
 
 namespace nsbox {
@@ -137,6 +139,66 @@ size_t read_record(int fd, ErrorRecord* rec) {
 
 }  // namespace
 
+namespace {
+
+// /proc/<pid>/comm == kPreExecComm: 1; another name: 0; unreadable: -1.
+int has_pre_exec_comm(pid_t pid) {
+  char path[40] = "/proc/";
+  char digits[12];
+  int n = 0;
+  for (unsigned v = static_cast<unsigned>(pid); v; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
+  size_t at = 6;
+  while (n) path[at++] = digits[--n];
+  memcpy(path + at, "/comm", 6);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char comm[32];
+  ssize_t got;
+  while ((got = read(fd, comm, sizeof(comm) - 1)) < 0 && errno == EINTR) {
+  }
+  close(fd);
+  if (got < 0) return -1;
+  size_t len = sizeof(kPreExecComm) - 1;
+  return got == static_cast<ssize_t>(len + 1) && memcmp(comm, kPreExecComm, len) == 0 && comm[len] == '\n';
+}
+
+}  // namespace
+
+bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
+  if (pidfd < 0 || pid <= 0) return false;
+  // End-of-file comes from the kernel closing the pipe: in execve (close-on-exec, a moment before
+  // the new name is set) or in exit (files closed before the process is a zombie). So a live
+  // process still named kPreExecComm is one of the two in flight: look again until it has its new
+  // name or is a zombie (the pidfd turns readable), which takes microseconds for an exec and, for
+  // an exit, as long as tearing down its namespaces takes. Bounded (about 2 s): past that it counts
+  // as started, as it did before this check.
+  for (int round = 0; round < 2000; round++) {
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    int rc;
+    while ((rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG | WNOWAIT)) != 0 &&
+           errno == EINTR) {
+    }
+    if (rc != 0) return false;
+    const bool exited = si.si_pid != 0;
+    // A zombie's name is still readable, and its pid is nobody else's while it is our zombie.
+    int pre = has_pre_exec_comm(pid);
+    if (pre < 0) return false;  // no /proc of our pid namespace: taken as exec'd, as before
+    if (!pre) return false;     // it exec'd (and may have exited since: that is the command's exit)
+    if (exited) {
+      rec->step = STEP_DIED;
+      rec->err = ESRCH;
+      rec->index = si.si_code == CLD_EXITED ? -si.si_status : si.si_status;  // the signal (or -status)
+      rec->magic = kErrorMagic;
+      return true;
+    }
+    struct pollfd pfd = {pidfd, POLLIN, 0};
+    while (poll(&pfd, 1, round < 20 ? 0 : 1) < 0 && errno == EINTR) {
+    }
+  }
+  return false;
+}
+
 void spawn(const Plan& plan, SpawnOutcome* out) {
   int errpipe[2];
   if (pipe2(errpipe, O_CLOEXEC) != 0) {
@@ -146,6 +208,15 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   Plan p = plan;
   p.err_fd = errpipe[1];
   if (p.cgroup_fd < 0) p.cgroup_into = false;
+  // The device allow-list is in force before the child's first instruction (it starts in this
+  // cgroup, or joins it before anything else).
+  if (p.device_prog_fd >= 0 && p.cgroup_fd >= 0 && p.enter_pidfd < 0 && attach_device_policy(p.cgroup_fd, p.device_prog_fd) != 0) {
+    int err = errno;
+    close(errpipe[0]);
+    close(errpipe[1]);
+    set_error(out, STEP_DEVICES, err);
+    return;
+  }
 
   sigset_t all, old;
   sigfillset(&all);
@@ -159,9 +230,14 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   if (g_in_flight++ == 0) g_node_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
   pthread_mutex_unlock(&g_dump_mu);
   int pidfd = -1;
+  // The child is named kPreExecComm from its first instruction (a signal can stop or kill it before
+  // it runs one of its own): it inherits this thread's name, set for the clone and put back after.
+  char thread_name[17] = {0};
+  bool renamed = prctl(PR_GET_NAME, thread_name, 0, 0, 0) == 0 && prctl(PR_SET_NAME, kPreExecComm, 0, 0, 0) == 0;
   long pid = do_clone(&p, &pidfd, &out->used_clone3);
   if (pid == 0) child_main(&p);
   int clone_errno = errno;
+  if (renamed) prctl(PR_SET_NAME, thread_name, 0, 0, 0);
   pthread_mutex_lock(&g_dump_mu);
   if (--g_in_flight == 0 && g_node_dumpable == 1 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1)
     prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
@@ -242,12 +318,12 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   }
   close(errpipe[0]);
 
-  if (got == 0) {  // EOF: execve succeeded
+  if (got == 0 && !died_before_exec(pidfd, static_cast<pid_t>(pid), &rec)) {  // EOF: execve succeeded
     out->pid = static_cast<pid_t>(pid);
     out->pidfd = pidfd;
     return;
   }
-  if (got != sizeof(rec) || rec.magic != kErrorMagic) {
+  if (got != 0 && (got != sizeof(rec) || rec.magic != kErrorMagic)) {
     rec.step = STEP_SYNC;
     rec.err = EPROTO;
     rec.index = static_cast<int32_t>(got);
@@ -316,11 +392,11 @@ int make_mnt_template() { return namespace_by_helper(CLONE_NEWNS, template_entry
 
 int make_ipcns() { return namespace_by_helper(CLONE_NEWIPC, ipcns_entry); }
 
-FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready) {
+FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready, int pidfd, pid_t pid) {
   size_t got = read_record(err_fd, rec);
   if (allow_ready && got == sizeof(*rec) && rec->magic == kErrorMagic && rec->step == STEP_READY) return FINISH_READY;
   close(err_fd);
-  if (got == 0) return FINISH_EXECED;
+  if (got == 0) return died_before_exec(pidfd, pid, rec) ? FINISH_FAILED : FINISH_EXECED;
   if (got != sizeof(*rec) || rec->magic != kErrorMagic) {
     rec->step = STEP_SYNC;
     rec->err = EPROTO;

@@ -24,8 +24,14 @@ void spawn(const Plan& plan, SpawnOutcome* out);
 // waits for its exec (end-of-file, FINISH_EXECED) or reads its failure record (FINISH_FAILED, *rec
 // filled). Closes err_fd, except when allow_ready and the child reported STEP_READY (FINISH_READY:
 // a pooled container that now waits for its command).
+// pidfd/pid (-1: unknown) let end-of-file be told from a death before the exec (died_before_exec).
 enum FinishResult { FINISH_FAILED = 0, FINISH_EXECED = 1, FINISH_READY = 2 };
-FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready);
+FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready, int pidfd = -1, pid_t pid = -1);
+
+// End-of-file on the error pipe of (pidfd, pid): false if the process is running (it exec'd), or
+// exited after its exec; true, with *rec a STEP_DIED record (index: the signal), if it has already
+// exited still named kPreExecComm: killed (or OOM-killed) before its execve. Does not reap it.
+bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec);
 
 // A fresh network namespace with lo up, as an O_CLOEXEC fd (for Plan::net_fd), made by a short-lived
 // vfork-style child that shares our fd table: the calling thread never enters it. -1 with errno on

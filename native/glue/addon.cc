@@ -28,6 +28,7 @@
 
 #include <napi.h>
 
+#include "../core/devices.h"
 #include "../core/plan.h"
 #include "../core/probe.h"
 #include "../core/spawn.h"
@@ -206,6 +207,17 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   p.cgroup_fd = static_cast<int>(d);
   if (!GetBool(js, "cgroupInto", &b)) return false;
   p.cgroup_into = b;
+  {
+    // devicePolicy: attach the device allow-list (lib/ asks only where devicePolicyAvailable()).
+    Napi::Value v;
+    if (!Read(js, "devicePolicy", &v)) return false;
+    if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "devicePolicy");
+    p.device_prog_fd = -1;
+    if (v.IsBoolean() && v.As<Napi::Boolean>().Value()) {
+      p.device_prog_fd = nsbox::device_policy_fd();
+      if (p.device_prog_fd < 0) return ThrowType(js.Env(), "devicePolicy (not available: check devicePolicyAvailable())");
+    }
+  }
   {
     const char* mk = nullptr;
     const char* base = nullptr;
@@ -895,6 +907,10 @@ class FinishWatch {
     w->env_ = env;
     w->fd_ = info[0].As<Napi::Number>().Int32Value();
     w->cb_ = Napi::Persistent(info[1].As<Napi::Function>());
+    if (info.Length() > 3 && info[2].IsNumber() && info[3].IsNumber()) {
+      w->pidfd_ = info[2].As<Napi::Number>().Int32Value();
+      w->pid_ = info[3].As<Napi::Number>().Int32Value();
+    }
     int rc = uv_poll_init(loop, &w->poll_, w->fd_);
     if (rc != 0) {
       close(w->fd_);  // as finishSpawn would: the caller has handed the fd over
@@ -928,7 +944,7 @@ class FinishWatch {
     nsbox::ErrorRecord rec;
     // An error of the poll itself: read anyway (end-of-file or the record, or EPROTO from a short read).
     (void)status;
-    nsbox::FinishResult r = nsbox::finish_spawn(w->fd_, &rec, false);  // closes the fd
+    nsbox::FinishResult r = nsbox::finish_spawn(w->fd_, &rec, false, w->pidfd_, w->pid_);  // closes the fd
     Napi::FunctionReference cb = std::move(w->cb_);
     Napi::Env env = w->env_;
     Close(w);
@@ -939,6 +955,8 @@ class FinishWatch {
 
   napi_env env_ = nullptr;
   int fd_ = -1;
+  int pidfd_ = -1;  // the process's pidfd and pid (not owned): a death before exec is told apart
+  pid_t pid_ = -1;
   uv_poll_t poll_;
   Napi::FunctionReference cb_;
 };
@@ -1073,13 +1091,16 @@ class OutputCollector {
   Napi::FunctionReference cb_;
 };
 
-// finishSpawn(errFd): after a pooled container got its command, wait for its exec. Returns null
-// (it runs) or the failure record; closes errFd.
+// finishSpawn(errFd, allowReady?, pidfd?, pid?): after a pooled container got its command, wait
+// for its exec. Returns null (it runs) or the failure record; closes errFd. With the process's
+// pidfd and pid, a death before the exec is a failure (STEP_DIED), not a start.
 Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   nsbox::ErrorRecord rec;
   bool allow_ready = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-  nsbox::FinishResult r = nsbox::finish_spawn(info[0].As<Napi::Number>().Int32Value(), &rec, allow_ready);
+  int pidfd = info.Length() > 3 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
+  pid_t pid = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;
+  nsbox::FinishResult r = nsbox::finish_spawn(info[0].As<Napi::Number>().Int32Value(), &rec, allow_ready, pidfd, pid);
   return FinishResultValue(env, r, rec);
 }
 
@@ -1098,8 +1119,12 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// sealedMemfd(path): the file's bytes in a memfd that nobody can write, shrink or grow any more.
+// sealedMemfd(path): the file's bytes in a new memfd that nobody can write, shrink or grow any more.
 // Executing the init from it means /proc/<pid>/exe inside a container never leads to a host file.
+// A new one for every start: seals cover the contents, not the inode, and a container's root
+// (CAP_FOWNER, CAP_CHOWN) can chmod, chown or set-id the file behind its /proc/1/exe; shared, that
+// would reach every later container (chmod 0 stopped them all; u+s would have run them set-uid).
+// The bytes are read once per path (on the JS thread, the only caller).
 Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
@@ -1111,35 +1136,37 @@ Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
     e.ThrowAsJavaScriptException();
     return env.Undefined();
   };
-  int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (src < 0) return fail("open");
-  int mfd = memfd_create("nsbox-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (mfd < 0) {
-    close(src);
-    return fail("memfd_create");
-  }
-  char buf[65536];
-  for (;;) {
-    ssize_t n = read(src, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      close(src);
-      close(mfd);
-      return fail("read");
-    }
-    if (n == 0) break;
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = write(mfd, buf + off, static_cast<size_t>(n - off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
+  static std::string cached_path, cached_bytes;
+  if (cached_path != path) {
+    int src = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (src < 0) return fail("open");
+    std::string bytes;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(src, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
         close(src);
-        close(mfd);
-        return fail("write");
+        return fail("read");
       }
-      off += w;
+      if (n == 0) break;
+      bytes.append(buf, static_cast<size_t>(n));
     }
+    close(src);
+    cached_bytes.swap(bytes);
+    cached_path = path;
   }
-  close(src);
+  int mfd = memfd_create("nsbox-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (mfd < 0) return fail("memfd_create");
+  for (size_t off = 0; off < cached_bytes.size();) {
+    ssize_t w = write(mfd, cached_bytes.data() + off, cached_bytes.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      close(mfd);
+      return fail("write");
+    }
+    off += static_cast<size_t>(w);
+  }
   if (fchmod(mfd, 0555) != 0 ||
       fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
     close(mfd);
@@ -1267,6 +1294,26 @@ Napi::Value Dumpable(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 }
 
+// devicePolicyAvailable(): 0 when the device allow-list can be loaded here, else -errno.
+Napi::Value DevicePolicyAvailable(const Napi::CallbackInfo& info) {
+  int fd = nsbox::device_policy_fd();
+  return Napi::Number::New(info.Env(), fd >= 0 ? 0 : -errno);
+}
+
+// allowedDevices(): the allow-list as [{ major, minor (-1: any), name }] (devices.cc).
+Napi::Value AllowedDevices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, nsbox::kNumAllowedDevices);
+  for (int i = 0; i < nsbox::kNumAllowedDevices; i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("major", nsbox::kAllowedDevices[i].major);
+    o.Set("minor", nsbox::kAllowedDevices[i].minor);
+    o.Set("name", nsbox::kAllowedDevices[i].name);
+    a.Set(static_cast<uint32_t>(i), o);
+  }
+  return a;
+}
+
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   nsbox::SyscallReport r = nsbox::probe_syscalls();
@@ -1293,6 +1340,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("collectOutput", Napi::Function::New(env, OutputCollector::Start));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("devicePolicyAvailable", Napi::Function::New(env, DevicePolicyAvailable));
+  exports.Set("allowedDevices", Napi::Function::New(env, AllowedDevices));
   exports.Set("netnsReserveState", Napi::Function::New(env, NetnsReserveState));
   exports.Set("ipcnsReserveState", Napi::Function::New(env, IpcnsReserveState));
   exports.Set("mntTemplateState", Napi::Function::New(env, MntTemplateState));

@@ -156,6 +156,9 @@ static __attribute__((noreturn)) void halt(ksigset_t set)
 	nl_exit(0);
 }
 
+/* kPreExecComm in native/core/plan.h: the name of a process that has not exec'd its command yet. */
+#define PRE_EXEC_COMM "nsbox-starting"
+
 /*
  * Exec mode: "nsbox-init --exec ERRFD INDEX -- PATH ARGV0 ARGS...". nsbox runs every command
  * through this when no init is wanted, so that at the moment of the command's execve the process
@@ -176,6 +179,7 @@ static __attribute__((noreturn)) void exec_mode(int argc, char **argv, char **en
 	index = nl_atoi(argv[3]);
 	if (errfd < 0)
 		die("bad --exec ERRFD");
+	sys2(NR_prctl, PR_SET_NAME, PRE_EXEC_COMM);
 	sys3(NR_fcntl, errfd, F_SETFD, FD_CLOEXEC);
 	r = sys3(NR_execve, argv[5], &argv[6], envp);
 	rec[0] = 21; /* STEP_EXEC in native/core/plan.h */
@@ -223,6 +227,7 @@ static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **en
 	dirs = argv[4];
 	if (errfd < 0 || cmdfd < 0)
 		die("bad --pool fds");
+	sys2(NR_prctl, PR_SET_NAME, PRE_EXEC_COMM);
 	put_record(errfd, 31 /* STEP_READY */, 0, 0);
 	for (;;) {
 		r = sys3(NR_read, cmdfd, pool_buf + got, sizeof(pool_buf) - got);

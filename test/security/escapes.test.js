@@ -1,0 +1,244 @@
+// The host escapes of the 5522d3d review (issue #16) and their siblings, each named by the attack:
+// what a container's root, or an image it wrote on an earlier run, tries; what the host must still
+// look like afterwards. Every test here failed on 5522d3d.
+'use strict';
+const t = require('tap');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn: cpSpawn, spawnSync } = require('node:child_process');
+const { run, spawn, Machine, NsboxError } = require('../..');
+const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir, isRoot, noCgroup } = require('../helpers');
+
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
+const stateDir = machineStateDir(t, 'nsbox-escapes-');
+const root = isRoot();
+let before;
+
+t.before(async () => {
+  before = await warmUp();
+});
+
+/** A private, writable copy of the busybox rootfs and a root-only host file the image must not reach. */
+function hostile(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-escape-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const rootfs = path.join(dir, 'rootfs');
+  fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
+  const secret = path.join(dir, 'secret');
+  fs.writeFileSync(secret, 'host secret\n', { mode: 0o600 });
+  return { dir, rootfs, secret };
+}
+
+// From any directory of the host, enough ".." reach "/": then the secret's absolute path.
+const climb = (secret) => `${'../'.repeat(24)}${secret.slice(1)}`;
+
+t.test('finding 1: a cwd planted as /proc/self/fd/N does not reach a host directory held by Node', { skip: noBusybox }, async (t) => {
+  const { rootfs, secret } = hostile(t);
+  const hits = [];
+  const refused = new Set();
+  // Every fd number Node could have open at the clone (its cgroup directory fd among them).
+  for (let n = 3; n < 64; n++) {
+    fs.rmSync(path.join(rootfs, 'app'), { force: true });
+    fs.symlinkSync(`/proc/self/fd/${n}`, path.join(rootfs, 'app'));
+    const r = await run({ rootfs, readonly: false, cwd: '/app', command: ['/bin/sh', '-c', `cat ${climb(secret)}; echo pwned >> ${climb(secret)}`] }).catch((e) => e);
+    if (r instanceof NsboxError) {
+      refused.add(`${r.step}/${r.syscall}`);
+      t.match(r.code, /^(ELOOP|ENOENT)$/, `fd ${n}: a magic link (ELOOP), or no such fd (ENOENT)`);
+      continue;
+    }
+    if (/host secret/.test(r.stdout.toString())) hits.push(n);
+  }
+  t.same(hits, [], 'no fd number led to the host');
+  t.equal(fs.readFileSync(secret, 'utf8'), 'host secret\n', 'the host file is unchanged');
+  t.same([...refused], ['cwd/openat2'], 'refused at the cwd, resolved beneath the root');
+});
+
+t.test('finding 1 sibling: a cwd through /proc/1/cwd or /proc/self/root stays in the container', { skip: noBusybox }, async (t) => {
+  const { rootfs, secret } = hostile(t);
+  for (const link of ['/proc/1/cwd', '/proc/self/root', '/proc/self/cwd']) {
+    fs.rmSync(path.join(rootfs, 'app'), { force: true });
+    fs.symlinkSync(link, path.join(rootfs, 'app'));
+    const r = await run({ rootfs, readonly: false, cwd: '/app', command: ['/bin/sh', '-c', `cat ${climb(secret)}`] }).catch((e) => e);
+    if (r instanceof NsboxError) t.match(r, { code: 'ELOOP', step: 'cwd' }, `${link}: refused`);
+    else t.notMatch(r.stdout.toString(), /host secret/, `${link}: inside the container`);
+  }
+});
+
+t.test('finding 1 sibling: the command starts with no fd but its stdio', { skip: noBusybox }, async (t) => {
+  // Whatever Node holds (its cgroup, listening sockets, files): ls sees 0, 1, 2 and its own 3.
+  const held = fs.openSync(os.tmpdir(), 'r');
+  t.teardown(() => fs.closeSync(held));
+  for (const init of [false, true]) {
+    const r = await run({ rootfs: bb, init, command: ['/bin/ls', '/proc/self/fd'] });
+    t.same(r.stdout.toString().trim().split(/\s+/), ['0', '1', '2', '3'], `init ${init}`);
+  }
+});
+
+t.test('finding 1, machines: Machine.exec({ cwd }) through /proc/self/fd/N stays in the machine', { skip: noBusybox || noCgroup() }, async (t) => {
+  const { rootfs, secret } = hostile(t);
+  const m = await Machine.start({ name: 'cwd-escape', rootfs, stateDir });
+  t.teardown(() => m.stop().then(() => m.destroy()).catch(() => {}));
+  const hits = [];
+  for (let n = 3; n < 48; n++) {
+    const ln = await m.run(['sh', '-c', `rm -f /app; ln -s /proc/self/fd/${n} /app`]);
+    t.equal(ln.exitCode, 0);
+    const r = await m.run(['sh', '-c', `cat ${climb(secret)}`], { cwd: '/app' }).catch((e) => e);
+    if (!(r instanceof Error) && /host secret/.test(r.stdout.toString())) hits.push(n);
+  }
+  t.same(hits, [], 'no fd number led to the host');
+  await m.stop();
+});
+
+t.test('finding 2: a device node shipped in the rootfs never opens', { skip: noBusybox || !root && 'making device nodes needs root' }, async (t) => {
+  const { rootfs } = hostile(t);
+  // A harmless char device (on the allow-list: only nodev stops it) and a block device (both stop it).
+  spawnSync('mknod', [path.join(rootfs, 'zero2'), 'c', '1', '5']);
+  spawnSync('mknod', [path.join(rootfs, 'loop0'), 'b', '7', '0']);
+  fs.chmodSync(path.join(rootfs, 'zero2'), 0o666);
+  fs.chmodSync(path.join(rootfs, 'loop0'), 0o666);
+  for (const user of [{ uid: 1000, gid: 1000 }, { uid: 0, gid: 0 }]) {
+    for (const readonly of [true, false]) {
+      const r = await run({ rootfs, readonly, user, command: ['/bin/sh', '-c', 'head -c 1 /zero2 >/dev/null && echo OPENED-zero2; head -c 1 /loop0 >/dev/null && echo OPENED-loop0; true'] });
+      t.notMatch(r.stdout.toString(), /OPENED/, `uid ${user.uid}, readonly ${readonly}: ${r.stderr.toString().trim()}`);
+    }
+  }
+  // The machine's root too (an overlay when ephemeral, a bind otherwise).
+  for (const ephemeral of [true, false]) {
+    const m = await Machine.start({ name: `dev-${ephemeral ? 'eph' : 'bind'}`, rootfs, ephemeral, stateDir });
+    const r = await m.run(['sh', '-c', 'head -c 1 /zero2 >/dev/null && echo OPENED-zero2; head -c 1 /loop0 >/dev/null && echo OPENED-loop0; true']);
+    await m.stop();
+    await m.destroy();
+    t.notMatch(r.stdout.toString(), /OPENED/, `machine, ephemeral ${ephemeral}: ${r.stderr.toString().trim()}`);
+  }
+});
+
+t.test('finding 2: machine root (CAP_MKNOD) cannot make and open a host device', { skip: noBusybox || noCgroup() || !root && 'as root only: a rootless machine has no CAP_MKNOD over host devices' }, async (t) => {
+  const m = await Machine.start({ name: 'mknod', rootfs: bb, ephemeral: true, stateDir });
+  t.teardown(() => m.stop().then(() => m.destroy()).catch(() => {}));
+  // /dev is a tmpfs without nodev (it has null, zero, the ptys): the device allow-list is what stops these.
+  for (const [what, args] of [['loop0 (block)', 'b 7 0'], ['kmsg', 'c 1 11'], ['mem', 'c 1 1'], ['a disk (block 8:0)', 'b 8 0']]) {
+    const r = await m.run(['sh', '-c', `rm -f /dev/x; mknod /dev/x ${args} 2>&1; dd if=/dev/x of=/dev/null bs=1 count=1 2>&1 && echo OPENED`]);
+    t.notMatch(r.stdout.toString(), /OPENED/, `${what}: ${r.stdout.toString().trim().split('\n')[0]}`);
+  }
+  const ok = await m.run(['sh', '-c', 'echo x > /dev/null && head -c 1 /dev/zero | od -An -tx1 && head -c 1 /dev/urandom > /dev/null && echo fine']);
+  t.match(ok.stdout.toString(), /00\s+fine/, 'the allowed devices still work');
+  const r = await m.run(['sh', '-c', 'mknod /dev/null2 c 1 3 && echo y > /dev/null2 && echo allowed-node-works']);
+  t.match(r.stdout.toString(), /allowed-node-works/, 'a node on the allow-list may be made and used');
+  await m.stop();
+});
+
+t.test('finding 3: container root changing its init\'s mode does not reach later containers', { skip: noBusybox }, async (t) => {
+  for (const attack of ['chmod 0 /proc/1/exe', 'chmod 6755 /proc/1/exe', 'chown 1000:1000 /proc/1/exe']) {
+    const a = await run({ rootfs: bb, init: true, command: ['/bin/sh', '-c', `${attack} && stat -L -c '%a %u' /proc/1/exe`] });
+    t.equal(a.exitCode, 0, `${attack}: ${a.stderr.toString()}`);
+    for (const init of [true, false]) {
+      const b = await run({ rootfs: bb, init, command: ['/bin/sh', '-c', 'echo started; stat -L -c "%a %u" /proc/1/exe'] });
+      t.match(b.stdout.toString(), /^started\n/, `after '${attack}', a container with init ${init} starts`);
+      if (init) t.match(b.stdout.toString(), /\n555 0\n$/, 'and its init is mode 555, owned by root, not set-id');
+    }
+  }
+  // A machine's PID 1 likewise, and the exec trampoline entering it is not its PID 1's file.
+  const m = await Machine.start({ name: 'memfd', rootfs: bb, ephemeral: true, stateDir });
+  t.teardown(() => m.stop().then(() => m.destroy()).catch(() => {}));
+  t.equal((await m.run(['chmod', '0', '/proc/1/exe'])).exitCode, 0);
+  t.equal((await m.run(['true'])).exitCode, 0, 'exec into the machine still works');
+  const c = await run({ rootfs: bb, init: true, command: ['true'] });
+  t.equal(c.exitCode, 0, 'and so do new containers');
+  await m.stop();
+});
+
+t.test('finding 7: a child killed before its exec is an error, not a started container', { skip: noBusybox || noCgroup() || !root && 'a cgroup parent of its own needs root here' }, async (t) => {
+  // A watcher kills every process of the containers' cgroups that has not exec'd yet (its exe is
+  // still Node's); a container with many mounts gives it time to do that before the exec.
+  const { mountPoint } = require('../../dist/cgroup').detectCgroupHost();
+  const parent = `/nsbox-test-prekill-${process.pid}`;
+  const parentDir = path.join(mountPoint, parent);
+  fs.mkdirSync(parentDir);
+  const watcher = cpSpawn(process.execPath, ['-e', `
+    // Stops each process of the containers' cgroups that still runs Node's image (it has not
+    // exec'd), and once it is stopped (it cannot exec then) and still Node's, kills it: every
+    // kill counted landed before the exec. One that exec'd meanwhile is let go.
+    const fs = require('fs'), path = require('path');
+    const dir = ${JSON.stringify(parentDir)}, node = fs.realpathSync(process.execPath);
+    const exe = (p) => { try { return fs.readlinkSync('/proc/' + p + '/exe'); } catch { return null; } };
+    const state = (p) => { try { return fs.readFileSync('/proc/' + p + '/stat', 'utf8').replace(/^.*\\) /, '')[0]; } catch { return null; } };
+    let kills = 0;
+    const end = Date.now() + 60000;
+    while (Date.now() < end && !fs.existsSync(dir + '/stop')) {
+      let subs = [];
+      try { subs = fs.readdirSync(dir).filter((d) => d !== 'stop' && fs.existsSync(path.join(dir, d, 'cgroup.procs'))); } catch {}
+      for (const s of subs) {
+        let pids = [];
+        try { pids = fs.readFileSync(path.join(dir, s, 'cgroup.procs'), 'utf8').split('\\n').filter(Boolean).map(Number); } catch {}
+        for (const p of pids) {
+          if (exe(p) !== node) continue;
+          try { process.kill(p, 'SIGSTOP'); } catch { continue; }
+          let st;
+          for (let i = 0; i < 100000 && (st = state(p)) !== 'T' && st !== null && st !== 'Z'; i++);
+          if (st === 'T' && exe(p) === node) {
+            process.kill(p, 'SIGKILL');
+            kills++;
+          } else {
+            try { process.kill(p, 'SIGCONT'); } catch {}
+          }
+        }
+      }
+    }
+    process.stdout.write(String(kills));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let killsOut = '';
+  watcher.stdout.on('data', (d) => (killsOut += d));
+  const watcherDone = new Promise((resolve) => watcher.on('exit', resolve));
+  t.teardown(async () => {
+    try { fs.mkdirSync(path.join(parentDir, 'stop')); } catch {}
+    await watcherDone;
+    for (const d of fs.readdirSync(parentDir)) try { fs.rmdirSync(path.join(parentDir, d)); } catch {}
+    try { fs.rmdirSync(parentDir); } catch {}
+  });
+  const mounts = Array.from({ length: 150 }, (_, i) => ({ type: 'tmpfs', target: `/tmp/m${i}` }));
+  let died = 0, started = 0, killedAfter = 0;
+  for (let i = 0; i < 40 && died < 3; i++) {
+    const r = await run({ rootfs: bb, cgroupParent: parent, mounts, command: ['/bin/true'] }).catch((e) => e);
+    if (r instanceof NsboxError) {
+      t.match(r, { code: 'ESRCH', step: 'exec.died' }, r.message);
+      t.match(r.message, /died before its exec \(signal SIGKILL\)/);
+      died++;
+    } else if (r instanceof Error) {
+      throw r;
+    } else if (r.signal === 'SIGKILL') {
+      killedAfter++;  // on 5522d3d: a pre-exec kill looked like this, a started container killed
+    } else {
+      started++;
+    }
+  }
+  fs.mkdirSync(path.join(parentDir, 'stop'));
+  await watcherDone;
+  t.ok(Number(killsOut) > 0, `the watcher killed ${killsOut} processes before their exec`);
+  t.equal(died, Number(killsOut), `every kill before the exec was reported as such (${died} reported, ${started} ran, ${killedAfter} reported as started then killed)`);
+  t.equal(killedAfter, 0, 'no process killed before its exec was reported as a started container');
+});
+
+t.test('finding 8: a seccomp policy denying close_range and close leaves no fd of Node open', { skip: noBusybox }, async (t) => {
+  // A Node process with a non-close-on-exec fd 3 (as a parent process can hand one down) starts a
+  // container whose policy answers close_range and close with ENOSYS (which a fallback would take
+  // as "not there"). The container must still see only its stdio.
+  const script = `
+    const { run } = require(${JSON.stringify(path.join(__dirname, '../..'))});
+    run({ rootfs: ${JSON.stringify(bb)}, seccomp: { deny: ['close_range', 'close'], defaultErrno: 38 }, command: ['/bin/ls', '/proc/self/fd'] })
+      .then((r) => process.stdout.write(r.stdout), (e) => { process.stdout.write('ERR ' + e.message); });
+  `;
+  const held = fs.openSync(os.tmpdir(), 'r');
+  try {
+    const r = spawnSync(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit', held], encoding: 'utf8', timeout: 60000 });
+    const fds = r.stdout.trim().split(/\s+/);
+    t.notMatch(r.stdout, /ERR/, r.stdout);
+    t.same(fds.filter((f) => Number(f) > 2 && f !== fds[fds.length - 1]), [], `only stdio and ls's own directory fd: ${r.stdout.trim()}`);
+  } finally {
+    fs.closeSync(held);
+  }
+});
+
+t.test('nothing is left behind', async (t) => {
+  await assertNoLeaks(t, before, 'after the escape attempts');
+});

@@ -522,6 +522,7 @@ export function formatReport(r: HostReport): string {
     overlayfs: 'overlayfs',
     userNamespaces: 'user namespaces',
     unprivilegedUserNamespaces: 'unprivileged user namespaces',
+    devicePolicy: 'device allow-list (cgroup BPF)',
   };
   for (const [k, v] of Object.entries(r.features) as [keyof HostReport['features'], boolean][]) {
     lines.push(`  ${(names[k] ?? k).padEnd(30)}${yesNo(v)}`);

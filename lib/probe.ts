@@ -5,6 +5,8 @@ import * as path from 'node:path';
 
 import { detectCgroupHost } from './cgroup';
 import { native } from './native';
+import { devicePolicyErrno } from './runtime';
+import { errnoName } from './errors';
 import { probeNetwork } from './network';
 import type { HostReport } from './types';
 import { usernsReport, usernsBlocker } from './userns';
@@ -67,6 +69,14 @@ export async function probe(): Promise<HostReport> {
   if (cg.reason) notes.push(cg.reason);
   if (!root) notes.push("not root: network: 'bridge' is not available (bridged networking needs root for now)");
   if (!sc.clone3) notes.push('clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child');
+  const devErr = devicePolicyErrno();
+  const devicePolicy = devErr === 0 && !!cg.mountPoint && cg.writable;
+  if (!devicePolicy) {
+    notes.push(
+      `no cgroup device allow-list here (${devErr !== 0 ? `BPF_CGROUP_DEVICE: ${errnoName(devErr)}` : 'no writable cgroup v2'}): ` +
+        'device nodes are kept from containers by nodev and by their lack of CAP_MKNOD (or a user namespace) only; a container keeping CAP_MKNOD without a user namespace is refused (ENOTSUP)',
+    );
+  }
 
   return {
     kernel,
@@ -93,6 +103,7 @@ export async function probe(): Promise<HostReport> {
       overlayfs: /\boverlay\b/.test(filesystems),
       userNamespaces: userns,
       unprivilegedUserNamespaces: unpriv,
+      devicePolicy,
     },
     userns: usernsReport(),
     notes,

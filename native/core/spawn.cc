@@ -90,7 +90,7 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
   // (A pooled child waits for its command only after it has exec'd the init's pool mode, so
   // CLONE_VFORK releases this thread as usual.)
   // A child that waits for its id maps needs this thread to go on and write them: fork-style.
-  char* stack = (getenv("NSBOX_FORK_CLONE") || p->userns_sync_fd >= 0) ? nullptr : child_stack();
+  char* stack = (p->fork_clone || p->userns_sync_fd >= 0) ? nullptr : child_stack();
   if (stack) {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = reinterpret_cast<uint64_t>(stack);

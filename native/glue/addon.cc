@@ -255,6 +255,8 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   // Test support: NSBOX_FORCE_PATH_WALK=1 exercises the resolver used where openat2 is missing.
   const char* walk = getenv("NSBOX_FORCE_PATH_WALK");
   p.walk_only = walk && walk[0] == '1';
+  // Test support: NSBOX_FORK_CLONE exercises the fork-style clone (read here, on the JS thread).
+  p.fork_clone = getenv("NSBOX_FORK_CLONE") != nullptr;
 
   if (!GetString(js, "hostname", st, &p.hostname, true)) return false;
   if (!GetBool(js, "netLoUp", &b)) return false;

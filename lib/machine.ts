@@ -331,7 +331,7 @@ function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: stri
   L.mkdir('/run/host', 0o755, 'mount.run');
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
-  userMountOps(L, o.mounts);
+  userMountOps(L, o.mounts, o.rootfs);
   return L;
 }
 

@@ -183,6 +183,15 @@ export class OpList {
     if (flags) this.remount(target, this.K.MS_BIND! | flags, step);
   }
 
+  /**
+   * A recursive bind of the host directory `outer`'s entry `rest`, resolved beneath `outer`
+   * (WHERE_SRC_BENEATH): a bind source inside another bind's source or inside the rootfs.
+   */
+  bindBeneath(outer: string, rest: string, target: string, step: string, shown: string): void {
+    const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_BENEATH!;
+    this.push({ kind: this.K.OP_MOUNT!, src: outer, data: rest, dst: target, flags: this.K.MS_BIND! | this.K.MS_REC!, where }, { step, syscall: 'mount', path: shown });
+  }
+
   /** A mount at a host path outside the future root (e.g. the tmpfs behind an overlay). */
   hostMount(src: string, hostDst: string, fstype: string | null, flags: number, data: string | null, step: string): void {
     this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data, where: 0 }, { step, syscall: 'mount', path: hostDst });
@@ -291,7 +300,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   }
 
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
-  userMountOps(L, o.mounts);
+  userMountOps(L, o.mounts, o.rootfs);
 
   // 5. Read-only root last, so every mount point above could still be made. Non-recursive: the
   //    mounts on top keep their own flags.
@@ -352,18 +361,60 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDev
 
 }
 
+/** `inner` lies below `outer` (both normalized absolute paths): the part below it, else null. */
+function below(inner: string, outer: string): string | null {
+  if (outer === '/') return inner.slice(1);
+  return inner.startsWith(outer + '/') ? inner.slice(outer.length + 1) : null;
+}
+
+/**
+ * Where a bind's source lies inside another bind's source (or inside the rootfs), its path on the
+ * host runs through a directory a container can write: a container with the outer one writable
+ * may have replaced a component with a symlink (sub -> /), and the host would follow it to its own
+ * /etc. Such a source is resolved beneath the enclosing source (RESOLVE_IN_ROOT from it): the same
+ * directory when nothing was changed, something inside that directory (or ENOENT) when something
+ * was. The deepest enclosing source wins. Sources that share no prefix with another are the
+ * host's, followed as given (see docs/security.md).
+ */
+function enclosingSource(m: ResolvedMount & { type: 'bind' }, binds: Array<ResolvedMount & { type: 'bind' }>, rootfs?: string): { rest: string; source: string } | null {
+  let best: { rest: string; source: string } | null = null;
+  const consider = (source: string): void => {
+    let rest = below(m.source, source);
+    if (rest === null) {
+      // The same directory given through a host symlink (outer /srv/link -> /srv/data).
+      let real: string;
+      try {
+        real = fs.realpathSync(source);
+      } catch {
+        return;
+      }
+      if (real === source || (rest = below(m.source, real)) === null) return;
+    }
+    if (rest && (!best || source.length > best.source.length)) best = { rest, source };
+  };
+  if (rootfs !== undefined) consider(rootfs);
+  for (const o of binds) if (o !== m) consider(o.source);
+  return best;
+}
+
 /** The user's bind and tmpfs mounts, parents before children. */
-export function userMountOps(L: OpList, userMounts: ResolvedMount[]): void {
+export function userMountOps(L: OpList, userMounts: ResolvedMount[], rootfs?: string): void {
   const K = native().constants;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
   // 4. The user's mounts, parents before children.
   const mounts = [...userMounts].sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+  const binds = mounts.filter((m): m is ResolvedMount & { type: 'bind' } => m.type === 'bind');
   for (const m of mounts) {
     if (m.type === 'bind') {
       const kind = sourceKind(m.source, 'mount.bind');
       if (kind === 'dir') L.mkdirs(m.target);
       else L.touch(m.target);
-      L.mount(m.source, m.target, null, K.MS_BIND! | K.MS_REC!, null, 'mount.bind', m.source);
+      const outer = enclosingSource(m, binds, rootfs);
+      if (outer) {
+        L.bindBeneath(outer.source, outer.rest, m.target, 'mount.bind', m.source);
+      } else {
+        L.mount(m.source, m.target, null, K.MS_BIND! | K.MS_REC!, null, 'mount.bind', m.source);
+      }
       L.remount(m.target, K.MS_BIND! | NOSUID | NODEV | (m.readonly ? RDONLY : 0), 'mount.bind');
     } else {
       L.mkdirs(m.target);

@@ -204,6 +204,18 @@ const char* fd_path(char* buf, int fd, bool rel) {
   return buf;
 }
 
+// The source of a WHERE_SRC_BENEATH bind: op.data resolved beneath the host directory op.src, as an
+// O_PATH fd; -1 with errno.
+int open_src_beneath(const Op& op) {
+  int outer = open(op.src, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (outer < 0) return -1;
+  int fd = open_in_root(outer, op.data);
+  int e = errno;
+  close(outer);
+  errno = e;
+  return fd;
+}
+
 // Splits a container path into the fd of its parent directory (resolved in root) and its last name.
 int open_parent_in_root(int root, const char* path, const char** name) {
   char parent[4096];
@@ -287,8 +299,19 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
         }
         src = fd_path(sbuf, sfd, rel_proc);
       }
+      const char* data = op.data;
+      if (op.kind == OP_MOUNT && (op.where & WHERE_SRC_BENEATH)) {
+        if ((sfd = open_src_beneath(op)) < 0) {
+          int e = errno;
+          if (dfd >= 0) close(dfd);
+          errno = e;
+          return -1;
+        }
+        src = fd_path(sbuf, sfd, rel_proc);
+        data = nullptr;
+      }
       if (op.kind == OP_MOUNT) {
-        rc = mount(src, dst, op.fstype, op.flags, op.data);
+        rc = mount(src, dst, op.fstype, op.flags, data);
       } else {
         int ffd = dfd >= 0 ? dfd : open(dst, O_PATH | O_CLOEXEC);
         unsigned long keep = ffd >= 0 ? lock_flags_of(ffd) : 0;
@@ -693,7 +716,16 @@ void mount_in_template(const Plan* plan, int err_fd) {
     if (!is_host_bind(op)) continue;
     if (n_trees == kMaxTemplateTrees) fail(err_fd, STEP_MNT_TEMPLATE, 8, E2BIG);
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
-    int t = sys::open_tree(AT_FDCWD, op.src, fl);
+    int t;
+    if (op.where & WHERE_SRC_BENEATH) {
+      int s = open_src_beneath(op);
+      t = s < 0 ? -1 : sys::open_tree(s, "", fl | AT_EMPTY_PATH);
+      int e = errno;
+      if (s >= 0) close(s);
+      errno = e;
+    } else {
+      t = sys::open_tree(AT_FDCWD, op.src, fl);
+    }
     if (t < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
     sys::MountAttr attr = {0, 0, MS_PRIVATE, 0};
     if (merges_remount(plan, i)) {

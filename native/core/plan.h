@@ -28,6 +28,11 @@ enum OpWhere : uint32_t {
   WHERE_DST_IN_ROOT = 1,  // dst is a container path ("/dev/pts")
   WHERE_SRC_IN_ROOT = 2,  // src is a container path (a bind of /dev/null or /proc/sys)
   WHERE_OPEN_ROOT = 4,    // after this op, open the staging directory as the root fd
+  // A bind whose src is a host directory and whose data is a relative path resolved beneath it
+  // (RESOLVE_IN_ROOT): a bind source inside another bind's source or inside the rootfs, which a
+  // container may have written (a component swapped for a symlink to "/" must not lead the host
+  // out of that directory). data is not passed to mount(2) then.
+  WHERE_SRC_BENEATH = 8,
 };
 
 struct Op {

@@ -180,7 +180,7 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
     op.kind = static_cast<uint32_t>(d);
     if (!GetInt(o, "mode", 0, 0xffffffff, &d)) return false;
     op.mode = static_cast<uint32_t>(d);
-    if (!GetInt(o, "where", 0, 7, &d)) return false;
+    if (!GetInt(o, "where", 0, 15, &d)) return false;
     op.where = static_cast<uint32_t>(d);
     if (!GetInt(o, "dev", 0, 9007199254740991.0, &d)) return false;
     op.dev = static_cast<uint64_t>(d);
@@ -191,6 +191,9 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
     if (!GetString(o, "fstype", st, &op.fstype, true)) return false;
     if (!GetString(o, "data", st, &op.data, true)) return false;
     if ((op.where & nsbox::WHERE_SRC_IN_ROOT) && !op.src) return ThrowType(env, "ops[].src");
+    if ((op.where & nsbox::WHERE_SRC_BENEATH) &&
+        (!op.src || !op.data || op.kind != nsbox::OP_MOUNT || !(op.flags & nsbox::kMsBind) || (op.where & nsbox::WHERE_SRC_IN_ROOT)))
+      return ThrowType(env, "ops[].where (WHERE_SRC_BENEATH: a bind with src and data)");
   }
   return true;
 }
@@ -1401,6 +1404,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("WHERE_DST_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_DST_IN_ROOT));
   c.Set("WHERE_SRC_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_SRC_IN_ROOT));
   c.Set("WHERE_OPEN_ROOT", Napi::Number::New(env, nsbox::WHERE_OPEN_ROOT));
+  c.Set("WHERE_SRC_BENEATH", Napi::Number::New(env, nsbox::WHERE_SRC_BENEATH));
   exports.Set("constants", c);
   return exports;
 }

@@ -239,6 +239,55 @@ t.test('finding 8: a seccomp policy denying close_range and close leaves no fd o
   }
 });
 
+t.test('finding 9: a bind source nested in another container\'s writable bind does not bind a host directory', { skip: noBusybox }, async (t) => {
+  const { dir } = hostile(t);
+  const data = path.join(dir, 'data');
+  fs.mkdirSync(path.join(data, 'sub', 'etc'), { recursive: true });
+  // Container A has the workspace writable and swaps a component of B's source for a link to "/".
+  const a = await run({ rootfs: bb, mounts: [{ type: 'bind', source: data, target: '/data' }], command: ['/bin/sh', '-c', 'rm -rf /data/sub && ln -s / /data/sub && echo swapped'] });
+  t.equal(a.stdout.toString().trim(), 'swapped');
+  // Container B binds the workspace and, on top, a directory inside it (its source is resolved
+  // beneath the workspace: "sub -> /" leads to the workspace's own root, where there is no etc).
+  const image = fs.readdirSync(path.join(bb, 'etc')).sort();
+  for (const outerReadonly of [true, false]) {
+    const b = await run({
+      rootfs: bb,
+      mounts: [{ type: 'bind', source: data, target: '/data', readonly: outerReadonly }, { type: 'bind', source: path.join(data, 'sub', 'etc'), target: '/data/sub/etc' }],
+      command: ['/bin/sh', '-c', 'echo written > /etc/nsbox-escape-probe 2>/dev/null; ls /etc'],
+    }).catch((e) => e);
+    t.notOk(fs.existsSync('/etc/nsbox-escape-probe'), `outer readonly ${outerReadonly}: nothing was written to the host's /etc`);
+    fs.rmSync('/etc/nsbox-escape-probe', { force: true });
+    t.same(fs.readdirSync(path.join(bb, 'etc')).sort(), image, 'nor to the read-only image');
+    t.type(b, NsboxError, 'the start is refused');
+    t.match(b, { code: 'ENOENT', step: 'mount.bind', syscall: 'mount', path: path.join(data, 'sub', 'etc') });
+  }
+  // A link that stays inside the workspace still works. (An absolute one fails closed: the host's
+  // stat that picks a directory or file target follows it on the host; see docs/security.md.)
+  fs.rmSync(path.join(data, 'sub'));
+  fs.mkdirSync(path.join(data, 'real', 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(data, 'real', 'etc', 'f'), 'inside\n');
+  fs.symlinkSync('real', path.join(data, 'sub'));
+  const c = await run({ rootfs: bb, mounts: [{ type: 'bind', source: data, target: '/data', readonly: true }, { type: 'bind', source: path.join(data, 'sub', 'etc'), target: '/x' }], command: ['/bin/cat', '/x/f'] });
+  t.equal(c.stdout.toString(), 'inside\n', 'a link inside the workspace is followed inside it');
+});
+
+t.test('finding 9: nested binds of one container still work (read-only inside writable)', { skip: noBusybox }, async (t) => {
+  const { dir } = hostile(t);
+  const data = path.join(dir, 'data');
+  fs.mkdirSync(path.join(data, 'ro'), { recursive: true });
+  fs.writeFileSync(path.join(data, 'ro', 'f'), 'inner\n');
+  for (const template of ['1', '0']) {
+    const r = spawnSync(process.execPath, ['-e', `
+      require(${JSON.stringify(path.join(__dirname, '../..'))}).run({ rootfs: ${JSON.stringify(bb)}, mounts: [
+        { type: 'bind', source: ${JSON.stringify(data)}, target: '/data' },
+        { type: 'bind', source: ${JSON.stringify(path.join(data, 'ro'))}, target: '/data/ro', readonly: true }],
+        command: ['/bin/sh', '-c', 'cat /data/ro/f; echo x > /data/ro/g 2>/dev/null || echo read-only; echo y > /data/w && echo writable'] })
+      .then((r) => process.stdout.write(r.stdout), (e) => process.stdout.write('ERR ' + e.message));
+    `], { env: { ...process.env, NSBOX_MNT_TEMPLATE: template }, encoding: 'utf8', timeout: 60000 });
+    t.equal(r.stdout, 'inner\nread-only\nwritable\n', `mount template ${template === '1' ? 'on' : 'off'}`);
+  }
+});
+
 t.test('nothing is left behind', async (t) => {
   await assertNoLeaks(t, before, 'after the escape attempts');
 });

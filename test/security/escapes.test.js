@@ -131,6 +131,8 @@ t.test('finding 2: machine root (CAP_MKNOD) cannot make and open a host device',
 t.test('finding 3: container root changing its init\'s mode does not reach later containers', { skip: noBusybox }, async (t) => {
   for (const attack of ['chmod 0 /proc/1/exe', 'chmod 6755 /proc/1/exe', 'chown 1000:1000 /proc/1/exe']) {
     const a = await run({ rootfs: bb, init: true, command: ['/bin/sh', '-c', `${attack} && stat -L -c '%a %u' /proc/1/exe`] });
+    // Rootless inside `unshare -r` only uid 0 is mapped: chown to 1000 is no attack there (EINVAL).
+    if (!root && a.exitCode !== 0 && /Invalid argument/.test(a.stderr.toString())) continue;
     t.equal(a.exitCode, 0, `${attack}: ${a.stderr.toString()}`);
     for (const init of [true, false]) {
       const b = await run({ rootfs: bb, init, command: ['/bin/sh', '-c', 'echo started; stat -L -c "%a %u" /proc/1/exe'] });

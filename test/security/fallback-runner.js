@@ -24,3 +24,4 @@ if (seen.openat2 || seen.newMountApi) throw new Error('the test filter did not h
 process.stdout.write('# fallback harness: openat2 and the new mount API answer ENOSYS\n');
 require('./paths.test.js');
 require('./privileges.test.js');
+require('./escapes.test.js');

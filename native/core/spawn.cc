@@ -12,6 +12,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #if defined(__SANITIZE_ADDRESS__)
@@ -192,8 +193,13 @@ bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
       rec->magic = kErrorMagic;
       return true;
     }
-    struct pollfd pfd = {pidfd, POLLIN, 0};
-    while (poll(&pfd, 1, round < 20 ? 0 : 1) < 0 && errno == EINTR) {
+    if (round < 200) {
+      // An exec in flight needs a CPU for a few microseconds more: give it ours.
+      sched_yield();
+    } else {
+      struct pollfd pfd = {pidfd, POLLIN, 0};
+      while (poll(&pfd, 1, 1) < 0 && errno == EINTR) {
+      }
     }
   }
   return false;

@@ -17,6 +17,7 @@ import {
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
 import { capLast, closeQuiet, initFd, pipeSocket, runtimeDir, staging } from './runtime';
+import { planInherit, StdioRelay } from './stdio';
 import { checkNetwork, checkPolicyCaps, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { IdMapEntry, NetworkMode, NetworkOptions, Stats, StdioMode, UsernsOption } from './types';
@@ -623,9 +624,10 @@ export class Machine {
         parentFds.push(ptyRecv);
         childFds.push(ptySock);
       } else if (stdio === 'inherit') {
-        stdioFds[0] = 0;
-        stdioFds[1] = 1;
-        stdioFds[2] = 2;
+        // As for app containers: the machine's /dev/null or relayed pipes, never Node's own fds.
+        const inh = planInherit(childFds, parentFds);
+        stdioFds.splice(0, 3, ...inh.stdio);
+        ours.splice(0, 3, ...inh.ours);
       } else if (stdio === 'ignore') {
         // The machine's own /dev/null, opened by the process once it is in the machine.
         stdioFds[0] = stdioFds[1] = stdioFds[2] = native().constants.STDIO_DEV_NULL!;
@@ -708,8 +710,9 @@ export class Machine {
       } else if (stdio === 'pipe') {
         streams = [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)];
       }
+      const relay = !tty && stdio === 'inherit' ? new StdioRelay(ours) : null;
       parentFds.length = 0;
-      return new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, master);
+      return new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, master, relay);
     } catch (e) {
       this.#cgroup?.closeFd();
       for (const fd of childFds) closeQuiet(fd);

@@ -1,0 +1,188 @@
+// stdio.ts: `stdio: 'inherit'` without handing the container the host's inodes.
+//
+// An fd of Node's that the container holds as its own 0, 1 or 2 is reachable as /proc/self/fd/N:
+// root in an app container keeps CAP_CHOWN and CAP_FOWNER, so it could chmod, chown or touch that
+// inode (the host's /dev/null, the caller's tty, a log file, a directory), and open it again with
+// another mode (a read-only host file for writing, a log file with O_TRUNC, the other end of a pipe).
+// So no fd of Node's is passed on: where Node's fd is the host's /dev/null (or a directory, or
+// closed), the container gets its own /dev/null; everything else is relayed through a pipe of the
+// container's own, which Node copies to or from its fd 0, 1 or 2 (process.stdin/stdout/stderr).
+import * as fs from 'node:fs';
+import type * as net from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+
+import { native } from './native';
+import { pipeSocket } from './runtime';
+
+/** st_rdev of /dev/null (char 1:3) as glibc encodes it. */
+const DEV_NULL_RDEV = (1 << 8) | 3;
+
+/**
+ * How long output relays may take to reach end-of-file once the container is gone. Normally they
+ * do at once (every process that held the pipe is dead); a process that outlives the command (a
+ * background job of a machine exec) would otherwise hold wait() forever.
+ */
+const RELAY_GRACE_MS = 2000;
+
+/** What the container gets in place of Node's fd: its own /dev/null, or a relay. */
+export type InheritedKind = 'null' | 'relay';
+
+/** @internal Decides, from fstat of Node's own fd, what an inheriting container gets for it. */
+export function inheritedKind(fd: number): InheritedKind {
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch {
+    return 'null'; // closed: nothing to read or write either way
+  }
+  if (st.isCharacterDevice() && st.rdev === DEV_NULL_RDEV) return 'null';
+  // A directory can be neither read nor written as a stream.
+  if (st.isDirectory()) return 'null';
+  return 'relay';
+}
+
+/** @internal The fds of an inheriting container's stdio: plan.stdio, and the pipe ends made for it. */
+export interface InheritPlan {
+  stdio: [number, number, number];
+  /** The container's pipe ends (closed in Node once it has cloned). */
+  childFds: number[];
+  /** Node's ends (closed on failure; the relay owns them afterwards). */
+  parentFds: number[];
+  /** Node's end per fd, -1 where nothing is relayed. */
+  ours: [number, number, number];
+}
+
+/**
+ * @internal For `stdio: 'inherit'`: the container's own /dev/null where Node's fd is /dev/null (or
+ * closed, or a directory), else a fresh pipe. Pushes the pipe ends onto the caller's lists as it
+ * goes, so that a failure half-way leaves nothing the caller does not close.
+ */
+export function planInherit(childFds: number[], parentFds: number[]): InheritPlan {
+  const n = native();
+  const devNull = n.constants.STDIO_DEV_NULL!;
+  const plan: InheritPlan = { stdio: [-1, -1, -1], childFds, parentFds, ours: [-1, -1, -1] };
+  for (let i = 0; i < 3; i++) {
+    if (inheritedKind(i) === 'null') {
+      plan.stdio[i] = devNull;
+      continue;
+    }
+    const [r, w] = n.pipe();
+    const mine = i === 0 ? w : r;
+    const theirs = i === 0 ? r : w;
+    childFds.push(theirs);
+    parentFds.push(mine);
+    plan.stdio[i] = theirs;
+    plan.ours[i] = mine;
+  }
+  return plan;
+}
+
+/**
+ * @internal Copies Node's stdin into the container's stdin pipe and the container's output pipes to
+ * Node's stdout and stderr, for as long as the container runs. finish() (at the container's exit)
+ * stops the stdin copy and resolves once every byte of output has been written to Node's fds.
+ */
+export class StdioRelay {
+  #stopStdin: (() => void) | null = null;
+  #outs: { src: net.Socket; done: Promise<void> }[] = [];
+
+  constructor(ours: [number, number, number]) {
+    if (ours[0] >= 0) this.#relayStdin(ours[0]);
+    for (const i of [1, 2] as const) if (ours[i] >= 0) this.#relayOut(ours[i], i === 1 ? process.stdout : process.stderr);
+  }
+
+  #relayStdin(fd: number): void {
+    const dest = pipeSocket(fd, false);
+    // EPIPE once the command has closed its stdin or exited: the rest is simply not wanted.
+    dest.on('error', () => dest.destroy());
+    const src = process.stdin as Readable & { unref?: () => void };
+    const state = src.readableFlowing;
+    const onData = (chunk: Buffer): void => {
+      if (!dest.write(chunk)) {
+        src.pause();
+        dest.once('drain', () => src.resume());
+      }
+    };
+    const onEnd = (): void => void dest.end();
+    src.on('data', onData);
+    src.once('end', onEnd);
+    src.once('error', onEnd);
+    this.#stopStdin = (): void => {
+      src.off('data', onData);
+      src.off('end', onEnd);
+      src.off('error', onEnd);
+      dest.destroy();
+      // Stop reading Node's stdin once nobody else wants it: a paused stdin neither keeps the
+      // process alive nor takes input the application reads later. What was read but not yet
+      // passed on stays in process.stdin's buffer for the application.
+      if (src.listenerCount('data') === 0 && state !== true) {
+        src.pause();
+        // As before the relay: a later 'data' listener of the application starts it again.
+        if (state === null) (src as unknown as { _readableState: { flowing: boolean | null } })._readableState.flowing = null;
+      }
+    };
+  }
+
+  #relayOut(fd: number, dest: Writable): void {
+    const src = pipeSocket(fd, true);
+    const done = new Promise<void>((resolve) => {
+      let pending = 0;
+      let ended = false;
+      // A write error of Node's stdout or stderr (EPIPE: whoever reads it went away) ends the relay:
+      // the container then gets EPIPE itself, as it would have on the fd; Node's stream reports it
+      // to the application's own listeners, if any, but does not crash the process on our account.
+      const onDestError = (): void => void src.destroy();
+      dest.on('error', onDestError);
+      const check = (): void => {
+        if (ended && pending === 0) {
+          dest.off('error', onDestError);
+          resolve();
+        }
+      };
+      src.on('data', (chunk: Buffer) => {
+        pending++;
+        const ok = dest.write(chunk, () => {
+          pending--;
+          check();
+        });
+        if (!ok) {
+          src.pause();
+          dest.once('drain', () => src.resume());
+        }
+      });
+      const end = (): void => {
+        ended = true;
+        check();
+      };
+      src.once('end', end);
+      src.once('close', end);
+      src.on('error', () => src.destroy());
+    });
+    this.#outs.push({ src, done });
+  }
+
+  /** Like Container.unref(): the output pipes no longer keep Node alive. */
+  unref(): void {
+    for (const o of this.#outs) o.src.unref();
+  }
+
+  ref(): void {
+    for (const o of this.#outs) o.src.ref();
+  }
+
+  /** The container has exited: stop feeding stdin and wait until its output is written out. */
+  async finish(graceMs = RELAY_GRACE_MS): Promise<void> {
+    this.#stopStdin?.();
+    this.#stopStdin = null;
+    if (!this.#outs.length) return;
+    const all = Promise.all(this.#outs.map((o) => o.done));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+    if ((await Promise.race([all, late])) === 'late') {
+      // Something outside the command still holds a write end: stop reading; it gets EPIPE.
+      for (const o of this.#outs) o.src.destroy();
+      await all;
+    }
+    clearTimeout(timer);
+  }
+}

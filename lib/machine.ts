@@ -387,6 +387,9 @@ export class Machine {
     let cgroup: ContainerCgroup | null = null;
     const fds: number[] = [];
     let netw: NetworkSetup | null = null;
+    // Once cloned: PID 1, and (once made) the handle that watches it.
+    let spawned: NativeProcess | null = null;
+    let made: Machine | null = null;
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
@@ -455,6 +458,7 @@ export class Machine {
       if (res.step !== undefined) {
         throw errorFromRecord(res, { meta: L.meta, candidates: plan.candidates, command: plan.argv, rootfs: o.rootfs, cwd: '/', hostname: o.hostname });
       }
+      spawned = res.process;
       const startTime = startTimeOf(res.pid);
       const state: StateFile = {
         version: 1,
@@ -478,8 +482,12 @@ export class Machine {
         netw.adopt(res.pid);
         state.net = { bridge: netw.bridge, address: netw.address, gateway: netw.gateway, hostIf: netw.hostIf, lease: netw.lease };
       }
-      writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
-      const m = new Machine(dir, state, res.process, o.stateDir);
+      try {
+        writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
+      } catch (e) {
+        throw fromSystemError(e, 'machine.state', path.join(dir, 'state.json'));
+      }
+      const m = (made = new Machine(dir, state, res.process, o.stateDir));
       if (netw) {
         // Published ports are forwarded by this process, for as long as it runs (docs/network.md).
         const started = netw;
@@ -489,22 +497,30 @@ export class Machine {
         void m.#gone.then(() => started.release());
       }
       if (o.waitReady && systemd) {
-        try {
-          await m.#waitSystemd(o.readyTimeout);
-        } catch (e) {
-          // A machine that did not come up is not left behind: kill it, its cgroup and its state.
-          m.#proc?.ref();
-          m.kill('SIGKILL');
-          await m.#gone;
-          await m.#cgroup?.remove().catch(() => {});
-          fs.rmSync(dir, { recursive: true, force: true });
-          throw e;
-        }
+        // A machine that did not come up is not left behind (the catch below kills it).
+        await m.#waitSystemd(o.readyTimeout);
       }
       return m;
     } catch (e) {
       for (const fd of fds) closeQuiet(fd);
-      cgroup?.removeNow();
+      if (spawned) {
+        // Failed after the clone (the state could not be written, ports not forwarded, not ready):
+        // PID 1 and everything it started are killed and reaped before the cgroup and the state go,
+        // so nothing runs on without state that a later start, get() or stop() would find.
+        const proc = spawned;
+        const gone = made ? made.#gone : new Promise<void>((resolve) => proc.watch(() => resolve()));
+        proc.ref();
+        try {
+          cgroup?.kill();
+        } catch {
+          /* PID 1's own death below ends its pid namespace */
+        }
+        proc.signal(osConstants.signals.SIGKILL);
+        await gone;
+        await cgroup?.remove().catch(() => {});
+      } else {
+        cgroup?.removeNow();
+      }
       netw?.release();
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;

@@ -298,6 +298,13 @@ function isSystemd(rootfs: string, init: string[]): boolean {
   }
 }
 
+/**
+ * sysfs directories a machine sees as an empty read-only tmpfs (Docker's masked /sys paths):
+ * firmware tables (ACPI, EFI variables, DMI) are the host's; powercap holds the RAPL energy counters,
+ * a side channel on what the host's other processes compute (CVE-2020-8694, "Platypus").
+ */
+export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
+
 function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
   const K = native().constants;
   const L = new OpList(stagingDir);
@@ -325,8 +332,10 @@ function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: stri
     L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
   }
   L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
-  // Firmware tables (ACPI, EFI variables, DMI) are the host's, as in runc's masked paths.
-  if (fs.existsSync('/sys/firmware')) L.mount('tmpfs', '/sys/firmware', 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
+  // The host's firmware tables and power counters are masked, as in Docker's defaults.
+  for (const p of MASKED_SYS_DIRS) {
+    if (fs.existsSync(p)) L.mount('tmpfs', p, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
+  }
   L.mkdir('/run', 0o755, 'mount.run');
   L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
   L.mkdir('/run/host', 0o755, 'mount.run');

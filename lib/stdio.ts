@@ -38,7 +38,25 @@ export function inheritedKind(fd: number): InheritedKind {
   if (st.isCharacterDevice() && st.rdev === DEV_NULL_RDEV) return 'null';
   // A directory can be neither read nor written as a stream.
   if (st.isDirectory()) return 'null';
+  // Reading a terminal from a background process group stops Node (SIGTTIN), and with it the
+  // output relays: a background job's container gets /dev/null as its stdin, as in a shell script.
+  if (fd === 0 && st.isCharacterDevice() && inBackgroundOf(st.rdev)) return 'null';
   return 'relay';
+}
+
+/** Whether `rdev` is this process's controlling terminal and its process group not the foreground one. */
+function inBackgroundOf(rdev: number): boolean {
+  try {
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    // After "pid (comm) ": state ppid pgrp session tty_nr tpgid
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const pgrp = Number(f[2]);
+    const ttyNr = Number(f[4]);
+    const tpgid = Number(f[5]);
+    return ttyNr !== 0 && ttyNr === rdev && tpgid > 0 && tpgid !== pgrp;
+  } catch {
+    return false;
+  }
 }
 
 /** @internal The fds of an inheriting container's stdio: plan.stdio, and the pipe ends made for it. */

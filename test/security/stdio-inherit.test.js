@@ -142,6 +142,53 @@ t.test('container root in a machine exec cannot chmod the host file behind an in
   t.equal(fs.readFileSync(f, 'utf8'), 'host data\ndone\n', 'not truncated; the output appended');
 });
 
+const haveScript = fs.existsSync('/usr/bin/script') ? false : 'no script(1) (util-linux) to run Node on a pty';
+t.test('container root cannot chmod or chown the terminal behind an inherited stdout', { skip: skip || haveScript }, async (t) => {
+  // script(1) runs the Node process on a fresh pty: the terminal is that pty's slave (/dev/pts/N).
+  const result = path.join(work, 'tty-result.json');
+  const js = path.join(work, 'tty-child.js');
+  fs.writeFileSync(js, `const fs = require('node:fs');
+    const { spawn } = require(${JSON.stringify(lib)});
+    const st = (s) => ({ mode: s.mode, uid: s.uid, gid: s.gid, rdev: s.rdev });
+    const before = st(fs.fstatSync(1));
+    spawn({ rootfs: ${JSON.stringify(bb)}, command: ['/bin/sh', '-c', 'chmod 666 /proc/self/fd/1; chown 4321:4321 /proc/self/fd/1; echo "[$(test -t 1 && echo tty || echo notty)]"'], stdio: 'inherit' })
+      .wait().then(() => fs.writeFileSync(${JSON.stringify(result)}, JSON.stringify({ before, after: st(fs.fstatSync(1)), isatty: require('node:tty').isatty(1) })));`);
+  const out = await new Promise((resolve) => {
+    const c = spawnChild('script', ['-qec', `${process.execPath} ${js}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let o = '';
+    c.stdout.on('data', (d) => (o += d));
+    c.stderr.on('data', (d) => (o += d));
+    const timer = setTimeout(() => c.kill('SIGKILL'), 30000);
+    c.on('close', () => {
+      clearTimeout(timer);
+      resolve(o);
+    });
+  });
+  const r = JSON.parse(fs.readFileSync(result, 'utf8'));
+  t.ok(r.isatty, "the Node process's stdout is a terminal");
+  t.same(r.after, r.before, 'mode and owner of the terminal unchanged');
+  t.match(out, /\[notty\]/, 'the output reached the terminal (through a pipe: the command does not see a tty)');
+});
+
+t.test("container root cannot write into Node's own stdin pipe through an inherited stdin", { skip }, async (t) => {
+  // An anonymous pipe's inode is harmless to chmod, but /proc/self/fd/0 opens it again the other
+  // way round: a shared stdin pipe would take the container's writes as input for Node.
+  const result = path.join(work, 'pipe-result.txt');
+  const js = path.join(work, 'pipe-child.js');
+  fs.writeFileSync(js, `const fs = require('node:fs');
+    const { spawn } = require(${JSON.stringify(lib)});
+    spawn({ rootfs: ${JSON.stringify(bb)}, command: ['/bin/sh', '-c', 'echo injected > /proc/self/fd/0'], stdio: 'inherit' })
+      .wait().then(() => {
+        let got = '';
+        process.stdin.on('data', (d) => (got += d));
+        setTimeout(() => { fs.writeFileSync(${JSON.stringify(result)}, got); process.exit(0); }, 500);
+      });`);
+  // Node's stdin is a pipe whose writer (sleep) never writes.
+  const r = spawnSync('/bin/sh', ['-c', `sleep 3 | ${process.execPath} ${js}`], { encoding: 'utf8', timeout: 30000 });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(fs.readFileSync(result, 'utf8'), '', 'Node read nothing the container wrote');
+});
+
 // What the relay must still do (these pass before the fix as well).
 
 t.test('an inherited stdout gets all of the output before the Node process exits', { skip }, async (t) => {

@@ -99,6 +99,7 @@ export interface MachineExecOptions {
   /** With `tty`: the terminal size the command starts with (default 80x24). */
   columns?: number;
   rows?: number;
+  /** As for app containers: `'inherit'` relays Node's stdio through pipes (the command sees no tty; use `tty`). */
   stdio?: StdioMode;
   input?: string | Buffer;
   timeout?: number;

@@ -9,7 +9,7 @@
 // container's own, which Node copies to or from its fd 0, 1 or 2 (process.stdin/stdout/stderr).
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 
 import { native } from './native';
 import { pipeSocket } from './runtime';
@@ -96,49 +96,109 @@ export function planInherit(childFds: number[], parentFds: number[]): InheritPla
 }
 
 /**
+ * Node's stdin, shared by every relaying container: one set of listeners on process.stdin however
+ * many containers inherit it (each gets every chunk, as each would have read the fd itself), and
+ * process.stdin is put back as it was (paused, or flowing for the application) when the last goes.
+ */
+const stdinHub = {
+  dests: new Set<net.Socket>(),
+  /** Destinations whose pipe is full: stdin is paused until they drain (or go). */
+  full: new Set<net.Socket>(),
+  /** process.stdin.readableFlowing before the first relay. */
+  state: null as boolean | null,
+  onData(chunk: Buffer): void {
+    for (const d of stdinHub.dests) {
+      if (!d.write(chunk) && !stdinHub.full.has(d)) {
+        stdinHub.full.add(d);
+        d.once('drain', () => stdinHub.drained(d));
+      }
+    }
+    if (stdinHub.full.size) process.stdin.pause();
+  },
+  drained(d: net.Socket): void {
+    if (!stdinHub.full.delete(d) || stdinHub.full.size || !stdinHub.dests.size) return;
+    process.stdin.resume();
+  },
+  onEnd(): void {
+    for (const d of stdinHub.dests) d.end();
+  },
+  add(d: net.Socket): void {
+    const src = process.stdin;
+    if (!stdinHub.dests.size) {
+      stdinHub.state = src.readableFlowing;
+      src.on('data', stdinHub.onData);
+      src.on('end', stdinHub.onEnd);
+      src.on('error', stdinHub.onEnd);
+    }
+    stdinHub.dests.add(d);
+    if (src.readableEnded) d.end();
+    else if (!stdinHub.full.size) src.resume();
+  },
+  remove(d: net.Socket): void {
+    if (!stdinHub.dests.delete(d)) return;
+    stdinHub.drained(d);
+    d.destroy();
+    if (stdinHub.dests.size) return;
+    const src = process.stdin;
+    src.off('data', stdinHub.onData);
+    src.off('end', stdinHub.onEnd);
+    src.off('error', stdinHub.onEnd);
+    // Stop reading Node's stdin unless the application reads it: a paused stdin neither keeps the
+    // process alive nor takes input the application reads later. What was read but not yet
+    // passed on stays in process.stdin's buffer for the application.
+    if (stdinHub.state !== true) {
+      src.pause();
+      // As before the relay: a later 'data' listener of the application starts it again.
+      if (stdinHub.state === null) (src as unknown as { _readableState: { flowing: boolean | null } })._readableState.flowing = null;
+    }
+  },
+};
+
+/**
+ * One 'error' listener per stream of Node's (stdout, stderr) while any relay writes to it. A write
+ * error (EPIPE: whoever read it went away) ends those relays: the container then gets EPIPE
+ * itself, as it would have on the fd; the application's own listeners still see the error, but
+ * the process does not crash on the container's account.
+ */
+const destHooks = new Map<Writable, { stops: Set<() => void>; listener: () => void }>();
+
+function hookDestError(dest: Writable, stop: () => void): () => void {
+  let h = destHooks.get(dest);
+  if (!h) {
+    const hook = { stops: new Set<() => void>(), listener: (): void => { for (const f of [...hook.stops]) f(); } };
+    h = hook;
+    destHooks.set(dest, h);
+    dest.on('error', h.listener);
+  }
+  h.stops.add(stop);
+  const entry = h;
+  return () => {
+    entry.stops.delete(stop);
+    if (!entry.stops.size && destHooks.get(dest) === entry) {
+      dest.off('error', entry.listener);
+      destHooks.delete(dest);
+    }
+  };
+}
+
+/**
  * @internal Copies Node's stdin into the container's stdin pipe and the container's output pipes to
  * Node's stdout and stderr, for as long as the container runs. finish() (at the container's exit)
  * stops the stdin copy and resolves once every byte of output has been written to Node's fds.
  */
 export class StdioRelay {
-  #stopStdin: (() => void) | null = null;
+  #stdin: net.Socket | null = null;
   #outs: { src: net.Socket; done: Promise<void> }[] = [];
 
   constructor(ours: [number, number, number]) {
-    if (ours[0] >= 0) this.#relayStdin(ours[0]);
+    if (ours[0] >= 0) {
+      const dest = pipeSocket(ours[0], false);
+      // EPIPE once the command has closed its stdin or exited: the rest is simply not wanted.
+      dest.on('error', () => stdinHub.remove(dest));
+      this.#stdin = dest;
+      stdinHub.add(dest);
+    }
     for (const i of [1, 2] as const) if (ours[i] >= 0) this.#relayOut(ours[i], i === 1 ? process.stdout : process.stderr);
-  }
-
-  #relayStdin(fd: number): void {
-    const dest = pipeSocket(fd, false);
-    // EPIPE once the command has closed its stdin or exited: the rest is simply not wanted.
-    dest.on('error', () => dest.destroy());
-    const src = process.stdin as Readable & { unref?: () => void };
-    const state = src.readableFlowing;
-    const onData = (chunk: Buffer): void => {
-      if (!dest.write(chunk)) {
-        src.pause();
-        dest.once('drain', () => src.resume());
-      }
-    };
-    const onEnd = (): void => void dest.end();
-    src.on('data', onData);
-    src.once('end', onEnd);
-    src.once('error', onEnd);
-    this.#stopStdin = (): void => {
-      src.off('data', onData);
-      src.off('end', onEnd);
-      src.off('error', onEnd);
-      dest.destroy();
-      // Stop reading Node's stdin once nobody else wants it: a paused stdin neither keeps the
-      // process alive nor takes input the application reads later. What was read but not yet
-      // passed on stays in process.stdin's buffer for the application.
-      if (src.listenerCount('data') === 0 && state !== true) {
-        src.pause();
-        // As before the relay: a later 'data' listener of the application starts it again.
-        if (state === null) (src as unknown as { _readableState: { flowing: boolean | null } })._readableState.flowing = null;
-      }
-    };
   }
 
   #relayOut(fd: number, dest: Writable): void {
@@ -146,14 +206,10 @@ export class StdioRelay {
     const done = new Promise<void>((resolve) => {
       let pending = 0;
       let ended = false;
-      // A write error of Node's stdout or stderr (EPIPE: whoever reads it went away) ends the relay:
-      // the container then gets EPIPE itself, as it would have on the fd; Node's stream reports it
-      // to the application's own listeners, if any, but does not crash the process on our account.
-      const onDestError = (): void => void src.destroy();
-      dest.on('error', onDestError);
+      const unhook = hookDestError(dest, () => src.destroy());
       const check = (): void => {
         if (ended && pending === 0) {
-          dest.off('error', onDestError);
+          unhook();
           resolve();
         }
       };
@@ -190,8 +246,8 @@ export class StdioRelay {
 
   /** The container has exited: stop feeding stdin and wait until its output is written out. */
   async finish(graceMs = RELAY_GRACE_MS): Promise<void> {
-    this.#stopStdin?.();
-    this.#stopStdin = null;
+    if (this.#stdin) stdinHub.remove(this.#stdin);
+    this.#stdin = null;
     if (!this.#outs.length) return;
     const all = Promise.all(this.#outs.map((o) => o.done));
     let timer: NodeJS.Timeout | undefined;

@@ -216,6 +216,24 @@ t.test('an inherited stdin (a host file) is read by the container', { skip }, as
   t.equal(fs.readFileSync(out, 'utf8'), 'line one\nline two\n[notty]\n');
 });
 
+t.test('many containers inheriting at once share the relays', { skip }, async (t) => {
+  const out = hostFile('many-out', '');
+  const ofd = fs.openSync(out, 'a');
+  const ifd = fs.openSync(hostFile('many-in', 'in\n'), 'r');
+  const code = `const { spawn } = require(${JSON.stringify(lib)});
+    Promise.all(Array.from({ length: 15 }, (_, i) =>
+      spawn({ rootfs: ${JSON.stringify(bb)}, command: ['/bin/sh', '-c', 'cat; echo line ' + i], stdio: 'inherit' }).wait()))
+      .then((infos) => { process.exitCode = infos.every((x) => x.exitCode === 0) ? 0 : 1; });`;
+  const r = spawnSync(process.execPath, ['-e', code], { stdio: [ifd, ofd, 'pipe'], encoding: 'utf8', timeout: 60000 });
+  fs.closeSync(ofd);
+  fs.closeSync(ifd);
+  t.equal(r.status, 0, r.stderr);
+  t.notMatch(r.stderr, /MaxListeners/, 'no listener leak warning');
+  const lines = fs.readFileSync(out, 'utf8').split('\n').filter(Boolean).sort();
+  const want = Array.from({ length: 15 }, (_, i) => ['in', `line ${i}`]).flat().sort();
+  t.same(lines, want, 'each container read all of stdin, and its output arrived');
+});
+
 t.test('a stdin relay does not keep Node alive after the container ends', { skip }, async (t) => {
   // Node's stdin is a pipe that nobody ever closes: the child must still exit on its own.
   const out = hostFile('alive-out', '');

@@ -14,6 +14,7 @@ import { setupNetwork, type NetworkSetup } from './network';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { basePlan, checkRootfs, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
+import { planInherit, StdioRelay } from './stdio';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { explainUsernsFailure, privileged, resolveUserns, spawnWithUserns, type UsernsPlan } from './userns';
 
@@ -73,6 +74,8 @@ export class Container extends EventEmitter {
   #signal: AbortSignal | undefined;
   #stopOomWatch: (() => void) | null = null;
   #ptyFd = -1;
+  /** stdio: 'inherit': the copies between Node's stdio and the container's pipes. */
+  #relay: StdioRelay | null;
   /** With network: 'bridge': the container's address, the bridge's (its gateway) and the bridge name. */
   network: { address: string; gateway: string; bridge: string; hostIf: string } | null = null;
   #onAbort = (): void => {
@@ -89,9 +92,11 @@ export class Container extends EventEmitter {
     o: Pick<ResolvedAppOptions, 'init' | 'timeout' | 'signal' | 'limits'>,
     start: number,
     ptyFd = -1,
+    relay: StdioRelay | null = null,
   ) {
     super();
     inFlight++;
+    this.#relay = relay;
     this.pid = pid;
     this.#proc = proc;
     this.#cgroup = cgroup;
@@ -149,6 +154,9 @@ export class Container extends EventEmitter {
       delete stats.oomKills;
       await this.#cgroup.remove(inFlight > 0);
     }
+    // stdio: 'inherit': everything the container wrote is on Node's stdout and stderr before
+    // 'exit' and wait(); Node's stdin is no longer read for it.
+    if (this.#relay) await this.#relay.finish();
     this.#final = stats;
     // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its
     // pipe reaches end-of-file and closes instead of holding an fd forever.
@@ -236,10 +244,12 @@ export class Container extends EventEmitter {
   /** Keep (the default) or stop keeping the Node event loop alive for this container. */
   ref(): this {
     this.#proc.ref();
+    this.#relay?.ref();
     return this;
   }
   unref(): this {
     this.#proc.unref();
+    this.#relay?.unref();
     return this;
   }
 
@@ -363,9 +373,15 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     const cgroup = (p.cgroup = deferred ? ContainerCgroup.deferred(host) : ContainerCgroup.create(host, o.limits));
     const stdio: [number, number, number] = [-1, -1, -1];
     if (o.stdio === 'inherit') {
-      stdio[0] = 0;
-      stdio[1] = 1;
-      stdio[2] = 2;
+      // Never Node's own fds (their inodes would be the container's to chmod and reopen): the
+      // container's /dev/null, or pipes relayed to and from Node's stdio (lib/stdio.ts).
+      const inh = planInherit(childFds, parentFds);
+      stdio[0] = inh.stdio[0];
+      stdio[1] = inh.stdio[1];
+      stdio[2] = inh.stdio[2];
+      ours[0] = inh.ours[0];
+      ours[1] = inh.ours[1];
+      ours[2] = inh.ours[2];
     } else if (o.stdio === 'ignore') {
       // The container's own /dev/null, opened by the child in its root: never the host's.
       stdio[0] = stdio[1] = stdio[2] = n.constants.STDIO_DEV_NULL!;
@@ -455,7 +471,8 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     const streams: [Writable | null, Readable | null, Readable | null] = piped
       ? [ours[0] >= 0 ? pipeSocket(ours[0], false) : null, whole ? null : pipeSocket(ours[1], true), whole ? null : pipeSocket(ours[2], true)]
       : [null, null, null];
-    const c = new Container(res.pid, res.process, cgroup, streams, o, p.t0);
+    const relay = o.stdio === 'inherit' ? new StdioRelay(ours) : null;
+    const c = new Container(res.pid, res.process, cgroup, streams, o, p.t0, -1, relay);
     if (whole) wholeOutput.set(c, collectOutput(ours[1], ours[2], o.maxOutput));
     return c;
   } catch (e) {

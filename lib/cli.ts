@@ -1,5 +1,5 @@
 // cli.ts: the `nsbox` command (bin/nsbox.js calls main()). Parses argv into AppOptions, runs the
-// container on the terminal's own stdio and turns its end into an exit status:
+// container on the terminal's stdio (relayed, see lib/stdio.ts) and turns its end into an exit status:
 //   the container's exit code, 128+n when it was killed by signal n, 125 when nsbox itself failed.
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -54,7 +54,8 @@ Run 'nsbox run --help' for the flags of nsbox run, 'nsbox machine --help' for th
 
 const RUN_USAGE = `Usage: nsbox run [flags] -- CMD ARGS...
 
-Runs CMD in new namespaces with its own cgroup. Its stdin, stdout and stderr are the terminal's.
+Runs CMD in new namespaces with its own cgroup. Its stdin, stdout and stderr are relayed to and
+from nsbox's own through pipes (CMD sees no terminal).
 Every flag also takes the --flag=value form.
 
   --rootfs DIR          directory to use as / (default: the host's /usr, /bin, /lib* and a safe

@@ -17,6 +17,7 @@ import {
 } from './options';
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
 import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, runtimeDir, staging } from './runtime';
+import { planInherit, StdioRelay } from './stdio';
 import { checkNetwork, checkPolicyCaps, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { IdMapEntry, NetworkMode, NetworkOptions, Stats, StdioMode, UsernsOption } from './types';
@@ -98,6 +99,7 @@ export interface MachineExecOptions {
   /** With `tty`: the terminal size the command starts with (default 80x24). */
   columns?: number;
   rows?: number;
+  /** As for app containers: `'inherit'` relays Node's stdio through pipes (the command sees no tty; use `tty`). */
   stdio?: StdioMode;
   input?: string | Buffer;
   timeout?: number;
@@ -297,6 +299,13 @@ function isSystemd(rootfs: string, init: string[]): boolean {
   }
 }
 
+/**
+ * sysfs directories a machine sees as an empty read-only tmpfs (Docker's masked /sys paths):
+ * firmware tables (ACPI, EFI variables, DMI) are the host's; powercap holds the RAPL energy counters,
+ * a side channel on what the host's other processes compute (CVE-2020-8694, "Platypus").
+ */
+export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
+
 function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
   const K = native().constants;
   const L = new OpList(stagingDir);
@@ -324,8 +333,10 @@ function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: stri
     L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
   }
   L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
-  // Firmware tables (ACPI, EFI variables, DMI) are the host's, as in runc's masked paths.
-  if (fs.existsSync('/sys/firmware')) L.mount('tmpfs', '/sys/firmware', 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
+  // The host's firmware tables and power counters are masked, as in Docker's defaults.
+  for (const p of MASKED_SYS_DIRS) {
+    if (fs.existsSync(p)) L.mount('tmpfs', p, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
+  }
   L.mkdir('/run', 0o755, 'mount.run');
   L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
   L.mkdir('/run/host', 0o755, 'mount.run');
@@ -386,6 +397,9 @@ export class Machine {
     let cgroup: ContainerCgroup | null = null;
     const fds: number[] = [];
     let netw: NetworkSetup | null = null;
+    // Once cloned: PID 1, and (once made) the handle that watches it.
+    let spawned: NativeProcess | null = null;
+    let made: Machine | null = null;
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
@@ -458,6 +472,7 @@ export class Machine {
       if (res.step !== undefined) {
         throw errorFromRecord(res, { meta: L.meta, candidates: plan.candidates, command: plan.argv, rootfs: o.rootfs, cwd: '/', hostname: o.hostname });
       }
+      spawned = res.process;
       const startTime = startTimeOf(res.pid);
       const state: StateFile = {
         version: 1,
@@ -481,8 +496,12 @@ export class Machine {
         netw.adopt(res.pid);
         state.net = { bridge: netw.bridge, address: netw.address, gateway: netw.gateway, hostIf: netw.hostIf, lease: netw.lease };
       }
-      writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
-      const m = new Machine(dir, state, res.process, o.stateDir);
+      try {
+        writeAtomic(path.join(dir, 'state.json'), JSON.stringify(state, null, 2));
+      } catch (e) {
+        throw fromSystemError(e, 'machine.state', path.join(dir, 'state.json'));
+      }
+      const m = (made = new Machine(dir, state, res.process, o.stateDir));
       if (netw) {
         // Published ports are forwarded by this process, for as long as it runs (docs/network.md).
         const started = netw;
@@ -492,22 +511,30 @@ export class Machine {
         void m.#gone.then(() => started.release());
       }
       if (o.waitReady && systemd) {
-        try {
-          await m.#waitSystemd(o.readyTimeout);
-        } catch (e) {
-          // A machine that did not come up is not left behind: kill it, its cgroup and its state.
-          m.#proc?.ref();
-          m.kill('SIGKILL');
-          await m.#gone;
-          await m.#cgroup?.remove().catch(() => {});
-          fs.rmSync(dir, { recursive: true, force: true });
-          throw e;
-        }
+        // A machine that did not come up is not left behind (the catch below kills it).
+        await m.#waitSystemd(o.readyTimeout);
       }
       return m;
     } catch (e) {
       for (const fd of fds) closeQuiet(fd);
-      cgroup?.removeNow();
+      if (spawned) {
+        // Failed after the clone (the state could not be written, ports not forwarded, not ready):
+        // PID 1 and everything it started are killed and reaped before the cgroup and the state go,
+        // so nothing runs on without state that a later start, get() or stop() would find.
+        const proc = spawned;
+        const gone = made ? made.#gone : new Promise<void>((resolve) => proc.watch(() => resolve()));
+        proc.ref();
+        try {
+          cgroup?.kill();
+        } catch {
+          /* PID 1's own death below ends its pid namespace */
+        }
+        proc.signal(osConstants.signals.SIGKILL);
+        await gone;
+        await cgroup?.remove().catch(() => {});
+      } else {
+        cgroup?.removeNow();
+      }
       netw?.release();
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
@@ -630,9 +657,10 @@ export class Machine {
         parentFds.push(ptyRecv);
         childFds.push(ptySock);
       } else if (stdio === 'inherit') {
-        stdioFds[0] = 0;
-        stdioFds[1] = 1;
-        stdioFds[2] = 2;
+        // As for app containers: the machine's /dev/null or relayed pipes, never Node's own fds.
+        const inh = planInherit(childFds, parentFds);
+        stdioFds.splice(0, 3, ...inh.stdio);
+        ours.splice(0, 3, ...inh.ours);
       } else if (stdio === 'ignore') {
         // The machine's own /dev/null, opened by the process once it is in the machine.
         stdioFds[0] = stdioFds[1] = stdioFds[2] = native().constants.STDIO_DEV_NULL!;
@@ -715,8 +743,9 @@ export class Machine {
       } else if (stdio === 'pipe') {
         streams = [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)];
       }
+      const relay = !tty && stdio === 'inherit' ? new StdioRelay(ours) : null;
       parentFds.length = 0;
-      return new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, master);
+      return new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, master, relay);
     } catch (e) {
       this.#cgroup?.closeFd();
       for (const fd of childFds) closeQuiet(fd);

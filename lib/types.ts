@@ -76,7 +76,16 @@ export interface AppOptions {
   timeout?: number;
   /** Written to stdin, then stdin is closed (`run`). */
   input?: string | Buffer;
-  /** For `spawn` (default `'pipe'`). */
+  /**
+   * For `spawn` (default `'pipe'`). `'inherit'` connects the container to Node's own stdin, stdout
+   * and stderr without handing it Node's fds (whose host inodes root inside could chmod, chown or
+   * reopen through /proc/self/fd): where Node's fd is /dev/null (or a directory, or closed) the
+   * container gets its own /dev/null; anything else (a terminal, a file, a pipe, a socket) reaches
+   * it through a pipe that Node relays. So the command never sees a terminal (`isatty()` is false:
+   * no line editing, job control, colours by default or terminal size), and Node's stdin is read
+   * for it while it runs (what the command did not read by its exit is lost). Output is written
+   * out before `wait()` resolves. For a terminal use a machine's `exec` with `tty: true`.
+   */
   stdio?: StdioMode;
   /** Run a tiny init as PID 1 that reaps orphans and forwards signals (default `false`). */
   init?: boolean;

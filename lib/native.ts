@@ -157,7 +157,7 @@ export interface NativeBinding {
   /** The IPC namespace reserve, likewise (busy: the maker is making one of either kind). */
   ipcnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   mntTemplateState(): { fd: number; tried: boolean; errno: number };
-  /** pidfd and pid: a process that died before its exec is reported (step exec.died), not started. */
+  /** pidfd and pid: a process killed before its exec is reported (step exec.died), not started. */
   finishSpawn(errFd: number, allowReady?: boolean, pidfd?: number, pid?: number): { step: number; errno: number; index: number } | { ready: true } | null;
   /**
    * Reads two output pipes to their end on the event loop (owning and closing the fds; -1 = none):

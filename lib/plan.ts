@@ -493,7 +493,7 @@ export function errorFromRecord(
     case STEP['exec.died']:
       return new NsboxError({
         code, errno: rec.errno, step,
-        message: `the container's process died before its exec (${rec.index > 0 ? `signal ${osConstantsSignalName(rec.index)}` : `exit status ${-rec.index}`}), e.g. killed or OOM-killed (step ${step})`,
+        message: `the container's process died before its exec (signal ${osConstantsSignalName(rec.index)}), e.g. killed or OOM-killed (step ${step})`,
       });
     case STEP.hostname:
       p = ctx.hostname;

@@ -187,7 +187,7 @@ export interface HostReport {
     unprivilegedUserNamespaces: boolean;
     /**
      * Every container's cgroup gets the device allow-list (a BPF_CGROUP_DEVICE program: null, zero,
-     * full, random, urandom, tty, console, ptmx, the ptys, net/tun). It works on the v2 hierarchy of
+     * full, random, urandom, tty, ptmx, the ptys, net/tun). It works on the v2 hierarchy of
      * a hybrid host too (it needs no controller); it needs root (CAP_BPF or CAP_SYS_ADMIN).
      */
     devicePolicy: boolean;

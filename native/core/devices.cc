@@ -12,12 +12,13 @@
 namespace nsbox {
 
 // What a container may mknod, read or write: the nodes nsbox itself puts in /dev (null, zero, full,
-// random, urandom, tty, the console a machine gets, ptmx and its ptys) and /dev/net/tun (its
-// devices live in the container's network namespace). No block device, no other character device:
-// not /dev/mem, /dev/kmsg, a host disk or a loop device.
+// random, urandom, tty, ptmx and its ptys) and /dev/net/tun (its devices live in the container's
+// network namespace). No block device, no other character device: not /dev/mem, /dev/kmsg, a host
+// disk or a loop device, and not 5:1, the host's console (a machine's /dev/console is a bind of its
+// own /dev/null).
 const AllowedDevice kAllowedDevices[] = {
-    {1, 3, "null"}, {1, 5, "zero"},    {1, 7, "full"},  {1, 8, "random"}, {1, 9, "urandom"},
-    {5, 0, "tty"},  {5, 1, "console"}, {5, 2, "ptmx"},  {136, -1, "pts"}, {10, 200, "net/tun"},
+    {1, 3, "null"}, {1, 5, "zero"}, {1, 7, "full"},  {1, 8, "random"},  {1, 9, "urandom"},
+    {5, 0, "tty"},  {5, 2, "ptmx"}, {136, -1, "pts"}, {10, 200, "net/tun"},
 };
 const int kNumAllowedDevices = static_cast<int>(sizeof(kAllowedDevices) / sizeof(kAllowedDevices[0]));
 

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <stdlib.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #if defined(__SANITIZE_ADDRESS__)
@@ -140,69 +139,67 @@ size_t read_record(int fd, ErrorRecord* rec) {
 
 }  // namespace
 
-namespace {
-
-// /proc/<pid>/comm == kPreExecComm: 1; another name: 0; unreadable: -1.
-int has_pre_exec_comm(pid_t pid) {
+bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
+  if (pidfd < 0 || pid <= 0) return false;
+  // End-of-file comes from the kernel closing the pipe: in execve (close-on-exec) or in exit. A
+  // process that is not exiting has exec'd, whatever it is called (its new name comes a moment
+  // after the close, and a command may name itself anything). One that is exiting (PF_EXITING is
+  // set before exit closes its files; or a zombie already) died before its exec if it still has
+  // the name it was given for that (kPreExecComm). All of it from one read of /proc/<pid>/stat,
+  // without waiting: the process cannot hold this up. Our unreaped child: the pid is nobody else's.
   char path[40] = "/proc/";
   char digits[12];
   int n = 0;
   for (unsigned v = static_cast<unsigned>(pid); v; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
   size_t at = 6;
   while (n) path[at++] = digits[--n];
-  memcpy(path + at, "/comm", 6);
+  memcpy(path + at, "/stat", 6);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char comm[32];
+  if (fd < 0) return false;  // no /proc of our pid namespace: taken as exec'd, as before
+  char buf[512];
   ssize_t got;
-  while ((got = read(fd, comm, sizeof(comm) - 1)) < 0 && errno == EINTR) {
+  while ((got = read(fd, buf, sizeof(buf) - 1)) < 0 && errno == EINTR) {
   }
   close(fd);
-  if (got < 0) return -1;
-  size_t len = sizeof(kPreExecComm) - 1;
-  return got == static_cast<ssize_t>(len + 1) && memcmp(comm, kPreExecComm, len) == 0 && comm[len] == '\n';
-}
-
-}  // namespace
-
-bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
-  if (pidfd < 0 || pid <= 0) return false;
-  // End-of-file comes from the kernel closing the pipe: in execve (close-on-exec, a moment before
-  // the new name is set) or in exit (files closed before the process is a zombie). So a live
-  // process still named kPreExecComm is one of the two in flight: look again until it has its new
-  // name or is a zombie (the pidfd turns readable), which takes microseconds for an exec and, for
-  // an exit, as long as tearing down its namespaces takes. Bounded (about 2 s): past that it counts
-  // as started, as it did before this check.
-  for (int round = 0; round < 2000; round++) {
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    int rc;
-    while ((rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG | WNOWAIT)) != 0 &&
-           errno == EINTR) {
-    }
-    if (rc != 0) return false;
-    const bool exited = si.si_pid != 0;
-    // A zombie's name is still readable, and its pid is nobody else's while it is our zombie.
-    int pre = has_pre_exec_comm(pid);
-    if (pre < 0) return false;  // no /proc of our pid namespace: taken as exec'd, as before
-    if (!pre) return false;     // it exec'd (and may have exited since: that is the command's exit)
-    if (exited) {
-      rec->step = STEP_DIED;
-      rec->err = ESRCH;
-      rec->index = si.si_code == CLD_EXITED ? -si.si_status : si.si_status;  // the signal (or -status)
-      rec->magic = kErrorMagic;
-      return true;
-    }
-    if (round < 200) {
-      // An exec in flight needs a CPU for a few microseconds more: give it ours.
-      sched_yield();
-    } else {
-      struct pollfd pfd = {pidfd, POLLIN, 0};
-      while (poll(&pfd, 1, 1) < 0 && errno == EINTR) {
-      }
-    }
+  if (got <= 0) return false;
+  buf[got] = 0;
+  // "pid (comm) S ppid pgrp session tty_nr tpgid flags ...": comm may hold spaces and parens, so
+  // the fields after it start after the last ')'.
+  char* open_paren = strchr(buf, '(');
+  char* close_paren = strrchr(buf, ')');
+  if (!open_paren || !close_paren || close_paren < open_paren) return false;
+  size_t comm_len = static_cast<size_t>(close_paren - open_paren - 1);
+  const bool pre = comm_len == sizeof(kPreExecComm) - 1 && memcmp(open_paren + 1, kPreExecComm, comm_len) == 0;
+  if (!pre) return false;
+  char* f = close_paren + 1;
+  while (*f == ' ') f++;
+  const char state = *f;
+  unsigned long flags = 0;
+  for (int field = 0; field < 6 && *f; field++) {  // state, ppid, pgrp, session, tty_nr, tpgid
+    while (*f && *f != ' ') f++;
+    while (*f == ' ') f++;
   }
-  return false;
+  flags = strtoul(f, nullptr, 10);
+  constexpr unsigned long kPfExiting = 0x4;  // PF_EXITING (include/linux/sched.h)
+  const bool exiting = state == 'Z' || state == 'X' || (flags & kPfExiting);
+  if (!exiting) return false;
+  // It dies. Before its exec it never exits on its own without a record (fail() writes one
+  // first), so a death before the exec is a death by a signal: wait until it is a zombie (the rest
+  // of its exit is the kernel's: its namespaces; bounded) and look. One that exited with a status
+  // exec'd (a command that named itself so, then exited): started, as it did.
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  struct pollfd pfd = {pidfd, POLLIN, 0};
+  while (poll(&pfd, 1, 1000) < 0 && errno == EINTR) {
+  }
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == EINTR) {
+  }
+  if (si.si_pid == 0 || (si.si_code != CLD_KILLED && si.si_code != CLD_DUMPED)) return false;
+  rec->step = STEP_DIED;
+  rec->err = ESRCH;
+  rec->index = si.si_status;  // the signal
+  rec->magic = kErrorMagic;
+  return true;
 }
 
 void spawn(const Plan& plan, SpawnOutcome* out) {

@@ -783,6 +783,13 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "exit") && n == 1)
 		return (int)parse_long(a[0], "bad exit code");
+	if (!strcmp(cmd, "rename") && n == 2) {
+		/* rename NAME SECONDS: call itself NAME (prctl PR_SET_NAME), print "ran", stay SECONDS. */
+		prctl(PR_SET_NAME, a[0], 0, 0, 0);
+		write(1, "ran\n", 4);
+		sleep_seconds(parse_seconds(a[1]));
+		return 0;
+	}
 	if (!strcmp(cmd, "kill-self") && n == 1)
 		return cmd_kill_self((int)parse_long(a[0], "bad SIGNUM"));
 	if (!strcmp(cmd, "sleep") && n == 1) {

@@ -131,7 +131,7 @@ export interface NativeProcess {
 }
 
 export type SpawnResult =
-  | { usedClone3: boolean; usedMntTemplate?: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number; waiting?: boolean }
+  | { usedClone3: boolean; usedMntTemplate?: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number; waiting?: boolean; entering?: boolean }
   | { usedClone3: boolean; usedMntTemplate?: boolean; step: number; errno: number; index: number; pid?: undefined };
 
 export interface NativeBinding {
@@ -161,8 +161,13 @@ export interface NativeBinding {
    * at most `max` bytes of each are kept, the rest counted.
    */
   collectOutput(fds: [number, number], max: number, cb: (out: Buffer, err: Buffer, outDropped: number, errDropped: number) => void): void;
-  /** finishSpawn without blocking: the error pipe is watched on the event loop (never allowReady). */
-  finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void): void;
+  /**
+   * finishSpawn without blocking: the error pipe is watched on the event loop and read without
+   * blocking, a partial record included (never allowReady). Returns an id for cancelFinishSpawn.
+   */
+  finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void): number;
+  /** Stops a finishSpawnAsync watch (closes its fd; the callback is never called). False if it was over. */
+  cancelFinishSpawn(id: number): boolean;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;

@@ -826,7 +826,7 @@ export class Machine {
         }
         if (o.late) {
           // Sent before the execve, so it is queued by now.
-          const master = n.recvFd(o.ptyRecv);
+          const master = n.recvFd(o.ptyRecv, true);
           closeQuiet(o.ptyRecv);
           o.ptyRecv = -1;
           if (master < 0) {

@@ -177,7 +177,8 @@ export interface NativeBinding {
   pidfdOpen(pid: number): NativeProcess | number;
   socketpair(): [number, number];
   /** The received fd, or a negative errno (-EAGAIN when nothing is there yet). */
-  recvFd(sock: number): number;
+  /** With ptyMaster, an fd that is not a pty master is closed and -EPROTO returned. */
+  recvFd(sock: number, ptyMaster?: boolean): number;
   setWinsize(fd: number, cols: number, rows: number): number;
   /** rtnetlink on Node's own netns (lib/network.ts). Numbers are errnos (0: done). */
   netList(): Array<{ name: string; kind: string; index: number; master: number; up: boolean }> | number;

@@ -401,6 +401,31 @@ int close_others(int keep_low, int keep_a, int keep_b, int keep_c, unsigned long
   return 0;
 }
 
+// Closes every fd not in keep[0..n) (unsorted, duplicates allowed). close_range where it exists.
+int close_all_but(int* keep, int n) {
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  unsigned first = 0;
+  for (int i = 0; i <= n; i++) {
+    unsigned last = i < n ? static_cast<unsigned>(keep[i]) : ~0U;
+    if (i < n && static_cast<unsigned>(keep[i]) < first) continue;  // a duplicate
+    if (last > first) {
+      if (sys::close_range(first, last - 1, 0) != 0) {
+        if (errno != ENOSYS) return -1;
+        struct rlimit rl;
+        unsigned hi = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < 1048576 ? static_cast<unsigned>(rl.rlim_max) : 65536;
+        for (unsigned fd = first; fd < last && fd < hi; fd++) close(static_cast<int>(fd));
+      }
+    }
+    if (i < n) first = static_cast<unsigned>(keep[i]) + 1;
+  }
+  return 0;
+}
+
 bool is_exec_candidate(const char* path, int* err) {
   struct stat st;
   if (stat(path, &st) != 0) {
@@ -823,6 +848,19 @@ out:
     int proot = plan->enter_root ? open(plan->enter_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
     if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, 0, errno);
     if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);
+    // Our fd table is a copy of Node's (every socket, pipe and file it has open, libuv's signal
+    // pipe included). The new process is visible in the machine before it closes them (at
+    // STEP_FDS), and the machine's root can take any fd of it (pidfd_getfd, /proc/<pid>/fd) and
+    // write to, read from or receive on it. So only what the plan needs goes along.
+    {
+      int keep[16];
+      int nk = 0;
+      const int want[] = {0, 1, 2, err_fd, init_fd, cmd_fd, net_sock, plan->stdio[0], plan->stdio[1], plan->stdio[2],
+                          plan->status_fd, plan->pty_sock, plan->cgroup_fd, plan->enter_report_fd, proot};
+      for (int fd : want)
+        if (fd >= 0 && nk < 16) keep[nk++] = fd;
+      if (close_all_but(keep, nk) != 0) fail(err_fd, STEP_FDS, -2, errno);
+    }
     sys::CloneArgs args;
     for (size_t i = 0; i < sizeof(args); i++) reinterpret_cast<char*>(&args)[i] = 0;
     // CLONE_PARENT: the new process is Node's child (so Node can wait for it through a pidfd),

@@ -1237,7 +1237,8 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// recvFd(sock): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.
+// recvFd(sock, ptyMaster): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.
+// With ptyMaster, anything but a pty master is closed and -EPROTO.
 Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int sock = info[0].As<Napi::Number>().Int32Value();
@@ -1258,6 +1259,14 @@ Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   if (!c || c->cmsg_type != SCM_RIGHTS) return Napi::Number::New(env, -EPROTO);
   int fd;
   memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  // Only a pty master is a pty master: an fd passed by anything else (a machine's exec sends from
+  // inside the machine, where its root can send one of its own) is refused. TIOCGPTN answers on a
+  // master only.
+  unsigned int ptn;
+  if (info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value() && ioctl(fd, TIOCGPTN, &ptn) != 0) {
+    close(fd);
+    return Napi::Number::New(env, -EPROTO);
+  }
   return Napi::Number::New(env, fd);
 }
 

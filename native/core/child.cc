@@ -890,8 +890,10 @@ out:
       }
       _exit(0);
     }
-    // The new process: the report pipe is the helper's alone.
+    // The new process: the report pipe is the helper's alone, and the cgroup's directory fd (a way
+    // up the host's cgroup tree) was for the clone only.
     if (plan->enter_report_fd >= 0) close(plan->enter_report_fd);
+    if (plan->cgroup_fd >= 0) close(plan->cgroup_fd);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
     if (proot >= 0) {
       if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);

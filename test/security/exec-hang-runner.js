@@ -93,6 +93,8 @@ const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
       r.waitCode = e.code;
     }
     results.push(r);
+    // Enough starts the attack reached (a start it missed just ran).
+    if (cfg.stopAfter && results.filter((x) => !x.started).length >= cfg.stopAfter) break;
   }
   await new Promise((r) => setTimeout(r, 100));
   let victimAlive = null;

@@ -145,9 +145,9 @@ async function attacker(t, m, argv, readyRe) {
 
 t.test('machine root stopping every process cannot hang Machine.exec', { skip }, async (t) => {
   const m = await startMachine(t, 'stopper');
-  const r = await runRunner(t, m, { scenario: 'stop', command: ['true'], attempts: 3, startTimeout: START_TIMEOUT }, async () => {
+  const r = await runRunner(t, m, { scenario: 'stop', command: ['true'], attempts: 8, stopAfter: 2, startTimeout: START_TIMEOUT }, async () => {
     // kill -1: every process of the machine's pid namespace but PID 1 and the shell itself.
-    await attacker(t, m, ['sh', '-c', 'while :; do kill -STOP -1 2>/dev/null; done']);
+    await attacker(t, m, ['sh', '-c', 'echo go; while :; do kill -STOP -1 2>/dev/null; done'], /^go/);
   });
   if (!checkRunner(t, r, 'a machine stopping every process')) return;
   const timedOut = r.results.filter((x) => x.code === 'ETIMEDOUT');
@@ -206,7 +206,7 @@ for (const [mode, expect] of [
   t.test(`a forged ${mode} record on the error pipe makes Node wait on, signal or report about no other process`, { skip }, async (t) => {
     const m = await startMachine(t, `forger-${mode}`);
     let forged = [];
-    const r = await runRunner(t, m, { scenario: 'forge', victim: true, command: ['sleep', '5'], attempts: 5, startTimeout: START_TIMEOUT }, async (victim) => {
+    const r = await runRunner(t, m, { scenario: 'forge', victim: true, command: ['sleep', '5'], attempts: 8, stopAfter: 2, startTimeout: START_TIMEOUT }, async (victim) => {
       forged = await attacker(t, m, ['/x/exec-attack', 'forge', mode, String(victim), 'any']);
     });
     if (!checkRunner(t, r, `a forged ${mode} record`)) return;
@@ -236,7 +236,7 @@ t.test('a pty master stolen on its way to Node fails only that exec, and leaves 
 t.test('an fd injected ahead of the pty master is refused, and the exec leaves no zombie', { skip }, async (t) => {
   const m = await startMachine(t, 'injector');
   let injected = [];
-  const r = await runRunner(t, m, { scenario: 'inject', tty: true, command: ['true'], attempts: 20, startTimeout: START_TIMEOUT }, async () => {
+  const r = await runRunner(t, m, { scenario: 'inject', tty: true, command: ['true'], attempts: 40, stopAfter: 2, startTimeout: START_TIMEOUT }, async () => {
     injected = await attacker(t, m, ['/x/exec-attack', 'inject', 'stop']);
   });
   if (!checkRunner(t, r, 'an injected fd')) return;

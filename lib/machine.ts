@@ -673,6 +673,7 @@ export class Machine {
     const t0 = performance.now();
     const parentFds: number[] = [];
     const childFds: number[] = [];
+    let started: { process: NativeProcess; errFd?: number } | null = null;
     try {
       let cgroupFd = -1;
       if (this.#cgroup) {
@@ -756,6 +757,7 @@ export class Machine {
       for (const fd of childFds.splice(0)) closeQuiet(fd);
       const ctx = { meta: [] as OpMeta[], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname };
       if (res.step !== undefined) throw errorFromRecord(res, ctx);
+      started = res;
       let streams: [import('node:stream').Writable | null, import('node:stream').Readable | null, import('node:stream').Readable | null] = [null, null, null];
       let late: LateTty | null = null;
       if (tty) {
@@ -766,9 +768,17 @@ export class Machine {
       }
       parentFds.length = 0;
       const c = new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, tty ? PTY_PENDING : -1);
+      started = null;
       c._setStarting(this.#finishExec(c, res, ctx, { startTimeout, ptyRecv, late, streams }));
       return c;
     } catch (e) {
+      if (started) {
+        // Made but not handed to a Container (cannot happen short of running out of fds): kill,
+        // reap, and close what its start would have been read from.
+        started.process.signal(osConstants.signals.SIGKILL);
+        started.process.reap();
+        if (started.errFd !== undefined) closeQuiet(started.errFd);
+      }
       this.#cgroup?.closeFd();
       for (const fd of childFds) closeQuiet(fd);
       for (const fd of parentFds) closeQuiet(fd);

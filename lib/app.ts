@@ -55,6 +55,9 @@ export function abortError(signal: AbortSignal): Error {
  * A running app container. Emits `'exit'` with its ExitInfo once, after its cgroup is gone, and
  * `'oom'` (`{ count }`) each time the OOM killer acts inside it (with a memory limit).
  */
+/** @internal Container's ptyFd while a Machine.exec's pty master is still on its way. */
+export const PTY_PENDING = -2;
+
 export class Container extends EventEmitter {
   /** Host pid of the container's first process (PID 1 inside, or the init). */
   readonly pid: number;
@@ -76,6 +79,10 @@ export class Container extends EventEmitter {
   #ptyFd = -1;
   /** stdio: 'inherit': the copies between Node's stdio and the container's pipes. */
   #relay: StdioRelay | null;
+  /** Machine.exec with a tty whose master has not arrived yet: the last size asked for meanwhile. */
+  #ptyPending: [number, number] | null = null;
+  /** Machine.exec: settles once the entered process has exec'd the command (or failed to). */
+  #starting: Promise<void> | null = null;
   /** With network: 'bridge': the container's address, the bridge's (its gateway) and the bridge name. */
   network: { address: string; gateway: string; bridge: string; hostIf: string } | null = null;
   #onAbort = (): void => {
@@ -182,11 +189,15 @@ export class Container extends EventEmitter {
 
   /** With a tty (machine exec with `tty: true`): set the terminal size the process sees. */
   resize(cols: number, rows: number): void {
-    if (this.#ptyFd < 0) throw new NsboxError({ code: 'ENOTTY', step: 'resize', message: 'the container has no tty (step resize)' });
+    if (this.#ptyFd < 0 && this.#ptyFd !== PTY_PENDING) throw new NsboxError({ code: 'ENOTTY', step: 'resize', message: 'the container has no tty (step resize)' });
     if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 1 || rows < 1 || cols > 65535 || rows > 65535) {
       throw invalidValue('cols/rows', `${cols}x${rows}`, 'must be whole numbers from 1 to 65535');
     }
     if (this.#exited) return;
+    if (this.#ptyFd === PTY_PENDING) {
+      this.#ptyPending = [cols, rows];
+      return;
+    }
     const rc = native().setWinsize(this.#ptyFd, cols, rows);
     if (rc !== 0) throw new NsboxError({ code: errnoName(rc), errno: rc, syscall: 'ioctl', step: 'resize' });
   }
@@ -214,9 +225,40 @@ export class Container extends EventEmitter {
     return rc === 0;
   }
 
-  /** Resolves with the exit information once the container is gone and its cgroup removed. */
+  /**
+   * Resolves with the exit information once the container is gone and its cgroup removed. For a
+   * Machine.exec whose start failed (the command could not be exec'd, or `startTimeout` passed),
+   * rejects with that NsboxError once the process is gone.
+   */
   wait(): Promise<ExitInfo> {
-    return this.#exit;
+    const s = this.#starting;
+    if (!s) return this.#exit;
+    return s.then(
+      () => this.#exit,
+      (e: unknown) => this.#exit.then(() => Promise.reject(e), () => Promise.reject(e)),
+    );
+  }
+
+  /**
+   * Resolves once the command runs: at once for app containers; for Machine.exec once the process
+   * inside the machine has exec'd it. Rejects with the NsboxError of a failed start.
+   */
+  get started(): Promise<void> {
+    return this.#starting ?? Promise.resolve();
+  }
+
+  /** @internal Machine.exec: the start finishes on the event loop (see Machine.exec). */
+  _setStarting(p: Promise<void>): void {
+    this.#starting = p;
+    p.catch(() => {});
+  }
+
+  /** @internal Machine.exec with a tty: the master, once it arrived (PTY_PENDING until then). */
+  _setPty(fd: number): void {
+    this.#ptyFd = fd;
+    const size = this.#ptyPending;
+    this.#ptyPending = null;
+    if (size && fd >= 0 && !this.#exited) native().setWinsize(fd, size[0], size[1]);
   }
 
   /** Current usage; after exit, the final figures. */

@@ -975,6 +975,12 @@ async function machineExec(p: ParsedFlags, globalStateDir: string | undefined): 
   let info: ExitInfo;
   try {
     info = tty ? await bridgeTty(c) : await c.wait();
+  } catch (e) {
+    // The start finishes after exec() returned (Machine.exec): a command that could not be exec'd
+    // inside the machine, or a start past its time limit, is reported like a failure of exec().
+    if (!(e instanceof NsboxError)) throw e;
+    io.err(`${tty ? '\r\n' : ''}${formatError(e, origin)}\n`);
+    return EXIT_NSBOX;
   } finally {
     unforward();
   }

@@ -6,8 +6,9 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Duplex } from 'node:stream';
 
-import { abortError, collect, Container, procCpuUs, signalNumber, type RunResultWithCounts } from './app';
+import { abortError, collect, Container, procCpuUs, PTY_PENDING, signalNumber, type RunResultWithCounts } from './app';
 import { ContainerCgroup, detectCgroupHost, requireControllers, type ResolvedLimits } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativePlan, type NativeProcess } from './native';
@@ -103,8 +104,74 @@ export interface MachineExecOptions {
   stdio?: StdioMode;
   input?: string | Buffer;
   timeout?: number;
+  /**
+   * How long the start may take, in ms (default 10000): from the clone until the process inside the
+   * machine has exec'd the command. Past it the process is killed and reaped, and `wait()` (and
+   * `run()`) rejects with an NsboxError `ETIMEDOUT` (step `exec.start`). Nothing the machine does
+   * (stopping or freezing the process, a FIFO, lease or FUSE mount on a path it opens) holds up
+   * Node's JS thread meanwhile: `exec()` returns at once and the start finishes on the event loop.
+   */
+  startTimeout?: number;
   signal?: AbortSignal;
   maxOutput?: number;
+}
+
+/** exec's start limit unless `startTimeout` says otherwise. */
+export const DEFAULT_EXEC_START_TIMEOUT = 10000;
+
+/**
+ * The tty stream of an exec whose pty master arrives only once the process inside the machine has
+ * opened it (on the event loop): writes wait for it, reads come from it.
+ */
+class LateTty extends Duplex {
+  #tty: import('node:tty').ReadStream | null = null;
+  #pending: Array<[Buffer, (e?: Error | null) => void]> = [];
+  #ended = false;
+
+  constructor() {
+    // The terminal's end-of-file ends both sides (then 'close', which run() waits for).
+    super({ allowHalfOpen: false });
+  }
+
+  attach(master: number): void {
+    const sock = new (require('node:tty').ReadStream)(master) as import('node:tty').ReadStream;
+    (sock as unknown as { writable: boolean }).writable = true;
+    this.#tty = sock;
+    // When the last holder of the slave side exits, reading the master fails with EIO: that is
+    // the terminal's end-of-file, not an error.
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EIO') this.destroy();
+      else this.destroy(err);
+    });
+    sock.on('data', (d: Buffer) => {
+      if (!this.push(d)) sock.pause();
+    });
+    const end = (): void => {
+      if (this.#ended) return;
+      this.#ended = true;
+      this.push(null);
+    };
+    sock.on('end', end);
+    sock.on('close', () => {
+      if (!this.destroyed) end();
+    });
+    for (const [chunk, cb] of this.#pending.splice(0)) sock.write(chunk, cb);
+  }
+
+  override _read(): void {
+    this.#tty?.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    if (this.#tty) this.#tty.write(chunk, cb);
+    else this.#pending.push([chunk, cb]);
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    for (const [, pcb] of this.#pending.splice(0)) pcb(err ?? new Error('tty closed before the command started'));
+    this.#tty?.destroy();
+    cb(err);
+  }
 }
 
 export type MachineState = 'running' | 'frozen' | 'stopped';
@@ -597,7 +664,7 @@ export class Machine {
   exec(command: string[], options: MachineExecOptions = {}): Container {
     const argv = checkCommand('command', command);
     if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
-    rejectUnknownKeys(options, ['env', 'cwd', 'user', 'tty', 'columns', 'rows', 'stdio', 'input', 'timeout', 'signal', 'maxOutput'], '');
+    rejectUnknownKeys(options, ['env', 'cwd', 'user', 'tty', 'columns', 'rows', 'stdio', 'input', 'timeout', 'startTimeout', 'signal', 'maxOutput'], '');
     const size = (k: 'columns' | 'rows', def: number): number => {
       const v = options[k];
       if (v === undefined) return def;
@@ -616,6 +683,7 @@ export class Machine {
     const cwd = options.cwd === undefined ? '/' : checkAbsolutePath('cwd', options.cwd);
     const user = options.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', options.user);
     const timeout = checkTimeout('timeout', options.timeout);
+    const startTimeout = options.startTimeout === undefined ? DEFAULT_EXEC_START_TIMEOUT : checkTimeout('startTimeout', options.startTimeout)!;
     checkSignal('signal', options.signal);
     if (options.signal?.aborted) throw abortError(options.signal);
 
@@ -636,6 +704,7 @@ export class Machine {
     const t0 = performance.now();
     const parentFds: number[] = [];
     const childFds: number[] = [];
+    let started: { process: NativeProcess; errFd?: number } | null = null;
     try {
       let cgroupFd = -1;
       if (this.#cgroup) {
@@ -715,43 +784,107 @@ export class Machine {
         ptyRows: rows,
         setgroupsDenied: this.#state.userns?.setgroups === 'deny',
       };
+      // Returns once the entering helper has made the process inside the machine (or failed
+      // before): the helper is not visible in the machine and waits on nothing of it. What the
+      // process does there up to its execve is waited for on the event loop, below.
       const res = n.spawn(plan);
       this.#cgroup?.closeFd();
       for (const fd of childFds.splice(0)) closeQuiet(fd);
-      if (res.step !== undefined) {
-        throw errorFromRecord(res, { meta: [] as OpMeta[], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname });
-      }
+      const ctx = { meta: [] as OpMeta[], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname };
+      if (res.step !== undefined) throw errorFromRecord(res, ctx);
+      started = res;
       let streams: [import('node:stream').Writable | null, import('node:stream').Readable | null, import('node:stream').Readable | null] = [null, null, null];
-      let master = -1;
+      let late: LateTty | null = null;
       if (tty) {
-        master = n.recvFd(ptyRecv);
-        closeQuiet(ptyRecv);
-        parentFds.length = 0;
-        if (master < 0) {
-          res.process.signal(osConstants.signals.SIGKILL);
-          throw new NsboxError({ code: errnoName(-master), errno: -master, syscall: 'recvmsg', step: 'exec.pty' });
-        }
-        const sock = new (require('node:tty').ReadStream)(master) as import('node:tty').ReadStream;
-        (sock as unknown as { writable: boolean }).writable = true;
-        // When the last holder of the slave side exits, reading the master fails with EIO: that is
-        // the terminal's end-of-file, not an error.
-        sock.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code === 'EIO') sock.destroy();
-          else if (sock.listenerCount('error') === 1) throw err;
-        });
-        streams = [sock as unknown as import('node:stream').Writable, sock, null];
+        late = new LateTty();
+        streams = [late, late, null];
       } else if (stdio === 'pipe') {
         streams = [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)];
       }
       const relay = !tty && stdio === 'inherit' ? new StdioRelay(ours) : null;
       parentFds.length = 0;
-      return new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, master, relay);
+      const c = new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, tty ? PTY_PENDING : -1, relay);
+      started = null;
+      c._setStarting(this.#finishExec(c, res, ctx, { startTimeout, ptyRecv, late, streams }));
+      return c;
     } catch (e) {
+      if (started) {
+        // Made but not handed to a Container (cannot happen short of running out of fds): kill,
+        // reap, and close what its start would have been read from.
+        started.process.signal(osConstants.signals.SIGKILL);
+        started.process.reap();
+        if (started.errFd !== undefined) closeQuiet(started.errFd);
+      }
       this.#cgroup?.closeFd();
       for (const fd of childFds) closeQuiet(fd);
       for (const fd of parentFds) closeQuiet(fd);
       throw e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, 'exec');
     }
+  }
+
+  /**
+   * The rest of an exec's start, on the event loop: the error pipe says the command was exec'd
+   * (end-of-file) or why not (a record). Whatever arrives there comes from inside the machine and
+   * may be forged: it can only fail this start. Node never reads a pid from it, and signals and
+   * waits only for the process it made, through its pidfd. Past `startTimeout` that process is
+   * killed (SIGKILL ends a stopped or frozen process too, and one waiting in an open) and reaped.
+   */
+  #finishExec(
+    c: Container,
+    res: { pid: number; process: NativeProcess; errFd?: number },
+    ctx: Parameters<typeof errorFromRecord>[1],
+    o: { startTimeout: number; ptyRecv: number; late: LateTty | null; streams: Array<import('node:stream').Stream | null> },
+  ): Promise<void> {
+    const n = native();
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      let watch = 0;
+      const fail = (err: NsboxError): void => {
+        res.process.signal(osConstants.signals.SIGKILL);
+        if (o.ptyRecv >= 0) closeQuiet(o.ptyRecv);
+        for (const st of o.streams) (st as import('node:stream').Duplex | null)?.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(() => {
+        if (done) return;
+        done = true;
+        if (watch) n.cancelFinishSpawn(watch);
+        const state = (readOr(`/proc/${res.pid}/stat`).split(') ')[1] ?? '?').split(' ')[0];
+        fail(new NsboxError({
+          code: 'ETIMEDOUT',
+          step: 'exec.start',
+          message: `the process entering machine '${this.name}' did not exec its command within ${o.startTimeout} ms (state ${state}); killed (step exec.start)`,
+        }));
+      }, o.startTimeout);
+      if (res.errFd === undefined) {
+        // Not an entering start (cannot happen): nothing to wait for.
+        clearTimeout(timer);
+        resolve();
+        return;
+      }
+      watch = n.finishSpawnAsync(res.errFd, (rec) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (rec !== null) {
+          fail(errorFromRecord(rec, ctx));
+          return;
+        }
+        if (o.late) {
+          // Sent before the execve, so it is queued by now.
+          const master = n.recvFd(o.ptyRecv, true);
+          closeQuiet(o.ptyRecv);
+          o.ptyRecv = -1;
+          if (master < 0) {
+            fail(new NsboxError({ code: errnoName(-master), errno: -master, syscall: 'recvmsg', step: 'exec.pty' }));
+            return;
+          }
+          c._setPty(master);
+          o.late.attach(master);
+        }
+        resolve();
+      }, res.process.fd(), res.pid);
+    });
   }
 
   /** exec + collect: the same result shape as the app profile's run(). */

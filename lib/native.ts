@@ -133,7 +133,7 @@ export interface NativeProcess {
 }
 
 export type SpawnResult =
-  | { usedClone3: boolean; usedMntTemplate?: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number; waiting?: boolean }
+  | { usedClone3: boolean; usedMntTemplate?: boolean; pid: number; process: NativeProcess; step?: undefined; errFd?: number; waiting?: boolean; entering?: boolean }
   | { usedClone3: boolean; usedMntTemplate?: boolean; step: number; errno: number; index: number; pid?: undefined };
 
 export interface NativeBinding {
@@ -164,8 +164,14 @@ export interface NativeBinding {
    * at most `max` bytes of each are kept, the rest counted.
    */
   collectOutput(fds: [number, number], max: number, cb: (out: Buffer, err: Buffer, outDropped: number, errDropped: number) => void): void;
-  /** finishSpawn without blocking: the error pipe is watched on the event loop (never allowReady). */
-  finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void, pidfd?: number, pid?: number): void;
+  /**
+   * finishSpawn without blocking: the error pipe is watched on the event loop and read without
+   * blocking, a partial record included (never allowReady). Returns an id for cancelFinishSpawn.
+   * pidfd and pid: a process killed before its exec is reported (step exec.died), not started.
+   */
+  finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void, pidfd?: number, pid?: number): number;
+  /** Stops a finishSpawnAsync watch (closes its fd; the callback is never called). False if it was over. */
+  cancelFinishSpawn(id: number): boolean;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;
@@ -175,7 +181,8 @@ export interface NativeBinding {
   pidfdOpen(pid: number): NativeProcess | number;
   socketpair(): [number, number];
   /** The received fd, or a negative errno (-EAGAIN when nothing is there yet). */
-  recvFd(sock: number): number;
+  /** With ptyMaster, an fd that is not a pty master is closed and -EPROTO returned. */
+  recvFd(sock: number, ptyMaster?: boolean): number;
   setWinsize(fd: number, cols: number, rows: number): number;
   /** rtnetlink on Node's own netns (lib/network.ts). Numbers are errnos (0: done). */
   netList(): Array<{ name: string; kind: string; index: number; master: number; up: boolean }> | number;

@@ -462,6 +462,31 @@ int open_beneath_root(const char* path, uint64_t flags) {
   return static_cast<int>(fd);
 }
 
+// Closes every fd not in keep[0..n) (unsorted, duplicates allowed). close_range where it exists.
+int close_all_but(int* keep, int n) {
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  unsigned first = 0;
+  for (int i = 0; i <= n; i++) {
+    unsigned last = i < n ? static_cast<unsigned>(keep[i]) : ~0U;
+    if (i < n && static_cast<unsigned>(keep[i]) < first) continue;  // a duplicate
+    if (last > first) {
+      if (sys::close_range(first, last - 1, 0) != 0) {
+        if (errno != ENOSYS) return -1;
+        struct rlimit rl;
+        unsigned hi = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < 1048576 ? static_cast<unsigned>(rl.rlim_max) : 65536;
+        for (unsigned fd = first; fd < last && fd < hi; fd++) close(static_cast<int>(fd));
+      }
+    }
+    if (i < n) first = static_cast<unsigned>(keep[i]) + 1;
+  }
+  return 0;
+}
+
 bool is_exec_candidate(const char* path, int* err) {
   struct stat st;
   if (stat(path, &st) != 0) {
@@ -505,7 +530,7 @@ int send_fd(int sock, int fd) {
   return n == 1 ? 0 : -1;
 }
 
-// Runs in the helper that has just joined the machine's namespaces: a pty from the machine's own
+// Runs in the process that has just entered the machine (never in the helper, see child_main): a pty from the machine's own
 // devpts, the master handed to Node, the slave returned for the new process's stdio.
 int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -587,15 +612,6 @@ struct TailState {
 };
 [[noreturn]] void child_tail(const Plan* plan, TailState* st);
 
-// The process a machine's entering helper clones with CLONE_VM (see below) starts here.
-struct TailCtx {
-  const Plan* plan;
-  TailState* st;
-};
-void tail_entry(void* arg) {
-  TailCtx* c = static_cast<TailCtx*>(arg);
-  child_tail(c->plan, c->st);
-}
 
 // The mount namespace from the template (Plan::mnt_template_fd, made once per process by
 // mnt_template_child below) instead of CLONE_NEWNS. CLONE_NEWNS copies every mount of the host
@@ -896,63 +912,72 @@ out:
 
   int tty_slave = -1;
   if (plan->enter_pidfd >= 0) {
+    // We are the entering helper: in Node's pid namespace (invisible to the machine), sharing
+    // Node's memory on x86_64 while the JS thread waits for us. Nothing here may wait on anything
+    // the machine can influence: no path inside the machine is resolved and no file of it opened
+    // (a FIFO, a FUSE mount or a lease there would hold us, and with us the JS thread). That is
+    // the new process's work below, which Node waits for on its event loop, with a time limit.
     // setns with a pidfd joins all the requested namespaces of that process at once (Linux 5.8);
     // the pid namespace applies to children only, hence the clone below.
     // setns(CLONE_NEWNS) puts us at the root of the namespace's mount tree, which is not PID 1's
     // root when the machine was started from a chroot (a CI container, the VM lane): take PID 1's
-    // root as it sees it, opened before we move, and chroot there afterwards (as nsenter --root).
+    // root as it sees it, opened (O_PATH, in the host's /proc) before we move; the new process
+    // chroots there (as nsenter --root).
     int proot = plan->enter_root ? open(plan->enter_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
     if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, 0, errno);
     if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);
-    if (proot >= 0) {
-      if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);
-      close(proot);
+    // Our fd table is a copy of Node's (every socket, pipe and file it has open, libuv's signal
+    // pipe included). The new process is visible in the machine before it closes them (at
+    // STEP_FDS), and the machine's root can take any fd of it (pidfd_getfd, /proc/<pid>/fd) and
+    // write to, read from or receive on it. So only what the plan needs goes along.
+    {
+      int keep[16];
+      int nk = 0;
+      const int want[] = {0, 1, 2, err_fd, init_fd, cmd_fd, net_sock, plan->stdio[0], plan->stdio[1], plan->stdio[2],
+                          plan->status_fd, plan->pty_sock, plan->cgroup_fd, plan->enter_report_fd, proot};
+      for (int fd : want)
+        if (fd >= 0 && nk < 16) keep[nk++] = fd;
+      if (close_all_but(keep, nk) != 0) fail(err_fd, STEP_FDS, -2, errno);
     }
-    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
     sys::CloneArgs args;
     for (size_t i = 0; i < sizeof(args); i++) reinterpret_cast<char*>(&args)[i] = 0;
     // CLONE_PARENT: the new process is Node's child (so Node can wait for it through a pidfd),
     // not this helper's, which exits right away.
     // clone3 rejects an exit_signal with CLONE_PARENT; the child takes ours (SIGCHLD) instead.
+    // Always fork-style (never CLONE_VM): the new process is in the machine's pid namespace from
+    // its first instruction, where the machine's root (with CAP_SYS_PTRACE in the initial user
+    // namespace when the machine has no user namespace of its own) can ptrace it whatever its
+    // dumpable flag says. Sharing our memory would be sharing Node's; a copy is only a copy.
     args.flags = CLONE_PARENT;
     args.exit_signal = 0;
     if (plan->cgroup_fd >= 0) {
       args.flags |= CLONE_INTO_CGROUP;
       args.cgroup = static_cast<uint64_t>(plan->cgroup_fd);
     }
-    long pid;
-#if defined(__x86_64__)
-    if (plan->enter_stack) {
-      TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp, nofile_before};
-      TailCtx ctx = {plan, &st};
-      // Vfork-style again, on a second stack the parent prepared: the new process shares the mm
-      // (Node's) that we share, instead of copying its page tables, and we sleep until it has
-      // exec'd. The mm is non-dumpable (above) for as long as it is shared, so processes of the
-      // machine cannot read or trace it without CAP_SYS_PTRACE over Node's user namespace.
-      args.flags |= CLONE_VM | CLONE_VFORK;
-      args.stack = reinterpret_cast<uint64_t>(plan->enter_stack);
-      args.stack_size = plan->enter_stack_size;
-      pid = sys::clone3_vm(&args, tail_entry, &ctx);
-    } else {
-      pid = sys::clone3(&args);
-    }
-#else
-    pid = sys::clone3(&args);
-#endif
+    long pid = sys::clone3(&args);
     if (pid < 0) fail(err_fd, STEP_ENTER, -1, errno);
     if (pid > 0) {
-      ErrorRecord rec;
-      rec.step = STEP_ENTERED;
-      rec.err = 0;
-      rec.index = static_cast<int32_t>(pid);
-      rec.magic = kErrorMagic;
-      ssize_t n;
-      do {
-        n = write(err_fd, &rec, sizeof(rec));
-      } while (n < 0 && errno == EINTR);
+      if (plan->enter_pid_out) {
+        *plan->enter_pid_out = static_cast<int32_t>(pid);
+      } else if (plan->enter_report_fd >= 0) {
+        int32_t v = static_cast<int32_t>(pid);
+        ssize_t n;
+        do {
+          n = write(plan->enter_report_fd, &v, sizeof(v));
+        } while (n < 0 && errno == EINTR);
+      }
       _exit(0);
     }
+    // The new process: the report pipe is the helper's alone, and the cgroup's directory fd (a way
+    // up the host's cgroup tree) was for the clone only.
+    if (plan->enter_report_fd >= 0) close(plan->enter_report_fd);
+    if (plan->cgroup_fd >= 0) close(plan->cgroup_fd);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
+    if (proot >= 0) {
+      if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);
+      close(proot);
+    }
+    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
   }
 
   TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp, nofile_before};

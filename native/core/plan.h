@@ -231,8 +231,13 @@ struct Plan {
   int enter_pidfd;        // -1: not entering
   uint64_t enter_flags;   // CLONE_NEW* to join
   const char* enter_root; // "/proc/<pid>/root" of the machine's PID 1: its root after setns
-  char* enter_stack;      // non-null: the entering helper clones vfork-style onto this stack (its lowest byte)
-  size_t enter_stack_size;
+  // How the entering helper tells the spawner the new process's pid. Never over the error pipe: once
+  // the process exists, things of the machine can write there (it is ptraceable before its execve
+  // with the machine's CAP_SYS_PTRACE, and the trampoline is dumpable after its own), so a record
+  // read from it names no process. The helper is not visible in the machine (it stays in Node's pid
+  // namespace) and exits right after the clone; the new process closes enter_report_fd first.
+  volatile int32_t* enter_pid_out;  // vfork-style helper (it shares the spawner's memory): store the pid here
+  int enter_report_fd;              // otherwise: write the pid (4 bytes) to this pipe; -1: none
   int pty_sock;           // >= 0: open a pty in the machine's devpts, send the master over this socket
   uint16_t pty_cols;      // its initial size, set before the command starts (0: leave 0x0)
   uint16_t pty_rows;

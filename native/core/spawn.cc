@@ -60,13 +60,6 @@ char* child_stack() {
   if (!stack) stack = new_stack();
   return stack;
 }
-// The second one, for the process a machine's entering helper clones (it runs while the helper,
-// on the first, sleeps).
-char* enter_stack() {
-  static thread_local char* stack = nullptr;
-  if (!stack) stack = new_stack();
-  return stack;
-}
 
 #endif
 
@@ -100,17 +93,13 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
     // (shared) shadow memory of this stack, or ASan reports the next child by mistake.
     __asan_unpoison_memory_region(stack, kChildStack);
 #endif
-    if (p->enter_pidfd >= 0 && (p->enter_stack = enter_stack()) != nullptr) {
-      p->enter_stack_size = kChildStack;
-#if defined(__SANITIZE_ADDRESS__)
-      __asan_unpoison_memory_region(p->enter_stack, kChildStack);
-#endif
-    }
     pid = sys::clone3_vm(&args, child_entry, p);
   } else {
+    p->enter_pid_out = nullptr;  // a copy of our memory: the entering helper reports over its pipe
     pid = sys::clone3(&args);
   }
 #else
+  p->enter_pid_out = nullptr;
   pid = sys::clone3(&args);
 #endif
   if (pid >= 0 || errno != ENOSYS) {
@@ -121,6 +110,7 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
   // cgroup is joined from inside the child.
   *used_clone3 = false;
   p->cgroup_into = false;
+  p->enter_pid_out = nullptr;
   unsigned long flags = static_cast<unsigned long>(p->clone_flags | CLONE_PIDFD);
   if (p->cgroup_fd >= 0) flags &= ~static_cast<unsigned long>(CLONE_NEWCGROUP);
   return sys::clone_fork(flags, pidfd);
@@ -135,6 +125,72 @@ size_t read_record(int fd, ErrorRecord* rec) {
     got += static_cast<size_t>(n);
   }
   return got;
+}
+
+void reap(int pidfd) {
+  siginfo_t si;
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) != 0 && errno == EINTR) {
+  }
+  close(pidfd);
+}
+
+// Entering a machine, after the clone of the helper. The helper (invisible to the machine, doing
+// nothing the machine can hold up) has made the new process and exited, or failed before making
+// it. Its pid comes from our memory (vfork-style) or from the report pipe that only the helper
+// holds; the error pipe is read here only when no new process exists, i.e. nothing of the machine
+// can have written to it. Otherwise nothing more is read: the caller waits for the exec or a
+// failure record on its event loop (finish_spawn, with a time limit), since the new process now
+// resolves paths in the machine and can be stopped, frozen or ptraced there.
+void finish_enter(long helper, int pidfd, int err_rd, int report_rd, bool shared, volatile int32_t* entered, SpawnOutcome* out) {
+  int32_t pid = 0;
+  if (shared) {
+    reap(pidfd);  // it has exited already (CLONE_VFORK returned)
+    pid = *entered;
+  } else {
+    // The helper writes the pid and exits, or exits (after its record) without: end-of-file.
+    int32_t v;
+    size_t got = 0;
+    while (got < sizeof(v)) {
+      ssize_t n = read(report_rd, reinterpret_cast<char*>(&v) + got, sizeof(v) - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    if (got == sizeof(v)) pid = v;
+    reap(pidfd);
+  }
+  if (report_rd >= 0) close(report_rd);
+  (void)helper;
+  if (pid <= 0) {
+    // The helper failed: its record is the only thing that can be in the pipe.
+    ErrorRecord rec;
+    size_t got = read_record(err_rd, &rec);
+    close(err_rd);
+    if (got != sizeof(rec) || rec.magic != kErrorMagic || rec.step == STEP_ENTERED || rec.step == STEP_READY) {
+      rec.step = STEP_SYNC;
+      rec.err = EPROTO;
+      rec.index = static_cast<int32_t>(got);
+      rec.magic = kErrorMagic;
+    }
+    out->error = rec;
+    return;
+  }
+  // Our unreaped child (CLONE_PARENT): its pid cannot be reused before we wait for it.
+  int cfd = sys::pidfd_open(pid, 0);
+  if (cfd < 0) {
+    int err = errno;
+    close(err_rd);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {
+    }
+    set_error(out, STEP_ENTER, err);
+    return;
+  }
+  fcntl(cfd, F_SETFD, FD_CLOEXEC);
+  out->pid = static_cast<pid_t>(pid);
+  out->pidfd = cfd;
+  out->err_fd = err_rd;
+  out->entering = true;
 }
 
 }  // namespace
@@ -220,6 +276,21 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
     set_error(out, STEP_DEVICES, err);
     return;
   }
+  // Entering a machine: where the helper reports the new process's pid (plan.h). Written by the
+  // vfork-style helper, which shares this frame; the pipe where the clone is fork-style.
+  volatile int32_t entered = 0;
+  int report[2] = {-1, -1};
+  if (p.enter_pidfd >= 0) {
+    if (pipe2(report, O_CLOEXEC) != 0) {
+      int err = errno;
+      close(errpipe[0]);
+      close(errpipe[1]);
+      set_error(out, STEP_PIPE, err);
+      return;
+    }
+    p.enter_pid_out = &entered;
+    p.enter_report_fd = report[1];
+  }
 
   sigset_t all, old;
   sigfillset(&all);
@@ -247,10 +318,16 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   pthread_mutex_unlock(&g_dump_mu);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(errpipe[1]);
+  if (report[1] >= 0) close(report[1]);
 
   if (pid < 0) {
     close(errpipe[0]);
+    if (report[0] >= 0) close(report[0]);
     set_error(out, STEP_CLONE, clone_errno);
+    return;
+  }
+  if (p.enter_pidfd >= 0) {
+    finish_enter(pid, pidfd, errpipe[0], report[0], p.enter_pid_out != nullptr, &entered, out);
     return;
   }
   if (p.userns_sync_fd >= 0) {
@@ -265,54 +342,6 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
 
   ErrorRecord rec;
   size_t got = read_record(errpipe[0], &rec);
-  if (p.enter_pidfd >= 0 && got == sizeof(rec) && rec.magic == kErrorMagic && rec.step != STEP_ENTERED) {
-    // Entering a machine, the helper and the process it made share the pipe: a process that fails
-    // at once (a command not found) can report before the helper has reported it. Then the
-    // helper's record follows; without it we would never reap that process, and the machine's
-    // PID 1 could not finish exiting (a pid namespace's init waits for every member to be reaped).
-    ErrorRecord second;
-    if (read_record(errpipe[0], &second) == sizeof(second) && second.magic == kErrorMagic && second.step == STEP_ENTERED) {
-      close(errpipe[0]);
-      siginfo_t si;
-      while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) != 0 && errno == EINTR) {
-      }
-      close(pidfd);
-      pid_t entered = static_cast<pid_t>(second.index);
-      int cfd = sys::pidfd_open(entered, 0);
-      if (cfd >= 0) {
-        while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(cfd), &si, WEXITED) != 0 && errno == EINTR) {
-        }
-        close(cfd);
-      } else {
-        while (waitpid(entered, nullptr, 0) < 0 && errno == EINTR) {
-        }
-      }
-      out->error = rec;
-      return;
-    }
-  }
-  if (got == sizeof(rec) && rec.magic == kErrorMagic && rec.step == STEP_ENTERED) {
-    // Entering a machine: the helper we cloned has made the real process (our child through
-    // CLONE_PARENT) and exited. Reap the helper, take a pidfd for the new process (it cannot be
-    // reused before we wait for it), then wait for its exec or its failure record as usual.
-    pid_t entered = static_cast<pid_t>(rec.index);
-    siginfo_t si;
-    while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) != 0 && errno == EINTR) {
-    }
-    close(pidfd);
-    pidfd = sys::pidfd_open(entered, 0);
-    if (pidfd < 0) {
-      int err = errno;
-      close(errpipe[0]);
-      kill(entered, SIGKILL);
-      while (waitpid(entered, nullptr, 0) < 0 && errno == EINTR) {
-      }
-      set_error(out, STEP_ENTER, err);
-      return;
-    }
-    pid = entered;
-    got = read_record(errpipe[0], &rec);
-  }
   if (got == sizeof(rec) && rec.magic == kErrorMagic && rec.step == STEP_READY) {
     out->pid = static_cast<pid_t>(pid);
     out->pidfd = pidfd;
@@ -400,12 +429,18 @@ FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready, int pi
   if (allow_ready && got == sizeof(*rec) && rec->magic == kErrorMagic && rec->step == STEP_READY) return FINISH_READY;
   close(err_fd);
   if (got == 0) return died_before_exec(pidfd, pid, rec) ? FINISH_FAILED : FINISH_EXECED;
-  if (got != sizeof(*rec) || rec->magic != kErrorMagic) {
+  if (got != sizeof(*rec) || !plausible_failure(*rec)) {
     rec->step = STEP_SYNC;
     rec->err = EPROTO;
     rec->index = static_cast<int32_t>(got);
+    rec->magic = kErrorMagic;
   }
   return FINISH_FAILED;
+}
+
+bool plausible_failure(const ErrorRecord& rec) {
+  return rec.magic == kErrorMagic && rec.step > STEP_NONE && rec.step < STEP_COUNT && rec.step != STEP_ENTERED &&
+         rec.step != STEP_READY && rec.err >= 0 && rec.err < 4096;
 }
 
 }  // namespace nsbox

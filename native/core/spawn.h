@@ -13,6 +13,9 @@ struct SpawnOutcome {
   bool used_clone3 = false;
   int err_fd = -1;  // pooled (STEP_READY) or waiting for id maps: the error pipe's read end, for finish_spawn
   bool waiting = false;  // the child waits for its user namespace's id maps: write them, then release it
+  // Entering a machine: pid/pidfd are the new process (inside the machine), which has not exec'd
+  // yet; err_fd is the error pipe, for finish_spawn (on the event loop: FinishWatch in addon.cc).
+  bool entering = false;
   ErrorRecord error = {STEP_NONE, 0, -1, 0};  // step != STEP_NONE: failed, nothing left running
 };
 
@@ -32,6 +35,10 @@ FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready, int pi
 // exited after its exec; true, with *rec a STEP_DIED record (index: the signal), if it has already
 // exited still named kPreExecComm: killed (or OOM-killed) before its execve. Does not reap it.
 bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec);
+
+// A record that can be a real failure: the magic, a step of the child path, an errno. Anything
+// else read where a failure may be (a STEP_ENTERED or STEP_READY record, garbage) is EPROTO.
+bool plausible_failure(const ErrorRecord& rec);
 
 // A fresh network namespace with lo up, as an O_CLOEXEC fd (for Plan::net_fd), made by a short-lived
 // vfork-style child that shares our fd table: the calling thread never enters it. -1 with errno on

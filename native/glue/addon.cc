@@ -416,6 +416,8 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   }
   if (!GetInt(js, "enterPidfd", -1, 2147483647.0, &d)) return false;
   p.enter_pidfd = static_cast<int>(d);
+  p.enter_pid_out = nullptr;  // set by the spawner (spawn.cc)
+  p.enter_report_fd = -1;
   if (!GetInt(js, "enterFlags", 0, 9007199254740991.0, &d)) return false;
   p.enter_flags = static_cast<uint64_t>(d);
   if (!GetString(js, "enterRoot", st, &p.enter_root, true)) return false;
@@ -720,6 +722,7 @@ Napi::Value SpawnResult(Napi::Env env, const nsbox::SpawnOutcome& out, int statu
   res.Set("process", proc);
   if (out.err_fd >= 0) res.Set("errFd", Napi::Number::New(env, out.err_fd));
   if (out.waiting) res.Set("waiting", Napi::Boolean::New(env, true));
+  if (out.entering) res.Set("entering", Napi::Boolean::New(env, true));
   return res;
 }
 
@@ -895,9 +898,11 @@ Napi::Value FinishResultValue(Napi::Env env, nsbox::FinishResult r, const nsbox:
 }
 
 // finishSpawnAsync(errFd, callback): finishSpawn without blocking the JS thread: the error pipe is
-// watched on the event loop, and read once it is readable (the record is one write of 16 bytes, or
-// end-of-file), then callback(null | record). For a busy process: a pooled container given its
-// command may need a while to get a CPU and exec it.
+// watched on the event loop and read without blocking (O_NONBLOCK) as it becomes readable, until a
+// whole 16-byte record or end-of-file, then callback(null | record). For a busy process: a pooled
+// container given its command may need a while to get a CPU and exec it. For a machine's exec: the
+// process runs inside the machine, where anything can write part of a record to the pipe and stop,
+// so nothing here may wait for the rest. Returns an id for cancelFinishSpawn.
 class FinishWatch {
  public:
   static Napi::Value Start(const Napi::CallbackInfo& info) {
@@ -916,6 +921,8 @@ class FinishWatch {
       w->pidfd_ = info[2].As<Napi::Number>().Int32Value();
       w->pid_ = info[3].As<Napi::Number>().Int32Value();
     }
+    int fl = fcntl(w->fd_, F_GETFL);
+    if (fl >= 0) fcntl(w->fd_, F_SETFL, fl | O_NONBLOCK);
     int rc = uv_poll_init(loop, &w->poll_, w->fd_);
     if (rc != 0) {
       close(w->fd_);  // as finishSpawn would: the caller has handed the fd over
@@ -924,35 +931,91 @@ class FinishWatch {
       return env.Undefined();
     }
     w->poll_.data = w;
+    w->id_ = next_id()++;
+    if (w->id_ == 0) w->id_ = next_id()++;
+    live()[w->id_] = w;
     napi_add_env_cleanup_hook(env, &FinishWatch::OnEnvCleanup, w);
     uv_poll_start(&w->poll_, UV_READABLE | UV_DISCONNECT, &FinishWatch::OnReadable);
-    return env.Undefined();
+    return Napi::Number::New(env, w->id_);
+  }
+
+  // cancelFinishSpawn(id): stops watching (the fd is closed, the callback never called). For a
+  // start given up on (its time limit): something of the machine may hold the pipe open forever.
+  // True if it was still watching.
+  static Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    double id;
+    if (!IsIntIn(info[0], 1, 4294967295.0, &id)) return Napi::Boolean::New(info.Env(), false);
+    auto it = live().find(static_cast<uint32_t>(id));
+    if (it == live().end()) return Napi::Boolean::New(info.Env(), false);
+    FinishWatch* w = it->second;
+    w->cb_.Reset();
+    Close(w);
+    return Napi::Boolean::New(info.Env(), true);
   }
 
  private:
+  // Watchers by id; JS thread only.
+  static std::unordered_map<uint32_t, FinishWatch*>& live() {
+    static std::unordered_map<uint32_t, FinishWatch*> m;
+    return m;
+  }
+  static uint32_t& next_id() {
+    static uint32_t n = 1;
+    return n;
+  }
+
   static void Close(FinishWatch* w) {
+    live().erase(w->id_);
     napi_remove_env_cleanup_hook(w->env_, &FinishWatch::OnEnvCleanup, w);
     uv_poll_stop(&w->poll_);
+    if (w->fd_ >= 0) close(w->fd_);
+    w->fd_ = -1;
     uv_close(reinterpret_cast<uv_handle_t*>(&w->poll_), [](uv_handle_t* h) { delete static_cast<FinishWatch*>(h->data); });
   }
 
   static void OnEnvCleanup(void* arg) {
     auto* w = static_cast<FinishWatch*>(arg);
-    close(w->fd_);
-    w->cb_.Reset();
+    live().erase(w->id_);
     uv_poll_stop(&w->poll_);
+    close(w->fd_);
+    w->fd_ = -1;
+    w->cb_.Reset();
     uv_close(reinterpret_cast<uv_handle_t*>(&w->poll_), [](uv_handle_t* h) { delete static_cast<FinishWatch*>(h->data); });
   }
 
   static void OnReadable(uv_poll_t* h, int status, int /*events*/) {
     auto* w = static_cast<FinishWatch*>(h->data);
-    nsbox::ErrorRecord rec;
-    // An error of the poll itself: read anyway (end-of-file or the record, or EPROTO from a short read).
-    (void)status;
-    nsbox::FinishResult r = nsbox::finish_spawn(w->fd_, &rec, false, w->pidfd_, w->pid_);  // closes the fd
+    (void)status;  // an error of the poll itself: read anyway (the read says what there is)
+    bool eof = false;
+    while (w->got_ < sizeof(w->rec_)) {
+      ssize_t n = read(w->fd_, reinterpret_cast<char*>(&w->rec_) + w->got_, sizeof(w->rec_) - w->got_);
+      if (n > 0) {
+        w->got_ += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // the rest later (or never: the caller's time limit)
+      eof = true;  // end-of-file, or an error: nothing more will come
+      break;
+    }
+    nsbox::ErrorRecord rec = w->rec_;
+    nsbox::FinishResult r;
+    if (eof && w->got_ == 0 && !nsbox::died_before_exec(w->pidfd_, w->pid_, &rec)) {
+      r = nsbox::FINISH_EXECED;
+    } else if (eof && w->got_ == 0) {
+      r = nsbox::FINISH_FAILED;  // killed before its exec: rec is the STEP_DIED record
+    } else {
+      r = nsbox::FINISH_FAILED;
+      if (w->got_ != sizeof(rec) || !nsbox::plausible_failure(rec)) {
+        rec.index = static_cast<int32_t>(w->got_);
+        rec.step = nsbox::STEP_SYNC;
+        rec.err = EPROTO;
+        rec.magic = nsbox::kErrorMagic;
+      }
+    }
     Napi::FunctionReference cb = std::move(w->cb_);
     Napi::Env env = w->env_;
-    Close(w);
+    Close(w);  // closes the fd
     Napi::HandleScope scope(env);
     Napi::Value v = FinishResultValue(env, r, rec);
     cb.MakeCallback(env.Global(), {v});
@@ -962,6 +1025,9 @@ class FinishWatch {
   int fd_ = -1;
   int pidfd_ = -1;  // the process's pidfd and pid (not owned): a death before exec is told apart
   pid_t pid_ = -1;
+  uint32_t id_ = 0;
+  size_t got_ = 0;
+  nsbox::ErrorRecord rec_ = {0, 0, 0, 0};
   uv_poll_t poll_;
   Napi::FunctionReference cb_;
 };
@@ -1205,7 +1271,8 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// recvFd(sock): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.
+// recvFd(sock, ptyMaster): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.
+// With ptyMaster, anything but a pty master is closed and -EPROTO.
 Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int sock = info[0].As<Napi::Number>().Int32Value();
@@ -1226,6 +1293,14 @@ Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   if (!c || c->cmsg_type != SCM_RIGHTS) return Napi::Number::New(env, -EPROTO);
   int fd;
   memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+  // Only a pty master is a pty master: an fd passed by anything else (a machine's exec sends from
+  // inside the machine, where its root can send one of its own) is refused. TIOCGPTN answers on a
+  // master only.
+  unsigned int ptn;
+  if (info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value() && ioctl(fd, TIOCGPTN, &ptn) != 0) {
+    close(fd);
+    return Napi::Number::New(env, -EPROTO);
+  }
   return Napi::Number::New(env, fd);
 }
 
@@ -1342,6 +1417,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("finishSpawnAsync", Napi::Function::New(env, FinishWatch::Start));
+  exports.Set("cancelFinishSpawn", Napi::Function::New(env, FinishWatch::Cancel));
   exports.Set("collectOutput", Napi::Function::New(env, OutputCollector::Start));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
   exports.Set("probe", Napi::Function::New(env, Probe));

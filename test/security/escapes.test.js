@@ -200,7 +200,9 @@ t.test('finding 7: a child killed before its exec is an error, not a started con
   });
   const mounts = Array.from({ length: 150 }, (_, i) => ({ type: 'tmpfs', target: `/tmp/m${i}` }));
   let died = 0, started = 0, killedAfter = 0;
-  for (let i = 0; i < 40 && died < 3; i++) {
+  // Until three kills have landed before an exec (the watcher needs a CPU at the right moment:
+  // under a loaded parallel run that can take many starts), within 200 starts.
+  for (let i = 0; i < 200 && died < 3; i++) {
     const r = await run({ rootfs: bb, cgroupParent: parent, mounts, command: ['/bin/true'] }).catch((e) => e);
     if (r instanceof NsboxError) {
       t.match(r, { code: 'ESRCH', step: 'exec.died' }, r.message);

@@ -188,6 +188,10 @@ export interface NativeBinding {
   tcpListen(address: string, port: number): number;
   /** An fd holding an exclusive flock on path, or -errno. */
   lockFile(path: string): number;
+  /** A pidfd (close-on-exec) of pid, or -errno. */
+  netPidfd(pid: number): number;
+  /** An unconnected non-blocking TCP socket in the network namespace of pidfd's process, or -errno. */
+  netnsTcpSocket(pidfd: number, pid: number): number;
   probe(): {
     clone3: boolean;
     pidfd: boolean;

@@ -4,8 +4,9 @@
 //  - the child (child.cc, between clone3 and execve): nl_request() and net_setup() only. They use
 //    stack buffers and raw system calls over messages the parent built into the Plan.
 //  - the parent (the glue, on Node's JS thread, in Node's own network namespace): the NlMsg builder
-//    and the nl_* helpers of netlink_parent.h, which may allocate. The Node process never enters a
-//    namespace. This header stays free of anything that allocates: child.cc includes it.
+//    and the nl_* helpers of netlink_parent.h, which may allocate. Node's own threads never enter a
+//    namespace (the published-port forwarder's sockets are made by a short-lived thread of their
+//    own: glue/net.cc, netnsTcpSocket). This header stays free of anything that allocates: child.cc includes it.
 #pragma once
 
 #include <stddef.h>

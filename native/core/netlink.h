@@ -22,6 +22,10 @@ namespace nsbox {
 // 0 on an ack; -1 with errno set otherwise.
 int nl_request(int sock, void* msg, size_t len, uint32_t seq);
 
+// Sends a whole nf_tables batch (several messages in one buffer) on a NETLINK_NETFILTER socket and
+// reads until `acks` acknowledgements have come, or an error. 0, or -1 with errno set.
+int nl_batch(int sock, const void* msg, size_t len, uint32_t acks);
+
 // Runs plan->net_msgs in order (see NetMsg in plan.h); host_sock is plan->net_host_sock (the child
 // may have moved it). Returns 0, or -1 with errno and *index set to the message (or a negative
 // phase: -1 open of the own netns, -2 own socket, -3 peer ifindex).

@@ -64,4 +64,19 @@ std::vector<uint8_t> nl_build_rule(int family, uint32_t priority, uint32_t dst_b
                                    uint8_t proto, uint16_t dport_lo, uint16_t dport_hi,
                                    uint16_t sport_lo, uint16_t sport_hi, uint8_t action);
 
+// One accepted destination of the egress policy: an IPv4 network (dst_len 0: any) and, when
+// dport_lo is not 0, a protocol (6 or 17) and destination port range.
+struct NftAllow {
+  uint32_t dst_be;
+  int dst_len;
+  uint8_t proto;
+  uint16_t dport_lo;
+  uint16_t dport_hi;
+};
+
+// The egress policy as one nf_tables batch (table inet nsbox, chain egress: type filter, hook output,
+// policy drop; `meta oif lo accept`, then one accept rule per entry). *acks: how many NLMSG_ERROR
+// answers the kernel sends for it (the batch's inner messages all ask for one).
+std::vector<uint8_t> nft_build_egress(const std::vector<NftAllow>& allow, uint32_t* acks);
+
 }  // namespace nsbox

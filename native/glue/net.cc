@@ -85,6 +85,7 @@ void Push(NetStorage* st, std::vector<uint8_t> bytes, bool on_host, uint32_t nsf
   m.on_host = on_host ? 1 : 0;
   m.nsfd_off = nsfd_off;
   m.ifindex_off = ifindex_off;
+  m.nft_acks = 0;
   st->msgs.push_back(m);
 }
 
@@ -132,6 +133,8 @@ bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* p) {
   if (!rv.IsArray()) return Fail(js.Env(), "rules");
   Napi::Array rules = rv.As<Napi::Array>();
   if (rules.Length() > 1024) return Fail(js.Env(), "rules");
+  std::vector<nsbox::NftAllow> allow;
+  bool policy = false;
   for (uint32_t i = 0; i < rules.Length(); i++) {
     Napi::Value e = rules.Get(i);
     if (js.Env().IsExceptionPending()) return false;
@@ -148,9 +151,24 @@ bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* p) {
     Napi::Value pv = r.Get("prohibit");
     if (!pv.IsBoolean()) return Fail(js.Env(), "rules[].prohibit");
     uint8_t action = pv.As<Napi::Boolean>().Value() ? FR_ACT_PROHIBIT : FR_ACT_TO_TBL;
+    if (action == FR_ACT_PROHIBIT) policy = true;
+    if (action == FR_ACT_TO_TBL && family == 4) {
+      if (slo) return Fail(js.Env(), "rules[].sport");  // the policy has no source-port exceptions
+      allow.push_back({dst, static_cast<int>(dst_len), static_cast<uint8_t>(proto), dlo, dhi});
+    }
     Push(st, nsbox::nl_build_rule(family == 4 ? AF_INET : AF_INET6, static_cast<uint32_t>(prio), dst, static_cast<int>(dst_len),
                                   static_cast<uint8_t>(proto), dlo, dhi, slo, shi, action),
          false, 0, 0);
+  }
+  if (policy) {
+    // The same policy again in nf_tables, after routing: a route lookup can be skipped or made to
+    // succeed without the rules (a socket bound to eth0 with SO_BINDTODEVICE or IP_PKTINFO falls
+    // back to "on link" when the rules refuse; broadcasts are routed by the local table), the
+    // output hook sees every packet that leaves. docs/security.md, "Egress".
+    uint32_t acks = 0;
+    std::vector<uint8_t> batch = nsbox::nft_build_egress(allow, &acks);
+    Push(st, std::move(batch), false, 0, 0);
+    st->msgs.back().nft_acks = acks;
   }
   p->net_host_sock = static_cast<int>(sock);
   p->net_msgs = st->msgs.data();

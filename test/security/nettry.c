@@ -11,7 +11,7 @@
  *     --broadcast        SO_BROADCAST (UDP to a broadcast address)
  *     --src ADDR         bind this source address
  * TCP: connects (3 s at most), then reads what the server says first (1 s at most). UDP: sends one
- * datagram "nettry" and reports whether sendmsg() accepted it. Exit 0 either way; 2 on bad usage.
+ * datagram "nettry", waits 0.3 s (ARP) and reports whether sendmsg() accepted it. Exit 0 either way; 2 on bad usage.
  * Built static:  gcc -O2 -static -o nettry nettry.c
  */
 #define _GNU_SOURCE
@@ -133,6 +133,8 @@ int main(int argc, char **argv)
 			mh.msg_control = cbuf;
 		}
 		if (sendmsg(s, &mh, 0) < 0) fail("send", errno);
+		/* The datagram may wait for ARP: give it time to leave before the namespace goes. */
+		usleep(300000);
 		printf("{\"ok\":true,\"data\":\"\"}\n");
 		return 0;
 	}

@@ -136,7 +136,7 @@ function inner() {
   });
 
   t.test("a container binding a published port's number as source port cannot reach another container on the bridge", { skip }, async (t) => {
-    const peer = spawn({ rootfs: bb, network: { bridge: BR, subnet: SUBNET, dns: DNS }, command: ['nc', '-l', '-p', '7000', '-e', 'echo', 'PEERSVC'] });
+    const peer = spawn({ rootfs: bb, network: { bridge: BR, subnet: SUBNET, dns: DNS }, command: ['sh', '-c', 'while :; do nc -l -p 7000 -e echo PEERSVC; done'] });
     t.teardown(async () => {
       peer.kill();
       await peer.wait().catch(() => {});
@@ -175,6 +175,84 @@ function inner() {
     t.teardown(() => v6.close());
     const r = await attempt(guarded, 'tcp', `${ll}%eth0`, String(HOST_TCP + 2), '--sport', String(PUBLISHED));
     t.match(r, { ok: false, code: 'EACCES' });
+  });
+
+  // Route lookups that do not end at the rules. With an output interface given (SO_BINDTODEVICE,
+  // which needs no capability since Linux 5.7; IP_UNICAST_IF; IP_PKTINFO on sendmsg) the kernel
+  // takes a refused lookup as "the routing table is wrong, the destination is on link" and sends
+  // anyway; broadcasts are routed by the local table (priority 0) or not looked up at all.
+  // Refused by the rules: EACCES at once; by the second layer (nf_tables, after routing): EPERM from
+  // sendmsg(), and for TCP a SYN that never leaves (connect() runs into nettry's 3 s timeout).
+  const refused = (t, r, what) => t.ok(r.ok === false && ['EPERM', 'EACCES', 'ETIMEDOUT'].includes(r.code), `${what}: refused (${JSON.stringify(r)})`);
+
+  t.test('a container binding its socket to eth0 (SO_BINDTODEVICE) cannot reach an unlisted host port', { skip }, async (t) => {
+    reset();
+    const r = await attempt(guarded, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0');
+    const other = await attempt(guarded, 'tcp', OTHER, String(HOST_TCP), '--bindtodev', 'eth0');
+    await settle();
+    refused(t, r, 'TCP to the bridge address');
+    refused(t, other, "TCP to the host's other address");
+    t.same(seen.tcp, [], 'the host service saw no connection');
+  });
+
+  t.test('a container binding its socket to eth0 (SO_BINDTODEVICE) cannot reach another container on the bridge', { skip }, async (t) => {
+    const peer = spawn({ rootfs: bb, network: { bridge: BR, subnet: SUBNET, dns: DNS }, command: ['sh', '-c', 'while :; do nc -l -p 7001 -e echo PEERSVC; done'] });
+    t.teardown(async () => {
+      peer.kill();
+      await peer.wait().catch(() => {});
+    });
+    await settle();
+    refused(t, await attempt(guarded, 'tcp', peer.network.address, '7001', '--bindtodev', 'eth0'), 'TCP to the peer');
+    t.match(await attempt({}, 'tcp', peer.network.address, '7001'), { ok: true, data: 'PEERSVC' }, 'control: without a policy the peer answers');
+  });
+
+  t.test('UDP naming eth0 (IP_PKTINFO, IP_UNICAST_IF, SO_BINDTODEVICE) cannot reach an unlisted host port', { skip }, async (t) => {
+    reset();
+    refused(t, await attempt(guarded, 'udp', GW, String(HOST_UDP), '--pktinfo', 'eth0'), 'IP_PKTINFO');
+    refused(t, await attempt(guarded, 'udp', GW, String(HOST_UDP), '--unicast-if', 'eth0'), 'IP_UNICAST_IF');
+    refused(t, await attempt(guarded, 'udp', GW, String(HOST_UDP), '--bindtodev', 'eth0'), 'SO_BINDTODEVICE');
+    refused(t, await attempt(guarded, 'udp', '224.0.0.251', String(HOST_UDP), '--bindtodev', 'eth0'), 'link-local multicast (mDNS) on eth0');
+    await settle();
+    t.same(seen.udp, [], 'the host service received nothing');
+  });
+
+  t.test('UDP broadcasts (the subnet broadcast, 255.255.255.255) do not reach the host', { skip }, async (t) => {
+    reset();
+    refused(t, await attempt(guarded, 'udp', BCAST, String(HOST_UDP), '--broadcast'), 'the subnet broadcast');
+    const self = await attempt({ ...guarded, address: '10.89.0.200' }, 'udp', '255.255.255.255', String(HOST_UDP), '--broadcast', '--src', '10.89.0.200');
+    refused(t, self, '255.255.255.255 from the container\'s own address');
+    await settle();
+    t.same(seen.udp, [], 'the host service received nothing');
+    // Control: without a policy the same broadcast arrives (the attack had a target).
+    reset();
+    await attempt({}, 'udp', BCAST, String(HOST_UDP), '--broadcast');
+    await settle();
+    t.equal(seen.udp.length, 1, 'control: without a policy the broadcast reaches the host');
+  });
+
+  t.test("IPv6 to the bridge's link-local address bound to eth0 (SO_BINDTODEVICE) is refused", { skip: skip || (!fs.existsSync('/proc/net/if_inet6') && 'the host has no IPv6') }, async (t) => {
+    const ll = ip('-6', '-o', 'addr', 'show', 'dev', BR, 'scope', 'link').match(/inet6 (fe80::[0-9a-f:]+)/)?.[1];
+    if (!ll) return t.skip('the bridge has no IPv6 link-local address yet');
+    const v6 = net.createServer((c) => c.end('V6SVC')).listen(HOST_TCP + 3, '::');
+    await new Promise((r) => v6.once('listening', r));
+    t.teardown(() => v6.close());
+    refused(t, await attempt(guarded, 'tcp', `${ll}%eth0`, String(HOST_TCP + 3), '--bindtodev', 'eth0'), 'TCP over IPv6 link-local');
+  });
+
+  t.test('an allow-list still allows what it lists, through the second layer too', { skip }, async (t) => {
+    reset();
+    const listed = { allow: [`${GW}:${HOST_TCP}`, `${GW}:${HOST_UDP}`] };
+    t.match(await attempt(listed, 'tcp', GW, String(HOST_TCP)), { ok: true, data: 'HOSTSVC' }, 'a listed address and port');
+    t.match(await attempt(listed, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), { ok: true, data: 'HOSTSVC' }, 'also from a socket bound to eth0');
+    t.match(await attempt({ allow: ['10.89.0.0/16:2000-3000'] }, 'tcp', GW, String(HOST_TCP)), { ok: true, data: 'HOSTSVC' }, 'a CIDR with a port range');
+    t.match(await attempt({ allow: ['10.89.0.0/24'] }, 'tcp', GW, String(HOST_TCP)), { ok: true, data: 'HOSTSVC' }, 'a CIDR without ports');
+    refused(t, await attempt({ allow: ['10.89.1.0/24'] }, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), 'outside the CIDR');
+    refused(t, await attempt({ allow: [`${GW}:2223-3000`] }, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), 'outside the port range');
+    t.match(await attempt(listed, 'udp', GW, String(HOST_UDP)), { ok: true }, 'UDP to a listed port');
+    refused(t, await attempt({ allow: [`${GW}:${HOST_UDP}`] }, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), 'TCP to an address listed only for another port');
+    await settle();
+    t.equal(seen.tcp.length, 4, 'the host service saw the four allowed connections');
+    t.equal(seen.udp.length, 1, 'and the one allowed datagram');
   });
 
   t.test("a published port with an allow-list still works, and the container's replies stay inside it", { skip }, async (t) => {

@@ -619,6 +619,9 @@ export function networkStep(index: number): { step: string; syscall: string } {
   if (index === -1) return { step: 'network.netns', syscall: 'open' };
   if (index === -2) return { step: 'network.socket', syscall: 'socket' };
   if (index === -3) return { step: 'network.address', syscall: 'ioctl' };
+  // The allow-list's nf_tables layer: no NETLINK_NETFILTER (no nf_tables), or the batch refused.
+  if (index === -4) return { step: 'network.policy', syscall: 'socket' };
+  if (index === -5) return { step: 'network.policy', syscall: 'NFT_MSG_NEWRULE' };
   return [
     { step: 'network.veth', syscall: 'RTM_NEWLINK' },
     { step: 'network.veth', syscall: 'RTM_NEWLINK' },
@@ -675,6 +678,7 @@ export function probeNetwork(kernelAtLeast: (major: number, minor: number) => bo
     bridge: hasDriver('bridge', 'br_dev_setup', syms),
     veth: hasDriver('veth', 'veth_newlink', syms),
     policyRules: kernelAtLeast(4, 17),
+    nftables: hasDriver('nf_tables', 'nft_register_chain_type', syms),
     ipv6: ipv6Enabled(),
   };
 }

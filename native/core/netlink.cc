@@ -158,12 +158,12 @@ int net_setup(const Plan* plan, int host_sock, int32_t* index) {
     if (m.nft_acks) {
       // An nf_tables batch: sent as built (nothing to patch), on a NETLINK_NETFILTER socket.
       if (nft < 0 && (nft = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER)) < 0) {
-        *index = static_cast<int32_t>(i);
+        *index = -4;
         rc = -1;
         break;
       }
       if (nl_batch(nft, m.data, m.len, m.nft_acks) != 0) {
-        *index = static_cast<int32_t>(i);
+        *index = -5;
         rc = -1;
         break;
       }

@@ -28,7 +28,8 @@ int nl_batch(int sock, const void* msg, size_t len, uint32_t acks);
 
 // Runs plan->net_msgs in order (see NetMsg in plan.h); host_sock is plan->net_host_sock (the child
 // may have moved it). Returns 0, or -1 with errno and *index set to the message (or a negative
-// phase: -1 open of the own netns, -2 own socket, -3 peer ifindex).
+// phase: -1 open of the own netns, -2 own socket, -3 peer ifindex, -4 the NETLINK_NETFILTER socket,
+// -5 the nf_tables batch).
 int net_setup(const Plan* plan, int host_sock, int32_t* index);
 
 }  // namespace nsbox

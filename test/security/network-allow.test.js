@@ -26,6 +26,12 @@ function outer() {
     : !which('unshare') || !which('ip')
       ? 'needs unshare(1) and ip(8) (util-linux, iproute2) to make the test its own network namespace'
       : false;
+  t.test("a failure of the allow-list's nf_tables layer is reported at step network.policy", async (t) => {
+    const { networkStep } = require('../../dist/network');
+    t.same(networkStep(-4), { step: 'network.policy', syscall: 'socket' }, 'no NETLINK_NETFILTER (a kernel without nf_tables)');
+    t.same(networkStep(-5), { step: 'network.policy', syscall: 'NFT_MSG_NEWRULE' }, 'the batch refused');
+  });
+
   t.test('allow-list attacks, inside a network namespace made for the test', { skip }, (t) => {
     return t.spawn('unshare', ['--net', '--', process.execPath, __filename], { env: { ...process.env, NSBOX_NETSEC_TEST_HOST: '1' } });
   });

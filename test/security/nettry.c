@@ -10,6 +10,10 @@
  *     --pktinfo IF       UDP only: the interface in an IP_PKTINFO control message
  *     --broadcast        SO_BROADCAST (UDP to a broadcast address)
  *     --src ADDR         bind this source address
+ *     --dontroute        SO_DONTROUTE (send only to hosts on link)
+ *   nettry listen PORT [--bindtodev IF]
+ *     IPv4 TCP server on PORT: answers the first connection that completes within 5 s with "GUARDED"
+ *     ({"ok":true,"data":"ADDR"}: who connected) or reports {"ok":false,...,"at":"accept"}.
  * TCP: connects (3 s at most), then reads what the server says first (1 s at most). UDP: sends one
  * datagram "nettry", waits 0.3 s (ARP) and reports whether sendmsg() accepted it. Exit 0 either way; 2 on bad usage.
  * Built static:  gcc -O2 -static -o nettry nettry.c
@@ -43,12 +47,37 @@ static void usage(const char *m)
 	exit(2);
 }
 
+static int listen_mode(int argc, char **argv)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	if (s < 0) fail("socket", errno);
+	int one = 1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (argc >= 5 && !strcmp(argv[3], "--bindtodev") && setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, argv[4], strlen(argv[4]) + 1))
+		fail("SO_BINDTODEVICE", errno);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) || listen(s, 8)) fail("listen", errno);
+	printf("{\"listening\":true}\n");
+	fflush(stdout);
+	struct pollfd p = {s, POLLIN, 0};
+	if (poll(&p, 1, 5000) <= 0) fail("accept", ETIMEDOUT);
+	struct sockaddr_in peer;
+	socklen_t pl = sizeof(peer);
+	int c = accept(s, (struct sockaddr *)&peer, &pl);
+	if (c < 0) fail("accept", errno);
+	if (write(c, "GUARDED", 7) < 0) fail("write", errno);
+	char b[INET_ADDRSTRLEN];
+	printf("{\"ok\":true,\"data\":\"%s\"}\n", inet_ntop(AF_INET, &peer.sin_addr, b, sizeof(b)));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 3 && !strcmp(argv[1], "listen")) return listen_mode(argc, argv);
 	if (argc < 4) usage("nettry tcp|udp ADDR PORT [options]");
 	int tcp = !strcmp(argv[1], "tcp");
 	if (!tcp && strcmp(argv[1], "udp")) usage("tcp or udp");
-	int sport = 0, bcast = 0;
+	int sport = 0, bcast = 0, dontroute = 0;
 	const char *bindtodev = NULL, *uif = NULL, *pktif = NULL, *src = NULL;
 	for (int i = 4; i < argc; i++) {
 		if (!strcmp(argv[i], "--sport") && i + 1 < argc) sport = atoi(argv[++i]);
@@ -57,6 +86,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--pktinfo") && i + 1 < argc) pktif = argv[++i];
 		else if (!strcmp(argv[i], "--src") && i + 1 < argc) src = argv[++i];
 		else if (!strcmp(argv[i], "--broadcast")) bcast = 1;
+		else if (!strcmp(argv[i], "--dontroute")) dontroute = 1;
 		else usage("unknown option");
 	}
 	int v6 = strchr(argv[2], ':') != NULL;
@@ -96,6 +126,7 @@ int main(int argc, char **argv)
 	int one = 1;
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bcast && setsockopt(s, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one))) fail("SO_BROADCAST", errno);
+	if (dontroute && setsockopt(s, SOL_SOCKET, SO_DONTROUTE, &one, sizeof(one))) fail("SO_DONTROUTE", errno);
 	if ((sport || src) && bind(s, (struct sockaddr *)&me, mlen)) fail("bind", errno);
 	if (bindtodev && setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, bindtodev, strlen(bindtodev) + 1)) fail("SO_BINDTODEVICE", errno);
 	if (uif) {

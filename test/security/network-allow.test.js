@@ -198,6 +198,7 @@ function inner() {
     await settle();
     refused(t, r, 'TCP to the bridge address');
     refused(t, other, "TCP to the host's other address");
+    refused(t, await attempt(guarded, 'tcp', GW, String(HOST_TCP), '--dontroute'), 'SO_DONTROUTE (on-link only)');
     t.same(seen.tcp, [], 'the host service saw no connection');
   });
 
@@ -259,6 +260,40 @@ function inner() {
     await settle();
     t.equal(seen.tcp.length, 4, 'the host service saw the four allowed connections');
     t.equal(seen.udp.length, 1, 'and the one allowed datagram');
+  });
+
+  /** Connects from the test's host to addr:port until an answer or `ms` pass; what was read, or null. */
+  async function knock(addr, port, ms) {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      const got = await new Promise((resolve) => {
+        const s = net.connect({ host: addr, port, timeout: 700 });
+        let d = '';
+        s.on('data', (x) => (d += x)).on('close', () => resolve(d || null)).on('error', () => resolve(null));
+        s.on('timeout', () => s.destroy());
+      });
+      if (got) return got;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return null;
+  }
+
+  t.test('a container listening on a socket bound to eth0 cannot accept a connection from an unlisted peer', { skip }, async (t) => {
+    const listen = (network, port) => spawn({ rootfs: bb, mounts, network: { bridge: BR, subnet: SUBNET, dns: DNS, ...network }, command: ['/x/nettry', 'listen', String(port), '--bindtodev', 'eth0'] });
+    const c = listen(guarded, 7100);
+    t.teardown(async () => {
+      c.kill();
+      await c.wait().catch(() => {});
+    });
+    // The SYN-ACK goes back to the host's bridge address, which the allow-list does not list.
+    t.equal(await knock(c.network.address, 7100, 3000), null, 'the connection from the host never completes');
+    // Control: the same server with the host listed is reachable (the knock works).
+    const ok = listen({ allow: [`${GW}/32`] }, 7101);
+    t.teardown(async () => {
+      ok.kill();
+      await ok.wait().catch(() => {});
+    });
+    t.equal(await knock(ok.network.address, 7101, 3000), 'GUARDED', 'control: with the host listed it answers');
   });
 
   t.test("a published port with an allow-list still works, and the container's replies stay inside it", { skip }, async (t) => {

@@ -548,19 +548,28 @@ const char kChain[] = "egress";
 
 }  // namespace
 
-std::vector<uint8_t> nft_build_egress(const std::vector<NftAllow>& allow, uint32_t* acks) {
-  std::vector<uint8_t> out;
+std::vector<NftBatch> nft_build_egress(const std::vector<NftAllow>& allow) {
+  std::vector<NftBatch> out;
   uint32_t seq = 1;
   const uint16_t kAck = NLM_F_ACK;
   auto type = [](int msg) { return static_cast<uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | msg); };
-  NlMsg begin = nft_msg(NFNL_MSG_BATCH_BEGIN, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, seq++);
-  append(&out, begin);
-  uint32_t n = 0;
+  NftBatch* cur = nullptr;
+  auto open_batch = [&] {
+    out.push_back({{}, 0});
+    cur = &out.back();
+    NlMsg begin = nft_msg(NFNL_MSG_BATCH_BEGIN, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, seq++);
+    append(&cur->bytes, begin);
+  };
+  auto close_batch = [&] {
+    NlMsg end = nft_msg(NFNL_MSG_BATCH_END, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, seq++);
+    append(&cur->bytes, end);
+  };
+  open_batch();
 
   NlMsg table = nft_msg(type(NFT_MSG_NEWTABLE), NLM_F_CREATE | NLM_F_EXCL | kAck, NFPROTO_INET, 0, seq++);
   table.attr_str(NFTA_TABLE_NAME, kTable);
-  append(&out, table);
-  n++;
+  append(&cur->bytes, table);
+  cur->acks++;
 
   NlMsg chain = nft_msg(type(NFT_MSG_NEWCHAIN), NLM_F_CREATE | NLM_F_EXCL | kAck, NFPROTO_INET, 0, seq++);
   chain.attr_str(NFTA_CHAIN_TABLE, kTable);
@@ -571,10 +580,14 @@ std::vector<uint8_t> nft_build_egress(const std::vector<NftAllow>& allow, uint32
   chain.nest_end(hook);
   nft_u32(chain, NFTA_CHAIN_POLICY, NF_DROP);
   chain.attr_str(NFTA_CHAIN_TYPE, "filter");
-  append(&out, chain);
-  n++;
+  append(&cur->bytes, chain);
+  cur->acks++;
 
   auto rule = [&](auto body) {
+    if (cur->bytes.size() > 16384) {
+      close_batch();
+      open_batch();
+    }
     NlMsg r = nft_msg(type(NFT_MSG_NEWRULE), NLM_F_CREATE | NLM_F_APPEND | kAck, NFPROTO_INET, 0, seq++);
     r.attr_str(NFTA_RULE_TABLE, kTable);
     r.attr_str(NFTA_RULE_CHAIN, kChain);
@@ -582,8 +595,8 @@ std::vector<uint8_t> nft_build_egress(const std::vector<NftAllow>& allow, uint32
     body(r);
     nft_accept(r);
     r.nest_end(exprs);
-    append(&out, r);
-    n++;
+    append(&cur->bytes, r);
+    cur->acks++;
   };
   // Whatever goes out through loopback (127/8, the container's own address): always allowed, as
   // by the kernel's `local` routing rule. Loopback is ifindex 1 in every namespace.
@@ -631,9 +644,7 @@ std::vector<uint8_t> nft_build_egress(const std::vector<NftAllow>& allow, uint32
       }
     });
   }
-  NlMsg end = nft_msg(NFNL_MSG_BATCH_END, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, seq++);
-  append(&out, end);
-  *acks = n;
+  close_batch();
   return out;
 }
 

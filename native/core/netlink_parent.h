@@ -74,9 +74,15 @@ struct NftAllow {
   uint16_t dport_hi;
 };
 
-// The egress policy as one nf_tables batch (table inet nsbox, chain egress: type filter, hook output,
-// policy drop; `meta oif lo accept`, then one accept rule per entry). *acks: how many NLMSG_ERROR
-// answers the kernel sends for it (the batch's inner messages all ask for one).
-std::vector<uint8_t> nft_build_egress(const std::vector<NftAllow>& allow, uint32_t* acks);
+struct NftBatch {
+  std::vector<uint8_t> bytes;
+  uint32_t acks;  // how many NLMSG_ERROR answers the kernel sends (every inner message asks for one)
+};
+
+// The egress policy as nf_tables batches (table inet nsbox, chain egress: type filter, hook output,
+// policy drop; `meta oif lo accept`, then one accept rule per entry), to be sent in order. Several
+// batches because one netlink message may not exceed the socket's send buffer (a 256-entry allow-list
+// with ports is 512 rules).
+std::vector<NftBatch> nft_build_egress(const std::vector<NftAllow>& allow);
 
 }  // namespace nsbox

@@ -165,10 +165,10 @@ bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* p) {
     // succeed without the rules (a socket bound to eth0 with SO_BINDTODEVICE or IP_PKTINFO falls
     // back to "on link" when the rules refuse; broadcasts are routed by the local table), the
     // output hook sees every packet that leaves. docs/security.md, "Egress".
-    uint32_t acks = 0;
-    std::vector<uint8_t> batch = nsbox::nft_build_egress(allow, &acks);
-    Push(st, std::move(batch), false, 0, 0);
-    st->msgs.back().nft_acks = acks;
+    for (nsbox::NftBatch& b : nsbox::nft_build_egress(allow)) {
+      Push(st, std::move(b.bytes), false, 0, 0);
+      st->msgs.back().nft_acks = b.acks;
+    }
   }
   p->net_host_sock = static_cast<int>(sock);
   p->net_msgs = st->msgs.data();

@@ -257,8 +257,12 @@ function inner() {
     refused(t, await attempt({ allow: [`${GW}:2223-3000`] }, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), 'outside the port range');
     t.match(await attempt(listed, 'udp', GW, String(HOST_UDP)), { ok: true }, 'UDP to a listed port');
     refused(t, await attempt({ allow: [`${GW}:${HOST_UDP}`] }, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), 'TCP to an address listed only for another port');
+    // The largest allow-list (256 entries with ports: 512 rules in each layer, several nf_tables batches).
+    const big = Array.from({ length: 255 }, (_, i) => `10.${i}.0.0/16:${1000 + i}-${2000 + i}`);
+    t.match(await attempt({ allow: [...big, `${GW}:${HOST_TCP}`] }, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), { ok: true, data: 'HOSTSVC' }, '256 entries: the last one allows');
+    refused(t, await attempt({ allow: [...big, `${GW}:${HOST_UDP}`] }, 'tcp', GW, String(HOST_TCP), '--bindtodev', 'eth0'), '256 entries: what none lists');
     await settle();
-    t.equal(seen.tcp.length, 4, 'the host service saw the four allowed connections');
+    t.equal(seen.tcp.length, 5, 'the host service saw the five allowed connections');
     t.equal(seen.udp.length, 1, 'and the one allowed datagram');
   });
 

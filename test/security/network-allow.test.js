@@ -266,6 +266,14 @@ function inner() {
     t.equal(seen.udp.length, 1, 'and the one allowed datagram');
   });
 
+  t.test('ICMP to an unlisted host: a container with an allow-list has neither a raw nor a ping socket', { skip }, async (t) => {
+    const r = await run({ rootfs: bb, network: { bridge: BR, subnet: SUBNET, dns: DNS, ...guarded }, command: ['sh', '-c', `cat /proc/sys/net/ipv4/ping_group_range; ping -c 1 -W 1 ${GW} 2>&1; echo rc=$?`] });
+    const out = r.stdout.toString();
+    t.match(out, /^1\s+0\n/, 'ping sockets are off in the new namespace (net.ipv4.ping_group_range 1 0)');
+    t.match(out, /rc=[1-9]/, 'ping fails');
+    t.notMatch(out, /bytes from/, 'no echo reply');
+  });
+
   /** Connects from the test's host to addr:port until an answer or `ms` pass; what was read, or null. */
   async function knock(addr, port, ms) {
     const until = Date.now() + ms;

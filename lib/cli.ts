@@ -542,6 +542,7 @@ export function formatReport(r: HostReport): string {
     lines.push(`  ${'bridge driver'.padEnd(30)}${yesNo(r.network.bridge)}`);
     lines.push(`  ${'veth driver'.padEnd(30)}${yesNo(r.network.veth)}`);
     lines.push(`  ${'policy rules with ports'.padEnd(30)}${yesNo(r.network.policyRules)}`);
+    lines.push(`  ${'nf_tables (allow-list)'.padEnd(30)}${yesNo(r.network.nftables)}`);
     lines.push(`  ${'IPv6'.padEnd(30)}${yesNo(r.network.ipv6)}`);
   }
   if (r.notes.length) {

@@ -201,6 +201,10 @@ export interface NativeBinding {
   /** 0 when the cgroup device allow-list can be loaded on this host, else -errno. */
   devicePolicyAvailable(): number;
   allowedDevices(): Array<{ major: number; minor: number; name: string }>;
+  /** A pidfd (close-on-exec) of pid, or -errno. */
+  netPidfd(pid: number): number;
+  /** An unconnected non-blocking TCP socket in the network namespace of pidfd's process, or -errno. */
+  netnsTcpSocket(pidfd: number, pid: number): number;
   probe(): {
     clone3: boolean;
     pidfd: boolean;

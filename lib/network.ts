@@ -230,8 +230,10 @@ export function policyRules(b: ResolvedBridge): NativeRule[] {
       add({ dst, dstLen: a.len, proto: 0, dport: null, sport: null, prohibit: false });
     }
   }
-  // Replies of a published port's server go back to the forwarder, which connects from the bridge.
-  for (const p of b.ports) add({ dst: b.gateway, dstLen: 32, proto: 6, dport: null, sport: [p.container, p.container], prohibit: false });
+  // No rule for published ports: the forwarder connects from inside the container's namespace (over
+  // its loopback, which `lookup local` at priority 0 always allows), so the server's replies never
+  // leave it. A rule letting `sport P` out to the bridge address, as before, let any process that
+  // bound P as its source port reach every TCP port of the host's bridge address.
   rules.push({ family: 4, priority: 32000 - 1, dst: null, dstLen: 0, proto: 0, dport: null, sport: null, prohibit: true });
   if (ipv6Enabled()) rules.push({ family: 6, priority: 32000 - 1, dst: null, dstLen: 0, proto: 0, dport: null, sport: null, prohibit: true });
   return rules;
@@ -524,6 +526,9 @@ export function releaseLease(lease: string, pid: number): void {
 
 function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: string, sock: number, listeners: number[], mounts: ResolvedMount[]): NetworkSetup {
   let owner = process.pid;
+  // The container's PID 1 (a pidfd: it does not pin the namespace, and is never someone else's).
+  let pid1 = -1;
+  let pid1fd = -1;
   let released = false;
   const servers: net.Server[] = [];
   const conns = new Set<net.Socket>();
@@ -543,13 +548,38 @@ function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: s
     adopt(pid: number) {
       writeLeaseAtomic(lease, { pid, start: startTimeOf(pid), hostIf });
       owner = pid;
+      if (b.ports.length && pid1fd < 0 && !released) {
+        const fd = native().netPidfd(pid);
+        if (fd >= 0) {
+          pid1 = pid;
+          pid1fd = fd;
+        }
+      }
     },
     closeSocket,
     forward(unref: boolean) {
       b.ports.forEach((p, i) => {
         const server = net.createServer((c) => {
+          // The connection to the container is made from a socket of the container's own network
+          // namespace (to its own address, over its loopback): the server's replies stay inside, so
+          // the egress policy needs no exception for them. Before the container is adopted, or
+          // once it is gone, there is nobody to connect to.
+          const fd = pid1fd >= 0 ? native().netnsTcpSocket(pid1fd, pid1) : -3;
+          if (fd < 0) {
+            c.destroy();
+            return;
+          }
           conns.add(c);
-          const up = net.connect({ host: address, port: p.container });
+          let up: net.Socket;
+          try {
+            up = new net.Socket({ fd, readable: true, writable: true });
+          } catch {
+            fs.closeSync(fd);
+            conns.delete(c);
+            c.destroy();
+            return;
+          }
+          up.connect({ host: address, port: p.container });
           conns.add(up);
           const done = (): void => {
             c.destroy();
@@ -577,6 +607,8 @@ function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: s
       for (const s of servers) s.close();
       for (const c of conns) c.destroy();
       conns.clear();
+      if (pid1fd >= 0) fs.closeSync(pid1fd);
+      pid1fd = -1;
       releaseLease(lease, owner);
     },
   };
@@ -587,6 +619,9 @@ export function networkStep(index: number): { step: string; syscall: string } {
   if (index === -1) return { step: 'network.netns', syscall: 'open' };
   if (index === -2) return { step: 'network.socket', syscall: 'socket' };
   if (index === -3) return { step: 'network.address', syscall: 'ioctl' };
+  // The allow-list's nf_tables layer: no NETLINK_NETFILTER (no nf_tables), or the batch refused.
+  if (index === -4) return { step: 'network.policy', syscall: 'socket' };
+  if (index === -5) return { step: 'network.policy', syscall: 'NFT_MSG_NEWRULE' };
   return [
     { step: 'network.veth', syscall: 'RTM_NEWLINK' },
     { step: 'network.veth', syscall: 'RTM_NEWLINK' },
@@ -643,6 +678,7 @@ export function probeNetwork(kernelAtLeast: (major: number, minor: number) => bo
     bridge: hasDriver('bridge', 'br_dev_setup', syms),
     veth: hasDriver('veth', 'veth_newlink', syms),
     policyRules: kernelAtLeast(4, 17),
+    nftables: hasDriver('nf_tables', 'nft_register_chain_type', syms),
     ipv6: ipv6Enabled(),
   };
 }

@@ -249,6 +249,8 @@ export interface NetworkReport {
   veth: boolean;
   /** FIB policy rules with ip_proto and port ranges (Linux 4.17): the egress allow-list. */
   policyRules: boolean;
+  /** nf_tables (built in, loaded or loadable): the allow-list's second layer; `allow` needs it. */
+  nftables: boolean;
   /** IPv6 is enabled (egress policy then also refuses IPv6). */
   ipv6: boolean;
 }

@@ -412,7 +412,7 @@ function inner() {
 
   t.test('probe reports networking', async (t) => {
     const r = await probe();
-    t.match(r.network, { root: true, bridge: Boolean, veth: Boolean, policyRules: Boolean, ipv6: Boolean });
+    t.match(r.network, { root: true, bridge: Boolean, veth: Boolean, policyRules: Boolean, nftables: Boolean, ipv6: Boolean });
     t.equal(r.network.bridge, true, 'this host has the bridge driver (the tests above used it)');
     t.equal(r.network.veth, true);
     t.equal(r.network.policyRules, true);

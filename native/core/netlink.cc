@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fib_rules.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
@@ -66,6 +69,52 @@ int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
   return -1;
 }
 
+int nl_batch(int sock, const void* msg, size_t len, uint32_t acks) {
+  struct sockaddr_nl sa;
+  for (size_t i = 0; i < sizeof(sa); i++) reinterpret_cast<char*>(&sa)[i] = 0;
+  sa.nl_family = AF_NETLINK;
+  ssize_t n;
+  do {
+    n = sendto(sock, msg, len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  if (static_cast<size_t>(n) != len) {
+    errno = EMSGSIZE;
+    return -1;
+  }
+  alignas(struct nlmsghdr) char buf[8192];
+  uint32_t got = 0;
+  for (int rounds = 0; rounds < 4096 && got < acks; rounds++) {
+    do {
+      n = recv(sock, buf, sizeof(buf), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    if (n == 0) {
+      errno = EPROTO;
+      return -1;
+    }
+    size_t left = static_cast<size_t>(n);
+    for (struct nlmsghdr* r = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
+      if (r->nlmsg_type != NLMSG_ERROR) continue;
+      if (r->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
+        errno = EPROTO;
+        return -1;
+      }
+      const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(r));
+      if (e->error != 0) {
+        errno = -e->error;
+        return -1;
+      }
+      got++;
+    }
+  }
+  if (got < acks) {
+    errno = EPROTO;
+    return -1;
+  }
+  return 0;
+}
+
 namespace {
 
 void put_u32(char* at, uint32_t v) { memcpy(at, &v, sizeof(v)); }
@@ -103,8 +152,23 @@ int net_setup(const Plan* plan, int host_sock, int32_t* index) {
   }
   int ifindex = 0;
   int rc = 0;
+  int nft = -1;
   for (size_t i = 0; i < plan->n_net_msgs; i++) {
     const NetMsg& m = plan->net_msgs[i];
+    if (m.nft_acks) {
+      // An nf_tables batch: sent as built (nothing to patch), on a NETLINK_NETFILTER socket.
+      if (nft < 0 && (nft = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER)) < 0) {
+        *index = -4;
+        rc = -1;
+        break;
+      }
+      if (nl_batch(nft, m.data, m.len, m.nft_acks) != 0) {
+        *index = -5;
+        rc = -1;
+        break;
+      }
+      continue;
+    }
     alignas(struct nlmsghdr) char buf[1024];
     if (m.len > sizeof(buf) || m.nsfd_off + 4 > m.len || m.ifindex_off + 4 > m.len) {
       errno = EMSGSIZE;
@@ -130,6 +194,7 @@ int net_setup(const Plan* plan, int host_sock, int32_t* index) {
     }
   }
   int e = errno;
+  if (nft >= 0) close(nft);
   close(own);
   close(nsfd);
   errno = e;
@@ -404,6 +469,183 @@ std::vector<uint8_t> nl_build_rule(int family, uint32_t priority, uint32_t dst_b
     m.attr(FRA_SPORT_RANGE, &pr, sizeof(pr));
   }
   return m.bytes();
+}
+
+namespace {
+
+// nf_tables wants its integers in network byte order.
+void nft_u32(NlMsg& m, uint16_t type, uint32_t v) {
+  uint32_t be = htonl(v);
+  m.attr(type, &be, 4);
+}
+
+NlMsg nft_msg(uint16_t type, uint16_t flags, uint8_t family, uint16_t res_id, uint32_t seq) {
+  NlMsg m(type, flags);
+  struct nfgenmsg* g = static_cast<struct nfgenmsg*>(m.header(sizeof(struct nfgenmsg)));
+  g->nfgen_family = family;
+  g->version = NFNETLINK_V0;
+  g->res_id = htons(res_id);
+  reinterpret_cast<struct nlmsghdr*>(m.bytes().data())->nlmsg_seq = seq;
+  return m;
+}
+
+void nft_data(NlMsg& m, uint16_t type, const void* v, size_t len) {
+  size_t d = m.nest_begin(type);
+  m.attr(NFTA_DATA_VALUE, v, len);
+  m.nest_end(d);
+}
+
+// One expression: NFTA_LIST_ELEM { NFTA_EXPR_NAME, NFTA_EXPR_DATA { ... } }; body fills the data.
+template <typename F>
+void nft_expr(NlMsg& m, const char* name, F body) {
+  size_t e = m.nest_begin(NFTA_LIST_ELEM);
+  m.attr_str(NFTA_EXPR_NAME, name);
+  size_t d = m.nest_begin(NFTA_EXPR_DATA);
+  body();
+  m.nest_end(d);
+  m.nest_end(e);
+}
+
+void nft_meta(NlMsg& m, uint32_t key) {
+  nft_expr(m, "meta", [&] {
+    nft_u32(m, NFTA_META_KEY, key);
+    nft_u32(m, NFTA_META_DREG, NFT_REG_1);
+  });
+}
+
+void nft_cmp_eq(NlMsg& m, const void* v, size_t len) {
+  nft_expr(m, "cmp", [&] {
+    nft_u32(m, NFTA_CMP_SREG, NFT_REG_1);
+    nft_u32(m, NFTA_CMP_OP, NFT_CMP_EQ);
+    nft_data(m, NFTA_CMP_DATA, v, len);
+  });
+}
+
+void nft_payload(NlMsg& m, uint32_t base, uint32_t offset, uint32_t len) {
+  nft_expr(m, "payload", [&] {
+    nft_u32(m, NFTA_PAYLOAD_DREG, NFT_REG_1);
+    nft_u32(m, NFTA_PAYLOAD_BASE, base);
+    nft_u32(m, NFTA_PAYLOAD_OFFSET, offset);
+    nft_u32(m, NFTA_PAYLOAD_LEN, len);
+  });
+}
+
+void nft_accept(NlMsg& m) {
+  nft_expr(m, "immediate", [&] {
+    nft_u32(m, NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+    size_t d = m.nest_begin(NFTA_IMMEDIATE_DATA);
+    size_t v = m.nest_begin(NFTA_DATA_VERDICT);
+    nft_u32(m, NFTA_VERDICT_CODE, NF_ACCEPT);
+    m.nest_end(v);
+    m.nest_end(d);
+  });
+}
+
+void append(std::vector<uint8_t>* out, NlMsg& m) { out->insert(out->end(), m.bytes().begin(), m.bytes().end()); }
+
+const char kTable[] = "nsbox";
+const char kChain[] = "egress";
+
+}  // namespace
+
+std::vector<NftBatch> nft_build_egress(const std::vector<NftAllow>& allow) {
+  std::vector<NftBatch> out;
+  uint32_t seq = 1;
+  const uint16_t kAck = NLM_F_ACK;
+  auto type = [](int msg) { return static_cast<uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | msg); };
+  NftBatch* cur = nullptr;
+  auto open_batch = [&] {
+    out.push_back({{}, 0});
+    cur = &out.back();
+    NlMsg begin = nft_msg(NFNL_MSG_BATCH_BEGIN, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, seq++);
+    append(&cur->bytes, begin);
+  };
+  auto close_batch = [&] {
+    NlMsg end = nft_msg(NFNL_MSG_BATCH_END, 0, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, seq++);
+    append(&cur->bytes, end);
+  };
+  open_batch();
+
+  NlMsg table = nft_msg(type(NFT_MSG_NEWTABLE), NLM_F_CREATE | NLM_F_EXCL | kAck, NFPROTO_INET, 0, seq++);
+  table.attr_str(NFTA_TABLE_NAME, kTable);
+  append(&cur->bytes, table);
+  cur->acks++;
+
+  NlMsg chain = nft_msg(type(NFT_MSG_NEWCHAIN), NLM_F_CREATE | NLM_F_EXCL | kAck, NFPROTO_INET, 0, seq++);
+  chain.attr_str(NFTA_CHAIN_TABLE, kTable);
+  chain.attr_str(NFTA_CHAIN_NAME, kChain);
+  size_t hook = chain.nest_begin(NFTA_CHAIN_HOOK);
+  nft_u32(chain, NFTA_HOOK_HOOKNUM, NF_INET_LOCAL_OUT);
+  nft_u32(chain, NFTA_HOOK_PRIORITY, 0);
+  chain.nest_end(hook);
+  nft_u32(chain, NFTA_CHAIN_POLICY, NF_DROP);
+  chain.attr_str(NFTA_CHAIN_TYPE, "filter");
+  append(&cur->bytes, chain);
+  cur->acks++;
+
+  auto rule = [&](auto body) {
+    if (cur->bytes.size() > 16384) {
+      close_batch();
+      open_batch();
+    }
+    NlMsg r = nft_msg(type(NFT_MSG_NEWRULE), NLM_F_CREATE | NLM_F_APPEND | kAck, NFPROTO_INET, 0, seq++);
+    r.attr_str(NFTA_RULE_TABLE, kTable);
+    r.attr_str(NFTA_RULE_CHAIN, kChain);
+    size_t exprs = r.nest_begin(NFTA_RULE_EXPRESSIONS);
+    body(r);
+    nft_accept(r);
+    r.nest_end(exprs);
+    append(&cur->bytes, r);
+    cur->acks++;
+  };
+  // Whatever goes out through loopback (127/8, the container's own address): always allowed, as
+  // by the kernel's `local` routing rule. Loopback is ifindex 1 in every namespace.
+  rule([&](NlMsg& r) {
+    nft_meta(r, NFT_META_OIF);
+    uint32_t lo = 1;
+    nft_cmp_eq(r, &lo, 4);
+  });
+  for (const NftAllow& a : allow) {
+    rule([&](NlMsg& r) {
+      nft_meta(r, NFT_META_NFPROTO);
+      uint8_t v4 = NFPROTO_IPV4;
+      nft_cmp_eq(r, &v4, 1);
+      if (a.dst_len > 0) {
+        nft_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);  // the IPv4 destination address
+        if (a.dst_len < 32) {
+          uint32_t mask = htonl(0xffffffffu << (32 - a.dst_len));
+          uint32_t zero = 0;
+          nft_expr(r, "bitwise", [&] {
+            nft_u32(r, NFTA_BITWISE_SREG, NFT_REG_1);
+            nft_u32(r, NFTA_BITWISE_DREG, NFT_REG_1);
+            nft_u32(r, NFTA_BITWISE_LEN, 4);
+            nft_data(r, NFTA_BITWISE_MASK, &mask, 4);
+            nft_data(r, NFTA_BITWISE_XOR, &zero, 4);
+          });
+        }
+        uint32_t net = a.dst_be;
+        nft_cmp_eq(r, &net, 4);
+      }
+      if (a.dport_lo) {
+        nft_meta(r, NFT_META_L4PROTO);
+        nft_cmp_eq(r, &a.proto, 1);
+        nft_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);  // TCP and UDP: the destination port
+        uint16_t lo = htons(a.dport_lo), hi = htons(a.dport_hi);
+        if (a.dport_lo == a.dport_hi) {
+          nft_cmp_eq(r, &lo, 2);
+        } else {
+          nft_expr(r, "range", [&] {
+            nft_u32(r, NFTA_RANGE_SREG, NFT_REG_1);
+            nft_u32(r, NFTA_RANGE_OP, NFT_RANGE_EQ);
+            nft_data(r, NFTA_RANGE_FROM_DATA, &lo, 2);
+            nft_data(r, NFTA_RANGE_TO_DATA, &hi, 2);
+          });
+        }
+      }
+    });
+  }
+  close_batch();
+  return out;
 }
 
 }  // namespace nsbox

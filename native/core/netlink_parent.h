@@ -64,4 +64,25 @@ std::vector<uint8_t> nl_build_rule(int family, uint32_t priority, uint32_t dst_b
                                    uint8_t proto, uint16_t dport_lo, uint16_t dport_hi,
                                    uint16_t sport_lo, uint16_t sport_hi, uint8_t action);
 
+// One accepted destination of the egress policy: an IPv4 network (dst_len 0: any) and, when
+// dport_lo is not 0, a protocol (6 or 17) and destination port range.
+struct NftAllow {
+  uint32_t dst_be;
+  int dst_len;
+  uint8_t proto;
+  uint16_t dport_lo;
+  uint16_t dport_hi;
+};
+
+struct NftBatch {
+  std::vector<uint8_t> bytes;
+  uint32_t acks;  // how many NLMSG_ERROR answers the kernel sends (every inner message asks for one)
+};
+
+// The egress policy as nf_tables batches (table inet nsbox, chain egress: type filter, hook output,
+// policy drop; `meta oif lo accept`, then one accept rule per entry), to be sent in order. Several
+// batches because one netlink message may not exceed the socket's send buffer (a 256-entry allow-list
+// with ports is 512 rules).
+std::vector<NftBatch> nft_build_egress(const std::vector<NftAllow>& allow);
+
 }  // namespace nsbox

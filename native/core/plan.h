@@ -136,6 +136,8 @@ struct NetMsg {
   uint32_t on_host;      // 1: send on plan->net_host_sock (Node's netns); 0: on the child's own
   uint32_t nsfd_off;     // offset of a u32 that receives the fd of the child's netns
   uint32_t ifindex_off;  // offset of a u32 that receives the ifindex of plan->net_peer
+  uint32_t nft_acks;     // not 0: an nf_tables batch for the child's own NETLINK_NETFILTER socket,
+                         // answered by this many acknowledgements (nothing is patched in)
 };
 
 struct Rlimit {

@@ -6,9 +6,14 @@
 #include <fcntl.h>
 #include <linux/fib_rules.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "../core/netlink_parent.h"
@@ -80,6 +85,7 @@ void Push(NetStorage* st, std::vector<uint8_t> bytes, bool on_host, uint32_t nsf
   m.on_host = on_host ? 1 : 0;
   m.nsfd_off = nsfd_off;
   m.ifindex_off = ifindex_off;
+  m.nft_acks = 0;
   st->msgs.push_back(m);
 }
 
@@ -127,6 +133,8 @@ bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* p) {
   if (!rv.IsArray()) return Fail(js.Env(), "rules");
   Napi::Array rules = rv.As<Napi::Array>();
   if (rules.Length() > 1024) return Fail(js.Env(), "rules");
+  std::vector<nsbox::NftAllow> allow;
+  bool policy = false;
   for (uint32_t i = 0; i < rules.Length(); i++) {
     Napi::Value e = rules.Get(i);
     if (js.Env().IsExceptionPending()) return false;
@@ -143,9 +151,24 @@ bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* p) {
     Napi::Value pv = r.Get("prohibit");
     if (!pv.IsBoolean()) return Fail(js.Env(), "rules[].prohibit");
     uint8_t action = pv.As<Napi::Boolean>().Value() ? FR_ACT_PROHIBIT : FR_ACT_TO_TBL;
+    if (action == FR_ACT_PROHIBIT) policy = true;
+    if (action == FR_ACT_TO_TBL && family == 4) {
+      if (slo) return Fail(js.Env(), "rules[].sport");  // the policy has no source-port exceptions
+      allow.push_back({dst, static_cast<int>(dst_len), static_cast<uint8_t>(proto), dlo, dhi});
+    }
     Push(st, nsbox::nl_build_rule(family == 4 ? AF_INET : AF_INET6, static_cast<uint32_t>(prio), dst, static_cast<int>(dst_len),
                                   static_cast<uint8_t>(proto), dlo, dhi, slo, shi, action),
          false, 0, 0);
+  }
+  if (policy) {
+    // The same policy again in nf_tables, after routing: a route lookup can be skipped or made to
+    // succeed without the rules (a socket bound to eth0 with SO_BINDTODEVICE or IP_PKTINFO falls
+    // back to "on link" when the rules refuse; broadcasts are routed by the local table), the
+    // output hook sees every packet that leaves. docs/security.md, "Egress".
+    for (nsbox::NftBatch& b : nsbox::nft_build_egress(allow)) {
+      Push(st, std::move(b.bytes), false, 0, 0);
+      st->msgs.back().nft_acks = b.acks;
+    }
   }
   p->net_host_sock = static_cast<int>(sock);
   p->net_msgs = st->msgs.data();
@@ -240,6 +263,69 @@ Napi::Value TcpListen(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, s);
 }
 
+// netPidfd(pid): a pidfd (close-on-exec) of a container's PID 1, or -errno. The published-port
+// forwarder keeps it to find the container's network namespace for as long as that process lives,
+// without pinning the namespace and without trusting a pid number that could be reused.
+Napi::Value NetPidfd(const Napi::CallbackInfo& info) {
+  int pid = info[0].As<Napi::Number>().Int32Value();
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  return Napi::Number::New(info.Env(), fd < 0 ? -errno : fd);
+}
+
+struct NetnsSocketJob {
+  int pidfd;
+  int pid;
+  int fd;
+  int err;
+};
+
+// Runs on a thread of its own, which enters the container's network namespace and then ends: no
+// thread of Node's ever changes namespace. setns on a pidfd needs Linux 5.8; before that the
+// namespace is opened by pid, and the pidfd then says whether that pid is still the container's.
+void* NetnsSocketThread(void* arg) {
+  NetnsSocketJob* j = static_cast<NetnsSocketJob*>(arg);
+  int rc = setns(j->pidfd, CLONE_NEWNET);
+  if (rc != 0 && errno == EINVAL && j->pid > 0) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", j->pid);
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns < 0) {
+      j->err = errno;
+      return nullptr;
+    }
+    struct pollfd p = {j->pidfd, POLLIN, 0};
+    if (poll(&p, 1, 0) != 0) {
+      close(ns);
+      j->err = ESRCH;  // exited: the pid may be someone else's by now
+      return nullptr;
+    }
+    rc = setns(ns, CLONE_NEWNET);
+    if (rc != 0) j->err = errno;
+    close(ns);
+    if (rc != 0) return nullptr;
+  } else if (rc != 0) {
+    j->err = errno;
+    return nullptr;
+  }
+  j->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (j->fd < 0) j->err = errno;
+  return nullptr;
+}
+
+// netnsTcpSocket(pidfd, pid): an unconnected TCP socket (non-blocking, close-on-exec) of the network
+// namespace of the process pidfd names, or -errno (ESRCH once it has exited). A socket belongs to
+// the namespace it was made in: the forwarder's connection to a published port is made inside the
+// container's namespace, over its loopback, so the container needs no routing rule that lets
+// anything out for the replies (docs/security.md, "Egress").
+Napi::Value NetnsTcpSocket(const Napi::CallbackInfo& info) {
+  NetnsSocketJob j = {info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(), -1, 0};
+  pthread_t t;
+  int rc = pthread_create(&t, nullptr, NetnsSocketThread, &j);
+  if (rc != 0) return Napi::Number::New(info.Env(), -rc);
+  pthread_join(t, nullptr);
+  return Napi::Number::New(info.Env(), j.fd >= 0 ? j.fd : -(j.err ? j.err : EIO));
+}
+
 // lockFile(path): an fd of path (created 0600) holding an exclusive flock, or -errno. Blocks: the
 // sections it guards (lease allocation) take milliseconds.
 Napi::Value LockFile(const Napi::CallbackInfo& info) {
@@ -271,6 +357,8 @@ void InitNet(Napi::Env env, Napi::Object exports) {
   exports.Set("netSocket", Napi::Function::New(env, NetSocket));
   exports.Set("tcpListen", Napi::Function::New(env, TcpListen));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
+  exports.Set("netPidfd", Napi::Function::New(env, NetPidfd));
+  exports.Set("netnsTcpSocket", Napi::Function::New(env, NetnsTcpSocket));
 }
 
 }  // namespace nsbox_glue

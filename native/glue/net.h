@@ -24,7 +24,7 @@ struct NetStorage {
 bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* plan);
 
 // Adds netList, netAddrs, netAddBridge, netAddAddr, netLinkUp, netDelLink, netSocket, tcpListen,
-// lockFile to exports.
+// lockFile, netPidfd, netnsTcpSocket to exports.
 void InitNet(Napi::Env env, Napi::Object exports);
 
 }  // namespace nsbox_glue

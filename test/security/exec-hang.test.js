@@ -219,6 +219,29 @@ for (const [mode, expect] of [
   });
 }
 
+t.test('machine root seizing the process entering it finds no fd that climbs to the host', { skip }, async (t) => {
+  // The attacker waits for the next pid of the machine, seizes it with ptrace before it can close
+  // anything, takes its fds, and climbs ".." from every directory among them toward a host file.
+  // On 5522d3d the process carried Node's fd table (the machine's cgroup directory among it).
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'nsbox-climb-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'marker'), 'host\n');
+  const rel = path.join(dir, 'marker').slice(1);
+  const m = await startMachine(t, 'climb');
+  for (let round = 0; round < 3; round++) {
+    const attacker = m.exec(['/x/exec-attack', 'climb', rel]);
+    let out = '';
+    attacker.stdout.on('data', (d) => (out += d));
+    await new Promise((r) => setTimeout(r, 200));
+    await m.run(['/bin/true']).catch(() => {});
+    const done = await Promise.race([attacker.wait(), new Promise((r) => setTimeout(() => r(null), 5000))]);
+    if (done === null) attacker.kill('SIGKILL');
+    await attacker.wait().catch(() => {});
+    t.match(out, /^seized \d+ /m, `round ${round}: the attacker seized the next process (${out.trim().split('\n')[0] ?? ''})`);
+    t.notMatch(out, /ESCAPED/, `round ${round}: no fd of it led to the host's files (${out.trim().split('\n').pop()})`);
+  }
+});
+
 t.test('a pty master stolen on its way to Node fails only that exec, and leaves no zombie', { skip }, async (t) => {
   // Racing the process before its execve (it holds a copy of Node's end of the socket on the
   // build before the fix; now it holds only what its plan needs, so there is nothing to take).

@@ -930,9 +930,14 @@ out:
     // (clone3's CLONE_INTO_CGROUP needs it in ours, which it copies), and machine root can seize it
     // before its first instruction (ptrace, pidfd_getfd). From the directory itself ".." would climb
     // the host's cgroup tree to the host's "/"; from the root of a detached mount it goes nowhere.
+    // Where open_tree is missing (a filter hiding the new mount API: a kernel with clone3's
+    // CLONE_INTO_CGROUP has it) the directory itself is used, as before: then root of a machine
+    // without a user namespace (root-equivalent anyway, docs/security.md) could climb from it; with
+    // one it cannot seize the process (its memory is not dumpable from birth).
     int cg = -1;
     if (plan->cgroup_fd >= 0) {
       cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
+      if (cg < 0 && errno == ENOSYS) cg = fcntl(plan->cgroup_fd, F_DUPFD_CLOEXEC, 3);
       if (cg < 0) fail(err_fd, STEP_ENTER, -2, errno);
     }
     if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);

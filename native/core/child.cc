@@ -930,14 +930,17 @@ out:
     // (clone3's CLONE_INTO_CGROUP needs it in ours, which it copies), and machine root can seize it
     // before its first instruction (ptrace, pidfd_getfd). From the directory itself ".." would climb
     // the host's cgroup tree to the host's "/"; from the root of a detached mount it goes nowhere.
-    // Where open_tree is missing (a filter hiding the new mount API: a kernel with clone3's
-    // CLONE_INTO_CGROUP has it) the directory itself is used, as before: then root of a machine
-    // without a user namespace (root-equivalent anyway, docs/security.md) could climb from it; with
-    // one it cannot seize the process (its memory is not dumpable from birth).
+    // Only a machine without a user namespace can seize the process (CAP_SYS_PTRACE over Node's
+    // user namespace); in one with its own, the process's memory is not dumpable from birth and
+    // nothing of the machine can reach its fds: the directory itself is used there (a rootless Node
+    // may not make the copy: open_tree needs CAP_SYS_ADMIN over the host's mount namespace). So it
+    // is where open_tree is hidden by a filter (a kernel with CLONE_INTO_CGROUP has it): then root
+    // of a machine without a user namespace (root-equivalent anyway, docs/security.md) could climb.
     int cg = -1;
     if (plan->cgroup_fd >= 0) {
-      cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
-      if (cg < 0 && errno == ENOSYS) cg = fcntl(plan->cgroup_fd, F_DUPFD_CLOEXEC, 3);
+      if (!(plan->enter_flags & CLONE_NEWUSER)) cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
+      if (cg < 0 && ((plan->enter_flags & CLONE_NEWUSER) || errno == ENOSYS || errno == EPERM))
+        cg = fcntl(plan->cgroup_fd, F_DUPFD_CLOEXEC, 3);
       if (cg < 0) fail(err_fd, STEP_ENTER, -2, errno);
     }
     if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);

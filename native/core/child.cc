@@ -395,36 +395,6 @@ int lo_up() {
   return rc;
 }
 
-// Close every fd except 0..keep_low-1 and the (at most four) extra fds in keep[] (-1: none).
-// Prefers close_range (5.9); falls back to closing one by one up to the NOFILE hard limit.
-int close_others(int keep_low, int keep_a, int keep_b, int keep_c, int keep_d, unsigned long nofile_hard) {
-  constexpr int kKeep = 4;
-  int keep[kKeep] = {keep_a, keep_b, keep_c, keep_d};
-  for (int i = 0; i < kKeep; i++)
-    for (int j = i + 1; j < kKeep; j++)
-      if (keep[j] < keep[i]) {
-        int t = keep[i];
-        keep[i] = keep[j];
-        keep[j] = t;
-      }
-  unsigned first = static_cast<unsigned>(keep_low);
-  for (int k : keep) {
-    if (k < static_cast<int>(first)) continue;
-    if (static_cast<unsigned>(k) > first) {
-      if (sys::close_range(first, static_cast<unsigned>(k) - 1, 0) != 0) {
-        if (errno != ENOSYS) return -1;
-        for (unsigned fd = first; fd < static_cast<unsigned>(k); fd++) close(static_cast<int>(fd));
-      }
-    }
-    first = static_cast<unsigned>(k) + 1;
-  }
-  if (sys::close_range(first, ~0U, 0) != 0) {
-    if (errno != ENOSYS) return -1;
-    for (unsigned long fd = first; fd < nofile_hard; fd++) close(static_cast<int>(fd));
-  }
-  return 0;
-}
-
 // open(2) of a path inside the process's root (the container's, once it is in place) that
 // neither leaves the root through ".." or an absolute symlink nor follows a magic link
 // (/proc/self/fd/N, /proc/<pid>/cwd): openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS from "/".
@@ -608,7 +578,6 @@ struct TailState {
   int net_sock;
   int tty_slave;
   bool tramp;
-  struct rlimit nofile_before;
 };
 [[noreturn]] void child_tail(const Plan* plan, TailState* st);
 
@@ -877,8 +846,6 @@ out:
   const bool tramp = plan->init_fd < 0 && plan->tramp_fd >= 0;
   int cmd_fd = plan->cmd_fd;
   int net_sock = plan->n_net_msgs ? plan->net_host_sock : -1;
-  struct rlimit nofile_before;
-  if (getrlimit(RLIMIT_NOFILE, &nofile_before) != 0) nofile_before.rlim_max = 65536;
 
   // A new user namespace gets its id maps first, while the process is still dumpable: the maps'
   // owner check (ours, and newuidmap's) needs /proc/<pid> to belong to the caller, which it does not
@@ -998,7 +965,7 @@ out:
     if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
   }
 
-  TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp, nofile_before};
+  TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp};
   child_tail(plan, &st);
 }
 
@@ -1011,7 +978,6 @@ out:
   int net_sock = st->net_sock;
   int tty_slave = st->tty_slave;
   const bool tramp = st->tramp;
-  struct rlimit nofile_before = st->nofile_before;
 
   // Signals stay blocked (the parent blocked them all around clone) until just before execve, so
   // no handler that Node installed can run here. Reset every disposition: ignored signals would
@@ -1105,8 +1071,14 @@ out:
   // user's policy may make deny close_range and close. Kept: stdio (0..2), the init's status fd
   // (3), the error pipe, the memfd to exec, the pool's command pipe and the netlink socket of a
   // bridged network set-up (closed once used, below).
-  if (close_others(plan->status_fd >= 0 ? 4 : 3, err_fd, init_fd, cmd_fd, net_sock, nofile_before.rlim_max) != 0)
-    fail(err_fd, STEP_FDS, -1, errno);
+  {
+    int keep[8];
+    int nk = 0;
+    const int want[] = {0, 1, 2, plan->status_fd >= 0 ? 3 : -1, err_fd, init_fd, cmd_fd, net_sock};
+    for (int fd : want)
+      if (fd >= 0) keep[nk++] = fd;
+    if (close_all_but(keep, nk) != 0) fail(err_fd, STEP_FDS, -1, errno);
+  }
 
   // stdio from the container's own /dev/null (see kStdioDevNull): opened now that the root (or,
   // entering a machine, the machine's) is in place, before anything of the container could run.

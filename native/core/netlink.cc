@@ -25,11 +25,9 @@ namespace nsbox {
 // ---------------------------------------------------------------------------------------------
 // Child side: stack buffers and system calls only.
 
-int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
-  struct nlmsghdr* h = static_cast<struct nlmsghdr*>(msg);
-  h->nlmsg_seq = seq;
-  h->nlmsg_pid = 0;
-  h->nlmsg_flags |= NLM_F_ACK;
+namespace {
+// One whole message (or batch) to the kernel; -1 with errno (EMSGSIZE for a short send).
+int nl_send(int sock, const void* msg, size_t len) {
   struct sockaddr_nl sa;
   for (size_t i = 0; i < sizeof(sa); i++) reinterpret_cast<char*>(&sa)[i] = 0;
   sa.nl_family = AF_NETLINK;
@@ -42,6 +40,17 @@ int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
     errno = EMSGSIZE;
     return -1;
   }
+  return 0;
+}
+}  // namespace
+
+int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
+  struct nlmsghdr* h = static_cast<struct nlmsghdr*>(msg);
+  h->nlmsg_seq = seq;
+  h->nlmsg_pid = 0;
+  h->nlmsg_flags |= NLM_F_ACK;
+  if (nl_send(sock, msg, len) != 0) return -1;
+  ssize_t n;
   alignas(struct nlmsghdr) char buf[8192];
   for (int rounds = 0; rounds < 64; rounds++) {
     do {
@@ -70,18 +79,8 @@ int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
 }
 
 int nl_batch(int sock, const void* msg, size_t len, uint32_t acks) {
-  struct sockaddr_nl sa;
-  for (size_t i = 0; i < sizeof(sa); i++) reinterpret_cast<char*>(&sa)[i] = 0;
-  sa.nl_family = AF_NETLINK;
+  if (nl_send(sock, msg, len) != 0) return -1;
   ssize_t n;
-  do {
-    n = sendto(sock, msg, len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa));
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return -1;
-  if (static_cast<size_t>(n) != len) {
-    errno = EMSGSIZE;
-    return -1;
-  }
   alignas(struct nlmsghdr) char buf[8192];
   uint32_t got = 0;
   for (int rounds = 0; rounds < 4096 && got < acks; rounds++) {

@@ -219,6 +219,14 @@ t.test('exec with tty: an interactive shell on a pty from the machine, with resi
   t.throws(() => m.exec(['sh'], { tty: true, rows: '40' }), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => m.exec(['sh'], { tty: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => m.exec(['sh'], { colums: 80 }), { code: 'ERR_INVALID_ARG_VALUE', message: /did you mean "columns"/ });
+  // startTimeout: checked before anything starts, like timeout.
+  t.throws(() => m.exec(['true'], { startTimeout: 0 }), { code: 'ERR_OUT_OF_RANGE' }, 'startTimeout must be > 0');
+  t.throws(() => m.exec(['true'], { startTimeout: -5 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => m.exec(['true'], { startTimeout: Infinity }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => m.exec(['true'], { startTimeout: '10' }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => m.exec(['true'], { startTimout: 10 }), { code: 'ERR_INVALID_ARG_VALUE', message: /did you mean "startTimeout"/ });
+  const ps = await m.run(['ps', '-o', 'comm']);
+  t.notMatch(ps.stdout.toString(), /nsbox-starting/, 'the refused execs left no process in the machine');
   const sized = await m.run(['stty', 'size'], { tty: true, columns: 132, rows: 50 });
   t.match(sized.stdout.toString(), /^50 132\r?\n/, 'the size given to exec holds from the first instruction');
   const c = m.exec(['sh'], { tty: true });

@@ -16,7 +16,7 @@ import { basePlan, checkRootfs, errorFromRecord, type OpMeta } from './plan';
 import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { planInherit, StdioRelay } from './stdio';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
-import { explainUsernsFailure, privileged, resolveUserns, spawnWithUserns, type UsernsPlan } from './userns';
+import { explainUsernsFailure, holdIdRange, privileged, releaseIdRangeOf, resolveUserns, spawnWithUserns, type UsernsPlan } from './userns';
 
 /**
  * App containers of this process that are starting off the JS thread or running: while there are
@@ -165,6 +165,7 @@ export class Container extends EventEmitter {
     // 'exit' and wait(); Node's stdin is no longer read for it.
     if (this.#relay) await this.#relay.finish();
     this.#final = stats;
+    releaseIdRangeOf(this.pid);
     // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its
     // pipe reaches end-of-file and closes instead of holding an fd forever.
     // With a tty stdin and stdout are one socket: it ends by itself (EIO) once the output is read.
@@ -497,6 +498,8 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
   try {
     netw?.closeSocket();
     if (netw && res.step === undefined) netw.adopt(res.pid);
+    // Its own host id range (userns: true as root) is free again once it is waited for.
+    if (p.userns?.lease && res.step === undefined) holdIdRange(res.pid, p.userns.lease);
     for (const fd of p.childFds.splice(0)) closeQuiet(fd);
     cgroup?.closeFd();
     if (res.step !== undefined) {

@@ -19,10 +19,11 @@ import {
 import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
 import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, runtimeDir, staging } from './runtime';
 import { planInherit, StdioRelay } from './stdio';
+import { startTimeOf } from './lease';
 import { checkNetwork, checkPolicyCaps, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
 import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { IdMapEntry, NetworkMode, NetworkOptions, Stats, StdioMode, UsernsOption } from './types';
-import { checkUsernsOption, explainUsernsFailure, privileged, resolveUserns, spawnWithUserns } from './userns';
+import { checkUsernsOption, explainUsernsFailure, privileged, releaseIdRange, resolveUserns, spawnWithUserns } from './userns';
 
 export const DEFAULT_STATE_DIR = '/run/nsbox';
 
@@ -205,7 +206,7 @@ interface StateFile {
   createdAt: string;
   stopped?: boolean;
   /** The machine has its own user namespace (exec joins it too), with these maps. */
-  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny' };
+  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
   /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
   net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
 }
@@ -303,16 +304,6 @@ function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     userns: checkUsernsOption('userns', o.userns),
     bridge,
   };
-}
-
-/** Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot, the pid's identity. */
-function startTimeOf(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -449,6 +440,9 @@ export class Machine {
     const host = detectCgroupHost();
     if (o.limits) requireControllers(o.limits, host);
     const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
+    // A persistent rootfs owned by one of the ranges is run with that range on every start (its
+    // files stay its own); an ephemeral machine's writes are thrown away, so any free range will do.
+    if (userns?.auto && !o.ephemeral) userns.rootfs = o.rootfs;
     // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
@@ -466,6 +460,7 @@ export class Machine {
     let netw: NetworkSetup | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
     let spawned: NativeProcess | null = null;
+    let spawnedPid = -1;
     let made: Machine | null = null;
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
@@ -540,6 +535,7 @@ export class Machine {
         throw errorFromRecord(res, { meta: L.meta, candidates: plan.candidates, command: plan.argv, rootfs: o.rootfs, cwd: '/', hostname: o.hostname });
       }
       spawned = res.process;
+      spawnedPid = res.pid;
       const startTime = startTimeOf(res.pid);
       const state: StateFile = {
         version: 1,
@@ -556,7 +552,7 @@ export class Machine {
         capsKeep: keep.toString(),
         seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
-        ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow' } } : {}),
+        ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow', ...(userns.lease ? { lease: userns.lease } : {}) } } : {}),
       };
       if (netw) {
         // The lease belongs to PID 1 from now on: it outlives this process with the machine.
@@ -577,6 +573,9 @@ export class Machine {
         // However the machine ends (stop from any process, a crash), its forwarders and lease go.
         void m.#gone.then(() => started.release());
       }
+      // Its host id range likewise (a stop from another process releases it there).
+      const idLease = userns?.lease;
+      if (idLease) void m.#gone.then(() => releaseIdRange(idLease, m.pid));
       if (o.waitReady && systemd) {
         // A machine that did not come up is not left behind (the catch below kills it).
         await m.#waitSystemd(o.readyTimeout);
@@ -603,6 +602,7 @@ export class Machine {
         cgroup?.removeNow();
       }
       netw?.release();
+      if (userns?.lease && spawnedPid > 0) releaseIdRange(userns.lease, spawnedPid);
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
     }
@@ -621,6 +621,7 @@ export class Machine {
       s.stopped = true;
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
       if (s.net) releaseLease(s.net.lease, s.pid);
+      if (s.userns?.lease) releaseIdRange(s.userns.lease, s.pid);
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
     }
     return new Machine(dir, s, proc, stateDir);
@@ -981,6 +982,7 @@ export class Machine {
     if (this.#cgroup) await this.#cgroup.remove();
     this.#net?.release();
     if (this.#state.net) releaseLease(this.#state.net.lease, this.#state.pid);
+    if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, this.#state.pid);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));
@@ -1032,6 +1034,8 @@ function claimName(dir: string, name: string): void {
       if (s.stopped) throw exists(`a stopped machine named '${name}' exists; destroy() it first`);
       // Stale: PID 1 died (or its pid was reused) without a stop. Clean up what it left.
       if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
+      if (s.net) releaseLease(s.net.lease, s.pid);
+      if (s.userns?.lease) releaseIdRange(s.userns.lease, s.pid);
     } else if (Date.now() - fs.statSync(dir).mtimeMs < 10000) {
       // No state yet: another process is between taking the name and writing the state.
       throw exists(`a machine named '${name}' is being started`);

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
+import { createLease, leaseLive, ownerOf, readLease, startTimeOf, writeLeaseAtomic, type LeaseOwner, withLock } from './lease';
 import { NsboxError, errnoName, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { privileged } from './userns';
 import { native, type NativeNet, type NativeRule } from './native';
@@ -245,40 +246,8 @@ function ipv6Enabled(): boolean {
 
 // ---- leases ----
 
-/** The start time of a running pid (its identity), or null when it is gone or a zombie. */
-function startTimeOf(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return f[0] === 'Z' || f[0] === 'X' ? null : f[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-interface LeaseFile {
-  pid: number;
-  start: string | null;
+interface LeaseFile extends LeaseOwner {
   hostIf: string;
-}
-
-function readLease(file: string): LeaseFile | null {
-  try {
-    const l = JSON.parse(fs.readFileSync(file, 'utf8')) as LeaseFile;
-    return typeof l.pid === 'number' ? l : null;
-  } catch {
-    return null;
-  }
-}
-
-function leaseLive(l: LeaseFile | null): boolean {
-  return !!l && l.pid > 0 && startTimeOf(l.pid) === l.start;
-}
-
-function writeLeaseAtomic(file: string, l: LeaseFile): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
-  fs.renameSync(tmp, file);
 }
 
 export function bridgeDir(bridge: string): string {
@@ -300,16 +269,6 @@ function macFor(address: string): string {
 
 function netError(step: string, errno: number, syscall: string, p?: string, message?: string): NsboxError {
   return new NsboxError({ code: errnoName(errno), errno, syscall, step, path: p, message });
-}
-
-function withLock<T>(dir: string, fn: () => T): T {
-  const fd = native().lockFile(path.join(dir, 'lock'));
-  if (fd < 0) throw netError('network.lease', -fd, 'flock', path.join(dir, 'lock'));
-  try {
-    return fn();
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 type Link = { name: string; kind: string; index: number; master: number; up: boolean };
@@ -376,7 +335,7 @@ function reclaimStale(b: ResolvedBridge, brIndex: number): Set<string> {
   const names = fs.readdirSync(dir);
   for (const name of names) {
     if (parseIPv4(name) === null) continue;
-    if (leaseLive(readLease(path.join(dir, name)))) live.add(name);
+    if (leaseLive(readLease<LeaseFile>(path.join(dir, name)))) live.add(name);
     else fs.rmSync(path.join(dir, name), { force: true });
   }
   // Companions (<addr>.hosts, <addr>.resolv) of a lease that is gone; temporaries of a dead writer.
@@ -473,17 +432,12 @@ export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup 
   let address = '';
   try {
     let brIndex = 0;
-    withLock(dir, () => {
+    withLock(dir, 'network.lease', () => {
       brIndex = ensureBridge(b);
       const live = reclaimStale(b, brIndex);
       address = allocate(b, live);
       lease = leasePath(b.bridge, address);
-      const fd = fs.openSync(lease, 'wx', 0o600);
-      try {
-        fs.writeSync(fd, JSON.stringify({ pid: process.pid, start: startTimeOf(process.pid), hostIf: hostIfFor(address) }));
-      } finally {
-        fs.closeSync(fd);
-      }
+      createLease(lease, { ...ownerOf(process.pid), hostIf: hostIfFor(address) } as LeaseFile);
       // A host end with this name is left from a container whose lease is gone (a crash, or a
       // namespace the kernel is still tearing down): ours now.
       if (links().some((l) => l.name === hostIfFor(address))) native().netDelLink(hostIfFor(address));
@@ -518,7 +472,7 @@ export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup 
  * here means nothing is left once a container has been waited for (or a failed start has thrown).
  */
 export function releaseLease(lease: string, pid: number): void {
-  const l = readLease(lease);
+  const l = readLease<LeaseFile>(lease);
   if (l && l.pid !== pid) return;
   if (l && VETH_RE.test(l.hostIf)) native().netDelLink(l.hostIf);  // ENODEV: already gone
   for (const f of [lease, `${lease}.hosts`, `${lease}.resolv`]) fs.rmSync(f, { force: true });
@@ -546,7 +500,7 @@ function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: s
     lease,
     mounts,
     adopt(pid: number) {
-      writeLeaseAtomic(lease, { pid, start: startTimeOf(pid), hostIf });
+      writeLeaseAtomic(lease, { ...ownerOf(pid), hostIf } as LeaseFile);
       owner = pid;
       if (b.ports.length && pid1fd < 0 && !released) {
         const fd = native().netPidfd(pid);
@@ -639,7 +593,7 @@ export async function removeBridge(opts: { bridge?: string } = {}): Promise<bool
   if (!privileged()) throw notSupported('network', 'removing a bridge needs root');
   const dir = bridgeDir(b.bridge);
   if (!fs.existsSync(dir)) return false;
-  return withLock(dir, () => {
+  return withLock(dir, 'network.lease', () => {
     const br = links().find((l) => l.name === b.bridge);
     if (!br || br.kind !== 'bridge') return false;
     const live = reclaimStale(b, br.index);

@@ -205,6 +205,11 @@ export interface HostReport {
     subgid: Array<{ start: number; count: number }>;
     /** Who writes the default maps: the child itself (one id), the helpers (a range), or nsbox as root. */
     defaultMap: 'self' | 'helper' | 'parent' | 'none';
+    /**
+     * Root only: the host id ranges `userns: true` leases, one per running container or machine
+     * (where they come from, how many, how many are leased now). Null for a rootless caller.
+     */
+    ranges: { source: string; size: number; total: number; leased: number } | null;
   };
   /** Human-readable notes about what is missing and what follows from it. */
   notes: string[];

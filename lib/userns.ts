@@ -14,16 +14,27 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { NsboxError, badRangeValue, invalidType, notSupported } from './errors';
+import { NsboxError, badRangeValue, fromSystemError, invalidType, notSupported } from './errors';
+import { createLease, isStaleTemporary, leaseLive, ownerOf, readLease, withLock, writeLeaseAtomic, type LeaseOwner } from './lease';
 import { native, type NativePlan, type SpawnResult } from './native';
 import { arrayElements } from './util';
 
-import type { IdMapEntry, UsernsOption } from './types';
+import type { HostReport, IdMapEntry, UsernsOption } from './types';
 
 export interface UsernsPlan {
   uidMap: IdMapEntry[];
   gidMap: IdMapEntry[];
   how: 'self' | 'helper' | 'parent';
+  /**
+   * A privileged caller's default maps: the host range is leased per container at spawn
+   * (leaseIdRange), so no two running containers share host ids. uidMap/gidMap hold the range once
+   * leased.
+   */
+  auto?: { uid: boolean; gid: boolean };
+  /** A persistent machine's rootfs: a rootfs owned by a lease-able range is run with that range. */
+  rootfs?: string;
+  /** The lease file of an auto range, once taken. */
+  lease?: string;
 }
 
 const MAX_ID = 2 ** 32 - 1; // (uid_t)-1 is never a valid id
@@ -199,9 +210,9 @@ function validateMap(name: string, map: IdMapEntry[], own: number, subs: Array<{
 
 function defaultMap(own: number, subs: Array<{ start: number; count: number }>, helper: boolean, priv: boolean): IdMapEntry[] {
   if (priv) {
-    // Root asking for a user namespace: container root is an unused high id on the host.
-    const r = subs.find((s) => s.count >= USERNS_SIZE);
-    return [{ containerID: 0, hostID: r ? r.start : ROOT_USERNS_BASE, size: USERNS_SIZE }];
+    // Root asking for a user namespace: container root is an unused high id on the host, from a
+    // range leased to this container alone at spawn. Until then, a placeholder of the same shape.
+    return [{ containerID: 0, hostID: ROOT_USERNS_BASE, size: USERNS_SIZE }];
   }
   const r = helper ? subs.find((s) => s.count >= 1) : undefined;
   // As rootless podman does: root inside is the caller, 1..65535 come from the subordinate range.
@@ -248,7 +259,144 @@ export function resolveUserns(opt: UsernsOption | undefined, ids: { uid: number;
   if (how === 'self' && ids.groups.length) {
     throw notSupported(step, 'supplementary groups need setgroups(2), which a user namespace that maps only its creator denies; install newuidmap/newgidmap with /etc/subgid ranges');
   }
-  return { uidMap, gidMap, how };
+  const auto = priv ? { uid: !explicit.uidMap, gid: !explicit.gidMap } : undefined;
+  return { uidMap, gidMap, how, ...(auto && (auto.uid || auto.gid) ? { auto } : {}) };
+}
+
+// ---- per-container host id ranges (a privileged caller's userns: true) ----
+
+/** Where the id range leases live: one file per leased range, named by its first host uid. */
+export const USERNS_LEASE_DIR = '/run/nsbox/userns';
+/** Ranges of USERNS_SIZE ids from ROOT_USERNS_BASE up, where /etc/subuid has no range for root. */
+export const ROOT_USERNS_SLOTS = 16384;
+
+export interface IdRange {
+  uid: number;
+  gid: number;
+}
+
+interface IdLease extends LeaseOwner, IdRange {}
+
+/**
+ * The ranges a privileged caller hands out, in order: root's own /etc/subuid and /etc/subgid ranges
+ * cut into USERNS_SIZE slices (slice i of each pairs up), as podman's --userns=auto does with its
+ * user's; else ROOT_USERNS_SLOTS slices from ROOT_USERNS_BASE, above any id a distribution hands out.
+ */
+export function idRangePool(): { ranges: IdRange[]; source: string } {
+  const slices = (file: string): number[] =>
+    subordinateRanges(file, 0).flatMap((r) => Array.from({ length: Math.floor(r.count / USERNS_SIZE) }, (_, k) => r.start + k * USERNS_SIZE));
+  const u = slices('/etc/subuid');
+  const g = slices('/etc/subgid');
+  if (u.length && g.length) {
+    return { ranges: Array.from({ length: Math.min(u.length, g.length) }, (_, i) => ({ uid: u[i]!, gid: g[i]! })), source: "root's ranges in /etc/subuid and /etc/subgid" };
+  }
+  return {
+    ranges: Array.from({ length: ROOT_USERNS_SLOTS }, (_, i) => ({ uid: ROOT_USERNS_BASE + i * USERNS_SIZE, gid: ROOT_USERNS_BASE + i * USERNS_SIZE })),
+    source: `${ROOT_USERNS_SLOTS} ranges of ${USERNS_SIZE} ids from ${ROOT_USERNS_BASE}`,
+  };
+}
+
+const clash = (a: IdRange, b: IdRange): boolean =>
+  Math.abs(a.uid - b.uid) < USERNS_SIZE || Math.abs(a.gid - b.gid) < USERNS_SIZE;
+
+/**
+ * The range a persistent rootfs asks for: one whose first ids own the rootfs's top directory (as
+ * systemd-nspawn's --private-users=pick), so a machine finds its files owned by its own ids on every
+ * start. Null for a rootfs owned by anything else (host root, for one).
+ */
+export function rangeOwning(rootfs: string, pool: IdRange[]): IdRange | null {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(rootfs);
+  } catch {
+    return null;
+  }
+  return pool.find((r) => r.uid === st.uid && r.gid === st.gid) ?? null;
+}
+
+/**
+ * Leases a host id range for one container, under the lease directory's lock: the rootfs's own range
+ * (rangeOwning) where it has one, else the first range no live lease overlaps. The lease is this
+ * process's until adopted by the container's PID 1. Throws EBUSY when a rootfs's range is held by a
+ * running container, ENOSPC when every range is.
+ */
+export function leaseIdRange(step: string, rootfs?: string): { range: IdRange; file: string } {
+  const dir = USERNS_LEASE_DIR;
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw fromSystemError(e, step, dir);
+  }
+  const { ranges, source } = idRangePool();
+  return withLock(dir, step, () => {
+    const live: IdLease[] = [];
+    for (const name of fs.readdirSync(dir)) {
+      if (isStaleTemporary(name)) fs.rmSync(path.join(dir, name), { force: true });
+      if (!/^\d+$/.test(name)) continue;
+      const l = readLease<IdLease>(path.join(dir, name));
+      if (l && leaseLive(l)) live.push(l);
+      else fs.rmSync(path.join(dir, name), { force: true });
+    }
+    const own = rootfs === undefined ? null : rangeOwning(rootfs, ranges);
+    let range: IdRange | undefined;
+    if (own) {
+      const holder = live.find((l) => clash(l, own));
+      if (holder) {
+        throw new NsboxError({
+          code: 'EBUSY', step, path: rootfs,
+          message: `the host id range ${own.uid}-${own.uid + USERNS_SIZE - 1} that owns ${rootfs} is in use by process ${holder.pid} (step ${step})`,
+        });
+      }
+      range = own;
+    } else {
+      range = ranges.find((r) => !live.some((l) => clash(l, r)));
+      if (!range) {
+        throw new NsboxError({
+          code: 'ENOSPC', step, path: dir,
+          message: `every host id range for user namespaces is in use (${live.length} leased; the pool is ${source}) (step ${step})`,
+        });
+      }
+    }
+    const file = path.join(dir, String(range.uid));
+    createLease(file, { ...ownerOf(process.pid), ...range } as IdLease);
+    return { range, file };
+  });
+}
+
+/** Hands a lease to its container's PID 1: it is held while that process lives. */
+export function adoptIdRange(file: string, pid: number, range: IdRange): void {
+  writeLeaseAtomic(file, { ...ownerOf(pid), ...range } as IdLease);
+}
+
+/** Removes a range's lease if `pid` still owns it (a later owner's lease is left alone). */
+export function releaseIdRange(file: string, pid: number): void {
+  const l = readLease<IdLease>(file);
+  if (l && l.pid !== pid) return;
+  fs.rmSync(file, { force: true });
+}
+
+/** Leases of app containers, by their PID 1's pid, released when the container is waited for. */
+const heldByPid = new Map<number, string>();
+
+/** Remembers an app container's lease, to be released when it is waited for. */
+export function holdIdRange(pid: number, file: string): void {
+  heldByPid.set(pid, file);
+}
+
+/** Releases the id range of a container that has exited (a no-op for one without). */
+export function releaseIdRangeOf(pid: number): void {
+  const file = heldByPid.get(pid);
+  if (file === undefined) return;
+  heldByPid.delete(pid);
+  releaseIdRange(file, pid);
+}
+
+function withRange(u: UsernsPlan, r: IdRange): UsernsPlan {
+  return {
+    ...u,
+    uidMap: u.auto!.uid ? [{ containerID: 0, hostID: r.uid, size: USERNS_SIZE }] : u.uidMap,
+    gidMap: u.auto!.gid ? [{ containerID: 0, hostID: r.gid, size: USERNS_SIZE }] : u.gidMap,
+  };
 }
 
 const text = (m: IdMapEntry[]): string => m.map((e) => `${e.containerID} ${e.hostID} ${e.size}\n`).join('');
@@ -289,9 +437,29 @@ export function writeMaps(u: UsernsPlan, pid: number, step: string): void {
 /**
  * Runs the native spawn for a plan, with the user namespace's map writing in between where the
  * child waits for it. Returns what native().spawn returns; on a failure after the clone the child is
- * killed and reaped before the error is thrown.
+ * killed and reaped before the error is thrown. A plan with `auto` ranges gets its range leased here
+ * (u.uidMap, u.gidMap and u.lease are filled in); the caller releases the lease when the container
+ * is gone (releaseIdRange, or releaseIdRangeOf for app containers held with holdIdRange).
  */
 export function spawnWithUserns(plan: NativePlan, u: UsernsPlan | null, allowReady: boolean, step: string): SpawnResult {
+  if (!u?.auto) return spawnMapped(plan, u, allowReady, step);
+  // A range of host ids for this container alone: its lease is this process's until the clone
+  // succeeds, then its PID 1's; it goes with a failed start.
+  const { range, file } = leaseIdRange(step, u.rootfs);
+  Object.assign(u, withRange(u, range), { lease: file });
+  let res: SpawnResult;
+  try {
+    res = spawnMapped(plan, u, allowReady, step);
+  } catch (e) {
+    releaseIdRange(file, process.pid);
+    throw e;
+  }
+  if (res.step !== undefined) releaseIdRange(file, process.pid);
+  else adoptIdRange(file, res.pid, range);
+  return res;
+}
+
+function spawnMapped(plan: NativePlan, u: UsernsPlan | null, allowReady: boolean, step: string): SpawnResult {
   const n = native();
   if (!u) return n.spawn(plan);
   let sync: [number, number] | null = null;
@@ -346,7 +514,7 @@ export function explainUsernsFailure(e: unknown): unknown {
 }
 
 /** The user namespace part of probe(). */
-export function usernsReport(): { rootless: boolean; blockedBy: string | null; idmapHelpers: boolean; subuid: Array<{ start: number; count: number }>; subgid: Array<{ start: number; count: number }>; defaultMap: 'self' | 'helper' | 'parent' | 'none' } {
+export function usernsReport(): HostReport['userns'] {
   const priv = privileged();
   const uid = process.geteuid?.() ?? 0;
   const subuid = subordinateRanges('/etc/subuid', uid);
@@ -357,5 +525,16 @@ export function usernsReport(): { rootless: boolean; blockedBy: string | null; i
   if (priv) defaultMap = 'none';
   else if (b) defaultMap = 'none';
   else defaultMap = helpers && subuid.length && subgid.length ? 'helper' : 'self';
-  return { rootless: !priv, blockedBy: b ? `${b.setting}=${b.value}` : null, idmapHelpers: helpers, subuid, subgid, defaultMap };
+  let ranges: HostReport['userns']['ranges'] = null;
+  if (priv) {
+    const pool = idRangePool();
+    let leased = 0;
+    try {
+      leased = fs.readdirSync(USERNS_LEASE_DIR).filter((n) => /^\d+$/.test(n) && leaseLive(readLease(path.join(USERNS_LEASE_DIR, n)))).length;
+    } catch {
+      /* none yet */
+    }
+    ranges = { source: pool.source, size: USERNS_SIZE, total: pool.ranges.length, leased };
+  }
+  return { rootless: !priv, blockedBy: b ? `${b.setting}=${b.value}` : null, idmapHelpers: helpers, subuid, subgid, defaultMap, ranges };
 }

@@ -1,0 +1,80 @@
+// lease.ts: files that say "this resource is held by that process", shared by every Node process on
+// the host (network address leases, user namespace id ranges). A lease names its owner by pid and
+// start time, so a pid reused after a crash never keeps a lease alive; whoever allocates next under
+// the directory's lock removes leases whose owner is gone.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { errnoName, NsboxError } from './errors';
+import { native } from './native';
+
+export interface LeaseOwner {
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat when the lease was written: the pid's identity. */
+  start: string | null;
+}
+
+/**
+ * The start time of a running pid (its identity), or null when it is gone, a zombie or dead: a
+ * zombie holds nothing (its namespaces, and the processes in them, are gone with it).
+ */
+export function startTimeOf(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' || f[0] === 'X' ? null : f[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function ownerOf(pid: number): LeaseOwner {
+  return { pid, start: startTimeOf(pid) };
+}
+
+export function readLease<T extends LeaseOwner>(file: string): T | null {
+  try {
+    const l = JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+    return typeof l.pid === 'number' ? l : null;
+  } catch {
+    return null;
+  }
+}
+
+export function leaseLive(l: LeaseOwner | null): boolean {
+  return !!l && l.pid > 0 && startTimeOf(l.pid) === l.start;
+}
+
+/** Replaces a lease's content (a new owner) so a reader never sees it torn. */
+export function writeLeaseAtomic(file: string, l: LeaseOwner): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+/** Makes a new lease; throws EEXIST if the file is there (call with the directory's lock held). */
+export function createLease(file: string, l: LeaseOwner): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(l));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Runs fn with the directory's lock (flock on <dir>/lock) held, across every process on the host. */
+export function withLock<T>(dir: string, step: string, fn: () => T): T {
+  const fd = native().lockFile(path.join(dir, 'lock'));
+  if (fd < 0) throw new NsboxError({ code: errnoName(-fd), errno: -fd, syscall: 'flock', step, path: path.join(dir, 'lock') });
+  try {
+    return fn();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Temporaries (<name>.tmp-<pid>) whose writer is gone: what a crash between write and rename leaves. */
+export function isStaleTemporary(name: string): boolean {
+  const m = /\.tmp-(\d+)$/.exec(name);
+  return !!m && startTimeOf(Number(m[1])) === null;
+}

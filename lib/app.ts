@@ -1,22 +1,22 @@
 // app.ts: the app profile. spawn() starts one process in fresh namespaces and hands back a live
 // Container; run() is spawn + feed input + collect output + wait.
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
-import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 
 import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidValue, notSupported } from './errors';
-import { buildDir, native, type NativePlan, type NativeProcess, type SpawnResult } from './native';
+import { native, type NativePlan, type NativeProcess, type SpawnResult } from './native';
 import { setupNetwork, type NetworkSetup } from './network';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
-import { basePlan, checkRootfs, errorFromRecord, type OpMeta } from './plan';
-import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
-import { planInherit, StdioRelay } from './stdio';
+import { checkRootfs } from './fsops';
+import { basePlan, errorFromRecord, type OpMeta } from './plan';
+import { capLast } from './caps';
+import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
+import { collectOutput, planStdio, StdioRelay, type CollectedOutput } from './stdio';
+import { abortError, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
-import { explainUsernsFailure, holdIdRange, privileged, releaseIdRangeOf, resolveUserns, spawnWithUserns, type UsernsPlan } from './userns';
+import { explainUsernsFailure, holdIdRange, releaseIdRangeOf, resolveUserns, spawnWithUserns, type UsernsPlan } from './userns';
 
 /**
  * App containers of this process that are starting off the JS thread or running: while there are
@@ -31,24 +31,6 @@ const wholeOutput = new WeakMap<Container, Promise<CollectedOutput>>();
 /** @internal Whether any app container of this process is starting or running (see inFlight). */
 export function othersInFlight(): boolean {
   return inFlight > 0;
-}
-
-const SIGNAL_NAMES = new Map<number, string>(Object.entries(osConstants.signals).map(([k, v]) => [v, k]));
-
-export function signalNumber(sig: string | number, name = 'signal'): number {
-  if (typeof sig === 'number' && Number.isInteger(sig) && sig > 0 && sig < 65) return sig;
-  if (typeof sig === 'string') {
-    const n = (osConstants.signals as Record<string, number>)[sig.startsWith('SIG') ? sig : 'SIG' + sig];
-    if (n !== undefined) return n;
-  }
-  throw invalidValue(name, sig, "must be a signal name such as 'SIGTERM' or a signal number");
-}
-
-export function abortError(signal: AbortSignal): Error {
-  const e = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  return e;
 }
 
 /**
@@ -303,21 +285,6 @@ export class Container extends EventEmitter {
   }
 }
 
-/**
- * Without a cgroup (rootless without a delegated subtree): the CPU time of PID 1 and of the children
- * it has reaped, from /proc/<pid>/stat (utime, stime, cutime, cstime in clock ticks of 1/100 s).
- * Processes still running below PID 1 are not counted; the figure at exit comes from waitid.
- */
-export function procCpuUs(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10000;
-  } catch {
-    return 0;
-  }
-}
-
 /** A container that has been cloned and set up, and waits for its command (warm pool). */
 export interface Pending {
   pid: number;
@@ -409,46 +376,15 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     o, pooled, netw, userns, plan, meta, candidates, cgroup: null,
     childFds: [memfd], parentFds: [], ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0,
   };
-  const { childFds, parentFds, ours } = p;
+  const { childFds, parentFds } = p;
   try {
     // Off the JS thread (spawnAsync), a cgroup without limits is made by the addon's worker.
     const deferred = offThread && !o.limits;
     const cgroup = (p.cgroup = deferred ? ContainerCgroup.deferred(host) : ContainerCgroup.create(host, o.limits));
-    const stdio: [number, number, number] = [-1, -1, -1];
-    if (o.stdio === 'inherit') {
-      // Never Node's own fds (their inodes would be the container's to chmod and reopen): the
-      // container's /dev/null, or pipes relayed to and from Node's stdio (lib/stdio.ts).
-      const inh = planInherit(childFds, parentFds);
-      stdio[0] = inh.stdio[0];
-      stdio[1] = inh.stdio[1];
-      stdio[2] = inh.stdio[2];
-      ours[0] = inh.ours[0];
-      ours[1] = inh.ours[1];
-      ours[2] = inh.ours[2];
-    } else if (o.stdio === 'ignore') {
-      // The container's own /dev/null, opened by the child in its root: never the host's.
-      stdio[0] = stdio[1] = stdio[2] = n.constants.STDIO_DEV_NULL!;
-    } else {
-      for (let i = 0; i < 3; i++) {
-        if (i === 0 && o.stdinEmpty) {
-          // Nothing will be written: /dev/null reads as the same end-of-file as a closed pipe.
-          stdio[0] = n.constants.STDIO_DEV_NULL!;
-          continue;
-        }
-        const [r, w] = n.pipe();
-        if (i === 0) {
-          stdio[0] = r;
-          ours[0] = w;
-          childFds.push(r);
-          parentFds.push(w);
-        } else {
-          stdio[i] = w;
-          ours[i] = r;
-          childFds.push(w);
-          parentFds.push(r);
-        }
-      }
-    }
+    // Never Node's own fds for 'inherit' (their inodes would be the container's to chmod and
+    // reopen): the container's /dev/null, or pipes relayed to and from Node's stdio (lib/stdio.ts).
+    const { stdio, ours } = planStdio(o.stdio, childFds, parentFds, o.stdinEmpty === true);
+    p.ours = ours;
     let statusWrite = -1;
     if (init >= 0) {
       [p.statusRead, statusWrite] = n.pipe();
@@ -651,44 +587,6 @@ export function launchPendingAsync(o: ResolvedAppOptions, background: boolean): 
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
 export function spawn(options: AppOptions): Container {
   return start(resolveAppOptions(options));
-}
-
-export interface CollectedOutput {
-  stdout: Buffer;
-  stderr: Buffer;
-  stdoutDropped: number;
-  stderrDropped: number;
-}
-
-/** @internal Reads two output pipes whole (the addon owns and closes the fds from here on). */
-export function collectOutput(outFd: number, errFd: number, max: number): Promise<CollectedOutput> {
-  return new Promise((resolve) =>
-    native().collectOutput([outFd, errFd], max, (stdout, stderr, stdoutDropped, stderrDropped) => resolve({ stdout, stderr, stdoutDropped, stderrDropped })),
-  );
-}
-
-/** Collects one output stream, keeping at most `max` bytes and counting the rest. */
-export function collect(stream: Readable | null, max: number): Promise<{ buf: Buffer; dropped: number }> {
-  return new Promise((resolve, reject) => {
-    if (!stream) return resolve({ buf: Buffer.alloc(0), dropped: 0 });
-    const chunks: Buffer[] = [];
-    let kept = 0;
-    let dropped = 0;
-    stream.on('data', (c: Buffer) => {
-      const room = max - kept;
-      if (room >= c.length) {
-        chunks.push(c);
-        kept += c.length;
-      } else {
-        if (room > 0) chunks.push(c.subarray(0, room));
-        kept += Math.max(room, 0);
-        dropped += c.length - Math.max(room, 0);
-      }
-    });
-    // EIO is how a pty master reports that the last holder of its slave has gone: end of output.
-    stream.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EIO' ? undefined : reject(e)));
-    stream.once('close', () => resolve({ buf: Buffer.concat(chunks, kept), dropped }));
-  });
 }
 
 export interface RunResultWithCounts extends RunResult {

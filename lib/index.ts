@@ -21,7 +21,8 @@ export type {
   User,
 } from './types';
 export { Machine } from './machine';
-export type { MachineExecOptions, MachineInfo, MachineOptions, MachineState } from './machine';
+export type { MachineInfo, MachineState } from './machine';
+export type { MachineExecOptions, MachineOptions } from './machine-options';
 export { createPool, Pool } from './pool';
 export type { PoolOptions, PoolRunOptions } from './pool';
 export { removeBridge } from './network';

@@ -6,174 +6,29 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Duplex } from 'node:stream';
 
-import { abortError, collect, Container, procCpuUs, PTY_PENDING, signalNumber, type RunResultWithCounts } from './app';
-import { ContainerCgroup, detectCgroupHost, requireControllers, type ResolvedLimits } from './cgroup';
+import { Container, PTY_PENDING, type RunResultWithCounts } from './app';
+import { abortError, signalNumber } from './util';
+import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
-import { native, type NativePlan, type NativeProcess } from './native';
+import { native, type NativeProcess } from './native';
+import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
+import { checkRootfs, machineOps } from './fsops';
+import { enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan, type OpMeta } from './plan';
 import {
-  checkAbsolutePath, checkCapabilities, checkCommand, checkEnv, checkHostname, checkInput, checkSignal, checkMounts, checkTimeout, checkUser,
-  rejectUnknownKeys, resolveLimits, type ResolvedMount,
-} from './options';
-import { CAP_NUMBERS, OpList, resolveCaps, errorFromRecord, execCandidates, mountProcAndDev, userMountOps, checkRootfs, type OpMeta } from './plan';
-import { capLast, closeQuiet, devicePolicyFor, initFd, pipeSocket, runtimeDir, staging } from './runtime';
-import { planInherit, StdioRelay } from './stdio';
+  checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
+} from './machine-options';
+import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
+import { collect, LateTty, planStdio, StdioRelay } from './stdio';
 import { startTimeOf } from './lease';
-import { checkNetwork, checkPolicyCaps, releaseLease, setupNetwork, type NetworkSetup, type ResolvedBridge } from './network';
-import { compileSeccomp, resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { IdMapEntry, NetworkMode, NetworkOptions, Stats, StdioMode, UsernsOption } from './types';
-import { checkUsernsOption, explainUsernsFailure, privileged, releaseIdRange, resolveUserns, spawnWithUserns } from './userns';
+import { releaseLease, setupNetwork, type NetworkSetup } from './network';
+import { MACHINE_CAPS, resolveCaps } from './caps';
+import { compileSeccomp } from './seccomp';
+import type { IdMapEntry, NetworkMode, Stats, StdioMode } from './types';
+import { explainUsernsFailure, releaseIdRange, resolveUserns, spawnWithUserns } from './userns';
 
-export const DEFAULT_STATE_DIR = '/run/nsbox';
-
-/** Where machine state lives unless `stateDir` says otherwise: /run/nsbox for root, else per user. */
-export function defaultStateDir(): string {
-  return privileged() ? DEFAULT_STATE_DIR : runtimeDir('machine.state');
-}
-const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
-
-/**
- * Machines run a full init that manages mounts, cgroups and keys, with the capabilities below, so their
- * default filter is lighter than an app container's: Docker's profile with those capabilities (which
- * re-allow mount, setns, unshare, ...), keyctl allowed (systemd uses it), and what no container may do
- * even with those capabilities denied outright, as LXC's privileged profile does: loading kernel
- * modules, kexec, and open_by_handle_at (the "shocker" escape with CAP_DAC_READ_SEARCH).
- */
-export const MACHINE_SECCOMP = {
-  allow: ['keyctl', 'add_key', 'request_key'],
-  deny: ['init_module', 'finit_module', 'delete_module', 'kexec_load', 'kexec_file_load', 'open_by_handle_at'],
-};
-
-/** What systemd-nspawn keeps by default; without a user namespace these are the host's. */
-export const MACHINE_CAPS = [
-  'CAP_AUDIT_CONTROL', 'CAP_AUDIT_WRITE', 'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER',
-  'CAP_FSETID', 'CAP_IPC_OWNER', 'CAP_KILL', 'CAP_LEASE', 'CAP_LINUX_IMMUTABLE', 'CAP_MKNOD', 'CAP_NET_BIND_SERVICE',
-  'CAP_NET_BROADCAST', 'CAP_NET_RAW', 'CAP_SETFCAP', 'CAP_SETGID', 'CAP_SETPCAP', 'CAP_SETUID', 'CAP_SYS_ADMIN',
-  'CAP_SYS_BOOT', 'CAP_SYS_CHROOT', 'CAP_SYS_NICE', 'CAP_SYS_PTRACE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TTY_CONFIG',
-] as const;
-
-export interface MachineOptions {
-  /** `[a-z0-9][a-z0-9_.-]{0,62}` */
-  name: string;
-  /** Directory with the machine's root filesystem. */
-  rootfs: string;
-  /** `'builtin'` (the bundled init) or an argv such as `['/sbin/init']`. Default `'builtin'`. */
-  init?: 'builtin' | string[];
-  /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
-  ephemeral?: boolean;
-  /** Default: `name`. */
-  hostname?: string;
-  /** Environment of PID 1 (plus `container=nsbox`, `PATH`). */
-  env?: Record<string, string>;
-  mounts?: import('./types').Mount[];
-  /** As for app containers; with a bridge, published ports are forwarded by the starting process. */
-  network?: NetworkMode | NetworkOptions;
-  limits?: import('./types').Limits;
-  /** Where machine state lives (default `/run/nsbox` for root; rootless: `$XDG_RUNTIME_DIR/nsbox` or `/tmp/nsbox-<uid>`). */
-  stateDir?: string;
-  /** Wait until the machine is up: systemd's boot finished (`running` or `degraded`). */
-  waitReady?: boolean;
-  /** How long `waitReady` may take, in ms (default 120000). */
-  readyTimeout?: number;
-  /** The signal that asks PID 1 to halt (default: SIGRTMIN+3 for systemd, SIGTERM otherwise). */
-  haltSignal?: string | number;
-  /** Change the capability set (default: systemd-nspawn's). */
-  capabilities?: { add?: string[]; drop?: string[] };
-  /**
-   * User namespace, as for app containers: always one for a rootless caller (a full subordinate range
-   * where newuidmap and /etc/subuid allow it, which a distro rootfs with system users needs), none
-   * for root unless `true` or explicit maps are given.
-   */
-  userns?: UsernsOption;
-  /** System call filter for PID 1 and every exec (default: the machine profile, see MACHINE_SECCOMP). */
-  seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
-}
-
-export interface MachineExecOptions {
-  env?: Record<string, string>;
-  cwd?: string;
-  user?: { uid: number; gid: number; groups?: number[] };
-  /** A pty from the machine's own devpts as stdin/stdout/stderr (resize with `container.resize`). */
-  tty?: boolean;
-  /** With `tty`: the terminal size the command starts with (default 80x24). */
-  columns?: number;
-  rows?: number;
-  /** As for app containers: `'inherit'` relays Node's stdio through pipes (the command sees no tty; use `tty`). */
-  stdio?: StdioMode;
-  input?: string | Buffer;
-  timeout?: number;
-  /**
-   * How long the start may take, in ms (default 10000): from the clone until the process inside the
-   * machine has exec'd the command. Past it the process is killed and reaped, and `wait()` (and
-   * `run()`) rejects with an NsboxError `ETIMEDOUT` (step `exec.start`). Nothing the machine does
-   * (stopping or freezing the process, a FIFO, lease or FUSE mount on a path it opens) holds up
-   * Node's JS thread meanwhile: `exec()` returns at once and the start finishes on the event loop.
-   */
-  startTimeout?: number;
-  signal?: AbortSignal;
-  maxOutput?: number;
-}
-
-/** exec's start limit unless `startTimeout` says otherwise. */
-export const DEFAULT_EXEC_START_TIMEOUT = 10000;
-
-/**
- * The tty stream of an exec whose pty master arrives only once the process inside the machine has
- * opened it (on the event loop): writes wait for it, reads come from it.
- */
-class LateTty extends Duplex {
-  #tty: import('node:tty').ReadStream | null = null;
-  #pending: Array<[Buffer, (e?: Error | null) => void]> = [];
-  #ended = false;
-
-  constructor() {
-    // The terminal's end-of-file ends both sides (then 'close', which run() waits for).
-    super({ allowHalfOpen: false });
-  }
-
-  attach(master: number): void {
-    const sock = new (require('node:tty').ReadStream)(master) as import('node:tty').ReadStream;
-    (sock as unknown as { writable: boolean }).writable = true;
-    this.#tty = sock;
-    // When the last holder of the slave side exits, reading the master fails with EIO: that is
-    // the terminal's end-of-file, not an error.
-    sock.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EIO') this.destroy();
-      else this.destroy(err);
-    });
-    sock.on('data', (d: Buffer) => {
-      if (!this.push(d)) sock.pause();
-    });
-    const end = (): void => {
-      if (this.#ended) return;
-      this.#ended = true;
-      this.push(null);
-    };
-    sock.on('end', end);
-    sock.on('close', () => {
-      if (!this.destroyed) end();
-    });
-    for (const [chunk, cb] of this.#pending.splice(0)) sock.write(chunk, cb);
-  }
-
-  override _read(): void {
-    this.#tty?.resume();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    if (this.#tty) this.#tty.write(chunk, cb);
-    else this.#pending.push([chunk, cb]);
-  }
-
-  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    for (const [, pcb] of this.#pending.splice(0)) pcb(err ?? new Error('tty closed before the command started'));
-    this.#tty?.destroy();
-    cb(err);
-  }
-}
 
 export type MachineState = 'running' | 'frozen' | 'stopped';
 
@@ -209,101 +64,6 @@ interface StateFile {
   userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
   /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
   net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
-}
-
-interface ResolvedMachineOptions {
-  name: string;
-  rootfs: string;
-  init: 'builtin' | string[];
-  ephemeral: boolean;
-  hostname: string;
-  env: Record<string, string>;
-  mounts: ResolvedMount[];
-  network: NetworkMode;
-  limits: ResolvedLimits | undefined;
-  stateDir: string;
-  waitReady: boolean;
-  readyTimeout: number;
-  haltSignal: number | undefined;
-  capabilities: { add: string[]; drop: string[] };
-  seccomp: ResolvedSeccomp | null;
-  userns: UsernsOption | undefined;
-  bridge: ResolvedBridge | undefined;
-}
-
-const MACHINE_KEYS = [
-  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
-  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns',
-] as const;
-
-/** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
-function resolveMachineSeccomp(v: unknown): ResolvedSeccomp | null {
-  if (v === undefined || v === 'default') return resolveSeccomp(MACHINE_SECCOMP);
-  if (v === 'none') return null;
-  if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
-    const o = v as { allow?: unknown; deny?: unknown; defaultErrno?: unknown };
-    const allow = Array.isArray(o.allow) ? o.allow : o.allow === undefined ? [] : o.allow;
-    const deny = Array.isArray(o.deny) ? o.deny : o.deny === undefined ? [] : o.deny;
-    if (!Array.isArray(allow) || !Array.isArray(deny)) return resolveSeccomp(v);
-    return resolveSeccomp({
-      ...o,
-      allow: [...MACHINE_SECCOMP.allow.filter((x) => !deny.includes(x)), ...allow],
-      deny: [...MACHINE_SECCOMP.deny.filter((x) => !allow.includes(x)), ...deny],
-    });
-  }
-  return resolveSeccomp(v);
-}
-
-function checkName(v: unknown): string {
-  if (typeof v !== 'string') throw invalidType('name', 'of type string', v);
-  if (!NAME_RE.test(v)) throw invalidValue('name', v, 'must match [a-z0-9][a-z0-9_.-]{0,62} (no "/", "..", upper case or empty)');
-  if (v === '.' || v === '..' || v.includes('..')) throw invalidValue('name', v, "must not contain '..'");
-  return v;
-}
-
-function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw invalidType('options', 'of type object', opts);
-  rejectUnknownKeys(opts, MACHINE_KEYS, '');
-  const o = opts as MachineOptions;
-  const name = checkName(o.name);
-  if (o.rootfs === undefined) throw invalidType('rootfs', 'of type string', undefined);
-  const rootfs = checkAbsolutePath('rootfs', o.rootfs);
-  let init: 'builtin' | string[] = 'builtin';
-  if (o.init !== undefined && o.init !== 'builtin') {
-    if (!Array.isArray(o.init)) throw invalidValue('init', o.init, "must be 'builtin' or an argv array such as ['/sbin/init']");
-    init = checkCommand('init', o.init);
-    if (!init[0]!.startsWith('/')) throw invalidValue('init[0]', init[0], 'must be an absolute path inside the rootfs');
-  }
-  const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
-  if (ephemeral && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
-  const { mode: network, bridge } = checkNetwork('network', o.network);
-  const env = checkEnv('env', o.env ?? {});
-  const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
-  const readyTimeout = o.readyTimeout === undefined ? 120000 : checkTimeout('readyTimeout', o.readyTimeout)!;
-  if (o.waitReady !== undefined && typeof o.waitReady !== 'boolean') throw invalidType('waitReady', 'of type boolean', o.waitReady);
-  return {
-    name,
-    rootfs,
-    init,
-    ephemeral,
-    hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),
-    env,
-    mounts,
-    network,
-    limits: resolveLimits(o.limits),
-    stateDir: o.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', o.stateDir),
-    waitReady: o.waitReady ?? false,
-    readyTimeout,
-    haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
-    capabilities: (() => {
-      const caps = checkCapabilities('capabilities', o.capabilities);
-      checkPolicyCaps('network', bridge, MACHINE_CAPS, caps);
-      return caps;
-    })(),
-    seccomp: resolveMachineSeccomp(o.seccomp),
-    userns: checkUsernsOption('userns', o.userns),
-    bridge,
-  };
 }
 
 /**
@@ -357,53 +117,6 @@ function isSystemd(rootfs: string, init: string[]): boolean {
   }
 }
 
-/**
- * sysfs directories a machine sees as an empty read-only tmpfs (Docker's masked /sys paths):
- * firmware tables (ACPI, EFI variables, DMI) are the host's; powercap holds the RAPL energy counters,
- * a side channel on what the host's other processes compute (CVE-2020-8694, "Platypus").
- */
-export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
-
-function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
-  const K = native().constants;
-  const L = new OpList(stagingDir);
-  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
-  checkRootfs(o.rootfs);
-  if (o.ephemeral) {
-    // The overlay's upper layer lives on a tmpfs that exists only in the machine's mount namespace:
-    // it is thrown away with the machine.
-    L.hostMount('tmpfs', scratch, 'tmpfs', NOSUID | NODEV, 'mode=0700', 'rootfs.overlay');
-    // The overlay's root takes its owner and mode from the upper directory: give it the rootfs's.
-    L.hostMkdir(scratch + '/upper', 'rootfs.overlay', fs.statSync(o.rootfs).mode & 0o7777);
-    L.hostMkdir(scratch + '/work', 'rootfs.overlay');
-    L.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
-  } else {
-    L.rootBind(o.rootfs);
-  }
-  mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
-  // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
-  // systemd inside can manage its subtree.
-  L.mkdir('/sys', 0o555, 'mount.sys');
-  if (userns && o.network === 'host') {
-    // sysfs may be mounted in a user namespace only together with a network namespace it owns.
-    L.bind('/sys', '/sys', RDONLY | NOSUID | NODEV | NOEXEC, 'mount.sys');
-  } else {
-    L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
-  }
-  L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
-  // The host's firmware tables and power counters are masked, as in Docker's defaults.
-  for (const p of MASKED_SYS_DIRS) {
-    if (fs.existsSync(p)) L.mount('tmpfs', p, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
-  }
-  L.mkdir('/run', 0o755, 'mount.run');
-  L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
-  L.mkdir('/run/host', 0o755, 'mount.run');
-  L.mkdir('/tmp', 0o1777, 'mount.tmp');
-  L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
-  userMountOps(L, o.mounts, o.rootfs);
-  return L;
-}
-
 /** A machine: its own PID 1 in a full set of namespaces, found again by name from any process. */
 export class Machine {
   readonly name: string;
@@ -446,7 +159,6 @@ export class Machine {
     // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
-    const K = native().constants;
     try {
       fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     } catch (e) {
@@ -482,51 +194,16 @@ export class Machine {
       const systemd = !builtin && isSystemd(o.rootfs, o.init as string[]);
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
       const env: Record<string, string> = { container: 'nsbox', ...o.env };
-      if (o.env.PATH === undefined) env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+      if (o.env.PATH === undefined) env.PATH = DEFAULT_PATH;
       delete env.HOME;
       const keep = resolveCaps(MACHINE_CAPS, o.capabilities);
-      let flags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
-      if (o.network !== 'host') flags += K.CLONE_NEWNET!;
-      const command = builtin ? [] : (o.init as string[]);
-      const plan: NativePlan = {
-        cloneFlags: flags,
-        cgroupFd: cgroup ? cgroup.dirFd : -1,
-        cgroupInto: true,
-        devicePolicy: devicePolicyFor(keep, !!userns, !!cgroup, 'devices'),
-        staging: staging(),
-        ops: L.ops,
-        hostname: o.hostname,
-        netLoUp: o.network === 'loopback' || o.network === 'bridge',
-        netnsReserve: o.network === 'loopback',
-        cwd: '/',
-        rlimits: [[K.RLIMIT_CORE!, 0, -1]],
-        newKeyring: true,
-        capLast: capLast(),
-        capsKeep: keep.toString(),
-        setCreds: true,
-        uid: 0,
-        gid: 0,
-        groups: [],
-        noNewPrivs: false,
-        pdeathsig: false,
-        // stdin: the machine's own /dev/null (opened by the child in its root, never the host's).
-        stdio: [native().constants.STDIO_DEV_NULL!, log, log],
-        statusFd: -1,
-        statusRead: -1,
-        candidates: builtin ? [] : [command[0]!],
-        argv: builtin ? ['nsbox-init'] : command,
-        envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        initFd: builtin ? memfd : -1,
-        initArgv: builtin ? ['nsbox-init', '--halt-signal', String(halt), '--grace-ms', '10000'] : [],
-        initSlot: -1,
-        trampFd: builtin ? -1 : memfd,
-        seccomp: o.seccomp ? compileSeccomp(o.seccomp, process.arch, keep) : null,
-        enterPidfd: -1,
-        enterFlags: 0,
-        enterRoot: null,
-        ptySock: -1,
-        net: netw ? netw.plan : null,
-      };
+      const plan = machinePlan({
+        network: o.network, hostname: o.hostname, staging: staging(), ops: L.ops, keep, seccomp: o.seccomp,
+        init: o.init, halt, env, memfd, log,
+      });
+      plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
+      plan.devicePolicy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
+      plan.net = netw ? netw.plan : null;
       const res = spawnWithUserns(plan, userns, false, 'userns');
       netw?.closeSocket();
       cgroup?.closeFd();
@@ -697,11 +374,7 @@ export class Machine {
     if (this.#cgroup && /^frozen 1$/m.test(readOr(path.join(this.#cgroup.path, 'cgroup.events')))) {
       throw new NsboxError({ code: 'EBUSY', step: 'exec', message: `machine '${this.name}' is frozen; thaw it first (step exec)` });
     }
-    const K = native().constants;
     const n = native();
-    let enterFlags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | K.CLONE_NEWUTS! | K.CLONE_NEWIPC! | K.CLONE_NEWCGROUP!;
-    if (this.#state.network !== 'host') enterFlags += K.CLONE_NEWNET!;
-    if (this.#state.userns) enterFlags += K.CLONE_NEWUSER!;
     const t0 = performance.now();
     const parentFds: number[] = [];
     const childFds: number[] = [];
@@ -715,76 +388,31 @@ export class Machine {
         if (sub) fs.mkdirSync(path.join(this.#cgroup.path, sub), { recursive: true });
         cgroupFd = this.#cgroup.openFd(sub);
       }
-      const stdioFds: [number, number, number] = [-1, -1, -1];
-      const ours: [number, number, number] = [-1, -1, -1];
       // The exec trampoline: a copy of its own, which nothing in the machine has had (see initFd).
       const memfd = initFd();
       childFds.push(memfd);
       let ptySock = -1;
       let ptyRecv = -1;
+      let stdioFds: [number, number, number] = [-1, -1, -1];
+      let ours: [number, number, number] = [-1, -1, -1];
       if (tty) {
         [ptyRecv, ptySock] = n.socketpair();
         parentFds.push(ptyRecv);
         childFds.push(ptySock);
-      } else if (stdio === 'inherit') {
-        // As for app containers: the machine's /dev/null or relayed pipes, never Node's own fds.
-        const inh = planInherit(childFds, parentFds);
-        stdioFds.splice(0, 3, ...inh.stdio);
-        ours.splice(0, 3, ...inh.ours);
-      } else if (stdio === 'ignore') {
-        // The machine's own /dev/null, opened by the process once it is in the machine.
-        stdioFds[0] = stdioFds[1] = stdioFds[2] = native().constants.STDIO_DEV_NULL!;
       } else {
-        for (let i = 0; i < 3; i++) {
-          const [r, w] = n.pipe();
-          stdioFds[i] = i === 0 ? r : w;
-          ours[i] = i === 0 ? w : r;
-          childFds.push(i === 0 ? r : w);
-          parentFds.push(i === 0 ? w : r);
-        }
+        // As for app containers ('inherit': the machine's /dev/null or relayed pipes, never Node's
+        // own fds; 'ignore': the machine's /dev/null, opened by the process once it is in there).
+        ({ stdio: stdioFds, ours } = planStdio(stdio, childFds, parentFds));
       }
       const candidates = execCandidates(argv[0]!, env.PATH ?? '');
       // Processes entering the machine get the machine's filter (as PID 1 has it).
       const policy = resolveMachineSeccomp(this.#state.seccomp ?? 'default');
       const execFilter = policy ? compileSeccomp(policy, process.arch, BigInt(this.#state.capsKeep)) : null;
-      const plan: NativePlan = {
-        cloneFlags: 0,
-        cgroupFd,
-        cgroupInto: false,
-        staging: '/',
-        ops: [],
-        hostname: null,
-        netLoUp: false,
-        cwd,
-        rlimits: [[K.RLIMIT_CORE!, 0, -1]],
-        newKeyring: true,
-        capLast: capLast(),
-        capsKeep: this.#state.capsKeep,
-        setCreds: true,
-        uid: user.uid,
-        gid: user.gid,
-        groups: user.groups,
-        noNewPrivs: false,
-        pdeathsig: true,
-        stdio: stdioFds,
-        statusFd: -1,
-        statusRead: -1,
-        candidates,
-        argv,
-        envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        initFd: -1,
-        initArgv: [],
-        initSlot: 0,
-        trampFd: memfd,
-        seccomp: execFilter,
-        enterPidfd: this.#proc!.fd(),
-        enterFlags,
-        enterRoot: `/proc/${this.pid}/root`,
-        ptySock,
-        ptyCols: columns,
-        ptyRows: rows,
-        setgroupsDenied: this.#state.userns?.setgroups === 'deny',
-      };
+      const plan = execPlan({
+        enterPidfd: this.#proc!.fd(), enterFlags: enterFlags(this.#state.network, !!this.#state.userns), enterRoot: `/proc/${this.pid}/root`,
+        cgroupFd, capsKeep: this.#state.capsKeep, seccomp: execFilter, cwd, user, argv, candidates, env, stdio: stdioFds, memfd,
+        ptySock, columns, rows, setgroupsDenied: this.#state.userns?.setgroups === 'deny',
+      });
       // Returns once the entering helper has made the process inside the machine (or failed
       // before): the helper is not visible in the machine and waits on nothing of it. What the
       // process does there up to its execve is waited for on the event loop, below.
@@ -891,7 +519,7 @@ export class Machine {
   /** exec + collect: the same result shape as the app profile's run(). */
   async run(command: string[], options: MachineExecOptions = {}): Promise<RunResultWithCounts> {
     const input = checkInput('input', options.input);
-    const maxOutput = options.maxOutput === undefined ? 16 * 1024 * 1024 : options.maxOutput;
+    const maxOutput = options.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : options.maxOutput;
     if (!Number.isInteger(maxOutput) || maxOutput < 0) throw outOfRange('maxOutput', 'an integer >= 0', maxOutput);
     const c = this.exec(command, { ...options, input: undefined, maxOutput: undefined });
     if (c.stdin) {
@@ -1045,4 +673,4 @@ function claimName(dir: string, name: string): void {
   throw new NsboxError({ code: 'EEXIST', step: 'machine.name', path: dir });
 }
 
-export { CAP_NUMBERS };
+

@@ -6,12 +6,14 @@ import { types } from 'node:util';
 
 import { invalidType, invalidValue, outOfRange, badRangeValue } from './errors';
 import type { ResolvedLimits } from './cgroup';
-import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network';
-import { DEFAULT_CAPS } from './plan';
+import { checkCapabilities, DEFAULT_CAPS } from './caps';
+import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
-import { arrayElements, editDistance as distance } from './util';
+import { arrayElements, isPlainObject, rejectUnknownKeys } from './util';
+
+export { rejectUnknownKeys };
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024;
@@ -58,28 +60,6 @@ const APP_KEYS = [
 ] as const;
 const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
-
-/** Throws on any key not in `known`, suggesting the nearest known name. */
-export function rejectUnknownKeys(obj: object, known: readonly string[], where: string): void {
-  for (const key of Object.keys(obj)) {
-    if (known.includes(key)) continue;
-    let best: string | undefined;
-    let bestD = Infinity;
-    for (const k of known) {
-      const d = distance(key, k, true);
-      if (d < bestD) {
-        bestD = d;
-        best = k;
-      }
-    }
-    const hint = best && bestD <= Math.max(2, Math.floor(key.length / 3)) ? `; did you mean "${where}${best}"?` : '';
-    throw invalidValue(`${where}${key}`, (obj as Record<string, unknown>)[key], `is not a known option${hint}`);
-  }
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function noNul(name: string, s: string): void {
   if (s.includes('\0')) throw invalidValue(name, s, 'must not contain null bytes');
@@ -280,39 +260,6 @@ export function checkSignal(name: string, v: unknown): AbortSignal | undefined {
     throw invalidType(name, 'an instance of AbortSignal', v);
   }
   return v;
-}
-
-/** Capability names as the kernel knows them (capability.h), without the CAP_ prefix. */
-export const CAPABILITY_NAMES = [
-  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
-  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
-  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
-  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
-  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
-  'CHECKPOINT_RESTORE',
-] as const;
-
-/** `{ add?, drop? }` of capability names ('NET_RAW' or 'CAP_NET_RAW', any case; 'ALL'). */
-export function checkCapabilities(name: string, v: unknown): { add: string[]; drop: string[] } {
-  if (v === undefined) return { add: [], drop: [] };
-  if (!isPlainObject(v)) throw invalidType(name, 'of type object', v);
-  rejectUnknownKeys(v, ['add', 'drop'], `${name}.`);
-  const list = (key: 'add' | 'drop'): string[] => {
-    const l = (v as Record<string, unknown>)[key];
-    if (l === undefined) return [];
-    return arrayElements(`${name}.${key}`, l, 'an array of capability names').map((c: unknown, i) => {
-      if (typeof c !== 'string') throw invalidType(`${name}.${key}[${i}]`, 'of type string', c);
-      const n = c.toUpperCase().replace(/^CAP_/, '');
-      if (n === 'ALL') return 'ALL';
-      if (!(CAPABILITY_NAMES as readonly string[]).includes(n)) {
-        const near = CAPABILITY_NAMES.map((k) => [k, distance(n, k, true)] as const).sort((a, b) => a[1] - b[1])[0];
-        const hint = near && near[1] <= 3 ? `; did you mean 'CAP_${near[0]}'?` : '';
-        throw invalidValue(`${name}.${key}[${i}]`, c, `is not a known capability${hint}`);
-      }
-      return 'CAP_' + n;
-    });
-  };
-  return { add: list('add'), drop: list('drop') };
 }
 
 /** Validates and fills in defaults. Throws before anything is created. */

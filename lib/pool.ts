@@ -4,13 +4,15 @@
 // container is used once: the same isolation as a cold run(), without the set-up on the hot path.
 import * as fs from 'node:fs';
 
-import { abortError, collectOutput, Container, launchPending, launchPendingAsync, othersInFlight, type Pending, type RunResultWithCounts } from './app';
+import { Container, launchPending, launchPendingAsync, othersInFlight, type Pending, type RunResultWithCounts } from './app';
 import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
-import { checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
+import { DEFAULT_MAX_OUTPUT, checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
 import { errorFromRecord, execCandidates } from './plan';
 import { closeQuiet, pipeSocket } from './runtime';
 import type { AppOptions } from './types';
+import { collectOutput } from './stdio';
+import { abortError } from './util';
 
 export interface PoolOptions extends Omit<AppOptions, 'command' | 'input' | 'stdio' | 'timeout' | 'signal' | 'maxOutput'> {
   /** How many containers wait ready (1 to 64). */
@@ -92,7 +94,7 @@ export class Pool {
     const input = checkInput('input', options.input);
     const timeout = checkTimeout('timeout', options.timeout);
     checkSignal('signal', options.signal);
-    const maxOutput = options.maxOutput ?? 16 * 1024 * 1024;
+    const maxOutput = options.maxOutput ?? DEFAULT_MAX_OUTPUT;
     if (!Number.isInteger(maxOutput) || maxOutput < 0) throw outOfRange('maxOutput', 'an integer >= 0', maxOutput);
     if (options.signal?.aborted) throw abortError(options.signal);
     const blob = Buffer.from(argv.join('\0') + '\0\0');

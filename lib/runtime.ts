@@ -1,13 +1,34 @@
 // runtime.ts: per-process facts and resources that app containers and machines share: the staging
-// directory, the bundled init's sealed memfd, cap_last_cap, and small fd helpers.
+// directory, the bundled init's sealed memfd, and small fd helpers.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { capMask } from './caps';
 import { NsboxError, errnoName, fromSystemError } from './errors';
-import { privileged } from './userns';
 import { buildDir, native } from './native';
+
+let privCache: boolean | undefined;
+/**
+ * True when this process is root in the initial user namespace with CAP_SYS_ADMIN: it can create
+ * namespaces, mknod, write cgroups and /run without a user namespace of its own. Inside `unshare -r`
+ * (uid 0 in a user namespace) this is false: such a process is rootless as far as the host goes.
+ */
+export function privileged(): boolean {
+  if (privCache !== undefined) return privCache;
+  privCache = false;
+  try {
+    if (process.geteuid?.() !== 0) return privCache;
+    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    const initial = map.length === 3 && map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
+    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    privCache = initial && !!m && (BigInt('0x' + m[1]) & capMask(['CAP_SYS_ADMIN'])) !== 0n;
+  } catch {
+    /* not privileged */
+  }
+  return privCache;
+}
 
 let stagingDir: string | undefined;
 /** The host directory each container's root is assembled on (inside the child's own mount ns). */
@@ -94,18 +115,6 @@ export function privateDir(dir: string, step: string): void {
   }
 }
 
-let capLastCache: number | undefined;
-export function capLast(): number {
-  if (capLastCache === undefined) {
-    try {
-      capLastCache = Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
-    } catch {
-      capLastCache = 40;
-    }
-  }
-  return capLastCache;
-}
-
 let devicePolicyCache: number | undefined;
 /** 0 when the cgroup device allow-list (BPF_CGROUP_DEVICE) can be installed here, else an errno. */
 export function devicePolicyErrno(): number {
@@ -113,7 +122,7 @@ export function devicePolicyErrno(): number {
   return devicePolicyCache;
 }
 
-const CAP_MKNOD_BIT = 1n << 27n;
+const CAP_MKNOD_BIT = capMask(['CAP_MKNOD']);
 /**
  * Whether a container gets the device allow-list: wherever it can be had (and it has a cgroup). A
  * container that keeps CAP_MKNOD without a user namespace of its own could otherwise make and open
@@ -160,21 +169,17 @@ export function pipeSocket(fd: number, readable: boolean): net.Socket {
   return new net.Socket({ fd, readable, writable: !readable });
 }
 
-
-let capBndCache: bigint | undefined;
 /**
- * The capabilities this process can still hand on (its bounding set). A container never gets more;
- * on a host that already dropped some (CAP_SYS_RESOURCE in some sandboxes) they are simply absent.
+ * Without a cgroup (rootless without a delegated subtree): the CPU time of PID 1 and of the children
+ * it has reaped, from /proc/<pid>/stat (utime, stime, cutime, cstime in clock ticks of 1/100 s).
+ * Processes still running below PID 1 are not counted; the figure at exit comes from waitid.
  */
-export function capsAvailable(): bigint {
-  if (capBndCache === undefined) {
-    capBndCache = (1n << BigInt(capLast() + 1)) - 1n;
-    try {
-      const m = /^CapBnd:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-      if (m) capBndCache &= BigInt('0x' + m[1]);
-    } catch {
-      /* keep the full mask */
-    }
+export function procCpuUs(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10000;
+  } catch {
+    return 0;
   }
-  return capBndCache;
 }

@@ -9,7 +9,7 @@
 // container's own, which Node copies to or from its fd 0, 1 or 2 (process.stdin/stdout/stderr).
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
-import type { Writable } from 'node:stream';
+import { Duplex, type Readable, type Writable } from 'node:stream';
 
 import { native } from './native';
 import { pipeSocket } from './runtime';
@@ -93,6 +93,43 @@ export function planInherit(childFds: number[], parentFds: number[]): InheritPla
     plan.ours[i] = mine;
   }
   return plan;
+}
+
+/**
+ * The container's fds 0, 1 and 2 for a stdio mode, and Node's ends of them (-1 where none): one
+ * routine for app containers and Machine.exec.
+ *  - 'pipe': a pipe each (stdin the container's /dev/null with `stdinEmpty`: nothing will be written);
+ *  - 'inherit': planInherit;
+ *  - 'ignore': the container's own /dev/null, opened by the child in its root (never the host's).
+ * Pipe ends are pushed onto the caller's lists as they are made (see planInherit).
+ */
+export function planStdio(mode: 'pipe' | 'inherit' | 'ignore', childFds: number[], parentFds: number[], stdinEmpty = false): { stdio: [number, number, number]; ours: [number, number, number] } {
+  if (mode === 'inherit') {
+    const inh = planInherit(childFds, parentFds);
+    return { stdio: inh.stdio, ours: inh.ours };
+  }
+  const devNull = native().constants.STDIO_DEV_NULL!;
+  const stdio: [number, number, number] = [-1, -1, -1];
+  const ours: [number, number, number] = [-1, -1, -1];
+  if (mode === 'ignore') {
+    stdio[0] = stdio[1] = stdio[2] = devNull;
+    return { stdio, ours };
+  }
+  for (let i = 0; i < 3; i++) {
+    if (i === 0 && stdinEmpty) {
+      // Nothing will be written: /dev/null reads as the same end-of-file as a closed pipe.
+      stdio[0] = devNull;
+      continue;
+    }
+    const [r, w] = native().pipe();
+    const mine = i === 0 ? w : r;
+    const theirs = i === 0 ? r : w;
+    childFds.push(theirs);
+    parentFds.push(mine);
+    stdio[i] = theirs;
+    ours[i] = mine;
+  }
+  return { stdio, ours };
 }
 
 /**
@@ -258,5 +295,98 @@ export class StdioRelay {
       await all;
     }
     clearTimeout(timer);
+  }
+}
+
+export interface CollectedOutput {
+  stdout: Buffer;
+  stderr: Buffer;
+  stdoutDropped: number;
+  stderrDropped: number;
+}
+
+/** @internal Reads two output pipes whole (the addon owns and closes the fds from here on). */
+export function collectOutput(outFd: number, errFd: number, max: number): Promise<CollectedOutput> {
+  return new Promise((resolve) =>
+    native().collectOutput([outFd, errFd], max, (stdout, stderr, stdoutDropped, stderrDropped) => resolve({ stdout, stderr, stdoutDropped, stderrDropped })),
+  );
+}
+
+/** Collects one output stream, keeping at most `max` bytes and counting the rest. */
+export function collect(stream: Readable | null, max: number): Promise<{ buf: Buffer; dropped: number }> {
+  return new Promise((resolve, reject) => {
+    if (!stream) return resolve({ buf: Buffer.alloc(0), dropped: 0 });
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let dropped = 0;
+    stream.on('data', (c: Buffer) => {
+      const room = max - kept;
+      if (room >= c.length) {
+        chunks.push(c);
+        kept += c.length;
+      } else {
+        if (room > 0) chunks.push(c.subarray(0, room));
+        kept += Math.max(room, 0);
+        dropped += c.length - Math.max(room, 0);
+      }
+    });
+    // EIO is how a pty master reports that the last holder of its slave has gone: end of output.
+    stream.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EIO' ? undefined : reject(e)));
+    stream.once('close', () => resolve({ buf: Buffer.concat(chunks, kept), dropped }));
+  });
+}
+
+/**
+ * The tty stream of an exec whose pty master arrives only once the process inside the machine has
+ * opened it (on the event loop): writes wait for it, reads come from it.
+ */
+export class LateTty extends Duplex {
+  #tty: import('node:tty').ReadStream | null = null;
+  #pending: Array<[Buffer, (e?: Error | null) => void]> = [];
+  #ended = false;
+
+  constructor() {
+    // The terminal's end-of-file ends both sides (then 'close', which run() waits for).
+    super({ allowHalfOpen: false });
+  }
+
+  attach(master: number): void {
+    const sock = new (require('node:tty').ReadStream)(master) as import('node:tty').ReadStream;
+    (sock as unknown as { writable: boolean }).writable = true;
+    this.#tty = sock;
+    // When the last holder of the slave side exits, reading the master fails with EIO: that is
+    // the terminal's end-of-file, not an error.
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EIO') this.destroy();
+      else this.destroy(err);
+    });
+    sock.on('data', (d: Buffer) => {
+      if (!this.push(d)) sock.pause();
+    });
+    const end = (): void => {
+      if (this.#ended) return;
+      this.#ended = true;
+      this.push(null);
+    };
+    sock.on('end', end);
+    sock.on('close', () => {
+      if (!this.destroyed) end();
+    });
+    for (const [chunk, cb] of this.#pending.splice(0)) sock.write(chunk, cb);
+  }
+
+  override _read(): void {
+    this.#tty?.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    if (this.#tty) this.#tty.write(chunk, cb);
+    else this.#pending.push([chunk, cb]);
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    for (const [, pcb] of this.#pending.splice(0)) pcb(err ?? new Error('tty closed before the command started'));
+    this.#tty?.destroy();
+    cb(err);
   }
 }

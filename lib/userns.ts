@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { NsboxError, badRangeValue, fromSystemError, invalidType, notSupported } from './errors';
 import { createLease, isStaleTemporary, leaseLive, ownerOf, readLease, withLock, writeLeaseAtomic, type LeaseOwner } from './lease';
 import { native, type NativePlan, type SpawnResult } from './native';
+import { privileged } from './runtime';
 import { arrayElements } from './util';
 
 import type { HostReport, IdMapEntry, UsernsOption } from './types';
@@ -42,28 +43,6 @@ const MAX_EXTENTS = 340; // the kernel's limit per map
 /** Where a privileged caller's `userns: true` maps container ids when /etc/subuid has no root entry. */
 export const ROOT_USERNS_BASE = 0x70000000;
 export const USERNS_SIZE = 65536;
-
-let privCache: boolean | undefined;
-/**
- * True when this process is root in the initial user namespace with CAP_SYS_ADMIN: it can create
- * namespaces, mknod, write cgroups and /run without a user namespace of its own. Inside `unshare -r`
- * (uid 0 in a user namespace) this is false: such a process is rootless as far as the host goes.
- */
-export function privileged(): boolean {
-  if (privCache !== undefined) return privCache;
-  privCache = false;
-  try {
-    if (process.geteuid?.() !== 0) return privCache;
-    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
-    const initial = map.length === 3 && map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
-    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    const sysAdmin = m ? (BigInt('0x' + m[1]) >> 21n) & 1n : 0n;
-    privCache = initial && sysAdmin === 1n;
-  } catch {
-    /* not privileged */
-  }
-  return privCache;
-}
 
 /** The subordinate ranges /etc/subuid (or /etc/subgid) grants this user, by name or by number. */
 export function subordinateRanges(file: string, id: number): Array<{ start: number; count: number }> {

@@ -1,4 +1,6 @@
 // util.ts: small helpers shared by the option checks, the CLI and the seccomp compiler.
+import { constants as osConstants } from 'node:os';
+
 import { invalidType, invalidValue } from './errors';
 
 /** Levenshtein distance, for "did you mean" hints. */
@@ -33,4 +35,44 @@ export function arrayElements(name: string, v: unknown, expected: string): unkno
     out[i] = v[i];
   }
   return out;
+}
+
+/** Throws on any key not in `known`, suggesting the nearest known name. */
+export function rejectUnknownKeys(obj: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key)) continue;
+    let best: string | undefined;
+    let bestD = Infinity;
+    for (const k of known) {
+      const d = editDistance(key, k, true);
+      if (d < bestD) {
+        bestD = d;
+        best = k;
+      }
+    }
+    const hint = best && bestD <= Math.max(2, Math.floor(key.length / 3)) ? `; did you mean "${where}${best}"?` : '';
+    throw invalidValue(`${where}${key}`, (obj as Record<string, unknown>)[key], `is not a known option${hint}`);
+  }
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export const SIGNAL_NAMES = new Map<number, string>(Object.entries(osConstants.signals).map(([k, v]) => [v, k]));
+
+export function signalNumber(sig: string | number, name = 'signal'): number {
+  if (typeof sig === 'number' && Number.isInteger(sig) && sig > 0 && sig < 65) return sig;
+  if (typeof sig === 'string') {
+    const n = (osConstants.signals as Record<string, number>)[sig.startsWith('SIG') ? sig : 'SIG' + sig];
+    if (n !== undefined) return n;
+  }
+  throw invalidValue(name, sig, "must be a signal name such as 'SIGTERM' or a signal number");
+}
+
+export function abortError(signal: AbortSignal): Error {
+  const e = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
+  e.name = 'AbortError';
+  e.code = 'ABORT_ERR';
+  return e;
 }

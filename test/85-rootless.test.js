@@ -9,7 +9,8 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { run, spawn, Machine, probe } = require('..');
 const { busyboxRootfs, warmUp, snapshot, assertNoLeaks, machineStateDir, isRoot, noCgroup, manyIds } = require('./helpers');
-const { privileged, subordinateRanges } = require('../dist/userns');
+const { subordinateRanges } = require('../dist/userns');
+const { privileged } = require('../dist/runtime');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const strict = process.env.NSBOX_REQUIRE_ROOTLESS === '1';

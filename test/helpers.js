@@ -212,7 +212,7 @@ function firstLine(stream) {
 
 /** Root in the initial user namespace (not root inside `unshare -r`): the privileged lane. */
 function isRoot() {
-  return require('../dist/userns').privileged();
+  return require('../dist/runtime').privileged();
 }
 
 /**
@@ -222,7 +222,7 @@ function isRoot() {
  */
 function manyIds() {
   const u = require('../dist/userns');
-  if (u.privileged()) return false;
+  if (require('../dist/runtime').privileged()) return false;
   const id = process.geteuid();
   if (u.idmapHelpers() && u.subordinateRanges('/etc/subuid', id).length && u.subordinateRanges('/etc/subgid', id).length) return false;
   return `uid ${id} has no subordinate id range (or no newuidmap): its containers map one id only`;

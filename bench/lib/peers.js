@@ -112,7 +112,8 @@ class FloorServer {
     const root = path.join(__dirname, '..', '..');
     const { basePlan } = require(path.join(root, 'dist/plan'));
     const { resolveAppOptions } = require(path.join(root, 'dist/options'));
-    const { staging, capLast } = require(path.join(root, 'dist/runtime'));
+    const { staging } = require(path.join(root, 'dist/runtime'));
+    const { capLast } = require(path.join(root, 'dist/caps'));
     const { buildDir } = require(path.join(root, 'dist/native'));
     const plan = basePlan(resolveAppOptions({ rootfs: this.rootfs, command: ['/bin/true'] }), staging(), capLast(), false).plan;
     const filter = path.join(this.workDir, 'floor-filter.bin');

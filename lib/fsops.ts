@@ -1,0 +1,516 @@
+// fsops.ts: the filesystem part of a plan: the ordered list of operations (mounts, mkdirs, nodes,
+// links) that builds a container's root in the staging directory, for app containers and machines,
+// with what each op means when the child reports that it failed. Pure apart from stat() and
+// readlink() calls on host paths; unit tests can snapshot its output.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { NsboxError, fromSystemError } from './errors';
+import { native, type NativeOp } from './native';
+import type { ResolvedMachineOptions } from './machine-options';
+import type { ResolvedAppOptions, ResolvedMount } from './options';
+
+/** What an op index means when the child reports that it failed. */
+export interface OpMeta {
+  step: string;
+  syscall: string;
+  path: string;
+}
+
+/** Host system directories bound read-only into the default rootfs. */
+const SYSTEM_DIRS = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
+/** The parts of the host's /etc that programs need and that hold no secrets. */
+const SAFE_ETC = [
+  'passwd', 'group', 'hosts', 'host.conf', 'nsswitch.conf', 'resolv.conf', 'gai.conf', 'ld.so.cache',
+  'ld.so.conf', 'ld.so.conf.d', 'localtime', 'timezone', 'services', 'protocols', 'networks',
+  'alternatives', 'os-release', 'debian_version', 'ssl/certs', 'ca-certificates', 'ca-certificates.conf',
+  'profile', 'bash.bashrc', 'inputrc', 'mime.types', 'login.defs',
+];
+const MASKED_PROC_FILES = ['kcore', 'keys', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats'];
+const MASKED_PROC_DIRS = ['acpi', 'scsi', 'asound'];
+const READONLY_PROC = ['sys', 'sysrq-trigger', 'irq', 'bus', 'fs'];
+
+type HostEntry = { name: string; kind: 'dir' | 'file' | 'symlink'; source: string; link?: string };
+
+let defaultRootCache: { system: HostEntry[]; etc: HostEntry[] } | undefined;
+
+/** What of the host goes into the default rootfs; looked up once per process. */
+function defaultRootEntries(): { system: HostEntry[]; etc: HostEntry[] } {
+  if (defaultRootCache) return defaultRootCache;
+  const system: HostEntry[] = [];
+  for (const name of SYSTEM_DIRS) {
+    const p = '/' + name;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) system.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
+    else if (st.isDirectory()) system.push({ name, kind: 'dir', source: p });
+  }
+  const etc: HostEntry[] = [];
+  for (const name of SAFE_ETC) {
+    const p = '/etc/' + name;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) {
+      // Keep a link whose target is inside what the container sees (e.g. /usr/share/zoneinfo);
+      // bind the resolved file for one that points elsewhere (e.g. /run/systemd/resolve).
+      let real: string;
+      try {
+        real = fs.realpathSync(p);
+      } catch {
+        continue;
+      }
+      const top = real.split('/')[1] ?? '';
+      if (SYSTEM_DIRS.includes(top)) {
+        etc.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
+        continue;
+      }
+      try {
+        st = fs.statSync(real);
+      } catch {
+        continue;
+      }
+      etc.push({ name, kind: st.isDirectory() ? 'dir' : 'file', source: real });
+    } else if (st.isDirectory()) etc.push({ name, kind: 'dir', source: p });
+    else if (st.isFile()) etc.push({ name, kind: 'file', source: p });
+  }
+  defaultRootCache = { system, etc };
+  return defaultRootCache;
+}
+
+let procEntriesCache: Set<string> | undefined;
+function hostProcEntries(): Set<string> {
+  if (!procEntriesCache) {
+    try {
+      procEntriesCache = new Set(fs.readdirSync('/proc'));
+    } catch {
+      procEntriesCache = new Set();
+    }
+  }
+  return procEntriesCache;
+}
+
+/** Collects ops with their meaning; paths given to it are container paths. */
+export class OpList {
+  readonly ops: NativeOp[] = [];
+  readonly meta: OpMeta[] = [];
+  private readonly made = new Set<string>();
+  private readonly K = native().constants;
+
+  constructor(private readonly staging: string) {}
+
+  /** Ops on container paths carry the path itself; the child resolves it inside the root's fd. */
+  private push(op: Partial<NativeOp> & { kind: number; dst: string }, m: OpMeta): void {
+    this.ops.push({ mode: 0, dev: 0, flags: 0, src: null, fstype: null, data: null, where: this.K.WHERE_DST_IN_ROOT!, ...op });
+    this.meta.push(m);
+  }
+
+  mount(src: string | null, target: string, fstype: string | null, flags: number, data: string | null, step: string, shown = target): void {
+    if (target === '/') {
+      // The root itself goes onto the staging directory (a host path); every later container path
+      // is resolved from the fd of what this mount put there.
+      this.push({ kind: this.K.OP_MOUNT!, src, dst: this.staging, fstype, flags, data, where: this.K.WHERE_OPEN_ROOT! }, { step, syscall: 'mount', path: shown });
+      return;
+    }
+    this.push({ kind: this.K.OP_MOUNT!, src, dst: target, fstype, flags, data }, { step, syscall: 'mount', path: shown });
+  }
+
+  /**
+   * The image's directory as the root, nodev (with its submounts, where the mount template applies
+   * it): a device node that the image brought, or that an earlier run left in it, never opens.
+   */
+  rootBind(rootfs: string): void {
+    this.mount(rootfs, '/', null, this.K.MS_BIND! | this.K.MS_REC!, null, 'rootfs.bind', rootfs);
+    this.remount('/', this.K.MS_BIND! | this.K.MS_NODEV!, 'rootfs.bind');
+  }
+
+  /** A bind whose source is itself a container path (our own /dev/null, /proc/sys). */
+  bindInRoot(source: string, target: string, flags: number, step: string): void {
+    const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_IN_ROOT!;
+    this.push({ kind: this.K.OP_MOUNT!, src: source, dst: target, flags: this.K.MS_BIND!, where }, { step, syscall: 'mount', path: target });
+    if (flags) this.remount(target, this.K.MS_BIND! | flags, step);
+  }
+
+  /**
+   * A recursive bind of the host directory `outer`'s entry `rest`, resolved beneath `outer`
+   * (WHERE_SRC_BENEATH): a bind source inside another bind's source or inside the rootfs.
+   */
+  bindBeneath(outer: string, rest: string, target: string, step: string, shown: string): void {
+    const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_BENEATH!;
+    this.push({ kind: this.K.OP_MOUNT!, src: outer, data: rest, dst: target, flags: this.K.MS_BIND! | this.K.MS_REC!, where }, { step, syscall: 'mount', path: shown });
+  }
+
+  /** A mount at a host path outside the future root (e.g. the tmpfs behind an overlay). */
+  hostMount(src: string, hostDst: string, fstype: string | null, flags: number, data: string | null, step: string): void {
+    this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data, where: 0 }, { step, syscall: 'mount', path: hostDst });
+  }
+
+  hostMkdir(hostDst: string, step: string, mode = 0o700): void {
+    this.push({ kind: this.K.OP_MKDIR!, dst: hostDst, mode, where: 0 }, { step, syscall: 'mkdir', path: hostDst });
+  }
+
+  remount(target: string, flags: number, step: string): void {
+    this.push({ kind: this.K.OP_REMOUNT!, dst: target, flags }, { step, syscall: 'mount', path: target });
+  }
+
+  bind(source: string, target: string, flags: number, step: string, recursive = true): void {
+    const K = this.K;
+    this.mount(source, target, null, K.MS_BIND! | (recursive ? K.MS_REC! : 0), null, step, source);
+    if (flags) this.remount(target, K.MS_BIND! | flags, step);
+  }
+
+  mkdir(target: string, mode = 0o755, step = 'mount.target'): void {
+    if (this.made.has(target)) return;
+    this.push({ kind: this.K.OP_MKDIR!, dst: target, mode }, { step, syscall: 'mkdir', path: target });
+    this.made.add(target);
+  }
+
+  /** mkdir -p of a container path (every component). */
+  mkdirs(target: string, step = 'mount.target'): void {
+    const parts = target.split('/').filter(Boolean);
+    let cur = '';
+    for (const p of parts) {
+      cur += '/' + p;
+      this.mkdir(cur, 0o755, step);
+    }
+  }
+
+  touch(target: string, step = 'mount.target'): void {
+    this.mkdirs(path.posix.dirname(target), step);
+    this.push({ kind: this.K.OP_TOUCH!, dst: target, mode: 0o644 }, { step, syscall: 'open', path: target });
+  }
+
+  symlink(linkTarget: string, at: string, step: string): void {
+    this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: at }, { step, syscall: 'symlink', path: at });
+  }
+
+  mknod(at: string, major: number, minor: number, step: string): void {
+    // makedev() for majors and minors below 256 and 4096: the common encoding.
+    const dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
+    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: fs.constants.S_IFCHR | 0o666, dev }, { step, syscall: 'mknod', path: at });
+  }
+}
+
+function sourceKind(source: string, step: string): 'dir' | 'file' {
+  try {
+    return fs.statSync(source).isDirectory() ? 'dir' : 'file';
+  } catch (e) {
+    const err = fromSystemError(e, step, source);
+    throw new NsboxError({ code: err.code, errno: err.errno, syscall: 'stat', step, path: source });
+  }
+}
+
+/** Checks the rootfs exists and is a directory (an NsboxError, not a TypeError: it is the host's state). */
+export function checkRootfs(rootfs: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(rootfs);
+  } catch (e) {
+    const err = fromSystemError(e, 'rootfs', rootfs);
+    throw new NsboxError({ code: err.code, errno: err.errno, syscall: 'stat', step: 'rootfs', path: rootfs });
+  }
+  if (!st.isDirectory()) throw new NsboxError({ code: 'ENOTDIR', syscall: 'stat', step: 'rootfs', path: rootfs });
+}
+
+/** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
+export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false): OpList {
+  const K = native().constants;
+  const L = new OpList(staging);
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
+
+  // 1. The root.
+  if (o.rootfs !== undefined) {
+    checkRootfs(o.rootfs);
+    L.rootBind(o.rootfs);
+  } else {
+    L.mount('tmpfs', '/', 'tmpfs', NOSUID | NODEV, 'mode=0755', 'rootfs.bind', '(default rootfs)');
+    const { system, etc } = defaultRootEntries();
+    for (const e of system) {
+      if (e.kind === 'symlink') L.symlink(e.link!, '/' + e.name, 'rootfs.layout');
+      else {
+        L.mkdir('/' + e.name, 0o755, 'rootfs.layout');
+        L.bind(e.source, '/' + e.name, RDONLY | NOSUID | NODEV, 'rootfs.layout');
+      }
+    }
+    L.mkdir('/etc', 0o755, 'rootfs.layout');
+    for (const e of etc) {
+      const at = '/etc/' + e.name;
+      if (e.kind === 'symlink') {
+        L.mkdirs(path.posix.dirname(at), 'rootfs.layout');
+        L.symlink(e.link!, at, 'rootfs.layout');
+      } else {
+        if (e.kind === 'dir') L.mkdirs(at, 'rootfs.layout');
+        else L.touch(at, 'rootfs.layout');
+        L.bind(e.source, at, RDONLY | NOSUID | NODEV, 'rootfs.layout');
+      }
+    }
+    for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
+  }
+
+  mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
+  userMountOps(L, o.mounts, o.rootfs);
+
+  // 5. Read-only root last, so every mount point above could still be made. Non-recursive: the
+  //    mounts on top keep their own flags.
+  if (o.readonly) L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
+  return L;
+}
+
+/** /dev (tmpfs, the usual nodes, a private devpts) and /proc (fresh, with the knobs protected). */
+export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean }): void {
+  const K = native().constants;
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
+  // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
+  L.mkdir('/dev', 0o755, 'mount.dev');
+  L.mount('tmpfs', '/dev', 'tmpfs', NOSUID | NOEXEC, 'mode=0755,size=65536k', 'mount.dev');
+  for (const [name, major, minor] of [
+    ['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0],
+  ] as const) {
+    // In a user namespace mknod is refused (even for these harmless nodes): bind the host's.
+    if (opts.bindDevices) {
+      L.touch('/dev/' + name, 'mount.dev');
+      L.bind('/dev/' + name, '/dev/' + name, 0, 'mount.dev', false);
+    } else {
+      L.mknod('/dev/' + name, major, minor, 'mount.dev');
+    }
+  }
+  L.mkdir('/dev/pts', 0o755, 'mount.dev');
+  L.mount('devpts', '/dev/pts', 'devpts', NOSUID | NOEXEC, 'newinstance,ptmxmode=0666,mode=0620', 'mount.dev');
+  L.symlink('pts/ptmx', '/dev/ptmx', 'mount.dev');
+  L.symlink('/proc/self/fd', '/dev/fd', 'mount.dev');
+  L.symlink('/proc/self/fd/0', '/dev/stdin', 'mount.dev');
+  L.symlink('/proc/self/fd/1', '/dev/stdout', 'mount.dev');
+  L.symlink('/proc/self/fd/2', '/dev/stderr', 'mount.dev');
+  L.mkdir('/dev/shm', 0o1777, 'mount.dev');
+  L.mount('tmpfs', '/dev/shm', 'tmpfs', NOSUID | NODEV | NOEXEC, 'mode=1777,size=65536k', 'mount.dev');
+
+  if (opts.consoleNull) {
+    // A machine's console: PID 1's output goes to the state directory's console.log; /dev/console
+    // reads and writes like /dev/null (there is no terminal behind it).
+    L.touch('/dev/console', 'mount.dev');
+    L.bindInRoot('/dev/null', '/dev/console', 0, 'mount.dev');
+  }
+
+  // 3. /proc of the new pid namespace, with the kernel-wide knobs read-only and the leaky files masked
+  //    by the /dev/null made just above (never one from the image).
+  L.mkdir('/proc', 0o555, 'mount.proc');
+  L.mount('proc', '/proc', 'proc', NOSUID | NODEV | NOEXEC, null, 'mount.proc');
+  const proc = hostProcEntries();
+  for (const name of READONLY_PROC) {
+    if (!proc.has(name)) continue;
+    L.bindInRoot('/proc/' + name, '/proc/' + name, RDONLY | NOSUID | NODEV | NOEXEC, 'proc.readonly');
+  }
+  for (const name of MASKED_PROC_FILES) {
+    if (proc.has(name)) L.bindInRoot('/dev/null', '/proc/' + name, 0, 'proc.mask');
+  }
+  for (const name of MASKED_PROC_DIRS) {
+    if (proc.has(name)) L.mount('tmpfs', '/proc/' + name, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'proc.mask');
+  }
+
+}
+
+/**
+ * A host path walked the way the kernel resolves it, one component at a time with lstat and
+ * readlink (the physical directory reached so far is always a plain path): where it goes, and
+ * every directory it went through. `stop(dir)` ends the walk early, before anything below `dir` is
+ * followed; the components not walked yet are returned. Null when a component is missing.
+ */
+function hostWalk(p: string, stop?: (dir: string) => boolean): { dir: string; visited: string[]; rest: string[] } | null {
+  let todo = p.split('/').filter(Boolean);
+  let cur = '/';
+  const visited = ['/'];
+  let links = 0;
+  if (stop?.(cur)) return { dir: cur, visited, rest: todo };
+  while (todo.length) {
+    const c = todo.shift()!;
+    const next = c === '..' ? path.posix.dirname(cur) : c === '.' ? cur : path.posix.join(cur, c);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(next);
+    } catch {
+      return null;
+    }
+    if (st.isSymbolicLink()) {
+      if (++links > 40) return null;
+      const target = fs.readlinkSync(next);
+      todo = [...target.split('/').filter(Boolean), ...todo];
+      if (target.startsWith('/')) cur = '/';
+      continue;
+    }
+    cur = next;
+    visited.push(cur);
+    if (st.isDirectory() && stop?.(cur)) return { dir: cur, visited, rest: todo };
+  }
+  return { dir: cur, visited, rest: [] };
+}
+
+const within = (p: string, dir: string): boolean => p === dir || dir === '/' || p.startsWith(dir + '/');
+
+/**
+ * Where a bind's source lies inside another bind's source, or inside the rootfs (an "enclosure"),
+ * its path on the host runs through a directory a container can write: a container with the
+ * enclosure writable (now or on an earlier run) may have swapped a component for a symlink
+ * (sub -> /), and the host would follow it to its own /etc. Such a source is resolved beneath the
+ * enclosure instead (WHERE_SRC_BENEATH: the child opens the enclosure's own path, then the rest with
+ * RESOLVE_IN_ROOT from it), so a link inside it stays inside it.
+ *
+ * Which enclosure: every enclosure's path is walked on the host (its own links followed: an alias
+ * such as /srv/current -> /srv/rootfs is the administrator's). One whose walk passes through another
+ * is nested and never an anchor: its walk went through what a container writes. Two that each pass
+ * through the other, or one that passes through another and ends above it, can only come from a
+ * planted link (no two real directories are each inside the other): the start is refused. A source
+ * is then walked until it enters an anchor, before anything inside is followed; the rest of its
+ * path is resolved beneath that anchor by the child. Null for a source that enters none.
+ */
+function enclosureOf(source: string, enclosures: string[]): { outer: string; rest: string } | null {
+  const walks = new Map<string, { dir: string; visited: string[] }>();
+  for (const e of new Set(enclosures)) {
+    const w = hostWalk(e);
+    if (w) walks.set(e, w);
+  }
+  if (walks.size === 0) return null;
+  const nested = new Set<string>();
+  for (const [e, we] of walks) {
+    for (const [f, wf] of walks) {
+      if (e === f || we.dir === wf.dir) continue;
+      // e went through (or ended in) f's directory: e is inside f.
+      if (![...we.visited, we.dir].some((d) => within(d, wf.dir))) continue;
+      if ([...wf.visited, wf.dir].some((d) => within(d, we.dir))) {
+        throw new NsboxError({
+          code: 'ELOOP', step: 'mount.bind', path: e,
+          message: `mounts: ${e} and ${f} each lead into the other (a symlink planted in one of them?): refused (step mount.bind)`,
+        });
+      }
+      nested.add(e);
+    }
+  }
+  const anchors = [...walks].filter(([e]) => !nested.has(e));
+  const w = hostWalk(source, (d) => anchors.some(([, wa]) => within(d, wa.dir)));
+  if (!w || w.rest.length === 0 && anchors.some(([, wa]) => wa.dir === w.dir)) return null;  // not found, or an enclosure itself
+  const hit = anchors.find(([, wa]) => within(w.dir, wa.dir));
+  if (!hit) return null;
+  const inside = hit[1].dir === w.dir ? [] : path.posix.relative(hit[1].dir, w.dir).split('/');
+  const rest = [...inside, ...w.rest];
+  return rest.length ? { outer: hit[0], rest: rest.join('/') } : null;
+}
+
+/** The user's bind and tmpfs mounts, parents before children. */
+export function userMountOps(L: OpList, userMounts: ResolvedMount[], rootfs?: string): void {
+  const K = native().constants;
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
+  // 4. The user's mounts, parents before children.
+  const mounts = [...userMounts].sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+  const binds = mounts.filter((m): m is ResolvedMount & { type: 'bind' } => m.type === 'bind');
+  for (const m of mounts) {
+    if (m.type === 'bind') {
+      const kind = sourceKind(m.source, 'mount.bind');
+      if (kind === 'dir') L.mkdirs(m.target);
+      else L.touch(m.target);
+      const enclosures = binds.filter((o) => o !== m && o.source !== m.source).map((o) => o.source);
+      if (rootfs !== undefined) enclosures.push(rootfs);
+      const outer = enclosureOf(m.source, enclosures);
+      if (outer) {
+        L.bindBeneath(outer.outer, outer.rest, m.target, 'mount.bind', m.source);
+      } else {
+        L.mount(m.source, m.target, null, K.MS_BIND! | K.MS_REC!, null, 'mount.bind', m.source);
+      }
+      L.remount(m.target, K.MS_BIND! | NOSUID | NODEV | (m.readonly ? RDONLY : 0), 'mount.bind');
+    } else {
+      L.mkdirs(m.target);
+      const data = `mode=${m.mode.toString(8).padStart(4, '0')}` + (m.size !== undefined ? `,size=${m.size}` : '');
+      L.mount('tmpfs', m.target, 'tmpfs', NOSUID | NODEV, data, 'mount.tmpfs');
+    }
+  }
+
+}
+
+/**
+ * sysfs directories a machine sees as an empty read-only tmpfs (Docker's masked /sys paths):
+ * firmware tables (ACPI, EFI variables, DMI) are the host's; powercap holds the RAPL energy counters,
+ * a side channel on what the host's other processes compute (CVE-2020-8694, "Platypus").
+ */
+export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
+
+export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
+  const K = native().constants;
+  const L = new OpList(stagingDir);
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
+  checkRootfs(o.rootfs);
+  if (o.ephemeral) {
+    // The overlay's upper layer lives on a tmpfs that exists only in the machine's mount namespace:
+    // it is thrown away with the machine.
+    L.hostMount('tmpfs', scratch, 'tmpfs', NOSUID | NODEV, 'mode=0700', 'rootfs.overlay');
+    // The overlay's root takes its owner and mode from the upper directory: give it the rootfs's.
+    L.hostMkdir(scratch + '/upper', 'rootfs.overlay', fs.statSync(o.rootfs).mode & 0o7777);
+    L.hostMkdir(scratch + '/work', 'rootfs.overlay');
+    L.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
+  } else {
+    L.rootBind(o.rootfs);
+  }
+  mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
+  // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
+  // systemd inside can manage its subtree.
+  L.mkdir('/sys', 0o555, 'mount.sys');
+  if (userns && o.network === 'host') {
+    // sysfs may be mounted in a user namespace only together with a network namespace it owns.
+    L.bind('/sys', '/sys', RDONLY | NOSUID | NODEV | NOEXEC, 'mount.sys');
+  } else {
+    L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
+  }
+  L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
+  // The host's firmware tables and power counters are masked, as in Docker's defaults.
+  for (const p of MASKED_SYS_DIRS) {
+    if (fs.existsSync(p)) L.mount('tmpfs', p, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
+  }
+  L.mkdir('/run', 0o755, 'mount.run');
+  L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
+  L.mkdir('/run/host', 0o755, 'mount.run');
+  L.mkdir('/tmp', 0o1777, 'mount.tmp');
+  L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
+  userMountOps(L, o.mounts, o.rootfs);
+  return L;
+}
+
+/** A plan's filesystem ops, their meaning, and the addon's converted copy of them (compileOps). */
+interface FsOps {
+  ops: NativeOp[];
+  meta: OpMeta[];
+  compiled: number;
+}
+const fsOpsCache = new Map<string, FsOps>();
+const FS_OPS_CACHE_MAX = 32;
+
+/**
+ * buildFsOps, remembered: a process that starts many containers with the same rootfs and mounts
+ * reuses one op list (and the addon's converted copy, so each spawn skips converting ~35 ops; the
+ * copy is released when the list leaves this cache). The
+ * host lookups that shape the list are made every time and are part of the key: whether the rootfs
+ * is a directory, and whether each bind source is one. The lists are never changed once made.
+ */
+export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOps {
+  if (o.rootfs !== undefined) checkRootfs(o.rootfs);
+  const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds]);
+  let hit = fsOpsCache.get(key);
+  if (hit) {
+    // Most recently used last: the first key is the one to drop when the cache is full.
+    fsOpsCache.delete(key);
+  } else {
+    const L = buildFsOps(o, staging, userns);
+    hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
+    if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
+      const oldest = fsOpsCache.keys().next().value!;
+      native().releaseOps(fsOpsCache.get(oldest)!.compiled);
+      fsOpsCache.delete(oldest);
+    }
+  }
+  fsOpsCache.set(key, hit);
+  return hit;
+}

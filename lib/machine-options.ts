@@ -1,0 +1,195 @@
+// machine-options.ts: the options of Machine.start and Machine.exec, checked and resolved before
+// anything exists (a TypeError or RangeError with a Node-style code otherwise), and the machine
+// profile's defaults.
+import { checkCapabilities, MACHINE_CAPS } from './caps';
+import type { ResolvedLimits } from './cgroup';
+import { invalidType, invalidValue } from './errors';
+import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
+import {
+  checkAbsolutePath, checkCommand, checkEnv, checkHostname, checkMounts, checkTimeout, rejectUnknownKeys, resolveLimits, type ResolvedMount,
+} from './options';
+import { privileged, runtimeDir } from './runtime';
+import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
+import type { Limits, Mount, NetworkMode, NetworkOptions, StdioMode, UsernsOption } from './types';
+import { checkUsernsOption } from './userns';
+import { signalNumber } from './util';
+
+export const DEFAULT_STATE_DIR = '/run/nsbox';
+
+/** Where machine state lives unless `stateDir` says otherwise: /run/nsbox for root, else per user. */
+export function defaultStateDir(): string {
+  return privileged() ? DEFAULT_STATE_DIR : runtimeDir('machine.state');
+}
+export const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
+/**
+ * Machines run a full init that manages mounts, cgroups and keys, with the capabilities below, so their
+ * default filter is lighter than an app container's: Docker's profile with those capabilities (which
+ * re-allow mount, setns, unshare, ...), keyctl allowed (systemd uses it), and what no container may do
+ * even with those capabilities denied outright, as LXC's privileged profile does: loading kernel
+ * modules, kexec, and open_by_handle_at (the "shocker" escape with CAP_DAC_READ_SEARCH).
+ */
+export const MACHINE_SECCOMP = {
+  allow: ['keyctl', 'add_key', 'request_key'],
+  deny: ['init_module', 'finit_module', 'delete_module', 'kexec_load', 'kexec_file_load', 'open_by_handle_at'],
+};
+
+export interface MachineOptions {
+  /** `[a-z0-9][a-z0-9_.-]{0,62}` */
+  name: string;
+  /** Directory with the machine's root filesystem. */
+  rootfs: string;
+  /** `'builtin'` (the bundled init) or an argv such as `['/sbin/init']`. Default `'builtin'`. */
+  init?: 'builtin' | string[];
+  /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
+  ephemeral?: boolean;
+  /** Default: `name`. */
+  hostname?: string;
+  /** Environment of PID 1 (plus `container=nsbox`, `PATH`). */
+  env?: Record<string, string>;
+  mounts?: Mount[];
+  /** As for app containers; with a bridge, published ports are forwarded by the starting process. */
+  network?: NetworkMode | NetworkOptions;
+  limits?: Limits;
+  /** Where machine state lives (default `/run/nsbox` for root; rootless: `$XDG_RUNTIME_DIR/nsbox` or `/tmp/nsbox-<uid>`). */
+  stateDir?: string;
+  /** Wait until the machine is up: systemd's boot finished (`running` or `degraded`). */
+  waitReady?: boolean;
+  /** How long `waitReady` may take, in ms (default 120000). */
+  readyTimeout?: number;
+  /** The signal that asks PID 1 to halt (default: SIGRTMIN+3 for systemd, SIGTERM otherwise). */
+  haltSignal?: string | number;
+  /** Change the capability set (default: systemd-nspawn's). */
+  capabilities?: { add?: string[]; drop?: string[] };
+  /**
+   * User namespace, as for app containers: always one for a rootless caller (a full subordinate range
+   * where newuidmap and /etc/subuid allow it, which a distro rootfs with system users needs), none
+   * for root unless `true` or explicit maps are given.
+   */
+  userns?: UsernsOption;
+  /** System call filter for PID 1 and every exec (default: the machine profile, see MACHINE_SECCOMP). */
+  seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
+}
+
+export interface MachineExecOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: { uid: number; gid: number; groups?: number[] };
+  /** A pty from the machine's own devpts as stdin/stdout/stderr (resize with `container.resize`). */
+  tty?: boolean;
+  /** With `tty`: the terminal size the command starts with (default 80x24). */
+  columns?: number;
+  rows?: number;
+  /** As for app containers: `'inherit'` relays Node's stdio through pipes (the command sees no tty; use `tty`). */
+  stdio?: StdioMode;
+  input?: string | Buffer;
+  timeout?: number;
+  /**
+   * How long the start may take, in ms (default 10000): from the clone until the process inside the
+   * machine has exec'd the command. Past it the process is killed and reaped, and `wait()` (and
+   * `run()`) rejects with an NsboxError `ETIMEDOUT` (step `exec.start`). Nothing the machine does
+   * (stopping or freezing the process, a FIFO, lease or FUSE mount on a path it opens) holds up
+   * Node's JS thread meanwhile: `exec()` returns at once and the start finishes on the event loop.
+   */
+  startTimeout?: number;
+  signal?: AbortSignal;
+  maxOutput?: number;
+}
+
+/** exec's start limit unless `startTimeout` says otherwise. */
+export const DEFAULT_EXEC_START_TIMEOUT = 10000;
+
+export interface ResolvedMachineOptions {
+  name: string;
+  rootfs: string;
+  init: 'builtin' | string[];
+  ephemeral: boolean;
+  hostname: string;
+  env: Record<string, string>;
+  mounts: ResolvedMount[];
+  network: NetworkMode;
+  limits: ResolvedLimits | undefined;
+  stateDir: string;
+  waitReady: boolean;
+  readyTimeout: number;
+  haltSignal: number | undefined;
+  capabilities: { add: string[]; drop: string[] };
+  seccomp: ResolvedSeccomp | null;
+  userns: UsernsOption | undefined;
+  bridge: ResolvedBridge | undefined;
+}
+
+const MACHINE_KEYS = [
+  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
+  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns',
+] as const;
+
+/** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
+export function resolveMachineSeccomp(v: unknown): ResolvedSeccomp | null {
+  if (v === undefined || v === 'default') return resolveSeccomp(MACHINE_SECCOMP);
+  if (v === 'none') return null;
+  if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    const o = v as { allow?: unknown; deny?: unknown; defaultErrno?: unknown };
+    const allow = Array.isArray(o.allow) ? o.allow : o.allow === undefined ? [] : o.allow;
+    const deny = Array.isArray(o.deny) ? o.deny : o.deny === undefined ? [] : o.deny;
+    if (!Array.isArray(allow) || !Array.isArray(deny)) return resolveSeccomp(v);
+    return resolveSeccomp({
+      ...o,
+      allow: [...MACHINE_SECCOMP.allow.filter((x) => !deny.includes(x)), ...allow],
+      deny: [...MACHINE_SECCOMP.deny.filter((x) => !allow.includes(x)), ...deny],
+    });
+  }
+  return resolveSeccomp(v);
+}
+
+export function checkName(v: unknown): string {
+  if (typeof v !== 'string') throw invalidType('name', 'of type string', v);
+  if (!NAME_RE.test(v)) throw invalidValue('name', v, 'must match [a-z0-9][a-z0-9_.-]{0,62} (no "/", "..", upper case or empty)');
+  if (v === '.' || v === '..' || v.includes('..')) throw invalidValue('name', v, "must not contain '..'");
+  return v;
+}
+
+export function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw invalidType('options', 'of type object', opts);
+  rejectUnknownKeys(opts, MACHINE_KEYS, '');
+  const o = opts as MachineOptions;
+  const name = checkName(o.name);
+  if (o.rootfs === undefined) throw invalidType('rootfs', 'of type string', undefined);
+  const rootfs = checkAbsolutePath('rootfs', o.rootfs);
+  let init: 'builtin' | string[] = 'builtin';
+  if (o.init !== undefined && o.init !== 'builtin') {
+    if (!Array.isArray(o.init)) throw invalidValue('init', o.init, "must be 'builtin' or an argv array such as ['/sbin/init']");
+    init = checkCommand('init', o.init);
+    if (!init[0]!.startsWith('/')) throw invalidValue('init[0]', init[0], 'must be an absolute path inside the rootfs');
+  }
+  const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
+  if (ephemeral && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
+  const { mode: network, bridge } = checkNetwork('network', o.network);
+  const env = checkEnv('env', o.env ?? {});
+  const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
+  const readyTimeout = o.readyTimeout === undefined ? 120000 : checkTimeout('readyTimeout', o.readyTimeout)!;
+  if (o.waitReady !== undefined && typeof o.waitReady !== 'boolean') throw invalidType('waitReady', 'of type boolean', o.waitReady);
+  return {
+    name,
+    rootfs,
+    init,
+    ephemeral,
+    hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),
+    env,
+    mounts,
+    network,
+    limits: resolveLimits(o.limits),
+    stateDir: o.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', o.stateDir),
+    waitReady: o.waitReady ?? false,
+    readyTimeout,
+    haltSignal: o.haltSignal === undefined ? undefined : signalNumber(o.haltSignal, 'haltSignal'),
+    capabilities: (() => {
+      const caps = checkCapabilities('capabilities', o.capabilities);
+      checkPolicyCaps('network', bridge, MACHINE_CAPS, caps);
+      return caps;
+    })(),
+    seccomp: resolveMachineSeccomp(o.seccomp),
+    userns: checkUsernsOption('userns', o.userns),
+    bridge,
+  };
+}

@@ -435,7 +435,7 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     netw?.closeSocket();
     if (netw && res.step === undefined) netw.adopt(res.pid);
     // Its own host id range (userns: true as root) is free again once it is waited for.
-    if (p.userns?.lease && res.step === undefined) holdIdRange(res.pid, p.userns.lease);
+    if (p.userns?.lease && p.userns.owner && res.step === undefined) holdIdRange(res.pid, p.userns.lease, p.userns.owner);
     for (const fd of p.childFds.splice(0)) closeQuiet(fd);
     cgroup?.closeFd();
     if (res.step !== undefined) {

@@ -14,22 +14,38 @@ export interface LeaseOwner {
   start: string | null;
 }
 
-/**
- * The start time of a running pid (its identity), or null when it is gone, a zombie or dead: a
- * zombie holds nothing (its namespaces, and the processes in them, are gone with it).
- */
-export function startTimeOf(pid: number): string | null {
+/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot) and the state, or null. */
+function statOf(pid: number): { state: string; start: string } | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return f[0] === 'Z' || f[0] === 'X' ? null : f[19] ?? null;
+    return f[19] === undefined ? null : { state: f[0]!, start: f[19] };
   } catch {
     return null;
   }
 }
 
+/**
+ * The start time of a running pid (its identity), or null when it is gone, a zombie or dead: a
+ * zombie holds nothing (its namespaces, and the processes in them, are gone with it).
+ */
+export function startTimeOf(pid: number): string | null {
+  const s = statOf(pid);
+  return !s || s.state === 'Z' || s.state === 'X' ? null : s.start;
+}
+
+/**
+ * Who owns a lease: a pid and its start time, read even when the process is already a zombie (a
+ * child of this process that exited at once is one until it is reaped): an owner recorded as
+ * `start: null` could never be told from a later process with the same pid.
+ */
 export function ownerOf(pid: number): LeaseOwner {
-  return { pid, start: startTimeOf(pid) };
+  return { pid, start: statOf(pid)?.start ?? null };
+}
+
+/** Is `l` owned by exactly this owner (pid and start time)? */
+export function ownedBy(l: LeaseOwner, owner: LeaseOwner): boolean {
+  return l.pid === owner.pid && l.start === owner.start;
 }
 
 export function readLease<T extends LeaseOwner>(file: string): T | null {
@@ -41,8 +57,9 @@ export function readLease<T extends LeaseOwner>(file: string): T | null {
   }
 }
 
+/** The lease's owner still runs: the same pid with the same start time (never a null one). */
 export function leaseLive(l: LeaseOwner | null): boolean {
-  return !!l && l.pid > 0 && startTimeOf(l.pid) === l.start;
+  return !!l && l.pid > 0 && l.start !== null && startTimeOf(l.pid) === l.start;
 }
 
 /** Replaces a lease's content (a new owner) so a reader never sees it torn. */

@@ -20,7 +20,7 @@ import {
 } from './machine-options';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, planStdio, StdioRelay } from './stdio';
-import { startTimeOf } from './lease';
+import { ownerOf, startTimeOf } from './lease';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
@@ -172,7 +172,6 @@ export class Machine {
     let netw: NetworkSetup | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
     let spawned: NativeProcess | null = null;
-    let spawnedPid = -1;
     let made: Machine | null = null;
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
@@ -212,8 +211,8 @@ export class Machine {
         throw errorFromRecord(res, { meta: L.meta, candidates: plan.candidates, command: plan.argv, rootfs: o.rootfs, cwd: '/', hostname: o.hostname });
       }
       spawned = res.process;
-      spawnedPid = res.pid;
-      const startTime = startTimeOf(res.pid);
+      // As the leases record it (ownerOf): PID 1 is not reaped, so it is there even if it died.
+      const startTime = ownerOf(res.pid).start;
       const state: StateFile = {
         version: 1,
         name: o.name,
@@ -252,7 +251,7 @@ export class Machine {
       }
       // Its host id range likewise (a stop from another process releases it there).
       const idLease = userns?.lease;
-      if (idLease) void m.#gone.then(() => releaseIdRange(idLease, m.pid));
+      if (idLease) void m.#gone.then(() => releaseIdRange(idLease, { pid: state.pid, start: state.startTime }));
       if (o.waitReady && systemd) {
         // A machine that did not come up is not left behind (the catch below kills it).
         await m.#waitSystemd(o.readyTimeout);
@@ -279,7 +278,7 @@ export class Machine {
         cgroup?.removeNow();
       }
       netw?.release();
-      if (userns?.lease && spawnedPid > 0) releaseIdRange(userns.lease, spawnedPid);
+      if (userns?.lease && userns.owner) releaseIdRange(userns.lease, userns.owner);
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
     }
@@ -297,8 +296,8 @@ export class Machine {
       // PID 1 is gone (or its pid now belongs to someone else): the machine stopped without us.
       s.stopped = true;
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
-      if (s.net) releaseLease(s.net.lease, s.pid);
-      if (s.userns?.lease) releaseIdRange(s.userns.lease, s.pid);
+      if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
+      if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
       writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
     }
     return new Machine(dir, s, proc, stateDir);
@@ -609,8 +608,8 @@ export class Machine {
   async #markStopped(): Promise<void> {
     if (this.#cgroup) await this.#cgroup.remove();
     this.#net?.release();
-    if (this.#state.net) releaseLease(this.#state.net.lease, this.#state.pid);
-    if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, this.#state.pid);
+    if (this.#state.net) releaseLease(this.#state.net.lease, { pid: this.#state.pid, start: this.#state.startTime });
+    if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));
@@ -662,8 +661,8 @@ function claimName(dir: string, name: string): void {
       if (s.stopped) throw exists(`a stopped machine named '${name}' exists; destroy() it first`);
       // Stale: PID 1 died (or its pid was reused) without a stop. Clean up what it left.
       if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
-      if (s.net) releaseLease(s.net.lease, s.pid);
-      if (s.userns?.lease) releaseIdRange(s.userns.lease, s.pid);
+      if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
+      if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
     } else if (Date.now() - fs.statSync(dir).mtimeMs < 10000) {
       // No state yet: another process is between taking the name and writing the state.
       throw exists(`a machine named '${name}' is being started`);

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-import { createLease, leaseLive, ownerOf, readLease, startTimeOf, writeLeaseAtomic, type LeaseOwner, withLock } from './lease';
+import { createLease, leaseLive, ownedBy, ownerOf, readLease, startTimeOf, writeLeaseAtomic, type LeaseOwner, withLock } from './lease';
 import { NsboxError, errnoName, notSupported } from './errors';
 import { privileged } from './runtime';
 import { native, type NativeNet, type NativeRule } from './native';
@@ -273,7 +273,7 @@ export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup 
   } catch (e) {
     for (const fd of listeners) fs.closeSync(fd);
     if (sock >= 0) fs.closeSync(sock);
-    if (lease) releaseLease(lease, process.pid);
+    if (lease) releaseLease(lease, ownerOf(process.pid));
     throw e;
   }
 }
@@ -283,15 +283,20 @@ export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup 
  * kernel would remove the pair with the dead container's namespace, but asynchronously; deleting it
  * here means nothing is left once a container has been waited for (or a failed start has thrown).
  */
-export function releaseLease(lease: string, pid: number): void {
-  const l = readLease<LeaseFile>(lease);
-  if (l && l.pid !== pid) return;
-  if (l && VETH_RE.test(l.hostIf)) native().netDelLink(l.hostIf);  // ENODEV: already gone
-  for (const f of [lease, `${lease}.hosts`, `${lease}.resolv`]) fs.rmSync(f, { force: true });
+export function releaseLease(lease: string, owner: LeaseOwner): void {
+  if (!fs.existsSync(lease)) return;
+  // Under the bridge's lock: a lease reclaimed and taken again by another container between the
+  // read and the removal is never the one removed.
+  withLock(path.dirname(path.dirname(lease)), 'network.lease', () => {
+    const l = readLease<LeaseFile>(lease);
+    if (l && !ownedBy(l, owner)) return;
+    if (l && VETH_RE.test(l.hostIf)) native().netDelLink(l.hostIf);  // ENODEV: already gone
+    for (const f of [lease, `${lease}.hosts`, `${lease}.resolv`]) fs.rmSync(f, { force: true });
+  });
 }
 
 function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: string, sock: number, listeners: number[], mounts: ResolvedMount[]): NetworkSetup {
-  let owner = process.pid;
+  let owner = ownerOf(process.pid);
   // The container's PID 1 (a pidfd: it does not pin the namespace, and is never someone else's).
   let pid1 = -1;
   let pid1fd = -1;
@@ -312,8 +317,8 @@ function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: s
     lease,
     mounts,
     adopt(pid: number) {
-      writeLeaseAtomic(lease, { ...ownerOf(pid), hostIf } as LeaseFile);
-      owner = pid;
+      owner = ownerOf(pid);
+      writeLeaseAtomic(lease, { ...owner, hostIf } as LeaseFile);
       if (b.ports.length && pid1fd < 0 && !released) {
         const fd = native().netPidfd(pid);
         if (fd >= 0) {

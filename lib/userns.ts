@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { NsboxError, badRangeValue, fromSystemError, invalidType, notSupported } from './errors';
-import { createLease, isStaleTemporary, leaseLive, ownerOf, readLease, withLock, writeLeaseAtomic, type LeaseOwner } from './lease';
+import { createLease, isStaleTemporary, leaseLive, ownedBy, ownerOf, readLease, withLock, writeLeaseAtomic, type LeaseOwner } from './lease';
 import { native, type NativePlan, type SpawnResult } from './native';
 import { privileged } from './runtime';
 import { arrayElements } from './util';
@@ -34,8 +34,9 @@ export interface UsernsPlan {
   auto?: { uid: boolean; gid: boolean };
   /** A persistent machine's rootfs: a rootfs owned by a lease-able range is run with that range. */
   rootfs?: string;
-  /** The lease file of an auto range, once taken. */
+  /** The lease file of an auto range, once taken, and its owner (the container's PID 1). */
   lease?: string;
+  owner?: LeaseOwner;
 }
 
 const MAX_ID = 2 ** 32 - 1; // (uid_t)-1 is never a valid id
@@ -246,6 +247,11 @@ export function resolveUserns(opt: UsernsOption | undefined, ids: { uid: number;
 
 /** Where the id range leases live: one file per leased range, named by its first host uid. */
 export const USERNS_LEASE_DIR = '/run/nsbox/userns';
+/**
+ * Ranges that belong to a persistent machine's rootfs (one file per range, naming the rootfs), kept
+ * across reboots: no app container takes such a range while that rootfs is still owned by it.
+ */
+export const USERNS_RESERVE_DIR = '/var/lib/nsbox/userns';
 /** Ranges of USERNS_SIZE ids from ROOT_USERNS_BASE up, where /etc/subuid has no range for root. */
 export const ROOT_USERNS_SLOTS = 16384;
 
@@ -278,96 +284,168 @@ export function idRangePool(): { ranges: IdRange[]; source: string } {
 const clash = (a: IdRange, b: IdRange): boolean =>
   Math.abs(a.uid - b.uid) < USERNS_SIZE || Math.abs(a.gid - b.gid) < USERNS_SIZE;
 
+function ownerIds(p: string): IdRange | null {
+  try {
+    const st = fs.statSync(p);
+    return { uid: st.uid, gid: st.gid };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The range a persistent rootfs asks for: one whose first ids own the rootfs's top directory (as
  * systemd-nspawn's --private-users=pick), so a machine finds its files owned by its own ids on every
  * start. Null for a rootfs owned by anything else (host root, for one).
  */
 export function rangeOwning(rootfs: string, pool: IdRange[]): IdRange | null {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(rootfs);
-  } catch {
-    return null;
+  const o = ownerIds(rootfs);
+  return o ? pool.find((r) => r.uid === o.uid && r.gid === o.gid) ?? null : null;
+}
+
+/** Numeric entries of a lease directory that are regular files (anything else is never a lease). */
+function entries(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isFile() && /^\d+$/.test(d.name)).map((d) => d.name);
+}
+
+/**
+ * The live leases, with those whose owner is gone removed. A live lease that does not say which
+ * range it holds is taken to hold the range its name starts (the file name is its first uid).
+ */
+function liveLeases(dir: string): IdLease[] {
+  const live: IdLease[] = [];
+  for (const name of fs.readdirSync(dir)) if (isStaleTemporary(name)) fs.rmSync(path.join(dir, name), { force: true });
+  for (const name of entries(dir)) {
+    const l = readLease<IdLease>(path.join(dir, name));
+    if (!l || !leaseLive(l)) {
+      fs.rmSync(path.join(dir, name), { force: true });
+      continue;
+    }
+    const first = Number(name);
+    live.push({ ...l, uid: Number.isInteger(l.uid) ? l.uid : first, gid: Number.isInteger(l.gid) ? l.gid : first });
   }
-  return pool.find((r) => r.uid === st.uid && r.gid === st.gid) ?? null;
+  return live;
+}
+
+/** Ranges reserved for a persistent machine's rootfs that is still owned by them (stale ones go). */
+function reservedRanges(): IdRange[] {
+  const out: IdRange[] = [];
+  let names: string[];
+  try {
+    names = entries(USERNS_RESERVE_DIR);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const file = path.join(USERNS_RESERVE_DIR, name);
+    let r: { rootfs?: unknown; uid?: unknown; gid?: unknown } | null;
+    try {
+      r = JSON.parse(fs.readFileSync(file, 'utf8')) as { rootfs?: unknown; uid?: unknown; gid?: unknown } | null;
+    } catch {
+      r = null;
+    }
+    const o = r && typeof r.rootfs === 'string' ? ownerIds(r.rootfs) : null;
+    if (r && o && o.uid === r.uid && o.gid === r.gid) out.push(o);
+    else fs.rmSync(file, { force: true });
+  }
+  return out;
+}
+
+/** Keeps a persistent machine's range from app containers for as long as its rootfs is owned by it. */
+function reserve(range: IdRange, rootfs: string): void {
+  fs.mkdirSync(USERNS_RESERVE_DIR, { recursive: true, mode: 0o700 });
+  const file = path.join(USERNS_RESERVE_DIR, String(range.uid));
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify({ rootfs, ...range }), { mode: 0o600 });
+  fs.renameSync(tmp, file);
 }
 
 /**
  * Leases a host id range for one container, under the lease directory's lock: the rootfs's own range
- * (rangeOwning) where it has one, else the first range no live lease overlaps. The lease is this
- * process's until adopted by the container's PID 1. Throws EBUSY when a rootfs's range is held by a
- * running container, ENOSPC when every range is.
+ * (rangeOwning) where it has one, else the first range that no live lease overlaps and no machine's
+ * rootfs keeps. The lease is this process's until adopted by the container's PID 1. Throws EBUSY
+ * when a rootfs's range is held by a running container, ENOSPC when every range is taken; any other
+ * failure is an NsboxError of `step` naming the file.
  */
 export function leaseIdRange(step: string, rootfs?: string): { range: IdRange; file: string } {
   const dir = USERNS_LEASE_DIR;
+  let at = dir;
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const { ranges, source } = idRangePool();
+    return withLock(dir, step, () => {
+      const live = liveLeases(dir);
+      const own = rootfs === undefined ? null : rangeOwning(rootfs, ranges);
+      if (own) {
+        const holder = live.find((l) => clash(l, own));
+        const file = path.join(dir, String(own.uid));
+        if (holder || fs.existsSync(file)) {
+          throw new NsboxError({
+            code: 'EBUSY', step, path: rootfs,
+            message: `the host id range ${own.uid}-${own.uid + USERNS_SIZE - 1} that owns ${rootfs} is in use${holder ? ` by process ${holder.pid}` : ''} (step ${step})`,
+          });
+        }
+        at = USERNS_RESERVE_DIR;
+        reserve(own, rootfs!);
+        at = file;
+        createLease(file, { ...ownerOf(process.pid), ...own } as IdLease);
+        return { range: own, file };
+      }
+      const kept = reservedRanges();
+      for (const r of ranges) {
+        if (live.some((l) => clash(l, r)) || kept.some((k) => clash(k, r))) continue;
+        const file = path.join(dir, String(r.uid));
+        if (fs.existsSync(file)) continue;  // not a lease (a directory, say): never ours to remove
+        at = file;
+        createLease(file, { ...ownerOf(process.pid), ...r } as IdLease);
+        return { range: r, file };
+      }
+      throw new NsboxError({
+        code: 'ENOSPC', step, path: dir,
+        message: `every host id range for user namespaces is in use (${live.length} leased, ${kept.length} kept for machines; the pool is ${source}) (step ${step})`,
+      });
+    });
   } catch (e) {
-    throw fromSystemError(e, step, dir);
+    throw e instanceof NsboxError ? e : fromSystemError(e, step, (e as NodeJS.ErrnoException).path ?? at);
   }
-  const { ranges, source } = idRangePool();
-  return withLock(dir, step, () => {
-    const live: IdLease[] = [];
-    for (const name of fs.readdirSync(dir)) {
-      if (isStaleTemporary(name)) fs.rmSync(path.join(dir, name), { force: true });
-      if (!/^\d+$/.test(name)) continue;
-      const l = readLease<IdLease>(path.join(dir, name));
-      if (l && leaseLive(l)) live.push(l);
-      else fs.rmSync(path.join(dir, name), { force: true });
-    }
-    const own = rootfs === undefined ? null : rangeOwning(rootfs, ranges);
-    let range: IdRange | undefined;
-    if (own) {
-      const holder = live.find((l) => clash(l, own));
-      if (holder) {
-        throw new NsboxError({
-          code: 'EBUSY', step, path: rootfs,
-          message: `the host id range ${own.uid}-${own.uid + USERNS_SIZE - 1} that owns ${rootfs} is in use by process ${holder.pid} (step ${step})`,
-        });
-      }
-      range = own;
-    } else {
-      range = ranges.find((r) => !live.some((l) => clash(l, r)));
-      if (!range) {
-        throw new NsboxError({
-          code: 'ENOSPC', step, path: dir,
-          message: `every host id range for user namespaces is in use (${live.length} leased; the pool is ${source}) (step ${step})`,
-        });
-      }
-    }
-    const file = path.join(dir, String(range.uid));
-    createLease(file, { ...ownerOf(process.pid), ...range } as IdLease);
-    return { range, file };
-  });
 }
 
-/** Hands a lease to its container's PID 1: it is held while that process lives. */
-export function adoptIdRange(file: string, pid: number, range: IdRange): void {
-  writeLeaseAtomic(file, { ...ownerOf(pid), ...range } as IdLease);
+/** Hands a lease to its container's PID 1 (pid and start time): held while that process lives. */
+export function adoptIdRange(file: string, owner: LeaseOwner, range: IdRange): void {
+  writeLeaseAtomic(file, { ...owner, ...range } as IdLease);
 }
 
-/** Removes a range's lease if `pid` still owns it (a later owner's lease is left alone). */
-export function releaseIdRange(file: string, pid: number): void {
-  const l = readLease<IdLease>(file);
-  if (l && l.pid !== pid) return;
-  fs.rmSync(file, { force: true });
+/**
+ * Removes a range's lease if `owner` (pid and start time) still owns it, under the lock: a lease
+ * that went stale and was taken again by another container is never the one removed.
+ */
+export function releaseIdRange(file: string, owner: LeaseOwner): void {
+  if (!fs.existsSync(file)) return;
+  try {
+    withLock(USERNS_LEASE_DIR, 'userns', () => {
+      const l = readLease<IdLease>(file);
+      if (l && !ownedBy(l, owner)) return;
+      fs.rmSync(file, { force: true });
+    });
+  } catch {
+    /* a release is cleanup: a lease left behind is reclaimed once its owner is gone */
+  }
 }
 
 /** Leases of app containers, by their PID 1's pid, released when the container is waited for. */
-const heldByPid = new Map<number, string>();
+const heldByPid = new Map<number, { file: string; owner: LeaseOwner }>();
 
 /** Remembers an app container's lease, to be released when it is waited for. */
-export function holdIdRange(pid: number, file: string): void {
-  heldByPid.set(pid, file);
+export function holdIdRange(pid: number, file: string, owner: LeaseOwner): void {
+  heldByPid.set(pid, { file, owner });
 }
 
 /** Releases the id range of a container that has exited (a no-op for one without). */
 export function releaseIdRangeOf(pid: number): void {
-  const file = heldByPid.get(pid);
-  if (file === undefined) return;
+  const held = heldByPid.get(pid);
+  if (held === undefined) return;
   heldByPid.delete(pid);
-  releaseIdRange(file, pid);
+  releaseIdRange(held.file, held.owner);
 }
 
 function withRange(u: UsernsPlan, r: IdRange): UsernsPlan {
@@ -426,15 +504,31 @@ export function spawnWithUserns(plan: NativePlan, u: UsernsPlan | null, allowRea
   // succeeds, then its PID 1's; it goes with a failed start.
   const { range, file } = leaseIdRange(step, u.rootfs);
   Object.assign(u, withRange(u, range), { lease: file });
+  const me = ownerOf(process.pid);
   let res: SpawnResult;
   try {
     res = spawnMapped(plan, u, allowReady, step);
   } catch (e) {
-    releaseIdRange(file, process.pid);
+    releaseIdRange(file, me);
     throw e;
   }
-  if (res.step !== undefined) releaseIdRange(file, process.pid);
-  else adoptIdRange(file, res.pid, range);
+  if (res.step !== undefined) {
+    releaseIdRange(file, me);
+    return res;
+  }
+  const owner = ownerOf(res.pid);
+  try {
+    adoptIdRange(file, owner, range);
+  } catch (e) {
+    // The lease could not be handed over (a full /run): a container whose range nothing records
+    // must not run on, so it is killed and reaped, and its start fails.
+    res.process.signal(9);
+    if (res.errFd !== undefined) fs.closeSync(res.errFd);
+    res.process.reap();
+    releaseIdRange(file, me);
+    throw fromSystemError(e, step, (e as NodeJS.ErrnoException).path ?? file);
+  }
+  u.owner = owner;
   return res;
 }
 

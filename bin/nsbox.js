@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `nsbox` command. Everything lives in lib/cli.ts (compiled to dist/cli.js).
+// The `nsbox` command: lib/cli.ts (compiled to dist/cli.js) and the parts under lib/cli/.
 'use strict';
 
 let cli;

@@ -1,6 +1,6 @@
 'use strict';
-// Section 5 of bench/index.js: a Debian systemd boot to "ready" plus its stop, nsbox against
-// systemd-nspawn -b on the same rootfs, the two taking turns.
+// Section 5 of the benchmark (bench/sections/systemd.js): a Debian systemd boot to "ready" plus
+// its stop, nsbox against systemd-nspawn -b on the same rootfs, the two taking turns.
 //   nsbox:  Machine.start({ init: ['/sbin/init'], ephemeral: true, waitReady: true }) then m.stop()
 //   nspawn: systemd-nspawn -D ROOTFS --volatile=overlay -b --register=no --keep-unit --private-network
 //           then, from Node, `nsenter -t PID1 -a systemctl is-system-running --wait` (the same check

@@ -1,0 +1,119 @@
+// cli/app-commands.ts: `nsbox run` (one command in a new container, on nsbox's own stdio) and
+// `nsbox doctor` (what this host supports).
+import { spawn, probe } from '../index';
+import type { AppOptions, Container, ExitInfo, HostReport } from '../index';
+import { applyFlag, FlagState, optionsOf, renderFlags, tokenize, unknownFlag, UsageError } from './flags';
+import { EXIT_NSBOX, exitStatus, formatError, formatReport, io } from './output';
+import { forwardSignals } from './signals';
+import { RUN } from './table';
+
+export const RUN_USAGE = `Usage: nsbox run [flags] -- CMD ARGS...
+
+Runs CMD in new namespaces with its own cgroup. Its stdin, stdout and stderr are relayed to and
+from nsbox's own through pipes (CMD sees no terminal).
+Every flag also takes the --flag=value form.
+
+${renderFlags(RUN.flags)}
+Exit status: the command's; 128+n if it was killed by signal n; 125 if nsbox failed.
+SIGINT, SIGTERM and SIGHUP are forwarded to the container's PID 1 (which ignores signals it has no
+handler for unless --init is given); a second one kills the container.
+`;
+
+export interface ParsedRun {
+  help: boolean;
+  options: AppOptions;
+  /** Option path prefix ('limits.memory', 'mounts[2]') -> the flag that set it, for error messages. */
+  origin: Map<string, string>;
+}
+
+/** argv after `run`. Each flag is applied as it comes, so the first mistake is the one reported. */
+export function parseRun(argv: string[]): ParsedRun {
+  const st = new FlagState();
+  let command: string[] | undefined;
+  for (const t of tokenize(argv, RUN)) {
+    if (t.kind === 'flag') applyFlag(st, t.def, t.value);
+    else if (t.kind === 'command') command = t.argv;
+    else throw new UsageError(`put '--' before the command: nsbox run [flags] -- ${t.value}${t.more ? ' ...' : ''}`);
+  }
+  const { help, ...set } = optionsOf(st);
+  const options = { command: command ?? [], ...set } as AppOptions;
+  if (help !== true) {
+    if (command === undefined) throw new UsageError("missing '-- CMD': nsbox run [flags] -- CMD ARGS...");
+    if (command.length === 0) throw new UsageError("missing the command after '--': nsbox run [flags] -- CMD ARGS...");
+  }
+  return { help: help === true, options, origin: st.origin };
+}
+
+export async function cmdRun(argv: string[]): Promise<number> {
+  let parsed: ParsedRun;
+  try {
+    parsed = parseRun(argv);
+  } catch (e) {
+    io.err(formatError(e) + '\n');
+    return EXIT_NSBOX;
+  }
+  if (parsed.help) {
+    io.out(RUN_USAGE);
+    return 0;
+  }
+  const { options, origin } = parsed;
+
+  let c: Container;
+  try {
+    c = spawn({ ...options, stdio: 'inherit' });
+  } catch (e) {
+    io.err(formatError(e, origin) + '\n');
+    return EXIT_NSBOX;
+  }
+
+  // Signals: the first one is forwarded; a second means "stop now". If this process is going away
+  // regardless (uncaught error, process.exit), the container goes along.
+  const unforward = forwardSignals(c);
+
+  let info: ExitInfo;
+  try {
+    info = await c.wait();
+  } catch (e) {
+    io.err(formatError(e, origin) + '\n');
+    return EXIT_NSBOX;
+  } finally {
+    unforward();
+  }
+
+  if (info.timedOut) io.err(`nsbox: timed out after ${options.timeout} ms\n`);
+  if (info.oomKilled) {
+    const mem = options.limits?.memory;
+    io.err(`nsbox: the container ran out of memory${mem !== undefined ? ` (--memory ${mem})` : ''} and was OOM-killed\n`);
+  }
+  return exitStatus(info);
+}
+
+/**
+ * `nsbox doctor [--json]`. Its words are read here, as before the tokenizer existed: the tokenizer's
+ * rules differ on odd input (`--json=1`, `--`, `-`), and would change what those print.
+ */
+export async function cmdDoctor(argv: string[]): Promise<number> {
+  let json = false;
+  for (const a of argv) {
+    if (a === '--json') json = true;
+    else if (a === '--help' || a === '-h') {
+      io.out('Usage: nsbox doctor [--json]\n\nReports the kernel, the cgroup setup and the kernel features nsbox can use.\n');
+      return 0;
+    } else if (a.startsWith('-')) {
+      io.err(formatError(unknownFlag(a.split('=')[0]!, 'nsbox doctor', ['--json'])) + '\n');
+      return EXIT_NSBOX;
+    } else {
+      io.err(`nsbox: 'nsbox doctor' takes no arguments, got '${a}'\n`);
+      return EXIT_NSBOX;
+    }
+  }
+  let report: HostReport;
+  try {
+    report = await probe();
+  } catch (e) {
+    io.err(formatError(e) + '\n');
+    return EXIT_NSBOX;
+  }
+  io.out(json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+  return 0;
+}

@@ -1,0 +1,175 @@
+// cli/table.ts: every flag of the nsbox command, declared once (name, alias, value, where it goes,
+// help text), and the commands as lists of them. A command whose help says it in other words, or
+// shows the flag differently, lists a copy with just that changed: the parsing stays the one here.
+import type { CommandSpec, FlagDef } from './flags';
+import {
+  parseBind,
+  parseDecimal,
+  parseDuration,
+  parseEnv,
+  parseHostPath,
+  parseMachineInit,
+  parsePublish,
+  parseSignal,
+  parseTmpfs,
+  parseUser,
+  parseWhole,
+} from './values';
+
+export const FLAGS = {
+  rootfs: {
+    name: '--rootfs',
+    arg: 'DIR',
+    to: 'rootfs',
+    parse: parseHostPath,
+    help: "directory to use as / (default: the host's /usr, /bin, /lib* and a safe\n/etc, read-only, on a fresh tmpfs)",
+  },
+  rw: { name: '--rw', to: 'readonly', value: false, help: 'make the rootfs writable (default read-only)' },
+  bind: {
+    name: '--bind',
+    arg: 'SRC:DST[:ro]',
+    to: 'mounts[]',
+    parse: parseBind,
+    help: 'bind-mount host SRC at DST (repeatable; SRC alone mounts it at the same path)',
+  },
+  tmpfs: {
+    name: '--tmpfs',
+    arg: 'DST[:size=64M,mode=1777]',
+    to: 'mounts[]',
+    parse: parseTmpfs,
+    help: 'mount a fresh tmpfs at DST (repeatable; /tmp has one by default)',
+  },
+  env: {
+    name: '--env',
+    arg: 'K=V',
+    to: 'env{}',
+    parse: parseEnv,
+    help: "set a variable (repeatable); the environment is only PATH, HOME and these.\n--env K copies K from nsbox's own environment, if set",
+  },
+  cwd: { name: '--cwd', arg: 'DIR', to: 'cwd', help: 'working directory inside (default /)' },
+  hostname: { name: '--hostname', arg: 'H', to: 'hostname', help: 'UTS host name (default nsbox)' },
+  user: { name: '--user', arg: 'UID:GID', to: 'user', parse: parseUser, help: 'numeric credentials inside (default 0:0)' },
+  network: {
+    name: '--network',
+    arg: 'MODE',
+    to: 'network',
+    help: "none | loopback (default, lo up) | host | bridge (root: a veth on nsbox's\nbridge nsbox0, an address from 10.88.0.0/16, a default route via 10.88.0.1)",
+  },
+  publish: {
+    name: '--publish',
+    arg: '[ADDR:]HOST:CONTAINER',
+    to: 'network.ports[]',
+    parse: parsePublish,
+    help: "forward TCP connections to host port HOST (on ADDR, default 127.0.0.1) to\nthe container's port CONTAINER (repeatable; implies --network bridge)",
+  },
+  allow: {
+    name: '--allow',
+    arg: 'ADDR[/LEN][:PORT[-PORT]]',
+    to: 'network.allow[]',
+    help: 'egress allow-list: only these destinations are reachable, anything else is\nrefused at once (repeatable; implies --network bridge)',
+  },
+  init: { name: '--init', to: 'init', help: 'run a tiny init as PID 1 that reaps orphans and forwards signals' },
+  timeout: {
+    name: '--timeout',
+    arg: 'MS',
+    to: 'timeout',
+    parse: parseDuration,
+    help: 'kill the container after MS milliseconds (also 10s, 2m, 1h); exit 137',
+  },
+  memory: { name: '--memory', arg: 'SIZE', to: 'limits.memory', help: 'memory limit, e.g. 256M (K, M, G, T suffixes)' },
+  swap: { name: '--swap', arg: 'SIZE', to: 'limits.swap', help: 'swap limit' },
+  pids: { name: '--pids', arg: 'N', to: 'limits.pids', parse: parseWhole, help: 'maximum number of processes' },
+  cpu: { name: '--cpu', arg: 'CORES', to: 'limits.cpu', parse: parseDecimal, help: 'CPU quota in cores, e.g. 0.5' },
+  cpuset: { name: '--cpuset', arg: 'LIST', to: 'limits.cpuset', help: 'CPUs to run on, e.g. 0-1 or 0,2' },
+  cpuWeight: { name: '--cpu-weight', arg: 'N', to: 'limits.cpuWeight', parse: parseWhole, help: 'relative CPU weight, 1-10000' },
+  ioWeight: { name: '--io-weight', arg: 'N', to: 'limits.ioWeight', parse: parseWhole, help: 'relative I/O weight, 1-10000' },
+  help: { name: '--help', short: '-h', to: 'help', help: 'this help' },
+
+  // nsbox machine
+  stateDir: {
+    name: '--state-dir',
+    arg: 'DIR',
+    to: 'stateDir',
+    parse: parseHostPath,
+    help: 'where machine state lives (default /run/nsbox for\nroot; for other users $XDG_RUNTIME_DIR/nsbox, or /tmp/nsbox-UID)',
+  },
+  machineInit: {
+    name: '--init',
+    arg: 'builtin|PATH',
+    to: 'init',
+    parse: parseMachineInit,
+    help: "PID 1: builtin (nsbox's tiny init, the default) or a path inside the\nrootfs such as /sbin/init (the distribution's init, systemd included)",
+  },
+  ephemeral: { name: '--ephemeral', to: 'ephemeral', help: 'writes go to a throw-away overlay; the rootfs is never modified' },
+  waitReady: { name: '--wait-ready', to: 'waitReady', help: 'with systemd as init: return once it has booted (running or degraded)' },
+  tty: {
+    name: '--tty',
+    short: '-t',
+    to: 'tty',
+    help: "a terminal: CMD gets a pty of the machine; nsbox's terminal is put in raw\nmode (Ctrl-C goes to CMD) and resizes are passed on",
+  },
+  signal: { name: '--signal', short: '-s', arg: 'SIG', to: 'signal', parse: parseSignal },
+  force: { name: '--force', short: '-f', to: 'force' },
+  json: { name: '--json', to: 'json' },
+} satisfies Record<string, FlagDef>;
+
+/** Short, for the lists below. */
+const F = FLAGS;
+
+/** The cgroup v2 limits, alike in `run` and `machine start`. */
+const LIMITS = [F.memory, F.swap, F.pids, F.cpu, F.cpuset, F.cpuWeight, F.ioWeight];
+
+export const RUN: CommandSpec = {
+  command: 'nsbox run',
+  takesCommand: true,
+  flags: [F.rootfs, F.rw, F.bind, F.tmpfs, F.env, F.cwd, F.hostname, F.user, F.network, F.publish, F.allow, F.init, F.timeout, ...LIMITS, F.help],
+};
+
+export const MACHINE_SUBCOMMANDS = ['start', 'exec', 'stop', 'kill', 'freeze', 'thaw', 'stats', 'destroy', 'list'] as const;
+export type MachineSubcommand = (typeof MACHINE_SUBCOMMANDS)[number];
+
+/** What `nsbox machine` takes before its subcommand. */
+export const MACHINE_LEADING: readonly FlagDef[] = [F.stateDir, F.help];
+
+/** Every subcommand takes --state-dir and --help (described in the usage's prose). */
+const common = MACHINE_LEADING.map((f) => ({ ...f, hidden: true }));
+
+function machineSpec(sub: MachineSubcommand, flags: FlagDef[]): CommandSpec {
+  return { command: `nsbox machine ${sub}`, takesCommand: sub === 'exec', flags: [...common, ...flags] };
+}
+
+export const MACHINE: Record<MachineSubcommand, CommandSpec> = {
+  start: machineSpec('start', [
+    { ...F.rootfs, help: "the machine's root filesystem (required; written to unless --ephemeral)" },
+    F.machineInit,
+    F.ephemeral,
+    { ...F.hostname, help: 'UTS host name (default NAME)' },
+    { ...F.env, help: "environment of PID 1 (repeatable; --env K copies K from nsbox's own)" },
+    { ...F.bind, help: 'bind-mount host SRC at DST (repeatable)' },
+    { ...F.tmpfs, help: 'mount a fresh tmpfs at DST (repeatable)' },
+    { ...F.network, help: 'none | loopback (default, lo up) | host | bridge' },
+    {
+      ...F.publish,
+      help: 'as for nsbox run (imply --network bridge). Published ports are forwarded\nby this nsbox process: with --publish, machine start stays in the foreground\nforwarding until the machine stops (Ctrl-C stops forwarding only)',
+    },
+    { ...F.allow, arg: 'ADDR[/LEN][:PORT]', joined: true },
+    // One line for all the limits: the first carries the help text, the others join it.
+    { ...F.memory, help: 'cgroup v2 limits, as for nsbox run' },
+    ...LIMITS.slice(1).map((f) => ({ ...f, joined: true })),
+    F.waitReady,
+  ]),
+  exec: machineSpec('exec', [
+    F.tty,
+    { ...F.env, help: 'set a variable (repeatable); the environment is PATH, HOME=/root (TERM\nwith -t) and these' },
+    F.cwd,
+    F.user,
+    { ...F.timeout, help: 'kill CMD after MS milliseconds (also 10s, 2m, 1h); exit 137' },
+  ]),
+  stop: machineSpec('stop', [F.timeout]),
+  kill: machineSpec('kill', [F.signal]),
+  freeze: machineSpec('freeze', []),
+  thaw: machineSpec('thaw', []),
+  stats: machineSpec('stats', []),
+  destroy: machineSpec('destroy', [F.force]),
+  list: machineSpec('list', [F.json]),
+};

@@ -36,7 +36,7 @@
       "actions": [
         {
           "action_name": "build_init",
-          "inputs": ["native/init/init.c", "native/init/nolibc.h", "native/init/build.sh"],
+          "inputs": ["native/init/init.c", "native/init/nolibc.h", "native/core/steps.h", "native/init/build.sh"],
           "outputs": ["<(PRODUCT_DIR)/nsbox-init"],
           "action": ["sh", "native/init/build.sh", "<(PRODUCT_DIR)/nsbox-init"]
         }

@@ -40,10 +40,7 @@ namespace {
   rec.index = index;
   rec.magic = kErrorMagic;
   // One write of 16 bytes to a pipe is atomic; if it fails there is nobody left to tell.
-  ssize_t n;
-  do {
-    n = write(err_fd, &rec, sizeof(rec));
-  } while (n < 0 && errno == EINTR);
+  NSBOX_RETRY(write(err_fd, &rec, sizeof(rec)));
   _exit(127);
 }
 
@@ -493,10 +490,7 @@ int send_fd(int sock, int fd) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   *reinterpret_cast<int*>(CMSG_DATA(c)) = fd;
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = NSBOX_RETRY(sendmsg(sock, &msg, MSG_NOSIGNAL));
   return n == 1 ? 0 : -1;
 }
 
@@ -504,36 +498,31 @@ int send_fd(int sock, int fd) {
 // devpts, the master handed to Node, the slave returned for the new process's stdio.
 int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0) fail(err_fd, STEP_PTY, 0, errno);
+  if (master < 0) fail(err_fd, STEP_PTY, PTY_OPEN, errno);
   int unlock = 0;
-  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, 1, errno);
+  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, PTY_UNLOCK, errno);
   if (cols && rows) {
     struct winsize ws = {};
     ws.ws_col = cols;
     ws.ws_row = rows;
-    if (ioctl(master, TIOCSWINSZ, &ws) != 0) fail(err_fd, STEP_PTY, 5, errno);
+    if (ioctl(master, TIOCSWINSZ, &ws) != 0) fail(err_fd, STEP_PTY, PTY_WINSIZE, errno);
   }
   int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-  if (slave < 0) fail(err_fd, STEP_PTY, 2, errno);
-  if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, 3, errno);
+  if (slave < 0) fail(err_fd, STEP_PTY, PTY_PEER, errno);
+  if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, PTY_SEND, errno);
   close(master);
   return slave;
 }
 
-// Writes a whole string to a (proc) file in one write, as id maps must be written.
-int write_file(const char* path, const char* text) {
+// Writes a whole string to a (proc) file in one write, as id maps must be written; a failure is
+// STEP_USERNS at open_index (the open) or write_index (the write).
+void write_userns_file(int err_fd, const char* path, const char* text, int32_t open_index, int32_t write_index) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
+  if (fd < 0) fail(err_fd, STEP_USERNS, open_index, errno);
   size_t len = str_len(text);
-  ssize_t n;
-  do {
-    n = write(fd, text, len);
-  } while (n < 0 && errno == EINTR);
-  int e = errno;
+  ssize_t n = NSBOX_RETRY(write(fd, text, len));
+  if (n != static_cast<ssize_t>(len)) fail(err_fd, STEP_USERNS, write_index, n < 0 ? errno : EIO);
   close(fd);
-  if (n == static_cast<ssize_t>(len)) return 0;
-  errno = n < 0 ? e : EIO;
-  return -1;
 }
 
 // Writes v in decimal into buf (at least 12 bytes), NUL-terminated. No allocation.
@@ -558,7 +547,7 @@ void format_int(char* buf, int v) {
   format_int(e, err_fd);
   format_int(c, cmd_fd);
   char* av[6] = {plan->tramp_argv[0], const_cast<char*>("--pool"), e, c, const_cast<char*>(plan->path_dirs_joined), nullptr};
-  if (fcntl(err_fd, F_SETFD, 0) != 0 || fcntl(cmd_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_POOL, 4, errno);
+  if (fcntl(err_fd, F_SETFD, 0) != 0 || fcntl(cmd_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_POOL, POOL_KEEP_FDS, errno);
   uint64_t empty = 0;
   sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
   syscall(SYS_execveat, tramp_fd, "", av, plan->envp, AT_EMPTY_PATH);
@@ -566,7 +555,7 @@ void format_int(char* buf, int v) {
   uint64_t full = ~0ULL;
   sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
   fcntl(err_fd, F_SETFD, FD_CLOEXEC);
-  fail(err_fd, STEP_EXEC, -2, err);
+  fail(err_fd, STEP_EXEC, EXEC_MEMFD, err);
 }
 
 }  // namespace
@@ -699,7 +688,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
   for (size_t i = 0; i < plan->n_ops; i++) {
     const Op& op = plan->ops[i];
     if (!is_host_bind(op)) continue;
-    if (n_trees == kMaxTemplateTrees) fail(err_fd, STEP_MNT_TEMPLATE, 8, E2BIG);
+    if (n_trees == kMaxTemplateTrees) fail(err_fd, STEP_MNT_TEMPLATE, TPL_TOO_MANY, E2BIG);
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
     int t;
     if (op.where & WHERE_SRC_BENEATH) {
@@ -725,10 +714,10 @@ void mount_in_template(const Plan* plan, int err_fd) {
   // Our own fd directory in the host's /proc, opened while /proc is still the host's: mount(2)'s
   // paths are then just "N".
   int host_proc = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (host_proc < 0) fail(err_fd, STEP_MNT_TEMPLATE, 0, errno);
-  if (setns(plan->mnt_template_fd, CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 1, errno);
-  if (unshare(CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 2, errno);
-  if (fchdir(host_proc) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 3, errno);
+  if (host_proc < 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_OPEN_PROC, errno);
+  if (setns(plan->mnt_template_fd, CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_JOIN, errno);
+  if (unshare(CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_UNSHARE, errno);
+  if (fchdir(host_proc) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_PROC, errno);
 
   // The root is stacked on the template's "/" (so that setns into this namespace, nsenter's
   // included, lands on it), and its fd (the detached mount's, now attached) is the root fd.
@@ -748,7 +737,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
       continue;
     }
     // Every other op is on a container path (the parent plans template mode only then).
-    if (root < 0 || !(op.where & WHERE_DST_IN_ROOT)) fail(err_fd, STEP_MNT_TEMPLATE, 4, EINVAL);
+    if (root < 0 || !(op.where & WHERE_DST_IN_ROOT)) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);
     if (is_host_bind(op)) {
       dirs.drop();
       int t = trees[next_tree++];
@@ -766,12 +755,12 @@ void mount_in_template(const Plan* plan, int err_fd) {
     if (rc != 0) fail(err_fd, STEP_OP, idx, errno);
   }
   dirs.drop();
-  if (root < 0) fail(err_fd, STEP_MNT_TEMPLATE, 4, EINVAL);
-  if (fchdir(root) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 5, errno);
+  if (root < 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);
+  if (fchdir(root) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_ROOT, errno);
   close(root);
   close(host_proc);
-  if (chroot(".") != 0) fail(err_fd, STEP_MNT_TEMPLATE, 6, errno);
-  if (chdir("/") != 0) fail(err_fd, STEP_MNT_TEMPLATE, 7, errno);
+  if (chroot(".") != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_CHROOT, errno);
+  if (chdir("/") != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_CHDIR, errno);
 }
 
 // The template itself, in a vfork-style child with a mount namespace of its own (CLONE_NEWNS) that
@@ -854,23 +843,20 @@ out:
   if (plan->userns_sync_fd >= 0) {
     if (plan->userns_sync_wfd >= 0) close(plan->userns_sync_wfd);
     char go = 0;
-    ssize_t n;
-    do {
-      n = read(plan->userns_sync_fd, &go, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) fail(err_fd, STEP_USERNS, 0, n < 0 ? errno : EPIPE);
+    ssize_t n = NSBOX_RETRY(read(plan->userns_sync_fd, &go, 1));
+    if (n != 1) fail(err_fd, STEP_USERNS, USERNS_WAIT, n < 0 ? errno : EPIPE);
     close(plan->userns_sync_fd);
     // Become root of the namespace now: the creator's ids need not be mapped in it (root asking
     // for a namespace: host 0 is not), and files made while building the root must belong to ids
     // that are (mkdir on the new tmpfs is EOVERFLOW otherwise).
-    if (syscall(SYS_setresgid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, 4, errno);
-    if (syscall(SYS_setresuid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, 5, errno);
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, USERNS_SETRESGID, errno);
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, USERNS_SETRESUID, errno);
   } else if (plan->self_uid_map) {
     // One id of our creator mapped by ourselves: "deny" to setgroups must come before gid_map.
-    if (write_file("/proc/self/setgroups", "deny") != 0) fail(err_fd, STEP_USERNS, 1, errno);
-    if (write_file("/proc/self/uid_map", plan->self_uid_map) != 0) fail(err_fd, STEP_USERNS, 2, errno);
-    if (plan->self_gid_map && write_file("/proc/self/gid_map", plan->self_gid_map) != 0)
-      fail(err_fd, STEP_USERNS, 3, errno);
+    write_userns_file(err_fd, "/proc/self/setgroups", "deny", USERNS_OPEN_SETGROUPS, USERNS_SETGROUPS);
+    write_userns_file(err_fd, "/proc/self/uid_map", plan->self_uid_map, USERNS_OPEN_UID_MAP, USERNS_UID_MAP);
+    if (plan->self_gid_map)
+      write_userns_file(err_fd, "/proc/self/gid_map", plan->self_gid_map, USERNS_OPEN_GID_MAP, USERNS_GID_MAP);
   }
 
   // Nothing that can become visible inside a container may be inspected (ptrace, /proc/<pid>/fd,
@@ -891,7 +877,7 @@ out:
     // root as it sees it, opened (O_PATH, in the host's /proc) before we move; the new process
     // chroots there (as nsenter --root).
     int proot = plan->enter_root ? open(plan->enter_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, 0, errno);
+    if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, SETNS_OPEN_ROOT, errno);
     // The cgroup to clone into, as a detached copy of its directory's mount (taken here, while the
     // host's mount namespace is still ours): the new process is born with it in its fd table
     // (clone3's CLONE_INTO_CGROUP needs it in ours, which it copies), and machine root can seize it
@@ -905,12 +891,15 @@ out:
     // of a machine without a user namespace (root-equivalent anyway, docs/security.md) could climb.
     int cg = -1;
     if (plan->cgroup_fd >= 0) {
-      if (!(plan->enter_flags & CLONE_NEWUSER)) cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
-      if (cg < 0 && ((plan->enter_flags & CLONE_NEWUSER) || errno == ENOSYS || errno == EPERM))
+      bool cg_copy = !(plan->enter_flags & CLONE_NEWUSER);
+      if (cg_copy) cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
+      if (cg < 0 && (!cg_copy || errno == ENOSYS || errno == EPERM)) {
+        cg_copy = false;
         cg = fcntl(plan->cgroup_fd, F_DUPFD_CLOEXEC, 3);
-      if (cg < 0) fail(err_fd, STEP_ENTER, -2, errno);
+      }
+      if (cg < 0) fail(err_fd, STEP_ENTER, cg_copy ? ENTER_CGROUP_COPY : ENTER_CGROUP_DUP, errno);
     }
-    if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);
+    if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, SETNS_JOIN, errno);
     // Our fd table is a copy of Node's (every socket, pipe and file it has open, libuv's signal
     // pipe included). The new process is visible in the machine before it closes them (at
     // STEP_FDS), and the machine's root can take any fd of it (pidfd_getfd, /proc/<pid>/fd) and
@@ -940,16 +929,13 @@ out:
       args.cgroup = static_cast<uint64_t>(cg);
     }
     long pid = sys::clone3(&args);
-    if (pid < 0) fail(err_fd, STEP_ENTER, -1, errno);
+    if (pid < 0) fail(err_fd, STEP_ENTER, ENTER_CLONE, errno);
     if (pid > 0) {
       if (plan->enter_pid_out) {
         *plan->enter_pid_out = static_cast<int32_t>(pid);
       } else if (plan->enter_report_fd >= 0) {
         int32_t v = static_cast<int32_t>(pid);
-        ssize_t n;
-        do {
-          n = write(plan->enter_report_fd, &v, sizeof(v));
-        } while (n < 0 && errno == EINTR);
+        NSBOX_RETRY(write(plan->enter_report_fd, &v, sizeof(v)));
       }
       _exit(0);
     }
@@ -959,7 +945,8 @@ out:
     if (cg >= 0) close(cg);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
     if (proot >= 0) {
-      if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);
+      if (fchdir(proot) != 0) fail(err_fd, STEP_SETNS, SETNS_FCHDIR, errno);
+      if (chroot(".") != 0) fail(err_fd, STEP_SETNS, SETNS_CHROOT, errno);
       close(proot);
     }
     if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
@@ -1008,34 +995,35 @@ out:
     if (tty_slave >= 0) src[0] = src[1] = src[2] = tty_slave;
     err_fd = lift(err_fd);
     if (err_fd < 0) _exit(127);
-    if (cmd_fd >= 0 && (cmd_fd = lift(cmd_fd)) < 0) fail(err_fd, STEP_STDIO, 5, errno);
-    if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, 4, errno);
-    if (net_sock >= 0 && (net_sock = lift(net_sock)) < 0) fail(err_fd, STEP_STDIO, 6, errno);
+    if (cmd_fd >= 0 && (cmd_fd = lift(cmd_fd)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_CMD, errno);
+    if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_INIT, errno);
+    if (net_sock >= 0 && (net_sock = lift(net_sock)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_NET, errno);
     for (int i = 0; i < 4; i++) {
       if (src[i] >= 0 && src[i] != i && src[i] <= 3 && (src[i] = lift(src[i])) < 0)
-        fail(err_fd, STEP_STDIO, i, errno);
+        fail(err_fd, STEP_STDIO, STDIO_LIFT + i, errno);
     }
     for (int i = 0; i < 4; i++) {
       if (src[i] < 0) continue;
       if (src[i] == i) {
-        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, i, errno);
+        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, STDIO_KEEP + i, errno);
       } else if (dup2(src[i], i) < 0) {
-        fail(err_fd, STEP_STDIO, i, errno);
+        fail(err_fd, STEP_STDIO, STDIO_DUP + i, errno);
       }
     }
   }
 
   if (tty_slave >= 0) {
     if (tty_slave > 2) close(tty_slave);
-    if (ioctl(0, TIOCSCTTY, 0) != 0) fail(err_fd, STEP_PTY, 4, errno);
+    if (ioctl(0, TIOCSCTTY, 0) != 0) fail(err_fd, STEP_PTY, PTY_CTTY, errno);
   }
 
   if (!plan->cgroup_into && plan->cgroup_fd >= 0 && plan->enter_pidfd < 0) {
     int fd = openat(plan->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "0", 1) != 1) fail(err_fd, STEP_CGROUP_JOIN, -1, errno);
+    if (fd < 0) fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_OPEN, errno);
+    if (write(fd, "0", 1) != 1) fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_WRITE, errno);
     close(fd);
     if ((plan->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) != 0)
-      fail(err_fd, STEP_CGROUP_JOIN, -2, errno);
+      fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_UNSHARE, errno);
   }
 
   if (plan->mnt_template_fd >= 0) {
@@ -1058,10 +1046,10 @@ out:
     if (root >= 0) close(root);
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
     // new root (the form runc and crun use: no put_old directory needed inside the image).
-    if (chdir(plan->staging) != 0) fail(err_fd, STEP_PIVOT, 0, errno);
-    if (sys::pivot_root(".", ".") != 0) fail(err_fd, STEP_PIVOT, 1, errno);
-    if (umount2(".", MNT_DETACH) != 0) fail(err_fd, STEP_PIVOT, 2, errno);
-    if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, 3, errno);
+    if (chdir(plan->staging) != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR, errno);
+    if (sys::pivot_root(".", ".") != 0) fail(err_fd, STEP_PIVOT, PIVOT_PIVOT, errno);
+    if (umount2(".", MNT_DETACH) != 0) fail(err_fd, STEP_PIVOT, PIVOT_DETACH, errno);
+    if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR_ROOT, errno);
   }
 
   // From here on every path is the container's (or, entering a machine, the machine's): its root
@@ -1086,11 +1074,11 @@ out:
     for (int i = 0; i < 3; i++) {
       if (plan->stdio[i] != kStdioDevNull) continue;
       int fd = open_beneath_root("/dev/null", O_RDWR | O_NOFOLLOW);
-      if (fd < 0) fail(err_fd, STEP_STDIO, i, errno);
+      if (fd < 0) fail(err_fd, STEP_STDIO, STDIO_DEVNULL + i, errno);
       if (fd == i) {
-        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, i, errno);
+        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, STDIO_KEEP + i, errno);
       } else {
-        if (dup2(fd, i) < 0) fail(err_fd, STEP_STDIO, i, errno);
+        if (dup2(fd, i) < 0) fail(err_fd, STEP_STDIO, STDIO_DUP + i, errno);
         close(fd);
       }
     }
@@ -1114,8 +1102,8 @@ out:
     // (or /proc/1/cwd) planted by an earlier run must not put the process in a directory outside
     // its root, from which ".." climbs to the host's "/".
     int dir = open_beneath_root(plan->cwd, O_PATH | O_DIRECTORY);
-    if (dir < 0) fail(err_fd, STEP_CWD, 0, errno);
-    if (fchdir(dir) != 0) fail(err_fd, STEP_CWD, 1, errno);
+    if (dir < 0) fail(err_fd, STEP_CWD, CWD_OPEN, errno);
+    if (fchdir(dir) != 0) fail(err_fd, STEP_CWD, CWD_ENTER, errno);
     close(dir);
   }
 
@@ -1171,9 +1159,9 @@ out:
     uint64_t keep = (plan->set_creds && plan->uid != 0) ? 0 : plan->caps_keep;
     data[0].effective = data[0].permitted = static_cast<uint32_t>(keep);
     data[1].effective = data[1].permitted = static_cast<uint32_t>(keep >> 32);
-    if (syscall(SYS_capset, &hdr, data) != 0) fail(err_fd, STEP_CAPS, 0, errno);
+    if (syscall(SYS_capset, &hdr, data) != 0) fail(err_fd, STEP_CAPS, CAPS_SET, errno);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-      fail(err_fd, STEP_CAPS, 1, errno);
+      fail(err_fd, STEP_CAPS, CAPS_AMBIENT, errno);
   }
 
   if (plan->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -1190,7 +1178,7 @@ out:
   if (!tramp && init_fd >= 0 && plan->init_slot == SIZE_MAX) {
     sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
     syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
-    fail(err_fd, STEP_EXEC, -2, errno);
+    fail(err_fd, STEP_EXEC, EXEC_MEMFD, errno);
   }
   int last_err = ENOENT;
   int32_t last_index = -1;
@@ -1215,7 +1203,7 @@ out:
         argv = plan->tramp_argv;
         // The error pipe must survive this execve: the trampoline reports its own execve failure
         // there and marks it close-on-exec again before that execve.
-        if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, -2, errno);
+        if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, EXEC_KEEP_ERRFD, errno);
       } else {
         plan->init_argv[plan->init_slot] = const_cast<char*>(cand);
       }
@@ -1224,7 +1212,7 @@ out:
       last_err = errno;
       sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
       if (tramp) fcntl(err_fd, F_SETFD, FD_CLOEXEC);
-      last_index = -2;  // the memfd itself failed to start
+      last_index = EXEC_MEMFD;  // the memfd itself failed to start
       break;
     }
     sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);

@@ -40,6 +40,10 @@ bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec);
 // else read where a failure may be (a STEP_ENTERED or STEP_READY record, garbage) is EPROTO.
 bool plausible_failure(const ErrorRecord& rec);
 
+// What is read where a record should be but is not one (a short read, garbage): *rec becomes
+// STEP_SYNC, EPROTO, index = the bytes read.
+void protocol_error(ErrorRecord* rec, size_t got);
+
 // A fresh network namespace with lo up, as an O_CLOEXEC fd (for Plan::net_fd), made by a short-lived
 // vfork-style child that shares our fd table: the calling thread never enters it. -1 with errno on
 // failure (ENOSYS where the vfork-style clone is not available).

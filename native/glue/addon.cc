@@ -538,8 +538,7 @@ class Process : public Napi::ObjectWrap<Process> {
   Napi::Value Reap(const Napi::CallbackInfo& info) {
     if (pidfd_ >= 0 && !poll_) {
       siginfo_t si;
-      while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &si, WEXITED) != 0 && errno == EINTR) {
-      }
+      nsbox::sys::wait_pidfd(pidfd_, &si, WEXITED);
       CloseFds();
     }
     return info.Env().Undefined();
@@ -577,10 +576,7 @@ class Process : public Napi::ObjectWrap<Process> {
     struct rusage ru;
     memset(&ru, 0, sizeof(ru));
     if (status < 0) return;  // spurious error: the pidfd stays readable until reaped
-    int rc;
-    do {
-      rc = nsbox::sys::waitid_rusage(P_PIDFD, self->pidfd_, &si, WEXITED | WNOHANG, &ru);
-    } while (rc < 0 && errno == EINTR);
+    int rc = NSBOX_RETRY(nsbox::sys::waitid_rusage(P_PIDFD, self->pidfd_, &si, WEXITED | WNOHANG, &ru));
     if (rc == 0 && si.si_pid == 0) return;  // not yet exited (should not happen when readable)
     // rc < 0 with ECHILD: not our child (a machine found from another process); its parent or the
     // host's init reaps it, and readable means it has exited. No status is known then.
@@ -758,8 +754,7 @@ Napi::Value ReadFiles(const Napi::CallbackInfo& info) {
     char chunk[4096];
     bool ok = true;
     for (;;) {
-      ssize_t r = read(fd, chunk, sizeof(chunk));
-      if (r < 0 && errno == EINTR) continue;
+      ssize_t r = NSBOX_RETRY(read(fd, chunk, sizeof(chunk)));
       if (r < 0) ok = false;
       if (r <= 0) break;
       buf.append(chunk, static_cast<size_t>(r));
@@ -852,14 +847,14 @@ class SpawnWorker : public Napi::AsyncWorker {
       int e = errno;
       if (e == ENOENT && attempt < 3 && !st_->cgroup_base.empty()) {
         if (mkdir(st_->cgroup_base.c_str(), 0755) == 0 || errno == EEXIST) continue;
-        out_.error = {nsbox::STEP_CGROUP_MAKE, errno, 1, nsbox::kErrorMagic};
+        out_.error = {nsbox::STEP_CGROUP_MAKE, errno, nsbox::CGROUP_MAKE_BASE, nsbox::kErrorMagic};
         return -1;
       }
-      out_.error = {nsbox::STEP_CGROUP_MAKE, e, 0, nsbox::kErrorMagic};
+      out_.error = {nsbox::STEP_CGROUP_MAKE, e, nsbox::CGROUP_MAKE_DIR, nsbox::kErrorMagic};
       return -1;
     }
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) out_.error = {nsbox::STEP_CGROUP_MAKE, errno, 2, nsbox::kErrorMagic};
+    if (fd < 0) out_.error = {nsbox::STEP_CGROUP_MAKE, errno, nsbox::CGROUP_MAKE_OPEN, nsbox::kErrorMagic};
     return fd;
   }
 
@@ -988,12 +983,11 @@ class FinishWatch {
     (void)status;  // an error of the poll itself: read anyway (the read says what there is)
     bool eof = false;
     while (w->got_ < sizeof(w->rec_)) {
-      ssize_t n = read(w->fd_, reinterpret_cast<char*>(&w->rec_) + w->got_, sizeof(w->rec_) - w->got_);
+      ssize_t n = NSBOX_RETRY(read(w->fd_, reinterpret_cast<char*>(&w->rec_) + w->got_, sizeof(w->rec_) - w->got_));
       if (n > 0) {
         w->got_ += static_cast<size_t>(n);
         continue;
       }
-      if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // the rest later (or never: the caller's time limit)
       eof = true;  // end-of-file, or an error: nothing more will come
       break;
@@ -1006,12 +1000,7 @@ class FinishWatch {
       r = nsbox::FINISH_FAILED;  // killed before its exec: rec is the STEP_DIED record
     } else {
       r = nsbox::FINISH_FAILED;
-      if (w->got_ != sizeof(rec) || !nsbox::plausible_failure(rec)) {
-        rec.index = static_cast<int32_t>(w->got_);
-        rec.step = nsbox::STEP_SYNC;
-        rec.err = EPROTO;
-        rec.magic = nsbox::kErrorMagic;
-      }
+      if (w->got_ != sizeof(rec) || !nsbox::plausible_failure(rec)) nsbox::protocol_error(&rec, w->got_);
     }
     Napi::FunctionReference cb = std::move(w->cb_);
     Napi::Env env = w->env_;
@@ -1106,7 +1095,7 @@ class OutputCollector {
     char chunk[65536];
     bool done = status < 0;
     while (!done) {
-      ssize_t n = read(st->fd, chunk, sizeof(chunk));
+      ssize_t n = NSBOX_RETRY(read(st->fd, chunk, sizeof(chunk)));
       if (n > 0) {
         size_t room = c->max_ > st->buf.size() ? c->max_ - st->buf.size() : 0;
         size_t keep = static_cast<size_t>(n) < room ? static_cast<size_t>(n) : room;
@@ -1114,7 +1103,6 @@ class OutputCollector {
         st->dropped += static_cast<double>(static_cast<size_t>(n) - keep);
         continue;
       }
-      if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;  // more later
       done = true;  // end-of-file, or an error (EIO from a hung-up pty): the stream is over
     }
@@ -1214,8 +1202,7 @@ Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
     std::string bytes;
     char buf[65536];
     for (;;) {
-      ssize_t n = read(src, buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) continue;
+      ssize_t n = NSBOX_RETRY(read(src, buf, sizeof(buf)));
       if (n < 0) {
         close(src);
         return fail("read");
@@ -1230,8 +1217,7 @@ Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
   int mfd = memfd_create("nsbox-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (mfd < 0) return fail("memfd_create");
   for (size_t off = 0; off < cached_bytes.size();) {
-    ssize_t w = write(mfd, cached_bytes.data() + off, cached_bytes.size() - off);
-    if (w < 0 && errno == EINTR) continue;
+    ssize_t w = NSBOX_RETRY(write(mfd, cached_bytes.data() + off, cached_bytes.size() - off));
     if (w < 0) {
       close(mfd);
       return fail("write");
@@ -1407,6 +1393,41 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// stepTable: { steps: [[name, syscall | null, path | null], ...] indexed by step number,
+// calls: [[step, first, count, syscall | null, path | null], ...] } from steps.h, the table that
+// scripts/gen-steps.js writes to lib/steps.ts and lib/native.ts checks at load.
+Napi::Value StrOrNull(Napi::Env env, const char* s) { return s ? Napi::Value(Napi::String::New(env, s)) : env.Null(); }
+Napi::Object StepTable(Napi::Env env) {
+  Napi::Array steps = Napi::Array::New(env);
+  Napi::Array calls = Napi::Array::New(env);
+#define NSBOX_STEP_ROW(id, num, name, syscall, path)                 \
+  {                                                                 \
+    Napi::Array row = Napi::Array::New(env, 3);                     \
+    row.Set(0u, Napi::String::New(env, name));                      \
+    row.Set(1u, StrOrNull(env, syscall));                           \
+    row.Set(2u, StrOrNull(env, path));                              \
+    steps.Set(static_cast<uint32_t>(num), row);                     \
+  }
+  NSBOX_STEPS(NSBOX_STEP_ROW)
+#undef NSBOX_STEP_ROW
+#define NSBOX_CALL_ROW(step, id, first, count, syscall, path)        \
+  {                                                                 \
+    Napi::Array row = Napi::Array::New(env, 5);                     \
+    row.Set(0u, Napi::Number::New(env, nsbox::STEP_##step));        \
+    row.Set(1u, Napi::Number::New(env, first));                     \
+    row.Set(2u, Napi::Number::New(env, count));                     \
+    row.Set(3u, StrOrNull(env, syscall));                           \
+    row.Set(4u, StrOrNull(env, path));                              \
+    calls.Set(calls.Length(), row);                                 \
+  }
+  NSBOX_STEP_CALLS(NSBOX_CALL_ROW)
+#undef NSBOX_CALL_ROW
+  Napi::Object t = Napi::Object::New(env);
+  t.Set("steps", steps);
+  t.Set("calls", calls);
+  return t;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Process", Process::Init(env));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
@@ -1476,6 +1497,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("OP_SYMLINK", Napi::Number::New(env, nsbox::OP_SYMLINK));
   c.Set("OP_MKNOD", Napi::Number::New(env, nsbox::OP_MKNOD));
   c.Set("STEP_COUNT", Napi::Number::New(env, nsbox::STEP_COUNT));
+  exports.Set("stepTable", StepTable(env));
   c.Set("STDIO_DEV_NULL", Napi::Number::New(env, nsbox::kStdioDevNull));
   c.Set("WHERE_DST_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_DST_IN_ROOT));
   c.Set("WHERE_SRC_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_SRC_IN_ROOT));

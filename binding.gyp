@@ -9,6 +9,8 @@
       "type": "static_library",
       "sources": [
         "native/core/child.cc",
+        "native/core/fsops.cc",
+        "native/core/mnt_template.cc",
         "native/core/spawn.cc",
         "native/core/probe.cc",
         "native/core/netlink.cc",

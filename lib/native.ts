@@ -38,7 +38,7 @@ export interface NativePlan {
   netnsReserve?: boolean;
   /** May join an IPC namespace made ahead instead of CLONE_NEWIPC (app containers without a user namespace). */
   ipcnsReserve?: boolean;
-  /** May use the mount namespace template instead of CLONE_NEWNS (native/core/child.cc, mount_in_template). */
+  /** May use the mount namespace template instead of CLONE_NEWNS (native/core/mnt_template.cc, mount_in_template). */
   mntTemplate?: boolean;
   cwd: string | null;
   rlimits: Array<[number, number, number]>;

@@ -49,7 +49,7 @@ struct Op {
   const char* data;
 };
 
-// The mount namespace template (child.cc, mount_in_template): at most this many host binds, and a
+// The mount namespace template (mnt_template.cc, mount_in_template): at most this many host binds, and a
 // root that is a host bind or a new filesystem with only these flags and data shorter than this.
 constexpr size_t kMaxTemplateTrees = 256;
 constexpr unsigned long kTemplatePlainFlags = 0x1 | 0x2 | 0x4 | 0x8;  // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -120,7 +120,7 @@ struct Plan {
   // Clone fork-style (a copy of the address space) instead of vfork-style (NSBOX_FORK_CLONE, read by
   // the glue on the JS thread: spawn() may run on a libuv thread, where getenv races with setenv).
   bool fork_clone = false;
-  // The mount namespace template (see child.cc, mount_in_template): the child joins a private copy
+  // The mount namespace template (see mnt_template.cc, mount_in_template): the child joins a private copy
   // of it instead of copying the host's mount table with CLONE_NEWNS (then not in clone_flags).
   // -1: CLONE_NEWNS and pivot_root, as always.
   int mnt_template_fd = -1;

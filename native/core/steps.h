@@ -58,7 +58,7 @@
   X(NET, 34, "network", "sendmsg", 0)                   /* index: lib/network.ts, networkStep */ \
   X(NETNS, 35, "network.setns", "setns", 0)             /* the netns made ahead */           \
   X(CGROUP_MAKE, 36, "cgroup.create", "mkdir", "@cgroup") /* spawnAsync's worker */          \
-  X(MNT_TEMPLATE, 37, "mount.namespace", "setns", 0)    /* child.cc, mount_in_template */    \
+  X(MNT_TEMPLATE, 37, "mount.namespace", "setns", 0)    /* mnt_template.cc, mount_in_template */    \
   X(IPCNS, 38, "ipc.setns", "setns", 0)                 /* the IPC namespace made ahead */   \
   X(DIED, 39, "exec.died", 0, 0)                        /* parent; index: the signal */      \
   X(DEVICES, 40, "devices", "bpf", 0)                   /* parent: the device allow-list */

@@ -105,7 +105,7 @@ inline int pivot_root(const char* new_root, const char* put_old) {
 }
 
 // The new mount API (Linux 5.2; mount_setattr 5.12), for the mount namespace template (see
-// child.cc, mount_in_template). Numbers and flags are the same on every architecture; declared here
+// mnt_template.cc, mount_in_template). Numbers and flags are the same on every architecture; declared here
 // because <linux/mount.h> and glibc 2.36's <sys/mount.h> cannot be included together.
 constexpr unsigned kOpenTreeClone = 1;           // OPEN_TREE_CLONE
 constexpr unsigned kAtRecursive = 0x8000;        // AT_RECURSIVE

@@ -17,7 +17,7 @@ export interface NativeOp {
   data: string | null;
 }
 
-/** The fully resolved start plan that native/glue/addon.cc turns into nsbox::Plan. */
+/** The fully resolved start plan that native/glue/plan_reader.cc (BuildPlan) turns into nsbox::Plan. */
 export interface NativePlan {
   cloneFlags: number;
   cgroupFd: number;

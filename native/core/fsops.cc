@@ -294,10 +294,10 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
         rc = mkdirat(dir, name, op.mode);
         if (rc != 0 && errno == EEXIST) {
           struct stat st;
-          if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+          // A directory, or a symlink to one (mounts on it are resolved in root later).
+          if ((fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) ||
+              (dst_in && fstatat(dir, name, &st, 0) == 0 && S_ISDIR(st.st_mode))) {
             rc = 0;
-          } else if (fstatat(dir, name, &st, 0) == 0 && S_ISDIR(st.st_mode) && dst_in) {
-            rc = 0;  // a symlink to a directory: mounts on it are resolved in root later
           } else {
             errno = ENOTDIR;
           }

@@ -49,7 +49,7 @@ void template_entry(void* job) { mnt_template_child(static_cast<NsFdJob*>(job));
 void ipcns_entry(void* job) { ipcns_child(static_cast<NsFdJob*>(job)); }
 
 #if defined(__x86_64__)
-constexpr size_t kChildStack = 512 * 1024;
+constexpr size_t kChildStack = size_t{512} * 1024;
 
 // A stack for vfork-style children, one per calling thread, with a guard page below it. The child
 // runs on it while the parent thread is suspended (CLONE_VFORK), so one per thread is enough.

@@ -134,7 +134,7 @@ enum Step : int {
 #else
 enum nsbox_step {
 #endif
-#define NSBOX_STEP_ENUM(id, num, name, syscall, path) STEP_##id = num,
+#define NSBOX_STEP_ENUM(id, num, name, syscall, path) STEP_##id = (num),
   NSBOX_STEPS(NSBOX_STEP_ENUM)
 #undef NSBOX_STEP_ENUM
   STEP_COUNT = 41
@@ -146,7 +146,7 @@ enum StepIndex : int {
 #else
 enum nsbox_step_index {
 #endif
-#define NSBOX_STEP_INDEX_ENUM(step, id, first, count, syscall, path) id = first,
+#define NSBOX_STEP_INDEX_ENUM(step, id, first, count, syscall, path) id = (first),
   NSBOX_STEP_CALLS(NSBOX_STEP_INDEX_ENUM)
 #undef NSBOX_STEP_INDEX_ENUM
 };

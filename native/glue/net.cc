@@ -111,7 +111,7 @@ bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* p) {
     return false;
   uint8_t mac[6];
   if (mac_hex.size() != 12) return Fail(js.Env(), "mac");
-  for (int i = 0; i < 6; i++) {
+  for (size_t i = 0; i < 6; i++) {
     char b[3] = {mac_hex[2 * i], mac_hex[2 * i + 1], 0};
     char* end = nullptr;
     long v = strtol(b, &end, 16);

@@ -40,6 +40,15 @@ int nl_send(int sock, const void* msg, size_t len) {
   }
   return 0;
 }
+// One read of answers; end-of-file is EPROTO (the kernel never closes a netlink socket).
+ssize_t nl_recv(int sock, char* buf, size_t len) {
+  ssize_t n = NSBOX_RETRY(recv(sock, buf, len, 0));
+  if (n == 0) {
+    errno = EPROTO;
+    return -1;
+  }
+  return n;
+}
 }  // namespace
 
 int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
@@ -51,12 +60,7 @@ int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
   ssize_t n;
   alignas(struct nlmsghdr) char buf[8192];
   for (int rounds = 0; rounds < 64; rounds++) {
-    n = NSBOX_RETRY(recv(sock, buf, sizeof(buf), 0));
-    if (n < 0) return -1;
-    if (n == 0) {
-      errno = EPROTO;
-      return -1;
-    }
+    if ((n = nl_recv(sock, buf, sizeof(buf))) < 0) return -1;
     size_t left = static_cast<size_t>(n);
     for (struct nlmsghdr* r = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
       if (r->nlmsg_seq != seq || r->nlmsg_type != NLMSG_ERROR) continue;
@@ -80,12 +84,7 @@ int nl_batch(int sock, const void* msg, size_t len, uint32_t acks) {
   alignas(struct nlmsghdr) char buf[8192];
   uint32_t got = 0;
   for (int rounds = 0; rounds < 4096 && got < acks; rounds++) {
-    n = NSBOX_RETRY(recv(sock, buf, sizeof(buf), 0));
-    if (n < 0) return -1;
-    if (n == 0) {
-      errno = EPROTO;
-      return -1;
-    }
+    if ((n = nl_recv(sock, buf, sizeof(buf))) < 0) return -1;
     size_t left = static_cast<size_t>(n);
     for (struct nlmsghdr* r = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
       if (r->nlmsg_type != NLMSG_ERROR) continue;

@@ -19,6 +19,14 @@ namespace nsbox_glue {
 
 namespace {
 
+// [a, b] of a pipe or a socket pair.
+Napi::Value FdPair(Napi::Env env, const int fds[2]) {
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, fds[0]));
+  a.Set(1u, Napi::Number::New(env, fds[1]));
+  return a;
+}
+
 // readFiles(dir, names): the contents of dir/name for each name (null where it cannot be read),
 // in one call: a container's stats at exit are up to nine small cgroup files, most of them absent
 // on a given host, and fs.readFileSync costs an fstat and, for each absent one, an exception.
@@ -73,10 +81,7 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
     e.ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, Napi::Number::New(env, fds[0]));
-  a.Set(1u, Napi::Number::New(env, fds[1]));
-  return a;
+  return FdPair(env, fds);
 }
 
 // sealedMemfd(path): the file's bytes in a new memfd that nobody can write, shrink or grow any more.
@@ -141,10 +146,7 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
     Napi::Error::New(env, std::string("socketpair: ") + strerror(errno)).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, Napi::Number::New(env, sv[0]));
-  a.Set(1u, Napi::Number::New(env, sv[1]));
-  return a;
+  return FdPair(env, sv);
 }
 
 // recvFd(sock, ptyMaster): the fd passed with SCM_RIGHTS (close-on-exec), or -errno. Non-blocking.

@@ -9,6 +9,8 @@
       "type": "static_library",
       "sources": [
         "native/core/child.cc",
+        "native/core/fsops.cc",
+        "native/core/mnt_template.cc",
         "native/core/spawn.cc",
         "native/core/probe.cc",
         "native/core/netlink.cc",
@@ -20,7 +22,7 @@
     },
     {
       "target_name": "nsbox",
-      "sources": ["native/glue/addon.cc", "native/glue/net.cc", "native/glue/reserve.cc"],
+      "sources": ["native/glue/addon.cc", "native/glue/plan_reader.cc", "native/glue/watchers.cc", "native/glue/fds.cc", "native/glue/test_hooks.cc", "native/glue/net.cc", "native/glue/reserve.cc"],
       "dependencies": ["nsbox_core", "nsbox_init"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -36,7 +38,7 @@
       "actions": [
         {
           "action_name": "build_init",
-          "inputs": ["native/init/init.c", "native/init/nolibc.h", "native/init/build.sh"],
+          "inputs": ["native/init/init.c", "native/init/nolibc.h", "native/core/steps.h", "native/init/build.sh"],
           "outputs": ["<(PRODUCT_DIR)/nsbox-init"],
           "action": ["sh", "native/init/build.sh", "<(PRODUCT_DIR)/nsbox-init"]
         }

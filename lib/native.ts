@@ -1,6 +1,7 @@
 // native.ts: the one place that loads the compiled addon, and the typed shape of what it exports.
 import * as path from 'node:path';
 import * as fs from 'node:fs';
+import { STEPS, STEP_CALLS } from './steps';
 
 /** One filesystem operation for the child, run in order before pivot_root (see native/core/plan.h). */
 export interface NativeOp {
@@ -16,7 +17,7 @@ export interface NativeOp {
   data: string | null;
 }
 
-/** The fully resolved start plan that native/glue/addon.cc turns into nsbox::Plan. */
+/** The fully resolved start plan that native/glue/plan_reader.cc (BuildPlan) turns into nsbox::Plan. */
 export interface NativePlan {
   cloneFlags: number;
   cgroupFd: number;
@@ -37,7 +38,7 @@ export interface NativePlan {
   netnsReserve?: boolean;
   /** May join an IPC namespace made ahead instead of CLONE_NEWIPC (app containers without a user namespace). */
   ipcnsReserve?: boolean;
-  /** May use the mount namespace template instead of CLONE_NEWNS (native/core/child.cc, mount_in_template). */
+  /** May use the mount namespace template instead of CLONE_NEWNS (native/core/mnt_template.cc, mount_in_template). */
   mntTemplate?: boolean;
   cwd: string | null;
   rlimits: Array<[number, number, number]>;
@@ -214,53 +215,26 @@ export interface NativeBinding {
     mountSetattr: boolean;
   };
   constants: Record<string, number>;
+  /** native/core/steps.h as lib/steps.ts holds it (checked at load). */
+  stepTable: { steps: unknown[]; calls: unknown[] };
 }
 
-/** Step names and the system call each one makes, indexed by nsbox::Step (native/core/plan.h). */
-export const STEPS: ReadonlyArray<readonly [string, string | undefined]> = [
-  ['none', undefined],
-  ['signals', 'rt_sigaction'],
-  ['setsid', 'setsid'],
-  ['stdio', 'dup2'],
-  ['cgroup.join', 'write'],
-  ['mount.private', 'mount'],
-  ['mount', 'mount'],
-  ['rootfs.pivot', 'pivot_root'],
-  ['hostname', 'sethostname'],
-  ['network.loopback', 'ioctl'],
-  ['cwd', 'openat2'],
-  ['rlimits', 'setrlimit'],
-  ['keyring', 'keyctl'],
-  ['capabilities.bounding', 'prctl'],
-  ['credentials.groups', 'setgroups'],
-  ['credentials.gid', 'setresgid'],
-  ['credentials.uid', 'setresuid'],
-  ['capabilities', 'capset'],
-  ['no_new_privs', 'prctl'],
-  ['pdeathsig', 'prctl'],
-  ['fds', 'close_range'],
-  ['exec', 'execve'],
-  ['spawn.pipe', 'pipe2'],
-  ['spawn.clone', 'clone3'],
-  ['spawn.sync', 'read'],
-  ['exec.setns', 'setns'],
-  ['exec.pty', 'ioctl'],
-  ['exec.enter', 'clone3'],
-  ['exec.entered', undefined],
-  ['dumpable', 'prctl'],
-  ['seccomp', 'prctl'],
-  ['pool.ready', undefined],
-  ['pool.command', 'read'],
-  ['userns', 'write'],
-  ['network', 'sendmsg'],
-  ['network.setns', 'setns'],
-  ['cgroup.create', 'mkdir'],
-  ['mount.namespace', 'setns'],
-  ['ipc.setns', 'setns'],
-  ['exec.died', undefined],
-  ['devices', 'bpf'],
-];
+/** Step names, by nsbox::Step number, and the call each record index names: lib/steps.ts, generated from native/core/steps.h. */
+export { STEPS, STEP_CALLS } from './steps';
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
+
+/**
+ * The system call (undefined: a check, not a call) and the path a failure record of (step, index)
+ * names (steps.h). Paths starting with "@" stand for a value of the start ("@rootfs", "@cwd",
+ * "@hostname", "@cgroup", "@cgroup.parent", "@candidate"); undefined: none.
+ */
+export function stepCall(step: number, index: number): { syscall: string | undefined; path: string | undefined } {
+  for (const [s, first, count, syscall, p] of STEP_CALLS) {
+    if (s === step && index >= first && index < first + count) return { syscall: syscall ?? undefined, path: p ?? undefined };
+  }
+  const row = STEPS[step];
+  return { syscall: row?.[1] ?? undefined, path: row?.[2] ?? undefined };
+}
 
 /** Where the build put the addon and the init binary. */
 export const buildDir: string = (() => {
@@ -280,8 +254,8 @@ export function native(): NativeBinding {
   if (process.platform !== 'linux') throw new Error('nsbox runs on Linux only');
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const b = require(path.join(buildDir, 'nsbox.node')) as NativeBinding;
-  if (b.constants.STEP_COUNT !== STEPS.length) {
-    throw new Error(`nsbox: addon and lib/native.ts disagree on steps (${b.constants.STEP_COUNT} vs ${STEPS.length}); rebuild`);
+  if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS })) {
+    throw new Error('nsbox: the addon and lib/steps.ts disagree on the steps of native/core/steps.h; rebuild, or run scripts/gen-steps.js');
   }
   loaded = b;
   return b;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 
 import { NsboxError, errnoName } from './errors';
-import { native, STEPS, STEP, type NativeOp, type NativePlan } from './native';
+import { native, STEPS, STEP, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
 import { fsOpsFor, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
@@ -52,54 +52,33 @@ export function errorFromRecord(
   rec: { step: number; errno: number; index: number },
   ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string },
 ): NsboxError {
-  const [stepName, sc] = STEPS[rec.step] ?? ['unknown', undefined];
+  const stepName = STEPS[rec.step]?.[0] ?? 'unknown';
   const code = errnoName(rec.errno);
   let step = stepName;
-  let syscall = sc;
-  let p: string | undefined;
+  // The call and path that (step, index) names: native/core/steps.h, via lib/steps.ts.
+  let { syscall, path: p } = stepCall(rec.step, rec.index);
+  const values: Record<string, string | undefined> = {
+    '@rootfs': ctx.rootfs ?? '(default rootfs)',
+    '@cwd': ctx.cwd,
+    '@hostname': ctx.hostname,
+    '@cgroup': ctx.cgroup,
+    '@cgroup.parent': ctx.cgroup && path.dirname(ctx.cgroup),
+    '@candidate': ctx.candidates[rec.index] ?? ctx.command[0],
+  };
+  if (p?.startsWith('@')) p = values[p];
   switch (rec.step) {
     case STEP.mount: {
       const m = ctx.meta[rec.index];
       if (m) ({ step, syscall, path: p } = m);
       break;
     }
-    case STEP.exec:
-      if (rec.index === -2) {
-        syscall = 'execveat';
-        p = 'nsbox-init';
-      } else {
-        p = ctx.candidates[rec.index] ?? ctx.command[0];
-      }
-      break;
-    case STEP['rootfs.pivot']:
-      syscall = ['chdir', 'pivot_root', 'umount2', 'chdir'][rec.index] ?? 'pivot_root';
-      p = ctx.rootfs ?? '(default rootfs)';
-      break;
-    case STEP.cwd:
-      // Resolved beneath the root without magic links (openat2), then entered.
-      syscall = rec.index === 1 ? 'fchdir' : 'openat2';
-      p = ctx.cwd;
-      break;
     case STEP['exec.died']:
       return new NsboxError({
         code, errno: rec.errno, step,
         message: `the container's process died before its exec (signal ${osConstantsSignalName(rec.index)}), e.g. killed or OOM-killed (step ${step})`,
       });
-    case STEP.hostname:
-      p = ctx.hostname;
-      break;
     case STEP.network:
       ({ step, syscall } = networkStep(rec.index));
-      break;
-    case STEP['mount.namespace']:
-      // The mount namespace from the template (native/core/child.cc, mount_in_template).
-      syscall = ['open', 'setns', 'unshare', 'fchdir', 'mount', 'fchdir', 'chroot', 'chdir', 'open_tree'][rec.index] ?? 'setns';
-      p = rec.index === 0 || rec.index === 3 ? '/proc/self/fd' : rec.index >= 4 && rec.index <= 7 ? (ctx.rootfs ?? '(default rootfs)') : undefined;
-      break;
-    case STEP['cgroup.create']:
-      // The container's cgroup, made by the spawnAsync worker: mkdir, mkdir of the base, open.
-      syscall = rec.index === 2 ? 'open' : 'mkdir';
-      p = ctx.cgroup && rec.index === 1 ? path.dirname(ctx.cgroup) : ctx.cgroup;
       break;
   }
   return new NsboxError({ code, errno: rec.errno, syscall, step, path: p });

@@ -5,6 +5,8 @@
 // exceptions (this target builds with -fno-exceptions), no stdio, no N-API, no libuv. Only raw
 // system calls over the Plan the parent prepared. A failing step writes one ErrorRecord to the
 // close-on-exec error pipe and exits; end-of-file on that pipe tells the parent execve succeeded.
+// The same rules hold in the rest of the child path: fsops.cc (the plan's filesystem operations),
+// mnt_template.cc (the mount namespace template), netlink.cc's child half.
 #include "child.h"
 
 #include <errno.h>
@@ -25,13 +27,12 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 
+#include "fsops.h"
 #include "netlink.h"
 #include "syscalls.h"
 
 namespace nsbox {
 static_assert(kMsBind == MS_BIND && kTemplatePlainFlags == (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), "plan.h mount flags");
-
-namespace {
 
 [[noreturn]] void fail(int err_fd, int32_t step, int32_t index, int err) {
   ErrorRecord rec;
@@ -40,341 +41,16 @@ namespace {
   rec.index = index;
   rec.magic = kErrorMagic;
   // One write of 16 bytes to a pipe is atomic; if it fails there is nobody left to tell.
-  ssize_t n;
-  do {
-    n = write(err_fd, &rec, sizeof(rec));
-  } while (n < 0 && errno == EINTR);
+  NSBOX_RETRY(write(err_fd, &rec, sizeof(rec)));
   _exit(127);
 }
+
+namespace {
 
 // Move fd out of the way of the fds we are about to dup onto (0..3). Returns the new fd.
 int lift(int fd) {
   if (fd < 0 || fd > 3) return fd;
   return fcntl(fd, F_DUPFD_CLOEXEC, 4);
-}
-
-unsigned long lock_flags_of(int fd) {
-  // Flags that an unprivileged remount may not clear must be repeated in MS_REMOUNT; carrying the
-  // current ones over is always correct for a remount that only adds restrictions.
-  struct statfs st;
-  if (fstatfs(fd, &st) != 0) return 0;
-  unsigned long out = 0;
-  if (st.f_flags & ST_NOSUID) out |= MS_NOSUID;
-  if (st.f_flags & ST_NODEV) out |= MS_NODEV;
-  if (st.f_flags & ST_NOEXEC) out |= MS_NOEXEC;
-  if (st.f_flags & ST_RDONLY) out |= MS_RDONLY;
-  if (st.f_flags & ST_NOATIME) out |= MS_NOATIME;
-  if (st.f_flags & ST_NODIRATIME) out |= MS_NODIRATIME;
-  if (st.f_flags & ST_RELATIME) out |= MS_RELATIME;
-  return out;
-}
-
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-struct OpenHow {
-  uint64_t flags;
-  uint64_t mode;
-  uint64_t resolve;
-};
-constexpr uint64_t kResolveNoMagiclinks = 0x02;
-constexpr uint64_t kResolveInRoot = 0x10;
-
-size_t str_len(const char* s) {
-  size_t n = 0;
-  while (s[n]) n++;
-  return n;
-}
-
-// Per-component resolution of `path` below `root` for kernels without openat2 (or a filter that
-// hides it): symlinks are followed by hand and ".." never climbs above root, as RESOLVE_IN_ROOT
-// does. Returns an O_PATH fd or -1. Stack buffers only.
-int walk_in_root(int root, const char* path) {
-  char rest[4096];   // what is left to walk
-  char link[4096];
-  int stack[64];     // fds of the directories walked so far; stack[0] is a dup of root
-  int depth = 0;
-  int links = 0;
-  size_t n = str_len(path);
-  if (n >= sizeof(rest)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  for (size_t i = 0; i <= n; i++) rest[i] = path[i];
-  stack[0] = fcntl(root, F_DUPFD_CLOEXEC, 3);
-  if (stack[0] < 0) return -1;
-  size_t pos = 0;
-  for (;;) {
-    while (rest[pos] == '/') pos++;
-    if (!rest[pos]) break;
-    size_t end = pos;
-    while (rest[end] && rest[end] != '/') end++;
-    char saved = rest[end];
-    rest[end] = 0;
-    const char* comp = rest + pos;
-    if (comp[0] == '.' && comp[1] == 0) {
-      // nothing
-    } else if (comp[0] == '.' && comp[1] == '.' && comp[2] == 0) {
-      if (depth > 0) close(stack[depth--]);
-    } else {
-      int fd = openat(stack[depth], comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) {
-        int e = errno;
-        for (int i = 0; i <= depth; i++) close(stack[i]);
-        errno = e;
-        return -1;
-      }
-      struct stat st;
-      if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
-        ssize_t ln = readlinkat(fd, "", link, sizeof(link) - 1);
-        close(fd);
-        if (ln < 0 || ++links > 40) {
-          for (int i = 0; i <= depth; i++) close(stack[i]);
-          errno = ln < 0 ? errno : ELOOP;
-          return -1;
-        }
-        link[ln] = 0;
-        // rest := link + "/" + what followed this component
-        rest[end] = saved;
-        const char* tail = rest + end;
-        size_t tl = str_len(tail);
-        if (static_cast<size_t>(ln) + tl + 1 >= sizeof(rest)) {
-          for (int i = 0; i <= depth; i++) close(stack[i]);
-          errno = ENAMETOOLONG;
-          return -1;
-        }
-        char tmp[4096];
-        for (size_t i = 0; i <= tl; i++) tmp[i] = tail[i];
-        for (ssize_t i = 0; i < ln; i++) rest[i] = link[i];
-        for (size_t i = 0; i <= tl; i++) rest[ln + static_cast<ssize_t>(i)] = tmp[i];
-        pos = 0;
-        if (link[0] == '/') {
-          while (depth > 0) close(stack[depth--]);
-        }
-        continue;
-      }
-      if (depth + 1 >= 64) {
-        close(fd);
-        for (int i = 0; i <= depth; i++) close(stack[i]);
-        errno = ELOOP;
-        return -1;
-      }
-      stack[++depth] = fd;
-    }
-    rest[end] = saved;
-    pos = end;
-  }
-  for (int i = 0; i < depth; i++) close(stack[i]);
-  return stack[depth];
-}
-
-// An O_PATH fd for a container path, resolved without leaving the root.
-bool g_walk_only = false;
-
-int open_in_root(int root, const char* path) {
-  OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
-  const char* rel = path;
-  while (*rel == '/') rel++;
-  if (!*rel) return fcntl(root, F_DUPFD_CLOEXEC, 3);
-  if (g_walk_only) return walk_in_root(root, rel);
-  long fd = syscall(SYS_openat2, root, rel, &how, sizeof(how));
-  if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
-  return walk_in_root(root, rel);
-}
-
-// "/proc/self/fd/N" in buf: mount(2) takes paths, and this one names exactly the resolved object.
-// rel: "N", for a child whose working directory is its own fd directory in the host's /proc
-// (mount_in_template): one component to resolve instead of "self" (a link to the pid's directory),
-// "fd" and "N" for every mount.
-const char* fd_path(char* buf, int fd, bool rel) {
-  const char* pre = rel ? "" : "/proc/self/fd/";
-  int i = 0;
-  while (pre[i]) {
-    buf[i] = pre[i];
-    i++;
-  }
-  char d[12];
-  int n = 0;
-  do {
-    d[n++] = static_cast<char>('0' + fd % 10);
-    fd /= 10;
-  } while (fd);
-  while (n) buf[i++] = d[--n];
-  buf[i] = 0;
-  return buf;
-}
-
-// The source of a WHERE_SRC_BENEATH bind: op.data resolved beneath the host directory op.src, as an
-// O_PATH fd; -1 with errno.
-int open_src_beneath(const Op& op) {
-  int outer = open(op.src, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (outer < 0) return -1;
-  int fd = open_in_root(outer, op.data);
-  int e = errno;
-  close(outer);
-  errno = e;
-  return fd;
-}
-
-// Splits a container path into the fd of its parent directory (resolved in root) and its last name.
-int open_parent_in_root(int root, const char* path, const char** name) {
-  char parent[4096];
-  size_t n = str_len(path);
-  if (n >= sizeof(parent)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  while (n > 1 && path[n - 1] == '/') n--;
-  size_t slash = n;
-  while (slash > 0 && path[slash - 1] != '/') slash--;
-  *name = path + slash;
-  for (size_t i = 0; i < slash; i++) parent[i] = path[i];
-  parent[slash] = 0;
-  return open_in_root(root, parent);
-}
-
-// The parent directory of the last create op (mkdir, touch, symlink, mknod), kept open for the
-// next one with the same parent: /dev's nodes and links are a dozen ops in one directory. Any mount
-// drops it (a mount on that directory or above would hide what the fd still names).
-struct DirCache {
-  int fd = -1;
-  const char* path = nullptr;  // the op's dst (plan memory): its first len bytes are the parent
-  size_t len = 0;
-  void drop() {
-    if (fd >= 0) close(fd);
-    fd = -1;
-    path = nullptr;
-    len = 0;
-  }
-};
-
-int parent_in_root_cached(int root, const char* path, const char** name, DirCache* c) {
-  size_t n = str_len(path);
-  while (n > 1 && path[n - 1] == '/') n--;
-  size_t slash = n;
-  while (slash > 0 && path[slash - 1] != '/') slash--;
-  if (c->fd >= 0 && c->len == slash) {
-    bool same = true;
-    for (size_t i = 0; i < slash && same; i++) same = c->path[i] == path[i];
-    if (same) {
-      *name = path + slash;
-      return c->fd;
-    }
-  }
-  c->drop();
-  int fd = open_parent_in_root(root, path, name);
-  if (fd < 0) return -1;
-  c->fd = fd;
-  c->path = path;
-  c->len = slash;
-  return fd;
-}
-
-int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
-  const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
-  const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
-  char dbuf[32], sbuf[32];
-  int dfd = -1, sfd = -1, rc = -1;
-  switch (op.kind) {
-    case OP_MOUNT:
-    case OP_REMOUNT: {
-      cache->drop();
-      const char* dst = op.dst;
-      const char* src = op.src;
-      if (dst_in) {
-        if ((dfd = open_in_root(root, op.dst)) < 0) return -1;
-        dst = fd_path(dbuf, dfd, rel_proc);
-      }
-      if (src_in) {
-        if (!op.src) {
-          if (dfd >= 0) close(dfd);
-          errno = EINVAL;
-          return -1;
-        }
-        if ((sfd = open_in_root(root, op.src)) < 0) {
-          int e = errno;
-          if (dfd >= 0) close(dfd);
-          errno = e;
-          return -1;
-        }
-        src = fd_path(sbuf, sfd, rel_proc);
-      }
-      const char* data = op.data;
-      if (op.kind == OP_MOUNT && (op.where & WHERE_SRC_BENEATH)) {
-        if ((sfd = open_src_beneath(op)) < 0) {
-          int e = errno;
-          if (dfd >= 0) close(dfd);
-          errno = e;
-          return -1;
-        }
-        src = fd_path(sbuf, sfd, rel_proc);
-        data = nullptr;
-      }
-      if (op.kind == OP_MOUNT) {
-        rc = mount(src, dst, op.fstype, op.flags, data);
-      } else {
-        int ffd = dfd >= 0 ? dfd : open(dst, O_PATH | O_CLOEXEC);
-        unsigned long keep = ffd >= 0 ? lock_flags_of(ffd) : 0;
-        if (ffd >= 0 && ffd != dfd) close(ffd);
-        rc = mount(nullptr, dst, nullptr, MS_REMOUNT | op.flags | keep, nullptr);
-      }
-      break;
-    }
-    case OP_MKDIR:
-    case OP_TOUCH:
-    case OP_SYMLINK:
-    case OP_MKNOD: {
-      const char* name = op.dst;
-      int dir = AT_FDCWD;
-      if (dst_in) {
-        // The cache owns the fd: it is not closed below.
-        if ((dir = parent_in_root_cached(root, op.dst, &name, cache)) < 0) return -1;
-      }
-      if (op.kind == OP_MKDIR) {
-        rc = mkdirat(dir, name, op.mode);
-        if (rc != 0 && errno == EEXIST) {
-          struct stat st;
-          if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-            rc = 0;
-          } else if (fstatat(dir, name, &st, 0) == 0 && S_ISDIR(st.st_mode) && dst_in) {
-            rc = 0;  // a symlink to a directory: mounts on it are resolved in root later
-          } else {
-            errno = ENOTDIR;
-          }
-        }
-      } else if (op.kind == OP_TOUCH) {
-        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
-        if (fd >= 0) {
-          close(fd);
-          rc = 0;
-        } else {
-          struct stat st;
-          // An existing non-writable file is a fine bind target too.
-          if (errno != ELOOP && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
-            rc = 0;
-        }
-      } else if (op.kind == OP_SYMLINK) {
-        if (op.src) {
-          rc = symlinkat(op.src, dir, name);
-        } else {
-          errno = EINVAL;  // a link needs a target (only a malformed plan has none)
-        }
-      } else {
-        rc = mknodat(dir, name, op.mode, static_cast<dev_t>(op.dev));
-        // The mode as planned (0666), not as Node's umask left it.
-        if (rc == 0) rc = fchmodat(dir, name, op.mode & 07777, 0);
-      }
-      break;
-    }
-    default:
-      errno = EINVAL;
-      return -1;
-  }
-  int e = errno;
-  if (dfd >= 0) close(dfd);
-  if (sfd >= 0) close(sfd);
-  errno = e;
-  return rc;
 }
 
 int lo_up() {
@@ -393,43 +69,6 @@ int lo_up() {
   close(s);
   errno = saved;
   return rc;
-}
-
-// open(2) of a path inside the process's root (the container's, once it is in place) that
-// neither leaves the root through ".." or an absolute symlink nor follows a magic link
-// (/proc/self/fd/N, /proc/<pid>/cwd): openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS from "/".
-// Where openat2 is missing (kernel < 5.6, or a filter hiding it) the per-component walk, which
-// follows symlinks as strings and so never through a magic link, gives an O_PATH fd: flags other
-// than O_PATH then reopen that through /proc/self/fd (its target is the walked object itself).
-int open_beneath_root(const char* path, uint64_t flags) {
-  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) return -1;
-  const char* rel = path;
-  while (*rel == '/') rel++;
-  long fd;
-  if (!*rel) {
-    fd = (flags & O_PATH) ? fcntl(root, F_DUPFD_CLOEXEC, 3) : openat(root, ".", static_cast<int>(flags));
-  } else {
-    OpenHow how = {flags | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
-    fd = g_walk_only ? -1 : syscall(SYS_openat2, root, rel, &how, sizeof(how));
-    if (g_walk_only || (fd < 0 && errno == ENOSYS)) {
-      int p = walk_in_root(root, rel);
-      if (p < 0 || (flags & O_PATH)) {
-        fd = p;
-      } else {
-        char buf[32];
-        // (The walk followed the last link already; O_NOFOLLOW here would refuse the fd link.)
-        fd = open(fd_path(buf, p, false), static_cast<int>((flags & ~static_cast<uint64_t>(O_NOFOLLOW)) | O_CLOEXEC));
-        int e = errno;
-        close(p);
-        errno = e;
-      }
-    }
-  }
-  int e = errno;
-  close(root);
-  errno = e;
-  return static_cast<int>(fd);
 }
 
 // Closes every fd not in keep[0..n) (unsorted, duplicates allowed). close_range where it exists.
@@ -493,10 +132,7 @@ int send_fd(int sock, int fd) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   *reinterpret_cast<int*>(CMSG_DATA(c)) = fd;
-  ssize_t n;
-  do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = NSBOX_RETRY(sendmsg(sock, &msg, MSG_NOSIGNAL));
   return n == 1 ? 0 : -1;
 }
 
@@ -504,36 +140,31 @@ int send_fd(int sock, int fd) {
 // devpts, the master handed to Node, the slave returned for the new process's stdio.
 int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0) fail(err_fd, STEP_PTY, 0, errno);
+  if (master < 0) fail(err_fd, STEP_PTY, PTY_OPEN, errno);
   int unlock = 0;
-  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, 1, errno);
+  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, PTY_UNLOCK, errno);
   if (cols && rows) {
     struct winsize ws = {};
     ws.ws_col = cols;
     ws.ws_row = rows;
-    if (ioctl(master, TIOCSWINSZ, &ws) != 0) fail(err_fd, STEP_PTY, 5, errno);
+    if (ioctl(master, TIOCSWINSZ, &ws) != 0) fail(err_fd, STEP_PTY, PTY_WINSIZE, errno);
   }
   int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-  if (slave < 0) fail(err_fd, STEP_PTY, 2, errno);
-  if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, 3, errno);
+  if (slave < 0) fail(err_fd, STEP_PTY, PTY_PEER, errno);
+  if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, PTY_SEND, errno);
   close(master);
   return slave;
 }
 
-// Writes a whole string to a (proc) file in one write, as id maps must be written.
-int write_file(const char* path, const char* text) {
+// Writes a whole string to a (proc) file in one write, as id maps must be written; a failure is
+// STEP_USERNS at open_index (the open) or write_index (the write).
+void write_userns_file(int err_fd, const char* path, const char* text, int32_t open_index, int32_t write_index) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
+  if (fd < 0) fail(err_fd, STEP_USERNS, open_index, errno);
   size_t len = str_len(text);
-  ssize_t n;
-  do {
-    n = write(fd, text, len);
-  } while (n < 0 && errno == EINTR);
-  int e = errno;
+  ssize_t n = NSBOX_RETRY(write(fd, text, len));
+  if (n != static_cast<ssize_t>(len)) fail(err_fd, STEP_USERNS, write_index, n < 0 ? errno : EIO);
   close(fd);
-  if (n == static_cast<ssize_t>(len)) return 0;
-  errno = n < 0 ? e : EIO;
-  return -1;
 }
 
 // Writes v in decimal into buf (at least 12 bytes), NUL-terminated. No allocation.
@@ -558,7 +189,7 @@ void format_int(char* buf, int v) {
   format_int(e, err_fd);
   format_int(c, cmd_fd);
   char* av[6] = {plan->tramp_argv[0], const_cast<char*>("--pool"), e, c, const_cast<char*>(plan->path_dirs_joined), nullptr};
-  if (fcntl(err_fd, F_SETFD, 0) != 0 || fcntl(cmd_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_POOL, 4, errno);
+  if (fcntl(err_fd, F_SETFD, 0) != 0 || fcntl(cmd_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_POOL, POOL_KEEP_FDS, errno);
   uint64_t empty = 0;
   sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
   syscall(SYS_execveat, tramp_fd, "", av, plan->envp, AT_EMPTY_PATH);
@@ -566,7 +197,7 @@ void format_int(char* buf, int v) {
   uint64_t full = ~0ULL;
   sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
   fcntl(err_fd, F_SETFD, FD_CLOEXEC);
-  fail(err_fd, STEP_EXEC, -2, err);
+  fail(err_fd, STEP_EXEC, EXEC_MEMFD, err);
 }
 
 }  // namespace
@@ -581,231 +212,6 @@ struct TailState {
 };
 [[noreturn]] void child_tail(const Plan* plan, TailState* st);
 
-
-// The mount namespace from the template (Plan::mnt_template_fd, made once per process by
-// mnt_template_child below) instead of CLONE_NEWNS. CLONE_NEWNS copies every mount of the host
-// into the child, and pivot_root then detaches all of them again: work that grows with the host's
-// mount table (1 to 3 µs per host mount per container here: bench/host-mounts.js) and an RCU
-// grace period for the detach. Here the child
-//   1. captures every host path it binds as a detached, private copy (open_tree OPEN_TREE_CLONE,
-//      mount_setattr MS_PRIVATE: nothing propagates between it and the host), still in Node's
-//      namespace, with the restrictions of the remount that follows the bind in the plan set in the
-//      same call (recursively);
-//   2. joins the template (an empty read-only tmpfs) and unshares its own copy of it: one mount to
-//      copy, whatever the host has;
-//   3. runs the plan's ops with the root stacked on the copy's "/" (the host bind ops attach their
-//      captured copy with move_mount; mount(2)'s paths are "N" from /proc/self/fd of the host's /proc as
-//      working directory);
-//   4. chroots into that root. Under it there is nothing but the empty template: no host mount was
-//      ever in this namespace, so there is no old root to detach; and ".." from the root of a
-//      stacked mount comes straight back up into it, so a chroot escape (with CAP_SYS_CHROOT) ends
-//      in the container's root, as after pivot_root.
-// Steps: STEP_OP with the op's index for the ops (capture included); STEP_MNT_TEMPLATE with index
-// 0 open of /proc/self/fd, 1 setns, 2 unshare, 3 fchdir to /proc/self/fd, 4 no root op first or an op on a host
-// path, 5 fchdir to the root, 6 chroot, 7 chdir, 8 too many host binds (4 and 8: the parent never
-// plans that).
-
-// A new filesystem of op (tmpfs for the default rootfs) as a detached mount: fsopen, one fsconfig
-// per "key[=value]" of op.data, fsmount. -1 with errno (EINVAL where op has flags or data this
-// cannot express: the parent plans template mode only for roots that it can, UseMountTemplate in
-// native/glue/addon.cc).
-int detached_fs(const Op& op) {
-  char data[kMaxTemplateData];
-  size_t n = op.data ? str_len(op.data) : 0;
-  if (!op.fstype || op.src == nullptr || (op.flags & ~kTemplatePlainFlags) || n >= sizeof(data)) {
-    errno = EINVAL;
-    return -1;
-  }
-  for (size_t i = 0; i < n; i++) data[i] = op.data[i];
-  data[n] = 0;
-  int fs = sys::fsopen(op.fstype, sys::kFsopenCloexec);
-  if (fs < 0) return -1;
-  if (sys::fsconfig(fs, sys::kFsconfigSetString, "source", op.src, 0) != 0) {
-    int e = errno;
-    close(fs);
-    errno = e;
-    return -1;
-  }
-  for (size_t k = 0; k < n;) {
-    size_t end = k;
-    while (end < n && data[end] != ',') end++;
-    data[end] = 0;
-    char* key = data + k;
-    char* val = nullptr;
-    for (char* c = key; *c; c++) {
-      if (*c == '=') {
-        *c = 0;
-        val = c + 1;
-        break;
-      }
-    }
-    if (*key && sys::fsconfig(fs, val ? sys::kFsconfigSetString : sys::kFsconfigSetFlag, key, val, 0) != 0) {
-      int e = errno;
-      close(fs);
-      errno = e;
-      return -1;
-    }
-    k = end + 1;
-  }
-  if (sys::fsconfig(fs, sys::kFsconfigCmdCreate, nullptr, nullptr, 0) != 0) {
-    int e = errno;
-    close(fs);
-    errno = e;
-    return -1;
-  }
-  uint64_t attrs = ((op.flags & MS_RDONLY) ? sys::kMountAttrRdonly : 0) | ((op.flags & MS_NOSUID) ? sys::kMountAttrNosuid : 0) |
-                   ((op.flags & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((op.flags & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
-  int m = sys::fsmount(fs, sys::kFsmountCloexec, static_cast<unsigned>(attrs));
-  int e = errno;
-  close(fs);
-  errno = e;
-  return m;
-}
-
-bool same_str(const char* a, const char* b) {
-  if (!a || !b) return false;
-  while (*a && *a == *b) {
-    a++;
-    b++;
-  }
-  return *a == *b;
-}
-
-// A host bind's op followed by the remount of the same target that only adds restrictions (the
-// default rootfs's directories and files, the user's binds): both are done at once on the detached
-// copy, so the restrictions hold for the bind's submounts too.
-bool merges_remount(const Plan* plan, size_t i) {
-  if (i + 1 >= plan->n_ops) return false;
-  const Op& op = plan->ops[i];
-  const Op& next = plan->ops[i + 1];
-  // The root's bind and its nodev (OpList.rootBind) too; not the read-only remount of "/" at the
-  // end of the plan, which is not recursive.
-  const bool root = op.where & WHERE_OPEN_ROOT;
-  return next.kind == OP_REMOUNT && (next.where & WHERE_DST_IN_ROOT) &&
-         (root ? same_str(next.dst, "/") && !(next.flags & MS_RDONLY) : same_str(next.dst, op.dst)) &&
-         !(next.flags & ~(MS_BIND | kTemplatePlainFlags));
-}
-
-void mount_in_template(const Plan* plan, int err_fd) {
-  int trees[kMaxTemplateTrees];
-  size_t n_trees = 0;
-  // A new filesystem for the root is made first (so that it comes first in the container's
-  // mountinfo, as with pivot_root), then the host binds are captured in their order.
-  int root_fs = -1;
-  if (plan->n_ops && (plan->ops[0].where & WHERE_OPEN_ROOT) && !is_host_bind(plan->ops[0])) {
-    root_fs = detached_fs(plan->ops[0]);
-    if (root_fs < 0) fail(err_fd, STEP_OP, 0, errno);
-  }
-  for (size_t i = 0; i < plan->n_ops; i++) {
-    const Op& op = plan->ops[i];
-    if (!is_host_bind(op)) continue;
-    if (n_trees == kMaxTemplateTrees) fail(err_fd, STEP_MNT_TEMPLATE, 8, E2BIG);
-    unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
-    int t;
-    if (op.where & WHERE_SRC_BENEATH) {
-      int s = open_src_beneath(op);
-      t = s < 0 ? -1 : sys::open_tree(s, "", fl | AT_EMPTY_PATH);
-      int e = errno;
-      if (s >= 0) close(s);
-      errno = e;
-    } else {
-      t = sys::open_tree(AT_FDCWD, op.src, fl);
-    }
-    if (t < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
-    sys::MountAttr attr = {0, 0, MS_PRIVATE, 0};
-    if (merges_remount(plan, i)) {
-      unsigned long f = plan->ops[i + 1].flags;
-      attr.attr_set = ((f & MS_RDONLY) ? sys::kMountAttrRdonly : 0) | ((f & MS_NOSUID) ? sys::kMountAttrNosuid : 0) |
-                      ((f & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((f & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
-    }
-    if (sys::mount_setattr(t, "", AT_EMPTY_PATH | sys::kAtRecursive, &attr) != 0)
-      fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
-    trees[n_trees++] = t;
-  }
-  // Our own fd directory in the host's /proc, opened while /proc is still the host's: mount(2)'s
-  // paths are then just "N".
-  int host_proc = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (host_proc < 0) fail(err_fd, STEP_MNT_TEMPLATE, 0, errno);
-  if (setns(plan->mnt_template_fd, CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 1, errno);
-  if (unshare(CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 2, errno);
-  if (fchdir(host_proc) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 3, errno);
-
-  // The root is stacked on the template's "/" (so that setns into this namespace, nsenter's
-  // included, lands on it), and its fd (the detached mount's, now attached) is the root fd.
-  int root = -1;
-  size_t next_tree = 0;
-  DirCache dirs;
-  g_walk_only = plan->walk_only;
-  for (size_t i = 0; i < plan->n_ops; i++) {
-    const Op& op = plan->ops[i];
-    const int32_t idx = static_cast<int32_t>(i);
-    int rc;
-    if (op.where & WHERE_OPEN_ROOT) {
-      if (root >= 0) fail(err_fd, STEP_OP, idx, EINVAL);
-      root = is_host_bind(op) ? trees[next_tree++] : root_fs;
-      if (sys::move_mount(root, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0) fail(err_fd, STEP_OP, idx, errno);
-      if (is_host_bind(op) && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
-      continue;
-    }
-    // Every other op is on a container path (the parent plans template mode only then).
-    if (root < 0 || !(op.where & WHERE_DST_IN_ROOT)) fail(err_fd, STEP_MNT_TEMPLATE, 4, EINVAL);
-    if (is_host_bind(op)) {
-      dirs.drop();
-      int t = trees[next_tree++];
-      int dfd = open_in_root(root, op.dst);
-      if (dfd < 0) fail(err_fd, STEP_OP, idx, errno);
-      rc = sys::move_mount(t, "", dfd, "", sys::kMoveMountFEmptyPath | sys::kMoveMountTEmptyPath);
-      int e = errno;
-      close(dfd);
-      close(t);
-      errno = e;
-      if (rc == 0 && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
-    } else {
-      rc = run_op(op, root, &dirs, true);
-    }
-    if (rc != 0) fail(err_fd, STEP_OP, idx, errno);
-  }
-  dirs.drop();
-  if (root < 0) fail(err_fd, STEP_MNT_TEMPLATE, 4, EINVAL);
-  if (fchdir(root) != 0) fail(err_fd, STEP_MNT_TEMPLATE, 5, errno);
-  close(root);
-  close(host_proc);
-  if (chroot(".") != 0) fail(err_fd, STEP_MNT_TEMPLATE, 6, errno);
-  if (chdir("/") != 0) fail(err_fd, STEP_MNT_TEMPLATE, 7, errno);
-}
-
-// The template itself, in a vfork-style child with a mount namespace of its own (CLONE_NEWNS) that
-// shares the caller's fd table: the namespace's fd goes into that table, then the child replaces the
-// copy of the host's mounts with one empty read-only tmpfs and exits. No thread of Node enters it.
-[[noreturn]] void mnt_template_child(NsFdJob* job) {
-  int fd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
-  int fs = -1, m = -1;
-  sys::MountAttr ro = {sys::kMountAttrRdonly, 0, 0, 0};
-  if (fd < 0) goto out;
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) goto out;
-  if ((fs = sys::fsopen("tmpfs", sys::kFsopenCloexec)) < 0) goto out;
-  if (sys::fsconfig(fs, sys::kFsconfigSetString, "mode", "0755", 0) != 0) goto out;
-  if (sys::fsconfig(fs, sys::kFsconfigSetString, "size", "4k", 0) != 0) goto out;
-  if (sys::fsconfig(fs, sys::kFsconfigCmdCreate, nullptr, nullptr, 0) != 0) goto out;
-  m = sys::fsmount(fs, sys::kFsmountCloexec,
-                   static_cast<unsigned>(sys::kMountAttrNosuid | sys::kMountAttrNodev | sys::kMountAttrNoexec));
-  if (m < 0) goto out;
-  if (sys::mount_setattr(m, "", AT_EMPTY_PATH, &ro) != 0) goto out;
-  if (sys::move_mount(m, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0) goto out;
-  if (fchdir(m) != 0) goto out;
-  if (sys::pivot_root(".", ".") != 0) goto out;
-  if (umount2(".", MNT_DETACH) != 0) goto out;
-  close(m);
-  close(fs);
-  job->fd = fd;
-  _exit(0);
-out:
-  job->err = errno;
-  if (m >= 0) close(m);
-  if (fs >= 0) close(fs);
-  if (fd >= 0) close(fd);
-  _exit(1);
-}
 
 [[noreturn]] void netns_child(NsFdJob* job) {
   // We share the caller's memory and fd table (CLONE_VM | CLONE_FILES) but have a network
@@ -854,23 +260,20 @@ out:
   if (plan->userns_sync_fd >= 0) {
     if (plan->userns_sync_wfd >= 0) close(plan->userns_sync_wfd);
     char go = 0;
-    ssize_t n;
-    do {
-      n = read(plan->userns_sync_fd, &go, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) fail(err_fd, STEP_USERNS, 0, n < 0 ? errno : EPIPE);
+    ssize_t n = NSBOX_RETRY(read(plan->userns_sync_fd, &go, 1));
+    if (n != 1) fail(err_fd, STEP_USERNS, USERNS_WAIT, n < 0 ? errno : EPIPE);
     close(plan->userns_sync_fd);
     // Become root of the namespace now: the creator's ids need not be mapped in it (root asking
     // for a namespace: host 0 is not), and files made while building the root must belong to ids
     // that are (mkdir on the new tmpfs is EOVERFLOW otherwise).
-    if (syscall(SYS_setresgid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, 4, errno);
-    if (syscall(SYS_setresuid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, 5, errno);
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, USERNS_SETRESGID, errno);
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, USERNS_SETRESUID, errno);
   } else if (plan->self_uid_map) {
     // One id of our creator mapped by ourselves: "deny" to setgroups must come before gid_map.
-    if (write_file("/proc/self/setgroups", "deny") != 0) fail(err_fd, STEP_USERNS, 1, errno);
-    if (write_file("/proc/self/uid_map", plan->self_uid_map) != 0) fail(err_fd, STEP_USERNS, 2, errno);
-    if (plan->self_gid_map && write_file("/proc/self/gid_map", plan->self_gid_map) != 0)
-      fail(err_fd, STEP_USERNS, 3, errno);
+    write_userns_file(err_fd, "/proc/self/setgroups", "deny", USERNS_OPEN_SETGROUPS, USERNS_SETGROUPS);
+    write_userns_file(err_fd, "/proc/self/uid_map", plan->self_uid_map, USERNS_OPEN_UID_MAP, USERNS_UID_MAP);
+    if (plan->self_gid_map)
+      write_userns_file(err_fd, "/proc/self/gid_map", plan->self_gid_map, USERNS_OPEN_GID_MAP, USERNS_GID_MAP);
   }
 
   // Nothing that can become visible inside a container may be inspected (ptrace, /proc/<pid>/fd,
@@ -891,7 +294,7 @@ out:
     // root as it sees it, opened (O_PATH, in the host's /proc) before we move; the new process
     // chroots there (as nsenter --root).
     int proot = plan->enter_root ? open(plan->enter_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, 0, errno);
+    if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, SETNS_OPEN_ROOT, errno);
     // The cgroup to clone into, as a detached copy of its directory's mount (taken here, while the
     // host's mount namespace is still ours): the new process is born with it in its fd table
     // (clone3's CLONE_INTO_CGROUP needs it in ours, which it copies), and machine root can seize it
@@ -905,12 +308,15 @@ out:
     // of a machine without a user namespace (root-equivalent anyway, docs/security.md) could climb.
     int cg = -1;
     if (plan->cgroup_fd >= 0) {
-      if (!(plan->enter_flags & CLONE_NEWUSER)) cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
-      if (cg < 0 && ((plan->enter_flags & CLONE_NEWUSER) || errno == ENOSYS || errno == EPERM))
+      bool cg_copy = !(plan->enter_flags & CLONE_NEWUSER);
+      if (cg_copy) cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
+      if (cg < 0 && (!cg_copy || errno == ENOSYS || errno == EPERM)) {
+        cg_copy = false;
         cg = fcntl(plan->cgroup_fd, F_DUPFD_CLOEXEC, 3);
-      if (cg < 0) fail(err_fd, STEP_ENTER, -2, errno);
+      }
+      if (cg < 0) fail(err_fd, STEP_ENTER, cg_copy ? ENTER_CGROUP_COPY : ENTER_CGROUP_DUP, errno);
     }
-    if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, -1, errno);
+    if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, SETNS_JOIN, errno);
     // Our fd table is a copy of Node's (every socket, pipe and file it has open, libuv's signal
     // pipe included). The new process is visible in the machine before it closes them (at
     // STEP_FDS), and the machine's root can take any fd of it (pidfd_getfd, /proc/<pid>/fd) and
@@ -940,16 +346,13 @@ out:
       args.cgroup = static_cast<uint64_t>(cg);
     }
     long pid = sys::clone3(&args);
-    if (pid < 0) fail(err_fd, STEP_ENTER, -1, errno);
+    if (pid < 0) fail(err_fd, STEP_ENTER, ENTER_CLONE, errno);
     if (pid > 0) {
       if (plan->enter_pid_out) {
         *plan->enter_pid_out = static_cast<int32_t>(pid);
       } else if (plan->enter_report_fd >= 0) {
         int32_t v = static_cast<int32_t>(pid);
-        ssize_t n;
-        do {
-          n = write(plan->enter_report_fd, &v, sizeof(v));
-        } while (n < 0 && errno == EINTR);
+        NSBOX_RETRY(write(plan->enter_report_fd, &v, sizeof(v)));
       }
       _exit(0);
     }
@@ -959,7 +362,8 @@ out:
     if (cg >= 0) close(cg);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
     if (proot >= 0) {
-      if (fchdir(proot) != 0 || chroot(".") != 0) fail(err_fd, STEP_SETNS, 1, errno);
+      if (fchdir(proot) != 0) fail(err_fd, STEP_SETNS, SETNS_FCHDIR, errno);
+      if (chroot(".") != 0) fail(err_fd, STEP_SETNS, SETNS_CHROOT, errno);
       close(proot);
     }
     if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
@@ -1008,34 +412,35 @@ out:
     if (tty_slave >= 0) src[0] = src[1] = src[2] = tty_slave;
     err_fd = lift(err_fd);
     if (err_fd < 0) _exit(127);
-    if (cmd_fd >= 0 && (cmd_fd = lift(cmd_fd)) < 0) fail(err_fd, STEP_STDIO, 5, errno);
-    if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, 4, errno);
-    if (net_sock >= 0 && (net_sock = lift(net_sock)) < 0) fail(err_fd, STEP_STDIO, 6, errno);
+    if (cmd_fd >= 0 && (cmd_fd = lift(cmd_fd)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_CMD, errno);
+    if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_INIT, errno);
+    if (net_sock >= 0 && (net_sock = lift(net_sock)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_NET, errno);
     for (int i = 0; i < 4; i++) {
       if (src[i] >= 0 && src[i] != i && src[i] <= 3 && (src[i] = lift(src[i])) < 0)
-        fail(err_fd, STEP_STDIO, i, errno);
+        fail(err_fd, STEP_STDIO, STDIO_LIFT + i, errno);
     }
     for (int i = 0; i < 4; i++) {
       if (src[i] < 0) continue;
       if (src[i] == i) {
-        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, i, errno);
+        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, STDIO_KEEP + i, errno);
       } else if (dup2(src[i], i) < 0) {
-        fail(err_fd, STEP_STDIO, i, errno);
+        fail(err_fd, STEP_STDIO, STDIO_DUP + i, errno);
       }
     }
   }
 
   if (tty_slave >= 0) {
     if (tty_slave > 2) close(tty_slave);
-    if (ioctl(0, TIOCSCTTY, 0) != 0) fail(err_fd, STEP_PTY, 4, errno);
+    if (ioctl(0, TIOCSCTTY, 0) != 0) fail(err_fd, STEP_PTY, PTY_CTTY, errno);
   }
 
   if (!plan->cgroup_into && plan->cgroup_fd >= 0 && plan->enter_pidfd < 0) {
     int fd = openat(plan->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "0", 1) != 1) fail(err_fd, STEP_CGROUP_JOIN, -1, errno);
+    if (fd < 0) fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_OPEN, errno);
+    if (write(fd, "0", 1) != 1) fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_WRITE, errno);
     close(fd);
     if ((plan->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) != 0)
-      fail(err_fd, STEP_CGROUP_JOIN, -2, errno);
+      fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_UNSHARE, errno);
   }
 
   if (plan->mnt_template_fd >= 0) {
@@ -1058,10 +463,10 @@ out:
     if (root >= 0) close(root);
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
     // new root (the form runc and crun use: no put_old directory needed inside the image).
-    if (chdir(plan->staging) != 0) fail(err_fd, STEP_PIVOT, 0, errno);
-    if (sys::pivot_root(".", ".") != 0) fail(err_fd, STEP_PIVOT, 1, errno);
-    if (umount2(".", MNT_DETACH) != 0) fail(err_fd, STEP_PIVOT, 2, errno);
-    if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, 3, errno);
+    if (chdir(plan->staging) != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR, errno);
+    if (sys::pivot_root(".", ".") != 0) fail(err_fd, STEP_PIVOT, PIVOT_PIVOT, errno);
+    if (umount2(".", MNT_DETACH) != 0) fail(err_fd, STEP_PIVOT, PIVOT_DETACH, errno);
+    if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR_ROOT, errno);
   }
 
   // From here on every path is the container's (or, entering a machine, the machine's): its root
@@ -1086,11 +491,11 @@ out:
     for (int i = 0; i < 3; i++) {
       if (plan->stdio[i] != kStdioDevNull) continue;
       int fd = open_beneath_root("/dev/null", O_RDWR | O_NOFOLLOW);
-      if (fd < 0) fail(err_fd, STEP_STDIO, i, errno);
+      if (fd < 0) fail(err_fd, STEP_STDIO, STDIO_DEVNULL + i, errno);
       if (fd == i) {
-        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, i, errno);
+        if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, STDIO_KEEP + i, errno);
       } else {
-        if (dup2(fd, i) < 0) fail(err_fd, STEP_STDIO, i, errno);
+        if (dup2(fd, i) < 0) fail(err_fd, STEP_STDIO, STDIO_DUP + i, errno);
         close(fd);
       }
     }
@@ -1114,8 +519,8 @@ out:
     // (or /proc/1/cwd) planted by an earlier run must not put the process in a directory outside
     // its root, from which ".." climbs to the host's "/".
     int dir = open_beneath_root(plan->cwd, O_PATH | O_DIRECTORY);
-    if (dir < 0) fail(err_fd, STEP_CWD, 0, errno);
-    if (fchdir(dir) != 0) fail(err_fd, STEP_CWD, 1, errno);
+    if (dir < 0) fail(err_fd, STEP_CWD, CWD_OPEN, errno);
+    if (fchdir(dir) != 0) fail(err_fd, STEP_CWD, CWD_ENTER, errno);
     close(dir);
   }
 
@@ -1171,9 +576,9 @@ out:
     uint64_t keep = (plan->set_creds && plan->uid != 0) ? 0 : plan->caps_keep;
     data[0].effective = data[0].permitted = static_cast<uint32_t>(keep);
     data[1].effective = data[1].permitted = static_cast<uint32_t>(keep >> 32);
-    if (syscall(SYS_capset, &hdr, data) != 0) fail(err_fd, STEP_CAPS, 0, errno);
+    if (syscall(SYS_capset, &hdr, data) != 0) fail(err_fd, STEP_CAPS, CAPS_SET, errno);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-      fail(err_fd, STEP_CAPS, 1, errno);
+      fail(err_fd, STEP_CAPS, CAPS_AMBIENT, errno);
   }
 
   if (plan->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -1190,7 +595,7 @@ out:
   if (!tramp && init_fd >= 0 && plan->init_slot == SIZE_MAX) {
     sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
     syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
-    fail(err_fd, STEP_EXEC, -2, errno);
+    fail(err_fd, STEP_EXEC, EXEC_MEMFD, errno);
   }
   int last_err = ENOENT;
   int32_t last_index = -1;
@@ -1215,7 +620,7 @@ out:
         argv = plan->tramp_argv;
         // The error pipe must survive this execve: the trampoline reports its own execve failure
         // there and marks it close-on-exec again before that execve.
-        if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, -2, errno);
+        if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, EXEC_KEEP_ERRFD, errno);
       } else {
         plan->init_argv[plan->init_slot] = const_cast<char*>(cand);
       }
@@ -1224,7 +629,7 @@ out:
       last_err = errno;
       sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);
       if (tramp) fcntl(err_fd, F_SETFD, FD_CLOEXEC);
-      last_index = -2;  // the memfd itself failed to start
+      last_index = EXEC_MEMFD;  // the memfd itself failed to start
       break;
     }
     sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);

@@ -22,4 +22,10 @@ struct NsFdJob {
 // The mount namespace template (child.cc, mount_in_template).
 [[noreturn]] void mnt_template_child(NsFdJob* job);
 
+// Inside the child path only (child.cc, mnt_template.cc): writes the failure record of (step,
+// index) to err_fd and exits.
+[[noreturn]] void fail(int err_fd, int32_t step, int32_t index, int err);
+// The mount namespace from the template instead of CLONE_NEWNS (mnt_template.cc).
+void mount_in_template(const Plan* plan, int err_fd);
+
 }  // namespace nsbox

@@ -1,6 +1,7 @@
 // netlink.cc: rtnetlink for bridged networking. See netlink.h for which half runs where.
 #include "netlink.h"
 #include "netlink_parent.h"
+#include "syscalls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,16 +32,22 @@ int nl_send(int sock, const void* msg, size_t len) {
   struct sockaddr_nl sa;
   for (size_t i = 0; i < sizeof(sa); i++) reinterpret_cast<char*>(&sa)[i] = 0;
   sa.nl_family = AF_NETLINK;
-  ssize_t n;
-  do {
-    n = sendto(sock, msg, len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa));
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = NSBOX_RETRY(sendto(sock, msg, len, 0, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)));
   if (n < 0) return -1;
   if (static_cast<size_t>(n) != len) {
     errno = EMSGSIZE;
     return -1;
   }
   return 0;
+}
+// One read of answers; end-of-file is EPROTO (the kernel never closes a netlink socket).
+ssize_t nl_recv(int sock, char* buf, size_t len) {
+  ssize_t n = NSBOX_RETRY(recv(sock, buf, len, 0));
+  if (n == 0) {
+    errno = EPROTO;
+    return -1;
+  }
+  return n;
 }
 }  // namespace
 
@@ -53,14 +60,7 @@ int nl_request(int sock, void* msg, size_t len, uint32_t seq) {
   ssize_t n;
   alignas(struct nlmsghdr) char buf[8192];
   for (int rounds = 0; rounds < 64; rounds++) {
-    do {
-      n = recv(sock, buf, sizeof(buf), 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return -1;
-    if (n == 0) {
-      errno = EPROTO;
-      return -1;
-    }
+    if ((n = nl_recv(sock, buf, sizeof(buf))) < 0) return -1;
     size_t left = static_cast<size_t>(n);
     for (struct nlmsghdr* r = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
       if (r->nlmsg_seq != seq || r->nlmsg_type != NLMSG_ERROR) continue;
@@ -84,14 +84,7 @@ int nl_batch(int sock, const void* msg, size_t len, uint32_t acks) {
   alignas(struct nlmsghdr) char buf[8192];
   uint32_t got = 0;
   for (int rounds = 0; rounds < 4096 && got < acks; rounds++) {
-    do {
-      n = recv(sock, buf, sizeof(buf), 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return -1;
-    if (n == 0) {
-      errno = EPROTO;
-      return -1;
-    }
+    if ((n = nl_recv(sock, buf, sizeof(buf))) < 0) return -1;
     size_t left = static_cast<size_t>(n);
     for (struct nlmsghdr* r = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
       if (r->nlmsg_type != NLMSG_ERROR) continue;
@@ -277,8 +270,7 @@ int dump(NlMsg& m, F each) {
   }
   std::vector<char> buf(32768);
   for (bool done = false; !done;) {
-    ssize_t n = recv(s, buf.data(), buf.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = NSBOX_RETRY(recv(s, buf.data(), buf.size(), 0));
     if (n <= 0) {
       rc = n < 0 ? errno : EPROTO;
       break;

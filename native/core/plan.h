@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "steps.h"
+
 namespace nsbox {
 
 // One filesystem operation, run in order before pivot_root. Paths are absolute host paths inside the
@@ -47,7 +49,7 @@ struct Op {
   const char* data;
 };
 
-// The mount namespace template (child.cc, mount_in_template): at most this many host binds, and a
+// The mount namespace template (mnt_template.cc, mount_in_template): at most this many host binds, and a
 // root that is a host bind or a new filesystem with only these flags and data shorter than this.
 constexpr size_t kMaxTemplateTrees = 256;
 constexpr unsigned long kTemplatePlainFlags = 0x1 | 0x2 | 0x4 | 0x8;  // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -60,52 +62,7 @@ inline bool is_host_bind(const Op& op) {
   return op.kind == OP_MOUNT && (op.flags & kMsBind) && !(op.where & WHERE_SRC_IN_ROOT) && op.src;
 }
 
-// Fixed steps of the child path, in the order they run. Keep in sync with STEP_NAMES in lib/native.ts;
-// the glue exports the count so a mismatch is caught at load time.
-enum Step : int32_t {
-  STEP_NONE = 0,
-  STEP_SIGNALS = 1,      // reset dispositions
-  STEP_SETSID = 2,       // new session
-  STEP_STDIO = 3,        // dup2 of stdio and the init status fd
-  STEP_CGROUP_JOIN = 4,  // fallback join when clone3/CLONE_INTO_CGROUP is unavailable
-  STEP_PRIVATE = 5,      // make / private (MS_REC)
-  STEP_OP = 6,           // one of plan->ops; index says which
-  STEP_PIVOT = 7,        // pivot_root into the staging directory and detach the old root
-  STEP_HOSTNAME = 8,
-  STEP_NET_LO = 9,       // bring lo up in the new network namespace
-  STEP_CWD = 10,
-  STEP_RLIMIT = 11,      // index = position in plan->rlimits
-  STEP_KEYRING = 12,     // join a fresh session keyring
-  STEP_CAPS_BOUND = 13,  // drop from the bounding set; index = capability number
-  STEP_SETGROUPS = 14,
-  STEP_SETGID = 15,
-  STEP_SETUID = 16,
-  STEP_CAPS = 17,        // capset + clear ambient
-  STEP_NO_NEW_PRIVS = 18,
-  STEP_PDEATHSIG = 19,
-  STEP_FDS = 20,         // close every fd the container must not see
-  STEP_EXEC = 21,        // index = candidate that failed last (or -1)
-  STEP_PIPE = 22,        // parent: the error pipe could not be made
-  STEP_CLONE = 23,       // parent: clone3/clone failed
-  STEP_SYNC = 24,        // parent: the error pipe said something that is not a record
-  STEP_SETNS = 25,       // exec into a machine: setns(machine pidfd, flags)
-  STEP_PTY = 26,         // exec with a tty: the pty from the machine's devpts; index says which call
-  STEP_ENTER = 27,       // exec into a machine: clone3(CLONE_PARENT) of the process that runs
-  STEP_ENTERED = 28,     // not an error: the entering helper reports the new process's pid (index)
-  STEP_DUMPABLE = 29,
-  STEP_SECCOMP = 30,     // installing the seccomp filter
-  STEP_READY = 31,       // not an error: a pooled container is set up and waits for its command
-  STEP_POOL = 32,        // a pooled container could not read or parse its command
-  STEP_USERNS = 33,      // user namespace: 0 wait for the id maps, 1 setgroups, 2 uid_map, 3 gid_map, 4/5 setresgid/uid(0)
-  STEP_NET = 34,         // bridged network: index = which of plan->net_msgs (negative: see netlink.h)
-  STEP_NETNS = 35,       // join the network namespace made ahead (plan->net_fd): setns
-  STEP_CGROUP_MAKE = 36, // spawnAsync: the container's cgroup (0 mkdir, 1 mkdir of the base, 2 open)
-  STEP_MNT_TEMPLATE = 37, // mount namespace from the template (plan->mnt_template_fd); index: see child.cc
-  STEP_IPCNS = 38,       // join the IPC namespace made ahead (plan->ipc_fd): setns
-  STEP_DIED = 39,        // parent: the child died before its execve (killed, OOM); index: the signal
-  STEP_DEVICES = 40,     // parent: attaching the device allow-list to the container's cgroup (bpf)
-  STEP_COUNT = 41,
-};
+// The steps of a start and the calls each record index names: steps.h.
 
 // The name (comm) of a process that has not exec'd the container's command yet: the child from
 // its first instruction, the exec trampoline and the pool's waiting init (native/init/init.c sets
@@ -163,7 +120,7 @@ struct Plan {
   // Clone fork-style (a copy of the address space) instead of vfork-style (NSBOX_FORK_CLONE, read by
   // the glue on the JS thread: spawn() may run on a libuv thread, where getenv races with setenv).
   bool fork_clone = false;
-  // The mount namespace template (see child.cc, mount_in_template): the child joins a private copy
+  // The mount namespace template (see mnt_template.cc, mount_in_template): the child joins a private copy
   // of it instead of copying the host's mount table with CLONE_NEWNS (then not in clone_flags).
   // -1: CLONE_NEWNS and pivot_root, as always.
   int mnt_template_fd = -1;

@@ -1,8 +1,12 @@
 // spawn.cc: clone3 (CLONE_PIDFD | CLONE_INTO_CGROUP | namespaces) and the error-pipe handshake.
 //
 // The parent blocks every signal on its own thread around the clone so the child cannot run a Node
-// signal handler before it resets dispositions (libuv does the same). The clone is fork-like (no
-// CLONE_VM): the child gets a copy of the address space and only ever returns into child_main.
+// signal handler before it resets dispositions (libuv does the same). On x86_64 the clone is
+// vfork-style (CLONE_VM | CLONE_VFORK on a stack of its own, sys::clone3_vm): the child shares
+// Node's address space and this thread sleeps until it has exec'd or exited. It is fork-style (a
+// copy of the address space) elsewhere, for a child that waits for its id maps, with
+// Plan::fork_clone, and with legacy clone where clone3 is missing. Either way the child never
+// returns into the parent's frames: it only runs child_main.
 #include "spawn.h"
 
 #include <errno.h>
@@ -26,10 +30,10 @@ namespace nsbox {
 
 namespace {
 
-void set_error(SpawnOutcome* out, int32_t step, int err) {
+void set_error(SpawnOutcome* out, int32_t step, int err, int32_t index = -1) {
   out->error.step = step;
   out->error.err = err;
-  out->error.index = -1;
+  out->error.index = index;
   out->error.magic = kErrorMagic;
 }
 
@@ -45,7 +49,7 @@ void template_entry(void* job) { mnt_template_child(static_cast<NsFdJob*>(job));
 void ipcns_entry(void* job) { ipcns_child(static_cast<NsFdJob*>(job)); }
 
 #if defined(__x86_64__)
-constexpr size_t kChildStack = 512 * 1024;
+constexpr size_t kChildStack = size_t{512} * 1024;
 
 // A stack for vfork-style children, one per calling thread, with a guard page below it. The child
 // runs on it while the parent thread is suspended (CLONE_VFORK), so one per thread is enough.
@@ -116,23 +120,7 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
   return sys::clone_fork(flags, pidfd);
 }
 
-size_t read_record(int fd, ErrorRecord* rec) {
-  size_t got = 0;
-  while (got < sizeof(*rec)) {
-    ssize_t n = read(fd, reinterpret_cast<char*>(rec) + got, sizeof(*rec) - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  return got;
-}
-
-void reap(int pidfd) {
-  siginfo_t si;
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) != 0 && errno == EINTR) {
-  }
-  close(pidfd);
-}
+size_t read_record(int fd, ErrorRecord* rec) { return sys::read_full(fd, rec, sizeof(*rec)); }
 
 // Entering a machine, after the clone of the helper. The helper (invisible to the machine, doing
 // nothing the machine can hold up) has made the new process and exited, or failed before making
@@ -144,20 +132,13 @@ void reap(int pidfd) {
 void finish_enter(long helper, int pidfd, int err_rd, int report_rd, bool shared, volatile int32_t* entered, SpawnOutcome* out) {
   int32_t pid = 0;
   if (shared) {
-    reap(pidfd);  // it has exited already (CLONE_VFORK returned)
+    sys::reap_pidfd(pidfd);  // it has exited already (CLONE_VFORK returned)
     pid = *entered;
   } else {
     // The helper writes the pid and exits, or exits (after its record) without: end-of-file.
     int32_t v;
-    size_t got = 0;
-    while (got < sizeof(v)) {
-      ssize_t n = read(report_rd, reinterpret_cast<char*>(&v) + got, sizeof(v) - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
-    }
-    if (got == sizeof(v)) pid = v;
-    reap(pidfd);
+    if (sys::read_full(report_rd, &v, sizeof(v)) == sizeof(v)) pid = v;
+    sys::reap_pidfd(pidfd);
   }
   if (report_rd >= 0) close(report_rd);
   (void)helper;
@@ -166,12 +147,8 @@ void finish_enter(long helper, int pidfd, int err_rd, int report_rd, bool shared
     ErrorRecord rec;
     size_t got = read_record(err_rd, &rec);
     close(err_rd);
-    if (got != sizeof(rec) || rec.magic != kErrorMagic || rec.step == STEP_ENTERED || rec.step == STEP_READY) {
-      rec.step = STEP_SYNC;
-      rec.err = EPROTO;
-      rec.index = static_cast<int32_t>(got);
-      rec.magic = kErrorMagic;
-    }
+    if (got != sizeof(rec) || rec.magic != kErrorMagic || rec.step == STEP_ENTERED || rec.step == STEP_READY)
+      protocol_error(&rec, got);
     out->error = rec;
     return;
   }
@@ -181,9 +158,8 @@ void finish_enter(long helper, int pidfd, int err_rd, int report_rd, bool shared
     int err = errno;
     close(err_rd);
     kill(pid, SIGKILL);
-    while (waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {
-    }
-    set_error(out, STEP_ENTER, err);
+    NSBOX_RETRY(waitpid(pid, nullptr, __WALL));
+    set_error(out, STEP_ENTER, err, ENTER_PIDFD);
     return;
   }
   fcntl(cfd, F_SETFD, FD_CLOEXEC);
@@ -194,6 +170,13 @@ void finish_enter(long helper, int pidfd, int err_rd, int report_rd, bool shared
 }
 
 }  // namespace
+
+void protocol_error(ErrorRecord* rec, size_t got) {
+  rec->step = STEP_SYNC;
+  rec->err = EPROTO;
+  rec->index = static_cast<int32_t>(got);
+  rec->magic = kErrorMagic;
+}
 
 bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
   if (pidfd < 0 || pid <= 0) return false;
@@ -213,9 +196,7 @@ bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;  // no /proc of our pid namespace: taken as exec'd, as before
   char buf[512];
-  ssize_t got;
-  while ((got = read(fd, buf, sizeof(buf) - 1)) < 0 && errno == EINTR) {
-  }
+  ssize_t got = NSBOX_RETRY(read(fd, buf, sizeof(buf) - 1));
   close(fd);
   if (got <= 0) return false;
   buf[got] = 0;
@@ -246,10 +227,8 @@ bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
   siginfo_t si;
   memset(&si, 0, sizeof(si));
   struct pollfd pfd = {pidfd, POLLIN, 0};
-  while (poll(&pfd, 1, 1000) < 0 && errno == EINTR) {
-  }
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == EINTR) {
-  }
+  NSBOX_RETRY(poll(&pfd, 1, 1000));
+  sys::wait_pidfd(pidfd, &si, WEXITED | WNOHANG | WNOWAIT);
   if (si.si_pid == 0 || (si.si_code != CLD_KILLED && si.si_code != CLD_DUMPED)) return false;
   rec->step = STEP_DIED;
   rec->err = ESRCH;
@@ -323,7 +302,7 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   if (pid < 0) {
     close(errpipe[0]);
     if (report[0] >= 0) close(report[0]);
-    set_error(out, STEP_CLONE, clone_errno);
+    set_error(out, STEP_CLONE, clone_errno, out->used_clone3 ? -1 : CLONE_LEGACY);
     return;
   }
   if (p.enter_pidfd >= 0) {
@@ -356,18 +335,11 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
     return;
   }
   if (got != 0 && (got != sizeof(rec) || rec.magic != kErrorMagic)) {
-    rec.step = STEP_SYNC;
-    rec.err = EPROTO;
-    rec.index = static_cast<int32_t>(got);
-    rec.magic = kErrorMagic;
+    protocol_error(&rec, got);
     sys::pidfd_send_signal(pidfd, SIGKILL);
   }
   // The child _exits right after writing its record: reap it so no zombie is left.
-  siginfo_t si;
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) != 0 &&
-         errno == EINTR) {
-  }
-  close(pidfd);
+  sys::reap_pidfd(pidfd);
   out->error = rec;
 }
 
@@ -401,10 +373,7 @@ static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*)) {
     errno = clone_errno;
     return -1;
   }
-  siginfo_t si;
-  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED | __WALL) != 0 && errno == EINTR) {
-  }
-  close(pidfd);
+  sys::reap_pidfd(pidfd, WEXITED | __WALL);
   if (job.fd < 0) {
     errno = job.err ? job.err : EPROTO;
     return -1;
@@ -429,12 +398,7 @@ FinishResult finish_spawn(int err_fd, ErrorRecord* rec, bool allow_ready, int pi
   if (allow_ready && got == sizeof(*rec) && rec->magic == kErrorMagic && rec->step == STEP_READY) return FINISH_READY;
   close(err_fd);
   if (got == 0) return died_before_exec(pidfd, pid, rec) ? FINISH_FAILED : FINISH_EXECED;
-  if (got != sizeof(*rec) || !plausible_failure(*rec)) {
-    rec->step = STEP_SYNC;
-    rec->err = EPROTO;
-    rec->index = static_cast<int32_t>(got);
-    rec->magic = kErrorMagic;
-  }
+  if (got != sizeof(*rec) || !plausible_failure(*rec)) protocol_error(rec, got);
   return FINISH_FAILED;
 }
 

@@ -14,7 +14,7 @@ struct SpawnOutcome {
   int err_fd = -1;  // pooled (STEP_READY) or waiting for id maps: the error pipe's read end, for finish_spawn
   bool waiting = false;  // the child waits for its user namespace's id maps: write them, then release it
   // Entering a machine: pid/pidfd are the new process (inside the machine), which has not exec'd
-  // yet; err_fd is the error pipe, for finish_spawn (on the event loop: FinishWatch in addon.cc).
+  // yet; err_fd is the error pipe, for finish_spawn (on the event loop: FinishWatch in native/glue/watchers.cc).
   bool entering = false;
   ErrorRecord error = {STEP_NONE, 0, -1, 0};  // step != STEP_NONE: failed, nothing left running
 };
@@ -40,6 +40,10 @@ bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec);
 // else read where a failure may be (a STEP_ENTERED or STEP_READY record, garbage) is EPROTO.
 bool plausible_failure(const ErrorRecord& rec);
 
+// What is read where a record should be but is not one (a short read, garbage): *rec becomes
+// STEP_SYNC, EPROTO, index = the bytes read.
+void protocol_error(ErrorRecord* rec, size_t got);
+
 // A fresh network namespace with lo up, as an O_CLOEXEC fd (for Plan::net_fd), made by a short-lived
 // vfork-style child that shares our fd table: the calling thread never enters it. -1 with errno on
 // failure (ENOSYS where the vfork-style clone is not available).
@@ -49,7 +53,7 @@ int make_netns();
 // message queue in it. -1 with errno on failure.
 int make_ipcns();
 
-// The mount namespace template of Plan::mnt_template_fd (child.cc, mnt_template_child): an O_CLOEXEC
+// The mount namespace template of Plan::mnt_template_fd (mnt_template.cc, mnt_template_child): an O_CLOEXEC
 // fd of a mount namespace whose only mount is an empty read-only tmpfs with a directory /r, made
 // the same way as make_netns. -1 with errno on failure.
 int make_mnt_template();

@@ -2,7 +2,9 @@
 // behaviour we do not want). All are async-signal-safe: they may be used between clone3 and execve.
 #pragma once
 
+#include <errno.h>
 #include <linux/sched.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -103,7 +105,7 @@ inline int pivot_root(const char* new_root, const char* put_old) {
 }
 
 // The new mount API (Linux 5.2; mount_setattr 5.12), for the mount namespace template (see
-// child.cc, mount_in_template). Numbers and flags are the same on every architecture; declared here
+// mnt_template.cc, mount_in_template). Numbers and flags are the same on every architecture; declared here
 // because <linux/mount.h> and glibc 2.36's <sys/mount.h> cannot be included together.
 constexpr unsigned kOpenTreeClone = 1;           // OPEN_TREE_CLONE
 constexpr unsigned kAtRecursive = 0x8000;        // AT_RECURSIVE
@@ -171,6 +173,41 @@ inline int rt_sigaction_default(int sig) {
 
 inline int rt_sigprocmask(int how, const uint64_t* set, uint64_t* old) {
   return static_cast<int>(syscall(SYS_rt_sigprocmask, how, set, old, sizeof(uint64_t)));
+}
+
+
+// A system call retried for as long as it fails with EINTR: NSBOX_RETRY(read(fd, buf, n)). The
+// expression is evaluated again each time (no allocation: usable between clone3 and execve).
+template <typename F>
+inline auto retry_eintr(F call) -> decltype(call()) {
+  for (;;) {
+    auto r = call();
+    if (r != -1 || errno != EINTR) return r;
+  }
+}
+#define NSBOX_RETRY(expr) ::nsbox::sys::retry_eintr([&]() { return (expr); })
+
+// Reads until len bytes or end-of-file (or an error other than EINTR): the number of bytes read.
+inline size_t read_full(int fd, void* buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = NSBOX_RETRY(read(fd, static_cast<char*>(buf) + got, len - got));
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  return got;
+}
+
+// Waits for the process of pidfd (waitid P_PIDFD with options: WEXITED, WNOHANG, WNOWAIT, ...).
+inline int wait_pidfd(int pidfd, siginfo_t* si, int options) {
+  return NSBOX_RETRY(waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), si, options));
+}
+
+// Reaps the exited (or exiting) process of pidfd and closes the pidfd.
+inline void reap_pidfd(int pidfd, int options = WEXITED) {
+  siginfo_t si;
+  wait_pidfd(pidfd, &si, options);
+  close(pidfd);
 }
 
 }  // namespace sys

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../core/netlink_parent.h"
+#include "../core/syscalls.h"
 
 namespace nsbox_glue {
 
@@ -110,7 +111,7 @@ bool BuildNetPlan(Napi::Object js, NetStorage* st, nsbox::Plan* p) {
     return false;
   uint8_t mac[6];
   if (mac_hex.size() != 12) return Fail(js.Env(), "mac");
-  for (int i = 0; i < 6; i++) {
+  for (size_t i = 0; i < 6; i++) {
     char b[3] = {mac_hex[2 * i], mac_hex[2 * i + 1], 0};
     char* end = nullptr;
     long v = strtol(b, &end, 16);
@@ -333,10 +334,7 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>().Utf8Value();
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Napi::Number::New(env, -errno);
-  int rc;
-  do {
-    rc = flock(fd, LOCK_EX);
-  } while (rc != 0 && errno == EINTR);
+  int rc = NSBOX_RETRY(flock(fd, LOCK_EX));
   if (rc != 0) {
     int e = errno;
     close(fd);

@@ -22,6 +22,7 @@
  * No dynamic allocation anywhere. Exit code 125 means init itself failed.
  */
 #include "nolibc.h"
+#include "../core/steps.h"
 
 static pid_t main_pid;      /* 0 in machine mode */
 static int status_fd = -1;
@@ -182,7 +183,7 @@ static __attribute__((noreturn)) void exec_mode(int argc, char **argv, char **en
 	sys2(NR_prctl, PR_SET_NAME, PRE_EXEC_COMM);
 	sys3(NR_fcntl, errfd, F_SETFD, FD_CLOEXEC);
 	r = sys3(NR_execve, argv[5], &argv[6], envp);
-	rec[0] = 21; /* STEP_EXEC in native/core/plan.h */
+	rec[0] = STEP_EXEC;
 	rec[1] = (int)-r;
 	rec[2] = index;
 	rec[3] = 0x6e73627a; /* kErrorMagic */
@@ -228,20 +229,20 @@ static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **en
 	if (errfd < 0 || cmdfd < 0)
 		die("bad --pool fds");
 	sys2(NR_prctl, PR_SET_NAME, PRE_EXEC_COMM);
-	put_record(errfd, 31 /* STEP_READY */, 0, 0);
+	put_record(errfd, STEP_READY, 0, 0);
 	for (;;) {
 		r = sys3(NR_read, cmdfd, pool_buf + got, sizeof(pool_buf) - got);
 		if (r == -4 /* EINTR */)
 			continue;
 		if (r < 0) {
-			put_record(errfd, 32 /* STEP_POOL */, (int)-r, 0);
+			put_record(errfd, STEP_POOL, (int)-r, POOL_READ);
 			nl_exit(127);
 		}
 		if (r == 0)
 			break;
 		got += (unsigned long)r;
 		if (got == sizeof(pool_buf)) {
-			put_record(errfd, 32, 7 /* E2BIG */, 1);
+			put_record(errfd, STEP_POOL, 7 /* E2BIG */, POOL_TOO_BIG);
 			nl_exit(127);
 		}
 	}
@@ -251,7 +252,7 @@ static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **en
 	sys3(NR_fcntl, cmdfd, F_SETFD, FD_CLOEXEC);
 	while (pos < got && pool_buf[pos]) {
 		if (argc2 + 1 >= (int)(sizeof(pool_argv) / sizeof(pool_argv[0]))) {
-			put_record(errfd, 32, 7, 2);
+			put_record(errfd, STEP_POOL, 7 /* E2BIG */, POOL_TOO_MANY);
 			nl_exit(127);
 		}
 		pool_argv[argc2++] = pool_buf + pos;
@@ -260,7 +261,7 @@ static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **en
 		pos++;
 	}
 	if (argc2 == 0 || pos > got) {
-		put_record(errfd, 32, 22 /* EINVAL */, 3);
+		put_record(errfd, STEP_POOL, 22 /* EINVAL */, POOL_MALFORMED);
 		nl_exit(127);
 	}
 	pool_argv[argc2] = 0;
@@ -269,7 +270,7 @@ static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **en
 	sys3(NR_fcntl, errfd, F_SETFD, FD_CLOEXEC);
 	if (slash) {
 		r = sys3(NR_execve, pool_argv[0], pool_argv, envp);
-		put_record(errfd, 21 /* STEP_EXEC */, (int)-r, 0);
+		put_record(errfd, STEP_EXEC, (int)-r, 0);
 		nl_exit(127);
 	}
 	/* PATH lookup the way execvp does it: ENOENT/ENOTDIR try the next, EACCES is remembered. */
@@ -296,7 +297,7 @@ static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **en
 			continue;
 		break;
 	}
-	put_record(errfd, 21, last_err, last_index);
+	put_record(errfd, STEP_EXEC, last_err, last_index);
 	nl_exit(127);
 }
 

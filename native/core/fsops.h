@@ -1,0 +1,53 @@
+// fsops.h: the plan's filesystem operations (Plan::ops) and path resolution beneath a root, for the
+// child path (child.cc, mnt_template.cc). Stack buffers and raw system calls only.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "plan.h"
+
+namespace nsbox {
+
+// Resolve container paths by the per-component walk even where openat2 exists (Plan::walk_only),
+// set by the child before it runs the ops.
+extern bool g_walk_only;
+
+size_t str_len(const char* s);
+
+// An O_PATH fd for a container path, resolved without leaving the root (openat2 RESOLVE_IN_ROOT,
+// or the walk). -1 with errno.
+int open_in_root(int root, const char* path);
+
+// "/proc/self/fd/N" (rel: "N") in buf (at least 32 bytes): mount(2) takes paths, and this one
+// names exactly the resolved object.
+const char* fd_path(char* buf, int fd, bool rel);
+
+// The source of a WHERE_SRC_BENEATH bind: op.data resolved beneath the host directory op.src, as an
+// O_PATH fd; -1 with errno.
+int open_src_beneath(const Op& op);
+
+// The parent directory of the last create op (mkdir, touch, symlink, mknod), kept open for the
+// next one with the same parent: /dev's nodes and links are a dozen ops in one directory. Any mount
+// drops it (a mount on that directory or above would hide what the fd still names).
+struct DirCache {
+  int fd = -1;
+  const char* path = nullptr;  // the op's dst (plan memory): its first len bytes are the parent
+  size_t len = 0;
+  void drop() {
+    if (fd >= 0) close(fd);
+    fd = -1;
+    path = nullptr;
+    len = 0;
+  }
+};
+
+// Runs one op; root >= 0: container paths (Op::where) are resolved beneath it. rel_proc: mount(2)
+// paths as "N" (the working directory is the host's /proc/self/fd). -1 with errno.
+int run_op(const Op& op, int root, DirCache* cache, bool rel_proc);
+
+// open(2) of a path inside the process's root that neither leaves it nor follows a magic link.
+int open_beneath_root(const char* path, uint64_t flags);
+
+}  // namespace nsbox

@@ -1,0 +1,246 @@
+// mnt_template.cc: the mount namespace template (made once per process) and a container's start in
+// a copy of it instead of CLONE_NEWNS (mount_in_template).
+//
+// Part of the child path (see child.cc): between clone3 and execve, so raw system calls over the
+// plan and stack buffers only; no allocation, locks, exceptions, stdio or N-API.
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "fsops.h"
+#include "syscalls.h"
+
+namespace nsbox {
+
+namespace {
+
+// The mount namespace from the template (Plan::mnt_template_fd, made once per process by
+// mnt_template_child below) instead of CLONE_NEWNS. CLONE_NEWNS copies every mount of the host
+// into the child, and pivot_root then detaches all of them again: work that grows with the host's
+// mount table (1 to 3 µs per host mount per container here: bench/host-mounts.js) and an RCU
+// grace period for the detach. Here the child
+//   1. captures every host path it binds as a detached, private copy (open_tree OPEN_TREE_CLONE,
+//      mount_setattr MS_PRIVATE: nothing propagates between it and the host), still in Node's
+//      namespace, with the restrictions of the remount that follows the bind in the plan set in the
+//      same call (recursively);
+//   2. joins the template (an empty read-only tmpfs) and unshares its own copy of it: one mount to
+//      copy, whatever the host has;
+//   3. runs the plan's ops with the root stacked on the copy's "/" (the host bind ops attach their
+//      captured copy with move_mount; mount(2)'s paths are "N" from /proc/self/fd of the host's /proc as
+//      working directory);
+//   4. chroots into that root. Under it there is nothing but the empty template: no host mount was
+//      ever in this namespace, so there is no old root to detach; and ".." from the root of a
+//      stacked mount comes straight back up into it, so a chroot escape (with CAP_SYS_CHROOT) ends
+//      in the container's root, as after pivot_root.
+// Steps: STEP_OP with the op's index for the ops (capture included); STEP_MNT_TEMPLATE with the
+// TPL_* indexes of steps.h for the rest (TPL_BAD_PLAN and TPL_TOO_MANY: the parent never plans
+// that).
+
+// A new filesystem of op (tmpfs for the default rootfs) as a detached mount: fsopen, one fsconfig
+// per "key[=value]" of op.data, fsmount. -1 with errno (EINVAL where op has flags or data this
+// cannot express: the parent plans template mode only for roots that it can, UseMountTemplate in
+// native/glue/addon.cc).
+int detached_fs(const Op& op) {
+  char data[kMaxTemplateData];
+  size_t n = op.data ? str_len(op.data) : 0;
+  if (!op.fstype || op.src == nullptr || (op.flags & ~kTemplatePlainFlags) || n >= sizeof(data)) {
+    errno = EINVAL;
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) data[i] = op.data[i];
+  data[n] = 0;
+  int fs = sys::fsopen(op.fstype, sys::kFsopenCloexec);
+  if (fs < 0) return -1;
+  if (sys::fsconfig(fs, sys::kFsconfigSetString, "source", op.src, 0) != 0) {
+    int e = errno;
+    close(fs);
+    errno = e;
+    return -1;
+  }
+  for (size_t k = 0; k < n;) {
+    size_t end = k;
+    while (end < n && data[end] != ',') end++;
+    data[end] = 0;
+    char* key = data + k;
+    char* val = nullptr;
+    for (char* c = key; *c; c++) {
+      if (*c == '=') {
+        *c = 0;
+        val = c + 1;
+        break;
+      }
+    }
+    if (*key && sys::fsconfig(fs, val ? sys::kFsconfigSetString : sys::kFsconfigSetFlag, key, val, 0) != 0) {
+      int e = errno;
+      close(fs);
+      errno = e;
+      return -1;
+    }
+    k = end + 1;
+  }
+  if (sys::fsconfig(fs, sys::kFsconfigCmdCreate, nullptr, nullptr, 0) != 0) {
+    int e = errno;
+    close(fs);
+    errno = e;
+    return -1;
+  }
+  uint64_t attrs = ((op.flags & MS_RDONLY) ? sys::kMountAttrRdonly : 0) | ((op.flags & MS_NOSUID) ? sys::kMountAttrNosuid : 0) |
+                   ((op.flags & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((op.flags & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
+  int m = sys::fsmount(fs, sys::kFsmountCloexec, static_cast<unsigned>(attrs));
+  int e = errno;
+  close(fs);
+  errno = e;
+  return m;
+}
+
+bool same_str(const char* a, const char* b) {
+  if (!a || !b) return false;
+  while (*a && *a == *b) {
+    a++;
+    b++;
+  }
+  return *a == *b;
+}
+
+// A host bind's op followed by the remount of the same target that only adds restrictions (the
+// default rootfs's directories and files, the user's binds): both are done at once on the detached
+// copy, so the restrictions hold for the bind's submounts too.
+bool merges_remount(const Plan* plan, size_t i) {
+  if (i + 1 >= plan->n_ops) return false;
+  const Op& op = plan->ops[i];
+  const Op& next = plan->ops[i + 1];
+  // The root's bind and its nodev (OpList.rootBind) too; not the read-only remount of "/" at the
+  // end of the plan, which is not recursive.
+  const bool root = op.where & WHERE_OPEN_ROOT;
+  return next.kind == OP_REMOUNT && (next.where & WHERE_DST_IN_ROOT) &&
+         (root ? same_str(next.dst, "/") && !(next.flags & MS_RDONLY) : same_str(next.dst, op.dst)) &&
+         !(next.flags & ~(MS_BIND | kTemplatePlainFlags));
+}
+
+}  // namespace
+
+void mount_in_template(const Plan* plan, int err_fd) {
+  int trees[kMaxTemplateTrees];
+  size_t n_trees = 0;
+  // A new filesystem for the root is made first (so that it comes first in the container's
+  // mountinfo, as with pivot_root), then the host binds are captured in their order.
+  int root_fs = -1;
+  if (plan->n_ops && (plan->ops[0].where & WHERE_OPEN_ROOT) && !is_host_bind(plan->ops[0])) {
+    root_fs = detached_fs(plan->ops[0]);
+    if (root_fs < 0) fail(err_fd, STEP_OP, 0, errno);
+  }
+  for (size_t i = 0; i < plan->n_ops; i++) {
+    const Op& op = plan->ops[i];
+    if (!is_host_bind(op)) continue;
+    if (n_trees == kMaxTemplateTrees) fail(err_fd, STEP_MNT_TEMPLATE, TPL_TOO_MANY, E2BIG);
+    unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
+    int t;
+    if (op.where & WHERE_SRC_BENEATH) {
+      int s = open_src_beneath(op);
+      t = s < 0 ? -1 : sys::open_tree(s, "", fl | AT_EMPTY_PATH);
+      int e = errno;
+      if (s >= 0) close(s);
+      errno = e;
+    } else {
+      t = sys::open_tree(AT_FDCWD, op.src, fl);
+    }
+    if (t < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+    sys::MountAttr attr = {0, 0, MS_PRIVATE, 0};
+    if (merges_remount(plan, i)) {
+      unsigned long f = plan->ops[i + 1].flags;
+      attr.attr_set = ((f & MS_RDONLY) ? sys::kMountAttrRdonly : 0) | ((f & MS_NOSUID) ? sys::kMountAttrNosuid : 0) |
+                      ((f & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((f & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
+    }
+    if (sys::mount_setattr(t, "", AT_EMPTY_PATH | sys::kAtRecursive, &attr) != 0)
+      fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+    trees[n_trees++] = t;
+  }
+  // Our own fd directory in the host's /proc, opened while /proc is still the host's: mount(2)'s
+  // paths are then just "N".
+  int host_proc = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (host_proc < 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_OPEN_PROC, errno);
+  if (setns(plan->mnt_template_fd, CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_JOIN, errno);
+  if (unshare(CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_UNSHARE, errno);
+  if (fchdir(host_proc) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_PROC, errno);
+
+  // The root is stacked on the template's "/" (so that setns into this namespace, nsenter's
+  // included, lands on it), and its fd (the detached mount's, now attached) is the root fd.
+  int root = -1;
+  size_t next_tree = 0;
+  DirCache dirs;
+  g_walk_only = plan->walk_only;
+  for (size_t i = 0; i < plan->n_ops; i++) {
+    const Op& op = plan->ops[i];
+    const int32_t idx = static_cast<int32_t>(i);
+    int rc;
+    if (op.where & WHERE_OPEN_ROOT) {
+      if (root >= 0) fail(err_fd, STEP_OP, idx, EINVAL);
+      root = is_host_bind(op) ? trees[next_tree++] : root_fs;
+      if (sys::move_mount(root, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0) fail(err_fd, STEP_OP, idx, errno);
+      if (is_host_bind(op) && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
+      continue;
+    }
+    // Every other op is on a container path (the parent plans template mode only then).
+    if (root < 0 || !(op.where & WHERE_DST_IN_ROOT)) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);
+    if (is_host_bind(op)) {
+      dirs.drop();
+      int t = trees[next_tree++];
+      int dfd = open_in_root(root, op.dst);
+      if (dfd < 0) fail(err_fd, STEP_OP, idx, errno);
+      rc = sys::move_mount(t, "", dfd, "", sys::kMoveMountFEmptyPath | sys::kMoveMountTEmptyPath);
+      int e = errno;
+      close(dfd);
+      close(t);
+      errno = e;
+      if (rc == 0 && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
+    } else {
+      rc = run_op(op, root, &dirs, true);
+    }
+    if (rc != 0) fail(err_fd, STEP_OP, idx, errno);
+  }
+  dirs.drop();
+  if (root < 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);
+  if (fchdir(root) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_ROOT, errno);
+  close(root);
+  close(host_proc);
+  if (chroot(".") != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_CHROOT, errno);
+  if (chdir("/") != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_CHDIR, errno);
+}
+
+// The template itself, in a vfork-style child with a mount namespace of its own (CLONE_NEWNS) that
+// shares the caller's fd table: the namespace's fd goes into that table, then the child replaces the
+// copy of the host's mounts with one empty read-only tmpfs and exits. No thread of Node enters it.
+[[noreturn]] void mnt_template_child(NsFdJob* job) {
+  int fd = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  int fs = -1, m = -1;
+  sys::MountAttr ro = {sys::kMountAttrRdonly, 0, 0, 0};
+  if (fd < 0) goto out;
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) goto out;
+  if ((fs = sys::fsopen("tmpfs", sys::kFsopenCloexec)) < 0) goto out;
+  if (sys::fsconfig(fs, sys::kFsconfigSetString, "mode", "0755", 0) != 0) goto out;
+  if (sys::fsconfig(fs, sys::kFsconfigSetString, "size", "4k", 0) != 0) goto out;
+  if (sys::fsconfig(fs, sys::kFsconfigCmdCreate, nullptr, nullptr, 0) != 0) goto out;
+  m = sys::fsmount(fs, sys::kFsmountCloexec,
+                   static_cast<unsigned>(sys::kMountAttrNosuid | sys::kMountAttrNodev | sys::kMountAttrNoexec));
+  if (m < 0) goto out;
+  if (sys::mount_setattr(m, "", AT_EMPTY_PATH, &ro) != 0) goto out;
+  if (sys::move_mount(m, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0) goto out;
+  if (fchdir(m) != 0) goto out;
+  if (sys::pivot_root(".", ".") != 0) goto out;
+  if (umount2(".", MNT_DETACH) != 0) goto out;
+  close(m);
+  close(fs);
+  job->fd = fd;
+  _exit(0);
+out:
+  job->err = errno;
+  if (m >= 0) close(m);
+  if (fs >= 0) close(fs);
+  if (fd >= 0) close(fd);
+  _exit(1);
+}
+
+}  // namespace nsbox

@@ -12,6 +12,7 @@ import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { checkRootfs } from './fsops';
 import { basePlan, errorFromRecord, type OpMeta } from './plan';
 import { capLast } from './caps';
+import { forkClone, syncSpawn, threadpoolSize } from './env';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collectOutput, planStdio, StdioRelay, type CollectedOutput } from './stdio';
 import { abortError, signalNumber, SIGNAL_NAMES } from './util';
@@ -468,7 +469,7 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
  * keeps every clone on the JS thread.
  */
 function asyncEligible(o: ResolvedAppOptions): boolean {
-  return process.arch === 'x64' && !o.bridge && !process.env.NSBOX_SYNC_SPAWN && !process.env.NSBOX_FORK_CLONE && privileged() &&
+  return process.arch === 'x64' && !o.bridge && !syncSpawn() && !forkClone() && privileged() &&
     resolveUserns(o.userns, o.user, 'userns') === null;
 }
 
@@ -561,8 +562,7 @@ let maxClones = 0;
  */
 function maxAsyncClones(): number {
   if (!maxClones) {
-    const n = Number(process.env.UV_THREADPOOL_SIZE);
-    maxClones = Math.max(1, (Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4) - 1);
+    maxClones = Math.max(1, threadpoolSize() - 1);
   }
   return maxClones;
 }

@@ -20,6 +20,7 @@ import {
 } from './machine-options';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, planStdio, StdioRelay } from './stdio';
+import { terminalType } from './env';
 import { ownerOf, startTimeOf } from './lease';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
@@ -356,7 +357,7 @@ export class Machine {
     if (!['pipe', 'inherit', 'ignore'].includes(stdio)) throw invalidValue('stdio', stdio, "must be one of 'pipe', 'inherit', 'ignore'");
     const env = checkEnv('env', options.env ?? {});
     if (options.env?.HOME === undefined) env.HOME = '/root';
-    if (tty && env.TERM === undefined) env.TERM = process.env.TERM ?? 'xterm-256color';
+    if (tty && env.TERM === undefined) env.TERM = terminalType();
     const cwd = options.cwd === undefined ? '/' : checkAbsolutePath('cwd', options.cwd);
     const user = options.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', options.user);
     const timeout = checkTimeout('timeout', options.timeout);

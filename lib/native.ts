@@ -252,7 +252,6 @@ let loaded: NativeBinding | undefined;
 export function native(): NativeBinding {
   if (loaded) return loaded;
   if (process.platform !== 'linux') throw new Error('nsbox runs on Linux only');
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
   const b = require(path.join(buildDir, 'nsbox.node')) as NativeBinding;
   if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS })) {
     throw new Error('nsbox: the addon and lib/steps.ts disagree on the steps of native/core/steps.h; rebuild, or run scripts/gen-steps.js');

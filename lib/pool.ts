@@ -101,7 +101,7 @@ export class Pool {
     if (blob.length > 256 * 1024 - 1) throw invalidValue('command', '(long)', 'is longer than 256 KiB in total');
 
     const t0 = performance.now();
-    let p = this.#ready.shift();
+    const p = this.#ready.shift();
     this.#inflight++;
     try {
       return await this.#runOn(p, argv, blob, input, timeout, options.signal, maxOutput, t0);

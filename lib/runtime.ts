@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { capMask } from './caps';
+import { xdgRuntimeDir } from './env';
 import { NsboxError, errnoName, fromSystemError } from './errors';
 import { buildDir, native } from './native';
 
@@ -56,8 +57,8 @@ export function staging(): string {
  */
 export function runtimeDir(step: string): string {
   if (privileged()) return '/run/nsbox';
-  const xdg = process.env.XDG_RUNTIME_DIR;
-  if (xdg && path.isAbsolute(xdg)) {
+  const xdg = xdgRuntimeDir();
+  if (xdg) {
     try {
       const st = fs.statSync(xdg);
       if (st.isDirectory() && st.uid === process.geteuid?.()) return path.join(xdg, 'nsbox');

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { NsboxError, badRangeValue, fromSystemError, invalidType, notSupported } from './errors';
 import { createLease, isStaleTemporary, leaseLive, ownedBy, ownerOf, readLease, withLock, writeLeaseAtomic, type LeaseOwner } from './lease';
 import { native, type NativePlan, type SpawnResult } from './native';
+import { pathDirs } from './env';
 import { privileged } from './runtime';
 import { arrayElements } from './util';
 
@@ -73,7 +74,7 @@ export function subordinateRanges(file: string, id: number): Array<{ start: numb
 
 /** The setuid map writers, where installed. */
 export function idmapHelpers(): { newuidmap: string; newgidmap: string } | null {
-  const dirs = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', ...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/'))];
+  const dirs = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', ...pathDirs()];
   const find = (n: string): string | undefined => {
     for (const d of dirs) {
       const p = path.join(d, n);

@@ -1,0 +1,37 @@
+// env.ts: the environment settings the TypeScript side reads, in one place. Each is read where a
+// start is planned (on the JS thread), never in the child: the plan is the core's only input.
+// The addon's own switches are read by the glue on the JS thread too (native/glue/plan_reader.cc:
+// NSBOX_FORCE_PATH_WALK, NSBOX_FORK_CLONE into the plan; reserve.cc: NSBOX_NETNS_RESERVE,
+// NSBOX_IPCNS_RESERVE, NSBOX_MNT_TEMPLATE). docs/testing.md says what each is for.
+
+/** NSBOX_FORK_CLONE: the fork-style clone (test support; the addon puts it in the plan). */
+export function forkClone(): boolean {
+  return !!process.env.NSBOX_FORK_CLONE;
+}
+
+/** NSBOX_SYNC_SPAWN=1: every clone on the JS thread (no spawnAsync). */
+export function syncSpawn(): boolean {
+  return !!process.env.NSBOX_SYNC_SPAWN;
+}
+
+/** UV_THREADPOOL_SIZE as libuv reads it (4 unless set to a positive integer, at most 1024). */
+export function threadpoolSize(): number {
+  const n = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
+}
+
+/** $TERM for a Machine.exec tty that names none (xterm-256color where Node has none either). */
+export function terminalType(): string {
+  return process.env.TERM ?? 'xterm-256color';
+}
+
+/** $XDG_RUNTIME_DIR, when it is an absolute path. */
+export function xdgRuntimeDir(): string | undefined {
+  const x = process.env.XDG_RUNTIME_DIR;
+  return x && x.startsWith('/') ? x : undefined;
+}
+
+/** The absolute directories of $PATH (where the setuid id-map helpers are looked for). */
+export function pathDirs(): string[] {
+  return (process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/'));
+}

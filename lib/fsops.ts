@@ -34,30 +34,30 @@ type HostEntry = { name: string; kind: 'dir' | 'file' | 'symlink'; source: strin
 
 let defaultRootCache: { system: HostEntry[]; etc: HostEntry[] } | undefined;
 
+function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return null;
+  }
+}
+
 /** What of the host goes into the default rootfs; looked up once per process. */
 function defaultRootEntries(): { system: HostEntry[]; etc: HostEntry[] } {
   if (defaultRootCache) return defaultRootCache;
   const system: HostEntry[] = [];
   for (const name of SYSTEM_DIRS) {
     const p = '/' + name;
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      continue;
-    }
+    const st = lstatOrNull(p);
+    if (!st) continue;
     if (st.isSymbolicLink()) system.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
     else if (st.isDirectory()) system.push({ name, kind: 'dir', source: p });
   }
   const etc: HostEntry[] = [];
   for (const name of SAFE_ETC) {
     const p = '/etc/' + name;
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      continue;
-    }
+    let st = lstatOrNull(p);
+    if (!st) continue;
     if (st.isSymbolicLink()) {
       // Keep a link whose target is inside what the container sees (e.g. /usr/share/zoneinfo);
       // bind the resolved file for one that points elsewhere (e.g. /run/systemd/resolve).

@@ -5,19 +5,20 @@ import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 
 import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } from './cgroup';
-import { NsboxError, errnoName, fromSystemError, invalidValue, notSupported } from './errors';
-import { native, type NativePlan, type NativeProcess, type SpawnResult } from './native';
+import { NsboxError, errnoName, invalidValue, notSupported } from './errors';
+import { native, type NativeProcess, type SpawnResult } from './native';
 import { setupNetwork, type NetworkSetup } from './network';
 import { resolveAppOptions, type ResolvedAppOptions } from './options';
 import { checkRootfs } from './fsops';
-import { basePlan, errorFromRecord, type OpMeta } from './plan';
+import { basePlan, type OpMeta } from './plan';
 import { capLast } from './caps';
 import { forkClone, syncSpawn, threadpoolSize } from './env';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
-import { collectOutput, planStdio, StdioRelay, type CollectedOutput } from './stdio';
+import { collectOutput, StdioRelay, type CollectedOutput } from './stdio';
 import { abortError, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
-import { explainUsernsFailure, holdIdRange, releaseIdRangeOf, resolveUserns, spawnWithUserns, type UsernsPlan } from './userns';
+import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
+import { Launch } from './launch';
 
 /**
  * App containers of this process that are starting off the JS thread or running: while there are
@@ -328,18 +329,14 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   }
 }
 
-/** Everything a launch holds between its plan and the clone's result. */
+/** An app start between its plan and the clone's result: the shared Launch and what only apps have. */
 interface Prepared {
   o: ResolvedAppOptions;
   pooled: boolean;
   netw: NetworkSetup | null;
-  userns: UsernsPlan | null;
-  plan: NativePlan;
+  launch: Launch;
   meta: OpMeta[];
-  candidates: string[];
-  cgroup: ContainerCgroup | null;
-  childFds: number[];
-  parentFds: number[];
+  /** Node's ends of the container's stdin, stdout and stderr (-1: none). */
   ours: [number, number, number];
   statusRead: number;
   cmdWrite: number;
@@ -350,9 +347,9 @@ function launchWith(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup |
   const p = prepare(o, pooled, netw);
   let res: SpawnResult;
   try {
-    res = spawnWithUserns(p.plan, p.userns, pooled, 'userns');
+    res = p.launch.spawn(pooled);
   } catch (e) {
-    return abandon(p, e);
+    return p.launch.abandon(e);
   }
   return complete(p, res);
 }
@@ -368,42 +365,29 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   const userns = resolveUserns(o.userns, o.user, 'userns');
   const t0 = performance.now();
   const { plan, meta, candidates } = basePlan(o, staging(), capLast(), userns !== null);
-  const n = native();
   // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
   const memfd = initFd();
   const init = o.init ? memfd : -1;
-
-  const p: Prepared = {
-    o, pooled, netw, userns, plan, meta, candidates, cgroup: null,
-    childFds: [memfd], parentFds: [], ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0,
-  };
-  const { childFds, parentFds } = p;
+  const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname }, userns);
+  launch.childFds.push(memfd);
+  const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0 };
   try {
     // Off the JS thread (spawnAsync), a cgroup without limits is made by the addon's worker.
     const deferred = offThread && !o.limits;
-    const cgroup = (p.cgroup = deferred ? ContainerCgroup.deferred(host) : ContainerCgroup.create(host, o.limits));
+    const cgroup = (launch.cgroup = deferred ? ContainerCgroup.deferred(host) : ContainerCgroup.create(host, o.limits));
+    launch.ctx.cgroup = cgroup?.path;
     // Never Node's own fds for 'inherit' (their inodes would be the container's to chmod and
     // reopen): the container's /dev/null, or pipes relayed to and from Node's stdio (lib/stdio.ts).
-    const { stdio, ours } = planStdio(o.stdio, childFds, parentFds, o.stdinEmpty === true);
-    p.ours = ours;
+    p.ours = launch.stdio(o.stdio, o.stdinEmpty === true);
     let statusWrite = -1;
-    if (init >= 0) {
-      [p.statusRead, statusWrite] = n.pipe();
-      parentFds.push(p.statusRead);
-      childFds.push(statusWrite);
-    }
+    if (init >= 0) [statusWrite, p.statusRead] = launch.pipe(false);
     let cmdRead = -1;
-    if (pooled) {
-      [cmdRead, p.cmdWrite] = n.pipe();
-      childFds.push(cmdRead);
-      parentFds.push(p.cmdWrite);
-    }
+    if (pooled) [cmdRead, p.cmdWrite] = launch.pipe(true);
     // Filled in place: basePlan made the object with every one of these fields (same shape each run).
     plan.devicePolicy = devicePolicyFor(BigInt(plan.capsKeep), userns !== null, !!cgroup, 'devices');
     plan.cgroupFd = cgroup && !deferred ? cgroup.dirFd : -1;
     plan.cgroupMkdir = cgroup && deferred ? cgroup.path : undefined;
     plan.cgroupBase = cgroup && deferred ? host.base ?? undefined : undefined;
-    plan.stdio = stdio;
     plan.statusFd = statusWrite;
     plan.statusRead = p.statusRead;
     plan.initFd = init;
@@ -415,38 +399,26 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     plan.net = netw ? netw.plan : null;
     return p;
   } catch (e) {
-    return abandon(p, e);
+    return launch.abandon(e);
   }
-}
-
-/** Undoes what prepare made and throws the error the caller sees. */
-function abandon(p: Prepared, e: unknown): never {
-  for (const fd of p.childFds.splice(0)) closeQuiet(fd);
-  for (const fd of p.parentFds.splice(0)) closeQuiet(fd);
-  p.cgroup?.removeNow();
-  if (e instanceof Error && e.name === 'AbortError') throw e;
-  const err = e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, 'spawn');
-  throw p.userns ? explainUsernsFailure(err) : err;
 }
 
 /** After the clone: the container's handle, or the error of its set-up with nothing left behind. */
 function complete(p: Prepared, res: SpawnResult): Container | Pending {
-  const { o, netw, cgroup, ours } = p;
+  const { o, netw, launch, ours } = p;
+  const cgroup = launch.cgroup;
   try {
     netw?.closeSocket();
     if (netw && res.step === undefined) netw.adopt(res.pid);
     // Its own host id range (userns: true as root) is free again once it is waited for.
-    if (p.userns?.lease && p.userns.owner && res.step === undefined) holdIdRange(res.pid, p.userns.lease, p.userns.owner);
-    for (const fd of p.childFds.splice(0)) closeQuiet(fd);
-    cgroup?.closeFd();
-    if (res.step !== undefined) {
-      throw errorFromRecord(res, { meta: p.meta, candidates: p.candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname, cgroup: cgroup?.path });
-    }
+    const u = launch.userns;
+    if (u?.lease && u.owner && res.step === undefined) holdIdRange(res.pid, u.lease, u.owner);
+    const started = launch.settle(res);
     // The watcher reads the init's report from its own dup of the status pipe.
     if (p.statusRead >= 0) closeQuiet(p.statusRead);
-    p.parentFds.length = 0;
+    launch.handOver();
     if (p.pooled) {
-      return { pid: res.pid, process: res.process, cgroup, fds: ours, cmdWrite: p.cmdWrite, errFd: res.errFd!, meta: p.meta };
+      return { pid: started.pid, process: started.process, cgroup, fds: ours, cmdWrite: p.cmdWrite, errFd: started.errFd!, meta: p.meta };
     }
     const piped = o.stdio === 'pipe';
     const whole = piped && o.collectOutput === true;
@@ -454,11 +426,11 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
       ? [ours[0] >= 0 ? pipeSocket(ours[0], false) : null, whole ? null : pipeSocket(ours[1], true), whole ? null : pipeSocket(ours[2], true)]
       : [null, null, null];
     const relay = o.stdio === 'inherit' ? new StdioRelay(ours) : null;
-    const c = new Container(res.pid, res.process, cgroup, streams, o, p.t0, -1, relay);
+    const c = new Container(started.pid, started.process, cgroup, streams, o, p.t0, -1, relay);
     if (whole) wholeOutput.set(c, collectOutput(ours[1], ours[2], o.maxOutput));
     return c;
   } catch (e) {
-    return abandon(p, e);
+    return launch.abandon(e);
   }
 }
 
@@ -511,7 +483,7 @@ function launchAsync(o: ResolvedAppOptions, pooled: boolean, always: boolean): P
     const fail = (e: unknown): void => {
       if (counted) inFlight--;
       try {
-        abandon(p, e);
+        p.launch.abandon(e);
       } catch (err) {
         reject(err);
       }
@@ -522,7 +494,7 @@ function launchAsync(o: ResolvedAppOptions, pooled: boolean, always: boolean): P
       if (o.signal?.aborted) return fail(abortError(o.signal));
       try {
         asyncClones++;
-        native().spawnAsync(p.plan, (res) => {
+        p.launch.spawnAsync((res: SpawnResult) => {
           asyncClones--;
           pumpClones();
           if (counted) inFlight--;

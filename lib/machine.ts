@@ -14,19 +14,20 @@ import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notS
 import { native, type NativeProcess } from './native';
 import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
-import { enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan, type OpMeta } from './plan';
+import { Launch } from './launch';
+import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
   checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
 } from './machine-options';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
-import { collect, LateTty, planStdio, StdioRelay } from './stdio';
+import { collect, LateTty, StdioRelay } from './stdio';
 import { terminalType } from './env';
 import { ownerOf, startTimeOf } from './lease';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
 import type { IdMapEntry, NetworkMode, Stats, StdioMode } from './types';
-import { explainUsernsFailure, releaseIdRange, resolveUserns, spawnWithUserns } from './userns';
+import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
 
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
@@ -169,7 +170,8 @@ export class Machine {
     claimName(dir, o.name);
 
     let cgroup: ContainerCgroup | null = null;
-    const fds: number[] = [];
+    // The fds, and the record context, of the start (the plan comes once the rest is known).
+    const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: o.rootfs, cwd: '/', hostname: o.hostname }, userns);
     let netw: NetworkSetup | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
     let spawned: NativeProcess | null = null;
@@ -184,12 +186,12 @@ export class Machine {
       const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch, userns !== null);
       // Machine names are unique per state directory; the cgroup name carries both.
       const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
-      cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
+      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
-      fds.push(log);
+      launch.childFds.push(log);
       // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
       const memfd = initFd();
-      fds.push(memfd);
+      launch.childFds.push(memfd);
       const builtin = o.init === 'builtin';
       const systemd = !builtin && isSystemd(o.rootfs, o.init as string[]);
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
@@ -204,13 +206,11 @@ export class Machine {
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
       plan.devicePolicy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
       plan.net = netw ? netw.plan : null;
-      const res = spawnWithUserns(plan, userns, false, 'userns');
+      launch.plan = plan;
+      Object.assign(launch.ctx, { meta: L.meta, candidates: plan.candidates, command: plan.argv });
+      const spawnRes = launch.spawn(false);
       netw?.closeSocket();
-      cgroup?.closeFd();
-      for (const fd of fds.splice(0)) closeQuiet(fd);
-      if (res.step !== undefined) {
-        throw errorFromRecord(res, { meta: L.meta, candidates: plan.candidates, command: plan.argv, rootfs: o.rootfs, cwd: '/', hostname: o.hostname });
-      }
+      const res = launch.settle(spawnRes);
       spawned = res.process;
       // As the leases record it (ownerOf): PID 1 is not reaped, so it is there even if it died.
       const startTime = ownerOf(res.pid).start;
@@ -259,7 +259,7 @@ export class Machine {
       }
       return m;
     } catch (e) {
-      for (const fd of fds) closeQuiet(fd);
+      launch.closeFds();
       if (spawned) {
         // Failed after the clone (the state could not be written, ports not forwarded, not ready):
         // PID 1 and everything it started are killed and reaped before the cgroup and the state go,
@@ -374,10 +374,10 @@ export class Machine {
     if (this.#cgroup && /^frozen 1$/m.test(readOr(path.join(this.#cgroup.path, 'cgroup.events')))) {
       throw new NsboxError({ code: 'EBUSY', step: 'exec', message: `machine '${this.name}' is frozen; thaw it first (step exec)` });
     }
-    const n = native();
     const t0 = performance.now();
-    const parentFds: number[] = [];
-    const childFds: number[] = [];
+    const candidates = execCandidates(argv[0]!, env.PATH ?? '');
+    // The process entering the machine: its fds and record context (its plan comes below).
+    const launch = new Launch(emptyPlan(), { meta: [], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname });
     let started: { process: NativeProcess; errFd?: number } | null = null;
     try {
       let cgroupFd = -1;
@@ -390,37 +390,29 @@ export class Machine {
       }
       // The exec trampoline: a copy of its own, which nothing in the machine has had (see initFd).
       const memfd = initFd();
-      childFds.push(memfd);
+      launch.childFds.push(memfd);
       let ptySock = -1;
       let ptyRecv = -1;
-      let stdioFds: [number, number, number] = [-1, -1, -1];
       let ours: [number, number, number] = [-1, -1, -1];
-      if (tty) {
-        [ptyRecv, ptySock] = n.socketpair();
-        parentFds.push(ptyRecv);
-        childFds.push(ptySock);
-      } else {
-        // As for app containers ('inherit': the machine's /dev/null or relayed pipes, never Node's
-        // own fds; 'ignore': the machine's /dev/null, opened by the process once it is in there).
-        ({ stdio: stdioFds, ours } = planStdio(stdio, childFds, parentFds));
-      }
-      const candidates = execCandidates(argv[0]!, env.PATH ?? '');
+      // As for app containers ('inherit': the machine's /dev/null or relayed pipes, never Node's
+      // own fds; 'ignore': the machine's /dev/null, opened by the process once it is in there).
+      if (tty) [ptySock, ptyRecv] = launch.socketpair();
+      else ours = launch.stdio(stdio);
       // Processes entering the machine get the machine's filter (as PID 1 has it).
       const policy = resolveMachineSeccomp(this.#state.seccomp ?? 'default');
       const execFilter = policy ? compileSeccomp(policy, process.arch, BigInt(this.#state.capsKeep)) : null;
       const plan = execPlan({
         enterPidfd: this.#proc!.fd(), enterFlags: enterFlags(this.#state.network, !!this.#state.userns), enterRoot: `/proc/${this.pid}/root`,
-        cgroupFd, capsKeep: this.#state.capsKeep, seccomp: execFilter, cwd, user, argv, candidates, env, stdio: stdioFds, memfd,
+        cgroupFd, capsKeep: this.#state.capsKeep, seccomp: execFilter, cwd, user, argv, candidates, env, stdio: launch.plan.stdio, memfd,
         ptySock, columns, rows, setgroupsDenied: this.#state.userns?.setgroups === 'deny',
       });
       // Returns once the entering helper has made the process inside the machine (or failed
       // before): the helper is not visible in the machine and waits on nothing of it. What the
       // process does there up to its execve is waited for on the event loop, below.
-      const res = n.spawn(plan);
+      launch.plan = plan;
+      const spawnRes = launch.spawn(false);
       this.#cgroup?.closeFd();
-      for (const fd of childFds.splice(0)) closeQuiet(fd);
-      const ctx = { meta: [] as OpMeta[], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname };
-      if (res.step !== undefined) throw errorFromRecord(res, ctx);
+      const res = launch.settle(spawnRes);
       started = res;
       let streams: [import('node:stream').Writable | null, import('node:stream').Readable | null, import('node:stream').Readable | null] = [null, null, null];
       let late: LateTty | null = null;
@@ -431,10 +423,10 @@ export class Machine {
         streams = [pipeSocket(ours[0], false), pipeSocket(ours[1], true), pipeSocket(ours[2], true)];
       }
       const relay = !tty && stdio === 'inherit' ? new StdioRelay(ours) : null;
-      parentFds.length = 0;
+      launch.handOver();
       const c = new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, tty ? PTY_PENDING : -1, relay);
       started = null;
-      c._setStarting(this.#finishExec(c, res, ctx, { startTimeout, ptyRecv, late, streams }));
+      c._setStarting(this.#finishExec(c, res, launch.ctx, { startTimeout, ptyRecv, late, streams }));
       return c;
     } catch (e) {
       if (started) {
@@ -445,9 +437,7 @@ export class Machine {
         if (started.errFd !== undefined) closeQuiet(started.errFd);
       }
       this.#cgroup?.closeFd();
-      for (const fd of childFds) closeQuiet(fd);
-      for (const fd of parentFds) closeQuiet(fd);
-      throw e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, 'exec');
+      return launch.abandon(e, 'exec');
     }
   }
 

@@ -141,6 +141,7 @@ export function withParent(host: CgroupHost, cgroupParent: string): CgroupHost {
 
 const LIMIT_CONTROLLER: Record<keyof Limits, string> = {
   memory: 'memory',
+  memoryHigh: 'memory',
   swap: 'memory',
   pids: 'pids',
   cpu: 'cpu',
@@ -152,6 +153,7 @@ const LIMIT_CONTROLLER: Record<keyof Limits, string> = {
 /** Resolved limit values, ready to be written (see options.ts for parsing). */
 export interface ResolvedLimits {
   memory?: number;
+  memoryHigh?: number;
   swap?: number;
   pids?: number;
   cpu?: number;
@@ -388,10 +390,10 @@ export class ContainerCgroup {
   private writeLimits(l: ResolvedLimits): void {
     const step = 'cgroup.limits';
     if (l.cpuset !== undefined) writeFile(this.path, 'cpuset.cpus', l.cpuset, step);
+    // memory.high only when asked: a default just below memory.max (nsbox wrote 90 % until #17)
+    // throttled a runaway program re-reading its own code pages forever instead of killing it.
+    if (l.memoryHigh !== undefined) writeFile(this.path, 'memory.high', String(Math.floor(l.memoryHigh / 4096) * 4096), step);
     if (l.memory !== undefined) {
-      // memory.high a little below max makes the kernel reclaim (and throttle) before it kills.
-      const high = Math.floor((l.memory * 0.9) / 4096) * 4096; // the kernel keeps it page-aligned
-      if (high >= 4096) writeFile(this.path, 'memory.high', String(high), step);
       writeFile(this.path, 'memory.max', String(l.memory), step);
       writeFile(this.path, 'memory.oom.group', '1', step);
       const swap = l.swap ?? 0;

@@ -58,7 +58,7 @@ const APP_KEYS = [
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
   'userns',
 ] as const;
-const LIMIT_KEYS = ['memory', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
+const LIMIT_KEYS = ['memory', 'memoryHigh', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
 
 function noNul(name: string, s: string): void {
@@ -129,6 +129,10 @@ export function resolveLimits(v: unknown, where = 'limits'): ResolvedLimits | un
   const l = v as Limits;
   const out: ResolvedLimits = {};
   if (l.memory !== undefined) out.memory = parseSize(`${where}.memory`, l.memory, 4096);
+  if (l.memoryHigh !== undefined) {
+    out.memoryHigh = parseSize(`${where}.memoryHigh`, l.memoryHigh, 4096);
+    if (out.memory !== undefined && out.memoryHigh > out.memory) throw outOfRange(`${where}.memoryHigh`, `at most ${where}.memory (${out.memory} bytes)`, l.memoryHigh);
+  }
   if (l.swap !== undefined) out.swap = parseSize(`${where}.swap`, l.swap, 0);
   if (l.pids !== undefined) out.pids = checkInteger(`${where}.pids`, l.pids, 1, 4194304);
   if (l.cpu !== undefined) {

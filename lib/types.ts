@@ -28,7 +28,15 @@ export type Mount =
 
 /** cgroup v2 limits. Sizes are bytes or strings such as `'512K'`, `'256M'`, `'2G'`. */
 export interface Limits {
+  /** memory.max: past it the kernel reclaims, then OOM-kills (the whole container: memory.oom.group). */
   memory?: number | string;
+  /**
+   * memory.high: past it the kernel throttles the container and reclaims hard, without killing.
+   * Off unless given (as in Docker, runc and crun): a throttle just below `memory` turns a runaway
+   * program whose code is charged to the container into an endless stall instead of an OOM kill.
+   * At most `memory`.
+   */
+  memoryHigh?: number | string;
   swap?: number | string;
   pids?: number;
   /** CPU cores, e.g. `0.5`. */

@@ -56,6 +56,8 @@ const cases = [
   ['negative memory', { command: ['true'], limits: { memory: -1 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.memory"/],
   ["memory '12X'", { command: ['true'], limits: { memory: '12X' } }, RangeError, 'ERR_INVALID_ARG_VALUE', /"limits.memory"/],
   ['NaN memory', { command: ['true'], limits: { memory: NaN } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.memory"/],
+  ['memoryHigh above memory', { command: ['true'], limits: { memory: '32M', memoryHigh: '64M' } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.memoryHigh"/],
+  ["memoryHigh '1Q'", { command: ['true'], limits: { memoryHigh: '1Q' } }, RangeError, 'ERR_INVALID_ARG_VALUE', /"limits.memoryHigh"/],
   ['zero pids', { command: ['true'], limits: { pids: 0 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.pids"/],
   ['negative cpu', { command: ['true'], limits: { cpu: -0.5 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpu"/],
   ['more CPUs than exist in cpuset', { command: ['true'], limits: { cpuset: '0-4095' } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpuset"/],

@@ -56,15 +56,40 @@ t.test('memory=32M: a memory hog is OOM-killed, reported as oomKilled and an oom
   t.match(ok.stdout.toString(), /"touched_mb":64/);
 });
 
-t.test('memory limits are written with high, oom.group and swap 0 before the process starts', { skip: needs('memory') }, async (t) => {
+t.test('memory limits are written with max, oom.group and swap 0, and no memory.high, before the process starts', { skip: needs('memory') }, async (t) => {
   const c = spawn({ rootfs: bb, command: ['/probe', 'sleep', '5'], limits: { memory: '64M' } });
   const read = (f) => fs.readFileSync(path.join(c.cgroupPath, f), 'utf8').trim();
   t.equal(read('memory.max'), String(64 * 1024 * 1024));
-  t.equal(read('memory.high'), String(Math.floor((64 * 1024 * 1024 * 0.9) / 4096) * 4096), 'memory.high 90% of max, page-aligned');
+  t.equal(read('memory.high'), 'max', 'no throttle below the limit unless asked (issue #17)');
   t.equal(read('memory.oom.group'), '1');
   if (fs.existsSync(path.join(c.cgroupPath, 'memory.swap.max'))) t.equal(read('memory.swap.max'), '0', 'swap 0 unless asked');
   c.kill();
   await c.wait();
+});
+
+t.test('memoryHigh: the throttle is written only when asked, page-aligned', { skip: needs('memory') }, async (t) => {
+  const c = spawn({ rootfs: bb, command: ['/probe', 'sleep', '5'], limits: { memory: '64M', memoryHigh: 48 * 1024 * 1024 + 100 } });
+  const read = (f) => fs.readFileSync(path.join(c.cgroupPath, f), 'utf8').trim();
+  t.equal(read('memory.high'), String(48 * 1024 * 1024), 'memory.high as given, rounded down to a page');
+  t.equal(read('memory.max'), String(64 * 1024 * 1024));
+  c.kill();
+  await c.wait();
+});
+
+t.test('a shell that doubles a string in a 32M limit is OOM-killed, not throttled forever (issue #17)', { skip: needs('memory') }, async (t) => {
+  // The program's own code (busybox, from the container's rootfs) is charged to its cgroup: with a
+  // memory.high below the limit it stalled re-reading those pages until the timeout.
+  const r = await run({
+    rootfs: bb, limits: { memory: '32M' }, timeout: 60000,
+    command: ['/bin/sh', '-c', 'a=xxxxxxxxxxxxxxxx; while true; do a="$a$a"; done'],
+  });
+  t.equal(r.timedOut, false, 'ended by the kernel, not by the 60 s timeout');
+  t.equal(r.oomKilled, true, 'oomKilled');
+  t.equal(r.signal, 'SIGKILL');
+  t.comment(`killed after ${Math.round(r.durationMs)} ms`);
+  const ok = await run({ rootfs: bb, limits: { memory: '512M' }, timeout: 60000, command: ['/bin/sh', '-c', 'a=xxxxxxxxxxxxxxxx; i=0; while [ $i -lt 20 ]; do a="$a$a"; i=$((i+1)); done; echo ${#a}'] });
+  t.equal(ok.oomKilled, false, 'the same loop, bounded to 16 MiB, under 512M finishes');
+  t.equal(ok.stdout.toString().trim(), String(16 * 2 ** 20));
 });
 
 t.test('pids=1: the first process cannot fork, so the limit held from its first instruction', { skip: needs('pids') }, async (t) => {

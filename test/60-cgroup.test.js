@@ -78,7 +78,10 @@ t.test('memoryHigh: the throttle is written only when asked, page-aligned', { sk
 
 t.test('a shell that doubles a string in a 32M limit is OOM-killed, not throttled forever (issue #17)', { skip: needs('memory') }, async (t) => {
   // The program's own code (busybox, from the container's rootfs) is charged to its cgroup: with a
-  // memory.high below the limit it stalled re-reading those pages until the timeout.
+  // memory.high below the limit it stalled re-reading those pages until the timeout. Its page cache
+  // is dropped first, so that the pages are the container's (earlier tests may have read them).
+  const dropped = spawnSync('dd', [`if=${path.join(bb, 'bin', 'busybox')}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+  t.equal(dropped.status, 0, "busybox's page cache dropped (dd iflag=nocache)");
   const r = await run({
     rootfs: bb, limits: { memory: '32M' }, timeout: 60000,
     command: ['/bin/sh', '-c', 'a=xxxxxxxxxxxxxxxx; while true; do a="$a$a"; done'],

@@ -295,11 +295,25 @@ export class Machine {
     const proc = openLive(s);
     if (!proc && !s.stopped) {
       // PID 1 is gone (or its pid now belongs to someone else): the machine stopped without us.
+      // Another process may have destroyed it and started a new one of the same name meanwhile:
+      // what is cleaned up must still be this state's (the cgroup's name is the machine's).
+      const same = (): boolean => {
+        const now = readState(dir);
+        return !!now && now.pid === s.pid && now.startTime === s.startTime;
+      };
+      if (!same()) return Machine.get(name, opts);
       s.stopped = true;
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
-      writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
+      if (!same()) return Machine.get(name, opts);
+      try {
+        writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
+      } catch (e) {
+        // Destroyed by another process meanwhile: there is no machine of that name any more.
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw fromSystemError(e, 'machine.state', path.join(dir, 'state.json'));
+      }
     }
     return new Machine(dir, s, proc, stateDir);
   }

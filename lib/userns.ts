@@ -328,9 +328,25 @@ function liveLeases(dir: string): IdLease[] {
   return live;
 }
 
-/** Ranges reserved for a persistent machine's rootfs that is still owned by them (stale ones go). */
-function reservedRanges(): IdRange[] {
-  const out: IdRange[] = [];
+interface Reservation extends IdRange {
+  file: string;
+  rootfs: string;
+  /** The file's text, to remove it only if nobody rewrote it meanwhile. */
+  text: string;
+  /** The rootfs is certainly gone (see readReservations). */
+  gone: boolean;
+}
+
+/**
+ * The reservations (/var/lib/nsbox/userns), read and checked without the lease lock held: each
+ * rootfs is stat'ed, and a hung filesystem must not hold every nsbox process on the host at the lock.
+ * A reservation is dropped only when its rootfs is certainly gone: the path is ENOENT while the
+ * filesystem it was on (its st_dev, recorded at the reservation) is there, seen on the nearest
+ * ancestor that exists. A disk not mounted yet (the ancestor is on another filesystem), EIO or
+ * EACCES keep it, and so does a change of owner (the machine's root may chown its own "/").
+ */
+function readReservations(): Reservation[] {
+  const out: Reservation[] = [];
   let names: string[];
   try {
     names = entries(USERNS_RESERVE_DIR);
@@ -339,32 +355,62 @@ function reservedRanges(): IdRange[] {
   }
   for (const name of names) {
     const file = path.join(USERNS_RESERVE_DIR, name);
-    let r: { rootfs?: unknown; uid?: unknown; gid?: unknown } | null;
+    let text: string;
+    let r: { rootfs?: unknown; uid?: unknown; gid?: unknown; dev?: unknown } | null;
     try {
-      r = JSON.parse(fs.readFileSync(file, 'utf8')) as { rootfs?: unknown; uid?: unknown; gid?: unknown } | null;
+      text = fs.readFileSync(file, 'utf8');
+      r = JSON.parse(text) as { rootfs?: unknown; uid?: unknown; gid?: unknown; dev?: unknown } | null;
     } catch {
-      r = null;
+      continue;  // unreadable or torn: neither kept nor removed here
     }
-    const o = r && typeof r.rootfs === 'string' ? ownerIds(r.rootfs) : null;
-    if (r && o && o.uid === r.uid && o.gid === r.gid) out.push(o);
-    else fs.rmSync(file, { force: true });
+    if (!r || typeof r.rootfs !== 'string' || !Number.isInteger(r.uid) || !Number.isInteger(r.gid)) continue;
+    let gone = false;
+    try {
+      fs.statSync(r.rootfs);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && typeof r.dev === 'number') {
+        let up = path.dirname(r.rootfs);
+        for (;;) {
+          try {
+            gone = fs.statSync(up).dev === r.dev;
+            break;
+          } catch {
+            if (up === '/') break;
+            up = path.dirname(up);
+          }
+        }
+      }
+    }
+    out.push({ file, rootfs: r.rootfs, uid: r.uid as number, gid: r.gid as number, text, gone });
   }
   return out;
 }
 
-/** Keeps a persistent machine's range from app containers for as long as its rootfs is owned by it. */
+/** Removes, under the lock, reservations found gone, unless rewritten since they were read. */
+function dropGone(res: Reservation[]): void {
+  for (const r of res) {
+    if (!r.gone) continue;
+    try {
+      if (fs.readFileSync(r.file, 'utf8') === r.text) fs.rmSync(r.file, { force: true });
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** Keeps a persistent machine's range from app containers for as long as its rootfs exists. */
 function reserve(range: IdRange, rootfs: string): void {
   fs.mkdirSync(USERNS_RESERVE_DIR, { recursive: true, mode: 0o700 });
   const file = path.join(USERNS_RESERVE_DIR, String(range.uid));
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify({ rootfs, ...range }), { mode: 0o600 });
+  fs.writeFileSync(tmp, JSON.stringify({ rootfs, ...range, dev: fs.statSync(rootfs).dev }), { mode: 0o600 });
   fs.renameSync(tmp, file);
 }
 
 /**
- * Leases a host id range for one container, under the lease directory's lock: the rootfs's own range
- * (rangeOwning) where it has one, else the first range that no live lease overlaps and no machine's
- * rootfs keeps. The lease is this process's until adopted by the container's PID 1. Throws EBUSY
+ * Leases a host id range for one container, under the lease directory's lock: a persistent machine's
+ * own range (the one reserved for its rootfs's path, else rangeOwning) where it has one, else the
+ * first range that no live lease overlaps and no machine's rootfs keeps. The lease is this process's until adopted by the container's PID 1. Throws EBUSY
  * when a rootfs's range is held by a running container, ENOSPC when every range is taken; any other
  * failure is an NsboxError of `step` naming the file.
  */
@@ -374,16 +420,22 @@ export function leaseIdRange(step: string, rootfs?: string): { range: IdRange; f
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const { ranges, source } = idRangePool();
+    // Host paths are looked at before the lock is taken (see readReservations).
+    const reservations = readReservations();
+    // A persistent machine's range: the one reserved for its rootfs's path, else the one whose first
+    // ids own the rootfs (systemd-nspawn's --private-users=pick).
+    const mine = rootfs === undefined ? undefined : reservations.find((r) => r.rootfs === rootfs && !r.gone);
+    const own = rootfs === undefined ? null : mine ? { uid: mine.uid, gid: mine.gid } : rangeOwning(rootfs, ranges);
     return withLock(dir, step, () => {
       const live = liveLeases(dir);
-      const own = rootfs === undefined ? null : rangeOwning(rootfs, ranges);
+      dropGone(reservations);
       if (own) {
         const holder = live.find((l) => clash(l, own));
         const file = path.join(dir, String(own.uid));
         if (holder || fs.existsSync(file)) {
           throw new NsboxError({
             code: 'EBUSY', step, path: rootfs,
-            message: `the host id range ${own.uid}-${own.uid + USERNS_SIZE - 1} that owns ${rootfs} is in use${holder ? ` by process ${holder.pid}` : ''} (step ${step})`,
+            message: `the host id range ${own.uid}-${own.uid + USERNS_SIZE - 1} of ${rootfs} is in use${holder ? ` by process ${holder.pid}` : ''} (step ${step})`,
           });
         }
         at = USERNS_RESERVE_DIR;
@@ -392,7 +444,7 @@ export function leaseIdRange(step: string, rootfs?: string): { range: IdRange; f
         createLease(file, { ...ownerOf(process.pid), ...own } as IdLease);
         return { range: own, file };
       }
-      const kept = reservedRanges();
+      const kept = reservations.filter((r) => !r.gone);
       for (const r of ranges) {
         if (live.some((l) => clash(l, r)) || kept.some((k) => clash(k, r))) continue;
         const file = path.join(dir, String(r.uid));

@@ -187,6 +187,52 @@ const scenarios = {
   },
 };
 
+/** A reservation outlives a rootfs that cannot be seen for a while, and a chown of its "/". */
+scenarios.reservationKept = async function reservationKept() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-kept2-'));
+  fs.chmodSync(dir, 0o755);
+  // The machine's "disk": a filesystem of its own at dir/disk, moved away and back (as a disk that
+  // is not mounted yet after a reboot). This runs in a mount namespace of its own.
+  const disk = path.join(dir, 'disk');
+  const away = path.join(dir, 'away');
+  fs.mkdirSync(disk, { mode: 0o755 });
+  fs.mkdirSync(away, { mode: 0o755 });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'nsbox-disk', disk]);
+  const rootfs = path.join(disk, 'rootfs');
+  fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
+  const own = userns.idRangePool().ranges[0];
+  const shift = (p) => {
+    const st = fs.lstatSync(p);
+    fs.lchownSync(p, own.uid + st.uid, own.gid + st.gid);
+    if (st.isDirectory()) for (const n of fs.readdirSync(p)) shift(path.join(p, n));
+  };
+  shift(rootfs);
+  const kids = [];
+  try {
+    const m = await Machine.start({ name: 'db', rootfs, userns: true, stateDir });
+    const chown = await m.run(['/bin/chown', '1:1', '/']);  // the machine's root changes its own "/"
+    await m.stop({ timeout: 5000 });
+    await m.destroy();
+    execFileSync('mount', ['--move', disk, away]);
+    const c = spawn({ rootfs: bb, userns: true, command: ['/bin/sh', '-c', 'cat /proc/self/uid_map; exec sleep 60'] });
+    kids.push(c);
+    const whileAway = await rangeOf(c);
+    execFileSync('mount', ['--move', away, disk]);
+    const again = await Machine.start({ name: 'db', rootfs, userns: true, stateDir });
+    const back = hostRoot((await again.run(['/bin/cat', '/proc/self/uid_map'])).stdout.toString());
+    await again.stop({ timeout: 5000 });
+    return { own: own.uid, chownExit: chown.exitCode, whileAway, back, reserved: fs.readdirSync(RESERVE) };
+  } finally {
+    await cleanup(kids);
+    try {
+      execFileSync('umount', [disk]);
+    } catch {
+      /* not mounted there */
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+};
+
 scenarios[process.argv[2]](process.argv[3]).then(
   (r) => console.log(JSON.stringify(r)),
   (e) => {

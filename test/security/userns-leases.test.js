@@ -74,3 +74,11 @@ t.test('a stopped persistent machine keeps its range from containers, until its 
   t.equal(r.mRange, r.own, 'the machine starts again with its range');
   t.same(r.reservedAfter, [], 'the reservation goes with the rootfs');
 });
+
+t.test("a persistent machine's reservation survives its rootfs being out of sight, and a chown of its own root", { skip }, async (t) => {
+  const r = scenario('reservationKept');
+  t.equal(r.chownExit, 0, `the machine's root changed the owner of its "/" (${JSON.stringify(r)})`);
+  t.not(r.whileAway, r.own, 'a container started while the disk is away does not get the range');
+  t.equal(r.back, r.own, 'the machine gets its range back');
+  t.same(r.reserved, [String(r.own)], 'the reservation is still there');
+});

@@ -94,6 +94,8 @@ const sample = {
   '--allow': '10.0.0.0/8',
   '--timeout': '10s',
   '--memory': '64M',
+  '--memory-high': '48M',
+  '--start-timeout': '5s',
   '--swap': '0',
   '--pids': '10',
   '--cpu': '0.5',
@@ -117,7 +119,7 @@ t.test("every flag of run and machine start lands in an option the library takes
   t.throws(() => spawn({ ...run.options, zzzUnknown: 1 }), { name: 'TypeError', message: /"zzzUnknown"/ }, 'run');
   const start = parseMachineStart(['m', ...everyFlag(MACHINE.start)]);
   await t.rejects(Machine.start({ ...start.options, zzzUnknown: 1 }), { name: 'TypeError', message: /"zzzUnknown"/ }, 'machine start');
-  t.same(Object.keys(run.options.limits).sort(), ['cpu', 'cpuWeight', 'cpuset', 'ioWeight', 'memory', 'pids', 'swap']);
+  t.same(Object.keys(run.options.limits).sort(), ['cpu', 'cpuWeight', 'cpuset', 'ioWeight', 'memory', 'memoryHigh', 'pids', 'swap']);
   t.same(run.options.network, { ports: [{ host: 8080, container: 80 }], allow: ['10.0.0.0/8'] }, '--publish and --allow make the bridge an object');
 });
 

@@ -15,6 +15,9 @@ export function nearest(name: string, known: readonly string[]): string | undefi
   const bare = name.replace(/^-+/, '');
   const prefixed = known.filter((k) => bare.length >= 2 && k.replace(/^-+/, '').startsWith(bare));
   if (prefixed.length === 1) return prefixed[0];
+  // --mem: --memory and --memory-high both match; the one the others extend is meant.
+  const stem = prefixed.find((k) => prefixed.every((o) => o.startsWith(k)));
+  if (stem) return stem;
   let best: string | undefined;
   let bestD = Infinity;
   for (const k of known) {

@@ -77,6 +77,12 @@ export const FLAGS = {
     help: 'kill the container after MS milliseconds (also 10s, 2m, 1h); exit 137',
   },
   memory: { name: '--memory', arg: 'SIZE', to: 'limits.memory', help: 'memory limit, e.g. 256M (K, M, G, T suffixes)' },
+  memoryHigh: {
+    name: '--memory-high',
+    arg: 'SIZE',
+    to: 'limits.memoryHigh',
+    help: 'throttle (reclaim hard) above SIZE, at most --memory; off by default',
+  },
   swap: { name: '--swap', arg: 'SIZE', to: 'limits.swap', help: 'swap limit' },
   pids: { name: '--pids', arg: 'N', to: 'limits.pids', parse: parseWhole, help: 'maximum number of processes' },
   cpu: { name: '--cpu', arg: 'CORES', to: 'limits.cpu', parse: parseDecimal, help: 'CPU quota in cores, e.g. 0.5' },
@@ -108,6 +114,13 @@ export const FLAGS = {
     to: 'tty',
     help: "a terminal: CMD gets a pty of the machine; nsbox's terminal is put in raw\nmode (Ctrl-C goes to CMD) and resizes are passed on",
   },
+  startTimeout: {
+    name: '--start-timeout',
+    arg: 'MS',
+    to: 'startTimeout',
+    parse: parseDuration,
+    help: 'fail if CMD has not started (exec) within MS (default 10s)',
+  },
   signal: { name: '--signal', short: '-s', arg: 'SIG', to: 'signal', parse: parseSignal },
   force: { name: '--force', short: '-f', to: 'force' },
   json: { name: '--json', to: 'json' },
@@ -117,7 +130,7 @@ export const FLAGS = {
 const F = FLAGS;
 
 /** The cgroup v2 limits, alike in `run` and `machine start`. */
-const LIMITS = [F.memory, F.swap, F.pids, F.cpu, F.cpuset, F.cpuWeight, F.ioWeight];
+const LIMITS = [F.memory, F.memoryHigh, F.swap, F.pids, F.cpu, F.cpuset, F.cpuWeight, F.ioWeight];
 
 export const RUN: CommandSpec = {
   command: 'nsbox run',
@@ -164,6 +177,7 @@ export const MACHINE: Record<MachineSubcommand, CommandSpec> = {
     F.cwd,
     F.user,
     { ...F.timeout, help: 'kill CMD after MS milliseconds (also 10s, 2m, 1h); exit 137' },
+    F.startTimeout,
   ]),
   stop: machineSpec('stop', [F.timeout]),
   kill: machineSpec('kill', [F.signal]),

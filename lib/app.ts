@@ -67,6 +67,8 @@ export class Container extends EventEmitter {
   #ptyPending: [number, number] | null = null;
   /** Machine.exec: settles once the entered process has exec'd the command (or failed to). */
   #starting: Promise<void> | null = null;
+  /** Machine.exec: (un)refs what its unfinished start waits with (see Machine.exec). */
+  #startRef: ((on: boolean) => void) | null = null;
   /** With network: 'bridge': the container's address, the bridge's (its gateway) and the bridge name. */
   network: { address: string; gateway: string; bridge: string; hostIf: string } | null = null;
   #onAbort = (): void => {
@@ -233,8 +235,9 @@ export class Container extends EventEmitter {
   }
 
   /** @internal Machine.exec: the start finishes on the event loop (see Machine.exec). */
-  _setStarting(p: Promise<void>): void {
+  _setStarting(p: Promise<void>, ref?: (on: boolean) => void): void {
     this.#starting = p;
+    this.#startRef = ref ?? null;
     p.catch(() => {});
   }
 
@@ -272,11 +275,14 @@ export class Container extends EventEmitter {
   ref(): this {
     this.#proc.ref();
     this.#relay?.ref();
+    this.#startRef?.(true);
     return this;
   }
   unref(): this {
     this.#proc.unref();
     this.#relay?.unref();
+    // A Machine.exec still starting: its start watch and time limit no longer hold the loop either.
+    this.#startRef?.(false);
     return this;
   }
 

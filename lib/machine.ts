@@ -440,7 +440,13 @@ export class Machine {
       launch.handOver();
       const c = new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, tty ? PTY_PENDING : -1, relay);
       started = null;
-      c._setStarting(this.#finishExec(c, res, launch.ctx, { startTimeout, ptyRecv, late, streams }));
+      const handles = { watch: 0, timer: null as NodeJS.Timeout | null, ref: true };
+      c._setStarting(this.#finishExec(c, res, launch.ctx, { startTimeout, ptyRecv, late, streams, handles }), (on) => {
+        handles.ref = on;
+        if (handles.watch) native().refFinishSpawn(handles.watch, on);
+        if (on) handles.timer?.ref();
+        else handles.timer?.unref();
+      });
       return c;
     } catch (e) {
       if (started) {
@@ -466,7 +472,10 @@ export class Machine {
     c: Container,
     res: { pid: number; process: NativeProcess; errFd?: number },
     ctx: Parameters<typeof errorFromRecord>[1],
-    o: { startTimeout: number; ptyRecv: number; late: LateTty | null; streams: Array<import('node:stream').Stream | null> },
+    o: {
+      startTimeout: number; ptyRecv: number; late: LateTty | null; streams: Array<import('node:stream').Stream | null>;
+      handles: { watch: number; timer: NodeJS.Timeout | null; ref: boolean };
+    },
   ): Promise<void> {
     const n = native();
     return new Promise<void>((resolve, reject) => {
@@ -517,6 +526,12 @@ export class Machine {
         }
         resolve();
       }, res.process.fd(), res.pid);
+      o.handles.watch = watch;
+      o.handles.timer = timer;
+      if (!o.handles.ref) {
+        n.refFinishSpawn(watch, false);
+        timer.unref();
+      }
     });
   }
 

@@ -173,6 +173,8 @@ export interface NativeBinding {
   finishSpawnAsync(errFd: number, cb: (rec: { step: number; errno: number; index: number } | null) => void, pidfd?: number, pid?: number): number;
   /** Stops a finishSpawnAsync watch (closes its fd; the callback is never called). False if it was over. */
   cancelFinishSpawn(id: number): boolean;
+  /** Whether a finishSpawnAsync watch keeps the event loop alive. False if it was over. */
+  refFinishSpawn(id: number, on: boolean): boolean;
   sealedMemfd(path: string): number;
   /** Test support: set or clear FD_CLOEXEC; 0 or an errno. */
   setCloexec(fd: number, on: boolean): number;

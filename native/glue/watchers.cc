@@ -264,6 +264,19 @@ class FinishWatch {
     return Napi::Boolean::New(info.Env(), true);
   }
 
+  // refFinishSpawn(id, on): whether the watch keeps the event loop alive (Container.ref/unref of a
+  // Machine.exec whose start has not finished). False if it was over.
+  static Napi::Value Ref(const Napi::CallbackInfo& info) {
+    double id;
+    if (!IsIntIn(info[0], 1, 4294967295.0, &id) || !info[1].IsBoolean()) return Napi::Boolean::New(info.Env(), false);
+    auto it = live().find(static_cast<uint32_t>(id));
+    if (it == live().end()) return Napi::Boolean::New(info.Env(), false);
+    auto* h = reinterpret_cast<uv_handle_t*>(&it->second->poll_);
+    if (info[1].As<Napi::Boolean>().Value()) uv_ref(h);
+    else uv_unref(h);
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
  private:
   // Watchers by id; JS thread only.
   static std::unordered_map<uint32_t, FinishWatch*>& live() {
@@ -491,6 +504,7 @@ void InitWatchers(Napi::Env env, Napi::Object exports) {
   exports.Set("Process", Process::Init(env));
   exports.Set("finishSpawnAsync", Napi::Function::New(env, FinishWatch::Start));
   exports.Set("cancelFinishSpawn", Napi::Function::New(env, FinishWatch::Cancel));
+  exports.Set("refFinishSpawn", Napi::Function::New(env, FinishWatch::Ref));
   exports.Set("collectOutput", Napi::Function::New(env, OutputCollector::Start));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
 }

@@ -267,3 +267,32 @@ t.test('an fd injected ahead of the pty master is refused, and the exec leaves n
   for (const x of refused) t.match(x, { code: 'EPROTO', step: 'exec.pty' }, 'what is not a pty master is refused (EPROTO, step exec.pty)');
   t.ok(refused.length >= 1, `the attack landed (${refused.length} of ${r.results.length}; ${injected.length} injections)`);
 });
+
+t.test('an exec whose start is held up does not keep Node alive once it is unref()ed', { skip }, async (t) => {
+  const m = await startMachine(t, 'unref');
+  const out = await attacker(t, m, ['/x/exec-attack', 'lease', '/dev/ptmx'], /^leased/);
+  t.match(out.join('\n'), /leased \/dev\/ptmx/, 'the attacker holds a write lease on /dev/ptmx: a tty exec cannot start');
+  // A process that only wants the exec's result if it comes, and otherwise to exit: with the start
+  // watch and its time limit (120 s here) still holding the loop, it would wait for them.
+  const script = `
+    const { Machine } = require(${JSON.stringify(LIB)});
+    Machine.get(${JSON.stringify(m.name)}, { stateDir: ${JSON.stringify(stateDir)} }).then((m) => {
+      const c = m.exec(['true'], { tty: true, startTimeout: 120000 });
+      c.started.catch(() => {});
+      c.wait().catch(() => {});
+      c.unref();
+      console.log('unrefed');
+    });`;
+  const r = await new Promise((resolve) => {
+    const child = cpSpawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    const bound = setTimeout(() => child.kill('SIGKILL'), BOUND_MS);
+    child.on('exit', (code, signal) => {
+      clearTimeout(bound);
+      resolve({ code, signal, stdout });
+    });
+  });
+  t.match(r.stdout, /unrefed/, 'the exec was made and unref()ed');
+  t.same({ code: r.code, signal: r.signal }, { code: 0, signal: null }, `Node exited by itself, well before the start's limit (not killed at ${BOUND_MS} ms)`);
+});

@@ -4,6 +4,9 @@
 // NSBOX_FORCE_PATH_WALK, NSBOX_FORK_CLONE into the plan; reserve.cc: NSBOX_NETNS_RESERVE,
 // NSBOX_IPCNS_RESERVE, NSBOX_MNT_TEMPLATE). docs/testing.md says what each is for.
 
+import * as os from 'node:os';
+import { STEPS } from './steps';
+
 /** NSBOX_FORK_CLONE: the fork-style clone (test support; the addon puts it in the plan). */
 export function forkClone(): boolean {
   return !!process.env.NSBOX_FORK_CLONE;
@@ -34,4 +37,34 @@ export function xdgRuntimeDir(): string | undefined {
 /** The absolute directories of $PATH (where the setuid id-map helpers are looked for). */
 export function pathDirs(): string[] {
   return (process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/'));
+}
+
+/** A fault point a test asks for: the call of (step, index) fails with errno. */
+export interface TestFault {
+  step: number;
+  index: number;
+  errno: number;
+}
+
+let faultCache: { raw: string; fault: TestFault } | undefined;
+
+/**
+ * NSBOX_TEST_FAULT=<step name>:<index>:<errno name> (test only, docs/testing.md): every start of
+ * this process fails at that step and index (native/core/steps.h) as if its call had failed with
+ * that errno: "exec.pty:3:EPIPE". Read per start (emptyPlan); unset: undefined. A value that names
+ * no step or errno throws, so that a typo in a test cannot pass as "nothing failed".
+ */
+export function testFault(): TestFault | undefined {
+  const raw = process.env.NSBOX_TEST_FAULT;
+  if (!raw) return undefined;
+  if (faultCache?.raw === raw) return faultCache.fault;
+  const m = /^([\w.]+):(-?\d+):(E[A-Z0-9]+)$/.exec(raw);
+  const step = m ? STEPS.findIndex(([name]) => name === m[1]) : -1;
+  const errno = m ? (os.constants.errno as Record<string, number | undefined>)[m[3]!] : undefined;
+  if (!m || step <= 0 || errno === undefined) {
+    throw new Error(`NSBOX_TEST_FAULT=${raw}: expected <step name>:<index>:<errno name> (test only; see docs/testing.md)`);
+  }
+  const fault = { step, index: Number(m[2]), errno };
+  faultCache = { raw, fault };
+  return fault;
 }

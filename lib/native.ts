@@ -91,6 +91,13 @@ export interface NativePlan {
   setgroupsDenied?: boolean;
   /** Bridged network (optional): see NativeNet. */
   net?: NativeNet | null;
+  /**
+   * Test only (NSBOX_TEST_FAULT, lib/env.ts): the call that (faultStep, faultIndex) names fails with
+   * faultErrno instead of being made (native/core/plan.h, fault_at). faultStep -1: none.
+   */
+  faultStep?: number;
+  faultIndex?: number;
+  faultErrno?: number;
 }
 
 /** The bridged network set-up the child runs over rtnetlink (native/glue/net.cc builds the messages). */

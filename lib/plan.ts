@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 
 import { NsboxError, errnoName } from './errors';
+import { testFault } from './env';
 import { native, STEPS, STEP, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
 import { fsOpsFor, type OpMeta } from './fsops';
@@ -105,6 +106,7 @@ export function enterFlags(network: string, userns: boolean): number {
  * fresh one on each run: a few tens of µs of the JS thread) and no field is left out by one of them.
  */
 export function emptyPlan(): NativePlan {
+  const fault = testFault();
   return {
     cloneFlags: 0,
     devicePolicy: false,
@@ -157,6 +159,10 @@ export function emptyPlan(): NativePlan {
     cmdFd: -1,
     pathDirs: undefined,
     net: null,
+    // Test only (NSBOX_TEST_FAULT): a fault point; -1 is none.
+    faultStep: fault?.step ?? -1,
+    faultIndex: fault?.index ?? 0,
+    faultErrno: fault?.errno ?? 0,
   };
 }
 

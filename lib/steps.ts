@@ -62,6 +62,8 @@ export const STEP_CALLS: ReadonlyArray<readonly [number, number, number, string 
   [7, 1, 1, "pivot_root", "@rootfs"],
   [7, 2, 1, "umount2", "@rootfs"],
   [7, 3, 1, "chdir", "@rootfs"],
+  [9, -1, 1, "ioctl", null],
+  [9, -2, 1, "socket", null],
   [10, 0, 1, "openat2", "@cwd"],
   [10, 1, 1, "fchdir", "@cwd"],
   [17, 0, 1, "capset", null],

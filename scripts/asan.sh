@@ -5,7 +5,7 @@
 # sanitizer report fails the lane: ASan and UBSan abort the process that hit it, LeakSanitizer
 # makes it exit non-zero, and the whole log is searched for reports afterwards as well.
 #
-# Usage: scripts/asan.sh [TEST_FILE...]   (default: test/10-options, 20-app, 30-errors, 40-scale)
+# Usage: scripts/asan.sh [TEST_FILE...]   (default: the list below)
 #
 # Installs nothing. Needs: cmake and g++ (Debian: cmake g++; libasan8 and libubsan1 come with g++),
 # busybox-static and file (the test fixtures), and `npm install` done (cmake-js is a devDependency,
@@ -28,7 +28,7 @@ cd "$root"
 out=build-asan
 addon_dir=$root/$out/Release
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(test/10-options.test.js test/20-app.test.js test/30-errors.test.js test/40-scale.test.js test/85-rootless.test.js test/90-network.test.js test/47-fast-paths.test.js test/48-mount-template.test.js test/70-machine.test.js)
+[ ${#tests[@]} -gt 0 ] || tests=(test/10-options.test.js test/20-app.test.js test/30-errors.test.js test/40-scale.test.js test/85-rootless.test.js test/90-network.test.js test/47-fast-paths.test.js test/48-mount-template.test.js test/70-machine.test.js test/33-errors-every-step.test.js)
 clone_mode=${NSBOX_ASAN_CLONE:-fork}
 leaks=${NSBOX_ASAN_LEAKS:-1}
 

@@ -53,9 +53,18 @@ int lift(int fd) {
   return fcntl(fd, F_DUPFD_CLOEXEC, 4);
 }
 
-int lo_up() {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+// Brings lo up; -1 with errno and *at (STEP_NET_LO's index: the socket, or the ioctls) on failure.
+// plan: its fault points, or nullptr (the netns reserve's helper).
+int lo_up(const Plan* plan, int32_t* at) {
+  *at = NET_LO_SOCKET;
+  int s = plan && fault_at(plan, STEP_NET_LO, NET_LO_SOCKET) ? -1 : socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return -1;
+  *at = NET_LO_IOCTL;
+  if (plan && fault_at(plan, STEP_NET_LO, NET_LO_IOCTL)) {
+    close(s);
+    errno = plan->fault_errno;
+    return -1;
+  }
   struct ifreq ifr;
   for (size_t i = 0; i < sizeof(ifr); i++) reinterpret_cast<char*>(&ifr)[i] = 0;
   ifr.ifr_name[0] = 'l';
@@ -138,19 +147,24 @@ int send_fd(int sock, int fd) {
 
 // Runs in the process that has just entered the machine (never in the helper, see child_main): a pty from the machine's own
 // devpts, the master handed to Node, the slave returned for the new process's stdio.
-int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
+int machine_pty(const Plan* plan, int sock, int err_fd, uint16_t cols, uint16_t rows) {
+  fault(plan, err_fd, STEP_PTY, PTY_OPEN);
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) fail(err_fd, STEP_PTY, PTY_OPEN, errno);
   int unlock = 0;
+  fault(plan, err_fd, STEP_PTY, PTY_UNLOCK);
   if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, PTY_UNLOCK, errno);
   if (cols && rows) {
     struct winsize ws = {};
     ws.ws_col = cols;
     ws.ws_row = rows;
+    fault(plan, err_fd, STEP_PTY, PTY_WINSIZE);
     if (ioctl(master, TIOCSWINSZ, &ws) != 0) fail(err_fd, STEP_PTY, PTY_WINSIZE, errno);
   }
+  fault(plan, err_fd, STEP_PTY, PTY_PEER);
   int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
   if (slave < 0) fail(err_fd, STEP_PTY, PTY_PEER, errno);
+  fault(plan, err_fd, STEP_PTY, PTY_SEND);
   if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, PTY_SEND, errno);
   close(master);
   return slave;
@@ -158,10 +172,12 @@ int machine_pty(int sock, int err_fd, uint16_t cols, uint16_t rows) {
 
 // Writes a whole string to a (proc) file in one write, as id maps must be written; a failure is
 // STEP_USERNS at open_index (the open) or write_index (the write).
-void write_userns_file(int err_fd, const char* path, const char* text, int32_t open_index, int32_t write_index) {
+void write_userns_file(const Plan* plan, int err_fd, const char* path, const char* text, int32_t open_index, int32_t write_index) {
+  fault(plan, err_fd, STEP_USERNS, open_index);
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) fail(err_fd, STEP_USERNS, open_index, errno);
   size_t len = str_len(text);
+  fault(plan, err_fd, STEP_USERNS, write_index);
   ssize_t n = NSBOX_RETRY(write(fd, text, len));
   if (n != static_cast<ssize_t>(len)) fail(err_fd, STEP_USERNS, write_index, n < 0 ? errno : EIO);
   close(fd);
@@ -189,8 +205,10 @@ void format_int(char* buf, int v) {
   format_int(e, err_fd);
   format_int(c, cmd_fd);
   char* av[6] = {plan->tramp_argv[0], const_cast<char*>("--pool"), e, c, const_cast<char*>(plan->path_dirs_joined), nullptr};
+  fault(plan, err_fd, STEP_POOL, POOL_KEEP_FDS);
   if (fcntl(err_fd, F_SETFD, 0) != 0 || fcntl(cmd_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_POOL, POOL_KEEP_FDS, errno);
   uint64_t empty = 0;
+  fault(plan, err_fd, STEP_EXEC, EXEC_MEMFD);
   sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
   syscall(SYS_execveat, tramp_fd, "", av, plan->envp, AT_EMPTY_PATH);
   int err = errno;
@@ -221,7 +239,8 @@ struct TailState {
     job->err = errno;
     _exit(1);
   }
-  if (lo_up() != 0) {
+  int32_t at = 0;
+  if (lo_up(nullptr, &at) != 0) {
     job->err = errno;
     close(fd);
     _exit(1);
@@ -260,24 +279,28 @@ struct TailState {
   if (plan->userns_sync_fd >= 0) {
     if (plan->userns_sync_wfd >= 0) close(plan->userns_sync_wfd);
     char go = 0;
+    fault(plan, err_fd, STEP_USERNS, USERNS_WAIT);
     ssize_t n = NSBOX_RETRY(read(plan->userns_sync_fd, &go, 1));
     if (n != 1) fail(err_fd, STEP_USERNS, USERNS_WAIT, n < 0 ? errno : EPIPE);
     close(plan->userns_sync_fd);
     // Become root of the namespace now: the creator's ids need not be mapped in it (root asking
     // for a namespace: host 0 is not), and files made while building the root must belong to ids
     // that are (mkdir on the new tmpfs is EOVERFLOW otherwise).
+    fault(plan, err_fd, STEP_USERNS, USERNS_SETRESGID);
     if (syscall(SYS_setresgid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, USERNS_SETRESGID, errno);
+    fault(plan, err_fd, STEP_USERNS, USERNS_SETRESUID);
     if (syscall(SYS_setresuid, 0, 0, 0) != 0) fail(err_fd, STEP_USERNS, USERNS_SETRESUID, errno);
   } else if (plan->self_uid_map) {
     // One id of our creator mapped by ourselves: "deny" to setgroups must come before gid_map.
-    write_userns_file(err_fd, "/proc/self/setgroups", "deny", USERNS_OPEN_SETGROUPS, USERNS_SETGROUPS);
-    write_userns_file(err_fd, "/proc/self/uid_map", plan->self_uid_map, USERNS_OPEN_UID_MAP, USERNS_UID_MAP);
+    write_userns_file(plan, err_fd, "/proc/self/setgroups", "deny", USERNS_OPEN_SETGROUPS, USERNS_SETGROUPS);
+    write_userns_file(plan, err_fd, "/proc/self/uid_map", plan->self_uid_map, USERNS_OPEN_UID_MAP, USERNS_UID_MAP);
     if (plan->self_gid_map)
-      write_userns_file(err_fd, "/proc/self/gid_map", plan->self_gid_map, USERNS_OPEN_GID_MAP, USERNS_GID_MAP);
+      write_userns_file(plan, err_fd, "/proc/self/gid_map", plan->self_gid_map, USERNS_OPEN_GID_MAP, USERNS_GID_MAP);
   }
 
   // Nothing that can become visible inside a container may be inspected (ptrace, /proc/<pid>/fd,
   // mem) while it still holds a copy of Node's memory and fds; execve makes it dumpable again.
+  fault(plan, err_fd, STEP_DUMPABLE, -1);
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
 
   int tty_slave = -1;
@@ -293,6 +316,7 @@ struct TailState {
     // root when the machine was started from a chroot (a CI container, the VM lane): take PID 1's
     // root as it sees it, opened (O_PATH, in the host's /proc) before we move; the new process
     // chroots there (as nsenter --root).
+    if (plan->enter_root) fault(plan, err_fd, STEP_SETNS, SETNS_OPEN_ROOT);
     int proot = plan->enter_root ? open(plan->enter_root, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
     if (plan->enter_root && proot < 0) fail(err_fd, STEP_SETNS, SETNS_OPEN_ROOT, errno);
     // The cgroup to clone into, as a detached copy of its directory's mount (taken here, while the
@@ -309,6 +333,7 @@ struct TailState {
     int cg = -1;
     if (plan->cgroup_fd >= 0) {
       bool cg_copy = !(plan->enter_flags & CLONE_NEWUSER);
+      fault(plan, err_fd, STEP_ENTER, cg_copy ? ENTER_CGROUP_COPY : ENTER_CGROUP_DUP);
       if (cg_copy) cg = sys::open_tree(plan->cgroup_fd, "", sys::kOpenTreeClone | O_CLOEXEC | AT_EMPTY_PATH);
       if (cg < 0 && (!cg_copy || errno == ENOSYS || errno == EPERM)) {
         cg_copy = false;
@@ -316,6 +341,7 @@ struct TailState {
       }
       if (cg < 0) fail(err_fd, STEP_ENTER, cg_copy ? ENTER_CGROUP_COPY : ENTER_CGROUP_DUP, errno);
     }
+    fault(plan, err_fd, STEP_SETNS, SETNS_JOIN);
     if (setns(plan->enter_pidfd, static_cast<int>(plan->enter_flags)) != 0) fail(err_fd, STEP_SETNS, SETNS_JOIN, errno);
     // Our fd table is a copy of Node's (every socket, pipe and file it has open, libuv's signal
     // pipe included). The new process is visible in the machine before it closes them (at
@@ -328,6 +354,7 @@ struct TailState {
                           plan->status_fd, plan->pty_sock, cg, plan->enter_report_fd, proot};
       for (int fd : want)
         if (fd >= 0 && nk < 16) keep[nk++] = fd;
+      fault(plan, err_fd, STEP_FDS, -2);
       if (close_all_but(keep, nk) != 0) fail(err_fd, STEP_FDS, -2, errno);
     }
     sys::CloneArgs args;
@@ -345,6 +372,7 @@ struct TailState {
       args.flags |= CLONE_INTO_CGROUP;
       args.cgroup = static_cast<uint64_t>(cg);
     }
+    fault(plan, err_fd, STEP_ENTER, ENTER_CLONE);
     long pid = sys::clone3(&args);
     if (pid < 0) fail(err_fd, STEP_ENTER, ENTER_CLONE, errno);
     if (pid > 0) {
@@ -360,13 +388,16 @@ struct TailState {
     // up the host's cgroup tree) was for the clone only.
     if (plan->enter_report_fd >= 0) close(plan->enter_report_fd);
     if (cg >= 0) close(cg);
+    fault(plan, err_fd, STEP_DUMPABLE, -1);  // (the helper's own comes first)
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(err_fd, STEP_DUMPABLE, -1, errno);
     if (proot >= 0) {
+      fault(plan, err_fd, STEP_SETNS, SETNS_FCHDIR);
       if (fchdir(proot) != 0) fail(err_fd, STEP_SETNS, SETNS_FCHDIR, errno);
+      fault(plan, err_fd, STEP_SETNS, SETNS_CHROOT);
       if (chroot(".") != 0) fail(err_fd, STEP_SETNS, SETNS_CHROOT, errno);
       close(proot);
     }
-    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
+    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan, plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
   }
 
   TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp};
@@ -388,6 +419,7 @@ struct TailState {
   // otherwise stay ignored across execve (Node ignores SIGPIPE).
   for (int sig = 1; sig < 65; sig++) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
+    fault(plan, err_fd, STEP_SIGNALS, sig);
     if (sys::rt_sigaction_default(sig) != 0 && errno != EINVAL) fail(err_fd, STEP_SIGNALS, sig, errno);
   }
 
@@ -395,15 +427,18 @@ struct TailState {
   // a sysfs mounted below belongs to it. Used once: nothing else ever holds it but our parent,
   // which closes its fd after the clone.
   if (plan->net_fd >= 0) {
+    fault(plan, err_fd, STEP_NETNS, -1);
     if (setns(plan->net_fd, CLONE_NEWNET) != 0) fail(err_fd, STEP_NETNS, -1, errno);
     close(plan->net_fd);
   }
   // Likewise the IPC namespace made ahead (empty: made by a helper that exited at once).
   if (plan->ipc_fd >= 0) {
+    fault(plan, err_fd, STEP_IPCNS, -1);
     if (setns(plan->ipc_fd, CLONE_NEWIPC) != 0) fail(err_fd, STEP_IPCNS, -1, errno);
     close(plan->ipc_fd);
   }
 
+  fault(plan, err_fd, STEP_SETSID, -1);
   if (setsid() < 0) fail(err_fd, STEP_SETSID, -1, errno);
 
   // stdio: first lift every fd we still need out of 0..3, then dup onto the targets.
@@ -412,15 +447,21 @@ struct TailState {
     if (tty_slave >= 0) src[0] = src[1] = src[2] = tty_slave;
     err_fd = lift(err_fd);
     if (err_fd < 0) _exit(127);
+    // (The fault points of the lifts are where a lift may be needed, whichever fd the kernel gave.)
+    if (cmd_fd >= 0) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT_CMD);
     if (cmd_fd >= 0 && (cmd_fd = lift(cmd_fd)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_CMD, errno);
+    if (init_fd >= 0) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT_INIT);
     if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_INIT, errno);
+    if (net_sock >= 0) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT_NET);
     if (net_sock >= 0 && (net_sock = lift(net_sock)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_NET, errno);
     for (int i = 0; i < 4; i++) {
+      if (src[i] >= 0 && src[i] != i) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT + i);
       if (src[i] >= 0 && src[i] != i && src[i] <= 3 && (src[i] = lift(src[i])) < 0)
         fail(err_fd, STEP_STDIO, STDIO_LIFT + i, errno);
     }
     for (int i = 0; i < 4; i++) {
       if (src[i] < 0) continue;
+      fault(plan, err_fd, STEP_STDIO, (src[i] == i ? STDIO_KEEP : STDIO_DUP) + i);
       if (src[i] == i) {
         if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, STDIO_KEEP + i, errno);
       } else if (dup2(src[i], i) < 0) {
@@ -431,14 +472,18 @@ struct TailState {
 
   if (tty_slave >= 0) {
     if (tty_slave > 2) close(tty_slave);
+    fault(plan, err_fd, STEP_PTY, PTY_CTTY);
     if (ioctl(0, TIOCSCTTY, 0) != 0) fail(err_fd, STEP_PTY, PTY_CTTY, errno);
   }
 
   if (!plan->cgroup_into && plan->cgroup_fd >= 0 && plan->enter_pidfd < 0) {
+    fault(plan, err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_OPEN);
     int fd = openat(plan->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
     if (fd < 0) fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_OPEN, errno);
+    fault(plan, err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_WRITE);
     if (write(fd, "0", 1) != 1) fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_WRITE, errno);
     close(fd);
+    if (plan->clone_flags & CLONE_NEWCGROUP) fault(plan, err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_UNSHARE);
     if ((plan->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) != 0)
       fail(err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_UNSHARE, errno);
   }
@@ -446,12 +491,14 @@ struct TailState {
   if (plan->mnt_template_fd >= 0) {
     mount_in_template(plan, err_fd);
   } else if (plan->clone_flags & CLONE_NEWNS) {
+    fault(plan, err_fd, STEP_PRIVATE, -1);
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       fail(err_fd, STEP_PRIVATE, -1, errno);
     int root = -1;
     DirCache dirs;
     g_walk_only = plan->walk_only;
     for (size_t i = 0; i < plan->n_ops; i++) {
+      fault(plan, err_fd, STEP_OP, static_cast<int32_t>(i));
       if (run_op(plan->ops[i], root, &dirs, false) != 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
       if ((plan->ops[i].where & WHERE_OPEN_ROOT) && root < 0) {
         dirs.drop();
@@ -463,9 +510,13 @@ struct TailState {
     if (root >= 0) close(root);
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
     // new root (the form runc and crun use: no put_old directory needed inside the image).
+    fault(plan, err_fd, STEP_PIVOT, PIVOT_CHDIR);
     if (chdir(plan->staging) != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR, errno);
+    fault(plan, err_fd, STEP_PIVOT, PIVOT_PIVOT);
     if (sys::pivot_root(".", ".") != 0) fail(err_fd, STEP_PIVOT, PIVOT_PIVOT, errno);
+    fault(plan, err_fd, STEP_PIVOT, PIVOT_DETACH);
     if (umount2(".", MNT_DETACH) != 0) fail(err_fd, STEP_PIVOT, PIVOT_DETACH, errno);
+    fault(plan, err_fd, STEP_PIVOT, PIVOT_CHDIR_ROOT);
     if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR_ROOT, errno);
   }
 
@@ -482,6 +533,7 @@ struct TailState {
     const int want[] = {0, 1, 2, plan->status_fd >= 0 ? 3 : -1, err_fd, init_fd, cmd_fd, net_sock};
     for (int fd : want)
       if (fd >= 0) keep[nk++] = fd;
+    fault(plan, err_fd, STEP_FDS, -1);
     if (close_all_but(keep, nk) != 0) fail(err_fd, STEP_FDS, -1, errno);
   }
 
@@ -490,8 +542,10 @@ struct TailState {
   if (tty_slave < 0) {
     for (int i = 0; i < 3; i++) {
       if (plan->stdio[i] != kStdioDevNull) continue;
+      fault(plan, err_fd, STEP_STDIO, STDIO_DEVNULL + i);
       int fd = open_beneath_root("/dev/null", O_RDWR | O_NOFOLLOW);
       if (fd < 0) fail(err_fd, STEP_STDIO, STDIO_DEVNULL + i, errno);
+      fault(plan, err_fd, STEP_STDIO, (fd == i ? STDIO_KEEP : STDIO_DUP) + i);
       if (fd == i) {
         if (fcntl(i, F_SETFD, 0) != 0) fail(err_fd, STEP_STDIO, STDIO_KEEP + i, errno);
       } else {
@@ -504,9 +558,13 @@ struct TailState {
   if (plan->hostname) {
     size_t len = 0;
     while (plan->hostname[len]) len++;
+    fault(plan, err_fd, STEP_HOSTNAME, -1);
     if (sethostname(plan->hostname, len) != 0) fail(err_fd, STEP_HOSTNAME, -1, errno);
   }
-  if (plan->net_lo_up && lo_up() != 0) fail(err_fd, STEP_NET_LO, -1, errno);
+  if (plan->net_lo_up) {
+    int32_t at = NET_LO_IOCTL;
+    if (lo_up(plan, &at) != 0) fail(err_fd, STEP_NET_LO, at, errno);
+  }
   if (plan->n_net_msgs) {
     // Bridged network: the veth pair over Node's netns socket, then address, route and egress rules
     // in our own netns, all before the capabilities are dropped (see netlink.cc).
@@ -518,8 +576,10 @@ struct TailState {
     // Resolved beneath the root, without magic links: a cwd of "/app" with /app -> /proc/self/fd/N
     // (or /proc/1/cwd) planted by an earlier run must not put the process in a directory outside
     // its root, from which ".." climbs to the host's "/".
+    fault(plan, err_fd, STEP_CWD, CWD_OPEN);
     int dir = open_beneath_root(plan->cwd, O_PATH | O_DIRECTORY);
     if (dir < 0) fail(err_fd, STEP_CWD, CWD_OPEN, errno);
+    fault(plan, err_fd, STEP_CWD, CWD_ENTER);
     if (fchdir(dir) != 0) fail(err_fd, STEP_CWD, CWD_ENTER, errno);
     close(dir);
   }
@@ -528,17 +588,20 @@ struct TailState {
     struct rlimit rl;
     rl.rlim_cur = plan->rlimits[i].soft;
     rl.rlim_max = plan->rlimits[i].hard;
+    fault(plan, err_fd, STEP_RLIMIT, static_cast<int32_t>(i));
     if (setrlimit(static_cast<__rlimit_resource>(plan->rlimits[i].resource), &rl) != 0)
       fail(err_fd, STEP_RLIMIT, static_cast<int32_t>(i), errno);
   }
 
   // A fresh anonymous session keyring: keys of the host session must not be reachable.
+  if (plan->new_keyring) fault(plan, err_fd, STEP_KEYRING, -1);
   if (plan->new_keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, nullptr) < 0)
     fail(err_fd, STEP_KEYRING, -1, errno);
 
   // The bounding set has to shrink while we still hold CAP_SETPCAP, i.e. before setuid.
   for (int cap = 0; cap <= plan->cap_last; cap++) {
     if (plan->caps_keep & (1ULL << cap)) continue;
+    fault(plan, err_fd, STEP_CAPS_BOUND, cap);
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
       fail(err_fd, STEP_CAPS_BOUND, cap, errno);
   }
@@ -552,6 +615,7 @@ struct TailState {
     struct sock_fprog prog;
     prog.len = static_cast<unsigned short>(plan->seccomp_len);
     prog.filter = static_cast<struct sock_filter*>(const_cast<void*>(plan->seccomp));
+    fault(plan, err_fd, STEP_SECCOMP, -1);
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) fail(err_fd, STEP_SECCOMP, -1, errno);
   }
 
@@ -561,9 +625,12 @@ struct TailState {
     // (__nptl_setxid), which another thread may have held at clone time. Here there is one thread.
     // In a user namespace whose creator mapped itself, setgroups is refused ("deny"): the
     // supplementary groups are then the empty set the namespace started with.
+    if (!plan->setgroups_denied) fault(plan, err_fd, STEP_SETGROUPS, -1);
     if (!plan->setgroups_denied && syscall(SYS_setgroups, plan->n_groups, plan->groups) != 0)
       fail(err_fd, STEP_SETGROUPS, -1, errno);
+    fault(plan, err_fd, STEP_SETGID, -1);
     if (syscall(SYS_setresgid, plan->gid, plan->gid, plan->gid) != 0) fail(err_fd, STEP_SETGID, -1, errno);
+    fault(plan, err_fd, STEP_SETUID, -1);
     if (syscall(SYS_setresuid, plan->uid, plan->uid, plan->uid) != 0) fail(err_fd, STEP_SETUID, -1, errno);
   }
 
@@ -576,15 +643,19 @@ struct TailState {
     uint64_t keep = (plan->set_creds && plan->uid != 0) ? 0 : plan->caps_keep;
     data[0].effective = data[0].permitted = static_cast<uint32_t>(keep);
     data[1].effective = data[1].permitted = static_cast<uint32_t>(keep >> 32);
+    fault(plan, err_fd, STEP_CAPS, CAPS_SET);
     if (syscall(SYS_capset, &hdr, data) != 0) fail(err_fd, STEP_CAPS, CAPS_SET, errno);
+    fault(plan, err_fd, STEP_CAPS, CAPS_AMBIENT);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
       fail(err_fd, STEP_CAPS, CAPS_AMBIENT, errno);
   }
 
+  if (plan->no_new_privs) fault(plan, err_fd, STEP_NO_NEW_PRIVS, -1);
   if (plan->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     fail(err_fd, STEP_NO_NEW_PRIVS, -1, errno);
 
   // After the credential change: commit_creds() clears the parent-death signal.
+  if (plan->pdeathsig) fault(plan, err_fd, STEP_PDEATHSIG, -1);
   if (plan->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     fail(err_fd, STEP_PDEATHSIG, -1, errno);
 
@@ -593,14 +664,17 @@ struct TailState {
   uint64_t empty = 0;
   uint64_t full = ~0ULL;
   if (!tramp && init_fd >= 0 && plan->init_slot == SIZE_MAX) {
+    fault(plan, err_fd, STEP_EXEC, EXEC_MEMFD);
     sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
     syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
     fail(err_fd, STEP_EXEC, EXEC_MEMFD, errno);
   }
   int last_err = ENOENT;
   int32_t last_index = -1;
+  fault(plan, err_fd, STEP_EXEC, -1);  // as if no candidate existed
   for (size_t i = 0; i < plan->n_candidates; i++) {
     const char* cand = plan->candidates[i];
+    fault(plan, err_fd, STEP_EXEC, static_cast<int32_t>(i));  // its check (init, trampoline) or its execve
     if (init_fd >= 0) {
       // Through the memfd (trampoline or init): check the candidate first, then exec the memfd
       // with the candidate written into its prepared argv.
@@ -620,10 +694,12 @@ struct TailState {
         argv = plan->tramp_argv;
         // The error pipe must survive this execve: the trampoline reports its own execve failure
         // there and marks it close-on-exec again before that execve.
+        fault(plan, err_fd, STEP_EXEC, EXEC_KEEP_ERRFD);
         if (fcntl(err_fd, F_SETFD, 0) != 0) fail(err_fd, STEP_EXEC, EXEC_KEEP_ERRFD, errno);
       } else {
         plan->init_argv[plan->init_slot] = const_cast<char*>(cand);
       }
+      fault(plan, err_fd, STEP_EXEC, EXEC_MEMFD);
       sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
       syscall(SYS_execveat, init_fd, "", argv, plan->envp, AT_EMPTY_PATH);
       last_err = errno;

@@ -25,6 +25,10 @@ struct NsFdJob {
 // Inside the child path only (child.cc, mnt_template.cc): writes the failure record of (step,
 // index) to err_fd and exits.
 [[noreturn]] void fail(int err_fd, int32_t step, int32_t index, int err);
+// A fault point of the child path (plan.h, fault_at): fails as (step, index) when the plan asks.
+inline void fault(const Plan* plan, int err_fd, int32_t step, int32_t index) {
+  if (fault_at(plan, step, index)) fail(err_fd, step, index, errno);
+}
 // The mount namespace from the template instead of CLONE_NEWNS (mnt_template.cc).
 void mount_in_template(const Plan* plan, int err_fd);
 

@@ -129,13 +129,16 @@ void mount_in_template(const Plan* plan, int err_fd) {
   // mountinfo, as with pivot_root), then the host binds are captured in their order.
   int root_fs = -1;
   if (plan->n_ops && (plan->ops[0].where & WHERE_OPEN_ROOT) && !is_host_bind(plan->ops[0])) {
+    fault(plan, err_fd, STEP_OP, 0);
     root_fs = detached_fs(plan->ops[0]);
     if (root_fs < 0) fail(err_fd, STEP_OP, 0, errno);
   }
   for (size_t i = 0; i < plan->n_ops; i++) {
     const Op& op = plan->ops[i];
     if (!is_host_bind(op)) continue;
+    fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_TOO_MANY);
     if (n_trees == kMaxTemplateTrees) fail(err_fd, STEP_MNT_TEMPLATE, TPL_TOO_MANY, E2BIG);
+    fault(plan, err_fd, STEP_OP, static_cast<int32_t>(i));
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
     int t;
     if (op.where & WHERE_SRC_BENEATH) {
@@ -160,10 +163,14 @@ void mount_in_template(const Plan* plan, int err_fd) {
   }
   // Our own fd directory in the host's /proc, opened while /proc is still the host's: mount(2)'s
   // paths are then just "N".
+  fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_OPEN_PROC);
   int host_proc = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (host_proc < 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_OPEN_PROC, errno);
+  fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_JOIN);
   if (setns(plan->mnt_template_fd, CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_JOIN, errno);
+  fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_UNSHARE);
   if (unshare(CLONE_NEWNS) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_UNSHARE, errno);
+  fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_PROC);
   if (fchdir(host_proc) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_PROC, errno);
 
   // The root is stacked on the template's "/" (so that setns into this namespace, nsenter's
@@ -178,13 +185,16 @@ void mount_in_template(const Plan* plan, int err_fd) {
     int rc;
     if (op.where & WHERE_OPEN_ROOT) {
       if (root >= 0) fail(err_fd, STEP_OP, idx, EINVAL);
+      fault(plan, err_fd, STEP_OP, idx);
       root = is_host_bind(op) ? trees[next_tree++] : root_fs;
       if (sys::move_mount(root, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0) fail(err_fd, STEP_OP, idx, errno);
       if (is_host_bind(op) && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
       continue;
     }
     // Every other op is on a container path (the parent plans template mode only then).
+    fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN);
     if (root < 0 || !(op.where & WHERE_DST_IN_ROOT)) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);
+    fault(plan, err_fd, STEP_OP, idx);
     if (is_host_bind(op)) {
       dirs.drop();
       int t = trees[next_tree++];
@@ -203,10 +213,13 @@ void mount_in_template(const Plan* plan, int err_fd) {
   }
   dirs.drop();
   if (root < 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);
+  fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_ROOT);
   if (fchdir(root) != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_FCHDIR_ROOT, errno);
   close(root);
   close(host_proc);
+  fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_CHROOT);
   if (chroot(".") != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_CHROOT, errno);
+  fault(plan, err_fd, STEP_MNT_TEMPLATE, TPL_CHDIR);
   if (chdir("/") != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_CHDIR, errno);
 }
 

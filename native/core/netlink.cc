@@ -129,12 +129,13 @@ int ifindex_of(const char* name) {
 int net_setup(const Plan* plan, int host_sock, int32_t* index) {
   // Our own netns, named by fd for the peer's IFLA_NET_NS_FD. /proc is this container's by now;
   // /proc/self is this process either way.
-  int nsfd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  // (Fault points, plan.h: fault_at, before each call an index names.)
+  int nsfd = fault_at(plan, STEP_NET, -1) ? -1 : open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (nsfd < 0) {
     *index = -1;
     return -1;
   }
-  int own = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  int own = fault_at(plan, STEP_NET, -2) ? -1 : socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (own < 0) {
     int e = errno;
     close(nsfd);
@@ -149,12 +150,12 @@ int net_setup(const Plan* plan, int host_sock, int32_t* index) {
     const NetMsg& m = plan->net_msgs[i];
     if (m.nft_acks) {
       // An nf_tables batch: sent as built (nothing to patch), on a NETLINK_NETFILTER socket.
-      if (nft < 0 && (nft = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER)) < 0) {
+      if (nft < 0 && (fault_at(plan, STEP_NET, -4) || (nft = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER)) < 0)) {
         *index = -4;
         rc = -1;
         break;
       }
-      if (nl_batch(nft, m.data, m.len, m.nft_acks) != 0) {
+      if (fault_at(plan, STEP_NET, -5) || nl_batch(nft, m.data, m.len, m.nft_acks) != 0) {
         *index = -5;
         rc = -1;
         break;
@@ -171,7 +172,7 @@ int net_setup(const Plan* plan, int host_sock, int32_t* index) {
     for (uint32_t k = 0; k < m.len; k++) buf[k] = static_cast<char>(m.data[k]);
     if (m.nsfd_off) put_u32(buf + m.nsfd_off, static_cast<uint32_t>(nsfd));
     if (m.ifindex_off) {
-      if (ifindex <= 0 && (ifindex = ifindex_of(plan->net_peer)) <= 0) {
+      if (ifindex <= 0 && (fault_at(plan, STEP_NET, -3) || (ifindex = ifindex_of(plan->net_peer)) <= 0)) {
         *index = -3;
         rc = -1;
         break;
@@ -179,7 +180,7 @@ int net_setup(const Plan* plan, int host_sock, int32_t* index) {
       put_u32(buf + m.ifindex_off, static_cast<uint32_t>(ifindex));
     }
     int sock = m.on_host ? host_sock : own;
-    if (nl_request(sock, buf, m.len, static_cast<uint32_t>(i + 1)) != 0) {
+    if (fault_at(plan, STEP_NET, static_cast<int32_t>(i)) || nl_request(sock, buf, m.len, static_cast<uint32_t>(i + 1)) != 0) {
       *index = static_cast<int32_t>(i);
       rc = -1;
       break;

@@ -5,6 +5,7 @@
 // execve makes raw system calls and nothing else. Nothing in this header may pull in napi.h.
 #pragma once
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -216,6 +217,22 @@ struct Plan {
   const NetMsg* net_msgs;
   size_t n_net_msgs;
   const char* net_peer;  // the container's interface ("eth0"): its ifindex is patched in
+
+  // Test only (NSBOX_TEST_FAULT, lib/env.ts): the call of (fault_step, fault_index) is not made and
+  // fails with fault_errno instead, wherever the child, the spawner or spawnAsync's worker would
+  // report it. fault_step -1: none (every real plan).
+  int fault_step = -1;
+  int fault_index = 0;
+  int fault_errno = 0;
 };
+
+// A fault point (see Plan::fault_step), right before the call that (step, index) names: true, with
+// errno set, when the plan asks for that call to fail. One compare on the fast path. Raw: usable in
+// the child path (no allocation, no locks).
+inline bool fault_at(const Plan* p, int32_t step, int32_t index) {
+  if (__builtin_expect(p->fault_step != step, 1) || p->fault_index != index) return false;
+  errno = p->fault_errno;
+  return true;
+}
 
 }  // namespace nsbox

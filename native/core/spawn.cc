@@ -83,6 +83,13 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
     args.flags &= ~static_cast<uint64_t>(CLONE_NEWCGROUP);
   }
   long pid;
+  // Fault points (plan.h, fault_at): clone3 fails, or is missing and the legacy clone fails.
+  const bool legacy_fault = p->fault_step == STEP_CLONE && p->fault_index == CLONE_LEGACY;
+  if (fault_at(p, STEP_CLONE, -1)) {
+    *used_clone3 = true;
+    return -1;
+  }
+  if (!legacy_fault) {
 #if defined(__x86_64__)
   // (A pooled child waits for its command only after it has exec'd the init's pool mode, so
   // CLONE_VFORK releases this thread as usual.)
@@ -110,13 +117,15 @@ long do_clone(Plan* p, int* pidfd, bool* used_clone3) {
     *used_clone3 = true;
     return pid;
   }
-  // clone3 missing (kernel < 5.3, or a seccomp filter in front of us): legacy clone, and the
+  }
+  // clone3 missing (or its fault point, above) (kernel < 5.3, or a seccomp filter in front of us): legacy clone, and the
   // cgroup is joined from inside the child.
   *used_clone3 = false;
   p->cgroup_into = false;
   p->enter_pid_out = nullptr;
   unsigned long flags = static_cast<unsigned long>(p->clone_flags | CLONE_PIDFD);
   if (p->cgroup_fd >= 0) flags &= ~static_cast<unsigned long>(CLONE_NEWCGROUP);
+  if (fault_at(p, STEP_CLONE, CLONE_LEGACY)) return -1;
   return sys::clone_fork(flags, pidfd);
 }
 
@@ -129,7 +138,7 @@ size_t read_record(int fd, ErrorRecord* rec) { return sys::read_full(fd, rec, si
 // can have written to it. Otherwise nothing more is read: the caller waits for the exec or a
 // failure record on its event loop (finish_spawn, with a time limit), since the new process now
 // resolves paths in the machine and can be stopped, frozen or ptraced there.
-void finish_enter(long helper, int pidfd, int err_rd, int report_rd, bool shared, volatile int32_t* entered, SpawnOutcome* out) {
+void finish_enter(const Plan& p, long helper, int pidfd, int err_rd, int report_rd, bool shared, volatile int32_t* entered, SpawnOutcome* out) {
   int32_t pid = 0;
   if (shared) {
     sys::reap_pidfd(pidfd);  // it has exited already (CLONE_VFORK returned)
@@ -153,7 +162,7 @@ void finish_enter(long helper, int pidfd, int err_rd, int report_rd, bool shared
     return;
   }
   // Our unreaped child (CLONE_PARENT): its pid cannot be reused before we wait for it.
-  int cfd = sys::pidfd_open(pid, 0);
+  int cfd = fault_at(&p, STEP_ENTER, ENTER_PIDFD) ? -1 : sys::pidfd_open(pid, 0);
   if (cfd < 0) {
     int err = errno;
     close(err_rd);
@@ -239,7 +248,7 @@ bool died_before_exec(int pidfd, pid_t pid, ErrorRecord* rec) {
 
 void spawn(const Plan& plan, SpawnOutcome* out) {
   int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC) != 0) {
+  if (fault_at(&plan, STEP_PIPE, -1) || pipe2(errpipe, O_CLOEXEC) != 0) {
     set_error(out, STEP_PIPE, errno);
     return;
   }
@@ -248,7 +257,7 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   if (p.cgroup_fd < 0) p.cgroup_into = false;
   // The device allow-list is in force before the child's first instruction (it starts in this
   // cgroup, or joins it before anything else).
-  if (p.device_prog_fd >= 0 && p.cgroup_fd >= 0 && p.enter_pidfd < 0 && attach_device_policy(p.cgroup_fd, p.device_prog_fd) != 0) {
+  if (p.device_prog_fd >= 0 && p.cgroup_fd >= 0 && p.enter_pidfd < 0 && (fault_at(&p, STEP_DEVICES, -1) || attach_device_policy(p.cgroup_fd, p.device_prog_fd) != 0)) {
     int err = errno;
     close(errpipe[0]);
     close(errpipe[1]);
@@ -306,7 +315,7 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
     return;
   }
   if (p.enter_pidfd >= 0) {
-    finish_enter(pid, pidfd, errpipe[0], report[0], p.enter_pid_out != nullptr, &entered, out);
+    finish_enter(p, pid, pidfd, errpipe[0], report[0], p.enter_pid_out != nullptr, &entered, out);
     return;
   }
   if (p.userns_sync_fd >= 0) {
@@ -321,6 +330,17 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
 
   ErrorRecord rec;
   size_t got = read_record(errpipe[0], &rec);
+  if (fault_at(&p, STEP_SYNC, static_cast<int32_t>(got))) {
+    // A record cut short after got bytes (the fault point of the handshake): a protocol error, as
+    // a real one is. errno: the plan's.
+    close(errpipe[0]);
+    protocol_error(&rec, got);
+    rec.err = errno;
+    sys::pidfd_send_signal(pidfd, SIGKILL);
+    sys::reap_pidfd(pidfd);
+    out->error = rec;
+    return;
+  }
   if (got == sizeof(rec) && rec.magic == kErrorMagic && rec.step == STEP_READY) {
     out->pid = static_cast<pid_t>(pid);
     out->pidfd = pidfd;

@@ -80,6 +80,8 @@
   X(PIVOT, PIVOT_PIVOT, 1, 1, "pivot_root", "@rootfs")                           \
   X(PIVOT, PIVOT_DETACH, 2, 1, "umount2", "@rootfs")                             \
   X(PIVOT, PIVOT_CHDIR_ROOT, 3, 1, "chdir", "@rootfs")                           \
+  X(NET_LO, NET_LO_IOCTL, -1, 1, "ioctl", 0)      /* SIOCGIFFLAGS, SIOCSIFFLAGS */ \
+  X(NET_LO, NET_LO_SOCKET, -2, 1, "socket", 0)    /* the AF_INET socket for them */ \
   X(CWD, CWD_OPEN, 0, 1, "openat2", "@cwd")                                      \
   X(CWD, CWD_ENTER, 1, 1, "fchdir", "@cwd")                                      \
   X(CAPS, CAPS_SET, 0, 1, "capset", 0)                                           \

@@ -165,18 +165,23 @@ class SpawnWorker : public Napi::AsyncWorker {
   // was made is removed by the JS side, which owns the cgroup either way.
   int MakeCgroup() {
     const char* dir = st_->cgroup_mkdir.c_str();
+    // (The base's fault point, test only: as if another process had just removed the base.)
+    const nsbox::Plan& p = st_->plan;
+    const bool base_fault = p.fault_step == nsbox::STEP_CGROUP_MAKE && p.fault_index == nsbox::CGROUP_MAKE_BASE;
     for (int attempt = 0;; attempt++) {
-      if (mkdir(dir, 0755) == 0) break;
-      int e = errno;
+      if (!base_fault && !nsbox::fault_at(&p, nsbox::STEP_CGROUP_MAKE, nsbox::CGROUP_MAKE_DIR) && mkdir(dir, 0755) == 0) break;
+      int e = base_fault ? ENOENT : errno;
       if (e == ENOENT && attempt < 3 && !st_->cgroup_base.empty()) {
-        if (mkdir(st_->cgroup_base.c_str(), 0755) == 0 || errno == EEXIST) continue;
+        if (!nsbox::fault_at(&st_->plan, nsbox::STEP_CGROUP_MAKE, nsbox::CGROUP_MAKE_BASE) &&
+            (mkdir(st_->cgroup_base.c_str(), 0755) == 0 || errno == EEXIST))
+          continue;
         out_.error = {nsbox::STEP_CGROUP_MAKE, errno, nsbox::CGROUP_MAKE_BASE, nsbox::kErrorMagic};
         return -1;
       }
       out_.error = {nsbox::STEP_CGROUP_MAKE, e, nsbox::CGROUP_MAKE_DIR, nsbox::kErrorMagic};
       return -1;
     }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = nsbox::fault_at(&st_->plan, nsbox::STEP_CGROUP_MAKE, nsbox::CGROUP_MAKE_OPEN) ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) out_.error = {nsbox::STEP_CGROUP_MAKE, errno, nsbox::CGROUP_MAKE_OPEN, nsbox::kErrorMagic};
     return fd;
   }

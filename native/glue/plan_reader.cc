@@ -357,6 +357,18 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
   if (!pr.IsUndefined() && !IsIntIn(pr, 0, 65535, &rows)) return ThrowType(js.Env(), "ptyRows");
   p.pty_cols = static_cast<uint16_t>(cols);
   p.pty_rows = static_cast<uint16_t>(rows);
+  // Test only (NSBOX_TEST_FAULT, lib/env.ts): a fault point (plan.h, fault_at). Optional fields.
+  {
+    Napi::Value fs, fi, fe;
+    double step = -1, index = 0, err = 0;
+    if (!Read(js, "faultStep", &fs) || !Read(js, "faultIndex", &fi) || !Read(js, "faultErrno", &fe)) return false;
+    if (!fs.IsUndefined() && !IsIntIn(fs, -1, nsbox::STEP_COUNT - 1, &step)) return ThrowType(js.Env(), "faultStep");
+    if (!fi.IsUndefined() && !IsIntIn(fi, -2147483648.0, 2147483647.0, &index)) return ThrowType(js.Env(), "faultIndex");
+    if (!fe.IsUndefined() && !IsIntIn(fe, 0, 4095, &err)) return ThrowType(js.Env(), "faultErrno");
+    p.fault_step = static_cast<int>(step);
+    p.fault_index = static_cast<int>(index);
+    p.fault_errno = static_cast<int>(err);
+  }
   // User namespace (optional fields): see Plan in native/core/plan.h.
   p.userns_sync_fd = -1;
   p.userns_sync_wfd = -1;

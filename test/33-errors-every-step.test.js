@@ -1,0 +1,317 @@
+// Every failure record, forced: for each row of the step table (native/core/steps.h, every index of
+// it) and each step with a default call, the test-only fault point (NSBOX_TEST_FAULT, lib/env.ts;
+// native/core/plan.h, fault_at) makes that call fail with EDOM, which no real call there returns,
+// through the public API in a profile where the step occurs. The NsboxError must name the step,
+// the system call and the path the table gives, and nothing may be left behind. What cannot be
+// reached on this host is listed in SKIPPED, with the reason.
+'use strict';
+const t = require('tap');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { run, createPool, Machine, removeBridge } = require('..');
+const { native, STEPS, STEP, STEP_CALLS, stepCall } = require('../dist/native');
+const { errorFromRecord } = require('../dist/plan');
+const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir } = require('./helpers');
+
+const notRoot = process.getuid() !== 0 && 'forcing every step needs root (machines, cgroups, raw plans)';
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
+const EDOM = os.constants.errno.EDOM;
+
+// (step, index) pairs no profile on this host reaches, and why.
+// (network and stdio 6, the netlink socket's lift, are forced by the bridged part at the end, in a
+// network namespace made for it.)
+const SKIPPED = {
+  'network *': 'bridged: see below',
+  'stdio 6': 'bridged: see below',
+  'stdio 12': 'fd 0 kept in place (FD_CLOEXEC off): only when the fd given for stdin is 0 itself, which no profile passes (the container gets a pipe or its own /dev/null)',
+  'stdio 13': 'likewise fd 1',
+  'stdio 14': 'likewise fd 2',
+  'stdio 15': 'likewise fd 3 (the status fd is never 3 in Node)',
+  'pool.command 0': 'a record of the bundled init (native/init/init.c, a separate static binary that reads no plan): no fault point',
+  'pool.command 1': 'likewise (the init)',
+  'pool.command 2': 'likewise (the init)',
+  'pool.command 3': 'likewise (the init)',
+};
+// spawnAsync (whose worker makes the cgroup) is not used with these (lib/app.ts, asyncEligible).
+const syncOnly = ['NSBOX_FORK_CLONE', 'NSBOX_SYNC_SPAWN'].find((k) => process.env[k]);
+if (syncOnly) for (const i of [0, 1, 2]) SKIPPED[`cgroup.create ${i}`] = `${syncOnly} is set: no clone off the JS thread, so no cgroup made by spawnAsync's worker`;
+
+// The profiles: each starts something that must fail with the fault set, or returns when it started.
+let stateDir;
+let machine; // a running machine for the exec profiles
+let usernsMachine; // and one with a user namespace of its own (made on first use)
+let n = 0;
+const app = (extra = {}) => () => run({ command: ['/bin/true'], rootfs: bb, hostname: 'faults', cwd: '/', ...extra });
+const PROFILES = {
+  app: app(),
+  appInit: app({ init: true }),
+  appIgnore: app({ stdio: 'ignore' }),
+  appUserns: app({ userns: true }),
+  pool: async () => {
+    const pool = createPool({ size: 1, rootfs: bb, hostname: 'faults' });
+    try {
+      await pool.run(['/bin/true']);
+    } finally {
+      await pool.close();
+    }
+  },
+  machineStart: async () => {
+    const m = await Machine.start({ name: `fault${n++}`, rootfs: bb, ephemeral: true, stateDir });
+    await m.stop({ timeout: 1000 }).catch(() => {});
+    await m.destroy().catch(() => {});
+  },
+  machineExec: () => machine.run(['/bin/true']),
+  machineExecUserns: async () => {
+    usernsMachine ??= await Machine.start({ name: 'faults-userns', rootfs: bb, ephemeral: true, stateDir, userns: true }).catch((e) => {
+      throw new Error(`the userns machine did not start: ${e.message}`);
+    });
+    await usernsMachine.run(['/bin/true']);
+  },
+  // A second run while one is in flight: its clone and cgroup go to spawnAsync's worker.
+  appConcurrent: async () => {
+    const r = await Promise.allSettled([run({ command: ['/bin/sleep', '0.2'], rootfs: bb }), app()()]);
+    const failed = r.find((x) => x.status === 'rejected');
+    if (failed) throw failed.reason;
+  },
+  machineExecTty: () => machine.run(['/bin/true'], { tty: true, columns: 80, rows: 24 }),
+  raw: null, // set below (raw plans, as test/31 makes them)
+};
+
+/** Where each step happens (tried in order); the rest: DEFAULT_PROFILES. */
+const WHERE = {
+  'exec.setns': ['machineExec'],
+  'exec.enter': ['machineExec', 'machineExecUserns'],
+  'cgroup.create': ['appConcurrent'],
+  'exec.pty': ['machineExecTty'],
+  dumpable: ['app', 'machineExec'],
+  fds: ['app', 'machineExec'],
+  'mount.private': ['appUserns', 'machineStart'],
+  'rootfs.pivot': ['appUserns', 'machineStart'],
+  'cgroup.join': ['raw'],
+  'pool.command': ['pool'],
+  'credentials.groups': ['app', 'machineExec'],
+};
+const DEFAULT_PROFILES = ['app', 'appIgnore', 'appInit', 'appUserns', 'pool', 'machineStart', 'machineExec', 'raw'];
+const whereUserns = { 0: ['appUserns'], 4: ['appUserns'], 5: ['appUserns'] };
+
+// The cases: every index of every row, and the steps' default calls at the indexes they report.
+function cases() {
+  const out = [];
+  for (const [step, first, count] of STEP_CALLS) {
+    for (let i = first; i < first + count; i++) out.push([STEPS[step][0], i]);
+  }
+  const covered = new Set(out.map(([s]) => s));
+  const capLast = Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'));
+  const defaults = {
+    signals: [1, 64], // the signal
+    'capabilities.bounding': [capLast], // a capability every profile drops
+    rlimits: [0], // the first of plan.rlimits
+    mount: [0], // the first op (lib's OpMeta names the call)
+    exec: [0, -1], // the candidate; -1: none found
+    'spawn.sync': [0], // the bytes of the record read: 0, end-of-file
+  };
+  for (const [num, [name, syscall]] of STEPS.entries()) {
+    if (!syscall || num === 0) continue; // not an error (none, exec.entered, pool.ready, exec.died)
+    if (name === 'network') continue; // SKIPPED
+    for (const i of defaults[name] ?? (covered.has(name) ? [] : [-1])) out.push([name, i]);
+  }
+  // The rows' own default-index siblings (-1) where the step also fails outside its rows.
+  for (const name of ['spawn.clone', 'exec.setns']) if (!out.some(([s, i]) => s === name && i === -1)) out.push([name, -1]);
+  return out;
+}
+
+/** What the table says (step, index) reports, with lib/plan.ts's fill-ins for this profile. */
+function expected(name, index, profile, err) {
+  const { syscall, path: p } = stepCall(STEP[name], index);
+  if (name === 'mount') return { step: err.step, syscall: err.syscall, path: err.path }; // OpMeta: checked below
+  const fill = {
+    '@rootfs': profile === 'raw' ? '/r' : bb,
+    '@cwd': '/',
+    '@hostname': profile.startsWith('machine') ? `fault${n - 1}` : profile === 'raw' ? 'errmap' : 'faults',
+    '@candidate': profile === 'raw' ? 'nothing' : '/bin/true',
+    '@cgroup': err.path, // the container's own cgroup: checked by shape below
+    '@cgroup.parent': err.path,
+  };
+  return { step: name, syscall, path: p === undefined ? undefined : (fill[p] ?? p) };
+}
+
+// Raw plans for what only exists outside root's public profiles: a cgroup joined by the child (no
+// CLONE_INTO_CGROUP) and a user namespace that maps its own creator (the rootless profile).
+const rawStaging = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-faults-staging-'));
+// The cgroup2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host).
+const cgroup2 = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[f.indexOf('-') + 1] === 'cgroup2')?.[4] ?? '/sys/fs/cgroup';
+const rawCgroup = path.join(cgroup2, `nsbox-faults-${process.pid}`);
+t.teardown(() => {
+  fs.rmSync(rawStaging, { recursive: true, force: true });
+  try {
+    fs.rmdirSync(rawCgroup);
+  } catch {}
+});
+function rawPlan(K, name, index) {
+  const capLast = Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'));
+  const plan = {
+    cloneFlags: K.CLONE_NEWNS | K.CLONE_NEWPID | K.CLONE_NEWUTS | K.CLONE_NEWIPC | K.CLONE_NEWNET,
+    cgroupFd: -1, cgroupInto: false, staging: rawStaging,
+    ops: [{ kind: K.OP_MOUNT, where: K.WHERE_OPEN_ROOT, mode: 0, dev: 0, flags: K.MS_NOSUID | K.MS_NODEV, src: 'tmpfs', dst: rawStaging, fstype: 'tmpfs', data: 'mode=0755,size=1m' }],
+    hostname: 'errmap', netLoUp: true, cwd: '/', rlimits: [[K.RLIMIT_CORE, 0, 0]], newKeyring: false, capLast, capsKeep: '0',
+    setCreds: false, uid: 0, gid: 0, groups: [], noNewPrivs: true, pdeathsig: true, stdio: [-1, -1, -1], statusFd: -1, statusRead: -1,
+    candidates: ['/nothing-here'], argv: ['nothing'], envp: [], initFd: -1, initArgv: [], initSlot: -1, trampFd: -1, seccomp: null,
+    enterPidfd: -1, enterFlags: 0, enterRoot: null, ptySock: -1,
+    faultStep: STEP[name], faultIndex: index, faultErrno: EDOM,
+  };
+  if (name === 'userns') Object.assign(plan, { cloneFlags: plan.cloneFlags + K.CLONE_NEWUSER, selfUidMap: '0 0 1\n', selfGidMap: '0 0 1\n' });
+  return plan;
+}
+PROFILES.raw = async (name, index) => {
+  const b = native();
+  const K = b.constants;
+  const plan = rawPlan(K, name, index);
+  let cgFd = -1;
+  if (name === 'cgroup.join') {
+    fs.mkdirSync(rawCgroup, { recursive: true });
+    cgFd = fs.openSync(rawCgroup, 'r');
+    Object.assign(plan, { cgroupFd: cgFd, cloneFlags: plan.cloneFlags + K.CLONE_NEWCGROUP });
+  }
+  try {
+    const res = b.spawn(plan);
+    const rec = res.pid === undefined ? res : b.finishSpawn(res.errFd, false, res.process.fd(), res.pid);
+    if (res.pid !== undefined) res.process.reap();
+    throw errorFromRecord(rec, { meta: [], candidates: plan.candidates, command: plan.argv, rootfs: '/r', cwd: '/', hostname: plan.hostname });
+  } finally {
+    if (cgFd >= 0) fs.closeSync(cgFd);
+  }
+};
+
+/** Runs profile with the fault set; the error it threw, or null when the fault point was not reached. */
+async function attempt(profile, name, index) {
+  process.env.NSBOX_TEST_FAULT = `${name}:${index}:EDOM`;
+  try {
+    await PROFILES[profile](name, index);
+    return null;
+  } catch (e) {
+    return e;
+  } finally {
+    delete process.env.NSBOX_TEST_FAULT;
+  }
+}
+
+const netHost = process.env.NSBOX_FAULTS_NET_HOST === '1';
+const which = (cmd) => ['/usr/bin/', '/bin/', '/usr/sbin/', '/sbin/'].map((d) => d + cmd).find((p) => fs.existsSync(p));
+const toolEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(LD_PRELOAD|ASAN_OPTIONS|UBSAN_OPTIONS|LSAN_OPTIONS)$/.test(k)));
+if (netHost) bridged();
+else main();
+
+function main() {
+t.test('every step and every row of the table, forced', { skip: notRoot || noBusybox }, async (t) => {
+  stateDir = machineStateDir(t, 'nsbox-faults-machines-');
+  const before = await warmUp();
+  machine = await Machine.start({ name: 'faults-exec', rootfs: bb, ephemeral: true, stateDir });
+  const forced = [];
+  const skipped = [];
+  for (const [name, index] of cases()) {
+    const key = `${name} ${index}`;
+    if (SKIPPED[key] || SKIPPED[`${name} *`]) {
+      skipped.push(key);
+      continue;
+    }
+    const where = (name === 'userns' && whereUserns[index]) || (name === 'userns' && ['raw']) || WHERE[name] || DEFAULT_PROFILES;
+    let hit = null;
+    const misses = [];
+    for (const profile of where) {
+      const e = await attempt(profile, name, index);
+      if (e && e.errno === EDOM) {
+        hit = { profile, e };
+        break;
+      }
+      misses.push(`${profile}: ${e ? `${e.code} ${e.step} ${e.message}` : 'started'}`);
+    }
+    if (!hit) {
+      t.fail(`${key}: the fault point was not reached`, { misses });
+      continue;
+    }
+    const { profile, e } = hit;
+    const want = expected(name, index, profile, e);
+    t.match(e, { name: 'NsboxError', code: 'EDOM' }, `${key} (${profile}): an NsboxError`);
+    t.same({ step: e.step, syscall: e.syscall, path: e.path }, want, `${key} (${profile}): ${want.syscall ?? '(a check)'} ${want.path ?? ''}`);
+    if (name === 'mount') t.ok(e.step && e.syscall && e.path, `${key}: the op's own step, call and path (OpMeta): ${e.step} ${e.syscall} ${e.path}`);
+    if (['@cgroup', '@cgroup.parent'].includes(stepCall(STEP[name], index).path)) t.match(e.path, /^\/sys\/fs\/cgroup\//, `${key}: a cgroup path`);
+    forced.push(`${key} (${profile})`);
+  }
+  t.comment(`forced ${forced.length}: ${forced.join(', ')}`);
+  t.comment(`skipped ${skipped.length}: ${skipped.join(', ')}`);
+  t.ok(forced.length > 80, `${forced.length} (step, index) pairs forced`);
+  for (const m of [machine, usernsMachine]) {
+    await m?.stop({ timeout: 1000 }).catch(() => {});
+    await m?.destroy().catch(() => {});
+  }
+  await assertNoLeaks(t, before, 'after every forced failure');
+});
+
+t.test('NSBOX_TEST_FAULT: a value that names nothing throws', async (t) => {
+  const { testFault } = require('../dist/env');
+  for (const bad of ['nope:0:EPERM', 'setsid:-1:ENOTANERRNO', 'setsid', 'setsid:x:EPERM']) {
+    process.env.NSBOX_TEST_FAULT = bad;
+    t.throws(() => testFault(), /NSBOX_TEST_FAULT/, bad);
+  }
+  process.env.NSBOX_TEST_FAULT = 'exec.pty:3:EPIPE';
+  t.same(testFault(), { step: STEP['exec.pty'], index: 3, errno: os.constants.errno.EPIPE });
+  delete process.env.NSBOX_TEST_FAULT;
+  t.equal(testFault(), undefined, 'unset: none');
+});
+
+const noNetTools = !which('unshare') || !which('ip') ? 'needs unshare(1) and ip(8)' : false;
+t.test("bridged: network (every index) and stdio 6, in a network namespace made for the test", { skip: notRoot || noBusybox || noNetTools }, (t) =>
+  t.spawn('unshare', ['--net', '--', process.execPath, __filename], { env: { ...process.env, NSBOX_FAULTS_NET_HOST: '1' } }));
+}
+
+// Run again by main() under unshare --net: the bridge, the veths, the leases' addresses and the
+// nf_tables rules are in a namespace that is this process's "host".
+function bridged() {
+  const { networkStep } = require('../dist/network');
+  const BR = `nsbf${process.pid % 100000}`;
+  const network = { bridge: BR, dns: ['10.88.0.1'], allow: ['10.88.0.5:80'] };
+  const links = () => execFileSync('ip', ['-o', 'link', 'show'], { env: toolEnv }).toString().trim().split('\n').map((l) => l.split(': ')[1].split('@')[0]).sort();
+  execFileSync('ip', ['link', 'set', 'lo', 'up'], { env: toolEnv });
+  t.teardown(async () => {
+    await removeBridge({ bridge: BR }).catch(() => {});
+    fs.rmSync(`/run/nsbox/net/${BR}`, { recursive: true, force: true });
+  });
+  t.test('every call of the bridged set-up, forced', async (t) => {
+    const start = () => run({ command: ['/bin/true'], rootfs: bb, network });
+    await start(); // the bridge exists from here on
+    const before = await warmUp();
+    const linksBefore = links();
+    const forced = [];
+    const force = async (name, index) => {
+      process.env.NSBOX_TEST_FAULT = `${name}:${index}:EDOM`;
+      try {
+        await start();
+        return null;
+      } catch (e) {
+        return e;
+      } finally {
+        delete process.env.NSBOX_TEST_FAULT;
+      }
+    };
+    // The negative indexes, then each message until the set-up has no more (the fault is not reached).
+    for (let index = -5; index < 64; index++) {
+      const e = await force('network', index);
+      if (!e && index >= 4) break;
+      t.ok(e, `network ${index}: the fault point is reached`);
+      if (!e) continue;
+      t.match(e, { name: 'NsboxError', code: 'EDOM' }, `network ${index}: an NsboxError`);
+      const want = networkStep(index);
+      t.same({ step: e.step, syscall: e.syscall, path: e.path }, { ...want, path: undefined }, `network ${index}: ${want.step} ${want.syscall}`);
+      forced.push(`network ${index}`);
+    }
+    const e = await force('stdio', 6);
+    t.same(e && { code: e.code, step: e.step, syscall: e.syscall, path: e.path }, { code: 'EDOM', step: 'stdio', syscall: 'fcntl', path: undefined }, 'stdio 6: the netlink socket, lifted');
+    if (e) forced.push('stdio 6');
+    t.comment(`forced ${forced.length}: ${forced.join(', ')}`);
+    t.same(links(), linksBefore, 'no link left (veths)');
+    t.same(fs.readdirSync(`/run/nsbox/net/${BR}/leases`).filter((f) => !f.startsWith('.')), [], 'no address lease left');
+    await assertNoLeaks(t, before, 'after the bridged failures');
+  });
+}

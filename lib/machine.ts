@@ -391,7 +391,7 @@ export class Machine {
     const t0 = performance.now();
     const candidates = execCandidates(argv[0]!, env.PATH ?? '');
     // The process entering the machine: its fds and record context (its plan comes below).
-    const launch = new Launch(emptyPlan(), { meta: [], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname });
+    const launch = new Launch(emptyPlan(), { meta: [], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname, enterRoot: `/proc/${this.pid}/root` });
     let started: { process: NativeProcess; errFd?: number } | null = null;
     try {
       let cgroupFd = -1;

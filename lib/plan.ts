@@ -51,7 +51,7 @@ function osConstantsSignalName(n: number): string {
 
 export function errorFromRecord(
   rec: { step: number; errno: number; index: number },
-  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string },
+  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string; enterRoot?: string },
 ): NsboxError {
   const stepName = STEPS[rec.step]?.[0] ?? 'unknown';
   const code = errnoName(rec.errno);
@@ -65,6 +65,7 @@ export function errorFromRecord(
     '@cgroup': ctx.cgroup,
     '@cgroup.parent': ctx.cgroup && path.dirname(ctx.cgroup),
     '@candidate': ctx.candidates[rec.index] ?? ctx.command[0],
+    '@enterRoot': ctx.enterRoot,
   };
   if (p?.startsWith('@')) p = values[p];
   switch (rec.step) {

@@ -71,7 +71,7 @@ export const STEP_CALLS: ReadonlyArray<readonly [number, number, number, string 
   [21, -2, 1, "execveat", "nsbox-init"],
   [21, -3, 1, "fcntl", null],
   [23, -2, 1, "clone", null],
-  [25, 0, 1, "open", null],
+  [25, 0, 1, "open", "@enterRoot"],
   [25, -1, 1, "setns", null],
   [25, 1, 1, "fchdir", null],
   [25, 2, 1, "chroot", null],

@@ -63,8 +63,8 @@ t.test('the calls the issue found misreported now name the real call', async (t)
 });
 
 t.test('every row becomes an NsboxError with its call, its step and its path', async (t) => {
-  const ctx = { meta: [], candidates: ['/bin/a'], command: ['a'], rootfs: '/srv/r', cwd: '/w', hostname: 'h', cgroup: '/sys/fs/cgroup/nsbox/1.2' };
-  const fill = { '@rootfs': '/srv/r', '@cwd': '/w', '@hostname': 'h', '@cgroup': ctx.cgroup, '@cgroup.parent': '/sys/fs/cgroup/nsbox', '@candidate': 'a' };
+  const ctx = { meta: [], candidates: ['/bin/a'], command: ['a'], rootfs: '/srv/r', cwd: '/w', hostname: 'h', cgroup: '/sys/fs/cgroup/nsbox/1.2', enterRoot: '/proc/7/root' };
+  const fill = { '@rootfs': '/srv/r', '@cwd': '/w', '@hostname': 'h', '@cgroup': ctx.cgroup, '@cgroup.parent': '/sys/fs/cgroup/nsbox', '@candidate': 'a', '@enterRoot': '/proc/7/root' };
   for (const [step, first, count, syscall, p] of STEP_CALLS) {
     if (STEPS[step][0] === 'network' || STEPS[step][0] === 'mount') continue; // lib/network.ts, OpMeta
     for (const index of [first, first + count - 1]) {

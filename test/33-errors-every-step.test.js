@@ -133,6 +133,7 @@ function expected(name, index, profile, err) {
     '@candidate': profile === 'raw' ? 'nothing' : '/bin/true',
     '@cgroup': err.path, // the container's own cgroup: checked by shape below
     '@cgroup.parent': err.path,
+    '@enterRoot': err.path, // the machine's PID 1: checked by shape below
   };
   return { step: name, syscall, path: p === undefined ? undefined : (fill[p] ?? p) };
 }
@@ -237,6 +238,7 @@ t.test('every step and every row of the table, forced', { skip: notRoot || noBus
     t.same({ step: e.step, syscall: e.syscall, path: e.path }, want, `${key} (${profile}): ${want.syscall ?? '(a check)'} ${want.path ?? ''}`);
     if (name === 'mount') t.ok(e.step && e.syscall && e.path, `${key}: the op's own step, call and path (OpMeta): ${e.step} ${e.syscall} ${e.path}`);
     if (['@cgroup', '@cgroup.parent'].includes(stepCall(STEP[name], index).path)) t.match(e.path, /^\/sys\/fs\/cgroup\//, `${key}: a cgroup path`);
+    if (stepCall(STEP[name], index).path === '@enterRoot') t.match(e.path, /^\/proc\/\d+\/root$/, `${key}: the machine PID 1's root`);
     forced.push(`${key} (${profile})`);
   }
   t.comment(`forced ${forced.length}: ${forced.join(', ')}`);

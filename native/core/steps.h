@@ -11,7 +11,8 @@
  * indexes [first, first + count).
  *
  * Paths: an absolute path is reported as it is; "@rootfs", "@cwd", "@hostname", "@cgroup",
- * "@cgroup.parent" and "@candidate" (candidates[index], else the command) are filled in by
+ * "@cgroup.parent", "@enterRoot" (the machine PID 1's /proc/<pid>/root) and "@candidate"
+ * (candidates[index], else the command) are filled in by
  * lib/plan.ts (errorFromRecord) from the start's options. 0 (no path) and 0 (no system call: a
  * check, not a call) are null in lib/steps.ts.
  *
@@ -89,7 +90,7 @@
   X(EXEC, EXEC_MEMFD, -2, 1, "execveat", "nsbox-init") /* the init or trampoline */ \
   X(EXEC, EXEC_KEEP_ERRFD, -3, 1, "fcntl", 0)     /* the error pipe kept for the trampoline */ \
   X(CLONE, CLONE_LEGACY, -2, 1, "clone", 0)       /* clone3 missing: legacy clone */ \
-  X(SETNS, SETNS_OPEN_ROOT, 0, 1, "open", 0)      /* /proc/<pid>/root of PID 1 */ \
+  X(SETNS, SETNS_OPEN_ROOT, 0, 1, "open", "@enterRoot") /* /proc/<pid>/root of PID 1 */ \
   X(SETNS, SETNS_JOIN, -1, 1, "setns", 0)                                        \
   X(SETNS, SETNS_FCHDIR, 1, 1, "fchdir", 0)       /* into PID 1's root */        \
   X(SETNS, SETNS_CHROOT, 2, 1, "chroot", 0)                                      \

@@ -235,7 +235,24 @@ function noCgroup() {
   return h.base ? false : `no writable cgroup v2 here (${h.reason})`;
 }
 
+/**
+ * A copy of the busybox rootfs at `dest`, every file's owner shifted into the id range `range`
+ * ({ uid, gid }: the range's first ids), as a persistent userns machine's rootfs would be.
+ */
+function shiftedRootfs(dest, range) {
+  const { rootfs } = busyboxRootfs();
+  fs.cpSync(rootfs, dest, { recursive: true, verbatimSymlinks: true });
+  const shift = (p) => {
+    const st = fs.lstatSync(p);
+    fs.lchownSync(p, range.uid + st.uid, range.gid + st.gid);
+    if (st.isDirectory()) for (const n of fs.readdirSync(p)) shift(path.join(p, n));
+  };
+  shift(dest);
+  return dest;
+}
+
 module.exports = {
+  shiftedRootfs,
   root,
   once,
   probeBinary,

@@ -10,7 +10,7 @@ const { execFileSync } = require('node:child_process');
 const lib = path.join(__dirname, '..', '..');
 const { spawn, run, Machine } = require(lib);
 const userns = require(path.join(lib, 'dist', 'userns'));
-const { busyboxRootfs } = require('../helpers');
+const { busyboxRootfs, shiftedRootfs } = require('../helpers');
 
 const bb = busyboxRootfs().rootfs;
 const DIR = userns.USERNS_LEASE_DIR;
@@ -155,14 +155,8 @@ const scenarios = {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-kept-'));
     fs.chmodSync(dir, 0o755);
     const rootfs = path.join(dir, 'rootfs');
-    fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
     const own = userns.idRangePool().ranges[0];  // the range a container would take first
-    const shift = (p) => {
-      const st = fs.lstatSync(p);
-      fs.lchownSync(p, own.uid + st.uid, own.gid + st.gid);
-      if (st.isDirectory()) for (const n of fs.readdirSync(p)) shift(path.join(p, n));
-    };
-    shift(rootfs);
+    shiftedRootfs(rootfs, own);
     const kids = [];
     try {
       const m = await Machine.start({ name: 'db', rootfs, userns: true, stateDir });
@@ -199,14 +193,8 @@ scenarios.reservationKept = async function reservationKept() {
   fs.mkdirSync(away, { mode: 0o755 });
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'nsbox-disk', disk]);
   const rootfs = path.join(disk, 'rootfs');
-  fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
   const own = userns.idRangePool().ranges[0];
-  const shift = (p) => {
-    const st = fs.lstatSync(p);
-    fs.lchownSync(p, own.uid + st.uid, own.gid + st.gid);
-    if (st.isDirectory()) for (const n of fs.readdirSync(p)) shift(path.join(p, n));
-  };
-  shift(rootfs);
+  shiftedRootfs(rootfs, own);
   const kids = [];
   try {
     const m = await Machine.start({ name: 'db', rootfs, userns: true, stateDir });

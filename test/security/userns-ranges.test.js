@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { run, spawn, Machine } = require('../..');
-const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir, isRoot } = require('../helpers');
+const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir, isRoot, shiftedRootfs } = require('../helpers');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const notRoot = isRoot() ? false : 'root in the initial user namespace: rootless containers map their own subordinate range (test/85-rootless)';
@@ -123,16 +123,10 @@ t.test('finding 9c, machines: a rootfs owned by a range runs with that range, an
   fs.chmodSync(dir, 0o755);  // the machine's root (an unprivileged host id) walks to its rootfs
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const rootfs = path.join(dir, 'rootfs');
-  fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
   // The last range of the pool: nothing else in this run leases it (ranges go lowest first).
   const { ranges } = userns.idRangePool();
   const own = ranges[ranges.length - 1];
-  const shift = (p) => {
-    const st = fs.lstatSync(p);
-    fs.lchownSync(p, own.uid + st.uid, own.gid + st.gid);
-    if (st.isDirectory()) for (const n of fs.readdirSync(p)) shift(path.join(p, n));
-  };
-  shift(rootfs);
+  shiftedRootfs(rootfs, own);
   const m = await Machine.start({ name: 'owned', rootfs, userns: true, stateDir });
   t.teardown(() => m.stop({ timeout: 5000 }).catch(() => {}));
   const r = await m.run(['/bin/sh', '-c', 'cat /proc/self/uid_map; stat -c %u:%g /etc; touch /etc/written && echo WROTE']);

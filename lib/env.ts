@@ -1,15 +1,41 @@
 // env.ts: the environment settings the TypeScript side reads, in one place. Each is read where a
 // start is planned (on the JS thread), never in the child: the plan is the core's only input.
-// The addon's own switches are read by the glue on the JS thread too (native/glue/plan_reader.cc:
-// NSBOX_FORCE_PATH_WALK, NSBOX_FORK_CLONE into the plan; reserve.cc: NSBOX_NETNS_RESERVE,
-// NSBOX_IPCNS_RESERVE, NSBOX_MNT_TEMPLATE). docs/testing.md says what each is for.
+// The addon's switches are read here too: NSBOX_FORCE_PATH_WALK and NSBOX_FORK_CLONE go into every
+// plan (emptyPlan), NSBOX_NETNS_RESERVE, NSBOX_IPCNS_RESERVE and NSBOX_MNT_TEMPLATE to the addon once,
+// when it is loaded (addonSettings, lib/native.ts). The addon reads no environment variable.
+// docs/testing.md says what each is for.
 
 import * as os from 'node:os';
 import { STEPS } from './steps';
 
-/** NSBOX_FORK_CLONE: the fork-style clone (test support; the addon puts it in the plan). */
+/** NSBOX_FORCE_PATH_WALK=1: the per-component resolver used where openat2 is missing (test support; plan.walkOnly). */
+export function pathWalk(): boolean {
+  return process.env.NSBOX_FORCE_PATH_WALK === '1';
+}
+
+/** NSBOX_FORK_CLONE: the fork-style clone (test support; plan.forkClone). */
 export function forkClone(): boolean {
   return !!process.env.NSBOX_FORK_CLONE;
+}
+
+/** A reserve's size: digits only, 0-64 (0 turns it off); anything else is the default, 2. */
+function reserveSize(raw: string | undefined): number {
+  if (raw === undefined || !/^[0-9]+$/.test(raw)) return 2;
+  const n = Number(raw);
+  return n <= 64 ? n : 2;
+}
+
+/**
+ * The addon's settings, read once when it is loaded: the sizes of the network and IPC namespace
+ * reserves (NSBOX_NETNS_RESERVE, NSBOX_IPCNS_RESERVE) and whether the mount namespace template is
+ * used (NSBOX_MNT_TEMPLATE=0 turns it off).
+ */
+export function addonSettings(): { netnsReserve: number; ipcnsReserve: number; mntTemplate: boolean } {
+  return {
+    netnsReserve: reserveSize(process.env.NSBOX_NETNS_RESERVE),
+    ipcnsReserve: reserveSize(process.env.NSBOX_IPCNS_RESERVE),
+    mntTemplate: process.env.NSBOX_MNT_TEMPLATE !== '0',
+  };
 }
 
 /** NSBOX_SYNC_SPAWN=1: every clone on the JS thread (no spawnAsync). */

@@ -1,7 +1,8 @@
 // native.ts: the one place that loads the compiled addon, and the typed shape of what it exports.
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { STEPS, STEP_CALLS } from './steps';
+import { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_SHIFT } from './steps';
+import { addonSettings } from './env';
 
 /** One filesystem operation for the child, run in order before pivot_root (see native/core/plan.h). */
 export interface NativeOp {
@@ -29,6 +30,10 @@ export interface NativePlan {
   /** The nsbox base the cgroupMkdir directory is in, made again if it has just been removed. */
   cgroupBase?: string;
   staging: string;
+  /** Test support (NSBOX_FORCE_PATH_WALK=1): resolve container paths by the per-component walk. */
+  walkOnly: boolean;
+  /** Test support (NSBOX_FORK_CLONE): the fork-style clone (no CLONE_VM). */
+  forkClone: boolean;
   ops: NativeOp[];
   /** The id compileOps(ops) gave for these same ops: the addon then skips converting them again. */
   opsCompiled?: number;
@@ -209,6 +214,8 @@ export interface NativeBinding {
   /** An fd holding an exclusive flock on path, or -errno. */
   lockFile(path: string): number;
   /** 0 when the cgroup device allow-list can be loaded on this host, else -errno. */
+  /** The addon's settings (lib/env.ts addonSettings), once, before anything else. */
+  configure(netnsReserve: number, ipcnsReserve: number, mntTemplate: boolean): void;
   devicePolicyAvailable(): number;
   allowedDevices(): Array<{ major: number; minor: number; name: string }>;
   /** A pidfd (close-on-exec) of pid, or -errno. */
@@ -225,11 +232,11 @@ export interface NativeBinding {
   };
   constants: Record<string, number>;
   /** native/core/steps.h as lib/steps.ts holds it (checked at load). */
-  stepTable: { steps: unknown[]; calls: unknown[] };
+  stepTable: { steps: unknown[]; calls: unknown[]; opCalls: unknown[]; opCallShift: number };
 }
 
 /** Step names, by nsbox::Step number, and the call each record index names: lib/steps.ts, generated from native/core/steps.h. */
-export { STEPS, STEP_CALLS } from './steps';
+export { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_SHIFT } from './steps';
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 
 /**
@@ -262,9 +269,11 @@ export function native(): NativeBinding {
   if (loaded) return loaded;
   if (process.platform !== 'linux') throw new Error('nsbox runs on Linux only');
   const b = require(path.join(buildDir, 'nsbox.node')) as NativeBinding;
-  if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS })) {
+  if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallShift: OP_CALL_SHIFT })) {
     throw new Error('nsbox: the addon and lib/steps.ts disagree on the steps of native/core/steps.h; rebuild, or run scripts/gen-steps.js');
   }
+  const s = addonSettings();
+  b.configure(s.netnsReserve, s.ipcnsReserve, s.mntTemplate);
   loaded = b;
   return b;
 }

@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 
 import { NsboxError, errnoName } from './errors';
-import { testFault } from './env';
-import { native, STEPS, STEP, stepCall, type NativeOp, type NativePlan } from './native';
+import { forkClone, pathWalk, testFault } from './env';
+import { native, STEPS, STEP, OP_CALLS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
 import { fsOpsFor, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
@@ -70,8 +70,11 @@ export function errorFromRecord(
   if (p?.startsWith('@')) p = values[p];
   switch (rec.step) {
     case STEP.mount: {
-      const m = ctx.meta[rec.index];
+      // The op in the low bits, the call of it that failed above them (native/core/steps.h).
+      const call = OP_CALLS[rec.index >>> OP_CALL_SHIFT];
+      const m = ctx.meta[rec.index & ((1 << OP_CALL_SHIFT) - 1)];
       if (m) ({ step, syscall, path: p } = m);
+      if (call) syscall = call;
       break;
     }
     case STEP['exec.died']:
@@ -116,6 +119,8 @@ export function emptyPlan(): NativePlan {
     opsCompiled: undefined,
     hostname: null,
     netLoUp: false,
+    walkOnly: pathWalk(),
+    forkClone: forkClone(),
     netnsReserve: false,
     ipcnsReserve: false,
     mntTemplate: false,

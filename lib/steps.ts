@@ -112,3 +112,9 @@ export const STEP_CALLS: ReadonlyArray<readonly [number, number, number, string 
   [37, 7, 1, "chdir", "@rootfs"],
   [37, 8, 1, null, null],
 ];
+
+/** The call of a mount op that failed, by its number in the bits of a record's index above OP_CALL_SHIFT (null: the op's own, OpMeta). */
+export const OP_CALLS: ReadonlyArray<string | null> = [null, "openat2", "openat", "open_tree", "mount_setattr", "move_mount", "fsopen", "fsconfig", "fsmount", "open", "fchmodat"];
+
+/** A mount step's record index: the op in the bits below this, the call (OP_CALLS) above. */
+export const OP_CALL_SHIFT = 16;

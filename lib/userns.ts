@@ -612,8 +612,11 @@ function spawnMapped(plan: NativePlan, u: UsernsPlan | null, allowReady: boolean
   } catch (e) {
     proc.signal(9);
     fs.closeSync(sync![1]);
-    n.finishSpawn(res.errFd!, false);
+    const rec = n.finishSpawn(res.errFd!, false);
     proc.reap();
+    // A child that failed on its own first (its record is there) is the cause: the parent's write
+    // failed only because the child had gone (EPIPE on the pipe, ESRCH on its maps).
+    if (rec !== null && !('ready' in rec)) return { usedClone3: res.usedClone3, step: rec.step, errno: rec.errno, index: rec.index };
     throw e;
   }
   fs.closeSync(sync![1]);

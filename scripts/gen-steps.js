@@ -31,6 +31,12 @@ const lines = [
   ...stepTable.calls.map((r) => `  [${r.map(q).join(', ')}],`),
   '];',
   '',
+  '/** The call of a mount op that failed, by its number in the bits of a record\'s index above OP_CALL_SHIFT (null: the op\'s own, OpMeta). */',
+  `export const OP_CALLS: ReadonlyArray<string | null> = [${stepTable.opCalls.map(q).join(', ')}];`,
+  '',
+  '/** A mount step\'s record index: the op in the bits below this, the call (OP_CALLS) above. */',
+  `export const OP_CALL_SHIFT = ${stepTable.opCallShift};`,
+  '',
 ];
 const text = lines.join('\n');
 if (process.argv.includes('--check')) {

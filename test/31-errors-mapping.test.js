@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { native, STEPS, STEP, STEP_CALLS, stepCall } = require('../dist/native');
+const { native, STEPS, STEP, STEP_CALLS, OP_CALLS, OP_CALL_SHIFT, stepCall } = require('../dist/native');
 const { errorFromRecord } = require('../dist/plan');
 const { snapshot, assertNoLeaks } = require('./helpers');
 
@@ -20,7 +20,7 @@ t.test('lib/steps.ts is what scripts/gen-steps.js makes of the built addon', asy
   const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'gen-steps.js'), '--check'], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stdout + r.stderr);
   const b = native();
-  t.same(b.stepTable, { steps: STEPS, calls: STEP_CALLS }, 'the addon exports the same table');
+  t.same(b.stepTable, { steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallShift: OP_CALL_SHIFT }, 'the addon exports the same table');
   t.equal(STEPS.length, b.constants.STEP_COUNT, 'a name for every step');
 });
 
@@ -90,6 +90,9 @@ function basePlan(K) {
     ops: [{ kind: K.OP_MOUNT, where: K.WHERE_OPEN_ROOT, mode: 0, dev: 0, flags: K.MS_NOSUID | K.MS_NODEV, src: 'tmpfs', dst: staging, fstype: 'tmpfs', data: 'mode=0755,size=1m' }],
     hostname: 'errmap',
     netLoUp: true,
+    // lib/env.ts puts these two test switches into every plan; raw plans carry them the same way.
+    walkOnly: process.env.NSBOX_FORCE_PATH_WALK === '1',
+    forkClone: !!process.env.NSBOX_FORK_CLONE,
     cwd: '/',
     rlimits: [[K.RLIMIT_CORE, 0, 0]],
     newKeyring: false,
@@ -133,6 +136,31 @@ function failure(t, plan, ctxExtra = {}) {
   const ctx = { meta: [], candidates: plan.candidates, command: plan.argv, rootfs: '/r', cwd: plan.cwd ?? '/', hostname: plan.hostname, ...ctxExtra };
   return errorFromRecord(res, ctx);
 }
+
+t.test("a mount op's failure names the call of the op that failed, not the op's kind", { skip: notRoot }, async (t) => {
+  const before = snapshot();
+  const K = native().constants;
+  const base = basePlan(K);
+  const root = base.ops[0];
+  const inRoot = { mode: 0o755, dev: 0, flags: 0, src: null, fstype: null, data: null, where: K.WHERE_DST_IN_ROOT };
+  const meta = (n, syscall) => [{ step: 'root', syscall: 'mount', path: '/' }, { step: 'mount.op', syscall, path: n }];
+  const resolve = process.env.NSBOX_FORCE_PATH_WALK === '1' ? 'openat' : 'openat2';
+  // A directory whose parent is missing: resolving the parent in the root fails, not mkdir.
+  t.match(failure(t, { ...base, ops: [root, { ...inRoot, kind: K.OP_MKDIR, dst: '/no/dir' }] }, { meta: meta('/no/dir', 'mkdir') }),
+    { code: 'ENOENT', step: 'mount.op', syscall: resolve, path: '/no/dir' }, 'mkdir: its parent, resolved in the root');
+  // The parent exists (the root) and the name is taken by a file: mkdir's own failure.
+  t.match(failure(t, { ...base, ops: [root, { ...inRoot, kind: K.OP_TOUCH, mode: 0o644, dst: '/f' }, { ...inRoot, kind: K.OP_MKDIR, dst: '/f' }] },
+    { meta: [...meta('/f', 'open'), { step: 'mount.op2', syscall: 'mkdir', path: '/f' }] }),
+    { code: 'ENOTDIR', step: 'mount.op2', syscall: 'mkdir', path: '/f' }, "mkdir: the op's own call");
+  // A mount on a target that does not exist: the target's resolution, not mount(2).
+  t.match(failure(t, { ...base, ops: [root, { ...inRoot, kind: K.OP_MOUNT, src: 'tmpfs', fstype: 'tmpfs', dst: '/absent' }] }, { meta: meta('/absent', 'mount') }),
+    { code: 'ENOENT', step: 'mount.op', syscall: resolve, path: '/absent' }, 'mount: its target, resolved in the root');
+  // The target exists and the filesystem type does not: mount(2) itself.
+  t.match(failure(t, { ...base, ops: [root, { ...inRoot, kind: K.OP_MKDIR, dst: '/d' }, { ...inRoot, kind: K.OP_MOUNT, src: 'x', fstype: 'no-such-fs', dst: '/d' }] },
+    { meta: [...meta('/d', 'mkdir'), { step: 'mount.fs', syscall: 'mount', path: '/d' }] }),
+    { code: 'ENODEV', step: 'mount.fs', syscall: 'mount', path: '/d' }, "mount: the op's own call");
+  await assertNoLeaks(t, before);
+});
 
 t.test('each step that can be made to fail from outside reports its call', { skip: notRoot }, async (t) => {
   const before = snapshot();

@@ -156,7 +156,7 @@ function rawPlan(K, name, index) {
     cloneFlags: K.CLONE_NEWNS | K.CLONE_NEWPID | K.CLONE_NEWUTS | K.CLONE_NEWIPC | K.CLONE_NEWNET,
     cgroupFd: -1, cgroupInto: false, staging: rawStaging,
     ops: [{ kind: K.OP_MOUNT, where: K.WHERE_OPEN_ROOT, mode: 0, dev: 0, flags: K.MS_NOSUID | K.MS_NODEV, src: 'tmpfs', dst: rawStaging, fstype: 'tmpfs', data: 'mode=0755,size=1m' }],
-    hostname: 'errmap', netLoUp: true, cwd: '/', rlimits: [[K.RLIMIT_CORE, 0, 0]], newKeyring: false, capLast, capsKeep: '0',
+    hostname: 'errmap', netLoUp: true, walkOnly: process.env.NSBOX_FORCE_PATH_WALK === '1', forkClone: !!process.env.NSBOX_FORK_CLONE, cwd: '/', rlimits: [[K.RLIMIT_CORE, 0, 0]], newKeyring: false, capLast, capsKeep: '0',
     setCreds: false, uid: 0, gid: 0, groups: [], noNewPrivs: true, pdeathsig: true, stdio: [-1, -1, -1], statusFd: -1, statusRead: -1,
     candidates: ['/nothing-here'], argv: ['nothing'], envp: [], initFd: -1, initArgv: [], initSlot: -1, trampFd: -1, seccomp: null,
     enterPidfd: -1, enterFlags: 0, enterRoot: null, ptySock: -1,
@@ -187,6 +187,11 @@ PROFILES.raw = async (name, index) => {
 
 /** Runs profile with the fault set; the error it threw, or null when the fault point was not reached. */
 async function attempt(profile, name, index) {
+  // network.setns is the join of a namespace from the reserve: on a busy host the maker thread may
+  // not have one ready yet (the clone then makes its own and never reaches the step). Wait for one.
+  if (name === 'network.setns') {
+    for (let i = 0; i < 500 && native().netnsReserveState().fds.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  }
   process.env.NSBOX_TEST_FAULT = `${name}:${index}:EDOM`;
   try {
     await PROFILES[profile](name, index);

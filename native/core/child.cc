@@ -499,11 +499,12 @@ struct TailState {
     g_walk_only = plan->walk_only;
     for (size_t i = 0; i < plan->n_ops; i++) {
       fault(plan, err_fd, STEP_OP, static_cast<int32_t>(i));
-      if (run_op(plan->ops[i], root, &dirs, false) != 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+      int call;
+      if (run_op(plan->ops[i], root, &dirs, false, &call) != 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
       if ((plan->ops[i].where & WHERE_OPEN_ROOT) && root < 0) {
         dirs.drop();
         root = open(plan->staging, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (root < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+        if (root < 0) fail(err_fd, STEP_OP, op_record(i, OPCALL_OPEN), errno);
       }
     }
     dirs.drop();

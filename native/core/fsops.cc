@@ -142,14 +142,17 @@ int walk_in_root(int root, const char* path) {
 bool g_walk_only = false;
 
 
-int open_in_root(int root, const char* path) {
+int open_in_root(int root, const char* path, int* call) {
   OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
   const char* rel = path;
   while (*rel == '/') rel++;
+  if (call) *call = OPCALL_RESOLVE;
   if (!*rel) return fcntl(root, F_DUPFD_CLOEXEC, 3);
-  if (g_walk_only) return walk_in_root(root, rel);
-  long fd = syscall(SYS_openat2, root, rel, &how, sizeof(how));
-  if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+  if (!g_walk_only) {
+    long fd = syscall(SYS_openat2, root, rel, &how, sizeof(how));
+    if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+  }
+  if (call) *call = OPCALL_WALK;
   return walk_in_root(root, rel);
 }
 
@@ -177,10 +180,11 @@ const char* fd_path(char* buf, int fd, bool rel) {
 
 // The source of a WHERE_SRC_BENEATH bind: op.data resolved beneath the host directory op.src, as an
 // O_PATH fd; -1 with errno.
-int open_src_beneath(const Op& op) {
+int open_src_beneath(const Op& op, int* call) {
+  *call = OPCALL_OPEN;
   int outer = open(op.src, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (outer < 0) return -1;
-  int fd = open_in_root(outer, op.data);
+  int fd = open_in_root(outer, op.data, call);
   int e = errno;
   close(outer);
   errno = e;
@@ -190,7 +194,8 @@ int open_src_beneath(const Op& op) {
 namespace {
 
 // Splits a container path into the fd of its parent directory (resolved in root) and its last name.
-int open_parent_in_root(int root, const char* path, const char** name) {
+int open_parent_in_root(int root, const char* path, const char** name, int* call) {
+  *call = OPCALL_RESOLVE;
   char parent[4096];
   size_t n = str_len(path);
   if (n >= sizeof(parent)) {
@@ -203,12 +208,12 @@ int open_parent_in_root(int root, const char* path, const char** name) {
   *name = path + slash;
   for (size_t i = 0; i < slash; i++) parent[i] = path[i];
   parent[slash] = 0;
-  return open_in_root(root, parent);
+  return open_in_root(root, parent, call);
 }
 
 }  // namespace
 
-int parent_in_root_cached(int root, const char* path, const char** name, DirCache* c) {
+int parent_in_root_cached(int root, const char* path, const char** name, DirCache* c, int* call) {
   size_t n = str_len(path);
   while (n > 1 && path[n - 1] == '/') n--;
   size_t slash = n;
@@ -222,7 +227,7 @@ int parent_in_root_cached(int root, const char* path, const char** name, DirCach
     }
   }
   c->drop();
-  int fd = open_parent_in_root(root, path, name);
+  int fd = open_parent_in_root(root, path, name, call);
   if (fd < 0) return -1;
   c->fd = fd;
   c->path = path;
@@ -230,7 +235,8 @@ int parent_in_root_cached(int root, const char* path, const char** name, DirCach
   return fd;
 }
 
-int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
+int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
+  *call = OPCALL_OWN;
   const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
   const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
   char dbuf[32], sbuf[32];
@@ -242,7 +248,7 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
       const char* dst = op.dst;
       const char* src = op.src;
       if (dst_in) {
-        if ((dfd = open_in_root(root, op.dst)) < 0) return -1;
+        if ((dfd = open_in_root(root, op.dst, call)) < 0) return -1;
         dst = fd_path(dbuf, dfd, rel_proc);
       }
       if (src_in) {
@@ -251,7 +257,7 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
           errno = EINVAL;
           return -1;
         }
-        if ((sfd = open_in_root(root, op.src)) < 0) {
+        if ((sfd = open_in_root(root, op.src, call)) < 0) {
           int e = errno;
           if (dfd >= 0) close(dfd);
           errno = e;
@@ -261,7 +267,7 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
       }
       const char* data = op.data;
       if (op.kind == OP_MOUNT && (op.where & WHERE_SRC_BENEATH)) {
-        if ((sfd = open_src_beneath(op)) < 0) {
+        if ((sfd = open_src_beneath(op, call)) < 0) {
           int e = errno;
           if (dfd >= 0) close(dfd);
           errno = e;
@@ -270,6 +276,7 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
         src = fd_path(sbuf, sfd, rel_proc);
         data = nullptr;
       }
+      *call = OPCALL_OWN;
       if (op.kind == OP_MOUNT) {
         rc = mount(src, dst, op.fstype, op.flags, data);
       } else {
@@ -288,7 +295,8 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
       int dir = AT_FDCWD;
       if (dst_in) {
         // The cache owns the fd: it is not closed below.
-        if ((dir = parent_in_root_cached(root, op.dst, &name, cache)) < 0) return -1;
+        if ((dir = parent_in_root_cached(root, op.dst, &name, cache, call)) < 0) return -1;
+        *call = OPCALL_OWN;
       }
       if (op.kind == OP_MKDIR) {
         rc = mkdirat(dir, name, op.mode);
@@ -322,7 +330,10 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
       } else {
         rc = mknodat(dir, name, op.mode, static_cast<dev_t>(op.dev));
         // The mode as planned (0666), not as Node's umask left it.
-        if (rc == 0) rc = fchmodat(dir, name, op.mode & 07777, 0);
+        if (rc == 0) {
+          *call = OPCALL_FCHMODAT;
+          rc = fchmodat(dir, name, op.mode & 07777, 0);
+        }
       }
       break;
     }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "plan.h"
+#include "steps.h"
 
 namespace nsbox {
 
@@ -17,16 +18,16 @@ extern bool g_walk_only;
 size_t str_len(const char* s);
 
 // An O_PATH fd for a container path, resolved without leaving the root (openat2 RESOLVE_IN_ROOT,
-// or the walk). -1 with errno.
-int open_in_root(int root, const char* path);
+// or the walk). -1 with errno; call (if not null): which of the two ran (OPCALL_RESOLVE, OPCALL_WALK).
+int open_in_root(int root, const char* path, int* call = nullptr);
 
 // "/proc/self/fd/N" (rel: "N") in buf (at least 32 bytes): mount(2) takes paths, and this one
 // names exactly the resolved object.
 const char* fd_path(char* buf, int fd, bool rel);
 
 // The source of a WHERE_SRC_BENEATH bind: op.data resolved beneath the host directory op.src, as an
-// O_PATH fd; -1 with errno.
-int open_src_beneath(const Op& op);
+// O_PATH fd; -1 with errno, and in *call the call that failed (NSBOX_OP_CALLS).
+int open_src_beneath(const Op& op, int* call);
 
 // The parent directory of the last create op (mkdir, touch, symlink, mknod), kept open for the
 // next one with the same parent: /dev's nodes and links are a dozen ops in one directory. Any mount
@@ -44,8 +45,9 @@ struct DirCache {
 };
 
 // Runs one op; root >= 0: container paths (Op::where) are resolved beneath it. rel_proc: mount(2)
-// paths as "N" (the working directory is the host's /proc/self/fd). -1 with errno.
-int run_op(const Op& op, int root, DirCache* cache, bool rel_proc);
+// paths as "N" (the working directory is the host's /proc/self/fd). -1 with errno, and in *call
+// which call of the op failed (steps.h, NSBOX_OP_CALLS).
+int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call);
 
 // open(2) of a path inside the process's root that neither leaves it nor follows a magic link.
 int open_beneath_root(const char* path, uint64_t flags);

@@ -43,7 +43,9 @@ namespace {
 // per "key[=value]" of op.data, fsmount. -1 with errno (EINVAL where op has flags or data this
 // cannot express: the parent plans template mode only for roots that it can, UseMountTemplate in
 // native/glue/addon.cc).
-int detached_fs(const Op& op) {
+// -1 with errno, and in *call the call that failed (NSBOX_OP_CALLS).
+int detached_fs(const Op& op, int* call) {
+  *call = OPCALL_FSOPEN;
   char data[kMaxTemplateData];
   size_t n = op.data ? str_len(op.data) : 0;
   if (!op.fstype || op.src == nullptr || (op.flags & ~kTemplatePlainFlags) || n >= sizeof(data)) {
@@ -54,6 +56,7 @@ int detached_fs(const Op& op) {
   data[n] = 0;
   int fs = sys::fsopen(op.fstype, sys::kFsopenCloexec);
   if (fs < 0) return -1;
+  *call = OPCALL_FSCONFIG;
   if (sys::fsconfig(fs, sys::kFsconfigSetString, "source", op.src, 0) != 0) {
     int e = errno;
     close(fs);
@@ -89,6 +92,7 @@ int detached_fs(const Op& op) {
   }
   uint64_t attrs = ((op.flags & MS_RDONLY) ? sys::kMountAttrRdonly : 0) | ((op.flags & MS_NOSUID) ? sys::kMountAttrNosuid : 0) |
                    ((op.flags & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((op.flags & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
+  *call = OPCALL_FSMOUNT;
   int m = sys::fsmount(fs, sys::kFsmountCloexec, static_cast<unsigned>(attrs));
   int e = errno;
   close(fs);
@@ -130,8 +134,9 @@ void mount_in_template(const Plan* plan, int err_fd) {
   int root_fs = -1;
   if (plan->n_ops && (plan->ops[0].where & WHERE_OPEN_ROOT) && !is_host_bind(plan->ops[0])) {
     fault(plan, err_fd, STEP_OP, 0);
-    root_fs = detached_fs(plan->ops[0]);
-    if (root_fs < 0) fail(err_fd, STEP_OP, 0, errno);
+    int call;
+    root_fs = detached_fs(plan->ops[0], &call);
+    if (root_fs < 0) fail(err_fd, STEP_OP, op_record(0, call), errno);
   }
   for (size_t i = 0; i < plan->n_ops; i++) {
     const Op& op = plan->ops[i];
@@ -141,8 +146,10 @@ void mount_in_template(const Plan* plan, int err_fd) {
     fault(plan, err_fd, STEP_OP, static_cast<int32_t>(i));
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
     int t;
+    int call = OPCALL_OPEN_TREE;
     if (op.where & WHERE_SRC_BENEATH) {
-      int s = open_src_beneath(op);
+      int s = open_src_beneath(op, &call);
+      if (s >= 0) call = OPCALL_OPEN_TREE;
       t = s < 0 ? -1 : sys::open_tree(s, "", fl | AT_EMPTY_PATH);
       int e = errno;
       if (s >= 0) close(s);
@@ -150,7 +157,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
     } else {
       t = sys::open_tree(AT_FDCWD, op.src, fl);
     }
-    if (t < 0) fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+    if (t < 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
     sys::MountAttr attr = {0, 0, MS_PRIVATE, 0};
     if (merges_remount(plan, i)) {
       unsigned long f = plan->ops[i + 1].flags;
@@ -158,7 +165,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
                       ((f & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((f & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
     }
     if (sys::mount_setattr(t, "", AT_EMPTY_PATH | sys::kAtRecursive, &attr) != 0)
-      fail(err_fd, STEP_OP, static_cast<int32_t>(i), errno);
+      fail(err_fd, STEP_OP, op_record(i, OPCALL_MOUNT_SETATTR), errno);
     trees[n_trees++] = t;
   }
   // Our own fd directory in the host's /proc, opened while /proc is still the host's: mount(2)'s
@@ -183,11 +190,13 @@ void mount_in_template(const Plan* plan, int err_fd) {
     const Op& op = plan->ops[i];
     const int32_t idx = static_cast<int32_t>(i);
     int rc;
+    int call = OPCALL_OWN;
     if (op.where & WHERE_OPEN_ROOT) {
       if (root >= 0) fail(err_fd, STEP_OP, idx, EINVAL);
       fault(plan, err_fd, STEP_OP, idx);
       root = is_host_bind(op) ? trees[next_tree++] : root_fs;
-      if (sys::move_mount(root, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0) fail(err_fd, STEP_OP, idx, errno);
+      if (sys::move_mount(root, "", AT_FDCWD, "/", sys::kMoveMountFEmptyPath) != 0)
+        fail(err_fd, STEP_OP, op_record(i, OPCALL_MOVE_MOUNT), errno);
       if (is_host_bind(op) && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
       continue;
     }
@@ -198,8 +207,9 @@ void mount_in_template(const Plan* plan, int err_fd) {
     if (is_host_bind(op)) {
       dirs.drop();
       int t = trees[next_tree++];
-      int dfd = open_in_root(root, op.dst);
-      if (dfd < 0) fail(err_fd, STEP_OP, idx, errno);
+      int dfd = open_in_root(root, op.dst, &call);
+      if (dfd < 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
+      call = OPCALL_MOVE_MOUNT;
       rc = sys::move_mount(t, "", dfd, "", sys::kMoveMountFEmptyPath | sys::kMoveMountTEmptyPath);
       int e = errno;
       close(dfd);
@@ -207,9 +217,9 @@ void mount_in_template(const Plan* plan, int err_fd) {
       errno = e;
       if (rc == 0 && merges_remount(plan, i)) i++;  // its remount is done (mount_setattr above)
     } else {
-      rc = run_op(op, root, &dirs, true);
+      rc = run_op(op, root, &dirs, true, &call);
     }
-    if (rc != 0) fail(err_fd, STEP_OP, idx, errno);
+    if (rc != 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
   }
   dirs.drop();
   if (root < 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);

@@ -28,7 +28,7 @@
   X(STDIO, 3, "stdio", "dup2", 0)                       /* stdio and the init's status fd */ \
   X(CGROUP_JOIN, 4, "cgroup.join", "write", 0)          /* no CLONE_INTO_CGROUP: the child */ \
   X(PRIVATE, 5, "mount.private", "mount", 0)            /* make / private (MS_REC) */        \
-  X(OP, 6, "mount", "mount", 0)                         /* index: the op (lib's OpMeta) */   \
+  X(OP, 6, "mount", "mount", 0)                         /* index: op_record (lib's OpMeta) */\
   X(PIVOT, 7, "rootfs.pivot", "pivot_root", "@rootfs")                                       \
   X(HOSTNAME, 8, "hostname", "sethostname", "@hostname")                                     \
   X(NET_LO, 9, "network.loopback", "ioctl", 0)                                               \
@@ -131,6 +131,25 @@
   X(MNT_TEMPLATE, TPL_CHDIR, 7, 1, "chdir", "@rootfs")                           \
   X(MNT_TEMPLATE, TPL_TOO_MANY, 8, 1, 0, 0)        /* E2BIG: over kMaxTemplateTrees binds */
 
+/* The call of a mount op (STEP_OP) that failed. A STEP_OP record's index is the op's index in its
+ * low 16 bits and this number in the bits above (op_record below): 0 is the op's own call, which
+ * lib's OpMeta names with the op's path; the others are the calls around it (resolving its paths
+ * in the root, the detached-mount calls of the template).
+ * X(ID, number, syscall). Numbers are the wire format: never reuse one. */
+#define NSBOX_OP_CALL_SHIFT 16
+#define NSBOX_OP_CALLS(X)                                                        \
+  X(OWN, 0, 0)                          /* the op's own call (OpMeta.syscall) */ \
+  X(RESOLVE, 1, "openat2")              /* a path of the op, in the root */     \
+  X(WALK, 2, "openat")                  /* likewise, per component */            \
+  X(OPEN_TREE, 3, "open_tree")          /* the template's copy of a host bind */ \
+  X(MOUNT_SETATTR, 4, "mount_setattr")  /* its flags */                          \
+  X(MOVE_MOUNT, 5, "move_mount")        /* attaching it in the root */           \
+  X(FSOPEN, 6, "fsopen")                /* the template's root filesystem */     \
+  X(FSCONFIG, 7, "fsconfig")                                                     \
+  X(FSMOUNT, 8, "fsmount")                                                       \
+  X(OPEN, 9, "open")                    /* the new root; a bind's host directory */ \
+  X(FCHMODAT, 10, "fchmodat")           /* a device node's mode */
+
 #ifdef __cplusplus
 namespace nsbox {
 enum Step : int {
@@ -155,6 +174,14 @@ enum nsbox_step_index {
 };
 
 #ifdef __cplusplus
+enum OpCall : int {
+#define NSBOX_OP_CALL_ENUM(id, num, syscall) OPCALL_##id = (num),
+  NSBOX_OP_CALLS(NSBOX_OP_CALL_ENUM)
+#undef NSBOX_OP_CALL_ENUM
+};
+/* A STEP_OP record's index: the op and the call of it that failed. */
+constexpr int op_record(unsigned long op, int call) { return static_cast<int>(op | (static_cast<unsigned long>(call) << NSBOX_OP_CALL_SHIFT)); }
+
 /* Steps are numbered 0..STEP_COUNT-1 without a gap, in the order of the list. */
 namespace steps_check {
 constexpr int kNumbers[] = {

@@ -219,6 +219,19 @@ Napi::Value FinishSpawn(const Napi::CallbackInfo& info) {
   return FinishResultValue(env, r, rec);
 }
 
+// configure(netnsReserve, ipcnsReserve, mntTemplate): the addon's settings, as lib/env.ts reads them
+// from the environment; lib/native.ts calls it once, right after loading the addon.
+Napi::Value Configure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsBoolean()) {
+    Napi::TypeError::New(env, "configure(netnsReserve: number, ipcnsReserve: number, mntTemplate: boolean)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  nsbox_glue::reserve_configure(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
+                                info[2].As<Napi::Boolean>().Value());
+  return env.Undefined();
+}
+
 // devicePolicyAvailable(): 0 when the device allow-list can be loaded here, else -errno.
 Napi::Value DevicePolicyAvailable(const Napi::CallbackInfo& info) {
   int fd = nsbox::device_policy_fd();
@@ -253,7 +266,8 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
 }
 
 // stepTable: { steps: [[name, syscall | null, path | null], ...] indexed by step number,
-// calls: [[step, first, count, syscall | null, path | null], ...] } from steps.h, the table that
+// calls: [[step, first, count, syscall | null, path | null], ...], opCalls: [syscall | null, ...]
+// indexed by NSBOX_OP_CALLS number } from steps.h, the table that
 // scripts/gen-steps.js writes to lib/steps.ts and lib/native.ts checks at load.
 Napi::Value StrOrNull(Napi::Env env, const char* s) { return s ? Napi::Value(Napi::String::New(env, s)) : env.Null(); }
 Napi::Object StepTable(Napi::Env env) {
@@ -281,9 +295,15 @@ Napi::Object StepTable(Napi::Env env) {
   }
   NSBOX_STEP_CALLS(NSBOX_CALL_ROW)
 #undef NSBOX_CALL_ROW
+  Napi::Array op_calls = Napi::Array::New(env);
+#define NSBOX_OP_CALL_ROW(id, num, syscall) op_calls.Set(static_cast<uint32_t>(num), StrOrNull(env, syscall));
+  NSBOX_OP_CALLS(NSBOX_OP_CALL_ROW)
+#undef NSBOX_OP_CALL_ROW
   Napi::Object t = Napi::Object::New(env);
   t.Set("steps", steps);
   t.Set("calls", calls);
+  t.Set("opCalls", op_calls);
+  t.Set("opCallShift", Napi::Number::New(env, NSBOX_OP_CALL_SHIFT));
   return t;
 }
 
@@ -294,6 +314,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("configure", Napi::Function::New(env, Configure));
   exports.Set("devicePolicyAvailable", Napi::Function::New(env, DevicePolicyAvailable));
   exports.Set("allowedDevices", Napi::Function::New(env, AllowedDevices));
   InitPlanReader(env, exports);

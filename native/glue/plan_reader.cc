@@ -182,11 +182,12 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     p.ops = st->ops.data();
     p.n_ops = st->ops.size();
   }
-  // Test support: NSBOX_FORCE_PATH_WALK=1 exercises the resolver used where openat2 is missing.
-  const char* walk = getenv("NSBOX_FORCE_PATH_WALK");
-  p.walk_only = walk && walk[0] == '1';
-  // Test support: NSBOX_FORK_CLONE exercises the fork-style clone (read here, on the JS thread).
-  p.fork_clone = getenv("NSBOX_FORK_CLONE") != nullptr;
+  // Test support (lib/env.ts reads NSBOX_FORCE_PATH_WALK and NSBOX_FORK_CLONE into the plan): the
+  // resolver used where openat2 is missing, and the fork-style clone.
+  if (!GetBool(js, "walkOnly", &b)) return false;
+  p.walk_only = b;
+  if (!GetBool(js, "forkClone", &b)) return false;
+  p.fork_clone = b;
 
   if (!GetString(js, "hostname", st, &p.hostname, true)) return false;
   if (!GetBool(js, "netLoUp", &b)) return false;

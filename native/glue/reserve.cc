@@ -9,16 +9,15 @@
 // the namespace lives exactly as long as the container. The maker clones a vfork-style child that
 // opens its own namespace into our fd table (nsbox::make_netns): no thread of Node ever enters one.
 // Sizes: NSBOX_NETNS_RESERVE and NSBOX_IPCNS_RESERVE (default 2 each; 0 turns that reserve off),
-// read once. One maker thread serves both, network namespaces first.
+// read by lib/env.ts and given once, when the addon is loaded (reserve_configure). One maker thread serves both, network namespaces first.
 //
 // Also here: the mount namespace template (mnt_template), made once on first use by the thread that
-// needs it and held for the life of the process; NSBOX_MNT_TEMPLATE=0 turns it off.
+// needs it and held for the life of the process; NSBOX_MNT_TEMPLATE=0 (lib/env.ts) turns it off.
 #include "reserve.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -58,22 +57,18 @@ struct Reserve {
   pthread_t maker;
 };
 
-int target_from_env(const char* name) {
-  const char* env = getenv(name);
-  // Digits only: strtol would also take leading blanks and a sign.
-  if (!env || *env < '0' || *env > '9') return 2;
-  char* end = nullptr;
-  long n = strtol(env, &end, 10);
-  return (end && *end == 0 && n >= 0 && n <= 64) ? static_cast<int>(n) : 2;
-}
+// The sizes and the template switch, from lib/env.ts (reserve_configure), before first use.
+std::atomic<int> g_net_target{2};
+std::atomic<int> g_ipc_target{2};
+std::atomic<bool> g_template_on{true};
 
 // Never destroyed: the maker thread may still wait on it while the process exits.
 Reserve& reserve() {
   static Reserve* r = [] {
     auto* x = new Reserve();
-    x->net.target = target_from_env("NSBOX_NETNS_RESERVE");
+    x->net.target = g_net_target.load();
     x->net.make = nsbox::make_netns;
-    x->ipc.target = target_from_env("NSBOX_IPCNS_RESERVE");
+    x->ipc.target = g_ipc_target.load();
     x->ipc.make = nsbox::make_ipcns;
     return x;
   }();
@@ -191,14 +186,19 @@ std::atomic<int> g_template_fd{-2};  // -2: not tried yet; -1: failed or turned 
 int g_template_err = 0;
 }  // namespace
 
+void reserve_configure(int net, int ipc, bool mnt_template_on) {
+  g_net_target.store(net < 0 ? 0 : net > 64 ? 64 : net);
+  g_ipc_target.store(ipc < 0 ? 0 : ipc > 64 ? 64 : ipc);
+  g_template_on.store(mnt_template_on);
+}
+
 int mnt_template() {
   int fd = g_template_fd.load(std::memory_order_acquire);
   if (fd != -2) return fd;
   std::lock_guard<std::mutex> lk(g_template_mu);
   fd = g_template_fd.load(std::memory_order_relaxed);
   if (fd != -2) return fd;
-  const char* env = getenv("NSBOX_MNT_TEMPLATE");
-  if (env && env[0] == '0' && env[1] == 0) {
+  if (!g_template_on.load()) {
     fd = -1;
   } else {
     fd = nsbox::make_mnt_template();

@@ -12,6 +12,10 @@ namespace nsbox_glue {
 // asks it to top the reserves up again.
 void reserve_take(int* net, int* ipc);
 
+// The reserves' sizes (0-64 each) and whether the mount namespace template is made, as lib/env.ts
+// reads them from the environment. Called once, when the addon is loaded, before any of the above.
+void reserve_configure(int net, int ipc, bool mnt_template_on);
+
 // For leak checks: the fds the reserve holds now, and whether the maker is between a clone and
 // adding its result, of either kind (then an fd of it may exist that is not listed yet).
 void netns_state(std::vector<int>* fds, bool* busy, int* target, int* failures);
@@ -19,7 +23,7 @@ void ipcns_state(std::vector<int>* fds, bool* busy, int* target, int* failures);
 
 // The mount namespace template (nsbox::make_mnt_template), made on first use and kept for the life
 // of the process: its fd, or -1 when it cannot be made here (then containers use CLONE_NEWNS and
-// pivot_root) or NSBOX_MNT_TEMPLATE=0 turns it off. Thread-safe; blocks only while the first caller
+// pivot_root) or reserve_configure turned it off. Thread-safe; blocks only while the first caller
 // makes it.
 int mnt_template();
 // For probes and leak checks: the fd (-1: none), whether making it was tried, and its errno.

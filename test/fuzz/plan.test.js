@@ -69,7 +69,7 @@ const trapGetter = (where) => ({
 // type it converts without checking).
 const FIELDS = {
   cloneFlags: 'number', cgroupFd: 'number', cgroupInto: 'bool', staging: 'string', ops: 'ops', hostname: 'nstring',
-  netLoUp: 'bool', cwd: 'nstring', rlimits: 'rlimits', newKeyring: 'bool', capLast: 'number', capsKeep: 'string',
+  netLoUp: 'bool', walkOnly: 'bool', forkClone: 'bool', cwd: 'nstring', rlimits: 'rlimits', newKeyring: 'bool', capLast: 'number', capsKeep: 'string',
   setCreds: 'bool', uid: 'number', gid: 'number', groups: 'groups', noNewPrivs: 'bool', pdeathsig: 'bool', stdio: 'stdio',
   statusFd: 'number', candidates: 'strings', argv: 'strings', envp: 'strings', initFd: 'number', trampFd: 'number',
   seccomp: 'seccomp', enterPidfd: 'number', enterFlags: 'number', enterRoot: 'nstring', ptySock: 'number',
@@ -187,6 +187,9 @@ function basePlan(K, staging, capLast) {
     ops: [{ kind: K.OP_MOUNT, where: K.WHERE_OPEN_ROOT, mode: 0, dev: 0, flags: K.MS_NOSUID | K.MS_NODEV, src: 'tmpfs', dst: staging, fstype: 'tmpfs', data: 'mode=0755,size=1m' }],
     hostname: 'fuzz',
     netLoUp: true,
+    // lib/env.ts puts these two test switches into every plan; raw plans carry them the same way.
+    walkOnly: process.env.NSBOX_FORCE_PATH_WALK === '1',
+    forkClone: !!process.env.NSBOX_FORK_CLONE,
     cwd: '/',
     rlimits: [[K.RLIMIT_CORE, 0, 0]],
     newKeyring: false,
@@ -432,8 +435,7 @@ function randomValueCase(seed, n, K, staging, capLast) {
     plan.seccomp = r.chance(0.2) ? new Uint8Array(buf) : buf;
   });
   touch('statusRead', () => (plan.statusRead = r.pick([-1, 0, 1, 2, 1e9, NaN, 'x', null])));
-  if (r.chance(0.05)) process.env.NSBOX_FORCE_PATH_WALK = '1';
-  else delete process.env.NSBOX_FORCE_PATH_WALK;
+  if (r.chance(0.05)) plan.walkOnly = true;
   if (!tags.length) tags.push('base');
   if (r.usedOdd) tags.push('odd-number');
   assertHarmless(plan, K, staging);

@@ -283,7 +283,8 @@ t.test('finding 9: a bind source nested in another container\'s writable bind do
     fs.rmSync('/etc/nsbox-escape-probe', { force: true });
     t.same(fs.readdirSync(path.join(bb, 'etc')).sort(), image, 'nor to the read-only image');
     t.type(b, NsboxError, 'the start is refused');
-    t.match(b, { code: 'ENOENT', step: 'mount.bind', syscall: 'mount', path: path.join(data, 'sub', 'etc') });
+    // The source is resolved beneath the workspace (openat2, or the per-component walk where it is missing).
+    t.match(b, { code: 'ENOENT', step: 'mount.bind', syscall: /^openat2?$/, path: path.join(data, 'sub', 'etc') });
   }
   // A link that stays inside the workspace still works. (An absolute one fails closed: the host's
   // stat that picks a directory or file target follows it on the host; see docs/security.md.)

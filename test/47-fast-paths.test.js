@@ -213,6 +213,8 @@ t.test('NSBOX_IPCNS_RESERVE=0 turns the IPC reserve off; containers still get an
     (async () => {
       const seen = [];
       for (let i = 0; i < 3; i++) seen.push(JSON.parse((await run({ rootfs: ${JSON.stringify(bb)}, command: ['/probe', 'ipc'] })).stdout.toString()));
+      // The maker thread may be refilling the network namespace reserve (busy is one flag for both kinds).
+      for (let i = 0; i < 1000 && native().ipcnsReserveState().busy; i++) await new Promise((r) => setTimeout(r, 5));
       const held = fs.readdirSync('/proc/self/fd').filter((f) => { try { return fs.readlinkSync('/proc/self/fd/' + f).startsWith('ipc:'); } catch { return false; } });
       console.log(JSON.stringify({ seen, state: native().ipcnsReserveState(), net: native().netnsReserveState().target, held: held.length }));
     })();`;

@@ -116,6 +116,8 @@ static int pipe_writer(int pid, int fd) {
  */
 static int forge(const char *mode, int victim, int any) {
 	int self = getpid();
+	printf("watching\n"); /* the test starts its execs after this line */
+	fflush(stdout);
 	for (;;) {
 		DIR *d = opendir("/proc");
 		struct dirent *e;
@@ -165,6 +167,8 @@ static int send_fd(int sock, int what) {
 static int steal(int stop, int inject) {
 	int dn = open("/dev/null", O_RDWR);
 	int self = getpid();
+	printf("watching\n"); /* the test starts its execs after this line */
+	fflush(stdout);
 	for (;;) {
 		DIR *d = opendir("/proc");
 		struct dirent *e;
@@ -224,7 +228,7 @@ static int steal(int stop, int inject) {
  * climb REL: seize the next process of this pid namespace (machine root keeps CAP_SYS_PTRACE in the
  * initial user namespace), stop it at once, take every fd it holds through /proc/P/fd, and from each
  * directory among them try ".." up to the host's "/" and REL (a host file the test made) below it.
- * Prints "seized PID COMM" and then "ESCAPED fd N" or "contained".
+ * Prints "ready" once it watches, then "seized PID COMM" and then "ESCAPED fd N" or "contained".
  */
 static int read_int(const char *p) {
 	char b[32] = {0};
@@ -236,6 +240,9 @@ static int read_int(const char *p) {
 
 static int climb(const char *rel) {
 	int last = read_int("/proc/sys/kernel/ns_last_pid"), pid = -1;
+	/* The test starts the next process only after this line: on a busy host a fixed delay was too short. */
+	printf("ready\n");
+	fflush(stdout);
 	while (pid < 0) {
 		for (int p = last + 1; p <= last + 3 && pid < 0; p++)
 			if (ptrace(PTRACE_SEIZE, p, 0, 0) == 0) pid = p;

@@ -9,7 +9,8 @@
  *
  * Subcommands: info | try-write PATH | try-mount SRC TGT FSTYPE | try-mknod PATH
  *   | spawn-orphans N SECONDS | pids-of NAME | exit N | kill-self SIGNUM
- *   | sleep SECONDS | cat | spin SECONDS | count-forever PATH
+ *   | sleep SECONDS | cat | spin SECONDS | spin-cpu SECONDS (until it has used that much CPU time)
+ *   | count-forever PATH
  *   | connect tcp|udp ADDR PORT (IPv4; a UDP "connect" also sends one datagram)
  *   | chroot-escape DIR (the classic escape: chroot into DIR, climb "..", chroot there; then
  *     report what "/" holds and whether a directory can be made in it)
@@ -613,6 +614,22 @@ static int cmd_spin(double secs)
 	return 0;
 }
 
+/* Spins until this process has used secs of CPU time, however busy the host is. */
+static int cmd_spin_cpu(double secs)
+{
+	struct timespec ts;
+	volatile unsigned long sink = 0;
+	for (;;) {
+		for (int i = 0; i < 100000; i++)
+			sink += (unsigned long)i;
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+		if (ts.tv_sec + ts.tv_nsec / 1e9 >= secs)
+			break;
+	}
+	printf("{\"cpu\":%.3f}\n", ts.tv_sec + ts.tv_nsec / 1e9);
+	return 0;
+}
+
 static int cmd_count_forever(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -800,6 +817,8 @@ int main(int argc, char **argv)
 		return cmd_cat();
 	if (!strcmp(cmd, "spin") && n == 1)
 		return cmd_spin(parse_seconds(a[0]));
+	if (!strcmp(cmd, "spin-cpu") && n == 1)
+		return cmd_spin_cpu(parse_seconds(a[0]));
 	if (!strcmp(cmd, "count-forever") && n == 1)
 		return cmd_count_forever(a[0]);
 	if (!strcmp(cmd, "hog") && n == 1)

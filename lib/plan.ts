@@ -9,7 +9,7 @@ import { NsboxError, errnoName } from './errors';
 import { testFault } from './env';
 import { native, STEPS, STEP, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
-import { fsOpsFor, type OpMeta } from './fsops';
+import { forgetFsOps, fsOpsFor, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
 
 export type { OpMeta };
@@ -70,6 +70,7 @@ export function errorFromRecord(
   if (p?.startsWith('@')) p = values[p];
   switch (rec.step) {
     case STEP.mount: {
+      forgetFsOps(ctx.meta);
       const m = ctx.meta[rec.index];
       if (m) ({ step, syscall, path: p } = m);
       break;

@@ -99,15 +99,17 @@ function hostProcEntries(): Set<string> {
 }
 
 /**
- * What a container path is in a rootfs, resolved on the host the way the child resolves it
- * (RESOLVE_IN_ROOT: a symlink is followed as a path inside the rootfs, ".." stops at its top):
- * 'dir', 'other' (anything else), or null where it is missing (or a component is not a directory,
- * or cannot be looked at). Only a hint for planning: the rootfs can change before the child runs,
- * which then finds out for itself (a mount on a missing point fails with ENOENT).
+ * A container path resolved in a rootfs on the host the way the child resolves it
+ * (RESOLVE_IN_ROOT: a symlink is followed as a path inside the rootfs, ".." stops at its top): the
+ * real directories it goes through (`at`, from the rootfs's top, with their modes), then either
+ * what the last one is (`kind`: 'dir' or 'other') or, where a component is missing, the rest of the
+ * path from it on (`rest`, its first name the missing one). `rest` is null where the walk cannot go
+ * on (a component that is no directory, a loop, a "." or ".." after a missing name). Only a hint for
+ * planning: the rootfs can change before the child runs, which then finds out for itself.
  */
-export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
+export function resolveInRoot(rootfs: string, target: string): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | null; rest: string[] | null } {
   let todo = target.split('/').filter(Boolean);
-  const at: string[] = [];
+  const at: { name: string; mode: number }[] = [];
   let links = 0;
   while (todo.length) {
     const c = todo.shift()!;
@@ -116,25 +118,33 @@ export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | nu
       at.pop();
       continue;
     }
-    const p = path.join(rootfs, ...at, c);
+    const p = path.join(rootfs, ...at.map((a) => a.name), c);
     const st = lstatOrNull(p);
-    if (!st) return null;
+    if (!st) {
+      const rest = [c, ...todo];
+      return { at, kind: null, rest: rest.some((r) => r === '.' || r === '..') ? null : rest };
+    }
     if (st.isSymbolicLink()) {
-      if (++links > 40) return null;
-      let link: string;
+      let link: string | undefined;
       try {
         link = fs.readlinkSync(p);
       } catch {
-        return null;
+        link = undefined;
       }
+      if (link === undefined || ++links > 40) return { at, kind: null, rest: null };
       if (link.startsWith('/')) at.length = 0;
       todo = [...link.split('/').filter(Boolean), ...todo];
       continue;
     }
-    if (!st.isDirectory()) return todo.length ? null : 'other';
-    at.push(c);
+    if (!st.isDirectory()) return todo.length ? { at, kind: null, rest: null } : { at, kind: 'other', rest: null };
+    at.push({ name: c, mode: st.mode & 0o7777 });
   }
-  return 'dir';
+  return { at, kind: 'dir', rest: null };
+}
+
+/** What a container path is in a rootfs (resolveInRoot): 'dir', 'other', or null where it is missing. */
+export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
+  return resolveInRoot(rootfs, target).kind;
 }
 
 /** A mount point the plan would make in the rootfs itself (not under a mount of its own). */
@@ -156,7 +166,7 @@ export class OpList {
   /** Container paths a mount is planned on so far: a mount point under one is made in that mount. */
   private readonly mounted: string[] = [];
   /** The rootfs whose root ops wait for finishRoot (deferRoot), and the points made in it. */
-  private deferred: { rootfs: string; writable: string | null } | undefined;
+  private deferred: { rootfs: string; writable: string | null; userns: boolean } | undefined;
   private readonly points: RootPoint[] = [];
 
   constructor(private readonly staging: string) {}
@@ -190,8 +200,43 @@ export class OpList {
    * overlay would silently turn into a throw-away one: a missing point is then refused, with
    * `writable` as the remedy in the message.
    */
-  deferRoot(rootfs: string, writable: string | null): void {
-    this.deferred = { rootfs, writable };
+  deferRoot(rootfs: string, writable: string | null, userns: boolean): void {
+    this.deferred = { rootfs, writable, userns };
+  }
+
+  /**
+   * The missing points made in the overlay's upper layer before it is mounted, with every directory
+   * of the rootfs above them (its mode kept): in a user namespace the container's root may not make
+   * them through the overlay, whose directories from the rootfs belong to ids it does not map (a
+   * root-owned rootfs's /etc is nobody's there; overlayfs's copy-up cannot give the copy that
+   * owner either). A merged directory takes its owner and mode from its upper part: these are the
+   * container root's, with the rootfs's modes. Paths are resolved in the rootfs (resolveInRoot):
+   * a link the rootfs planted leads to where the child's own resolution leads, inside the root;
+   * the upper layer is nsbox's fresh tmpfs, whose paths hold nothing of the image. A point the walk
+   * cannot place is left to the child's mkdir, which then fails with its true error.
+   */
+  private upperPoints(rootfs: string, upper: string): void {
+    const done = new Set<string>();
+    const mk = (p: string, mode: number): void => {
+      if (done.has(p)) return;
+      done.add(p);
+      this.hostMkdir(p, 'rootfs.scaffold', mode);
+    };
+    for (const pt of this.points) {
+      const r = resolveInRoot(rootfs, pt.path);
+      if (r.kind !== null || r.rest === null) continue;
+      let cur = upper;
+      for (const a of r.at) mk((cur += '/' + a.name), a.mode);
+      r.rest.forEach((name, i) => {
+        cur += '/' + name;
+        if (i === r.rest!.length - 1 && !pt.dir) {
+          if (!done.has(cur)) this.push({ kind: this.K.OP_TOUCH!, dst: cur, mode: 0o644, where: 0 }, { step: 'rootfs.scaffold', syscall: 'open', path: cur });
+          done.add(cur);
+        } else {
+          mk(cur, 0o755);
+        }
+      });
+    }
   }
 
   /**
@@ -239,6 +284,7 @@ export class OpList {
       this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700', scaffold);
       this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
       this.hostMkdir(dir + '/work', scaffold);
+      if (d.userns) this.upperPoints(d.rootfs, dir + '/upper');
       this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
       mode = 'overlay';
     }
@@ -367,7 +413,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   // 1. The root.
   if (o.rootfs !== undefined) {
     checkRootfs(o.rootfs);
-    L.deferRoot(o.rootfs, o.readonly ? null : 'run it read-only (readonly: true)');
+    L.deferRoot(o.rootfs, o.readonly ? null : 'run it read-only (readonly: true)', userns);
   } else {
     L.mount('tmpfs', '/', 'tmpfs', NOSUID | NODEV, 'mode=0755', 'rootfs.bind', '(default rootfs)');
     const { system, etc } = defaultRootEntries();
@@ -593,7 +639,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
     L.hostMkdir(scratch + '/work', 'rootfs.overlay');
     L.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
   } else {
-    L.deferRoot(o.rootfs, 'start the machine with ephemeral: true');
+    L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', userns);
   }
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a

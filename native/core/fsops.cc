@@ -292,6 +292,9 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc) {
       }
       if (op.kind == OP_MKDIR) {
         rc = mkdirat(dir, name, op.mode);
+        // A host path (nsbox's own scratch: an overlay's upper layer, whose directories give the
+        // merged ones their modes) gets the mode as planned, not as Node's umask left it (1777).
+        if (rc == 0 && !dst_in) rc = fchmodat(dir, name, op.mode & 07777, 0);
         if (rc != 0 && errno == EEXIST) {
           struct stat st;
           // A directory, or a symlink to one (mounts on it are resolved in root later).

@@ -166,7 +166,7 @@ export class OpList {
   /** Container paths a mount is planned on so far: a mount point under one is made in that mount. */
   private readonly mounted: string[] = [];
   /** The rootfs whose root ops wait for finishRoot (deferRoot), and the points made in it. */
-  private deferred: { rootfs: string; writable: string | null; userns: boolean } | undefined;
+  private deferred: { rootfs: string; writable: string | null } | undefined;
   private readonly points: RootPoint[] = [];
 
   constructor(private readonly staging: string) {}
@@ -200,20 +200,23 @@ export class OpList {
    * overlay would silently turn into a throw-away one: a missing point is then refused, with
    * `writable` as the remedy in the message.
    */
-  deferRoot(rootfs: string, writable: string | null, userns: boolean): void {
-    this.deferred = { rootfs, writable, userns };
+  deferRoot(rootfs: string, writable: string | null): void {
+    this.deferred = { rootfs, writable };
   }
 
   /**
    * The missing points made in the overlay's upper layer before it is mounted, with every directory
-   * of the rootfs above them (its mode kept): in a user namespace the container's root may not make
-   * them through the overlay, whose directories from the rootfs belong to ids it does not map (a
-   * root-owned rootfs's /etc is nobody's there; overlayfs's copy-up cannot give the copy that
-   * owner either). A merged directory takes its owner and mode from its upper part: these are the
-   * container root's, with the rootfs's modes. Paths are resolved in the rootfs (resolveInRoot):
-   * a link the rootfs planted leads to where the child's own resolution leads, inside the root;
-   * the upper layer is nsbox's fresh tmpfs, whose paths hold nothing of the image. A point the walk
-   * cannot place is left to the child's mkdir, which then fails with its true error.
+   * of the rootfs above them (its mode kept), for two reasons. In a user namespace the container's
+   * root may not make them through the overlay, whose directories from the rootfs belong to ids it
+   * does not map (a root-owned rootfs's /etc is nobody's there; overlayfs's copy-up cannot give the
+   * copy that owner either). And the plan's mkdirs make the container path's own components only:
+   * a point under a link the rootfs planted (/evil -> /etc, or to a path missing inside the root)
+   * lands where the link leads, which only this walk makes. Paths are resolved in the rootfs
+   * (resolveInRoot) as the child resolves them, inside the root; the upper layer is nsbox's fresh
+   * tmpfs, whose paths hold nothing of the image. A merged directory takes its owner and mode from
+   * its upper part: the directories above a made point show the container root as their owner,
+   * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
+   * then fails with its true error.
    */
   private upperPoints(rootfs: string, upper: string): void {
     const done = new Set<string>();
@@ -284,7 +287,7 @@ export class OpList {
       this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700', scaffold);
       this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
       this.hostMkdir(dir + '/work', scaffold);
-      if (d.userns) this.upperPoints(d.rootfs, dir + '/upper');
+      this.upperPoints(d.rootfs, dir + '/upper');
       this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
       mode = 'overlay';
     }
@@ -413,7 +416,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   // 1. The root.
   if (o.rootfs !== undefined) {
     checkRootfs(o.rootfs);
-    L.deferRoot(o.rootfs, o.readonly ? null : 'run it read-only (readonly: true)', userns);
+    L.deferRoot(o.rootfs, o.readonly ? null : 'run it read-only (readonly: true)');
   } else {
     L.mount('tmpfs', '/', 'tmpfs', NOSUID | NODEV, 'mode=0755', 'rootfs.bind', '(default rootfs)');
     const { system, etc } = defaultRootEntries();
@@ -639,7 +642,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
     L.hostMkdir(scratch + '/work', 'rootfs.overlay');
     L.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
   } else {
-    L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', userns);
+    L.deferRoot(o.rootfs, 'start the machine with ephemeral: true');
   }
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a

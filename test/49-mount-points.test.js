@@ -175,6 +175,44 @@ t.test(`${who}: a machine on its own (writable) rootfs refuses a missing point; 
   t.same(tree(bb), was, 'the rootfs is unchanged');
 });
 
+t.test(`${who}: a rootfs path with the characters overlayfs splits on (",", ":", "\\") works with a missing point`, { skip: noBusybox }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-mp-root-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const rootfs = path.join(dir, 'a,b:c\\d');
+  fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
+  const src = hostDir(t);
+  const r = await run({ rootfs, mounts: [{ type: 'bind', source: src, target: '/new/x' }], command: ['/bin/sh', '-c', `cat /new/x/hello; ${ROOT_FSTYPE}`] });
+  t.equal(r.stdout.toString(), 'from the host\noverlay\n', r.stderr.toString());
+  t.notOk(fs.existsSync(path.join(rootfs, 'new')));
+});
+
+t.test(`${who}: each op of the overlay that fails is reported with its step, call and path, and leaves nothing behind`, { skip: noBusybox }, async (t) => {
+  // The ops as the plan has them (lib/fsops.ts), then each one made to fail by the test-only fault
+  // point (NSBOX_TEST_FAULT=mount:<op index>:EDOM): no real call there returns EDOM.
+  const { buildFsOps } = require('../dist/fsops');
+  const { resolveAppOptions } = require('../dist/options');
+  const { staging } = require('../dist/runtime');
+  const src = hostDir(t);
+  const o = { rootfs: bb, mounts: [{ type: 'bind', source: src, target: '/new/deep/target' }], command: ['/bin/true'] };
+  const L = buildFsOps(resolveAppOptions(o), staging(), !privileged());
+  const ours = L.meta.map((m, i) => [m, i]).filter(([m]) => m.step === 'rootfs.scaffold');
+  t.same(ours.map(([m]) => m.syscall), ['mount', 'mkdir', 'mkdir', 'mkdir', 'mkdir', 'mkdir', 'mount'], 'the tmpfs, upper, work, the three points, the overlay');
+  t.equal(ours.at(-1)[0].path, bb, 'the overlay\'s path is the rootfs');
+  const was = tree(bb);
+  const snap = await warmUp();
+  for (const [m, i] of ours) {
+    process.env.NSBOX_TEST_FAULT = `mount:${i}:EDOM`;
+    try {
+      const e = await run(o).catch((err) => err);
+      t.match(e, { code: 'EDOM', step: 'rootfs.scaffold', syscall: m.syscall, path: m.path }, `op ${i}: ${m.syscall} ${m.path}`);
+    } finally {
+      delete process.env.NSBOX_TEST_FAULT;
+    }
+  }
+  await assertNoLeaks(t, snap, 'after the forced failures');
+  t.same(tree(bb), was, 'the rootfs is unchanged');
+});
+
 t.test('nothing is left behind', async (t) => {
   await assertNoLeaks(t, before, 'after the mount point tests');
 });

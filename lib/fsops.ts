@@ -166,7 +166,7 @@ export class OpList {
   /** Container paths a mount is planned on so far: a mount point under one is made in that mount. */
   private readonly mounted: string[] = [];
   /** The rootfs whose root ops wait for finishRoot (deferRoot), and the points made in it. */
-  private deferred: { rootfs: string; writable: string | null } | undefined;
+  private deferred: { rootfs: string; writable: string | null; always?: { dir: string; step: string } } | undefined;
   private readonly points: RootPoint[] = [];
 
   constructor(private readonly staging: string) {}
@@ -198,10 +198,11 @@ export class OpList {
    * this container's mount namespace sees, and the missing points are made in that layer.
    * `writable`: not null for a root the container writes (readonly: false, a machine's), which an
    * overlay would silently turn into a throw-away one: a missing point is then refused, with
-   * `writable` as the remedy in the message.
+   * `writable` as the remedy in the message. `always`: the overlay whatever is missing (an
+   * ephemeral machine's root), its tmpfs at the host directory `dir`, its ops named `step`.
    */
-  deferRoot(rootfs: string, writable: string | null): void {
-    this.deferred = { rootfs, writable };
+  deferRoot(rootfs: string, writable: string | null, always?: { dir: string; step: string }): void {
+    this.deferred = { rootfs, writable, always };
   }
 
   /**
@@ -218,12 +219,12 @@ export class OpList {
    * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
    * then fails with its true error.
    */
-  private upperPoints(rootfs: string, upper: string): void {
+  private upperPoints(rootfs: string, upper: string, step: string): void {
     const done = new Set<string>();
     const mk = (p: string, mode: number): void => {
       if (done.has(p)) return;
       done.add(p);
-      this.hostMkdir(p, 'rootfs.scaffold', mode);
+      this.hostMkdir(p, step, mode);
     };
     for (const pt of this.points) {
       const r = resolveInRoot(rootfs, pt.path);
@@ -233,7 +234,7 @@ export class OpList {
       r.rest.forEach((name, i) => {
         cur += '/' + name;
         if (i === r.rest!.length - 1 && !pt.dir) {
-          if (!done.has(cur)) this.push({ kind: this.K.OP_TOUCH!, dst: cur, mode: 0o644, where: 0 }, { step: 'rootfs.scaffold', syscall: 'open', path: cur });
+          if (!done.has(cur)) this.push({ kind: this.K.OP_TOUCH!, dst: cur, mode: 0o644, where: 0 }, { step, syscall: 'open', path: cur });
           done.add(cur);
         } else {
           mk(cur, 0o755);
@@ -257,7 +258,7 @@ export class OpList {
     const missing = this.points.find((p) => kindInRoot(d.rootfs, p.path) === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
-    if (!missing) {
+    if (!missing && !d.always) {
       // Every point exists: nothing is made in the root (and a point that vanishes before the child
       // runs fails its mount with ENOENT, never gets made).
       const drop = new Set(this.points.map((p) => p.op));
@@ -271,23 +272,23 @@ export class OpList {
       if (readonly) this.remount('/', K.MS_BIND! | K.MS_RDONLY!, 'rootfs.readonly');
       mode = 'bind';
     } else {
-      if (d.writable !== null) {
+      if (d.writable !== null && !d.always) {
         throw new NsboxError({
-          code: 'ENOENT', errno: os.constants.errno.ENOENT, syscall: 'stat', step: 'mount.target', path: missing.path,
-          message: `mount point ${missing.path} is missing from the rootfs ${d.rootfs}, and a writable root is never written to make one: ` +
+          code: 'ENOENT', errno: os.constants.errno.ENOENT, syscall: 'stat', step: 'mount.target', path: missing!.path,
+          message: `mount point ${missing!.path} is missing from the rootfs ${d.rootfs}, and a writable root is never written to make one: ` +
             `create it in the rootfs, or ${d.writable} (step mount.target)`,
         });
       }
-      const scaffold = 'rootfs.scaffold';
+      const scaffold = d.always?.step ?? 'rootfs.scaffold';
       const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!;
       // The upper layer lives on a tmpfs over the staging directory, in this container's mount
       // namespace only: thrown away with it. The overlay's root takes its mode from the upper
       // directory: give it the rootfs's.
-      const dir = this.staging;
+      const dir = d.always?.dir ?? this.staging;
       this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700', scaffold);
       this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
       this.hostMkdir(dir + '/work', scaffold);
-      this.upperPoints(d.rootfs, dir + '/upper');
+      this.upperPoints(d.rootfs, dir + '/upper', scaffold);
       this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
       mode = 'overlay';
     }
@@ -633,17 +634,10 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   checkRootfs(o.rootfs);
-  if (o.ephemeral) {
-    // The overlay's upper layer lives on a tmpfs that exists only in the machine's mount namespace:
-    // it is thrown away with the machine.
-    L.hostMount('tmpfs', scratch, 'tmpfs', NOSUID | NODEV, 'mode=0700', 'rootfs.overlay');
-    // The overlay's root takes its owner and mode from the upper directory: give it the rootfs's.
-    L.hostMkdir(scratch + '/upper', 'rootfs.overlay', fs.statSync(o.rootfs).mode & 0o7777);
-    L.hostMkdir(scratch + '/work', 'rootfs.overlay');
-    L.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
-  } else {
-    L.deferRoot(o.rootfs, 'start the machine with ephemeral: true');
-  }
+  // Ephemeral: an overlay whose upper layer lives on a tmpfs that exists only in the machine's
+  // mount namespace, thrown away with the machine (the missing mount points are made in it, as for
+  // an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
+  L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay' } : undefined);
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.

@@ -155,7 +155,7 @@ t.test(`${who}: a mount point removed after a start is refused once (ENOENT at t
   t.notOk(fs.existsSync(path.join(rootfs, 'scratch')), 'still not in the rootfs');
 });
 
-t.test(`${who}: a machine on its own (writable) rootfs refuses a missing point; an ephemeral one makes it`, { skip: noBusybox }, async (t) => {
+t.test(`${who}: a machine on its own (writable) rootfs refuses a missing point; an ephemeral one makes them in its overlay`, { skip: noBusybox }, async (t) => {
   const stateDir = machineStateDir(t, 'nsbox-mp-m-');
   const src = hostDir(t);
   const was = tree(bb);
@@ -164,10 +164,11 @@ t.test(`${who}: a machine on its own (writable) rootfs refuses a missing point; 
   t.match(e, { code: 'ENOENT', step: 'mount.target', path: '/srv' });
   t.match(e.message, /ephemeral: true/);
   t.same(await Machine.list({ stateDir }), [], 'no machine was left');
-  const m = await Machine.start({ name: 'mp-eph', rootfs: bb, stateDir, mounts, ephemeral: true });
+  const conf = path.join(hostDir(t, 'conf\n'), 'hello');
+  const m = await Machine.start({ name: 'mp-eph', rootfs: bb, stateDir, mounts: [...mounts, { type: 'bind', source: conf, target: '/etc/new.conf' }], ephemeral: true });
   try {
-    const r = await m.run(['/bin/cat', '/srv/in/hello']);
-    t.equal(r.stdout.toString(), 'from the host\n', 'the ephemeral machine sees the bind');
+    const r = await m.run(['/bin/cat', '/srv/in/hello', '/etc/new.conf']);
+    t.equal(r.stdout.toString(), 'from the host\nconf\n', 'the ephemeral machine sees both binds (the file in the rootfs\'s /etc)');
   } finally {
     await m.stop({ timeout: 5000 });
     await m.destroy();

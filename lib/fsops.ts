@@ -3,6 +3,7 @@
 // with what each op means when the child reports that it failed. Pure apart from stat() and
 // readlink() calls on host paths; unit tests can snapshot its output.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { NsboxError, fromSystemError } from './errors';
@@ -15,6 +16,8 @@ export interface OpMeta {
   step: string;
   syscall: string;
   path: string;
+  /** The op's container path, where it has one: what a failure to resolve it in the root names. */
+  target?: string;
 }
 
 /** Host system directories bound read-only into the default rootfs. */
@@ -97,19 +100,205 @@ function hostProcEntries(): Set<string> {
   return procEntriesCache;
 }
 
+/**
+ * A container path resolved in a rootfs on the host the way the child resolves it
+ * (RESOLVE_IN_ROOT: a symlink is followed as a path inside the rootfs, ".." stops at its top): the
+ * real directories it goes through (`at`, from the rootfs's top, with their modes), then either
+ * what the last one is (`kind`: 'dir' or 'other') or, where a component is missing, the rest of the
+ * path from it on (`rest`, its first name the missing one). `rest` is null where the walk cannot go
+ * on (a component that is no directory, a loop, a "." or ".." after a missing name). Only a hint for
+ * planning: the rootfs can change before the child runs, which then finds out for itself.
+ */
+export function resolveInRoot(rootfs: string, target: string): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | null; rest: string[] | null } {
+  let todo = target.split('/').filter(Boolean);
+  const at: { name: string; mode: number }[] = [];
+  let links = 0;
+  while (todo.length) {
+    const c = todo.shift()!;
+    if (c === '.') continue;
+    if (c === '..') {
+      at.pop();
+      continue;
+    }
+    const p = path.join(rootfs, ...at.map((a) => a.name), c);
+    const st = lstatOrNull(p);
+    if (!st) {
+      const rest = [c, ...todo];
+      return { at, kind: null, rest: rest.some((r) => r === '.' || r === '..') ? null : rest };
+    }
+    if (st.isSymbolicLink()) {
+      let link: string | undefined;
+      try {
+        link = fs.readlinkSync(p);
+      } catch {
+        link = undefined;
+      }
+      if (link === undefined || ++links > 40) return { at, kind: null, rest: null };
+      if (link.startsWith('/')) at.length = 0;
+      todo = [...link.split('/').filter(Boolean), ...todo];
+      continue;
+    }
+    if (!st.isDirectory()) return todo.length ? { at, kind: null, rest: null } : { at, kind: 'other', rest: null };
+    at.push({ name: c, mode: st.mode & 0o7777 });
+  }
+  return { at, kind: 'dir', rest: null };
+}
+
+/** What a container path is in a rootfs (resolveInRoot): 'dir', 'other', or null where it is missing. */
+export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
+  return resolveInRoot(rootfs, target).kind;
+}
+
+/** A mount point the plan would make in the rootfs itself (not under a mount of its own). */
+interface RootPoint {
+  path: string;
+  dir: boolean;
+  op: NativeOp;
+}
+
+/** Backslash-escapes what overlayfs's option parser splits on (',' between options, ':' between layers). */
+const overlayPath = (p: string): string => p.replace(/[\\,:]/g, (c) => '\\' + c);
+
 /** Collects ops with their meaning; paths given to it are container paths. */
 export class OpList {
   readonly ops: NativeOp[] = [];
   readonly meta: OpMeta[] = [];
   private readonly made = new Set<string>();
   private readonly K = native().constants;
+  /** Container paths a mount is planned on so far: a mount point under one is made in that mount. */
+  private readonly mounted: string[] = [];
+  /** The rootfs whose root ops wait for finishRoot (deferRoot), and the points made in it. */
+  private deferred: { rootfs: string; writable: string | null; always?: { dir: string; step: string } } | undefined;
+  private readonly points: RootPoint[] = [];
 
   constructor(private readonly staging: string) {}
 
   /** Ops on container paths carry the path itself; the child resolves it inside the root's fd. */
-  private push(op: Partial<NativeOp> & { kind: number; dst: string }, m: OpMeta): void {
-    this.ops.push({ mode: 0, dev: 0, flags: 0, src: null, fstype: null, data: null, where: this.K.WHERE_DST_IN_ROOT!, ...op });
-    this.meta.push(m);
+  private push(op: Partial<NativeOp> & { kind: number; dst: string }, m: OpMeta): NativeOp {
+    const full = { mode: 0, dev: 0, flags: 0, src: null, fstype: null, data: null, where: this.K.WHERE_DST_IN_ROOT!, ...op };
+    this.ops.push(full);
+    this.meta.push(full.where & this.K.WHERE_DST_IN_ROOT! ? { ...m, target: full.dst } : m);
+    if (full.kind === this.K.OP_MOUNT && full.where & this.K.WHERE_DST_IN_ROOT!) this.mounted.push(full.dst);
+    return full;
+  }
+
+  /** Whether a container path lies in (or is) a mount planned so far, rather than in the rootfs. */
+  private covered(target: string): boolean {
+    return this.mounted.some((m) => target === m || target.startsWith(m + '/'));
+  }
+
+  /** Remembers an op that makes a mount point in the rootfs itself (deferRoot). */
+  private point(target: string, dir: boolean, op: NativeOp): void {
+    if (this.deferred && !this.covered(target)) this.points.push({ path: target, dir, op });
+  }
+
+  /**
+   * The rootfs as the root, decided in finishRoot once every mount point is known. No mount point
+   * is ever made in the rootfs itself (it is the caller's, and a rootless caller may not write it):
+   * where all of them exist the root is the rootfs's bind and their mkdirs are dropped; where one
+   * is missing the root is an overlay of the rootfs with a throw-away tmpfs upper layer that only
+   * this container's mount namespace sees, and the missing points are made in that layer.
+   * `writable`: not null for a root the container writes (readonly: false, a machine's), which an
+   * overlay would silently turn into a throw-away one: a missing point is then refused, with
+   * `writable` as the remedy in the message. `always`: the overlay whatever is missing (an
+   * ephemeral machine's root), its tmpfs at the host directory `dir`, its ops named `step`.
+   */
+  deferRoot(rootfs: string, writable: string | null, always?: { dir: string; step: string }): void {
+    this.deferred = { rootfs, writable, always };
+  }
+
+  /**
+   * The missing points made in the overlay's upper layer before it is mounted, with every directory
+   * of the rootfs above them (its mode kept), for two reasons. In a user namespace the container's
+   * root may not make them through the overlay, whose directories from the rootfs belong to ids it
+   * does not map (a root-owned rootfs's /etc is nobody's there; overlayfs's copy-up cannot give the
+   * copy that owner either). And the plan's mkdirs make the container path's own components only:
+   * a point under a link the rootfs planted (/evil -> /etc, or to a path missing inside the root)
+   * lands where the link leads, which only this walk makes. Paths are resolved in the rootfs
+   * (resolveInRoot) as the child resolves them, inside the root; the upper layer is nsbox's fresh
+   * tmpfs, whose paths hold nothing of the image. A merged directory takes its owner and mode from
+   * its upper part: the directories above a made point show the container root as their owner,
+   * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
+   * then fails with its true error.
+   */
+  private upperPoints(rootfs: string, upper: string, step: string): void {
+    const done = new Set<string>();
+    const mk = (p: string, mode: number): void => {
+      if (done.has(p)) return;
+      done.add(p);
+      this.hostMkdir(p, step, mode);
+    };
+    for (const pt of this.points) {
+      const r = resolveInRoot(rootfs, pt.path);
+      if (r.kind !== null || r.rest === null) continue;
+      let cur = upper;
+      for (const a of r.at) mk((cur += '/' + a.name), a.mode);
+      r.rest.forEach((name, i) => {
+        cur += '/' + name;
+        if (i === r.rest!.length - 1 && !pt.dir) {
+          if (!done.has(cur)) this.push({ kind: this.K.OP_TOUCH!, dst: cur, mode: 0o644, where: 0 }, { step, syscall: 'open', path: cur });
+          done.add(cur);
+        } else {
+          mk(cur, 0o755);
+        }
+      });
+    }
+  }
+
+  /**
+   * Puts the root's ops of deferRoot in front: 'bind' (every mount point exists in the rootfs; with
+   * `readonly` the root is made read-only right away, before anything else is mounted), or
+   * 'overlay' (the missing ones are made in its tmpfs upper layer; the caller makes it read-only at
+   * the end). Undefined without deferRoot.
+   */
+  finishRoot(readonly: boolean): 'bind' | 'overlay' | undefined {
+    const d = this.deferred;
+    if (!d) return undefined;
+    this.deferred = undefined;
+    const K = this.K;
+    // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
+    const missing = this.points.find((p) => kindInRoot(d.rootfs, p.path) === null);
+    let mode: 'bind' | 'overlay';
+    let n = this.ops.length;
+    if (!missing && !d.always) {
+      // Every point exists: nothing is made in the root (and a point that vanishes before the child
+      // runs fails its mount with ENOENT, never gets made).
+      const drop = new Set(this.points.map((p) => p.op));
+      for (let i = this.ops.length - 1; i >= 0; i--) {
+        if (!drop.has(this.ops[i]!)) continue;
+        this.ops.splice(i, 1);
+        this.meta.splice(i, 1);
+      }
+      n = this.ops.length;
+      this.rootBind(d.rootfs);
+      if (readonly) this.remount('/', K.MS_BIND! | K.MS_RDONLY!, 'rootfs.readonly');
+      mode = 'bind';
+    } else {
+      if (d.writable !== null && !d.always) {
+        throw new NsboxError({
+          code: 'ENOENT', errno: os.constants.errno.ENOENT, syscall: 'stat', step: 'mount.target', path: missing!.path,
+          message: `mount point ${missing!.path} is missing from the rootfs ${d.rootfs}, and a writable root is never written to make one: ` +
+            `create it in the rootfs, or ${d.writable} (step mount.target)`,
+        });
+      }
+      const scaffold = d.always?.step ?? 'rootfs.scaffold';
+      const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!;
+      // The upper layer lives on a tmpfs over the staging directory, in this container's mount
+      // namespace only: thrown away with it. The overlay's root takes its mode from the upper
+      // directory: give it the rootfs's.
+      const dir = d.always?.dir ?? this.staging;
+      this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700', scaffold);
+      this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
+      this.hostMkdir(dir + '/work', scaffold);
+      this.upperPoints(d.rootfs, dir + '/upper', scaffold);
+      this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
+      mode = 'overlay';
+    }
+    // The root's ops were pushed last: they go first.
+    this.ops.unshift(...this.ops.splice(n));
+    this.meta.unshift(...this.meta.splice(n));
+    this.points.length = 0;
+    return mode;
   }
 
   mount(src: string | null, target: string, fstype: string | null, flags: number, data: string | null, step: string, shown = target): void {
@@ -168,8 +357,9 @@ export class OpList {
 
   mkdir(target: string, mode = 0o755, step = 'mount.target'): void {
     if (this.made.has(target)) return;
-    this.push({ kind: this.K.OP_MKDIR!, dst: target, mode }, { step, syscall: 'mkdir', path: target });
+    const op = this.push({ kind: this.K.OP_MKDIR!, dst: target, mode }, { step, syscall: 'mkdir', path: target });
     this.made.add(target);
+    this.point(target, true, op);
   }
 
   /** mkdir -p of a container path (every component). */
@@ -184,7 +374,8 @@ export class OpList {
 
   touch(target: string, step = 'mount.target'): void {
     this.mkdirs(path.posix.dirname(target), step);
-    this.push({ kind: this.K.OP_TOUCH!, dst: target, mode: 0o644 }, { step, syscall: 'open', path: target });
+    const op = this.push({ kind: this.K.OP_TOUCH!, dst: target, mode: 0o644 }, { step, syscall: 'open', path: target });
+    this.point(target, false, op);
   }
 
   symlink(linkTarget: string, at: string, step: string): void {
@@ -228,7 +419,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   // 1. The root.
   if (o.rootfs !== undefined) {
     checkRootfs(o.rootfs);
-    L.rootBind(o.rootfs);
+    L.deferRoot(o.rootfs, o.readonly ? null : 'run it read-only (readonly: true)');
   } else {
     L.mount('tmpfs', '/', 'tmpfs', NOSUID | NODEV, 'mode=0755', 'rootfs.bind', '(default rootfs)');
     const { system, etc } = defaultRootEntries();
@@ -257,9 +448,11 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
   userMountOps(L, o.mounts, o.rootfs);
 
-  // 5. Read-only root last, so every mount point above could still be made. Non-recursive: the
-  //    mounts on top keep their own flags.
-  if (o.readonly) L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
+  // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
+  //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
+  //    point above could still be made. Non-recursive: the mounts on top keep their own flags.
+  const root = L.finishRoot(o.readonly);
+  if (o.readonly && root !== 'bind') L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
   return L;
 }
 
@@ -443,17 +636,10 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   checkRootfs(o.rootfs);
-  if (o.ephemeral) {
-    // The overlay's upper layer lives on a tmpfs that exists only in the machine's mount namespace:
-    // it is thrown away with the machine.
-    L.hostMount('tmpfs', scratch, 'tmpfs', NOSUID | NODEV, 'mode=0700', 'rootfs.overlay');
-    // The overlay's root takes its owner and mode from the upper directory: give it the rootfs's.
-    L.hostMkdir(scratch + '/upper', 'rootfs.overlay', fs.statSync(o.rootfs).mode & 0o7777);
-    L.hostMkdir(scratch + '/work', 'rootfs.overlay');
-    L.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${o.rootfs},upperdir=${scratch}/upper,workdir=${scratch}/work`, 'rootfs.overlay', o.rootfs);
-  } else {
-    L.rootBind(o.rootfs);
-  }
+  // Ephemeral: an overlay whose upper layer lives on a tmpfs that exists only in the machine's
+  // mount namespace, thrown away with the machine (the missing mount points are made in it, as for
+  // an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
+  L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay' } : undefined);
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
@@ -475,6 +661,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
   userMountOps(L, o.mounts, o.rootfs);
+  L.finishRoot(false);
   return L;
 }
 
@@ -488,11 +675,28 @@ const fsOpsCache = new Map<string, FsOps>();
 const FS_OPS_CACHE_MAX = 32;
 
 /**
+ * Drops the remembered op list whose meaning is `meta` (a start of it failed at an op): the host
+ * state it was shaped by (which mount points the rootfs has) may have changed, so the next start
+ * looks again.
+ */
+export function forgetFsOps(meta: OpMeta[]): void {
+  for (const [key, hit] of fsOpsCache) {
+    if (hit.meta !== meta) continue;
+    native().releaseOps(hit.compiled);
+    fsOpsCache.delete(key);
+    return;
+  }
+}
+
+/**
  * buildFsOps, remembered: a process that starts many containers with the same rootfs and mounts
  * reuses one op list (and the addon's converted copy, so each spawn skips converting ~35 ops; the
  * copy is released when the list leaves this cache). The
  * host lookups that shape the list are made every time and are part of the key: whether the rootfs
- * is a directory, and whether each bind source is one. The lists are never changed once made.
+ * is a directory, and whether each bind source is one. Whether the rootfs has every mount point is
+ * not looked up again (that would cost every start a walk per point): a start that fails at an op
+ * drops its list (forgetFsOps), so a point removed since is noticed on the next start, which then
+ * gets the overlay. The lists are never changed once made.
  */
 export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);

@@ -1,7 +1,7 @@
 // native.ts: the one place that loads the compiled addon, and the typed shape of what it exports.
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_SHIFT } from './steps';
+import { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT } from './steps';
 import { addonSettings } from './env';
 
 /** One filesystem operation for the child, run in order before pivot_root (see native/core/plan.h). */
@@ -232,11 +232,11 @@ export interface NativeBinding {
   };
   constants: Record<string, number>;
   /** native/core/steps.h as lib/steps.ts holds it (checked at load). */
-  stepTable: { steps: unknown[]; calls: unknown[]; opCalls: unknown[]; opCallShift: number };
+  stepTable: { steps: unknown[]; calls: unknown[]; opCalls: unknown[]; opCallIds: unknown[]; opCallShift: number };
 }
 
 /** Step names, by nsbox::Step number, and the call each record index names: lib/steps.ts, generated from native/core/steps.h. */
-export { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_SHIFT } from './steps';
+export { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT } from './steps';
 export const STEP = Object.fromEntries(STEPS.map(([name], i) => [name, i])) as Record<string, number>;
 
 /**
@@ -269,7 +269,7 @@ export function native(): NativeBinding {
   if (loaded) return loaded;
   if (process.platform !== 'linux') throw new Error('nsbox runs on Linux only');
   const b = require(path.join(buildDir, 'nsbox.node')) as NativeBinding;
-  if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallShift: OP_CALL_SHIFT })) {
+  if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallIds: OP_CALL_IDS, opCallShift: OP_CALL_SHIFT })) {
     throw new Error('nsbox: the addon and lib/steps.ts disagree on the steps of native/core/steps.h; rebuild, or run scripts/gen-steps.js');
   }
   const s = addonSettings();

@@ -7,9 +7,9 @@ import * as os from 'node:os';
 
 import { NsboxError, errnoName } from './errors';
 import { forkClone, pathWalk, testFault } from './env';
-import { native, STEPS, STEP, OP_CALLS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
+import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
-import { fsOpsFor, type OpMeta } from './fsops';
+import { forgetFsOps, fsOpsFor, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
 
 export type { OpMeta };
@@ -70,11 +70,15 @@ export function errorFromRecord(
   if (p?.startsWith('@')) p = values[p];
   switch (rec.step) {
     case STEP.mount: {
+      forgetFsOps(ctx.meta);
       // The op in the low bits, the call of it that failed above them (native/core/steps.h).
-      const call = OP_CALLS[rec.index >>> OP_CALL_SHIFT];
+      const n = rec.index >>> OP_CALL_SHIFT;
+      const call = OP_CALLS[n];
       const m = ctx.meta[rec.index & ((1 << OP_CALL_SHIFT) - 1)];
       if (m) ({ step, syscall, path: p } = m);
       if (call) syscall = call;
+      // Resolving the op's target in the root (OP_CALLS 1, 2): the target is what was not found.
+      if ((OP_CALL_IDS[n] === 'RESOLVE' || OP_CALL_IDS[n] === 'WALK') && m?.target) p = m.target;
       break;
     }
     case STEP['exec.died']:

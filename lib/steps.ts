@@ -114,7 +114,10 @@ export const STEP_CALLS: ReadonlyArray<readonly [number, number, number, string 
 ];
 
 /** The call of a mount op that failed, by its number in the bits of a record's index above OP_CALL_SHIFT (null: the op's own, OpMeta). */
-export const OP_CALLS: ReadonlyArray<string | null> = [null, "openat2", "openat", "open_tree", "mount_setattr", "move_mount", "fsopen", "fsconfig", "fsmount", "open", "fchmodat"];
+export const OP_CALLS: ReadonlyArray<string | null> = [null, "openat2", "openat", "open_tree", "mount_setattr", "move_mount", "fsopen", "fsconfig", "fsmount", "open", "fchmodat", "openat2", "openat"];
+
+/** The names of those calls (NSBOX_OP_CALLS ids), by the same number. */
+export const OP_CALL_IDS: ReadonlyArray<string> = ["OWN", "RESOLVE", "WALK", "OPEN_TREE", "MOUNT_SETATTR", "MOVE_MOUNT", "FSOPEN", "FSCONFIG", "FSMOUNT", "OPEN", "FCHMODAT", "RESOLVE_SRC", "WALK_SRC"];
 
 /** A mount step's record index: the op in the bits below this, the call (OP_CALLS) above. */
 export const OP_CALL_SHIFT = 16;

@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { native, STEPS, STEP, STEP_CALLS, OP_CALLS, OP_CALL_SHIFT, stepCall } = require('../dist/native');
+const { native, STEPS, STEP, STEP_CALLS, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall } = require('../dist/native');
 const { errorFromRecord } = require('../dist/plan');
 const { snapshot, assertNoLeaks } = require('./helpers');
 
@@ -20,7 +20,7 @@ t.test('lib/steps.ts is what scripts/gen-steps.js makes of the built addon', asy
   const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'gen-steps.js'), '--check'], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stdout + r.stderr);
   const b = native();
-  t.same(b.stepTable, { steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallShift: OP_CALL_SHIFT }, 'the addon exports the same table');
+  t.same(b.stepTable, { steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallIds: OP_CALL_IDS, opCallShift: OP_CALL_SHIFT }, 'the addon exports the same table');
   t.equal(STEPS.length, b.constants.STEP_COUNT, 'a name for every step');
 });
 

@@ -84,6 +84,25 @@ function busyboxRootfs() {
   return { rootfs, reason: null };
 }
 
+/**
+ * A root-owned copy of the busybox rootfs with links planted where a mount point's missing parent
+ * would be: /evil -> /etc (inside the root), /out-of-root -> the host's /etc (an absolute link the
+ * child must resolve inside the root). Made by root (test/rootless/run.sh makes it before the
+ * rootless lane, which cannot); null with the reason where it is missing and this is not root.
+ */
+function plantedRootfs() {
+  const { rootfs: bb, reason } = busyboxRootfs();
+  if (!bb) return { rootfs: null, reason };
+  const out = path.join(fixturesDir, 'busybox-planted');
+  if (!fs.existsSync(out) && process.geteuid() !== 0) return { rootfs: null, reason: `${out} is made by root (test/rootless/run.sh)` };
+  const rootfs = once(out, (tmp) => {
+    fs.cpSync(bb, tmp, { recursive: true, verbatimSymlinks: true });
+    fs.symlinkSync('/etc', path.join(tmp, 'evil'));
+    fs.symlinkSync('../../../../../../../../etc', path.join(tmp, 'out-of-root'));
+  });
+  return { rootfs, reason: null };
+}
+
 function countCgroups() {
   const { detectCgroupHost } = require('../dist/cgroup');
   const host = detectCgroupHost();
@@ -253,6 +272,7 @@ function shiftedRootfs(dest, range) {
 
 module.exports = {
   shiftedRootfs,
+  plantedRootfs,
   root,
   once,
   probeBinary,

@@ -185,6 +185,7 @@ int open_src_beneath(const Op& op, int* call) {
   int outer = open(op.src, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (outer < 0) return -1;
   int fd = open_in_root(outer, op.data, call);
+  *call = src_call(*call);
   int e = errno;
   close(outer);
   errno = e;
@@ -258,6 +259,7 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
           return -1;
         }
         if ((sfd = open_in_root(root, op.src, call)) < 0) {
+          *call = src_call(*call);
           int e = errno;
           if (dfd >= 0) close(dfd);
           errno = e;
@@ -300,6 +302,12 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
       }
       if (op.kind == OP_MKDIR) {
         rc = mkdirat(dir, name, op.mode);
+        // A host path (nsbox's own scratch: an overlay's upper layer, whose directories give the
+        // merged ones their modes) gets the mode as planned, not as Node's umask left it (1777).
+        if (rc == 0 && !dst_in) {
+          *call = OPCALL_FCHMODAT;
+          rc = fchmodat(dir, name, op.mode & 07777, 0);
+        }
         if (rc != 0 && errno == EEXIST) {
           struct stat st;
           // A directory, or a symlink to one (mounts on it are resolved in root later).

@@ -133,13 +133,14 @@
 
 /* The call of a mount op (STEP_OP) that failed. A STEP_OP record's index is the op's index in its
  * low 16 bits and this number in the bits above (op_record below): 0 is the op's own call, which
- * lib's OpMeta names with the op's path; the others are the calls around it (resolving its paths
- * in the root, the detached-mount calls of the template).
+ * lib's OpMeta names with the op's path; the others are the calls around it (resolving its target
+ * or its source, the detached-mount calls of the template). A failure to resolve the target names
+ * the target (OpMeta.target), every other one the op's path.
  * X(ID, number, syscall). Numbers are the wire format: never reuse one. */
 #define NSBOX_OP_CALL_SHIFT 16
 #define NSBOX_OP_CALLS(X)                                                        \
   X(OWN, 0, 0)                          /* the op's own call (OpMeta.syscall) */ \
-  X(RESOLVE, 1, "openat2")              /* a path of the op, in the root */     \
+  X(RESOLVE, 1, "openat2")              /* the op's target, in the root */      \
   X(WALK, 2, "openat")                  /* likewise, per component */            \
   X(OPEN_TREE, 3, "open_tree")          /* the template's copy of a host bind */ \
   X(MOUNT_SETATTR, 4, "mount_setattr")  /* its flags */                          \
@@ -148,7 +149,9 @@
   X(FSCONFIG, 7, "fsconfig")                                                     \
   X(FSMOUNT, 8, "fsmount")                                                       \
   X(OPEN, 9, "open")                    /* the new root; a bind's host directory */ \
-  X(FCHMODAT, 10, "fchmodat")           /* a device node's mode */
+  X(FCHMODAT, 10, "fchmodat")           /* a device node's or scratch dir's mode */ \
+  X(RESOLVE_SRC, 11, "openat2")         /* the op's source, in the root or beneath a host dir */ \
+  X(WALK_SRC, 12, "openat")             /* likewise, per component */
 
 #ifdef __cplusplus
 namespace nsbox {
@@ -180,6 +183,8 @@ enum OpCall : int {
 #undef NSBOX_OP_CALL_ENUM
 };
 /* A STEP_OP record's index: the op and the call of it that failed. */
+/* A source's resolution: the call open_in_root reported, as its _SRC kind. */
+constexpr int src_call(int call) { return call == OPCALL_RESOLVE ? OPCALL_RESOLVE_SRC : call == OPCALL_WALK ? OPCALL_WALK_SRC : call; }
 constexpr int op_record(unsigned long op, int call) { return static_cast<int>(op | (static_cast<unsigned long>(call) << NSBOX_OP_CALL_SHIFT)); }
 
 /* Steps are numbered 0..STEP_COUNT-1 without a gap, in the order of the list. */

@@ -296,13 +296,17 @@ Napi::Object StepTable(Napi::Env env) {
   NSBOX_STEP_CALLS(NSBOX_CALL_ROW)
 #undef NSBOX_CALL_ROW
   Napi::Array op_calls = Napi::Array::New(env);
-#define NSBOX_OP_CALL_ROW(id, num, syscall) op_calls.Set(static_cast<uint32_t>(num), StrOrNull(env, syscall));
+  Napi::Array op_call_ids = Napi::Array::New(env);
+#define NSBOX_OP_CALL_ROW(id, num, syscall)                              \
+  op_calls.Set(static_cast<uint32_t>(num), StrOrNull(env, syscall));   \
+  op_call_ids.Set(static_cast<uint32_t>(num), Napi::String::New(env, #id));
   NSBOX_OP_CALLS(NSBOX_OP_CALL_ROW)
 #undef NSBOX_OP_CALL_ROW
   Napi::Object t = Napi::Object::New(env);
   t.Set("steps", steps);
   t.Set("calls", calls);
   t.Set("opCalls", op_calls);
+  t.Set("opCallIds", op_call_ids);
   t.Set("opCallShift", Napi::Number::New(env, NSBOX_OP_CALL_SHIFT));
   return t;
 }

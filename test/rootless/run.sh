@@ -12,13 +12,13 @@ user=${NSBOX_ROOTLESS_USER:-nsbox-ci}
 bash test/fixtures/rootless-user.sh >/dev/null
 # Fixtures the user only reads (they are root's, in the checkout).
 # (npm test, which runs first as root, built them all; these two are made here if it did not.)
-node -e "const h = require('./test/helpers'); h.busyboxRootfs(); h.probeBinary()"
+node -e "const h = require('./test/helpers'); h.busyboxRootfs(); h.plantedRootfs(); h.probeBinary()"
 NSBOX_FIXTURES_ONLY=1 node test/security/seccomp.test.js >/dev/null
 if [ -x "${NSBOX_DEBIAN_ROOTFS:-/var/cache/nsbox-test/debian}/lib/systemd/systemd" ]; then
   bash test/fixtures/debian-rootfs-rootless.sh "$user"
   export NSBOX_ROOTLESS_DEBIAN_ROOTFS="$(dirname "${NSBOX_DEBIAN_ROOTFS:-/var/cache/nsbox-test/debian}")/debian-$user"
 fi
-files=${NSBOX_ROOTLESS_FILES:-"test/20-app.test.js test/30-errors.test.js test/45-pool.test.js test/70-machine.test.js test/85-rootless.test.js test/cli-machine.test.js test/security/paths.test.js test/security/privileges.test.js test/security/seccomp.test.js test/security/escapes.test.js test/security/userns-ranges.test.js"}
+files=${NSBOX_ROOTLESS_FILES:-"test/20-app.test.js test/30-errors.test.js test/49-mount-points.test.js test/45-pool.test.js test/70-machine.test.js test/85-rootless.test.js test/cli-machine.test.js test/security/paths.test.js test/security/privileges.test.js test/security/seccomp.test.js test/security/escapes.test.js test/security/userns-ranges.test.js"}
 
 v2=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2" && $4 == "/") print $5; break } }' /proc/self/mountinfo | head -1)
 cg=""

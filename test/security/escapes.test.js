@@ -319,6 +319,8 @@ t.test('finding 9 sibling: two levels of nesting, or an alias path to the rootfs
   // An alias: the rootfs (readonly: false) reached through a host symlink, /data -> / planted inside.
   const rootfs = path.join(dir, 'rootfs');
   fs.mkdirSync(path.join(rootfs, 'data', 'etc'), { recursive: true });
+  // The mount point is the image's: a writable root never gets one made (a missing one is refused).
+  fs.mkdirSync(path.join(rootfs, 'mnt', 'e'), { recursive: true });
   const alias = path.join(dir, 'current');
   fs.symlinkSync(rootfs, alias);
   await run({ rootfs, readonly: false, command: ['/bin/sh', '-c', 'rm -rf /data && ln -s / /data'] });

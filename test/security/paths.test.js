@@ -85,6 +85,62 @@ t.test(`a symlinked cwd cannot leave the rootfs${mode}`, { skip: noBusybox }, as
   else t.notMatch(r.stdout.toString(), /host secret/);
 });
 
+t.test(`a missing mount point under links planted out of the rootfs is made inside the root only${mode}`, { skip: noBusybox }, async (t) => {
+  const { rootfs, outside } = hostile(t);
+  // A link to the host's /etc (absolute), one climbing out to it (relative), one to a host directory.
+  fs.symlinkSync('/etc', path.join(rootfs, 'etclink'));
+  fs.symlinkSync('../../../../../../../../etc', path.join(rootfs, 'climb'));
+  fs.symlinkSync(outside, path.join(rootfs, 'hostdir'));
+  const src = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-mp-src-'));
+  t.teardown(() => fs.rmSync(src, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(src, 'f'), 'bound\n');
+  const hostEtc = listing('/etc');
+  const outsideBefore = listing(outside);
+  const rootEtc = listing(path.join(rootfs, 'etc'));
+  const r = await run({
+    rootfs,
+    mounts: [
+      { type: 'bind', source: src, target: '/etclink/nsbox-new/x' },
+      { type: 'bind', source: path.join(src, 'f'), target: '/climb/nsbox-new.conf' },
+      { type: 'tmpfs', target: '/climb/nsbox-t' },
+    ],
+    command: ['/bin/sh', '-c', 'cat /etc/nsbox-new/x/f /etc/nsbox-new.conf; ls -d /etc/nsbox-t'],
+  });
+  t.equal(r.exitCode, 0, r.stderr.toString());
+  t.equal(r.stdout.toString(), 'bound\nbound\n/etc/nsbox-t\n', 'the links were followed inside the root, to its /etc');
+  // The host directory's path inside the root is under the container's own /tmp (a tmpfs): refused
+  // there or made there, never on the host.
+  const h = await run({ rootfs, mounts: [{ type: 'bind', source: src, target: '/hostdir/new/x' }], command: ['/bin/cat', '/hostdir/new/x/f'] }).catch((e) => e);
+  if (h instanceof NsboxError) t.match(h, { step: 'mount.target' }, 'the link to a host directory: refused at the mount target');
+  else t.equal(h.stdout.toString(), 'bound\n', 'the link to a host directory: the mount landed inside the container');
+  t.same(listing(outside), outsideBefore, 'nothing was made in the host directory');
+  t.same(listing('/etc'), hostEtc, 'nothing was made in the host\'s /etc');
+  t.same(listing(path.join(rootfs, 'etc')), rootEtc, 'nor in the rootfs\'s /etc');
+});
+
+t.test(`a mount point swapped for a link after it was planned is never made through it${mode}`, { skip: noBusybox }, async (t) => {
+  // The plan remembers that /scratch/in exists (no mkdir there); the image then swaps /scratch for
+  // a link to /etc: the mount resolves it inside the root and fails, nothing is made anywhere.
+  const { rootfs } = hostile(t);
+  const src = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-mp-src-'));
+  t.teardown(() => fs.rmSync(src, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(src, 'f'), 'bound\n');
+  const o = { rootfs, mounts: [{ type: 'bind', source: src, target: '/scratch/in' }], command: ['/bin/cat', '/etc/in/f'] };
+  fs.mkdirSync(path.join(rootfs, 'scratch/in'));
+  const first = await run(o);
+  t.equal(first.exitCode, 1, 'planned with /scratch/in there');
+  fs.rmSync(path.join(rootfs, 'scratch'), { recursive: true });
+  fs.symlinkSync('/etc', path.join(rootfs, 'scratch'));
+  const rootEtc = listing(path.join(rootfs, 'etc'));
+  const hostEtc = listing('/etc');
+  const e = await run(o).catch((err) => err);
+  t.match(e, { code: 'ENOENT', step: 'mount.bind' }, 'the remembered plan fails at the mount: /etc/in is not there inside the root');
+  const again = await run(o);
+  t.equal(again.stdout.toString(), 'bound\n', 'the next start makes /etc/in in the throw-away layer');
+  t.same(listing(path.join(rootfs, 'etc')), rootEtc, 'nothing was made in the rootfs\'s /etc');
+  t.same(listing('/etc'), hostEtc, 'nor in the host\'s');
+});
+
 t.test('nothing is left behind', async (t) => {
   await assertNoLeaks(t, before, 'after the path attacks');
 });

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { NsboxError, notSupported, fromSystemError } from './errors';
 import { native } from './native';
-import type { CgroupMode, Limits, Stats } from './types';
+import type { CgroupMode, Limits, Pressure, PressureFigures, Stats } from './types';
 
 export interface CgroupHost {
   mode: CgroupMode;
@@ -191,6 +191,40 @@ let seq = 0;
 let live = 0;
 /** The controllers' cgroup files a container's stats come from (readStats; cpu.stat is always there). */
 const STAT_FILES = ['memory.current', 'memory.peak', 'pids.current', 'pids.peak', 'pids.events', 'io.stat', 'memory.events'];
+/** Pressure stall files (cgroup core files, there whatever the controllers, when the kernel has PSI). */
+const PRESSURE_FILES = ['memory.pressure', 'cpu.pressure', 'io.pressure'] as const;
+
+function pressureLine(line: string): PressureFigures | undefined {
+  const f: Record<string, number> = {};
+  for (const kv of line.trim().split(/\s+/).slice(1)) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) return undefined;
+    const v = kv.slice(eq + 1);
+    if (!/^\d+(\.\d+)?$/.test(v)) return undefined;
+    f[kv.slice(0, eq)] = Number(v);
+  }
+  const { avg10, avg60, avg300, total } = f;
+  if (avg10 === undefined || avg60 === undefined || avg300 === undefined || total === undefined) return undefined;
+  return { avg10, avg60, avg300, total };
+}
+
+/**
+ * Parses a PSI file ("some avg10=0.12 avg60=0.05 avg300=0.01 total=12345" and the same for "full"):
+ * undefined unless a well-formed `some` line is there (no file, EOPNOTSUPP, or a format this
+ * parser does not know); `full` only when its line is well-formed. Unknown keys are ignored.
+ */
+export function parsePressure(text: string | null | undefined): Pressure | undefined {
+  if (!text) return undefined;
+  let some: PressureFigures | undefined;
+  let full: PressureFigures | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('some ')) some = pressureLine(line);
+    else if (line.startsWith('full ')) full = pressureLine(line);
+  }
+  if (!some) return undefined;
+  return full ? { some, full } : { some };
+}
+
 /** nsbox base directories this process used: removed at exit when empty. */
 const basesUsed = new Set<string>();
 let exitHookInstalled = false;
@@ -485,7 +519,7 @@ export class ContainerCgroup {
     // Native reads (no exception for an absent file): the controllers and cpu.stat first, then the
     // files of the controllers this cgroup has (some, e.g. memory.peak, depend on the kernel: null).
     const n = native();
-    const [ctl, cpuStat] = n.readFiles(this.path, ['cgroup.controllers', 'cpu.stat']);
+    const [ctl, cpuStat, memPsi, cpuPsi, ioPsi] = n.readFiles(this.path, ['cgroup.controllers', 'cpu.stat', ...PRESSURE_FILES]);
     const have = new Set((ctl ?? '').trim().split(/\s+/));
     const more = STAT_FILES.filter((f) => have.has(f.slice(0, f.indexOf('.'))));
     const got = more.length ? n.readFiles(this.path, more) : [];
@@ -520,6 +554,12 @@ export class ContainerCgroup {
     const ev = read('memory.events');
     const oom = ev && /^oom_kill (\d+)/m.exec(ev);
     if (oom) out.oomKills = Number(oom[1]);
+    const memPressure = parsePressure(memPsi);
+    if (memPressure) out.memoryPressure = memPressure;
+    const cpuPressure = parsePressure(cpuPsi);
+    if (cpuPressure) out.cpuPressure = cpuPressure;
+    const ioPressure = parsePressure(ioPsi);
+    if (ioPressure) out.ioPressure = ioPressure;
     return out;
   }
 

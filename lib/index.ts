@@ -15,6 +15,8 @@ export type {
   NetworkOptions,
   NetworkReport,
   PortMapping,
+  Pressure,
+  PressureFigures,
   RunResult,
   Stats,
   StdioMode,

@@ -134,6 +134,26 @@ export interface IdMapEntry {
 }
 export type UsernsOption = boolean | { uidMap?: IdMapEntry[]; gidMap?: IdMapEntry[] };
 
+/** One line of a PSI file (`some` or `full`): the share of time stalled, and the total stall time. */
+export interface PressureFigures {
+  /** Percent of wall time stalled over the last 10, 60 and 300 seconds (the kernel's running averages). */
+  avg10: number;
+  avg60: number;
+  avg300: number;
+  /** Microseconds stalled since the cgroup was made, as the kernel counts them. */
+  total: number;
+}
+
+/**
+ * Pressure stall information of the container's cgroup (`memory.pressure`, `cpu.pressure`,
+ * `io.pressure`): `some` is time in which at least one of its tasks waited for the resource, `full`
+ * time in which all of them did (absent where the kernel has no `full` line, e.g. cpu before 5.13).
+ */
+export interface Pressure {
+  some: PressureFigures;
+  full?: PressureFigures;
+}
+
 export interface Stats {
   cpuUsageUs: number;
   memoryCurrentBytes?: number;
@@ -145,6 +165,16 @@ export interface Stats {
   /** Bytes read and written on block devices (io.stat). */
   ioReadBytes?: number;
   ioWriteBytes?: number;
+  /**
+   * Time the container stalled waiting for memory (reclaim, refaults, a `memoryHigh` throttle):
+   * memory.pressure. Absent where the host has no PSI (no file, or EOPNOTSUPP: `psi=0`, or
+   * `cgroup.pressure` set to 0).
+   */
+  memoryPressure?: Pressure;
+  /** Time runnable tasks waited for a CPU (cpu.pressure; includes a `cpu` limit's throttling). */
+  cpuPressure?: Pressure;
+  /** Time tasks waited for block I/O (io.pressure). */
+  ioPressure?: Pressure;
 }
 
 export interface ExitInfo {

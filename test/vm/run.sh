@@ -12,7 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(test/60-cgroup.test.js test/20-app.test.js test/30-errors.test.js test/45-pool.test.js test/47-fast-paths.test.js test/70-machine.test.js test/80-systemd.test.js test/security/privileges.test.js test/security/escapes.test.js test/security/userns-ranges.test.js)
+[ ${#tests[@]} -gt 0 ] || tests=(test/60-cgroup.test.js test/61-memory-hogs.test.js test/20-app.test.js test/30-errors.test.js test/45-pool.test.js test/47-fast-paths.test.js test/70-machine.test.js test/80-systemd.test.js test/security/privileges.test.js test/security/escapes.test.js test/security/userns-ranges.test.js)
 
 kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$kernel" ] || { echo "vm: no /boot/vmlinuz-* (apt-get install linux-image-amd64)" >&2; exit 1; }
@@ -80,6 +80,7 @@ chmod +x "$ird/init"
   # TCG is several times slower than the host: no per-file time limit inside (the VM has its own).
   echo "export NSBOX_REQUIRE_CGROUP=1 NSBOX_VM=1 TAP_TIMEOUT=0 HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   [ -n "${NSBOX_REQUIRE_SYSTEMD:-}" ] && echo "export NSBOX_REQUIRE_SYSTEMD=$NSBOX_REQUIRE_SYSTEMD"
+  [ -n "${NSBOX_REQUIRE_TOOLS:-}" ] && echo "export NSBOX_REQUIRE_TOOLS=$NSBOX_REQUIRE_TOOLS"
   echo "rc=0"
   for f in "${tests[@]}"; do
     echo "echo '# vm: $f'"

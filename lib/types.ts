@@ -37,6 +37,11 @@ export interface Limits {
    * At most `memory`.
    */
   memoryHigh?: number | string;
+  /**
+   * memory.swap.max. With `memory` and without `swap` it is 0: a program over its limit is killed
+   * rather than paged out to swap, where it would run on at disk speed (Docker instead allows swap
+   * equal to the memory limit).
+   */
   swap?: number | string;
   pids?: number;
   /** CPU cores, e.g. `0.5`. */

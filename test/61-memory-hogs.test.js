@@ -136,8 +136,9 @@ t.test('an OOM kill takes the whole container (memory.oom.group): the shell that
 });
 
 t.test('a hog at its limit shows memory pressure in stats() while it runs and in its final stats', { skip: needsMemory() }, async (t) => {
-  // memhog holds 56 MiB under 64M and then re-reads the rootfs' files in a loop: every read charges
-  // page cache to the cgroup, which is at its limit, so each one waits for reclaim (a memory stall).
+  // Python holds 56 MiB under 64M and then reads the rootfs' libraries in a loop: its own code and
+  // the files' pages are charged to a cgroup at its limit, so it keeps waiting for reclaim (a memory
+  // stall) without being OOM-killed: reclaim of file pages succeeds.
   const c = spawn({
     rootfs, limits: { memory: '64M' }, timeout: TIMEOUT_MS, stdio: 'ignore',
     command: ['/usr/bin/python3', '-c', "import glob\nhold = bytearray(56 << 20)\nfor i in range(len(hold) // 4096):\n    hold[i * 4096] = 1\nwhile True:\n    for f in glob.glob('/usr/lib/x86_64-linux-gnu/**', recursive=True):\n        try:\n            open(f, 'rb').read()\n        except OSError:\n            pass\n"],

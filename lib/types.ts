@@ -28,7 +28,12 @@ export type Mount =
 
 /** cgroup v2 limits. Sizes are bytes or strings such as `'512K'`, `'256M'`, `'2G'`. */
 export interface Limits {
-  /** memory.max: past it the kernel reclaims, then OOM-kills (the whole container: memory.oom.group). */
+  /**
+   * memory.max: past it the kernel reclaims, then OOM-kills (the whole container: memory.oom.group).
+   * The kill waits until reclaim stops making progress: a program whose code is file-backed in the
+   * rootfs (an interpreter) can spend seconds at the limit faulting its reclaimed code back in first
+   * (measured in the VM lane: test/61-memory-hogs.test.js); `timeout` bounds that.
+   */
   memory?: number | string;
   /**
    * memory.high: past it the kernel throttles the container and reclaims hard, without killing.

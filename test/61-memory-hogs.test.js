@@ -10,10 +10,11 @@ const t = require('tap');
 const fs = require('node:fs');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
-const { spawn } = require('..');
-const { warmUp, assertNoLeaks } = require('./helpers');
+const { spawn, Machine } = require('..');
+const { warmUp, assertNoLeaks, busyboxRootfs, machineStateDir } = require('./helpers');
 const { detectCgroupHost, parsePressure } = require('../dist/cgroup');
 
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const rootfs = process.env.NSBOX_DEBIAN_TOOLS_ROOTFS || '/var/cache/nsbox-test/debian-tools';
 const host = detectCgroupHost();
 const strict = process.env.NSBOX_REQUIRE_CGROUP === '1';
@@ -157,30 +158,65 @@ t.test('a hog at its limit shows memory pressure in stats() while it runs and in
   t.ok(r.stats.memoryPressure && r.stats.memoryPressure.some.total >= (live ? live.some.total : 0), 'the final stats keep the total');
 });
 
+/** Checks the three pressure fields of a Stats: each absent, or `{ some, full? }` of sane figures. */
+function checkPressure(t, st, what) {
+  const figures = { avg10: Number, avg60: Number, avg300: Number, total: Number };
+  for (const k of ['memoryPressure', 'cpuPressure', 'ioPressure']) {
+    const p = st[k];
+    if (p === undefined) {
+      t.pass(`${what}: ${k} absent (no PSI for this cgroup)`);
+      continue;
+    }
+    t.match(p, { some: figures }, `${what}: ${k}.some is well-formed`);
+    if (p.full !== undefined) t.match(p.full, figures, `${what}: ${k}.full is well-formed`);
+    for (const line of [p.some, p.full].filter(Boolean)) {
+      t.ok(Number.isInteger(line.total) && line.total >= 0, `${what}: ${k} total is a whole number of microseconds`);
+      t.ok([line.avg10, line.avg60, line.avg300].every((v) => v >= 0 && v <= 100), `${what}: ${k} averages are percentages`);
+    }
+  }
+}
+
+t.test("a machine's stats() carry the same pressure fields, well-formed or absent", { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'psi', rootfs: bb, ephemeral: true, stateDir: machineStateDir(t, 'nsbox-psi-') });
+  checkPressure(t, await m.stats(), 'machine');
+  const info = await m.info();
+  if (info.cgroup && fs.existsSync(path.join(info.cgroup, 'memory.pressure'))) t.ok((await m.stats()).memoryPressure, 'its cgroup has memory.pressure, so the stats carry it');
+  await m.stop({ timeout: 5000 });
+});
+
 t.test('stats() pressure fields are well-formed or absent on this host', async (t) => {
   const c = spawn({ command: ['/bin/sleep', '5'], stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 100));
   const s = await c.stats();
+  const live = fs.existsSync(path.join(c.cgroupPath, 'memory.pressure'));
   c.kill();
   const fin = (await c.wait()).stats;
-  const figures = { avg10: Number, avg60: Number, avg300: Number, total: Number };
-  for (const st of [s, fin]) {
-    for (const k of ['memoryPressure', 'cpuPressure', 'ioPressure']) {
-      const p = st[k];
-      if (p === undefined) {
-        t.pass(`${k} absent (no PSI for this cgroup)`);
-        continue;
-      }
-      t.match(p, { some: figures }, `${k}.some is well-formed`);
-      if (p.full !== undefined) t.match(p.full, figures, `${k}.full is well-formed`);
-      for (const line of [p.some, p.full].filter(Boolean)) {
-        t.ok(Number.isInteger(line.total) && line.total >= 0, `${k} total is a whole number of microseconds`);
-        t.ok([line.avg10, line.avg60, line.avg300].every((v) => v >= 0 && v <= 100), `${k} averages are percentages`);
-      }
-    }
+  checkPressure(t, s, 'running');
+  checkPressure(t, fin, 'final');
+  if (live) t.ok(s.memoryPressure && fin.memoryPressure, 'where the cgroup has memory.pressure, the stats carry it');
+});
+
+t.test('with PSI off for the cgroup (cgroup.pressure 0: the files fail EOPNOTSUPP or are hidden) the pressure fields are absent', async (t) => {
+  const c = spawn({ command: ['/bin/sleep', '5'], stdio: 'ignore' });
+  const knob = c.cgroupPath && path.join(c.cgroupPath, 'cgroup.pressure');
+  if (!knob || !fs.existsSync(knob)) {
+    c.kill();
+    await c.wait();
+    return t.skip(`no ${knob ? 'cgroup.pressure (Linux 6.1+)' : 'cgroup'} here to turn PSI off with`);
   }
-  const cg = c.cgroupPath && path.dirname(c.cgroupPath);
-  if (cg && fs.existsSync(path.join(cg, 'memory.pressure'))) t.ok(fin.memoryPressure, 'where the cgroups have memory.pressure, the stats carry it');
+  fs.writeFileSync(knob, '0');
+  let code = null;
+  try {
+    fs.readFileSync(path.join(c.cgroupPath, 'memory.pressure'));
+  } catch (e) {
+    code = e.code;
+  }
+  t.ok(code === 'EOPNOTSUPP' || code === 'ENOENT', `memory.pressure cannot be read (${code}: EOPNOTSUPP, or hidden on newer kernels)`);
+  const s = await c.stats();
+  t.same([s.memoryPressure, s.cpuPressure, s.ioPressure], [undefined, undefined, undefined], 'stats() leaves the three out');
+  t.type(s.cpuUsageUs, 'number', 'the rest of the stats are there');
+  c.kill();
+  await c.wait();
 });
 
 t.test('parsePressure reads the kernel format and rejects what it does not know', async (t) => {

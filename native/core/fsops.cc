@@ -319,7 +319,10 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
           }
         }
       } else if (op.kind == OP_TOUCH) {
-        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
+        // Read-only: on an overlay root, opening an existing file for writing copies it up whole
+        // into the upper layer (memory, on its tmpfs); O_RDONLY | O_CREAT makes a missing one all
+        // the same.
+        int fd = openat(dir, name, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
         if (fd >= 0) {
           close(fd);
           rc = 0;

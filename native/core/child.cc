@@ -263,6 +263,9 @@ struct TailState {
 
 [[noreturn]] void child_main(const Plan* plan) {
   int err_fd = plan->err_fd;
+  // The kill mode (test only, plan.h): a reader of the error pipe left here would keep it open
+  // after Node's death, and a fault point would wait for ever.
+  if (plan->fault_errno < 0 && plan->fault_err_rfd >= 0) close(plan->fault_err_rfd);
   // Named until the exec (see kPreExecComm; spawn() gave us the name at the clone already): a death
   // before it is then told from a command that exec'd and died. Per task: Node's thread keeps its own.
   prctl(PR_SET_NAME, kPreExecComm, 0, 0, 0);

@@ -18,6 +18,7 @@ import { NsboxError, badRangeValue, fromSystemError, invalidType, notSupported }
 import { createLease, isStaleTemporary, leaseLive, ownedBy, ownerOf, readLease, withLock, writeLeaseAtomic, type LeaseOwner } from './lease';
 import { native, type NativePlan, type SpawnResult } from './native';
 import { pathDirs } from './env';
+import { STEPS } from './steps';
 import { privileged } from './runtime';
 import { arrayElements } from './util';
 
@@ -612,8 +613,11 @@ function spawnMapped(plan: NativePlan, u: UsernsPlan | null, allowReady: boolean
   } catch (e) {
     proc.signal(9);
     fs.closeSync(sync![1]);
-    n.finishSpawn(res.errFd!, false);
+    const rec = n.finishSpawn(res.errFd!, false);
     proc.reap();
+    // A child that failed before its maps were written (the writes then find it gone: EPIPE) said
+    // why in its record: that is the start's error, not the write's.
+    if (rec && 'step' in rec && STEPS[rec.step]?.[0] !== 'exec.died') return { usedClone3: res.usedClone3, step: rec.step, errno: rec.errno, index: rec.index };
     throw e;
   }
   fs.closeSync(sync![1]);

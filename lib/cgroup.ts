@@ -208,6 +208,16 @@ function removeIdleBases(): void {
 
 /** rmdir of a cgroup and every cgroup below it, children first. cgroupfs files need no removal. */
 function rmTree(dir: string): void {
+  // The directory alone first: a leaf (every container's cgroup) goes without the fd a listing
+  // takes, so it is removed even when the process is out of fds (EMFILE: issue #17).
+  try {
+    fs.rmdirSync(dir);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw e;
+  }
   let entries: fs.Dirent[] = [];
   try {
     entries = fs.readdirSync(dir, { withFileTypes: true });
@@ -244,24 +254,33 @@ export function removeStale(base: string): number {
   for (const n of names) {
     const m = /^(\d+)\.\d+$/.exec(n);
     if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
-    const dir = path.join(base, n);
-    try {
-      fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
-    } catch {
-      /* empty already, or no cgroup.kill */
-    }
-    for (let i = 0; i < 50; i++) {
-      try {
-        fs.rmdirSync(dir);
-        removed++;
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EBUSY') break;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
-      }
-    }
+    if (killAndRemoveSync(path.join(base, n))) removed++;
   }
   return removed;
+}
+
+/**
+ * Kills whatever runs in a cgroup nobody accounts for any more (cgroup.kill) and removes it (and the
+ * cgroups below it), waiting synchronously while it empties (bounded: about 5 s). True when it is gone.
+ */
+export function killAndRemoveSync(dir: string): boolean {
+  try {
+    fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+  } catch {
+    /* empty already, gone, or no cgroup.kill */
+  }
+  for (let i = 0, delay = 1; i < 60; i++, delay = Math.min(delay * 2, 100)) {
+    try {
+      rmTree(dir);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return true;
+      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') return false;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delay);
+    }
+  }
+  return false;
 }
 
 /**

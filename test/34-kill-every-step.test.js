@@ -204,7 +204,8 @@ async function killCase(t, name, index, where, ctx) {
   const left = {
     processes: marked(mark),
     cgroups: cgroupsOf(k.pid),
-    mounts: added(mountsBefore, mounts()),
+    // (Mounts of nsbox's own directories and the test's: other processes on the host may mount elsewhere.)
+    mounts: added(mountsBefore, mounts()).filter((m) => /nsbox/.test(m.split(' ')[0]) || m.startsWith(ctx.spec.stateDir)),
     files: filesOf(k.pid),
     machineDirs: fs.readdirSync(ctx.spec.stateDir).filter((n) => !ctx.machineDirs.includes(n)),
     ...(ctx.extra ? ctx.extra() : {}),

@@ -327,11 +327,16 @@ export class Machine {
     }
     // Starts that never got as far as their state (their Node process died mid-way) are removed,
     // with whatever they started: a machine is listed fully up, or not at all.
+    // (A caller who may not write the state directory only lists: the sweep is its owner's.)
     if (names.some((n) => !fs.existsSync(path.join(stateDir, n, 'state.json')))) {
-      withLock(stateDir, 'machine.state', () => {
-        for (const n of names) if (abandoned(path.join(stateDir, n))) reclaimAbandoned(stateDir, n);
-      }, STATE_LOCK);
-      names = names.filter((n) => fs.existsSync(path.join(stateDir, n)));
+      try {
+        withLock(stateDir, 'machine.state', () => {
+          for (const n of names) if (abandoned(path.join(stateDir, n))) reclaimAbandoned(stateDir, n);
+        }, STATE_LOCK);
+      } catch (e) {
+        if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS'].includes(e.code)) throw e;
+      }
+      names = names.filter((n) => fs.existsSync(path.join(stateDir, n, 'state.json')));
     }
     const out: MachineInfo[] = [];
     for (const n of names.sort()) {

@@ -204,8 +204,9 @@ async function killCase(t, name, index, where, ctx) {
   const left = {
     processes: marked(mark),
     cgroups: cgroupsOf(k.pid),
-    // (Mounts of nsbox's own directories and the test's: other processes on the host may mount elsewhere.)
-    mounts: added(mountsBefore, mounts()).filter((m) => /nsbox/.test(m.split(' ')[0]) || m.startsWith(ctx.spec.stateDir)),
+    // (Mounts on nsbox's own directories and the test's: other processes on the shared host may
+    // mount elsewhere meanwhile.)
+    mounts: added(mountsBefore, mounts()).filter((m) => ['/run/nsbox/', '/var/lib/nsbox/', `${ctx.spec.stateDir}/`, ...(ctx.spec.rawStaging ? [ctx.spec.rawStaging] : [])].some((d) => `${m.split(' ')[0]}/`.startsWith(d))),
     files: filesOf(k.pid),
     machineDirs: fs.readdirSync(ctx.spec.stateDir).filter((n) => !ctx.machineDirs.includes(n)),
     ...(ctx.extra ? ctx.extra() : {}),

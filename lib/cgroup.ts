@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { NsboxError, notSupported, fromSystemError } from './errors';
+import { nestedPidns } from './lease';
 import { native } from './native';
 import type { CgroupMode, Limits, Stats } from './types';
 
@@ -244,6 +245,12 @@ function pidAlive(pid: number): boolean {
  * still running in one is killed first (its owner can no longer account for it).
  */
 export function removeStale(base: string): number {
+  // In a pid namespace below another (NSpid lists more than one pid), the pids of processes outside
+  // it are not visible: a cgroup named after one would look abandoned while its Node runs on. Only
+  // an owner provably dead is swept, so nothing is swept from there (a test runner in a pid
+  // namespace of its own removed the fresh cgroups of host processes this way: #17's kill test saw
+  // "ENOENT devices bpf" when the cgroup it had just made was gone).
+  if (nestedPidns()) return 0;
   let names: string[];
   try {
     names = fs.readdirSync(base);

@@ -112,3 +112,13 @@ export function isStaleTemporary(name: string): boolean {
   const m = /\.tmp-(\d+)$/.exec(name);
   return !!m && startTimeOf(Number(m[1])) === null;
 }
+
+/** Is this process in a pid namespace below another one (its NSpid has more than one pid)? */
+export function nestedPidns(): boolean {
+  try {
+    const m = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return !!m && m[1]!.trim().split(/\s+/).length > 1;
+  } catch {
+    return false;
+  }
+}

@@ -22,7 +22,7 @@ import {
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, StdioRelay } from './stdio';
 import { terminalType } from './env';
-import { leaseLive, ownerOf, readLease, startTimeOf, withLock } from './lease';
+import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf, withLock } from './lease';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
@@ -690,7 +690,8 @@ function machineCgroupName(stateDir: string, name: string): string {
 function abandoned(dir: string): boolean {
   if (fs.existsSync(path.join(dir, 'state.json'))) return false;
   const claim = readLease(path.join(dir, CLAIM));
-  if (claim) return !leaseLive(claim);
+  // (From a nested pid namespace a host process's claim would look dead: the age rule then.)
+  if (claim && !nestedPidns()) return !leaseLive(claim);
   try {
     return Date.now() - fs.statSync(dir).mtimeMs >= 10000;
   } catch {

@@ -65,24 +65,41 @@ export function leaseLive(l: LeaseOwner | null): boolean {
 /** Replaces a lease's content (a new owner) so a reader never sees it torn. */
 export function writeLeaseAtomic(file: string, l: LeaseOwner): void {
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
-  fs.renameSync(tmp, file);
-}
-
-/** Makes a new lease; throws EEXIST if the file is there (call with the directory's lock held). */
-export function createLease(file: string, l: LeaseOwner): void {
-  const fd = fs.openSync(file, 'wx', 0o600);
   try {
-    fs.writeSync(fd, JSON.stringify(l));
-  } finally {
-    fs.closeSync(fd);
+    fs.writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    // A full file system (ENOSPC) or a lost directory: no half-written temporary is left.
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
 }
 
-/** Runs fn with the directory's lock (flock on <dir>/lock) held, across every process on the host. */
-export function withLock<T>(dir: string, step: string, fn: () => T): T {
-  const fd = native().lockFile(path.join(dir, 'lock'));
-  if (fd < 0) throw new NsboxError({ code: errnoName(-fd), errno: -fd, syscall: 'flock', step, path: path.join(dir, 'lock') });
+/**
+ * Makes a new lease; throws EEXIST if the file is there (call with the directory's lock held). A
+ * lease that could not be written in full (ENOSPC) is removed again: no empty or torn lease is left.
+ */
+export function createLease(file: string, l: LeaseOwner): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    const text = JSON.stringify(l);
+    if (fs.writeSync(fd, text) !== Buffer.byteLength(text)) throw Object.assign(new Error(`short write to ${file}`), { code: 'ENOSPC', errno: -28, syscall: 'write', path: file });
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+}
+
+/**
+ * Runs fn with the directory's lock (flock on <dir>/<name>, default "lock") held, across every
+ * process on the host.
+ */
+export function withLock<T>(dir: string, step: string, fn: () => T, name = 'lock'): T {
+  const file = path.join(dir, name);
+  const fd = native().lockFile(file);
+  if (fd < 0) throw new NsboxError({ code: errnoName(-fd), errno: -fd, syscall: 'flock', step, path: file });
   try {
     return fn();
   } finally {
@@ -94,4 +111,14 @@ export function withLock<T>(dir: string, step: string, fn: () => T): T {
 export function isStaleTemporary(name: string): boolean {
   const m = /\.tmp-(\d+)$/.exec(name);
   return !!m && startTimeOf(Number(m[1])) === null;
+}
+
+/** Is this process in a pid namespace below another one (its NSpid has more than one pid)? */
+export function nestedPidns(): boolean {
+  try {
+    const m = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return !!m && m[1]!.trim().split(/\s+/).length > 1;
+  } catch {
+    return false;
+  }
 }

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Container, PTY_PENDING, type RunResultWithCounts } from './app';
 import { abortError, signalNumber } from './util';
-import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
+import { ContainerCgroup, detectCgroupHost, killAndRemoveSync, requireControllers } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativeProcess } from './native';
 import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
@@ -22,7 +22,7 @@ import {
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, StdioRelay } from './stdio';
 import { terminalType } from './env';
-import { ownerOf, startTimeOf } from './lease';
+import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf, withLock } from './lease';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
@@ -167,7 +167,7 @@ export class Machine {
       throw fromSystemError(e, 'machine.state', o.stateDir);
     }
     const dir = path.join(o.stateDir, o.name);
-    claimName(dir, o.name);
+    withLock(o.stateDir, 'machine.name', () => claimName(o.stateDir, o.name), STATE_LOCK);
 
     let cgroup: ContainerCgroup | null = null;
     // The fds, and the record context, of the start (the plan comes once the rest is known).
@@ -184,9 +184,7 @@ export class Machine {
         netw = setupNetwork(o.bridge, o.hostname);
       }
       const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch, userns !== null);
-      // Machine names are unique per state directory; the cgroup name carries both.
-      const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
-      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
+      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, machineCgroupName(o.stateDir, o.name));
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       launch.childFds.push(log);
       // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
@@ -326,6 +324,19 @@ export class Machine {
       names = fs.readdirSync(stateDir).filter((n) => NAME_RE.test(n));
     } catch {
       return [];
+    }
+    // Starts that never got as far as their state (their Node process died mid-way) are removed,
+    // with whatever they started: a machine is listed fully up, or not at all.
+    // (A caller who may not write the state directory only lists: the sweep is its owner's.)
+    if (names.some((n) => !fs.existsSync(path.join(stateDir, n, 'state.json')))) {
+      try {
+        withLock(stateDir, 'machine.state', () => {
+          for (const n of names) if (abandoned(path.join(stateDir, n))) reclaimAbandoned(stateDir, n);
+        }, STATE_LOCK);
+      } catch (e) {
+        if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS'].includes(e.code)) throw e;
+      }
+      names = names.filter((n) => fs.existsSync(path.join(stateDir, n, 'state.json')));
     }
     const out: MachineInfo[] = [];
     for (const n of names.sort()) {
@@ -660,14 +671,65 @@ function readOr(file: string): string {
   }
 }
 
-/** Takes the name atomically (mkdir); a stale entry (PID 1 gone or its pid reused) is cleared first. */
-function claimName(dir: string, name: string): void {
+/** The lock file of a state directory (not a machine name: NAME_RE starts with [a-z0-9]). */
+const STATE_LOCK = '.lock';
+/** Who is starting the machine, written right after its name is taken (a lease, lib/lease.ts). */
+const CLAIM = 'claim.json';
+
+/** Machine names are unique per state directory; the cgroup name carries both. */
+function machineCgroupName(stateDir: string, name: string): string {
+  const sd = createHash('sha256').update(stateDir).digest('hex').slice(0, 8);
+  return `m-${sd}-${name}`;
+}
+
+/**
+ * A name taken by a start that never wrote the state: its Node process is provably gone (the claim's
+ * pid and start time, as leases are judged), or, without a claim (a crash between the mkdir and the
+ * claim's write), the directory is older than 10 s. Call with the state directory's lock held.
+ */
+function abandoned(dir: string): boolean {
+  if (fs.existsSync(path.join(dir, 'state.json'))) return false;
+  const claim = readLease(path.join(dir, CLAIM));
+  // (From a nested pid namespace a host process's claim would look dead: the age rule then.)
+  if (claim && !nestedPidns()) return !leaseLive(claim);
+  try {
+    return Date.now() - fs.statSync(dir).mtimeMs >= 10000;
+  } catch {
+    return false;  // gone meanwhile
+  }
+}
+
+/**
+ * Removes what an abandoned start left (see abandoned): its PID 1 may have gone on without its Node
+ * process (machines have no parent-death signal), so everything in the machine's cgroup is killed
+ * first, then the cgroup and the directory go. Its address and id range leases name the dead Node
+ * process: the next allocation reclaims them (network.ts reclaimStale, userns.ts liveLeases).
+ * Call with the state directory's lock held.
+ */
+function reclaimAbandoned(stateDir: string, name: string): void {
+  const base = detectCgroupHost().base;
+  if (base) killAndRemoveSync(path.join(base, machineCgroupName(stateDir, name)));
+  fs.rmSync(path.join(stateDir, name), { recursive: true, force: true });
+}
+
+/**
+ * Takes the name atomically (mkdir) and records who took it (CLAIM); a stale entry (PID 1 gone or its
+ * pid reused) or an abandoned start is cleared first. Call with the state directory's lock held.
+ */
+function claimName(stateDir: string, name: string): void {
+  const dir = path.join(stateDir, name);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.mkdirSync(dir, { mode: 0o700 });
+      try {
+        fs.writeFileSync(path.join(dir, CLAIM), JSON.stringify(ownerOf(process.pid)), { mode: 0o600 });
+      } catch (e) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        throw fromSystemError(e, 'machine.state', path.join(dir, CLAIM));
+      }
       return;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(e, 'machine.state', dir);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e instanceof NsboxError ? e : fromSystemError(e, 'machine.state', dir);
     }
     const s = readState(dir);
     const exists = (why: string): NsboxError =>
@@ -683,7 +745,10 @@ function claimName(dir: string, name: string): void {
       if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
-    } else if (Date.now() - fs.statSync(dir).mtimeMs < 10000) {
+    } else if (abandoned(dir)) {
+      reclaimAbandoned(stateDir, name);
+      continue;
+    } else {
       // No state yet: another process is between taking the name and writing the state.
       throw exists(`a machine named '${name}' is being started`);
     }

@@ -327,10 +327,14 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
           close(fd);
           rc = 0;
         } else {
+          int err = errno;
           struct stat st;
-          // An existing non-writable file is a fine bind target too.
-          if (errno != ELOOP && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+          // An existing non-writable file is a fine bind target too. Otherwise the open's own
+          // errno is the error (EMFILE, say), not the ENOENT of the look that followed it.
+          if (err != ELOOP && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
             rc = 0;
+          else
+            errno = err;
         }
       } else if (op.kind == OP_SYMLINK) {
         if (op.src) {

@@ -11,7 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { run, createPool, Machine, removeBridge } = require('..');
-const { STEP, stepCall } = require('../dist/native');
+const { native, STEP, stepCall } = require('../dist/native');
 const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir } = require('./helpers');
 
 const notRoot = process.getuid() !== 0 && 'forcing every step needs root (machines, cgroups, raw plans)';

@@ -112,10 +112,12 @@ function spawnCollect(args, timeoutMs) {
 const envArgs = Object.entries(ENV).map(([k, v]) => `${k}=${v}`);
 
 /**
- * A plain chroot (the "host" reference): a private mount namespace only for the mounts, the rootfs
- * bound read-only with /proc, a tmpfs /tmp and a container's /dev (null, zero, full, random,
- * urandom, tty, a new devpts, /dev/shm); the host's pid, net, ipc, uts and cgroup namespaces;
- * every capability of root; no seccomp filter.
+ * A plain chroot (the "host" reference): a private mount namespace for the mounts and a pid
+ * namespace of its own, the rootfs bound read-only with a fresh /proc, a tmpfs /tmp and a
+ * container's /dev (null, zero, full, random, urandom, tty, a new devpts, /dev/shm); the host's net,
+ * ipc, uts and cgroup namespaces; every capability of root; no seccomp filter. The pid namespace is
+ * not optional: root in the host's pid namespace running test_multiprocessing_forkserver was seen
+ * to SIGKILL processes it did not start (nsbox containers of another Node process, docs/compat.md).
  */
 function chrootArgs(cmd) {
   const script = [
@@ -123,7 +125,7 @@ function chrootArgs(cmd) {
     'm=$1',
     'mount --bind "$m" "$m"',
     'mount -o remount,bind,ro "$m"',
-    'mount --rbind /proc "$m/proc"',
+    'mount -t proc -o nosuid,nodev,noexec proc "$m/proc"',
     // the standard container /dev (as nsbox, bwrap and Docker make it), not the host's: tests
     // must not reach host devices (the host's /dev/vsock hangs test_socket's VSOCK tests)
     'mount -t tmpfs -o mode=755,nosuid tmpfs "$m/dev"',
@@ -137,7 +139,7 @@ function chrootArgs(cmd) {
     'shift',
     'exec chroot "$m" /usr/bin/env -i "$@"',
   ].join('\n');
-  return ['/usr/bin/unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', rootfs, ...envArgs, ...cmd];
+  return ['/usr/bin/unshare', '--mount', '--pid', '--fork', '--propagation', 'private', '/bin/sh', '-c', script, 'sh', rootfs, ...envArgs, ...cmd];
 }
 
 /**

@@ -230,10 +230,29 @@ function pidAlive(pid: number): boolean {
 }
 
 /**
+ * Whether this process sees every process of the host: it is in the initial pid namespace (its
+ * /proc is of that namespace too: one NSpid, and pid 2 is kthreadd, which no other namespace has).
+ */
+export function seesAllPids(): boolean {
+  try {
+    const nspid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (nspid && nspid[1]!.trim().split(/\s+/).length !== 1) return false;
+    const stat = fs.readFileSync('/proc/2/stat', 'utf8');
+    return stat.startsWith('2 (kthreadd) ') && stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === '0';
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Removes what a crashed nsbox process left: cgroups named <pid>.<n> whose pid is gone. Anything
- * still running in one is killed first (its owner can no longer account for it).
+ * still running in one is killed first (its owner can no longer account for it). Only from the
+ * initial pid namespace: from any other, a live nsbox process elsewhere (on the host) looks dead,
+ * and its running containers would be killed (issue #17's soak: a Node under `unshare -p` killed
+ * every container of every other Node on the host with its first start).
  */
 export function removeStale(base: string): number {
+  if (!seesAllPids()) return 0;
   let names: string[];
   try {
     names = fs.readdirSync(base);

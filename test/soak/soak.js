@@ -14,6 +14,7 @@
 //   --warmup S        seconds of warm-up before the baseline is taken (default: 20% of the run, at most 60)
 //   --hang S          an operation not settled after S seconds is a hang (default 60; 240 in the VM)
 //   --seed N          the mix's random seed (default: random, printed)
+//   --kinds a,b       only these operations of the mix (default: all; for a reproduction)
 //   --json FILE       also write the figures as JSON
 //
 // What it does: it re-runs itself under `unshare --net --mount` (a network namespace of its own for
@@ -45,8 +46,8 @@
 //     the start, no address lease on the soak's bridge, no user namespace lease of this pid, no
 //     machine state, and the fd count as at the start (nsbox's namespace reserves excluded);
 //   - the quiesced fd count (reserves excluded) and thread count at the end at most FD_TOLERANCE and
-//     THREAD_TOLERANCE above those after the warm-up, and RSS (after a full GC) at most RSS_BOUND_MIB
-//     above it. See docs/reliability.md, "Under load", for why these bounds.
+//     THREAD_TOLERANCE above those after the warm-up, RSS (after a full GC) at most RSS_BOUND_MIB and
+//     the JS heap at most HEAP_BOUND_MIB above it. See docs/reliability.md, "Under load", for why these bounds.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -56,6 +57,7 @@ const { spawnSync } = require('node:child_process');
 const FD_TOLERANCE = 2;
 const THREAD_TOLERANCE = 2;
 const RSS_BOUND_MIB = 64;
+const HEAP_BOUND_MIB = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -69,6 +71,7 @@ function options(argv) {
     hang: Number(env('hang') ?? (process.env.NSBOX_VM === '1' ? 240 : 60)),
     seed: env('seed') === undefined ? crypto.randomInt(2 ** 31) : Number(env('seed')),
     json: env('json') ?? null,
+    kinds: env('kinds') ?? null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -87,7 +90,7 @@ function options(argv) {
       console.error(`soak: ${a} needs a value`);
       process.exit(2);
     }
-    o[key] = key === 'json' ? v : Number(v);
+    o[key] = key === 'json' || key === 'kinds' ? v : Number(v);
   }
   for (const k of ['minutes', 'concurrency', 'hang', 'seed']) {
     if (!Number.isFinite(o[k]) || o[k] < 0 || (k !== 'minutes' && !Number.isInteger(o[k]))) {
@@ -384,7 +387,10 @@ async function inner() {
   };
   const WEIGHTS = { run: 20, stream: 14, pool: 14, exec: 14, machine: 3, bridge: 8, timeout: 9, abort: 9, oom: 4, forkbomb: 4 };
   const mix = [];
-  for (const [k, w] of Object.entries(WEIGHTS)) if (!cgSkip[k]) for (let i = 0; i < w; i++) mix.push(k);
+  const only = O.kinds === null ? null : O.kinds.split(',').map((k) => k.trim());
+  for (const k of only ?? []) if (!(k in WEIGHTS)) throw new Error(`soak: --kinds: no operation ${k} (${Object.keys(WEIGHTS).join(', ')})`);
+  for (const [k, w] of Object.entries(WEIGHTS)) if (!cgSkip[k] && (!only || only.includes(k))) for (let i = 0; i < w; i++) mix.push(k);
+  if (!mix.length) throw new Error('soak: nothing to run (--kinds lists only operations this host skips)');
 
   // ---- per-kind results, the watchdog, the sampler
   const kinds = Object.fromEntries(Object.keys(WEIGHTS).map((k) => [k, { ok: 0, wrong: 0, hung: 0, error: 0, ms: [] }]));
@@ -544,6 +550,7 @@ async function inner() {
     if (end.fds - warm.fds > FD_TOLERANCE) failures.push(`fds grew from ${warm.fds} after the warm-up to ${end.fds} at the end (tolerance ${FD_TOLERANCE})`);
     if (end.threads - warm.threads > THREAD_TOLERANCE) failures.push(`threads grew from ${warm.threads} to ${end.threads} (tolerance ${THREAD_TOLERANCE})`);
     if (end.rss - warm.rss > RSS_BOUND_MIB * 1048576) failures.push(`RSS grew from ${mib(warm.rss)} MiB to ${mib(end.rss)} MiB (bound +${RSS_BOUND_MIB} MiB)`);
+    if (end.heap - warm.heap > HEAP_BOUND_MIB * 1048576) failures.push(`the JS heap (after a full GC) grew from ${mib(warm.heap)} MiB to ${mib(end.heap)} MiB (bound +${HEAP_BOUND_MIB} MiB)`);
   }
   if (end.inFlight) failures.push(`${end.inFlight} operation(s) still in flight ${O.hang} s after the end`);
   const totals = Object.values(kinds).reduce((a, k) => ({ ok: a.ok + k.ok, wrong: a.wrong + k.wrong + k.error, hung: a.hung + k.hung }), { ok: 0, wrong: 0, hung: 0 });
@@ -586,7 +593,7 @@ async function inner() {
     ),
   );
   console.log(`\n  event loop delay: p50 ${(eld.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(eld.percentile(99) / 1e6).toFixed(1)} ms, max ${(eld.max / 1e6).toFixed(1)} ms`);
-  console.log(`  bounds: fds +${FD_TOLERANCE}, threads +${THREAD_TOLERANCE}, RSS +${RSS_BOUND_MIB} MiB from the warm-up baseline to the end; exact at shutdown (fds, mounts) against the start`);
+  console.log(`  bounds: fds +${FD_TOLERANCE}, threads +${THREAD_TOLERANCE}, RSS +${RSS_BOUND_MIB} MiB, JS heap +${HEAP_BOUND_MIB} MiB from the warm-up baseline to the end; exact at shutdown (fds, mounts) against the start`);
   if (O.json) fs.writeFileSync(O.json, JSON.stringify({ options: O, elapsed, done, kinds: Object.fromEntries(Object.entries(kinds).map(([n, k]) => [n, { ...k, ms: undefined, p50: pct(k.ms, 50), p99: pct(k.ms, 99) }])), start, warm, end, after, samples, wrongs, hangs, failures, skipped: cgSkip }, null, 1));
 
   if (failures.length) {

@@ -238,7 +238,8 @@ async function inner() {
   start.heap = heapBytes();
 
   // ---- the long-lived parts
-  const pool = createPool({ size: 4, rootfs: bb });
+  const POOL_SIZE = 4;
+  const pool = createPool({ size: POOL_SIZE, rootfs: bb });
   const machines = [];
   const webToken = token();
   for (let i = 0; i < 3; i++) machines.push(await Machine.start({ name: `${tag}-m${i}`, rootfs: bb, ephemeral: true, stateDir }));
@@ -455,10 +456,13 @@ async function inner() {
     if (samples.length % 30 === 0) console.log(`soak: ${s.t.toFixed(0)} s: ${done} done, ${s.opsPerS}/s, ${inFlight} in flight, fds ${s.fds}, threads ${s.threads}, RSS ${mib(s.rss)} MiB`);
   }, 1000);
 
-  /** Waits until nothing is in flight (bounded by the hang limit), then a full GC; the readings. */
+  /**
+   * Waits until nothing is in flight and the pool is full again (its refill holds a container's fds
+   * while it runs), bounded by the hang limit; then a full GC; the readings.
+   */
   async function quiesced() {
     const until = Date.now() + O.hang * 1000;
-    while (inFlight > 0 && Date.now() < until) await sleep(20);
+    while ((inFlight > 0 || pool.ready < POOL_SIZE) && Date.now() < until) await sleep(20);
     global.gc();
     await sleep(200);
     global.gc();

@@ -274,17 +274,24 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Whether this process sees every process of the host: it is in the initial pid namespace. */
+export function seesAllPids(): boolean {
+  return !nestedPidns();
+}
+
 /**
  * Removes what a crashed nsbox process left: cgroups named <pid>.<n> whose pid is gone. Anything
- * still running in one is killed first (its owner can no longer account for it).
+ * still running in one is killed first (its owner can no longer account for it). Only from the
+ * initial pid namespace: from any other, a live nsbox process elsewhere (on the host) looks dead,
+ * and its running containers would be killed (issue #17's soak: a Node under `unshare -p` killed
+ * every container of every other Node on the host with its first start).
  */
 export function removeStale(base: string): number {
-  // In a pid namespace below another (NSpid lists more than one pid), the pids of processes outside
-  // it are not visible: a cgroup named after one would look abandoned while its Node runs on. Only
-  // an owner provably dead is swept, so nothing is swept from there (a test runner in a pid
-  // namespace of its own removed the fresh cgroups of host processes this way: #17's kill test saw
-  // "ENOENT devices bpf" when the cgroup it had just made was gone).
-  if (nestedPidns()) return 0;
+  // In a pid namespace other than the initial one, the pids of processes outside it are not
+  // visible: a cgroup named after one would look abandoned while its Node runs on. Only an owner
+  // provably dead is swept, so nothing is swept from there (#17: a test runner under `unshare -p`
+  // killed every container of every other Node on the host, and removed fresh cgroups under starts).
+  if (!seesAllPids()) return 0;
   let names: string[];
   try {
     names = fs.readdirSync(base);

@@ -113,12 +113,14 @@ export function isStaleTemporary(name: string): boolean {
   return !!m && startTimeOf(Number(m[1])) === null;
 }
 
-/** Is this process in a pid namespace below another one (its NSpid has more than one pid)? */
+/** Is this process outside the initial pid namespace (where the pids of other processes of the host are hidden)? */
 export function nestedPidns(): boolean {
+  // The initial pid namespace has a fixed inode (PROC_PID_INIT_INO, include/linux/proc_ns.h). NSpid
+  // alone is not enough: under `unshare -p -f --mount-proc` /proc is the new namespace's, and
+  // NSpid lists one pid there too.
   try {
-    const m = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    return !!m && m[1]!.trim().split(/\s+/).length > 1;
+    return fs.readlinkSync('/proc/self/ns/pid') !== 'pid:[4026531836]';
   } catch {
-    return false;
+    return true;
   }
 }

@@ -331,7 +331,10 @@ export class Machine {
     if (names.some((n) => !fs.existsSync(path.join(stateDir, n, 'state.json')))) {
       try {
         withLock(stateDir, 'machine.state', () => {
-          for (const n of names) if (abandoned(path.join(stateDir, n))) reclaimAbandoned(stateDir, n);
+          for (const n of names) {
+            const how = abandoned(path.join(stateDir, n));
+            if (how) reclaimAbandoned(stateDir, n, how);
+          }
         }, STATE_LOCK);
       } catch (e) {
         if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS'].includes(e.code)) throw e;
@@ -678,7 +681,15 @@ const CLAIM = 'claim.json';
 
 /** Machine names are unique per state directory; the cgroup name carries both. */
 function machineCgroupName(stateDir: string, name: string): string {
-  const sd = createHash('sha256').update(stateDir).digest('hex').slice(0, 8);
+  // The directory's real path: the same state directory reached through a link names the same
+  // cgroup (an abandoned start listed through an alias must be found, not its PID 1 orphaned).
+  let real = stateDir;
+  try {
+    real = fs.realpathSync(stateDir);
+  } catch {
+    /* not there (yet): as given */
+  }
+  const sd = createHash('sha256').update(real).digest('hex').slice(0, 8);
   return `m-${sd}-${name}`;
 }
 
@@ -687,16 +698,32 @@ function machineCgroupName(stateDir: string, name: string): string {
  * pid and start time, as leases are judged), or, without a claim (a crash between the mkdir and the
  * claim's write), the directory is older than 10 s. Call with the state directory's lock held.
  */
-function abandoned(dir: string): boolean {
-  if (fs.existsSync(path.join(dir, 'state.json'))) return false;
-  const claim = readLease(path.join(dir, CLAIM));
-  // (From a nested pid namespace a host process's claim would look dead: the age rule then.)
-  if (claim && !nestedPidns()) return !leaseLive(claim);
+function abandoned(dir: string): 'claimed' | 'empty' | false {
+  let st: fs.Stats;
   try {
-    return Date.now() - fs.statSync(dir).mtimeMs >= 10000;
+    st = fs.lstatSync(dir);
   } catch {
-    return false;  // gone meanwhile
+    return false; // gone meanwhile
   }
+  // Only a directory a start made: never a link, a file, or a directory with anything else in it
+  // (a state directory may hold what is not a machine: nsbox's own net/userns/etc under /run/nsbox,
+  // or a caller's files: Machine.list() must not remove them).
+  if (!st.isDirectory() || fs.existsSync(path.join(dir, 'state.json'))) return false;
+  const claim = readLease(path.join(dir, CLAIM));
+  if (claim) {
+    // Judged only where every pid of the host is visible: from another pid namespace a host
+    // process's claim looks dead while its start goes on.
+    if (nestedPidns()) return false;
+    return leaseLive(claim) ? false : 'claimed';
+  }
+  // No claim: a crash between the mkdir and the claim's write leaves an empty directory.
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return false;
+  }
+  return entries.length === 0 && Date.now() - st.mtimeMs >= 10000 ? 'empty' : false;
 }
 
 /**
@@ -706,10 +733,20 @@ function abandoned(dir: string): boolean {
  * process: the next allocation reclaims them (network.ts reclaimStale, userns.ts liveLeases).
  * Call with the state directory's lock held.
  */
-function reclaimAbandoned(stateDir: string, name: string): void {
+function reclaimAbandoned(stateDir: string, name: string, how: 'claimed' | 'empty'): void {
+  const dir = path.join(stateDir, name);
+  if (how === 'empty') {
+    // Not recursive: if anything appeared in it meanwhile, it is not an abandoned start's.
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      /* not empty, or gone */
+    }
+    return;
+  }
   const base = detectCgroupHost().base;
   if (base) killAndRemoveSync(path.join(base, machineCgroupName(stateDir, name)));
-  fs.rmSync(path.join(stateDir, name), { recursive: true, force: true });
+  fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /**
@@ -732,6 +769,7 @@ function claimName(stateDir: string, name: string): void {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e instanceof NsboxError ? e : fromSystemError(e, 'machine.state', dir);
     }
     const s = readState(dir);
+    let how: ReturnType<typeof abandoned>;
     const exists = (why: string): NsboxError =>
       new NsboxError({ code: 'EEXIST', syscall: 'mkdir', step: 'machine.name', path: dir, message: `${why} (step machine.name)` });
     if (s) {
@@ -745,8 +783,8 @@ function claimName(stateDir: string, name: string): void {
       if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
-    } else if (abandoned(dir)) {
-      reclaimAbandoned(stateDir, name);
+    } else if ((how = abandoned(dir))) {
+      reclaimAbandoned(stateDir, name, how);
       continue;
     } else {
       // No state yet: another process is between taking the name and writing the state.

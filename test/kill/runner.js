@@ -91,6 +91,12 @@ const PROFILES = {
 };
 
 async function attempt(profile, errno) {
+  // network.setns joins a namespace from the reserve: on a busy host the maker may not have one
+  // ready yet (the clone then makes its own and never reaches the step). Wait for one.
+  if (o.name === 'network.setns') {
+    const { native } = require(path.join(lib, 'dist', 'native'));
+    for (let i = 0; i < 500 && native().netnsReserveState().fds.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  }
   process.env.NSBOX_TEST_FAULT = `${o.name}:${o.index}:${errno}`;
   try {
     await PROFILES[profile](o.name, o.index);

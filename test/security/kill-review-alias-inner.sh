@@ -19,7 +19,10 @@ echo "cgroups: $(ls /sys/fs/cgroup/unified/nsbox | grep '^m-')"
 P1=$(cat /sys/fs/cgroup/unified/nsbox/m-*-orphan/cgroup.procs | head -1); echo "PID 1 of orphan runs: $P1 $(cat /proc/$P1/comm 2>/dev/null)"
 echo "state dir: $(ls $R/orphan)"
 node -e "require('$D/..').Machine.list({ stateDir: '$R' }).then((l) => console.log('list via the real path ->', JSON.stringify(l)))"
-echo "after list: state dir entries: [$(ls -A $R | tr '\n' ' ')]; PID 1 $P1 still runs: $(kill -0 $P1 2>/dev/null && echo yes: $(cat /proc/$P1/comm) || echo no)"
+# Killed is enough: a zombie (state Z) waits for whichever reaper it was given, and kill -0 still finds it.
+sleep 0.5
+st=$(sed 's/.*) //' /proc/$P1/stat 2>/dev/null | cut -d' ' -f1)
+echo "after list: state dir entries: [$(ls -A $R | tr '\n' ' ')]; PID 1 $P1 still runs: $([ -n "$st" ] && [ "$st" != Z ] && echo "yes: $(cat /proc/$P1/comm) ($st)" || echo no)"
 node -e "require('$D/..').Machine.list({ stateDir: '$L' }).then((l) => console.log('list via the link ->', JSON.stringify(l)))"
 # clean up
 for c in /sys/fs/cgroup/unified/nsbox/*/; do echo 1 > $c/cgroup.kill; done

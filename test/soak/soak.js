@@ -544,7 +544,8 @@ async function inner() {
   }
   const listed = await Machine.list({ stateDir });
   for (const m of listed) left.push(`machine state: ${m.name}`);
-  for (const n of fs.readdirSync(stateDir)) left.push(`state directory entry ${stateDir}/${n}`);
+  // .lock is the state directory's own lock file (Machine.start/list take it), not a machine's.
+  for (const n of fs.readdirSync(stateDir)) if (n !== '.lock') left.push(`state directory entry ${stateDir}/${n}`);
   fs.rmSync(stateDir, { recursive: true, force: true });
   failures.push(...left.map((l) => `leftover: ${l}`));
 

@@ -122,8 +122,8 @@ struct Plan {
   const Op* ops;
   size_t n_ops;
   bool walk_only;  // resolve container paths by the per-component walk even where openat2 exists (tests)
-  // Clone fork-style (a copy of the address space) instead of vfork-style (NSBOX_FORK_CLONE, read by
-  // the glue on the JS thread: spawn() may run on a libuv thread, where getenv races with setenv).
+  // Clone fork-style (a copy of the address space) instead of vfork-style: the plan's forkClone,
+  // which lib/env.ts fills from NSBOX_FORK_CLONE (the addon reads no environment variable).
   bool fork_clone = false;
   // The mount namespace template (see mnt_template.cc, mount_in_template): the child joins a private copy
   // of it instead of copying the host's mount table with CLONE_NEWNS (then not in clone_flags).

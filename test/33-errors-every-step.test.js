@@ -18,44 +18,22 @@ const notRoot = process.getuid() !== 0 && 'forcing every step needs root (machin
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const EDOM = os.constants.errno.EDOM;
 
-const { SKIPPED, cases, profilesFor, rawSpawn } = require('./fault-table');
+const { SKIPPED, cases, profilesFor, rawSpawn, startProfiles } = require('./fault-table');
 
 // The profiles: each starts something that must fail with the fault set, or returns when it started.
 let stateDir;
 let machine; // a running machine for the exec profiles
 let usernsMachine; // and one with a user namespace of its own (made on first use)
 let n = 0;
-const app = (extra = {}) => () => run({ command: ['/bin/true'], rootfs: bb, hostname: 'faults', cwd: '/', ...extra });
+const { profiles: shared } = startProfiles({ rootfs: bb, stateDir: () => stateDir, machineName: () => `fault${n++}` });
 const PROFILES = {
-  app: app(),
-  appInit: app({ init: true }),
-  appIgnore: app({ stdio: 'ignore' }),
-  appUserns: app({ userns: true }),
-  pool: async () => {
-    const pool = createPool({ size: 1, rootfs: bb, hostname: 'faults' });
-    try {
-      await pool.run(['/bin/true']);
-    } finally {
-      await pool.close();
-    }
-  },
-  machineStart: async () => {
-    const m = await Machine.start({ name: `fault${n++}`, rootfs: bb, ephemeral: true, stateDir });
-    await m.stop({ timeout: 1000 }).catch(() => {});
-    await m.destroy().catch(() => {});
-  },
+  ...shared,
   machineExec: () => machine.run(['/bin/true']),
   machineExecUserns: async () => {
     usernsMachine ??= await Machine.start({ name: 'faults-userns', rootfs: bb, ephemeral: true, stateDir, userns: true }).catch((e) => {
       throw new Error(`the userns machine did not start: ${e.message}`);
     });
     await usernsMachine.run(['/bin/true']);
-  },
-  // A second run while one is in flight: its clone and cgroup go to spawnAsync's worker.
-  appConcurrent: async () => {
-    const r = await Promise.allSettled([run({ command: ['/bin/sleep', '0.2'], rootfs: bb }), app()()]);
-    const failed = r.find((x) => x.status === 'rejected');
-    if (failed) throw failed.reason;
   },
   machineExecTty: () => machine.run(['/bin/true'], { tty: true, columns: 80, rows: 24 }),
   raw: null, // set below (raw plans, as test/31 makes them)

@@ -117,4 +117,47 @@ function profilesFor(name, index) {
   return (name === 'userns' && whereUserns[index]) || (name === 'userns' && ['raw']) || WHERE[name] || DEFAULT_PROFILES;
 }
 
-module.exports = { SKIPPED, WHERE, DEFAULT_PROFILES, whereUserns, cases, profilesFor, rawSpawn };
+/**
+ * The start profiles tests 33 and 34 share, each one start of its kind (their machine exec and raw
+ * profiles are their own). o: rootfs, stateDir, machineName() (a fresh name per start), and for
+ * stateDir may be a function (read at each start); for test 34 command() (what the app runs), env (the containers' environment) and signal() (an
+ * AbortSignal or undefined). Returns them with `app(extra)`, the app profile with more options.
+ */
+function startProfiles(o) {
+  const { run, createPool, Machine } = require('..');
+  const command = o.command ?? (() => ['/bin/true']);
+  const env = o.env ? { env: o.env } : {};
+  const app = (extra = {}) => () => {
+    const signal = o.signal?.();
+    return run({ command: command(), rootfs: o.rootfs, hostname: 'faults', cwd: '/', ...env, ...(signal ? { signal } : {}), ...extra });
+  };
+  const profiles = {
+    app: app(),
+    appInit: app({ init: true }),
+    appIgnore: app({ stdio: 'ignore' }),
+    appUserns: app({ userns: true }),
+    pool: async () => {
+      const pool = createPool({ size: 1, rootfs: o.rootfs, hostname: 'faults' });
+      try {
+        await pool.run(['/bin/true']);
+      } finally {
+        await pool.close();
+      }
+    },
+    machineStart: async () => {
+      const stateDir = typeof o.stateDir === 'function' ? o.stateDir() : o.stateDir;
+      const m = await Machine.start({ name: o.machineName(), rootfs: o.rootfs, ephemeral: true, stateDir, ...env });
+      await m.stop({ timeout: 1000 }).catch(() => {});
+      await m.destroy().catch(() => {});
+    },
+    // A second run while one is in flight: its clone and cgroup go to spawnAsync's worker.
+    appConcurrent: async () => {
+      const r = await Promise.allSettled([run({ command: ['/bin/sleep', '0.2'], rootfs: o.rootfs, ...env }), app()()]);
+      const failed = r.find((x) => x.status === 'rejected');
+      if (failed) throw failed.reason;
+    },
+  };
+  return { app, profiles };
+}
+
+module.exports = { SKIPPED, WHERE, DEFAULT_PROFILES, whereUserns, cases, profilesFor, rawSpawn, startProfiles };

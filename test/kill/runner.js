@@ -18,7 +18,7 @@ const path = require('node:path');
 const lib = path.join(__dirname, '..', '..');
 const { run, createPool, Machine } = require(lib);
 const { busyboxRootfs } = require('../helpers');
-const { rawSpawn } = require('../fault-table');
+const { rawSpawn, startProfiles } = require('../fault-table');
 
 const [mode, json] = process.argv.slice(2);
 const o = JSON.parse(json);
@@ -54,38 +54,19 @@ function watchLongCommand() {
 }
 
 let n = 0;
-const app = (extra = {}) => () => run({ command: cmd(), rootfs: bb, hostname: 'faults', cwd: '/', env, ...(abort ? { signal: abort.signal } : {}), ...extra });
+const { app, profiles: shared } = startProfiles({
+  rootfs: bb, stateDir: o.stateDir, machineName: () => `kill-${process.pid}-${n++}`, command: cmd, env, signal: () => abort?.signal,
+});
 const execIn = (name, opts) => async () => {
   const m = await Machine.get(name, { stateDir: o.stateDir });
   if (!m) throw new Error(`no machine ${name}`);
   await m.run(cmd(), { env, ...opts });
 };
 const PROFILES = {
-  app: app(),
-  appInit: app({ init: true }),
-  appIgnore: app({ stdio: 'ignore' }),
-  appUserns: app({ userns: true }),
-  pool: async () => {
-    const pool = createPool({ size: 1, rootfs: bb, hostname: 'faults' });
-    try {
-      await pool.run(['/bin/true']);
-    } finally {
-      await pool.close();
-    }
-  },
-  machineStart: async () => {
-    const m = await Machine.start({ name: `kill-${process.pid}-${n++}`, rootfs: bb, ephemeral: true, stateDir: o.stateDir, env });
-    await m.stop({ timeout: 1000 }).catch(() => {});
-    await m.destroy().catch(() => {});
-  },
+  ...shared,
   machineExec: execIn(o.execMachine),
   machineExecUserns: execIn(o.usernsMachine),
   machineExecTty: execIn(o.execMachine, { tty: true, columns: 80, rows: 24 }),
-  appConcurrent: async () => {
-    const r = await Promise.allSettled([run({ command: ['/bin/sleep', '0.2'], rootfs: bb, env }), app()()]);
-    const failed = r.find((x) => x.status === 'rejected');
-    if (failed) throw failed.reason;
-  },
   raw: (name, index) => rawSpawn(name, index, require(path.join(lib, 'dist', 'env')).testFault().errno, o.rawStaging, o.rawCgroup),
   bridged: app({ network: { bridge: o.bridge, dns: ['10.88.0.1'], allow: ['10.88.0.5:80'] } }),
 };

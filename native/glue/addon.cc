@@ -326,6 +326,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFds(env, exports);
   InitTestHooks(env, exports);
   InitNet(env, exports);
+  InitFsAt(env, exports);
   Napi::Object c = Napi::Object::New(env);
 #define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))
   K(CLONE_NEWNS);

@@ -23,6 +23,9 @@ void InitFds(Napi::Env env, Napi::Object exports);
 // testFilterProcess.
 void InitTestHooks(Napi::Env env, Napi::Object exports);
 
+// fsat.cc: the `fsat` object of *at() calls for the image unpacker (lib/images/unpack-worker.ts).
+void InitFsAt(Napi::Env env, Napi::Object exports);
+
 // addon.cc: the module's exports.
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 

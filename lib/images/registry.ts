@@ -131,10 +131,24 @@ export class Registry {
     if (res.status === 401 || res.status === 403) throw imageError('ERR_IMAGE_AUTH', step, `${where}: the registry refused the credentials (${res.status}): ${text}`, this.ref.canonical);
     if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `${where}: rate limited (429): ${text}`, this.ref.canonical);
     if (res.status === 404 && code === 'NAME_UNKNOWN') throw imageError('ERR_IMAGE_UNKNOWN', step, `${where}: no such repository: ${text}`, this.ref.canonical);
+    if (res.status === 404 && code === 'MANIFEST_UNKNOWN' && step === 'image.manifest' && !(await this.repositoryKnown())) {
+      throw imageError('ERR_IMAGE_UNKNOWN', step, `${where}: no such repository: ${text}`, this.ref.canonical);
+    }
     if (res.status === 404 && code === 'MANIFEST_UNKNOWN') throw imageError('ERR_IMAGE_TAG_UNKNOWN', step, `${this.ref.canonical}: no such tag or digest: ${text}`, this.ref.canonical);
     if (res.status === 404 && step === 'image.manifest') throw imageError('ERR_IMAGE_UNKNOWN', step, `${this.ref.canonical}: not found (404): ${text}`, this.ref.canonical);
     if (res.status === 404) throw imageError('ERR_IMAGE_BLOB_UNKNOWN', step, `${where}: ${rel} not found (404): ${text}`, this.ref.canonical);
     throw imageError('ERR_IMAGE_REGISTRY', step, `${where}: ${rel}: HTTP ${res.status}: ${text}`, this.ref.canonical);
+  }
+
+  /** Whether the repository exists (its tag list answers): tells an unknown image from an unknown tag. */
+  private async repositoryKnown(): Promise<boolean> {
+    try {
+      const res = await this.send(`${this.base}/tags/list`, {}, 'image.manifest');
+      await res.body?.cancel();
+      return res.status !== 404;
+    } catch {
+      return true;
+    }
   }
 
   private async token(p: Record<string, string>, step: string): Promise<void> {

@@ -132,9 +132,15 @@ class Layer {
       }
       let next = fsat.openat(fd, comps[i]!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
       if (next === -2 && create) {
-        // A parent the layer does not list: made as docker does (0755, root).
-        sys(fsat.mkdirat(fd, comps[i]!, 0o755), 'mkdirat', entry);
+        // A parent the layer does not list (a whiteout in a directory it leaves alone): made with
+        // the lower layers' mode and owner, else overlay would show this layer's over theirs.
+        const like = lowerDir(this.job.lowers, comps.slice(0, i + 1), entry);
+        sys(fsat.mkdirat(fd, comps[i]!, 0o700), 'mkdirat', entry);
         next = fsat.openat(fd, comps[i]!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+        if (next >= 0) {
+          if (!this.job.rootless) fs.fchownSync(next, like?.uid ?? 0, like?.gid ?? 0);
+          fs.fchmodSync(next, like ? like.mode & 0o7777 : 0o755);
+        }
       }
       if (next === -40 || next === -20) throw unsafe(entry, `goes through '${key}', which is a symlink or not a directory`);
       if (next === -2) return -1;
@@ -237,6 +243,18 @@ function findBelow(lowers: string[], comps: string[], entry: string): { dir: num
     if (found || stop) return found;
   }
   return null;
+}
+
+/** The mode and owner of the directory comps in the lower layers, if one has it. */
+function lowerDir(lowers: string[], comps: string[], entry: string): { mode: number; uid: number; gid: number } | null {
+  const hit = findBelow(lowers, comps, entry);
+  if (!hit) return null;
+  try {
+    const st = fsat.lstatat(hit.dir, hit.name);
+    return typeof st !== 'number' && (st.mode & S_IFMT) === S_IFDIR ? st : null;
+  } finally {
+    fs.closeSync(hit.dir);
+  }
 }
 
 /** Copies a lower layer's file (or symlink) into this layer at (dirfd, name): overlay cannot share an inode across layers. */

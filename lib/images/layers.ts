@@ -140,7 +140,10 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
         used += r.size;
       } catch (e) {
         fs.rmSync(tmp, { recursive: true, force: true });
-        if (e instanceof NsboxError || (e as Error).name === 'AbortError') throw e;
+        if ((e as Error).name === 'AbortError') throw e; // the verified blob stays for the next try
+        // A blob that does not unpack (hostile, corrupt, too large) is of no use to a retry.
+        fs.rmSync(partial, { force: true });
+        if (e instanceof NsboxError) throw e;
         throw fromSystemError(e, 'image.unpack', tmp);
       }
       fs.rmSync(partial, { force: true });

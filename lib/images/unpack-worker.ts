@@ -471,6 +471,18 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     const stages: NodeJS.ReadWriteStream[] = [];
     if (kind === 'gzip') stages.push(zlib.createGunzip());
     else if (kind === 'zstd') stages.push(zstdStream());
+    // An entry too large for what is left is refused as its header arrives: the async iterator
+    // below may only see the stream's end (a 10 GB header with no data behind it) otherwise.
+    let early: UnpackError | undefined;
+    extract.on('entry', (hdr) => {
+      const h = hdr as Header;
+      const pax = h.pax ?? null;
+      const declared = Number((pax && (pax['GNU.sparse.realsize'] ?? pax['GNU.sparse.size'])) ?? h.size ?? 0);
+      if (!early && layer.written + declared > job.budget) {
+        early = new UnpackError('ERR_IMAGE_TOO_LARGE', `the image unpacks to more than maxImageSize (${job.maxImageSize} bytes) at layer entry '${h.name}' (${declared} bytes)`, h.name);
+        extract.destroy(early);
+      }
+    });
     const feeding = pipeline(fs.createReadStream(job.blob, { highWaterMark: 1 << 20 }), ...(stages as [Transform]), meter, extract);
     const entries = (async () => {
       for await (const e of extract as unknown as AsyncIterable<AsyncIterable<Buffer> & { header: Header; resume(): void }>) {
@@ -479,6 +491,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
       }
     })();
     const [fed, done] = await Promise.allSettled([feeding, entries]);
+    if (early) throw early;
     if (done.status === 'rejected') throw done.reason;
     if (fed.status === 'rejected') throw fed.reason;
     // Directory times last: making entries inside a directory changes its mtime.

@@ -39,6 +39,7 @@ interface FsAt {
   fgetxattr(fd: number, name: string): Buffer | number;
   flistxattr(fd: number): string[] | number;
   syncfs(fd: number): number;
+  close(fd: number): number;
   constants: { O_PATH: number; O_DIRECTORY: number; O_NOFOLLOW: number };
 }
 
@@ -155,14 +156,14 @@ class Layer {
   forget(prefix: string): void {
     for (const [k, fd] of this.dirs) {
       if (k === prefix || k.startsWith(prefix + '/')) {
-        fs.closeSync(fd);
+        fsat.close(fd);
         this.dirs.delete(k);
       }
     }
   }
 
   dropAll(): void {
-    for (const fd of this.dirs.values()) fs.closeSync(fd);
+    for (const fd of this.dirs.values()) fsat.close(fd);
     this.dirs.clear();
   }
 
@@ -176,7 +177,7 @@ class Layer {
       try {
         for (const n of sys(fsat.readdirFd(fd), 'readdir', entry) as string[]) this.remove(fd, n, `${key}/${n}`, entry);
       } finally {
-        fs.closeSync(fd);
+        fsat.close(fd);
       }
       sys(fsat.unlinkat(dirfd, name, true), 'unlinkat', entry);
     } else {
@@ -191,7 +192,7 @@ function chmodNoFollow(dirfd: number, name: string, mode: number, entry: string)
   try {
     fs.chmodSync(`/proc/self/fd/${fd}`, mode);
   } finally {
-    fs.closeSync(fd);
+    fsat.close(fd);
   }
 }
 
@@ -225,7 +226,7 @@ function findBelow(lowers: string[], comps: string[], entry: string): { dir: num
           break;
         }
         if (i === comps.length - 1) {
-          found = { dir: fs.openSync(`/proc/self/fd/${fd}`, O_RDONLY | O_DIRECTORY), name: comps[i]! };
+          found = { dir: sys(fsat.openat(fd, '.', O_RDONLY | O_DIRECTORY, 0), 'openat', entry) as number, name: comps[i]! };
           break;
         }
         if (type !== S_IFDIR) {
@@ -233,12 +234,12 @@ function findBelow(lowers: string[], comps: string[], entry: string): { dir: num
           break;
         }
         const next = sys(fsat.openat(fd, comps[i]!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0), 'openat', entry) as number;
-        fs.closeSync(fd);
+        fsat.close(fd);
         fd = next;
         for (const x of ['trusted.overlay.opaque', 'user.overlay.opaque']) if (Buffer.isBuffer(fsat.fgetxattr(fd, x))) stop = true;
       }
     } finally {
-      fs.closeSync(fd);
+      fsat.close(fd);
     }
     if (found || stop) return found;
   }
@@ -253,7 +254,7 @@ function lowerDir(lowers: string[], comps: string[], entry: string): { mode: num
     const st = fsat.lstatat(hit.dir, hit.name);
     return typeof st !== 'number' && (st.mode & S_IFMT) === S_IFDIR ? st : null;
   } finally {
-    fs.closeSync(hit.dir);
+    fsat.close(hit.dir);
   }
 }
 
@@ -287,8 +288,8 @@ function copyUp(layer: Layer, src: { dir: number; name: string }, dirfd: number,
       }
     }
   } finally {
-    fs.closeSync(from);
-    fs.closeSync(to);
+    fsat.close(from);
+    fsat.close(to);
   }
   layer.copiedUp = true;
 }
@@ -353,7 +354,7 @@ async function entry(layer: Layer, h: Header, body: AsyncIterable<Buffer>): Prom
         fs.fchmodSync(fd, mode); // after chown, which clears setuid/setgid
         applyXattrs(layer, fd, pax, name);
       } finally {
-        fs.closeSync(fd);
+        fsat.close(fd);
       }
       break;
     }
@@ -384,7 +385,7 @@ async function entry(layer: Layer, h: Header, body: AsyncIterable<Buffer>): Prom
       try {
         copyUp(layer, below, parent, base, name);
       } finally {
-        fs.closeSync(below.dir);
+        fsat.close(below.dir);
       }
       break;
     }
@@ -505,7 +506,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
   } finally {
     layer.dropAll();
     extract.destroy();
-    fs.closeSync(root);
+    fsat.close(root);
   }
 }
 

@@ -184,6 +184,9 @@ Napi::Value LGetXattr(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::Copy(env, buf.data(), static_cast<size_t>(n));
 }
 
+// close(fd): for the fds openat gave (Node's fs warns when a worker closes an fd it did not open).
+Napi::Value Close(const Napi::CallbackInfo& info) { return Rc(info.Env(), close(I32(info, 0))); }
+
 // syncfs(fd): flushes the file system fd is on (one call for a whole unpacked layer).
 Napi::Value SyncFs(const Napi::CallbackInfo& info) { return Rc(info.Env(), syncfs(I32(info, 0))); }
 
@@ -211,6 +214,7 @@ void InitFsAt(Napi::Env env, Napi::Object exports) {
   o.Set("llistxattr", Napi::Function::New(env, LListXattr));
   o.Set("lgetxattr", Napi::Function::New(env, LGetXattr));
   o.Set("syncfs", Napi::Function::New(env, SyncFs));
+  o.Set("close", Napi::Function::New(env, Close));
   o.Set("flockNb", Napi::Function::New(env, FlockNb));
   Napi::Object k = Napi::Object::New(env);
   k.Set("O_PATH", Napi::Number::New(env, O_PATH));

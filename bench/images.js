@@ -47,12 +47,16 @@ async function main() {
         }),
       );
       if (h.have('podman')) {
-        const pod = ['--root', `${d}/podman`, '--runroot', `${d}/podman-run`, '--storage-driver', 'overlay'];
+        // podman refuses a runroot path longer than 50 characters.
+        const runroot = fs.mkdtempSync('/tmp/nbp-');
+        const pod = ['--root', `${d}/podman`, '--runroot', runroot, '--storage-driver', 'overlay'];
         try {
           rows.podman.push(await time(() => execFileSync('podman', [...pod, 'pull', '-q', '--tls-verify=false', ref], { stdio: ['ignore', 'ignore', 'pipe'] })));
           execFileSync('podman', [...pod, 'rmi', '-a', '-f'], { stdio: 'ignore' });
         } catch (e) {
           console.log(`podman failed: ${String(e.stderr).trim().split('\n').pop()}`);
+        } finally {
+          fs.rmSync(runroot, { recursive: true, force: true });
         }
       }
       fs.rmSync(d, { recursive: true, force: true });

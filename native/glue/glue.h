@@ -10,7 +10,7 @@
 namespace nsbox_glue {
 
 // watchers.cc: a Process (the pidfd watcher JS gets) that owns pidfd and status_fd (-1: none).
-Napi::Object NewProcess(int pidfd, int status_fd);
+Napi::Object NewProcess(Napi::Env env, int pidfd, int status_fd);
 // The result of finish_spawn as finishSpawn returns it: null (it runs) or the failure record.
 Napi::Value FinishResultValue(Napi::Env env, nsbox::FinishResult r, const nsbox::ErrorRecord& rec);
 // Process, finishSpawnAsync, cancelFinishSpawn, collectOutput, pidfdOpen.

@@ -19,6 +19,7 @@ import { abortError, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
 import { Launch } from './launch';
+import { acquireImage, acquireImageSync, applyImage, checkImageUserns, type ImageLease } from './images/run';
 
 /**
  * App containers of this process that are starting off the JS thread or running: while there are
@@ -383,7 +384,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
   const memfd = initFd();
   const init = o.init ? memfd : -1;
-  const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname }, userns);
+  const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs ?? (o.image ? `image ${o.image.ref}` : undefined), cwd: o.cwd, hostname: o.hostname }, userns);
   launch.childFds.push(memfd);
   const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0 };
   try {
@@ -571,9 +572,42 @@ export function launchPendingAsync(o: ResolvedAppOptions, background: boolean): 
   return launchAsync(o, true, background);
 }
 
+/**
+ * With `image`: the config's defaults applied to `o` and the container started by `go`, its layers
+ * leased until it is gone (released at once if the start fails: nothing is left).
+ */
+export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => T): T;
+export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => Promise<T>): Promise<T>;
+export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => T | Promise<T>): T | Promise<T> {
+  const held = (c: T): T => {
+    if (c instanceof Container) c.once('exit', () => lease.release());
+    return c;
+  };
+  let r: T | Promise<T>;
+  try {
+    applyImage(o, given, lease);
+    checkImageUserns(o.image!, resolveUserns(o.userns, o.user, 'userns') !== null, privileged());
+    r = go();
+  } catch (e) {
+    lease.release();
+    throw e;
+  }
+  if (r instanceof Promise) {
+    return r.then(held, (e: unknown) => {
+      lease.release();
+      throw e;
+    });
+  }
+  return held(r);
+}
+
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
 export function spawn(options: AppOptions): Container {
-  return start(resolveAppOptions(options));
+  const o = resolveAppOptions(options);
+  if (!o.image) return start(o);
+  // spawn() is synchronous: the image must be in the store already (pull() it, or use run()).
+  if (o.signal?.aborted) throw abortError(o.signal);
+  return withImageLease(o, options, acquireImageSync(o.image, 'spawn()'), () => start(o));
 }
 
 export interface RunResultWithCounts extends RunResult {
@@ -590,7 +624,7 @@ export async function run(options: AppOptions): Promise<RunResultWithCounts> {
     if (o.input === undefined) o.stdinEmpty = true;
     o.collectOutput = true;
   }
-  const c = await startAsync(o);
+  const c = o.image ? await withImageLease(o, options, await acquireImage(o.image, o.signal), () => startAsync(o)) : await startAsync(o);
   if (c.stdin) {
     c.stdin.on('error', () => {
       /* EPIPE when the command exits without reading all input: not an error of the run */

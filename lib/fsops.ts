@@ -10,6 +10,24 @@ import { NsboxError, fromSystemError } from './errors';
 import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
+import { mergedRootMode } from './images/merged';
+import { kindInRoot, resolveInRoot, resolveInSource, type RootSource } from './root-walk';
+
+export { kindInRoot, resolveInRoot, resolveInSource, type RootSource };
+
+/** How a root source is named in errors. */
+function shownSource(src: RootSource): string {
+  return 'dir' in src ? src.dir : `image ${src.ref}`;
+}
+
+/** The lowerdir= option of an overlay over the root source (top-most layer first, each escaped). */
+function lowerOf(src: RootSource): string {
+  if ('dir' in src) return `lowerdir=${overlayPath(src.dir)}`;
+  return `lowerdir=${[...src.layers].reverse().map(overlayPath).join(':')}${src.xattrs === 'user' ? ',userxattr' : ''}`;
+}
+
+/** The tmpfs behind a throw-away upper layer that holds only the made mount points. */
+export const POINTS_TMPFS = 'mode=0700,size=4m,nr_inodes=8192';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -100,94 +118,16 @@ function hostProcEntries(): Set<string> {
   return procEntriesCache;
 }
 
-/** O_PATH (not in fs.constants): an fd that names a file without opening it (same on x86_64 and arm64). */
-const O_PATH = 0o10000000;
-/** What one resolveInRoot may cost: components looked at, links followed (the kernel's own limit). */
-const RESOLVE_BUDGET = { components: 256, links: 40 };
-
 /**
- * A container path resolved in a rootfs on the host the way the child resolves it
- * (RESOLVE_IN_ROOT: a symlink is followed as a path inside the rootfs, ".." stops at its top): the
- * real directories it goes through (`at`, from the rootfs's top, with their modes), then either
- * what the last one is (`kind`: 'dir' or 'other') or, where a component is missing, the rest of the
- * path from it on (`rest`, its first name the missing one). `rest` is null where the walk cannot go
- * on (a component that is no directory, a loop, a "." or ".." after a missing name, more than
- * RESOLVE_BUDGET). Only a hint for planning: the rootfs can change before the child runs, which
- * then finds out for itself.
- *
- * The rootfs is hostile and may change while this runs (a writable run of the same image): every
- * component is opened O_PATH | O_NOFOLLOW relative to the fd of the directory before it (through
- * /proc/self/fd/N), so a directory swapped for a link after it was looked at is never followed on
- * the host: nothing of the host (a link's text, a directory's mode) ends up in the plan. The budget
- * bounds what an image can make this cost on Node's thread.
+ * A root that is always an overlay: its upper and work directories under the host directory `dir`,
+ * which is a fresh tmpfs mounted with the options `tmpfs` (thrown away with the mount namespace),
+ * or, with `tmpfs: null`, a host directory that keeps the writes (a machine's persistent upper).
+ * Its ops are named `step`.
  */
-export function resolveInRoot(rootfs: string, target: string): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | null; rest: string[] | null } {
-  let todo = target.split('/').filter(Boolean);
-  const at: { name: string; mode: number }[] = [];
-  let root: number;
-  try {
-    root = fs.openSync(rootfs, O_PATH | fs.constants.O_DIRECTORY);
-  } catch {
-    return { at, kind: null, rest: null };
-  }
-  const fds: number[] = []; // fds[i]: the directory at[i]
-  const dirFd = (): number => (fds.length ? fds[fds.length - 1]! : root);
-  const popTo = (n: number): void => {
-    while (fds.length > n) fs.closeSync(fds.pop()!);
-    at.length = n;
-  };
-  let links = 0;
-  let seen = 0;
-  try {
-    while (todo.length) {
-      if (++seen > RESOLVE_BUDGET.components) return { at, kind: null, rest: null };
-      const c = todo.shift()!;
-      if (c === '.') continue;
-      if (c === '..') {
-        popTo(Math.max(0, at.length - 1));
-        continue;
-      }
-      const p = `/proc/self/fd/${dirFd()}/${c}`;
-      let fd: number;
-      try {
-        fd = fs.openSync(p, O_PATH | fs.constants.O_NOFOLLOW);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return { at, kind: null, rest: null };
-        const rest = [c, ...todo];
-        return { at, kind: null, rest: rest.some((r) => r === '.' || r === '..') ? null : rest };
-      }
-      const st = fs.fstatSync(fd);
-      if (st.isSymbolicLink()) {
-        let link: string | undefined;
-        try {
-          // The link's own text (readlink never follows the last component), read in its directory.
-          link = fs.readlinkSync(p);
-        } catch {
-          link = undefined;
-        }
-        fs.closeSync(fd);
-        if (link === undefined || ++links > RESOLVE_BUDGET.links) return { at, kind: null, rest: null };
-        if (link.startsWith('/')) popTo(0);
-        todo = [...link.split('/').filter(Boolean), ...todo];
-        continue;
-      }
-      if (!st.isDirectory()) {
-        fs.closeSync(fd);
-        return todo.length ? { at, kind: null, rest: null } : { at, kind: 'other', rest: null };
-      }
-      fds.push(fd);
-      at.push({ name: c, mode: st.mode & 0o7777 });
-    }
-    return { at, kind: 'dir', rest: null };
-  } finally {
-    for (const fd of fds) fs.closeSync(fd);
-    fs.closeSync(root);
-  }
-}
-
-/** What a container path is in a rootfs (resolveInRoot): 'dir', 'other', or null where it is missing. */
-export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
-  return resolveInRoot(rootfs, target).kind;
+export interface OverlayRoot {
+  dir: string;
+  step: string;
+  tmpfs: string | null;
 }
 
 /** A mount point the plan would make in the rootfs itself (not under a mount of its own). */
@@ -209,7 +149,7 @@ export class OpList {
   /** Container paths a mount is planned on so far: a mount point under one is made in that mount. */
   private readonly mounted: string[] = [];
   /** The rootfs whose root ops wait for finishRoot (deferRoot), and the points made in it. */
-  private deferred: { rootfs: string; writable: string | null; always?: { dir: string; step: string } } | undefined;
+  private deferred: { src: RootSource; writable: string | null; always?: OverlayRoot } | undefined;
   private readonly points: RootPoint[] = [];
 
   constructor(private readonly staging: string) {}
@@ -244,8 +184,8 @@ export class OpList {
    * `writable` as the remedy in the message. `always`: the overlay whatever is missing (an
    * ephemeral machine's root), its tmpfs at the host directory `dir`, its ops named `step`.
    */
-  deferRoot(rootfs: string, writable: string | null, always?: { dir: string; step: string }): void {
-    this.deferred = { rootfs, writable, always };
+  deferRoot(rootfs: string | RootSource, writable: string | null, always?: OverlayRoot): void {
+    this.deferred = { src: typeof rootfs === 'string' ? { dir: rootfs } : rootfs, writable, always };
   }
 
   /**
@@ -262,7 +202,7 @@ export class OpList {
    * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
    * then fails with its true error.
    */
-  private upperPoints(rootfs: string, upper: string, step: string): void {
+  private upperPoints(src: RootSource, upper: string, step: string): void {
     const done = new Set<string>();
     const mk = (p: string, mode: number): void => {
       if (done.has(p)) return;
@@ -270,7 +210,7 @@ export class OpList {
       this.hostMkdir(p, step, mode);
     };
     for (const pt of this.points) {
-      const r = resolveInRoot(rootfs, pt.path);
+      const r = resolveInSource(src, pt.path);
       if (r.kind !== null || r.rest === null) continue;
       let cur = upper;
       for (const a of r.at) mk((cur += '/' + a.name), a.mode);
@@ -298,7 +238,7 @@ export class OpList {
     this.deferred = undefined;
     const K = this.K;
     // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
-    const missing = this.points.find((p) => kindInRoot(d.rootfs, p.path) === null);
+    const missing = this.points.find((p) => resolveInSource(d.src, p.path).kind === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
     if (!missing && !d.always) {
@@ -311,14 +251,14 @@ export class OpList {
         this.meta.splice(i, 1);
       }
       n = this.ops.length;
-      this.rootBind(d.rootfs);
+      this.rootBind((d.src as { dir: string }).dir);
       if (readonly) this.remount('/', K.MS_BIND! | K.MS_RDONLY!, 'rootfs.readonly');
       mode = 'bind';
     } else {
       if (d.writable !== null && !d.always) {
         throw new NsboxError({
           code: 'ENOENT', errno: os.constants.errno.ENOENT, syscall: 'stat', step: 'mount.target', path: missing!.path,
-          message: `mount point ${missing!.path} is missing from the rootfs ${d.rootfs}, and a writable root is never written to make one: ` +
+          message: `mount point ${missing!.path} is missing from the rootfs ${shownSource(d.src)}, and a writable root is never written to make one: ` +
             `create it in the rootfs, or ${d.writable} (step mount.target)`,
         });
       }
@@ -328,12 +268,21 @@ export class OpList {
       // namespace only: thrown away with it. The overlay's root takes its mode from the upper
       // directory: give it the rootfs's.
       const dir = d.always?.dir ?? this.staging;
-      // Bounded: it holds only the made points (directories and empty files).
-      this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700,size=4m,nr_inodes=8192', scaffold);
-      this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
+      // Bounded: by default it holds only the made points (directories and empty files). A
+      // persistent upper (tmpfs: null) is a host directory that exists already.
+      const tmpfs = d.always ? d.always.tmpfs : POINTS_TMPFS;
+      if (tmpfs !== null) this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, tmpfs, scaffold);
+      this.hostMkdir(dir + '/upper', scaffold, 'dir' in d.src ? fs.statSync(d.src.dir).mode & 0o7777 : mergedRootMode({ top: [...d.src.layers].reverse(), xattrs: d.src.xattrs }));
       this.hostMkdir(dir + '/work', scaffold);
-      this.upperPoints(d.rootfs, dir + '/upper', scaffold);
-      this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
+      this.upperPoints(d.src, dir + '/upper', scaffold);
+      const data = `${lowerOf(d.src)},upperdir=${overlayPath(dir + '/upper')},workdir=${overlayPath(dir + '/work')}`;
+      if (data.length > 4095) {
+        throw new NsboxError({
+          code: 'E2BIG', errno: os.constants.errno.E2BIG, syscall: 'mount', step: scaffold, path: shownSource(d.src),
+          message: `the overlay of ${shownSource(d.src)} needs ${data.length} bytes of mount options, more than a page (4095): too many layers or too long a store path (step ${scaffold})`,
+        });
+      }
+      this.mount('overlay', '/', 'overlay', NODEV, data, scaffold, shownSource(d.src));
       mode = 'overlay';
     }
     // The root's ops were pushed last: they go first.
@@ -452,6 +401,16 @@ export function checkRootfs(rootfs: string): void {
   if (!st.isDirectory()) throw new NsboxError({ code: 'ENOTDIR', syscall: 'stat', step: 'rootfs', path: rootfs });
 }
 
+/** An image's layers as a root source. */
+export function imageSource(img: { ref: string; layers: string[]; xattrs: 'trusted' | 'user' }): RootSource {
+  return { layers: img.layers, xattrs: img.xattrs, ref: img.ref };
+}
+
+/** The tmpfs of a throw-away upper layer that takes a container's writes (rootSize bytes). */
+function upperTmpfs(size: number): string {
+  return `mode=0700,size=${size},nr_inodes=${Math.max(8192, Math.floor(size / 4096))}`;
+}
+
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
 export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false): OpList {
   const K = native().constants;
@@ -459,7 +418,13 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
 
   // 1. The root.
-  if (o.rootfs !== undefined) {
+  if (o.image) {
+    // An image: always an overlay of its layers, never written (every write and every missing
+    // mount point goes to the upper layer on a fresh tmpfs of this mount namespace): capped at 4 MiB
+    // when read-only (it holds only the made points), at rootSize when the container writes.
+    L.deferRoot(imageSource(o.image), null, { dir: staging, step: 'rootfs.overlay', tmpfs: o.readonly ? POINTS_TMPFS : upperTmpfs(o.image.rootSize) });
+    if (o.image.makeCwd) L.mkdirs(o.cwd, 'rootfs.workdir');
+  } else if (o.rootfs !== undefined) {
     checkRootfs(o.rootfs);
     L.deferRoot(o.rootfs, o.readonly ? null : 'run it read-only (readonly: true)');
   } else {
@@ -488,13 +453,13 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   }
 
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
-  userMountOps(L, o.mounts, o.rootfs);
+  userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
 
   // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
   //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
   //    point above could still be made. Non-recursive: the mounts on top keep their own flags.
   const root = L.finishRoot(o.readonly);
-  if (o.readonly && root !== 'bind') L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
+  if (o.readonly && root !== 'bind') L.remount('/', K.MS_BIND! | RDONLY | (o.image ? NODEV : o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
   return L;
 }
 
@@ -677,11 +642,19 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   const K = native().constants;
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
-  checkRootfs(o.rootfs);
-  // Ephemeral: an overlay whose upper layer lives on a tmpfs that exists only in the machine's
-  // mount namespace, thrown away with the machine (the missing mount points are made in it, as for
-  // an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
-  L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay' } : undefined);
+  if (o.image) {
+    // An image: an overlay of its layers, never written. Ephemeral: the upper layer on a tmpfs of
+    // the machine's mount namespace (capped like a writable app root); otherwise a directory in the
+    // machine's state (<stateDir>/<name>/root), which keeps its writes until destroy().
+    const src = imageSource(o.image);
+    L.deferRoot(src, null, o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: upperTmpfs(o.image.rootSize) } : { dir: o.image.upper!, step: 'rootfs.overlay', tmpfs: null });
+  } else {
+    checkRootfs(o.rootfs!);
+    // Ephemeral: an overlay whose upper layer lives on a tmpfs that exists only in the machine's
+    // mount namespace, thrown away with the machine (the missing mount points are made in it, as
+    // for an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
+    L.deferRoot(o.rootfs!, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: POINTS_TMPFS } : undefined);
+  }
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
@@ -702,7 +675,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   L.mkdir('/run/host', 0o755, 'mount.run');
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
-  userMountOps(L, o.mounts, o.rootfs);
+  userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
   L.finishRoot(false);
   return L;
 }
@@ -743,7 +716,7 @@ export function forgetFsOps(meta: OpMeta[]): void {
 export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.

@@ -1,7 +1,6 @@
 // machine.ts: the machine profile. A long-lived container with its own PID 1 (the bundled init or
 // the distribution's, systemd included) that outlives the Node process that started it. Its state
 // lives in <stateDir>/<name>/state.json, so any later process finds it with Machine.get().
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
@@ -9,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Container, PTY_PENDING, type RunResultWithCounts } from './app';
 import { abortError, signalNumber } from './util';
-import { ContainerCgroup, detectCgroupHost, killAndRemoveSync, requireControllers } from './cgroup';
+import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativeProcess } from './native';
 import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
@@ -22,12 +21,16 @@ import {
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, StdioRelay } from './stdio';
 import { terminalType } from './env';
-import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf, withLock } from './lease';
+import { ownerOf, withLock } from './lease';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
-import type { IdMapEntry, NetworkMode, Stats, StdioMode } from './types';
+import type { Stats, StdioMode } from './types';
 import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
+import { abandoned, claimName, machineCgroupName, openLive, readState, reclaimAbandoned, STATE_LOCK, writeAtomic, type StateFile } from './machine-state';
+import { acquireImage, checkImageUserns, type ImageLease } from './images/run';
+import { imageEnv, runConfig } from './images/config';
+import { defaultStoreDir, pinForOwner, Store, unpinOwner } from './images/store';
 
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
@@ -38,73 +41,14 @@ export interface MachineInfo {
   name: string;
   pid: number;
   state: MachineState;
+  /** The rootfs directory; for a machine of an image, `image <ref>`. */
   rootfs: string;
+  /** The image reference a machine was started from, if any. */
+  image?: string;
   init: 'builtin' | string[];
   ephemeral: boolean;
   createdAt: string;
   cgroup: string | null;
-}
-
-interface StateFile {
-  version: 1;
-  name: string;
-  pid: number;
-  startTime: string;
-  cgroup: string | null;
-  rootfs: string;
-  init: 'builtin' | string[];
-  ephemeral: boolean;
-  hostname: string;
-  network: NetworkMode;
-  haltSignal: number;
-  capsKeep: string;
-  /** The machine's seccomp option as given ('none' when off), re-resolved for every exec. */
-  seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
-  createdAt: string;
-  stopped?: boolean;
-  /** The machine has its own user namespace (exec joins it too), with these maps. */
-  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
-  /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
-  net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
-}
-
-/**
- * Replaces the file atomically (a reader in another process sees the old or the new state, never a
- * torn one). No fsync: a machine does not outlive its host, so after a crash of the host the state
- * describes a dead PID 1 either way, and an unreadable or missing state is treated as stale
- * (readState, claimName). The two fsyncs cost about 0.4 ms per write on an ext4 /run.
- */
-function writeAtomic(file: string, data: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, data);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-}
-
-function readState(dir: string): StateFile | undefined {
-  try {
-    const s = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as StateFile;
-    return s.version === 1 ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Is the PID 1 recorded in the state still that same process? Returns a live handle when it is. */
-function openLive(s: StateFile): NativeProcess | null {
-  if (s.stopped) return null;
-  const p = native().pidfdOpen(s.pid);
-  if (typeof p === 'number') return null;
-  // Opened first, checked second: if the start time still matches, the pidfd refers to the machine.
-  if (startTimeOf(s.pid) !== s.startTime || p.exited()) {
-    p.unref();
-    return null;
-  }
-  return p;
 }
 
 /** Does the rootfs's init look like systemd (for the halt signal and readiness)? */
@@ -152,6 +96,25 @@ export class Machine {
   /** Starts a machine. Resolves once its PID 1 runs (or, with `waitReady`, once it is up). */
   static async start(options: MachineOptions): Promise<Machine> {
     const o = resolveMachineOptions(options);
+    // An image is leased by this process until PID 1 holds a lease of its own (below).
+    const lease: ImageLease | null = o.image ? await acquireImage(o.image) : null;
+    try {
+      return await Machine.#start(o, options, lease);
+    } finally {
+      lease?.release();
+    }
+  }
+
+  static async #start(o: ReturnType<typeof resolveMachineOptions>, options: MachineOptions, lease: ImageLease | null): Promise<Machine> {
+    if (o.image && lease) {
+      o.image.layers = lease.layers;
+      o.image.xattrs = lease.xattrs;
+      // The image's Env under the caller's env (PID 1's environment).
+      const explicit = (options.env ?? {}) as Record<string, string>;
+      const env: Record<string, string> = { ...imageEnv(runConfig(lease.config)) };
+      for (const [k, v] of Object.entries(o.env)) if (k in explicit || env[k] === undefined) env[k] = v;
+      o.env = env;
+    }
     const host = detectCgroupHost();
     if (o.limits) requireControllers(o.limits, host);
     const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
@@ -161,6 +124,7 @@ export class Machine {
     // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
+    if (o.image) checkImageUserns(o.image, userns !== null, privileged());
     try {
       fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     } catch (e) {
@@ -171,7 +135,10 @@ export class Machine {
 
     let cgroup: ContainerCgroup | null = null;
     // The fds, and the record context, of the start (the plan comes once the rest is known).
-    const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: o.rootfs, cwd: '/', hostname: o.hostname }, userns);
+    const shownRoot = o.rootfs ?? `image ${o.image!.ref}`;
+    const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: shownRoot, cwd: '/', hostname: o.hostname }, userns);
+    /** PID 1's own lease of the image's layers, once written. */
+    let ownerLease: string | null = null;
     let netw: NetworkSetup | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
     let spawned: NativeProcess | null = null;
@@ -179,8 +146,13 @@ export class Machine {
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
+      if (o.image && !o.ephemeral) {
+        // The persistent upper layer: <stateDir>/<name>/root/{upper,work}, made by the child.
+        o.image.upper = path.join(dir, 'root');
+        fs.mkdirSync(o.image.upper, { mode: 0o700 });
+      }
       if (o.bridge) {
-        checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
+        if (o.rootfs !== undefined) checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
         netw = setupNetwork(o.bridge, o.hostname);
       }
       const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch, userns !== null);
@@ -191,7 +163,8 @@ export class Machine {
       const memfd = initFd();
       launch.childFds.push(memfd);
       const builtin = o.init === 'builtin';
-      const systemd = !builtin && isSystemd(o.rootfs, o.init as string[]);
+      // (A machine of an image: judged by init's name only; its links are not followed on the host.)
+      const systemd = !builtin && (o.rootfs !== undefined ? isSystemd(o.rootfs, o.init as string[]) : /systemd/.test((o.init as string[])[0]!));
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
       const env: Record<string, string> = { container: 'nsbox', ...o.env };
       if (o.env.PATH === undefined) env.PATH = DEFAULT_PATH;
@@ -218,7 +191,7 @@ export class Machine {
         pid: res.pid,
         startTime: startTime ?? '',
         cgroup: cgroup ? cgroup.path : null,
-        rootfs: o.rootfs,
+        rootfs: shownRoot,
         init: o.init,
         ephemeral: o.ephemeral,
         hostname: o.hostname,
@@ -229,6 +202,13 @@ export class Machine {
         createdAt: new Date().toISOString(),
         ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow', ...(userns.lease ? { lease: userns.lease } : {}) } } : {}),
       };
+      if (o.image && lease) {
+        // The layers are PID 1's to hold from now on, judged by its pid and start time: a
+        // pruneImages from any process keeps them while the machine runs, whoever started it.
+        const keys = lease.layers.map((l) => path.basename(path.dirname(l)));
+        ownerLease = pinForOwner(new Store(o.image.storeDir ?? defaultStoreDir()), { pid: res.pid, start: startTime }, keys);
+        state.image = { ref: o.image.ref, digest: lease.digest, lease: ownerLease, env: imageEnv(runConfig(lease.config)) };
+      }
       if (netw) {
         // The lease belongs to PID 1 from now on: it outlives this process with the machine.
         netw.adopt(res.pid);
@@ -278,6 +258,8 @@ export class Machine {
       }
       netw?.release();
       if (userns?.lease && userns.owner) releaseIdRange(userns.lease, userns.owner);
+      // PID 1 is gone (killed and reaped above): its image lease goes with it.
+      if (ownerLease) unpinOwner(ownerLease);
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
     }
@@ -304,6 +286,7 @@ export class Machine {
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
+      if (s.image) unpinOwner(s.image.lease);
       if (!same()) return Machine.get(name, opts);
       try {
         writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
@@ -351,7 +334,7 @@ export class Machine {
 
   async info(): Promise<MachineInfo> {
     const s = this.#state;
-    return { name: s.name, pid: s.pid, state: await this.state(), rootfs: s.rootfs, init: s.init, ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup };
+    return { name: s.name, pid: s.pid, state: await this.state(), rootfs: s.rootfs, ...(s.image ? { image: s.image.ref } : {}), init: s.init, ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup };
   }
 
   async state(): Promise<MachineState> {
@@ -383,8 +366,9 @@ export class Machine {
     const tty = options.tty === undefined ? false : options.tty === true ? true : options.tty === false ? false : (() => { throw invalidType('tty', 'of type boolean', options.tty); })();
     const stdio: StdioMode = options.stdio ?? 'pipe';
     if (!['pipe', 'inherit', 'ignore'].includes(stdio)) throw invalidValue('stdio', stdio, "must be one of 'pipe', 'inherit', 'ignore'");
-    const env = checkEnv('env', options.env ?? {});
-    if (options.env?.HOME === undefined) env.HOME = '/root';
+    // A machine of an image: its Env is under every exec's env too (as docker exec has it).
+    const env = checkEnv('env', { ...(this.#state.image?.env ?? {}), ...(options.env ?? {}) });
+    if (options.env?.HOME === undefined && this.#state.image?.env?.HOME === undefined) env.HOME = '/root';
     if (tty && env.TERM === undefined) env.TERM = terminalType();
     const cwd = options.cwd === undefined ? '/' : checkAbsolutePath('cwd', options.cwd);
     const user = options.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', options.user);
@@ -644,6 +628,7 @@ export class Machine {
     this.#net?.release();
     if (this.#state.net) releaseLease(this.#state.net.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, { pid: this.#state.pid, start: this.#state.startTime });
+    if (this.#state.image) unpinOwner(this.#state.image.lease);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));
@@ -673,126 +658,3 @@ function readOr(file: string): string {
     return '';
   }
 }
-
-/** The lock file of a state directory (not a machine name: NAME_RE starts with [a-z0-9]). */
-const STATE_LOCK = '.lock';
-/** Who is starting the machine, written right after its name is taken (a lease, lib/lease.ts). */
-const CLAIM = 'claim.json';
-
-/** Machine names are unique per state directory; the cgroup name carries both. */
-function machineCgroupName(stateDir: string, name: string): string {
-  // The directory's real path: the same state directory reached through a link names the same
-  // cgroup (an abandoned start listed through an alias must be found, not its PID 1 orphaned).
-  let real = stateDir;
-  try {
-    real = fs.realpathSync(stateDir);
-  } catch {
-    /* not there (yet): as given */
-  }
-  const sd = createHash('sha256').update(real).digest('hex').slice(0, 8);
-  return `m-${sd}-${name}`;
-}
-
-/**
- * A name taken by a start that never wrote the state: its Node process is provably gone (the claim's
- * pid and start time, as leases are judged), or, without a claim (a crash between the mkdir and the
- * claim's write), the directory is older than 10 s. Call with the state directory's lock held.
- */
-function abandoned(dir: string): 'claimed' | 'empty' | false {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(dir);
-  } catch {
-    return false; // gone meanwhile
-  }
-  // Only a directory a start made: never a link, a file, or a directory with anything else in it
-  // (a state directory may hold what is not a machine: nsbox's own net/userns/etc under /run/nsbox,
-  // or a caller's files: Machine.list() must not remove them).
-  if (!st.isDirectory() || fs.existsSync(path.join(dir, 'state.json'))) return false;
-  const claim = readLease(path.join(dir, CLAIM));
-  if (claim) {
-    // Judged only where every pid of the host is visible: from another pid namespace a host
-    // process's claim looks dead while its start goes on.
-    if (nestedPidns()) return false;
-    return leaseLive(claim) ? false : 'claimed';
-  }
-  // No claim: a crash between the mkdir and the claim's write leaves an empty directory.
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(dir);
-  } catch {
-    return false;
-  }
-  return entries.length === 0 && Date.now() - st.mtimeMs >= 10000 ? 'empty' : false;
-}
-
-/**
- * Removes what an abandoned start left (see abandoned): its PID 1 may have gone on without its Node
- * process (machines have no parent-death signal), so everything in the machine's cgroup is killed
- * first, then the cgroup and the directory go. Its address and id range leases name the dead Node
- * process: the next allocation reclaims them (network.ts reclaimStale, userns.ts liveLeases).
- * Call with the state directory's lock held.
- */
-function reclaimAbandoned(stateDir: string, name: string, how: 'claimed' | 'empty'): void {
-  const dir = path.join(stateDir, name);
-  if (how === 'empty') {
-    // Not recursive: if anything appeared in it meanwhile, it is not an abandoned start's.
-    try {
-      fs.rmdirSync(dir);
-    } catch {
-      /* not empty, or gone */
-    }
-    return;
-  }
-  const base = detectCgroupHost().base;
-  if (base) killAndRemoveSync(path.join(base, machineCgroupName(stateDir, name)));
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
-/**
- * Takes the name atomically (mkdir) and records who took it (CLAIM); a stale entry (PID 1 gone or its
- * pid reused) or an abandoned start is cleared first. Call with the state directory's lock held.
- */
-function claimName(stateDir: string, name: string): void {
-  const dir = path.join(stateDir, name);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.mkdirSync(dir, { mode: 0o700 });
-      try {
-        fs.writeFileSync(path.join(dir, CLAIM), JSON.stringify(ownerOf(process.pid)), { mode: 0o600 });
-      } catch (e) {
-        fs.rmSync(dir, { recursive: true, force: true });
-        throw fromSystemError(e, 'machine.state', path.join(dir, CLAIM));
-      }
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e instanceof NsboxError ? e : fromSystemError(e, 'machine.state', dir);
-    }
-    const s = readState(dir);
-    let how: ReturnType<typeof abandoned>;
-    const exists = (why: string): NsboxError =>
-      new NsboxError({ code: 'EEXIST', syscall: 'mkdir', step: 'machine.name', path: dir, message: `${why} (step machine.name)` });
-    if (s) {
-      const live = openLive(s);
-      if (live) {
-        live.unref();
-        throw exists(`a machine named '${name}' already exists`);
-      }
-      if (s.stopped) throw exists(`a stopped machine named '${name}' exists; destroy() it first`);
-      // Stale: PID 1 died (or its pid was reused) without a stop. Clean up what it left.
-      if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
-      if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
-      if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
-    } else if ((how = abandoned(dir))) {
-      reclaimAbandoned(stateDir, name, how);
-      continue;
-    } else {
-      // No state yet: another process is between taking the name and writing the state.
-      throw exists(`a machine named '${name}' is being started`);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  throw new NsboxError({ code: 'EEXIST', step: 'machine.name', path: dir });
-}
-
-

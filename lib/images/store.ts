@@ -277,3 +277,30 @@ export function collect(store: Store, partials: boolean): { layers: string[]; bl
   }
   return out;
 }
+
+/**
+ * A lease owned by another process than this one (a machine's PID 1, judged by its pid and start
+ * time like every lease): removeImage/pruneImages keep the layers while it runs, whichever process
+ * started it and whether that process still runs. Returns the lease's path.
+ */
+export function pinForOwner(store: Store, owner: LeaseOwner, keys: string[]): string {
+  const file = path.join(store.dir, 'leases', `m-${owner.pid}-${owner.start}.json`);
+  store.locked(() => {
+    const tmp = `${file}.tmp-${process.pid}`;
+    try {
+      fs.writeFileSync(tmp, JSON.stringify({ pid: owner.pid, start: owner.start, layers: keys }), { mode: 0o600 });
+      fs.renameSync(tmp, file);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw fromSystemError(e, 'image.lease', file);
+    }
+  });
+  return file;
+}
+
+/** Removes a lease of pinForOwner once its owner is gone (one whose owner still runs stays). */
+export function unpinOwner(file: string): void {
+  const l = readLease<LeaseOwner>(file);
+  if (l && leaseLive(l)) return;
+  fs.rmSync(file, { force: true });
+}

@@ -105,6 +105,9 @@ const sample = {
   '--state-dir': '/tmp/nsbox-flags-test',
   '--init': 'builtin',
   '--signal': 'TERM',
+  '--pull': 'never',
+  '--entrypoint': '/bin/sh',
+  '--store': '/tmp/nsbox-flags-store',
 };
 
 /** Every flag of `spec` once (but --help), with a valid value. */

@@ -274,3 +274,39 @@ t.test('failures leave nothing: a command not found, a bad User, userns as root'
   t.equal(countCgroups(), cg, 'no cgroup left');
   t.same(h.leftovers(store), [], 'no temporaries in the store');
 });
+
+t.test('CLI: nsbox pull, images --json, run IMAGE [COMMAND...], image import, rmi, image prune', { skip }, async (t) => {
+  const { spawnSync } = require('node:child_process');
+  const bin = path.join(__dirname, '..', 'bin', 'nsbox.js');
+  const cliStore = path.join(scratch, 'cli-store');
+  const nsbox = (args) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120000 });
+  const p = nsbox(['pull', '--store', cliStore, ref]);
+  t.equal(p.status, 0, p.stderr);
+  t.match(p.stdout, /^[0-9a-f]{12}: done\n/m, 'a plain line per layer (no tty)');
+  t.match(p.stdout, new RegExp(`${ref.replace(/[.]/g, '\\.')} sha256:[0-9a-f]{64}\\n$`));
+  const ls = nsbox(['images', '--store', cliStore, '--json']);
+  t.equal(ls.status, 0);
+  t.same(JSON.parse(ls.stdout).map((i) => [i.ref, i.layers]), [[ref, 2]]);
+  const r = nsbox(['run', '--store', cliStore, '--env', 'EXTRA=cli', ref]);
+  t.equal(r.stdout, 'hello|cli|/home/app|/work/here|1234:2345:2345 3456\n', r.stderr);
+  t.equal(r.status, 0);
+  const r2 = nsbox(['run', '--store', cliStore, '--user', '0:0', ref, 'exit 3']);
+  t.equal(r2.status, 3, 'the command after IMAGE (flags after it are its own)');
+  const r3 = nsbox(['run', '--store', cliStore, '--entrypoint', '/bin/echo', ref, '-n', 'x']);
+  t.equal(r3.stdout, 'x');
+  const never = nsbox(['run', '--store', path.join(scratch, 'empty-store'), '--pull', 'never', ref]);
+  t.equal(never.status, 125);
+  t.match(never.stderr, /ERR_IMAGE_UNKNOWN/);
+  // import: the umoci layout of the test image under a tag of its own.
+  const layout = path.join(scratch, 'umoci', 'layout');
+  const imp = nsbox(['image', 'import', '--store', cliStore, '--tag', 'local/imported:1', layout]);
+  t.equal(imp.status, 0, imp.stderr);
+  const ri = nsbox(['run', '--store', cliStore, '--pull', 'never', 'local/imported:1', 'echo imported']);
+  t.equal(ri.stdout, 'imported\n', ri.stderr);
+  t.equal(nsbox(['rmi', '--store', cliStore, ref]).status, 0);
+  t.equal(nsbox(['rmi', '--store', cliStore, 'local/imported:1']).status, 0);
+  const pr = nsbox(['image', 'prune', '--store', cliStore]);
+  t.equal(pr.status, 0);
+  t.same(JSON.parse(nsbox(['images', '--store', cliStore, '--json']).stdout), []);
+  t.same(fs.readdirSync(path.join(cliStore, 'layers')), [], 'every layer removed');
+});

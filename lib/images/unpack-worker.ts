@@ -107,7 +107,8 @@ class Layer {
   private readonly dirs = new Map<string, number>();
   readonly dirTimes: Array<[string[], number]> = [];
   written = 0;
-  copiedUp = false;
+  /** Set when what this layer holds depends on the layers under it (a copied-up hard link, a directory made like a lower one). */
+  dependsOnLowers = false;
 
   constructor(
     readonly root: number,
@@ -136,6 +137,9 @@ class Layer {
         // A parent the layer does not list (a whiteout in a directory it leaves alone): made with
         // the lower layers' mode and owner, else overlay would show this layer's over theirs.
         const like = lowerDir(this.job.lowers, comps.slice(0, i + 1), entry);
+        // Its mode and owner come from the layers under this one (or are 0755 root without
+        // one): the layer can no longer be shared by diff ID with an image whose lowers differ.
+        this.dependsOnLowers = true;
         sys(fsat.mkdirat(fd, comps[i]!, 0o700), 'mkdirat', entry);
         next = fsat.openat(fd, comps[i]!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
         if (next >= 0) {
@@ -291,7 +295,7 @@ function copyUp(layer: Layer, src: { dir: number; name: string }, dirfd: number,
     fsat.close(from);
     fsat.close(to);
   }
-  layer.copiedUp = true;
+  layer.dependsOnLowers = true;
 }
 
 type Header = import('tar-stream').Header & { pax?: Record<string, unknown> | null };
@@ -502,7 +506,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     }
     layer.dropAll();
     sys(fsat.syncfs(root), 'syncfs', job.dest);
-    return { diffId: `sha256:${meter.hash.digest('hex')}`, size: layer.written, copiedUp: layer.copiedUp };
+    return { diffId: `sha256:${meter.hash.digest('hex')}`, size: layer.written, dependsOnLowers: layer.dependsOnLowers };
   } finally {
     layer.dropAll();
     extract.destroy();

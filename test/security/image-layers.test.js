@@ -123,3 +123,22 @@ t.test('FIFOs and devices are made, never opened; a later entry replaces them wi
   t.ok(fs.lstatSync(path.join(l, 'q')).isFIFO());
   nothingLeft(t);
 });
+
+t.test("a layer whose unlisted parent directory copies the lower layers' mode is not shared with another image", { skip }, async (t) => {
+  // The same upper layer (a whiteout in etc/, which it does not list) over two different lowers:
+  // the etc/ it makes takes the mode and owner of the lower etc/, so its contents depend on the
+  // layers under it. Shared by diff ID, the first image's lowers (a hostile etc/ 0777 owned by
+  // 1000) would decide the second image's etc/.
+  const { imageRoot } = require('../../dist/images');
+  const top = await h.craftLayer([[{ name: 'etc/.wh.motd' }, '']]);
+  const evilLower = await h.craftLayer([[{ name: 'etc/', type: 'directory', mode: 0o777, uid: 1000, gid: 1000 }], [{ name: 'etc/motd' }, 'x']]);
+  const goodLower = await h.craftLayer([[{ name: 'etc/', type: 'directory', mode: 0o755, uid: 0, gid: 0 }], [{ name: 'etc/motd' }, 'y']]);
+  const evil = await pull(await pushLayers([evilLower, top]), { storeDir: store });
+  const good = await pull(await pushLayers([goodLower, top]), { storeDir: store });
+  const evilTop = imageRoot(evil.ref, { storeDir: store }).layers[1];
+  const goodTop = imageRoot(good.ref, { storeDir: store }).layers[1];
+  t.equal(fs.statSync(path.join(evilTop, 'etc')).mode & 0o7777, 0o777, "the first image's etc/ is like its lower one");
+  const st = fs.statSync(path.join(goodTop, 'etc'));
+  t.same({ mode: st.mode & 0o7777, uid: st.uid }, { mode: 0o755, uid: 0 }, "the second image's etc/ is like its own lower one, not the first image's");
+  nothingLeft(t);
+});

@@ -150,7 +150,6 @@ class Layer {
       if (next === -40 || next === -20) throw unsafe(entry, `goes through '${key}', which is a symlink or not a directory`);
       if (next === -2) return -1;
       sys(next, 'openat', entry);
-      if (this.dirs.size > 512) this.dropAll();
       this.dirs.set(key, next);
       fd = next;
     }
@@ -164,6 +163,15 @@ class Layer {
         this.dirs.delete(k);
       }
     }
+  }
+
+  /**
+   * Empties a large cache, between entries only: an entry holds fds dir() gave it (a hard link's
+   * parent while its target is looked up), and a closed fd number can be reused by the next open
+   * (in this thread or another), which would make the entry in the wrong directory.
+   */
+  trim(): void {
+    if (this.dirs.size > 512) this.dropAll();
   }
 
   dropAll(): void {
@@ -491,6 +499,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     const feeding = pipeline(fs.createReadStream(job.blob, { highWaterMark: 1 << 20 }), ...(stages as [Transform]), meter, extract);
     const entries = (async () => {
       for await (const e of extract as unknown as AsyncIterable<AsyncIterable<Buffer> & { header: Header; resume(): void }>) {
+        layer.trim();
         await entry(layer, e.header, e);
         for await (const _ of e); // drains what an entry did not read (a link's empty body)
       }
@@ -501,6 +510,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     if (fed.status === 'rejected') throw fed.reason;
     // Directory times last: making entries inside a directory changes its mtime.
     for (const [comps, t] of layer.dirTimes) {
+      layer.trim();
       const parent = layer.dir(comps.slice(0, -1), comps.join('/'), false);
       if (parent >= 0) fsat.lutimesat(parent, comps[comps.length - 1]!, t);
     }

@@ -142,3 +142,16 @@ t.test("a layer whose unlisted parent directory copies the lower layers' mode is
   t.same({ mode: st.mode & 0o7777, uid: st.uid }, { mode: 0o755, uid: 0 }, "the second image's etc/ is like its own lower one, not the first image's");
   nothingLeft(t);
 });
+
+t.test('a hard link right when the directory fd cache is emptied (more than 512 directories)', { skip }, async (t) => {
+  // The cache of directory fds is emptied when it passes 512: that must never close the fd of the
+  // directory an entry is being made in (a closed fd number may be reused by another open).
+  const entries = [[{ name: 't/', type: 'directory' }], [{ name: 't/f' }, 'target']];
+  for (let i = 1; i <= 1025; i++) entries.push([{ name: `d${i}/`, type: 'directory' }]);
+  entries.push([{ name: 'd513/l', type: 'link', linkname: 't/f' }]);
+  const info = await pull(await pushLayers([await h.craftLayer(entries)]), { storeDir: store });
+  const { imageRoot } = require('../../dist/images');
+  const l = imageRoot(info.ref, { storeDir: store }).layers[0];
+  t.equal(fs.statSync(path.join(l, 'd513/l')).ino, fs.statSync(path.join(l, 't/f')).ino, 'd513/l is a hard link of t/f');
+  nothingLeft(t);
+});

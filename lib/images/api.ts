@@ -213,6 +213,8 @@ export async function pull(ref: string, opts?: PullOptions): Promise<ImageInfo> 
   let json = JSON.parse(top.body.toString('utf8')) as Manifest & { manifests?: Descriptor[] };
   if (top.mediaType === MEDIA.ociIndex || top.mediaType === MEDIA.dockerList) {
     const d = choosePlatform(json, r.platform, p.canonical);
+    // By digest only: a tag here would let an index pinned by digest name a manifest that changes.
+    if (typeof d.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(d.digest)) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.manifest', `${p.canonical}: the index names its ${platformString(r.platform)} manifest by ${String(d.digest)}, not by a sha256 digest`);
     man = await reg.manifest(d.digest);
     json = JSON.parse(man.body.toString('utf8')) as Manifest;
   } else if (top.mediaType !== MEDIA.ociManifest && top.mediaType !== MEDIA.dockerManifest) {

@@ -20,10 +20,10 @@ export interface ImportOptions extends Pick<PullOptions, 'storeDir' | 'signal' |
 
 const sha = (b: Buffer) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
-async function fileDigest(file: string): Promise<{ digest: string; size: number }> {
+async function fileDigest(fd: number): Promise<{ digest: string; size: number }> {
   const h = crypto.createHash('sha256');
   let size = 0;
-  for await (const c of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
+  for await (const c of fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 })) {
     h.update(c as Buffer);
     size += (c as Buffer).length;
   }
@@ -82,29 +82,76 @@ export async function importImage(source: string, opts?: ImportOptions): Promise
       aliases = await extractArchive(source, tmp, r.maxImageSize);
       dir = tmp;
     }
-    const at = (name: string) => path.join(dir, aliases.get(name) ?? name);
-    const read = (name: string) => {
+    // Every name the image's own files give (manifest.json's Config and Layers, blobs/sha256/<hex>,
+    // the archive's symlinks) is hostile: it must stay inside the archive or the layout directory
+    // (no "..", no absolute path, no symlink out) and name a regular file (a FIFO would block
+    // Node, /dev/zero would never end).
+    const root = fs.realpathSync(dir);
+    const unsafe = (name: string, why: string) => imageError('ERR_IMAGE_LAYER_UNSAFE', 'image.import', `${source}: '${name}' ${why}`, path.join(source, name));
+    const at = (name: string): string => {
+      let n = name;
+      for (let hops = 0; ; hops++) {
+        n = path.posix.normalize(n);
+        if (typeof n !== 'string' || n.includes('\0') || path.posix.isAbsolute(n) || n === '..' || n.startsWith('../')) throw unsafe(name, 'leaves the image');
+        const alias = aliases.get(n.replace(/\/$/, ''));
+        if (alias === undefined) break;
+        if (hops >= 40) throw unsafe(name, 'is a loop of symlinks');
+        n = alias;
+      }
+      let real: string;
       try {
-        return fs.readFileSync(at(name));
+        real = fs.realpathSync(path.join(root, n));
       } catch (e) {
         throw fromSystemError(e, 'image.import', path.join(source, name));
       }
+      if (real !== root && !real.startsWith(root + '/')) throw unsafe(name, 'is a symlink out of the image');
+      return real;
     };
+    /** An fd of name's regular file (opened without blocking on a FIFO), checked after the open. */
+    const openFile = (name: string): number => {
+      const p = at(name);
+      let fd: number;
+      try {
+        fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw unsafe(name, 'is a symlink out of the image');
+        throw fromSystemError(e, 'image.import', path.join(source, name));
+      }
+      if (!fs.fstatSync(fd).isFile()) {
+        fs.closeSync(fd);
+        throw unsafe(name, 'is not a regular file');
+      }
+      return fd;
+    };
+    const read = (name: string) => {
+      const fd = openFile(name);
+      try {
+        if (fs.fstatSync(fd).size > 16 << 20) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.import', `${source}: '${name}' is too large for a manifest or config`, path.join(source, name));
+        return fs.readFileSync(fd);
+      } catch (e) {
+        if (e instanceof NsboxError) throw e;
+        throw fromSystemError(e, 'image.import', path.join(source, name));
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const exists = (name: string) => aliases.has(name) || fs.existsSync(path.join(root, name));
     const blob = (digest: string) => {
       if (!/^sha256:[a-f0-9]{64}$/.test(digest)) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.import', `${source}: unsupported digest ${digest}`);
       const b = read(`blobs/sha256/${digest.slice(7)}`);
       if (sha(b) !== digest) throw imageError('ERR_IMAGE_DIGEST_MISMATCH', 'image.import', `${source}: blob ${digest} does not match its digest`, digest);
       return b;
     };
-    const copyBlob = (file: string) => async (l: { digest: string; size: number }, partial: string, onBytes: (n: number) => void) => {
+    const copyBlob = (name: string) => async (l: { digest: string; size: number }, partial: string, onBytes: (n: number) => void) => {
       const h = crypto.createHash('sha256');
       let n = 0;
       await pipeline(
-        fs.createReadStream(file, { highWaterMark: 1 << 20 }),
+        fs.createReadStream('', { fd: openFile(name), highWaterMark: 1 << 20 }),
         async function* (src: AsyncIterable<Buffer>) {
           for await (const c of src) {
             h.update(c);
             n += c.length;
+            if (n > l.size) break; // never more than the manifest says: a growing file cannot fill the store
             onBytes(c.length);
             yield c;
           }
@@ -117,15 +164,23 @@ export async function importImage(source: string, opts?: ImportOptions): Promise
       }
     };
 
-    if (fs.existsSync(at('manifest.json')) && !fs.existsSync(at('index.json'))) {
+    if (exists('manifest.json') && !exists('index.json')) {
       // docker save: [{ Config, RepoTags, Layers }], layers uncompressed.
       const list = JSON.parse(read('manifest.json').toString('utf8')) as Array<{ Config: string; RepoTags?: string[] | null; Layers: string[] }>;
       const want = ref ?? undefined;
       const m = (want && list.find((x) => (x.RepoTags ?? []).some((t) => parseRef(t).canonical === want))) || list[0];
       if (!m) throw imageError('ERR_IMAGE_UNKNOWN', 'image.import', `${source}: manifest.json lists no image`);
+      if (!Array.isArray(m.Layers) || m.Layers.some((l) => typeof l !== 'string') || typeof m.Config !== 'string') throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.import', `${source}: manifest.json has no Config or Layers`);
       const configBuf = read(m.Config);
       const layers = [];
-      for (const l of m.Layers) layers.push({ file: at(l), ...(await fileDigest(at(l))) });
+      for (const l of m.Layers) {
+        const fd = openFile(l);
+        try {
+          layers.push({ file: l, ...(await fileDigest(fd)) });
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
       const manifest: Manifest & { schemaVersion: number } = {
         schemaVersion: 2,
         mediaType: MEDIA.ociManifest,
@@ -168,7 +223,7 @@ export async function importImage(source: string, opts?: ImportOptions): Promise
       }
     }
     return await storeImage(r, name, { digest: entry.digest, body: topBody }, { digest: manDigest, body: manBody, manifest: json }, configBuf, (l, partial, onBytes) =>
-      copyBlob(at(`blobs/sha256/${l.digest.slice(7)}`))(l, partial, onBytes),
+      copyBlob(`blobs/sha256/${l.digest.slice(7)}`)(l, partial, onBytes),
     );
   } catch (e) {
     if (e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError) throw e;

@@ -124,7 +124,7 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
         fs.mkdirSync(`${tmp}/diff`, { recursive: true, mode: 0o755 });
         const r = await unpackLayer({ blob: partial, dest: `${tmp}/diff`, lowers, rootless, budget: ctx.maxImageSize - used, maxImageSize: ctx.maxImageSize }, ac.signal);
         if (r.diffId !== l.diffId) throw imageError('ERR_IMAGE_DIGEST_MISMATCH', 'image.unpack', `layer ${l.digest} unpacks to diff ID ${r.diffId}, but the image's config says ${l.diffId}`, l.digest);
-        key = r.copiedUp ? `c-${hex(chains[i]!)}` : hex(l.diffId);
+        key = r.dependsOnLowers ? `c-${hex(chains[i]!)}` : hex(l.diffId);
         const meta: LayerMeta = { diffId: l.diffId, chainId: chains[i]!, size: r.size, xattrs: rootless ? 'user' : 'trusted' };
         fs.writeFileSync(`${tmp}/layer.json`, JSON.stringify(meta), { mode: 0o600 });
         try {

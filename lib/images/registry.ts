@@ -65,7 +65,7 @@ export function dockerConfigAuth(registry: string): Credentials | undefined {
 async function registryMessage(res: Response): Promise<{ code: string; text: string }> {
   let body = '';
   try {
-    body = (await res.text()).slice(0, 4096);
+    body = (await readCapped(res, 4096, true))!.toString('utf8');
   } catch {
     // a body that cannot be read: the status says enough
   }
@@ -77,6 +77,31 @@ async function registryMessage(res: Response): Promise<{ code: string; text: str
   }
   return { code: '', text: body.trim() || res.statusText };
 }
+
+/**
+ * A response body read up to max bytes: one byte more and the transfer is cancelled, so an endless
+ * (or huge) answer never lands in memory whole. Resolves to null when the body is larger than max.
+ */
+async function readCapped(res: Response, max: number, truncate = false): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  const reader = res.body?.getReader();
+  if (!reader) return Buffer.alloc(0);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return Buffer.concat(chunks, n);
+      n += value.length;
+      if (n > max && truncate) return Buffer.concat([...chunks, Buffer.from(value.buffer, value.byteOffset, value.byteLength)]).subarray(0, max);
+      if (n > max) return null;
+      chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+const MAX_MANIFEST = 4 << 20;
 
 function challenge(h: string | null): { scheme: string; params: Record<string, string> } | null {
   if (!h) return null;
@@ -166,7 +191,12 @@ export class Registry {
     }
     if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `token service ${u.origin}: rate limited (429): ${(await registryMessage(res)).text}`, this.ref.canonical);
     if (!res.ok) throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin} refused (${res.status}): ${(await registryMessage(res)).text}`, this.ref.canonical);
-    const j = (await res.json()) as { token?: string; access_token?: string };
+    let j: { token?: string; access_token?: string };
+    try {
+      j = JSON.parse((await readCapped(res, 1 << 20))?.toString('utf8') ?? '') as typeof j;
+    } catch {
+      throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin} sent no JSON (or more than 1 MiB)`, this.ref.canonical);
+    }
     const t = j.token ?? j.access_token;
     if (!t) throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin} sent no token`, this.ref.canonical);
     this.authHeader = `Bearer ${t}`;
@@ -176,8 +206,8 @@ export class Registry {
   async manifest(reference: string): Promise<{ body: Buffer; mediaType: string; digest: string }> {
     const accept = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest].join(', ');
     const res = await this.request(`manifests/${reference}`, { accept }, 'image.manifest');
-    const body = Buffer.from(await res.arrayBuffer());
-    if (body.length > 4 << 20) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.manifest', `${this.ref.canonical}: a manifest of ${body.length} bytes is too large`);
+    const body = await readCapped(res, MAX_MANIFEST);
+    if (!body) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.manifest', `${this.ref.canonical}: a manifest of more than ${MAX_MANIFEST} bytes is too large`);
     const digest = `sha256:${crypto.createHash('sha256').update(body).digest('hex')}`;
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw imageError('ERR_IMAGE_DIGEST_MISMATCH', 'image.manifest', `${this.ref.canonical}: the manifest's digest is ${digest}, not ${reference}`);
@@ -194,9 +224,12 @@ export class Registry {
 
   /** A small blob (a config) in memory, verified. */
   async smallBlob(digest: string, size: number): Promise<Buffer> {
-    if (size > 16 << 20) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.blob', `${this.ref.canonical}: a config of ${size} bytes is too large`);
+    if (!Number.isSafeInteger(size) || size < 0 || size > 16 << 20) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.blob', `${this.ref.canonical}: a config of ${size} bytes is too large (or no size)`);
+    if (!/^sha256:[a-f0-9]{64}$/.test(digest)) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.blob', `${this.ref.canonical}: unsupported digest ${digest}`);
     const res = await this.request(`blobs/${digest}`, {}, 'image.blob');
-    const b = Buffer.from(await res.arrayBuffer());
+    // Never more than the manifest says: a longer answer cannot match the digest anyway.
+    const b = await readCapped(res, size);
+    if (!b) throw imageError('ERR_IMAGE_DIGEST_MISMATCH', 'image.blob', `${this.ref.canonical}: blob ${digest} arrived with more than its ${size} bytes`, digest);
     const got = `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
     if (got !== digest) throw imageError('ERR_IMAGE_DIGEST_MISMATCH', 'image.blob', `${this.ref.canonical}: blob ${digest} arrived as ${got}`, digest);
     return b;

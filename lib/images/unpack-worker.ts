@@ -107,7 +107,8 @@ class Layer {
   private readonly dirs = new Map<string, number>();
   readonly dirTimes: Array<[string[], number]> = [];
   written = 0;
-  copiedUp = false;
+  /** Set when what this layer holds depends on the layers under it (a copied-up hard link, a directory made like a lower one). */
+  dependsOnLowers = false;
 
   constructor(
     readonly root: number,
@@ -136,6 +137,9 @@ class Layer {
         // A parent the layer does not list (a whiteout in a directory it leaves alone): made with
         // the lower layers' mode and owner, else overlay would show this layer's over theirs.
         const like = lowerDir(this.job.lowers, comps.slice(0, i + 1), entry);
+        // Its mode and owner come from the layers under this one (or are 0755 root without
+        // one): the layer can no longer be shared by diff ID with an image whose lowers differ.
+        this.dependsOnLowers = true;
         sys(fsat.mkdirat(fd, comps[i]!, 0o700), 'mkdirat', entry);
         next = fsat.openat(fd, comps[i]!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
         if (next >= 0) {
@@ -146,7 +150,6 @@ class Layer {
       if (next === -40 || next === -20) throw unsafe(entry, `goes through '${key}', which is a symlink or not a directory`);
       if (next === -2) return -1;
       sys(next, 'openat', entry);
-      if (this.dirs.size > 512) this.dropAll();
       this.dirs.set(key, next);
       fd = next;
     }
@@ -160,6 +163,15 @@ class Layer {
         this.dirs.delete(k);
       }
     }
+  }
+
+  /**
+   * Empties a large cache, between entries only: an entry holds fds dir() gave it (a hard link's
+   * parent while its target is looked up), and a closed fd number can be reused by the next open
+   * (in this thread or another), which would make the entry in the wrong directory.
+   */
+  trim(): void {
+    if (this.dirs.size > 512) this.dropAll();
   }
 
   dropAll(): void {
@@ -291,7 +303,7 @@ function copyUp(layer: Layer, src: { dir: number; name: string }, dirfd: number,
     fsat.close(from);
     fsat.close(to);
   }
-  layer.copiedUp = true;
+  layer.dependsOnLowers = true;
 }
 
 type Header = import('tar-stream').Header & { pax?: Record<string, unknown> | null };
@@ -487,6 +499,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     const feeding = pipeline(fs.createReadStream(job.blob, { highWaterMark: 1 << 20 }), ...(stages as [Transform]), meter, extract);
     const entries = (async () => {
       for await (const e of extract as unknown as AsyncIterable<AsyncIterable<Buffer> & { header: Header; resume(): void }>) {
+        layer.trim();
         await entry(layer, e.header, e);
         for await (const _ of e); // drains what an entry did not read (a link's empty body)
       }
@@ -497,12 +510,13 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     if (fed.status === 'rejected') throw fed.reason;
     // Directory times last: making entries inside a directory changes its mtime.
     for (const [comps, t] of layer.dirTimes) {
+      layer.trim();
       const parent = layer.dir(comps.slice(0, -1), comps.join('/'), false);
       if (parent >= 0) fsat.lutimesat(parent, comps[comps.length - 1]!, t);
     }
     layer.dropAll();
     sys(fsat.syncfs(root), 'syncfs', job.dest);
-    return { diffId: `sha256:${meter.hash.digest('hex')}`, size: layer.written, copiedUp: layer.copiedUp };
+    return { diffId: `sha256:${meter.hash.digest('hex')}`, size: layer.written, dependsOnLowers: layer.dependsOnLowers };
   } finally {
     layer.dropAll();
     extract.destroy();

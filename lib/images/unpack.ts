@@ -25,8 +25,12 @@ export interface UnpackResult {
   diffId: string;
   /** Bytes written (file contents). */
   size: number;
-  /** A hard link into a lower layer was copied up: the layer depends on the layers under it. */
-  copiedUp: boolean;
+  /**
+   * The layer depends on the layers under it (a hard link into a lower layer was copied up, or a
+   * directory the layer does not list was made with a lower layer's mode and owner): it is stored
+   * under its chain ID, never shared by diff ID.
+   */
+  dependsOnLowers: boolean;
 }
 
 export function unpackLayer(job: UnpackJob, signal?: AbortSignal): Promise<UnpackResult> {

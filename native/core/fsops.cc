@@ -249,7 +249,7 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
       const char* dst = op.dst;
       const char* src = op.src;
       if (dst_in) {
-        if ((dfd = open_in_root(root, op.dst, call)) < 0) return -1;
+        if ((dfd = open_in_root(root, op.dst, call)) < 0) return (errno == ENOENT && (op.where & WHERE_OPTIONAL)) ? 0 : -1;
         dst = fd_path(dbuf, dfd, rel_proc);
       }
       if (src_in) {

@@ -208,6 +208,12 @@ void mount_in_template(const Plan* plan, int err_fd) {
       dirs.drop();
       int t = trees[next_tree++];
       int dfd = open_in_root(root, op.dst, &call);
+      if (dfd < 0 && errno == ENOENT && (op.where & WHERE_OPTIONAL)) {
+        // A mount point the image lacks, for a mount that is only made where it has one.
+        close(t);
+        if (merges_remount(plan, i)) i++;
+        continue;
+      }
       if (dfd < 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
       call = OPCALL_MOVE_MOUNT;
       rc = sys::move_mount(t, "", dfd, "", sys::kMoveMountFEmptyPath | sys::kMoveMountTEmptyPath);

@@ -36,6 +36,11 @@ enum OpWhere : uint32_t {
   // container may have written (a component swapped for a symlink to "/" must not lead the host
   // out of that directory). data is not passed to mount(2) then.
   WHERE_SRC_BENEATH = 8,
+  // A mount or remount of a container path that may be missing from the image: ENOENT resolving
+  // dst in the root skips the op (its remount is skipped the same way) instead of failing the
+  // start. Used for the generated /etc/hosts, /etc/hostname and /etc/resolv.conf, whose mount
+  // points are never created in a user's rootfs (lib/etc.ts).
+  WHERE_OPTIONAL = 16,
 };
 
 struct Op {

@@ -18,6 +18,8 @@ import { collectOutput, StdioRelay, type CollectedOutput } from './stdio';
 import { abortError, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
+import { devicePolicyFd, hostDevices } from './devices';
+import { holdEtcDir, releaseEtcDirOf, writeEtcDir, type EtcDir } from './etc';
 import { Launch } from './launch';
 
 /**
@@ -152,6 +154,7 @@ export class Container extends EventEmitter {
     if (this.#relay) await this.#relay.finish();
     this.#final = stats;
     releaseIdRangeOf(this.pid);
+    releaseEtcDirOf(this.pid);
     // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its
     // pipe reaches end-of-file and closes instead of holding an fd forever.
     // With a tty stdin and stdout are one socket: it ends by itself (EIO) once the output is read.
@@ -319,11 +322,12 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   // What can fail without touching the host fails first: the bridge is not made for a start that
   // cannot succeed.
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
+  hostDevices(o.devices);
   if (o.limits) requireControllers(o.limits, o.cgroupParent ? withParent(detectCgroupHost(), o.cgroupParent) : detectCgroupHost());
   // The address lease, /etc/hosts and /etc/resolv.conf, published ports: all undone on any failure.
-  const netw = setupNetwork(o.bridge, o.hostname);
+  const netw = setupNetwork(o.bridge);
   try {
-    const c = launchWith({ ...o, mounts: [...o.mounts, ...netw.mounts] }, false, netw) as Container;
+    const c = launchWith(o, false, netw) as Container;
     c.network = { address: netw.address, gateway: netw.gateway, bridge: netw.bridge, hostIf: netw.hostIf };
     netw.forward(false);
     // 'exit' is emitted before wait() resolves: the lease is free once the container is waited for.
@@ -347,6 +351,8 @@ interface Prepared {
   statusRead: number;
   cmdWrite: number;
   t0: number;
+  /** Its generated /etc files (held until it has exited once it started). */
+  etc: EtcDir | null;
 }
 
 function launchWith(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | null): Container | Pending {
@@ -370,13 +376,27 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   if (o.limits) requireControllers(o.limits, host);
   const userns = resolveUserns(o.userns, o.user, 'userns');
   const t0 = performance.now();
-  const { plan, meta, candidates } = basePlan(o, staging(), capLast(), userns !== null);
+  // The devices are looked up on the host first: a missing or non-device path makes nothing.
+  const devices = hostDevices(o.devices);
+  const etc = o.etcFiles === 'off' ? null : writeEtcDir({
+    hostname: o.hostname, network: o.network, hosts: o.hosts,
+    bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
+  });
+  let built: ReturnType<typeof basePlan>;
+  try {
+    built = basePlan(o, staging(), capLast(), userns !== null, etc?.dir, devices);
+  } catch (e) {
+    etc?.remove();
+    throw e;
+  }
+  const { plan, meta, candidates } = built;
   // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
   const memfd = initFd();
   const init = o.init ? memfd : -1;
   const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname }, userns);
   launch.childFds.push(memfd);
-  const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0 };
+  if (etc) launch.undo.push(etc.remove);
+  const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0, etc };
   try {
     // Off the JS thread (spawnAsync), a cgroup without limits is made by the addon's worker.
     const deferred = offThread && !o.limits;
@@ -390,7 +410,12 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     let cmdRead = -1;
     if (pooled) [cmdRead, p.cmdWrite] = launch.pipe(true);
     // Filled in place: basePlan made the object with every one of these fields (same shape each run).
-    plan.devicePolicy = devicePolicyFor(BigInt(plan.capsKeep), userns !== null, !!cgroup, 'devices');
+    const policy = devicePolicyFor(BigInt(plan.capsKeep), userns !== null, !!cgroup, 'devices');
+    // With devices of its own, the container's cgroup gets a program that allows them too (its fd
+    // is closed with the child's fds once the clone has attached it).
+    const devFd = devicePolicyFd(devices, policy);
+    if (devFd >= 0) launch.childFds.push(devFd);
+    plan.devicePolicy = devFd >= 0 ? devFd : policy;
     plan.cgroupFd = cgroup && !deferred ? cgroup.dirFd : -1;
     plan.cgroupMkdir = cgroup && deferred ? cgroup.path : undefined;
     plan.cgroupBase = cgroup && deferred ? host.base ?? undefined : undefined;
@@ -420,6 +445,11 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     const u = launch.userns;
     if (u?.lease && u.owner && res.step === undefined) holdIdRange(res.pid, u.lease, u.owner);
     const started = launch.settle(res);
+    // Its /etc files are removed once it is waited for (with the Container, pooled or not).
+    if (p.etc) {
+      holdEtcDir(started.pid, p.etc);
+      launch.undo.length = 0;
+    }
     // The watcher reads the init's report from its own dup of the status pipe.
     if (p.statusRead >= 0) closeQuiet(p.statusRead);
     launch.handOver();

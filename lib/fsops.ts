@@ -10,6 +10,8 @@ import { NsboxError, fromSystemError } from './errors';
 import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
+import type { HostDevice } from './devices';
+import { ETC_FILES } from './etc';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -382,10 +384,22 @@ export class OpList {
     this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: at }, { step, syscall: 'symlink', path: at });
   }
 
-  mknod(at: string, major: number, minor: number, step: string): void {
-    // makedev() for majors and minors below 256 and 4096: the common encoding.
-    const dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
-    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: fs.constants.S_IFCHR | 0o666, dev }, { step, syscall: 'mknod', path: at });
+  mknod(at: string, major: number, minor: number, step: string, type: 'char' | 'block' = 'char', mode = 0o666): void {
+    // glibc's makedev(): minor bits 0-7 and 20-31, major bits 8-19 and 32-43.
+    const dev = ((major & 0xfff) << 8) + (minor & 0xff) + (minor >>> 8) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
+    const ifmt = type === 'block' ? fs.constants.S_IFBLK : fs.constants.S_IFCHR;
+    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: ifmt | mode, dev }, { step, syscall: 'mknod', path: at });
+  }
+
+  /**
+   * A read-only bind of a host file onto a container path that is only made where the image has
+   * the mount point (WHERE_OPTIONAL: the child skips it on ENOENT), or, `required`, fails there.
+   */
+  etcBind(source: string, target: string, flags: number, step: string, required: boolean): void {
+    const K = this.K;
+    const where = K.WHERE_DST_IN_ROOT! | (required ? 0 : K.WHERE_OPTIONAL!);
+    this.push({ kind: K.OP_MOUNT!, src: source, dst: target, flags: K.MS_BIND!, where }, { step, syscall: 'mount', path: target });
+    this.push({ kind: K.OP_REMOUNT!, dst: target, flags: K.MS_BIND! | flags, where }, { step, syscall: 'mount', path: target });
   }
 }
 
@@ -410,8 +424,24 @@ export function checkRootfs(rootfs: string): void {
   if (!st.isDirectory()) throw new NsboxError({ code: 'ENOTDIR', syscall: 'stat', step: 'rootfs', path: rootfs });
 }
 
+/**
+ * The generated /etc files (etc.ts) bound read-only over the image's, after the user's mounts: a
+ * file a user's mount targets is left to it. `own`: the root is nsbox's own tmpfs (the default
+ * rootfs), where the mount points are made; in a caller's rootfs they never are (`required`:
+ * a missing one fails the start, else it is skipped).
+ */
+export function etcOps(L: OpList, dir: string, userMounts: ResolvedMount[], own: boolean, required: boolean): void {
+  const K = native().constants;
+  for (const name of ETC_FILES) {
+    const target = '/etc/' + name;
+    if (userMounts.some((m) => m.target === target)) continue;
+    if (own) L.touch(target, 'etc');
+    L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required || own);
+  }
+}
+
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
-export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false): OpList {
+export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, etcDir?: string, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(staging);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
@@ -432,6 +462,8 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     }
     L.mkdir('/etc', 0o755, 'rootfs.layout');
     for (const e of etc) {
+      // The generated ones replace the host's.
+      if (etcDir !== undefined && (e.name === 'hosts' || e.name === 'resolv.conf')) continue;
       const at = '/etc/' + e.name;
       if (e.kind === 'symlink') {
         L.mkdirs(path.posix.dirname(at), 'rootfs.layout');
@@ -445,8 +477,9 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
   }
 
-  mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
+  mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices });
   userMountOps(L, o.mounts, o.rootfs);
+  if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, o.rootfs === undefined, o.etcFiles === 'require');
 
   // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
   //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
@@ -457,7 +490,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
 }
 
 /** /dev (tmpfs, the usual nodes, a private devpts) and /proc (fresh, with the knobs protected). */
-export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean }): void {
+export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean; devices?: HostDevice[] }): void {
   const K = native().constants;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
@@ -472,6 +505,20 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDev
       L.bind('/dev/' + name, '/dev/' + name, 0, 'mount.dev', false);
     } else {
       L.mknod('/dev/' + name, major, minor, 'mount.dev');
+    }
+  }
+  // The caller's devices (the `devices` option), and nothing else: made like the nodes above (the
+  // host node's type, numbers and mode), or the host's node bound onto a file of this tmpfs in a
+  // user namespace (mknod is refused there) and for a device without 'm' (the child makes its nodes
+  // inside the cgroup, whose allow-list then refuses the mknod too). Every path is below /dev, so
+  // everything made here is in this tmpfs.
+  for (const d of opts.devices ?? []) {
+    L.mkdirs(path.posix.dirname(d.containerPath), 'devices');
+    if (opts.bindDevices || !d.permissions.includes('m')) {
+      L.touch(d.containerPath, 'devices');
+      L.bind(d.hostNode, d.containerPath, 0, 'devices', false);
+    } else {
+      L.mknod(d.containerPath, d.major, d.minor, 'devices', d.block ? 'block' : 'char', d.mode);
     }
   }
   L.mkdir('/dev/pts', 0o755, 'mount.dev');
@@ -631,7 +678,7 @@ export function userMountOps(L: OpList, userMounts: ResolvedMount[], rootfs?: st
  */
 export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
 
-export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
+export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean, etcDir?: string, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
@@ -640,7 +687,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   // mount namespace, thrown away with the machine (the missing mount points are made in it, as for
   // an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
   L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay' } : undefined);
-  mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
+  mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
   L.mkdir('/sys', 0o555, 'mount.sys');
@@ -661,6 +708,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
   userMountOps(L, o.mounts, o.rootfs);
+  if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, false, o.etcFiles === 'require');
   L.finishRoot(false);
   return L;
 }
@@ -698,16 +746,22 @@ export function forgetFsOps(meta: OpMeta[]): void {
  * drops its list (forgetFsOps), so a point removed since is noticed on the next start, which then
  * gets the overlay. The lists are never changed once made.
  */
-export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOps {
+export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etcDir?: string, devices: HostDevice[] = []): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
+  if (etcDir !== undefined) {
+    // The generated files are the container's own (their directory is in the ops): not cached, the
+    // plan carries the ops themselves (compiled: 0).
+    const L = buildFsOps(o, staging, userns, etcDir, devices);
+    return { ops: L.ops, meta: L.meta, compiled: 0 };
+  }
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, devices]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.
     fsOpsCache.delete(key);
   } else {
-    const L = buildFsOps(o, staging, userns);
+    const L = buildFsOps(o, staging, userns, undefined, devices);
     hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
     if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
       const oldest = fsOpsCache.keys().next().value!;

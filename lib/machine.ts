@@ -15,6 +15,8 @@ import { native, type NativeProcess } from './native';
 import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
+import { devicePolicyFd, hostDevices } from './devices';
+import { etcBase, writeEtcDir, type EtcDir } from './etc';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
   checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
@@ -66,6 +68,8 @@ interface StateFile {
   userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
   /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
   net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
+  /** Its generated /etc files (lib/etc.ts), removed once it is seen stopped. */
+  etcDir?: string;
 }
 
 /**
@@ -161,6 +165,8 @@ export class Machine {
     // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
+    // The devices are looked up on the host before anything is made.
+    const devices = hostDevices(o.devices);
     try {
       fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
     } catch (e) {
@@ -173,6 +179,7 @@ export class Machine {
     // The fds, and the record context, of the start (the plan comes once the rest is known).
     const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: o.rootfs, cwd: '/', hostname: o.hostname }, userns);
     let netw: NetworkSetup | null = null;
+    let etc: EtcDir | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
     let spawned: NativeProcess | null = null;
     let made: Machine | null = null;
@@ -181,11 +188,17 @@ export class Machine {
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
       if (o.bridge) {
         checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
-        netw = setupNetwork(o.bridge, o.hostname);
+        netw = setupNetwork(o.bridge);
       }
-      const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch, userns !== null);
       // Machine names are unique per state directory; the cgroup name carries both.
       const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
+      if (o.etcFiles !== 'off') {
+        etc = writeEtcDir({
+          hostname: o.hostname, network: o.network, hosts: o.hosts,
+          bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
+        }, `${sd}-${o.name}`);
+      }
+      const L = machineOps(o, staging(), scratch, userns !== null, etc?.dir, devices);
       cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       launch.childFds.push(log);
@@ -204,7 +217,10 @@ export class Machine {
         init: o.init, halt, env, memfd, log,
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
-      plan.devicePolicy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
+      const policy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
+      const devFd = devicePolicyFd(devices, policy);
+      if (devFd >= 0) launch.childFds.push(devFd);
+      plan.devicePolicy = devFd >= 0 ? devFd : policy;
       plan.net = netw ? netw.plan : null;
       launch.plan = plan;
       Object.assign(launch.ctx, { meta: L.meta, candidates: plan.candidates, command: plan.argv });
@@ -229,6 +245,7 @@ export class Machine {
         capsKeep: keep.toString(),
         seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
+        ...(etc ? { etcDir: etc.dir } : {}),
         ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow', ...(userns.lease ? { lease: userns.lease } : {}) } } : {}),
       };
       if (netw) {
@@ -279,6 +296,7 @@ export class Machine {
         cgroup?.removeNow();
       }
       netw?.release();
+      etc?.remove();
       if (userns?.lease && userns.owner) releaseIdRange(userns.lease, userns.owner);
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
@@ -630,6 +648,9 @@ export class Machine {
     this.#net?.release();
     if (this.#state.net) releaseLease(this.#state.net.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, { pid: this.#state.pid, start: this.#state.startTime });
+    // Its generated /etc files (only ever a directory below nsbox's own etc directory).
+    const etcDir = this.#state.etcDir;
+    if (typeof etcDir === 'string' && path.dirname(etcDir) === etcBase() && /^m-/.test(path.basename(etcDir))) fs.rmSync(etcDir, { recursive: true, force: true });
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));

@@ -23,8 +23,11 @@ export interface NativePlan {
   cloneFlags: number;
   cgroupFd: number;
   cgroupInto: boolean;
-  /** Attach the device allow-list (native/core/devices.h) to cgroupFd before the clone. */
-  devicePolicy?: boolean;
+  /**
+   * Attach the device allow-list (native/core/devices.h) to cgroupFd before the clone: `true` the
+   * shared one, or the fd of one with the container's `devices` added (devicePolicyLoad).
+   */
+  devicePolicy?: boolean | number;
   /** spawnAsync: the cgroup directory its worker thread makes and opens (cgroupFd is then -1). */
   cgroupMkdir?: string;
   /** The nsbox base the cgroupMkdir directory is in, made again if it has just been removed. */
@@ -217,6 +220,8 @@ export interface NativeBinding {
   /** The addon's settings (lib/env.ts addonSettings), once, before anything else. */
   configure(netnsReserve: number, ipcnsReserve: number, mntTemplate: boolean): void;
   devicePolicyAvailable(): number;
+  /** [block, major, minor, access] per device: a program fd with them added, or -errno. */
+  devicePolicyLoad(devices: number[]): number;
   allowedDevices(): Array<{ major: number; minor: number; name: string }>;
   /** A pidfd (close-on-exec) of pid, or -errno. */
   netPidfd(pid: number): number;

@@ -11,6 +11,7 @@ import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, ty
 import { networkStep } from './network';
 import { forgetFsOps, fsOpsFor, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
+import type { HostDevice } from './devices';
 
 export type { OpMeta };
 import { capLast, DEFAULT_CAPS, resolveCaps } from './caps';
@@ -182,16 +183,18 @@ const envp = (env: Record<string, string>): string[] => Object.entries(env).map(
  * The app profile: the part of a plan that follows from the options alone, with the per-run fields
  * (fds, the cgroup, the init's argv) left as emptyPlan has them: the launch fills them in place.
  */
-export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number, userns = false): { plan: NativePlan; meta: OpMeta[]; candidates: string[] } {
+export function basePlan(
+  o: ResolvedAppOptions, staging: string, capLast: number, userns = false, etcDir?: string, devices: HostDevice[] = [],
+): { plan: NativePlan; meta: OpMeta[]; candidates: string[] } {
   const K = native().constants;
-  const L = fsOpsFor(o, staging, userns);
+  const L = fsOpsFor(o, staging, userns, etcDir, devices);
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
   const keep = resolveCaps(DEFAULT_CAPS, o.capabilities);
   const plan = emptyPlan();
   plan.cloneFlags = namespaceFlags(o.network);
   plan.staging = staging;
   plan.ops = L.ops;
-  plan.opsCompiled = L.compiled;
+  plan.opsCompiled = L.compiled || undefined;
   plan.hostname = o.hostname;
   plan.netLoUp = o.network === 'loopback' || o.network === 'bridge';
   plan.netnsReserve = o.network === 'loopback';

@@ -1,0 +1,149 @@
+// The generated /etc/hosts, /etc/hostname and /etc/resolv.conf (lib/etc.ts), seen from inside: in
+// every network mode, read-only, with the `hosts` entries; never created in a caller's rootfs that
+// lacks them; gone once the container has exited or failed to start.
+'use strict';
+const t = require('tap');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { run, spawn, Machine } = require('..');
+const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir } = require('./helpers');
+const { etcBase } = require('../dist/etc');
+
+const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
+const notRoot = process.getuid() !== 0 && 'needs root (network modes, machines)';
+const debian = '/var/cache/nsbox-test/debian-tools';
+const noDebian = !fs.existsSync(path.join(debian, 'usr/local/bin/memhog')) && `no Debian tools rootfs at ${debian} (test/fixtures/debian-tools-rootfs.sh)`;
+const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p));
+
+const HOSTS_HEAD = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n';
+
+/** A copy of the busybox rootfs without the three mount points (an image that lacks them). */
+function bareRootfs(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-bare-'));
+  fs.cpSync(bb, dir, { recursive: true, verbatimSymlinks: true });
+  for (const f of ['hosts', 'hostname', 'resolv.conf']) fs.rmSync(path.join(dir, 'etc', f), { force: true });
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+let before;
+t.before(async () => {
+  before = await warmUp();
+});
+
+for (const network of ['none', 'loopback', 'host']) {
+  t.test(`network '${network}': /etc/hosts names localhost and the host name, read-only`, { skip: noBusybox || (network === 'host' && notRoot) }, async (t) => {
+    const r = await run({
+      rootfs: bb, network, hostname: 'box1',
+      command: ['/bin/sh', '-c', 'cat /etc/hosts; echo ---; cat /etc/hostname; echo ---; cat /etc/resolv.conf; echo ---; for f in hosts hostname resolv.conf; do /probe try-write /etc/$f; done'],
+    });
+    t.equal(r.exitCode, 0, r.stderr.toString());
+    const [hosts, hostname, resolv, writes] = r.stdout.toString().split('---\n');
+    t.equal(hosts, `${HOSTS_HEAD}127.0.1.1\tbox1\n`, '/etc/hosts: localhost (IPv4 and IPv6) and the container\'s name');
+    t.equal(hostname, 'box1\n', '/etc/hostname: the container\'s name');
+    if (network === 'host') t.equal(resolv, fs.readFileSync('/etc/resolv.conf', 'utf8'), "resolv.conf: the host's, as it is");
+    else t.equal(resolv, `# nsbox: network '${network}' reaches no nameserver\n`, 'resolv.conf: no nameserver');
+    const results = writes.trim().split('\n').map((l) => JSON.parse(l));
+    t.same(results.map((x) => x.code), ['EROFS', 'EROFS', 'EROFS'], 'each file is a read-only mount (EROFS)');
+  });
+}
+
+t.test('hosts: extra entries after the generated ones', { skip: noBusybox }, async (t) => {
+  const r = await run({ rootfs: bb, hosts: { db: '10.1.2.3', 'v6.example': 'fd00::1' }, command: ['/bin/cat', '/etc/hosts'] });
+  t.equal(r.exitCode, 0, r.stderr.toString());
+  t.equal(r.stdout.toString(), `${HOSTS_HEAD}127.0.1.1\tnsbox\n10.1.2.3\tdb\nfd00::1\tv6.example\n`);
+});
+
+t.test('default rootfs: localhost and the own host name resolve (glibc, python3) in each mode', { skip: !python && 'no python3 on the host (the default rootfs binds its /usr)' }, async (t) => {
+  for (const network of notRoot ? ['none', 'loopback'] : ['none', 'loopback', 'host']) {
+    const r = await run({
+      network, hostname: 'resolver',
+      command: [python, '-c', 'import socket; print(socket.gethostbyname("localhost"), socket.gethostbyname(socket.gethostname()))'],
+    });
+    t.equal(r.exitCode, 0, `${network}: ${r.stderr}`);
+    t.equal(r.stdout.toString(), '127.0.0.1 127.0.1.1\n', `${network}: localhost -> 127.0.0.1, resolver -> 127.0.1.1`);
+  }
+});
+
+t.test('Debian image: python3 resolves localhost from the generated /etc/hosts', { skip: noDebian || notRoot }, async (t) => {
+  // The fixture has /etc/hostname and /etc/resolv.conf but no /etc/hosts: a bind onto a copy's.
+  const r = await run({
+    rootfs: debian, hostname: 'deb',
+    command: ['/usr/bin/python3', '-c', 'import socket, os; print(os.path.exists("/etc/hosts"), open("/etc/hostname").read().strip())'],
+  });
+  t.equal(r.exitCode, 0, r.stderr.toString());
+  const hasHosts = fs.existsSync(path.join(debian, 'etc/hosts'));
+  t.equal(r.stdout.toString(), `${hasHosts ? 'True' : 'False'} deb\n`, '/etc/hostname is the generated one; /etc/hosts only where the image has one');
+  if (!hasHosts) t.notOk(fs.existsSync(path.join(debian, 'etc/hosts')), 'no /etc/hosts was created in the image');
+});
+
+t.test('a rootfs without the mount points: nothing is created in it; etcFiles: true fails naming the path', { skip: noBusybox }, async (t) => {
+  const bare = bareRootfs(t);
+  const r = await run({ rootfs: bare, readonly: false, command: ['/bin/sh', '-c', 'ls /etc'] });
+  t.equal(r.exitCode, 0, r.stderr.toString());
+  t.equal(r.stdout.toString(), 'group\npasswd\n', 'the container sees the image\'s /etc as it is');
+  t.same(fs.readdirSync(path.join(bare, 'etc')).sort(), ['group', 'passwd'], 'nothing was written into the rootfs (writable, root-owned)');
+  await t.rejects(run({ rootfs: bare, etcFiles: true, command: ['/bin/true'] }), { name: 'NsboxError', code: 'ENOENT', step: 'etc', syscall: 'mount', path: '/etc/hosts' });
+  t.same(fs.readdirSync(path.join(bare, 'etc')).sort(), ['group', 'passwd'], 'nor by the failed start');
+});
+
+t.test('etcFiles: false binds none of them', { skip: noBusybox }, async (t) => {
+  const r = await run({ rootfs: bb, etcFiles: false, command: ['/bin/sh', '-c', 'wc -c < /etc/hosts; grep -c " /etc/" /proc/self/mountinfo || true'] });
+  t.equal(r.exitCode, 0, r.stderr.toString());
+  t.equal(r.stdout.toString(), '0\n0\n', "the image's empty /etc/hosts, and no mount under /etc");
+  const d = await run({ etcFiles: false, command: ['/bin/cat', '/etc/hosts'] });
+  t.equal(d.stdout.toString(), fs.readFileSync('/etc/hosts', 'utf8'), "default rootfs: the host's /etc/hosts");
+});
+
+t.test('a user mount on /etc/hosts wins over the generated one', { skip: noBusybox }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-hosts-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'hosts'), '10.9.9.9 mine\n');
+  const r = await run({ rootfs: bb, mounts: [{ type: 'bind', source: path.join(dir, 'hosts'), target: '/etc/hosts', readonly: true }], command: ['/bin/cat', '/etc/hosts', '/etc/hostname'] });
+  t.equal(r.stdout.toString(), '10.9.9.9 mine\nnsbox\n');
+});
+
+t.test('the files are the container\'s own, and gone once it has exited', { skip: noBusybox }, async (t) => {
+  const mine = () => fs.readdirSync(etcBase()).filter((n) => n.startsWith(`${process.pid}-`));
+  const c = spawn({ rootfs: bb, hostname: 'live', command: ['/bin/sleep', '30'] });
+  const c2 = spawn({ rootfs: bb, hostname: 'live2', command: ['/bin/sleep', '30'] });
+  const dirs = mine();
+  t.equal(dirs.length, 2, 'one directory per running container');
+  t.same(dirs.map((d) => fs.readFileSync(path.join(etcBase(), d, 'hostname'), 'utf8')).sort(), ['live\n', 'live2\n']);
+  t.equal(fs.statSync(path.join(etcBase(), dirs[0])).mode & 0o777, 0o711, 'searchable, not listable, by others');
+  c.kill();
+  c2.kill();
+  await Promise.all([c.wait(), c2.wait()]);
+  t.same(mine(), [], 'removed when each was waited for');
+});
+
+t.test('a failed start leaves no directory behind', { skip: noBusybox }, async (t) => {
+  await t.rejects(run({ rootfs: bb, command: ['/no/such/command'] }), { code: 'ENOENT', step: 'exec' });
+  await t.rejects(run({ rootfs: bb, cwd: '/no/such', command: ['/bin/true'] }), { step: 'cwd' });
+  t.same(fs.readdirSync(etcBase()).filter((n) => n.startsWith(`${process.pid}-`)), []);
+});
+
+t.test('bad values are TypeErrors before anything starts', async (t) => {
+  t.throws(() => spawn({ command: ['/bin/true'], etcFiles: 'yes' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => spawn({ command: ['/bin/true'], hosts: ['db'] }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => spawn({ command: ['/bin/true'], hosts: { db: 'not-an-ip' } }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /hosts\.db/ });
+  t.throws(() => spawn({ command: ['/bin/true'], hosts: { 'bad name!': '10.0.0.1' } }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => spawn({ command: ['/bin/true'], hosts: { db: 5 } }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+t.test('machines get them too, removed once the machine has stopped', { skip: noBusybox || notRoot }, async (t) => {
+  const stateDir = machineStateDir(t, 'nsbox-etc-');
+  const m = await Machine.start({ name: 'etcm', rootfs: bb, stateDir, hosts: { gw: '10.0.0.1' } });
+  const r = await m.run(['/bin/sh', '-c', 'cat /etc/hosts /etc/hostname; /probe try-write /etc/hosts']);
+  t.equal(r.stdout.toString(), `${HOSTS_HEAD}127.0.1.1\tetcm\n10.0.0.1\tgw\netcm\n{"ok":false,"errno":30,"code":"EROFS"}\n`);
+  const dirs = () => fs.readdirSync(etcBase()).filter((n) => n.startsWith('m-') && n.includes('-etcm-'));
+  t.equal(dirs().length, 1, 'its directory while it runs');
+  await m.stop({ timeout: 5000 });
+  t.same(dirs(), [], 'removed once it stopped');
+  await m.destroy();
+});
+
+t.test('nothing left behind', async (t) => {
+  await assertNoLeaks(t, before);
+});

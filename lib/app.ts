@@ -141,6 +141,8 @@ export class Container extends EventEmitter {
     this.#stopOomWatch?.();
     let stats: Stats & { oomKills?: number } = { cpuUsageUs: Math.round(cpuUs) };
     let oomKilled = false;
+    // Its /etc files go while the cgroup is removed (both wait for the filesystem).
+    const etcGone = releaseEtcDirOf(this.pid);
     if (this.#cgroup) {
       // Whatever PID 1 left behind died with its pid namespace before PID 1 could be reaped; if
       // anything is still in the cgroup, remove() kills it (cgroup.kill) before the rmdir succeeds.
@@ -154,7 +156,7 @@ export class Container extends EventEmitter {
     if (this.#relay) await this.#relay.finish();
     this.#final = stats;
     releaseIdRangeOf(this.pid);
-    releaseEtcDirOf(this.pid);
+    await etcGone;
     // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its
     // pipe reaches end-of-file and closes instead of holding an fd forever.
     // With a tty stdin and stdout are one socket: it ends by itself (EIO) once the output is read.

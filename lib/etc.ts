@@ -24,10 +24,12 @@ export interface EtcContent {
   bridge?: { address: string; gateway: string; dns: string[] | undefined };
 }
 
-/** A container's generated files on the host; remove() is idempotent. */
+/** A container's generated files on the host; remove() and removeAsync() are idempotent. */
 export interface EtcDir {
   dir: string;
   remove(): void;
+  /** The same off the JS thread (the exit path overlaps it with the cgroup's removal). */
+  removeAsync(): Promise<void>;
 }
 
 const STEP = 'etc';
@@ -83,6 +85,8 @@ export function etcContent(c: EtcContent): Record<(typeof ETC_FILES)[number], st
  * with the path) with nothing left behind.
  */
 let reclaimed = false;
+/** The base directory checked (made, ours, a real directory) by this process: once is enough. */
+let baseChecked: string | undefined;
 
 export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
   const base = etcBase();
@@ -99,6 +103,13 @@ export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
     made = false;
     fs.rmSync(dir, { recursive: true, force: true });
   };
+  // Three unlinks and an rmdir (the files are ours; nothing else is ever in the directory).
+  const removeAsync = async (): Promise<void> => {
+    if (!made) return;
+    made = false;
+    await Promise.all(ETC_FILES.map((f) => fs.promises.unlink(path.join(dir, f)).catch(() => {})));
+    await fs.promises.rmdir(dir).catch(() => fs.rmSync(dir, { recursive: true, force: true }));
+  };
   const at = (p: string, f: () => void): void => {
     try {
       f();
@@ -109,12 +120,13 @@ export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
   try {
     // 0711: root in a user namespace of the container's own is another id on the host, and binds
     // these files from inside it; it may find them by name, never list them.
-    at(base, () => {
+    if (baseChecked !== base) at(base, () => {
       fs.mkdirSync(base, { recursive: true, mode: 0o711 });
       const st = fs.lstatSync(base);
       if (!st.isDirectory() || st.uid !== process.geteuid?.()) {
         throw new NsboxError({ code: 'EPERM', syscall: 'lstat', step: STEP, path: base, message: `${base} is not a directory of uid ${process.geteuid?.()}: refusing to use it (step ${STEP})` });
       }
+      baseChecked = base;
     });
     at(dir, () => fs.mkdirSync(dir, { mode: 0o711 }));
     made = true;
@@ -124,7 +136,7 @@ export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
       const p = path.join(dir, name);
       at(p, () => fs.writeFileSync(p, text[name], { mode: 0o644, flag: 'wx' }));
     }
-    return { dir, remove };
+    return { dir, remove, removeAsync };
   } catch (e) {
     remove();
     throw e instanceof NsboxError ? e : fromSystemError(e, STEP, dir);
@@ -138,11 +150,11 @@ export function holdEtcDir(pid: number, d: EtcDir): void {
   heldByPid.set(pid, d);
 }
 
-export function releaseEtcDirOf(pid: number): void {
+export function releaseEtcDirOf(pid: number): Promise<void> | undefined {
   const d = heldByPid.get(pid);
-  if (!d) return;
+  if (!d) return undefined;
   heldByPid.delete(pid);
-  d.remove();
+  return d.removeAsync();
 }
 
 /**

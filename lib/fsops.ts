@@ -430,18 +430,34 @@ export function checkRootfs(rootfs: string): void {
  * rootfs), where the mount points are made; in a caller's rootfs they never are (`required`:
  * a missing one fails the start, else it is skipped).
  */
-export function etcOps(L: OpList, dir: string, userMounts: ResolvedMount[], own: boolean, required: boolean): void {
+export function etcOps(L: OpList, dir: string | null, userMounts: ResolvedMount[], own: boolean, required: boolean): void {
   const K = native().constants;
   for (const name of ETC_FILES) {
     const target = '/etc/' + name;
     if (userMounts.some((m) => m.target === target)) continue;
     if (own) L.touch(target, 'etc');
-    L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required || own);
+    if (dir !== null) L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required || own);
   }
 }
 
+/**
+ * An app container's /etc binds alone (plan.opsAfter): they follow the shared, cached list, which
+ * made their mount points where the root is nsbox's own (buildFsOps with `etc`).
+ */
+export function etcBindOps(staging: string, dir: string, o: ResolvedAppOptions): { ops: NativeOp[]; meta: OpMeta[] } {
+  const L = new OpList(staging);
+  const own = o.rootfs === undefined;
+  const K = native().constants;
+  for (const name of ETC_FILES) {
+    const target = '/etc/' + name;
+    if (o.mounts.some((m) => m.target === target)) continue;
+    L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', o.etcFiles === 'require' || own);
+  }
+  return { ops: L.ops, meta: L.meta };
+}
+
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
-export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, etcDir?: string, devices: HostDevice[] = []): OpList {
+export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, withEtc = false, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(staging);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
@@ -463,7 +479,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     L.mkdir('/etc', 0o755, 'rootfs.layout');
     for (const e of etc) {
       // The generated ones replace the host's.
-      if (etcDir !== undefined && (e.name === 'hosts' || e.name === 'resolv.conf')) continue;
+      if (withEtc && (e.name === 'hosts' || e.name === 'resolv.conf')) continue;
       const at = '/etc/' + e.name;
       if (e.kind === 'symlink') {
         L.mkdirs(path.posix.dirname(at), 'rootfs.layout');
@@ -479,7 +495,8 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
 
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices });
   userMountOps(L, o.mounts, o.rootfs);
-  if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, o.rootfs === undefined, o.etcFiles === 'require');
+  // The generated /etc files' mount points in nsbox's own root; their binds (etcBindOps) follow.
+  if (withEtc && o.rootfs === undefined) etcOps(L, null, o.mounts, true, true);
 
   // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
   //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
@@ -729,7 +746,9 @@ const FS_OPS_CACHE_MAX = 32;
  */
 export function forgetFsOps(meta: OpMeta[]): void {
   for (const [key, hit] of fsOpsCache) {
-    if (hit.meta !== meta) continue;
+    // The start's meta is the list's own, or (with /etc binds after it, plan.opsAfter) begins with
+    // the list's entries themselves.
+    if (hit.meta !== meta && !(meta.length > hit.meta.length && hit.meta.every((m, i) => m === meta[i]))) continue;
     native().releaseOps(hit.compiled);
     fsOpsCache.delete(key);
     return;
@@ -746,22 +765,16 @@ export function forgetFsOps(meta: OpMeta[]): void {
  * drops its list (forgetFsOps), so a point removed since is noticed on the next start, which then
  * gets the overlay. The lists are never changed once made.
  */
-export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etcDir?: string, devices: HostDevice[] = []): FsOps {
+export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = []): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
-  if (etcDir !== undefined) {
-    // The generated files are the container's own (their directory is in the ops): not cached, the
-    // plan carries the ops themselves (compiled: 0).
-    const L = buildFsOps(o, staging, userns, etcDir, devices);
-    return { ops: L.ops, meta: L.meta, compiled: 0 };
-  }
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, devices]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, devices, etc]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.
     fsOpsCache.delete(key);
   } else {
-    const L = buildFsOps(o, staging, userns, undefined, devices);
+    const L = buildFsOps(o, staging, userns, etc, devices);
     hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
     if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
       const oldest = fsOpsCache.keys().next().value!;

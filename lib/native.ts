@@ -40,6 +40,8 @@ export interface NativePlan {
   ops: NativeOp[];
   /** The id compileOps(ops) gave for these same ops: the addon then skips converting them again. */
   opsCompiled?: number;
+  /** Ops of this start alone, run after `ops` (or the compiled list): the generated /etc binds. */
+  opsAfter: NativeOp[];
   hostname: string | null;
   netLoUp: boolean;
   /** May join a network namespace made ahead (lo up) instead of CLONE_NEWNET: 'loopback' only. */

@@ -9,7 +9,7 @@ import { NsboxError, errnoName } from './errors';
 import { forkClone, pathWalk, testFault } from './env';
 import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
-import { forgetFsOps, fsOpsFor, type OpMeta } from './fsops';
+import { etcBindOps, forgetFsOps, fsOpsFor, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
 import type { HostDevice } from './devices';
 
@@ -122,6 +122,7 @@ export function emptyPlan(): NativePlan {
     staging: '/',
     ops: [],
     opsCompiled: undefined,
+    opsAfter: [],
     hostname: null,
     netLoUp: false,
     walkOnly: pathWalk(),
@@ -187,14 +188,17 @@ export function basePlan(
   o: ResolvedAppOptions, staging: string, capLast: number, userns = false, etcDir?: string, devices: HostDevice[] = [],
 ): { plan: NativePlan; meta: OpMeta[]; candidates: string[] } {
   const K = native().constants;
-  const L = fsOpsFor(o, staging, userns, etcDir, devices);
+  const L = fsOpsFor(o, staging, userns, etcDir !== undefined, devices);
+  // The binds of this container's own /etc files follow the shared list (their source is its own).
+  const E = etcDir !== undefined ? etcBindOps(staging, etcDir, o) : null;
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
   const keep = resolveCaps(DEFAULT_CAPS, o.capabilities);
   const plan = emptyPlan();
   plan.cloneFlags = namespaceFlags(o.network);
   plan.staging = staging;
   plan.ops = L.ops;
-  plan.opsCompiled = L.compiled || undefined;
+  plan.opsCompiled = L.compiled;
+  if (E) plan.opsAfter = E.ops;
   plan.hostname = o.hostname;
   plan.netLoUp = o.network === 'loopback' || o.network === 'bridge';
   plan.netnsReserve = o.network === 'loopback';
@@ -216,7 +220,7 @@ export function basePlan(
   plan.argv = o.command;
   plan.envp = envp(o.env);
   plan.seccomp = o.seccomp ? compileSeccomp(o.seccomp, process.arch, keep) : null;
-  return { plan, meta: L.meta, candidates };
+  return { plan, meta: E ? [...L.meta, ...E.meta] : L.meta, candidates };
 }
 
 /**

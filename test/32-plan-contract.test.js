@@ -58,6 +58,7 @@ const NOT_A_MEMBER = {
   cgroupMkdir: null, // PlanStorage: made by spawnAsync's worker, then cgroup_fd
   cgroupBase: null,
   opsCompiled: 'ops', // an id of a compiled ops list instead of ops
+  opsAfter: 'ops', // appended to ops (or the compiled list) into PlanStorage's joined list
   netnsReserve: null, // PlanStorage: may take net_fd from the reserve
   ipcnsReserve: null, // likewise ipc_fd
   mntTemplate: null, // likewise mnt_template_fd

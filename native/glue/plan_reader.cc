@@ -190,6 +190,22 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     p.ops = st->ops.data();
     p.n_ops = st->ops.size();
   }
+  {
+    // opsAfter: this start's own ops after the (compiled, shared) list: the binds of its generated
+    // /etc files, whose source directory is its own. Joined into one list the child runs.
+    Napi::Value av;
+    if (!Read(js, "opsAfter", &av)) return false;
+    if (!av.IsUndefined() && !(av.IsArray() && av.As<Napi::Array>().Length() == 0)) {
+      std::vector<Op> after;
+      if (!ConvertOps(js.Env(), av, st, &after)) return false;
+      if (p.n_ops + after.size() > 4096) return ThrowType(js.Env(), "opsAfter");
+      std::vector<Op> joined(p.ops, p.ops + p.n_ops);
+      joined.insert(joined.end(), after.begin(), after.end());
+      st->ops.swap(joined);
+      p.ops = st->ops.data();
+      p.n_ops = st->ops.size();
+    }
+  }
   // Test support (lib/env.ts reads NSBOX_FORCE_PATH_WALK and NSBOX_FORK_CLONE into the plan): the
   // resolver used where openat2 is missing, and the fork-style clone.
   if (!GetBool(js, "walkOnly", &b)) return false;

@@ -89,6 +89,15 @@ function writeAtomic(file: string, data: string): void {
   fs.renameSync(tmp, file);
 }
 
+/**
+ * A stopped machine's generated /etc files (lib/etc.ts), by whichever process sees it stopped. The
+ * state file names the directory: only ever one of nsbox's own machine directories is removed.
+ */
+function removeMachineEtc(s: StateFile): void {
+  const d = s.etcDir;
+  if (typeof d === 'string' && path.dirname(d) === etcBase() && /^m-[0-9a-f]{8}-/.test(path.basename(d))) fs.rmSync(d, { recursive: true, force: true });
+}
+
 function readState(dir: string): StateFile | undefined {
   try {
     const s = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as StateFile;
@@ -324,6 +333,7 @@ export class Machine {
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
+      removeMachineEtc(s);
       if (!same()) return Machine.get(name, opts);
       try {
         writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
@@ -648,9 +658,7 @@ export class Machine {
     this.#net?.release();
     if (this.#state.net) releaseLease(this.#state.net.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, { pid: this.#state.pid, start: this.#state.startTime });
-    // Its generated /etc files (only ever a directory below nsbox's own etc directory).
-    const etcDir = this.#state.etcDir;
-    if (typeof etcDir === 'string' && path.dirname(etcDir) === etcBase() && /^m-/.test(path.basename(etcDir))) fs.rmSync(etcDir, { recursive: true, force: true });
+    removeMachineEtc(this.#state);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));

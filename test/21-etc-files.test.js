@@ -144,6 +144,20 @@ t.test('machines get them too, removed once the machine has stopped', { skip: no
   await m.destroy();
 });
 
+t.test("a machine that died unwatched: the next process to look finds its /etc directory and removes it", { skip: noBusybox || notRoot }, async (t) => {
+  const { execFileSync } = require('node:child_process');
+  const stateDir = machineStateDir(t, 'nsbox-etc2-');
+  const start = `require(${JSON.stringify(require.resolve('..'))}).Machine.start({ name: 'etcgone', rootfs: ${JSON.stringify(bb)}, stateDir: ${JSON.stringify(stateDir)} }).then((m) => console.log(m.pid))`;
+  const pid = Number(execFileSync(process.execPath, ['-e', start]).toString());
+  const dirs = () => fs.readdirSync(etcBase()).filter((n) => n.startsWith('m-') && n.includes('-etcgone-'));
+  t.equal(dirs().length, 1, 'the machine outlives the process that started it, with its directory');
+  process.kill(pid, 'SIGKILL');
+  while (fs.existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))) await new Promise((r) => setTimeout(r, 20));
+  const get = `require(${JSON.stringify(require.resolve('..'))}).Machine.get('etcgone', { stateDir: ${JSON.stringify(stateDir)} }).then((m) => m.state()).then((s) => console.log(s))`;
+  t.equal(execFileSync(process.execPath, ['-e', get]).toString(), 'stopped\n');
+  t.same(dirs(), [], 'removed by the process that found it stopped');
+});
+
 t.test('nothing left behind', async (t) => {
   await assertNoLeaks(t, before);
 });

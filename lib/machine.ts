@@ -712,6 +712,7 @@ function claimName(dir: string, name: string): void {
       if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
+      removeMachineEtc(s);
     } else if (Date.now() - fs.statSync(dir).mtimeMs < 10000) {
       // No state yet: another process is between taking the name and writing the state.
       throw exists(`a machine named '${name}' is being started`);

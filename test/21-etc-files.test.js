@@ -158,6 +158,28 @@ t.test("a machine that died unwatched: the next process to look finds its /etc d
   t.same(dirs(), [], 'removed by the process that found it stopped');
 });
 
+t.test('a machine that died unwatched and is started again under its name: the old directory goes', { skip: noBusybox || notRoot }, async (t) => {
+  const { execFileSync } = require('node:child_process');
+  const stateDir = machineStateDir(t, 'nsbox-etc3-');
+  const start = `require(${JSON.stringify(require.resolve('..'))}).Machine.start({ name: 'etcagain', rootfs: ${JSON.stringify(bb)}, stateDir: ${JSON.stringify(stateDir)} }).then((m) => console.log(m.pid))`;
+  const pid = Number(execFileSync(process.execPath, ['-e', start]).toString());
+  const dirs = () => fs.readdirSync(etcBase()).filter((n) => n.startsWith('m-') && n.includes('-etcagain-'));
+  const old = dirs();
+  t.equal(old.length, 1);
+  process.kill(pid, 'SIGKILL');
+  while (fs.existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))) await new Promise((r) => setTimeout(r, 20));
+  // Started again by another process (this one's claim of a dead machine's pidfd would count as
+  // an fd left behind).
+  execFileSync(process.execPath, ['-e', start]);
+  const now = dirs();
+  t.equal(now.length, 1, "one directory: the new machine's");
+  t.not(now[0], old[0], "not the dead one's");
+  const m = await Machine.get('etcagain', { stateDir });
+  await m.stop({ timeout: 5000 });
+  await m.destroy();
+  t.same(dirs(), []);
+});
+
 t.test('nothing left behind', async (t) => {
   await assertNoLeaks(t, before);
 });

@@ -440,6 +440,14 @@ export function etcOps(L: OpList, dir: string | null, userMounts: ResolvedMount[
   }
 }
 
+/** The generated /etc files' mount points as points of a deferred root (made in its overlay if missing). */
+function etcPoints(L: OpList, userMounts: ResolvedMount[]): void {
+  for (const name of ETC_FILES) {
+    const target = '/etc/' + name;
+    if (!userMounts.some((m) => m.target === target)) L.touch(target, 'etc');
+  }
+}
+
 /**
  * An app container's /etc binds alone (plan.opsAfter): they follow the shared, cached list, which
  * made their mount points where the root is nsbox's own (buildFsOps with `etc`).
@@ -497,6 +505,11 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   userMountOps(L, o.mounts, o.rootfs);
   // The generated /etc files' mount points in nsbox's own root; their binds (etcBindOps) follow.
   if (withEtc && o.rootfs === undefined) etcOps(L, null, o.mounts, true, true);
+  // A read-only caller's rootfs that lacks one gets it as a mount point of the throw-away overlay
+  // (deferRoot, finishRoot), never in the rootfs: localhost resolves in an image without
+  // /etc/hosts. A writable one is never overlaid for this: the bind is skipped there instead
+  // (WHERE_OPTIONAL), unless etcFiles: true.
+  if (withEtc && o.rootfs !== undefined && o.readonly) etcPoints(L, o.mounts);
 
   // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
   //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
@@ -725,6 +738,8 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
   userMountOps(L, o.mounts, o.rootfs);
+  // An ephemeral machine's overlay makes the missing ones (as for an app's read-only root).
+  if (etcDir !== undefined && o.ephemeral) etcPoints(L, o.mounts);
   if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, false, o.etcFiles === 'require');
   L.finishRoot(false);
   return L;

@@ -136,11 +136,11 @@ export interface AppOptions {
   userns?: UsernsOption;
   /**
    * /etc/hosts, /etc/hostname and /etc/resolv.conf generated for the container (every network mode)
-   * and bound read-only over the image's; see docs/network.md. Default: where the rootfs has the
-   * file (a mount point is never created in a caller's rootfs; the default rootfs always has them).
-   * `true`: a rootfs without one of them fails the start (ENOENT naming it, step `etc`). `false`:
-   * none are bound (the image's own are seen, or, with the default rootfs, the host's hosts and
-   * resolv.conf).
+   * and bound read-only over the image's; see docs/network.md. Never created in a caller's rootfs: a
+   * read-only root lacking one gets it in its throw-away overlay; a writable one goes without that
+   * file. `true`: a writable rootfs without one of them fails the start (ENOENT naming it, step
+   * `etc`). `false`: none are bound (the image's own are seen, or, with the default rootfs, the
+   * host's hosts and resolv.conf).
    */
   etcFiles?: boolean;
   /** Extra /etc/hosts entries, `{ name: address }` (IPv4 or IPv6), as `docker run --add-host`. */

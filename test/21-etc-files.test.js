@@ -66,25 +66,34 @@ t.test('default rootfs: localhost and the own host name resolve (glibc, python3)
   }
 });
 
-t.test('Debian image: python3 resolves localhost from the generated /etc/hosts', { skip: noDebian || notRoot }, async (t) => {
-  // The fixture has /etc/hostname and /etc/resolv.conf but no /etc/hosts: a bind onto a copy's.
+t.test('Debian image: python3 resolves localhost and its own name from the generated /etc/hosts', { skip: noDebian || notRoot }, async (t) => {
+  const had = fs.existsSync(path.join(debian, 'etc/hosts'));
   const r = await run({
     rootfs: debian, hostname: 'deb',
-    command: ['/usr/bin/python3', '-c', 'import socket, os; print(os.path.exists("/etc/hosts"), open("/etc/hostname").read().strip())'],
+    command: ['/usr/bin/python3', '-c', 'import socket; print(socket.gethostbyname("localhost"), socket.gethostbyname("deb"), open("/etc/hostname").read().strip())'],
   });
   t.equal(r.exitCode, 0, r.stderr.toString());
-  const hasHosts = fs.existsSync(path.join(debian, 'etc/hosts'));
-  t.equal(r.stdout.toString(), `${hasHosts ? 'True' : 'False'} deb\n`, '/etc/hostname is the generated one; /etc/hosts only where the image has one');
-  if (!hasHosts) t.notOk(fs.existsSync(path.join(debian, 'etc/hosts')), 'no /etc/hosts was created in the image');
+  t.equal(r.stdout.toString(), '127.0.0.1 127.0.1.1 deb\n', `localhost, the host name and /etc/hostname (the image ${had ? 'has' : 'lacks'} /etc/hosts)`);
+  t.equal(fs.existsSync(path.join(debian, 'etc/hosts')), had, 'the image is as it was');
 });
 
-t.test('a rootfs without the mount points: nothing is created in it; etcFiles: true fails naming the path', { skip: noBusybox }, async (t) => {
+t.test('a read-only rootfs without the mount points: they are made in its throw-away overlay, never in it', { skip: noBusybox }, async (t) => {
+  const bare = bareRootfs(t);
+  const r = await run({ rootfs: bare, hostname: 'bare', command: ['/bin/sh', '-c', 'cat /etc/hosts /etc/hostname; ls /etc; /probe try-write /etc/hosts'] });
+  t.equal(r.exitCode, 0, r.stderr.toString());
+  t.equal(r.stdout.toString(), `${HOSTS_HEAD}127.0.1.1\tbare\nbare\ngroup\nhostname\nhosts\npasswd\nresolv.conf\n{"ok":false,"errno":30,"code":"EROFS"}\n`, 'the generated files are there, read-only');
+  t.same(fs.readdirSync(path.join(bare, 'etc')).sort(), ['group', 'passwd'], 'nothing was written into the rootfs');
+  const req = await run({ rootfs: bare, etcFiles: true, command: ['/bin/cat', '/etc/hostname'] });
+  t.equal(req.stdout.toString(), 'nsbox\n', 'etcFiles: true is satisfied the same way');
+});
+
+t.test('a writable rootfs without the mount points: nothing is created in it; etcFiles: true fails naming the path', { skip: noBusybox }, async (t) => {
   const bare = bareRootfs(t);
   const r = await run({ rootfs: bare, readonly: false, command: ['/bin/sh', '-c', 'ls /etc'] });
   t.equal(r.exitCode, 0, r.stderr.toString());
-  t.equal(r.stdout.toString(), 'group\npasswd\n', 'the container sees the image\'s /etc as it is');
+  t.equal(r.stdout.toString(), 'group\npasswd\n', 'the container sees the image\'s /etc as it is (the binds are skipped)');
   t.same(fs.readdirSync(path.join(bare, 'etc')).sort(), ['group', 'passwd'], 'nothing was written into the rootfs (writable, root-owned)');
-  await t.rejects(run({ rootfs: bare, etcFiles: true, command: ['/bin/true'] }), { name: 'NsboxError', code: 'ENOENT', step: 'etc', syscall: 'openat2', path: '/etc/hosts' });
+  await t.rejects(run({ rootfs: bare, readonly: false, etcFiles: true, command: ['/bin/true'] }), { name: 'NsboxError', code: 'ENOENT', step: 'etc', syscall: 'openat2', path: '/etc/hosts' });
   t.same(fs.readdirSync(path.join(bare, 'etc')).sort(), ['group', 'passwd'], 'nor by the failed start');
 });
 
@@ -142,6 +151,20 @@ t.test('machines get them too, removed once the machine has stopped', { skip: no
   await m.stop({ timeout: 5000 });
   t.same(dirs(), [], 'removed once it stopped');
   await m.destroy();
+});
+
+t.test('machines on a rootfs without the mount points: an ephemeral one gets them in its overlay, a persistent one none', { skip: noBusybox || notRoot }, async (t) => {
+  const bare = bareRootfs(t);
+  const stateDir = machineStateDir(t, 'nsbox-etc4-');
+  const eph = await Machine.start({ name: 'etceph', rootfs: bare, stateDir, ephemeral: true });
+  t.equal((await eph.run(['/bin/cat', '/etc/hostname'])).stdout.toString(), 'etceph\n', 'ephemeral: the generated file');
+  await eph.stop({ timeout: 5000 });
+  await eph.destroy();
+  const per = await Machine.start({ name: 'etcper', rootfs: bare, stateDir });
+  t.equal((await per.run(['/bin/ls', '/etc'])).stdout.toString(), 'group\npasswd\n', 'persistent (a writable root): the image\'s /etc as it is');
+  await per.stop({ timeout: 5000 });
+  await per.destroy();
+  t.same(fs.readdirSync(path.join(bare, 'etc')).sort(), ['group', 'passwd'], 'nothing written into the rootfs');
 });
 
 t.test("a machine that died unwatched: the next process to look finds its /etc directory and removes it", { skip: noBusybox || notRoot }, async (t) => {

@@ -442,10 +442,7 @@ export function etcOps(L: OpList, dir: string | null, userMounts: ResolvedMount[
 
 /** The generated /etc files' mount points as points of a deferred root (made in its overlay if missing). */
 function etcPoints(L: OpList, userMounts: ResolvedMount[]): void {
-  for (const name of ETC_FILES) {
-    const target = '/etc/' + name;
-    if (!userMounts.some((m) => m.target === target)) L.touch(target, 'etc');
-  }
+  for (const t of ETC_FILES.map((n) => '/etc/' + n)) if (!userMounts.some((m) => m.target === t)) L.touch(t, 'etc');
 }
 
 /**

@@ -19,7 +19,7 @@ import { abortError, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
 import { devicePolicyFd, hostDevices } from './devices';
-import { holdEtcDir, releaseEtcDirOf, writeEtcDir, type EtcDir } from './etc';
+import { holdEtcDir, releaseEtcDirOf, sharedEtcDir, writeEtcDir, type EtcContent, type EtcDir } from './etc';
 import { Launch } from './launch';
 
 /**
@@ -342,6 +342,22 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
 }
 
 /** An app start between its plan and the clone's result: the shared Launch and what only apps have. */
+/**
+ * A container's /etc files: the shared directory of their content (etc.ts, sharedEtcDir) unless
+ * they are its own (bridged: its address) or it could make its read-only binds writable
+ * (CAP_SYS_ADMIN kept: a remount in its own mount namespace, which would reach every container
+ * sharing the files); then a directory of its own, removed with it.
+ */
+function etcFor(o: ResolvedAppOptions, netw: NetworkSetup | null): EtcDir {
+  const c: EtcContent = {
+    hostname: o.hostname, network: o.network, hosts: o.hosts,
+    bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
+  };
+  const add = o.capabilities.add;
+  const sysAdmin = (add.includes('CAP_SYS_ADMIN') || add.includes('ALL')) && !o.capabilities.drop.includes('CAP_SYS_ADMIN') && !o.capabilities.drop.includes('ALL');
+  return (!netw && !sysAdmin && sharedEtcDir(c)) || writeEtcDir(c);
+}
+
 interface Prepared {
   o: ResolvedAppOptions;
   pooled: boolean;
@@ -380,13 +396,10 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   const t0 = performance.now();
   // The devices are looked up on the host first: a missing or non-device path makes nothing.
   const devices = hostDevices(o.devices);
-  const etc = o.etcFiles === 'off' ? null : writeEtcDir({
-    hostname: o.hostname, network: o.network, hosts: o.hosts,
-    bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
-  });
+  const etc = o.etcFiles === 'off' ? null : etcFor(o, netw);
   let built: ReturnType<typeof basePlan>;
   try {
-    built = basePlan(o, staging(), capLast(), userns !== null, etc?.dir, devices);
+    built = basePlan(o, staging(), capLast(), userns !== null, etc?.dir, devices, etc?.shared);
   } catch (e) {
     etc?.remove();
     throw e;
@@ -447,8 +460,10 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     const u = launch.userns;
     if (u?.lease && u.owner && res.step === undefined) holdIdRange(res.pid, u.lease, u.owner);
     const started = launch.settle(res);
-    // Its /etc files are removed once it is waited for (with the Container, pooled or not).
-    if (p.etc) {
+    // Its /etc files are removed once it is waited for (with the Container, pooled or not); shared
+    // ones are kept (etc.ts, sharedEtcDir).
+    if (p.etc?.shared) launch.undo.length = 0;
+    else if (p.etc) {
       holdEtcDir(started.pid, p.etc);
       launch.undo.length = 0;
     }

@@ -4,7 +4,7 @@
 // start failed. Which content each mode gets is documented in docs/network.md ("/etc files").
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 import { NsboxError, fromSystemError } from './errors';
 import { parseIPv4 } from './network-options';
@@ -27,6 +27,11 @@ export interface EtcContent {
 /** A container's generated files on the host; remove() and removeAsync() are idempotent. */
 export interface EtcDir {
   dir: string;
+  /**
+   * A shared, content-addressed directory (sharedEtcDir): never removed by a container; remove()
+   * only makes the next start check it again (a start that failed may have failed on it).
+   */
+  shared?: boolean;
   remove(): void;
   /** The same off the JS thread (the exit path overlaps it with the cgroup's removal). */
   removeAsync(): Promise<void>;
@@ -39,13 +44,30 @@ export function etcBase(): string {
   return path.join(runtimeDir(STEP), 'etc');
 }
 
-/** The host's nameservers: every line of its resolv.conf, or only the non-loopback nameservers. */
+/** The host's resolv.conf as last read, and the stat that says whether it is still that. */
+let resolvSeen: { key: string; text: string } | undefined;
+
+/**
+ * The host's /etc/resolv.conf: read again only when its stat (inode, size, mtime, ctime) changed,
+ * so a host-mode start costs one stat, not a read, while a resolver that rewrites it is followed.
+ */
 function hostResolv(): string {
+  let key = '';
   try {
-    return fs.readFileSync('/etc/resolv.conf', 'utf8');
+    const st = fs.statSync('/etc/resolv.conf', { bigint: true });
+    key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
   } catch {
     return '';
   }
+  if (resolvSeen?.key === key) return resolvSeen.text;
+  let text = '';
+  try {
+    text = fs.readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+  resolvSeen = { key, text };
+  return text;
 }
 
 export function hostNameservers(): string[] {
@@ -80,14 +102,38 @@ export function etcContent(c: EtcContent): Record<(typeof ETC_FILES)[number], st
   return { hosts, hostname: `${c.hostname}\n`, 'resolv.conf': resolv };
 }
 
-/**
- * Writes a container's files into a new directory of their own; throws an NsboxError (step `etc`,
- * with the path) with nothing left behind.
- */
 let reclaimed = false;
 /** The base directory checked (made, ours, a real directory) by this process: once is enough. */
 let baseChecked: string | undefined;
 
+/** Errors of fs calls on `p` as NsboxErrors of step `etc` naming it. */
+function at<T>(p: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw fromSystemError(e, STEP, p);
+  }
+}
+
+/** Makes the base directory (0711, ours, a real directory) once per process. */
+function ensureBase(base: string): void {
+  if (baseChecked === base) return;
+  // 0711: root in a user namespace of the container's own is another id on the host, and binds
+  // these files from inside it; it may find them by name, never list them.
+  at(base, () => {
+    fs.mkdirSync(base, { recursive: true, mode: 0o711 });
+    const st = fs.lstatSync(base);
+    if (!st.isDirectory() || st.uid !== process.geteuid?.()) {
+      throw new NsboxError({ code: 'EPERM', syscall: 'lstat', step: STEP, path: base, message: `${base} is not a directory of uid ${process.geteuid?.()}: refusing to use it (step ${STEP})` });
+    }
+  });
+  baseChecked = base;
+}
+
+/**
+ * Writes a container's files into a new directory of their own; throws an NsboxError (step `etc`,
+ * with the path) with nothing left behind.
+ */
 export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
   const base = etcBase();
   if (!reclaimed) {
@@ -110,24 +156,8 @@ export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
     await Promise.all(ETC_FILES.map((f) => fs.promises.unlink(path.join(dir, f)).catch(() => {})));
     await fs.promises.rmdir(dir).catch(() => fs.rmSync(dir, { recursive: true, force: true }));
   };
-  const at = (p: string, f: () => void): void => {
-    try {
-      f();
-    } catch (e) {
-      throw fromSystemError(e, STEP, p);
-    }
-  };
   try {
-    // 0711: root in a user namespace of the container's own is another id on the host, and binds
-    // these files from inside it; it may find them by name, never list them.
-    if (baseChecked !== base) at(base, () => {
-      fs.mkdirSync(base, { recursive: true, mode: 0o711 });
-      const st = fs.lstatSync(base);
-      if (!st.isDirectory() || st.uid !== process.geteuid?.()) {
-        throw new NsboxError({ code: 'EPERM', syscall: 'lstat', step: STEP, path: base, message: `${base} is not a directory of uid ${process.geteuid?.()}: refusing to use it (step ${STEP})` });
-      }
-      baseChecked = base;
-    });
+    ensureBase(base);
     at(dir, () => fs.mkdirSync(dir, { mode: 0o711 }));
     made = true;
     at(dir, () => fs.chmodSync(dir, 0o711));
@@ -140,6 +170,109 @@ export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
   } catch (e) {
     remove();
     throw e instanceof NsboxError ? e : fromSystemError(e, STEP, dir);
+  }
+}
+
+/**
+ * Shared directories: the content key (what etcContent depends on) to the directory made or found
+ * for it, so that a start whose files are the same as an earlier one's does no file I/O for them.
+ */
+const sharedDirs = new Map<string, { dir: string; checked: number }>();
+/** How long a shared directory is trusted to still be there without a look (one stat). */
+const RECHECK_MS = 1000;
+/**
+ * How many distinct shared directories one process makes or adopts; past it (many host names, say)
+ * a start gets a directory of its own again, removed with it. The shared ones are kept (see
+ * sharedEtcDir), so this bounds what a process leaves in the runtime directory.
+ */
+let sharedMax = 64;
+
+/** Tests: a lower limit (0: every start gets its own directory, as bridge mode does). */
+export function setSharedEtcLimit(n: number): void {
+  sharedMax = n;
+  if (sharedDirs.size > n) sharedDirs.clear();
+}
+
+/** The shared directory's name: `s-` and a short SHA-256 of the three files' contents. */
+export const SHARED_PREFIX = 's-';
+
+/**
+ * The directory of these files, shared by every container (of any Node process) whose files are the
+ * same: `<base>/s-<sha256 of the contents, 16 hex digits>`. Made once, atomically (written into a
+ * temporary directory named like a per-container one, so reclaimStaleEtcDirs removes it if this
+ * process dies mid-way, then renamed; a process that loses the rename race uses the winner's,
+ * whose contents are the same by construction). Cached in-process by content key: the next start
+ * with the same content does no file I/O here (a host-mode start stats the host's resolv.conf).
+ *
+ * It is never removed by nsbox: a container binds the files while it starts, and nothing can tell
+ * this process that no other process is between choosing the directory and binding it. Kept on the
+ * runtime directory (a tmpfs cleared at boot on most hosts), bounded by the distinct contents.
+ * A container that has bound them keeps its own mount of each file (the inode), so removing them
+ * by hand does not affect running containers; a process that cached the directory notices within
+ * a second (RECHECK_MS) and makes it again (a start in that second may fail at step `etc`, ENOENT,
+ * or, in a rootfs of the caller's, go without the files).
+ *
+ * Returns null past the per-process limit (setSharedEtcLimit): the caller makes its own.
+ */
+export function sharedEtcDir(c: EtcContent): EtcDir | null {
+  const key = JSON.stringify([c.hostname, c.network, c.hosts, c.network === 'host' ? hostResolv() : '']);
+  let hit = sharedDirs.get(key);
+  const now = performance.now();
+  // Removed by hand since (or /run cleaned): a start in a rootfs of the caller's would skip the
+  // binds of missing files without a word (WHERE_OPTIONAL), so it is looked for at most once a
+  // second (one stat), and made again.
+  if (hit && now - hit.checked > RECHECK_MS) {
+    if (fs.statSync(path.join(hit.dir, 'resolv.conf'), { throwIfNoEntry: false })) hit.checked = now;
+    else {
+      sharedDirs.delete(key);
+      hit = undefined;
+    }
+  }
+  if (hit === undefined) {
+    if (sharedDirs.size >= sharedMax) return null;
+    hit = { dir: makeShared(etcContent(c)), checked: now };
+    sharedDirs.set(key, hit);
+  }
+  const h = hit;
+  // A failed start may have failed on a directory removed by hand: the next one looks again.
+  const forget = (): void => {
+    if (sharedDirs.get(key) === h) sharedDirs.delete(key);
+  };
+  const d = h.dir;
+  return { dir: d, shared: true, remove: forget, removeAsync: async () => forget() };
+}
+
+function makeShared(text: Record<(typeof ETC_FILES)[number], string>): string {
+  const base = etcBase();
+  if (!reclaimed) {
+    reclaimed = true;
+    reclaimStaleEtcDirs();
+  }
+  ensureBase(base);
+  const h = createHash('sha256');
+  for (const name of ETC_FILES) h.update(`${name}\0${text[name].length}\0${text[name]}`);
+  const dir = path.join(base, SHARED_PREFIX + h.digest('hex').slice(0, 16));
+  // Made by this or another process before: the rename below made it whole.
+  if (fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return dir;
+  const tmp = path.join(base, `${process.pid}-tmp-${randomBytes(6).toString('hex')}`);
+  try {
+    at(tmp, () => fs.mkdirSync(tmp, { mode: 0o711 }));
+    at(tmp, () => fs.chmodSync(tmp, 0o711));
+    for (const name of ETC_FILES) {
+      const p = path.join(tmp, name);
+      at(p, () => fs.writeFileSync(p, text[name], { mode: 0o644, flag: 'wx' }));
+      at(p, () => fs.chmodSync(p, 0o644));
+    }
+    try {
+      fs.renameSync(tmp, dir);
+    } catch (e) {
+      // Another process renamed its copy first (a directory over a non-empty one is refused).
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw fromSystemError(e, STEP, dir);
+    }
+    return dir;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 
@@ -168,6 +301,7 @@ export function reclaimStaleEtcDirs(): void {
   } catch {
     return;
   }
+  // Shared directories (s-...) are kept: see sharedEtcDir.
   for (const name of names) {
     const pid = Number(/^(\d+)-/.exec(name)?.[1]);
     if (!pid || pid === process.pid) continue;

@@ -446,11 +446,10 @@ function etcPoints(L: OpList, userMounts: ResolvedMount[]): void {
 }
 
 /**
- * An app container's /etc binds alone (plan.opsAfter): they follow the shared, cached list, which
- * made their mount points where the root is nsbox's own (buildFsOps with `etc`).
+ * An app container's /etc binds, after the list that made their mount points (buildFsOps, `etc`):
+ * appended to it for a shared directory (fsOpsFor), else a list of their own (plan.opsAfter).
  */
-export function etcBindOps(staging: string, dir: string, o: ResolvedAppOptions): { ops: NativeOp[]; meta: OpMeta[] } {
-  const L = new OpList(staging);
+export function etcBinds(L: OpList, dir: string, o: ResolvedAppOptions): OpList {
   const own = o.rootfs === undefined;
   const K = native().constants;
   for (const name of ETC_FILES) {
@@ -458,7 +457,7 @@ export function etcBindOps(staging: string, dir: string, o: ResolvedAppOptions):
     if (o.mounts.some((m) => m.target === target)) continue;
     L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', o.etcFiles === 'require' || own);
   }
-  return { ops: L.ops, meta: L.meta };
+  return L;
 }
 
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
@@ -500,7 +499,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
 
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices });
   userMountOps(L, o.mounts, o.rootfs);
-  // The generated /etc files' mount points in nsbox's own root; their binds (etcBindOps) follow.
+  // The generated /etc files' mount points in nsbox's own root; their binds (etcBinds) follow.
   if (withEtc && o.rootfs === undefined) etcOps(L, null, o.mounts, true, true);
   // A read-only caller's rootfs that lacks one gets it as a mount point of the throw-away overlay
   // (deferRoot, finishRoot), never in the rootfs: localhost resolves in an image without
@@ -777,16 +776,18 @@ export function forgetFsOps(meta: OpMeta[]): void {
  * drops its list (forgetFsOps), so a point removed since is noticed on the next start, which then
  * gets the overlay. The lists are never changed once made.
  */
-export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = []): FsOps {
+export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = [], sharedEtc?: string): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, devices, etc]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, devices, etc, sharedEtc ?? null, o.etcFiles]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.
     fsOpsCache.delete(key);
   } else {
     const L = buildFsOps(o, staging, userns, etc, devices);
+    // Shared /etc files (etc.ts, sharedEtcDir): the same binds every start, so in the cached list.
+    if (sharedEtc !== undefined) etcBinds(L, sharedEtc, o);
     hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
     if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
       const oldest = fsOpsCache.keys().next().value!;

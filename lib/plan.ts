@@ -9,7 +9,7 @@ import { NsboxError, errnoName } from './errors';
 import { forkClone, pathWalk, testFault } from './env';
 import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
-import { etcBindOps, forgetFsOps, fsOpsFor, type OpMeta } from './fsops';
+import { etcBinds, forgetFsOps, fsOpsFor, OpList, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
 import type { HostDevice } from './devices';
 
@@ -185,12 +185,13 @@ const envp = (env: Record<string, string>): string[] => Object.entries(env).map(
  * (fds, the cgroup, the init's argv) left as emptyPlan has them: the launch fills them in place.
  */
 export function basePlan(
-  o: ResolvedAppOptions, staging: string, capLast: number, userns = false, etcDir?: string, devices: HostDevice[] = [],
+  o: ResolvedAppOptions, staging: string, capLast: number, userns = false, etcDir?: string, devices: HostDevice[] = [], etcShared = false,
 ): { plan: NativePlan; meta: OpMeta[]; candidates: string[] } {
   const K = native().constants;
-  const L = fsOpsFor(o, staging, userns, etcDir !== undefined, devices);
+  // Shared /etc files (the same for every start with these options) are bound by the cached list.
+  const L = fsOpsFor(o, staging, userns, etcDir !== undefined, devices, etcShared ? etcDir : undefined);
   // The binds of this container's own /etc files follow the shared list (their source is its own).
-  const E = etcDir !== undefined ? etcBindOps(staging, etcDir, o) : null;
+  const E = etcDir !== undefined && !etcShared ? etcBinds(new OpList(staging), etcDir, o) : null;
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
   const keep = resolveCaps(DEFAULT_CAPS, o.capabilities);
   const plan = emptyPlan();

@@ -8,7 +8,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { run, spawn, Machine } = require('..');
 const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir } = require('./helpers');
-const { etcBase } = require('../dist/etc');
+const { etcBase, setSharedEtcLimit } = require('../dist/etc');
 
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
 const notRoot = process.getuid() !== 0 && 'needs root (network modes, machines)';
@@ -113,8 +113,126 @@ t.test('a user mount on /etc/hosts wins over the generated one', { skip: noBusyb
   t.equal(r.stdout.toString(), '10.9.9.9 mine\nnsbox\n');
 });
 
-t.test('the files are the container\'s own, and gone once it has exited', { skip: noBusybox }, async (t) => {
-  const mine = () => fs.readdirSync(etcBase()).filter((n) => n.startsWith(`${process.pid}-`));
+/** This process's per-container directories, and every shared one. */
+const mine = () => fs.readdirSync(etcBase()).filter((n) => n.startsWith(`${process.pid}-`));
+const sharedDirs = () => fs.readdirSync(etcBase()).filter((n) => n.startsWith('s-'));
+/** The source of the container's /etc/hosts bind, from its mountinfo line. */
+const hostsSource = (mountinfo) => mountinfo.split('\n').map((l) => l.split(' ')).find((f) => f[4] === '/etc/hosts')?.[3];
+
+t.test('default options: 100 runs make at most one shared directory and none of their own', { skip: noBusybox }, async (t) => {
+  const hostname = `share-${process.pid}`;
+  const before = new Set(sharedDirs());
+  const c = spawn({ rootfs: bb, hostname, command: ['/bin/sleep', '30'] });
+  t.same(mine(), [], 'a running container has no directory of its own');
+  const srcs = new Set();
+  for (let i = 0; i < 100; i++) {
+    const r = await run({ rootfs: bb, hostname, command: ['/bin/sh', '-c', 'cat /etc/hostname; cat /proc/self/mountinfo'] });
+    t.equal(r.exitCode, 0, r.stderr.toString());
+    const [first, ...rest] = r.stdout.toString().split('\n');
+    if (first !== `${hostname}` ) t.fail(`run ${i}: /etc/hostname is ${first}`);
+    srcs.add(hostsSource(rest.join('\n')));
+    if (mine().length) t.fail(`run ${i}: a per-container directory exists`);
+  }
+  c.kill();
+  await c.wait();
+  const made = sharedDirs().filter((n) => !before.has(n));
+  t.ok(made.length <= 1, `at most one new shared directory (${made})`);
+  t.equal(srcs.size, 1, 'every container bound the same files');
+  const [src] = srcs;
+  t.match(src, /\/s-[0-9a-f]{16}\/hosts$/, 'from the shared directory');
+  const dir = path.join(etcBase(), path.basename(path.dirname(src)));
+  t.ok(fs.existsSync(dir), 'kept once the containers are done');
+  const st = fs.statSync(dir);
+  t.equal(st.mode & 0o777, 0o711, 'searchable, not listable, by others');
+  t.equal(st.uid, process.geteuid(), "this process's uid owns it");
+  for (const f of ['hosts', 'hostname', 'resolv.conf']) {
+    const fst = fs.statSync(path.join(dir, f));
+    t.equal(fst.mode & 0o777, 0o644, `${f}: 0644`);
+    t.equal(fst.uid, process.geteuid(), `${f}: owned by this process's uid`);
+  }
+  t.equal(fs.readFileSync(path.join(dir, 'hostname'), 'utf8'), `${hostname}\n`);
+  t.same(mine(), [], 'and no directory of its own anywhere');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+t.test('another process with the same content uses the same directory (by content, not by process)', { skip: noBusybox }, async (t) => {
+  const { execFileSync } = require('node:child_process');
+  const hostname = `xproc-${process.pid}`;
+  const r = await run({ rootfs: bb, hostname, command: ['/bin/cat', '/proc/self/mountinfo'] });
+  const mineSrc = hostsSource(r.stdout.toString());
+  const other = `require(${JSON.stringify(require.resolve('..'))}).run({ rootfs: ${JSON.stringify(bb)}, hostname: ${JSON.stringify(hostname)}, command: ['/bin/cat', '/proc/self/mountinfo'] }).then((r) => process.stdout.write(r.stdout))`;
+  t.equal(hostsSource(execFileSync(process.execPath, ['-e', other]).toString()), mineSrc, 'the same source');
+  const other2 = `require(${JSON.stringify(require.resolve('..'))}).run({ rootfs: ${JSON.stringify(bb)}, hostname: ${JSON.stringify(hostname + 'x')}, command: ['/bin/cat', '/proc/self/mountinfo'] }).then((r) => process.stdout.write(r.stdout))`;
+  const src2 = hostsSource(execFileSync(process.execPath, ['-e', other2]).toString());
+  t.not(src2, mineSrc, 'other content, another directory');
+  for (const s of [mineSrc, src2]) fs.rmSync(path.join(etcBase(), path.basename(path.dirname(s))), { recursive: true, force: true });
+});
+
+t.test('a bound file outlives its removed directory; the next starts make it again', { skip: noBusybox }, async (t) => {
+  const hostname = `gone-${process.pid}`;
+  const c = spawn({ rootfs: bb, hostname, command: ['/bin/sh', '-c', 'echo ready; read x; cat /etc/hosts /etc/hostname'], stdio: 'pipe' });
+  const out = [];
+  // Its files are bound once it runs its command.
+  await new Promise((resolve) => c.stdout.once('data', (d) => resolve(out.push(d))));
+  c.stdout.on('data', (d) => out.push(d));
+  const probe = await run({ rootfs: bb, hostname, command: ['/bin/cat', '/proc/self/mountinfo'] });
+  const dir = path.join(etcBase(), path.basename(path.dirname(hostsSource(probe.stdout.toString()))));
+  t.ok(fs.existsSync(dir));
+  fs.rmSync(dir, { recursive: true });
+  t.notOk(fs.existsSync(dir), 'the shared directory is gone from the host');
+  c.stdin.end('go\n');
+  const ex = await c.wait();
+  t.equal(ex.exitCode, 0);
+  t.equal(Buffer.concat(out).toString(), `ready\n${HOSTS_HEAD}127.0.1.1\t${hostname}\n${hostname}\n`, 'the running container still reads its files');
+  await new Promise((r) => setTimeout(r, 1100));
+  const again = await run({ rootfs: bb, hostname, command: ['/bin/cat', '/etc/hostname'] });
+  t.equal(again.stdout.toString(), `${hostname}\n`, 'a start a second later has the files again');
+  t.ok(fs.existsSync(dir), 'made again under the same name');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+for (const userns of [false, true]) {
+  t.test(`the shared files cannot be made writable from inside${userns ? ' (user namespace: root inside)' : ''}`, { skip: noBusybox || (userns && notRoot) }, async (t) => {
+    const hostname = `ro-${userns}-${process.pid}`;
+    const r = await run({
+      rootfs: bb, hostname, userns, seccomp: 'none',
+      command: ['/bin/sh', '-c', [
+        'mount -o remount,rw,bind /etc/hosts && echo REMOUNTED',
+        '/probe try-write /etc/hosts',
+        // A user namespace of its own (full capabilities there) and a mount namespace: the binds
+        // are locked read-only in it.
+        'unshare -Um /bin/sh -c "readlink /proc/self/ns/user; mount -o remount,rw,bind /etc/hosts && echo REMOUNTED; /probe try-write /etc/hosts"',
+        'readlink /proc/self/ns/user',
+        'cat /etc/hosts',
+      ].join('; ')],
+    });
+    t.equal(r.exitCode, 0, r.stderr.toString());
+    const lines = r.stdout.toString().split('\n');
+    t.notMatch(r.stdout.toString(), /REMOUNTED/, 'no remount read-write succeeds');
+    t.same([lines[0], lines[2]].map((l) => JSON.parse(l).code), ['EROFS', 'EROFS'], 'writes fail with EROFS, in its namespaces and in a nested user namespace');
+    t.match(lines[1], /^user:\[\d+\]$/);
+    t.not(lines[1], lines[3], 'the nested user namespace was made (the second attempt ran there)');
+    t.match(r.stderr.toString(), /mount: permission denied/, 'mount(2) refused');
+    t.equal(lines.slice(4).join('\n'), `${HOSTS_HEAD}127.0.1.1\t${hostname}\n`, 'the file is unchanged');
+  });
+}
+
+t.test('CAP_SYS_ADMIN kept: a directory of its own (it could remount its binds read-write), removed with it', { skip: noBusybox || notRoot }, async (t) => {
+  const c = spawn({ rootfs: bb, capabilities: { add: ['CAP_SYS_ADMIN'] }, command: ['/bin/sleep', '30'] });
+  t.equal(mine().length, 1, 'its own directory');
+  const r = await run({ rootfs: bb, capabilities: { add: ['CAP_SYS_ADMIN'] }, command: ['/bin/sh', '-c', 'mount -o remount,rw,bind /etc/hosts && echo x >> /etc/hosts; grep -c "^x$" /etc/hosts; cat /proc/self/mountinfo'] });
+  t.equal(r.stdout.toString().split('\n')[0], '1', 'the container could write its files (its own)');
+  t.match(hostsSource(r.stdout.toString()), new RegExp(`/${process.pid}-[0-9a-f]{12}/hosts$`), 'from a directory of its own');
+  c.kill();
+  await c.wait();
+  t.same(mine(), [], 'removed once each was waited for');
+  const d = await run({ rootfs: bb, command: ['/bin/cat', '/etc/hosts'] });
+  t.equal(d.stdout.toString(), `${HOSTS_HEAD}127.0.1.1\tnsbox\n`, 'the shared files are as they were');
+});
+
+t.test('past the limit of shared directories: the container\'s own, gone once it has exited', { skip: noBusybox }, async (t) => {
+  setSharedEtcLimit(0);
+  t.teardown(() => setSharedEtcLimit(64));
   const c = spawn({ rootfs: bb, hostname: 'live', command: ['/bin/sleep', '30'] });
   const c2 = spawn({ rootfs: bb, hostname: 'live2', command: ['/bin/sleep', '30'] });
   const dirs = mine();

@@ -261,7 +261,7 @@ t.test('every step and every row of the table, forced', { skip: notRoot || noBus
 // namespace), where the binds run by different code (mnt_template.cc, fsops.cc run_op).
 t.test("every op of the /etc files and of devices, forced", { skip: notRoot || noBusybox }, async (t) => {
   const { resolveAppOptions } = require('../dist/options');
-  const { buildFsOps, etcBindOps } = require('../dist/fsops');
+  const { buildFsOps, etcBinds, OpList } = require('../dist/fsops');
   const { hostDevices } = require('../dist/devices');
   const { staging } = require('../dist/runtime');
   const dev = ['/dev/loop0', '/dev/loop-control'].filter((p) => fs.existsSync(p));
@@ -270,7 +270,7 @@ t.test("every op of the /etc files and of devices, forced", { skip: notRoot || n
   for (const userns of [false, true]) {
     const opts = { command: ['/bin/true'], rootfs: bb, hostname: 'faults', devices: dev, ...(userns ? { userns: true } : {}) };
     const o = resolveAppOptions(opts);
-    const meta = [...buildFsOps(o, staging(), userns, true, hostDevices(o.devices)).meta, ...etcBindOps(staging(), '/etc-dir', o).meta];
+    const meta = [...buildFsOps(o, staging(), userns, true, hostDevices(o.devices)).meta, ...etcBinds(new OpList(staging()), '/etc-dir', o).meta];
     const mine = meta.map((m, i) => [m, i]).filter(([m]) => m.step === 'etc' || m.step === 'devices');
     t.ok(mine.some(([m]) => m.step === 'etc') && (!dev.length || mine.some(([m]) => m.step === 'devices')), `${userns ? 'userns' : 'template'}: ops of both in the plan`);
     for (const [m, i] of mine) {

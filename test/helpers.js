@@ -161,7 +161,12 @@ function threads() {
 }
 
 /** What a container could leave behind: a snapshot to compare before and after. */
-/** This process's generated /etc directories (lib/etc.ts): one per live container. */
+/**
+ * This process's per-container /etc directories (lib/etc.ts; `<pid>-<random>`, also the transient
+ * `<pid>-tmp-<random>` a shared one is written in): one per live container that has its own
+ * (bridged, CAP_SYS_ADMIN, past the shared limit). The shared ones (`s-<hash>`) are kept by design
+ * and not counted.
+ */
 function etcDirs() {
   const { etcBase } = require('../dist/etc');
   try {

@@ -192,10 +192,11 @@ t.test('a bound file outlives its removed directory; the next starts make it aga
 });
 
 for (const userns of [false, true]) {
-  t.test(`the shared files cannot be made writable from inside${userns ? ' (user namespace: root inside)' : ''}`, { skip: noBusybox || (userns && notRoot) }, async (t) => {
+  // (Rootless, every container is in a user namespace: the first case is the same as the second.)
+  t.test(`the shared files cannot be made writable from inside${userns ? ' (user namespace: root inside)' : ''}`, { skip: noBusybox }, async (t) => {
     const hostname = `ro-${userns}-${process.pid}`;
     const r = await run({
-      rootfs: bb, hostname, userns, seccomp: 'none',
+      rootfs: bb, hostname, ...(userns ? { userns: true } : {}), seccomp: 'none',
       command: ['/bin/sh', '-c', [
         'mount -o remount,rw,bind /etc/hosts && echo REMOUNTED',
         '/probe try-write /etc/hosts',

@@ -168,6 +168,36 @@ t.test('another process with the same content uses the same directory (by conten
   for (const s of [mineSrc, src2]) fs.rmSync(path.join(etcBase(), path.basename(path.dirname(s))), { recursive: true, force: true });
 });
 
+t.test('a process that loses the race to write a shared directory uses the winner\'s', async (t) => {
+  const { sharedEtcDir, etcContent } = require('../dist/etc');
+  const c = { hostname: `race-${process.pid}`, network: 'none', hosts: [] };
+  const realRename = fs.renameSync;
+  let target;
+  // Another process renames its (identical) copy into place just before this one does.
+  fs.renameSync = (from, to) => {
+    target = to;
+    const winner = path.join(etcBase(), `winner-${process.pid}`);
+    fs.mkdirSync(winner, { mode: 0o711 });
+    const text = etcContent(c);
+    for (const f of ['hosts', 'hostname', 'resolv.conf']) fs.writeFileSync(path.join(winner, f), text[f], { mode: 0o644 });
+    fs.writeFileSync(path.join(winner, 'hosts'), text.hosts + '# the winner\n');
+    realRename(winner, to);
+    return realRename(from, to);
+  };
+  let d;
+  try {
+    d = sharedEtcDir(c);
+  } finally {
+    fs.renameSync = realRename;
+  }
+  t.equal(d.dir, target, 'the content-addressed name');
+  t.ok(d.shared);
+  t.match(fs.readFileSync(path.join(d.dir, 'hosts'), 'utf8'), /# the winner\n$/, "the winner's directory is used");
+  t.same(mine(), [], 'its temporary directory is gone');
+  t.same(fs.readdirSync(etcBase()).filter((n) => n.startsWith('winner-')), []);
+  fs.rmSync(d.dir, { recursive: true, force: true });
+});
+
 t.test('a bound file outlives its removed directory; the next starts make it again', { skip: noBusybox }, async (t) => {
   const hostname = `gone-${process.pid}`;
   const c = spawn({ rootfs: bb, hostname, command: ['/bin/sh', '-c', 'echo ready; read x; cat /etc/hosts /etc/hostname'], stdio: 'pipe' });

@@ -1,0 +1,28 @@
+'use strict';
+const fs = require('fs');
+const { run, spawn, createPool } = require('..');
+const { busyboxRootfs } = require('../test/helpers');
+const bb = busyboxRootfs().rootfs;
+const mine = () => fs.readdirSync('/run/nsbox/etc').filter((n) => n.startsWith(process.pid + '-')).length;
+(async () => {
+  await run({ rootfs: bb, command: ['/nonexistent'] }).catch((e) => console.log('enoent start:', e.code));
+  console.log('after failed start', mine());
+  await run({ rootfs: bb, command: ['/bin/sleep', '10'], timeout: 200 }).then((r) => console.log('timeout', r.exitCode, r.signal));
+  console.log('after timeout', mine());
+  const c = spawn({ rootfs: bb, command: ['/bin/sleep', '10'] });
+  await new Promise((r) => setTimeout(r, 300));
+  c.kill('SIGKILL'); await c.wait?.().catch(() => {}) ;
+  await new Promise((r) => setTimeout(r, 300));
+  console.log('after kill', mine());
+  await run({ rootfs: bb, devices: ['/dev/nonexist'], command: ['/bin/true'] }).catch((e) => console.log('bad dev', e.code));
+  await run({ rootfs: bb, devices: [{ path: '/dev/loop0', containerPath: '/dev/a/b' }, { path: '/dev/loop1', containerPath: '/dev/a' }], command: ['/bin/true'] }).catch((e) => console.log('dev collide', e.code, e.message));
+  console.log('after bad devices', mine());
+  const pool = createPool({ rootfs: bb, size: 2 });
+  await new Promise((r) => setTimeout(r, 1500));
+  console.log('pool warm', mine());
+  const r = await pool.run({ command: ['/bin/cat', '/etc/hostname', '/etc/hosts'], hostname: 'other' }).catch((e) => e.message);
+  console.log('pool run', r.stdout ? r.stdout.toString() : r);
+  await pool.close();
+  await new Promise((r) => setTimeout(r, 500));
+  console.log('after pool close', mine());
+})();

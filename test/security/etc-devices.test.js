@@ -132,6 +132,31 @@ t.test('etc: distinct host names in separate processes do not leave a directory 
   t.ok(made.length < 3, `${made.length} directories left in ${base} by 3 finished processes`);
 });
 
+// BREAK of the `permissions` promise (devices.ts: "never silently widened"): the container's extra
+// rules are put in front of nsbox's fixed list, which allows 1:3, 1:5, 1:7-9, 5:0, 5:2, 10:200 and
+// every 136:* (pts) with rwm. A host pty (or /dev/net/tun, /dev/null) passed with 'r' is opened for
+// writing: here the container writes into a host terminal whose master reads it.
+t.test("devices: permissions 'r' on a device of the fixed list (a host pty) refuse writes", { skip: noBusybox || notRoot }, async (t) => {
+  const py = spawnProcess('python3', ['-c', `
+import os, pty, select
+m, s = pty.openpty(); print(os.ttyname(s), flush=True)
+buf = b''
+while select.select([m], [], [], 3)[0]:
+    buf += os.read(m, 100)
+print(buf, flush=True)
+`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = [];
+  py.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean)));
+  await new Promise((r) => py.stdout.once('data', r));
+  const r = await run({
+    rootfs: bb, devices: [{ path: lines[0], containerPath: '/dev/hostpty', permissions: 'r' }],
+    command: ['/bin/sh', '-c', 'echo INJECTED > /dev/hostpty && echo WRITE-OK'],
+  });
+  await new Promise((r) => py.once('exit', r));
+  t.notMatch(r.stdout.toString(), /WRITE-OK/, "the container opened a read-only ('r') host pty for writing");
+  t.notMatch(lines.join('\n'), /INJECTED/, 'the host terminal received the container\'s write');
+});
+
 t.test('no leaks', async (t) => {
   await assertNoLeaks(t, before);
 });

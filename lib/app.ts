@@ -18,7 +18,7 @@ import { collectOutput, StdioRelay, type CollectedOutput } from './stdio';
 import { abortError, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
-import { devicePolicyFd, hostDevices } from './devices';
+import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { holdEtcDir, releaseEtcDirOf, sharedEtcDir, writeEtcDir, type EtcContent, type EtcDir } from './etc';
 import { Launch } from './launch';
 
@@ -324,7 +324,7 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   // What can fail without touching the host fails first: the bridge is not made for a start that
   // cannot succeed.
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
-  hostDevices(o.devices);
+  closeHostDevices(hostDevices(o.devices));
   if (o.limits) requireControllers(o.limits, o.cgroupParent ? withParent(detectCgroupHost(), o.cgroupParent) : detectCgroupHost());
   // The address lease, /etc/hosts and /etc/resolv.conf, published ports: all undone on any failure.
   const netw = setupNetwork(o.bridge);
@@ -395,12 +395,15 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   const userns = resolveUserns(o.userns, o.user, 'userns');
   const t0 = performance.now();
   // The devices are looked up on the host first: a missing or non-device path makes nothing.
+  // Their fds go to the child (the binds' sources) and are closed with its other fds.
   const devices = hostDevices(o.devices);
-  const etc = o.etcFiles === 'off' ? null : etcFor(o, netw);
+  let etc: EtcDir | null = null;
   let built: ReturnType<typeof basePlan>;
   try {
+    etc = o.etcFiles === 'off' ? null : etcFor(o, netw);
     built = basePlan(o, staging(), capLast(), userns !== null, etc?.dir, devices, etc?.shared);
   } catch (e) {
+    closeHostDevices(devices);
     etc?.remove();
     throw e;
   }
@@ -409,7 +412,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   const memfd = initFd();
   const init = o.init ? memfd : -1;
   const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname }, userns);
-  launch.childFds.push(memfd);
+  launch.childFds.push(memfd, ...devices.map((d) => d.fd));
   if (etc) launch.undo.push(etc.remove);
   const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0, etc };
   try {

@@ -10,8 +10,9 @@ import { NsboxError, fromSystemError } from './errors';
 import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
-import type { HostDevice } from './devices';
+import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
 import { ETC_FILES } from './etc';
+import { defaultRootEntries, lstatOrNull } from './default-root';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -22,73 +23,9 @@ export interface OpMeta {
   target?: string;
 }
 
-/** Host system directories bound read-only into the default rootfs. */
-const SYSTEM_DIRS = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
-/** The parts of the host's /etc that programs need and that hold no secrets. */
-const SAFE_ETC = [
-  'passwd', 'group', 'hosts', 'host.conf', 'nsswitch.conf', 'resolv.conf', 'gai.conf', 'ld.so.cache',
-  'ld.so.conf', 'ld.so.conf.d', 'localtime', 'timezone', 'services', 'protocols', 'networks',
-  'alternatives', 'os-release', 'debian_version', 'ssl/certs', 'ca-certificates', 'ca-certificates.conf',
-  'profile', 'bash.bashrc', 'inputrc', 'mime.types', 'login.defs',
-];
 const MASKED_PROC_FILES = ['kcore', 'keys', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats'];
 const MASKED_PROC_DIRS = ['acpi', 'scsi', 'asound'];
 const READONLY_PROC = ['sys', 'sysrq-trigger', 'irq', 'bus', 'fs'];
-
-type HostEntry = { name: string; kind: 'dir' | 'file' | 'symlink'; source: string; link?: string };
-
-let defaultRootCache: { system: HostEntry[]; etc: HostEntry[] } | undefined;
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
-}
-
-/** What of the host goes into the default rootfs; looked up once per process. */
-function defaultRootEntries(): { system: HostEntry[]; etc: HostEntry[] } {
-  if (defaultRootCache) return defaultRootCache;
-  const system: HostEntry[] = [];
-  for (const name of SYSTEM_DIRS) {
-    const p = '/' + name;
-    const st = lstatOrNull(p);
-    if (!st) continue;
-    if (st.isSymbolicLink()) system.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
-    else if (st.isDirectory()) system.push({ name, kind: 'dir', source: p });
-  }
-  const etc: HostEntry[] = [];
-  for (const name of SAFE_ETC) {
-    const p = '/etc/' + name;
-    let st = lstatOrNull(p);
-    if (!st) continue;
-    if (st.isSymbolicLink()) {
-      // Keep a link whose target is inside what the container sees (e.g. /usr/share/zoneinfo);
-      // bind the resolved file for one that points elsewhere (e.g. /run/systemd/resolve).
-      let real: string;
-      try {
-        real = fs.realpathSync(p);
-      } catch {
-        continue;
-      }
-      const top = real.split('/')[1] ?? '';
-      if (SYSTEM_DIRS.includes(top)) {
-        etc.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
-        continue;
-      }
-      try {
-        st = fs.statSync(real);
-      } catch {
-        continue;
-      }
-      etc.push({ name, kind: st.isDirectory() ? 'dir' : 'file', source: real });
-    } else if (st.isDirectory()) etc.push({ name, kind: 'dir', source: p });
-    else if (st.isFile()) etc.push({ name, kind: 'file', source: p });
-  }
-  defaultRootCache = { system, etc };
-  return defaultRootCache;
-}
 
 let procEntriesCache: Set<string> | undefined;
 function hostProcEntries(): Set<string> {
@@ -338,6 +275,12 @@ export class OpList {
     this.push({ kind: this.K.OP_MOUNT!, src: outer, data: rest, dst: target, flags: this.K.MS_BIND! | this.K.MS_REC!, where }, { step, syscall: 'mount', path: shown });
   }
 
+  /** A bind of the host node `source` that the child checks against the fd `fd` (WHERE_SRC_FD). */
+  srcFdBind(source: string, fd: number, target: string, step: string, shown: string): void {
+    const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_FD!;
+    this.push({ kind: this.K.OP_MOUNT!, src: source, dev: fd, dst: target, flags: this.K.MS_BIND!, where }, { step, syscall: 'mount', path: shown });
+  }
+
   /** A mount at a host path outside the future root (e.g. the tmpfs behind an overlay). */
   hostMount(src: string, hostDst: string, fstype: string | null, flags: number, data: string | null, step: string): void {
     this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data, where: 0 }, { step, syscall: 'mount', path: hostDst });
@@ -534,15 +477,15 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDev
     }
   }
   // The caller's devices (the `devices` option), and nothing else: made like the nodes above (the
-  // host node's type, numbers and mode), or the host's node bound onto a file of this tmpfs in a
-  // user namespace (mknod is refused there) and for a device without 'm' (the child makes its nodes
-  // inside the cgroup, whose allow-list then refuses the mknod too). Every path is below /dev, so
-  // everything made here is in this tmpfs.
+  // type, numbers and mode fstat'd from the host node's fd), or, in a user namespace (mknod is
+  // refused there) and for a device without 'm' (the child makes its nodes inside the cgroup, whose
+  // allow-list then refuses the mknod too), a file of this tmpfs that the host node is bound onto
+  // (deviceBinds: from its fd, per start). Every path is below /dev, so everything made here is in
+  // this tmpfs.
   for (const d of opts.devices ?? []) {
     L.mkdirs(path.posix.dirname(d.containerPath), 'devices');
-    if (opts.bindDevices || !d.permissions.includes('m')) {
+    if (bindsDevice(d, opts.bindDevices === true)) {
       L.touch(d.containerPath, 'devices');
-      L.bind(d.hostNode, d.containerPath, 0, 'devices', false);
     } else {
       L.mknod(d.containerPath, d.major, d.minor, 'devices', d.block ? 'block' : 'char', d.mode);
     }
@@ -737,6 +680,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   // An ephemeral machine's overlay makes the missing ones (as for an app's read-only root).
   if (etcDir !== undefined && o.ephemeral) etcPoints(L, o.mounts);
   if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, false, o.etcFiles === 'require');
+  deviceBinds(L, devices, userns);
   L.finishRoot(false);
   return L;
 }
@@ -779,7 +723,7 @@ export function forgetFsOps(meta: OpMeta[]): void {
 export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = [], sharedEtc?: string): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, devices, etc, sharedEtc ?? null, o.etcFiles]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.

@@ -15,7 +15,7 @@ import { native, type NativeProcess } from './native';
 import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
-import { devicePolicyFd, hostDevices } from './devices';
+import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { etcBase, writeEtcDir, type EtcDir } from './etc';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
@@ -175,18 +175,25 @@ export class Machine {
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
     // The devices are looked up on the host before anything is made.
+    // Their fds go to the child (the binds' sources) and are closed with its other fds.
     const devices = hostDevices(o.devices);
-    try {
-      fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw fromSystemError(e, 'machine.state', o.stateDir);
-    }
     const dir = path.join(o.stateDir, o.name);
-    claimName(dir, o.name);
+    try {
+      try {
+        fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw fromSystemError(e, 'machine.state', o.stateDir);
+      }
+      claimName(dir, o.name);
+    } catch (e) {
+      closeHostDevices(devices);
+      throw e;
+    }
 
     let cgroup: ContainerCgroup | null = null;
     // The fds, and the record context, of the start (the plan comes once the rest is known).
     const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: o.rootfs, cwd: '/', hostname: o.hostname }, userns);
+    launch.childFds.push(...devices.map((d) => d.fd));
     let netw: NetworkSetup | null = null;
     let etc: EtcDir | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.

@@ -11,7 +11,7 @@ import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, ty
 import { networkStep } from './network';
 import { etcBinds, forgetFsOps, fsOpsFor, OpList, type OpMeta } from './fsops';
 import type { ResolvedAppOptions } from './options';
-import type { HostDevice } from './devices';
+import { deviceBinds, type HostDevice } from './devices';
 
 export type { OpMeta };
 import { capLast, DEFAULT_CAPS, resolveCaps } from './caps';
@@ -190,8 +190,12 @@ export function basePlan(
   const K = native().constants;
   // Shared /etc files (the same for every start with these options) are bound by the cached list.
   const L = fsOpsFor(o, staging, userns, etcDir !== undefined, devices, etcShared ? etcDir : undefined);
-  // The binds of this container's own /etc files follow the shared list (their source is its own).
-  const E = etcDir !== undefined && !etcShared ? etcBinds(new OpList(staging), etcDir, o) : null;
+  // The binds of this container's own /etc files follow the shared list (their source is its own),
+  // and so do those of its devices (their source is this start's fd of the host node).
+  const A = new OpList(staging);
+  if (etcDir !== undefined && !etcShared) etcBinds(A, etcDir, o);
+  deviceBinds(A, devices, userns);
+  const E = A.ops.length ? A : null;
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
   const keep = resolveCaps(DEFAULT_CAPS, o.capabilities);
   const plan = emptyPlan();

@@ -76,6 +76,30 @@ t.test('devices in a user namespace: bound from the host (mknod is refused there
   t.equal(r.stdout.toString(), '1\na:ed\n', 'a bind mount of the host node (10:237)');
 });
 
+// The bound nodes are the host node that was checked (its fd: lib/devices.ts), with nosuid and
+// noexec, read-only without 'w'; a path that is a link to a device is followed (as docker does).
+t.test('devices: bound nodes are nosuid, noexec, read-only without \'w\'; a link to a device is followed', { skip: noBusybox || notRoot || noLoop }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-dev-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.symlinkSync(loopCtl, path.join(dir, 'ctl-link'));
+  const SHOW = 'grep -E " /dev/(ro|rw)-ctl " /proc/self/mountinfo | cut -d" " -f5,6; stat -c "%t:%T" /dev/ro-ctl /dev/rw-ctl';
+  for (const userns of [false, true]) {
+    const r = await run({
+      rootfs: bb, ...(userns ? { userns: true } : {}),
+      devices: userns ? [{ path: path.join(dir, 'ctl-link'), containerPath: '/dev/ro-ctl' }, { path: loopCtl, containerPath: '/dev/rw-ctl' }]
+        : [{ path: path.join(dir, 'ctl-link'), containerPath: '/dev/ro-ctl', permissions: 'r' }, { path: loopCtl, containerPath: '/dev/rw-ctl', permissions: 'rw' }],
+      command: ['/bin/sh', '-c', SHOW],
+    });
+    t.equal(r.exitCode, 0, r.stderr.toString());
+    const lines = r.stdout.toString().split('\n');
+    const ro = lines.find((l) => l.startsWith('/dev/ro-ctl '));
+    const rw = lines.find((l) => l.startsWith('/dev/rw-ctl '));
+    t.match(ro, userns ? /^\/dev\/ro-ctl rw,nosuid,noexec/ : /^\/dev\/ro-ctl ro,nosuid,noexec/, `${userns ? 'userns' : 'template'}: ${ro}`);
+    t.match(rw, /^\/dev\/rw-ctl rw,nosuid,noexec/, `${userns ? 'userns' : 'template'}: ${rw}`);
+    t.match(r.stdout.toString(), /a:ed\na:ed\n$/, 'both are the host node (10:237)');
+  }
+});
+
 t.test('bad devices are refused before anything starts', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-dev-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -101,6 +125,13 @@ t.test('machines: the named device in /dev', { skip: noBusybox || notRoot || noL
   t.equal(r.stdout.toString(), 'READ-OK\nNO-CTL\n');
   await m.stop({ timeout: 5000 });
   await m.destroy();
+  // Without 'm' the node is the host's, bound (a machine's own mount namespace: the child binds the
+  // path only if it is the inode the parent checked).
+  const m2 = await Machine.start({ name: 'devm2', rootfs: bb, stateDir, devices: [{ path: loopCtl, permissions: 'rw' }] });
+  const r2 = await m2.run(['/bin/sh', '-c', 'grep " /dev/loop-control " /proc/self/mountinfo | cut -d" " -f6; stat -c "%t:%T" /dev/loop-control']);
+  t.match(r2.stdout.toString(), /^rw,nosuid,noexec\S*\na:ed\n$/, 'the host node, bound nosuid and noexec');
+  await m2.stop({ timeout: 5000 });
+  await m2.destroy();
 });
 
 t.test('nothing left behind', async (t) => {

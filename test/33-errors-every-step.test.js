@@ -262,7 +262,7 @@ t.test('every step and every row of the table, forced', { skip: notRoot || noBus
 t.test("every op of the /etc files and of devices, forced", { skip: notRoot || noBusybox }, async (t) => {
   const { resolveAppOptions } = require('../dist/options');
   const { buildFsOps, etcBinds, OpList } = require('../dist/fsops');
-  const { hostDevices } = require('../dist/devices');
+  const { closeHostDevices, deviceBinds, hostDevices } = require('../dist/devices');
   const { staging } = require('../dist/runtime');
   const dev = ['/dev/loop0', '/dev/loop-control'].filter((p) => fs.existsSync(p));
   const before = await warmUp();
@@ -270,13 +270,18 @@ t.test("every op of the /etc files and of devices, forced", { skip: notRoot || n
   for (const userns of [false, true]) {
     const opts = { command: ['/bin/true'], rootfs: bb, hostname: 'faults', devices: dev, ...(userns ? { userns: true } : {}) };
     const o = resolveAppOptions(opts);
-    const meta = [...buildFsOps(o, staging(), userns, true, hostDevices(o.devices)).meta, ...etcBinds(new OpList(staging()), '/etc-dir', o).meta];
+    // As basePlan orders them: the list, then the /etc binds, then the device binds (per start).
+    const devices = hostDevices(o.devices);
+    const after = etcBinds(new OpList(staging()), '/etc-dir', o);
+    deviceBinds(after, devices, userns);
+    const meta = [...buildFsOps(o, staging(), userns, true, devices).meta, ...after.meta];
+    closeHostDevices(devices);
     const mine = meta.map((m, i) => [m, i]).filter(([m]) => m.step === 'etc' || m.step === 'devices');
     t.ok(mine.some(([m]) => m.step === 'etc') && (!dev.length || mine.some(([m]) => m.step === 'devices')), `${userns ? 'userns' : 'template'}: ops of both in the plan`);
     for (const [m, i] of mine) {
       // In the template the remount after a host bind is done with the bind (mount_setattr on its
       // captured copy: mnt_template.cc, merges_remount): its own index is never reached there.
-      const merged = !userns && i > 0 && meta[i - 1].step === m.step && meta[i - 1].path === m.path && m.step === 'etc';
+      const merged = !userns && i > 0 && meta[i - 1].step === m.step && meta[i - 1].path === m.path && meta[i - 1].syscall === 'mount' && m.syscall === 'mount';
       process.env.NSBOX_TEST_FAULT = `mount:${i}:EDOM`;
       let e = null;
       try {

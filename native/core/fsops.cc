@@ -192,6 +192,25 @@ int open_src_beneath(const Op& op, int* call) {
   return fd;
 }
 
+int open_src_fd(const Op& op, int* call) {
+  *call = OPCALL_OPEN;
+  int fd = open(op.src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat a, b;
+  if (fstat(fd, &a) != 0 || fstat(static_cast<int>(op.dev), &b) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  if (a.st_dev != b.st_dev || a.st_ino != b.st_ino || (a.st_mode & S_IFMT) != (b.st_mode & S_IFMT)) {
+    close(fd);
+    errno = ESTALE;
+    return -1;
+  }
+  return fd;
+}
+
 namespace {
 
 // Splits a container path into the fd of its parent directory (resolved in root) and its last name.
@@ -268,6 +287,15 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
         src = fd_path(sbuf, sfd, rel_proc);
       }
       const char* data = op.data;
+      if (op.kind == OP_MOUNT && (op.where & WHERE_SRC_FD)) {
+        if ((sfd = open_src_fd(op, call)) < 0) {
+          int e = errno;
+          if (dfd >= 0) close(dfd);
+          errno = e;
+          return -1;
+        }
+        src = fd_path(sbuf, sfd, rel_proc);
+      }
       if (op.kind == OP_MOUNT && (op.where & WHERE_SRC_BENEATH)) {
         if ((sfd = open_src_beneath(op, call)) < 0) {
           int e = errno;

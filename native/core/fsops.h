@@ -29,6 +29,10 @@ const char* fd_path(char* buf, int fd, bool rel);
 // O_PATH fd; -1 with errno, and in *call the call that failed (NSBOX_OP_CALLS).
 int open_src_beneath(const Op& op, int* call);
 
+// The source of a WHERE_SRC_FD bind: op.src opened O_PATH | O_NOFOLLOW, if it is the inode of the
+// fd op.dev (ESTALE otherwise); -1 with errno, and in *call the call that failed.
+int open_src_fd(const Op& op, int* call);
+
 // The parent directory of the last create op (mkdir, touch, symlink, mknod), kept open for the
 // next one with the same parent: /dev's nodes and links are a dozen ops in one directory. Any mount
 // drops it (a mount on that directory or above would hide what the fd still names).

@@ -41,6 +41,13 @@ enum OpWhere : uint32_t {
   // start. Used for the generated /etc/hosts, /etc/hostname and /etc/resolv.conf, whose mount
   // points are never created in a user's rootfs (lib/etc.ts).
   WHERE_OPTIONAL = 16,
+  // A bind of a host node that the parent has checked through an O_PATH fd (a device of the
+  // `devices` option, lib/devices.ts): src is the node's host path, dev that fd (the child has it at
+  // the same number). Binding the parent's fd itself would fail in a mount namespace of the child's
+  // own (its mount is the old namespace's), so the child opens src (O_PATH | O_NOFOLLOW) and binds
+  // that, only if it is the very inode of the fd (ESTALE otherwise): a name swapped for a link to
+  // another file after the parent's check never gets bound.
+  WHERE_SRC_FD = 32,
 };
 
 struct Op {

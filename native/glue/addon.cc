@@ -406,6 +406,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("WHERE_OPEN_ROOT", Napi::Number::New(env, nsbox::WHERE_OPEN_ROOT));
   c.Set("WHERE_SRC_BENEATH", Napi::Number::New(env, nsbox::WHERE_SRC_BENEATH));
   c.Set("WHERE_OPTIONAL", Napi::Number::New(env, nsbox::WHERE_OPTIONAL));
+  c.Set("WHERE_SRC_FD", Napi::Number::New(env, nsbox::WHERE_SRC_FD));
   exports.Set("constants", c);
   return exports;
 }

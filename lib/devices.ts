@@ -119,7 +119,8 @@ const ACCESS: Record<string, number> = { m: 1, r: 2, w: 4 };
 /**
  * The device allow-list with `devices` added, for a container whose cgroup gets the list
  * (`policy`): a new program fd that the caller closes once the clone is done (the attachment
- * keeps the program). Without the list, permissions short of 'rwm' could not be enforced: refused
+ * keeps the program). A device's permissions hold for its number whatever node the container
+ * opens: one of nsbox's own (/dev/null, a pty of its devpts) given with 'r' is read-only too. Without the list, permissions short of 'rwm' could not be enforced: refused
  * (ENOTSUP), never silently widened. Returns -1 where no program is needed.
  */
 export function devicePolicyFd(devices: HostDevice[], policy: boolean): number {
@@ -131,10 +132,18 @@ export function devicePolicyFd(devices: HostDevice[], policy: boolean): number {
     }
     return -1;
   }
-  const flat: number[] = [];
+  // One rule per device number, with what every entry for it allows: the program's answer for a
+  // number that a rule matches is final (native/core/devices.cc), so two entries of one device (a
+  // node and a link to it) get their union, not the first one's.
+  const rules = new Map<string, number[]>();
   for (const d of devices) {
-    flat.push(d.block ? 1 : 0, d.major, d.minor, [...d.permissions].reduce((a, c) => a | ACCESS[c]!, 0));
+    const access = [...d.permissions].reduce((a, c) => a | ACCESS[c]!, 0);
+    const key = `${d.block ? 1 : 0}:${d.major}:${d.minor}`;
+    const r = rules.get(key);
+    if (r) r[3] = (r[3] ?? 0) | access;
+    else rules.set(key, [d.block ? 1 : 0, d.major, d.minor, access]);
   }
+  const flat = [...rules.values()].flat();
   const fd = native().devicePolicyLoad(flat);
   if (fd < 0) {
     throw new NsboxError({ code: errnoName(-fd), errno: -fd, syscall: 'bpf', step: STEP, message: `bpf BPF_PROG_LOAD (the device allow-list with ${devices.length} device(s) added): ${errnoName(-fd)} (step ${STEP})` });

@@ -42,8 +42,9 @@ struct Prog {
 
 // struct bpf_cgroup_dev_ctx { u32 access_type /* access << 16 | type */; u32 major; u32 minor; }.
 // r2 = type, r3 = access, r4 = major, r5 = minor. First the container's own devices (`extra`, each
-// "type, major, minor match and no access outside its mask: allow" in 6 instructions), then the
-// fixed list: a type check, and for each allowed device "if major != M skip; if minor == m allow"
+// "type, major, minor match: allow if no access is outside its mask, else deny" in 7 instructions:
+// a rule's answer is final, so a device of the fixed list given with fewer permissions, a host pty
+// passed with 'r', is not writable through the fixed list's rwm), then the fixed list: a type check, and for each allowed device "if major != M skip; if minor == m allow"
 // as two jumps to the fixed exits at the end. The jump offsets are counted from the next
 // instruction, so each rule's are known when it is emitted: the exits' positions are known too,
 // since every rule has the same length.
@@ -63,21 +64,22 @@ void build(Prog* p, const ExtraDevice* extra, int n_extra) {
   p->add(kRshK, 3, 0, 0, 16);
   p->add(kLdxW, 4, 1, 4, 0);
   p->add(kLdxW, 5, 1, 8, 0);
-  // Layout: 6 loads, 6 insns per extra rule, 1 type check, then 2 insns per fixed rule, then
+  // Layout: 6 loads, 7 insns per extra rule, 1 type check, then 2 insns per fixed rule, then
   // "ja deny", deny (2), allow (2).
   const int extra_at = 6;
-  const int rules_at = extra_at + 6 * n_extra + 1;
+  const int rules_at = extra_at + 7 * n_extra + 1;
   const int deny_at = rules_at + 2 * kNumAllowedDevices + 1;
   const int allow_at = deny_at + 2;
   for (int k = 0; k < n_extra; k++) {
     const ExtraDevice& d = extra[k];
     int self = p->n;
-    p->add(kJneK, 2, 0, 5, d.block ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR);
-    p->add(kJneK, 4, 0, 4, static_cast<int32_t>(d.major));
-    p->add(kJneK, 5, 0, 3, static_cast<int32_t>(d.minor));
+    p->add(kJneK, 2, 0, 6, d.block ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR);
+    p->add(kJneK, 4, 0, 5, static_cast<int32_t>(d.major));
+    p->add(kJneK, 5, 0, 4, static_cast<int32_t>(d.minor));
     p->add(kMovX, 6, 3, 0, 0);
     p->add(kAndK, 6, 0, 0, static_cast<int32_t>(~d.access & 7u));
     p->add(kJeqK, 6, 0, static_cast<int16_t>(allow_at - (self + 6)), 0);
+    p->add(kJa, 0, 0, static_cast<int16_t>(deny_at - (self + 7)), 0);
   }
   p->add(kJneK, 2, 0, static_cast<int16_t>(deny_at - (p->n + 1)), BPF_DEVCG_DEV_CHAR);
   for (int k = 0; k < kNumAllowedDevices; k++) {

@@ -93,6 +93,8 @@ interface RootPoint {
   path: string;
   dir: boolean;
   op: NativeOp;
+  /** A file point whose last component is a symlink in the rootfs: shadowed by a file of the overlay's upper layer. */
+  replace?: boolean;
 }
 
 /** Backslash-escapes what overlayfs's option parser splits on (',' between options, ':' between layers). */
@@ -168,6 +170,17 @@ export class OpList {
       this.hostMkdir(p, step, mode);
     };
     for (const pt of this.points) {
+      if (pt.replace) {
+        // The symlink stays in the rootfs; a file of the same name in the upper layer hides it.
+        const r = resolveInRoot(rootfs, path.posix.dirname(pt.path));
+        if (r.kind !== 'dir') continue;
+        let cur = upper;
+        for (const a of r.at) mk((cur += '/' + a.name), a.mode);
+        cur += '/' + path.posix.basename(pt.path);
+        if (!done.has(cur)) this.push({ kind: this.K.OP_TOUCH!, dst: cur, mode: 0o644, where: 0 }, { step, syscall: 'open', path: cur });
+        done.add(cur);
+        continue;
+      }
       const r = resolveInRoot(rootfs, pt.path);
       if (r.kind !== null || r.rest === null) continue;
       let cur = upper;
@@ -196,7 +209,7 @@ export class OpList {
     this.deferred = undefined;
     const K = this.K;
     // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
-    const missing = this.points.find((p) => kindInRoot(d.rootfs, p.path) === null);
+    const missing = this.points.find((p) => p.replace || kindInRoot(d.rootfs, p.path) === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
     if (!missing && !d.always) {
@@ -323,6 +336,20 @@ export class OpList {
     this.point(target, false, op);
   }
 
+  /**
+   * A generated /etc file's mount point in a deferred root (a read-only rootfs, an ephemeral
+   * machine's): like touch, but a symlink as its last component in the rootfs (a systemd-resolved
+   * image's resolv.conf -> ../run/systemd/resolve/stub-resolv.conf) is never followed: the overlay's
+   * upper layer gets a regular file of that name, which hides the link, and the bind goes onto it.
+   */
+  filePoint(target: string, step: string): void {
+    this.touch(target, step);
+    const d = this.deferred, pt = this.points[this.points.length - 1];
+    if (!d || pt?.path !== target) return;
+    const r = resolveInRoot(d.rootfs, path.posix.dirname(target));
+    if (r.kind === 'dir' && lstatOrNull(path.join(d.rootfs, ...r.at.map((a) => a.name), path.posix.basename(target)))?.isSymbolicLink()) pt.replace = true;
+  }
+
   symlink(linkTarget: string, at: string, step: string): void {
     this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: at }, { step, syscall: 'symlink', path: at });
   }
@@ -340,7 +367,8 @@ export class OpList {
    */
   etcBind(source: string, target: string, flags: number, step: string, required: boolean): void {
     const K = this.K;
-    const where = K.WHERE_DST_IN_ROOT! | (required ? 0 : K.WHERE_OPTIONAL!);
+    // No symlink on the way (WHERE_DST_NOFOLLOW): never bound over what an image's link points to.
+    const where = K.WHERE_DST_IN_ROOT! | K.WHERE_DST_NOFOLLOW! | (required ? 0 : K.WHERE_OPTIONAL!);
     this.push({ kind: K.OP_MOUNT!, src: source, dst: target, flags: K.MS_BIND!, where }, { step, syscall: 'mount', path: target });
     this.push({ kind: K.OP_REMOUNT!, dst: target, flags: K.MS_BIND! | flags, where }, { step, syscall: 'mount', path: target });
   }
@@ -378,14 +406,21 @@ export function etcOps(L: OpList, dir: string | null, userMounts: ResolvedMount[
   for (const name of ETC_FILES) {
     const target = '/etc/' + name;
     if (userMounts.some((m) => m.target === target)) continue;
-    if (own) L.touch(target, 'etc');
-    if (dir !== null) L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required || own);
+    // Under a caller's mount (its host /etc bound at /etc) no point is ever made: bound where the
+    // caller's files have one, unless required.
+    const under = underMount(target, userMounts);
+    if (own && !under) L.touch(target, 'etc');
+    if (dir !== null) L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required || (own && !under));
   }
 }
 
+/** Whether a container path lies below one of the caller's mounts (its files, never written to). */
+const underMount = (target: string, userMounts: ResolvedMount[]): boolean =>
+  userMounts.some((m) => m.target === '/' || target.startsWith(m.target + '/'));
+
 /** The generated /etc files' mount points as points of a deferred root (made in its overlay if missing). */
 function etcPoints(L: OpList, userMounts: ResolvedMount[]): void {
-  for (const t of ETC_FILES.map((n) => '/etc/' + n)) if (!userMounts.some((m) => m.target === t)) L.touch(t, 'etc');
+  for (const t of ETC_FILES.map((n) => '/etc/' + n)) if (!userMounts.some((m) => m.target === t) && !underMount(t, userMounts)) L.filePoint(t, 'etc');
 }
 
 /**
@@ -398,7 +433,8 @@ export function etcBinds(L: OpList, dir: string, o: ResolvedAppOptions): OpList 
   for (const name of ETC_FILES) {
     const target = '/etc/' + name;
     if (o.mounts.some((m) => m.target === target)) continue;
-    L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', o.etcFiles === 'require' || own);
+    const required = o.etcFiles === 'require' || (own && !underMount(target, o.mounts));
+    L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required);
   }
   return L;
 }

@@ -352,6 +352,51 @@ t.test('a machine that died unwatched and is started again under its name: the o
   t.same(dirs(), []);
 });
 
+// An image whose /etc/resolv.conf is a symlink (systemd-resolved: ../run/systemd/resolve/stub-resolv.conf,
+// or planted: /dev/urandom). The link is never followed for a bind: a read-only root gets a file of
+// that name in its overlay's upper layer (the link hidden, not changed) with nsbox's content; a
+// writable one keeps the image's link (etcFiles: true fails there with ELOOP). Nothing is written to
+// the rootfs.
+t.test('a symlinked /etc/resolv.conf: replaced in a read-only root\'s overlay, kept in a writable one, never followed', { skip: noBusybox }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-etclink-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.cpSync(bb, dir, { recursive: true, verbatimSymlinks: true });
+  const SHOW = ['/bin/sh', '-c', 'ls -l /etc/resolv.conf | cut -c1; head -c 7 /etc/resolv.conf; echo; ls -l /dev/urandom | cut -c1'];
+  for (const link of ['../run/systemd/resolve/stub-resolv.conf', '/dev/urandom']) {
+    fs.rmSync(path.join(dir, 'etc/resolv.conf'), { force: true });
+    fs.symlinkSync(link, path.join(dir, 'etc/resolv.conf'));
+    const listing = fs.readdirSync(dir, { recursive: true }).sort();
+    for (const etcFiles of [undefined, true]) {
+      const ro = await run({ rootfs: dir, etcFiles, command: SHOW });
+      t.equal(ro.stdout.toString(), '-\n# nsbox\nc\n', `read-only, -> ${link}, etcFiles ${etcFiles}: nsbox's file, /dev/urandom untouched`);
+    }
+    const rw = await run({ rootfs: dir, readonly: false, command: SHOW });
+    t.match(rw.stdout.toString(), /^l\n.*\nc\n$/, `writable, -> ${link}: the image's link stays, /dev/urandom untouched`);
+    await t.rejects(run({ rootfs: dir, readonly: false, etcFiles: true, command: ['/bin/true'] }), { code: 'ELOOP', step: 'etc', path: '/etc/resolv.conf' }, 'writable, etcFiles: true: refused');
+    t.equal(fs.readlinkSync(path.join(dir, 'etc/resolv.conf')), link, 'the rootfs keeps its link');
+    t.same(fs.readdirSync(dir, { recursive: true }).sort(), listing, 'nothing made in the rootfs');
+  }
+});
+
+// A caller's mount at /etc (its host directory): none of the files is made in it; the binds go
+// where the caller's files have them (default rootfs too), else are skipped; etcFiles: true fails.
+t.test('a caller\'s mount at /etc: nothing made in it, binds only where it has the files', { skip: noBusybox }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-etcmnt-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'passwd'), 'root:x:0:0::/:/bin/sh\n');
+  fs.writeFileSync(path.join(dir, 'hosts'), 'mine\n');
+  for (const rootfs of [bb, undefined]) {
+    for (const readonly of [false, true]) {
+      const r = await run({ ...(rootfs ? { rootfs } : {}), mounts: [{ type: 'bind', source: dir, target: '/etc', readonly }], command: ['/bin/cat', '/etc/hosts'] });
+      t.equal(r.exitCode, 0);
+      t.match(r.stdout.toString(), /^127\.0\.0\.1\tlocalhost/, `${rootfs ? 'rootfs' : 'default rootfs'}, ${readonly ? 'read-only' : 'writable'} mount: nsbox's hosts bound over the caller's file`);
+      t.same(fs.readdirSync(dir).sort(), ['hosts', 'passwd'], 'nothing made in the caller\'s directory');
+    }
+    await t.rejects(run({ ...(rootfs ? { rootfs } : {}), etcFiles: true, mounts: [{ type: 'bind', source: dir, target: '/etc' }], command: ['/bin/true'] }), { code: 'ENOENT', step: 'etc' }, 'etcFiles: true: a missing one fails');
+  }
+  t.equal(fs.readFileSync(path.join(dir, 'hosts'), 'utf8'), 'mine\n');
+});
+
 t.test('nothing left behind', async (t) => {
   await assertNoLeaks(t, before);
 });

@@ -43,6 +43,7 @@ struct OpenHow {
   uint64_t resolve;
 };
 constexpr uint64_t kResolveNoMagiclinks = 0x02;
+constexpr uint64_t kResolveNoSymlinks = 0x04;
 constexpr uint64_t kResolveInRoot = 0x10;
 
 }  // namespace
@@ -58,7 +59,7 @@ namespace {
 // Per-component resolution of `path` below `root` for kernels without openat2 (or a filter that
 // hides it): symlinks are followed by hand and ".." never climbs above root, as RESOLVE_IN_ROOT
 // does. Returns an O_PATH fd or -1. Stack buffers only.
-int walk_in_root(int root, const char* path) {
+int walk_in_root(int root, const char* path, bool no_symlinks) {
   char rest[4096];   // what is left to walk
   char link[4096];
   int stack[64];     // fds of the directories walked so far; stack[0] is a dup of root
@@ -95,6 +96,12 @@ int walk_in_root(int root, const char* path) {
       }
       struct stat st;
       if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+        if (no_symlinks) {
+          close(fd);
+          for (int i = 0; i <= depth; i++) close(stack[i]);
+          errno = ELOOP;
+          return -1;
+        }
         ssize_t ln = readlinkat(fd, "", link, sizeof(link) - 1);
         close(fd);
         if (ln < 0 || ++links > 40) {
@@ -142,8 +149,8 @@ int walk_in_root(int root, const char* path) {
 bool g_walk_only = false;
 
 
-int open_in_root(int root, const char* path, int* call) {
-  OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
+int open_in_root(int root, const char* path, int* call, bool no_symlinks) {
+  OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks | (no_symlinks ? kResolveNoSymlinks : 0)};
   const char* rel = path;
   while (*rel == '/') rel++;
   if (call) *call = OPCALL_RESOLVE;
@@ -153,7 +160,14 @@ int open_in_root(int root, const char* path, int* call) {
     if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
   }
   if (call) *call = OPCALL_WALK;
-  return walk_in_root(root, rel);
+  return walk_in_root(root, rel, no_symlinks);
+}
+
+int open_dst_in_root(int root, const Op& op, int* call, bool* skip) {
+  const bool nofollow = op.where & WHERE_DST_NOFOLLOW;
+  int fd = open_in_root(root, op.dst, call, nofollow);
+  *skip = fd < 0 && (op.where & WHERE_OPTIONAL) && (errno == ENOENT || (nofollow && errno == ELOOP));
+  return fd;
 }
 
 // "/proc/self/fd/N" in buf: mount(2) takes paths, and this one names exactly the resolved object.
@@ -268,7 +282,8 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
       const char* dst = op.dst;
       const char* src = op.src;
       if (dst_in) {
-        if ((dfd = open_in_root(root, op.dst, call)) < 0) return (errno == ENOENT && (op.where & WHERE_OPTIONAL)) ? 0 : -1;
+        bool skip;
+        if ((dfd = open_dst_in_root(root, op, call, &skip)) < 0) return skip ? 0 : -1;
         dst = fd_path(dbuf, dfd, rel_proc);
       }
       if (src_in) {
@@ -402,7 +417,7 @@ int open_beneath_root(const char* path, uint64_t flags) {
     OpenHow how = {flags | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
     fd = g_walk_only ? -1 : syscall(SYS_openat2, root, rel, &how, sizeof(how));
     if (g_walk_only || (fd < 0 && errno == ENOSYS)) {
-      int p = walk_in_root(root, rel);
+      int p = walk_in_root(root, rel, false);
       if (p < 0 || (flags & O_PATH)) {
         fd = p;
       } else {

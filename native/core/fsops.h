@@ -19,7 +19,13 @@ size_t str_len(const char* s);
 
 // An O_PATH fd for a container path, resolved without leaving the root (openat2 RESOLVE_IN_ROOT,
 // or the walk). -1 with errno; call (if not null): which of the two ran (OPCALL_RESOLVE, OPCALL_WALK).
-int open_in_root(int root, const char* path, int* call = nullptr);
+// no_symlinks: a symlink anywhere on the path is ELOOP (WHERE_DST_NOFOLLOW).
+int open_in_root(int root, const char* path, int* call = nullptr, bool no_symlinks = false);
+
+// The O_PATH fd of a mount op's container path (op.dst), as its where flags say (WHERE_DST_NOFOLLOW);
+// -1 with errno, and *skip true where the op is to be skipped instead (WHERE_OPTIONAL: missing, or
+// a symlink on the way with WHERE_DST_NOFOLLOW).
+int open_dst_in_root(int root, const Op& op, int* call, bool* skip);
 
 // "/proc/self/fd/N" (rel: "N") in buf (at least 32 bytes): mount(2) takes paths, and this one
 // names exactly the resolved object.

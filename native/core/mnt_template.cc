@@ -207,9 +207,11 @@ void mount_in_template(const Plan* plan, int err_fd) {
     if (is_host_bind(op)) {
       dirs.drop();
       int t = trees[next_tree++];
-      int dfd = open_in_root(root, op.dst, &call);
-      if (dfd < 0 && errno == ENOENT && (op.where & WHERE_OPTIONAL)) {
-        // A mount point the image lacks, for a mount that is only made where it has one.
+      bool skip;
+      int dfd = open_dst_in_root(root, op, &call, &skip);
+      if (skip) {
+        // A mount point the image lacks (or has behind a symlink: WHERE_DST_NOFOLLOW), for a mount
+        // that is only made where it has one.
         close(t);
         if (merges_remount(plan, i)) i++;
         continue;

@@ -48,6 +48,11 @@ enum OpWhere : uint32_t {
   // that, only if it is the very inode of the fd (ESTALE otherwise): a name swapped for a link to
   // another file after the parent's check never gets bound.
   WHERE_SRC_FD = 32,
+  // dst is resolved in the root with no symlink on its way (openat2 RESOLVE_NO_SYMLINKS, or the walk
+  // refusing one): ELOOP, and with WHERE_OPTIONAL skipped like a missing point. The generated /etc
+  // files: an image's /etc/resolv.conf -> /dev/urandom (or -> ../run/systemd/...) must not get the
+  // file bound over what it points to (nsbox's own /dev nodes, /proc files).
+  WHERE_DST_NOFOLLOW = 64,
 };
 
 struct Op {

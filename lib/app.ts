@@ -404,6 +404,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     built = basePlan(o, staging(), capLast(), userns !== null, etc?.dir, devices, etc?.shared);
   } catch (e) {
     closeHostDevices(devices);
+    if (etc?.lockFd !== undefined) closeQuiet(etc.lockFd);
     etc?.remove();
     throw e;
   }
@@ -412,7 +413,8 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   const memfd = initFd();
   const init = o.init ? memfd : -1;
   const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname }, userns);
-  launch.childFds.push(memfd, ...devices.map((d) => d.fd));
+  // (A shared /etc directory's lock too: held until the binds are made.)
+  launch.childFds.push(memfd, ...devices.map((d) => d.fd), ...(etc?.lockFd !== undefined ? [etc.lockFd] : []));
   if (etc) launch.undo.push(etc.remove);
   const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0, etc };
   try {

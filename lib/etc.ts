@@ -7,8 +7,9 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 
 import { NsboxError, fromSystemError } from './errors';
+import { native } from './native';
 import { parseIPv4 } from './network-options';
-import { runtimeDir } from './runtime';
+import { closeQuiet, runtimeDir } from './runtime';
 import type { NetworkMode } from './types';
 
 /** The files, in the order their binds are made. */
@@ -32,6 +33,11 @@ export interface EtcDir {
    * only makes the next start check it again (a start that failed may have failed on it).
    */
   shared?: boolean;
+  /**
+   * A shared directory's fd holding a shared flock: the start passes it to its child with its other
+   * fds (closed once the binds are made), so the directory is not removed under it (sweepShared).
+   */
+  lockFd?: number;
   remove(): void;
   /** The same off the JS thread (the exit path overlaps it with the cgroup's removal). */
   removeAsync(): Promise<void>;
@@ -175,17 +181,19 @@ export function writeEtcDir(c: EtcContent, machine?: string): EtcDir {
 
 /**
  * Shared directories: the content key (what etcContent depends on) to the directory made or found
- * for it, so that a start whose files are the same as an earlier one's does no file I/O for them.
+ * for it, so that a start whose files are the same as an earlier one's writes no file for them.
  */
-const sharedDirs = new Map<string, { dir: string; checked: number }>();
-/** How long a shared directory is trusted to still be there without a look (one stat). */
-const RECHECK_MS = 1000;
+const sharedDirs = new Map<string, { dir: string }>();
 /**
  * How many distinct shared directories one process makes or adopts; past it (many host names, say)
- * a start gets a directory of its own again, removed with it. The shared ones are kept (see
- * sharedEtcDir), so this bounds what a process leaves in the runtime directory.
+ * a start gets a directory of its own again, removed with it.
  */
 let sharedMax = 64;
+/** Host-wide: past this many shared directories, a new one's maker removes those older than SHARED_AGE_MS. */
+const SHARED_KEEP = 32;
+const SHARED_AGE_MS = 10 * 60 * 1000;
+/** The shared directories this process made (won the rename): removed when it exits (sweepShared). */
+const madeShared = new Set<string>();
 
 /** Tests: a lower limit (0: every start gets its own directory, as bridge mode does). */
 export function setSharedEtcLimit(n: number): void {
@@ -197,49 +205,105 @@ export function setSharedEtcLimit(n: number): void {
 export const SHARED_PREFIX = 's-';
 
 /**
+ * The shared lock on `dir` for one start (an fd), or -1 where the directory is gone (removed by
+ * sweepShared or by hand, or replaced) or incomplete: the caller makes it again.
+ */
+function lockShared(dir: string): number {
+  const fd = native().flockDir(dir, false);
+  if (fd < 0) return -1;
+  try {
+    const held = fs.fstatSync(fd);
+    const now = fs.statSync(dir, { throwIfNoEntry: false });
+    if (now && now.ino === held.ino && now.dev === held.dev && fs.statSync(path.join(dir, 'resolv.conf'), { throwIfNoEntry: false })) return fd;
+  } catch {
+    /* gone */
+  }
+  closeQuiet(fd);
+  return -1;
+}
+
+/**
+ * Removes the shared directories `dirs` that no start holds (an exclusive flock, not waiting):
+ * renamed away under the lock (a start that waits for its shared lock then finds the name gone and
+ * makes it again), then deleted. A container that has bound the files keeps its mounts (the inodes).
+ */
+function sweepShared(dirs: Iterable<string>): void {
+  for (const dir of dirs) {
+    const fd = native().flockDir(dir, true);
+    if (fd < 0) continue;
+    const gone = path.join(path.dirname(dir), `${process.pid}-gone-${randomBytes(6).toString('hex')}`);
+    let moved = false;
+    try {
+      fs.renameSync(dir, gone);
+      moved = true;
+    } catch {
+      /* removed meanwhile */
+    } finally {
+      closeQuiet(fd);
+    }
+    if (moved) fs.rmSync(gone, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Bounds the shared directories host-wide: past SHARED_KEEP, those older than SHARED_AGE_MS (made
+ * that long ago; left by processes that died before their exit removed them) go, oldest first,
+ * unless a start holds them. One that a running process still uses is made again by its next start.
+ */
+function boundShared(base: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(base).filter((n) => n.startsWith(SHARED_PREFIX));
+  } catch {
+    return;
+  }
+  if (names.length <= SHARED_KEEP) return;
+  const now = Date.now();
+  const aged = names
+    .map((n) => ({ dir: path.join(base, n), mtime: fs.statSync(path.join(base, n), { throwIfNoEntry: false })?.mtimeMs ?? now }))
+    .filter((d) => now - d.mtime > SHARED_AGE_MS)
+    .sort((x, y) => x.mtime - y.mtime)
+    .slice(0, names.length - SHARED_KEEP);
+  sweepShared(aged.map((d) => d.dir));
+}
+
+/**
  * The directory of these files, shared by every container (of any Node process) whose files are the
  * same: `<base>/s-<sha256 of the contents, 16 hex digits>`. Made once, atomically (written into a
  * temporary directory named like a per-container one, so reclaimStaleEtcDirs removes it if this
  * process dies mid-way, then renamed; a process that loses the rename race uses the winner's,
- * whose contents are the same by construction). Cached in-process by content key: the next start
- * with the same content does no file I/O here (a host-mode start stats the host's resolv.conf).
+ * whose contents are the same by construction). Cached in-process by content key.
  *
- * It is never removed by nsbox: a container binds the files while it starts, and nothing can tell
- * this process that no other process is between choosing the directory and binding it. Kept on the
- * runtime directory (a tmpfs cleared at boot on most hosts), bounded by the distinct contents.
- * A container that has bound them keeps its own mount of each file (the inode), so removing them
- * by hand does not affect running containers; a process that cached the directory notices within
- * a second (RECHECK_MS) and makes it again (a start in that second may fail at step `etc`, ENOENT,
- * or, in a rootfs of the caller's, go without the files).
+ * Each start holds a shared flock on the directory (lockFd) from here until its binds are made; a
+ * directory is removed only under an exclusive one (sweepShared), so never between a start's choice
+ * and its binds, and a container that has bound the files keeps them (its mounts hold the inodes).
+ * Removed: by the process that made it, when it exits (other processes using it make it again on
+ * their next start); and, past SHARED_KEEP directories host-wide, the ones older than
+ * SHARED_AGE_MS (those of processes that died), by the next process that makes one.
  *
  * Returns null past the per-process limit (setSharedEtcLimit): the caller makes its own.
  */
 export function sharedEtcDir(c: EtcContent): EtcDir | null {
   const key = JSON.stringify([c.hostname, c.network, c.hosts, c.network === 'host' ? hostResolv() : '']);
   let hit = sharedDirs.get(key);
-  const now = performance.now();
-  // Removed by hand since (or /run cleaned): a start in a rootfs of the caller's would skip the
-  // binds of missing files without a word (WHERE_OPTIONAL), so it is looked for at most once a
-  // second (one stat), and made again.
-  if (hit && now - hit.checked > RECHECK_MS) {
-    if (fs.statSync(path.join(hit.dir, 'resolv.conf'), { throwIfNoEntry: false })) hit.checked = now;
-    else {
+  let fd = hit ? lockShared(hit.dir) : -1;
+  if (fd < 0) {
+    if (!hit && sharedDirs.size >= sharedMax) return null;
+    // New content, or its directory was removed since (by an exit, the bound, or by hand).
+    hit = { dir: makeShared(etcContent(c)) };
+    sharedDirs.set(key, hit);
+    fd = lockShared(hit.dir);
+    if (fd < 0) {
       sharedDirs.delete(key);
-      hit = undefined;
+      throw new NsboxError({ code: 'ENOENT', errno: 2, syscall: 'flock', step: STEP, path: hit.dir, message: `the shared /etc directory ${hit.dir} went away as it was made (step ${STEP})` });
     }
   }
-  if (hit === undefined) {
-    if (sharedDirs.size >= sharedMax) return null;
-    hit = { dir: makeShared(etcContent(c)), checked: now };
-    sharedDirs.set(key, hit);
-  }
-  const h = hit;
+  const h: { dir: string } = hit!;
   // A failed start may have failed on a directory removed by hand: the next one looks again.
   const forget = (): void => {
     if (sharedDirs.get(key) === h) sharedDirs.delete(key);
   };
-  const d = h.dir;
-  return { dir: d, shared: true, remove: forget, removeAsync: async () => forget() };
+  return { dir: h.dir, shared: true, lockFd: fd, remove: forget, removeAsync: async () => forget() };
 }
 
 function makeShared(text: Record<(typeof ETC_FILES)[number], string>): string {
@@ -253,7 +317,8 @@ function makeShared(text: Record<(typeof ETC_FILES)[number], string>): string {
   for (const name of ETC_FILES) h.update(`${name}\0${text[name].length}\0${text[name]}`);
   const dir = path.join(base, SHARED_PREFIX + h.digest('hex').slice(0, 16));
   // Made by this or another process before: the rename below made it whole.
-  if (fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return dir;
+  if (fs.statSync(path.join(dir, 'resolv.conf'), { throwIfNoEntry: false })) return dir;
+  boundShared(base);
   const tmp = path.join(base, `${process.pid}-tmp-${randomBytes(6).toString('hex')}`);
   try {
     at(tmp, () => fs.mkdirSync(tmp, { mode: 0o711 }));
@@ -265,6 +330,8 @@ function makeShared(text: Record<(typeof ETC_FILES)[number], string>): string {
     }
     try {
       fs.renameSync(tmp, dir);
+      if (madeShared.size === 0) process.once('exit', () => sweepShared(madeShared));
+      madeShared.add(dir);
     } catch (e) {
       // Another process renamed its copy first (a directory over a non-empty one is refused).
       const code = (e as NodeJS.ErrnoException).code;
@@ -301,7 +368,7 @@ export function reclaimStaleEtcDirs(): void {
   } catch {
     return;
   }
-  // Shared directories (s-...) are kept: see sharedEtcDir.
+  // Shared directories (s-...) are not: see sharedEtcDir (boundShared).
   for (const name of names) {
     const pid = Number(/^(\d+)-/.exec(name)?.[1]);
     if (!pid || pid === process.pid) continue;

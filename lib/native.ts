@@ -218,6 +218,8 @@ export interface NativeBinding {
   tcpListen(address: string, port: number): number;
   /** An fd holding an exclusive flock on path, or -errno. */
   lockFile(path: string): number;
+  /** An fd of the directory path holding a shared flock (exclusive: an exclusive one, not waiting), or -errno. */
+  flockDir(path: string, exclusive: boolean): number;
   /** 0 when the cgroup device allow-list can be loaded on this host, else -errno. */
   /** The addon's settings (lib/env.ts addonSettings), once, before anything else. */
   configure(netnsReserve: number, ipcnsReserve: number, mntTemplate: boolean): void;

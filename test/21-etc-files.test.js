@@ -195,7 +195,30 @@ t.test('a process that loses the race to write a shared directory uses the winne
   t.match(fs.readFileSync(path.join(d.dir, 'hosts'), 'utf8'), /# the winner\n$/, "the winner's directory is used");
   t.same(mine(), [], 'its temporary directory is gone');
   t.same(fs.readdirSync(etcBase()).filter((n) => n.startsWith('winner-')), []);
+  // The start's shared lock on it (passed to its child, closed with the child's fds).
+  fs.closeSync(d.lockFd);
   fs.rmSync(d.dir, { recursive: true, force: true });
+});
+
+// Shared directories are removed by the process that made them when it exits, but never while a
+// start (of any process) holds one between choosing it and binding its files (its shared flock).
+t.test('a shared directory goes with the process that made it, unless a start holds it then', { skip: noBusybox }, async (t) => {
+  const { sharedEtcDir } = require('../dist/etc');
+  const hostname = `held-${process.pid}`;
+  const script = `require(${JSON.stringify(require.resolve('..'))}).run({ rootfs: ${JSON.stringify(bb)}, hostname: ${JSON.stringify(hostname)}, command: ['/bin/cat', '/proc/self/mountinfo'] }).then((r) => { process.stdout.write(r.stdout); process.stdin.once('data', () => process.exit(0)); })`;
+  const child = require('node:child_process').spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  await new Promise((resolve) => child.stdout.on('data', (d) => (out += d) && out.includes('/etc/hosts') && resolve()));
+  const dir = path.join(etcBase(), path.basename(path.dirname(hostsSource(out))));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // This process's start chooses the same directory and holds it (as until its binds are made).
+  const d = sharedEtcDir({ hostname, network: 'loopback', hosts: [] });
+  t.equal(d.dir, dir, 'the same content, the same directory');
+  child.stdin.end('x');
+  await new Promise((resolve) => child.once('exit', resolve));
+  t.ok(fs.existsSync(path.join(dir, 'hosts')), 'kept: a start held it when its maker exited');
+  fs.closeSync(d.lockFd);
+  // (Its removal by the maker's exit without a holder: test/security/etc-devices.test.js.)
 });
 
 t.test('a bound file outlives its removed directory; the next starts make it again', { skip: noBusybox }, async (t) => {

@@ -343,6 +343,26 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// flockDir(path, exclusive): an fd of the directory path (not following a last symlink) holding a
+// shared flock (blocking: an exclusive one is held for a rename only), or with `exclusive` an
+// exclusive one if no one holds any (LOCK_NB: EWOULDBLOCK otherwise); -errno on failure. The shared
+// /etc directories (lib/etc.ts): a start holds its shared lock until its binds are made, and a
+// directory is removed only under the exclusive one.
+Napi::Value FlockDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  bool exclusive = info[1].ToBoolean().Value();
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  int rc = NSBOX_RETRY(flock(fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH));
+  if (rc != 0) {
+    int e = errno;
+    close(fd);
+    return Napi::Number::New(env, -e);
+  }
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace
 
 void InitNet(Napi::Env env, Napi::Object exports) {
@@ -355,6 +375,7 @@ void InitNet(Napi::Env env, Napi::Object exports) {
   exports.Set("netSocket", Napi::Function::New(env, NetSocket));
   exports.Set("tcpListen", Napi::Function::New(env, TcpListen));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
+  exports.Set("flockDir", Napi::Function::New(env, FlockDir));
   exports.Set("netPidfd", Napi::Function::New(env, NetPidfd));
   exports.Set("netnsTcpSocket", Napi::Function::New(env, NetnsTcpSocket));
 }

@@ -466,7 +466,7 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     if (u?.lease && u.owner && res.step === undefined) holdIdRange(res.pid, u.lease, u.owner);
     const started = launch.settle(res);
     // Its /etc files are removed once it is waited for (with the Container, pooled or not); shared
-    // ones are kept (etc.ts, sharedEtcDir).
+    // ones are not its to remove (etc.ts, sharedEtcDir).
     if (p.etc?.shared) launch.undo.length = 0;
     else if (p.etc) {
       holdEtcDir(started.pid, p.etc);

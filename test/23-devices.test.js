@@ -100,6 +100,36 @@ t.test('devices: bound nodes are nosuid, noexec, read-only without \'w\'; a link
   }
 });
 
+// The child binds the node's path only if it is the inode the parent checked through its fd: a
+// node swapped right after the check (here: from inside the fstat of that check) fails the start
+// with ESTALE, in the template and in a user namespace, and binds nothing.
+t.test('devices: a node swapped after the check is refused by the child (ESTALE)', { skip: noBusybox || notRoot }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-dev-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.chmodSync(dir, 0o755);  // (a user namespace's root is another id on the host: it opens the path too)
+  const node = path.join(dir, 'dev');
+  const { execFileSync } = require('node:child_process');
+  const realFstat = fs.fstatSync;
+  t.teardown(() => (fs.fstatSync = realFstat));
+  for (const userns of [false, true]) {
+    fs.rmSync(node, { force: true });
+    execFileSync('mknod', [node, 'c', '1', '3']);
+    fs.fstatSync = (fd, o) => {
+      const st = realFstat(fd, o);
+      // The check has its fd: another node (1:5) takes the name.
+      if (fs.fstatSync !== realFstat) {
+        fs.fstatSync = realFstat;
+        execFileSync('mknod', [node + '.new', 'c', '1', '5']);
+        fs.renameSync(node + '.new', node);
+      }
+      return st;
+    };
+    const e = await run({ rootfs: bb, ...(userns ? { userns: true } : {}), devices: [{ path: node, containerPath: '/dev/x', permissions: 'rw' }], command: ['/bin/true'] }).catch((err) => err);
+    fs.fstatSync = realFstat;
+    t.match(e, { name: 'NsboxError', code: 'ESTALE', step: 'devices', syscall: 'open', path: node }, `${userns ? 'userns' : 'template'}: ESTALE`);
+  }
+});
+
 t.test('bad devices are refused before anything starts', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-dev-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));

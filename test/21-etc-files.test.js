@@ -384,17 +384,18 @@ t.test('a symlinked /etc/resolv.conf: replaced in a read-only root\'s overlay, k
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-etclink-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.cpSync(bb, dir, { recursive: true, verbatimSymlinks: true });
-  const SHOW = ['/bin/sh', '-c', 'ls -l /etc/resolv.conf | cut -c1; head -c 7 /etc/resolv.conf; echo; ls -l /dev/urandom | cut -c1'];
+  // (Random bytes through a link to /dev/urandom may hold a newline: only whether they are nsbox's.)
+  const SHOW = ['/bin/sh', '-c', 'ls -l /etc/resolv.conf | cut -c1; head -c 7 /etc/resolv.conf 2>/dev/null | grep -c "^# nsbox"; ls -l /dev/urandom | cut -c1'];
   for (const link of ['../run/systemd/resolve/stub-resolv.conf', '/dev/urandom']) {
     fs.rmSync(path.join(dir, 'etc/resolv.conf'), { force: true });
     fs.symlinkSync(link, path.join(dir, 'etc/resolv.conf'));
     const listing = fs.readdirSync(dir, { recursive: true }).sort();
     for (const etcFiles of [undefined, true]) {
       const ro = await run({ rootfs: dir, etcFiles, command: SHOW });
-      t.equal(ro.stdout.toString(), '-\n# nsbox\nc\n', `read-only, -> ${link}, etcFiles ${etcFiles}: nsbox's file, /dev/urandom untouched`);
+      t.equal(ro.stdout.toString(), '-\n1\nc\n', `read-only, -> ${link}, etcFiles ${etcFiles}: nsbox's file, /dev/urandom untouched`);
     }
     const rw = await run({ rootfs: dir, readonly: false, command: SHOW });
-    t.match(rw.stdout.toString(), /^l\n.*\nc\n$/, `writable, -> ${link}: the image's link stays, /dev/urandom untouched`);
+    t.equal(rw.stdout.toString(), 'l\n0\nc\n', `writable, -> ${link}: the image's link stays, /dev/urandom untouched`);
     await t.rejects(run({ rootfs: dir, readonly: false, etcFiles: true, command: ['/bin/true'] }), { code: 'ELOOP', step: 'etc', path: '/etc/resolv.conf' }, 'writable, etcFiles: true: refused');
     t.equal(fs.readlinkSync(path.join(dir, 'etc/resolv.conf')), link, 'the rootfs keeps its link');
     t.same(fs.readdirSync(dir, { recursive: true }).sort(), listing, 'nothing made in the rootfs');

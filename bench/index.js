@@ -21,7 +21,7 @@
 //   --growth-n N          round trips per growth level (200; quick 30)
 //   --boots N             systemd boots (to ready, plus stop) per contender, nsbox and nspawn (5; quick 1)
 //   --sections a,b        any of roundtrip,throughput,machine,systemd,growth (default all)
-//   --peers a,b           any of child_process,nsbox,nsbox_host,nsbox_pool,nsbox_pool_ready,child_process_ignore,nsbox_ignore,floor,
+//   --peers a,b           any of child_process,nsbox,nsbox_init,nsbox_host,nsbox_pool,nsbox_pool_ready,child_process_ignore,nsbox_ignore,floor,
 //                         bwrap,crun,runc,nspawn (default: all)
 //   --out FILE            JSON output (default bench/results/bench-<date>.json; a .md is written beside it)
 'use strict';

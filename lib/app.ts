@@ -220,15 +220,24 @@ export class Container extends EventEmitter {
   /**
    * Resolves with the exit information once the container is gone and its cgroup removed. For a
    * Machine.exec whose start failed (the command could not be exec'd, or `startTimeout` passed),
-   * rejects with that NsboxError once the process is gone.
+   * rejects with that NsboxError once the process is gone; one killed by its own `timeout` or
+   * `signal` before its execve resolves as if killed after it (`timedOut`, `signal: 'SIGKILL'`).
    */
   wait(): Promise<ExitInfo> {
     const s = this.#starting;
     if (!s) return this.#exit;
     return s.then(
       () => this.#exit,
-      (e: unknown) => this.#exit.then(() => Promise.reject(e), () => Promise.reject(e)),
+      // Killed by its own timeout or AbortSignal before it reached its execve: that is the
+      // timeout's or the abort's outcome (timedOut, or run()'s AbortError), as for an app
+      // container, not a failed start (issue #17's soak found exec.died/ESRCH here).
+      (e: unknown) => this.#exit.then((info) => (this.#killedBeforeExec(e) ? info : Promise.reject(e)), () => Promise.reject(e)),
     );
+  }
+
+  /** The start failed only because this container's timeout or abort killed it first. */
+  #killedBeforeExec(e: unknown): boolean {
+    return (this.#timedOut || this.#aborted) && e instanceof NsboxError && e.step === 'exec.died';
   }
 
   /**

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { NsboxError, notSupported, fromSystemError } from './errors';
+import { nestedPidns } from './lease';
 import { native } from './native';
 import type { CgroupMode, Limits, Pressure, PressureFigures, Stats } from './types';
 
@@ -242,6 +243,16 @@ function removeIdleBases(): void {
 
 /** rmdir of a cgroup and every cgroup below it, children first. cgroupfs files need no removal. */
 function rmTree(dir: string): void {
+  // The directory alone first: a leaf (every container's cgroup) goes without the fd a listing
+  // takes, so it is removed even when the process is out of fds (EMFILE: issue #17).
+  try {
+    fs.rmdirSync(dir);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw e;
+  }
   let entries: fs.Dirent[] = [];
   try {
     entries = fs.readdirSync(dir, { withFileTypes: true });
@@ -263,11 +274,24 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Whether this process sees every process of the host: it is in the initial pid namespace. */
+export function seesAllPids(): boolean {
+  return !nestedPidns();
+}
+
 /**
  * Removes what a crashed nsbox process left: cgroups named <pid>.<n> whose pid is gone. Anything
- * still running in one is killed first (its owner can no longer account for it).
+ * still running in one is killed first (its owner can no longer account for it). Only from the
+ * initial pid namespace: from any other, a live nsbox process elsewhere (on the host) looks dead,
+ * and its running containers would be killed (issue #17's soak: a Node under `unshare -p` killed
+ * every container of every other Node on the host with its first start).
  */
 export function removeStale(base: string): number {
+  // In a pid namespace other than the initial one, the pids of processes outside it are not
+  // visible: a cgroup named after one would look abandoned while its Node runs on. Only an owner
+  // provably dead is swept, so nothing is swept from there (#17: a test runner under `unshare -p`
+  // killed every container of every other Node on the host, and removed fresh cgroups under starts).
+  if (!seesAllPids()) return 0;
   let names: string[];
   try {
     names = fs.readdirSync(base);
@@ -278,24 +302,33 @@ export function removeStale(base: string): number {
   for (const n of names) {
     const m = /^(\d+)\.\d+$/.exec(n);
     if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
-    const dir = path.join(base, n);
-    try {
-      fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
-    } catch {
-      /* empty already, or no cgroup.kill */
-    }
-    for (let i = 0; i < 50; i++) {
-      try {
-        fs.rmdirSync(dir);
-        removed++;
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EBUSY') break;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
-      }
-    }
+    if (killAndRemoveSync(path.join(base, n))) removed++;
   }
   return removed;
+}
+
+/**
+ * Kills whatever runs in a cgroup nobody accounts for any more (cgroup.kill) and removes it (and the
+ * cgroups below it), waiting synchronously while it empties (bounded: about 5 s). True when it is gone.
+ */
+export function killAndRemoveSync(dir: string): boolean {
+  try {
+    fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+  } catch {
+    /* empty already, gone, or no cgroup.kill */
+  }
+  for (let i = 0, delay = 1; i < 60; i++, delay = Math.min(delay * 2, 100)) {
+    try {
+      rmTree(dir);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return true;
+      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') return false;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delay);
+    }
+  }
+  return false;
 }
 
 /**

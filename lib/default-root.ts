@@ -16,7 +16,7 @@ type HostEntry = { name: string; kind: 'dir' | 'file' | 'symlink'; source: strin
 
 let defaultRootCache: { system: HostEntry[]; etc: HostEntry[] } | undefined;
 
-export function lstatOrNull(p: string): fs.Stats | null {
+function lstatOrNull(p: string): fs.Stats | null {
   try {
     return fs.lstatSync(p);
   } catch {

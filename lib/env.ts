@@ -77,18 +77,21 @@ let faultCache: { raw: string; fault: TestFault } | undefined;
 /**
  * NSBOX_TEST_FAULT=<step name>:<index>:<errno name> (test only, docs/testing.md): every start of
  * this process fails at that step and index (native/core/steps.h) as if its call had failed with
- * that errno: "exec.pty:3:EPIPE". Read per start (emptyPlan); unset: undefined. A value that names
+ * that errno: "exec.pty:3:EPIPE". With SIGKILL for the errno, the Node process dies by SIGKILL when
+ * the start gets there instead (in the child's steps: once the child gets there; the child then goes
+ * on, see fault_kill in native/core/plan.h). Read per start (emptyPlan); unset: undefined. A value that names
  * no step or errno throws, so that a typo in a test cannot pass as "nothing failed".
  */
 export function testFault(): TestFault | undefined {
   const raw = process.env.NSBOX_TEST_FAULT;
   if (!raw) return undefined;
   if (faultCache?.raw === raw) return faultCache.fault;
-  const m = /^([\w.]+):(-?\d+):(E[A-Z0-9]+)$/.exec(raw);
+  const m = /^([\w.]+):(-?\d+):(E[A-Z0-9]+|SIGKILL)$/.exec(raw);
   const step = m ? STEPS.findIndex(([name]) => name === m[1]) : -1;
-  const errno = m ? (os.constants.errno as Record<string, number | undefined>)[m[3]!] : undefined;
+  // SIGKILL: the kill mode (native/core/plan.h, fault_kill): Node dies there instead of the call failing.
+  const errno = !m ? undefined : m[3] === 'SIGKILL' ? -os.constants.signals.SIGKILL : (os.constants.errno as Record<string, number | undefined>)[m[3]!];
   if (!m || step <= 0 || errno === undefined) {
-    throw new Error(`NSBOX_TEST_FAULT=${raw}: expected <step name>:<index>:<errno name> (test only; see docs/testing.md)`);
+    throw new Error(`NSBOX_TEST_FAULT=${raw}: expected <step name>:<index>:<errno name or SIGKILL> (test only; see docs/testing.md)`);
   }
   const fault = { step, index: Number(m[2]), errno };
   faultCache = { raw, fault };

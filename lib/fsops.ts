@@ -12,7 +12,8 @@ import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
 import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
 import { ETC_FILES } from './etc';
-import { defaultRootEntries, lstatOrNull } from './default-root';
+import { defaultRootEntries } from './default-root';
+import { kindInRoot, resolveInRoot } from './root-walk';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -37,55 +38,6 @@ function hostProcEntries(): Set<string> {
     }
   }
   return procEntriesCache;
-}
-
-/**
- * A container path resolved in a rootfs on the host the way the child resolves it
- * (RESOLVE_IN_ROOT: a symlink is followed as a path inside the rootfs, ".." stops at its top): the
- * real directories it goes through (`at`, from the rootfs's top, with their modes), then either
- * what the last one is (`kind`: 'dir' or 'other') or, where a component is missing, the rest of the
- * path from it on (`rest`, its first name the missing one). `rest` is null where the walk cannot go
- * on (a component that is no directory, a loop, a "." or ".." after a missing name). Only a hint for
- * planning: the rootfs can change before the child runs, which then finds out for itself.
- */
-export function resolveInRoot(rootfs: string, target: string): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | null; rest: string[] | null } {
-  let todo = target.split('/').filter(Boolean);
-  const at: { name: string; mode: number }[] = [];
-  let links = 0;
-  while (todo.length) {
-    const c = todo.shift()!;
-    if (c === '.') continue;
-    if (c === '..') {
-      at.pop();
-      continue;
-    }
-    const p = path.join(rootfs, ...at.map((a) => a.name), c);
-    const st = lstatOrNull(p);
-    if (!st) {
-      const rest = [c, ...todo];
-      return { at, kind: null, rest: rest.some((r) => r === '.' || r === '..') ? null : rest };
-    }
-    if (st.isSymbolicLink()) {
-      let link: string | undefined;
-      try {
-        link = fs.readlinkSync(p);
-      } catch {
-        link = undefined;
-      }
-      if (link === undefined || ++links > 40) return { at, kind: null, rest: null };
-      if (link.startsWith('/')) at.length = 0;
-      todo = [...link.split('/').filter(Boolean), ...todo];
-      continue;
-    }
-    if (!st.isDirectory()) return todo.length ? { at, kind: null, rest: null } : { at, kind: 'other', rest: null };
-    at.push({ name: c, mode: st.mode & 0o7777 });
-  }
-  return { at, kind: 'dir', rest: null };
-}
-
-/** What a container path is in a rootfs (resolveInRoot): 'dir', 'other', or null where it is missing. */
-export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
-  return resolveInRoot(rootfs, target).kind;
 }
 
 /** A mount point the plan would make in the rootfs itself (not under a mount of its own). */
@@ -239,7 +191,8 @@ export class OpList {
       // namespace only: thrown away with it. The overlay's root takes its mode from the upper
       // directory: give it the rootfs's.
       const dir = d.always?.dir ?? this.staging;
-      this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700', scaffold);
+      // Bounded: it holds only the made points (directories and empty files).
+      this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700,size=4m,nr_inodes=8192', scaffold);
       this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
       this.hostMkdir(dir + '/work', scaffold);
       this.upperPoints(d.rootfs, dir + '/upper', scaffold);
@@ -346,8 +299,8 @@ export class OpList {
     this.touch(target, step);
     const d = this.deferred, pt = this.points[this.points.length - 1];
     if (!d || pt?.path !== target) return;
-    const r = resolveInRoot(d.rootfs, path.posix.dirname(target));
-    if (r.kind === 'dir' && lstatOrNull(path.join(d.rootfs, ...r.at.map((a) => a.name), path.posix.basename(target)))?.isSymbolicLink()) pt.replace = true;
+    // (Walked in the root by fds, as every look into it: never a host path through the image's links.)
+    if (resolveInRoot(d.rootfs, target, { lastLink: true }).kind === 'link') pt.replace = true;
   }
 
   symlink(linkTarget: string, at: string, step: string): void {

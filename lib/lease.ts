@@ -65,24 +65,41 @@ export function leaseLive(l: LeaseOwner | null): boolean {
 /** Replaces a lease's content (a new owner) so a reader never sees it torn. */
 export function writeLeaseAtomic(file: string, l: LeaseOwner): void {
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
-  fs.renameSync(tmp, file);
-}
-
-/** Makes a new lease; throws EEXIST if the file is there (call with the directory's lock held). */
-export function createLease(file: string, l: LeaseOwner): void {
-  const fd = fs.openSync(file, 'wx', 0o600);
   try {
-    fs.writeSync(fd, JSON.stringify(l));
-  } finally {
-    fs.closeSync(fd);
+    fs.writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    // A full file system (ENOSPC) or a lost directory: no half-written temporary is left.
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
 }
 
-/** Runs fn with the directory's lock (flock on <dir>/lock) held, across every process on the host. */
-export function withLock<T>(dir: string, step: string, fn: () => T): T {
-  const fd = native().lockFile(path.join(dir, 'lock'));
-  if (fd < 0) throw new NsboxError({ code: errnoName(-fd), errno: -fd, syscall: 'flock', step, path: path.join(dir, 'lock') });
+/**
+ * Makes a new lease; throws EEXIST if the file is there (call with the directory's lock held). A
+ * lease that could not be written in full (ENOSPC) is removed again: no empty or torn lease is left.
+ */
+export function createLease(file: string, l: LeaseOwner): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    const text = JSON.stringify(l);
+    if (fs.writeSync(fd, text) !== Buffer.byteLength(text)) throw Object.assign(new Error(`short write to ${file}`), { code: 'ENOSPC', errno: -28, syscall: 'write', path: file });
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+}
+
+/**
+ * Runs fn with the directory's lock (flock on <dir>/<name>, default "lock") held, across every
+ * process on the host.
+ */
+export function withLock<T>(dir: string, step: string, fn: () => T, name = 'lock'): T {
+  const file = path.join(dir, name);
+  const fd = native().lockFile(file);
+  if (fd < 0) throw new NsboxError({ code: errnoName(-fd), errno: -fd, syscall: 'flock', step, path: file });
   try {
     return fn();
   } finally {
@@ -94,4 +111,16 @@ export function withLock<T>(dir: string, step: string, fn: () => T): T {
 export function isStaleTemporary(name: string): boolean {
   const m = /\.tmp-(\d+)$/.exec(name);
   return !!m && startTimeOf(Number(m[1])) === null;
+}
+
+/** Is this process outside the initial pid namespace (where the pids of other processes of the host are hidden)? */
+export function nestedPidns(): boolean {
+  // The initial pid namespace has a fixed inode (PROC_PID_INIT_INO, include/linux/proc_ns.h). NSpid
+  // alone is not enough: under `unshare -p -f --mount-proc` /proc is the new namespace's, and
+  // NSpid lists one pid there too.
+  try {
+    return fs.readlinkSync('/proc/self/ns/pid') !== 'pid:[4026531836]';
+  } catch {
+    return true;
+  }
 }

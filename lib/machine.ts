@@ -1,7 +1,6 @@
 // machine.ts: the machine profile. A long-lived container with its own PID 1 (the bundled init or
 // the distribution's, systemd included) that outlives the Node process that started it. Its state
 // lives in <stateDir>/<name>/state.json, so any later process finds it with Machine.get().
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
@@ -16,7 +15,7 @@ import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, chec
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
-import { etcBase, writeEtcDir, type EtcDir } from './etc';
+import { writeEtcDir, type EtcDir } from './etc';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
   checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
@@ -24,11 +23,14 @@ import {
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, StdioRelay } from './stdio';
 import { terminalType } from './env';
-import { ownerOf, startTimeOf } from './lease';
+import { ownerOf, withLock } from './lease';
+import {
+  abandoned, claimName, machineCgroupName, openLive, readState, reclaimAbandoned, removeMachineEtc, STATE_LOCK, writeAtomic, type StateFile,
+} from './machine-state';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
-import type { IdMapEntry, NetworkMode, Stats, StdioMode } from './types';
+import type { Stats, StdioMode } from './types';
 import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
 
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
@@ -45,79 +47,6 @@ export interface MachineInfo {
   ephemeral: boolean;
   createdAt: string;
   cgroup: string | null;
-}
-
-interface StateFile {
-  version: 1;
-  name: string;
-  pid: number;
-  startTime: string;
-  cgroup: string | null;
-  rootfs: string;
-  init: 'builtin' | string[];
-  ephemeral: boolean;
-  hostname: string;
-  network: NetworkMode;
-  haltSignal: number;
-  capsKeep: string;
-  /** The machine's seccomp option as given ('none' when off), re-resolved for every exec. */
-  seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
-  createdAt: string;
-  stopped?: boolean;
-  /** The machine has its own user namespace (exec joins it too), with these maps. */
-  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
-  /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
-  net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
-  /** Its generated /etc files (lib/etc.ts), removed once it is seen stopped. */
-  etcDir?: string;
-}
-
-/**
- * Replaces the file atomically (a reader in another process sees the old or the new state, never a
- * torn one). No fsync: a machine does not outlive its host, so after a crash of the host the state
- * describes a dead PID 1 either way, and an unreadable or missing state is treated as stale
- * (readState, claimName). The two fsyncs cost about 0.4 ms per write on an ext4 /run.
- */
-function writeAtomic(file: string, data: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, data);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-}
-
-/**
- * A stopped machine's generated /etc files (lib/etc.ts), by whichever process sees it stopped. The
- * state file names the directory: only ever one of nsbox's own machine directories is removed.
- */
-function removeMachineEtc(s: StateFile): void {
-  const d = s.etcDir;
-  if (typeof d === 'string' && path.dirname(d) === etcBase() && /^m-[0-9a-f]{8}-/.test(path.basename(d))) fs.rmSync(d, { recursive: true, force: true });
-}
-
-function readState(dir: string): StateFile | undefined {
-  try {
-    const s = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as StateFile;
-    return s.version === 1 ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Is the PID 1 recorded in the state still that same process? Returns a live handle when it is. */
-function openLive(s: StateFile): NativeProcess | null {
-  if (s.stopped) return null;
-  const p = native().pidfdOpen(s.pid);
-  if (typeof p === 'number') return null;
-  // Opened first, checked second: if the start time still matches, the pidfd refers to the machine.
-  if (startTimeOf(s.pid) !== s.startTime || p.exited()) {
-    p.unref();
-    return null;
-  }
-  return p;
 }
 
 /** Does the rootfs's init look like systemd (for the halt signal and readiness)? */
@@ -184,7 +113,7 @@ export class Machine {
       } catch (e) {
         throw fromSystemError(e, 'machine.state', o.stateDir);
       }
-      claimName(dir, o.name);
+      withLock(o.stateDir, 'machine.name', () => claimName(o.stateDir, o.name), STATE_LOCK);
     } catch (e) {
       closeHostDevices(devices);
       throw e;
@@ -206,16 +135,17 @@ export class Machine {
         checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
         netw = setupNetwork(o.bridge);
       }
-      // Machine names are unique per state directory; the cgroup name carries both.
-      const sd = createHash('sha256').update(o.stateDir).digest('hex').slice(0, 8);
+      // Named as the machine's cgroup (the state directory's hash and the name): an abandoned start's
+      // directory is found by it (reclaimAbandoned).
+      const cgName = machineCgroupName(o.stateDir, o.name);
       if (o.etcFiles !== 'off') {
         etc = writeEtcDir({
           hostname: o.hostname, network: o.network, hosts: o.hosts,
           bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
-        }, `${sd}-${o.name}`);
+        }, cgName.slice(2));
       }
       const L = machineOps(o, staging(), scratch, userns !== null, etc?.dir, devices);
-      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, `m-${sd}-${o.name}`);
+      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, cgName);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       launch.childFds.push(log);
       // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
@@ -361,6 +291,22 @@ export class Machine {
       names = fs.readdirSync(stateDir).filter((n) => NAME_RE.test(n));
     } catch {
       return [];
+    }
+    // Starts that never got as far as their state (their Node process died mid-way) are removed,
+    // with whatever they started: a machine is listed fully up, or not at all.
+    // (A caller who may not write the state directory only lists: the sweep is its owner's.)
+    if (names.some((n) => !fs.existsSync(path.join(stateDir, n, 'state.json')))) {
+      try {
+        withLock(stateDir, 'machine.state', () => {
+          for (const n of names) {
+            const how = abandoned(path.join(stateDir, n));
+            if (how) reclaimAbandoned(stateDir, n, how);
+          }
+        }, STATE_LOCK);
+      } catch (e) {
+        if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS'].includes(e.code)) throw e;
+      }
+      names = names.filter((n) => fs.existsSync(path.join(stateDir, n, 'state.json')));
     }
     const out: MachineInfo[] = [];
     for (const n of names.sort()) {
@@ -695,38 +641,3 @@ function readOr(file: string): string {
     return '';
   }
 }
-
-/** Takes the name atomically (mkdir); a stale entry (PID 1 gone or its pid reused) is cleared first. */
-function claimName(dir: string, name: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.mkdirSync(dir, { mode: 0o700 });
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(e, 'machine.state', dir);
-    }
-    const s = readState(dir);
-    const exists = (why: string): NsboxError =>
-      new NsboxError({ code: 'EEXIST', syscall: 'mkdir', step: 'machine.name', path: dir, message: `${why} (step machine.name)` });
-    if (s) {
-      const live = openLive(s);
-      if (live) {
-        live.unref();
-        throw exists(`a machine named '${name}' already exists`);
-      }
-      if (s.stopped) throw exists(`a stopped machine named '${name}' exists; destroy() it first`);
-      // Stale: PID 1 died (or its pid was reused) without a stop. Clean up what it left.
-      if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
-      if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
-      if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
-      removeMachineEtc(s);
-    } else if (Date.now() - fs.statSync(dir).mtimeMs < 10000) {
-      // No state yet: another process is between taking the name and writing the state.
-      throw exists(`a machine named '${name}' is being started`);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  throw new NsboxError({ code: 'EEXIST', step: 'machine.name', path: dir });
-}
-
-

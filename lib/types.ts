@@ -105,7 +105,11 @@ export interface AppOptions {
    * out before `wait()` resolves. For a terminal use a machine's `exec` with `tty: true`.
    */
   stdio?: StdioMode;
-  /** Run a tiny init as PID 1 that reaps orphans and forwards signals (default `false`). */
+  /**
+   * Run a tiny init as PID 1 that reaps orphans and forwards signals (default `false`, as in Docker:
+   * the command is PID 1). Worth it for programs that leave orphans or start daemons; it costs one
+   * more process a run (docs/compat.md has the figures).
+   */
   init?: boolean;
   /** Bytes kept per stream in `run`; the rest is counted and dropped (default 16 MiB). */
   maxOutput?: number;

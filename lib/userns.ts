@@ -18,6 +18,7 @@ import { NsboxError, badRangeValue, fromSystemError, invalidType, notSupported }
 import { createLease, isStaleTemporary, leaseLive, ownedBy, ownerOf, readLease, withLock, writeLeaseAtomic, type LeaseOwner } from './lease';
 import { native, type NativePlan, type SpawnResult } from './native';
 import { pathDirs } from './env';
+import { STEPS } from './steps';
 import { privileged } from './runtime';
 import { arrayElements } from './util';
 
@@ -614,9 +615,9 @@ function spawnMapped(plan: NativePlan, u: UsernsPlan | null, allowReady: boolean
     fs.closeSync(sync![1]);
     const rec = n.finishSpawn(res.errFd!, false);
     proc.reap();
-    // A child that failed on its own first (its record is there) is the cause: the parent's write
-    // failed only because the child had gone (EPIPE on the pipe, ESRCH on its maps).
-    if (rec !== null && !('ready' in rec)) return { usedClone3: res.usedClone3, step: rec.step, errno: rec.errno, index: rec.index };
+    // A child that failed before its maps were written (the writes then find it gone: EPIPE) said
+    // why in its record: that is the start's error, not the write's.
+    if (rec && 'step' in rec && STEPS[rec.step]?.[0] !== 'exec.died') return { usedClone3: res.usedClone3, step: rec.step, errno: rec.errno, index: rec.index };
     throw e;
   }
   fs.closeSync(sync![1]);

@@ -72,6 +72,7 @@ const FILLED_NATIVELY = new Set([
   'device_prog_fd', 'mnt_template_fd', 'net_fd', 'ipc_fd', 'err_fd',
   'n_ops', 'n_rlimits', 'n_groups', 'n_candidates', 'seccomp_len', 'tramp_argv', 'enter_pid_out',
   'enter_report_fd', 'net_host_sock', 'n_net_msgs', 'net_peer', 'init_argv', 'path_dirs_joined', 'userns_sync_wfd',
+  'fault_node_pid', 'fault_err_rfd',
 ]);
 const snake = (k) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 

@@ -191,6 +191,26 @@ t.test('a crashed Node process leaves a cgroup that the next nsbox start removes
   }
 });
 
+t.test("an nsbox start in another pid namespace leaves this process's running containers alone", { skip: noBusybox || (process.getuid() !== 0 && 'needs root (unshare -p)') || (!host.base && host.reason) || (spawnSync('unshare', ['--help']).status !== 0 && 'needs unshare(1)') }, async (t) => {
+  // Found by the soak (issue #17): the stale-cgroup sweep of a Node process under `unshare -p` (as
+  // test/security/userns-leases does, in every npm test) found this process's pid "gone" (it cannot
+  // see it) and cgroup.kill'ed every container it was running. Its sweep is synchronous, before its
+  // own container starts: once the nested Node has exited, it is over.
+  const c = spawn({ rootfs: bb, command: ['/probe', 'sleep', '60'], stdio: 'ignore' });
+  const script = `const { run } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    run({ command: ['/bin/true'] }).then((r) => console.log(JSON.stringify({ exitCode: r.exitCode })));`;
+  for (const mountProc of [true, false]) {
+    const r = spawnSync('unshare', ['-p', '-f', ...(mountProc ? ['-m', '--mount-proc'] : []), process.execPath, '-e', script], { encoding: 'utf8', timeout: 60000 });
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    t.same(lines, [{ exitCode: 0 }], `the nested Node (${mountProc ? 'its own /proc' : "the host's /proc"}) runs its container ${r.stderr}`);
+    t.ok(fs.existsSync(c.cgroupPath), 'our container keeps its cgroup');
+    t.match(fs.readFileSync(path.join(c.cgroupPath, 'cgroup.procs'), 'utf8'), new RegExp(`^${c.pid}$`, 'm'), 'and our container still runs in it');
+  }
+  c.kill();
+  t.equal((await c.wait()).signal, 'SIGKILL');
+  t.equal(require('../dist/cgroup').seesAllPids(), true, 'here, in the initial pid namespace, the sweep runs');
+});
+
 t.test('cgroupParent puts the container cgroup under a cgroup the user manages, and leaves that one', { skip: host.base ? false : host.reason }, async (t) => {
   // As root anywhere in the tree; rootless, inside the delegated subtree (the only place it may write).
   const parent = path.join(host.delegated ? path.relative(host.mountPoint, host.parent) : '', `nsbox-test-parent-${process.pid}`).replace(/^\/*/, '/');

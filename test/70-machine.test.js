@@ -127,6 +127,35 @@ t.test('exec of a missing command, many times: every failed process is reaped an
   await m.destroy();
 });
 
+t.test('an exec killed by its own timeout or AbortSignal before its execve ends as a timeout or an abort, not as a failed start', { skip: noBusybox }, async (t) => {
+  // Found by the soak (issue #17): the kill lands while the process entering the machine has not
+  // exec'd yet; its start then reported exec.died (ESRCH), so m.run() with a signal rejected with
+  // that instead of AbortError, and a timeout rejected instead of resolving with timedOut. Aborted
+  // synchronously right after exec() (or with a 1 ms timeout), most of 20 tries land before the
+  // execve on any host; the outcome must be the same for the ones that land after it.
+  const m = await Machine.start({ name: 'killed-early', rootfs: bb, ephemeral: true, stateDir });
+  const seen = { abortRun: {}, abortWait: {}, timeout: {} };
+  const tally = (o, k) => (o[k] = (o[k] ?? 0) + 1);
+  for (let i = 0; i < 20; i++) {
+    const ac = new AbortController();
+    const p = m.run(['sleep', '100'], { signal: ac.signal });
+    ac.abort();
+    await p.then((r) => tally(seen.abortRun, `resolved ${r.signal}`), (e) => tally(seen.abortRun, `${e.name} ${e.code}`));
+    const ac2 = new AbortController();
+    const c = m.exec(['sleep', '100'], { signal: ac2.signal });
+    ac2.abort();
+    await c.wait().then((r) => tally(seen.abortWait, `${r.signal} timedOut=${r.timedOut}`), (e) => tally(seen.abortWait, `${e.name} ${e.code} ${e.step}`));
+    await m.run(['sleep', '100'], { timeout: 1 }).then((r) => tally(seen.timeout, `${r.signal} timedOut=${r.timedOut}`), (e) => tally(seen.timeout, `${e.name} ${e.code} ${e.step}`));
+  }
+  t.same(seen.abortRun, { 'AbortError ABORT_ERR': 20 }, 'Machine.run() with an aborted signal rejects with AbortError every time');
+  t.same(seen.abortWait, { 'SIGKILL timedOut=false': 20 }, "exec().wait() of an aborted exec resolves with SIGKILL, as an app container's does");
+  t.same(seen.timeout, { 'SIGKILL timedOut=true': 20 }, 'Machine.run() with a timeout resolves with timedOut every time');
+  const ps = await m.run(['ps', '-o', 'comm']);
+  t.notMatch(ps.stdout.toString(), /sleep/, 'no sleep left in the machine');
+  await m.stop({ timeout: 5000 });
+  await m.destroy();
+});
+
 t.test('names are validated and unique', { skip: noBusybox }, async (t) => {
   for (const bad of ['', '..', 'a/b', 'A', '-x', 'x'.repeat(64), '../etc']) {
     await t.rejects(Machine.start({ name: bad, rootfs: bb, stateDir }), { code: /ERR_INVALID_ARG/ }, `name ${JSON.stringify(bad)}`);

@@ -284,6 +284,20 @@ function contenders({ nsbox, rootfs, workDir, only, poolSize = 16 }) {
       },
     });
   }
+  if (want('nsbox_init')) {
+    // The same with the bundled init as PID 1 (reaps orphans, forwards signals), the command its
+    // child: what `init: true` costs a round trip (docs/compat.md weighs it as a default).
+    list.push({
+      id: 'nsbox_init',
+      label: 'nsbox run(), init: true',
+      sequentialOnly: true,
+      command: "nsbox run({ rootfs, command: ['/bin/true'], init: true }) — pipes, output collected",
+      run: async () => {
+        const r = await nsbox.run({ rootfs, command: ['/bin/true'], init: true });
+        if (r.exitCode !== 0) throw new Error(`nsbox exit ${r.exitCode ?? r.signal}`);
+      },
+    });
+  }
   if (want('nsbox_host')) {
     // Every isolation of run() but the network namespace: how much of the gap to child_process is
     // the kernel's making and tearing down of one network namespace per container.

@@ -18,6 +18,7 @@
 #include <linux/keyctl.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -263,6 +264,9 @@ struct TailState {
 
 [[noreturn]] void child_main(const Plan* plan) {
   int err_fd = plan->err_fd;
+  // The kill mode (test only, plan.h): a reader of the error pipe left here would keep it open
+  // after Node's death, and a fault point would wait for ever.
+  if (plan->fault_errno < 0 && plan->fault_err_rfd >= 0) close(plan->fault_err_rfd);
   // Named until the exec (see kPreExecComm; spawn() gave us the name at the clone already): a death
   // before it is then told from a command that exec'd and died. Per task: Node's thread keeps its own.
   prctl(PR_SET_NAME, kPreExecComm, 0, 0, 0);
@@ -659,6 +663,16 @@ struct TailState {
   if (plan->pdeathsig) fault(plan, err_fd, STEP_PDEATHSIG, -1);
   if (plan->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     fail(err_fd, STEP_PDEATHSIG, -1, errno);
+  // Armed only now: if Node died before this (the child goes on without it), no signal will come,
+  // and the command would run on with nobody to wait for it (issue #17's kills: in a machine, where
+  // no cgroup of Node's names it, nothing would ever end it). Node holds the only reader of the
+  // error pipe (ours went with the fds above), so the pipe tells: no reader left, end as the signal
+  // would have ended us. (A reader another clone of Node still holds until its exec only delays
+  // this to that clone's own check.)
+  if (plan->pdeathsig) {
+    struct pollfd pfd = {err_fd, 0, 0};
+    if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR)) syscall(SYS_exit_group, 128 + SIGKILL);
+  }
 
   if (cmd_fd >= 0 && tramp) pooled_exec(plan, err_fd, init_fd, cmd_fd);
 

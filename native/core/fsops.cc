@@ -362,15 +362,22 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
           }
         }
       } else if (op.kind == OP_TOUCH) {
-        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
+        // Read-only: on an overlay root, opening an existing file for writing copies it up whole
+        // into the upper layer (memory, on its tmpfs); O_RDONLY | O_CREAT makes a missing one all
+        // the same.
+        int fd = openat(dir, name, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
         if (fd >= 0) {
           close(fd);
           rc = 0;
         } else {
+          int err = errno;
           struct stat st;
-          // An existing non-writable file is a fine bind target too.
-          if (errno != ELOOP && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+          // An existing non-writable file is a fine bind target too. Otherwise the open's own
+          // errno is the error (EMFILE, say), not the ENOENT of the look that followed it.
+          if (err != ELOOP && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
             rc = 0;
+          else
+            errno = err;
         }
       } else if (op.kind == OP_SYMLINK) {
         if (op.src) {

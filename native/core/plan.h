@@ -8,6 +8,10 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "steps.h"
 
@@ -135,8 +139,8 @@ struct Plan {
   const Op* ops;
   size_t n_ops;
   bool walk_only;  // resolve container paths by the per-component walk even where openat2 exists (tests)
-  // Clone fork-style (a copy of the address space) instead of vfork-style (NSBOX_FORK_CLONE, read by
-  // the glue on the JS thread: spawn() may run on a libuv thread, where getenv races with setenv).
+  // Clone fork-style (a copy of the address space) instead of vfork-style: the plan's forkClone,
+  // which lib/env.ts fills from NSBOX_FORK_CLONE (the addon reads no environment variable).
   bool fork_clone = false;
   // The mount namespace template (see mnt_template.cc, mount_in_template): the child joins a private copy
   // of it instead of copying the host's mount table with CLONE_NEWNS (then not in clone_flags).
@@ -240,14 +244,42 @@ struct Plan {
   // report it. fault_step -1: none (every real plan).
   int fault_step = -1;
   int fault_index = 0;
+  // fault_errno < 0: the kill mode (NSBOX_TEST_FAULT=<step>:<index>:SIGKILL, docs/testing.md): the
+  // Node process dies by SIGKILL at that point. In Node itself (the spawner, spawnAsync's worker)
+  // it kills itself there; in the child, which cannot signal Node from its own pid namespace, the
+  // child waits there (fault_kill) until Node is gone, then makes the call and goes on, as a
+  // child whose Node died at that moment would.
   int fault_errno = 0;
+  int fault_node_pid = 0;   // the Node process (filled by the glue in the kill mode)
+  int fault_err_rfd = -1;   // the error pipe's read end: closed in the child in the kill mode
 };
+
+// The marker of a child waiting at a kill fault point: the fifth argument of its ppoll(2), which the
+// kernel ignores without a signal mask and /proc/<pid>/syscall shows ("kill", test/kill-faults.js).
+constexpr unsigned long kFaultKillMagic = 0x6b696c6cUL;
+
+// The kill mode at a fault point (see Plan::fault_errno). Raw system calls only.
+inline void fault_kill(const Plan* p) {
+  if (syscall(SYS_getpid) == p->fault_node_pid) {
+    syscall(SYS_kill, p->fault_node_pid, SIGKILL);
+    for (;;) syscall(SYS_pause);
+  }
+  // The child: the write end of the error pipe reports POLLERR once no reader is left, i.e. once
+  // Node (the only other holder of the read end) is gone. Then the call is made after all.
+  struct pollfd pfd = {p->err_fd, 0, 0};
+  while (syscall(SYS_ppoll, &pfd, 1, nullptr, nullptr, kFaultKillMagic) < 0 && errno == EINTR) {
+  }
+}
 
 // A fault point (see Plan::fault_step), right before the call that (step, index) names: true, with
 // errno set, when the plan asks for that call to fail. One compare on the fast path. Raw: usable in
 // the child path (no allocation, no locks).
 inline bool fault_at(const Plan* p, int32_t step, int32_t index) {
   if (__builtin_expect(p->fault_step != step, 1) || p->fault_index != index) return false;
+  if (p->fault_errno < 0) {
+    fault_kill(p);
+    return false;
+  }
   errno = p->fault_errno;
   return true;
 }

@@ -254,6 +254,7 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
   }
   Plan p = plan;
   p.err_fd = errpipe[1];
+  p.fault_err_rfd = errpipe[0];
   if (p.cgroup_fd < 0) p.cgroup_into = false;
   // The device allow-list is in force before the child's first instruction (it starts in this
   // cgroup, or joins it before anything else).

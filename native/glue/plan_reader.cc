@@ -396,10 +396,11 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     if (!Read(js, "faultStep", &fs) || !Read(js, "faultIndex", &fi) || !Read(js, "faultErrno", &fe)) return false;
     if (!fs.IsUndefined() && !IsIntIn(fs, -1, nsbox::STEP_COUNT - 1, &step)) return ThrowType(js.Env(), "faultStep");
     if (!fi.IsUndefined() && !IsIntIn(fi, -2147483648.0, 2147483647.0, &index)) return ThrowType(js.Env(), "faultIndex");
-    if (!fe.IsUndefined() && !IsIntIn(fe, 0, 4095, &err)) return ThrowType(js.Env(), "faultErrno");
+    if (!fe.IsUndefined() && !IsIntIn(fe, -64, 4095, &err)) return ThrowType(js.Env(), "faultErrno");
     p.fault_step = static_cast<int>(step);
     p.fault_index = static_cast<int>(index);
     p.fault_errno = static_cast<int>(err);
+    p.fault_node_pid = err < 0 ? static_cast<int>(getpid()) : 0;  // the kill mode: this process
   }
   // User namespace (optional fields): see Plan in native/core/plan.h.
   p.userns_sync_fd = -1;

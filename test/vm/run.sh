@@ -7,7 +7,8 @@
 #
 # Usage: test/vm/run.sh [TEST_FILE...]   (default: the cgroup, app and error suites)
 # Needs: qemu-system-x86, linux-image-amd64, busybox-static (Debian packages).
-# Env:   NSBOX_VM_TIMEOUT (seconds, default 1500), NSBOX_VM_MEM (MiB, default 2048)
+# Env:   NSBOX_VM_TIMEOUT (seconds, default 1500), NSBOX_VM_MEM (MiB, default 2048); NSBOX_SOAK_* are
+#        passed in (the soak: NSBOX_VM_NO_ROOTLESS=1 NSBOX_SOAK_MINUTES=2 test/vm/run.sh test/soak/soak.js)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -81,6 +82,8 @@ chmod +x "$ird/init"
   echo "export NSBOX_REQUIRE_CGROUP=1 NSBOX_VM=1 TAP_TIMEOUT=0 HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   [ -n "${NSBOX_REQUIRE_SYSTEMD:-}" ] && echo "export NSBOX_REQUIRE_SYSTEMD=$NSBOX_REQUIRE_SYSTEMD"
   [ -n "${NSBOX_REQUIRE_TOOLS:-}" ] && echo "export NSBOX_REQUIRE_TOOLS=$NSBOX_REQUIRE_TOOLS"
+  # The soak's settings (test/soak/soak.js reads NSBOX_SOAK_MINUTES and the like as its defaults).
+  for v in $(compgen -e | grep '^NSBOX_SOAK_' || true); do printf 'export %s=%q\n' "$v" "${!v}"; done
   echo "rc=0"
   for f in "${tests[@]}"; do
     echo "echo '# vm: $f'"

@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/netlink_parent.h"
@@ -327,20 +328,37 @@ Napi::Value NetnsTcpSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), j.fd >= 0 ? j.fd : -(j.err ? j.err : EIO));
 }
 
-// lockFile(path): an fd of path (created 0600) holding an exclusive flock, or -errno. Blocks: the
-// sections it guards (lease allocation) take milliseconds.
+// lockFile(path, waitMs): an fd of path (created 0600) holding an exclusive flock, or -errno. The
+// sections it guards (lease allocation, a machine name's claim) take milliseconds, but the holder is
+// another process, which may be stopped or hung: the wait is bounded. waitMs 0: one try (-EAGAIN if
+// held); otherwise retried with a backoff of 1 to 16 ms until waitMs have passed (-ETIMEDOUT).
 Napi::Value LockFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
+  const int64_t wait_ms = info.Length() > 1 ? info[1].As<Napi::Number>().Int64Value() : 0;
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Napi::Number::New(env, -errno);
-  int rc = NSBOX_RETRY(flock(fd, LOCK_EX));
-  if (rc != 0) {
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  long pause_ns = 1000000;
+  for (;;) {
+    if (NSBOX_RETRY(flock(fd, LOCK_EX | LOCK_NB)) == 0) return Napi::Number::New(env, fd);
     int e = errno;
-    close(fd);
-    return Napi::Number::New(env, -e);
+    if (e != EWOULDBLOCK) {
+      close(fd);
+      return Napi::Number::New(env, -e);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const int64_t spent_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+    if (spent_ms >= wait_ms) {
+      close(fd);
+      return Napi::Number::New(env, wait_ms > 0 ? -ETIMEDOUT : -EAGAIN);
+    }
+    struct timespec pause = {0, pause_ns};
+    nanosleep(&pause, nullptr);
+    if (pause_ns < 16000000) pause_ns *= 2;
   }
-  return Napi::Number::New(env, fd);
 }
 
 }  // namespace

@@ -201,6 +201,9 @@ export function setSharedEtcLimit(n: number): void {
   if (sharedDirs.size > n) sharedDirs.clear();
 }
 
+/** How long a start waits for a shared directory's lock (its exclusive holders hold it for a rename). */
+const SHARED_LOCK_WAIT_MS = 1000;
+
 /** The shared directory's name: `s-` and a short SHA-256 of the three files' contents. */
 export const SHARED_PREFIX = 's-';
 
@@ -209,7 +212,9 @@ export const SHARED_PREFIX = 's-';
  * sweepShared or by hand, or replaced) or incomplete: the caller makes it again.
  */
 function lockShared(dir: string): number {
-  const fd = native().flockDir(dir, false);
+  // An exclusive holder renames the directory away and lets go at once: a holder stopped there is
+  // not waited on (the start makes its own directory instead).
+  const fd = native().flockDir(dir, false, SHARED_LOCK_WAIT_MS);
   if (fd < 0) return -1;
   try {
     const held = fs.fstatSync(fd);
@@ -294,8 +299,10 @@ export function sharedEtcDir(c: EtcContent): EtcDir | null {
     sharedDirs.set(key, hit);
     fd = lockShared(hit.dir);
     if (fd < 0) {
+      // Went away as it was made, or held by a remover that does not let go: this start makes a
+      // directory of its own (as past the limit).
       sharedDirs.delete(key);
-      throw new NsboxError({ code: 'ENOENT', errno: 2, syscall: 'flock', step: STEP, path: hit.dir, message: `the shared /etc directory ${hit.dir} went away as it was made (step ${STEP})` });
+      return null;
     }
   }
   const h: { dir: string } = hit!;

@@ -294,7 +294,9 @@ export class Machine {
     }
     // Starts that never got as far as their state (their Node process died mid-way) are removed,
     // with whatever they started: a machine is listed fully up, or not at all.
-    // (A caller who may not write the state directory only lists: the sweep is its owner's.)
+    // (A caller who may not write the state directory only lists: the sweep is its owner's. Nor
+    // does a list wait for the lock: a start holding it, stopped or slow, is never waited on; the
+    // sweep is then left to the next list or start, and what has no state is not listed.)
     if (names.some((n) => !fs.existsSync(path.join(stateDir, n, 'state.json')))) {
       try {
         withLock(stateDir, 'machine.state', () => {
@@ -302,9 +304,9 @@ export class Machine {
             const how = abandoned(path.join(stateDir, n));
             if (how) reclaimAbandoned(stateDir, n, how);
           }
-        }, STATE_LOCK);
+        }, STATE_LOCK, 0);
       } catch (e) {
-        if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS'].includes(e.code)) throw e;
+        if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS', 'EAGAIN'].includes(e.code)) throw e;
       }
       names = names.filter((n) => fs.existsSync(path.join(stateDir, n, 'state.json')));
     }

@@ -217,9 +217,10 @@ export interface NativeBinding {
   /** A listening TCP socket or -errno. */
   tcpListen(address: string, port: number): number;
   /** An fd holding an exclusive flock on path, or -errno. */
-  lockFile(path: string): number;
-  /** An fd of the directory path holding a shared flock (exclusive: an exclusive one, not waiting), or -errno. */
-  flockDir(path: string, exclusive: boolean): number;
+  /** An fd holding path's exclusive flock, or -errno (-EAGAIN: held, waitMs 0; -ETIMEDOUT: still held after waitMs). */
+  lockFile(path: string, waitMs: number): number;
+  /** An fd of the directory path holding a shared flock (waiting waitMs at most; exclusive: an exclusive one, not waiting), or -errno. */
+  flockDir(path: string, exclusive: boolean, waitMs?: number): number;
   /** 0 when the cgroup device allow-list can be loaded on this host, else -errno. */
   /** The addon's settings (lib/env.ts addonSettings), once, before anything else. */
   configure(netnsReserve: number, ipcnsReserve: number, mntTemplate: boolean): void;

@@ -155,6 +155,43 @@ t.test('default options: 100 runs make at most one shared directory and none of 
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+t.test("a shared directory's remover that stops while holding its lock is not waited on: the start uses a directory of its own", { skip: noBusybox || (require('node:child_process').spawnSync('flock', ['--version']).status !== 0 && 'flock(1) is not installed') }, async (t) => {
+  const hostname = `held-${process.pid}`;
+  const first = await run({ rootfs: bb, hostname, command: ['/bin/cat', '/proc/self/mountinfo'] });
+  const dir = path.join(etcBase(), path.basename(path.dirname(hostsSource(first.stdout.toString()))));
+  t.match(path.basename(dir), /^s-[0-9a-f]{16}$/, 'the first start used the shared directory');
+  // The exclusive lock a remover takes (sweepShared), held by a process that never lets go.
+  const holder = require('node:child_process').spawn('flock', ['--exclusive', dir, 'sh', '-c', 'echo held; exec sleep 1000'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const gone = new Promise((r) => holder.on('exit', r));
+  const release = async () => {
+    try {
+      process.kill(-holder.pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    await gone;
+    holder.stdout.destroy();
+    for (;;) {
+      try {
+        process.kill(-holder.pid, 0);
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  t.teardown(release);
+  await new Promise((r) => holder.stdout.once('data', r));
+  const r = await run({ rootfs: bb, hostname, command: ['/bin/sh', '-c', 'cat /etc/hostname; cat /proc/self/mountinfo'] });
+  t.equal(r.exitCode, 0, r.stderr.toString());
+  const [name, ...rest] = r.stdout.toString().split('\n');
+  t.equal(name, hostname, 'its files are right');
+  t.not(path.dirname(hostsSource(rest.join('\n'))), dir, 'bound from a directory other than the held one');
+  await release();
+  t.same(mine(), [], 'its own directory went with it');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 t.test('another process with the same content uses the same directory (by content, not by process)', { skip: noBusybox }, async (t) => {
   const { execFileSync } = require('node:child_process');
   const hostname = `xproc-${process.pid}`;

@@ -148,6 +148,24 @@ int walk_in_root(int root, const char* path, bool no_symlinks) {
 
 bool g_walk_only = false;
 
+namespace {
+
+// openat2 with RESOLVE_IN_ROOT fails with EAGAIN when a ".." on the path raced with a rename or a
+// mount anywhere on the host (the kernel cannot tell it stayed inside): retried a few times, then
+// left to the walk (ENOSYS's path), which handles ".." by hand. Renames elsewhere, a container's
+// own included, must never fail a start.
+constexpr int kOpenat2Tries = 8;
+
+long openat2_in_root(int root, const char* rel, OpenHow* how) {
+  long fd = -1;
+  for (int i = 0; i < kOpenat2Tries; i++) {
+    fd = syscall(SYS_openat2, root, rel, how, sizeof(*how));
+    if (fd >= 0 || errno != EAGAIN) return fd;
+  }
+  return fd;
+}
+
+}  // namespace
 
 int open_in_root(int root, const char* path, int* call, bool no_symlinks) {
   OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks | (no_symlinks ? kResolveNoSymlinks : 0)};
@@ -156,8 +174,8 @@ int open_in_root(int root, const char* path, int* call, bool no_symlinks) {
   if (call) *call = OPCALL_RESOLVE;
   if (!*rel) return fcntl(root, F_DUPFD_CLOEXEC, 3);
   if (!g_walk_only) {
-    long fd = syscall(SYS_openat2, root, rel, &how, sizeof(how));
-    if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+    long fd = openat2_in_root(root, rel, &how);
+    if (fd >= 0 || (errno != ENOSYS && errno != EAGAIN)) return static_cast<int>(fd);
   }
   if (call) *call = OPCALL_WALK;
   return walk_in_root(root, rel, no_symlinks);
@@ -422,8 +440,8 @@ int open_beneath_root(const char* path, uint64_t flags) {
     fd = (flags & O_PATH) ? fcntl(root, F_DUPFD_CLOEXEC, 3) : openat(root, ".", static_cast<int>(flags));
   } else {
     OpenHow how = {flags | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
-    fd = g_walk_only ? -1 : syscall(SYS_openat2, root, rel, &how, sizeof(how));
-    if (g_walk_only || (fd < 0 && errno == ENOSYS)) {
+    fd = g_walk_only ? -1 : openat2_in_root(root, rel, &how);
+    if (g_walk_only || (fd < 0 && (errno == ENOSYS || errno == EAGAIN))) {
       int p = walk_in_root(root, rel, false);
       if (p < 0 || (flags & O_PATH)) {
         fd = p;

@@ -408,18 +408,20 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   const devices = hostDevices(o.devices);
   let etc: EtcDir | null = null;
   let built: ReturnType<typeof basePlan>;
+  // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
+  let memfd = -1;
   try {
     etc = o.etcFiles === 'off' ? null : etcFor(o, netw);
     built = basePlan(o, staging(), capLast(), userns !== null, etc?.dir, devices, etc?.shared);
+    memfd = initFd();
   } catch (e) {
+    // (Until the Launch owns them: out of fds at the memfd, the devices' and the lock's were leaked.)
     closeHostDevices(devices);
     if (etc?.lockFd !== undefined) closeQuiet(etc.lockFd);
     etc?.remove();
     throw e;
   }
   const { plan, meta, candidates } = built;
-  // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
-  const memfd = initFd();
   const init = o.init ? memfd : -1;
   const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname }, userns);
   // (A shared /etc directory's lock too: held until the binds are made.)

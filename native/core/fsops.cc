@@ -269,8 +269,21 @@ int parent_in_root_cached(int root, const char* path, const char** name, DirCach
   return fd;
 }
 
-int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
+bool optional_remount_of(const Op& mnt, const Op& op) {
+  if (mnt.kind != OP_MOUNT || op.kind != OP_REMOUNT || !(mnt.where & WHERE_OPTIONAL) || !(op.where & WHERE_OPTIONAL)) return false;
+  const char* a = mnt.dst;
+  const char* b = op.dst;
+  if (!a || !b) return false;
+  while (*a && *a == *b) {
+    a++;
+    b++;
+  }
+  return *a == *b;
+}
+
+int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bool* skipped) {
   *call = OPCALL_OWN;
+  if (skipped) *skipped = false;
   const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
   const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
   char dbuf[32], sbuf[32];
@@ -283,7 +296,10 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
       const char* src = op.src;
       if (dst_in) {
         bool skip;
-        if ((dfd = open_dst_in_root(root, op, call, &skip)) < 0) return skip ? 0 : -1;
+        if ((dfd = open_dst_in_root(root, op, call, &skip)) < 0) {
+          if (skip && skipped) *skipped = true;
+          return skip ? 0 : -1;
+        }
         dst = fd_path(dbuf, dfd, rel_proc);
       }
       if (src_in) {

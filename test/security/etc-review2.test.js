@@ -71,6 +71,26 @@ while True:
   t.equal(writable, '', `a generated file was bound writable (${runs} starts)`);
 });
 
+// BREAK (a hostile read-only image, a caller's writable bind mount): the image's /etc -> data (a
+// relative link to the caller's mount point) made the child's touch of the /etc files' mount
+// points follow the link into the caller's host directory: hosts, hostname and resolv.conf
+// created there as root, though the container ran as uid 1000 and the directory is root's 0755.
+t.test('etc: an image\'s /etc -> <a caller\'s mount> makes nothing in the caller\'s directory', { skip: noBusybox }, async (t) => {
+  const rootfs = copyRootfs(t);
+  fs.rmSync(path.join(rootfs, 'etc'), { recursive: true, force: true });
+  fs.mkdirSync(path.join(rootfs, 'data'), { recursive: true });
+  fs.symlinkSync('data', path.join(rootfs, 'etc'));
+  const host = path.join(scratch(t), 'host');
+  fs.mkdirSync(host, { mode: 0o755 });
+  const r = await run({
+    rootfs, user: { uid: 1000, gid: 1000 },
+    mounts: [{ type: 'bind', source: host, target: '/data', readonly: false }],
+    command: ['/bin/true'],
+  }).catch((e) => e);
+  t.equal(r.exitCode, 0, `start: ${r.code} ${r.message}`);
+  t.same(fs.readdirSync(host), [], 'files were made in the caller\'s host directory');
+});
+
 t.test('no leaks', async (t) => {
   await assertNoLeaks(t, before);
 });

@@ -205,6 +205,10 @@ export class OpList {
       this.upperPoints(d.rootfs, dir + '/upper', scaffold);
       // The points made in the upper layer only: the child does not make them again (RootPoint.upperOnly).
       const upperOnly = new Set(this.points.filter((p) => p.upperOnly).map((p) => p.op));
+      // The others are made by the child where the walk could not place them, in the overlay only
+      // (WHERE_DST_ROOT_MNT: a parent on another mount, a caller's reached through an image's
+      // link, is EXDEV).
+      for (const p of this.points) if (!p.upperOnly) p.op.where |= K.WHERE_DST_ROOT_MNT!;
       for (let i = n - 1; i >= 0; i--) {
         if (!upperOnly.has(this.ops[i]!)) continue;
         this.ops.splice(i, 1);

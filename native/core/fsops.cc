@@ -358,6 +358,15 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bo
         // The cache owns the fd: it is not closed below.
         if ((dir = parent_in_root_cached(root, op.dst, &name, cache, call)) < 0) return -1;
         *call = OPCALL_OWN;
+        if (op.where & WHERE_DST_ROOT_MNT) {
+          // Directories of an overlay all have its st_dev; a caller's bind, /dev or /proc another.
+          struct stat ps, rs;
+          if (fstat(dir, &ps) != 0 || fstat(root, &rs) != 0) return -1;
+          if (ps.st_dev != rs.st_dev) {
+            errno = EXDEV;
+            return -1;
+          }
+        }
       }
       if (op.kind == OP_MKDIR) {
         rc = mkdirat(dir, name, op.mode);

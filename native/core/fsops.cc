@@ -378,9 +378,17 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bo
         }
         if (rc != 0 && errno == EEXIST) {
           struct stat st;
-          // A directory, or a symlink to one (mounts on it are resolved in root later).
-          if ((fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) ||
-              (dst_in && fstatat(dir, name, &st, 0) == 0 && S_ISDIR(st.st_mode))) {
+          // A directory, or a symlink to one (mounts on it are resolved in root later). The link
+          // is followed inside the root, as the mount will follow it: fstatat would follow it from
+          // the child's own root, the host's before pivot_root, and whether the start failed
+          // (ENOTDIR) told the image whether a host path of its choosing is a directory.
+          bool is_dir = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+          if (!is_dir && dst_in) {
+            int t = open_in_root(root, op.dst);
+            is_dir = t >= 0 && fstat(t, &st) == 0 && S_ISDIR(st.st_mode);
+            if (t >= 0) close(t);
+          }
+          if (is_dir) {
             rc = 0;
           } else {
             errno = ENOTDIR;

@@ -113,6 +113,29 @@ t.test('mount points: an image\'s link into a caller\'s mount never gets a point
   t.equal(r.path, '/mnt2/x', 'the path is the point that would have been made');
 });
 
+// BREAK (main's op runner, a hostile read-only image): a mount point that exists in the image as an
+// absolute symlink (mp -> /some/host/path) and gets its mkdir (an overlay start: another point is
+// missing) was accepted by fstatat(dir, "mp", follow), which resolves the link from the child's
+// root, still the HOST's before pivot_root: the start failed with ENOTDIR exactly when the host
+// path was not a directory, an oracle on the host's directories for whoever sees the error. The
+// link is followed inside the root now, as the mount follows it: the answer is the same whatever
+// the host has.
+t.test('mount points: an image\'s absolute link at a mount point is never followed on the host', { skip: noBusybox }, async (t) => {
+  const outcome = async (probe) => {
+    const rootfs = copyRootfs(t);
+    fs.mkdirSync(path.join(rootfs, 'opt'), { recursive: true });
+    fs.symlinkSync(probe, path.join(rootfs, 'mp'));
+    const r = await run({
+      rootfs, etcFiles: false, command: ['/bin/true'],
+      mounts: [{ type: 'tmpfs', target: '/mp' }, { type: 'tmpfs', target: '/opt/missing' }],
+    }).catch((e) => e);
+    return r instanceof Error ? `${r.code} ${r.step} ${r.path}` : `exit ${r.exitCode}`;
+  };
+  const hostDir = scratch(t); // a directory on the host, none in the image
+  const none = path.join(hostDir, 'none');
+  t.equal(await outcome(hostDir), await outcome(none), 'a host directory and a missing host path give the same outcome');
+});
+
 // BREAK (the caller's option, from a tenant's request): hosts addresses were checked with
 // net.isIP alone, which takes an IPv6 zone of any length: 256 entries of '::1%' and 4 MiB of
 // letters wrote a 1 GiB /etc/hosts into /run (RAM on most hosts) on Node's thread, per start. Here

@@ -47,6 +47,13 @@ interface RootPoint {
   op: NativeOp;
   /** A file point whose last component is a symlink in the rootfs: shadowed by a file of the overlay's upper layer. */
   replace?: boolean;
+  /**
+   * Made only in the overlay's upper layer (upperPoints), never by the child (a generated /etc
+   * file's point, filePoint): the child's touch resolves the container path with the image's links
+   * followed, and an image's /etc -> data (a caller's mount point) led it into the caller's host
+   * directory. Its bind resolves the path with no symlink on the way, so it needs nothing more.
+   */
+  upperOnly?: boolean;
 }
 
 /** Backslash-escapes what overlayfs's option parser splits on (',' between options, ':' between layers). */
@@ -196,6 +203,18 @@ export class OpList {
       this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
       this.hostMkdir(dir + '/work', scaffold);
       this.upperPoints(d.rootfs, dir + '/upper', scaffold);
+      // The points made in the upper layer only: the child does not make them again (RootPoint.upperOnly).
+      const upperOnly = new Set(this.points.filter((p) => p.upperOnly).map((p) => p.op));
+      // The others are made by the child where the walk could not place them, in the overlay only
+      // (WHERE_DST_ROOT_MNT: a parent on another mount, a caller's reached through an image's
+      // link, is EXDEV).
+      for (const p of this.points) if (!p.upperOnly) p.op.where |= K.WHERE_DST_ROOT_MNT!;
+      for (let i = n - 1; i >= 0; i--) {
+        if (!upperOnly.has(this.ops[i]!)) continue;
+        this.ops.splice(i, 1);
+        this.meta.splice(i, 1);
+        n--;
+      }
       this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
       mode = 'overlay';
     }
@@ -299,6 +318,7 @@ export class OpList {
     this.touch(target, step);
     const d = this.deferred, pt = this.points[this.points.length - 1];
     if (!d || pt?.path !== target) return;
+    pt.upperOnly = true;
     // (Walked in the root by fds, as every look into it: never a host path through the image's links.)
     if (resolveInRoot(d.rootfs, target, { lastLink: true }).kind === 'link') pt.replace = true;
   }

@@ -264,7 +264,9 @@ export function checkHosts(name: string, v: unknown): Array<[string, string]> {
   return entries.map(([host, addr]) => {
     checkHostname(`${name} key`, host);
     if (typeof addr !== 'string') throw invalidType(`${name}.${host}`, 'of type string', addr);
-    if (!net.isIP(addr)) throw invalidValue(`${name}.${host}`, addr, 'must be an IPv4 or IPv6 address');
+    // Bounded: net.isIP takes an IPv6 zone of any length ('::1%' and megabytes of letters), which
+    // 256 entries would write into /etc/hosts under /run. 45 characters and an interface name.
+    if (addr.length > 64 || !net.isIP(addr)) throw invalidValue(`${name}.${host}`, addr.length > 64 ? `${addr.slice(0, 64)}...` : addr, 'must be an IPv4 or IPv6 address (at most 64 characters with its zone)');
     return [host, addr];
   });
 }

@@ -287,8 +287,21 @@ int parent_in_root_cached(int root, const char* path, const char** name, DirCach
   return fd;
 }
 
-int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
+bool optional_remount_of(const Op& mnt, const Op& op) {
+  if (mnt.kind != OP_MOUNT || op.kind != OP_REMOUNT || !(mnt.where & WHERE_OPTIONAL) || !(op.where & WHERE_OPTIONAL)) return false;
+  const char* a = mnt.dst;
+  const char* b = op.dst;
+  if (!a || !b) return false;
+  while (*a && *a == *b) {
+    a++;
+    b++;
+  }
+  return *a == *b;
+}
+
+int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bool* skipped) {
   *call = OPCALL_OWN;
+  if (skipped) *skipped = false;
   const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
   const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
   char dbuf[32], sbuf[32];
@@ -301,7 +314,10 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
       const char* src = op.src;
       if (dst_in) {
         bool skip;
-        if ((dfd = open_dst_in_root(root, op, call, &skip)) < 0) return skip ? 0 : -1;
+        if ((dfd = open_dst_in_root(root, op, call, &skip)) < 0) {
+          if (skip && skipped) *skipped = true;
+          return skip ? 0 : -1;
+        }
         dst = fd_path(dbuf, dfd, rel_proc);
       }
       if (src_in) {
@@ -360,6 +376,15 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
         // The cache owns the fd: it is not closed below.
         if ((dir = parent_in_root_cached(root, op.dst, &name, cache, call)) < 0) return -1;
         *call = OPCALL_OWN;
+        if (op.where & WHERE_DST_ROOT_MNT) {
+          // Directories of an overlay all have its st_dev; a caller's bind, /dev or /proc another.
+          struct stat ps, rs;
+          if (fstat(dir, &ps) != 0 || fstat(root, &rs) != 0) return -1;
+          if (ps.st_dev != rs.st_dev) {
+            errno = EXDEV;
+            return -1;
+          }
+        }
       }
       if (op.kind == OP_MKDIR) {
         rc = mkdirat(dir, name, op.mode);
@@ -371,9 +396,17 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
         }
         if (rc != 0 && errno == EEXIST) {
           struct stat st;
-          // A directory, or a symlink to one (mounts on it are resolved in root later).
-          if ((fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) ||
-              (dst_in && fstatat(dir, name, &st, 0) == 0 && S_ISDIR(st.st_mode))) {
+          // A directory, or a symlink to one (mounts on it are resolved in root later). The link
+          // is followed inside the root, as the mount will follow it: fstatat would follow it from
+          // the child's own root, the host's before pivot_root, and whether the start failed
+          // (ENOTDIR) told the image whether a host path of its choosing is a directory.
+          bool is_dir = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+          if (!is_dir && dst_in) {
+            int t = open_in_root(root, op.dst);
+            is_dir = t >= 0 && fstat(t, &st) == 0 && S_ISDIR(st.st_mode);
+            if (t >= 0) close(t);
+          }
+          if (is_dir) {
             rc = 0;
           } else {
             errno = ENOTDIR;

@@ -56,8 +56,13 @@ struct DirCache {
 
 // Runs one op; root >= 0: container paths (Op::where) are resolved beneath it. rel_proc: mount(2)
 // paths as "N" (the working directory is the host's /proc/self/fd). -1 with errno, and in *call
-// which call of the op failed (steps.h, NSBOX_OP_CALLS).
-int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call);
+// which call of the op failed (steps.h, NSBOX_OP_CALLS); *skipped (if not null): true where a
+// WHERE_OPTIONAL op was skipped (its target missing, or behind a symlink with WHERE_DST_NOFOLLOW).
+int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bool* skipped = nullptr);
+
+// Whether `op` is the remount of the optional mount `mnt` (the op before it, same target, both
+// WHERE_OPTIONAL): the child then skips it exactly when it skipped the mount (*skipped of run_op).
+bool optional_remount_of(const Op& mnt, const Op& op);
 
 // open(2) of a path inside the process's root that neither leaves it nor follows a magic link.
 int open_beneath_root(const char* path, uint64_t flags);

@@ -57,6 +57,11 @@ enum OpWhere : uint32_t {
   // files: an image's /etc/resolv.conf -> /dev/urandom (or -> ../run/systemd/...) must not get the
   // file bound over what it points to (nsbox's own /dev nodes, /proc files).
   WHERE_DST_NOFOLLOW = 64,
+  // A mount point made in the root's overlay (a mkdir or touch of a container path, lib/fsops.ts
+  // finishRoot): its parent must be on the root's own mount, else EXDEV. An image's link to a
+  // caller's mount point (mnt -> data) would otherwise lead the mkdir into the caller's host
+  // directory, making there what the container itself may not.
+  WHERE_DST_ROOT_MNT = 128,
 };
 
 struct Op {

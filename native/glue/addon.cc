@@ -408,6 +408,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("WHERE_OPTIONAL", Napi::Number::New(env, nsbox::WHERE_OPTIONAL));
   c.Set("WHERE_SRC_FD", Napi::Number::New(env, nsbox::WHERE_SRC_FD));
   c.Set("WHERE_DST_NOFOLLOW", Napi::Number::New(env, nsbox::WHERE_DST_NOFOLLOW));
+  c.Set("WHERE_DST_ROOT_MNT", Napi::Number::New(env, nsbox::WHERE_DST_ROOT_MNT));
   exports.Set("constants", c);
   return exports;
 }

@@ -107,7 +107,7 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
     op.kind = static_cast<uint32_t>(d);
     if (!GetInt(o, "mode", 0, 0xffffffff, &d)) return false;
     op.mode = static_cast<uint32_t>(d);
-    if (!GetInt(o, "where", 0, 127, &d)) return false;
+    if (!GetInt(o, "where", 0, 255, &d)) return false;
     op.where = static_cast<uint32_t>(d);
     if (!GetInt(o, "dev", 0, 9007199254740991.0, &d)) return false;
     op.dev = static_cast<uint64_t>(d);
@@ -128,6 +128,9 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
         (!op.src || op.kind != nsbox::OP_MOUNT || !(op.flags & nsbox::kMsBind) || op.dev > 2147483647u ||
          (op.where & (nsbox::WHERE_SRC_IN_ROOT | nsbox::WHERE_SRC_BENEATH))))
       return ThrowType(env, "ops[].where (WHERE_SRC_FD: a bind with src and its fd in dev)");
+    if ((op.where & nsbox::WHERE_DST_ROOT_MNT) &&
+        (!(op.where & nsbox::WHERE_DST_IN_ROOT) || (op.kind != nsbox::OP_MKDIR && op.kind != nsbox::OP_TOUCH)))
+      return ThrowType(env, "ops[].where (WHERE_DST_ROOT_MNT: a mkdir or touch of a container path)");
     if ((op.where & nsbox::WHERE_DST_NOFOLLOW) &&
         (!(op.where & nsbox::WHERE_DST_IN_ROOT) || (op.kind != nsbox::OP_MOUNT && op.kind != nsbox::OP_REMOUNT)))
       return ThrowType(env, "ops[].where (WHERE_DST_NOFOLLOW: a mount or remount of a container path)");

@@ -10,6 +10,10 @@ import { NsboxError, fromSystemError } from './errors';
 import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
+import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
+import { ETC_FILES } from './etc';
+import { defaultRootEntries } from './default-root';
+import { kindInRoot, resolveInRoot } from './root-walk';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -20,73 +24,9 @@ export interface OpMeta {
   target?: string;
 }
 
-/** Host system directories bound read-only into the default rootfs. */
-const SYSTEM_DIRS = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
-/** The parts of the host's /etc that programs need and that hold no secrets. */
-const SAFE_ETC = [
-  'passwd', 'group', 'hosts', 'host.conf', 'nsswitch.conf', 'resolv.conf', 'gai.conf', 'ld.so.cache',
-  'ld.so.conf', 'ld.so.conf.d', 'localtime', 'timezone', 'services', 'protocols', 'networks',
-  'alternatives', 'os-release', 'debian_version', 'ssl/certs', 'ca-certificates', 'ca-certificates.conf',
-  'profile', 'bash.bashrc', 'inputrc', 'mime.types', 'login.defs',
-];
 const MASKED_PROC_FILES = ['kcore', 'keys', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats'];
 const MASKED_PROC_DIRS = ['acpi', 'scsi', 'asound'];
 const READONLY_PROC = ['sys', 'sysrq-trigger', 'irq', 'bus', 'fs'];
-
-type HostEntry = { name: string; kind: 'dir' | 'file' | 'symlink'; source: string; link?: string };
-
-let defaultRootCache: { system: HostEntry[]; etc: HostEntry[] } | undefined;
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
-}
-
-/** What of the host goes into the default rootfs; looked up once per process. */
-function defaultRootEntries(): { system: HostEntry[]; etc: HostEntry[] } {
-  if (defaultRootCache) return defaultRootCache;
-  const system: HostEntry[] = [];
-  for (const name of SYSTEM_DIRS) {
-    const p = '/' + name;
-    const st = lstatOrNull(p);
-    if (!st) continue;
-    if (st.isSymbolicLink()) system.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
-    else if (st.isDirectory()) system.push({ name, kind: 'dir', source: p });
-  }
-  const etc: HostEntry[] = [];
-  for (const name of SAFE_ETC) {
-    const p = '/etc/' + name;
-    let st = lstatOrNull(p);
-    if (!st) continue;
-    if (st.isSymbolicLink()) {
-      // Keep a link whose target is inside what the container sees (e.g. /usr/share/zoneinfo);
-      // bind the resolved file for one that points elsewhere (e.g. /run/systemd/resolve).
-      let real: string;
-      try {
-        real = fs.realpathSync(p);
-      } catch {
-        continue;
-      }
-      const top = real.split('/')[1] ?? '';
-      if (SYSTEM_DIRS.includes(top)) {
-        etc.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
-        continue;
-      }
-      try {
-        st = fs.statSync(real);
-      } catch {
-        continue;
-      }
-      etc.push({ name, kind: st.isDirectory() ? 'dir' : 'file', source: real });
-    } else if (st.isDirectory()) etc.push({ name, kind: 'dir', source: p });
-    else if (st.isFile()) etc.push({ name, kind: 'file', source: p });
-  }
-  defaultRootCache = { system, etc };
-  return defaultRootCache;
-}
 
 let procEntriesCache: Set<string> | undefined;
 function hostProcEntries(): Set<string> {
@@ -100,101 +40,20 @@ function hostProcEntries(): Set<string> {
   return procEntriesCache;
 }
 
-/** O_PATH (not in fs.constants): an fd that names a file without opening it (same on x86_64 and arm64). */
-const O_PATH = 0o10000000;
-/** What one resolveInRoot may cost: components looked at, links followed (the kernel's own limit). */
-const RESOLVE_BUDGET = { components: 256, links: 40 };
-
-/**
- * A container path resolved in a rootfs on the host the way the child resolves it
- * (RESOLVE_IN_ROOT: a symlink is followed as a path inside the rootfs, ".." stops at its top): the
- * real directories it goes through (`at`, from the rootfs's top, with their modes), then either
- * what the last one is (`kind`: 'dir' or 'other') or, where a component is missing, the rest of the
- * path from it on (`rest`, its first name the missing one). `rest` is null where the walk cannot go
- * on (a component that is no directory, a loop, a "." or ".." after a missing name, more than
- * RESOLVE_BUDGET). Only a hint for planning: the rootfs can change before the child runs, which
- * then finds out for itself.
- *
- * The rootfs is hostile and may change while this runs (a writable run of the same image): every
- * component is opened O_PATH | O_NOFOLLOW relative to the fd of the directory before it (through
- * /proc/self/fd/N), so a directory swapped for a link after it was looked at is never followed on
- * the host: nothing of the host (a link's text, a directory's mode) ends up in the plan. The budget
- * bounds what an image can make this cost on Node's thread.
- */
-export function resolveInRoot(rootfs: string, target: string): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | null; rest: string[] | null } {
-  let todo = target.split('/').filter(Boolean);
-  const at: { name: string; mode: number }[] = [];
-  let root: number;
-  try {
-    root = fs.openSync(rootfs, O_PATH | fs.constants.O_DIRECTORY);
-  } catch {
-    return { at, kind: null, rest: null };
-  }
-  const fds: number[] = []; // fds[i]: the directory at[i]
-  const dirFd = (): number => (fds.length ? fds[fds.length - 1]! : root);
-  const popTo = (n: number): void => {
-    while (fds.length > n) fs.closeSync(fds.pop()!);
-    at.length = n;
-  };
-  let links = 0;
-  let seen = 0;
-  try {
-    while (todo.length) {
-      if (++seen > RESOLVE_BUDGET.components) return { at, kind: null, rest: null };
-      const c = todo.shift()!;
-      if (c === '.') continue;
-      if (c === '..') {
-        popTo(Math.max(0, at.length - 1));
-        continue;
-      }
-      const p = `/proc/self/fd/${dirFd()}/${c}`;
-      let fd: number;
-      try {
-        fd = fs.openSync(p, O_PATH | fs.constants.O_NOFOLLOW);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return { at, kind: null, rest: null };
-        const rest = [c, ...todo];
-        return { at, kind: null, rest: rest.some((r) => r === '.' || r === '..') ? null : rest };
-      }
-      const st = fs.fstatSync(fd);
-      if (st.isSymbolicLink()) {
-        let link: string | undefined;
-        try {
-          // The link's own text (readlink never follows the last component), read in its directory.
-          link = fs.readlinkSync(p);
-        } catch {
-          link = undefined;
-        }
-        fs.closeSync(fd);
-        if (link === undefined || ++links > RESOLVE_BUDGET.links) return { at, kind: null, rest: null };
-        if (link.startsWith('/')) popTo(0);
-        todo = [...link.split('/').filter(Boolean), ...todo];
-        continue;
-      }
-      if (!st.isDirectory()) {
-        fs.closeSync(fd);
-        return todo.length ? { at, kind: null, rest: null } : { at, kind: 'other', rest: null };
-      }
-      fds.push(fd);
-      at.push({ name: c, mode: st.mode & 0o7777 });
-    }
-    return { at, kind: 'dir', rest: null };
-  } finally {
-    for (const fd of fds) fs.closeSync(fd);
-    fs.closeSync(root);
-  }
-}
-
-/** What a container path is in a rootfs (resolveInRoot): 'dir', 'other', or null where it is missing. */
-export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
-  return resolveInRoot(rootfs, target).kind;
-}
-
 /** A mount point the plan would make in the rootfs itself (not under a mount of its own). */
 interface RootPoint {
   path: string;
   dir: boolean;
   op: NativeOp;
+  /** A file point whose last component is a symlink in the rootfs: shadowed by a file of the overlay's upper layer. */
+  replace?: boolean;
+  /**
+   * Made only in the overlay's upper layer (upperPoints), never by the child (a generated /etc
+   * file's point, filePoint): the child's touch resolves the container path with the image's links
+   * followed, and an image's /etc -> data (a caller's mount point) led it into the caller's host
+   * directory. Its bind resolves the path with no symlink on the way, so it needs nothing more.
+   */
+  upperOnly?: boolean;
 }
 
 /** Backslash-escapes what overlayfs's option parser splits on (',' between options, ':' between layers). */
@@ -270,6 +129,17 @@ export class OpList {
       this.hostMkdir(p, step, mode);
     };
     for (const pt of this.points) {
+      if (pt.replace) {
+        // The symlink stays in the rootfs; a file of the same name in the upper layer hides it.
+        const r = resolveInRoot(rootfs, path.posix.dirname(pt.path));
+        if (r.kind !== 'dir') continue;
+        let cur = upper;
+        for (const a of r.at) mk((cur += '/' + a.name), a.mode);
+        cur += '/' + path.posix.basename(pt.path);
+        if (!done.has(cur)) this.push({ kind: this.K.OP_TOUCH!, dst: cur, mode: 0o644, where: 0 }, { step, syscall: 'open', path: cur });
+        done.add(cur);
+        continue;
+      }
       const r = resolveInRoot(rootfs, pt.path);
       if (r.kind !== null || r.rest === null) continue;
       let cur = upper;
@@ -298,7 +168,7 @@ export class OpList {
     this.deferred = undefined;
     const K = this.K;
     // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
-    const missing = this.points.find((p) => kindInRoot(d.rootfs, p.path) === null);
+    const missing = this.points.find((p) => p.replace || kindInRoot(d.rootfs, p.path) === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
     if (!missing && !d.always) {
@@ -333,6 +203,18 @@ export class OpList {
       this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
       this.hostMkdir(dir + '/work', scaffold);
       this.upperPoints(d.rootfs, dir + '/upper', scaffold);
+      // The points made in the upper layer only: the child does not make them again (RootPoint.upperOnly).
+      const upperOnly = new Set(this.points.filter((p) => p.upperOnly).map((p) => p.op));
+      // The others are made by the child where the walk could not place them, in the overlay only
+      // (WHERE_DST_ROOT_MNT: a parent on another mount, a caller's reached through an image's
+      // link, is EXDEV).
+      for (const p of this.points) if (!p.upperOnly) p.op.where |= K.WHERE_DST_ROOT_MNT!;
+      for (let i = n - 1; i >= 0; i--) {
+        if (!upperOnly.has(this.ops[i]!)) continue;
+        this.ops.splice(i, 1);
+        this.meta.splice(i, 1);
+        n--;
+      }
       this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
       mode = 'overlay';
     }
@@ -378,6 +260,12 @@ export class OpList {
     this.push({ kind: this.K.OP_MOUNT!, src: outer, data: rest, dst: target, flags: this.K.MS_BIND! | this.K.MS_REC!, where }, { step, syscall: 'mount', path: shown });
   }
 
+  /** A bind of the host node `source` that the child checks against the fd `fd` (WHERE_SRC_FD). */
+  srcFdBind(source: string, fd: number, target: string, step: string, shown: string): void {
+    const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_FD!;
+    this.push({ kind: this.K.OP_MOUNT!, src: source, dev: fd, dst: target, flags: this.K.MS_BIND!, where }, { step, syscall: 'mount', path: shown });
+  }
+
   /** A mount at a host path outside the future root (e.g. the tmpfs behind an overlay). */
   hostMount(src: string, hostDst: string, fstype: string | null, flags: number, data: string | null, step: string): void {
     this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data, where: 0 }, { step, syscall: 'mount', path: hostDst });
@@ -420,14 +308,42 @@ export class OpList {
     this.point(target, false, op);
   }
 
+  /**
+   * A generated /etc file's mount point in a deferred root (a read-only rootfs, an ephemeral
+   * machine's): like touch, but a symlink as its last component in the rootfs (a systemd-resolved
+   * image's resolv.conf -> ../run/systemd/resolve/stub-resolv.conf) is never followed: the overlay's
+   * upper layer gets a regular file of that name, which hides the link, and the bind goes onto it.
+   */
+  filePoint(target: string, step: string): void {
+    this.touch(target, step);
+    const d = this.deferred, pt = this.points[this.points.length - 1];
+    if (!d || pt?.path !== target) return;
+    pt.upperOnly = true;
+    // (Walked in the root by fds, as every look into it: never a host path through the image's links.)
+    if (resolveInRoot(d.rootfs, target, { lastLink: true }).kind === 'link') pt.replace = true;
+  }
+
   symlink(linkTarget: string, at: string, step: string): void {
     this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: at }, { step, syscall: 'symlink', path: at });
   }
 
-  mknod(at: string, major: number, minor: number, step: string): void {
-    // makedev() for majors and minors below 256 and 4096: the common encoding.
-    const dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
-    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: fs.constants.S_IFCHR | 0o666, dev }, { step, syscall: 'mknod', path: at });
+  mknod(at: string, major: number, minor: number, step: string, type: 'char' | 'block' = 'char', mode = 0o666): void {
+    // glibc's makedev(): minor bits 0-7 and 20-31, major bits 8-19 and 32-43.
+    const dev = ((major & 0xfff) << 8) + (minor & 0xff) + (minor >>> 8) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
+    const ifmt = type === 'block' ? fs.constants.S_IFBLK : fs.constants.S_IFCHR;
+    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: ifmt | mode, dev }, { step, syscall: 'mknod', path: at });
+  }
+
+  /**
+   * A read-only bind of a host file onto a container path that is only made where the image has
+   * the mount point (WHERE_OPTIONAL: the child skips it on ENOENT), or, `required`, fails there.
+   */
+  etcBind(source: string, target: string, flags: number, step: string, required: boolean): void {
+    const K = this.K;
+    // No symlink on the way (WHERE_DST_NOFOLLOW): never bound over what an image's link points to.
+    const where = K.WHERE_DST_IN_ROOT! | K.WHERE_DST_NOFOLLOW! | (required ? 0 : K.WHERE_OPTIONAL!);
+    this.push({ kind: K.OP_MOUNT!, src: source, dst: target, flags: K.MS_BIND!, where }, { step, syscall: 'mount', path: target });
+    this.push({ kind: K.OP_REMOUNT!, dst: target, flags: K.MS_BIND! | flags, where }, { step, syscall: 'mount', path: target });
   }
 }
 
@@ -452,8 +368,52 @@ export function checkRootfs(rootfs: string): void {
   if (!st.isDirectory()) throw new NsboxError({ code: 'ENOTDIR', syscall: 'stat', step: 'rootfs', path: rootfs });
 }
 
+/**
+ * The generated /etc files (etc.ts) bound read-only over the image's, after the user's mounts: a
+ * file a user's mount targets is left to it. `own`: the root is nsbox's own tmpfs (the default
+ * rootfs), where the mount points are made; in a caller's rootfs they never are (`required`:
+ * a missing one fails the start, else it is skipped).
+ */
+export function etcOps(L: OpList, dir: string | null, userMounts: ResolvedMount[], own: boolean, required: boolean): void {
+  const K = native().constants;
+  for (const name of ETC_FILES) {
+    const target = '/etc/' + name;
+    if (userMounts.some((m) => m.target === target)) continue;
+    // Under a caller's mount (its host /etc bound at /etc) no point is ever made: bound where the
+    // caller's files have one, unless required.
+    const under = underMount(target, userMounts);
+    if (own && !under) L.touch(target, 'etc');
+    if (dir !== null) L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required || (own && !under));
+  }
+}
+
+/** Whether a container path lies below one of the caller's mounts (its files, never written to). */
+const underMount = (target: string, userMounts: ResolvedMount[]): boolean =>
+  userMounts.some((m) => m.target === '/' || target.startsWith(m.target + '/'));
+
+/** The generated /etc files' mount points as points of a deferred root (made in its overlay if missing). */
+function etcPoints(L: OpList, userMounts: ResolvedMount[]): void {
+  for (const t of ETC_FILES.map((n) => '/etc/' + n)) if (!userMounts.some((m) => m.target === t) && !underMount(t, userMounts)) L.filePoint(t, 'etc');
+}
+
+/**
+ * An app container's /etc binds, after the list that made their mount points (buildFsOps, `etc`):
+ * appended to it for a shared directory (fsOpsFor), else a list of their own (plan.opsAfter).
+ */
+export function etcBinds(L: OpList, dir: string, o: ResolvedAppOptions): OpList {
+  const own = o.rootfs === undefined;
+  const K = native().constants;
+  for (const name of ETC_FILES) {
+    const target = '/etc/' + name;
+    if (o.mounts.some((m) => m.target === target)) continue;
+    const required = o.etcFiles === 'require' || (own && !underMount(target, o.mounts));
+    L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required);
+  }
+  return L;
+}
+
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
-export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false): OpList {
+export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, withEtc = false, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(staging);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
@@ -474,6 +434,8 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     }
     L.mkdir('/etc', 0o755, 'rootfs.layout');
     for (const e of etc) {
+      // The generated ones replace the host's.
+      if (withEtc && (e.name === 'hosts' || e.name === 'resolv.conf')) continue;
       const at = '/etc/' + e.name;
       if (e.kind === 'symlink') {
         L.mkdirs(path.posix.dirname(at), 'rootfs.layout');
@@ -487,8 +449,15 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
   }
 
-  mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
+  mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices });
   userMountOps(L, o.mounts, o.rootfs);
+  // The generated /etc files' mount points in nsbox's own root; their binds (etcBinds) follow.
+  if (withEtc && o.rootfs === undefined) etcOps(L, null, o.mounts, true, true);
+  // A read-only caller's rootfs that lacks one gets it as a mount point of the throw-away overlay
+  // (deferRoot, finishRoot), never in the rootfs: localhost resolves in an image without
+  // /etc/hosts. A writable one is never overlaid for this: the bind is skipped there instead
+  // (WHERE_OPTIONAL), unless etcFiles: true.
+  if (withEtc && o.rootfs !== undefined && o.readonly) etcPoints(L, o.mounts);
 
   // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
   //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
@@ -499,7 +468,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
 }
 
 /** /dev (tmpfs, the usual nodes, a private devpts) and /proc (fresh, with the knobs protected). */
-export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean }): void {
+export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean; devices?: HostDevice[] }): void {
   const K = native().constants;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
@@ -514,6 +483,20 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDev
       L.bind('/dev/' + name, '/dev/' + name, 0, 'mount.dev', false);
     } else {
       L.mknod('/dev/' + name, major, minor, 'mount.dev');
+    }
+  }
+  // The caller's devices (the `devices` option), and nothing else: made like the nodes above (the
+  // type, numbers and mode fstat'd from the host node's fd), or, in a user namespace (mknod is
+  // refused there) and for a device without 'm' (the child makes its nodes inside the cgroup, whose
+  // allow-list then refuses the mknod too), a file of this tmpfs that the host node is bound onto
+  // (deviceBinds: from its fd, per start). Every path is below /dev, so everything made here is in
+  // this tmpfs.
+  for (const d of opts.devices ?? []) {
+    L.mkdirs(path.posix.dirname(d.containerPath), 'devices');
+    if (bindsDevice(d, opts.bindDevices === true)) {
+      L.touch(d.containerPath, 'devices');
+    } else {
+      L.mknod(d.containerPath, d.major, d.minor, 'devices', d.block ? 'block' : 'char', d.mode);
     }
   }
   L.mkdir('/dev/pts', 0o755, 'mount.dev');
@@ -673,7 +656,7 @@ export function userMountOps(L: OpList, userMounts: ResolvedMount[], rootfs?: st
  */
 export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
 
-export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
+export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean, etcDir?: string, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
@@ -682,7 +665,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   // mount namespace, thrown away with the machine (the missing mount points are made in it, as for
   // an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
   L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay' } : undefined);
-  mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
+  mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
   L.mkdir('/sys', 0o555, 'mount.sys');
@@ -703,6 +686,10 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
   userMountOps(L, o.mounts, o.rootfs);
+  // An ephemeral machine's overlay makes the missing ones (as for an app's read-only root).
+  if (etcDir !== undefined && o.ephemeral) etcPoints(L, o.mounts);
+  if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, false, o.etcFiles === 'require');
+  deviceBinds(L, devices, userns);
   L.finishRoot(false);
   return L;
 }
@@ -723,7 +710,9 @@ const FS_OPS_CACHE_MAX = 32;
  */
 export function forgetFsOps(meta: OpMeta[]): void {
   for (const [key, hit] of fsOpsCache) {
-    if (hit.meta !== meta) continue;
+    // The start's meta is the list's own, or (with /etc binds after it, plan.opsAfter) begins with
+    // the list's entries themselves.
+    if (hit.meta !== meta && !(meta.length > hit.meta.length && hit.meta.every((m, i) => m === meta[i]))) continue;
     native().releaseOps(hit.compiled);
     fsOpsCache.delete(key);
     return;
@@ -740,16 +729,18 @@ export function forgetFsOps(meta: OpMeta[]): void {
  * drops its list (forgetFsOps), so a point removed since is noticed on the next start, which then
  * gets the overlay. The lists are never changed once made.
  */
-export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOps {
+export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = [], sharedEtc?: string): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.
     fsOpsCache.delete(key);
   } else {
-    const L = buildFsOps(o, staging, userns);
+    const L = buildFsOps(o, staging, userns, etc, devices);
+    // Shared /etc files (etc.ts, sharedEtcDir): the same binds every start, so in the cached list.
+    if (sharedEtc !== undefined) etcBinds(L, sharedEtc, o);
     hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
     if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
       const oldest = fsOpsCache.keys().next().value!;

@@ -1,7 +1,6 @@
 // machine.ts: the machine profile. A long-lived container with its own PID 1 (the bundled init or
 // the distribution's, systemd included) that outlives the Node process that started it. Its state
 // lives in <stateDir>/<name>/state.json, so any later process finds it with Machine.get().
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
@@ -9,12 +8,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Container, PTY_PENDING, type RunResultWithCounts } from './app';
 import { abortError, signalNumber } from './util';
-import { ContainerCgroup, detectCgroupHost, killAndRemoveSync, requireControllers } from './cgroup';
+import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativeProcess } from './native';
 import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
+import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
+import { writeEtcDir, type EtcDir } from './etc';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
   checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
@@ -22,11 +23,14 @@ import {
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, StdioRelay } from './stdio';
 import { terminalType } from './env';
-import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf, withLock } from './lease';
+import { ownerOf, withLock } from './lease';
+import {
+  abandoned, claimName, machineCgroupName, openLive, readState, reclaimAbandoned, removeMachineEtc, STATE_LOCK, writeAtomic, type StateFile,
+} from './machine-state';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
-import type { IdMapEntry, NetworkMode, Stats, StdioMode } from './types';
+import type { Stats, StdioMode } from './types';
 import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
 
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
@@ -43,68 +47,6 @@ export interface MachineInfo {
   ephemeral: boolean;
   createdAt: string;
   cgroup: string | null;
-}
-
-interface StateFile {
-  version: 1;
-  name: string;
-  pid: number;
-  startTime: string;
-  cgroup: string | null;
-  rootfs: string;
-  init: 'builtin' | string[];
-  ephemeral: boolean;
-  hostname: string;
-  network: NetworkMode;
-  haltSignal: number;
-  capsKeep: string;
-  /** The machine's seccomp option as given ('none' when off), re-resolved for every exec. */
-  seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
-  createdAt: string;
-  stopped?: boolean;
-  /** The machine has its own user namespace (exec joins it too), with these maps. */
-  userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
-  /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
-  net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
-}
-
-/**
- * Replaces the file atomically (a reader in another process sees the old or the new state, never a
- * torn one). No fsync: a machine does not outlive its host, so after a crash of the host the state
- * describes a dead PID 1 either way, and an unreadable or missing state is treated as stale
- * (readState, claimName). The two fsyncs cost about 0.4 ms per write on an ext4 /run.
- */
-function writeAtomic(file: string, data: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeSync(fd, data);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-}
-
-function readState(dir: string): StateFile | undefined {
-  try {
-    const s = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as StateFile;
-    return s.version === 1 ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Is the PID 1 recorded in the state still that same process? Returns a live handle when it is. */
-function openLive(s: StateFile): NativeProcess | null {
-  if (s.stopped) return null;
-  const p = native().pidfdOpen(s.pid);
-  if (typeof p === 'number') return null;
-  // Opened first, checked second: if the start time still matches, the pidfd refers to the machine.
-  if (startTimeOf(s.pid) !== s.startTime || p.exited()) {
-    p.unref();
-    return null;
-  }
-  return p;
 }
 
 /** Does the rootfs's init look like systemd (for the halt signal and readiness)? */
@@ -161,18 +103,28 @@ export class Machine {
     // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
-    try {
-      fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw fromSystemError(e, 'machine.state', o.stateDir);
-    }
+    // The devices are looked up on the host before anything is made.
+    // Their fds go to the child (the binds' sources) and are closed with its other fds.
+    const devices = hostDevices(o.devices);
     const dir = path.join(o.stateDir, o.name);
-    withLock(o.stateDir, 'machine.name', () => claimName(o.stateDir, o.name), STATE_LOCK);
+    try {
+      try {
+        fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw fromSystemError(e, 'machine.state', o.stateDir);
+      }
+      withLock(o.stateDir, 'machine.name', () => claimName(o.stateDir, o.name), STATE_LOCK);
+    } catch (e) {
+      closeHostDevices(devices);
+      throw e;
+    }
 
     let cgroup: ContainerCgroup | null = null;
     // The fds, and the record context, of the start (the plan comes once the rest is known).
     const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: o.rootfs, cwd: '/', hostname: o.hostname }, userns);
+    launch.childFds.push(...devices.map((d) => d.fd));
     let netw: NetworkSetup | null = null;
+    let etc: EtcDir | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
     let spawned: NativeProcess | null = null;
     let made: Machine | null = null;
@@ -181,10 +133,19 @@ export class Machine {
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
       if (o.bridge) {
         checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
-        netw = setupNetwork(o.bridge, o.hostname);
+        netw = setupNetwork(o.bridge);
       }
-      const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch, userns !== null);
-      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, machineCgroupName(o.stateDir, o.name));
+      // Named as the machine's cgroup (the state directory's hash and the name): an abandoned start's
+      // directory is found by it (reclaimAbandoned).
+      const cgName = machineCgroupName(o.stateDir, o.name);
+      if (o.etcFiles !== 'off') {
+        etc = writeEtcDir({
+          hostname: o.hostname, network: o.network, hosts: o.hosts,
+          bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
+        }, cgName.slice(2));
+      }
+      const L = machineOps(o, staging(), scratch, userns !== null, etc?.dir, devices);
+      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, cgName);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       launch.childFds.push(log);
       // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
@@ -202,7 +163,10 @@ export class Machine {
         init: o.init, halt, env, memfd, log,
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
-      plan.devicePolicy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
+      const policy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
+      const devFd = devicePolicyFd(devices, policy);
+      if (devFd >= 0) launch.childFds.push(devFd);
+      plan.devicePolicy = devFd >= 0 ? devFd : policy;
       plan.net = netw ? netw.plan : null;
       launch.plan = plan;
       Object.assign(launch.ctx, { meta: L.meta, candidates: plan.candidates, command: plan.argv });
@@ -227,6 +191,7 @@ export class Machine {
         capsKeep: keep.toString(),
         seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
+        ...(etc ? { etcDir: etc.dir } : {}),
         ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow', ...(userns.lease ? { lease: userns.lease } : {}) } } : {}),
       };
       if (netw) {
@@ -277,6 +242,7 @@ export class Machine {
         cgroup?.removeNow();
       }
       netw?.release();
+      etc?.remove();
       if (userns?.lease && userns.owner) releaseIdRange(userns.lease, userns.owner);
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
@@ -304,6 +270,7 @@ export class Machine {
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
+      removeMachineEtc(s);
       if (!same()) return Machine.get(name, opts);
       try {
         writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
@@ -646,6 +613,7 @@ export class Machine {
     this.#net?.release();
     if (this.#state.net) releaseLease(this.#state.net.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, { pid: this.#state.pid, start: this.#state.startTime });
+    removeMachineEtc(this.#state);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));
@@ -675,126 +643,3 @@ function readOr(file: string): string {
     return '';
   }
 }
-
-/** The lock file of a state directory (not a machine name: NAME_RE starts with [a-z0-9]). */
-const STATE_LOCK = '.lock';
-/** Who is starting the machine, written right after its name is taken (a lease, lib/lease.ts). */
-const CLAIM = 'claim.json';
-
-/** Machine names are unique per state directory; the cgroup name carries both. */
-function machineCgroupName(stateDir: string, name: string): string {
-  // The directory's real path: the same state directory reached through a link names the same
-  // cgroup (an abandoned start listed through an alias must be found, not its PID 1 orphaned).
-  let real = stateDir;
-  try {
-    real = fs.realpathSync(stateDir);
-  } catch {
-    /* not there (yet): as given */
-  }
-  const sd = createHash('sha256').update(real).digest('hex').slice(0, 8);
-  return `m-${sd}-${name}`;
-}
-
-/**
- * A name taken by a start that never wrote the state: its Node process is provably gone (the claim's
- * pid and start time, as leases are judged), or, without a claim (a crash between the mkdir and the
- * claim's write), the directory is older than 10 s. Call with the state directory's lock held.
- */
-function abandoned(dir: string): 'claimed' | 'empty' | false {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(dir);
-  } catch {
-    return false; // gone meanwhile
-  }
-  // Only a directory a start made: never a link, a file, or a directory with anything else in it
-  // (a state directory may hold what is not a machine: nsbox's own net/userns/etc under /run/nsbox,
-  // or a caller's files: Machine.list() must not remove them).
-  if (!st.isDirectory() || fs.existsSync(path.join(dir, 'state.json'))) return false;
-  const claim = readLease(path.join(dir, CLAIM));
-  if (claim) {
-    // Judged only where every pid of the host is visible: from another pid namespace a host
-    // process's claim looks dead while its start goes on.
-    if (nestedPidns()) return false;
-    return leaseLive(claim) ? false : 'claimed';
-  }
-  // No claim: a crash between the mkdir and the claim's write leaves an empty directory.
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(dir);
-  } catch {
-    return false;
-  }
-  return entries.length === 0 && Date.now() - st.mtimeMs >= 10000 ? 'empty' : false;
-}
-
-/**
- * Removes what an abandoned start left (see abandoned): its PID 1 may have gone on without its Node
- * process (machines have no parent-death signal), so everything in the machine's cgroup is killed
- * first, then the cgroup and the directory go. Its address and id range leases name the dead Node
- * process: the next allocation reclaims them (network.ts reclaimStale, userns.ts liveLeases).
- * Call with the state directory's lock held.
- */
-function reclaimAbandoned(stateDir: string, name: string, how: 'claimed' | 'empty'): void {
-  const dir = path.join(stateDir, name);
-  if (how === 'empty') {
-    // Not recursive: if anything appeared in it meanwhile, it is not an abandoned start's.
-    try {
-      fs.rmdirSync(dir);
-    } catch {
-      /* not empty, or gone */
-    }
-    return;
-  }
-  const base = detectCgroupHost().base;
-  if (base) killAndRemoveSync(path.join(base, machineCgroupName(stateDir, name)));
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
-/**
- * Takes the name atomically (mkdir) and records who took it (CLAIM); a stale entry (PID 1 gone or its
- * pid reused) or an abandoned start is cleared first. Call with the state directory's lock held.
- */
-function claimName(stateDir: string, name: string): void {
-  const dir = path.join(stateDir, name);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.mkdirSync(dir, { mode: 0o700 });
-      try {
-        fs.writeFileSync(path.join(dir, CLAIM), JSON.stringify(ownerOf(process.pid)), { mode: 0o600 });
-      } catch (e) {
-        fs.rmSync(dir, { recursive: true, force: true });
-        throw fromSystemError(e, 'machine.state', path.join(dir, CLAIM));
-      }
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e instanceof NsboxError ? e : fromSystemError(e, 'machine.state', dir);
-    }
-    const s = readState(dir);
-    let how: ReturnType<typeof abandoned>;
-    const exists = (why: string): NsboxError =>
-      new NsboxError({ code: 'EEXIST', syscall: 'mkdir', step: 'machine.name', path: dir, message: `${why} (step machine.name)` });
-    if (s) {
-      const live = openLive(s);
-      if (live) {
-        live.unref();
-        throw exists(`a machine named '${name}' already exists`);
-      }
-      if (s.stopped) throw exists(`a stopped machine named '${name}' exists; destroy() it first`);
-      // Stale: PID 1 died (or its pid was reused) without a stop. Clean up what it left.
-      if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
-      if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
-      if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
-    } else if ((how = abandoned(dir))) {
-      reclaimAbandoned(stateDir, name, how);
-      continue;
-    } else {
-      // No state yet: another process is between taking the name and writing the state.
-      throw exists(`a machine named '${name}' is being started`);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  throw new NsboxError({ code: 'EEXIST', step: 'machine.name', path: dir });
-}
-
-

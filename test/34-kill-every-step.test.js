@@ -225,6 +225,7 @@ async function killCase(t, name, index, where, ctx) {
     mounts: added(mountsBefore, mounts()).filter((m) => ['/run/nsbox/', '/var/lib/nsbox/', `${ctx.spec.stateDir}/`, ...(ctx.spec.rawStaging ? [ctx.spec.rawStaging] : [])].some((d) => `${m.split(' ')[0]}/`.startsWith(d))),
     files: filesOf(k.pid, deadAt),
     machineDirs: fs.readdirSync(ctx.spec.stateDir).filter((n) => !ctx.machineDirs.includes(n)),
+    etcDirs: etcDirsOf(k.pid, deadAt, ctx),
     ...(ctx.extra ? ctx.extra() : {}),
   };
   const clean = Object.values(left).every((v) => v.length === 0);
@@ -233,6 +234,25 @@ async function killCase(t, name, index, where, ctx) {
   if (!clean) t.fail(`${key} (${profile}, killed in the ${where1}'s step): something of the killed run is left after the next start`, { left });
   else t.pass(`${key} (${profile}, killed in the ${where1}'s step): nothing left after the next start`);
   return { key: `${key} (${profile})`, where: where1, leftBeforeNext: Object.values(leftBeforeNext).some((v) => v.length > 0) ? leftBeforeNext : null };
+}
+
+/**
+ * The generated /etc directories (lib/etc.ts) of the killed run: an app container's is named by its
+ * Node's pid, a machine's by its state directory and name (the machines this test keeps running
+ * excepted).
+ */
+function etcDirsOf(pid, until, ctx) {
+  const { etcBase } = require('../dist/etc');
+  const real = fs.realpathSync(ctx.spec.stateDir);
+  const m = `m-${require('node:crypto').createHash('sha256').update(real).digest('hex').slice(0, 8)}-`;
+  const kept = ctx.machineDirs.map((n) => `${m}${n}-`);
+  let names = [];
+  try {
+    names = fs.readdirSync(etcBase());
+  } catch {
+    return [];
+  }
+  return names.filter((n) => ((n.startsWith(`${pid}-`) && madeBefore(path.join(etcBase(), n), until)) || n.startsWith(m)) && !kept.some((k) => n.startsWith(k) && /^[0-9a-f]{12}$/.test(n.slice(k.length))));
 }
 
 function cgroupsOf(pid, until) {

@@ -18,6 +18,8 @@ import { collectOutput, StdioRelay, type CollectedOutput } from './stdio';
 import { abortError, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
+import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
+import { holdEtcDir, releaseEtcDirOf, sharedEtcDir, writeEtcDir, type EtcContent, type EtcDir } from './etc';
 import { Launch } from './launch';
 import { acquireImage, acquireImageSync, applyImage, checkImageUserns, type ImageLease } from './images/run';
 
@@ -140,6 +142,8 @@ export class Container extends EventEmitter {
     this.#stopOomWatch?.();
     let stats: Stats & { oomKills?: number } = { cpuUsageUs: Math.round(cpuUs) };
     let oomKilled = false;
+    // Its /etc files go while the cgroup is removed (both wait for the filesystem).
+    const etcGone = releaseEtcDirOf(this.pid);
     if (this.#cgroup) {
       // Whatever PID 1 left behind died with its pid namespace before PID 1 could be reaped; if
       // anything is still in the cgroup, remove() kills it (cgroup.kill) before the rmdir succeeds.
@@ -153,6 +157,7 @@ export class Container extends EventEmitter {
     if (this.#relay) await this.#relay.finish();
     this.#final = stats;
     releaseIdRangeOf(this.pid);
+    await etcGone;
     // Like child_process: stdin is useless now, and output nobody subscribed to is drained so its
     // pipe reaches end-of-file and closes instead of holding an fd forever.
     // With a tty stdin and stdout are one socket: it ends by itself (EIO) once the output is read.
@@ -329,11 +334,12 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
   // What can fail without touching the host fails first: the bridge is not made for a start that
   // cannot succeed.
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
+  closeHostDevices(hostDevices(o.devices));
   if (o.limits) requireControllers(o.limits, o.cgroupParent ? withParent(detectCgroupHost(), o.cgroupParent) : detectCgroupHost());
   // The address lease, /etc/hosts and /etc/resolv.conf, published ports: all undone on any failure.
-  const netw = setupNetwork(o.bridge, o.hostname);
+  const netw = setupNetwork(o.bridge);
   try {
-    const c = launchWith({ ...o, mounts: [...o.mounts, ...netw.mounts] }, false, netw) as Container;
+    const c = launchWith(o, false, netw) as Container;
     c.network = { address: netw.address, gateway: netw.gateway, bridge: netw.bridge, hostIf: netw.hostIf };
     netw.forward(false);
     // 'exit' is emitted before wait() resolves: the lease is free once the container is waited for.
@@ -346,6 +352,22 @@ function launch(o: ResolvedAppOptions, pooled: boolean): Container | Pending {
 }
 
 /** An app start between its plan and the clone's result: the shared Launch and what only apps have. */
+/**
+ * A container's /etc files: the shared directory of their content (etc.ts, sharedEtcDir) unless
+ * they are its own (bridged: its address) or it could make its read-only binds writable
+ * (CAP_SYS_ADMIN kept: a remount in its own mount namespace, which would reach every container
+ * sharing the files); then a directory of its own, removed with it.
+ */
+function etcFor(o: ResolvedAppOptions, netw: NetworkSetup | null): EtcDir {
+  const c: EtcContent = {
+    hostname: o.hostname, network: o.network, hosts: o.hosts,
+    bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
+  };
+  const add = o.capabilities.add;
+  const sysAdmin = (add.includes('CAP_SYS_ADMIN') || add.includes('ALL')) && !o.capabilities.drop.includes('CAP_SYS_ADMIN') && !o.capabilities.drop.includes('ALL');
+  return (!netw && !sysAdmin && sharedEtcDir(c)) || writeEtcDir(c);
+}
+
 interface Prepared {
   o: ResolvedAppOptions;
   pooled: boolean;
@@ -357,6 +379,8 @@ interface Prepared {
   statusRead: number;
   cmdWrite: number;
   t0: number;
+  /** Its generated /etc files (held until it has exited once it started). */
+  etc: EtcDir | null;
 }
 
 function launchWith(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | null): Container | Pending {
@@ -380,13 +404,31 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   if (o.limits) requireControllers(o.limits, host);
   const userns = resolveUserns(o.userns, o.user, 'userns');
   const t0 = performance.now();
-  const { plan, meta, candidates } = basePlan(o, staging(), capLast(), userns !== null);
+  // The devices are looked up on the host first: a missing or non-device path makes nothing.
+  // Their fds go to the child (the binds' sources) and are closed with its other fds.
+  const devices = hostDevices(o.devices);
+  let etc: EtcDir | null = null;
+  let built: ReturnType<typeof basePlan>;
   // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
-  const memfd = initFd();
+  let memfd = -1;
+  try {
+    etc = o.etcFiles === 'off' ? null : etcFor(o, netw);
+    built = basePlan(o, staging(), capLast(), userns !== null, etc?.dir, devices, etc?.shared);
+    memfd = initFd();
+  } catch (e) {
+    // (Until the Launch owns them: out of fds at the memfd, the devices' and the lock's were leaked.)
+    closeHostDevices(devices);
+    if (etc?.lockFd !== undefined) closeQuiet(etc.lockFd);
+    etc?.remove();
+    throw e;
+  }
+  const { plan, meta, candidates } = built;
   const init = o.init ? memfd : -1;
   const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs ?? (o.image ? `image ${o.image.ref}` : undefined), cwd: o.cwd, hostname: o.hostname }, userns);
-  launch.childFds.push(memfd);
-  const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0 };
+  // (A shared /etc directory's lock too: held until the binds are made.)
+  launch.childFds.push(memfd, ...devices.map((d) => d.fd), ...(etc?.lockFd !== undefined ? [etc.lockFd] : []));
+  if (etc) launch.undo.push(etc.remove);
+  const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0, etc };
   try {
     // Off the JS thread (spawnAsync), a cgroup without limits is made by the addon's worker.
     const deferred = offThread && !o.limits;
@@ -400,7 +442,12 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     let cmdRead = -1;
     if (pooled) [cmdRead, p.cmdWrite] = launch.pipe(true);
     // Filled in place: basePlan made the object with every one of these fields (same shape each run).
-    plan.devicePolicy = devicePolicyFor(BigInt(plan.capsKeep), userns !== null, !!cgroup, 'devices');
+    const policy = devicePolicyFor(BigInt(plan.capsKeep), userns !== null, !!cgroup, 'devices');
+    // With devices of its own, the container's cgroup gets a program that allows them too (its fd
+    // is closed with the child's fds once the clone has attached it).
+    const devFd = devicePolicyFd(devices, policy);
+    if (devFd >= 0) launch.childFds.push(devFd);
+    plan.devicePolicy = devFd >= 0 ? devFd : policy;
     plan.cgroupFd = cgroup && !deferred ? cgroup.dirFd : -1;
     plan.cgroupMkdir = cgroup && deferred ? cgroup.path : undefined;
     plan.cgroupBase = cgroup && deferred ? host.base ?? undefined : undefined;
@@ -430,6 +477,13 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     const u = launch.userns;
     if (u?.lease && u.owner && res.step === undefined) holdIdRange(res.pid, u.lease, u.owner);
     const started = launch.settle(res);
+    // Its /etc files are removed once it is waited for (with the Container, pooled or not); shared
+    // ones are not its to remove (etc.ts, sharedEtcDir).
+    if (p.etc?.shared) launch.undo.length = 0;
+    else if (p.etc) {
+      holdEtcDir(started.pid, p.etc);
+      launch.undo.length = 0;
+    }
     // The watcher reads the init's report from its own dup of the status pipe.
     if (p.statusRead >= 0) closeQuiet(p.statusRead);
     launch.handOver();

@@ -10,6 +10,9 @@ import { NsboxError, fromSystemError } from './errors';
 import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
+import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
+import { etcBinds, etcOps, etcPoints } from './etc-ops';
+import { defaultRootEntries } from './default-root';
 import { mergedRootMode } from './images/merged';
 import { kindInRoot, resolveInRoot, resolveInSource, type RootSource } from './root-walk';
 
@@ -38,73 +41,9 @@ export interface OpMeta {
   target?: string;
 }
 
-/** Host system directories bound read-only into the default rootfs. */
-const SYSTEM_DIRS = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'];
-/** The parts of the host's /etc that programs need and that hold no secrets. */
-const SAFE_ETC = [
-  'passwd', 'group', 'hosts', 'host.conf', 'nsswitch.conf', 'resolv.conf', 'gai.conf', 'ld.so.cache',
-  'ld.so.conf', 'ld.so.conf.d', 'localtime', 'timezone', 'services', 'protocols', 'networks',
-  'alternatives', 'os-release', 'debian_version', 'ssl/certs', 'ca-certificates', 'ca-certificates.conf',
-  'profile', 'bash.bashrc', 'inputrc', 'mime.types', 'login.defs',
-];
 const MASKED_PROC_FILES = ['kcore', 'keys', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats'];
 const MASKED_PROC_DIRS = ['acpi', 'scsi', 'asound'];
 const READONLY_PROC = ['sys', 'sysrq-trigger', 'irq', 'bus', 'fs'];
-
-type HostEntry = { name: string; kind: 'dir' | 'file' | 'symlink'; source: string; link?: string };
-
-let defaultRootCache: { system: HostEntry[]; etc: HostEntry[] } | undefined;
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
-}
-
-/** What of the host goes into the default rootfs; looked up once per process. */
-function defaultRootEntries(): { system: HostEntry[]; etc: HostEntry[] } {
-  if (defaultRootCache) return defaultRootCache;
-  const system: HostEntry[] = [];
-  for (const name of SYSTEM_DIRS) {
-    const p = '/' + name;
-    const st = lstatOrNull(p);
-    if (!st) continue;
-    if (st.isSymbolicLink()) system.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
-    else if (st.isDirectory()) system.push({ name, kind: 'dir', source: p });
-  }
-  const etc: HostEntry[] = [];
-  for (const name of SAFE_ETC) {
-    const p = '/etc/' + name;
-    let st = lstatOrNull(p);
-    if (!st) continue;
-    if (st.isSymbolicLink()) {
-      // Keep a link whose target is inside what the container sees (e.g. /usr/share/zoneinfo);
-      // bind the resolved file for one that points elsewhere (e.g. /run/systemd/resolve).
-      let real: string;
-      try {
-        real = fs.realpathSync(p);
-      } catch {
-        continue;
-      }
-      const top = real.split('/')[1] ?? '';
-      if (SYSTEM_DIRS.includes(top)) {
-        etc.push({ name, kind: 'symlink', source: p, link: fs.readlinkSync(p) });
-        continue;
-      }
-      try {
-        st = fs.statSync(real);
-      } catch {
-        continue;
-      }
-      etc.push({ name, kind: st.isDirectory() ? 'dir' : 'file', source: real });
-    } else if (st.isDirectory()) etc.push({ name, kind: 'dir', source: p });
-    else if (st.isFile()) etc.push({ name, kind: 'file', source: p });
-  }
-  defaultRootCache = { system, etc };
-  return defaultRootCache;
-}
 
 let procEntriesCache: Set<string> | undefined;
 function hostProcEntries(): Set<string> {
@@ -135,6 +74,15 @@ interface RootPoint {
   path: string;
   dir: boolean;
   op: NativeOp;
+  /** A file point whose last component is a symlink in the rootfs: shadowed by a file of the overlay's upper layer. */
+  replace?: boolean;
+  /**
+   * Made only in the overlay's upper layer (upperPoints), never by the child (a generated /etc
+   * file's point, filePoint): the child's touch resolves the container path with the image's links
+   * followed, and an image's /etc -> data (a caller's mount point) led it into the caller's host
+   * directory. Its bind resolves the path with no symlink on the way, so it needs nothing more.
+   */
+  upperOnly?: boolean;
 }
 
 /** Backslash-escapes what overlayfs's option parser splits on (',' between options, ':' between layers). */
@@ -210,6 +158,17 @@ export class OpList {
       this.hostMkdir(p, step, mode);
     };
     for (const pt of this.points) {
+      if (pt.replace) {
+        // The symlink stays in the rootfs; a file of the same name in the upper layer hides it.
+        const r = resolveInSource(src, path.posix.dirname(pt.path));
+        if (r.kind !== 'dir') continue;
+        let cur = upper;
+        for (const a of r.at) mk((cur += '/' + a.name), a.mode);
+        cur += '/' + path.posix.basename(pt.path);
+        if (!done.has(cur)) this.push({ kind: this.K.OP_TOUCH!, dst: cur, mode: 0o644, where: 0 }, { step, syscall: 'open', path: cur });
+        done.add(cur);
+        continue;
+      }
       const r = resolveInSource(src, pt.path);
       if (r.kind !== null || r.rest === null) continue;
       let cur = upper;
@@ -238,7 +197,7 @@ export class OpList {
     this.deferred = undefined;
     const K = this.K;
     // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
-    const missing = this.points.find((p) => resolveInSource(d.src, p.path).kind === null);
+    const missing = this.points.find((p) => p.replace || resolveInSource(d.src, p.path).kind === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
     if (!missing && !d.always) {
@@ -274,7 +233,24 @@ export class OpList {
       if (tmpfs !== null) this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, tmpfs, scaffold);
       this.hostMkdir(dir + '/upper', scaffold, 'dir' in d.src ? fs.statSync(d.src.dir).mode & 0o7777 : mergedRootMode({ top: [...d.src.layers].reverse(), xattrs: d.src.xattrs }));
       this.hostMkdir(dir + '/work', scaffold);
-      this.upperPoints(d.src, dir + '/upper', scaffold);
+      // A persistent upper (a machine's, tmpfs: null) holds what the container wrote on earlier runs:
+      // a link it planted there (upper/etc -> /root) would lead a host path through it. Nothing is
+      // made in it from the host: the child makes the points inside the mounted root instead
+      // (resolved in it, on its own mount: WHERE_DST_ROOT_MNT), which writes them to the upper.
+      const persistent = tmpfs === null;
+      if (!persistent) this.upperPoints(d.src, dir + '/upper', scaffold);
+      // The points made in the upper layer only: the child does not make them again (RootPoint.upperOnly).
+      const upperOnly = new Set(persistent ? [] : this.points.filter((p) => p.upperOnly).map((p) => p.op));
+      // The others are made by the child where the walk could not place them, in the overlay only
+      // (WHERE_DST_ROOT_MNT: a parent on another mount, a caller's reached through an image's
+      // link, is EXDEV).
+      for (const p of this.points) if (!upperOnly.has(p.op)) p.op.where |= K.WHERE_DST_ROOT_MNT!;
+      for (let i = n - 1; i >= 0; i--) {
+        if (!upperOnly.has(this.ops[i]!)) continue;
+        this.ops.splice(i, 1);
+        this.meta.splice(i, 1);
+        n--;
+      }
       const data = `${lowerOf(d.src)},upperdir=${overlayPath(dir + '/upper')},workdir=${overlayPath(dir + '/work')}`;
       if (data.length > 4095) {
         throw new NsboxError({
@@ -327,6 +303,12 @@ export class OpList {
     this.push({ kind: this.K.OP_MOUNT!, src: outer, data: rest, dst: target, flags: this.K.MS_BIND! | this.K.MS_REC!, where }, { step, syscall: 'mount', path: shown });
   }
 
+  /** A bind of the host node `source` that the child checks against the fd `fd` (WHERE_SRC_FD). */
+  srcFdBind(source: string, fd: number, target: string, step: string, shown: string): void {
+    const where = this.K.WHERE_DST_IN_ROOT! | this.K.WHERE_SRC_FD!;
+    this.push({ kind: this.K.OP_MOUNT!, src: source, dev: fd, dst: target, flags: this.K.MS_BIND!, where }, { step, syscall: 'mount', path: shown });
+  }
+
   /** A mount at a host path outside the future root (e.g. the tmpfs behind an overlay). */
   hostMount(src: string, hostDst: string, fstype: string | null, flags: number, data: string | null, step: string): void {
     this.push({ kind: this.K.OP_MOUNT!, src, dst: hostDst, fstype, flags, data, where: 0 }, { step, syscall: 'mount', path: hostDst });
@@ -369,14 +351,42 @@ export class OpList {
     this.point(target, false, op);
   }
 
+  /**
+   * A generated /etc file's mount point in a deferred root (a read-only rootfs, an ephemeral
+   * machine's): like touch, but a symlink as its last component in the rootfs (a systemd-resolved
+   * image's resolv.conf -> ../run/systemd/resolve/stub-resolv.conf) is never followed: the overlay's
+   * upper layer gets a regular file of that name, which hides the link, and the bind goes onto it.
+   */
+  filePoint(target: string, step: string): void {
+    this.touch(target, step);
+    const d = this.deferred, pt = this.points[this.points.length - 1];
+    if (!d || pt?.path !== target) return;
+    pt.upperOnly = true;
+    // (Walked in the root by fds, as every look into it: never a host path through the image's links.)
+    if (resolveInSource(d.src, target, { lastLink: true }).kind === 'link') pt.replace = true;
+  }
+
   symlink(linkTarget: string, at: string, step: string): void {
     this.push({ kind: this.K.OP_SYMLINK!, src: linkTarget, dst: at }, { step, syscall: 'symlink', path: at });
   }
 
-  mknod(at: string, major: number, minor: number, step: string): void {
-    // makedev() for majors and minors below 256 and 4096: the common encoding.
-    const dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
-    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: fs.constants.S_IFCHR | 0o666, dev }, { step, syscall: 'mknod', path: at });
+  mknod(at: string, major: number, minor: number, step: string, type: 'char' | 'block' = 'char', mode = 0o666): void {
+    // glibc's makedev(): minor bits 0-7 and 20-31, major bits 8-19 and 32-43.
+    const dev = ((major & 0xfff) << 8) + (minor & 0xff) + (minor >>> 8) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
+    const ifmt = type === 'block' ? fs.constants.S_IFBLK : fs.constants.S_IFCHR;
+    this.push({ kind: this.K.OP_MKNOD!, dst: at, mode: ifmt | mode, dev }, { step, syscall: 'mknod', path: at });
+  }
+
+  /**
+   * A read-only bind of a host file onto a container path that is only made where the image has
+   * the mount point (WHERE_OPTIONAL: the child skips it on ENOENT), or, `required`, fails there.
+   */
+  etcBind(source: string, target: string, flags: number, step: string, required: boolean): void {
+    const K = this.K;
+    // No symlink on the way (WHERE_DST_NOFOLLOW): never bound over what an image's link points to.
+    const where = K.WHERE_DST_IN_ROOT! | K.WHERE_DST_NOFOLLOW! | (required ? 0 : K.WHERE_OPTIONAL!);
+    this.push({ kind: K.OP_MOUNT!, src: source, dst: target, flags: K.MS_BIND!, where }, { step, syscall: 'mount', path: target });
+    this.push({ kind: K.OP_REMOUNT!, dst: target, flags: K.MS_BIND! | flags, where }, { step, syscall: 'mount', path: target });
   }
 }
 
@@ -411,8 +421,9 @@ function upperTmpfs(size: number): string {
   return `mode=0700,size=${size},nr_inodes=${Math.max(8192, Math.floor(size / 4096))}`;
 }
 
+
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
-export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false): OpList {
+export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, withEtc = false, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(staging);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
@@ -439,6 +450,8 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     }
     L.mkdir('/etc', 0o755, 'rootfs.layout');
     for (const e of etc) {
+      // The generated ones replace the host's.
+      if (withEtc && (e.name === 'hosts' || e.name === 'resolv.conf')) continue;
       const at = '/etc/' + e.name;
       if (e.kind === 'symlink') {
         L.mkdirs(path.posix.dirname(at), 'rootfs.layout');
@@ -452,8 +465,16 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
   }
 
-  mountProcAndDev(L, { consoleNull: false, bindDevices: userns });
+  mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices });
   userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
+  const own = o.rootfs === undefined && !o.image;
+  // The generated /etc files' mount points in nsbox's own root; their binds (etcBinds) follow.
+  if (withEtc && own) etcOps(L, null, o.mounts, true, true);
+  // A read-only caller's rootfs that lacks one gets it as a mount point of the throw-away overlay
+  // (deferRoot, finishRoot), never in the rootfs: localhost resolves in an image without
+  // /etc/hosts. A writable one is never overlaid for this: the bind is skipped there instead
+  // (WHERE_OPTIONAL), unless etcFiles: true. An image's root is always an overlay.
+  if (withEtc && !own && (o.readonly || o.image)) etcPoints(L, o.mounts);
 
   // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
   //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
@@ -464,7 +485,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
 }
 
 /** /dev (tmpfs, the usual nodes, a private devpts) and /proc (fresh, with the knobs protected). */
-export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean }): void {
+export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean; devices?: HostDevice[] }): void {
   const K = native().constants;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
@@ -479,6 +500,20 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDev
       L.bind('/dev/' + name, '/dev/' + name, 0, 'mount.dev', false);
     } else {
       L.mknod('/dev/' + name, major, minor, 'mount.dev');
+    }
+  }
+  // The caller's devices (the `devices` option), and nothing else: made like the nodes above (the
+  // type, numbers and mode fstat'd from the host node's fd), or, in a user namespace (mknod is
+  // refused there) and for a device without 'm' (the child makes its nodes inside the cgroup, whose
+  // allow-list then refuses the mknod too), a file of this tmpfs that the host node is bound onto
+  // (deviceBinds: from its fd, per start). Every path is below /dev, so everything made here is in
+  // this tmpfs.
+  for (const d of opts.devices ?? []) {
+    L.mkdirs(path.posix.dirname(d.containerPath), 'devices');
+    if (bindsDevice(d, opts.bindDevices === true)) {
+      L.touch(d.containerPath, 'devices');
+    } else {
+      L.mknod(d.containerPath, d.major, d.minor, 'devices', d.block ? 'block' : 'char', d.mode);
     }
   }
   L.mkdir('/dev/pts', 0o755, 'mount.dev');
@@ -638,7 +673,7 @@ export function userMountOps(L: OpList, userMounts: ResolvedMount[], rootfs?: st
  */
 export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
 
-export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean): OpList {
+export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean, etcDir?: string, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
@@ -655,7 +690,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
     // for an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
     L.deferRoot(o.rootfs!, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: POINTS_TMPFS } : undefined);
   }
-  mountProcAndDev(L, { consoleNull: true, bindDevices: userns });
+  mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
   L.mkdir('/sys', 0o555, 'mount.sys');
@@ -676,6 +711,11 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
   userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
+  // An ephemeral machine's overlay (an image's root is always one) makes the missing ones (as for an
+  // app's read-only root).
+  if (etcDir !== undefined && (o.ephemeral || o.image)) etcPoints(L, o.mounts);
+  if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, false, o.etcFiles === 'require');
+  deviceBinds(L, devices, userns);
   L.finishRoot(false);
   return L;
 }
@@ -696,7 +736,9 @@ const FS_OPS_CACHE_MAX = 32;
  */
 export function forgetFsOps(meta: OpMeta[]): void {
   for (const [key, hit] of fsOpsCache) {
-    if (hit.meta !== meta) continue;
+    // The start's meta is the list's own, or (with /etc binds after it, plan.opsAfter) begins with
+    // the list's entries themselves.
+    if (hit.meta !== meta && !(meta.length > hit.meta.length && hit.meta.every((m, i) => m === meta[i]))) continue;
     native().releaseOps(hit.compiled);
     fsOpsCache.delete(key);
     return;
@@ -713,16 +755,18 @@ export function forgetFsOps(meta: OpMeta[]): void {
  * drops its list (forgetFsOps), so a point removed since is noticed on the next start, which then
  * gets the overlay. The lists are never changed once made.
  */
-export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean): FsOps {
+export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = [], sharedEtc?: string): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.
     fsOpsCache.delete(key);
   } else {
-    const L = buildFsOps(o, staging, userns);
+    const L = buildFsOps(o, staging, userns, etc, devices);
+    // Shared /etc files (etc.ts, sharedEtcDir): the same binds every start, so in the cached list.
+    if (sharedEtc !== undefined) etcBinds(L, sharedEtc, o);
     hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
     if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
       const oldest = fsOpsCache.keys().next().value!;

@@ -7,6 +7,7 @@ export type { SeccompOption } from './seccomp';
 export type {
   AppOptions,
   CgroupMode,
+  DeviceMapping,
   ExitInfo,
   HostReport,
   Limits,

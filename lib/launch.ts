@@ -26,6 +26,8 @@ export class Launch {
   readonly parentFds: number[] = [];
   /** The container's own cgroup: removed if the start fails. */
   cgroup: ContainerCgroup | null = null;
+  /** Anything else the start made on the host (its generated /etc files): undone if it fails. */
+  readonly undo: Array<() => void> = [];
 
   constructor(
     /** The plan (filled in place by the caller up to the clone). */
@@ -100,6 +102,7 @@ export class Launch {
   abandon(e: unknown, step = 'spawn'): never {
     this.closeFds();
     this.cgroup?.removeNow();
+    for (const f of this.undo.splice(0)) f();
     if (e instanceof Error && e.name === 'AbortError') throw e;
     const err = e instanceof NsboxError || e instanceof TypeError || e instanceof RangeError ? e : fromSystemError(e, step);
     throw this.userns ? explainUsernsFailure(err) : err;

@@ -92,19 +92,51 @@ export function createLease(file: string, l: LeaseOwner): void {
   fs.closeSync(fd);
 }
 
+/** How long a start waits for a lock another process holds (its sections take milliseconds). */
+export const LOCK_WAIT_MS = 10000;
+
 /**
  * Runs fn with the directory's lock (flock on <dir>/<name>, default "lock") held, across every
- * process on the host.
+ * process on the host. The holder is another process, which may be stopped or hung: the wait is
+ * bounded (`waitMs`, LOCK_WAIT_MS by default), then ETIMEDOUT naming the lock and its holder;
+ * `waitMs` 0 tries once (EAGAIN if held).
  */
-export function withLock<T>(dir: string, step: string, fn: () => T, name = 'lock'): T {
+export function withLock<T>(dir: string, step: string, fn: () => T, name = 'lock', waitMs = LOCK_WAIT_MS): T {
   const file = path.join(dir, name);
-  const fd = native().lockFile(file);
-  if (fd < 0) throw new NsboxError({ code: errnoName(-fd), errno: -fd, syscall: 'flock', step, path: file });
+  const fd = native().lockFile(file, waitMs);
+  if (fd < 0) {
+    const code = errnoName(-fd);
+    if (code !== 'ETIMEDOUT') throw new NsboxError({ code, errno: -fd, syscall: 'flock', step, path: file });
+    const holder = lockHolder(file);
+    throw new NsboxError({
+      code, errno: -fd, syscall: 'flock', step, path: file,
+      message: `the lock ${file} has been held by another process${holder ? ` (pid ${holder})` : ''} for more than ${waitMs / 1000} s (step ${step})`,
+    });
+  }
   try {
     return fn();
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The pid that holds a flock on `file` (from /proc/locks, by device and inode), or undefined. */
+function lockHolder(file: string): number | undefined {
+  try {
+    const st = fs.statSync(file);
+    const at = `:${st.ino} `;
+    const dev = (st.dev >>> 8) & 0xfff; // the major (makedev's low bits of it)
+    const min = (st.dev & 0xff) | ((st.dev >>> 12) & 0xfff00);
+    const key = `${dev.toString(16).padStart(2, '0')}:${min.toString(16).padStart(2, '0')}${at}`;
+    for (const l of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
+      // "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"
+      const f = l.trim().split(/\s+/);
+      if (f[1] === 'FLOCK' && `${f[5]} `.endsWith(key)) return Number(f[4]);
+    }
+  } catch {
+    /* gone, or no /proc/locks */
+  }
+  return undefined;
 }
 
 /** Temporaries (<name>.tmp-<pid>) whose writer is gone: what a crash between write and rename leaves. */

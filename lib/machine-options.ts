@@ -6,11 +6,12 @@ import type { ResolvedLimits } from './cgroup';
 import { invalidType, invalidValue } from './errors';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import {
-  checkAbsolutePath, checkCommand, checkEnv, checkHostname, checkMounts, checkTimeout, rejectUnknownKeys, resolveLimits, type ResolvedMount, checkImageOptions, type ResolvedImage,
+  checkAbsolutePath, checkCommand, checkDevices, checkEnv, checkEtcFiles, checkHostname, checkHosts, checkMounts, checkTimeout, rejectUnknownKeys,
+  resolveLimits, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount, checkImageOptions, type ResolvedImage,
 } from './options';
 import { privileged, runtimeDir } from './runtime';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { Limits, Mount, NetworkMode, NetworkOptions, StdioMode, UsernsOption } from './types';
+import type { DeviceMapping, Limits, Mount, NetworkMode, NetworkOptions, StdioMode, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { signalNumber } from './util';
 
@@ -79,6 +80,12 @@ export interface MachineOptions {
   userns?: UsernsOption;
   /** System call filter for PID 1 and every exec (default: the machine profile, see MACHINE_SECCOMP). */
   seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
+  /** As for app containers: generated /etc/hosts, /etc/hostname, /etc/resolv.conf (read-only binds). */
+  etcFiles?: boolean;
+  /** As for app containers: extra /etc/hosts entries `{ name: address }`. */
+  hosts?: Record<string, string>;
+  /** As for app containers: host devices in the machine's /dev. */
+  devices?: Array<string | DeviceMapping>;
 }
 
 export interface MachineExecOptions {
@@ -128,11 +135,14 @@ export interface ResolvedMachineOptions {
   seccomp: ResolvedSeccomp | null;
   userns: UsernsOption | undefined;
   bridge: ResolvedBridge | undefined;
+  etcFiles: EtcFilesMode;
+  hosts: Array<[string, string]>;
+  devices: ResolvedDeviceOption[];
 }
 
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
-  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
+  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
 ] as const;
 
 /** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
@@ -204,5 +214,8 @@ export function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     seccomp: resolveMachineSeccomp(o.seccomp),
     userns: checkUsernsOption('userns', o.userns),
     bridge,
+    etcFiles: checkEtcFiles('etcFiles', o.etcFiles),
+    hosts: checkHosts('hosts', o.hosts),
+    devices: checkDevices('devices', o.devices),
   };
 }

@@ -1,6 +1,6 @@
-// machine-state.ts: a machine's state directory (<stateDir>/<name>/state.json, the claim of a start
-// in progress) and the name's life cycle: taking it, finding a stale or abandoned one and clearing
-// what it left. Split out of machine.ts, which uses these.
+// machine-state.ts: a machine's state directory, <stateDir>/<name>: its state file, the claim a
+// start writes when it takes the name, and what is done with a name whose start or PID 1 died
+// without cleaning up (claimName, abandoned, reclaimAbandoned). machine.ts is the Machine class.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { ContainerCgroup, detectCgroupHost, killAndRemoveSync } from './cgroup';
 import { NsboxError, fromSystemError } from './errors';
 import { unpinOwner } from './images/store';
+import { etcBase } from './etc';
 import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf } from './lease';
 import { native, type NativeProcess } from './native';
 import { releaseLease } from './network';
@@ -37,6 +38,8 @@ export interface StateFile {
   userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
   /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
   net?: { bridge: string; address: string; gateway: string; hostIf: string; lease: string };
+  /** Its generated /etc files (lib/etc.ts), removed once it is seen stopped. */
+  etcDir?: string;
 }
 
 /**
@@ -54,6 +57,15 @@ export function writeAtomic(file: string, data: string): void {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
+}
+
+/**
+ * A stopped machine's generated /etc files (lib/etc.ts), by whichever process sees it stopped. The
+ * state file names the directory: only ever one of nsbox's own machine directories is removed.
+ */
+export function removeMachineEtc(s: StateFile): void {
+  const d = s.etcDir;
+  if (typeof d === 'string' && path.dirname(d) === etcBase() && /^m-[0-9a-f]{8}-/.test(path.basename(d))) fs.rmSync(d, { recursive: true, force: true });
 }
 
 export function readState(dir: string): StateFile | undefined {
@@ -149,7 +161,15 @@ export function reclaimAbandoned(stateDir: string, name: string, how: 'claimed' 
     return;
   }
   const base = detectCgroupHost().base;
-  if (base) killAndRemoveSync(path.join(base, machineCgroupName(stateDir, name)));
+  const cgName = machineCgroupName(stateDir, name);
+  if (base) killAndRemoveSync(path.join(base, cgName));
+  // Its generated /etc files, if the start got that far (named m-<hash>-<name>-<12 hex>).
+  const etcDirOf = new RegExp(`^${cgName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-[0-9a-f]{12}$`);
+  try {
+    for (const n of fs.readdirSync(etcBase())) if (etcDirOf.test(n)) fs.rmSync(path.join(etcBase(), n), { recursive: true, force: true });
+  } catch {
+    /* no /etc files were made */
+  }
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -188,6 +208,7 @@ export function claimName(stateDir: string, name: string): void {
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.image) unpinOwner(s.image.lease);
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
+      removeMachineEtc(s);
     } else if ((how = abandoned(dir))) {
       reclaimAbandoned(stateDir, name, how);
       continue;

@@ -14,6 +14,8 @@ import { native, type NativeProcess } from './native';
 import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
+import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
+import { writeEtcDir, type EtcDir } from './etc';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
   checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
@@ -22,12 +24,14 @@ import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket,
 import { collect, LateTty, StdioRelay } from './stdio';
 import { terminalType } from './env';
 import { ownerOf, withLock } from './lease';
+import {
+  abandoned, claimName, machineCgroupName, openLive, readState, reclaimAbandoned, removeMachineEtc, STATE_LOCK, writeAtomic, type StateFile,
+} from './machine-state';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
 import type { Stats, StdioMode } from './types';
 import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
-import { abandoned, claimName, machineCgroupName, openLive, readState, reclaimAbandoned, STATE_LOCK, writeAtomic, type StateFile } from './machine-state';
 import { acquireImage, checkImageUserns, type ImageLease } from './images/run';
 import { imageEnv, runConfig } from './images/config';
 import { defaultStoreDir, pinForOwner, Store, unpinOwner } from './images/store';
@@ -125,21 +129,31 @@ export class Machine {
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
     if (o.image) checkImageUserns(o.image, userns !== null, privileged());
-    try {
-      fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw fromSystemError(e, 'machine.state', o.stateDir);
-    }
+    // The devices are looked up on the host before anything is made.
+    // Their fds go to the child (the binds' sources) and are closed with its other fds.
+    const devices = hostDevices(o.devices);
     const dir = path.join(o.stateDir, o.name);
-    withLock(o.stateDir, 'machine.name', () => claimName(o.stateDir, o.name), STATE_LOCK);
+    try {
+      try {
+        fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw fromSystemError(e, 'machine.state', o.stateDir);
+      }
+      withLock(o.stateDir, 'machine.name', () => claimName(o.stateDir, o.name), STATE_LOCK);
+    } catch (e) {
+      closeHostDevices(devices);
+      throw e;
+    }
 
     let cgroup: ContainerCgroup | null = null;
     // The fds, and the record context, of the start (the plan comes once the rest is known).
     const shownRoot = o.rootfs ?? `image ${o.image!.ref}`;
     const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: shownRoot, cwd: '/', hostname: o.hostname }, userns);
+    launch.childFds.push(...devices.map((d) => d.fd));
     /** PID 1's own lease of the image's layers, once written. */
     let ownerLease: string | null = null;
     let netw: NetworkSetup | null = null;
+    let etc: EtcDir | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
     let spawned: NativeProcess | null = null;
     let made: Machine | null = null;
@@ -153,10 +167,19 @@ export class Machine {
       }
       if (o.bridge) {
         if (o.rootfs !== undefined) checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
-        netw = setupNetwork(o.bridge, o.hostname);
+        netw = setupNetwork(o.bridge);
       }
-      const L = machineOps(netw ? { ...o, mounts: [...o.mounts, ...netw.mounts] } : o, staging(), scratch, userns !== null);
-      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, machineCgroupName(o.stateDir, o.name));
+      // Named as the machine's cgroup (the state directory's hash and the name): an abandoned start's
+      // directory is found by it (reclaimAbandoned).
+      const cgName = machineCgroupName(o.stateDir, o.name);
+      if (o.etcFiles !== 'off') {
+        etc = writeEtcDir({
+          hostname: o.hostname, network: o.network, hosts: o.hosts,
+          bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
+        }, cgName.slice(2));
+      }
+      const L = machineOps(o, staging(), scratch, userns !== null, etc?.dir, devices);
+      cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, cgName);
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       launch.childFds.push(log);
       // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
@@ -175,7 +198,10 @@ export class Machine {
         init: o.init, halt, env, memfd, log,
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
-      plan.devicePolicy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
+      const policy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
+      const devFd = devicePolicyFd(devices, policy);
+      if (devFd >= 0) launch.childFds.push(devFd);
+      plan.devicePolicy = devFd >= 0 ? devFd : policy;
       plan.net = netw ? netw.plan : null;
       launch.plan = plan;
       Object.assign(launch.ctx, { meta: L.meta, candidates: plan.candidates, command: plan.argv });
@@ -200,6 +226,7 @@ export class Machine {
         capsKeep: keep.toString(),
         seccomp: (options as MachineOptions).seccomp ?? 'default',
         createdAt: new Date().toISOString(),
+        ...(etc ? { etcDir: etc.dir } : {}),
         ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow', ...(userns.lease ? { lease: userns.lease } : {}) } } : {}),
       };
       if (o.image && lease) {
@@ -257,6 +284,7 @@ export class Machine {
         cgroup?.removeNow();
       }
       netw?.release();
+      etc?.remove();
       if (userns?.lease && userns.owner) releaseIdRange(userns.lease, userns.owner);
       // PID 1 is gone (killed and reaped above): its image lease goes with it.
       if (ownerLease) unpinOwner(ownerLease);
@@ -287,6 +315,7 @@ export class Machine {
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
       if (s.image) unpinOwner(s.image.lease);
+      removeMachineEtc(s);
       if (!same()) return Machine.get(name, opts);
       try {
         writeAtomic(path.join(dir, 'state.json'), JSON.stringify(s, null, 2));
@@ -310,7 +339,9 @@ export class Machine {
     }
     // Starts that never got as far as their state (their Node process died mid-way) are removed,
     // with whatever they started: a machine is listed fully up, or not at all.
-    // (A caller who may not write the state directory only lists: the sweep is its owner's.)
+    // (A caller who may not write the state directory only lists: the sweep is its owner's. Nor
+    // does a list wait for the lock: a start holding it, stopped or slow, is never waited on; the
+    // sweep is then left to the next list or start, and what has no state is not listed.)
     if (names.some((n) => !fs.existsSync(path.join(stateDir, n, 'state.json')))) {
       try {
         withLock(stateDir, 'machine.state', () => {
@@ -318,9 +349,9 @@ export class Machine {
             const how = abandoned(path.join(stateDir, n));
             if (how) reclaimAbandoned(stateDir, n, how);
           }
-        }, STATE_LOCK);
+        }, STATE_LOCK, 0);
       } catch (e) {
-        if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS'].includes(e.code)) throw e;
+        if (!(e instanceof NsboxError) || !['EACCES', 'EPERM', 'EROFS', 'EAGAIN'].includes(e.code)) throw e;
       }
       names = names.filter((n) => fs.existsSync(path.join(stateDir, n, 'state.json')));
     }
@@ -629,6 +660,7 @@ export class Machine {
     if (this.#state.net) releaseLease(this.#state.net.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (this.#state.image) unpinOwner(this.#state.image.lease);
+    removeMachineEtc(this.#state);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;
       writeAtomic(path.join(this.#dir, 'state.json'), JSON.stringify(this.#state, null, 2));

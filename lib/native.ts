@@ -23,8 +23,11 @@ export interface NativePlan {
   cloneFlags: number;
   cgroupFd: number;
   cgroupInto: boolean;
-  /** Attach the device allow-list (native/core/devices.h) to cgroupFd before the clone. */
-  devicePolicy?: boolean;
+  /**
+   * Attach the device allow-list (native/core/devices.h) to cgroupFd before the clone: `true` the
+   * shared one, or the fd of one with the container's `devices` added (devicePolicyLoad).
+   */
+  devicePolicy?: boolean | number;
   /** spawnAsync: the cgroup directory its worker thread makes and opens (cgroupFd is then -1). */
   cgroupMkdir?: string;
   /** The nsbox base the cgroupMkdir directory is in, made again if it has just been removed. */
@@ -37,6 +40,8 @@ export interface NativePlan {
   ops: NativeOp[];
   /** The id compileOps(ops) gave for these same ops: the addon then skips converting them again. */
   opsCompiled?: number;
+  /** Ops of this start alone, run after `ops` (or the compiled list): the generated /etc binds. */
+  opsAfter: NativeOp[];
   hostname: string | null;
   netLoUp: boolean;
   /** May join a network namespace made ahead (lo up) instead of CLONE_NEWNET: 'loopback' only. */
@@ -212,11 +217,16 @@ export interface NativeBinding {
   /** A listening TCP socket or -errno. */
   tcpListen(address: string, port: number): number;
   /** An fd holding an exclusive flock on path, or -errno. */
-  lockFile(path: string): number;
+  /** An fd holding path's exclusive flock, or -errno (-EAGAIN: held, waitMs 0; -ETIMEDOUT: still held after waitMs). */
+  lockFile(path: string, waitMs: number): number;
+  /** An fd of the directory path holding a shared flock (waiting waitMs at most; exclusive: an exclusive one, not waiting), or -errno. */
+  flockDir(path: string, exclusive: boolean, waitMs?: number): number;
   /** 0 when the cgroup device allow-list can be loaded on this host, else -errno. */
   /** The addon's settings (lib/env.ts addonSettings), once, before anything else. */
   configure(netnsReserve: number, ipcnsReserve: number, mntTemplate: boolean): void;
   devicePolicyAvailable(): number;
+  /** [block, major, minor, access] per device: a program fd with them added, or -errno. */
+  devicePolicyLoad(devices: number[]): number;
   allowedDevices(): Array<{ major: number; minor: number; name: string }>;
   /** A pidfd (close-on-exec) of pid, or -errno. */
   netPidfd(pid: number): number;

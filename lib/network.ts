@@ -3,8 +3,7 @@
 // Before the clone, on the JS thread: the options are checked (checkNetwork, pure), then
 // setupNetwork() makes sure nsbox's bridge exists in Node's own network namespace (rtnetlink from
 // the addon), takes an address lease (a file per address under /run/nsbox/net/<bridge>/, made under
-// an flock so several Node processes never collide, stale ones reclaimed), writes the container's
-// /etc/hosts and /etc/resolv.conf, binds the published ports and opens a NETLINK_ROUTE socket. The
+// an flock so several Node processes never collide, stale ones reclaimed), binds the published ports and opens a NETLINK_ROUTE socket. The
 // child then makes the veth pair over that socket, and sets its address, default route and egress
 // rules in its own namespace (native/core/netlink.cc). See docs/network.md.
 import * as fs from 'node:fs';
@@ -15,7 +14,6 @@ import { createLease, leaseLive, ownedBy, ownerOf, readLease, startTimeOf, write
 import { NsboxError, errnoName, notSupported } from './errors';
 import { privileged } from './runtime';
 import { native, type NativeNet, type NativeRule } from './native';
-import type { ResolvedMount } from './options';
 import { checkNetwork, formatIPv4, mask, parseIPv4, VETH_RE, type ResolvedBridge } from './network-options';
 
 export { VETH_RE };
@@ -194,19 +192,6 @@ function allocate(b: ResolvedBridge, live: Set<string>): string {
   throw new NsboxError({ code: 'EADDRNOTAVAIL', step: 'network.lease', path: `${formatIPv4(netAddr)}/${b.prefix}`, message: `no free address left in ${formatIPv4(netAddr)}/${b.prefix} on ${b.bridge} (step network.lease)` });
 }
 
-function hostNameservers(): string[] {
-  try {
-    return fs
-      .readFileSync('/etc/resolv.conf', 'utf8')
-      .split('\n')
-      .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
-      .filter((a): a is string => !!a && parseIPv4(a) !== null && !a.startsWith('127.'))
-      .slice(0, 3);
-  } catch {
-    return [];
-  }
-}
-
 /** What setupNetwork() made; release() undoes all of it. */
 export interface NetworkSetup {
   plan: NativeNet;
@@ -215,8 +200,6 @@ export interface NetworkSetup {
   bridge: string;
   hostIf: string;
   lease: string;
-  /** /etc/hosts and /etc/resolv.conf binds for the container. */
-  mounts: ResolvedMount[];
   /** After the clone: the lease now belongs to the container's (or machine's) PID 1. */
   adopt(pid: number): void;
   /** Closes the netlink socket given to the child (after the spawn, whatever its outcome). */
@@ -228,7 +211,7 @@ export interface NetworkSetup {
 }
 
 /** Everything of the bridged network that exists before the clone. Root only (for now). */
-export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup {
+export function setupNetwork(b: ResolvedBridge): NetworkSetup {
   if (!privileged()) {
     throw notSupported('network', 'bridged networking needs root (the bridge, the veth pair and the address lease are made with CAP_NET_ADMIN in the host network namespace); rootless bridging is not supported yet');
   }
@@ -254,11 +237,6 @@ export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup 
       // namespace the kernel is still tearing down): ours now.
       if (links().some((l) => l.name === hostIfFor(address))) native().netDelLink(hostIfFor(address));
     });
-    const hosts = `${lease}.hosts`;
-    const resolv = `${lease}.resolv`;
-    fs.writeFileSync(hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${address}\t${hostname}\n${b.gateway}\tnsbox-host\n`, { mode: 0o644 });
-    const ns = b.dns ?? hostNameservers();
-    fs.writeFileSync(resolv, ns.length ? ns.map((a) => `nameserver ${a}\n`).join('') : '# nsbox: no nameserver (give network.dns)\n', { mode: 0o644 });
     for (const p of b.ports) {
       const fd = native().tcpListen(p.hostAddress, p.host);
       if (fd < 0) throw netError('network.publish', -fd, 'bind', `${p.hostAddress}:${p.host}`);
@@ -266,10 +244,7 @@ export function setupNetwork(b: ResolvedBridge, hostname: string): NetworkSetup 
     }
     sock = native().netSocket();
     if (sock < 0) throw netError('network', -sock, 'socket');
-    return makeSetup(b, brIndex, address, lease, sock, listeners, [
-      { type: 'bind', source: hosts, target: '/etc/hosts', readonly: true },
-      { type: 'bind', source: resolv, target: '/etc/resolv.conf', readonly: true },
-    ]);
+    return makeSetup(b, brIndex, address, lease, sock, listeners);
   } catch (e) {
     for (const fd of listeners) fs.closeSync(fd);
     if (sock >= 0) fs.closeSync(sock);
@@ -295,7 +270,7 @@ export function releaseLease(lease: string, owner: LeaseOwner): void {
   });
 }
 
-function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: string, sock: number, listeners: number[], mounts: ResolvedMount[]): NetworkSetup {
+function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: string, sock: number, listeners: number[]): NetworkSetup {
   let owner = ownerOf(process.pid);
   // The container's PID 1 (a pidfd: it does not pin the namespace, and is never someone else's).
   let pid1 = -1;
@@ -315,7 +290,6 @@ function makeSetup(b: ResolvedBridge, brIndex: number, address: string, lease: s
     bridge: b.bridge,
     hostIf,
     lease,
-    mounts,
     adopt(pid: number) {
       owner = ownerOf(pid);
       writeLeaseAtomic(lease, { ...owner, hostIf } as LeaseFile);

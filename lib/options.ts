@@ -1,6 +1,7 @@
 // options.ts: validation of AppOptions. Everything here is pure: a bad option throws a TypeError or
 // RangeError with a Node-style code before any directory, fd, cgroup or process exists.
 import * as path from 'node:path';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import { types } from 'node:util';
 
@@ -119,12 +120,29 @@ export interface ResolvedAppOptions {
   userns: UsernsOption | undefined;
   /** network: 'bridge' (or its object form) resolved; undefined for the other modes. */
   bridge: ResolvedBridge | undefined;
+  /** etcFiles: absent 'auto' (where the rootfs has the mount point), true 'require', false 'off'. */
+  etcFiles: EtcFilesMode;
+  /** Extra /etc/hosts entries [name, address]. */
+  hosts: Array<[string, string]>;
+  /** Host devices for the container's /dev (checked against the host by devices.ts). */
+  devices: ResolvedDeviceOption[];
+}
+
+export type EtcFilesMode = 'auto' | 'require' | 'off';
+
+export interface ResolvedDeviceOption {
+  /** The host's device node (absolute). */
+  path: string;
+  /** Where it appears: a path below /dev. */
+  containerPath: string;
+  /** Some of 'r', 'w', 'm', in that order. */
+  permissions: string;
 }
 
 const APP_KEYS = [
   'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
-  'userns', ...IMAGE_KEYS,
+  'userns', 'etcFiles', 'hosts', 'devices', ...IMAGE_KEYS,
 ] as const;
 const LIMIT_KEYS = ['memory', 'memoryHigh', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
@@ -300,6 +318,72 @@ export function checkMounts(name: string, v: unknown): ResolvedMount[] {
   });
 }
 
+export function checkEtcFiles(name: string, v: unknown): EtcFilesMode {
+  if (v === undefined) return 'auto';
+  return checkBoolean(name, v) ? 'require' : 'off';
+}
+
+/** `hosts`: { name: address }, as docker run --add-host name:address; at most 256. */
+export function checkHosts(name: string, v: unknown): Array<[string, string]> {
+  if (v === undefined) return [];
+  if (!isPlainObject(v)) throw invalidType(name, 'of type object', v);
+  const entries = Object.entries(v);
+  if (entries.length > 256) throw outOfRange(name, 'at most 256 entries', entries.length);
+  return entries.map(([host, addr]) => {
+    checkHostname(`${name} key`, host);
+    if (typeof addr !== 'string') throw invalidType(`${name}.${host}`, 'of type string', addr);
+    // Bounded: net.isIP takes an IPv6 zone of any length ('::1%' and megabytes of letters), which
+    // 256 entries would write into /etc/hosts under /run. 45 characters and an interface name.
+    if (addr.length > 64 || !net.isIP(addr)) throw invalidValue(`${name}.${host}`, addr.length > 64 ? `${addr.slice(0, 64)}...` : addr, 'must be an IPv4 or IPv6 address (at most 64 characters with its zone)');
+    return [host, addr];
+  });
+}
+
+/** What nsbox itself puts in every /dev: a device may not replace or go below one of these. */
+const OWN_DEV = ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'ptmx', 'pts', 'shm', 'fd', 'stdin', 'stdout', 'stderr', 'console'];
+
+/**
+ * `devices`: host device paths, or { path, containerPath?, permissions? } (docker run --device
+ * PATH[:CONTAINER_PATH[:PERMISSIONS]]). Pure: whether each path is a device is devices.ts's check.
+ */
+export function checkDevices(name: string, v: unknown): ResolvedDeviceOption[] {
+  if (v === undefined) return [];
+  const items = arrayElements(name, v, 'an array');
+  if (items.length > 64) throw outOfRange(name, 'at most 64 devices', items.length);
+  const seen = new Set<string>();
+  return items.map((d, i): ResolvedDeviceOption => {
+    const n = `${name}[${i}]`;
+    let p: unknown, cp: unknown, perms: unknown;
+    if (typeof d === 'string') {
+      p = d;
+    } else if (isPlainObject(d)) {
+      rejectUnknownKeys(d, ['path', 'containerPath', 'permissions'], `${n}.`);
+      ({ path: p, containerPath: cp, permissions: perms } = d);
+    } else {
+      throw invalidType(n, 'of type string or object', d);
+    }
+    const hostPath = checkAbsolutePath(typeof d === 'string' ? n : `${n}.path`, p);
+    const cpName = typeof d === 'string' || cp === undefined ? (typeof d === 'string' ? n : `${n}.path`) : `${n}.containerPath`;
+    const containerPath = checkAbsolutePath(cpName, cp === undefined ? hostPath : cp);
+    if (!containerPath.startsWith('/dev/')) {
+      throw invalidValue(cpName, containerPath, "must be a path below /dev (give containerPath for a device that lives elsewhere on the host)");
+    }
+    const first = containerPath.split('/')[2]!;
+    if (OWN_DEV.includes(first)) throw invalidValue(cpName, containerPath, `names nsbox's own /dev/${first}, which every container has`);
+    if (seen.has(containerPath)) throw invalidValue(cpName, containerPath, 'is given twice');
+    seen.add(containerPath);
+    let permissions = 'rwm';
+    if (perms !== undefined) {
+      if (typeof perms !== 'string') throw invalidType(`${n}.permissions`, 'of type string', perms);
+      if (perms === '' || !/^[rwm]+$/.test(perms) || new Set(perms).size !== perms.length) {
+        throw invalidValue(`${n}.permissions`, perms, "must be some of 'r', 'w', 'm' (e.g. 'rw'), each once");
+      }
+      permissions = ['r', 'w', 'm'].filter((c) => perms.includes(c)).join('');
+    }
+    return { path: hostPath, containerPath, permissions };
+  });
+}
+
 export function checkEnum<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
   if (!allowed.includes(v as T)) throw invalidValue(name, v, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`);
@@ -370,5 +454,8 @@ export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
     seccomp: resolveSeccomp(o.seccomp),
     userns: checkUsernsOption('userns', o.userns),
     bridge: network.bridge,
+    etcFiles: checkEtcFiles('etcFiles', o.etcFiles),
+    hosts: checkHosts('hosts', o.hosts),
+    devices: checkDevices('devices', o.devices),
   };
 }

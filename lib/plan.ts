@@ -9,8 +9,10 @@ import { NsboxError, errnoName } from './errors';
 import { forkClone, pathWalk, testFault } from './env';
 import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
-import { forgetFsOps, fsOpsFor, type OpMeta } from './fsops';
+import { forgetFsOps, fsOpsFor, OpList, type OpMeta } from './fsops';
+import { etcBinds } from './etc-ops';
 import type { ResolvedAppOptions } from './options';
+import { deviceBinds, type HostDevice } from './devices';
 
 export type { OpMeta };
 import { capLast, DEFAULT_CAPS, resolveCaps } from './caps';
@@ -121,6 +123,7 @@ export function emptyPlan(): NativePlan {
     staging: '/',
     ops: [],
     opsCompiled: undefined,
+    opsAfter: [],
     hostname: null,
     netLoUp: false,
     walkOnly: pathWalk(),
@@ -182,9 +185,18 @@ const envp = (env: Record<string, string>): string[] => Object.entries(env).map(
  * The app profile: the part of a plan that follows from the options alone, with the per-run fields
  * (fds, the cgroup, the init's argv) left as emptyPlan has them: the launch fills them in place.
  */
-export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number, userns = false): { plan: NativePlan; meta: OpMeta[]; candidates: string[] } {
+export function basePlan(
+  o: ResolvedAppOptions, staging: string, capLast: number, userns = false, etcDir?: string, devices: HostDevice[] = [], etcShared = false,
+): { plan: NativePlan; meta: OpMeta[]; candidates: string[] } {
   const K = native().constants;
-  const L = fsOpsFor(o, staging, userns);
+  // Shared /etc files (the same for every start with these options) are bound by the cached list.
+  const L = fsOpsFor(o, staging, userns, etcDir !== undefined, devices, etcShared ? etcDir : undefined);
+  // The binds of this container's own /etc files follow the shared list (their source is its own),
+  // and so do those of its devices (their source is this start's fd of the host node).
+  const A = new OpList(staging);
+  if (etcDir !== undefined && !etcShared) etcBinds(A, etcDir, o);
+  deviceBinds(A, devices, userns);
+  const E = A.ops.length ? A : null;
   const candidates = execCandidates(o.command[0]!, o.env.PATH ?? '');
   const keep = resolveCaps(DEFAULT_CAPS, o.capabilities);
   const plan = emptyPlan();
@@ -192,6 +204,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
   plan.staging = staging;
   plan.ops = L.ops;
   plan.opsCompiled = L.compiled;
+  if (E) plan.opsAfter = E.ops;
   plan.hostname = o.hostname;
   plan.netLoUp = o.network === 'loopback' || o.network === 'bridge';
   plan.netnsReserve = o.network === 'loopback';
@@ -213,7 +226,7 @@ export function basePlan(o: ResolvedAppOptions, staging: string, capLast: number
   plan.argv = o.command;
   plan.envp = envp(o.env);
   plan.seccomp = o.seccomp ? compileSeccomp(o.seccomp, process.arch, keep) : null;
-  return { plan, meta: L.meta, candidates };
+  return { plan, meta: E ? [...L.meta, ...E.meta] : L.meta, candidates };
 }
 
 /**

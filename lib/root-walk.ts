@@ -1,7 +1,8 @@
 // root-walk.ts: container paths resolved in a root on the host the way the child resolves them,
 // without following anything on the host: in a rootfs directory (resolveInRoot, an fd walk), or in
 // an image's layers (the merged view of lib/images/merged.ts). Only hints for the planner (which
-// mount points are missing and must be made in an upper layer); the child finds out for itself.
+// mount points are missing and must be made in an upper layer, where the generated /etc files'
+// points go); the child finds out for itself.
 import * as fs from 'node:fs';
 
 import { walkMerged } from './images/merged';
@@ -9,7 +10,7 @@ import { walkMerged } from './images/merged';
 /** O_PATH (not in fs.constants): an fd that names a file without opening it (same on x86_64 and arm64). */
 const O_PATH = 0o10000000;
 /** What one resolveInRoot may cost: components looked at, links followed (the kernel's own limit). */
-const RESOLVE_BUDGET = { components: 256, links: 40 };
+export const RESOLVE_BUDGET = { components: 256, links: 40 };
 
 /**
  * A container path resolved in a rootfs on the host the way the child resolves it
@@ -27,7 +28,7 @@ const RESOLVE_BUDGET = { components: 256, links: 40 };
  * the host: nothing of the host (a link's text, a directory's mode) ends up in the plan. The budget
  * bounds what an image can make this cost on Node's thread.
  */
-export function resolveInRoot(rootfs: string, target: string): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | null; rest: string[] | null } {
+export function resolveInRoot(rootfs: string, target: string, opts: { lastLink?: boolean } = {}): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | 'link' | null; rest: string[] | null } {
   let todo = target.split('/').filter(Boolean);
   const at: { name: string; mode: number }[] = [];
   let root: number;
@@ -64,6 +65,11 @@ export function resolveInRoot(rootfs: string, target: string): { at: { name: str
       }
       const st = fs.fstatSync(fd);
       if (st.isSymbolicLink()) {
+        if (opts.lastLink && !todo.length) {
+          // The last component is a link, and the caller asked what it is, not where it leads.
+          fs.closeSync(fd);
+          return { at, kind: 'link', rest: null };
+        }
         let link: string | undefined;
         try {
           // The link's own text (readlink never follows the last component), read in its directory.
@@ -93,7 +99,7 @@ export function resolveInRoot(rootfs: string, target: string): { at: { name: str
 
 /** What a container path is in a rootfs (resolveInRoot): 'dir', 'other', or null where it is missing. */
 export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
-  return resolveInRoot(rootfs, target).kind;
+  return resolveInRoot(rootfs, target).kind as 'dir' | 'other' | null;
 }
 
 /**
@@ -104,6 +110,6 @@ export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | nu
 export type RootSource = { dir: string } | { layers: string[]; xattrs: 'trusted' | 'user'; ref: string };
 
 /** A container path in a root source (resolveInRoot for a directory, the merged walk for layers). */
-export function resolveInSource(src: RootSource, target: string): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | null; rest: string[] | null } {
-  return 'dir' in src ? resolveInRoot(src.dir, target) : walkMerged({ top: [...src.layers].reverse(), xattrs: src.xattrs }, target);
+export function resolveInSource(src: RootSource, target: string, opts: { lastLink?: boolean } = {}): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | 'link' | null; rest: string[] | null } {
+  return 'dir' in src ? resolveInRoot(src.dir, target, opts) : walkMerged({ top: [...src.layers].reverse(), xattrs: src.xattrs }, target, undefined, opts);
 }

@@ -161,6 +161,35 @@ export interface AppOptions extends ImageRunOptions {
    * id on the host); `{ uidMap, gidMap }` gives explicit maps, checked before anything starts.
    */
   userns?: UsernsOption;
+  /**
+   * /etc/hosts, /etc/hostname and /etc/resolv.conf generated for the container (every network mode)
+   * and bound read-only over the image's; see docs/network.md. Never created in a caller's rootfs: a
+   * read-only root lacking one gets it in its throw-away overlay; a writable one goes without that
+   * file. `true`: a writable rootfs without one of them fails the start (ENOENT naming it, step
+   * `etc`). `false`: none are bound (the image's own are seen, or, with the default rootfs, the
+   * host's hosts and resolv.conf).
+   */
+  etcFiles?: boolean;
+  /** Extra /etc/hosts entries, `{ name: address }` (IPv4 or IPv6), as `docker run --add-host`. */
+  hosts?: Record<string, string>;
+  /**
+   * Host devices in the container's /dev, as `docker run --device`: a path (`'/dev/loop0'`), or
+   * `{ path, containerPath?, permissions? }` (`containerPath` below /dev, default `path`;
+   * `permissions` some of `'rwm'`, default all, enforced by the cgroup device allow-list). Only the
+   * named nodes are added (made with the host node's type, numbers and mode; bound from the host
+   * in a user namespace, where mknod is refused) and allowed. See docs/security.md.
+   */
+  devices?: Array<string | DeviceMapping>;
+}
+
+/** One entry of `devices` (docker's PATH:CONTAINER_PATH:PERMISSIONS). */
+export interface DeviceMapping {
+  /** The host's device node (a character or block device; symlinks are followed). */
+  path: string;
+  /** Where it appears in the container: a path below /dev (default `path`). */
+  containerPath?: string;
+  /** `r` read, `w` write, `m` mknod: some of `'rwm'` (default `'rwm'`). */
+  permissions?: string;
 }
 
 /** One line of a user namespace id map, as in the OCI runtime spec. */

@@ -54,10 +54,11 @@ function planMembers() {
 
 // JS keys that are not a Plan member of the same name, and where they go.
 const NOT_A_MEMBER = {
-  devicePolicy: 'device_prog_fd', // a boolean; the glue loads the program
+  devicePolicy: 'device_prog_fd', // true: the glue loads the shared program; a number: a program fd lib/ loaded (devices)
   cgroupMkdir: null, // PlanStorage: made by spawnAsync's worker, then cgroup_fd
   cgroupBase: null,
   opsCompiled: 'ops', // an id of a compiled ops list instead of ops
+  opsAfter: 'ops', // appended to ops (or the compiled list) into PlanStorage's joined list
   netnsReserve: null, // PlanStorage: may take net_fd from the reserve
   ipcnsReserve: null, // likewise ipc_fd
   mntTemplate: null, // likewise mnt_template_fd

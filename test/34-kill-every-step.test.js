@@ -107,8 +107,21 @@ const added = (before, after) => {
     return false;
   });
 };
-/** Files under nsbox's directories that name `pid`: a lease it owns, a temporary it was writing. */
-function filesOf(pid) {
+/**
+ * Made before `until` (ms): pids are reused within a run on a host whose pid_max is 32768 (this
+ * one's), so a cgroup or lease named by the killed runner's pid but made after it died is another
+ * process's (a test file running beside this one), never the killed run's.
+ */
+const madeBefore = (p, until) => {
+  try {
+    return fs.lstatSync(p).ctimeMs <= until;
+  } catch {
+    return false;
+  }
+};
+
+/** Files under nsbox's directories that name `pid` (made before `until`): a lease it owns, a temporary it was writing. */
+function filesOf(pid, until) {
   const out = [];
   const walk = (dir, depth) => {
     let entries = [];
@@ -123,6 +136,7 @@ function filesOf(pid) {
         if (depth < 4 && e.name !== '.staging') walk(p, depth + 1);
         continue;
       }
+      if (!madeBefore(p, until)) continue;
       if (e.name.endsWith(`.tmp-${pid}`)) out.push(p);
       else if (e.isFile() && e.name !== 'lock') {
         const text = readOr(p);
@@ -181,6 +195,8 @@ async function killCase(t, name, index, where, ctx) {
   const spec = { name, index, where, ...ctx.spec };
   const mountsBefore = mounts();
   const k = await runRunner('kill', spec, mark);
+  // The runner is dead: whatever is named by its pid and made after this is not its own.
+  const deadAt = Date.now();
   const key = `${name} ${index}`;
   if (k.said.notReached) {
     if (ctx.untilUnreached && index >= 4) return 'end';
@@ -197,18 +213,19 @@ async function killCase(t, name, index, where, ctx) {
   for (let i = 0; i < 500 && marked(mark).some((p) => p.split(' ')[1] === PRE_EXEC); i++) await sleep(4);
   const leftBeforeNext = {
     processes: marked(mark),
-    cgroups: cgroupsOf(k.pid),
-    files: filesOf(k.pid),
+    cgroups: cgroupsOf(k.pid, deadAt),
+    files: filesOf(k.pid, deadAt),
   };
   const next = await runRunner('next', { ...spec, again: profile }, `${mark}:next`);
   const left = {
     processes: marked(mark),
-    cgroups: cgroupsOf(k.pid),
+    cgroups: cgroupsOf(k.pid, deadAt),
     // (Mounts on nsbox's own directories and the test's: other processes on the shared host may
     // mount elsewhere meanwhile.)
     mounts: added(mountsBefore, mounts()).filter((m) => ['/run/nsbox/', '/var/lib/nsbox/', `${ctx.spec.stateDir}/`, ...(ctx.spec.rawStaging ? [ctx.spec.rawStaging] : [])].some((d) => `${m.split(' ')[0]}/`.startsWith(d))),
-    files: filesOf(k.pid),
+    files: filesOf(k.pid, deadAt),
     machineDirs: fs.readdirSync(ctx.spec.stateDir).filter((n) => !ctx.machineDirs.includes(n)),
+    etcDirs: etcDirsOf(k.pid, deadAt, ctx),
     ...(ctx.extra ? ctx.extra() : {}),
   };
   const clean = Object.values(left).every((v) => v.length === 0);
@@ -219,11 +236,30 @@ async function killCase(t, name, index, where, ctx) {
   return { key: `${key} (${profile})`, where: where1, leftBeforeNext: Object.values(leftBeforeNext).some((v) => v.length > 0) ? leftBeforeNext : null };
 }
 
-function cgroupsOf(pid) {
+/**
+ * The generated /etc directories (lib/etc.ts) of the killed run: an app container's is named by its
+ * Node's pid, a machine's by its state directory and name (the machines this test keeps running
+ * excepted).
+ */
+function etcDirsOf(pid, until, ctx) {
+  const { etcBase } = require('../dist/etc');
+  const real = fs.realpathSync(ctx.spec.stateDir);
+  const m = `m-${require('node:crypto').createHash('sha256').update(real).digest('hex').slice(0, 8)}-`;
+  const kept = ctx.machineDirs.map((n) => `${m}${n}-`);
+  let names = [];
+  try {
+    names = fs.readdirSync(etcBase());
+  } catch {
+    return [];
+  }
+  return names.filter((n) => ((n.startsWith(`${pid}-`) && madeBefore(path.join(etcBase(), n), until)) || n.startsWith(m)) && !kept.some((k) => n.startsWith(k) && /^[0-9a-f]{12}$/.test(n.slice(k.length))));
+}
+
+function cgroupsOf(pid, until) {
   const base = cgroupBase();
   if (!base) return [];
   try {
-    return fs.readdirSync(base).filter((n) => n.startsWith(`${pid}.`) || n.includes(`-kill-${pid}-`));
+    return fs.readdirSync(base).filter((n) => (n.startsWith(`${pid}.`) || n.includes(`-kill-${pid}-`)) && madeBefore(path.join(base, n), until));
   } catch {
     return [];
   }

@@ -59,12 +59,15 @@ async function countTemplate(fn) {
   }
 }
 
-/** The container's mount table without the ids (which differ run to run), sorted. */
+/**
+ * The container's mount table without the ids (which differ run to run), sorted; the directory of
+ * its generated /etc files (lib/etc.ts, one per container) shown as <etc>.
+ */
 function mountTable(text) {
   return text
     .split('\n')
     .filter(Boolean)
-    .map((l) => l.split(' ').slice(3).join(' '))
+    .map((l) => l.split(' ').slice(3).join(' ').replace(/\/etc\/\d+-[0-9a-f]{12}\//, '/etc/<etc>/'))
     .sort();
 }
 

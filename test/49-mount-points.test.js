@@ -76,7 +76,8 @@ t.test(`${who}: a file bound to /etc/new.conf, missing from the rootfs, is there
   });
   t.equal(r.exitCode, 0, r.stderr.toString());
   t.match(r.stdout.toString(), /^setting=1\nroot:x:0:0:/, 'the file is bound, the rootfs\'s own /etc still there');
-  t.match(r.stdout.toString(), /group\nnew\.conf\npasswd/, '/etc lists the rootfs\'s files and the new one');
+  // (hostname, hosts, resolv.conf: the fixture's mount points for the generated /etc files.)
+  t.match(r.stdout.toString(), /group\nhostname\nhosts\nnew\.conf\npasswd\nresolv\.conf\n$/, '/etc lists the rootfs\'s files and the new one');
   t.notOk(fs.existsSync(path.join(bb, 'etc/new.conf')), 'no new.conf in the rootfs on the host');
   t.same(tree(path.join(bb, 'etc')), was, 'the rootfs\'s /etc is unchanged');
 });

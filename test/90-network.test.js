@@ -168,6 +168,19 @@ function inner() {
     t.same((await settled(netBefore)).links, netBefore.links, 'their veths are gone with their namespaces');
   });
 
+  const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => fs.existsSync(p));
+  t.test("bridged, default rootfs: localhost and the container's own name resolve (glibc, python3); /etc files read-only", { skip: !python && 'no python3 on the host' }, async (t) => {
+    const c = spawn({
+      network: { bridge: BR, dns: DNS }, hostname: 'bridged',
+      command: [python, '-c', 'import socket, os; print(socket.gethostbyname("localhost"), socket.gethostbyname("bridged"), socket.gethostbyname("nsbox-host")); print(open("/etc/resolv.conf").read().strip()); print(os.access("/etc/hosts", os.W_OK))'],
+    });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    const info = await c.wait();
+    t.equal(info.exitCode, 0);
+    t.equal(out, `127.0.0.1 ${c.network.address} 10.88.0.1\nnameserver 10.88.0.1\nFalse\n`, 'localhost, its address, the bridge; the given nameserver; not writable');
+  });
+
   t.test('an app container with an allow-list reaches the allowed address and port and is refused at once elsewhere', { skip: noBusybox }, async (t) => {
     const web = await webMachine('policy-web');
     t.teardown(() => stopAll(web));

@@ -73,6 +73,15 @@ function busyboxRootfs() {
     fs.writeFileSync(path.join(tmp, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
     fs.writeFileSync(path.join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   });
+  // The mount points of the generated /etc files (lib/etc.ts), as a distribution image has them:
+  // nsbox never makes them in a caller's rootfs. (Also added to a fixture built before they were.)
+  for (const f of ['hosts', 'hostname', 'resolv.conf']) {
+    try {
+      fs.writeFileSync(path.join(rootfs, 'etc', f), '', { flag: 'wx' });
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+    }
+  }
   // Keep the rootfs's probe in step with a rebuilt one (atomically: other files may be running it).
   const inRoot = path.join(rootfs, 'probe');
   if (fs.statSync(inRoot).mtimeMs < fs.statSync(probe).mtimeMs) {
@@ -152,6 +161,21 @@ function threads() {
 }
 
 /** What a container could leave behind: a snapshot to compare before and after. */
+/**
+ * This process's per-container /etc directories (lib/etc.ts; `<pid>-<random>`, also the transient
+ * `<pid>-tmp-<random>` a shared one is written in): one per live container that has its own
+ * (bridged, CAP_SYS_ADMIN, past the shared limit). The shared ones (`s-<hash>`) are kept by design
+ * and not counted.
+ */
+function etcDirs() {
+  const { etcBase } = require('../dist/etc');
+  try {
+    return fs.readdirSync(etcBase()).filter((n) => n.startsWith(`${process.pid}-`)).length;
+  } catch {
+    return 0;
+  }
+}
+
 function snapshot() {
   // The addon keeps a reserve of network and IPC namespaces (native/glue/reserve.cc), refilled by a thread
   // of its own: their fds are not leaks, and while one is being made its fd and its short-lived
@@ -176,6 +200,7 @@ function snapshot() {
       children: liveChildren(),
       mounts: fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
       cgroups: countCgroups(),
+      etcDirs: etcDirs(),
     };
     if (same(st, native().netnsReserveState()) && same(ipc, native().ipcnsReserveState())) return snap;
   }

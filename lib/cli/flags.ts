@@ -56,7 +56,9 @@ export type Target =
   | 'mounts[]'
   | 'network.ports[]'
   | 'network.allow[]'
-  | 'env{}';
+  | 'devices[]'
+  | 'env{}'
+  | 'hosts{}';
 
 export interface FlagDef {
   /** The long name: '--memory'. */

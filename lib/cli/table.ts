@@ -3,7 +3,9 @@
 // shows the flag differently, lists a copy with just that changed: the parsing stays the one here.
 import type { CommandSpec, FlagDef } from './flags';
 import {
+  parseAddHost,
   parseBind,
+  parseDevice,
   parseDecimal,
   parseDuration,
   parseEnv,
@@ -67,6 +69,26 @@ export const FLAGS = {
     arg: 'ADDR[/LEN][:PORT[-PORT]]',
     to: 'network.allow[]',
     help: 'egress allow-list: only these destinations are reachable, anything else is\nrefused at once (repeatable; implies --network bridge)',
+  },
+  addHost: {
+    name: '--add-host',
+    arg: 'NAME:ADDR',
+    to: 'hosts{}',
+    parse: parseAddHost,
+    help: 'an /etc/hosts entry (repeatable)',
+  },
+  noEtcFiles: {
+    name: '--no-etc-files',
+    to: 'etcFiles',
+    value: false,
+    help: 'do not bind the generated /etc/hosts, /etc/hostname, /etc/resolv.conf',
+  },
+  device: {
+    name: '--device',
+    arg: 'PATH[:DST[:rwm]]',
+    to: 'devices[]',
+    parse: parseDevice,
+    help: 'a host device in /dev (repeatable; DST below /dev, default PATH)',
   },
   init: { name: '--init', to: 'init', help: 'run a tiny init as PID 1 that reaps orphans and forwards signals' },
   timeout: {
@@ -139,7 +161,7 @@ const LIMITS = [F.memory, F.memoryHigh, F.swap, F.pids, F.cpu, F.cpuset, F.cpuWe
 export const RUN: CommandSpec = {
   command: 'nsbox run',
   takesCommand: true,
-  flags: [F.rootfs, F.rw, F.bind, F.tmpfs, F.env, F.cwd, F.hostname, F.user, F.network, F.publish, F.allow, F.init, F.timeout, ...LIMITS, F.pull, F.entrypoint, F.store, F.help],
+  flags: [F.rootfs, F.rw, F.bind, F.tmpfs, F.env, F.cwd, F.hostname, F.user, F.network, F.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, F.pull, F.entrypoint, F.store, F.help],
 };
 
 /** `nsbox pull|images|rmi|image ...`: the store flag (and --json, --tag where they apply). */
@@ -173,6 +195,9 @@ export const MACHINE: Record<MachineSubcommand, CommandSpec> = {
       help: 'as for nsbox run (imply --network bridge). Published ports are forwarded\nby this nsbox process: with --publish, machine start stays in the foreground\nforwarding until the machine stops (Ctrl-C stops forwarding only)',
     },
     { ...F.allow, arg: 'ADDR[/LEN][:PORT]', joined: true },
+    F.addHost,
+    F.noEtcFiles,
+    F.device,
     // One line for all the limits: the first carries the help text, the others join it.
     { ...F.memory, help: 'cgroup v2 limits, as for nsbox run' },
     ...LIMITS.slice(1).map((f) => ({ ...f, joined: true })),

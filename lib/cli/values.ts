@@ -82,6 +82,23 @@ export function parseEnv(v: string): [string, string | undefined] {
   return eq > 0 ? [v.slice(0, eq), v.slice(eq + 1)] : [v, process.env[v]];
 }
 
+/** --add-host NAME:ADDR (docker's; the address may be IPv6, whose colons follow the first) */
+export function parseAddHost(v: string): [string, string] {
+  const c = v.indexOf(':');
+  if (c <= 0 || c === v.length - 1) throw new UsageError(`--add-host must be NAME:ADDRESS (such as db:10.0.0.5), got '${v}'`);
+  return [v.slice(0, c), v.slice(c + 1)];
+}
+
+/** --device PATH[:CONTAINER_PATH[:PERMISSIONS]] (docker's) */
+export function parseDevice(v: string): string | { path: string; containerPath?: string; permissions?: string } {
+  const parts = v.split(':');
+  if (parts.length > 3 || parts.some((p) => p === '')) throw new UsageError(`--device must be PATH[:CONTAINER_PATH[:PERMISSIONS]] (such as /dev/loop0:/dev/loop0:rw), got '${v}'`);
+  if (parts.length === 1) return v;
+  // docker: a second field of only r, w and m is the permissions.
+  if (parts.length === 2 && /^[rwm]+$/.test(parts[1]!)) return { path: parts[0]!, permissions: parts[1]! };
+  return parts.length === 2 ? { path: parts[0]!, containerPath: parts[1]! } : { path: parts[0]!, containerPath: parts[1]!, permissions: parts[2]! };
+}
+
 /** --publish [ADDR:]HOST:CONTAINER */
 export function parsePublish(v: string): PortMapping {
   const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)$/.exec(v);

@@ -33,7 +33,8 @@ export interface LayerStack {
 export interface Resolution {
   /** The merged directories walked through, from the root, with the top-most part's mode. */
   at: { name: string; mode: number }[];
-  kind: 'dir' | 'other' | null;
+  /** 'link': the last component is a symlink (only with lastLink, which asks what it is, not where it leads). */
+  kind: 'dir' | 'other' | 'link' | null;
   /** From the missing component on (its first name the missing one), or null where the walk cannot go on. */
   rest: string[] | null;
 }
@@ -59,7 +60,7 @@ function opaque(pathFd: number, xattrs: 'trusted' | 'user'): boolean {
  * the name in every layer below it; a non-directory hides everything below it; below a directory,
  * lower layers' directories of the same name merge in until one of them is opaque.
  */
-export function walkMerged(stack: LayerStack, target: string, leaf?: (fd: number, st: fs.Stats) => void): Resolution {
+export function walkMerged(stack: LayerStack, target: string, leaf?: (fd: number, st: fs.Stats) => void, opts: { lastLink?: boolean } = {}): Resolution {
   let todo = target.split('/').filter(Boolean);
   const at: { name: string; mode: number }[] = [];
   const roots: number[] = [];
@@ -122,6 +123,10 @@ export function walkMerged(stack: LayerStack, target: string, leaf?: (fd: number
       if (other) {
         const { fd, st, parent } = other;
         if (st.isSymbolicLink()) {
+          if (opts.lastLink && !todo.length) {
+            fs.closeSync(fd);
+            return { at, kind: 'link', rest: null };
+          }
           let link: string | undefined;
           try {
             // The link's own text, read in its directory (readlink never follows the last component).

@@ -501,10 +501,28 @@ struct TailState {
     int root = -1;
     DirCache dirs;
     g_walk_only = plan->walk_only;
+    bool prev_skipped = false;
     for (size_t i = 0; i < plan->n_ops; i++) {
       fault(plan, err_fd, STEP_OP, static_cast<int32_t>(i));
       int call;
-      if (run_op(plan->ops[i], root, &dirs, false, &call) != 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
+      // An optional bind's remount (the generated /etc files) follows its mount: skipped only if
+      // the mount was, never resolved to "missing" on its own. Between the two look-ups a
+      // concurrently written rootfs can swap the target's directory for a symlink (ELOOP) or take
+      // the file away: skipping the remount then left the bind of a shared host file writable.
+      const Op* op = &plan->ops[i];
+      Op strict;
+      if (i > 0 && optional_remount_of(plan->ops[i - 1], *op)) {
+        if (prev_skipped) {
+          prev_skipped = false;
+          continue;
+        }
+        strict = *op;
+        strict.where &= ~static_cast<uint32_t>(WHERE_OPTIONAL);
+        op = &strict;
+      }
+      bool skipped = false;
+      if (run_op(*op, root, &dirs, false, &call, &skipped) != 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
+      prev_skipped = skipped;
       if ((plan->ops[i].where & WHERE_OPEN_ROOT) && root < 0) {
         dirs.drop();
         root = open(plan->staging, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -24,7 +24,7 @@ const int kNumAllowedDevices = static_cast<int>(sizeof(kAllowedDevices) / sizeof
 
 namespace {
 
-constexpr int kMaxInsns = 64;
+constexpr int kMaxInsns = 512;
 
 struct Prog {
   bpf_insn insn[kMaxInsns];
@@ -41,13 +41,18 @@ struct Prog {
 };
 
 // struct bpf_cgroup_dev_ctx { u32 access_type /* access << 16 | type */; u32 major; u32 minor; }.
-// r2 = type, r4 = major, r5 = minor; for each allowed device: "if major != M skip; if minor == m
-// allow" as two jumps to the fixed exits at the end. The jump offsets are counted from the next
+// r2 = type, r3 = access, r4 = major, r5 = minor. First the container's own devices (`extra`, each
+// "type, major, minor match: allow if no access is outside its mask, else deny" in 7 instructions:
+// a rule's answer is final, so a device of the fixed list given with fewer permissions, a host pty
+// passed with 'r', is not writable through the fixed list's rwm), then the fixed list: a type check, and for each allowed device "if major != M skip; if minor == m allow"
+// as two jumps to the fixed exits at the end. The jump offsets are counted from the next
 // instruction, so each rule's are known when it is emitted: the exits' positions are known too,
 // since every rule has the same length.
-void build(Prog* p) {
+void build(Prog* p, const ExtraDevice* extra, int n_extra) {
   constexpr uint8_t kLdxW = BPF_LDX | BPF_MEM | BPF_W;
   constexpr uint8_t kAndK = BPF_ALU64 | BPF_AND | BPF_K;
+  constexpr uint8_t kRshK = BPF_ALU64 | BPF_RSH | BPF_K;
+  constexpr uint8_t kMovX = BPF_ALU64 | BPF_MOV | BPF_X;
   constexpr uint8_t kJneK = BPF_JMP | BPF_JNE | BPF_K;
   constexpr uint8_t kJeqK = BPF_JMP | BPF_JEQ | BPF_K;
   constexpr uint8_t kJa = BPF_JMP | BPF_JA;
@@ -55,12 +60,27 @@ void build(Prog* p) {
   constexpr uint8_t kExit = BPF_JMP | BPF_EXIT;
   p->add(kLdxW, 2, 1, 0, 0);
   p->add(kAndK, 2, 0, 0, 0xffff);
+  p->add(kLdxW, 3, 1, 0, 0);
+  p->add(kRshK, 3, 0, 0, 16);
   p->add(kLdxW, 4, 1, 4, 0);
   p->add(kLdxW, 5, 1, 8, 0);
-  // Layout: 4 loads, 1 type check, then 2 insns per rule, then "ja deny", deny (2), allow (2).
-  const int rules_at = 5;
+  // Layout: 6 loads, 7 insns per extra rule, 1 type check, then 2 insns per fixed rule, then
+  // "ja deny", deny (2), allow (2).
+  const int extra_at = 6;
+  const int rules_at = extra_at + 7 * n_extra + 1;
   const int deny_at = rules_at + 2 * kNumAllowedDevices + 1;
   const int allow_at = deny_at + 2;
+  for (int k = 0; k < n_extra; k++) {
+    const ExtraDevice& d = extra[k];
+    int self = p->n;
+    p->add(kJneK, 2, 0, 6, d.block ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR);
+    p->add(kJneK, 4, 0, 5, static_cast<int32_t>(d.major));
+    p->add(kJneK, 5, 0, 4, static_cast<int32_t>(d.minor));
+    p->add(kMovX, 6, 3, 0, 0);
+    p->add(kAndK, 6, 0, 0, static_cast<int32_t>(~d.access & 7u));
+    p->add(kJeqK, 6, 0, static_cast<int16_t>(allow_at - (self + 6)), 0);
+    p->add(kJa, 0, 0, static_cast<int16_t>(deny_at - (self + 7)), 0);
+  }
   p->add(kJneK, 2, 0, static_cast<int16_t>(deny_at - (p->n + 1)), BPF_DEVCG_DEV_CHAR);
   for (int k = 0; k < kNumAllowedDevices; k++) {
     const AllowedDevice& d = kAllowedDevices[k];
@@ -81,13 +101,7 @@ void build(Prog* p) {
   p->add(kExit, 0, 0, 0, 0);
 }
 
-pthread_once_t g_once = PTHREAD_ONCE_INIT;
-int g_fd = -1;
-int g_err = 0;
-
-void load() {
-  static Prog prog;
-  build(&prog);
+int load_prog(const Prog& prog) {
   static const char license[] = "Apache-2.0";
   union bpf_attr attr;
   memset(&attr, 0, sizeof(attr));
@@ -100,11 +114,22 @@ void load() {
   do {
     fd = syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
   } while (fd < 0 && errno == EAGAIN);
+  return static_cast<int>(fd);  // bpf() fds are close-on-exec
+}
+
+pthread_once_t g_once = PTHREAD_ONCE_INIT;
+int g_fd = -1;
+int g_err = 0;
+
+void load() {
+  static Prog prog;
+  build(&prog, nullptr, 0);
+  int fd = load_prog(prog);
   if (fd < 0) {
     g_err = errno;
     return;
   }
-  g_fd = static_cast<int>(fd);  // bpf() fds are close-on-exec
+  g_fd = fd;
 }
 
 }  // namespace
@@ -113,6 +138,17 @@ int device_policy_fd() {
   pthread_once(&g_once, load);
   if (g_fd < 0) errno = g_err;
   return g_fd;
+}
+
+int device_policy_load(const ExtraDevice* extra, int n_extra) {
+  if (n_extra < 0 || n_extra > kMaxExtraDevices) {
+    errno = E2BIG;
+    return -1;
+  }
+  static thread_local Prog prog;  // the JS thread only; 4 KiB kept off its stack
+  prog.n = 0;
+  build(&prog, extra, n_extra);
+  return load_prog(prog);
 }
 
 int attach_device_policy(int cgroup_fd, int prog_fd) {

@@ -43,6 +43,7 @@ struct OpenHow {
   uint64_t resolve;
 };
 constexpr uint64_t kResolveNoMagiclinks = 0x02;
+constexpr uint64_t kResolveNoSymlinks = 0x04;
 constexpr uint64_t kResolveInRoot = 0x10;
 
 }  // namespace
@@ -58,7 +59,7 @@ namespace {
 // Per-component resolution of `path` below `root` for kernels without openat2 (or a filter that
 // hides it): symlinks are followed by hand and ".." never climbs above root, as RESOLVE_IN_ROOT
 // does. Returns an O_PATH fd or -1. Stack buffers only.
-int walk_in_root(int root, const char* path) {
+int walk_in_root(int root, const char* path, bool no_symlinks) {
   char rest[4096];   // what is left to walk
   char link[4096];
   int stack[64];     // fds of the directories walked so far; stack[0] is a dup of root
@@ -95,6 +96,12 @@ int walk_in_root(int root, const char* path) {
       }
       struct stat st;
       if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+        if (no_symlinks) {
+          close(fd);
+          for (int i = 0; i <= depth; i++) close(stack[i]);
+          errno = ELOOP;
+          return -1;
+        }
         ssize_t ln = readlinkat(fd, "", link, sizeof(link) - 1);
         close(fd);
         if (ln < 0 || ++links > 40) {
@@ -141,19 +148,44 @@ int walk_in_root(int root, const char* path) {
 
 bool g_walk_only = false;
 
+namespace {
 
-int open_in_root(int root, const char* path, int* call) {
-  OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
+// openat2 with RESOLVE_IN_ROOT fails with EAGAIN when a ".." on the path raced with a rename or a
+// mount anywhere on the host (the kernel cannot tell it stayed inside): retried a few times, then
+// left to the walk (ENOSYS's path), which handles ".." by hand. Renames elsewhere, a container's
+// own included, must never fail a start.
+constexpr int kOpenat2Tries = 8;
+
+long openat2_in_root(int root, const char* rel, OpenHow* how) {
+  long fd = -1;
+  for (int i = 0; i < kOpenat2Tries; i++) {
+    fd = syscall(SYS_openat2, root, rel, how, sizeof(*how));
+    if (fd >= 0 || errno != EAGAIN) return fd;
+  }
+  return fd;
+}
+
+}  // namespace
+
+int open_in_root(int root, const char* path, int* call, bool no_symlinks) {
+  OpenHow how = {O_PATH | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks | (no_symlinks ? kResolveNoSymlinks : 0)};
   const char* rel = path;
   while (*rel == '/') rel++;
   if (call) *call = OPCALL_RESOLVE;
   if (!*rel) return fcntl(root, F_DUPFD_CLOEXEC, 3);
   if (!g_walk_only) {
-    long fd = syscall(SYS_openat2, root, rel, &how, sizeof(how));
-    if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+    long fd = openat2_in_root(root, rel, &how);
+    if (fd >= 0 || (errno != ENOSYS && errno != EAGAIN)) return static_cast<int>(fd);
   }
   if (call) *call = OPCALL_WALK;
-  return walk_in_root(root, rel);
+  return walk_in_root(root, rel, no_symlinks);
+}
+
+int open_dst_in_root(int root, const Op& op, int* call, bool* skip) {
+  const bool nofollow = op.where & WHERE_DST_NOFOLLOW;
+  int fd = open_in_root(root, op.dst, call, nofollow);
+  *skip = fd < 0 && (op.where & WHERE_OPTIONAL) && (errno == ENOENT || (nofollow && errno == ELOOP));
+  return fd;
 }
 
 // "/proc/self/fd/N" in buf: mount(2) takes paths, and this one names exactly the resolved object.
@@ -189,6 +221,25 @@ int open_src_beneath(const Op& op, int* call) {
   int e = errno;
   close(outer);
   errno = e;
+  return fd;
+}
+
+int open_src_fd(const Op& op, int* call) {
+  *call = OPCALL_OPEN;
+  int fd = open(op.src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat a, b;
+  if (fstat(fd, &a) != 0 || fstat(static_cast<int>(op.dev), &b) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  if (a.st_dev != b.st_dev || a.st_ino != b.st_ino || (a.st_mode & S_IFMT) != (b.st_mode & S_IFMT)) {
+    close(fd);
+    errno = ESTALE;
+    return -1;
+  }
   return fd;
 }
 
@@ -236,8 +287,21 @@ int parent_in_root_cached(int root, const char* path, const char** name, DirCach
   return fd;
 }
 
-int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
+bool optional_remount_of(const Op& mnt, const Op& op) {
+  if (mnt.kind != OP_MOUNT || op.kind != OP_REMOUNT || !(mnt.where & WHERE_OPTIONAL) || !(op.where & WHERE_OPTIONAL)) return false;
+  const char* a = mnt.dst;
+  const char* b = op.dst;
+  if (!a || !b) return false;
+  while (*a && *a == *b) {
+    a++;
+    b++;
+  }
+  return *a == *b;
+}
+
+int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bool* skipped) {
   *call = OPCALL_OWN;
+  if (skipped) *skipped = false;
   const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
   const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
   char dbuf[32], sbuf[32];
@@ -249,7 +313,11 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
       const char* dst = op.dst;
       const char* src = op.src;
       if (dst_in) {
-        if ((dfd = open_in_root(root, op.dst, call)) < 0) return -1;
+        bool skip;
+        if ((dfd = open_dst_in_root(root, op, call, &skip)) < 0) {
+          if (skip && skipped) *skipped = true;
+          return skip ? 0 : -1;
+        }
         dst = fd_path(dbuf, dfd, rel_proc);
       }
       if (src_in) {
@@ -268,6 +336,15 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
         src = fd_path(sbuf, sfd, rel_proc);
       }
       const char* data = op.data;
+      if (op.kind == OP_MOUNT && (op.where & WHERE_SRC_FD)) {
+        if ((sfd = open_src_fd(op, call)) < 0) {
+          int e = errno;
+          if (dfd >= 0) close(dfd);
+          errno = e;
+          return -1;
+        }
+        src = fd_path(sbuf, sfd, rel_proc);
+      }
       if (op.kind == OP_MOUNT && (op.where & WHERE_SRC_BENEATH)) {
         if ((sfd = open_src_beneath(op, call)) < 0) {
           int e = errno;
@@ -299,6 +376,15 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
         // The cache owns the fd: it is not closed below.
         if ((dir = parent_in_root_cached(root, op.dst, &name, cache, call)) < 0) return -1;
         *call = OPCALL_OWN;
+        if (op.where & WHERE_DST_ROOT_MNT) {
+          // Directories of an overlay all have its st_dev; a caller's bind, /dev or /proc another.
+          struct stat ps, rs;
+          if (fstat(dir, &ps) != 0 || fstat(root, &rs) != 0) return -1;
+          if (ps.st_dev != rs.st_dev) {
+            errno = EXDEV;
+            return -1;
+          }
+        }
       }
       if (op.kind == OP_MKDIR) {
         rc = mkdirat(dir, name, op.mode);
@@ -310,9 +396,17 @@ int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call) {
         }
         if (rc != 0 && errno == EEXIST) {
           struct stat st;
-          // A directory, or a symlink to one (mounts on it are resolved in root later).
-          if ((fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) ||
-              (dst_in && fstatat(dir, name, &st, 0) == 0 && S_ISDIR(st.st_mode))) {
+          // A directory, or a symlink to one (mounts on it are resolved in root later). The link
+          // is followed inside the root, as the mount will follow it: fstatat would follow it from
+          // the child's own root, the host's before pivot_root, and whether the start failed
+          // (ENOTDIR) told the image whether a host path of its choosing is a directory.
+          bool is_dir = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+          if (!is_dir && dst_in) {
+            int t = open_in_root(root, op.dst);
+            is_dir = t >= 0 && fstat(t, &st) == 0 && S_ISDIR(st.st_mode);
+            if (t >= 0) close(t);
+          }
+          if (is_dir) {
             rc = 0;
           } else {
             errno = ENOTDIR;
@@ -379,9 +473,9 @@ int open_beneath_root(const char* path, uint64_t flags) {
     fd = (flags & O_PATH) ? fcntl(root, F_DUPFD_CLOEXEC, 3) : openat(root, ".", static_cast<int>(flags));
   } else {
     OpenHow how = {flags | O_CLOEXEC, 0, kResolveInRoot | kResolveNoMagiclinks};
-    fd = g_walk_only ? -1 : syscall(SYS_openat2, root, rel, &how, sizeof(how));
-    if (g_walk_only || (fd < 0 && errno == ENOSYS)) {
-      int p = walk_in_root(root, rel);
+    fd = g_walk_only ? -1 : openat2_in_root(root, rel, &how);
+    if (g_walk_only || (fd < 0 && (errno == ENOSYS || errno == EAGAIN))) {
+      int p = walk_in_root(root, rel, false);
       if (p < 0 || (flags & O_PATH)) {
         fd = p;
       } else {

@@ -147,8 +147,8 @@ void mount_in_template(const Plan* plan, int err_fd) {
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
     int t;
     int call = OPCALL_OPEN_TREE;
-    if (op.where & WHERE_SRC_BENEATH) {
-      int s = open_src_beneath(op, &call);
+    if (op.where & (WHERE_SRC_BENEATH | WHERE_SRC_FD)) {
+      int s = (op.where & WHERE_SRC_FD) ? open_src_fd(op, &call) : open_src_beneath(op, &call);
       if (s >= 0) call = OPCALL_OPEN_TREE;
       t = s < 0 ? -1 : sys::open_tree(s, "", fl | AT_EMPTY_PATH);
       int e = errno;
@@ -207,7 +207,15 @@ void mount_in_template(const Plan* plan, int err_fd) {
     if (is_host_bind(op)) {
       dirs.drop();
       int t = trees[next_tree++];
-      int dfd = open_in_root(root, op.dst, &call);
+      bool skip;
+      int dfd = open_dst_in_root(root, op, &call, &skip);
+      if (skip) {
+        // A mount point the image lacks (or has behind a symlink: WHERE_DST_NOFOLLOW), for a mount
+        // that is only made where it has one.
+        close(t);
+        if (merges_remount(plan, i)) i++;
+        continue;
+      }
       if (dfd < 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
       call = OPCALL_MOVE_MOUNT;
       rc = sys::move_mount(t, "", dfd, "", sys::kMoveMountFEmptyPath | sys::kMoveMountTEmptyPath);

@@ -40,6 +40,28 @@ enum OpWhere : uint32_t {
   // container may have written (a component swapped for a symlink to "/" must not lead the host
   // out of that directory). data is not passed to mount(2) then.
   WHERE_SRC_BENEATH = 8,
+  // A mount or remount of a container path that may be missing from the image: ENOENT resolving
+  // dst in the root skips the op (its remount is skipped the same way) instead of failing the
+  // start. Used for the generated /etc/hosts, /etc/hostname and /etc/resolv.conf, whose mount
+  // points are never created in a user's rootfs (lib/etc.ts).
+  WHERE_OPTIONAL = 16,
+  // A bind of a host node that the parent has checked through an O_PATH fd (a device of the
+  // `devices` option, lib/devices.ts): src is the node's host path, dev that fd (the child has it at
+  // the same number). Binding the parent's fd itself would fail in a mount namespace of the child's
+  // own (its mount is the old namespace's), so the child opens src (O_PATH | O_NOFOLLOW) and binds
+  // that, only if it is the very inode of the fd (ESTALE otherwise): a name swapped for a link to
+  // another file after the parent's check never gets bound.
+  WHERE_SRC_FD = 32,
+  // dst is resolved in the root with no symlink on its way (openat2 RESOLVE_NO_SYMLINKS, or the walk
+  // refusing one): ELOOP, and with WHERE_OPTIONAL skipped like a missing point. The generated /etc
+  // files: an image's /etc/resolv.conf -> /dev/urandom (or -> ../run/systemd/...) must not get the
+  // file bound over what it points to (nsbox's own /dev nodes, /proc files).
+  WHERE_DST_NOFOLLOW = 64,
+  // A mount point made in the root's overlay (a mkdir or touch of a container path, lib/fsops.ts
+  // finishRoot): its parent must be on the root's own mount, else EXDEV. An image's link to a
+  // caller's mount point (mnt -> data) would otherwise lead the mkdir into the caller's host
+  // directory, making there what the container itself may not.
+  WHERE_DST_ROOT_MNT = 128,
 };
 
 struct Op {

@@ -238,6 +238,36 @@ Napi::Value DevicePolicyAvailable(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fd >= 0 ? 0 : -errno);
 }
 
+// devicePolicyLoad([block, major, minor, access, ...]): a program with the fixed allow-list and these
+// devices added (a container's `devices`): its fd (lib/ closes it after the spawn), or -errno.
+Napi::Value DevicePolicyLoad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    ThrowType(env, "devicePolicyLoad: an array");
+    return env.Undefined();
+  }
+  Napi::Array a = info[0].As<Napi::Array>();
+  if (a.Length() % 4 != 0 || a.Length() / 4 > static_cast<uint32_t>(nsbox::kMaxExtraDevices)) {
+    ThrowType(env, "devicePolicyLoad: [block, major, minor, access] at most 64 times");
+    return env.Undefined();
+  }
+  nsbox::ExtraDevice extra[nsbox::kMaxExtraDevices];
+  int n = static_cast<int>(a.Length() / 4);
+  for (int k = 0; k < n; k++) {
+    double v[4];
+    for (int j = 0; j < 4; j++) {
+      Napi::Value x = a.Get(static_cast<uint32_t>(k * 4 + j));
+      if (!IsIntIn(x, 0, j == 3 ? 7 : 4294967295.0, &v[j])) {
+        ThrowType(env, "devicePolicyLoad: a number out of range");
+        return env.Undefined();
+      }
+    }
+    extra[k] = {v[0] != 0, static_cast<unsigned>(v[1]), static_cast<unsigned>(v[2]), static_cast<unsigned>(v[3])};
+  }
+  int fd = nsbox::device_policy_load(extra, n);
+  return Napi::Number::New(env, fd >= 0 ? fd : -errno);
+}
+
 // allowedDevices(): the allow-list as [{ major, minor (-1: any), name }] (devices.cc).
 Napi::Value AllowedDevices(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -321,6 +351,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("configure", Napi::Function::New(env, Configure));
   exports.Set("devicePolicyAvailable", Napi::Function::New(env, DevicePolicyAvailable));
   exports.Set("allowedDevices", Napi::Function::New(env, AllowedDevices));
+  exports.Set("devicePolicyLoad", Napi::Function::New(env, DevicePolicyLoad));
   InitPlanReader(env, exports);
   InitWatchers(env, exports);
   InitFds(env, exports);
@@ -375,6 +406,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("WHERE_SRC_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_SRC_IN_ROOT));
   c.Set("WHERE_OPEN_ROOT", Napi::Number::New(env, nsbox::WHERE_OPEN_ROOT));
   c.Set("WHERE_SRC_BENEATH", Napi::Number::New(env, nsbox::WHERE_SRC_BENEATH));
+  c.Set("WHERE_OPTIONAL", Napi::Number::New(env, nsbox::WHERE_OPTIONAL));
+  c.Set("WHERE_SRC_FD", Napi::Number::New(env, nsbox::WHERE_SRC_FD));
+  c.Set("WHERE_DST_NOFOLLOW", Napi::Number::New(env, nsbox::WHERE_DST_NOFOLLOW));
+  c.Set("WHERE_DST_ROOT_MNT", Napi::Number::New(env, nsbox::WHERE_DST_ROOT_MNT));
   exports.Set("constants", c);
   return exports;
 }

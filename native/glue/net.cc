@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/netlink_parent.h"
@@ -327,18 +328,59 @@ Napi::Value NetnsTcpSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), j.fd >= 0 ? j.fd : -(j.err ? j.err : EIO));
 }
 
-// lockFile(path): an fd of path (created 0600) holding an exclusive flock, or -errno. Blocks: the
-// sections it guards (lease allocation) take milliseconds.
+// flock(fd, op | LOCK_NB) retried with a backoff of 1 to 16 ms until wait_ms have passed: 0, or
+// -errno (-EAGAIN: held and wait_ms 0; -ETIMEDOUT: still held after wait_ms). The holder of an
+// nsbox lock is another process, which may be stopped or hung: no wait on Node's thread is endless.
+int flock_bounded(int fd, int op, int64_t wait_ms) {
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  long pause_ns = 1000000;
+  for (;;) {
+    if (NSBOX_RETRY(flock(fd, op | LOCK_NB)) == 0) return 0;
+    if (errno != EWOULDBLOCK) return -errno;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const int64_t spent_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+    if (spent_ms >= wait_ms) return wait_ms > 0 ? -ETIMEDOUT : -EAGAIN;
+    struct timespec pause = {0, pause_ns};
+    nanosleep(&pause, nullptr);
+    if (pause_ns < 16000000) pause_ns *= 2;
+  }
+}
+
+// lockFile(path, waitMs): an fd of path (created 0600) holding an exclusive flock, or -errno. The
+// sections it guards (lease allocation, a machine name's claim) take milliseconds; the wait is
+// bounded (flock_bounded).
 Napi::Value LockFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
+  const int64_t wait_ms = info.Length() > 1 ? info[1].As<Napi::Number>().Int64Value() : 0;
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Napi::Number::New(env, -errno);
-  int rc = NSBOX_RETRY(flock(fd, LOCK_EX));
+  int rc = flock_bounded(fd, LOCK_EX, wait_ms);
   if (rc != 0) {
-    int e = errno;
     close(fd);
-    return Napi::Number::New(env, -e);
+    return Napi::Number::New(env, rc);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// flockDir(path, exclusive, waitMs): an fd of the directory path (not following a last symlink)
+// holding a shared flock, or with `exclusive` an exclusive one (never waited for: waitMs is for the
+// shared one; an exclusive one is held for a rename only); -errno on failure (flock_bounded). The
+// shared /etc directories (lib/etc.ts): a start holds its shared lock until its binds are made, and
+// a directory is removed only under the exclusive one.
+Napi::Value FlockDir(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  bool exclusive = info[1].ToBoolean().Value();
+  const int64_t wait_ms = !exclusive && info.Length() > 2 ? info[2].As<Napi::Number>().Int64Value() : 0;
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  int rc = flock_bounded(fd, exclusive ? LOCK_EX : LOCK_SH, wait_ms);
+  if (rc != 0) {
+    close(fd);
+    return Napi::Number::New(env, rc);
   }
   return Napi::Number::New(env, fd);
 }
@@ -355,6 +397,7 @@ void InitNet(Napi::Env env, Napi::Object exports) {
   exports.Set("netSocket", Napi::Function::New(env, NetSocket));
   exports.Set("tcpListen", Napi::Function::New(env, TcpListen));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
+  exports.Set("flockDir", Napi::Function::New(env, FlockDir));
   exports.Set("netPidfd", Napi::Function::New(env, NetPidfd));
   exports.Set("netnsTcpSocket", Napi::Function::New(env, NetnsTcpSocket));
 }

@@ -107,7 +107,7 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
     op.kind = static_cast<uint32_t>(d);
     if (!GetInt(o, "mode", 0, 0xffffffff, &d)) return false;
     op.mode = static_cast<uint32_t>(d);
-    if (!GetInt(o, "where", 0, 15, &d)) return false;
+    if (!GetInt(o, "where", 0, 255, &d)) return false;
     op.where = static_cast<uint32_t>(d);
     if (!GetInt(o, "dev", 0, 9007199254740991.0, &d)) return false;
     op.dev = static_cast<uint64_t>(d);
@@ -118,9 +118,22 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
     if (!GetString(o, "fstype", st, &op.fstype, true)) return false;
     if (!GetString(o, "data", st, &op.data, true)) return false;
     if ((op.where & nsbox::WHERE_SRC_IN_ROOT) && !op.src) return ThrowType(env, "ops[].src");
+    if ((op.where & nsbox::WHERE_OPTIONAL) &&
+        (!(op.where & nsbox::WHERE_DST_IN_ROOT) || (op.kind != nsbox::OP_MOUNT && op.kind != nsbox::OP_REMOUNT)))
+      return ThrowType(env, "ops[].where (WHERE_OPTIONAL: a mount or remount of a container path)");
     if ((op.where & nsbox::WHERE_SRC_BENEATH) &&
         (!op.src || !op.data || op.kind != nsbox::OP_MOUNT || !(op.flags & nsbox::kMsBind) || (op.where & nsbox::WHERE_SRC_IN_ROOT)))
       return ThrowType(env, "ops[].where (WHERE_SRC_BENEATH: a bind with src and data)");
+    if ((op.where & nsbox::WHERE_SRC_FD) &&
+        (!op.src || op.kind != nsbox::OP_MOUNT || !(op.flags & nsbox::kMsBind) || op.dev > 2147483647u ||
+         (op.where & (nsbox::WHERE_SRC_IN_ROOT | nsbox::WHERE_SRC_BENEATH))))
+      return ThrowType(env, "ops[].where (WHERE_SRC_FD: a bind with src and its fd in dev)");
+    if ((op.where & nsbox::WHERE_DST_ROOT_MNT) &&
+        (!(op.where & nsbox::WHERE_DST_IN_ROOT) || (op.kind != nsbox::OP_MKDIR && op.kind != nsbox::OP_TOUCH)))
+      return ThrowType(env, "ops[].where (WHERE_DST_ROOT_MNT: a mkdir or touch of a container path)");
+    if ((op.where & nsbox::WHERE_DST_NOFOLLOW) &&
+        (!(op.where & nsbox::WHERE_DST_IN_ROOT) || (op.kind != nsbox::OP_MOUNT && op.kind != nsbox::OP_REMOUNT)))
+      return ThrowType(env, "ops[].where (WHERE_DST_NOFOLLOW: a mount or remount of a container path)");
   }
   return true;
 }
@@ -141,9 +154,14 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     // devicePolicy: attach the device allow-list (lib/ asks only where devicePolicyAvailable()).
     Napi::Value v;
     if (!Read(js, "devicePolicy", &v)) return false;
-    if (!v.IsUndefined() && !v.IsBoolean()) return ThrowType(js.Env(), "devicePolicy");
+    // Or the fd of a program devicePolicyLoad made with the container's own devices added (lib/
+    // owns it and closes it after the spawn: the attachment keeps the program).
+    double fd;
+    if (!v.IsUndefined() && !v.IsBoolean() && !IsIntIn(v, 0, 2147483647.0, &fd)) return ThrowType(js.Env(), "devicePolicy");
     p.device_prog_fd = -1;
-    if (v.IsBoolean() && v.As<Napi::Boolean>().Value()) {
+    if (v.IsNumber()) {
+      p.device_prog_fd = static_cast<int>(fd);
+    } else if (v.IsBoolean() && v.As<Napi::Boolean>().Value()) {
       p.device_prog_fd = nsbox::device_policy_fd();
       if (p.device_prog_fd < 0) return ThrowType(js.Env(), "devicePolicy (not available: check devicePolicyAvailable())");
     }
@@ -181,6 +199,22 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     if (!ConvertOps(js.Env(), opsv, st, &st->ops)) return false;
     p.ops = st->ops.data();
     p.n_ops = st->ops.size();
+  }
+  {
+    // opsAfter: this start's own ops after the (compiled, shared) list: the binds of its generated
+    // /etc files, whose source directory is its own. Joined into one list the child runs.
+    Napi::Value av;
+    if (!Read(js, "opsAfter", &av)) return false;
+    if (!av.IsUndefined() && !(av.IsArray() && av.As<Napi::Array>().Length() == 0)) {
+      std::vector<Op> after;
+      if (!ConvertOps(js.Env(), av, st, &after)) return false;
+      if (p.n_ops + after.size() > 4096) return ThrowType(js.Env(), "opsAfter");
+      std::vector<Op> joined(p.ops, p.ops + p.n_ops);
+      joined.insert(joined.end(), after.begin(), after.end());
+      st->ops.swap(joined);
+      p.ops = st->ops.data();
+      p.n_ops = st->ops.size();
+    }
   }
   // Test support (lib/env.ts reads NSBOX_FORCE_PATH_WALK and NSBOX_FORK_CLONE into the plan): the
   // resolver used where openat2 is missing, and the fork-style clone.

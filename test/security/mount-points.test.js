@@ -1,4 +1,4 @@
-// The planner of missing mount points (lib/fsops.ts resolveInRoot) walked the rootfs on the host
+// The planner of missing mount points (lib/root-walk.ts resolveInRoot) walked the rootfs on the host
 // with lstat/readlink on host paths (path.join(rootfs, ...dirs so far, name)); it now opens each
 // component O_PATH | O_NOFOLLOW relative to the fd of the one before. Found by review (#17). The rootfs is the
 // attacker's: a writable container on the same rootfs (readonly: false), a machine's root or the

@@ -6,7 +6,7 @@ const t = require('tap');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const { run, NsboxError } = require('../..');
 const { busyboxRootfs, warmUp, assertNoLeaks } = require('../helpers');
 
@@ -116,6 +116,33 @@ t.test(`a missing mount point under links planted out of the rootfs is made insi
   t.same(listing(outside), outsideBefore, 'nothing was made in the host directory');
   t.same(listing('/etc'), hostEtc, 'nothing was made in the host\'s /etc');
   t.same(listing(path.join(rootfs, 'etc')), rootEtc, 'nor in the rootfs\'s /etc');
+});
+
+t.test(`a ".." on a mount target's path resolves while another process renames files elsewhere on the host${mode}`, { skip: noBusybox }, async (t) => {
+  // openat2's RESOLVE_IN_ROOT fails a ".." with EAGAIN when a rename or mount anywhere on the host
+  // raced with it: a container renaming files in a loop (or a busy host) must not fail other
+  // starts. Found by the rootless lane of CI on a loaded host (EAGAIN, step mount.target).
+  const { rootfs } = hostile(t);
+  fs.symlinkSync('../../../../etc', path.join(rootfs, 'climb'));
+  fs.writeFileSync(path.join(rootfs, 'etc', 'nsbox-point.conf'), '');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-renames-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'f'), 'bound\n');
+  fs.writeFileSync(path.join(dir, 'a'), '');
+  const renamer = spawn(process.execPath, ['-e', `const fs = require('fs'); for (;;) { fs.renameSync(${JSON.stringify(dir + '/a')}, ${JSON.stringify(dir + '/b')}); fs.renameSync(${JSON.stringify(dir + '/b')}, ${JSON.stringify(dir + '/a')}); }`], { stdio: 'ignore' });
+  const gone = new Promise((r) => renamer.on('exit', r));
+  t.teardown(async () => {
+    renamer.kill('SIGKILL');
+    await gone;
+  });
+  const o = { rootfs, mounts: [{ type: 'bind', source: path.join(dir, 'f'), target: '/climb/nsbox-point.conf' }], command: ['/bin/cat', '/etc/nsbox-point.conf'] };
+  const failed = {};
+  for (let i = 0; i < 100; i++) {
+    const r = await run(o).catch((e) => e);
+    const what = r instanceof Error ? `${r.code} ${r.step}` : r.stdout.toString() === 'bound\n' ? null : `exit ${r.exitCode}: ${r.stdout}${r.stderr}`;
+    if (what) failed[what] = (failed[what] ?? 0) + 1;
+  }
+  t.same(failed, {}, '100 starts, each bound through the ".." inside the root');
 });
 
 t.test(`a mount point swapped for a link after it was planned is never made through it${mode}`, { skip: noBusybox }, async (t) => {

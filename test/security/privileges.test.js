@@ -114,7 +114,9 @@ t.test("the host's mounts are not visible", { skip }, async (t) => {
   const out = await attempt(t, 'cat /proc/self/mountinfo');
   // Field 5 is where each mount is attached, as the container sees it.
   const points = out.trim().split('\n').map((l) => l.split(' ')[4]);
-  const expected = ['/', '/dev', '/dev/pts', '/dev/shm', '/proc', '/tmp'];
+  // The generated /etc files (lib/etc.ts) are the container's own, bound read-only where the image
+  // has them (the busybox fixture does).
+  const expected = ['/', '/dev', '/dev/pts', '/dev/shm', '/proc', '/tmp', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf'];
   // In a user namespace (rootless) the device nodes are the host's, bound in: mknod is refused there.
   if (!isRoot()) expected.push(...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => '/dev/' + d));
   t.same(points.filter((p) => !p.startsWith('/proc/')).sort(), expected.sort(), `only the container's own mounts (${points.length})`);

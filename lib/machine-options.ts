@@ -170,10 +170,12 @@ export function checkName(v: unknown): string {
   return v;
 }
 
-export function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw invalidType('options', 'of type object', opts);
+export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalidType('options', 'of type object', input);
+  // Each option read once (see resolveAppOptions).
+  const opts: Record<string, unknown> = { ...input };
   rejectUnknownKeys(opts, MACHINE_KEYS, '');
-  const o = opts as MachineOptions;
+  const o = opts as unknown as MachineOptions;
   const name = checkName(o.name);
   const image = checkImageOptions(o as unknown as Record<string, unknown>);
   if (o.rootfs === undefined && !image) throw invalidType('rootfs', 'of type string', undefined);

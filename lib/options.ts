@@ -419,20 +419,25 @@ export function checkSignal(name: string, v: unknown): AbortSignal | undefined {
 }
 
 /** Validates and fills in defaults. Throws before anything is created. */
-export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
-  if (!isPlainObject(opts)) throw invalidType('options', 'of type object', opts);
+export function resolveAppOptions(input: unknown): ResolvedAppOptions {
+  if (!isPlainObject(input)) throw invalidType('options', 'of type object', input);
+  // Each option read once (a getter or a Proxy that answers differently on a second read, e.g. no
+  // rootfs for the image check and a rootfs after it, must not get past a check).
+  const opts = { ...input };
   rejectUnknownKeys(opts, APP_KEYS, '');
   const o = opts as unknown as AppOptions;
   const image = checkImageOptions(opts);
-  // With an image, the command may come from its config (filled in once it is leased).
-  if (o.command === undefined && !image) throw invalidType('command', 'an array of strings', undefined);
+  // With an image, the command may come from its config (filled in once it is leased). Read once:
+  // a getter that answers differently on a second read must not turn a missing command into [].
+  const command = o.command;
+  if (command === undefined && !image) throw invalidType('command', 'an array of strings', undefined);
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
   if (!mounts.some((m) => m.target === '/tmp')) mounts.unshift({ type: 'tmpfs', target: '/tmp', size: undefined, mode: 0o1777 });
   const network = checkNetwork('network', o.network);
   const capabilities = checkCapabilities('capabilities', o.capabilities);
   checkPolicyCaps('network', network.bridge, DEFAULT_CAPS, capabilities);
   return {
-    command: o.command === undefined ? [] : checkCommand('command', o.command),
+    command: command === undefined ? [] : checkCommand('command', command),
     rootfs: o.rootfs === undefined ? undefined : checkAbsolutePath('rootfs', o.rootfs),
     image,
     readonly: o.readonly === undefined ? true : checkBoolean('readonly', o.readonly),

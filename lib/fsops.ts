@@ -10,7 +10,7 @@ import { NsboxError, fromSystemError } from './errors';
 import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
-import { mergedRootMode } from './images/merged';
+import { mergedRootMode, PLAN_LOOKUPS, type WalkBudget } from './images/merged';
 import { kindInRoot, resolveInRoot, resolveInSource, type RootSource } from './root-walk';
 
 export { kindInRoot, resolveInRoot, resolveInSource, type RootSource };
@@ -202,7 +202,7 @@ export class OpList {
    * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
    * then fails with its true error.
    */
-  private upperPoints(src: RootSource, upper: string, step: string): void {
+  private upperPoints(src: RootSource, upper: string, step: string, budget: WalkBudget): void {
     const done = new Set<string>();
     const mk = (p: string, mode: number): void => {
       if (done.has(p)) return;
@@ -210,8 +210,11 @@ export class OpList {
       this.hostMkdir(p, step, mode);
     };
     for (const pt of this.points) {
-      const r = resolveInSource(src, pt.path);
+      const r = resolveInSource(src, pt.path, budget);
       if (r.kind !== null || r.rest === null) continue;
+      // Each name made costs the plan's budget too (a 2000-component WorkingDir is 2000 points of
+      // up to 2000 names each): past it, the point is left to the child's mkdir in the overlay.
+      if ((budget.lookups -= r.at.length + r.rest.length) < 0) continue;
       let cur = upper;
       for (const a of r.at) mk((cur += '/' + a.name), a.mode);
       r.rest.forEach((name, i) => {
@@ -238,7 +241,10 @@ export class OpList {
     this.deferred = undefined;
     const K = this.K;
     // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
-    const missing = this.points.find((p) => resolveInSource(d.src, p.path).kind === null);
+    // One budget for every walk of this root's layers: an image's WorkingDir is a point per
+    // component, each walked from the root through every layer (merged.ts PLAN_LOOKUPS).
+    const budget: WalkBudget = { lookups: PLAN_LOOKUPS };
+    const missing = this.points.find((p) => resolveInSource(d.src, p.path, budget).kind === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
     if (!missing && !d.always) {
@@ -274,7 +280,7 @@ export class OpList {
       if (tmpfs !== null) this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, tmpfs, scaffold);
       this.hostMkdir(dir + '/upper', scaffold, 'dir' in d.src ? fs.statSync(d.src.dir).mode & 0o7777 : mergedRootMode({ top: [...d.src.layers].reverse(), xattrs: d.src.xattrs }));
       this.hostMkdir(dir + '/work', scaffold);
-      this.upperPoints(d.src, dir + '/upper', scaffold);
+      this.upperPoints(d.src, dir + '/upper', scaffold, budget);
       const data = `${lowerOf(d.src)},upperdir=${overlayPath(dir + '/upper')},workdir=${overlayPath(dir + '/work')}`;
       if (data.length > 4095) {
         throw new NsboxError({

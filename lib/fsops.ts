@@ -13,7 +13,7 @@ import type { ResolvedAppOptions, ResolvedMount } from './options';
 import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
 import { etcBinds, etcOps, etcPoints } from './etc-ops';
 import { defaultRootEntries } from './default-root';
-import { mergedRootMode } from './images/merged';
+import { mergedRootMode, PLAN_LOOKUPS, type WalkBudget } from './images/merged';
 import { kindInRoot, resolveInRoot, resolveInSource, type RootSource } from './root-walk';
 
 export { kindInRoot, resolveInRoot, resolveInSource, type RootSource };
@@ -150,7 +150,7 @@ export class OpList {
    * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
    * then fails with its true error.
    */
-  private upperPoints(src: RootSource, upper: string, step: string): void {
+  private upperPoints(src: RootSource, upper: string, step: string, budget: WalkBudget): void {
     const done = new Set<string>();
     const mk = (p: string, mode: number): void => {
       if (done.has(p)) return;
@@ -160,7 +160,7 @@ export class OpList {
     for (const pt of this.points) {
       if (pt.replace) {
         // The symlink stays in the rootfs; a file of the same name in the upper layer hides it.
-        const r = resolveInSource(src, path.posix.dirname(pt.path));
+        const r = resolveInSource(src, path.posix.dirname(pt.path), { budget });
         if (r.kind !== 'dir') continue;
         let cur = upper;
         for (const a of r.at) mk((cur += '/' + a.name), a.mode);
@@ -169,8 +169,11 @@ export class OpList {
         done.add(cur);
         continue;
       }
-      const r = resolveInSource(src, pt.path);
+      const r = resolveInSource(src, pt.path, { budget });
       if (r.kind !== null || r.rest === null) continue;
+      // Each name made costs the plan's budget too (a 2000-component WorkingDir is 2000 points of
+      // up to 2000 names each): past it, the point is left to the child's mkdir in the overlay.
+      if ((budget.lookups -= r.at.length + r.rest.length) < 0) continue;
       let cur = upper;
       for (const a of r.at) mk((cur += '/' + a.name), a.mode);
       r.rest.forEach((name, i) => {
@@ -197,7 +200,10 @@ export class OpList {
     this.deferred = undefined;
     const K = this.K;
     // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
-    const missing = this.points.find((p) => p.replace || resolveInSource(d.src, p.path).kind === null);
+    // One budget for every walk of this root's layers: an image's WorkingDir is a point per
+    // component, each walked from the root through every layer (merged.ts PLAN_LOOKUPS).
+    const budget: WalkBudget = { lookups: PLAN_LOOKUPS };
+    const missing = this.points.find((p) => p.replace || resolveInSource(d.src, p.path, { budget }).kind === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
     if (!missing && !d.always) {
@@ -238,7 +244,7 @@ export class OpList {
       // made in it from the host: the child makes the points inside the mounted root instead
       // (resolved in it, on its own mount: WHERE_DST_ROOT_MNT), which writes them to the upper.
       const persistent = tmpfs === null;
-      if (!persistent) this.upperPoints(d.src, dir + '/upper', scaffold);
+      if (!persistent) this.upperPoints(d.src, dir + '/upper', scaffold, budget);
       // The points made in the upper layer only: the child does not make them again (RootPoint.upperOnly).
       const upperOnly = new Set(persistent ? [] : this.points.filter((p) => p.upperOnly).map((p) => p.op));
       // The others are made by the child where the walk could not place them, in the overlay only

@@ -5,7 +5,7 @@
 // points go); the child finds out for itself.
 import * as fs from 'node:fs';
 
-import { walkMerged } from './images/merged';
+import { walkMerged, type WalkBudget } from './images/merged';
 
 /** O_PATH (not in fs.constants): an fd that names a file without opening it (same on x86_64 and arm64). */
 const O_PATH = 0o10000000;
@@ -109,7 +109,7 @@ export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | nu
  */
 export type RootSource = { dir: string } | { layers: string[]; xattrs: 'trusted' | 'user'; ref: string };
 
-/** A container path in a root source (resolveInRoot for a directory, the merged walk for layers). */
-export function resolveInSource(src: RootSource, target: string, opts: { lastLink?: boolean } = {}): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | 'link' | null; rest: string[] | null } {
-  return 'dir' in src ? resolveInRoot(src.dir, target, opts) : walkMerged({ top: [...src.layers].reverse(), xattrs: src.xattrs }, target, undefined, opts);
+/** A container path in a root source (resolveInRoot for a directory, the merged walk for layers; `budget` shared by a plan's walks). */
+export function resolveInSource(src: RootSource, target: string, opts: { lastLink?: boolean; budget?: WalkBudget } = {}): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | 'link' | null; rest: string[] | null } {
+  return 'dir' in src ? resolveInRoot(src.dir, target, { lastLink: opts.lastLink }) : walkMerged({ top: [...src.layers].reverse(), xattrs: src.xattrs }, target, undefined, opts);
 }

@@ -22,7 +22,7 @@
     },
     {
       "target_name": "nsbox",
-      "sources": ["native/glue/addon.cc", "native/glue/plan_reader.cc", "native/glue/watchers.cc", "native/glue/fds.cc", "native/glue/test_hooks.cc", "native/glue/net.cc", "native/glue/reserve.cc"],
+      "sources": ["native/glue/addon.cc", "native/glue/plan_reader.cc", "native/glue/watchers.cc", "native/glue/fds.cc", "native/glue/test_hooks.cc", "native/glue/net.cc", "native/glue/reserve.cc", "native/glue/fsat.cc"],
       "dependencies": ["nsbox_core", "nsbox_init"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

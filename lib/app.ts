@@ -21,6 +21,7 @@ import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { holdEtcDir, releaseEtcDirOf, sharedEtcDir, writeEtcDir, type EtcContent, type EtcDir } from './etc';
 import { Launch } from './launch';
+import { acquireImage, acquireImageSync, applyImage, checkImageUserns, type ImageLease } from './images/run';
 
 /**
  * App containers of this process that are starting off the JS thread or running: while there are
@@ -423,7 +424,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   }
   const { plan, meta, candidates } = built;
   const init = o.init ? memfd : -1;
-  const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs, cwd: o.cwd, hostname: o.hostname }, userns);
+  const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs ?? (o.image ? `image ${o.image.ref}` : undefined), cwd: o.cwd, hostname: o.hostname }, userns);
   // (A shared /etc directory's lock too: held until the binds are made.)
   launch.childFds.push(memfd, ...devices.map((d) => d.fd), ...(etc?.lockFd !== undefined ? [etc.lockFd] : []));
   if (etc) launch.undo.push(etc.remove);
@@ -625,9 +626,42 @@ export function launchPendingAsync(o: ResolvedAppOptions, background: boolean): 
   return launchAsync(o, true, background);
 }
 
+/**
+ * With `image`: the config's defaults applied to `o` and the container started by `go`, its layers
+ * leased until it is gone (released at once if the start fails: nothing is left).
+ */
+export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => T): T;
+export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => Promise<T>): Promise<T>;
+export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => T | Promise<T>): T | Promise<T> {
+  const held = (c: T): T => {
+    if (c instanceof Container) c.once('exit', () => lease.release());
+    return c;
+  };
+  let r: T | Promise<T>;
+  try {
+    applyImage(o, given, lease);
+    checkImageUserns(o.image!, resolveUserns(o.userns, o.user, 'userns') !== null, privileged());
+    r = go();
+  } catch (e) {
+    lease.release();
+    throw e;
+  }
+  if (r instanceof Promise) {
+    return r.then(held, (e: unknown) => {
+      lease.release();
+      throw e;
+    });
+  }
+  return held(r);
+}
+
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
 export function spawn(options: AppOptions): Container {
-  return start(resolveAppOptions(options));
+  const o = resolveAppOptions(options);
+  if (!o.image) return start(o);
+  // spawn() is synchronous: the image must be in the store already (pull() it, or use run()).
+  if (o.signal?.aborted) throw abortError(o.signal);
+  return withImageLease(o, options, acquireImageSync(o.image, 'spawn()'), () => start(o));
 }
 
 export interface RunResultWithCounts extends RunResult {
@@ -644,7 +678,7 @@ export async function run(options: AppOptions): Promise<RunResultWithCounts> {
     if (o.input === undefined) o.stdinEmpty = true;
     o.collectOutput = true;
   }
-  const c = await startAsync(o);
+  const c = o.image ? await withImageLease(o, options, await acquireImage(o.image, o.signal), () => startAsync(o)) : await startAsync(o);
   if (c.stdin) {
     c.stdin.on('error', () => {
       /* EPIPE when the command exits without reading all input: not an error of the run */

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { cmdDoctor, cmdRun } from './cli/app-commands';
 import { unknownFlag, nearest } from './cli/flags';
 import { cmdMachine } from './cli/machine-commands';
+import { cmdImage } from './cli/image-commands';
 import { EXIT_NSBOX, formatError, io } from './cli/output';
 
 export { parseRun } from './cli/app-commands';
@@ -27,6 +28,14 @@ function version(): string {
 
 const USAGE = `Usage:
   nsbox run [flags] -- CMD ARGS...   run one command in a new container
+  nsbox run [flags] IMAGE [COMMAND...]
+                                     run an image's command (pulled when missing)
+  nsbox pull REF                     pull an image into the store
+  nsbox images [--json]              the images in the store
+  nsbox rmi REF                      remove an image
+  nsbox image prune                  remove layers and blobs no image uses
+  nsbox image import FILE [--tag REF]
+                                     import an OCI layout, OCI archive or docker save archive
   nsbox doctor [--json]              report what this host supports
   nsbox machine start NAME --rootfs DIR [flags]
                                      start a long-lived machine with its own PID 1
@@ -39,7 +48,7 @@ const USAGE = `Usage:
 Run 'nsbox run --help' for the flags of nsbox run, 'nsbox machine --help' for the machine commands.
 `;
 
-const COMMANDS = ['run', 'doctor', 'machine'] as const;
+const COMMANDS = ['run', 'doctor', 'machine', 'pull', 'images', 'rmi', 'image'] as const;
 
 /** Runs the CLI on `argv` (without node and the script) and resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {
@@ -68,6 +77,19 @@ export async function main(argv: string[]): Promise<number> {
       return cmdDoctor(rest);
     case 'machine':
       return cmdMachine(rest);
+    case 'pull':
+    case 'images':
+    case 'rmi':
+      return cmdImage(cmd, rest);
+    case 'image': {
+      const [sub, ...more] = rest;
+      if (sub === 'prune' || sub === 'import') return cmdImage(sub, more);
+      if (sub === 'ls') return cmdImage('images', more);
+      if (sub === 'rm') return cmdImage('rmi', more);
+      if (sub === 'pull') return cmdImage('pull', more);
+      io.err(`nsbox: unknown image command '${sub ?? ''}' (nsbox image prune|import|ls|rm|pull)\n`);
+      return EXIT_NSBOX;
+    }
     default: {
       if (cmd.startsWith('-')) {
         io.err(formatError(unknownFlag(cmd.split('=')[0]!, 'nsbox', ['--help', '--version'])) + '\n');

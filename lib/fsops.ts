@@ -11,9 +11,26 @@ import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
 import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
-import { ETC_FILES } from './etc';
+import { etcBinds, etcOps, etcPoints } from './etc-ops';
 import { defaultRootEntries } from './default-root';
-import { kindInRoot, resolveInRoot } from './root-walk';
+import { mergedRootMode, PLAN_LOOKUPS, type WalkBudget } from './images/merged';
+import { kindInRoot, resolveInRoot, resolveInSource, type RootSource } from './root-walk';
+
+export { kindInRoot, resolveInRoot, resolveInSource, type RootSource };
+
+/** How a root source is named in errors. */
+function shownSource(src: RootSource): string {
+  return 'dir' in src ? src.dir : `image ${src.ref}`;
+}
+
+/** The lowerdir= option of an overlay over the root source (top-most layer first, each escaped). */
+function lowerOf(src: RootSource): string {
+  if ('dir' in src) return `lowerdir=${overlayPath(src.dir)}`;
+  return `lowerdir=${[...src.layers].reverse().map(overlayPath).join(':')}${src.xattrs === 'user' ? ',userxattr' : ''}`;
+}
+
+/** The tmpfs behind a throw-away upper layer that holds only the made mount points. */
+export const POINTS_TMPFS = 'mode=0700,size=4m,nr_inodes=8192';
 
 /** What an op index means when the child reports that it failed. */
 export interface OpMeta {
@@ -38,6 +55,18 @@ function hostProcEntries(): Set<string> {
     }
   }
   return procEntriesCache;
+}
+
+/**
+ * A root that is always an overlay: its upper and work directories under the host directory `dir`,
+ * which is a fresh tmpfs mounted with the options `tmpfs` (thrown away with the mount namespace),
+ * or, with `tmpfs: null`, a host directory that keeps the writes (a machine's persistent upper).
+ * Its ops are named `step`.
+ */
+export interface OverlayRoot {
+  dir: string;
+  step: string;
+  tmpfs: string | null;
 }
 
 /** A mount point the plan would make in the rootfs itself (not under a mount of its own). */
@@ -68,7 +97,7 @@ export class OpList {
   /** Container paths a mount is planned on so far: a mount point under one is made in that mount. */
   private readonly mounted: string[] = [];
   /** The rootfs whose root ops wait for finishRoot (deferRoot), and the points made in it. */
-  private deferred: { rootfs: string; writable: string | null; always?: { dir: string; step: string } } | undefined;
+  private deferred: { src: RootSource; writable: string | null; always?: OverlayRoot } | undefined;
   private readonly points: RootPoint[] = [];
 
   constructor(private readonly staging: string) {}
@@ -103,8 +132,8 @@ export class OpList {
    * `writable` as the remedy in the message. `always`: the overlay whatever is missing (an
    * ephemeral machine's root), its tmpfs at the host directory `dir`, its ops named `step`.
    */
-  deferRoot(rootfs: string, writable: string | null, always?: { dir: string; step: string }): void {
-    this.deferred = { rootfs, writable, always };
+  deferRoot(rootfs: string | RootSource, writable: string | null, always?: OverlayRoot): void {
+    this.deferred = { src: typeof rootfs === 'string' ? { dir: rootfs } : rootfs, writable, always };
   }
 
   /**
@@ -121,7 +150,7 @@ export class OpList {
    * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
    * then fails with its true error.
    */
-  private upperPoints(rootfs: string, upper: string, step: string): void {
+  private upperPoints(src: RootSource, upper: string, step: string, budget: WalkBudget): void {
     const done = new Set<string>();
     const mk = (p: string, mode: number): void => {
       if (done.has(p)) return;
@@ -131,7 +160,7 @@ export class OpList {
     for (const pt of this.points) {
       if (pt.replace) {
         // The symlink stays in the rootfs; a file of the same name in the upper layer hides it.
-        const r = resolveInRoot(rootfs, path.posix.dirname(pt.path));
+        const r = resolveInSource(src, path.posix.dirname(pt.path), { budget });
         if (r.kind !== 'dir') continue;
         let cur = upper;
         for (const a of r.at) mk((cur += '/' + a.name), a.mode);
@@ -140,8 +169,11 @@ export class OpList {
         done.add(cur);
         continue;
       }
-      const r = resolveInRoot(rootfs, pt.path);
+      const r = resolveInSource(src, pt.path, { budget });
       if (r.kind !== null || r.rest === null) continue;
+      // Each name made costs the plan's budget too (a 2000-component WorkingDir is 2000 points of
+      // up to 2000 names each): past it, the point is left to the child's mkdir in the overlay.
+      if ((budget.lookups -= r.at.length + r.rest.length) < 0) continue;
       let cur = upper;
       for (const a of r.at) mk((cur += '/' + a.name), a.mode);
       r.rest.forEach((name, i) => {
@@ -168,7 +200,10 @@ export class OpList {
     this.deferred = undefined;
     const K = this.K;
     // A point that exists as the wrong kind stays as it is: its mount fails with the true error.
-    const missing = this.points.find((p) => p.replace || kindInRoot(d.rootfs, p.path) === null);
+    // One budget for every walk of this root's layers: an image's WorkingDir is a point per
+    // component, each walked from the root through every layer (merged.ts PLAN_LOOKUPS).
+    const budget: WalkBudget = { lookups: PLAN_LOOKUPS };
+    const missing = this.points.find((p) => p.replace || resolveInSource(d.src, p.path, { budget }).kind === null);
     let mode: 'bind' | 'overlay';
     let n = this.ops.length;
     if (!missing && !d.always) {
@@ -181,14 +216,14 @@ export class OpList {
         this.meta.splice(i, 1);
       }
       n = this.ops.length;
-      this.rootBind(d.rootfs);
+      this.rootBind((d.src as { dir: string }).dir);
       if (readonly) this.remount('/', K.MS_BIND! | K.MS_RDONLY!, 'rootfs.readonly');
       mode = 'bind';
     } else {
       if (d.writable !== null && !d.always) {
         throw new NsboxError({
           code: 'ENOENT', errno: os.constants.errno.ENOENT, syscall: 'stat', step: 'mount.target', path: missing!.path,
-          message: `mount point ${missing!.path} is missing from the rootfs ${d.rootfs}, and a writable root is never written to make one: ` +
+          message: `mount point ${missing!.path} is missing from the rootfs ${shownSource(d.src)}, and a writable root is never written to make one: ` +
             `create it in the rootfs, or ${d.writable} (step mount.target)`,
         });
       }
@@ -198,24 +233,38 @@ export class OpList {
       // namespace only: thrown away with it. The overlay's root takes its mode from the upper
       // directory: give it the rootfs's.
       const dir = d.always?.dir ?? this.staging;
-      // Bounded: it holds only the made points (directories and empty files).
-      this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, 'mode=0700,size=4m,nr_inodes=8192', scaffold);
-      this.hostMkdir(dir + '/upper', scaffold, fs.statSync(d.rootfs).mode & 0o7777);
+      // Bounded: by default it holds only the made points (directories and empty files). A
+      // persistent upper (tmpfs: null) is a host directory that exists already.
+      const tmpfs = d.always ? d.always.tmpfs : POINTS_TMPFS;
+      if (tmpfs !== null) this.hostMount('tmpfs', dir, 'tmpfs', NOSUID | NODEV, tmpfs, scaffold);
+      this.hostMkdir(dir + '/upper', scaffold, 'dir' in d.src ? fs.statSync(d.src.dir).mode & 0o7777 : mergedRootMode({ top: [...d.src.layers].reverse(), xattrs: d.src.xattrs }));
       this.hostMkdir(dir + '/work', scaffold);
-      this.upperPoints(d.rootfs, dir + '/upper', scaffold);
+      // A persistent upper (a machine's, tmpfs: null) holds what the container wrote on earlier runs:
+      // a link it planted there (upper/etc -> /root) would lead a host path through it. Nothing is
+      // made in it from the host: the child makes the points inside the mounted root instead
+      // (resolved in it, on its own mount: WHERE_DST_ROOT_MNT), which writes them to the upper.
+      const persistent = tmpfs === null;
+      if (!persistent) this.upperPoints(d.src, dir + '/upper', scaffold, budget);
       // The points made in the upper layer only: the child does not make them again (RootPoint.upperOnly).
-      const upperOnly = new Set(this.points.filter((p) => p.upperOnly).map((p) => p.op));
+      const upperOnly = new Set(persistent ? [] : this.points.filter((p) => p.upperOnly).map((p) => p.op));
       // The others are made by the child where the walk could not place them, in the overlay only
       // (WHERE_DST_ROOT_MNT: a parent on another mount, a caller's reached through an image's
       // link, is EXDEV).
-      for (const p of this.points) if (!p.upperOnly) p.op.where |= K.WHERE_DST_ROOT_MNT!;
+      for (const p of this.points) if (!upperOnly.has(p.op)) p.op.where |= K.WHERE_DST_ROOT_MNT!;
       for (let i = n - 1; i >= 0; i--) {
         if (!upperOnly.has(this.ops[i]!)) continue;
         this.ops.splice(i, 1);
         this.meta.splice(i, 1);
         n--;
       }
-      this.mount('overlay', '/', 'overlay', NODEV, `lowerdir=${overlayPath(d.rootfs)},upperdir=${dir}/upper,workdir=${dir}/work`, scaffold, d.rootfs);
+      const data = `${lowerOf(d.src)},upperdir=${overlayPath(dir + '/upper')},workdir=${overlayPath(dir + '/work')}`;
+      if (data.length > 4095) {
+        throw new NsboxError({
+          code: 'E2BIG', errno: os.constants.errno.E2BIG, syscall: 'mount', step: scaffold, path: shownSource(d.src),
+          message: `the overlay of ${shownSource(d.src)} needs ${data.length} bytes of mount options, more than a page (4095): too many layers or too long a store path (step ${scaffold})`,
+        });
+      }
+      this.mount('overlay', '/', 'overlay', NODEV, data, scaffold, shownSource(d.src));
       mode = 'overlay';
     }
     // The root's ops were pushed last: they go first.
@@ -320,7 +369,7 @@ export class OpList {
     if (!d || pt?.path !== target) return;
     pt.upperOnly = true;
     // (Walked in the root by fds, as every look into it: never a host path through the image's links.)
-    if (resolveInRoot(d.rootfs, target, { lastLink: true }).kind === 'link') pt.replace = true;
+    if (resolveInSource(d.src, target, { lastLink: true }).kind === 'link') pt.replace = true;
   }
 
   symlink(linkTarget: string, at: string, step: string): void {
@@ -368,49 +417,16 @@ export function checkRootfs(rootfs: string): void {
   if (!st.isDirectory()) throw new NsboxError({ code: 'ENOTDIR', syscall: 'stat', step: 'rootfs', path: rootfs });
 }
 
-/**
- * The generated /etc files (etc.ts) bound read-only over the image's, after the user's mounts: a
- * file a user's mount targets is left to it. `own`: the root is nsbox's own tmpfs (the default
- * rootfs), where the mount points are made; in a caller's rootfs they never are (`required`:
- * a missing one fails the start, else it is skipped).
- */
-export function etcOps(L: OpList, dir: string | null, userMounts: ResolvedMount[], own: boolean, required: boolean): void {
-  const K = native().constants;
-  for (const name of ETC_FILES) {
-    const target = '/etc/' + name;
-    if (userMounts.some((m) => m.target === target)) continue;
-    // Under a caller's mount (its host /etc bound at /etc) no point is ever made: bound where the
-    // caller's files have one, unless required.
-    const under = underMount(target, userMounts);
-    if (own && !under) L.touch(target, 'etc');
-    if (dir !== null) L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required || (own && !under));
-  }
+/** An image's layers as a root source. */
+export function imageSource(img: { ref: string; layers: string[]; xattrs: 'trusted' | 'user' }): RootSource {
+  return { layers: img.layers, xattrs: img.xattrs, ref: img.ref };
 }
 
-/** Whether a container path lies below one of the caller's mounts (its files, never written to). */
-const underMount = (target: string, userMounts: ResolvedMount[]): boolean =>
-  userMounts.some((m) => m.target === '/' || target.startsWith(m.target + '/'));
-
-/** The generated /etc files' mount points as points of a deferred root (made in its overlay if missing). */
-function etcPoints(L: OpList, userMounts: ResolvedMount[]): void {
-  for (const t of ETC_FILES.map((n) => '/etc/' + n)) if (!userMounts.some((m) => m.target === t) && !underMount(t, userMounts)) L.filePoint(t, 'etc');
+/** The tmpfs of a throw-away upper layer that takes a container's writes (rootSize bytes). */
+function upperTmpfs(size: number): string {
+  return `mode=0700,size=${size},nr_inodes=${Math.max(8192, Math.floor(size / 4096))}`;
 }
 
-/**
- * An app container's /etc binds, after the list that made their mount points (buildFsOps, `etc`):
- * appended to it for a shared directory (fsOpsFor), else a list of their own (plan.opsAfter).
- */
-export function etcBinds(L: OpList, dir: string, o: ResolvedAppOptions): OpList {
-  const own = o.rootfs === undefined;
-  const K = native().constants;
-  for (const name of ETC_FILES) {
-    const target = '/etc/' + name;
-    if (o.mounts.some((m) => m.target === target)) continue;
-    const required = o.etcFiles === 'require' || (own && !underMount(target, o.mounts));
-    L.etcBind(path.join(dir, name), target, K.MS_RDONLY! | K.MS_NOSUID! | K.MS_NODEV! | K.MS_NOEXEC!, 'etc', required);
-  }
-  return L;
-}
 
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
 export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, withEtc = false, devices: HostDevice[] = []): OpList {
@@ -419,7 +435,13 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
 
   // 1. The root.
-  if (o.rootfs !== undefined) {
+  if (o.image) {
+    // An image: always an overlay of its layers, never written (every write and every missing
+    // mount point goes to the upper layer on a fresh tmpfs of this mount namespace): capped at 4 MiB
+    // when read-only (it holds only the made points), at rootSize when the container writes.
+    L.deferRoot(imageSource(o.image), null, { dir: staging, step: 'rootfs.overlay', tmpfs: o.readonly ? POINTS_TMPFS : upperTmpfs(o.image.rootSize) });
+    if (o.image.makeCwd) L.mkdirs(o.cwd, 'rootfs.workdir');
+  } else if (o.rootfs !== undefined) {
     checkRootfs(o.rootfs);
     L.deferRoot(o.rootfs, o.readonly ? null : 'run it read-only (readonly: true)');
   } else {
@@ -450,20 +472,21 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   }
 
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices });
-  userMountOps(L, o.mounts, o.rootfs);
+  userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
+  const own = o.rootfs === undefined && !o.image;
   // The generated /etc files' mount points in nsbox's own root; their binds (etcBinds) follow.
-  if (withEtc && o.rootfs === undefined) etcOps(L, null, o.mounts, true, true);
+  if (withEtc && own) etcOps(L, null, o.mounts, true, true);
   // A read-only caller's rootfs that lacks one gets it as a mount point of the throw-away overlay
   // (deferRoot, finishRoot), never in the rootfs: localhost resolves in an image without
   // /etc/hosts. A writable one is never overlaid for this: the bind is skipped there instead
-  // (WHERE_OPTIONAL), unless etcFiles: true.
-  if (withEtc && o.rootfs !== undefined && o.readonly) etcPoints(L, o.mounts);
+  // (WHERE_OPTIONAL), unless etcFiles: true. An image's root is always an overlay.
+  if (withEtc && !own && (o.readonly || o.image)) etcPoints(L, o.mounts);
 
   // 5. The rootfs's root goes in front (its bind, read-only at once where every mount point
   //    exists; or the overlay where one is missing). Read-only root last otherwise, so every mount
   //    point above could still be made. Non-recursive: the mounts on top keep their own flags.
   const root = L.finishRoot(o.readonly);
-  if (o.readonly && root !== 'bind') L.remount('/', K.MS_BIND! | RDONLY | (o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
+  if (o.readonly && root !== 'bind') L.remount('/', K.MS_BIND! | RDONLY | (o.image ? NODEV : o.rootfs === undefined ? NOSUID | NODEV : 0), 'rootfs.readonly');
   return L;
 }
 
@@ -660,11 +683,19 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   const K = native().constants;
   const L = new OpList(stagingDir);
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
-  checkRootfs(o.rootfs);
-  // Ephemeral: an overlay whose upper layer lives on a tmpfs that exists only in the machine's
-  // mount namespace, thrown away with the machine (the missing mount points are made in it, as for
-  // an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
-  L.deferRoot(o.rootfs, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay' } : undefined);
+  if (o.image) {
+    // An image: an overlay of its layers, never written. Ephemeral: the upper layer on a tmpfs of
+    // the machine's mount namespace (capped like a writable app root); otherwise a directory in the
+    // machine's state (<stateDir>/<name>/root), which keeps its writes until destroy().
+    const src = imageSource(o.image);
+    L.deferRoot(src, null, o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: upperTmpfs(o.image.rootSize) } : { dir: o.image.upper!, step: 'rootfs.overlay', tmpfs: null });
+  } else {
+    checkRootfs(o.rootfs!);
+    // Ephemeral: an overlay whose upper layer lives on a tmpfs that exists only in the machine's
+    // mount namespace, thrown away with the machine (the missing mount points are made in it, as
+    // for an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
+    L.deferRoot(o.rootfs!, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: POINTS_TMPFS } : undefined);
+  }
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
@@ -685,9 +716,10 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   L.mkdir('/run/host', 0o755, 'mount.run');
   L.mkdir('/tmp', 0o1777, 'mount.tmp');
   L.mount('tmpfs', '/tmp', 'tmpfs', NOSUID | NODEV, 'mode=1777', 'mount.tmp');
-  userMountOps(L, o.mounts, o.rootfs);
-  // An ephemeral machine's overlay makes the missing ones (as for an app's read-only root).
-  if (etcDir !== undefined && o.ephemeral) etcPoints(L, o.mounts);
+  userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
+  // An ephemeral machine's overlay (an image's root is always one) makes the missing ones (as for an
+  // app's read-only root).
+  if (etcDir !== undefined && (o.ephemeral || o.image)) etcPoints(L, o.mounts);
   if (etcDir !== undefined) etcOps(L, etcDir, o.mounts, false, o.etcFiles === 'require');
   deviceBinds(L, devices, userns);
   L.finishRoot(false);
@@ -732,7 +764,7 @@ export function forgetFsOps(meta: OpMeta[]): void {
 export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = [], sharedEtc?: string): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.

@@ -29,3 +29,5 @@ export type { MachineExecOptions, MachineOptions } from './machine-options';
 export { createPool, Pool } from './pool';
 export type { PoolOptions, PoolRunOptions } from './pool';
 export { removeBridge } from './network';
+export { pull, images, removeImage, pruneImages, importImage } from './images';
+export type { ImageInfo, ImageLayer, PullOptions, ImportOptions, StoreOptions, Progress as PullProgress, Credentials as RegistryCredentials } from './images';

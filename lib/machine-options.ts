@@ -7,7 +7,7 @@ import { invalidType, invalidValue } from './errors';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import {
   checkAbsolutePath, checkCommand, checkDevices, checkEnv, checkEtcFiles, checkHostname, checkHosts, checkMounts, checkTimeout, rejectUnknownKeys,
-  resolveLimits, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount,
+  resolveLimits, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount, checkImageOptions, type ResolvedImage,
 } from './options';
 import { privileged, runtimeDir } from './runtime';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
@@ -38,8 +38,18 @@ export const MACHINE_SECCOMP = {
 export interface MachineOptions {
   /** `[a-z0-9][a-z0-9_.-]{0,62}` */
   name: string;
-  /** Directory with the machine's root filesystem. */
-  rootfs: string;
+  /** Directory with the machine's root filesystem (or `image`). */
+  rootfs?: string;
+  /**
+   * An image instead of `rootfs` (pulled when missing, per `pull`): the root is an overlay of its
+   * layers, with the writes in <stateDir>/<name>/root/upper until destroy() (ephemeral: a tmpfs of
+   * `rootSize`, default 256M). Its Env is PID 1's environment under `env`.
+   */
+  image?: string;
+  pull?: 'missing' | 'always' | 'never';
+  storeDir?: string;
+  insecureRegistries?: string[];
+  rootSize?: number | string;
   /** `'builtin'` (the bundled init) or an argv such as `['/sbin/init']`. Default `'builtin'`. */
   init?: 'builtin' | string[];
   /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
@@ -108,7 +118,8 @@ export const DEFAULT_EXEC_START_TIMEOUT = 10000;
 
 export interface ResolvedMachineOptions {
   name: string;
-  rootfs: string;
+  rootfs: string | undefined;
+  image: ResolvedImage | undefined;
   init: 'builtin' | string[];
   ephemeral: boolean;
   hostname: string;
@@ -131,7 +142,7 @@ export interface ResolvedMachineOptions {
 
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
-  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices',
+  'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
 ] as const;
 
 /** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
@@ -159,13 +170,16 @@ export function checkName(v: unknown): string {
   return v;
 }
 
-export function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw invalidType('options', 'of type object', opts);
+export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalidType('options', 'of type object', input);
+  // Each option read once (see resolveAppOptions).
+  const opts: Record<string, unknown> = { ...input };
   rejectUnknownKeys(opts, MACHINE_KEYS, '');
-  const o = opts as MachineOptions;
+  const o = opts as unknown as MachineOptions;
   const name = checkName(o.name);
-  if (o.rootfs === undefined) throw invalidType('rootfs', 'of type string', undefined);
-  const rootfs = checkAbsolutePath('rootfs', o.rootfs);
+  const image = checkImageOptions(o as unknown as Record<string, unknown>);
+  if (o.rootfs === undefined && !image) throw invalidType('rootfs', 'of type string', undefined);
+  const rootfs = image ? undefined : checkAbsolutePath('rootfs', o.rootfs);
   let init: 'builtin' | string[] = 'builtin';
   if (o.init !== undefined && o.init !== 'builtin') {
     if (!Array.isArray(o.init)) throw invalidValue('init', o.init, "must be 'builtin' or an argv array such as ['/sbin/init']");
@@ -173,7 +187,7 @@ export function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
     if (!init[0]!.startsWith('/')) throw invalidValue('init[0]', init[0], 'must be an absolute path inside the rootfs');
   }
   const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
-  if (ephemeral && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
+  if (ephemeral && rootfs !== undefined && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
   const { mode: network, bridge } = checkNetwork('network', o.network);
   const env = checkEnv('env', o.env ?? {});
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
@@ -182,6 +196,7 @@ export function resolveMachineOptions(opts: unknown): ResolvedMachineOptions {
   return {
     name,
     rootfs,
+    image,
     init,
     ephemeral,
     hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),

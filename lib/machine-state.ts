@@ -7,6 +7,7 @@ import * as path from 'node:path';
 
 import { ContainerCgroup, detectCgroupHost, killAndRemoveSync } from './cgroup';
 import { NsboxError, fromSystemError } from './errors';
+import { unpinOwner } from './images/store';
 import { etcBase } from './etc';
 import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf } from './lease';
 import { native, type NativeProcess } from './native';
@@ -31,6 +32,8 @@ export interface StateFile {
   seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
   createdAt: string;
   stopped?: boolean;
+  /** A machine of an image: its reference and the store lease owned by PID 1 (lib/images/store.ts pinForOwner). */
+  image?: { ref: string; digest: string; lease: string; env?: Record<string, string> };
   /** The machine has its own user namespace (exec joins it too), with these maps. */
   userns?: { uidMap: IdMapEntry[]; gidMap: IdMapEntry[]; setgroups?: 'allow' | 'deny'; lease?: string };
   /** network: 'bridge': the address lease (a file owned by PID 1), released when the machine stops. */
@@ -203,6 +206,7 @@ export function claimName(stateDir: string, name: string): void {
       // Stale: PID 1 died (or its pid was reused) without a stop. Clean up what it left.
       if (s.cgroup) ContainerCgroup.adopt(s.cgroup).removeNow();
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
+      if (s.image) unpinOwner(s.image.lease);
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
       removeMachineEtc(s);
     } else if ((how = abandoned(dir))) {
@@ -216,5 +220,3 @@ export function claimName(stateDir: string, name: string): void {
   }
   throw new NsboxError({ code: 'EEXIST', step: 'machine.name', path: dir });
 }
-
-

@@ -32,6 +32,9 @@ import { MACHINE_CAPS, resolveCaps } from './caps';
 import { compileSeccomp } from './seccomp';
 import type { Stats, StdioMode } from './types';
 import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
+import { acquireImage, checkImageUserns, type ImageLease } from './images/run';
+import { imageEnv, runConfig } from './images/config';
+import { defaultStoreDir, pinForOwner, Store, unpinOwner } from './images/store';
 
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
@@ -42,7 +45,10 @@ export interface MachineInfo {
   name: string;
   pid: number;
   state: MachineState;
+  /** The rootfs directory; for a machine of an image, `image <ref>`. */
   rootfs: string;
+  /** The image reference a machine was started from, if any. */
+  image?: string;
   init: 'builtin' | string[];
   ephemeral: boolean;
   createdAt: string;
@@ -94,6 +100,25 @@ export class Machine {
   /** Starts a machine. Resolves once its PID 1 runs (or, with `waitReady`, once it is up). */
   static async start(options: MachineOptions): Promise<Machine> {
     const o = resolveMachineOptions(options);
+    // An image is leased by this process until PID 1 holds a lease of its own (below).
+    const lease: ImageLease | null = o.image ? await acquireImage(o.image) : null;
+    try {
+      return await Machine.#start(o, options, lease);
+    } finally {
+      lease?.release();
+    }
+  }
+
+  static async #start(o: ReturnType<typeof resolveMachineOptions>, options: MachineOptions, lease: ImageLease | null): Promise<Machine> {
+    if (o.image && lease) {
+      o.image.layers = lease.layers;
+      o.image.xattrs = lease.xattrs;
+      // The image's Env under the caller's env (PID 1's environment).
+      const explicit = (options.env ?? {}) as Record<string, string>;
+      const env: Record<string, string> = { ...imageEnv(runConfig(lease.config)) };
+      for (const [k, v] of Object.entries(o.env)) if (k in explicit || env[k] === undefined) env[k] = v;
+      o.env = env;
+    }
     const host = detectCgroupHost();
     if (o.limits) requireControllers(o.limits, host);
     const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
@@ -103,6 +128,7 @@ export class Machine {
     // The veth is made over a socket of the host's network namespace (CAP_NET_ADMIN there).
     // (Rootless callers are told that bridging needs root by setupNetwork.)
     if (userns && o.bridge && privileged()) throw notSupported('network', 'bridged networking together with userns is not supported yet');
+    if (o.image) checkImageUserns(o.image, userns !== null, privileged());
     // The devices are looked up on the host before anything is made.
     // Their fds go to the child (the binds' sources) and are closed with its other fds.
     const devices = hostDevices(o.devices);
@@ -121,8 +147,11 @@ export class Machine {
 
     let cgroup: ContainerCgroup | null = null;
     // The fds, and the record context, of the start (the plan comes once the rest is known).
-    const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: o.rootfs, cwd: '/', hostname: o.hostname }, userns);
+    const shownRoot = o.rootfs ?? `image ${o.image!.ref}`;
+    const launch = new Launch(emptyPlan(), { meta: [], candidates: [], command: [], rootfs: shownRoot, cwd: '/', hostname: o.hostname }, userns);
     launch.childFds.push(...devices.map((d) => d.fd));
+    /** PID 1's own lease of the image's layers, once written. */
+    let ownerLease: string | null = null;
     let netw: NetworkSetup | null = null;
     let etc: EtcDir | null = null;
     // Once cloned: PID 1, and (once made) the handle that watches it.
@@ -131,8 +160,13 @@ export class Machine {
     try {
       const scratch = path.join(path.dirname(staging()), '.scratch');
       fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
+      if (o.image && !o.ephemeral) {
+        // The persistent upper layer: <stateDir>/<name>/root/{upper,work}, made by the child.
+        o.image.upper = path.join(dir, 'root');
+        fs.mkdirSync(o.image.upper, { mode: 0o700 });
+      }
       if (o.bridge) {
-        checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
+        if (o.rootfs !== undefined) checkRootfs(o.rootfs);  // before the bridge is made for a start that cannot succeed
         netw = setupNetwork(o.bridge);
       }
       // Named as the machine's cgroup (the state directory's hash and the name): an abandoned start's
@@ -152,7 +186,8 @@ export class Machine {
       const memfd = initFd();
       launch.childFds.push(memfd);
       const builtin = o.init === 'builtin';
-      const systemd = !builtin && isSystemd(o.rootfs, o.init as string[]);
+      // (A machine of an image: judged by init's name only; its links are not followed on the host.)
+      const systemd = !builtin && (o.rootfs !== undefined ? isSystemd(o.rootfs, o.init as string[]) : /systemd/.test((o.init as string[])[0]!));
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
       const env: Record<string, string> = { container: 'nsbox', ...o.env };
       if (o.env.PATH === undefined) env.PATH = DEFAULT_PATH;
@@ -182,7 +217,7 @@ export class Machine {
         pid: res.pid,
         startTime: startTime ?? '',
         cgroup: cgroup ? cgroup.path : null,
-        rootfs: o.rootfs,
+        rootfs: shownRoot,
         init: o.init,
         ephemeral: o.ephemeral,
         hostname: o.hostname,
@@ -194,6 +229,13 @@ export class Machine {
         ...(etc ? { etcDir: etc.dir } : {}),
         ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow', ...(userns.lease ? { lease: userns.lease } : {}) } } : {}),
       };
+      if (o.image && lease) {
+        // The layers are PID 1's to hold from now on, judged by its pid and start time: a
+        // pruneImages from any process keeps them while the machine runs, whoever started it.
+        const keys = lease.layers.map((l) => path.basename(path.dirname(l)));
+        ownerLease = pinForOwner(new Store(o.image.storeDir ?? defaultStoreDir()), { pid: res.pid, start: startTime }, keys);
+        state.image = { ref: o.image.ref, digest: lease.digest, lease: ownerLease, env: imageEnv(runConfig(lease.config)) };
+      }
       if (netw) {
         // The lease belongs to PID 1 from now on: it outlives this process with the machine.
         netw.adopt(res.pid);
@@ -244,6 +286,8 @@ export class Machine {
       netw?.release();
       etc?.remove();
       if (userns?.lease && userns.owner) releaseIdRange(userns.lease, userns.owner);
+      // PID 1 is gone (killed and reaped above): its image lease goes with it.
+      if (ownerLease) unpinOwner(ownerLease);
       fs.rmSync(dir, { recursive: true, force: true });
       throw userns ? explainUsernsFailure(e) : e;
     }
@@ -270,6 +314,7 @@ export class Machine {
       if (s.cgroup) await ContainerCgroup.adopt(s.cgroup).remove().catch(() => {});
       if (s.net) releaseLease(s.net.lease, { pid: s.pid, start: s.startTime });
       if (s.userns?.lease) releaseIdRange(s.userns.lease, { pid: s.pid, start: s.startTime });
+      if (s.image) unpinOwner(s.image.lease);
       removeMachineEtc(s);
       if (!same()) return Machine.get(name, opts);
       try {
@@ -320,7 +365,7 @@ export class Machine {
 
   async info(): Promise<MachineInfo> {
     const s = this.#state;
-    return { name: s.name, pid: s.pid, state: await this.state(), rootfs: s.rootfs, init: s.init, ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup };
+    return { name: s.name, pid: s.pid, state: await this.state(), rootfs: s.rootfs, ...(s.image ? { image: s.image.ref } : {}), init: s.init, ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup };
   }
 
   async state(): Promise<MachineState> {
@@ -352,8 +397,9 @@ export class Machine {
     const tty = options.tty === undefined ? false : options.tty === true ? true : options.tty === false ? false : (() => { throw invalidType('tty', 'of type boolean', options.tty); })();
     const stdio: StdioMode = options.stdio ?? 'pipe';
     if (!['pipe', 'inherit', 'ignore'].includes(stdio)) throw invalidValue('stdio', stdio, "must be one of 'pipe', 'inherit', 'ignore'");
-    const env = checkEnv('env', options.env ?? {});
-    if (options.env?.HOME === undefined) env.HOME = '/root';
+    // A machine of an image: its Env is under every exec's env too (as docker exec has it).
+    const env = checkEnv('env', { ...(this.#state.image?.env ?? {}), ...(options.env ?? {}) });
+    if (options.env?.HOME === undefined && this.#state.image?.env?.HOME === undefined) env.HOME = '/root';
     if (tty && env.TERM === undefined) env.TERM = terminalType();
     const cwd = options.cwd === undefined ? '/' : checkAbsolutePath('cwd', options.cwd);
     const user = options.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', options.user);
@@ -613,6 +659,7 @@ export class Machine {
     this.#net?.release();
     if (this.#state.net) releaseLease(this.#state.net.lease, { pid: this.#state.pid, start: this.#state.startTime });
     if (this.#state.userns?.lease) releaseIdRange(this.#state.userns.lease, { pid: this.#state.pid, start: this.#state.startTime });
+    if (this.#state.image) unpinOwner(this.#state.image.lease);
     removeMachineEtc(this.#state);
     if (!this.#state.stopped && fs.existsSync(this.#dir)) {
       this.#state.stopped = true;

@@ -25,9 +25,77 @@ export type ResolvedMount =
   | { type: 'bind'; source: string; target: string; readonly: boolean }
   | { type: 'tmpfs'; target: string; size: number | undefined; mode: number };
 
+/**
+ * `image` and what goes with it, checked. `layers` and `xattrs` are filled in from the store when
+ * the image is leased (lib/images/run.ts), before anything is planned.
+ */
+export interface ResolvedImage {
+  ref: string;
+  pull: 'missing' | 'always' | 'never';
+  storeDir: string | undefined;
+  insecure: string[];
+  entrypoint: string[] | undefined;
+  /** Bytes of the throw-away writable layer (readonly: false, an ephemeral machine). */
+  rootSize: number;
+  /** Unpacked layer directories, lowest first. */
+  layers: string[];
+  xattrs: 'trusted' | 'user';
+  /** A persistent machine's upper and work directories live here (machine.ts). */
+  upper?: string;
+  /** The working directory is the image's WorkingDir: made (in the upper layer) where the image lacks it, as docker does. */
+  makeCwd?: boolean;
+}
+
+/** The writable layer of an image root without rootSize: 256 MiB of tmpfs. */
+export const DEFAULT_ROOT_SIZE = 256 * 1024 * 1024;
+
+const IMAGE_KEYS = ['image', 'entrypoint', 'pull', 'storeDir', 'insecureRegistries', 'rootSize'] as const;
+
+/**
+ * Checks `image` and its companions (or that none of them is given without it). `image` and
+ * `rootfs` together are a TypeError (ERR_INCOMPATIBLE_OPTION_PAIR, as Node names such a pair).
+ */
+export function checkImageOptions(o: Record<string, unknown>): ResolvedImage | undefined {
+  if (o.image === undefined) {
+    for (const k of IMAGE_KEYS) if (o[k] !== undefined) throw invalidValue(k, o[k], 'is only used together with "image"');
+    return undefined;
+  }
+  if (o.rootfs !== undefined) {
+    const e = new TypeError('Option "image" cannot be used in combination with option "rootfs"') as TypeError & { code: string };
+    e.code = 'ERR_INCOMPATIBLE_OPTION_PAIR';
+    throw e;
+  }
+  if (typeof o.image !== 'string') throw invalidType('image', 'of type string', o.image);
+  if (o.image === '' || o.image.length > 1024 || /[\s\0]/.test(o.image)) throw invalidValue('image', o.image, 'must be an image reference such as \'busybox\' or \'registry:5000/app:1\'');
+  const pull = o.pull === undefined ? 'missing' : checkEnum('pull', o.pull, ['missing', 'always', 'never'] as const);
+  if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) throw invalidType('storeDir', 'a non-empty string', o.storeDir);
+  const insecure = o.insecureRegistries === undefined ? [] : arrayElements('insecureRegistries', o.insecureRegistries, 'an array of strings');
+  insecure.forEach((r, i) => {
+    if (typeof r !== 'string') throw invalidType(`insecureRegistries[${i}]`, 'of type string', r);
+  });
+  return {
+    ref: o.image,
+    pull,
+    storeDir: o.storeDir === undefined ? undefined : checkAbsolutePath('storeDir', o.storeDir),
+    insecure: insecure as string[],
+    entrypoint: o.entrypoint === undefined ? undefined : checkEntrypoint(o.entrypoint),
+    rootSize: o.rootSize === undefined ? DEFAULT_ROOT_SIZE : parseSize('rootSize', o.rootSize, 1024 * 1024),
+    layers: [],
+    xattrs: 'trusted',
+  };
+}
+
+/** An entrypoint may be empty (`[]`: no entrypoint, the command alone), unlike a command. */
+function checkEntrypoint(v: unknown): string[] {
+  const items = arrayElements('entrypoint', v, 'an array of strings');
+  return items.length === 0 ? [] : checkCommand('entrypoint', items);
+}
+
 export interface ResolvedAppOptions {
   command: string[];
   rootfs: string | undefined;
+  /** `image` (the root is an overlay of its layers), or undefined. */
+  image: ResolvedImage | undefined;
   readonly: boolean;
   env: Record<string, string>;
   cwd: string;
@@ -74,7 +142,7 @@ export interface ResolvedDeviceOption {
 const APP_KEYS = [
   'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
-  'userns', 'etcFiles', 'hosts', 'devices',
+  'userns', 'etcFiles', 'hosts', 'devices', ...IMAGE_KEYS,
 ] as const;
 const LIMIT_KEYS = ['memory', 'memoryHigh', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
@@ -316,7 +384,7 @@ export function checkDevices(name: string, v: unknown): ResolvedDeviceOption[] {
   });
 }
 
-function checkEnum<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
+export function checkEnum<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string') throw invalidType(name, 'of type string', v);
   if (!allowed.includes(v as T)) throw invalidValue(name, v, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`);
   return v as T;
@@ -351,19 +419,27 @@ export function checkSignal(name: string, v: unknown): AbortSignal | undefined {
 }
 
 /** Validates and fills in defaults. Throws before anything is created. */
-export function resolveAppOptions(opts: unknown): ResolvedAppOptions {
-  if (!isPlainObject(opts)) throw invalidType('options', 'of type object', opts);
+export function resolveAppOptions(input: unknown): ResolvedAppOptions {
+  if (!isPlainObject(input)) throw invalidType('options', 'of type object', input);
+  // Each option read once (a getter or a Proxy that answers differently on a second read, e.g. no
+  // rootfs for the image check and a rootfs after it, must not get past a check).
+  const opts = { ...input };
   rejectUnknownKeys(opts, APP_KEYS, '');
   const o = opts as unknown as AppOptions;
-  if (o.command === undefined) throw invalidType('command', 'an array of strings', undefined);
+  const image = checkImageOptions(opts);
+  // With an image, the command may come from its config (filled in once it is leased). Read once:
+  // a getter that answers differently on a second read must not turn a missing command into [].
+  const command = o.command;
+  if (command === undefined && !image) throw invalidType('command', 'an array of strings', undefined);
   const mounts = o.mounts === undefined ? [] : checkMounts('mounts', o.mounts);
   if (!mounts.some((m) => m.target === '/tmp')) mounts.unshift({ type: 'tmpfs', target: '/tmp', size: undefined, mode: 0o1777 });
   const network = checkNetwork('network', o.network);
   const capabilities = checkCapabilities('capabilities', o.capabilities);
   checkPolicyCaps('network', network.bridge, DEFAULT_CAPS, capabilities);
   return {
-    command: checkCommand('command', o.command),
+    command: command === undefined ? [] : checkCommand('command', command),
     rootfs: o.rootfs === undefined ? undefined : checkAbsolutePath('rootfs', o.rootfs),
+    image,
     readonly: o.readonly === undefined ? true : checkBoolean('readonly', o.readonly),
     env: checkEnv('env', o.env ?? {}),
     cwd: o.cwd === undefined ? '/' : checkAbsolutePath('cwd', o.cwd),

@@ -9,7 +9,8 @@ import { NsboxError, errnoName } from './errors';
 import { forkClone, pathWalk, testFault } from './env';
 import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
-import { etcBinds, forgetFsOps, fsOpsFor, OpList, type OpMeta } from './fsops';
+import { forgetFsOps, fsOpsFor, OpList, type OpMeta } from './fsops';
+import { etcBinds } from './etc-ops';
 import type { ResolvedAppOptions } from './options';
 import { deviceBinds, type HostDevice } from './devices';
 

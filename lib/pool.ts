@@ -4,7 +4,9 @@
 // container is used once: the same isolation as a cold run(), without the set-up on the hot path.
 import * as fs from 'node:fs';
 
-import { Container, launchPending, launchPendingAsync, othersInFlight, type Pending, type RunResultWithCounts } from './app';
+import { Container, launchPending, launchPendingAsync, othersInFlight, withImageLease, type Pending, type RunResultWithCounts } from './app';
+import { acquireImageSync, type ImageLease } from './images/run';
+import { runConfig } from './images/config';
 import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
 import { DEFAULT_MAX_OUTPUT, checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
@@ -38,13 +40,24 @@ export class Pool {
   #closed = false;
   #inflight = 0;
   #lastError: unknown;
+  /** With `image`: its layers' lease (released by close()) and the Entrypoint put before each run's command. */
+  #lease: ImageLease | null = null;
+  #entrypoint: string[] = [];
 
   /** @internal use createPool() */
-  constructor(o: ResolvedAppOptions, size: number) {
+  constructor(o: ResolvedAppOptions, size: number, given?: AppOptions) {
     this.#o = o;
     this.#size = size;
-    // The first one now, so that options the host cannot satisfy fail at createPool().
-    this.#ready.push(launchPending(o));
+    if (o.image) {
+      // createPool() is synchronous: the image must be in the store already.
+      const lease = (this.#lease = acquireImageSync(o.image, 'createPool()'));
+      // The first one now, so that options the host cannot satisfy fail at createPool().
+      this.#ready.push(withImageLease(o, { ...given, command: ['/pool-placeholder'] }, lease, () => launchPending(o)));
+      const ep = o.image.entrypoint ?? runConfig(lease.config).Entrypoint;
+      this.#entrypoint = Array.isArray(ep) && ep.every((x) => typeof x === 'string') ? (ep as string[]) : [];
+    } else {
+      this.#ready.push(launchPending(o));
+    }
     this.#refill();
   }
 
@@ -88,7 +101,8 @@ export class Pool {
   /** Runs `command` in a fresh container of the pool (a cold one when none is ready). */
   async run(command: string[], options: PoolRunOptions = {}): Promise<RunResultWithCounts> {
     if (this.#closed) throw new NsboxError({ code: 'ESHUTDOWN', step: 'pool.run', message: 'the pool is closed (step pool.run)' });
-    const argv = checkCommand('command', command);
+    // With an image, its Entrypoint (or the pool's entrypoint option) comes first, as in docker.
+    const argv = [...this.#entrypoint, ...checkCommand('command', command)];
     if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
     rejectUnknownKeys(options, ['input', 'timeout', 'signal', 'maxOutput'], '');
     const input = checkInput('input', options.input);
@@ -108,6 +122,7 @@ export class Pool {
     } finally {
       this.#inflight--;
       this.#refill();
+      this.#releaseIdle();
     }
   }
 
@@ -172,7 +187,18 @@ export class Pool {
   async close(): Promise<void> {
     this.#closed = true;
     const waiting = this.#ready.splice(0);
-    await Promise.all([...waiting.map((p) => this.#dispose(p)), this.#refilling]);
+    try {
+      await Promise.all([...waiting.map((p) => this.#dispose(p)), this.#refilling]);
+    } finally {
+      this.#releaseIdle();
+    }
+  }
+
+  /** After close(), once no run is in flight (their roots are overlays of the image's layers): the lease goes. */
+  #releaseIdle(): void {
+    if (!this.#closed || this.#inflight > 0 || !this.#lease) return;
+    this.#lease.release();
+    this.#lease = null;
   }
 
   /**
@@ -209,5 +235,5 @@ export function createPool(options: PoolOptions): Pool {
   if ((rest as { init?: unknown }).init) throw invalidValue('init', true, 'is not supported by pools yet');
   // The command is given per run; the options are resolved once with a placeholder.
   const o = resolveAppOptions({ ...rest, command: ['/pool-placeholder'], stdio: 'pipe' });
-  return new Pool(o, size);
+  return new Pool(o, size, rest as AppOptions);
 }

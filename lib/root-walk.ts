@@ -1,7 +1,11 @@
-// root-walk.ts: container paths looked up in a rootfs from the host, by fds, never through a link
-// the image planted (the planner's view of a hostile rootfs: fsops.ts plans missing mount points
-// and the generated /etc files' points with it).
+// root-walk.ts: container paths resolved in a root on the host the way the child resolves them,
+// without following anything on the host: in a rootfs directory (resolveInRoot, an fd walk), or in
+// an image's layers (the merged view of lib/images/merged.ts). Only hints for the planner (which
+// mount points are missing and must be made in an upper layer, where the generated /etc files'
+// points go); the child finds out for itself.
 import * as fs from 'node:fs';
+
+import { walkMerged, type WalkBudget } from './images/merged';
 
 /** O_PATH (not in fs.constants): an fd that names a file without opening it (same on x86_64 and arm64). */
 const O_PATH = 0o10000000;
@@ -96,4 +100,16 @@ export function resolveInRoot(rootfs: string, target: string, opts: { lastLink?:
 /** What a container path is in a rootfs (resolveInRoot): 'dir', 'other', or null where it is missing. */
 export function kindInRoot(rootfs: string, target: string): 'dir' | 'other' | null {
   return resolveInRoot(rootfs, target).kind as 'dir' | 'other' | null;
+}
+
+/**
+ * What a root is made of: a directory (rootfs), or an image's unpacked layers (`layers` lowest
+ * first, as imageRoot gives them; `xattrs` the namespace of overlay's attributes in them), which
+ * have no merged directory on the host: they are walked as overlay would merge them (merged.ts).
+ */
+export type RootSource = { dir: string } | { layers: string[]; xattrs: 'trusted' | 'user'; ref: string };
+
+/** A container path in a root source (resolveInRoot for a directory, the merged walk for layers; `budget` shared by a plan's walks). */
+export function resolveInSource(src: RootSource, target: string, opts: { lastLink?: boolean; budget?: WalkBudget } = {}): { at: { name: string; mode: number }[]; kind: 'dir' | 'other' | 'link' | null; rest: string[] | null } {
+  return 'dir' in src ? resolveInRoot(src.dir, target, { lastLink: opts.lastLink }) : walkMerged({ top: [...src.layers].reverse(), xattrs: src.xattrs }, target, undefined, opts);
 }

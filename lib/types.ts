@@ -66,9 +66,32 @@ export interface User {
   groups?: number[];
 }
 
-export interface AppOptions {
-  /** argv; argv[0] without a `/` is looked up on the container's PATH. */
-  command: string[];
+/** Where an image comes from and what it gives by default (docs/images.md, "Running an image"). */
+export interface ImageRunOptions {
+  /**
+   * An image reference (`busybox`, `registry.example:5000/app:1`, `name@sha256:...`) or a stored
+   * image's digest, instead of `rootfs`: the root is an overlay of its layers. Its Entrypoint/Cmd,
+   * Env, WorkingDir and User are the defaults of `command`, `env`, `cwd` and `user`.
+   */
+  image?: string;
+  /** Replaces the image's Entrypoint (and drops its Cmd, as in docker). */
+  entrypoint?: string[];
+  /** `'missing'` (default: pull an image the store lacks), `'always'`, or `'never'` (a missing image is an error). */
+  pull?: 'missing' | 'always' | 'never';
+  /** The image store (default /var/lib/nsbox/images as root, $XDG_DATA_HOME/nsbox/images otherwise). */
+  storeDir?: string;
+  /** Registries (host[:port]) spoken to over plain HTTP besides localhost and 127.0.0.0/8. */
+  insecureRegistries?: string[];
+  /**
+   * With `image` and `readonly: false`: the size of the throw-away layer that takes the writes, a
+   * tmpfs charged to the container's memory (bytes or '512M'; default '256M').
+   */
+  rootSize?: number | string;
+}
+
+export interface AppOptions extends ImageRunOptions {
+  /** argv; argv[0] without a `/` is looked up on the container's PATH (optional with `image`). */
+  command?: string[];
   /** Directory to use as `/`. Default: the host's system directories read-only on a fresh tmpfs. */
   rootfs?: string;
   /** Mount the rootfs read-only (default `true`). */

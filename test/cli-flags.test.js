@@ -105,6 +105,9 @@ const sample = {
   '--state-dir': '/tmp/nsbox-flags-test',
   '--init': 'builtin',
   '--signal': 'TERM',
+  '--pull': 'never',
+  '--entrypoint': '/bin/sh',
+  '--store': '/tmp/nsbox-flags-store',
   '--add-host': 'db:10.0.0.5',
   '--device': '/dev/loop0:/dev/disk0:rw',
 };

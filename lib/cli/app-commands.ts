@@ -1,6 +1,7 @@
 // cli/app-commands.ts: `nsbox run` (one command in a new container, on nsbox's own stdio) and
 // `nsbox doctor` (what this host supports).
-import { spawn, probe } from '../index';
+import { spawn, probe, NsboxError } from '../index';
+import { ensureImage } from './image-commands';
 import type { AppOptions, Container, ExitInfo, HostReport } from '../index';
 import { applyFlag, FlagState, optionsOf, renderFlags, tokenize, unknownFlag, UsageError } from './flags';
 import { EXIT_NSBOX, exitStatus, formatError, formatReport, io } from './output';
@@ -8,8 +9,11 @@ import { forwardSignals } from './signals';
 import { RUN } from './table';
 
 export const RUN_USAGE = `Usage: nsbox run [flags] -- CMD ARGS...
+       nsbox run [flags] IMAGE [COMMAND...]
 
-Runs CMD in new namespaces with its own cgroup. Its stdin, stdout and stderr are relayed to and
+Runs CMD in new namespaces with its own cgroup, on the built-in default rootfs (or --rootfs DIR);
+or an image's command (its Entrypoint and Cmd, or COMMAND), with the image as the root: pulled
+first when the store lacks it (--pull). Flags after IMAGE belong to COMMAND. Its stdin, stdout and stderr are relayed to and
 from nsbox's own through pipes (CMD sees no terminal).
 Every flag also takes the --flag=value form.
 
@@ -30,15 +34,29 @@ export interface ParsedRun {
 export function parseRun(argv: string[]): ParsedRun {
   const st = new FlagState();
   let command: string[] | undefined;
+  let image: string | undefined;
   for (const t of tokenize(argv, RUN)) {
     if (t.kind === 'flag') applyFlag(st, t.def, t.value);
     else if (t.kind === 'command') command = t.argv;
-    else throw new UsageError(`put '--' before the command: nsbox run [flags] -- ${t.value}${t.more ? ' ...' : ''}`);
+    else if (!st.values.has('rootfs') && t.value !== '-' && t.index !== undefined) {
+      // docker's shape: IMAGE, and everything after it (flags too) is its command.
+      image = t.value;
+      const rest = argv.slice(t.index + 1);
+      if (rest[0] === '--') rest.shift();
+      if (rest.length) command = rest;
+      break;
+    } else {
+      throw new UsageError(`put '--' before the command: nsbox run [flags] -- ${t.value}${t.more ? ' ...' : ''}`);
+    }
   }
   const { help, ...set } = optionsOf(st);
+  if (image !== undefined) {
+    const options = { image, ...(command ? { command } : {}), ...set } as AppOptions;
+    return { help: help === true, options, origin: st.origin };
+  }
   const options = { command: command ?? [], ...set } as AppOptions;
   if (help !== true) {
-    if (command === undefined) throw new UsageError("missing '-- CMD': nsbox run [flags] -- CMD ARGS...");
+    if (command === undefined) throw new UsageError("missing '-- CMD' (or an IMAGE): nsbox run [flags] -- CMD ARGS... or nsbox run [flags] IMAGE [COMMAND...]");
     if (command.length === 0) throw new UsageError("missing the command after '--': nsbox run [flags] -- CMD ARGS...");
   }
   return { help: help === true, options, origin: st.origin };
@@ -58,9 +76,22 @@ export async function cmdRun(argv: string[]): Promise<number> {
   }
   const { options, origin } = parsed;
 
+  if (options.image !== undefined) {
+    // spawn() does not pull: the image is made present first (progress on stderr).
+    try {
+      await ensureImage(options.image, options.pull ?? 'missing', options.storeDir, io.err);
+    } catch (e) {
+      let msg = formatError(e, origin);
+      // A bare word that no registry has is most likely a command for the built-in rootfs.
+      if (e instanceof NsboxError && !options.image.includes('/')) msg += ` (to run a command on the built-in rootfs, put '--' before the command: nsbox run [flags] -- ${options.image}${options.command ? ' ...' : ''})`;
+      io.err(msg + '\n');
+      return EXIT_NSBOX;
+    }
+  }
+
   let c: Container;
   try {
-    c = spawn({ ...options, stdio: 'inherit' });
+    c = spawn({ ...options, ...(options.image !== undefined ? { pull: 'missing' as const } : {}), stdio: 'inherit' });
   } catch (e) {
     io.err(formatError(e, origin) + '\n');
     return EXIT_NSBOX;

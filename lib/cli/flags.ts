@@ -51,6 +51,7 @@ export type Target =
   | 'help'
   | 'force'
   | 'json'
+  | 'tag'
   | `limits.${keyof Limits & string}`
   | 'mounts[]'
   | 'network.ports[]'
@@ -92,7 +93,7 @@ export type Token =
   /** value: the string given, undefined for a switch. */
   | { kind: 'flag'; def: FlagDef; value: string | undefined }
   /** more: whether anything follows it on the command line. */
-  | { kind: 'positional'; value: string; more: boolean }
+  | { kind: 'positional'; value: string; more: boolean; index?: number }
   | { kind: 'command'; argv: string[] };
 
 /**
@@ -109,7 +110,8 @@ export function* tokenize(argv: readonly string[], spec: CommandSpec): Generator
       return;
     }
     if (!a.startsWith('-') || a === '-') {
-      yield { kind: 'positional', value: a, more: i + 1 < argv.length };
+      // index: where it is in argv (`nsbox run IMAGE COMMAND...` takes the rest as the command).
+      yield { kind: 'positional', value: a, more: i + 1 < argv.length, index: i };
       continue;
     }
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;

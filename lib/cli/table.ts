@@ -145,6 +145,10 @@ export const FLAGS = {
   },
   signal: { name: '--signal', short: '-s', arg: 'SIG', to: 'signal', parse: parseSignal },
   force: { name: '--force', short: '-f', to: 'force' },
+  pull: { name: '--pull', arg: 'WHEN', to: 'pull', help: "with IMAGE: missing (default), always or never" },
+  entrypoint: { name: '--entrypoint', arg: 'CMD', to: 'entrypoint', parse: (v: string) => [v], help: "with IMAGE: run CMD instead of the image's Entrypoint (and Cmd)" },
+  store: { name: '--store', arg: 'DIR', to: 'storeDir', parse: parseHostPath, help: 'the image store (default /var/lib/nsbox/images as root)' },
+  tag: { name: '--tag', arg: 'REF', to: 'tag', help: 'the reference to store the image under' },
   json: { name: '--json', to: 'json' },
 } satisfies Record<string, FlagDef>;
 
@@ -157,8 +161,11 @@ const LIMITS = [F.memory, F.memoryHigh, F.swap, F.pids, F.cpu, F.cpuset, F.cpuWe
 export const RUN: CommandSpec = {
   command: 'nsbox run',
   takesCommand: true,
-  flags: [F.rootfs, F.rw, F.bind, F.tmpfs, F.env, F.cwd, F.hostname, F.user, F.network, F.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, F.help],
+  flags: [F.rootfs, F.rw, F.bind, F.tmpfs, F.env, F.cwd, F.hostname, F.user, F.network, F.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, F.pull, F.entrypoint, F.store, F.help],
 };
+
+/** `nsbox pull|images|rmi|image ...`: the store flag (and --json, --tag where they apply). */
+export const IMAGE_CMD = (command: string, extra: FlagDef[] = []): CommandSpec => ({ command, takesCommand: false, flags: [F.store, ...extra, F.help] });
 
 export const MACHINE_SUBCOMMANDS = ['start', 'exec', 'stop', 'kill', 'freeze', 'thaw', 'stats', 'destroy', 'list'] as const;
 export type MachineSubcommand = (typeof MACHINE_SUBCOMMANDS)[number];

@@ -105,7 +105,7 @@ Napi::Value SpawnResult(Napi::Env env, const nsbox::SpawnOutcome& out, int statu
   // The read end of the init's status pipe is read by the watcher; dup it so JS can close its copy.
   int status_fd = status_read >= 0 ? fcntl(status_read, F_DUPFD_CLOEXEC, 3) : -1;
   if (status_fd >= 0) fcntl(status_fd, F_SETFL, O_NONBLOCK);
-  Napi::Object proc = NewProcess(out.pidfd, status_fd);
+  Napi::Object proc = NewProcess(env, out.pidfd, status_fd);
   res.Set("pid", Napi::Number::New(env, out.pid));
   res.Set("process", proc);
   if (out.err_fd >= 0) res.Set("errFd", Napi::Number::New(env, out.err_fd));
@@ -357,6 +357,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFds(env, exports);
   InitTestHooks(env, exports);
   InitNet(env, exports);
+  InitFsAt(env, exports);
   Napi::Object c = Napi::Object::New(env);
 #define K(name) c.Set(#name, Napi::Number::New(env, static_cast<double>(name)))
   K(CLONE_NEWNS);

@@ -10,7 +10,7 @@
 namespace nsbox_glue {
 
 // watchers.cc: a Process (the pidfd watcher JS gets) that owns pidfd and status_fd (-1: none).
-Napi::Object NewProcess(int pidfd, int status_fd);
+Napi::Object NewProcess(Napi::Env env, int pidfd, int status_fd);
 // The result of finish_spawn as finishSpawn returns it: null (it runs) or the failure record.
 Napi::Value FinishResultValue(Napi::Env env, nsbox::FinishResult r, const nsbox::ErrorRecord& rec);
 // Process, finishSpawnAsync, cancelFinishSpawn, collectOutput, pidfdOpen.
@@ -22,6 +22,9 @@ void InitFds(Napi::Env env, Napi::Object exports);
 // test_hooks.cc: netnsReserveState, ipcnsReserveState, mntTemplateState, dumpable, setCloexec,
 // testFilterProcess.
 void InitTestHooks(Napi::Env env, Napi::Object exports);
+
+// fsat.cc: the `fsat` object of *at() calls for the image unpacker (lib/images/unpack-worker.ts).
+void InitFsAt(Napi::Env env, Napi::Object exports);
 
 // addon.cc: the module's exports.
 Napi::Object Init(Napi::Env env, Napi::Object exports);

@@ -40,7 +40,6 @@ namespace {
 // One live container process: its pidfd, watched with uv_poll until it has exited and been reaped.
 class Process : public Napi::ObjectWrap<Process> {
  public:
-  static Napi::FunctionReference* ctor;
 
   static Napi::Function Init(Napi::Env env) {
     Napi::Function f = DefineClass(env, "Process",
@@ -51,7 +50,10 @@ class Process : public Napi::ObjectWrap<Process> {
                                     InstanceMethod("exited", &Process::Exited),
                                     InstanceMethod("reap", &Process::Reap),
                                     InstanceMethod("unref", &Process::DoUnref)});
-    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    // Per environment (instance data, freed with it), never a process-wide static: the image
+    // unpacker loads this addon in a worker thread too, whose init would otherwise replace the
+    // main thread's constructor with one that dies with the worker (a SIGSEGV at the next spawn).
+    env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(f)));
     return f;
   }
 
@@ -205,8 +207,6 @@ class Process : public Napi::ObjectWrap<Process> {
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference callback_;
 };
-
-Napi::FunctionReference* Process::ctor = nullptr;
 
 // finishSpawnAsync(errFd, callback): finishSpawn without blocking the JS thread: the error pipe is
 // watched on the event loop and read without blocking (O_NONBLOCK) as it becomes readable, until a
@@ -481,8 +481,8 @@ class OutputCollector {
 
 }  // namespace
 
-Napi::Object NewProcess(int pidfd, int status_fd) {
-  Napi::Object proc = Process::ctor->New({});
+Napi::Object NewProcess(Napi::Env env, int pidfd, int status_fd) {
+  Napi::Object proc = env.GetInstanceData<Napi::FunctionReference>()->New({});
   Process::Unwrap(proc)->Adopt(pidfd, status_fd);
   return proc;
 }
@@ -495,7 +495,7 @@ Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
   int fd = nsbox::sys::pidfd_open(info[0].As<Napi::Number>().Int32Value(), 0);
   if (fd < 0) return Napi::Number::New(env, errno);
   fcntl(fd, F_SETFD, FD_CLOEXEC);
-  return NewProcess(fd, -1);
+  return NewProcess(env, fd, -1);
 }
 
 }  // namespace

@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// images.js: a pull of a ~100 MB image (the Debian tools rootfs, test/fixtures/debian-rootfs.sh
+// --tools, without CPython's own test suite and the docs) from a local docker-registry, three ways
+// in one run: nsbox's pull (fresh store), `skopeo copy docker://... oci:... && umoci unpack`, and
+// `podman pull` (fresh --root). Each starts from nothing on disk; the registry serves all three.
+//
+//   node bench/images.js [--rounds 1]
+//
+// With --run: starting containers from an image instead. The busybox test rootfs as a one-layer
+// image: a warm run({ image }) against run({ rootfs }) on the same tree (p50 of --n runs of
+// /bin/true, alternating), and the first run({ image }) after a pull (fresh store: its plan, the
+// merged walk and the lease are not cached yet) against `podman run --rm` of the same image from
+// the same registry (podman's pull done beforehand, untimed).
+//
+//   node bench/images.js --run [--n 200]
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const h = require('../test/images/helpers');
+
+const args = process.argv.slice(2);
+const ROUNDS = Number(args.includes('--rounds') ? args[args.indexOf('--rounds') + 1] : 1);
+const ROOTFS = process.env.NSBOX_DEBIAN_TOOLS_ROOTFS || '/var/cache/nsbox-test/debian-tools';
+
+function time(fn) {
+  const t0 = process.hrtime.bigint();
+  return Promise.resolve(fn()).then(() => Number(process.hrtime.bigint() - t0) / 1e6);
+}
+
+const pct = (a, q) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) * q)];
+
+async function runBench() {
+  const missing = h.missingTools();
+  if (missing) throw new Error(missing);
+  const N = Number(args.includes('--n') ? args[args.indexOf('--n') + 1] : 200);
+  const { run, pull } = require('..');
+  const { busyboxRootfs } = require('../test/helpers');
+  const { rootfs } = busyboxRootfs();
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-bench-imgrun-'));
+  const reg = await h.startRegistry();
+  try {
+    const raw = execFileSync('tar', ['--numeric-owner', '-C', rootfs, '-cf', '-', '.'], { maxBuffer: 2 ** 30 });
+    const blob = execFileSync('gzip', ['-1', '-n'], { input: raw, maxBuffer: 2 ** 30 });
+    const layer = { blob, diffId: h.sha256(raw), digest: h.sha256(blob), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+    const img = h.craftImage([layer]);
+    await h.pushRaw(reg.url, 'bench/busybox', 'v1', [layer], img);
+    const ref = `${reg.host}/bench/busybox:v1`;
+    const store = path.join(scratch, 'store');
+    await pull(ref, { storeDir: store });
+    // First run after the pull (nothing cached in this process for the image yet).
+    const first = await time(() => run({ image: ref, storeDir: store, command: ['/bin/true'] }));
+    const a = [];
+    const b = [];
+    for (let i = 0; i < 20; i++) {
+      await run({ image: ref, storeDir: store, command: ['/bin/true'] });
+      await run({ rootfs, command: ['/bin/true'] });
+    }
+    for (let i = 0; i < N; i++) {
+      a.push(await time(() => run({ image: ref, storeDir: store, command: ['/bin/true'] })));
+      b.push(await time(() => run({ rootfs, command: ['/bin/true'] })));
+    }
+    const [ai, bi] = [pct(a, 0.5), pct(b, 0.5)];
+    console.log(`warm run({ image })  p50 ${ai.toFixed(2)} ms  p90 ${pct(a, 0.9).toFixed(2)} ms  (n=${N})`);
+    console.log(`warm run({ rootfs }) p50 ${bi.toFixed(2)} ms  p90 ${pct(b, 0.9).toFixed(2)} ms  (same tree)`);
+    console.log(`ratio image/rootfs (p50): ${(ai / bi).toFixed(3)}x  (target <= 1.1x)`);
+    console.log(`first run({ image }) after a pull: ${first.toFixed(2)} ms`);
+    if (h.have('podman')) {
+      const runroot = fs.mkdtempSync('/tmp/nbp-');
+      const pod = ['--root', `${scratch}/podman`, '--runroot', runroot, '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs'];
+      try {
+        execFileSync('podman', [...pod, 'pull', '-q', '--tls-verify=false', ref], { stdio: ['ignore', 'ignore', 'pipe'] });
+        // This process's hard limits: podman's defaults are above them in a sandbox, where crun's
+        // setrlimit then fails.
+        const hard = (r) => execFileSync('bash', ['-c', `ulimit -H${r}`]).toString().trim();
+        const lim = ['--ulimit', `nofile=${hard('n')}:${hard('n')}`, '--ulimit', `nproc=${hard('u')}:${hard('u')}`];
+        const pm = await time(() => execFileSync('podman', [...pod, 'run', '--rm', '--net=none', ...lim, ref, '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+        console.log(`podman run --rm (first, after its pull): ${pm.toFixed(2)} ms`);
+        console.log(`ratio first nsbox/podman: ${(first / pm).toFixed(3)}x  (target <= 0.1x)`);
+        execFileSync('podman', [...pod, 'rmi', '-a', '-f'], { stdio: 'ignore' });
+      } catch (e) {
+        console.log(`podman failed: ${String(e.stderr).trim().split('\n').pop()}`);
+      } finally {
+        // podman binds its overlay directory onto itself: undone before the scratch goes.
+        try {
+          execFileSync('umount', ['-l', `${scratch}/podman/overlay`], { stdio: 'ignore' });
+        } catch {
+          /* not mounted */
+        }
+        fs.rmSync(runroot, { recursive: true, force: true });
+      }
+    } else {
+      console.log('podman: not installed');
+    }
+  } finally {
+    await reg.stop();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  if (args.includes('--run')) return runBench();
+  const missing = h.missingTools();
+  if (missing) throw new Error(missing);
+  if (!fs.existsSync(path.join(ROOTFS, 'usr/bin/python3'))) throw new Error(`${ROOTFS} is missing (bash test/fixtures/debian-rootfs.sh --tools)`);
+  const { pull } = require('..');
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-bench-img-'));
+  const reg = await h.startRegistry();
+  try {
+    const raw = execFileSync('tar', ['--numeric-owner', '--xattrs', '--exclude=./usr/lib/python3.11/test', '--exclude=./usr/share/doc', '--exclude=./usr/share/locale', '--exclude=./usr/share/man', '-C', ROOTFS, '-cf', '-', '.'], { maxBuffer: 2 ** 31 });
+    const blob = execFileSync('gzip', ['-6', '-n'], { input: raw, maxBuffer: 2 ** 31 });
+    const layer = { blob, diffId: h.sha256(raw), digest: h.sha256(blob), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+    const img = h.craftImage([layer]);
+    await h.pushRaw(reg.url, 'bench/debian', 'tools', [layer], img);
+    const ref = `${reg.host}/bench/debian:tools`;
+    console.log(`image: ${(raw.length / 1e6).toFixed(0)} MB unpacked, ${(blob.length / 1e6).toFixed(0)} MB gzip'd, one layer`);
+    const rows = { nsbox: [], 'skopeo+umoci': [], podman: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      const d = fs.mkdtempSync(path.join(scratch, 'round-'));
+      rows.nsbox.push(await time(() => pull(ref, { storeDir: path.join(d, 'store') })));
+      rows['skopeo+umoci'].push(
+        await time(() => {
+          execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${d}/oci:tools`]);
+          execFileSync('umoci', ['unpack', '--image', `${d}/oci:tools`, `${d}/bundle`]);
+        }),
+      );
+      if (h.have('podman')) {
+        // podman refuses a runroot path longer than 50 characters.
+        const runroot = fs.mkdtempSync('/tmp/nbp-');
+        const pod = ['--root', `${d}/podman`, '--runroot', runroot, '--storage-driver', 'overlay'];
+        try {
+          rows.podman.push(await time(() => execFileSync('podman', [...pod, 'pull', '-q', '--tls-verify=false', ref], { stdio: ['ignore', 'ignore', 'pipe'] })));
+          execFileSync('podman', [...pod, 'rmi', '-a', '-f'], { stdio: 'ignore' });
+        } catch (e) {
+          console.log(`podman failed: ${String(e.stderr).trim().split('\n').pop()}`);
+        } finally {
+          fs.rmSync(runroot, { recursive: true, force: true });
+        }
+      }
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+    for (const [k, v] of Object.entries(rows)) if (v.length) console.log(`${k.padEnd(14)} ${v.map((x) => (x / 1000).toFixed(2) + ' s').join('  ')}`);
+  } finally {
+    await reg.stop();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

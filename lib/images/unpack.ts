@@ -1,0 +1,60 @@
+// unpack.ts: the main thread's side of a layer unpack: one worker_threads Worker per layer
+// (unpack-worker.ts does the file I/O), so Node's event loop never waits on a layer's files. An
+// abort terminates the worker; the caller removes the half-made directory.
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+import { NsboxError } from '../errors';
+import { abortError } from '../util';
+
+export interface UnpackJob {
+  /** The verified layer blob (gzip, zstd or plain tar: told by its first bytes). */
+  blob: string;
+  /** An empty directory in the store's tmp/ that becomes the layer. */
+  dest: string;
+  /** The unpacked lower layers, top-most first (for hard links into them). */
+  lowers: string[];
+  /** Store as the caller: no chown, user.overlay.* whiteout attributes (docs/images.md). */
+  rootless: boolean;
+  /** Bytes this layer may still write. */
+  budget: number;
+  maxImageSize: number;
+}
+
+export interface UnpackResult {
+  diffId: string;
+  /** Bytes written (file contents). */
+  size: number;
+  /**
+   * The layer depends on the layers under it (a hard link into a lower layer was copied up, or a
+   * directory the layer does not list was made with a lower layer's mode and owner): it is stored
+   * under its chain ID, never shared by diff ID.
+   */
+  dependsOnLowers: boolean;
+}
+
+export function unpackLayer(job: UnpackJob, signal?: AbortSignal): Promise<UnpackResult> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal));
+    const w = new Worker(path.join(__dirname, 'unpack-worker.js'), { workerData: job, stdout: false, stderr: false });
+    let settled = false;
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const onAbort = () => {
+      void w.terminate().then(() => finish(() => reject(abortError(signal!))));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    w.on('message', (m: { ok?: UnpackResult; error?: { code: string; message: string; entry?: string; errno?: number; syscall?: string } }) => {
+      if (m.ok) return finish(() => resolve(m.ok!));
+      const e = m.error!;
+      const code = e.code.startsWith('Z_') || e.code === 'ERR_STREAM_PREMATURE_CLOSE' ? 'ERR_IMAGE_LAYER_INVALID' : e.code;
+      finish(() => reject(new NsboxError({ code, errno: e.errno, syscall: e.syscall, step: 'image.unpack', path: e.entry, message: `${e.message} (step image.unpack)` })));
+    });
+    w.on('error', (e) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker failed: ${e.message} (step image.unpack)` }))));
+    w.on('exit', (c) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker exited (${c}) without a result (step image.unpack)` }))));
+  });
+}

@@ -145,7 +145,8 @@ t.test('every step and every row of the table, forced', { skip: notRoot || noBus
 // namespace), where the binds run by different code (mnt_template.cc, fsops.cc run_op).
 t.test("every op of the /etc files and of devices, forced", { skip: notRoot || noBusybox }, async (t) => {
   const { resolveAppOptions } = require('../dist/options');
-  const { buildFsOps, etcBinds, OpList } = require('../dist/fsops');
+  const { buildFsOps, OpList } = require('../dist/fsops');
+  const { etcBinds } = require('../dist/etc-ops');
   const { closeHostDevices, deviceBinds, hostDevices } = require('../dist/devices');
   const { staging } = require('../dist/runtime');
   const dev = ['/dev/loop0', '/dev/loop-control'].filter((p) => fs.existsSync(p));

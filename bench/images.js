@@ -82,11 +82,14 @@ async function runBench() {
       } catch (e) {
         console.log(`podman failed: ${String(e.stderr).trim().split('\n').pop()}`);
       } finally {
-        // podman binds its overlay directory onto itself: undone before the scratch goes.
-        try {
-          execFileSync('umount', ['-l', `${scratch}/podman/overlay`], { stdio: 'ignore' });
-        } catch {
-          /* not mounted */
+        // podman binds its overlay directory onto itself (twice: pull and run): undone before the
+        // scratch goes, as often as it is mounted.
+        for (let i = 0; i < 8; i++) {
+          try {
+            execFileSync('umount', ['-l', `${scratch}/podman/overlay`], { stdio: 'ignore' });
+          } catch {
+            break; // not mounted (any more)
+          }
         }
         fs.rmSync(runroot, { recursive: true, force: true });
       }

@@ -72,7 +72,8 @@ class Fleet {
   /** Everything this fleet started, gone; the state directory removed. */
   async cleanup() {
     await this.removeMany(this.live);
-    const left = fs.existsSync(this.stateDir) ? fs.readdirSync(this.stateDir) : [];
+    // (The state directory's lock file, .lock, is no machine's.)
+    const left = fs.existsSync(this.stateDir) ? fs.readdirSync(this.stateDir).filter((n) => n !== '.lock') : [];
     if (left.length === 0) fs.rmSync(this.stateDir, { recursive: true, force: true });
     return left;
   }

@@ -42,6 +42,8 @@ const rangeOf = async (c) => hostRoot(await firstLine(c.stdout));
 const running = (re) => execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((l) => re.test(l));
 const errInfo = (e) => (e ? { name: e.name, code: e.code, step: e.step, path: e.path, message: e.message } : null);
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-leases-'));
+// (Also for the scenarios that end without cleanup(): the directory is this runner's.)
+process.on('exit', () => fs.rmSync(stateDir, { recursive: true, force: true }));
 
 async function cleanup(kids) {
   for (const k of kids) {

@@ -634,7 +634,8 @@ export function withImageLease<T extends Container | Pending>(o: ResolvedAppOpti
 export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => Promise<T>): Promise<T>;
 export function withImageLease<T extends Container | Pending>(o: ResolvedAppOptions, given: AppOptions, lease: ImageLease, go: () => T | Promise<T>): T | Promise<T> {
   const held = (c: T): T => {
-    if (c instanceof Container) c.once('exit', () => lease.release());
+    // Lingering: the next start of this image, if it comes soon, pins its layers for free.
+    if (c instanceof Container) c.once('exit', () => lease.release(true));
     return c;
   };
   let r: T | Promise<T>;

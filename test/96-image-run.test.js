@@ -57,6 +57,14 @@ function leaseFiles() {
   }
 }
 
+// A container's exit leaves its lease in the file for a moment (LEASE_SETTLE_MS, lib/images/store.ts:
+// the next start of the image pins it for free); the file is settled then. Waits for that (at most
+// 3 s) and returns the lease files left.
+async function settledLeases() {
+  for (let i = 0; i < 60 && leaseFiles().length; i++) await new Promise((r) => setTimeout(r, 50));
+  return leaseFiles();
+}
+
 const opts = (o = {}) => ({ image: ref, storeDir: store, ...o });
 
 t.before(async () => {
@@ -127,7 +135,7 @@ t.test('first run pulls; Entrypoint+Cmd, Env under env, WorkingDir (made), User 
   t.equal(r.stdout.toString(), 'hello|x|/home/app|/work/here|1234:2345:2345 3456\n');
   t.equal(r.exitCode, 0);
   t.equal((await images({ storeDir: store })).length, 1, 'pulled into the store');
-  t.same(leaseFiles(), [], 'the lease went with the container');
+  t.same(await settledLeases(), [], 'the lease went with the container');
   // The caller's env wins; a command replaces Cmd and follows the Entrypoint.
   const r2 = await run(opts({ env: { GREETING: 'hi' }, command: ['echo "$GREETING $PATH"'] }));
   t.equal(r2.stdout.toString(), 'hi /bin:/usr/bin\n');
@@ -190,10 +198,11 @@ t.test('the layers are byte for byte unchanged after a container wrote all it co
   const after = layerDirs().map(snapshot);
   t.same(after, before, 'every layer: same entries, contents, modes, owners, times, xattrs');
   for (const d of layerDirs()) t.notOk(fs.existsSync(path.join(d, 'new')), `no mount point made in ${path.basename(path.dirname(d))}`);
-  t.same(leaseFiles(), []);
+  t.same(await settledLeases(), []);
 });
 
 t.test('a lease keeps the layers while a container runs: removeImage from another process keeps them', { skip }, async (t) => {
+  await settledLeases();
   const c = spawn(opts({ entrypoint: ['/bin/sleep'], command: ['30'] }));
   t.equal(leaseFiles().length, 1, 'a lease while it runs');
   const layers = layerDirs();
@@ -202,7 +211,7 @@ t.test('a lease keeps the layers while a container runs: removeImage from anothe
   for (const l of layers) t.ok(fs.existsSync(l), 'the layer stays while in use');
   c.kill();
   await c.wait();
-  t.same(leaseFiles(), [], 'the lease went with the container');
+  t.same(await settledLeases(), [], 'the lease went with the container');
   await pruneImages({ storeDir: store });
   for (const l of layers) t.notOk(fs.existsSync(l), 'removed once unused');
   await pull(ref, { storeDir: store });
@@ -220,6 +229,7 @@ t.test('createPool with an image: the Entrypoint comes first, the lease lasts un
 t.test('machines with an image: persistent upper in the state, ephemeral throw-away; the lease is PID 1\'s', { skip }, async (t) => {
   const cg = countCgroups();
   const before = layerDirs().map(snapshot);
+  await settledLeases();
   const m = await Machine.start({ name: 'img-persist', image: ref, storeDir: store, stateDir });
   t.teardown(async () => {
     const mm = await Machine.get('img-persist', { stateDir });
@@ -262,6 +272,7 @@ t.test('machines with an image: persistent upper in the state, ephemeral throw-a
 
 t.test('failures leave nothing: a command not found, a bad User, userns as root', { skip }, async (t) => {
   const cg = countCgroups();
+  t.same(await settledLeases(), [], 'no lease before (the earlier runs\' settled)');
   await t.rejects(run(opts({ entrypoint: ['/no/such'] })), { code: 'ENOENT', step: 'exec' });
   t.same(leaseFiles(), []);
   await t.rejects(run(opts({ userns: true, command: ['true'] })), { code: 'ENOTSUP', message: /user namespace/ });
@@ -273,6 +284,43 @@ t.test('failures leave nothing: a command not found, a bad User, userns as root'
   t.same(leaseFiles(), []);
   t.equal(countCgroups(), cg, 'no cgroup left');
   t.same(h.leftovers(store), [], 'no temporaries in the store');
+});
+
+t.test('a start right after an exit reuses the lease file unwritten; a re-tag and this process\'s removeImage are seen at once', { skip }, async (t) => {
+  const st = path.join(scratch, 'store-warm');
+  const zlib = require('node:zlib');
+  const raw = execFileSync('tar', ['--numeric-owner', '-C', bb, '-cf', '-', '.'], { maxBuffer: 2 ** 30 });
+  const blob = zlib.gzipSync(raw, { level: 1 });
+  const base = { blob, diffId: h.sha256(raw), digest: h.sha256(blob), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+  const tagged = async (id) => {
+    const top = await h.craftLayer([[{ name: 'id', mode: 0o644 }, `${id}\n`]]);
+    await h.pushRaw(reg.url, 'test/warm', 'v1', [base, top], h.craftImage([base, top]));
+    await pull(`${reg.host}/test/warm:v1`, { storeDir: st });
+    return top.diffId.slice(7);
+  };
+  const wref = `${reg.host}/test/warm:v1`;
+  const keyA = await tagged('A');
+  const leases = () => fs.readdirSync(path.join(st, 'leases'));
+  const cat = () => run({ image: wref, storeDir: st, pull: 'never', command: ['cat', '/id'] });
+  t.equal((await cat()).stdout.toString(), 'A\n');
+  const [file] = leases();
+  t.ok(file, 'the exited container\'s lease is still in the file a moment');
+  const ino = fs.statSync(path.join(st, 'leases', file)).ino;
+  t.equal((await cat()).stdout.toString(), 'A\n');
+  t.equal(fs.statSync(path.join(st, 'leases', file)).ino, ino, 'the next start pinned the same file, unwritten');
+  for (let i = 0; i < 60 && leases().length; i++) await new Promise((r) => setTimeout(r, 50));
+  t.same(leases(), [], 'settled once no container uses the image');
+
+  // Another image under the same name: the next start sees it (refs.json is checked every time).
+  const keyB = await tagged('B');
+  t.equal((await cat()).stdout.toString(), 'B\n', 'the re-tagged image runs');
+  // removeImage + pruneImages in this process right after an exit: the layers go at once.
+  t.ok(leases().length, 'the lease lingers');
+  await removeImage(wref, { storeDir: st });
+  await pruneImages({ storeDir: st });
+  for (const k of [keyA, keyB]) t.notOk(fs.existsSync(path.join(st, 'layers', k)), `layer ${k.slice(0, 12)} removed at once`);
+  t.same(leases(), [], 'no lease file left');
+  t.same(h.leftovers(st), []);
 });
 
 t.test('CLI: nsbox pull, images --json, run IMAGE [COMMAND...], image import, rmi, image prune', { skip }, async (t) => {

@@ -1,13 +1,14 @@
 // api.ts: the image functions the package exports (pull, images, removeImage, pruneImages; and
 // importImage in import.ts) and the internal imageRoot/leaseImage that a container start uses.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 import { invalidType, invalidValue, outOfRange } from '../errors';
 import { isPlainObject, rejectUnknownKeys } from '../util';
 import { fetchLayers, type LayerSource, type Progress } from './layers';
 import { parseRef } from './ref';
 import { imageError, LAYER_TYPES, MEDIA, Registry, type Credentials } from './registry';
-import { collect, defaultStoreDir, pinLocked, Store, unpin, type ImageRecord } from './store';
+import { collect, defaultStoreDir, pinHeld, pinLocked, Store, unpin, type ImageRecord } from './store';
 
 export type { Progress } from './layers';
 export type { Credentials } from './registry';
@@ -291,40 +292,85 @@ export function imageRoot(refOrDigest: string, opts?: StoreOptions): ImageRoot {
   const store = storeOf(opts);
   const rec = findRecord(store, refOrDigest);
   if (!rec) throw imageError('ERR_IMAGE_UNKNOWN', 'image.store', `no image ${refOrDigest} in ${store.dir}`, refOrDigest);
+  return rootOf(store, rec);
+}
+
+// What a start reads of an image, kept for this process: a manifest's layers and config never
+// change under its digest, so the root is kept by digest (while its layers stay in the store);
+// which digest a reference names is kept while refs.json is the same file, unchanged.
+const roots = new Map<string, ImageRoot>(); // store dir \0 digest -> root
+const named = new Map<string, { stamp: string; rec: ImageRecord }>(); // store dir \0 ref -> record
+const CACHE_MAX = 256;
+
+function remember<V>(m: Map<string, V>, k: string, v: V): void {
+  if (m.size >= CACHE_MAX) m.clear();
+  m.set(k, v);
+}
+
+/** The root of a record: read from the store (and kept), or, with `cached`, as read before. */
+function rootOf(store: Store, rec: ImageRecord, cached = false): ImageRoot {
+  const k = `${store.dir}\0${rec.digest}\0${rec.manifestDigest}`;
+  const hit = roots.get(k);
+  if (hit && cached) return hit;
   const config = JSON.parse(store.readBlob(rec.configDigest)?.toString('utf8') ?? '{}') as Record<string, unknown>;
   const metas = rec.layers.map((l) => store.layerMeta(l.key));
   if (metas.some((m) => !m)) throw imageError('ERR_IMAGE_UNKNOWN', 'image.store', `image ${rec.ref}: a layer is missing from ${store.dir} (pull it again)`, rec.ref);
-  return { layers: rec.layers.map((l) => `${store.layerDir(l.key)}/diff`), config, digest: rec.digest, xattrs: metas[0]?.xattrs ?? 'trusted' };
+  const root: ImageRoot = { layers: rec.layers.map((l) => `${store.layerDir(l.key)}/diff`), config, digest: rec.digest, xattrs: metas[0]?.xattrs ?? 'trusted' };
+  remember(roots, k, root);
+  return root;
+}
+
+/** refs.json's identity (inode, change time, size): a rename or a rewrite gives a new one. */
+function refsStamp(store: Store): string | null {
+  try {
+    const s = fs.statSync(path.join(store.dir, 'refs.json'), { bigint: true });
+    return `${s.dev}:${s.ino}:${s.ctimeNs}:${s.mtimeNs}:${s.size}`;
+  } catch {
+    return null;
+  }
 }
 
 /**
  * imageRoot with the layers pinned for this process (a lease file, judged by pid and start time)
  * until release(): removeImage and pruneImages keep them while a container uses them.
  */
-export function leaseImage(refOrDigest: string, opts?: StoreOptions): ImageRoot & { release(): void } {
+export function leaseImage(refOrDigest: string, opts?: StoreOptions): ImageRoot & { release(linger?: boolean): void } {
   const store = storeOf(opts);
-  // Found and pinned under one hold of the store lock: a removeImage cannot come in between.
-  const rec = store.locked(() => {
-    const r = findRecord(store, refOrDigest);
-    if (r) pinLocked(store, r.layers.map((l) => l.key));
-    return r;
-  });
-  if (!rec) throw imageError('ERR_IMAGE_UNKNOWN', 'image.store', `no image ${refOrDigest} in ${store.dir}`, refOrDigest);
-  const keys = rec.layers.map((l) => l.key);
-  let root: ImageRoot;
-  try {
-    root = imageRoot(rec.digest, opts);
-  } catch (e) {
-    unpin(store, keys);
-    throw e;
+  const nk = `${store.dir}\0${refOrDigest}`;
+  const stamp = refsStamp(store);
+  const seen = named.get(nk);
+  let rec: ImageRecord | undefined;
+  let keys: string[];
+  let root: ImageRoot | undefined;
+  if (seen && stamp !== null && seen.stamp === stamp && roots.has(`${store.dir}\0${seen.rec.digest}\0${seen.rec.manifestDigest}`) && pinHeld(store, (keys = seen.rec.layers.map((l) => l.key)))) {
+    // The same refs.json, and the layers still in this process's lease file: nothing to read or write.
+    rec = seen.rec;
+    root = rootOf(store, rec, true);
+  } else {
+    // Found and pinned under one hold of the store lock: a removeImage cannot come in between.
+    rec = store.locked(() => {
+      const r = findRecord(store, refOrDigest);
+      if (r) pinLocked(store, r.layers.map((l) => l.key));
+      return r;
+    });
+    if (!rec) throw imageError('ERR_IMAGE_UNKNOWN', 'image.store', `no image ${refOrDigest} in ${store.dir}`, refOrDigest);
+    keys = rec.layers.map((l) => l.key);
+    try {
+      root = rootOf(store, rec);
+    } catch (e) {
+      unpin(store, keys);
+      throw e;
+    }
+    if (stamp !== null && stamp === refsStamp(store)) remember(named, nk, { stamp, rec });
   }
   let released = false;
   return {
     ...root,
-    release() {
+    /** linger: a container's exit (the lease file is settled a moment later, see store.ts). */
+    release(linger = false) {
       if (released) return;
       released = true;
-      unpin(store, keys);
+      unpin(store, keys, linger);
     },
   };
 }

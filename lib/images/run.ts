@@ -10,7 +10,7 @@ import { leaseImage, pull, storeOf, type ImageRoot } from './api';
 import { imageError } from './registry';
 import { imageCommand, imageEnv, imageUser, imageWorkdir, runConfig } from './config';
 
-export type ImageLease = ImageRoot & { release(): void };
+export type ImageLease = ImageRoot & { release(linger?: boolean): void };
 
 function leaseOf(img: ResolvedImage): ImageLease {
   try {
@@ -87,10 +87,9 @@ export function applyImage(
     // docker's rule: the caller's command replaces Cmd and follows the image's Entrypoint.
     o.command = imageCommand(c, undefined, o.command);
   }
-  const stack = { top: [...lease.layers].reverse(), xattrs: lease.xattrs };
   let home: string | undefined;
   if (hasUser && given.user === undefined) {
-    const u = imageUser(c, stack);
+    const u = userOf(c, lease);
     o.user = { uid: u.uid, gid: u.gid, groups: u.groups };
     home = u.home;
   }
@@ -106,6 +105,20 @@ export function applyImage(
     o.cwd = imageWorkdir(c);
     img.makeCwd = o.cwd !== '/';
   }
+}
+
+// An image's User resolved in its own /etc/passwd and /etc/group, kept for this process: the
+// layers under one set of directories never change (a layer's directory is its content's digest).
+const users = new Map<string, ReturnType<typeof imageUser>>();
+
+function userOf(c: ReturnType<typeof runConfig>, lease: ImageRoot): ReturnType<typeof imageUser> {
+  const k = `${lease.layers.join('\0')}\0${lease.xattrs}\0${String(c.User)}`;
+  const hit = users.get(k);
+  if (hit) return { ...hit, groups: [...hit.groups] };
+  const u = imageUser(c, { top: [...lease.layers].reverse(), xattrs: lease.xattrs });
+  if (users.size >= 256) users.clear();
+  users.set(k, { ...u, groups: [...u.groups] });
+  return u;
 }
 
 /**

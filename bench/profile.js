@@ -87,7 +87,7 @@ async function profile(rootfs) {
   for (let i = 0; i < WARMUP + N; i++) {
     const rec = { t0: performance.now() };
     cur = rec;
-    const c = nsbox.spawn({ rootfs, command: ['/bin/true'], ...EXTRA });
+    const c = nsbox.spawn({ ...(EXTRA.image ? {} : { rootfs }), command: ["/bin/true"], ...EXTRA });
     cur = null;
     c.stdin.end();
     const closed = Promise.all([c.stdout, c.stderr].map((s) => new Promise((r) => s.on('close', r).resume())));

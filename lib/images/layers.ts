@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import { fromSystemError, NsboxError } from '../errors';
 import { imageError } from './registry';
 import { pin, unpin, type LayerMeta, type Store } from './store';
-import { unpackLayer } from './unpack';
+import { startUnpack, unpackLayer } from './unpack';
 
 export interface LayerSource {
   digest: string;
@@ -106,23 +106,62 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
       }
       const partial = store.tmp(`${hex(l.digest)}.partial`);
       let got = 0;
-      await slot(() =>
+      // The download, and the unpack following it as it arrives (once the layer under it is
+      // done): the bytes are kept only if they are the verified blob; otherwise (a download that
+      // started over, a failure while following) the layer is unpacked again from the verified file.
+      let following: ReturnType<typeof startUnpack> | undefined;
+      let fed = false;
+      let arrived: () => void = () => undefined;
+      const first = new Promise<void>((r) => (arrived = r));
+      const dl = slot(() =>
         ctx.getBlob(l, partial, (n) => {
           got += n;
+          arrived();
+          following?.feed({ avail: got });
           ctx.onProgress?.({ phase: 'download', digest: l.digest, current: got, total: l.size });
         }),
-      );
+      ).then(() => {
+        fed = true;
+        following?.feed({ end: l.size });
+      });
+      let dlFailed = false;
+      dl.catch(() => (dlFailed = true));
       await lower();
       if (ac.signal.aborted) throw ac.signal.reason;
       const lowers: string[] = [];
       for (let j = i - 1; j >= 0; j--) lowers.push(`${store.layerDir(await done[j]!)}/diff`);
       ctx.onProgress?.({ phase: 'unpack', digest: l.digest });
       const tmp = store.tmp(`${hex(l.diffId)}.tmp-${process.pid}`);
-      let key: string;
-      try {
+      const job = (follow: boolean) => ({ blob: partial, dest: `${tmp}/diff`, lowers, rootless, budget: ctx.maxImageSize - used, maxImageSize: ctx.maxImageSize, follow });
+      const fresh = () => {
         fs.rmSync(tmp, { recursive: true, force: true });
         fs.mkdirSync(`${tmp}/diff`, { recursive: true, mode: 0o755 });
-        const r = await unpackLayer({ blob: partial, dest: `${tmp}/diff`, lowers, rootless, budget: ctx.maxImageSize - used, maxImageSize: ctx.maxImageSize }, ac.signal);
+      };
+      let key: string;
+      try {
+        let r: Awaited<ReturnType<typeof unpackLayer>> | undefined;
+        // (Following begins with the first bytes, when the partial file is there.)
+        await Promise.race([first, dl.catch(() => undefined)]);
+        if (!fed && !dlFailed && fs.existsSync(partial)) {
+          fresh();
+          const stop = new AbortController();
+          const onStop = () => stop.abort(ac.signal.reason);
+          ac.signal.addEventListener('abort', onStop, { once: true });
+          following = startUnpack(job(true), stop.signal);
+          following.feed({ avail: got });
+          if (fed) following.feed({ end: l.size });
+          const [d, u] = await Promise.allSettled([dl.catch((e: unknown) => (stop.abort(e), Promise.reject(e))), following.result]);
+          ac.signal.removeEventListener('abort', onStop);
+          following = undefined;
+          if (d.status === 'rejected') throw d.reason;
+          if (u.status === 'fulfilled' && u.value.blob?.digest === l.digest && u.value.blob.size === l.size) r = u.value;
+        }
+        await dl;
+        if (ac.signal.aborted) throw ac.signal.reason;
+        if (!r) {
+          fresh();
+          r = await unpackLayer(job(false), ac.signal);
+        }
         if (r.diffId !== l.diffId) throw imageError('ERR_IMAGE_DIGEST_MISMATCH', 'image.unpack', `layer ${l.digest} unpacks to diff ID ${r.diffId}, but the image's config says ${l.diffId}`, l.digest);
         key = r.dependsOnLowers ? `c-${hex(chains[i]!)}` : hex(l.diffId);
         const meta: LayerMeta = { diffId: l.diffId, chainId: chains[i]!, size: r.size, xattrs: rootless ? 'user' : 'trusted' };
@@ -140,6 +179,8 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
         used += r.size;
       } catch (e) {
         fs.rmSync(tmp, { recursive: true, force: true });
+        // A download that failed keeps what arrived (getBlob's rule: resumed by the next try).
+        if (dlFailed) throw e;
         if ((e as Error).name === 'AbortError') throw e; // the verified blob stays for the next try
         // A blob that does not unpack (hostile, corrupt, too large) is of no use to a retry.
         fs.rmSync(partial, { force: true });

@@ -15,7 +15,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
@@ -461,6 +461,62 @@ function zstdStream(): Transform {
   return t;
 }
 
+/**
+ * The blob as it is being downloaded (job.follow): read from the file up to what the main thread
+ * says has arrived, waiting for more, until it gives the end. The bytes read are hashed: the main
+ * thread keeps the layer only if they are the verified blob (a download that started over, or a
+ * file replaced meanwhile, reads short or hashes wrong, and the layer is unpacked again from the
+ * verified file).
+ */
+class Following extends Readable {
+  readonly hash = crypto.createHash('sha256');
+  pos = 0;
+  private avail = 0;
+  private end: number | null = null;
+  private wake: (() => void) | null = null;
+  private readonly fd: number;
+  constructor(file: string) {
+    super({ highWaterMark: 1 << 20 });
+    this.fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    parentPort!.on('message', this.told);
+  }
+  private readonly told = (m: { avail?: number; end?: number }): void => {
+    if (typeof m.end === 'number') this.end = m.end;
+    if (typeof m.avail === 'number') this.avail = Math.max(this.avail, m.avail);
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  };
+  /** Resolves once n bytes (or the whole blob) have arrived. */
+  async arrived(n: number): Promise<void> {
+    while (this.end === null && this.avail < n) await new Promise<void>((r) => (this.wake = r));
+  }
+  override _read(): void {
+    void this.next().catch((e: unknown) => this.destroy(e as Error));
+  }
+  private async next(): Promise<void> {
+    const limit = () => this.end ?? this.avail;
+    while (this.pos >= limit() && this.end === null) await new Promise<void>((r) => (this.wake = r));
+    if (this.pos >= limit()) {
+      this.push(null);
+      return;
+    }
+    const buf = Buffer.allocUnsafe(Math.min(1 << 20, limit() - this.pos));
+    const n = await new Promise<number>((res, rej) => fs.read(this.fd, buf, 0, buf.length, this.pos, (e, got) => (e ? rej(e) : res(got))));
+    if (n === 0) throw new UnpackError('ERR_IMAGE_LAYER_INVALID', 'the blob being downloaded was replaced while it was unpacked');
+    this.pos += n;
+    const chunk = buf.subarray(0, n);
+    this.hash.update(chunk);
+    this.push(chunk);
+  }
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    // The port no longer keeps the worker alive: it ends once its result is posted.
+    parentPort!.off('message', this.told);
+    parentPort!.unref();
+    fs.close(this.fd, () => cb(err));
+  }
+}
+
 async function compression(file: string): Promise<'gzip' | 'zstd' | 'none'> {
   const fh = await fs.promises.open(file, 'r');
   try {
@@ -479,7 +535,9 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
   const layer = new Layer(root, job);
   const meter = new Meter(job.budget + (64 << 20));
   const extract = tar.extract();
+  const follow = job.follow ? new Following(job.blob) : null;
   try {
+    await follow?.arrived(4);
     const kind = await compression(job.blob);
     const stages: NodeJS.ReadWriteStream[] = [];
     if (kind === 'gzip') stages.push(zlib.createGunzip());
@@ -496,7 +554,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
         extract.destroy(early);
       }
     });
-    const feeding = pipeline(fs.createReadStream(job.blob, { highWaterMark: 1 << 20 }), ...(stages as [Transform]), meter, extract);
+    const feeding = pipeline(follow ?? fs.createReadStream(job.blob, { highWaterMark: 1 << 20 }), ...(stages as [Transform]), meter, extract);
     const entries = (async () => {
       for await (const e of extract as unknown as AsyncIterable<AsyncIterable<Buffer> & { header: Header; resume(): void }>) {
         layer.trim();
@@ -516,8 +574,10 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     }
     layer.dropAll();
     sys(fsat.syncfs(root), 'syncfs', job.dest);
-    return { diffId: `sha256:${meter.hash.digest('hex')}`, size: layer.written, dependsOnLowers: layer.dependsOnLowers };
+    const blob = follow ? { digest: `sha256:${follow.hash.digest('hex')}`, size: follow.pos } : undefined;
+    return { diffId: `sha256:${meter.hash.digest('hex')}`, size: layer.written, dependsOnLowers: layer.dependsOnLowers, blob };
   } finally {
+    follow?.destroy();
     layer.dropAll();
     extract.destroy();
     fsat.close(root);

@@ -19,6 +19,11 @@ export interface UnpackJob {
   /** Bytes this layer may still write. */
   budget: number;
   maxImageSize: number;
+  /**
+   * The blob is still being downloaded into `blob`: read it as it grows, up to what feed() says
+   * has arrived, until feed() gives its end (the result then names the digest of what was read).
+   */
+  follow?: boolean;
 }
 
 export interface UnpackResult {
@@ -31,12 +36,24 @@ export interface UnpackResult {
    * under its chain ID, never shared by diff ID.
    */
   dependsOnLowers: boolean;
+  /** With `follow`: the sha256 digest and size of the blob bytes the unpack read. */
+  blob?: { digest: string; size: number };
 }
 
 export function unpackLayer(job: UnpackJob, signal?: AbortSignal): Promise<UnpackResult> {
-  return new Promise((resolve, reject) => {
+  return startUnpack(job, signal).result;
+}
+
+/** What a following unpack is told: bytes of the blob that have arrived, or its final size. */
+export type Feed = { avail: number } | { end: number };
+
+/** An unpack in a worker; feed() tells a `follow` job how much of its blob has arrived. */
+export function startUnpack(job: UnpackJob, signal?: AbortSignal): { result: Promise<UnpackResult>; feed(m: Feed): void } {
+  let w: Worker | undefined;
+  const result = new Promise<UnpackResult>((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
-    const w = new Worker(path.join(__dirname, 'unpack-worker.js'), { workerData: job, stdout: false, stderr: false });
+    w = new Worker(path.join(__dirname, 'unpack-worker.js'), { workerData: job, stdout: false, stderr: false });
+    const worker = w;
     let settled = false;
     const finish = (fn: () => void) => {
       if (settled) return;
@@ -45,16 +62,22 @@ export function unpackLayer(job: UnpackJob, signal?: AbortSignal): Promise<Unpac
       fn();
     };
     const onAbort = () => {
-      void w.terminate().then(() => finish(() => reject(abortError(signal!))));
+      void worker.terminate().then(() => finish(() => reject(abortError(signal!))));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    w.on('message', (m: { ok?: UnpackResult; error?: { code: string; message: string; entry?: string; errno?: number; syscall?: string } }) => {
+    worker.on('message', (m: { ok?: UnpackResult; error?: { code: string; message: string; entry?: string; errno?: number; syscall?: string } }) => {
       if (m.ok) return finish(() => resolve(m.ok!));
       const e = m.error!;
       const code = e.code.startsWith('Z_') || e.code === 'ERR_STREAM_PREMATURE_CLOSE' ? 'ERR_IMAGE_LAYER_INVALID' : e.code;
       finish(() => reject(new NsboxError({ code, errno: e.errno, syscall: e.syscall, step: 'image.unpack', path: e.entry, message: `${e.message} (step image.unpack)` })));
     });
-    w.on('error', (e) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker failed: ${e.message} (step image.unpack)` }))));
-    w.on('exit', (c) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker exited (${c}) without a result (step image.unpack)` }))));
+    worker.on('error', (e) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker failed: ${e.message} (step image.unpack)` }))));
+    worker.on('exit', (c) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker exited (${c}) without a result (step image.unpack)` }))));
   });
+  return {
+    result,
+    feed(m) {
+      w?.postMessage(m);
+    },
+  };
 }

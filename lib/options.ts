@@ -12,6 +12,7 @@ import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-op
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
+import { checkRegistryHosts, parseRef } from './images/ref';
 import { arrayElements, isPlainObject, rejectUnknownKeys } from './util';
 
 export { rejectUnknownKeys };
@@ -69,15 +70,15 @@ export function checkImageOptions(o: Record<string, unknown>): ResolvedImage | u
   if (o.image === '' || o.image.length > 1024 || /[\s\0]/.test(o.image)) throw invalidValue('image', o.image, 'must be an image reference such as \'busybox\' or \'registry:5000/app:1\'');
   const pull = o.pull === undefined ? 'missing' : checkEnum('pull', o.pull, ['missing', 'always', 'never'] as const);
   if (o.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) throw invalidType('storeDir', 'a non-empty string', o.storeDir);
-  const insecure = o.insecureRegistries === undefined ? [] : arrayElements('insecureRegistries', o.insecureRegistries, 'an array of strings');
-  insecure.forEach((r, i) => {
-    if (typeof r !== 'string') throw invalidType(`insecureRegistries[${i}]`, 'of type string', r);
-  });
+  // The reference is parsed here, not first when the store is read or a pull starts: a bad one is a
+  // TypeError before anything starts, whatever `pull` says and whether the store exists.
+  parseRef(o.image, 'image');
+  const insecure = o.insecureRegistries === undefined ? [] : checkRegistryHosts('insecureRegistries', o.insecureRegistries);
   return {
     ref: o.image,
     pull,
     storeDir: o.storeDir === undefined ? undefined : checkAbsolutePath('storeDir', o.storeDir),
-    insecure: insecure as string[],
+    insecure,
     entrypoint: o.entrypoint === undefined ? undefined : checkEntrypoint(o.entrypoint),
     rootSize: o.rootSize === undefined ? DEFAULT_ROOT_SIZE : parseSize('rootSize', o.rootSize, 1024 * 1024),
     layers: [],

@@ -2,7 +2,10 @@
 // and nothing left behind.
 'use strict';
 const t = require('tap');
-const { run, spawn } = require('..');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { run, spawn, pull, importImage, Machine } = require('..');
 const { warmUp, snapshot, assertNoLeaks } = require('./helpers');
 
 const cases = [
@@ -67,6 +70,31 @@ const cases = [
   ['an unknown capabilities key', { command: ['true'], capabilities: { remove: [] } }, TypeError, 'ERR_INVALID_ARG_VALUE', /"capabilities.remove"/],
   ['a relative cgroupParent', { command: ['true'], cgroupParent: 'my.slice' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"cgroupParent"/],
   ['a cpuWeight out of range', { command: ['true'], limits: { cpuWeight: 20000 } }, RangeError, 'ERR_OUT_OF_RANGE', /"limits.cpuWeight"/],
+  // Images (docs/images.md): every companion of `image` is checked with it, before a store is read.
+  ['an image that is a number', { image: 5 }, TypeError, 'ERR_INVALID_ARG_TYPE', /"image"/],
+  ['an empty image', { image: '' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"image"/],
+  ['an image with a space', { image: 'busy box' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"image"/],
+  ['an image with an upper-case repository', { image: 'Bad/Name', pull: 'never' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"image".*repository component "Bad"/],
+  ['an image with a malformed digest', { image: 'busybox@sha256:zz', pull: 'never' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"image".*digest/],
+  ['image and rootfs together', { image: 'busybox', rootfs: '/' }, TypeError, 'ERR_INCOMPATIBLE_OPTION_PAIR', /"image".*"rootfs"/],
+  ['an unknown pull policy', { image: 'busybox', pull: 'sometimes' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"pull"/],
+  ['pull as a boolean', { image: 'busybox', pull: true }, TypeError, 'ERR_INVALID_ARG_TYPE', /"pull"/],
+  ['pull without an image', { command: ['true'], pull: 'never' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"pull".*only used together with "image"/],
+  ['an empty storeDir', { image: 'busybox', storeDir: '' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"storeDir"/],
+  ['a relative storeDir', { image: 'busybox', storeDir: 'images' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"storeDir".*absolute/],
+  ['a storeDir with ..', { image: 'busybox', storeDir: '/var/lib/../images' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"storeDir".*'\.\.'/],
+  ['storeDir without an image', { command: ['true'], storeDir: '/tmp' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"storeDir".*only used together/],
+  ['an entrypoint that is a string', { image: 'busybox', entrypoint: '/bin/sh -c' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"entrypoint"/],
+  ['an entrypoint with a number', { image: 'busybox', entrypoint: ['/bin/sh', 1] }, TypeError, 'ERR_INVALID_ARG_TYPE', /"entrypoint\[1\]"/],
+  ['an entrypoint with an empty argv[0]', { image: 'busybox', entrypoint: [''] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"entrypoint\[0\]"/],
+  ['an entrypoint with a null byte', { image: 'busybox', entrypoint: ['/bin/sh\0x'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"entrypoint\[0\]".*null bytes/],
+  ['insecureRegistries as a string', { image: 'busybox', insecureRegistries: 'reg:5000' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"insecureRegistries"/],
+  ['insecureRegistries with a number', { image: 'busybox', insecureRegistries: [5000] }, TypeError, 'ERR_INVALID_ARG_TYPE', /"insecureRegistries\[0\]"/],
+  ['insecureRegistries with a URL', { image: 'reg:5000/app', insecureRegistries: ['http://reg:5000/'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"insecureRegistries\[0\]".*without a scheme/],
+  ['insecureRegistries with an empty host', { image: 'busybox', insecureRegistries: [''] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"insecureRegistries\[0\]"/],
+  ['maxImageSize on a container (a pull() option)', { image: 'busybox', maxImageSize: 1 << 30 }, TypeError, 'ERR_INVALID_ARG_VALUE', /"maxImageSize".*not a known option/],
+  ['a rootSize of 12X', { image: 'busybox', rootSize: '12X' }, RangeError, 'ERR_INVALID_ARG_VALUE', /"rootSize"/],
+  ['a rootSize under 1 MiB', { image: 'busybox', rootSize: 4096 }, RangeError, 'ERR_OUT_OF_RANGE', /"rootSize"/],
 ];
 
 let before;
@@ -80,6 +108,54 @@ for (const [what, opts, Cls, code, msg] of cases) {
     await t.rejects(run(opts), { constructor: Cls, code, message: msg }, 'run() rejects');
   });
 }
+
+t.test('pull(), importImage() and Machine.start(): bad image options before a store, a state or a connection exists', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-imgopts-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const storeDir = path.join(dir, 'store');
+  const stateDir = path.join(dir, 'state');
+  // Nothing listens on port 1: a call that got past its checks fails with ECONNREFUSED (an
+  // NsboxError), an import with ENOENT; neither is the TypeError/RangeError asserted.
+  const pulls = [
+    [{ maxImageSize: -1 }, RangeError, 'ERR_OUT_OF_RANGE', /"maxImageSize"/],
+    [{ maxImageSize: 0 }, RangeError, 'ERR_OUT_OF_RANGE', /"maxImageSize"/],
+    [{ maxImageSize: 1.5 }, RangeError, 'ERR_OUT_OF_RANGE', /"maxImageSize"/],
+    [{ maxImageSize: NaN }, RangeError, 'ERR_OUT_OF_RANGE', /"maxImageSize"/],
+    [{ maxImageSize: Infinity }, RangeError, 'ERR_OUT_OF_RANGE', /"maxImageSize"/],
+    [{ maxImageSize: 2 ** 53 }, RangeError, 'ERR_OUT_OF_RANGE', /"maxImageSize"/],
+    [{ maxImageSize: '1G' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"maxImageSize"/],
+    [{ insecureRegistries: '127.0.0.1:1' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"insecureRegistries"/],
+    [{ insecureRegistries: [null] }, TypeError, 'ERR_INVALID_ARG_TYPE', /"insecureRegistries\[0\]"/],
+    [{ insecureRegistries: ['https://127.0.0.1:1'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"insecureRegistries\[0\]"/],
+    [{ storeDir: '' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"storeDir"/],
+    [{ storeDir: 'relative/store' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"storeDir".*absolute/],
+    [{ storeDir: 42 }, TypeError, 'ERR_INVALID_ARG_TYPE', /"storeDir"/],
+    [{ storeDir, entrypoint: ['/bin/sh'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"entrypoint".*not a known option/],
+    [{ storeDir, pull: 'never' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"pull".*not a known option/],
+  ];
+  for (const [o, Cls, code, msg] of pulls) {
+    const what = JSON.stringify(o, (k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
+    await t.rejects(pull('127.0.0.1:1/app:1', { storeDir, ...o }), { constructor: Cls, code, message: msg }, `pull ${what}`);
+    await t.rejects(importImage(path.join(dir, 'no-such-archive.tar'), { storeDir, ...o }), { constructor: Cls, code, message: msg }, `importImage ${what}`);
+  }
+  await t.rejects(pull('Bad/Name', { storeDir }), { constructor: TypeError, code: 'ERR_INVALID_ARG_VALUE' }, 'pull of a bad reference');
+  await t.rejects(importImage(dir, { storeDir, tag: 'Bad/Name' }), { constructor: TypeError, code: 'ERR_INVALID_ARG_VALUE' }, 'importImage with a bad tag');
+  const machines = [
+    [{ image: 5 }, TypeError, 'ERR_INVALID_ARG_TYPE', /"image"/],
+    [{ image: 'Bad/Name' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"image"/],
+    [{ image: 'busybox', rootfs: '/' }, TypeError, 'ERR_INCOMPATIBLE_OPTION_PAIR', /"rootfs"/],
+    [{ image: 'busybox', pull: 'often' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"pull"/],
+    [{ image: 'busybox', storeDir: 'rel' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"storeDir"/],
+    [{ image: 'busybox', insecureRegistries: ['a/b'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"insecureRegistries\[0\]"/],
+    [{ image: 'busybox', entrypoint: ['/bin/sh'] }, TypeError, 'ERR_INVALID_ARG_VALUE', /"entrypoint".*not a known option/],
+    [{ image: 'busybox', maxImageSize: 1 }, TypeError, 'ERR_INVALID_ARG_VALUE', /"maxImageSize".*not a known option/],
+    [{ rootfs: '/', pull: 'never' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"pull".*only used together/],
+  ];
+  for (const [o, Cls, code, msg] of machines) {
+    await t.rejects(Machine.start({ name: 'bad-image', stateDir, storeDir: o.storeDir ?? (o.image ? storeDir : undefined), ...o }), { constructor: Cls, code, message: msg }, `Machine.start ${JSON.stringify(o)}`);
+  }
+  t.same(fs.readdirSync(dir), [], 'no store and no machine state was made');
+});
 
 t.test('sizes accept numbers and K/M/G strings', async (t) => {
   const { parseSize } = require('../dist/options');

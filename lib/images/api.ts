@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { invalidType, invalidValue, outOfRange } from '../errors';
 import { isPlainObject, rejectUnknownKeys } from '../util';
 import { fetchLayers, type LayerSource, type Progress } from './layers';
-import { parseRef } from './ref';
+import { checkRegistryHosts, parseRef } from './ref';
+import { checkAbsolutePath } from '../options';
 import { imageError, LAYER_TYPES, MEDIA, Registry, type Credentials } from './registry';
 import { collect, defaultStoreDir, pinHeld, pinLocked, Store, unpin, type ImageRecord } from './store';
 
@@ -57,7 +58,8 @@ export const DEFAULT_MAX_IMAGE_SIZE = 16 * 1024 ** 3;
 
 export function storeOf(o: StoreOptions | undefined): Store {
   if (o?.storeDir !== undefined && (typeof o.storeDir !== 'string' || o.storeDir === '')) throw invalidType('storeDir', 'a non-empty string', o.storeDir);
-  return new Store(o?.storeDir ?? defaultStoreDir());
+  // Absolute, as run()'s storeDir: a relative one would name another store in every cwd.
+  return new Store(o?.storeDir !== undefined ? checkAbsolutePath('storeDir', o.storeDir) : defaultStoreDir());
 }
 
 interface Resolved {
@@ -100,9 +102,7 @@ export function resolvePull(opts: unknown, extra: readonly string[] = []): Resol
     for (const k of ['username', 'password', 'token'] as const) if (o.auth[k] !== undefined && typeof o.auth[k] !== 'string') throw invalidType(`auth.${k}`, 'a string', o.auth[k]);
     if (!o.auth.token && !o.auth.username) throw invalidValue('auth', o.auth, 'must have a username (with a password) or a token');
   }
-  if (o.insecureRegistries !== undefined && (!Array.isArray(o.insecureRegistries) || o.insecureRegistries.some((r) => typeof r !== 'string'))) {
-    throw invalidType('insecureRegistries', 'an array of strings', o.insecureRegistries);
-  }
+  const insecure = o.insecureRegistries === undefined ? [] : checkRegistryHosts('insecureRegistries', o.insecureRegistries);
   if (o.maxImageSize !== undefined) {
     if (typeof o.maxImageSize !== 'number') throw invalidType('maxImageSize', 'a number', o.maxImageSize);
     if (!Number.isSafeInteger(o.maxImageSize) || o.maxImageSize < 1) throw outOfRange('maxImageSize', 'a positive integer (bytes)', o.maxImageSize);
@@ -117,7 +117,7 @@ export function resolvePull(opts: unknown, extra: readonly string[] = []): Resol
     onProgress: o.onProgress,
     platform,
     auth: o.auth,
-    insecure: [...(o.insecureRegistries ?? [])],
+    insecure,
     maxImageSize: o.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE,
     concurrency: o.concurrency ?? 3,
   };

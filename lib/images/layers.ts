@@ -7,6 +7,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 
 import { fromSystemError, NsboxError } from '../errors';
+import { privileged } from '../runtime';
 import { imageError } from './registry';
 import { pin, unpin, type LayerMeta, type Store } from './store';
 import { startUnpack, unpackLayer } from './unpack';
@@ -82,7 +83,9 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
   const onAbort = () => ac.abort(ctx.signal!.reason);
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   const slot = semaphore(ctx.concurrency);
-  const rootless = process.geteuid?.() !== 0;
+  // uid 0 inside `unshare -r` is rootless too: it cannot chown to ids it does not map, set trusted.*
+  // attributes or make devices.
+  const rootless = !privileged();
   let used = 0;
   const done: Array<Promise<string>> = [];
   const sizeOf = (key: string) => store.layerMeta(key)?.size ?? 0;

@@ -1,7 +1,7 @@
 // ref.ts: image references by docker's rules (distribution/reference's normalize): `busybox` is
 // docker.io/library/busybox:latest, `user/app` is docker.io/user/app:latest, and the first
 // component is a registry only when it holds a `.` or a `:` or is `localhost`.
-import { invalidValue } from '../errors';
+import { invalidType, invalidValue } from '../errors';
 
 export interface ImageRef {
   /** The registry as written (docker.io for the default). */
@@ -51,6 +51,20 @@ export function parseRef(ref: string, name = 'ref'): ImageRef {
   if (!tag && !digest) tag = 'latest';
   const canonical = `${registry}/${repository}${tag ? ':' + tag : ''}${digest ? '@' + digest : ''}`;
   return { registry, repository, tag, digest, canonical };
+}
+
+/**
+ * The `insecureRegistries` option: registries as written in references (`host`, `host:port`,
+ * `[v6]:port`). A URL (`http://host:5000/`) or an empty string would never match a reference's
+ * registry, so the pull would silently go over TLS: refused before anything starts.
+ */
+export function checkRegistryHosts(name: string, v: unknown): string[] {
+  if (!Array.isArray(v)) throw invalidType(name, 'an array of strings', v);
+  return v.map((r: unknown, i) => {
+    if (typeof r !== 'string') throw invalidType(`${name}[${i}]`, 'of type string', r);
+    if (!DOMAIN.test(r) || r.length > 255) throw invalidValue(`${name}[${i}]`, r, "must be a registry host as in a reference ('host', 'host:port' or '[::1]:port'), without a scheme or path");
+    return r;
+  });
 }
 
 /** The host to talk to for a registry (docker.io's API lives on registry-1.docker.io). */

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { errnoName, fromSystemError, NsboxError } from '../errors';
 import { isStaleTemporary, leaseLive, ownerOf, readLease, withLock, type LeaseOwner } from '../lease';
 import { native } from '../native';
+import { privileged } from '../runtime';
 import { abortError } from '../util';
 
 export interface LayerRecord {
@@ -52,8 +53,12 @@ export interface LayerMeta {
   xattrs: 'trusted' | 'user';
 }
 
+/**
+ * Root's store only for root in the initial user namespace: uid 0 inside `unshare -r` cannot write
+ * /var/lib and cannot set trusted.* attributes, so it is rootless here as everywhere else.
+ */
 export function defaultStoreDir(): string {
-  if (process.geteuid?.() === 0) return '/var/lib/nsbox/images';
+  if (privileged()) return '/var/lib/nsbox/images';
   const data = process.env.XDG_DATA_HOME && path.isAbsolute(process.env.XDG_DATA_HOME) ? process.env.XDG_DATA_HOME : path.join(os.homedir(), '.local/share');
   return path.join(data, 'nsbox/images');
 }

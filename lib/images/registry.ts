@@ -116,6 +116,7 @@ export class Registry {
   private readonly base: string;
   private authHeader: string | undefined;
   private readonly creds: Credentials | undefined;
+  private readonly insecure: readonly string[];
 
   constructor(
     readonly ref: ImageRef,
@@ -124,6 +125,7 @@ export class Registry {
   ) {
     this.base = `${plainHttp(ref.registry, opts.insecureRegistries) ? 'http' : 'https'}://${registryHost(ref.registry)}/v2/${ref.repository}`;
     this.creds = opts.auth ?? dockerConfigAuth(ref.registry);
+    this.insecure = opts.insecureRegistries;
     if (this.creds?.token) this.authHeader = `Bearer ${this.creds.token}`;
   }
 
@@ -177,11 +179,30 @@ export class Registry {
   }
 
   private async token(p: Record<string, string>, step: string): Promise<void> {
-    const u = new URL(p.realm!);
+    let u: URL;
+    try {
+      u = new URL(p.realm!);
+    } catch {
+      throw imageError('ERR_IMAGE_AUTH', step, `${this.ref.registry}: the token realm ${JSON.stringify(p.realm)} is not a URL`, this.ref.canonical);
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw imageError('ERR_IMAGE_AUTH', step, `${this.ref.registry}: the token realm ${u.origin} is neither https nor http`, this.ref.canonical);
     if (p.service) u.searchParams.set('service', p.service);
     u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
     const headers: Record<string, string> = {};
-    if (this.creds?.username) headers.authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password ?? ''}`).toString('base64')}`;
+    if (this.creds?.username) {
+      // Credentials go in the clear only where plain HTTP to the registry itself would be allowed:
+      // loopback, or a host the caller listed. A realm elsewhere (an https registry pointing to an
+      // http realm, or a realm on another host) could hand them to anyone on the path.
+      if (u.protocol === 'http:' && !plainHttp(u.host, this.insecure)) {
+        throw imageError(
+          'ERR_IMAGE_AUTH',
+          step,
+          `${this.ref.registry}: the token service ${u.origin} is plain HTTP on a host that is neither loopback nor in insecureRegistries: the credentials are not sent there in the clear (list ${u.host} in insecureRegistries to allow it)`,
+          this.ref.canonical,
+        );
+      }
+      headers.authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password ?? ''}`).toString('base64')}`;
+    }
     let res: Response;
     try {
       res = await fetch(u, { headers, signal: this.signal });

@@ -112,6 +112,20 @@ function challenge(h: string | null): { scheme: string; params: Record<string, s
   return { scheme: m[1]!.toLowerCase(), params };
 }
 
+/** ", retry after N" from a 429's Retry-After (seconds or an HTTP date), printable and short. */
+function retryAfter(res: Response): string {
+  const v = res.headers.get('retry-after')?.trim();
+  return v && /^[\x20-\x7e]{1,64}$/.test(v) ? `, retry after ${v}` : '';
+}
+
+/** A transfer that broke on every try: its errno where the network gave one, else ERR_IMAGE_REGISTRY. */
+function brokenTransfer(e: unknown, what: string, p: string): NsboxError {
+  const cause = (e as { cause?: NodeJS.ErrnoException & { message?: string } }).cause;
+  const why = `${(e as Error).message}${cause?.message ? ` (${cause.message})` : ''}`;
+  if (cause?.code && /^E[A-Z0-9]+$/.test(cause.code)) return new NsboxError({ code: cause.code, errno: Math.abs(cause.errno ?? 0) || undefined, syscall: cause.syscall, step: 'image.blob', path: p, message: `${what}: the transfer broke 5 times: ${why} (step image.blob)` });
+  return imageError('ERR_IMAGE_REGISTRY', 'image.blob', `${what}: the transfer broke 5 times, each resumed: ${why}`, p);
+}
+
 export class Registry {
   private readonly base: string;
   private authHeader: string | undefined;
@@ -156,7 +170,7 @@ export class Registry {
     const { code, text } = await registryMessage(res);
     const where = `${this.ref.registry}/${this.ref.repository}`;
     if (res.status === 401 || res.status === 403) throw imageError('ERR_IMAGE_AUTH', step, `${where}: the registry refused the credentials (${res.status}): ${text}`, this.ref.canonical);
-    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `${where}: rate limited (429): ${text}`, this.ref.canonical);
+    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `${where}: rate limited (429${retryAfter(res)}): ${text}`, this.ref.canonical);
     if (res.status === 404 && code === 'NAME_UNKNOWN') throw imageError('ERR_IMAGE_UNKNOWN', step, `${where}: no such repository: ${text}`, this.ref.canonical);
     if (res.status === 404 && code === 'MANIFEST_UNKNOWN' && step === 'image.manifest' && !(await this.repositoryKnown())) {
       throw imageError('ERR_IMAGE_UNKNOWN', step, `${where}: no such repository: ${text}`, this.ref.canonical);
@@ -210,7 +224,7 @@ export class Registry {
       if (this.signal?.aborted) throw abortError(this.signal);
       throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin}: ${(e as Error).message}`, this.ref.canonical);
     }
-    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `token service ${u.origin}: rate limited (429): ${(await registryMessage(res)).text}`, this.ref.canonical);
+    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `token service ${u.origin}: rate limited (429${retryAfter(res)}): ${(await registryMessage(res)).text}`, this.ref.canonical);
     if (!res.ok) throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin} refused (${res.status}): ${(await registryMessage(res)).text}`, this.ref.canonical);
     let j: { token?: string; access_token?: string };
     try {
@@ -311,14 +325,17 @@ export class Registry {
         return;
       } catch (e) {
         await fh?.close().catch(() => undefined);
-        if (e instanceof NsboxError && e.code === 'ENOSPC') throw e;
         const err = e as NodeJS.ErrnoException;
-        if (err.code === 'ENOSPC') throw fromSystemError(e, 'image.blob', partial);
-        if (e instanceof NsboxError || err.name === 'AbortError' || this.signal?.aborted || attempt >= 4) {
-          if (this.signal?.aborted) throw abortError(this.signal);
-          throw e;
+        if (err.code === 'ENOSPC' || err.code === 'EDQUOT') {
+          // A full disk: what arrived only holds space a retry (or another layer) needs.
+          fs.rmSync(partial, { force: true });
+          throw e instanceof NsboxError ? e : fromSystemError(e, 'image.blob', partial);
         }
-        // A broken transfer (reset, truncated body): keep what arrived and resume it.
+        if (this.signal?.aborted) throw abortError(this.signal);
+        // A broken transfer (reset, truncated body) is retried; a refusal is not.
+        if (e instanceof NsboxError || err.name === 'AbortError') throw e;
+        if (attempt >= 4) throw brokenTransfer(e, `${this.ref.canonical}: blob ${digest}`, digest);
+        // Keep what arrived and resume it.
         await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
       }
     }

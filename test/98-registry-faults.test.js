@@ -1,6 +1,6 @@
 // Images: the registry client's failures against a real registry (Debian's docker-registry on
 // 127.0.0.1) with a proxy of this test's in front of it (test/images/servers.js) that cuts a blob
-// halfway, cuts it every time, or answers 429; and a store on a full disk (an 8 MiB tmpfs
+// halfway, cuts it every time, answers 429, or stalls; and a store on a full disk (an 8 MiB tmpfs
 // mounted in a private mount namespace, so the host's mounts are never touched). Every pull either
 // works or fails with a typed NsboxError, and leaves nothing half-written in the store.
 'use strict';
@@ -96,6 +96,34 @@ t.test('429 on the manifest: ERR_IMAGE_RATE_LIMITED with the registry\'s message
   });
   t.equal(proxy.log.filter((e) => e.url.includes('/manifests/')).length, 1, 'one request: a 429 is not retried (docs/images.md)');
   t.same(h.leftovers(store), []);
+});
+
+t.test('stallTimeout: a registry that answers nothing, or stops mid-blob, is given up on', { skip, ...BOUND }, async (t) => {
+  await t.rejects(pull('x', { stallTimeout: '1s' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+  await t.rejects(pull('x', { stallTimeout: 0 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(pull('x', { stallTimeout: 2 ** 31 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+
+  // No headers ever: the manifest request is abandoned (a pull without the option would hang here
+  // until the test's timeout).
+  proxy.setRule((req) => (req.url.includes('/manifests/') ? { stallBeforeHeaders: true } : undefined));
+  const store = storeDir();
+  await t.rejects(pull(`${proxy.host}/test/big:v1`, { storeDir: store, stallTimeout: 300 }), { name: 'NsboxError', code: 'ETIMEDOUT', step: 'image.manifest', message: /300 ms/ });
+
+  // Headers and half the blob, then silence, once: the stalled transfer is resumed like a cut one.
+  const size = big.blob.length;
+  proxy.setRule((req, n) => (req.url === blobUrl('test/big', big) && n === 0 ? { stallAfter: size >> 1 } : undefined));
+  const info = await pull(`${proxy.host}/test/big:v1`, { storeDir: store, stallTimeout: 300 });
+  t.equal(info.layers[0].digest, big.digest);
+  const [, second] = blobLog('test/big', big);
+  t.match(second?.range, /^bytes=\d+-$/, 'resumed after the stall');
+  t.same(h.leftovers(store), []);
+
+  // Silence every time: ETIMEDOUT at the blob once its retries are spent.
+  const s2 = storeDir();
+  proxy.setRule((req) => (req.url === blobUrl('test/big', big) ? { stallAfter: 64 << 10 } : undefined));
+  await t.rejects(pull(`${proxy.host}/test/big:v1`, { storeDir: s2, stallTimeout: 300 }), { name: 'NsboxError', code: 'ETIMEDOUT', step: 'image.blob' });
+  t.same(layerDirs(s2), []);
+  t.same(h.leftovers(s2), [`tmp/${big.digest.slice(7)}.partial`], 'only the resumable partial');
 });
 
 /** Runs a pull in a private mount namespace with the store on an 8 MiB tmpfs; resolves to what it saw. */

@@ -2,7 +2,8 @@
 // fetch: manifests and indexes, blobs with digest checks while they stream and a resumed retry
 // (HTTP Range), anonymous and Bearer token auth (the WWW-Authenticate challenge), basic auth, and
 // credentials from ~/.docker/config.json `auths`. Registry failures become NsboxErrors with the
-// registry's own message (docs/errors.md, "Images").
+// registry's own message (docs/errors.md, "Images"). Every request has a stall timeout: a registry
+// that sends nothing for `stallTimeout` ms while it is waited on is ETIMEDOUT, never a hang.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -102,6 +103,36 @@ async function readCapped(res: Response, max: number, truncate = false): Promise
 }
 
 const MAX_MANIFEST = 4 << 20;
+export const DEFAULT_STALL_TIMEOUT = 30_000;
+
+/**
+ * A request's watchdog: armed only while the client waits on the network (for the headers, for
+ * each body read), so a slow reader (a disk, an unpack) is never taken for a stalled registry.
+ */
+class Watch {
+  private readonly ac = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  stalled = false;
+  readonly signal: AbortSignal;
+
+  constructor(
+    private readonly ms: number,
+    outer: AbortSignal | undefined,
+  ) {
+    this.signal = outer ? AbortSignal.any([outer, this.ac.signal]) : this.ac.signal;
+  }
+  arm(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.stalled = true;
+      this.ac.abort();
+    }, this.ms);
+  }
+  disarm(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
 
 function challenge(h: string | null): { scheme: string; params: Record<string, string> } | null {
   if (!h) return null;
@@ -131,23 +162,70 @@ export class Registry {
   private authHeader: string | undefined;
   private readonly creds: Credentials | undefined;
   private readonly insecure: readonly string[];
+  private readonly stallTimeout: number;
 
   constructor(
     readonly ref: ImageRef,
-    opts: { auth?: Credentials; insecureRegistries: readonly string[]; signal?: AbortSignal },
+    opts: { auth?: Credentials; insecureRegistries: readonly string[]; stallTimeout?: number },
     private readonly signal?: AbortSignal,
   ) {
     this.base = `${plainHttp(ref.registry, opts.insecureRegistries) ? 'http' : 'https'}://${registryHost(ref.registry)}/v2/${ref.repository}`;
     this.creds = opts.auth ?? dockerConfigAuth(ref.registry);
     this.insecure = opts.insecureRegistries;
+    this.stallTimeout = opts.stallTimeout ?? DEFAULT_STALL_TIMEOUT;
     if (this.creds?.token) this.authHeader = `Bearer ${this.creds.token}`;
+  }
+
+  /**
+   * fetch under a Watch: the headers, and then each read of the body, must come within
+   * stallTimeout, else the request is aborted and the wait (or the read) fails with ETIMEDOUT.
+   */
+  private async watched(url: string | URL, headers: Record<string, string>, step: string): Promise<Response> {
+    const w = new Watch(this.stallTimeout, this.signal);
+    const where = url instanceof URL ? url.origin + url.pathname : url;
+    const stalled = () => imageError('ETIMEDOUT', step, `${where}: nothing arrived for ${this.stallTimeout} ms (stallTimeout)`, where);
+    let res: Response;
+    w.arm();
+    try {
+      res = await fetch(url, { headers, signal: w.signal, redirect: 'follow' });
+    } catch (e) {
+      if (w.stalled) throw stalled();
+      throw e;
+    } finally {
+      w.disarm();
+    }
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(c) {
+          w.arm();
+          try {
+            const { done, value } = await reader.read();
+            w.disarm();
+            if (done) c.close();
+            else c.enqueue(value);
+          } catch (e) {
+            w.disarm();
+            c.error(w.stalled ? stalled() : e);
+          }
+        },
+        cancel(reason) {
+          w.disarm();
+          return reader.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
   }
 
   private async send(url: string, headers: Record<string, string>, step: string): Promise<Response> {
     try {
-      return await fetch(url, { headers: this.authHeader ? { ...headers, authorization: this.authHeader } : headers, signal: this.signal, redirect: 'follow' });
+      return await this.watched(url, this.authHeader ? { ...headers, authorization: this.authHeader } : headers, step);
     } catch (e) {
       if (this.signal?.aborted) throw abortError(this.signal);
+      if (e instanceof NsboxError) throw e;
       const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
       if (cause?.code) throw fromSystemError(cause, step, url);
       throw imageError('ERR_IMAGE_REGISTRY', step, `${url}: ${(e as Error).message}`, url);
@@ -219,9 +297,10 @@ export class Registry {
     }
     let res: Response;
     try {
-      res = await fetch(u, { headers, signal: this.signal });
+      res = await this.watched(u, headers, step);
     } catch (e) {
       if (this.signal?.aborted) throw abortError(this.signal);
+      if (e instanceof NsboxError) throw e;
       throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin}: ${(e as Error).message}`, this.ref.canonical);
     }
     if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `token service ${u.origin}: rate limited (429${retryAfter(res)}): ${(await registryMessage(res)).text}`, this.ref.canonical);
@@ -229,7 +308,8 @@ export class Registry {
     let j: { token?: string; access_token?: string };
     try {
       j = JSON.parse((await readCapped(res, 1 << 20))?.toString('utf8') ?? '') as typeof j;
-    } catch {
+    } catch (e) {
+      if (e instanceof NsboxError) throw e;
       throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin} sent no JSON (or more than 1 MiB)`, this.ref.canonical);
     }
     const t = j.token ?? j.access_token;
@@ -332,9 +412,10 @@ export class Registry {
           throw e instanceof NsboxError ? e : fromSystemError(e, 'image.blob', partial);
         }
         if (this.signal?.aborted) throw abortError(this.signal);
-        // A broken transfer (reset, truncated body) is retried; a refusal is not.
-        if (e instanceof NsboxError || err.name === 'AbortError') throw e;
-        if (attempt >= 4) throw brokenTransfer(e, `${this.ref.canonical}: blob ${digest}`, digest);
+        // A broken transfer (reset, truncated or stalled body) is retried; a refusal is not.
+        const broken = !(e instanceof NsboxError) || e.code === 'ETIMEDOUT';
+        if (!broken || err.name === 'AbortError') throw e;
+        if (attempt >= 4) throw e instanceof NsboxError ? e : brokenTransfer(e, `${this.ref.canonical}: blob ${digest}`, digest);
         // Keep what arrived and resume it.
         await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
       }

@@ -219,3 +219,39 @@ module.exports.craftLayer = craftLayer;
 module.exports.craftImage = craftImage;
 module.exports.pushRaw = pushRaw;
 module.exports.craftLayout = craftLayout;
+
+/** What test 95 and test 96 run on: the busybox test rootfs, and why they skip ({ bb, skip }). */
+function imageTestEnv() {
+  const { busyboxRootfs } = require('../helpers');
+  const { rootfs: bb, reason } = busyboxRootfs();
+  return { bb, skip: missingTools() || reason || false };
+}
+
+/**
+ * The registry setup test 95 and test 96 share: a scratch directory (the store is its store/), a
+ * registry, and an image made with umoci from `steps` (configure(layoutRef) may change its config
+ * before the push), pushed as `name`. Made in a t.before, gone in a t.teardown (the registry
+ * stopped through its own child handle, the directory removed); ready({ scratch, store, reg, img,
+ * ref }) hands them to the test file once made.
+ */
+function registryWithImage(t, { skip, prefix, name, steps, configure, ready }) {
+  const fx = {};
+  t.before(async () => {
+    if (skip) return;
+    fx.scratch = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    fx.store = path.join(fx.scratch, 'store');
+    fx.reg = await startRegistry();
+    fx.img = umociImage(path.join(fx.scratch, 'umoci'), 'v1', steps);
+    configure?.(`${fx.img.layout}:v1`);
+    push(`${fx.img.layout}:v1`, fx.reg.host, name);
+    fx.ref = `${fx.reg.host}/${name}`;
+    ready(fx);
+  });
+  t.teardown(async () => {
+    if (fx.reg) await fx.reg.stop();
+    if (fx.scratch) fs.rmSync(fx.scratch, { recursive: true, force: true });
+  });
+}
+
+module.exports.imageTestEnv = imageTestEnv;
+module.exports.registryWithImage = registryWithImage;

@@ -5,17 +5,13 @@
 'use strict';
 const t = require('tap');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { execFile } = require('node:child_process');
 const { pull, images, removeImage, pruneImages, importImage, NsboxError } = require('..');
 const { imageRoot, leaseImage } = require('../dist/images');
-const { busyboxRootfs } = require('./helpers');
 const h = require('./images/helpers');
 
-const missing = h.missingTools();
-const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
-const skip = missing || noBusybox || false;
+const { bb, skip } = h.imageTestEnv();
 
 let reg;
 let scratch;
@@ -23,14 +19,14 @@ let store;
 let img;
 const procsBefore = new Set(fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)));
 
-t.before(async () => {
-  if (skip) return;
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-images-'));
-  store = path.join(scratch, 'store');
-  reg = await h.startRegistry();
-  // Three layers from umoci: busybox; setuid/setgid, owners, xattrs, hard and symbolic links, a FIFO
-  // and a device; then deletions (whiteouts) and a changed file.
-  img = h.umociImage(path.join(scratch, 'umoci'), 'v1', [
+// Three layers from umoci: busybox; setuid/setgid, owners, xattrs, hard and symbolic links, a FIFO
+// and a device; then deletions (whiteouts) and a changed file.
+h.registryWithImage(t, {
+  skip,
+  prefix: 'nsbox-images-',
+  name: 'test/umoci:v1',
+  ready: (fx) => ({ scratch, store, reg, img } = fx),
+  steps: [
     (rootfs) => fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true }),
     (rootfs) => {
       fs.mkdirSync(path.join(rootfs, 'opt/app/sub'), { recursive: true });
@@ -56,13 +52,7 @@ t.before(async () => {
       fs.rmSync(path.join(rootfs, 'bin/cat'));
       fs.writeFileSync(path.join(rootfs, 'etc/motd'), 'changed\n');
     },
-  ]);
-  h.push(`${img.layout}:v1`, reg.host, 'test/umoci:v1');
-});
-
-t.teardown(async () => {
-  if (reg) await reg.stop();
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  ],
 });
 
 /** What umoci unpack makes of an OCI layout's image. */

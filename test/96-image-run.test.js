@@ -8,16 +8,13 @@
 const t = require('tap');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { run, spawn, createPool, Machine, pull, images, removeImage, pruneImages, NsboxError } = require('..');
-const { busyboxRootfs, countCgroups } = require('./helpers');
+const { countCgroups } = require('./helpers');
 const h = require('./images/helpers');
 
-const missing = h.missingTools();
-const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
-const skip = missing || noBusybox || false;
+const { bb, skip } = h.imageTestEnv();
 
 let reg;
 let scratch;
@@ -67,13 +64,15 @@ async function settledLeases() {
 
 const opts = (o = {}) => ({ image: ref, storeDir: store, ...o });
 
-t.before(async () => {
-  if (skip) return;
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-imgrun-'));
-  store = path.join(scratch, 'store');
-  stateDir = path.join(scratch, 'state');
-  reg = await h.startRegistry();
-  const img = h.umociImage(path.join(scratch, 'umoci'), 'v1', [
+h.registryWithImage(t, {
+  skip,
+  prefix: 'nsbox-imgrun-',
+  name: 'test/run:v1',
+  ready: (fx) => {
+    ({ scratch, store, reg, ref } = fx);
+    stateDir = path.join(scratch, 'state');
+  },
+  steps: [
     (rootfs) => {
       fs.cpSync(bb, rootfs, { recursive: true, verbatimSymlinks: true });
       for (const p of ['data', 'ro', 'out', 'scratch', 'big', 'small', 'x', 'mnt']) fs.rmSync(path.join(rootfs, p), { recursive: true, force: true });
@@ -93,17 +92,11 @@ t.before(async () => {
       fs.mkdirSync(path.join(rootfs, 'home/app'), { recursive: true });
       fs.chownSync(path.join(rootfs, 'home/app'), 1234, 2345);
     },
-  ]);
-  h.sh('umoci', ['config', '--image', `${img.layout}:v1`, '--config.entrypoint=/bin/sh', '--config.entrypoint=-c',
-    '--config.cmd=echo "$GREETING|$EXTRA|$HOME|$(pwd)|$(id -u):$(id -g):$(id -G)"', '--config.env=GREETING=hello', '--config.env=PATH=/bin:/usr/bin',
-    '--config.workingdir=/work/here', '--config.user=app']);
-  h.push(`${img.layout}:v1`, reg.host, 'test/run:v1');
-  ref = `${reg.host}/test/run:v1`;
-});
-
-t.teardown(async () => {
-  if (reg) await reg.stop();
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  ],
+  configure: (image) =>
+    h.sh('umoci', ['config', '--image', image, '--config.entrypoint=/bin/sh', '--config.entrypoint=-c',
+      '--config.cmd=echo "$GREETING|$EXTRA|$HOME|$(pwd)|$(id -u):$(id -g):$(id -G)"', '--config.env=GREETING=hello', '--config.env=PATH=/bin:/usr/bin',
+      '--config.workingdir=/work/here', '--config.user=app']),
 });
 
 t.test('both image and rootfs: a TypeError before anything starts; options only with image', { skip }, async (t) => {

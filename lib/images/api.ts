@@ -8,7 +8,7 @@ import { isPlainObject, rejectUnknownKeys } from '../util';
 import { fetchLayers, type LayerSource, type Progress } from './layers';
 import { checkRegistryHosts, parseRef } from './ref';
 import { checkAbsolutePath } from '../options';
-import { imageError, LAYER_TYPES, MEDIA, Registry, type Credentials } from './registry';
+import { DEFAULT_STALL_TIMEOUT, imageError, LAYER_TYPES, MEDIA, Registry, type Credentials } from './registry';
 import { collect, defaultStoreDir, pinHeld, pinLocked, Store, unpin, type ImageRecord } from './store';
 
 export type { Progress } from './layers';
@@ -31,6 +31,12 @@ export interface PullOptions extends StoreOptions {
   maxImageSize?: number;
   /** Blobs downloaded at once; default 3. */
   concurrency?: number;
+  /**
+   * Milliseconds the registry (or its token service) may send nothing while a response is waited
+   * on before the request is given up (ETIMEDOUT; a blob's transfer is resumed, up to its retries);
+   * default 30000.
+   */
+  stallTimeout?: number;
 }
 
 export interface ImageLayer {
@@ -71,6 +77,7 @@ interface Resolved {
   insecure: string[];
   maxImageSize: number;
   concurrency: number;
+  stallTimeout: number;
 }
 
 const ARCH: Record<string, [string, string?]> = { x64: ['amd64'], arm64: ['arm64', 'v8'], arm: ['arm', 'v7'], ia32: ['386'], ppc64: ['ppc64le'], s390x: ['s390x'], riscv64: ['riscv64'] };
@@ -89,7 +96,7 @@ export function platformString(p: { os: string; arch: string; variant?: string }
 export function resolvePull(opts: unknown, extra: readonly string[] = []): Resolved {
   if (opts === undefined) opts = {};
   if (!isPlainObject(opts)) throw invalidType('options', 'an object', opts);
-  rejectUnknownKeys(opts, ['signal', 'onProgress', 'platform', 'auth', 'storeDir', 'insecureRegistries', 'maxImageSize', 'concurrency', ...extra], '');
+  rejectUnknownKeys(opts, ['signal', 'onProgress', 'platform', 'auth', 'storeDir', 'insecureRegistries', 'maxImageSize', 'concurrency', 'stallTimeout', ...extra], '');
   const o = opts as PullOptions;
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidType('signal', 'an AbortSignal', o.signal);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw invalidType('onProgress', 'a function', o.onProgress);
@@ -111,6 +118,11 @@ export function resolvePull(opts: unknown, extra: readonly string[] = []): Resol
     if (typeof o.concurrency !== 'number') throw invalidType('concurrency', 'a number', o.concurrency);
     if (!Number.isInteger(o.concurrency) || o.concurrency < 1 || o.concurrency > 16) throw outOfRange('concurrency', '>= 1 and <= 16', o.concurrency);
   }
+  if (o.stallTimeout !== undefined) {
+    if (typeof o.stallTimeout !== 'number') throw invalidType('stallTimeout', 'a number', o.stallTimeout);
+    // setTimeout's own limit: a larger delay would fire at once.
+    if (!Number.isInteger(o.stallTimeout) || o.stallTimeout < 1 || o.stallTimeout > 2 ** 31 - 1) throw outOfRange('stallTimeout', '>= 1 and <= 2147483647 (milliseconds)', o.stallTimeout);
+  }
   return {
     store: storeOf(o),
     signal: o.signal,
@@ -120,6 +132,7 @@ export function resolvePull(opts: unknown, extra: readonly string[] = []): Resol
     insecure,
     maxImageSize: o.maxImageSize ?? DEFAULT_MAX_IMAGE_SIZE,
     concurrency: o.concurrency ?? 3,
+    stallTimeout: o.stallTimeout ?? DEFAULT_STALL_TIMEOUT,
   };
 }
 
@@ -208,7 +221,7 @@ export async function pull(ref: string, opts?: PullOptions): Promise<ImageInfo> 
   const r = resolvePull(opts);
   const p = parseRef(ref);
   r.store.init();
-  const reg = new Registry(p, { auth: r.auth, insecureRegistries: r.insecure }, r.signal);
+  const reg = new Registry(p, { auth: r.auth, insecureRegistries: r.insecure, stallTimeout: r.stallTimeout }, r.signal);
   const top = await reg.manifest(p.digest ?? p.tag!);
   let man = top;
   let json = JSON.parse(top.body.toString('utf8')) as Manifest & { manifests?: Descriptor[] };

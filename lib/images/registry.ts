@@ -2,7 +2,8 @@
 // fetch: manifests and indexes, blobs with digest checks while they stream and a resumed retry
 // (HTTP Range), anonymous and Bearer token auth (the WWW-Authenticate challenge), basic auth, and
 // credentials from ~/.docker/config.json `auths`. Registry failures become NsboxErrors with the
-// registry's own message (docs/errors.md, "Images").
+// registry's own message (docs/errors.md, "Images"). Every request has a stall timeout: a registry
+// that sends nothing for `stallTimeout` ms while it is waited on is ETIMEDOUT, never a hang.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -102,6 +103,36 @@ async function readCapped(res: Response, max: number, truncate = false): Promise
 }
 
 const MAX_MANIFEST = 4 << 20;
+export const DEFAULT_STALL_TIMEOUT = 30_000;
+
+/**
+ * A request's watchdog: armed only while the client waits on the network (for the headers, for
+ * each body read), so a slow reader (a disk, an unpack) is never taken for a stalled registry.
+ */
+class Watch {
+  private readonly ac = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  stalled = false;
+  readonly signal: AbortSignal;
+
+  constructor(
+    private readonly ms: number,
+    outer: AbortSignal | undefined,
+  ) {
+    this.signal = outer ? AbortSignal.any([outer, this.ac.signal]) : this.ac.signal;
+  }
+  arm(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.stalled = true;
+      this.ac.abort();
+    }, this.ms);
+  }
+  disarm(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
 
 function challenge(h: string | null): { scheme: string; params: Record<string, string> } | null {
   if (!h) return null;
@@ -112,26 +143,89 @@ function challenge(h: string | null): { scheme: string; params: Record<string, s
   return { scheme: m[1]!.toLowerCase(), params };
 }
 
+/** ", retry after N" from a 429's Retry-After (seconds or an HTTP date), printable and short. */
+function retryAfter(res: Response): string {
+  const v = res.headers.get('retry-after')?.trim();
+  return v && /^[\x20-\x7e]{1,64}$/.test(v) ? `, retry after ${v}` : '';
+}
+
+/** A transfer that broke on every try: its errno where the network gave one, else ERR_IMAGE_REGISTRY. */
+function brokenTransfer(e: unknown, what: string, p: string): NsboxError {
+  const cause = (e as { cause?: NodeJS.ErrnoException & { message?: string } }).cause;
+  const why = `${(e as Error).message}${cause?.message ? ` (${cause.message})` : ''}`;
+  if (cause?.code && /^E[A-Z0-9]+$/.test(cause.code)) return new NsboxError({ code: cause.code, errno: Math.abs(cause.errno ?? 0) || undefined, syscall: cause.syscall, step: 'image.blob', path: p, message: `${what}: the transfer broke 5 times: ${why} (step image.blob)` });
+  return imageError('ERR_IMAGE_REGISTRY', 'image.blob', `${what}: the transfer broke 5 times, each resumed: ${why}`, p);
+}
+
 export class Registry {
   private readonly base: string;
   private authHeader: string | undefined;
   private readonly creds: Credentials | undefined;
+  private readonly insecure: readonly string[];
+  private readonly stallTimeout: number;
 
   constructor(
     readonly ref: ImageRef,
-    opts: { auth?: Credentials; insecureRegistries: readonly string[]; signal?: AbortSignal },
+    opts: { auth?: Credentials; insecureRegistries: readonly string[]; stallTimeout?: number },
     private readonly signal?: AbortSignal,
   ) {
     this.base = `${plainHttp(ref.registry, opts.insecureRegistries) ? 'http' : 'https'}://${registryHost(ref.registry)}/v2/${ref.repository}`;
     this.creds = opts.auth ?? dockerConfigAuth(ref.registry);
+    this.insecure = opts.insecureRegistries;
+    this.stallTimeout = opts.stallTimeout ?? DEFAULT_STALL_TIMEOUT;
     if (this.creds?.token) this.authHeader = `Bearer ${this.creds.token}`;
+  }
+
+  /**
+   * fetch under a Watch: the headers, and then each read of the body, must come within
+   * stallTimeout, else the request is aborted and the wait (or the read) fails with ETIMEDOUT.
+   */
+  private async watched(url: string | URL, headers: Record<string, string>, step: string): Promise<Response> {
+    const w = new Watch(this.stallTimeout, this.signal);
+    const where = url instanceof URL ? url.origin + url.pathname : url;
+    const stalled = () => imageError('ETIMEDOUT', step, `${where}: nothing arrived for ${this.stallTimeout} ms (stallTimeout)`, where);
+    let res: Response;
+    w.arm();
+    try {
+      res = await fetch(url, { headers, signal: w.signal, redirect: 'follow' });
+    } catch (e) {
+      if (w.stalled) throw stalled();
+      throw e;
+    } finally {
+      w.disarm();
+    }
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(c) {
+          w.arm();
+          try {
+            const { done, value } = await reader.read();
+            w.disarm();
+            if (done) c.close();
+            else c.enqueue(value);
+          } catch (e) {
+            w.disarm();
+            c.error(w.stalled ? stalled() : e);
+          }
+        },
+        cancel(reason) {
+          w.disarm();
+          return reader.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
   }
 
   private async send(url: string, headers: Record<string, string>, step: string): Promise<Response> {
     try {
-      return await fetch(url, { headers: this.authHeader ? { ...headers, authorization: this.authHeader } : headers, signal: this.signal, redirect: 'follow' });
+      return await this.watched(url, this.authHeader ? { ...headers, authorization: this.authHeader } : headers, step);
     } catch (e) {
       if (this.signal?.aborted) throw abortError(this.signal);
+      if (e instanceof NsboxError) throw e;
       const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
       if (cause?.code) throw fromSystemError(cause, step, url);
       throw imageError('ERR_IMAGE_REGISTRY', step, `${url}: ${(e as Error).message}`, url);
@@ -154,7 +248,7 @@ export class Registry {
     const { code, text } = await registryMessage(res);
     const where = `${this.ref.registry}/${this.ref.repository}`;
     if (res.status === 401 || res.status === 403) throw imageError('ERR_IMAGE_AUTH', step, `${where}: the registry refused the credentials (${res.status}): ${text}`, this.ref.canonical);
-    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `${where}: rate limited (429): ${text}`, this.ref.canonical);
+    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `${where}: rate limited (429${retryAfter(res)}): ${text}`, this.ref.canonical);
     if (res.status === 404 && code === 'NAME_UNKNOWN') throw imageError('ERR_IMAGE_UNKNOWN', step, `${where}: no such repository: ${text}`, this.ref.canonical);
     if (res.status === 404 && code === 'MANIFEST_UNKNOWN' && step === 'image.manifest' && !(await this.repositoryKnown())) {
       throw imageError('ERR_IMAGE_UNKNOWN', step, `${where}: no such repository: ${text}`, this.ref.canonical);
@@ -177,24 +271,45 @@ export class Registry {
   }
 
   private async token(p: Record<string, string>, step: string): Promise<void> {
-    const u = new URL(p.realm!);
+    let u: URL;
+    try {
+      u = new URL(p.realm!);
+    } catch {
+      throw imageError('ERR_IMAGE_AUTH', step, `${this.ref.registry}: the token realm ${JSON.stringify(p.realm)} is not a URL`, this.ref.canonical);
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw imageError('ERR_IMAGE_AUTH', step, `${this.ref.registry}: the token realm ${u.origin} is neither https nor http`, this.ref.canonical);
     if (p.service) u.searchParams.set('service', p.service);
     u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
     const headers: Record<string, string> = {};
-    if (this.creds?.username) headers.authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password ?? ''}`).toString('base64')}`;
+    if (this.creds?.username) {
+      // Credentials go in the clear only where plain HTTP to the registry itself would be allowed:
+      // loopback, or a host the caller listed. A realm elsewhere (an https registry pointing to an
+      // http realm, or a realm on another host) could hand them to anyone on the path.
+      if (u.protocol === 'http:' && !plainHttp(u.host, this.insecure)) {
+        throw imageError(
+          'ERR_IMAGE_AUTH',
+          step,
+          `${this.ref.registry}: the token service ${u.origin} is plain HTTP on a host that is neither loopback nor in insecureRegistries: the credentials are not sent there in the clear (list ${u.host} in insecureRegistries to allow it)`,
+          this.ref.canonical,
+        );
+      }
+      headers.authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password ?? ''}`).toString('base64')}`;
+    }
     let res: Response;
     try {
-      res = await fetch(u, { headers, signal: this.signal });
+      res = await this.watched(u, headers, step);
     } catch (e) {
       if (this.signal?.aborted) throw abortError(this.signal);
+      if (e instanceof NsboxError) throw e;
       throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin}: ${(e as Error).message}`, this.ref.canonical);
     }
-    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `token service ${u.origin}: rate limited (429): ${(await registryMessage(res)).text}`, this.ref.canonical);
+    if (res.status === 429) throw imageError('ERR_IMAGE_RATE_LIMITED', step, `token service ${u.origin}: rate limited (429${retryAfter(res)}): ${(await registryMessage(res)).text}`, this.ref.canonical);
     if (!res.ok) throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin} refused (${res.status}): ${(await registryMessage(res)).text}`, this.ref.canonical);
     let j: { token?: string; access_token?: string };
     try {
       j = JSON.parse((await readCapped(res, 1 << 20))?.toString('utf8') ?? '') as typeof j;
-    } catch {
+    } catch (e) {
+      if (e instanceof NsboxError) throw e;
       throw imageError('ERR_IMAGE_AUTH', step, `token service ${u.origin} sent no JSON (or more than 1 MiB)`, this.ref.canonical);
     }
     const t = j.token ?? j.access_token;
@@ -290,14 +405,18 @@ export class Registry {
         return;
       } catch (e) {
         await fh?.close().catch(() => undefined);
-        if (e instanceof NsboxError && e.code === 'ENOSPC') throw e;
         const err = e as NodeJS.ErrnoException;
-        if (err.code === 'ENOSPC') throw fromSystemError(e, 'image.blob', partial);
-        if (e instanceof NsboxError || err.name === 'AbortError' || this.signal?.aborted || attempt >= 4) {
-          if (this.signal?.aborted) throw abortError(this.signal);
-          throw e;
+        if (err.code === 'ENOSPC' || err.code === 'EDQUOT') {
+          // A full disk: what arrived only holds space a retry (or another layer) needs.
+          fs.rmSync(partial, { force: true });
+          throw e instanceof NsboxError ? e : fromSystemError(e, 'image.blob', partial);
         }
-        // A broken transfer (reset, truncated body): keep what arrived and resume it.
+        if (this.signal?.aborted) throw abortError(this.signal);
+        // A broken transfer (reset, truncated or stalled body) is retried; a refusal is not.
+        const broken = !(e instanceof NsboxError) || e.code === 'ETIMEDOUT';
+        if (!broken || err.name === 'AbortError') throw e;
+        if (attempt >= 4) throw e instanceof NsboxError ? e : brokenTransfer(e, `${this.ref.canonical}: blob ${digest}`, digest);
+        // Keep what arrived and resume it.
         await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
       }
     }

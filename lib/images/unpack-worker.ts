@@ -68,6 +68,16 @@ function sys<T>(rc: T, syscall: string, entry: string): Exclude<T, number> | num
   }
   return rc as Exclude<T, number>;
 }
+/** Writes all of b (a short write is continued), a failure (ENOSPC, EDQUOT, EIO) naming the entry: Node's write errors carry no path. */
+function writeAll(fd: number, b: Uint8Array, entry: string): void {
+  try {
+    for (let off = 0; off < b.length; ) off += fs.writeSync(fd, b, off);
+  } catch (e) {
+    const x = e as NodeJS.ErrnoException;
+    const code = x.code ?? 'EIO';
+    throw new UnpackError(code, `write '${entry}': ${code}`, entry, typeof x.errno === 'number' ? Math.abs(x.errno) : undefined, 'write');
+  }
+}
 const unsafe = (entry: string, why: string) => new UnpackError('ERR_IMAGE_LAYER_UNSAFE', `layer entry '${entry}' ${why}`, entry);
 
 // tar-stream decodes PAX values as UTF-8 text; SCHILY.xattr.* values are bytes (security.capability
@@ -288,7 +298,7 @@ function copyUp(layer: Layer, src: { dir: number; name: string }, dirfd: number,
     for (;;) {
       const n = fs.readSync(from, buf, 0, buf.length, null);
       if (n === 0) break;
-      fs.writeSync(to, buf, 0, n);
+      writeAll(to, buf.subarray(0, n), entry);
     }
     if (!layer.job.rootless) fs.fchownSync(to, st.uid, st.gid);
     fs.fchmodSync(to, st.mode & 0o7777);
@@ -359,7 +369,7 @@ async function entry(layer: Layer, h: Header, body: AsyncIterable<Buffer>): Prom
         let n = 0;
         for await (const chunk of body) {
           n += chunk.length;
-          fs.writeSync(fd, chunk);
+          writeAll(fd, chunk, name);
         }
         if (n !== (h.size ?? 0)) throw new UnpackError('ERR_IMAGE_LAYER_INVALID', `layer entry '${name}' is truncated`, name);
         if (!layer.job.rootless) fs.fchownSync(fd, uid, gid);
@@ -589,6 +599,6 @@ unpack(workerData as UnpackJob).then(
   (e: unknown) => {
     const u = e as UnpackError & NodeJS.ErrnoException;
     const code = typeof u.code === 'string' ? u.code : 'ERR_IMAGE_LAYER_INVALID';
-    parentPort!.postMessage({ error: { code, message: String(u.message), entry: u.entry ?? u.path, errno: typeof u.errno === 'number' ? Math.abs(u.errno) : undefined, syscall: u.syscall } });
+    parentPort!.postMessage({ error: { code, message: String(u.message), entry: u.entry ?? u.path ?? (workerData as UnpackJob).dest, errno: typeof u.errno === 'number' ? Math.abs(u.errno) : undefined, syscall: u.syscall } });
   },
 );

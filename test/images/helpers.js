@@ -34,8 +34,11 @@ function freePort() {
   });
 }
 
-/** Starts a registry; resolves to { host, url, dir, stop() }. auth: { user, password } for htpasswd. */
-async function startRegistry({ auth } = {}) {
+/**
+ * Starts a registry; resolves to { host, url, dir, pid, stop() }. auth: { user, password } for
+ * htpasswd; token: { realm, service, issuer, rootcertbundle } for Bearer token auth (servers.js).
+ */
+async function startRegistry({ auth, token } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-registry-'));
   const port = await freePort();
   let authYaml = '';
@@ -44,6 +47,7 @@ async function startRegistry({ auth } = {}) {
     fs.writeFileSync(path.join(dir, 'htpasswd'), line + '\n');
     authYaml = `auth:\n  htpasswd:\n    realm: nsbox-test\n    path: ${dir}/htpasswd\n`;
   }
+  if (token) authYaml = `auth:\n  token:\n${['realm', 'service', 'issuer', 'rootcertbundle'].map((k) => `    ${k}: ${JSON.stringify(token[k])}\n`).join('')}`;
   fs.writeFileSync(
     path.join(dir, 'config.yml'),
     `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${authYaml}`,
@@ -183,17 +187,21 @@ function craftImage(layers, { diffIds } = {}) {
   return { config, manifest };
 }
 
-/** Pushes crafted blobs and a manifest with plain HTTP PUTs (the distribution API's monolithic upload). */
-async function pushRaw(url, name, tag, layers, img) {
+/**
+ * Pushes crafted blobs and a manifest with plain HTTP PUTs (the distribution API's monolithic
+ * upload); `token`: a Bearer token for a registry with token auth.
+ */
+async function pushRaw(url, name, tag, layers, img, { token } = {}) {
+  const auth = token ? { authorization: `Bearer ${token}` } : {};
   for (const b of [...layers.map((l) => l.blob), img.config]) {
-    const start = await fetch(`${url}/v2/${name}/blobs/uploads/`, { method: 'POST' });
+    const start = await fetch(`${url}/v2/${name}/blobs/uploads/`, { method: 'POST', headers: auth });
     if (start.status !== 202) throw new Error(`upload start: ${start.status}`);
     const loc = new URL(start.headers.get('location'), url);
     loc.searchParams.set('digest', sha256(b));
-    const put = await fetch(loc, { method: 'PUT', body: b, headers: { 'content-type': 'application/octet-stream' } });
+    const put = await fetch(loc, { method: 'PUT', body: b, headers: { 'content-type': 'application/octet-stream', ...auth } });
     if (put.status !== 201) throw new Error(`upload: ${put.status} ${await put.text()}`);
   }
-  const m = await fetch(`${url}/v2/${name}/manifests/${tag}`, { method: 'PUT', body: img.manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+  const m = await fetch(`${url}/v2/${name}/manifests/${tag}`, { method: 'PUT', body: img.manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json', ...auth } });
   if (m.status !== 201) throw new Error(`manifest: ${m.status} ${await m.text()}`);
   return sha256(img.manifest);
 }
@@ -211,3 +219,39 @@ module.exports.craftLayer = craftLayer;
 module.exports.craftImage = craftImage;
 module.exports.pushRaw = pushRaw;
 module.exports.craftLayout = craftLayout;
+
+/** What test 95 and test 96 run on: the busybox test rootfs, and why they skip ({ bb, skip }). */
+function imageTestEnv() {
+  const { busyboxRootfs } = require('../helpers');
+  const { rootfs: bb, reason } = busyboxRootfs();
+  return { bb, skip: missingTools() || reason || false };
+}
+
+/**
+ * The registry setup test 95 and test 96 share: a scratch directory (the store is its store/), a
+ * registry, and an image made with umoci from `steps` (configure(layoutRef) may change its config
+ * before the push), pushed as `name`. Made in a t.before, gone in a t.teardown (the registry
+ * stopped through its own child handle, the directory removed); ready({ scratch, store, reg, img,
+ * ref }) hands them to the test file once made.
+ */
+function registryWithImage(t, { skip, prefix, name, steps, configure, ready }) {
+  const fx = {};
+  t.before(async () => {
+    if (skip) return;
+    fx.scratch = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    fx.store = path.join(fx.scratch, 'store');
+    fx.reg = await startRegistry();
+    fx.img = umociImage(path.join(fx.scratch, 'umoci'), 'v1', steps);
+    configure?.(`${fx.img.layout}:v1`);
+    push(`${fx.img.layout}:v1`, fx.reg.host, name);
+    fx.ref = `${fx.reg.host}/${name}`;
+    ready(fx);
+  });
+  t.teardown(async () => {
+    if (fx.reg) await fx.reg.stop();
+    if (fx.scratch) fs.rmSync(fx.scratch, { recursive: true, force: true });
+  });
+}
+
+module.exports.imageTestEnv = imageTestEnv;
+module.exports.registryWithImage = registryWithImage;

@@ -21,6 +21,7 @@ let scratch;
 let reg;
 let proxy;
 let big; // a layer of 4 MiB of random bytes: gzip cannot shrink it
+let randomHash; // the sha256 of those bytes
 const blobUrl = (name, l) => `/v2/${name}/blobs/${l.digest}`;
 const blobLog = (name, l) => proxy.log.filter((e) => e.url === blobUrl(name, l) && e.method === 'GET');
 const storeDir = () => fs.mkdtempSync(path.join(scratch, 'store-'));
@@ -31,7 +32,9 @@ t.before(async () => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-regfaults-'));
   reg = await h.startRegistry();
   proxy = await startProxy(reg.url);
-  big = await h.craftLayer([[{ name: 'random', mode: 0o644 }, crypto.randomBytes(4 << 20)]]);
+  const random = crypto.randomBytes(4 << 20);
+  randomHash = crypto.createHash('sha256').update(random).digest('hex');
+  big = await h.craftLayer([[{ name: 'random', mode: 0o644 }, random]]);
   await h.pushRaw(reg.url, 'test/big', 'v1', [big], h.craftImage([big]));
 });
 
@@ -59,6 +62,23 @@ t.test('a blob cut halfway is resumed with Range: bytes=N-, and only the rest is
   t.equal(second.bytes, size - from, 'the second transfer is the rest, not the whole blob again');
   t.ok(second.bytes < size);
   t.same(h.leftovers(store), [], 'no partial, temporary or lock left');
+});
+
+t.test('a download that starts over (the registry ignores Range) still gives the layer the blob holds', { skip, ...BOUND }, async (t) => {
+  // The unpack follows the download as it arrives; here the partial file is replaced midway, so
+  // what it followed is not the blob: the layer must come from the verified file instead.
+  const size = big.blob.length;
+  proxy.setRule((req, n) => (req.url === blobUrl('test/big', big) ? (n === 0 ? { cutAfter: size >> 1 } : { dropRange: true }) : undefined));
+  const store = storeDir();
+  const info = await pull(`${proxy.host}/test/big:v1`, { storeDir: store });
+  t.equal(info.layers[0].digest, big.digest);
+  const gets = blobLog('test/big', big);
+  t.ok(gets.length >= 3, `cut, answered whole to a range request, fetched again (${gets.map((g) => `${g.status}:${g.bytes}`).join(' ')})`);
+  t.equal(gets[1].status, 200, 'the registry sent the whole blob to the resume');
+  const [key] = layerDirs(store);
+  const got = crypto.createHash('sha256').update(fs.readFileSync(path.join(store, 'layers', key, 'diff', 'random'))).digest('hex');
+  t.equal(got, randomHash, 'the unpacked file is the blob\'s');
+  t.same(h.leftovers(store), []);
 });
 
 t.test('a blob cut every time: a typed error, only the resumable partial kept; the next pull resumes it', { skip, ...BOUND }, async (t) => {

@@ -90,6 +90,7 @@ function closeServer(server) {
  *   undefined                  passed on whole
  *   { cutAfter: N }            passed on, the connection destroyed after N bytes of the body
  *   { stallAfter: N }          passed on, then nothing more after N bytes (the connection kept open)
+ *   { dropRange: true }        passed on without its Range header (the registry sends it whole)
  *   { status, headers, body }  answered by the proxy instead of the registry
  */
 async function startProxy(target) {
@@ -113,7 +114,9 @@ async function startProxy(target) {
       held.add(res);
       return;
     }
-    const up = http.request(new URL(req.url, target), { method: req.method, headers: req.headers }, (ur) => {
+    const headers = { ...req.headers };
+    if (r.dropRange) delete headers.range;
+    const up = http.request(new URL(req.url, target), { method: req.method, headers }, (ur) => {
       entry.status = ur.statusCode;
       res.writeHead(ur.statusCode, ur.headers);
       const limit = r.cutAfter ?? r.stallAfter ?? Infinity;

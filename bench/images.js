@@ -31,10 +31,11 @@ function time(fn) {
 
 const pct = (a, q) => [...a].sort((x, y) => x - y)[Math.floor((a.length - 1) * q)];
 
-async function runBench() {
+/** The run comparisons (see the top); prints as it goes, resolves to the numbers (ms). */
+async function runBench({ n: N = 200, print = console.log } = {}) {
   const missing = h.missingTools();
   if (missing) throw new Error(missing);
-  const N = Number(args.includes('--n') ? args[args.indexOf('--n') + 1] : 200);
+  const out = {};
   const { run, pull } = require('..');
   const { busyboxRootfs } = require('../test/helpers');
   const { rootfs } = busyboxRootfs();
@@ -62,10 +63,11 @@ async function runBench() {
       b.push(await time(() => run({ rootfs, command: ['/bin/true'] })));
     }
     const [ai, bi] = [pct(a, 0.5), pct(b, 0.5)];
-    console.log(`warm run({ image })  p50 ${ai.toFixed(2)} ms  p90 ${pct(a, 0.9).toFixed(2)} ms  (n=${N})`);
-    console.log(`warm run({ rootfs }) p50 ${bi.toFixed(2)} ms  p90 ${pct(b, 0.9).toFixed(2)} ms  (same tree)`);
-    console.log(`ratio image/rootfs (p50): ${(ai / bi).toFixed(3)}x  (target <= 1.1x)`);
-    console.log(`first run({ image }) after a pull: ${first.toFixed(2)} ms`);
+    Object.assign(out, { n: N, imageP50: ai, imageP90: pct(a, 0.9), rootfsP50: bi, rootfsP90: pct(b, 0.9), first });
+    print(`warm run({ image })  p50 ${ai.toFixed(2)} ms  p90 ${pct(a, 0.9).toFixed(2)} ms  (n=${N})`);
+    print(`warm run({ rootfs }) p50 ${bi.toFixed(2)} ms  p90 ${pct(b, 0.9).toFixed(2)} ms  (same tree)`);
+    print(`ratio image/rootfs (p50): ${(ai / bi).toFixed(3)}x  (target <= 1.1x)`);
+    print(`first run({ image }) after a pull: ${first.toFixed(2)} ms`);
     if (h.have('podman')) {
       const runroot = fs.mkdtempSync('/tmp/nbp-');
       const pod = ['--root', `${scratch}/podman`, '--runroot', runroot, '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs'];
@@ -78,12 +80,15 @@ async function runBench() {
         const pm = await time(() => execFileSync('podman', [...pod, 'run', '--rm', '--runtime', 'runc', '--net=none', ...lim, ref, '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] }));
         const again = [];
         for (let i = 0; i < 5; i++) again.push(await time(() => execFileSync('podman', [...pod, 'run', '--rm', '--runtime', 'runc', '--net=none', ...lim, ref, '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] })));
-        console.log(`podman run --rm (first, after its pull): ${pm.toFixed(2)} ms`);
-        console.log(`podman run --rm (warm, p50 of 5): ${pct(again, 0.5).toFixed(2)} ms`);
-        console.log(`ratio first nsbox/podman (first): ${(first / pm).toFixed(3)}x  (target <= 0.1x)`);
+        out.podmanFirst = pm;
+        out.podmanWarm = pct(again, 0.5);
+        print(`podman run --rm (first, after its pull): ${pm.toFixed(2)} ms`);
+        print(`podman run --rm (warm, p50 of 5): ${pct(again, 0.5).toFixed(2)} ms`);
+        print(`ratio first nsbox/podman (first): ${(first / pm).toFixed(3)}x  (target <= 0.1x)`);
         execFileSync('podman', [...pod, 'rmi', '-a', '-f'], { stdio: 'ignore' });
       } catch (e) {
-        console.log(`podman failed: ${String(e.stderr).trim().split('\n').pop()}`);
+        out.podmanError = String(e.stderr).trim().split('\n').pop();
+        print(`podman failed: ${out.podmanError}`);
       } finally {
         // conmon runs podman's cleanup after the container is gone (it writes in the root and the
         // runroot): let it finish first.
@@ -100,16 +105,18 @@ async function runBench() {
         fs.rmSync(runroot, { recursive: true, force: true });
       }
     } else {
-      console.log('podman: not installed');
+      out.podmanError = 'podman not installed';
+      print('podman: not installed');
     }
   } finally {
     await reg.stop();
     fs.rmSync(scratch, { recursive: true, force: true });
   }
+  return out;
 }
 
-async function main() {
-  if (args.includes('--run')) return runBench();
+/** The pull comparison (see the top): resolves to { bytes, gz, rows: { nsbox, 'skopeo+umoci', podman } } (ms per round). */
+async function pullBench({ rounds: ROUNDS = 1, print = console.log } = {}) {
   const missing = h.missingTools();
   if (missing) throw new Error(missing);
   if (!fs.existsSync(path.join(ROOTFS, 'usr/bin/python3'))) throw new Error(`${ROOTFS} is missing (bash test/fixtures/debian-rootfs.sh --tools)`);
@@ -123,11 +130,17 @@ async function main() {
     const img = h.craftImage([layer]);
     await h.pushRaw(reg.url, 'bench/debian', 'tools', [layer], img);
     const ref = `${reg.host}/bench/debian:tools`;
-    console.log(`image: ${(raw.length / 1e6).toFixed(0)} MB unpacked, ${(blob.length / 1e6).toFixed(0)} MB gzip'd, one layer`);
+    print(`image: ${(raw.length / 1e6).toFixed(0)} MB unpacked, ${(blob.length / 1e6).toFixed(0)} MB gzip'd, one layer`);
     const rows = { nsbox: [], 'skopeo+umoci': [], podman: [] };
+    // Before each timed pull, what earlier ones wrote is flushed (untimed): nsbox's pull ends with
+    // a syncfs (a layer is on disk before it is used, docs/images.md) and would otherwise also
+    // flush what the peers, which do not sync, left in the page cache.
+    const settle = () => execFileSync('sync');
     for (let r = 0; r < ROUNDS; r++) {
       const d = fs.mkdtempSync(path.join(scratch, 'round-'));
+      settle();
       rows.nsbox.push(await time(() => pull(ref, { storeDir: path.join(d, 'store') })));
+      settle();
       rows['skopeo+umoci'].push(
         await time(() => {
           execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${d}/oci:tools`]);
@@ -139,23 +152,31 @@ async function main() {
         const runroot = fs.mkdtempSync('/tmp/nbp-');
         const pod = ['--root', `${d}/podman`, '--runroot', runroot, '--storage-driver', 'overlay'];
         try {
+          settle();
           rows.podman.push(await time(() => execFileSync('podman', [...pod, 'pull', '-q', '--tls-verify=false', ref], { stdio: ['ignore', 'ignore', 'pipe'] })));
           execFileSync('podman', [...pod, 'rmi', '-a', '-f'], { stdio: 'ignore' });
         } catch (e) {
-          console.log(`podman failed: ${String(e.stderr).trim().split('\n').pop()}`);
+          print(`podman failed: ${String(e.stderr).trim().split('\n').pop()}`);
         } finally {
           fs.rmSync(runroot, { recursive: true, force: true });
         }
       }
       fs.rmSync(d, { recursive: true, force: true });
     }
-    for (const [k, v] of Object.entries(rows)) if (v.length) console.log(`${k.padEnd(14)} ${v.map((x) => (x / 1000).toFixed(2) + ' s').join('  ')}`);
+    for (const [k, v] of Object.entries(rows)) if (v.length) print(`${k.padEnd(14)} ${v.map((x) => (x / 1000).toFixed(2) + ' s').join('  ')}`);
+    return { bytes: raw.length, gz: blob.length, rows };
   } finally {
     await reg.stop();
     fs.rmSync(scratch, { recursive: true, force: true });
   }
 }
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+
+module.exports = { runBench, pullBench };
+
+if (require.main === module) {
+  const N = Number(args.includes('--n') ? args[args.indexOf('--n') + 1] : 200);
+  (args.includes('--run') ? runBench({ n: N }) : pullBench({ rounds: ROUNDS })).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

@@ -20,7 +20,7 @@
 //   --mounts 1,10,100     bind-mount counts for the growth test
 //   --growth-n N          round trips per growth level (200; quick 30)
 //   --boots N             systemd boots (to ready, plus stop) per contender, nsbox and nspawn (5; quick 1)
-//   --sections a,b        any of roundtrip,throughput,machine,systemd,growth (default all)
+//   --sections a,b        any of roundtrip,throughput,machine,systemd,growth,images (default all)
 //   --peers a,b           any of child_process,nsbox,nsbox_init,nsbox_host,nsbox_pool,nsbox_pool_ready,child_process_ignore,nsbox_ignore,floor,
 //                         bwrap,crun,runc,nspawn (default: all)
 //   --out FILE            JSON output (default bench/results/bench-<date>.json; a .md is written beside it)
@@ -92,7 +92,7 @@ const O = {
   mounts: list('--mounts', ['1', '10', '100']).map(Number),
   growthN: num('--growth-n', quick ? 30 : 200),
   boots: num('--boots', quick ? 1 : 5),
-  sections: list('--sections', ['roundtrip', 'throughput', 'machine', 'systemd', 'growth']),
+  sections: list('--sections', ['roundtrip', 'throughput', 'machine', 'systemd', 'growth', 'images']),
   peers: list('--peers', undefined),
   out: val('--out'),
 };
@@ -102,10 +102,10 @@ O.idle.sort((a, b) => a - b);
 const log = (...a) => console.error('[bench]', ...a);
 cleanupOnSignals(log);
 
-// The sections, one file each, in the order they run: 1, 3, 5, 4, then 2. Thousands of containers
+// The sections, one file each, in the order they run: 1, 3, 5, 6, 4, then 2. Thousands of containers
 // leave the kernel tearing network namespaces down for a while afterwards; throughput goes last so
 // it cannot slow the others.
-const SECTIONS = ['roundtrip', 'machine', 'systemd', 'growth', 'throughput'].map((k) => require(`./sections/${k}`));
+const SECTIONS = ['roundtrip', 'machine', 'systemd', 'images', 'growth', 'throughput'].map((k) => require(`./sections/${k}`));
 
 // ---------------------------------------------------------------------------------------------
 

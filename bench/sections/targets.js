@@ -118,6 +118,19 @@ function targets(R) {
     const r = R.systemd.nsbox.total.p50 / R.systemd.nspawn.total.p50;
     add('systemd boot to ready plus stop ≤ 1.0 × systemd-nspawn -b', `${fx(r)} (${f2(R.systemd.nsbox.total.p50)} vs ${f2(R.systemd.nspawn.total.p50)} ms; n=${R.systemd.nsbox.total.n} each)`, r <= 1.0);
   } else add('systemd boot to ready plus stop ≤ 1.0 × systemd-nspawn -b', R.systemd?.skip ? `skipped: ${R.systemd.skip}` : 'n/a', null);
+  const im = R.images?.run;
+  if (im) {
+    const r = im.imageP50 / im.rootfsP50;
+    add('warm run({ image }) p50 ≤ 1.1 × run({ rootfs }) p50 on the same tree', `${fx(r)} (${f2(im.imageP50)} vs ${f2(im.rootfsP50)} ms)`, r <= 1.1);
+    if (im.podmanFirst) add('first run({ image }) after a pull ≤ 0.1 × podman run --rm', `${fx(im.first / im.podmanFirst)} (${f2(im.first)} vs ${f2(im.podmanFirst)} ms)`, im.first / im.podmanFirst <= 0.1);
+    else add('first run({ image }) after a pull ≤ 0.1 × podman run --rm', `n/a (${im.podmanError})`, null);
+  }
+  const pl = R.images?.pull;
+  if (pl && pl.rows.podman.length) {
+    const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+    const r = med(pl.rows.nsbox) / med(pl.rows.podman);
+    add('pull ≤ 0.5 × podman pull (Debian tools image, local registry)', `${fx(r)} (${f1(med(pl.rows.nsbox) / 1000)} vs ${f1(med(pl.rows.podman) / 1000)} s)`, r <= 0.5);
+  }
   return T;
 }
 

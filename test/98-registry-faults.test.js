@@ -193,3 +193,22 @@ t.test('a full disk: ENOSPC with its step and path, and nothing half-written in 
   t.same(b.layers, []);
   t.ok(b.df > (4 << 20) / 4096, 'the space is free again');
 });
+
+t.test('a layer that fails while another downloads: pull rejects only once that download is over (its blob lock held until then)', { skip, ...BOUND }, async (t) => {
+  // Layer 0 unpacks to the wrong diff ID; layer 1 (the big one) is still downloading, stalled.
+  // A pull that rejected at once would leave that download running without the blob's lock: it
+  // goes on writing tmp/<digest>.partial after the rejection, into the file the next pull of the
+  // blob resumes (both then append to it, and that pull unpacks a corrupt file).
+  const small = await h.craftLayer([[{ name: 'small', mode: 0o644 }, 'small']]);
+  await h.pushRaw(reg.url, 'test/bad-lower', 'v1', [small, big], h.craftImage([small, big], { diffIds: [`sha256:${'0'.repeat(64)}`, big.diffId] }));
+  proxy.setRule((req) => (req.url === blobUrl('test/bad-lower', big) ? { stallAfter: 64 << 10 } : undefined));
+  const store = storeDir();
+  await t.rejects(pull(`${proxy.host}/test/bad-lower:v1`, { storeDir: store, stallTimeout: 300 }), { name: 'NsboxError', code: 'ERR_IMAGE_DIGEST_MISMATCH', step: 'image.unpack' }, 'the first failure');
+  const gets = blobLog('test/bad-lower', big).length;
+  const left = h.leftovers(store);
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(blobLog('test/bad-lower', big).length, gets, `no request for the blob after the rejection (${gets} before it)`);
+  t.same(h.leftovers(store), left, 'nothing written to the store after the rejection');
+  t.same(left, [`tmp/${big.digest.slice(7)}.partial`], 'only the resumable partial');
+  t.same(layerDirs(store), [], 'no layer directory (the small one is not recorded)');
+});

@@ -212,3 +212,26 @@ t.test('a layer that fails while another downloads: pull rejects only once that 
   t.same(left, [`tmp/${big.digest.slice(7)}.partial`], 'only the resumable partial');
   t.same(layerDirs(store), [], 'no layer directory (the small one is not recorded)');
 });
+
+t.test('an abort while the unpack follows the download: the worker closes what it had open in the store', { skip, ...BOUND }, async (t) => {
+  // The unpack runs while the blob downloads; an abort (or a failed download) stops it. A worker
+  // that is terminated instead of stopped leaves its file descriptors open in this process (a
+  // worker shares them): the half-written file and its directories, removed but held (their space
+  // too) until the process exits.
+  const size = big.blob.length;
+  proxy.setRule((req) => (req.url === blobUrl('test/big', big) ? { stallAfter: size >> 1 } : undefined));
+  const store = storeDir();
+  const held = () => fs.readdirSync('/proc/self/fd').map((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`); } catch { return ''; } }).filter((l) => l.startsWith(store));
+  const ac = new AbortController();
+  const p = pull(`${proxy.host}/test/big:v1`, { storeDir: store, signal: ac.signal });
+  // Aborted once the worker has the layer's file open (half the blob has arrived, then silence).
+  const unpacking = () => held().some((l) => /\.tmp-\d+\/diff\/random$/.test(l));
+  for (let i = 0; i < 400 && !unpacking(); i++) await new Promise((r) => setTimeout(r, 50));
+  t.ok(unpacking(), 'the unpack follows the download: it writes the layer\'s file');
+  ac.abort();
+  await t.rejects(p, { name: 'AbortError' });
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(held(), [], 'no file descriptor into the store left');
+  t.same(layerDirs(store), []);
+  t.same(h.leftovers(store), [`tmp/${big.digest.slice(7)}.partial`], 'only the resumable partial');
+});

@@ -48,8 +48,12 @@ t.test('a blob cut halfway is resumed with Range: bytes=N-, and only the rest is
   const size = big.blob.length;
   proxy.setRule((req, n) => (req.url === blobUrl('test/big', big) && n === 0 ? { cutAfter: size >> 1 } : undefined));
   const store = storeDir();
-  const info = await pull(`${proxy.host}/test/big:v1`, { storeDir: store });
+  let most = 0;
+  const info = await pull(`${proxy.host}/test/big:v1`, { storeDir: store, onProgress: (e) => e.phase === 'download' && (most = Math.max(most, e.current)) });
   t.equal(info.layers[0].digest, big.digest);
+  // What arrived before the cut is counted once (the unpack that follows the download reads up to
+  // this count: counted twice, it read past the file's end and was thrown away).
+  t.equal(most, size, 'the download progress ends at the blob\'s size');
   const [first, second, ...rest] = blobLog('test/big', big);
   t.same(rest, [], 'two requests for the blob');
   t.equal(first.range, null, 'the first asks for the whole blob');
@@ -192,4 +196,46 @@ t.test('a full disk: ENOSPC with its step and path, and nothing half-written in 
   t.same(b.leftovers, [], 'no partial, half-unpacked layer or lock left');
   t.same(b.layers, []);
   t.ok(b.df > (4 << 20) / 4096, 'the space is free again');
+});
+
+t.test('a layer that fails while another downloads: pull rejects only once that download is over (its blob lock held until then)', { skip, ...BOUND }, async (t) => {
+  // Layer 0 unpacks to the wrong diff ID; layer 1 (the big one) is still downloading, stalled.
+  // A pull that rejected at once would leave that download running without the blob's lock: it
+  // goes on writing tmp/<digest>.partial after the rejection, into the file the next pull of the
+  // blob resumes (both then append to it, and that pull unpacks a corrupt file).
+  const small = await h.craftLayer([[{ name: 'small', mode: 0o644 }, 'small']]);
+  await h.pushRaw(reg.url, 'test/bad-lower', 'v1', [small, big], h.craftImage([small, big], { diffIds: [`sha256:${'0'.repeat(64)}`, big.diffId] }));
+  proxy.setRule((req) => (req.url === blobUrl('test/bad-lower', big) ? { stallAfter: 64 << 10 } : undefined));
+  const store = storeDir();
+  await t.rejects(pull(`${proxy.host}/test/bad-lower:v1`, { storeDir: store, stallTimeout: 300 }), { name: 'NsboxError', code: 'ERR_IMAGE_DIGEST_MISMATCH', step: 'image.unpack' }, 'the first failure');
+  const gets = blobLog('test/bad-lower', big).length;
+  const left = h.leftovers(store);
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(blobLog('test/bad-lower', big).length, gets, `no request for the blob after the rejection (${gets} before it)`);
+  t.same(h.leftovers(store), left, 'nothing written to the store after the rejection');
+  t.same(left, [`tmp/${big.digest.slice(7)}.partial`], 'only the resumable partial');
+  t.same(layerDirs(store), [], 'no layer directory (the small one is not recorded)');
+});
+
+t.test('an abort while the unpack follows the download: the worker closes what it had open in the store', { skip, ...BOUND }, async (t) => {
+  // The unpack runs while the blob downloads; an abort (or a failed download) stops it. A worker
+  // that is terminated instead of stopped leaves its file descriptors open in this process (a
+  // worker shares them): the half-written file and its directories, removed but held (their space
+  // too) until the process exits.
+  const size = big.blob.length;
+  proxy.setRule((req) => (req.url === blobUrl('test/big', big) ? { stallAfter: size >> 1 } : undefined));
+  const store = storeDir();
+  const held = () => fs.readdirSync('/proc/self/fd').map((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`); } catch { return ''; } }).filter((l) => l.startsWith(store));
+  const ac = new AbortController();
+  const p = pull(`${proxy.host}/test/big:v1`, { storeDir: store, signal: ac.signal });
+  // Aborted once the worker has the layer's file open (half the blob has arrived, then silence).
+  const unpacking = () => held().some((l) => /\.tmp-\d+\/diff\/random$/.test(l));
+  for (let i = 0; i < 400 && !unpacking(); i++) await new Promise((r) => setTimeout(r, 50));
+  t.ok(unpacking(), 'the unpack follows the download: it writes the layer\'s file');
+  ac.abort();
+  await t.rejects(p, { name: 'AbortError' });
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(held(), [], 'no file descriptor into the store left');
+  t.same(layerDirs(store), []);
+  t.same(h.leftovers(store), [`tmp/${big.digest.slice(7)}.partial`], 'only the resumable partial');
 });

@@ -100,6 +100,7 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
       return present;
     }
     const release = await store.lock(`blob-${hex(l.digest)}`, ac.signal);
+    let dl: Promise<void> | undefined;
     try {
       const again = store.findLayer(l.diffId, chains[i]!);
       if (again) {
@@ -116,7 +117,7 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
       let fed = false;
       let arrived: () => void = () => undefined;
       const first = new Promise<void>((r) => (arrived = r));
-      const dl = slot(() =>
+      dl = slot(() =>
         ctx.getBlob(l, partial, (n) => {
           got += n;
           arrived();
@@ -194,6 +195,10 @@ export async function fetchLayers(ctx: FetchContext, layers: LayerSource[]): Pro
       ctx.onProgress?.({ phase: 'layer', digest: l.digest });
       return key;
     } finally {
+      // Never before the download into the partial file is over (a lower layer's failure leaves
+      // this one while it runs): the blob's lock is what keeps another pull from resuming the
+      // same file while this one still writes it, and nothing may be written after the rejection.
+      await dl?.catch(() => undefined);
       release();
     }
   };

@@ -358,6 +358,10 @@ export class Registry {
    */
   async blob(digest: string, size: number, partial: string, onBytes: (n: number) => void): Promise<void> {
     if (!/^sha256:[a-f0-9]{64}$/.test(digest)) throw imageError('ERR_IMAGE_MEDIA_TYPE', 'image.blob', `${this.ref.canonical}: unsupported digest ${digest}`);
+    // Bytes of the partial file given to onBytes by this call: a resumed try reports only what an
+    // earlier call (another pull, a crashed process) left, not again what this one wrote (the
+    // unpack following the download reads up to the sum, and would read past the file's end).
+    let reported = 0;
     for (let attempt = 0; ; attempt++) {
       const hash = crypto.createHash('sha256');
       let have = 0;
@@ -374,7 +378,8 @@ export class Registry {
         fs.rmSync(partial, { force: true });
         continue;
       }
-      if (have > 0) onBytes(have);
+      if (have > reported) onBytes(have - reported);
+      reported = have;
       let fh: fs.promises.FileHandle | undefined;
       try {
         if (have < size || size === 0) {
@@ -391,6 +396,7 @@ export class Registry {
             if (have > size) break;
             hash.update(chunk);
             await fh.write(chunk);
+            reported += chunk.length;
             onBytes(chunk.length);
           }
           await fh.sync();

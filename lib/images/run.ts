@@ -112,7 +112,8 @@ export function applyImage(
 const users = new Map<string, ReturnType<typeof imageUser>>();
 
 function userOf(c: ReturnType<typeof runConfig>, lease: ImageRoot): ReturnType<typeof imageUser> {
-  const k = `${lease.layers.join('\0')}\0${lease.xattrs}\0${String(c.User)}`;
+  // The User as JSON: String() spelled an absent User (root) as the name 'undefined' (and null as 'null').
+  const k = `${lease.layers.join('\0')}\0${lease.xattrs}\0${JSON.stringify(c.User ?? null)}`;
   const hit = users.get(k);
   if (hit) return { ...hit, groups: [...hit.groups] };
   const u = imageUser(c, { top: [...lease.layers].reverse(), xattrs: lease.xattrs });

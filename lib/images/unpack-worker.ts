@@ -497,16 +497,18 @@ class Following extends Readable {
     this.wake = null;
     w?.();
   };
-  /** Resolves once n bytes (or the whole blob) have arrived. */
+  /** Resolves once n bytes (or the whole blob) have arrived; rejects if the stream was stopped meanwhile. */
   async arrived(n: number): Promise<void> {
-    while (this.end === null && this.avail < n) await new Promise<void>((r) => (this.wake = r));
+    while (!this.destroyed && this.end === null && this.avail < n) await new Promise<void>((r) => (this.wake = r));
+    if (this.destroyed) throw this.errored ?? stoppedError();
   }
   override _read(): void {
     void this.next().catch((e: unknown) => this.destroy(e as Error));
   }
   private async next(): Promise<void> {
     const limit = () => this.end ?? this.avail;
-    while (this.pos >= limit() && this.end === null) await new Promise<void>((r) => (this.wake = r));
+    while (this.pos >= limit() && this.end === null && !this.destroyed) await new Promise<void>((r) => (this.wake = r));
+    if (this.destroyed) return;
     if (this.pos >= limit()) {
       this.push(null);
       return;
@@ -523,9 +525,14 @@ class Following extends Readable {
     // The port no longer keeps the worker alive: it ends once its result is posted.
     parentPort!.off('message', this.told);
     parentPort!.unref();
+    const w = this.wake;
+    this.wake = null;
+    w?.();
     fs.close(this.fd, () => cb(err));
   }
 }
+
+const stoppedError = () => new UnpackError('ABORT_ERR', 'the unpack was stopped');
 
 async function compression(file: string): Promise<'gzip' | 'zstd' | 'none'> {
   const fh = await fs.promises.open(file, 'r');
@@ -546,9 +553,21 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
   const meter = new Meter(job.budget + (64 << 20));
   const extract = tar.extract();
   const follow = job.follow ? new Following(job.blob) : null;
+  // The main thread's abort ({ stop: true }): the input is destroyed, so the pipeline fails and
+  // every file and directory this unpack has open is closed on the way out. (A terminated worker
+  // closes nothing: its descriptors are the process's, left open for as long as it runs.)
+  let stopped: UnpackError | undefined;
+  let source: Readable | null = follow;
+  const onStop = (m: unknown): void => {
+    if ((m as { stop?: unknown } | null)?.stop !== true || stopped) return;
+    stopped = stoppedError();
+    source?.destroy(stopped);
+  };
+  parentPort!.on('message', onStop);
   try {
     await follow?.arrived(4);
     const kind = await compression(job.blob);
+    if (stopped) throw stopped;
     const stages: NodeJS.ReadWriteStream[] = [];
     if (kind === 'gzip') stages.push(zlib.createGunzip());
     else if (kind === 'zstd') stages.push(zstdStream());
@@ -564,7 +583,8 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
         extract.destroy(early);
       }
     });
-    const feeding = pipeline(follow ?? fs.createReadStream(job.blob, { highWaterMark: 1 << 20 }), ...(stages as [Transform]), meter, extract);
+    source ??= fs.createReadStream(job.blob, { highWaterMark: 1 << 20 });
+    const feeding = pipeline(source, ...(stages as [Transform]), meter, extract);
     const entries = (async () => {
       for await (const e of extract as unknown as AsyncIterable<AsyncIterable<Buffer> & { header: Header; resume(): void }>) {
         layer.trim();
@@ -573,6 +593,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
       }
     })();
     const [fed, done] = await Promise.allSettled([feeding, entries]);
+    if (stopped) throw stopped;
     if (early) throw early;
     if (done.status === 'rejected') throw done.reason;
     if (fed.status === 'rejected') throw fed.reason;
@@ -587,6 +608,7 @@ async function unpack(job: UnpackJob): Promise<UnpackResult> {
     const blob = follow ? { digest: `sha256:${follow.hash.digest('hex')}`, size: follow.pos } : undefined;
     return { diffId: `sha256:${meter.hash.digest('hex')}`, size: layer.written, dependsOnLowers: layer.dependsOnLowers, blob };
   } finally {
+    parentPort!.off('message', onStop);
     follow?.destroy();
     layer.dropAll();
     extract.destroy();

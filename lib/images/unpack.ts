@@ -40,6 +40,9 @@ export interface UnpackResult {
   blob?: { digest: string; size: number };
 }
 
+/** How long an aborted unpack may take to stop before its worker is terminated. */
+const STOP_GRACE_MS = 5000;
+
 export function unpackLayer(job: UnpackJob, signal?: AbortSignal): Promise<UnpackResult> {
   return startUnpack(job, signal).result;
 }
@@ -61,18 +64,28 @@ export function startUnpack(job: UnpackJob, signal?: AbortSignal): { result: Pro
       signal?.removeEventListener('abort', onAbort);
       fn();
     };
+    // An abort asks the worker to stop, and is settled once it has (its answer comes after it has
+    // closed what it opened): terminate() would leave its descriptors open in this process (the
+    // half-written file and its directories, space held until the process exits). One that does
+    // not answer within STOP_GRACE_MS is terminated all the same.
+    let aborting = false;
     const onAbort = () => {
-      void worker.terminate().then(() => finish(() => reject(abortError(signal!))));
+      aborting = true;
+      worker.postMessage({ stop: true });
+      const kill = setTimeout(() => void worker.terminate(), STOP_GRACE_MS);
+      worker.once('exit', () => clearTimeout(kill));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    const aborted = () => finish(() => reject(abortError(signal!)));
     worker.on('message', (m: { ok?: UnpackResult; error?: { code: string; message: string; entry?: string; errno?: number; syscall?: string } }) => {
+      if (aborting) return aborted();
       if (m.ok) return finish(() => resolve(m.ok!));
       const e = m.error!;
       const code = e.code.startsWith('Z_') || e.code === 'ERR_STREAM_PREMATURE_CLOSE' ? 'ERR_IMAGE_LAYER_INVALID' : e.code;
       finish(() => reject(new NsboxError({ code, errno: e.errno, syscall: e.syscall, step: 'image.unpack', path: e.entry, message: `${e.message} (step image.unpack)` })));
     });
-    worker.on('error', (e) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker failed: ${e.message} (step image.unpack)` }))));
-    worker.on('exit', (c) => finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker exited (${c}) without a result (step image.unpack)` }))));
+    worker.on('error', (e) => (aborting ? aborted() : finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker failed: ${e.message} (step image.unpack)` })))));
+    worker.on('exit', (c) => (aborting ? aborted() : finish(() => reject(new NsboxError({ code: 'ERR_IMAGE_LAYER_INVALID', step: 'image.unpack', message: `unpack worker exited (${c}) without a result (step image.unpack)` })))));
   });
   return {
     result,

@@ -90,3 +90,21 @@ t.test('a deep WorkingDir over deep layers does not block Node while the root is
   t.error(r.e, 'the run starts');
   if (r.v) t.equal(r.v.stdout.toString().trim(), '4001', 'its cwd is the 2000-deep WorkingDir (pwd: 4000 bytes and a newline)');
 });
+
+t.test("the image User kept for this process: an absent User and a User named 'undefined' (or 'null') are not one", { skip }, async (t) => {
+  // run.ts keeps an image's resolved User by its layers and the User spelled with String(): an
+  // absent User (root) was kept as 'undefined', so an image of the same layers whose User is the
+  // name 'undefined' (a plain /etc/passwd name) ran as root after the first one had run.
+  const passwd = [[{ name: 'etc/passwd', mode: 0o644 }, Buffer.from('root:x:0:0:root:/root:/bin/sh\nundefined:x:4242:4343::/:/bin/sh\nnull:x:4244:4345::/:/bin/sh\n')]];
+  const cmd = ['/bin/sh', '-c', 'echo $(id -u):$(id -g)'];
+  await makeImage('localhost/user-cache:root', [passwd], { Cmd: cmd });
+  await makeImage('localhost/user-cache:undefined', [passwd], { Cmd: cmd, User: 'undefined' });
+  await makeImage('localhost/user-cache:null-root', [passwd], { Cmd: cmd, User: null });
+  await makeImage('localhost/user-cache:null', [passwd], { Cmd: cmd, User: 'null' });
+  const as = async (tag) => (await run({ image: `localhost/user-cache:${tag}`, storeDir: store, pull: 'never' })).stdout.toString().trim();
+  t.equal(await as('root'), '0:0', 'no User: root');
+  t.equal(await as('undefined'), '4242:4343', "User 'undefined': that user, not the root kept for the image above");
+  t.equal(await as('null-root'), '0:0', 'User null: root');
+  t.equal(await as('null'), '4244:4345', "User 'null': that user");
+  t.equal(await as('root'), '0:0', 'and root again');
+});

@@ -210,6 +210,26 @@ t.test('a lease keeps the layers while a container runs: removeImage from anothe
   await pull(ref, { storeDir: store });
 });
 
+t.test('one store under two names (a symlink): a start through one name keeps the other\'s lease', { skip }, async (t) => {
+  await settledLeases();
+  const alias = path.join(scratch, 'store-alias');
+  fs.symlinkSync(store, alias);
+  t.teardown(() => fs.rmSync(alias, { force: true }));
+  const c = spawn(opts({ entrypoint: ['/bin/sleep'], command: ['30'] }));
+  const layers = layerDirs();
+  // A short run of the same image through the other name, then its lease settled.
+  const r = await run({ image: ref, storeDir: alias, pull: 'never', entrypoint: ['/bin/true'] });
+  t.equal(r.exitCode, 0);
+  await new Promise((res) => setTimeout(res, 300));
+  t.equal(leaseFiles().length, 1, 'the running container\'s lease is still in the file');
+  execFileSync(process.execPath, ['-e', `const n = require(${JSON.stringify(path.resolve(__dirname, '..'))}); n.removeImage(${JSON.stringify(ref)}, { storeDir: ${JSON.stringify(store)} }).then(() => n.pruneImages({ storeDir: ${JSON.stringify(store)} }))`]);
+  for (const l of layers) t.ok(fs.existsSync(l), 'the running container\'s layer stays');
+  c.kill();
+  await c.wait();
+  t.same(await settledLeases(), []);
+  await pull(ref, { storeDir: store });
+});
+
 t.test('createPool with an image: the Entrypoint comes first, the lease lasts until close()', { skip }, async (t) => {
   const pool = createPool({ size: 1, image: ref, storeDir: store, user: { uid: 0, gid: 0 } });
   const r = await pool.run(['echo pooled $GREETING $(pwd)']);

@@ -199,12 +199,14 @@ export class Store {
 export const LEASE_SETTLE_MS = 100;
 
 interface Pins {
+  /** A path of the store (any of its names: the pins are the directory's, see keyOf). */
+  dir: string;
   count: Map<string, number>;
   /** The keys the lease file on disk lists. */
   inFile: Set<string>;
   settling: boolean;
 }
-const pinned = new Map<string, Pins>(); // store dir -> pins
+const pinned = new Map<string, Pins>(); // the store directory's device:inode -> pins
 let me: LeaseOwner | undefined;
 let exitHook = false;
 
@@ -213,11 +215,25 @@ function leaseFile(store: Store): string {
   return path.join(store.dir, 'leases', `${me.pid}-${me.start}.json`);
 }
 
+/**
+ * The store directory's identity: one store reached by two names (a symlink, a bind) has one pin
+ * table, since both names write the same lease file (a table per name would drop the other's keys).
+ */
+function keyOf(store: Store): string {
+  try {
+    const st = fs.statSync(store.dir, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return store.dir;
+  }
+}
+
 function pinsOf(store: Store): Pins {
-  let p = pinned.get(store.dir);
+  const k = keyOf(store);
+  let p = pinned.get(k);
   if (!p) {
-    p = { count: new Map(), inFile: new Set(), settling: false };
-    pinned.set(store.dir, p);
+    p = { dir: store.dir, count: new Map(), inFile: new Set(), settling: false };
+    pinned.set(k, p);
   }
   return p;
 }
@@ -260,7 +276,7 @@ export function pinLocked(store: Store, keys: string[]): void {
  * released less than a loop turn ago): true if so, false (nothing pinned) otherwise.
  */
 export function pinHeld(store: Store, keys: string[]): boolean {
-  const p = pinned.get(store.dir);
+  const p = pinned.get(keyOf(store));
   if (!p || !keys.every((k) => p.inFile.has(k))) return false;
   for (const k of keys) p.count.set(k, (p.count.get(k) ?? 0) + 1);
   return true;
@@ -272,7 +288,7 @@ export function pinHeld(store: Store, keys: string[]): boolean {
  * layers with no lock and no write (see above).
  */
 export function unpin(store: Store, keys: string[], linger = false): void {
-  const p = pinned.get(store.dir);
+  const p = pinned.get(keyOf(store));
   if (!p) return;
   for (const k of keys) {
     const n = (p.count.get(k) ?? 0) - 1;
@@ -303,12 +319,12 @@ export function unpin(store: Store, keys: string[], linger = false): void {
 
 /** Rewrites the lease file without the keys no container pins any more (under the store lock). */
 export function settleLease(store: Store): void {
-  const p = pinned.get(store.dir);
+  const p = pinned.get(keyOf(store));
   if (p && [...p.inFile].some((k) => !p.count.has(k))) syncLease(store);
 }
 
 function settleAllAtExit(): void {
-  for (const dir of pinned.keys()) {
+  for (const { dir } of pinned.values()) {
     try {
       // No lock at exit (never wait for one there): the file is replaced by rename, and a reader
       // that saw the old one only kept layers a moment longer.

@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'esm/**', 'build/**', 'node_modules/**', 'lib/steps.ts', 'lib/syscalls/**'] },
+  { ignores: ['dist/**', 'esm/**', 'build/**', 'node_modules/**', 'lib/steps.ts', 'lib/syscalls/**', 'lib/seccomp-prebuilt.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -11,6 +11,7 @@
 //      the configured errno) for a known denied call, ERRNO(ENOSYS) for numbers the table does not
 //      know (newer kernels: libc falls back) and for clone3 (glibc falls back to clone), or is a
 //      short argument check (clone, unshare, ioctl, socket, personality).
+import { PREBUILT } from './seccomp-prebuilt';
 import { constants as osConstants } from 'node:os';
 
 import { invalidType, invalidValue, notSupported, outOfRange } from './errors';
@@ -524,6 +525,11 @@ function emitTree(segs: Segment[], errno: number): Asm {
 
 const cache = new Map<string, Buffer>();
 
+/** What compileSeccomp's result depends on (its cache key, and the prebuilt table's). */
+export function seccompKey(policy: ResolvedSeccomp, arch: string, caps: bigint): string {
+  return `${archFor(arch).name}|${caps.toString(16)}|${policy.errno}|${policy.allow.join(',')}|${policy.deny.join(',')}`;
+}
+
 /**
  * Compiles `policy` into a seccomp BPF program (`struct sock_filter[]`, 8 bytes per instruction,
  * little-endian) for `arch` (`process.arch` names or 'x86_64'/'aarch64'). `caps` is the capability
@@ -531,11 +537,18 @@ const cache = new Map<string, Buffer>();
  * keeping e.g. CAP_SYS_PTRACE re-allows kcmp and pidfd_getfd. The default (0n) is right for the app
  * profile's nine capabilities, none of which gate a system call.
  */
-export function compileSeccomp(policy: ResolvedSeccomp, arch: string = process.arch, caps: bigint = 0n): Buffer {
+export function compileSeccomp(policy: ResolvedSeccomp, arch: string = process.arch, caps: bigint = 0n, o: { prebuilt?: boolean } = {}): Buffer {
   const A = archFor(arch);
-  const key = `${A.name}|${caps.toString(16)}|${policy.errno}|${policy.allow.join(',')}|${policy.deny.join(',')}`;
+  const key = seccompKey(policy, arch, caps);
   const hit = cache.get(key);
   if (hit) return Buffer.from(hit);
+  // The default filters, compiled at build time (scripts/gen-seccomp.js; lint checks they are current).
+  const pre = o.prebuilt === false ? undefined : PREBUILT[key];
+  if (pre !== undefined) {
+    const buf = Buffer.from(pre, 'base64');
+    cache.set(key, buf);
+    return Buffer.from(buf);
+  }
 
   const prog = new Asm();
   // 1. Architecture: anything else (i386 via int 0x80, arm32 compat) is killed outright.

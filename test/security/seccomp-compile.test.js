@@ -299,3 +299,21 @@ t.test('disassembly names every instruction', async (t) => {
   t.match(text, /ret KILL_PROCESS/);
   t.match(text, /ret ERRNO\(ENOSYS\)/);
 });
+
+t.test('the prebuilt default filters are what the compiler makes (app and machine capability sets, both arches)', async (t) => {
+  const { PREBUILT } = require('../../dist/seccomp-prebuilt.js');
+  const S = require('../../dist/seccomp.js');
+  const C = require('../../dist/caps.js');
+  const policy = S.resolveSeccomp(undefined);
+  const none = { add: [], drop: [] };
+  let n = 0;
+  for (const arch of ['x64', 'arm64']) {
+    for (const caps of [C.resolveCaps(C.DEFAULT_CAPS, none), C.resolveCaps(C.MACHINE_CAPS, none)]) {
+      const key = S.seccompKey(policy, arch, caps);
+      t.ok(PREBUILT[key], `${key} is prebuilt`);
+      t.equal(Buffer.from(PREBUILT[key], 'base64').toString('hex'), S.compileSeccomp(policy, arch, caps, { prebuilt: false }).toString('hex'), `${key}: same program`);
+      n++;
+    }
+  }
+  t.equal(Object.keys(PREBUILT).length, n, 'nothing else in the table');
+});

@@ -643,6 +643,18 @@ export class Machine {
     fs.rmSync(this.#dir, { recursive: true, force: true });
   }
 
+  /**
+   * `await using m = await Machine.start(...)` (TypeScript, Node 22+; on Node 20 call it in a
+   * `finally`): at the end of the scope the machine is stopped as stop() does (the halt signal, then
+   * SIGKILL after 10 s) and destroyed (its state removed; a rootfs directory of yours is left as it is).
+   * A machine already stopped is only destroyed; one already destroyed is left alone. A scope that
+   * must leave its machine running does not dispose of it.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+    await this.destroy();
+  }
+
   /** PID 1 has not exited (a zombie waiting for its parent counts as exited). */
   #alive(): boolean {
     return !!this.#proc && this.#proc.fd() >= 0 && !this.#proc.exited();

@@ -194,6 +194,11 @@ export class Pool {
     }
   }
 
+  /** `await using pool = createPool(...)` (TypeScript, Node 22+): close() at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   /** After close(), once no run is in flight (their roots are overlays of the image's layers): the lease goes. */
   #releaseIdle(): void {
     if (!this.#closed || this.#inflight > 0 || !this.#lease) return;

@@ -36,6 +36,17 @@ t.test('a pooled run has the same isolation as a cold one, and each run gets a f
   t.equal(timed.signal, 'SIGKILL');
 });
 
+t.test('Symbol.asyncDispose closes the pool: its waiting containers end and run() is refused', { skip: noBusybox }, async (t) => {
+  const pool = createPool({ size: 2, rootfs: bb });
+  const r = await pool.run(['/bin/sh', '-c', 'exit 4']);
+  t.equal(r.exitCode, 4);
+  await pool[Symbol.asyncDispose]();
+  t.equal(pool.ready, 0, 'no container waits any more');
+  await t.rejects(pool.run(['/bin/true']), { code: 'ESHUTDOWN', step: 'pool.run' }, 'a closed pool runs nothing');
+  await pool[Symbol.asyncDispose]();
+  t.pass('disposing of it twice is harmless');
+});
+
 t.test('pool options are validated before anything starts', async (t) => {
   t.throws(() => createPool({ size: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => createPool({ size: 2, command: ['x'] }), { code: 'ERR_INVALID_ARG_VALUE', message: /pool.run/ });

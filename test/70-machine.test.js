@@ -309,6 +309,26 @@ t.test('the /proc/self/exe overwrite attack cannot modify a host binary', { skip
   t.same(hashes(), before, 'Node and the init on the host are unchanged');
 });
 
+t.test('Symbol.asyncDispose stops (halt, then kill after the timeout) and destroys the machine', { skip: noBusybox }, async (t) => {
+  t.type(Machine.prototype[Symbol.asyncDispose], 'function');
+  const m = await Machine.start({ name: 'disposed', rootfs: bb, ephemeral: true, stateDir });
+  const cgroup = (await m.info()).cgroup;
+  const t0 = Date.now();
+  await m[Symbol.asyncDispose]();
+  t.ok(Date.now() - t0 < 5000, `the builtin init halted at once (${Date.now() - t0} ms)`);
+  t.equal(await m.state(), 'stopped');
+  if (cgroup) t.notOk(fs.existsSync(cgroup), 'its cgroup is gone');
+  t.notOk(fs.existsSync(path.join(stateDir, 'disposed')), 'its state directory is gone');
+  t.equal(await Machine.get('disposed', { stateDir }), undefined, 'Machine.get no longer finds it');
+  await m[Symbol.asyncDispose]();
+  t.pass('disposing of it twice is harmless');
+  // One stopped already is only destroyed.
+  const s = await Machine.start({ name: 'disposed-stopped', rootfs: bb, ephemeral: true, stateDir });
+  await s.stop({ timeout: 2000 });
+  await s[Symbol.asyncDispose]();
+  t.same(await Machine.list({ stateDir }), [], 'a stopped machine disposed of is destroyed');
+});
+
 t.test('nothing is left behind by the machine tests', async (t) => {
   await assertNoLeaks(t, before, 'after the machine tests');
 });

@@ -11,14 +11,14 @@ import { abortError, signalNumber } from './util';
 import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativeProcess } from './native';
-import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
+import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEncoding, checkEnv, checkInput, decodeOutput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { writeEtcDir, type EtcDir } from './etc';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
-  checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
+  checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions, type MachineRunOptions,
 } from './machine-options';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, StdioRelay } from './stdio';
@@ -565,7 +565,17 @@ export class Machine {
   }
 
   /** exec + collect: the same result shape as the app profile's run(). */
-  async run(command: string[], options: MachineExecOptions = {}): Promise<RunResultWithCounts> {
+  run(command: string[], options: MachineRunOptions & { encoding: BufferEncoding }): Promise<RunResultWithCounts<string>>;
+  run(command: string[], options?: MachineRunOptions & { encoding?: 'buffer' }): Promise<RunResultWithCounts>;
+  run(command: string[], options?: MachineRunOptions): Promise<RunResultWithCounts<Buffer | string>>;
+  async run(command: string[], runOptions: MachineRunOptions = {}): Promise<RunResultWithCounts<Buffer | string>> {
+    let options: MachineExecOptions = runOptions;
+    let encoding: BufferEncoding | undefined;
+    if (typeof runOptions === 'object' && runOptions !== null && 'encoding' in runOptions) {
+      const { encoding: e, ...rest } = runOptions;
+      encoding = checkEncoding('encoding', e);
+      options = rest;
+    }
     const input = checkInput('input', options.input);
     const maxOutput = options.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : options.maxOutput;
     if (!Number.isInteger(maxOutput) || maxOutput < 0) throw outOfRange('maxOutput', 'an integer >= 0', maxOutput);
@@ -577,7 +587,7 @@ export class Machine {
     }
     const [out, err, info] = await Promise.all([collect(c.stdout, maxOutput), collect(c.stderr, maxOutput), c.wait()]);
     if (c.aborted && options.signal) throw abortError(options.signal);
-    return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };
+    return decodeOutput({ ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped }, encoding);
   }
 
   /**

@@ -47,6 +47,16 @@ t.test('Symbol.asyncDispose closes the pool: its waiting containers end and run(
   t.pass('disposing of it twice is harmless');
 });
 
+t.test('pool.run({ encoding }) gives strings like run(); a bad one is refused before the command is sent', { skip: noBusybox }, async (t) => {
+  const pool = createPool({ size: 1, rootfs: bb });
+  t.teardown(() => pool.close());
+  const r = await pool.run(['/bin/sh', '-c', 'printf "caf\\303\\251"; printf e >&2'], { encoding: 'utf8' });
+  t.same([r.stdout, r.stderr, r.exitCode], ['caf\u00e9', 'e', 0]);
+  t.ok(Buffer.isBuffer((await pool.run(['/bin/true'], { encoding: 'buffer' })).stdout), "'buffer': Buffers");
+  await t.rejects(pool.run(['/bin/true'], { encoding: 'nope' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /"encoding"/ });
+  t.throws(() => createPool({ size: 1, rootfs: bb, encoding: 'utf8' }), { code: 'ERR_INVALID_ARG_VALUE', message: /belongs to pool.run/ });
+});
+
 t.test('pool options are validated before anything starts', async (t) => {
   t.throws(() => createPool({ size: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => createPool({ size: 2, command: ['x'] }), { code: 'ERR_INVALID_ARG_VALUE', message: /pool.run/ });

@@ -329,6 +329,17 @@ t.test('Symbol.asyncDispose stops (halt, then kill after the timeout) and destro
   t.same(await Machine.list({ stateDir }), [], 'a stopped machine disposed of is destroyed');
 });
 
+t.test('machine.run({ encoding }) gives strings like run(); exec() refuses it (streams)', { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'encoded', rootfs: bb, ephemeral: true, stateDir });
+  t.teardown(() => m[Symbol.asyncDispose]());
+  const r = await m.run(['sh', '-c', 'printf "\\303\\274"; printf x >&2'], { encoding: 'utf8' });
+  t.same([r.stdout, r.stderr, r.exitCode], ['\u00fc', 'x', 0]);
+  t.equal((await m.run(['sh', '-c', 'printf AB'], { encoding: 'base64' })).stdout, 'QUI=', 'base64');
+  t.ok(Buffer.isBuffer((await m.run(['true'])).stdout), 'Buffers by default');
+  await t.rejects(m.run(['true'], { encoding: 'utf-9' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /"encoding"/ });
+  t.throws(() => m.exec(['true'], { encoding: 'utf8' }), { code: 'ERR_INVALID_ARG_VALUE', message: /"encoding"/ });
+});
+
 t.test('nothing is left behind by the machine tests', async (t) => {
   await assertNoLeaks(t, before, 'after the machine tests');
 });

@@ -8,7 +8,7 @@ import { ContainerCgroup, detectCgroupHost, requireControllers, withParent } fro
 import { NsboxError, errnoName, invalidValue, notSupported } from './errors';
 import { native, type NativeProcess, type SpawnResult } from './native';
 import { setupNetwork, type NetworkSetup } from './network';
-import { resolveAppOptions, type ResolvedAppOptions } from './options';
+import { checkEncoding, decodeOutput, resolveAppOptions, type ResolvedAppOptions } from './options';
 import { checkRootfs } from './fsops';
 import { basePlan, type OpMeta } from './plan';
 import { capLast } from './caps';
@@ -16,7 +16,7 @@ import { forkClone, syncSpawn, threadpoolSize } from './env';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collectOutput, StdioRelay, type CollectedOutput } from './stdio';
 import { abortError, signalNumber, SIGNAL_NAMES } from './util';
-import type { AppOptions, ExitInfo, RunResult, Stats } from './types';
+import type { AppOptions, ContainerEvents, ExitInfo, RunOptions, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { holdEtcDir, releaseEtcDirOf, sharedEtcDir, writeEtcDir, type EtcContent, type EtcDir } from './etc';
@@ -44,6 +44,8 @@ export function othersInFlight(): boolean {
  */
 /** @internal Container's ptyFd while a Machine.exec's pty master is still on its way. */
 export const PTY_PENDING = -2;
+
+type Listener = (...args: unknown[]) => void;
 
 export class Container extends EventEmitter {
   /** Host pid of the container's first process (PID 1 inside, or the init). */
@@ -284,6 +286,33 @@ export class Container extends EventEmitter {
     if (!this.#cgroup) throw notSupported('thaw', 'thawing needs a cgroup v2 hierarchy nsbox can write to');
     if (this.#exited) return;
     await this.#cgroup.setFrozen(false);
+  }
+
+  /** `'exit'` (ExitInfo, once) and `'oom'` (`{ count }`) with typed listeners (ContainerEvents); other names as for any EventEmitter. */
+  override on<K extends keyof ContainerEvents>(event: K, listener: (...args: ContainerEvents[K]) => void): this;
+  override on<E extends string | symbol>(event: Exclude<E, keyof ContainerEvents>, listener: (...args: never[]) => void): this;
+  override on(event: string | symbol, listener: (...args: never[]) => void): this {
+    return super.on(event, listener as Listener);
+  }
+  override once<K extends keyof ContainerEvents>(event: K, listener: (...args: ContainerEvents[K]) => void): this;
+  override once<E extends string | symbol>(event: Exclude<E, keyof ContainerEvents>, listener: (...args: never[]) => void): this;
+  override once(event: string | symbol, listener: (...args: never[]) => void): this {
+    return super.once(event, listener as Listener);
+  }
+  override off<K extends keyof ContainerEvents>(event: K, listener: (...args: ContainerEvents[K]) => void): this;
+  override off<E extends string | symbol>(event: Exclude<E, keyof ContainerEvents>, listener: (...args: never[]) => void): this;
+  override off(event: string | symbol, listener: (...args: never[]) => void): this {
+    return super.off(event, listener as Listener);
+  }
+  override addListener<K extends keyof ContainerEvents>(event: K, listener: (...args: ContainerEvents[K]) => void): this;
+  override addListener<E extends string | symbol>(event: Exclude<E, keyof ContainerEvents>, listener: (...args: never[]) => void): this;
+  override addListener(event: string | symbol, listener: (...args: never[]) => void): this {
+    return super.addListener(event, listener as Listener);
+  }
+  override removeListener<K extends keyof ContainerEvents>(event: K, listener: (...args: ContainerEvents[K]) => void): this;
+  override removeListener<E extends string | symbol>(event: Exclude<E, keyof ContainerEvents>, listener: (...args: never[]) => void): this;
+  override removeListener(event: string | symbol, listener: (...args: never[]) => void): this {
+    return super.removeListener(event, listener as Listener);
   }
 
   /** Keep (the default) or stop keeping the Node event loop alive for this container. */
@@ -658,6 +687,9 @@ export function withImageLease<T extends Container | Pending>(o: ResolvedAppOpti
 
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
 export function spawn(options: AppOptions): Container {
+  if (isObject(options) && 'encoding' in options) {
+    throw invalidValue('encoding', (options as RunOptions).encoding, 'belongs to run(); spawn() hands back streams (use their setEncoding())');
+  }
   const o = resolveAppOptions(options);
   if (!o.image) return start(o);
   // spawn() is synchronous: the image must be in the store already (pull() it, or use run()).
@@ -665,21 +697,39 @@ export function spawn(options: AppOptions): Container {
   return withImageLease(o, options, acquireImageSync(o.image, 'spawn()'), () => start(o));
 }
 
-export interface RunResultWithCounts extends RunResult {
+export interface RunResultWithCounts<Output extends Buffer | string = Buffer> extends RunResult<Output> {
   /** Bytes of stdout beyond `maxOutput` that were counted and dropped. */
   stdoutDropped: number;
   /** Bytes of stderr beyond `maxOutput` that were counted and dropped. */
   stderrDropped: number;
 }
 
-/** Starts a container, writes `input` to its stdin, collects its output and waits for it. */
-export async function run(options: AppOptions): Promise<RunResultWithCounts> {
-  const o = resolveAppOptions(options);
+function isObject(v: unknown): v is object {
+  return typeof v === 'object' && v !== null;
+}
+
+/**
+ * Starts a container, writes `input` to its stdin, collects its output and waits for it. With
+ * `encoding` (e.g. `'utf8'`) stdout and stderr are strings; a bad one throws before anything starts.
+ */
+export function run(options: RunOptions & { encoding: BufferEncoding }): Promise<RunResultWithCounts<string>>;
+export function run(options: RunOptions & { encoding?: 'buffer' }): Promise<RunResultWithCounts>;
+export function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>>;
+export async function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>> {
+  // (Read once: the rest is resolved from the copy, as resolveAppOptions reads each option once.)
+  let given: AppOptions = options;
+  let encoding: BufferEncoding | undefined;
+  if (isObject(options) && 'encoding' in options) {
+    const { encoding: e, ...rest } = options;
+    encoding = checkEncoding('encoding', e);
+    given = rest;
+  }
+  const o = resolveAppOptions(given);
   if (o.stdio === 'pipe') {
     if (o.input === undefined) o.stdinEmpty = true;
     o.collectOutput = true;
   }
-  const c = o.image ? await withImageLease(o, options, await acquireImage(o.image, o.signal), () => startAsync(o)) : await startAsync(o);
+  const c = o.image ? await withImageLease(o, given, await acquireImage(o.image, o.signal), () => startAsync(o)) : await startAsync(o);
   if (c.stdin) {
     c.stdin.on('error', () => {
       /* EPIPE when the command exits without reading all input: not an error of the run */
@@ -689,5 +739,5 @@ export async function run(options: AppOptions): Promise<RunResultWithCounts> {
   const empty = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stdoutDropped: 0, stderrDropped: 0 };
   const [out, info] = await Promise.all([wholeOutput.get(c) ?? empty, c.wait()]);
   if (c.aborted && o.signal) throw abortError(o.signal);
-  return { ...info, ...out };
+  return decodeOutput({ ...info, ...out }, encoding);
 }

@@ -16,8 +16,35 @@ export function errnoName(errno: number): string {
   return ERRNO_NAMES.get(errno) ?? `E${errno}`;
 }
 
+/**
+ * The errno names nsbox reports (README "Errors", docs/errors.md): the ones it raises itself and
+ * the kernel's answers its documented steps meet. Any other errno name can still come through
+ * (NsboxErrorCode's `string` fallback).
+ */
+export type NsboxErrnoCode =
+  | 'E2BIG' | 'EACCES' | 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'EAFNOSUPPORT' | 'EAGAIN' | 'EBUSY'
+  | 'ECONNREFUSED' | 'ECONNRESET' | 'EDOM' | 'EDQUOT' | 'EEXIST' | 'EINVAL' | 'EIO' | 'ELOOP' | 'EMFILE'
+  | 'ENOENT' | 'ENOSPC' | 'ENOSYS' | 'ENOTDIR' | 'ENOTEMPTY' | 'ENOTSUP' | 'ENOTTY' | 'EOPNOTSUPP'
+  | 'EOVERFLOW' | 'EPERM' | 'EPIPE' | 'EPROTO' | 'EROFS' | 'ESHUTDOWN' | 'ESRCH' | 'ESTALE' | 'ETIMEDOUT'
+  | 'EXDEV';
+
+/** The image functions' own codes (docs/images.md, "Errors"). */
+export type NsboxImageErrorCode =
+  | 'ERR_IMAGE_UNKNOWN' | 'ERR_IMAGE_TAG_UNKNOWN' | 'ERR_IMAGE_BLOB_UNKNOWN' | 'ERR_IMAGE_AUTH'
+  | 'ERR_IMAGE_RATE_LIMITED' | 'ERR_IMAGE_DIGEST_MISMATCH' | 'ERR_IMAGE_MEDIA_TYPE' | 'ERR_IMAGE_PLATFORM'
+  | 'ERR_IMAGE_TOO_LARGE' | 'ERR_IMAGE_LAYER_UNSAFE' | 'ERR_IMAGE_LAYER_INVALID' | 'ERR_IMAGE_LAYER_UNSUPPORTED'
+  | 'ERR_IMAGE_REGISTRY';
+
+/**
+ * `NsboxError['code']`: the documented codes as literals (editors complete them, a `switch` over them
+ * is checked), and any other string, since an errno name nsbox does not list (or `E<n>` for an
+ * unnamed errno) can come from the kernel. `(string & {})` keeps the literals from being absorbed
+ * into `string`; a plain string is still assignable, and the code still is one.
+ */
+export type NsboxErrorCode = NsboxErrnoCode | NsboxImageErrorCode | (string & {});
+
 export interface NsboxErrorFields {
-  code: string;
+  code: NsboxErrorCode;
   errno?: number;
   syscall?: string;
   step: string;
@@ -27,8 +54,11 @@ export interface NsboxErrorFields {
 
 /** Any failure after the options were accepted: a kernel refusal, a missing host feature, ... */
 export class NsboxError extends Error {
-  /** errno name such as `'ENOENT'`, or `'ENOTSUP'` for a missing kernel or host feature. */
-  readonly code: string;
+  /**
+   * errno name such as `'ENOENT'`, `'ENOTSUP'` for a missing kernel or host feature, or an image
+   * error's `'ERR_IMAGE_*'` (NsboxErrorCode lists the documented ones).
+   */
+  readonly code: NsboxErrorCode;
   /** The (positive) errno number. */
   readonly errno: number;
   /** The system call that failed, where there was one. */

@@ -3,29 +3,39 @@ export { run, spawn, Container } from './app';
 export type { RunResultWithCounts } from './app';
 export { probe } from './probe';
 export { NsboxError } from './errors';
+export type { NsboxErrorCode, NsboxErrnoCode, NsboxImageErrorCode, NsboxErrorFields } from './errors';
 export type { SeccompOption } from './seccomp';
 export type {
   AppOptions,
+  BindMount,
+  CapabilitiesOption,
   CgroupMode,
+  ContainerEvents,
   DeviceMapping,
   ExitInfo,
   HostReport,
+  IdMapEntry,
+  ImageRunOptions,
   Limits,
   Mount,
   NetworkMode,
   NetworkOptions,
   NetworkReport,
+  OutputEncoding,
   PortMapping,
   Pressure,
   PressureFigures,
+  RunOptions,
   RunResult,
   Stats,
   StdioMode,
+  TmpfsMount,
   User,
+  UsernsOption,
 } from './types';
 export { Machine } from './machine';
 export type { MachineInfo, MachineState } from './machine';
-export type { MachineExecOptions, MachineOptions } from './machine-options';
+export type { MachineExecOptions, MachineOptions, MachineRunOptions } from './machine-options';
 export { createPool, Pool } from './pool';
 export type { PoolOptions, PoolRunOptions } from './pool';
 export { removeBridge } from './network';

@@ -11,7 +11,7 @@ import {
 } from './options';
 import { privileged, runtimeDir } from './runtime';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { DeviceMapping, Limits, Mount, NetworkMode, NetworkOptions, StdioMode, UsernsOption } from './types';
+import type { CapabilitiesOption, DeviceMapping, Limits, Mount, NetworkMode, NetworkOptions, OutputEncoding, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { signalNumber } from './util';
 
@@ -71,7 +71,7 @@ export interface MachineOptions {
   /** The signal that asks PID 1 to halt (default: SIGRTMIN+3 for systemd, SIGTERM otherwise). */
   haltSignal?: string | number;
   /** Change the capability set (default: systemd-nspawn's). */
-  capabilities?: { add?: string[]; drop?: string[] };
+  capabilities?: CapabilitiesOption;
   /**
    * User namespace, as for app containers: always one for a rootless caller (a full subordinate range
    * where newuidmap and /etc/subuid allow it, which a distro rootfs with system users needs), none
@@ -91,7 +91,7 @@ export interface MachineOptions {
 export interface MachineExecOptions {
   env?: Record<string, string>;
   cwd?: string;
-  user?: { uid: number; gid: number; groups?: number[] };
+  user?: User;
   /** A pty from the machine's own devpts as stdin/stdout/stderr (resize with `container.resize`). */
   tty?: boolean;
   /** With `tty`: the terminal size the command starts with (default 80x24). */
@@ -111,6 +111,12 @@ export interface MachineExecOptions {
   startTimeout?: number;
   signal?: AbortSignal;
   maxOutput?: number;
+}
+
+/** machine.run()'s options: exec()'s, plus how the collected output is handed back. */
+export interface MachineRunOptions extends MachineExecOptions {
+  /** As for run(): stdout and stderr decoded into strings (default: Buffers). */
+  encoding?: OutputEncoding;
 }
 
 /** exec's start limit unless `startTimeout` says otherwise. */

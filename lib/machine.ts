@@ -11,14 +11,14 @@ import { abortError, signalNumber } from './util';
 import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativeProcess } from './native';
-import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEnv, checkInput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
+import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEncoding, checkEnv, checkInput, decodeOutput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { writeEtcDir, type EtcDir } from './etc';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
-  checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions,
+  checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions, type MachineRunOptions,
 } from './machine-options';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, LateTty, StdioRelay } from './stdio';
@@ -565,7 +565,17 @@ export class Machine {
   }
 
   /** exec + collect: the same result shape as the app profile's run(). */
-  async run(command: string[], options: MachineExecOptions = {}): Promise<RunResultWithCounts> {
+  run(command: string[], options: MachineRunOptions & { encoding: BufferEncoding }): Promise<RunResultWithCounts<string>>;
+  run(command: string[], options?: MachineRunOptions & { encoding?: 'buffer' }): Promise<RunResultWithCounts>;
+  run(command: string[], options?: MachineRunOptions): Promise<RunResultWithCounts<Buffer | string>>;
+  async run(command: string[], runOptions: MachineRunOptions = {}): Promise<RunResultWithCounts<Buffer | string>> {
+    let options: MachineExecOptions = runOptions;
+    let encoding: BufferEncoding | undefined;
+    if (typeof runOptions === 'object' && runOptions !== null && 'encoding' in runOptions) {
+      const { encoding: e, ...rest } = runOptions;
+      encoding = checkEncoding('encoding', e);
+      options = rest;
+    }
     const input = checkInput('input', options.input);
     const maxOutput = options.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : options.maxOutput;
     if (!Number.isInteger(maxOutput) || maxOutput < 0) throw outOfRange('maxOutput', 'an integer >= 0', maxOutput);
@@ -577,7 +587,7 @@ export class Machine {
     }
     const [out, err, info] = await Promise.all([collect(c.stdout, maxOutput), collect(c.stderr, maxOutput), c.wait()]);
     if (c.aborted && options.signal) throw abortError(options.signal);
-    return { ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped };
+    return decodeOutput({ ...info, stdout: out.buf, stderr: err.buf, stdoutDropped: out.dropped, stderrDropped: err.dropped }, encoding);
   }
 
   /**
@@ -641,6 +651,18 @@ export class Machine {
     }
     await this.#markStopped();
     fs.rmSync(this.#dir, { recursive: true, force: true });
+  }
+
+  /**
+   * `await using m = await Machine.start(...)` (TypeScript, Node 22+; on Node 20 call it in a
+   * `finally`): at the end of the scope the machine is stopped as stop() does (the halt signal, then
+   * SIGKILL after 10 s) and destroyed (its state removed; a rootfs directory of yours is left as it is).
+   * A machine already stopped is only destroyed; one already destroyed is left alone. A scope that
+   * must leave its machine running does not dispose of it.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+    await this.destroy();
   }
 
   /** PID 1 has not exited (a zombie waiting for its parent counts as exited). */

@@ -398,6 +398,22 @@ export function checkTimeout(name: string, v: unknown): number | undefined {
   return v;
 }
 
+/**
+ * run()'s `encoding` (also pool.run's and machine.run's): the Buffer encoding to decode the output
+ * with, or undefined for Buffers (left out, or `'buffer'` as in child_process).
+ */
+export function checkEncoding(name: string, v: unknown): BufferEncoding | undefined {
+  if (v === undefined || v === 'buffer') return undefined;
+  if (typeof v !== 'string') throw invalidType(name, "of type string (a Buffer encoding such as 'utf8', or 'buffer')", v);
+  if (!Buffer.isEncoding(v)) throw invalidValue(name, v, "must be a Buffer encoding such as 'utf8', 'latin1', 'base64' or 'hex', or 'buffer'");
+  return v;
+}
+
+/** The collected output decoded with run()'s `encoding` (unchanged without one). */
+export function decodeOutput<T extends { stdout: Buffer; stderr: Buffer }>(r: T, encoding: BufferEncoding | undefined): Omit<T, 'stdout' | 'stderr'> & { stdout: Buffer | string; stderr: Buffer | string } {
+  return encoding ? { ...r, stdout: r.stdout.toString(encoding), stderr: r.stderr.toString(encoding) } : r;
+}
+
 export function checkInput(name: string, v: unknown): Buffer | undefined {
   if (v === undefined) return undefined;
   if (typeof v === 'string') return Buffer.from(v);

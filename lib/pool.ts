@@ -9,10 +9,10 @@ import { acquireImageSync, type ImageLease } from './images/run';
 import { runConfig } from './images/config';
 import { NsboxError, invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
-import { DEFAULT_MAX_OUTPUT, checkCommand, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
+import { DEFAULT_MAX_OUTPUT, checkCommand, checkEncoding, decodeOutput, checkInput, checkSignal, checkTimeout, resolveAppOptions, rejectUnknownKeys, type ResolvedAppOptions } from './options';
 import { errorFromRecord, execCandidates } from './plan';
 import { closeQuiet, pipeSocket } from './runtime';
-import type { AppOptions } from './types';
+import type { AppOptions, OutputEncoding } from './types';
 import { collectOutput } from './stdio';
 import { abortError } from './util';
 
@@ -26,6 +26,8 @@ export interface PoolRunOptions {
   timeout?: number;
   signal?: AbortSignal;
   maxOutput?: number;
+  /** As for run(): stdout and stderr decoded into strings (default: Buffers). */
+  encoding?: OutputEncoding;
 }
 
 const MAX_SIZE = 64;
@@ -99,12 +101,16 @@ export class Pool {
   }
 
   /** Runs `command` in a fresh container of the pool (a cold one when none is ready). */
-  async run(command: string[], options: PoolRunOptions = {}): Promise<RunResultWithCounts> {
+  run(command: string[], options: PoolRunOptions & { encoding: BufferEncoding }): Promise<RunResultWithCounts<string>>;
+  run(command: string[], options?: PoolRunOptions & { encoding?: 'buffer' }): Promise<RunResultWithCounts>;
+  run(command: string[], options?: PoolRunOptions): Promise<RunResultWithCounts<Buffer | string>>;
+  async run(command: string[], options: PoolRunOptions = {}): Promise<RunResultWithCounts<Buffer | string>> {
     if (this.#closed) throw new NsboxError({ code: 'ESHUTDOWN', step: 'pool.run', message: 'the pool is closed (step pool.run)' });
     // With an image, its Entrypoint (or the pool's entrypoint option) comes first, as in docker.
     const argv = [...this.#entrypoint, ...checkCommand('command', command)];
     if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
-    rejectUnknownKeys(options, ['input', 'timeout', 'signal', 'maxOutput'], '');
+    rejectUnknownKeys(options, ['input', 'timeout', 'signal', 'maxOutput', 'encoding'], '');
+    const encoding = checkEncoding('encoding', options.encoding);
     const input = checkInput('input', options.input);
     const timeout = checkTimeout('timeout', options.timeout);
     checkSignal('signal', options.signal);
@@ -118,7 +124,7 @@ export class Pool {
     const p = this.#ready.shift();
     this.#inflight++;
     try {
-      return await this.#runOn(p, argv, blob, input, timeout, options.signal, maxOutput, t0);
+      return decodeOutput(await this.#runOn(p, argv, blob, input, timeout, options.signal, maxOutput, t0), encoding);
     } finally {
       this.#inflight--;
       this.#refill();
@@ -194,6 +200,11 @@ export class Pool {
     }
   }
 
+  /** `await using pool = createPool(...)` (TypeScript, Node 22+): close() at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
   /** After close(), once no run is in flight (their roots are overlays of the image's layers): the lease goes. */
   #releaseIdle(): void {
     if (!this.#closed || this.#inflight > 0 || !this.#lease) return;
@@ -229,7 +240,7 @@ export function createPool(options: PoolOptions): Pool {
   const { size, ...rest } = options as PoolOptions & Record<string, unknown>;
   if (typeof size !== 'number') throw invalidType('size', 'of type number', size);
   if (!Number.isInteger(size) || size < 1 || size > MAX_SIZE) throw outOfRange('size', `an integer from 1 to ${MAX_SIZE}`, size);
-  for (const k of ['command', 'input', 'stdio', 'timeout', 'signal', 'maxOutput']) {
+  for (const k of ['command', 'input', 'stdio', 'timeout', 'signal', 'maxOutput', 'encoding']) {
     if (k in rest) throw invalidValue(k, (rest as Record<string, unknown>)[k], 'belongs to pool.run(), not to createPool()');
   }
   if ((rest as { init?: unknown }).init) throw invalidValue('init', true, 'is not supported by pools yet');

@@ -1,30 +1,34 @@
 // types.ts: the public contract (../shared/design/CONTRACT.md). Every exported name here is fixed.
 import type { SeccompOption } from './seccomp';
 
+/** A bind mount of a host path at `target` inside the container. */
+export interface BindMount {
+  type: 'bind';
+  /** Absolute host path. */
+  source: string;
+  /** Absolute path inside the container. */
+  target: string;
+  /**
+   * Mount read-only (default `false`). Every bind is also nosuid and nodev. For a container run
+   * as root without a user namespace these hold for mounts under `source` too; with a user
+   * namespace (rootless) for the bind itself, the host's own flags staying on what is under it.
+   */
+  readonly?: boolean;
+}
+
+/** A fresh tmpfs at `target` inside the container. */
+export interface TmpfsMount {
+  type: 'tmpfs';
+  /** Absolute path inside the container. */
+  target: string;
+  /** Size limit in bytes or as `'64M'`-style string (default: the kernel's, half of RAM). */
+  size?: number | string;
+  /** Permission bits of the tmpfs root (default `0o1777` for `/tmp`, else `0o755`). */
+  mode?: number;
+}
+
 /** A bind mount of a host path, or a fresh tmpfs, at `target` inside the container. */
-export type Mount =
-  | {
-      type: 'bind';
-      /** Absolute host path. */
-      source: string;
-      /** Absolute path inside the container. */
-      target: string;
-      /**
-       * Mount read-only (default `false`). Every bind is also nosuid and nodev. For a container run
-       * as root without a user namespace these hold for mounts under `source` too; with a user
-       * namespace (rootless) for the bind itself, the host's own flags staying on what is under it.
-       */
-      readonly?: boolean;
-    }
-  | {
-      type: 'tmpfs';
-      /** Absolute path inside the container. */
-      target: string;
-      /** Size limit in bytes or as `'64M'`-style string (default: the kernel's, half of RAM). */
-      size?: number | string;
-      /** Permission bits of the tmpfs root (default `0o1777` for `/tmp`, else `0o755`). */
-      mode?: number;
-    };
+export type Mount = BindMount | TmpfsMount;
 
 /** cgroup v2 limits. Sizes are bytes or strings such as `'512K'`, `'256M'`, `'2G'`. */
 export interface Limits {
@@ -147,7 +151,7 @@ export interface AppOptions extends ImageRunOptions {
    * Change the capability set (default: containerd 2.0's nine). Names as `'NET_RAW'` or
    * `'CAP_NET_RAW'`; `'ALL'` in `drop` removes everything.
    */
-  capabilities?: { add?: string[]; drop?: string[] };
+  capabilities?: CapabilitiesOption;
   /**
    * System call filter: `'default'` (Docker's default profile for a container without
    * CAP_SYS_ADMIN; see docs/security.md), `'none'`, or `{ allow?, deny?, defaultErrno? }` adjusting
@@ -252,9 +256,39 @@ export interface ExitInfo {
   stats: Stats;
 }
 
-export interface RunResult extends ExitInfo {
-  stdout: Buffer;
-  stderr: Buffer;
+/**
+ * What run() collected: `stdout`/`stderr` are Buffers, or strings when run (or pool.run, machine.run)
+ * was given an `encoding`.
+ */
+export interface RunResult<Output extends Buffer | string = Buffer> extends ExitInfo {
+  stdout: Output;
+  stderr: Output;
+}
+
+/** The `capabilities` option: names such as `'NET_RAW'` or `'CAP_NET_RAW'`, or `'ALL'`. */
+export interface CapabilitiesOption {
+  add?: string[];
+  drop?: string[];
+}
+
+/**
+ * run()'s `encoding`: any Buffer encoding (`'utf8'`, `'latin1'`, `'base64'`, ...) makes `stdout`
+ * and `stderr` strings decoded with it; `'buffer'` (like leaving it out) keeps Buffers.
+ */
+export type OutputEncoding = BufferEncoding | 'buffer';
+
+/** run()'s options: spawn()'s, plus how the collected output is handed back. */
+export interface RunOptions extends AppOptions {
+  /** Decode stdout and stderr into strings (default: Buffers). `maxOutput` still counts bytes. */
+  encoding?: OutputEncoding;
+}
+
+/** The events of a Container and their arguments. */
+export interface ContainerEvents {
+  /** Once, after its cgroup is gone: the same ExitInfo wait() resolves with. */
+  exit: [info: ExitInfo];
+  /** Each time the OOM killer acts inside it (with a memory limit): the count so far. */
+  oom: [event: { count: number }];
 }
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy' | 'none';

@@ -293,6 +293,31 @@ t.test('run() feeds input and closes stdin', { skip: noBusybox }, async (t) => {
   t.equal(empty.stdout.length, 0, 'no input: stdin is empty, not the host terminal');
 });
 
+t.test('run({ encoding }) gives stdout and stderr as strings; a bad encoding starts nothing', { skip: noBusybox }, async (t) => {
+  const cmd = ['/bin/sh', '-c', 'printf "h\\303\\251 \\342\\202\\254\\n"; printf "err\\n" >&2'];
+  const u = await run({ rootfs: bb, command: cmd, encoding: 'utf8' });
+  t.equal(u.stdout, 'h\u00e9 \u20ac\n', 'utf8: a string, multibyte characters decoded');
+  t.equal(u.stderr, 'err\n', 'stderr too');
+  t.same([u.exitCode, u.stdoutDropped], [0, 0]);
+  const h = await run({ rootfs: bb, command: cmd, encoding: 'hex' });
+  t.equal(h.stdout, Buffer.from('h\u00e9 \u20ac\n').toString('hex'), 'hex');
+  const b = await run({ rootfs: bb, command: cmd, encoding: 'buffer' });
+  t.ok(Buffer.isBuffer(b.stdout) && Buffer.isBuffer(b.stderr), "'buffer' keeps Buffers, as leaving it out does");
+  const cut = await run({ rootfs: bb, command: ['/bin/sh', '-c', 'printf 0123456789'], encoding: 'latin1', maxOutput: 4 });
+  t.same([cut.stdout, cut.stdoutDropped], ['0123', 6], 'maxOutput still counts bytes');
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-enc-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const marker = { rootfs: bb, mounts: [{ type: 'bind', source: dir, target: '/out' }], command: ['/bin/sh', '-c', 'touch /out/started'] };
+  await t.rejects(run({ ...marker, encoding: 'utf-9' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /"encoding"/ });
+  await t.rejects(run({ ...marker, encoding: 8 }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /"encoding"/ });
+  await t.rejects(run({ ...marker, encoding: null }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => spawn({ ...marker, encoding: 'utf8' }), { code: 'ERR_INVALID_ARG_VALUE', message: /belongs to run\(\)/ }, 'spawn() refuses it: its output is streams');
+  t.same(fs.readdirSync(dir), [], 'none of them started the command');
+  const ok = await run({ ...marker, encoding: undefined });
+  t.same([ok.exitCode, fs.readdirSync(dir)], [0, ['started']], 'encoding: undefined is the default (and the marker works)');
+});
+
 t.test('AbortSignal kills the container and run() rejects with AbortError', { skip: noBusybox }, async (t) => {
   const ac = new AbortController();
   setTimeout(() => ac.abort(), 100);

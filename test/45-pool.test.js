@@ -36,6 +36,27 @@ t.test('a pooled run has the same isolation as a cold one, and each run gets a f
   t.equal(timed.signal, 'SIGKILL');
 });
 
+t.test('Symbol.asyncDispose closes the pool: its waiting containers end and run() is refused', { skip: noBusybox }, async (t) => {
+  const pool = createPool({ size: 2, rootfs: bb });
+  const r = await pool.run(['/bin/sh', '-c', 'exit 4']);
+  t.equal(r.exitCode, 4);
+  await pool[Symbol.asyncDispose]();
+  t.equal(pool.ready, 0, 'no container waits any more');
+  await t.rejects(pool.run(['/bin/true']), { code: 'ESHUTDOWN', step: 'pool.run' }, 'a closed pool runs nothing');
+  await pool[Symbol.asyncDispose]();
+  t.pass('disposing of it twice is harmless');
+});
+
+t.test('pool.run({ encoding }) gives strings like run(); a bad one is refused before the command is sent', { skip: noBusybox }, async (t) => {
+  const pool = createPool({ size: 1, rootfs: bb });
+  t.teardown(() => pool.close());
+  const r = await pool.run(['/bin/sh', '-c', 'printf "caf\\303\\251"; printf e >&2'], { encoding: 'utf8' });
+  t.same([r.stdout, r.stderr, r.exitCode], ['caf\u00e9', 'e', 0]);
+  t.ok(Buffer.isBuffer((await pool.run(['/bin/true'], { encoding: 'buffer' })).stdout), "'buffer': Buffers");
+  await t.rejects(pool.run(['/bin/true'], { encoding: 'nope' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /"encoding"/ });
+  t.throws(() => createPool({ size: 1, rootfs: bb, encoding: 'utf8' }), { code: 'ERR_INVALID_ARG_VALUE', message: /belongs to pool.run/ });
+});
+
 t.test('pool options are validated before anything starts', async (t) => {
   t.throws(() => createPool({ size: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => createPool({ size: 2, command: ['x'] }), { code: 'ERR_INVALID_ARG_VALUE', message: /pool.run/ });

@@ -16,6 +16,35 @@ t.test('ESM and CommonJS entry points export the same API', async (t) => {
     t.type(cjs[name], 'function', `require: ${name}`);
     t.equal(esm[name], cjs[name], `import: ${name}`);
   }
+  // Every CommonJS export is a named ESM export too (pull() and the other image functions were not).
+  t.same(Object.keys(cjs).filter((k) => esm[k] !== cjs[k]), [], 'import { name } works for every export of require()');
+});
+
+t.test('every js block of the README is valid syntax on this Node (20 included)', async (t) => {
+  const vm = require('node:vm');
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/^```js\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
+  t.ok(blocks.length >= 5, `${blocks.length} js blocks found`);
+  for (const [i, code] of blocks.entries()) {
+    // Snippets use top-level await (as an ES module or a REPL would), so each is checked as the
+    // body of an async function; an `import` line is checked as a module.
+    const body = code.replace(/^import .*$/gm, '');
+    t.doesNotThrow(() => new vm.Script(`(async () => {\n${body}\n})`, { filename: `README.md js block ${i + 1}` }), `block ${i + 1} parses: ${code.split('\n')[0]}`);
+  }
+});
+
+t.test('package.json: a LICENSE with the license it names, cpu and os as built, no junk in the tarball', async (t) => {
+  const pkg = require('../package.json');
+  t.equal(pkg.license, 'Apache-2.0');
+  t.match(fs.readFileSync(path.join(root, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0, January 2004/, 'LICENSE is the Apache-2.0 text');
+  t.same(pkg.os, ['linux']);
+  t.ok(pkg.cpu.includes(process.arch), `cpu lists this machine's arch (${process.arch})`);
+  t.same([...pkg.cpu].sort(), ['arm64', 'x64'], 'the two arches native/init/nolibc.h and the seccomp tables know');
+  const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_loglevel: 'error' } }).toString());
+  const files = packed[0].files.map((f) => f.path);
+  t.ok(files.includes('LICENSE') && files.includes('dist/index.d.ts') && files.includes('esm/index.mjs'), 'LICENSE, the types and the ESM entry are in it');
+  t.same(files.filter((f) => f.endsWith('.map')), [], 'no source maps (their lib/*.ts sources are not shipped)');
+  t.same(files.filter((f) => /^(test|build|bench|scripts|lib|docs|\.ci|node_modules)\//.test(f) || /\.(o|a|node|tgz|log)$/.test(f)), [], 'no tests, local build, sources of dist or scratch files');
 });
 
 t.test('npm pack + npm install of the tarball builds and runs a container', async (t) => {

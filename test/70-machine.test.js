@@ -309,6 +309,37 @@ t.test('the /proc/self/exe overwrite attack cannot modify a host binary', { skip
   t.same(hashes(), before, 'Node and the init on the host are unchanged');
 });
 
+t.test('Symbol.asyncDispose stops (halt, then kill after the timeout) and destroys the machine', { skip: noBusybox }, async (t) => {
+  t.type(Machine.prototype[Symbol.asyncDispose], 'function');
+  const m = await Machine.start({ name: 'disposed', rootfs: bb, ephemeral: true, stateDir });
+  const cgroup = (await m.info()).cgroup;
+  const t0 = Date.now();
+  await m[Symbol.asyncDispose]();
+  t.ok(Date.now() - t0 < 5000, `the builtin init halted at once (${Date.now() - t0} ms)`);
+  t.equal(await m.state(), 'stopped');
+  if (cgroup) t.notOk(fs.existsSync(cgroup), 'its cgroup is gone');
+  t.notOk(fs.existsSync(path.join(stateDir, 'disposed')), 'its state directory is gone');
+  t.equal(await Machine.get('disposed', { stateDir }), undefined, 'Machine.get no longer finds it');
+  await m[Symbol.asyncDispose]();
+  t.pass('disposing of it twice is harmless');
+  // One stopped already is only destroyed.
+  const s = await Machine.start({ name: 'disposed-stopped', rootfs: bb, ephemeral: true, stateDir });
+  await s.stop({ timeout: 2000 });
+  await s[Symbol.asyncDispose]();
+  t.same(await Machine.list({ stateDir }), [], 'a stopped machine disposed of is destroyed');
+});
+
+t.test('machine.run({ encoding }) gives strings like run(); exec() refuses it (streams)', { skip: noBusybox }, async (t) => {
+  const m = await Machine.start({ name: 'encoded', rootfs: bb, ephemeral: true, stateDir });
+  t.teardown(() => m[Symbol.asyncDispose]());
+  const r = await m.run(['sh', '-c', 'printf "\\303\\274"; printf x >&2'], { encoding: 'utf8' });
+  t.same([r.stdout, r.stderr, r.exitCode], ['\u00fc', 'x', 0]);
+  t.equal((await m.run(['sh', '-c', 'printf AB'], { encoding: 'base64' })).stdout, 'QUI=', 'base64');
+  t.ok(Buffer.isBuffer((await m.run(['true'])).stdout), 'Buffers by default');
+  await t.rejects(m.run(['true'], { encoding: 'utf-9' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /"encoding"/ });
+  t.throws(() => m.exec(['true'], { encoding: 'utf8' }), { code: 'ERR_INVALID_ARG_VALUE', message: /"encoding"/ });
+});
+
 t.test('nothing is left behind by the machine tests', async (t) => {
   await assertNoLeaks(t, before, 'after the machine tests');
 });

@@ -16,6 +16,7 @@ export type {
   NetworkOptions,
   NetworkReport,
   PortMapping,
+  ProbeTrial,
   Pressure,
   PressureFigures,
   RunResult,

@@ -23,6 +23,7 @@ export type {
   NetworkReport,
   OutputEncoding,
   PortMapping,
+  ProbeTrial,
   Pressure,
   PressureFigures,
   RunOptions,

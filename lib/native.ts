@@ -232,6 +232,12 @@ export interface NativeBinding {
   netPidfd(pid: number): number;
   /** An unconnected non-blocking TCP socket in the network namespace of pidfd's process, or -errno. */
   netnsTcpSocket(pidfd: number, pid: number): number;
+  /**
+   * What a throwaway child with `flags` (CLONE_NEW*) could do (native/core/probe.h, try_namespaces):
+   * stage 0 all of it; 1 clone3, 2 clone (clone3 ENOSYS), 3 mount(MS_PRIVATE) of /, 4 a procfs on
+   * /proc, 5 the write of "0" to cgroupProcsFd, 6 its pipe, 7 no report (EPROTO); errno of that stage.
+   */
+  tryNamespaces(flags: number, mountProc: boolean, cgroupProcsFd: number): { stage: number; errno: number };
   probe(): {
     clone3: boolean;
     pidfd: boolean;

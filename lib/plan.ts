@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 
 import { NsboxError, errnoName } from './errors';
+import { explainCause } from './causes';
 import { forkClone, pathWalk, testFault } from './env';
 import { native, STEPS, STEP, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT, stepCall, type NativeOp, type NativePlan } from './native';
 import { networkStep } from './network';
@@ -53,7 +54,7 @@ function osConstantsSignalName(n: number): string {
 
 export function errorFromRecord(
   rec: { step: number; errno: number; index: number },
-  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string; enterRoot?: string },
+  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string; enterRoot?: string; userns?: boolean },
 ): NsboxError {
   const stepName = STEPS[rec.step]?.[0] ?? 'unknown';
   const code = errnoName(rec.errno);
@@ -92,7 +93,9 @@ export function errorFromRecord(
       ({ step, syscall } = networkStep(rec.index));
       break;
   }
-  return new NsboxError({ code, errno: rec.errno, syscall, step, path: p });
+  // The fields are the kernel's; the message adds what this process's surroundings say about why
+  // (a seccomp filter around Node, a masked /proc: lib/causes.ts).
+  return explainCause(new NsboxError({ code, errno: rec.errno, syscall, step, path: p }), ctx.userns ?? false);
 }
 
 

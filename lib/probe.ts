@@ -7,8 +7,10 @@ import { detectCgroupHost } from './cgroup';
 import { native } from './native';
 import { devicePolicyErrno } from './runtime';
 import { errnoName } from './errors';
+import { procMaskCause, procMasks, seccompCause } from './causes';
 import { probeNetwork } from './network';
-import type { HostReport } from './types';
+import { privileged } from './runtime';
+import type { HostReport, ProbeTrial } from './types';
 import { usernsReport, usernsBlocker } from './userns';
 
 function readTrim(p: string): string | undefined {
@@ -26,13 +28,78 @@ function kernelAtLeast(release: string, major: number, minor: number): boolean {
   return a > major || (a === major && b >= minor);
 }
 
+const TRIAL_CALLS: ReadonlyArray<string | null> = [null, 'clone3', 'clone', 'mount', 'mount', 'write', 'pipe2', null];
+
+/** A native trial's result as a ProbeTrial, with the cause this process's surroundings point to. */
+function trial(r: { stage: number; errno: number }, what: 'userns' | 'procfs' | 'cgroup', userns: boolean, procsPath?: string): ProbeTrial {
+  if (r.stage === 0) return { ok: true, code: null, errno: 0, syscall: null, path: null, cause: null };
+  const code = errnoName(r.errno);
+  const syscall = TRIAL_CALLS[r.stage] ?? null;
+  const p = r.stage === 3 ? '/' : r.stage === 4 ? '/proc' : r.stage === 5 ? procsPath ?? null : null;
+  let cause: string | null = null;
+  if (r.stage === 4 && code === 'EPERM' && userns) {
+    const masks = procMasks();
+    if (masks.length) cause = procMaskCause(masks);
+  }
+  cause ??= seccompCause(code, syscall ?? undefined);
+  if (!cause && what === 'userns' && (r.stage === 1 || r.stage === 2)) {
+    const b = usernsBlocker();
+    if (b) cause = `${b.setting}=${b.value}: ${b.remedy}`;
+    else if (code === 'ENOSPC') cause = 'user.max_user_namespaces (or a parent namespace\'s limit) is reached';
+  }
+  return { ok: false, code, errno: r.errno, syscall, path: p, cause };
+}
+
+let trialSeq = 0;
+/** A new cgroup under where containers' go, a throwaway child moved into it, the cgroup removed. */
+function cgroupTrial(parent: string | null, reason: string | null): ProbeTrial {
+  if (!parent) return { ok: false, code: 'ENOTSUP', errno: os.constants.errno.ENOTSUP, syscall: null, path: null, cause: reason };
+  const dir = path.join(parent, `nsbox-probe-${process.pid}-${trialSeq++}`);
+  const failed = (e: unknown, at: string): ProbeTrial => {
+    const se = e as NodeJS.ErrnoException;
+    const errno = typeof se.errno === 'number' ? Math.abs(se.errno) : 0;
+    return { ok: false, code: se.code ?? errnoName(errno), errno, syscall: se.syscall ?? null, path: at, cause: null };
+  };
+  try {
+    fs.mkdirSync(dir);
+  } catch (e) {
+    return failed(e, dir);
+  }
+  try {
+    const procs = path.join(dir, 'cgroup.procs');
+    let fd: number;
+    try {
+      fd = fs.openSync(procs, 'w');
+    } catch (e) {
+      return failed(e, procs);
+    }
+    try {
+      return trial(native().tryNamespaces(0, false, fd), 'cgroup', false, procs);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } finally {
+    // The child is reaped: the cgroup is empty again (EBUSY only for a moment, if at all).
+    for (let i = 0; i < 50; i++) {
+      try {
+        fs.rmdirSync(dir);
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EBUSY') break;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      }
+    }
+  }
+}
+
 /** Reports the kernel, the cgroup shape and which kernel features nsbox can use here. */
 export async function probe(): Promise<HostReport> {
   const kernel = os.release();
   const sc = native().probe();
   const cg = detectCgroupHost(true);
   const notes: string[] = [];
-  const root = process.getuid?.() === 0;
+  // Root as containers need it (runtime.ts, privileged): one definition for `root` and `rootless`.
+  const root = privileged();
 
   // cgroup.kill and cgroup.freeze exist in every non-root cgroup of a kernel that has them.
   let cgroupKill = false;
@@ -59,6 +126,13 @@ export async function probe(): Promise<HostReport> {
     unpriv = false;
     notes.push('kernel.apparmor_restrict_unprivileged_userns=1: AppArmor restricts unprivileged user namespaces');
   }
+  // Tried, not guessed: in throwaway children (native/core/probe.cc), never in this process.
+  const K = native().constants;
+  const usernsTrial = trial(native().tryNamespaces(K.CLONE_NEWUSER!, false, -1), 'userns', true);
+  const procFlags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | (root ? 0 : K.CLONE_NEWUSER!);
+  const procfsTrial = usernsTrial.ok || root ? trial(native().tryNamespaces(procFlags, true, -1), 'procfs', !root) : usernsTrial;
+  const cgroupTrialResult = cgroupTrial(cg.mountPoint ? cg.parent : null, cg.reason);
+  unpriv = unpriv && usernsTrial.ok;
   const ub = usernsBlocker();
   if (ub) notes.push(`${ub.setting}=${ub.value}: this process cannot create user namespaces, so rootless containers cannot start; ${ub.remedy}`);
   if (cg.mode === 'hybrid') {
@@ -67,6 +141,10 @@ export async function probe(): Promise<HostReport> {
     );
   }
   if (cg.reason) notes.push(cg.reason);
+  const refused = (t: ProbeTrial): string => `${t.syscall ?? 'a check'}${t.path ? ` '${t.path}'` : ''}: ${t.code}${t.cause ? `; ${t.cause}` : ''}`;
+  if (!usernsTrial.ok && !ub) notes.push(`a user namespace could not be created here (${refused(usernsTrial)})${root ? '' : ', so containers cannot start'}`);
+  if (!procfsTrial.ok && usernsTrial.ok) notes.push(`a new /proc could not be mounted in a container's namespaces (${refused(procfsTrial)}): containers fail at step mount.proc`);
+  if (!cgroupTrialResult.ok && cg.mountPoint && cg.writable) notes.push(`a process could not be moved into a new cgroup (${refused(cgroupTrialResult)})`);
   if (!root) notes.push("not root: network: 'bridge' is not available (bridged networking needs root for now)");
   if (!sc.clone3) notes.push('clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child');
   const devErr = devicePolicyErrno();
@@ -101,12 +179,23 @@ export async function probe(): Promise<HostReport> {
       closeRange: sc.closeRange,
       idmappedMounts: sc.mountSetattr,
       overlayfs: /\boverlay\b/.test(filesystems),
-      userNamespaces: userns,
+      userNamespaces: userns && usernsTrial.ok,
       unprivilegedUserNamespaces: unpriv,
       devicePolicy,
     },
-    userns: usernsReport(),
+    userns: usernsShape(usernsReport(), root, usernsTrial),
+    trials: { userns: usernsTrial, procfs: procfsTrial, cgroup: cgroupTrialResult },
     notes,
     network: probeNetwork((major, minor) => kernelAtLeast(kernel, major, minor)),
   };
+}
+
+/** The user namespace report, consistent with `root` and with what the trial found. */
+function usernsShape(u: HostReport['userns'], root: boolean, t: ProbeTrial): HostReport['userns'] {
+  const out = { ...u, rootless: !root };
+  if (!t.ok && !root) {
+    out.blockedBy ??= t.cause?.startsWith('this process runs under a seccomp filter') ? 'seccomp' : `${t.syscall}: ${t.code}`;
+    out.defaultMap = 'none';
+  }
+  return out;
 }

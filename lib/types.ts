@@ -293,9 +293,28 @@ export interface ContainerEvents {
 
 export type CgroupMode = 'unified' | 'hybrid' | 'legacy' | 'none';
 
+/**
+ * What a throwaway child process was refused when probe() tried something (never Node's own
+ * process): ok, or the kernel's errno name and number, the system call that failed, and the cause
+ * this process's surroundings point to (a seccomp filter, a masked /proc, a host setting), if any.
+ */
+export interface ProbeTrial {
+  ok: boolean;
+  code: string | null;
+  errno: number;
+  syscall: string | null;
+  path: string | null;
+  cause: string | null;
+}
+
 export interface HostReport {
   kernel: string;
   arch: string;
+  /**
+   * Effective uid 0 in the initial user namespace with CAP_SYS_ADMIN: containers need no user
+   * namespace of their own. Always `!userns.rootless`; uid 0 inside `unshare -r` or a pod's user
+   * namespace is not root here.
+   */
   root: boolean;
   cgroup: {
     mode: CgroupMode;
@@ -332,9 +351,9 @@ export interface HostReport {
   };
   /** What a container started by this process gets for its user namespace. */
   userns: {
-    /** This process is not root in the initial user namespace: containers get a user namespace. */
+    /** This process is not root in the initial user namespace (`!root`): containers get a user namespace. */
     rootless: boolean;
-    /** The host setting that forbids this process a user namespace, if one does. */
+    /** The host setting (or `seccomp`, or the refused call) that forbids this process a user namespace, if one does. */
     blockedBy: string | null;
     /** newuidmap and newgidmap (package uidmap) are installed. */
     idmapHelpers: boolean;
@@ -349,6 +368,13 @@ export interface HostReport {
      */
     ranges: { source: string; size: number; total: number; leased: number } | null;
   };
+  /**
+   * What probe() tried in throwaway child processes: a user namespace (`userns`), a procfs mount in
+   * the namespaces a container of this caller gets (`procfs`: a user namespace for a rootless
+   * caller), and moving a process into a new cgroup under where containers' cgroups go (`cgroup`,
+   * made and removed again).
+   */
+  trials: { userns: ProbeTrial; procfs: ProbeTrial; cgroup: ProbeTrial };
   /** Human-readable notes about what is missing and what follows from it. */
   notes: string[];
   /** Bridged networking (network: 'bridge'). */

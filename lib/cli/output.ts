@@ -71,7 +71,8 @@ export function formatReport(r: HostReport): string {
   const cg = r.cgroup;
   const lines: string[] = [];
   lines.push(`kernel        ${r.kernel} (${r.arch})`);
-  lines.push(`running as    ${r.root ? (r.userns.rootless ? 'root in a user namespace (rootless)' : 'root') : `uid ${process.getuid?.() ?? '?'} (rootless)`}`);
+  const euid = process.geteuid?.();
+  lines.push(`running as    ${r.root ? 'root' : euid === 0 ? 'uid 0 in a user namespace or without CAP_SYS_ADMIN (rootless)' : `uid ${euid ?? '?'} (rootless)`}`);
   lines.push(`cgroup mode   ${cg.mode}`);
   lines.push(`cgroup v2     ${cg.mountPoint ?? 'not mounted'}${cg.self ? ` (this process: ${cg.self})` : ''}`);
   lines.push(`controllers   ${cg.controllers.length ? cg.controllers.join(' ') : 'none'}`);
@@ -98,6 +99,11 @@ export function formatReport(r: HostReport): string {
   }
   const u = r.userns;
   const ranges = (l: Array<{ start: number; count: number }>): string => (l.length ? l.map((x) => `${x.start}+${x.count}`).join(' ') : 'none');
+  lines.push('tried (in a throwaway child)');
+  for (const [k, label] of [['userns', 'a user namespace'], ['procfs', 'a procfs in a container'], ['cgroup', 'a process into a new cgroup']] as const) {
+    const x = r.trials[k];
+    lines.push(`  ${label.padEnd(30)}${x.ok ? 'yes' : `no: ${x.syscall ?? 'a check'}${x.path ? ` '${x.path}'` : ''} ${x.code}`}`);
+  }
   lines.push('user namespaces');
   lines.push(`  ${'rootless'.padEnd(30)}${yesNo(u.rootless)}`);
   lines.push(`  ${'blocked by'.padEnd(30)}${u.blockedBy ?? 'nothing'}`);

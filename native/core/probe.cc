@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "syscalls.h"
@@ -23,6 +27,60 @@ SyscallReport probe_syscalls() {
   r.openat2 = answers(syscall(SYS_openat2, AT_FDCWD, "/", nullptr, 0));  // size 0: EINVAL
   r.new_mount_api = answers(syscall(SYS_fsopen, nullptr, 0));           // NULL name: EFAULT
   r.mount_setattr = answers(syscall(SYS_mount_setattr, -1, "", 0, nullptr, 0));
+  return r;
+}
+
+namespace {
+// The child of try_namespaces: raw system calls over memory prepared before the clone, no
+// allocation, no stdio (docs: ARCHITECTURE.md, the child path rule).
+[[noreturn]] void trial_child(int report_fd, bool mount_proc, int cgroup_procs_fd) {
+  TrialResult r = {TRIAL_OK, 0};
+  if (cgroup_procs_fd >= 0 && write(cgroup_procs_fd, "0", 1) != 1) r = {TRIAL_CGROUP, errno};
+  if (r.stage == TRIAL_OK && mount_proc) {
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      r = {TRIAL_MOUNT_PRIVATE, errno};
+    } else if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+      r = {TRIAL_MOUNT_PROC, errno};
+    }
+  }
+  ssize_t w = write(report_fd, &r, sizeof(r));
+  _exit(w == static_cast<ssize_t>(sizeof(r)) ? 0 : 1);
+}
+}  // namespace
+
+TrialResult try_namespaces(unsigned long flags, bool mount_proc, int cgroup_procs_fd) {
+  // A procfs is only ever mounted in a mount namespace of the child's own, never on the host's /proc.
+  if (mount_proc && (flags & CLONE_NEWNS) == 0) return {TRIAL_MOUNT_PRIVATE, EINVAL};
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) return {TRIAL_PIPE, errno};
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  sys::CloneArgs args;
+  memset(&args, 0, sizeof(args));
+  args.flags = flags | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  int stage = TRIAL_CLONE3;
+  long pid = sys::clone3(&args);
+  if (pid < 0 && errno == ENOSYS) {
+    stage = TRIAL_CLONE;
+    pid = sys::clone_fork(flags | CLONE_PIDFD, &pidfd);
+  }
+  if (pid == 0) trial_child(report[1], mount_proc, cgroup_procs_fd);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  close(report[1]);
+  if (pid < 0) {
+    close(report[0]);
+    return {stage, clone_errno};
+  }
+  TrialResult r;
+  size_t got = sys::read_full(report[0], &r, sizeof(r));
+  close(report[0]);
+  sys::reap_pidfd(pidfd);
+  if (got != sizeof(r)) return {TRIAL_PROTOCOL, EPROTO};
   return r;
 }
 

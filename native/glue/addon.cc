@@ -295,6 +295,20 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// tryNamespaces(flags, mountProc, cgroupProcsFd): what a throwaway child with those namespaces
+// could do (probe.h, try_namespaces): { stage, errno }; stage 0: all of it.
+Napi::Value TryNamespaces(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto flags = static_cast<unsigned long>(info[0].As<Napi::Number>().Int64Value());
+  const bool mount_proc = info[1].ToBoolean().Value();
+  const int fd = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
+  nsbox::TrialResult r = nsbox::try_namespaces(flags, mount_proc, fd);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("stage", r.stage);
+  o.Set("errno", r.err);
+  return o;
+}
+
 // stepTable: { steps: [[name, syscall | null, path | null], ...] indexed by step number,
 // calls: [[step, first, count, syscall | null, path | null], ...], opCalls: [syscall | null, ...]
 // indexed by NSBOX_OP_CALLS number } from steps.h, the table that
@@ -348,6 +362,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnAsync", Napi::Function::New(env, SpawnAsync));
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("tryNamespaces", Napi::Function::New(env, TryNamespaces));
   exports.Set("configure", Napi::Function::New(env, Configure));
   exports.Set("devicePolicyAvailable", Napi::Function::New(env, DevicePolicyAvailable));
   exports.Set("allowedDevices", Napi::Function::New(env, AllowedDevices));

@@ -1,0 +1,113 @@
+// causes.ts: what this process's surroundings say about why the kernel refused a start: a seccomp
+// filter around Node (the container runtimes' default profiles refuse namespaces) and a masked
+// /proc (mounts over its subpaths, which make the kernel refuse a new procfs in a user namespace).
+// Read from /proc/self only; nothing here changes the host.
+import * as fs from 'node:fs';
+
+import { NsboxError } from './errors';
+import { privileged } from './runtime';
+
+/** /proc/self/status `Seccomp:` (0 none, 1 strict, 2 filter) and `Seccomp_filters:`; null if unreadable. */
+export function seccompStatus(status?: string): { mode: number; filters: number } | null {
+  let text = status;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync('/proc/self/status', 'utf8');
+    } catch {
+      return null;
+    }
+  }
+  const m = /^Seccomp:\s+(\d+)/m.exec(text);
+  if (!m) return null;
+  const f = /^Seccomp_filters:\s+(\d+)/m.exec(text);
+  return { mode: Number(m[1]), filters: f ? Number(f[1]) : 0 };
+}
+
+/** Directories of procfs that stay empty for good: a mount on one hides nothing (fs/namespace.c). */
+const EMPTY_FOR_GOOD = new Set(['/sys/fs/binfmt_misc']);
+
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * The paths hidden under this process's /proc: the mount points of the mounts on top of its procfs
+ * mounts (masked paths such as /proc/kcore, /proc/keys, a read-only /proc/sys), as the container
+ * runtimes make them. Empty when a procfs mount of this mount namespace hides nothing (or there is
+ * none): the kernel lets a user namespace mount a new procfs only if one is fully visible.
+ */
+export function procMasks(mountinfo?: string): string[] {
+  let text = mountinfo;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    } catch {
+      return [];
+    }
+  }
+  const rows: Array<{ id: string; parent: string; root: string; at: string; fstype: string }> = [];
+  for (const line of text.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const pre = line.slice(0, sep).split(' ');
+    const fstype = line.slice(sep + 3).split(' ')[0] ?? '';
+    rows.push({ id: pre[0] ?? '', parent: pre[1] ?? '', root: unescape(pre[3] ?? ''), at: unescape(pre[4] ?? ''), fstype });
+  }
+  const procs = rows.filter((r) => r.fstype === 'proc' && r.root === '/');
+  let hidden: string[] | null = null;
+  for (const p of procs) {
+    const over = rows
+      .filter((r) => r.parent === p.id && r.id !== p.id)
+      .map((r) => r.at)
+      .filter((at) => !EMPTY_FOR_GOOD.has(at.slice(p.at.length)));
+    if (over.length === 0) return [];
+    if (hidden === null || p.at === '/proc') hidden = over;
+  }
+  return hidden ?? [];
+}
+
+const SECCOMP_CALLS = new Set([
+  'clone', 'clone3', 'unshare', 'setns', 'mount', 'umount2', 'pivot_root', 'open_tree', 'move_mount', 'fsopen', 'fsconfig', 'fsmount',
+  'mount_setattr', 'sethostname', 'keyctl', 'bpf',
+]);
+
+/** The seccomp part of an explanation, if this process runs under a filter and the refusal can be its. */
+export function seccompCause(code: string, syscall: string | undefined, status = seccompStatus()): string | null {
+  if (!status || status.mode !== 2 || (code !== 'EPERM' && code !== 'ENOSYS')) return null;
+  if (syscall !== undefined && !SECCOMP_CALLS.has(syscall)) return null;
+  const n = status.filters > 0 ? `, Seccomp_filters: ${status.filters}` : '';
+  return (
+    `this process runs under a seccomp filter (/proc/self/status Seccomp: 2${n}), the likely cause: the container runtimes' ` +
+    'default profiles (Kubernetes RuntimeDefault, Docker, Podman) answer clone3 with ENOSYS and refuse clone and unshare with ' +
+    'namespace flags, mount and setns (EPERM). Run Node under a profile that allows them (Kubernetes securityContext.seccompProfile ' +
+    "type Unconfined or a Localhost profile; docker/podman run --security-opt seccomp=unconfined)"
+  );
+}
+
+/** The masked-/proc part of an explanation of a refused procfs mount in a user namespace. */
+export function procMaskCause(masks: string[]): string {
+  const list = masks.length > 4 ? `${masks.slice(0, 4).join(', ')} and ${masks.length - 4} more` : masks.join(', ');
+  return (
+    `this process's /proc has mounts over its subpaths (masked paths: ${list}), and the kernel refuses a new procfs in a ` +
+    'user namespace while the only procfs it could reveal is partly hidden ("mount_too_revealing"). Give the process an ' +
+    'unmasked /proc: Kubernetes securityContext.procMount: Unmasked (with hostUsers: false), docker run --security-opt ' +
+    'systempaths=unconfined, podman run --security-opt unmask=ALL'
+  );
+}
+
+/**
+ * A start's error with the cause this process's surroundings point to appended to its message (the
+ * fields stay the kernel's: code, errno, syscall, step, path). `userns`: the container was to get
+ * a user namespace (a rootless caller's always does).
+ */
+export function explainCause(e: NsboxError, userns: boolean): NsboxError {
+  let cause: string | null = null;
+  if (e.step === 'mount.proc' && e.code === 'EPERM' && (userns || !privileged())) {
+    const masks = procMasks();
+    if (masks.length) cause = procMaskCause(masks);
+  }
+  cause ??= seccompCause(e.code, e.syscall);
+  if (!cause) return e;
+  const err = new NsboxError({ code: e.code, errno: e.errno, syscall: e.syscall, step: e.step, path: e.path, message: `${e.message}: ${cause}` });
+  return err;
+}

@@ -124,9 +124,9 @@ t.test("the README one-liner `nsbox run -- sh -c 'hostname; id; ps'` works", asy
   t.same(rows.map((r) => r.at(-1)).sort(), ['ps', 'sh'], "ps sees only the container's processes");
 });
 
-t.test('nsbox run reports a missing command with exit 125 and the step', async (t) => {
+t.test('nsbox run reports a missing command with exit 127 (as docker) and the step', async (t) => {
   const r = nsbox(['run', '--', 'no-such-command-xyz']);
-  t.equal(r.status, 125);
+  t.equal(r.status, 127);
   const line = oneErrorLine(t, r);
   t.match(line, /no-such-command-xyz/, 'names the command');
   t.match(line, /\[code ENOENT, step exec\]$/, 'ends with the code and step');
@@ -305,8 +305,8 @@ t.test('usage errors exit 125 with one line and start nothing', async (t) => {
     [['run', 'sh', '-c', 'true'], /put '--' before the command/],
     [['run', '--init'], /missing '-- CMD'/],
     [['run', '--'], /missing the command after '--'/],
-    [['run', '--user', '1000', '--', 'id'], /--user must be UID:GID/],
-    [['run', '--user=root:root', '--', 'id'], /--user must be UID:GID/],
+    [['run', '--user', '1000:', '--', 'id'], /--user must be UID\[:GID\] or NAME/],
+    [['run', '--user=root name', '--', 'id'], /--user must be UID\[:GID\] or NAME/],
     [['run', '--timeout', 'soon', '--', 'true'], /--timeout must be a number of milliseconds/],
     [['run', '--pids', 'many', '--', 'true'], /--pids must be a whole number/],
     [['run', '--hostname', '--', 'true'], /--hostname needs a value/],
@@ -395,7 +395,7 @@ t.test('--help, --version and no arguments', async (t) => {
   const rh = nsbox(['run', '--help']);
   t.equal(rh.status, 0);
   for (const f of ['--rootfs', '--memory', '--pids', '--cpu', '--timeout', '--network', '--bind', '--tmpfs', '--env', '--hostname', '--user', '--init', '--rw', '--cwd']) {
-    t.match(rh.stdout, new RegExp(`^\\s+${f}\\b`, 'm'), `run --help lists ${f}`);
+    t.match(rh.stdout, new RegExp(`^\\s+(-[a-z], )?${f}\\b`, 'm'), `run --help lists ${f}`);
   }
   const v = nsbox(['--version']);
   t.equal(v.status, 0);

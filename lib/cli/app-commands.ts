@@ -5,6 +5,7 @@ import { ensureImage } from './image-commands';
 import type { AppOptions, Container, ExitInfo, HostReport } from '../index';
 import { applyFlag, FlagState, optionsOf, renderFlags, tokenize, unknownFlag, UsageError } from './flags';
 import { EXIT_NSBOX, exitStatus, formatError, formatReport, io } from './output';
+import { resolveUser, runJson, startFailureStatus } from './docker-run';
 import { forwardSignals } from './signals';
 import { RUN } from './table';
 
@@ -18,7 +19,8 @@ from nsbox's own through pipes (CMD sees no terminal).
 Every flag also takes the --flag=value form.
 
 ${renderFlags(RUN.flags)}
-Exit status: the command's; 128+n if it was killed by signal n; 125 if nsbox failed.
+Exit status: the command's; 128+n if it was killed by signal n; 125 if nsbox failed; 126 if the
+command could not be executed; 127 if it was not found. See docs/cli.md for docker's flags.
 SIGINT, SIGTERM and SIGHUP are forwarded to the container's PID 1 (which ignores signals it has no
 handler for unless --init is given); a second one kills the container.
 `;
@@ -26,6 +28,12 @@ handler for unless --init is given); a second one kills the container.
 export interface ParsedRun {
   help: boolean;
   options: AppOptions;
+  /** -u NAME (or UID alone, NAME:GROUP, ...): looked up in the root's /etc/passwd before the start. */
+  userSpec?: string;
+  /** --name (docker's), --json, -i: what nsbox run does with them itself. */
+  name?: string;
+  json: boolean;
+  interactive: boolean;
   /** Option path prefix ('limits.memory', 'mounts[2]') -> the flag that set it, for error messages. */
   origin: Map<string, string>;
 }
@@ -49,17 +57,31 @@ export function parseRun(argv: string[]): ParsedRun {
       throw new UsageError(`put '--' before the command: nsbox run [flags] -- ${t.value}${t.more ? ' ...' : ''}`);
     }
   }
-  const { help, ...set } = optionsOf(st);
+  const { help, json, name, interactive, rm: _rm, securityOpt, user, ...set } = optionsOf(st);
+  const own = {
+    help: help === true,
+    json: json === true,
+    interactive: interactive === true,
+    origin: st.origin,
+    ...(name !== undefined ? { name: name as string } : {}),
+    ...(typeof user === 'string' ? { userSpec: user } : {}),
+  };
+  if (user !== undefined && typeof user !== 'string') set.user = user;
+  // --security-opt: seccomp=unconfined turns the filter off; no-new-privileges asks for nothing more.
+  if ((securityOpt as Array<{ seccomp?: string }> | undefined)?.some((o) => o.seccomp === 'none')) {
+    if (set.seccomp !== undefined) throw new UsageError('--security-opt seccomp=unconfined was given with another seccomp setting');
+    set.seccomp = 'none';
+  }
   if (image !== undefined) {
     const options = { image, ...(command ? { command } : {}), ...set } as AppOptions;
-    return { help: help === true, options, origin: st.origin };
+    return { ...own, options };
   }
   const options = { command: command ?? [], ...set } as AppOptions;
   if (help !== true) {
     if (command === undefined) throw new UsageError("missing '-- CMD' (or an IMAGE): nsbox run [flags] -- CMD ARGS... or nsbox run [flags] IMAGE [COMMAND...]");
     if (command.length === 0) throw new UsageError("missing the command after '--': nsbox run [flags] -- CMD ARGS...");
   }
-  return { help: help === true, options, origin: st.origin };
+  return { ...own, options };
 }
 
 export async function cmdRun(argv: string[]): Promise<number> {
@@ -89,12 +111,34 @@ export async function cmdRun(argv: string[]): Promise<number> {
     }
   }
 
+  if (parsed.userSpec !== undefined) {
+    try {
+      const { user, home } = resolveUser(parsed.userSpec, options);
+      options.user = user;
+      origin.set('user', `--user '${parsed.userSpec}'`);
+      // docker: HOME is the user's home unless -e HOME gave one.
+      if (home !== undefined && options.env?.HOME === undefined) options.env = { ...options.env, HOME: home };
+    } catch (e) {
+      io.err(formatError(e, origin) + '\n');
+      return EXIT_NSBOX;
+    }
+  }
+
+  if (parsed.json) {
+    try {
+      return await runJson({ ...options, ...(options.image !== undefined ? { pull: 'missing' as const } : {}) }, parsed.name, parsed.interactive, io.out);
+    } catch (e) {
+      io.err(formatError(e, origin) + '\n');
+      return startFailureStatus(e);
+    }
+  }
+
   let c: Container;
   try {
     c = spawn({ ...options, ...(options.image !== undefined ? { pull: 'missing' as const } : {}), stdio: 'inherit' });
   } catch (e) {
     io.err(formatError(e, origin) + '\n');
-    return EXIT_NSBOX;
+    return startFailureStatus(e);
   }
 
   // Signals: the first one is forwarded; a second means "stop now". If this process is going away
@@ -106,7 +150,7 @@ export async function cmdRun(argv: string[]): Promise<number> {
     info = await c.wait();
   } catch (e) {
     io.err(formatError(e, origin) + '\n');
-    return EXIT_NSBOX;
+    return startFailureStatus(e);
   } finally {
     unforward();
   }

@@ -31,7 +31,8 @@ export function nearest(name: string, known: readonly string[]): string | undefi
 }
 
 export function unknownFlag(flag: string, cmd: string, known: readonly string[]): UsageError {
-  const near = nearest(flag, known);
+  // One letter is too little to guess from (-q is not "--rw").
+  const near = /^-[^-]$/.test(flag) ? undefined : nearest(flag, known);
   const hint = near ? `; did you mean ${near}?` : '';
   return new UsageError(`unknown flag ${flag} for '${cmd}'${hint} (see '${cmd} --help')`);
 }
@@ -54,6 +55,15 @@ export type Target =
   | 'tag'
   | `limits.${keyof Limits & string}`
   | 'mounts[]'
+  | 'capabilities.add[]'
+  | 'capabilities.drop[]'
+  /** Docker's --security-opt, --name and -i: read by `nsbox run` itself, not library options. */
+  | 'securityOpt[]'
+  | 'name'
+  | 'interactive'
+  | 'rm'
+  | 'detach'
+  | 'ulimit'
   | 'network.ports[]'
   | 'network.allow[]'
   | 'devices[]'
@@ -78,6 +88,11 @@ export interface FlagDef {
   hidden?: boolean;
   /** Shown on the line of the flag before it, whose help text covers both. */
   joined?: boolean;
+  /**
+   * Known (docker has it) but not supported: giving it is a UsageError with this reason, never a
+   * silent no-op.
+   */
+  unsupported?: string;
 }
 
 export interface CommandSpec {
@@ -99,7 +114,9 @@ export type Token =
 /**
  * The tokens of `argv` for `spec`, one at a time, so that a caller applying each as it comes reports
  * the first mistake on the command line first. A flag's value is `--flag=value` or the next
- * argument (which may not be `--`); a short alias stands for its flag.
+ * argument (which may not be `--`); a short alias stands for its flag. Short aliases combine as
+ * docker's (pflag's) do: `-it` is `-i -t`, and a short flag that takes a value takes the rest of
+ * its word (`-vA:B`, `-e=K=V`) or else the next argument (`-iv A:B`).
  */
 export function* tokenize(argv: readonly string[], spec: CommandSpec): Generator<Token, void, undefined> {
   for (let i = 0; i < argv.length; i++) {
@@ -114,9 +131,27 @@ export function* tokenize(argv: readonly string[], spec: CommandSpec): Generator
       yield { kind: 'positional', value: a, more: i + 1 < argv.length, index: i };
       continue;
     }
-    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    const inline = eq > 0 ? a.slice(eq + 1) : undefined;
+    let name: string;
+    let inline: string | undefined;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      name = eq > 0 ? a.slice(0, eq) : a;
+      inline = eq > 0 ? a.slice(eq + 1) : undefined;
+    } else {
+      // -x, -x=V, -xV, -xyz: letters are switches until one takes a value (the rest of the word).
+      const shortDef = (c: string): FlagDef | undefined => spec.flags.find((f) => f.short === `-${c}`);
+      if (a.length > 2 && !shortDef(a[1]!)) throw unknownFlag(a.split('=')[0]!, spec.command, spec.flags.map((f) => f.name));
+      let j = 1;
+      for (; j < a.length - 1; j++) {
+        const d = shortDef(a[j]!);
+        if (!d) throw unknownFlag(`-${a[j]!}`, spec.command, spec.flags.map((f) => f.name));
+        if (d.arg !== undefined) break;
+        yield { kind: 'flag', def: d, value: undefined };
+      }
+      name = `-${a[j]!}`;
+      const rest = a.slice(j + 1);
+      inline = rest === '' ? undefined : rest.startsWith('=') ? rest.slice(1) : rest;
+    }
     const def = spec.flags.find((f) => f.name === name || f.short === name);
     if (!def) throw unknownFlag(name, spec.command, spec.flags.map((f) => f.name));
     if (def.arg === undefined) {
@@ -181,6 +216,7 @@ export class FlagState {
 
 /** Puts the value of one flag (undefined for a switch) where its definition says. */
 export function applyFlag(st: FlagState, def: FlagDef, raw: string | undefined): void {
+  if (def.unsupported !== undefined) throw new UsageError(`${def.short ? `${def.short}/` : ''}${def.name} is not supported yet: ${def.unsupported}`);
   if (raw === undefined) {
     st.values.set(def.to, def.value ?? true);
     return;
@@ -197,8 +233,9 @@ export function applyFlag(st: FlagState, def: FlagDef, raw: string | undefined):
     const key = def.to.slice(0, -2);
     let map = st.maps.get(key);
     if (!map) st.maps.set(key, (map = {}));
-    const [k, v] = value as [string, string | undefined];
-    if (v !== undefined) map[k] = v;
+    // One pair ([K, V]), or a list of them (--env-file); V undefined adds nothing.
+    const pairs = (Array.isArray((value as unknown[])[0]) ? value : [value]) as Array<[string, string | undefined]>;
+    for (const [k, v] of pairs) if (v !== undefined) map[k] = v;
     st.origin.set(key, def.name);
   } else {
     st.values.set(def.to, value);
@@ -214,11 +251,17 @@ export function applyFlag(st: FlagState, def: FlagDef, raw: string | undefined):
 export function optionsOf(st: FlagState): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [to, v] of st.values) {
+    if (v === undefined) continue; // a value that means "the default" (--pids-limit -1)
     const dot = to.indexOf('.');
     if (dot < 0) out[to] = v;
     else ((out[to.slice(0, dot)] ??= {}) as Record<string, unknown>)[to.slice(dot + 1)] = v;
   }
-  for (const [key, list] of st.lists) if (!key.startsWith('network.')) out[key] = list;
+  for (const [key, list] of st.lists) {
+    if (key.startsWith('network.')) continue;
+    const dot = key.indexOf('.');
+    if (dot < 0) out[key] = list;
+    else ((out[key.slice(0, dot)] ??= {}) as Record<string, unknown>)[key.slice(dot + 1)] = list;
+  }
   for (const [key, map] of st.maps) out[key] = map;
   const ports = st.lists.get('network.ports');
   const allow = st.lists.get('network.allow');

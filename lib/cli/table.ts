@@ -17,6 +17,18 @@ import {
   parseUser,
   parseWhole,
 } from './values';
+import {
+  parseCpus,
+  parseDockerPublish,
+  parseEnvFile,
+  parseMount,
+  parseName,
+  parsePidsLimit,
+  parseSecurityOpt,
+  parseUserSpec,
+  parseUserns,
+  parseVolume,
+} from './docker-values';
 
 export const FLAGS = {
   rootfs: {
@@ -43,6 +55,7 @@ export const FLAGS = {
   },
   env: {
     name: '--env',
+    short: '-e',
     arg: 'K=V',
     to: 'env{}',
     parse: parseEnv,
@@ -98,7 +111,7 @@ export const FLAGS = {
     parse: parseDuration,
     help: 'kill the container after MS milliseconds (also 10s, 2m, 1h); exit 137',
   },
-  memory: { name: '--memory', arg: 'SIZE', to: 'limits.memory', help: 'memory limit, e.g. 256M (K, M, G, T suffixes)' },
+  memory: { name: '--memory', short: '-m', arg: 'SIZE', to: 'limits.memory', help: 'memory limit, e.g. 256M (K, M, G, T suffixes)' },
   memoryHigh: {
     name: '--memory-high',
     arg: 'SIZE',
@@ -152,8 +165,68 @@ export const FLAGS = {
   json: { name: '--json', to: 'json' },
 } satisfies Record<string, FlagDef>;
 
+/**
+ * The flags of `nsbox run` in docker's shape (issue #21; docs/cli.md has the docker-to-nsbox
+ * table). Those nsbox cannot honour are listed with the reason they are refused.
+ */
+export const DOCKER = {
+  volume: {
+    name: '--volume',
+    short: '-v',
+    arg: 'SRC:DST[:ro|rw]',
+    to: 'mounts[]',
+    parse: parseVolume,
+    help: 'docker\'s bind mount of host path SRC at DST (repeatable; no named volumes)',
+  },
+  mount: {
+    name: '--mount',
+    arg: 'type=bind|tmpfs,...',
+    to: 'mounts[]',
+    parse: parseMount,
+    help: "docker's --mount: type=bind,source=S,target=T[,readonly] or\ntype=tmpfs,target=T[,tmpfs-size=N,tmpfs-mode=1777] (repeatable)",
+  },
+  envFile: { name: '--env-file', arg: 'FILE', to: 'env{}', parse: parseEnvFile, help: 'variables from FILE: K=V or K lines, # comments (repeatable)' },
+  workdir: { name: '--workdir', short: '-w', arg: 'DIR', to: 'cwd', help: 'working directory inside (docker\'s name for --cwd)' },
+  user: {
+    name: '--user',
+    short: '-u',
+    arg: 'UID[:GID]|NAME',
+    to: 'user',
+    parse: parseUserSpec,
+    help: "credentials inside (default 0:0, or the image's User): UID:GID as given;\nUID, NAME or NAME:GROUP looked up in the root's /etc/passwd and /etc/group",
+  },
+  readOnly: { name: '--read-only', to: 'readonly', value: true, help: 'read-only rootfs (nsbox\'s default; --rw makes it writable)' },
+  cpus: { name: '--cpus', arg: 'CORES', to: 'limits.cpu', parse: parseCpus, help: 'CPU quota in cores (docker\'s name for --cpu)' },
+  pidsLimit: { name: '--pids-limit', arg: 'N', to: 'limits.pids', parse: parsePidsLimit, help: 'maximum number of processes (-1: no limit)' },
+  capAdd: { name: '--cap-add', arg: 'CAP', to: 'capabilities.add[]', help: 'add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL; repeatable)' },
+  capDrop: { name: '--cap-drop', arg: 'CAP', to: 'capabilities.drop[]', help: 'drop a capability (or ALL; repeatable)' },
+  securityOpt: {
+    name: '--security-opt',
+    arg: 'OPT',
+    to: 'securityOpt[]',
+    parse: parseSecurityOpt,
+    help: 'seccomp=unconfined (no system call filter), or no-new-privileges\n(always set in nsbox app containers); profile files are not supported',
+  },
+  userns: { name: '--userns', arg: 'host|private', to: 'userns', parse: parseUserns, help: 'host: no user namespace (root only); private: a new one' },
+  publish: { ...FLAGS.publish, short: '-p', parse: parseDockerPublish },
+  rm: { name: '--rm', to: 'rm', help: 'accepted: an nsbox container is always removed when it exits' },
+  name: { name: '--name', arg: 'NAME', to: 'name', parse: parseName, help: 'a name for this run, shown in --json output (nothing looks it up)' },
+  interactive: { name: '--interactive', short: '-i', to: 'interactive', help: "accepted: nsbox's stdin is always passed to the command; with --json,\n-i reads stdin to its end first and gives it as the command's input" },
+  tty: { name: '--tty', short: '-t', to: 'tty', unsupported: 'app containers have no pty in nsbox (nsbox machine exec -t has one)', help: 'not supported yet (app containers have no pty)' },
+  detach: {
+    name: '--detach',
+    short: '-d',
+    to: 'detach',
+    unsupported: "nothing could list or stop a detached app container; use 'nsbox machine start' for a long-lived one",
+    help: 'not supported yet (see nsbox machine start)',
+  },
+  ulimit: { name: '--ulimit', arg: 'NAME=SOFT[:HARD]', to: 'ulimit', unsupported: 'the library sets no per-container rlimits', help: 'not supported yet (no per-container rlimits)' },
+  json: { name: '--json', to: 'json', help: 'print the result (exit code, signal, output, stats) as JSON on stdout;\nthe command\'s output is captured into it' },
+} satisfies Record<string, FlagDef>;
+
 /** Short, for the lists below. */
 const F = FLAGS;
+const D = DOCKER;
 
 /** The cgroup v2 limits, alike in `run` and `machine start`. */
 const LIMITS = [F.memory, F.memoryHigh, F.swap, F.pids, F.cpu, F.cpuset, F.cpuWeight, F.ioWeight];
@@ -161,7 +234,12 @@ const LIMITS = [F.memory, F.memoryHigh, F.swap, F.pids, F.cpu, F.cpuset, F.cpuWe
 export const RUN: CommandSpec = {
   command: 'nsbox run',
   takesCommand: true,
-  flags: [F.rootfs, F.rw, F.bind, F.tmpfs, F.env, F.cwd, F.hostname, F.user, F.network, F.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, F.pull, F.entrypoint, F.store, F.help],
+  flags: [
+    F.rootfs, F.rw, D.readOnly, F.bind, D.volume, D.mount, F.tmpfs, F.env, D.envFile, F.cwd, D.workdir, F.hostname, D.user,
+    F.network, D.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, D.cpus, D.pidsLimit,
+    D.capAdd, D.capDrop, D.securityOpt, D.userns, F.pull, F.entrypoint, F.store, D.name, D.rm, D.interactive, D.tty,
+    D.detach, D.ulimit, D.json, F.help,
+  ],
 };
 
 /** `nsbox pull|images|rmi|image ...`: the store flag (and --json, --tag where they apply). */

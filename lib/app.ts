@@ -15,7 +15,7 @@ import { capLast } from './caps';
 import { forkClone, syncSpawn, threadpoolSize } from './env';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collectOutput, StdioRelay, type CollectedOutput } from './stdio';
-import { abortError, signalNumber, SIGNAL_NAMES } from './util';
+import { abortError, isPlainObject, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ContainerEvents, ExitInfo, RunOptions, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
@@ -687,14 +687,17 @@ export function withImageLease<T extends Container | Pending>(o: ResolvedAppOpti
 
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
 export function spawn(options: AppOptions): Container {
-  if (isObject(options) && 'encoding' in options) {
-    throw invalidValue('encoding', (options as RunOptions).encoding, 'belongs to run(); spawn() hands back streams (use their setEncoding())');
+  // Each option read once, from one copy (as resolveAppOptions does): a getter or a Proxy is never
+  // asked twice, and nothing but resolveAppOptions' own checks touches what is not an object.
+  const given = isPlainObject(options) ? { ...options } : options;
+  if (isPlainObject(given) && 'encoding' in given) {
+    throw invalidValue('encoding', given.encoding, 'belongs to run(); spawn() hands back streams (use their setEncoding())');
   }
-  const o = resolveAppOptions(options);
+  const o = resolveAppOptions(given);
   if (!o.image) return start(o);
   // spawn() is synchronous: the image must be in the store already (pull() it, or use run()).
   if (o.signal?.aborted) throw abortError(o.signal);
-  return withImageLease(o, options, acquireImageSync(o.image, 'spawn()'), () => start(o));
+  return withImageLease(o, given, acquireImageSync(o.image, 'spawn()'), () => start(o));
 }
 
 export interface RunResultWithCounts<Output extends Buffer | string = Buffer> extends RunResult<Output> {
@@ -702,10 +705,6 @@ export interface RunResultWithCounts<Output extends Buffer | string = Buffer> ex
   stdoutDropped: number;
   /** Bytes of stderr beyond `maxOutput` that were counted and dropped. */
   stderrDropped: number;
-}
-
-function isObject(v: unknown): v is object {
-  return typeof v === 'object' && v !== null;
 }
 
 /**
@@ -716,12 +715,12 @@ export function run(options: RunOptions & { encoding: BufferEncoding }): Promise
 export function run(options: RunOptions & { encoding?: 'buffer' }): Promise<RunResultWithCounts>;
 export function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>>;
 export async function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>> {
-  // (Read once: the rest is resolved from the copy, as resolveAppOptions reads each option once.)
+  // Each option read once, from one copy (as resolveAppOptions does); `encoding` taken out of it.
   let given: AppOptions = options;
   let encoding: BufferEncoding | undefined;
-  if (isObject(options) && 'encoding' in options) {
-    const { encoding: e, ...rest } = options;
-    encoding = checkEncoding('encoding', e);
+  if (isPlainObject(options)) {
+    const { encoding: e, ...rest } = { ...options } as RunOptions;
+    if (e !== undefined) encoding = checkEncoding('encoding', e);
     given = rest;
   }
   const o = resolveAppOptions(given);

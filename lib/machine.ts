@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Container, PTY_PENDING, type RunResultWithCounts } from './app';
-import { abortError, signalNumber } from './util';
+import { abortError, isPlainObject, signalNumber } from './util';
 import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
 import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativeProcess } from './native';
@@ -571,9 +571,10 @@ export class Machine {
   async run(command: string[], runOptions: MachineRunOptions = {}): Promise<RunResultWithCounts<Buffer | string>> {
     let options: MachineExecOptions = runOptions;
     let encoding: BufferEncoding | undefined;
-    if (typeof runOptions === 'object' && runOptions !== null && 'encoding' in runOptions) {
-      const { encoding: e, ...rest } = runOptions;
-      encoding = checkEncoding('encoding', e);
+    if (isPlainObject(runOptions)) {
+      // One copy, each option read once; `encoding` taken out of it.
+      const { encoding: e, ...rest } = { ...runOptions };
+      if (e !== undefined) encoding = checkEncoding('encoding', e);
       options = rest;
     }
     const input = checkInput('input', options.input);

@@ -29,7 +29,9 @@ function err(argv) {
 }
 
 t.test('docker flags land in the library options', async (t) => {
-  const envFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-envfile-')), 'env');
+  const envDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-envfile-'));
+  t.teardown(() => fs.rmSync(envDir, { recursive: true, force: true }));
+  const envFile = path.join(envDir, 'env');
   fs.writeFileSync(envFile, '# comment\n\nFROM_FILE=1\nNSBOX_DOCKER_TEST\nSPACED=a b\r\n');
   process.env.NSBOX_DOCKER_TEST = 'copied';
   const p = parseRun([
@@ -118,6 +120,7 @@ const { rootfs: bb, reason } = busyboxRootfs();
 
 t.test('end to end on the busybox rootfs', { skip: bb ? false : reason }, async (t) => {
   const host = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-docker-'));
+  t.teardown(() => fs.rmSync(host, { recursive: true, force: true }));
   fs.writeFileSync(path.join(host, 'hello'), 'from the host\n');
   const base = ['run', '--rootfs', bb];
 

@@ -38,11 +38,17 @@ function probeUnderFilter(t, as = []) {
   const dir = tmp(t, 'nsbox-pod-pt-');
   const file = path.join(dir, 'filter.bpf');
   fs.writeFileSync(file, S.compileSeccomp(S.resolveSeccomp('default'), process.arch));
+  // The runner's own runtime directory (owned by whoever it runs as), removed with `dir`: never
+  // /tmp/nsbox-<uid>, which would outlive the test.
+  const xdg = path.join(dir, 'xdg');
+  fs.mkdirSync(xdg, { mode: 0o700 });
+  const uid = as.includes('--reuid') ? Number(as[as.indexOf('--reuid') + 1]) : 0;
+  fs.chownSync(xdg, uid, uid);
   const fd = fs.openSync(file, 'r');
   try {
     const cmd = [...(as.length ? [setpriv, ...as] : []), process.execPath, runner, 'probe'];
     const r = spawnSync(bwrap, ['--bind', '/', '/', '--dev-bind', '/dev', '/dev', '--seccomp', '3', ...cmd], {
-      stdio: ['ignore', 'pipe', 'pipe', fd], encoding: 'utf8', timeout: 60000, env: { ...process.env, HOME: dir, XDG_RUNTIME_DIR: '' },
+      stdio: ['ignore', 'pipe', 'pipe', fd], encoding: 'utf8', timeout: 60000, env: { ...process.env, HOME: dir, XDG_RUNTIME_DIR: xdg },
     });
     return lastJson(t, r).probe;
   } finally {

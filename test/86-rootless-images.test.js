@@ -295,6 +295,9 @@ t.test('a running container\'s lease keeps the layers through removeImage and pr
   t.equal(still.code, 'ERR_IMAGE_UNKNOWN', 'a new container cannot start from the removed reference');
   c.kill();
   await c.wait();
+  // A container's exit leaves its lease in the file LEASE_SETTLE_MS (100 ms, lib/images/store.ts)
+  // before it is settled: waited for, at most 3 s.
+  for (let i = 0; i < 60 && leaseFiles().length; i++) await new Promise((r) => setTimeout(r, 50));
   t.same(leaseFiles(), [], 'the lease went with the container');
   const p = await pruneImages();
   t.equal(p.layers, 3, 'pruned once unused');

@@ -592,8 +592,9 @@ export class Machine {
   }
 
   /**
-   * Halt signal to PID 1, wait up to `timeout` ms (default 10000), then kill everything. Resolves
-   * with `{ killed }`: false when PID 1 shut down by itself within the timeout.
+   * Halt signal to PID 1 (again every second: a distro's init drops one that comes before its
+   * handler), wait up to `timeout` ms (default 10000), then kill everything. Resolves with
+   * `{ killed }`: false when PID 1 shut down by itself within the timeout.
    */
   async stop(opts: { timeout?: number } = {}): Promise<{ killed: boolean }> {
     const timeout = opts.timeout === undefined ? 10000 : checkTimeout('timeout', opts.timeout)!;
@@ -603,9 +604,14 @@ export class Machine {
       // Waiting for PID 1 must keep this process alive (the watcher is unref'd otherwise).
       this.#proc!.ref();
       this.#proc!.signal(this.#state.haltSignal);
+      // A distro's init drops a halt signal that comes before it has set its handler (the kernel
+      // discards unhandled signals to a PID 1); nsbox-init cannot, it starts with them blocked. So
+      // the signal is sent again every second until PID 1 is gone or the timeout passes.
+      const again = setInterval(() => { if (this.#alive()) this.#proc!.signal(this.#state.haltSignal); }, 1000);
       const ac = new AbortController();
       const timer = sleep(timeout, undefined, { signal: ac.signal }).then(() => 'timeout' as const, () => 'gone' as const);
       const r = await Promise.race([this.#gone.then(() => 'gone' as const), timer]);
+      clearInterval(again);
       ac.abort();
       if (r === 'timeout') {
         killed = true;

@@ -696,9 +696,13 @@ struct TailState {
 
   uint64_t empty = 0;
   uint64_t full = ~0ULL;
+  // nsbox-init (not the trampoline) is exec'd with every signal still blocked, and keeps them
+  // blocked: as a PID 1 with default dispositions it would otherwise drop a halt or forwarded signal
+  // that came before its first instruction (the kernel discards an unblocked SIG_DFL signal to an
+  // init). Blocked, the signal stays pending until init's rt_sigtimedwait takes it. The init clears
+  // the mask for the command it starts.
   if (!tramp && init_fd >= 0 && plan->init_slot == SIZE_MAX) {
     fault(plan, err_fd, STEP_EXEC, EXEC_MEMFD);
-    sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
     syscall(SYS_execveat, init_fd, "", plan->init_argv, plan->envp, AT_EMPTY_PATH);
     fail(err_fd, STEP_EXEC, EXEC_MEMFD, errno);
   }
@@ -733,7 +737,7 @@ struct TailState {
         plan->init_argv[plan->init_slot] = const_cast<char*>(cand);
       }
       fault(plan, err_fd, STEP_EXEC, EXEC_MEMFD);
-      sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);
+      if (tramp) sys::rt_sigprocmask(SIG_SETMASK, &empty, nullptr);  // init keeps them blocked (above)
       syscall(SYS_execveat, init_fd, "", argv, plan->envp, AT_EMPTY_PATH);
       last_err = errno;
       sys::rt_sigprocmask(SIG_SETMASK, &full, nullptr);

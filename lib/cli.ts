@@ -92,7 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     default: {
       if (cmd.startsWith('-')) {
-        io.err(formatError(unknownFlag(cmd.split('=')[0]!, 'nsbox', ['--help', '--version'])) + '\n');
+        io.err(formatError(unknownFlag(cmd.split('=')[0]!, 'nsbox', ['--help', '-h', '--version', '-v'])) + '\n');
         return EXIT_NSBOX;
       }
       const near = nearest(cmd, COMMANDS);

@@ -404,4 +404,15 @@ t.test('--help, --version and no arguments', async (t) => {
   t.equal(none.status, 125);
   t.equal(none.stdout, '');
   t.match(none.stderr, /^Usage:/, 'the usage goes to stderr');
+  // A switch given a value is a usage error that says so, not an "unknown flag" that suggests itself.
+  for (const [args, msg] of [
+    [['--help=1'], "nsbox: flag --help for 'nsbox' takes no value"],
+    [['-h=x'], "nsbox: flag -h for 'nsbox' takes no value"],
+    [['machine', '--help=1'], "nsbox: flag --help for 'nsbox machine' takes no value"],
+    [['machine', '-h=2'], "nsbox: flag -h for 'nsbox machine' takes no value"],
+  ]) {
+    const r = nsbox(args);
+    t.equal(r.status, 125, args.join(' '));
+    t.equal(r.stderr.split(' (see')[0], msg);
+  }
 });

@@ -31,6 +31,8 @@ export function nearest(name: string, known: readonly string[]): string | undefi
 }
 
 export function unknownFlag(flag: string, cmd: string, known: readonly string[]): UsageError {
+  // A known switch given a value ('--help=1', '-h=x') is not an unknown flag.
+  if (known.includes(flag)) return new UsageError(`flag ${flag} for '${cmd}' takes no value (see '${cmd} --help')`);
   // One letter is too little to guess from (-q is not "--rw").
   const near = /^-[^-]$/.test(flag) ? undefined : nearest(flag, known);
   const hint = near ? `; did you mean ${near}?` : '';

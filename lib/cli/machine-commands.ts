@@ -186,7 +186,7 @@ export async function cmdMachine(argv: string[]): Promise<number> {
         globalStateDir = path.resolve(v);
         continue;
       }
-      if (a.startsWith('-')) throw unknownFlag(a.split('=')[0]!, 'nsbox machine', MACHINE_LEADING.map((f) => f.name));
+      if (a.startsWith('-')) throw unknownFlag(a.split('=')[0]!, 'nsbox machine', [...MACHINE_LEADING.map((f) => f.name), '-h']);
       break;
     }
     const sub = argv[i];

@@ -1,5 +1,7 @@
 // probe.ts: what this host can give, as data. Nothing here changes the host.
 import * as fs from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -52,7 +54,7 @@ function trial(r: { stage: number; errno: number }, what: 'userns' | 'procfs' | 
 
 let trialSeq = 0;
 /** A new cgroup under where containers' go, a throwaway child moved into it, the cgroup removed. */
-function cgroupTrial(parent: string | null, reason: string | null): ProbeTrial {
+async function cgroupTrial(parent: string | null, reason: string | null): Promise<ProbeTrial> {
   if (!parent) return { ok: false, code: 'ENOTSUP', errno: os.constants.errno.ENOTSUP, syscall: null, path: null, cause: reason };
   const dir = path.join(parent, `nsbox-probe-${process.pid}-${trialSeq++}`);
   const failed = (e: unknown, at: string): ProbeTrial => {
@@ -79,14 +81,15 @@ function cgroupTrial(parent: string | null, reason: string | null): ProbeTrial {
       fs.closeSync(fd);
     }
   } finally {
-    // The child is reaped: the cgroup is empty again (EBUSY only for a moment, if at all).
+    // The child is reaped: the cgroup is empty again (EBUSY only for a moment, if at all). The
+    // retries sleep on timers, not on this thread.
     for (let i = 0; i < 50; i++) {
       try {
-        fs.rmdirSync(dir);
+        await fsp.rmdir(dir);
         break;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EBUSY') break;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        await sleep(10);
       }
     }
   }
@@ -131,7 +134,7 @@ export async function probe(): Promise<HostReport> {
   const usernsTrial = trial(native().tryNamespaces(K.CLONE_NEWUSER!, false, -1), 'userns', true);
   const procFlags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | (root ? 0 : K.CLONE_NEWUSER!);
   const procfsTrial = usernsTrial.ok || root ? trial(native().tryNamespaces(procFlags, true, -1), 'procfs', !root) : usernsTrial;
-  const cgroupTrialResult = cgroupTrial(cg.mountPoint ? cg.parent : null, cg.reason);
+  const cgroupTrialResult = await cgroupTrial(cg.mountPoint ? cg.parent : null, cg.reason);
   unpriv = unpriv && usernsTrial.ok;
   const ub = usernsBlocker();
   if (ub) notes.push(`${ub.setting}=${ub.value}: this process cannot create user namespaces, so rootless containers cannot start; ${ub.remedy}`);

@@ -3,7 +3,7 @@
 // make in the upper layer, fsops.ts upperPoints), and the content of small files such as
 // /etc/passwd (for `User` by name). The layers are hostile: every component is opened
 // O_PATH | O_NOFOLLOW relative to the fd of the directory before it (through /proc/self/fd/N, as
-// fsops.ts resolveInRoot does), never as a joined host path; a symlink is followed as a path inside
+// root-walk.ts resolveInRoot is this walk over one plain directory), never as a joined host path; a symlink is followed as a path inside
 // the merged view; the same budget bounds what an image can make a walk cost on Node's thread.
 // Nothing here ever writes: a layer directory is shared by every container of every image that has it.
 import * as fs from 'node:fs';
@@ -13,12 +13,12 @@ import { native } from '../native';
 /** O_PATH (not in fs.constants): an fd that names a file without opening it. */
 const O_PATH = 0o10000000;
 /**
- * What one walk may cost: components looked at, links followed (as resolveInRoot), and lookups:
+ * What one walk may cost: components looked at, links followed (the kernel's own limit), and lookups:
  * one per layer a component is looked up in (each an open, an fstat and an xattr read, and an fd
  * held while the walk is below that directory), which the component count alone does not bound
  * (256 components over 50 layers of the same deep directory were 12,800 fds and 175 ms).
  */
-const BUDGET = { components: 256, links: 40, lookups: 4096 };
+export const BUDGET = { components: 256, links: 40, lookups: 4096 };
 
 /**
  * Lookups left to a whole plan (shared by every walk of one root: a WorkingDir of 2000 components
@@ -44,8 +44,11 @@ const fsat = (): FsAt => (native() as unknown as { fsat: FsAt }).fsat;
 export interface LayerStack {
   /** Unpacked layer directories, top-most first (overlayfs's lowerdir order). */
   top: string[];
-  /** The namespace of overlay's attributes in these layers: trusted.overlay.* (root) or user.overlay.*. */
-  xattrs: 'trusted' | 'user';
+  /**
+   * The namespace of overlay's attributes in these layers: trusted.overlay.* (root) or user.overlay.*;
+   * null for a plain directory (a rootfs), where a 0/0 device is a device and no xattr is read.
+   */
+  xattrs: 'trusted' | 'user' | null;
 }
 
 export interface Resolution {
@@ -127,7 +130,7 @@ export function walkMerged(stack: LayerStack, target: string, leaf?: (fd: number
           return { at, kind: null, rest: null };
         }
         const st = fs.fstatSync(fd);
-        if (st.isCharacterDevice() && st.rdev === 0) {
+        if (stack.xattrs && st.isCharacterDevice() && st.rdev === 0) {
           fs.closeSync(fd); // a whiteout: nothing of this name below
           break;
         }
@@ -138,7 +141,7 @@ export function walkMerged(stack: LayerStack, target: string, leaf?: (fd: number
           break;
         }
         dirs.push(fd);
-        if (opaque(fd, stack.xattrs)) break;
+        if (!stack.xattrs || opaque(fd, stack.xattrs)) break;
       }
       if (!dirs.length && !other) {
         const rest = [c, ...todo];

@@ -123,3 +123,20 @@ t.test('an existing file mount point is not copied into the overlay\'s upper lay
   const overlay = await shmem([{ type: 'tmpfs', target: '/newpt' }]);
   t.ok(overlay - bind < 64, `shared memory while the container ran: ${bind.toFixed(0)} MiB with every point present, ${overlay.toFixed(0)} MiB with one missing (the 256 MiB file copied up into the tmpfs?)`);
 });
+
+t.test('a plain rootfs is walked as a directory, not as an image layer: a 0/0 device and an opaque xattr mean nothing there', { skip: process.getuid() !== 0 && 'needs root (mknod, trusted.* xattrs)' }, async (t) => {
+  // resolveInRoot is the merged walk over one plain directory (xattrs: null); in an image layer a
+  // 0/0 character device is a whiteout that hides the name, in a rootfs it is a device node.
+  const { resolveInRoot } = require('../../dist/root-walk');
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-plain-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const { spawnSync } = require('node:child_process');
+  t.equal(spawnSync('mknod', [path.join(root, 'wh'), 'c', '0', '0']).status, 0, 'mknod');
+  fs.mkdirSync(path.join(root, 'd'));
+  fs.mkdirSync(path.join(root, 'd', 'sub'));
+  spawnSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', path.join(root, 'd')]);
+  t.same(resolveInRoot(root, '/wh'), { at: [], kind: 'other', rest: null }, 'the 0/0 device is an entry');
+  t.same(resolveInRoot(root, '/wh/x'), { at: [], kind: null, rest: null }, 'and no directory');
+  t.equal(resolveInRoot(root, '/d/sub').kind, 'dir', 'a directory with an opaque xattr is a directory');
+  t.same(resolveInRoot(root, '/d/missing/x').rest, ['missing', 'x'], 'a missing name gives the rest');
+});

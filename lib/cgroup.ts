@@ -1,6 +1,7 @@
 // cgroup.ts: where nsbox's cgroups live on this host, and one cgroup per container.
 //
-// Each container gets <v2 mount>/nsbox/<node pid>.<seq>, created before the clone and joined by the
+// Each container gets <this process's cgroup>/nsbox/<node pid>.<seq> (never above the caller's own
+// cgroup: #22), created before the clone and joined by the
 // clone itself (CLONE_INTO_CGROUP), so limits hold from the first instruction. The v2 mount is found
 // in mountinfo, never assumed. On a hybrid host (controllers bound to v1) the cgroup still gives
 // kill, freeze and cpu.stat; a requested limit is an ENOTSUP error naming the controller.
@@ -22,7 +23,7 @@ export interface CgroupHost {
   base: string | null;
   /** The cgroup that holds the base (controllers are enabled in its subtree_control). */
   parent: string | null;
-  /** True inside a cgroup namespace or delegated subtree (its top is not the real root). */
+  /** The parent is not the real root (a cgroup namespace, a delegated subtree, a service's or pod's cgroup): it may hold processes. */
   nested: boolean;
   /** Controllers the base's parent offers (cgroup.controllers). */
   controllers: string[];
@@ -74,50 +75,38 @@ export function detectCgroupHost(refresh = false): CgroupHost {
   let nested = false;
   let delegated = false;
   if (v2) {
-    // The real root cgroup has no cgroup.freeze. A mount whose top has one is a cgroup namespace
-    // (nsbox inside a container) or a delegated subtree: there the top may hold processes, and the
-    // "no internal processes" rule applies before controllers can be enabled below it.
-    nested = fs.existsSync(path.join(v2, 'cgroup.freeze'));
-    parent = nested ? path.join(v2, self ?? '/') : v2;
+    // Always inside this process's own cgroup, never above it (#22): in a pod without a cgroup
+    // namespace the containers would otherwise land at the host's root, outside the pod's limits
+    // and accounting. A process that nsbox moved to its leaf ('nsbox-supervisor') counts as in the
+    // leaf's parent, shared with the processes started from it.
+    const ownRel = self && self !== '/' ? self.replace(/\/nsbox-supervisor$/, '') || '/' : '/';
+    parent = path.join(v2, ownRel);
+    // The real root cgroup has no cgroup.freeze. Anywhere else (a cgroup namespace, a delegated
+    // subtree, a service's or a pod's cgroup) the parent may hold processes, and the "no internal
+    // processes" rule applies before controllers can be enabled below it.
+    nested = fs.existsSync(path.join(parent, 'cgroup.freeze'));
     try {
       controllers = fs.readFileSync(path.join(parent, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
     } catch {
       controllers = [];
     }
+    let topWritable = false;
+    try {
+      fs.accessSync(v2, fs.constants.W_OK);
+      topWritable = true;
+    } catch {
+      /* not root over the hierarchy: a delegated subtree or nothing */
+    }
     try {
       fs.accessSync(parent, fs.constants.W_OK);
+      // Not root: the cgroup this process is in, made writable for it (systemd's Delegate=yes, or a
+      // cgroup an administrator chowned); moving to a leaf needs its cgroup.procs too.
+      if (!topWritable) fs.accessSync(path.join(parent, 'cgroup.procs'), fs.constants.W_OK);
       writable = true;
+      delegated = !topWritable;
       base = path.join(parent, 'nsbox');
     } catch {
-      reason = `cgroup v2 at ${parent} is not writable by this process`;
-    }
-    // Not root: a delegated subtree is the cgroup this process is in, made writable for it
-    // (systemd's Delegate=yes, or a cgroup an administrator chowned). Containers go below it, and
-    // the rules of a nested tree apply (the process moves to a leaf before controllers are enabled).
-    // A process started from one that already moved to nsbox's leaf finds itself in that leaf: the
-    // delegated cgroup is the leaf's parent, shared by both.
-    const ownRel = self && self !== '/' ? self.replace(/\/nsbox-supervisor$/, '') || '/' : null;
-    const own = ownRel && ownRel !== '/' ? path.join(v2, ownRel) : null;
-    if (!writable && own && own !== parent) {
-      try {
-        fs.accessSync(own, fs.constants.W_OK);
-        fs.accessSync(path.join(own, 'cgroup.procs'), fs.constants.W_OK);
-        writable = true;
-        delegated = true;
-        nested = true;
-        parent = own;
-        base = path.join(own, 'nsbox');
-        reason = null;
-        try {
-          controllers = fs.readFileSync(path.join(own, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
-        } catch {
-          controllers = [];
-        }
-      } catch {
-        reason = `no delegated cgroup v2 subtree: neither ${parent} nor this process's own cgroup ${own} is writable by uid ${process.geteuid?.()}. Run under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ..., or have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move the process into it)`;
-      }
-    } else if (!writable) {
-      reason = `no delegated cgroup v2 subtree: ${parent} is not writable by uid ${process.geteuid?.()}. Run under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ..., or have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move the process into it)`;
+      reason = `no delegated cgroup v2 subtree: this process's own cgroup ${parent} is not writable by uid ${process.geteuid?.()}. Run under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ..., or have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move the process into it)`;
     }
   } else {
     reason = mode === 'legacy' ? 'the host has only cgroup v1' : 'no cgroup v2 hierarchy is mounted';
@@ -229,6 +218,15 @@ export function parsePressure(text: string | null | undefined): Pressure | undef
 /** nsbox base directories this process used: removed at exit when empty. */
 const basesUsed = new Set<string>();
 let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    removeIdleBases();
+    undoPlacement();
+  });
+}
 
 function removeIdleBases(): void {
   for (const b of basesUsed) {
@@ -346,6 +344,24 @@ function moveSelfToLeaf(parent: string): void {
     throw fromSystemError(e, 'cgroup.controllers', path.join(parent, 'cgroup.procs'));
   }
   if (procs === '') return;
+  // Only this process is moved. Any other process here (the shell that started Node and stayed,
+  // npm, tini) would keep the controllers from being enabled (EBUSY), so nothing is moved and the
+  // error names them, before anything changed.
+  const others = procs.split('\n').map(Number).filter((pid) => pid !== process.pid);
+  if (others.length) {
+    const named = others.slice(0, 5).map((pid) => `${pid} (${commOf(pid)})`).join(', ');
+    throw new NsboxError({
+      code: 'EBUSY',
+      errno: 16,
+      syscall: 'write',
+      step: 'cgroup.controllers',
+      path: path.join(parent, 'cgroup.procs'),
+      message:
+        `limits need controllers enabled below ${parent}, which holds other processes besides this one: ${named}${others.length > 5 ? ` and ${others.length - 5} more` : ''}. ` +
+        "Start Node so that nothing else stays in its cgroup (sh -c 'exec node ...', npm's script-shell aside: run node directly; tini -s or dumb-init as PID 1 with their own cgroup), " +
+        'or give nsbox a cgroup of its own (systemd-run --scope -p Delegate=yes ..., a container runtime\'s --cgroupns=private with a writable cgroupfs, or the cgroupParent option) (step cgroup.controllers)',
+    });
+  }
   const leaf = path.join(parent, 'nsbox-supervisor');
   try {
     fs.mkdirSync(leaf);
@@ -354,6 +370,14 @@ function moveSelfToLeaf(parent: string): void {
   }
   writeFile(leaf, 'cgroup.procs', String(process.pid), 'cgroup.controllers');
   movedToLeaf = true;
+}
+
+function commOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
 }
 
 function writeFile(dir: string, file: string, value: string, step: string): void {
@@ -373,8 +397,8 @@ function writeFile(dir: string, file: string, value: string, step: string): void
   }
 }
 
-function enableControllers(dir: string, controllers: string[]): void {
-  if (controllers.length === 0) return;
+function enableControllers(dir: string, controllers: string[]): string[] {
+  if (controllers.length === 0) return [];
   let have: string[] = [];
   try {
     have = fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').trim().split(/\s+/);
@@ -383,6 +407,44 @@ function enableControllers(dir: string, controllers: string[]): void {
   }
   const missing = controllers.filter((c) => !have.includes(c));
   if (missing.length) writeFile(dir, 'cgroup.subtree_control', missing.map((c) => '+' + c).join(' '), 'cgroup.controllers');
+  return missing;
+}
+
+/** Controllers this process enabled in a parent's subtree_control (undone at exit: undoPlacement). */
+const enabledHere = new Map<string, Set<string>>();
+
+/**
+ * At exit, what this process did to the cgroup it was started in is undone where nothing needs it
+ * any more: the controllers it enabled there (only once nsbox's base below it is gone, and only
+ * when no other cgroup but nsbox's leaf is below it, so that no one's limits are taken away), then
+ * this process goes back from the leaf, and the leaf is removed. Otherwise a delegated cgroup keeps
+ * a subtree_control that refuses the next process moved into it (EBUSY): the recipe would work once.
+ */
+function undoPlacement(): void {
+  for (const [parent, ctrls] of enabledHere) {
+    let children: string[];
+    try {
+      children = fs.readdirSync(parent, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch {
+      continue;
+    }
+    if (children.some((n) => n !== 'nsbox-supervisor')) continue;
+    try {
+      fs.writeFileSync(path.join(parent, 'cgroup.subtree_control'), [...ctrls].map((c) => '-' + c).join(' '));
+      enabledHere.delete(parent);
+    } catch {
+      continue; /* still in use below */
+    }
+    if (!movedToLeaf) continue;
+    try {
+      if (fs.readFileSync(path.join(parent, 'cgroup.subtree_control'), 'utf8').trim() !== '') continue;
+      fs.writeFileSync(path.join(parent, 'cgroup.procs'), String(process.pid));
+      movedToLeaf = false;
+      fs.rmdirSync(path.join(parent, 'nsbox-supervisor'));
+    } catch {
+      /* another process is still in the leaf: it stays */
+    }
+  }
 }
 
 /** One container's cgroup directory. */
@@ -442,7 +504,13 @@ export class ContainerCgroup {
     try {
       if (needed.length && limits) {
         if (host.nested) moveSelfToLeaf(host.parent);
-        enableControllers(host.parent, needed);
+        const added = enableControllers(host.parent, needed);
+        if (added.length) {
+          const set = enabledHere.get(host.parent) ?? new Set<string>();
+          for (const c of added) set.add(c);
+          enabledHere.set(host.parent, set);
+          installExitHook();
+        }
         enableControllers(host.base, needed);
         cg.writeLimits(limits);
       }
@@ -676,10 +744,7 @@ export class ContainerCgroup {
     const base = path.dirname(this.path);
     if (path.basename(base) !== 'nsbox') return;
     basesUsed.add(base);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.on('exit', removeIdleBases);
-    }
+    installExitHook();
     if (live === 0) setTimeout(() => live === 0 && removeIdleBases(), 1000).unref();
   }
 }

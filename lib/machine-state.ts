@@ -9,7 +9,7 @@ import { ContainerCgroup, detectCgroupHost, killAndRemoveSync } from './cgroup';
 import { NsboxError, fromSystemError } from './errors';
 import { unpinOwner } from './images/store';
 import { etcBase } from './etc';
-import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf } from './lease';
+import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf, type LeaseOwner } from './lease';
 import { native, type NativeProcess } from './native';
 import { releaseLease } from './network';
 import type { IdMapEntry, NetworkMode } from './types';
@@ -160,7 +160,12 @@ export function reclaimAbandoned(stateDir: string, name: string, how: 'claimed' 
     }
     return;
   }
-  const base = detectCgroupHost().base;
+  // The base the start used (in its claim: cgroups go inside the starter's own cgroup, which need
+  // not be this process's); only a base named 'nsbox' inside the v2 hierarchy is believed.
+  const host = detectCgroupHost();
+  const claimed = readLease<LeaseOwner & { cgroupBase?: unknown }>(path.join(dir, CLAIM))?.cgroupBase;
+  const fromClaim = typeof claimed === 'string' && host.mountPoint && path.basename(claimed) === 'nsbox' && path.resolve(claimed) === claimed && claimed.startsWith(host.mountPoint + '/') ? claimed : null;
+  const base = fromClaim ?? host.base;
   const cgName = machineCgroupName(stateDir, name);
   if (base) killAndRemoveSync(path.join(base, cgName));
   // Its generated /etc files, if the start got that far (named m-<hash>-<name>-<12 hex>).
@@ -183,7 +188,7 @@ export function claimName(stateDir: string, name: string): void {
     try {
       fs.mkdirSync(dir, { mode: 0o700 });
       try {
-        fs.writeFileSync(path.join(dir, CLAIM), JSON.stringify(ownerOf(process.pid)), { mode: 0o600 });
+        fs.writeFileSync(path.join(dir, CLAIM), JSON.stringify({ ...ownerOf(process.pid), cgroupBase: detectCgroupHost().base }), { mode: 0o600 });
       } catch (e) {
         fs.rmSync(dir, { recursive: true, force: true });
         throw fromSystemError(e, 'machine.state', path.join(dir, CLAIM));

@@ -127,3 +127,40 @@ t.test('started with exec, limits work, and at exit the cgroup is as it was, so 
     t.equal(readTrim(path.join(dir, 'cgroup.procs')), '', `round ${round}: no process is left in it`);
   }
 });
+
+t.test("an abandoned machine start is cleaned up in the cgroup its starter used, not in the cleaner's", { skip: skipBase }, async (t) => {
+  // The starter ran in another cgroup than this process (containers go inside the starter's own);
+  // its claim says where its base was. A claim naming anything but an 'nsbox' base in the v2
+  // hierarchy is not believed.
+  const os = require('node:os');
+  const { Machine } = require('..');
+  const { machineCgroupName } = require('../dist/machine-state');
+  const dir = testCgroup(t, 'claim');
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-claim-'));
+  t.teardown(() => fs.rmSync(stateDir, { recursive: true, force: true }));
+  const base = path.join(dir, 'nsbox');
+  fs.mkdirSync(base);
+  const cg = path.join(base, machineCgroupName(stateDir, 'gone'));
+  fs.mkdirSync(cg);
+  fs.mkdirSync(path.join(stateDir, 'gone'), { mode: 0o700 });
+  fs.writeFileSync(path.join(stateDir, 'gone', 'claim.json'), JSON.stringify({ pid: 4194999, start: 1, cgroupBase: base }));
+  const decoy = path.join(dir, 'decoy');
+  fs.mkdirSync(decoy);
+  const cg2 = path.join(decoy, machineCgroupName(stateDir, 'lying'));
+  fs.mkdirSync(cg2);
+  t.teardown(() => {
+    try {
+      fs.rmdirSync(cg2);
+    } catch {
+      /* removed by the test */
+    }
+  });
+  fs.mkdirSync(path.join(stateDir, 'lying'), { mode: 0o700 });
+  fs.writeFileSync(path.join(stateDir, 'lying', 'claim.json'), JSON.stringify({ pid: 4194999, start: 1, cgroupBase: decoy }));
+  t.same(await Machine.list({ stateDir }), [], 'both abandoned starts are reclaimed');
+  t.notOk(fs.existsSync(cg), "the machine's cgroup under the starter's base is gone");
+  t.notOk(fs.existsSync(path.join(stateDir, 'gone')), 'and its state directory');
+  t.ok(fs.existsSync(cg2), "a claim naming a cgroup that is no 'nsbox' base is not believed: that cgroup is left");
+  fs.rmdirSync(cg2);
+  fs.rmdirSync(decoy);
+});

@@ -114,13 +114,18 @@ t.test('started with exec, limits work, and at exit the cgroup is as it was, so 
   for (const round of [1, 2]) {
     const out = nodeIn(
       dir,
-      `nsbox.run({ rootfs: bb, command: ['/bin/sh', '-c', 'cat /sys/fs/cgroup/memory.max'], limits: { memory: '64M' } }).then(
-        (r) => console.log(JSON.stringify({ exitCode: r.exitCode, max: r.stdout.toString().trim(), self: ${self} })),
-        (e) => console.log(JSON.stringify({ code: e.code, message: e.message })));`,
+      `(async () => {
+        const c = nsbox.spawn({ rootfs: bb, command: ['/probe', 'sleep', '30'], stdio: 'ignore', limits: { memory: '64M' } });
+        await c.started;
+        const max = require('node:fs').readFileSync(c.cgroupPath + '/memory.max', 'utf8').trim();
+        c.kill();
+        const r = await c.wait();
+        console.log(JSON.stringify({ signal: r.signal, max, self: ${self} }));
+      })().catch((e) => console.log(JSON.stringify({ code: e.code, message: e.message })));`,
       { exec: true },
     );
-    t.equal(out.exitCode, 0, `round ${round}: ${out.message ?? out.stderr}`);
-    t.equal(out.max, String(64 * 1024 * 1024), `round ${round}: the limit held inside the container`);
+    t.equal(out.signal, 'SIGKILL', `round ${round}: the container ran ${out.message ?? out.stderr}`);
+    t.equal(out.max, String(64 * 1024 * 1024), `round ${round}: its cgroup had the limit`);
     t.match(out.self, /\/nsbox-supervisor$/, `round ${round}: Node had moved to the leaf to enable the controller`);
     t.equal(readTrim(path.join(dir, 'cgroup.subtree_control')), '', `round ${round}: what nsbox enabled is disabled again`);
     t.same(fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name), [], `round ${round}: no leaf and no base are left`);

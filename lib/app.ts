@@ -22,6 +22,7 @@ import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { holdEtcDir, releaseEtcDirOf, sharedEtcDir, writeEtcDir, type EtcContent, type EtcDir } from './etc';
 import { Launch } from './launch';
 import { acquireImage, acquireImageSync, applyImage, checkImageUserns, type ImageLease } from './images/run';
+import { requireSupportedPlatform } from './platform';
 
 /**
  * App containers of this process that are starting off the JS thread or running: while there are
@@ -687,6 +688,7 @@ export function withImageLease<T extends Container | Pending>(o: ResolvedAppOpti
 
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
 export function spawn(options: AppOptions): Container {
+  requireSupportedPlatform('spawn()');
   // Each option read once, from one copy (as resolveAppOptions does): a getter or a Proxy is never
   // asked twice, and nothing but resolveAppOptions' own checks touches what is not an object.
   const given = isPlainObject(options) ? { ...options } : options;
@@ -715,6 +717,7 @@ export function run(options: RunOptions & { encoding: BufferEncoding }): Promise
 export function run(options: RunOptions & { encoding?: 'buffer' }): Promise<RunResultWithCounts>;
 export function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>>;
 export async function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>> {
+  requireSupportedPlatform('run()');
   // Each option read once, from one copy (as resolveAppOptions does); `encoding` taken out of it.
   let given: AppOptions = options;
   let encoding: BufferEncoding | undefined;

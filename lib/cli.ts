@@ -11,6 +11,7 @@ import { cmdDoctor, cmdRun } from './cli/app-commands';
 import { unknownFlag, nearest } from './cli/flags';
 import { cmdMachine } from './cli/machine-commands';
 import { cmdImage } from './cli/image-commands';
+import { unsupportedReason } from './platform';
 import { EXIT_NSBOX, formatError, io } from './cli/output';
 
 export { parseRun } from './cli/app-commands';
@@ -57,6 +58,13 @@ export async function main(argv: string[]): Promise<number> {
   process.env.NSBOX_NETNS_RESERVE ??= '0';
   process.env.NSBOX_IPCNS_RESERVE ??= '0';
   const [cmd, ...rest] = argv;
+  // Off Linux (lib/platform.ts) only the help and the version work: every
+  // other command says why in one line.
+  const unsupported = unsupportedReason();
+  if (unsupported !== null && COMMANDS.includes(cmd as (typeof COMMANDS)[number])) {
+    io.err(`nsbox: ${unsupported.replace(/^nsbox /, '')}\n`);
+    return EXIT_NSBOX;
+  }
   switch (cmd) {
     case undefined:
       io.err(USAGE);

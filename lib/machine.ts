@@ -35,6 +35,7 @@ import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
 import { acquireImage, checkImageUserns, type ImageLease } from './images/run';
 import { imageEnv, runConfig } from './images/config';
 import { defaultStoreDir, pinForOwner, Store, unpinOwner } from './images/store';
+import { requireSupportedPlatform } from './platform';
 
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
@@ -99,6 +100,7 @@ export class Machine {
 
   /** Starts a machine. Resolves once its PID 1 runs (or, with `waitReady`, once it is up). */
   static async start(options: MachineOptions): Promise<Machine> {
+    requireSupportedPlatform('Machine.start()');
     const o = resolveMachineOptions(options);
     // An image is leased by this process until PID 1 holds a lease of its own (below).
     const lease: ImageLease | null = o.image ? await acquireImage(o.image) : null;
@@ -295,6 +297,7 @@ export class Machine {
 
   /** The machine called `name`, running or stopped, or undefined when there is none. */
   static async get(name: string, opts: { stateDir?: string } = {}): Promise<Machine | undefined> {
+    requireSupportedPlatform('Machine.get()');
     checkName(name);
     const stateDir = opts.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', opts.stateDir);
     const dir = path.join(stateDir, name);
@@ -330,6 +333,7 @@ export class Machine {
 
   /** Every machine with state in `stateDir`. */
   static async list(opts: { stateDir?: string } = {}): Promise<MachineInfo[]> {
+    requireSupportedPlatform('Machine.list()');
     const stateDir = opts.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', opts.stateDir);
     let names: string[];
     try {

@@ -15,6 +15,7 @@ import { closeQuiet, pipeSocket } from './runtime';
 import type { AppOptions, OutputEncoding } from './types';
 import { collectOutput } from './stdio';
 import { abortError } from './util';
+import { requireSupportedPlatform } from './platform';
 
 export interface PoolOptions extends Omit<AppOptions, 'command' | 'input' | 'stdio' | 'timeout' | 'signal' | 'maxOutput'> {
   /** How many containers wait ready (1 to 64). */
@@ -236,6 +237,7 @@ export class Pool {
  * `timeout`, `signal`, `maxOutput`, which belong to each run). `init: true` is not pooled yet.
  */
 export function createPool(options: PoolOptions): Pool {
+  requireSupportedPlatform('createPool()');
   if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
   const { size, ...rest } = options as PoolOptions & Record<string, unknown>;
   if (typeof size !== 'number') throw invalidType('size', 'of type number', size);

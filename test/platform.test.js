@@ -94,7 +94,7 @@ for (const platform of ['darwin', 'win32']) {
     t.same(out.nativeLoads, [], 'no native addon was loaded');
   });
 
-  t.test(`on ${platform}: the CLI says so in one line and exits 125; --help still works`, async (t) => {
+  t.test(`on ${platform}: the CLI says so in one line and exits 125; --help and completion still work`, async (t) => {
     for (const args of [['run', '--', '/bin/true'], ['doctor'], ['machine', 'list'], ['images']]) {
       const r = fake(platform, [bin, ...args]);
       t.equal(r.status, 125, `nsbox ${args.join(' ')} exits 125`);
@@ -103,6 +103,9 @@ for (const platform of ['darwin', 'win32']) {
     }
     const help = fake(platform, [bin, '--help']);
     t.equal(help.status, 0, 'nsbox --help works');
+    const completion = fake(platform, [bin, 'completion', 'bash']);
+    t.equal(completion.status, 0, 'nsbox completion bash works (a shell setup shared across machines may load it)');
+    t.match(completion.stdout, /complete -o filenames -F _nsbox nsbox/);
   });
 }
 

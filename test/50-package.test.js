@@ -47,7 +47,18 @@ t.test('package.json: a LICENSE with the license it names, installs on any platf
   const files = packed[0].files.map((f) => f.path);
   t.ok(files.includes('LICENSE') && files.includes('dist/index.d.ts') && files.includes('esm/index.mjs'), 'LICENSE, the types and the ESM entry are in it');
   t.same(files.filter((f) => f.endsWith('.map')), [], 'no source maps (their lib/*.ts sources are not shipped)');
-  t.same(files.filter((f) => /^(test|build|bench|scripts|lib|docs|\.ci|node_modules)\//.test(f) || /\.(o|a|node|tgz|log)$/.test(f)), [], 'no tests, local build, sources of dist or scratch files');
+  t.same(files.filter((f) => /^(test|build|bench|scripts|lib|\.ci|node_modules)\//.test(f) || /\.(o|a|node|tgz|log)$/.test(f)), [], 'no tests, local build, sources of dist or scratch files');
+  // The README's relative links go to files in the tarball (docs/ is shipped): they work in an
+  // installed copy and wherever the package's files are browsed.
+  const links = [];
+  for (const doc of files.filter((f) => f === 'README.md' || /^docs\/[^/]+\.md$/.test(f))) {
+    for (const m of fs.readFileSync(path.join(root, doc), 'utf8').matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(m[1]) || m[1].startsWith('#')) continue;
+      links.push([doc, path.posix.normalize(path.posix.join(path.posix.dirname(doc), m[1].split('#')[0]))]);
+    }
+  }
+  t.ok(links.length > 10, `${links.length} relative links found`);
+  t.same(links.filter(([, target]) => !files.includes(target)), [], 'every relative link of README.md and docs/ names a file in the tarball');
 });
 
 t.test('npm pack + npm install of the tarball builds and runs a container', async (t) => {

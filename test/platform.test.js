@@ -12,11 +12,11 @@ const preload = path.join(__dirname, 'fixtures', 'fake-platform.js');
 const bin = path.join(root, 'bin', 'nsbox.js');
 
 /** Runs node with the fake platform; returns the child's result. */
-function fake(platform, args) {
+function fake(platform, args, arch = '') {
   const r = spawnSync(process.execPath, ['-r', preload, ...args], {
     encoding: 'utf8',
     timeout: 60_000,
-    env: { ...process.env, NSBOX_FAKE_PLATFORM: platform, NSBOX_DEBUG: '', DEBUG: '' },
+    env: { ...process.env, NSBOX_FAKE_PLATFORM: platform, NSBOX_FAKE_ARCH: arch, NSBOX_DEBUG: '', DEBUG: '' },
   });
   if (r.error) throw r.error;
   return r;
@@ -108,6 +108,17 @@ for (const platform of ['darwin', 'win32']) {
     t.match(completion.stdout, /complete -o filenames -F _nsbox nsbox/);
   });
 }
+
+t.test('on Linux on another CPU (ppc64): unsupported too, the addon never loaded', async (t) => {
+  const r = fake('linux', ['-e', script], 'ppc64');
+  t.equal(r.status, 0, `the child ran to its end (stderr: ${r.stderr})`);
+  const out = JSON.parse(r.stdout);
+  t.equal(out.probe.supported, false);
+  t.match(out.probe.reason, /Linux on x64 and arm64 only \(this is linux\/ppc64\)/);
+  t.equal(out.run.code, 'ENOTSUP');
+  t.equal(out.spawn.code, 'ENOTSUP');
+  t.same(out.nativeLoads, [], 'no native addon was loaded');
+});
 
 t.test('on Linux: probe() reports supported with no reason', async (t) => {
   if (process.platform !== 'linux') return t.skip('this host is not Linux');

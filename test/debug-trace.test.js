@@ -66,6 +66,43 @@ for (const env of [{}, { NSBOX_DEBUG: '0' }, { NSBOX_DEBUG: '' }, { DEBUG: 'expr
   });
 }
 
+t.test('NSBOX_DEBUG=1: a pool run and a machine start and exec trace their steps in order', async (t) => {
+  const { rootfs, reason } = require('./helpers').busyboxRootfs();
+  if (!rootfs) return t.skip(reason);
+  const stateDir = require('./helpers').machineStateDir(t, 'nsbox-trace-');
+  const code = `
+const { createPool, Machine } = require(${JSON.stringify(root)});
+(async () => {
+  const pool = createPool({ size: 1 });
+  await pool.run(['/bin/true']);
+  await pool.close();
+  const m = await Machine.start({ name: 'trace', rootfs: ${JSON.stringify(rootfs)}, stateDir: ${JSON.stringify(stateDir)}, ephemeral: true });
+  await m.run(['/bin/true']);
+  await m.stop();
+  await m.destroy();
+  process.stdout.write('done');
+})().catch((e) => { process.stdout.write('FAILED ' + e.message); });
+`;
+  const clean = { ...process.env };
+  delete clean.DEBUG;
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 120_000, env: { ...clean, NSBOX_DEBUG: '1' } });
+  if (r.stdout.startsWith('FAILED')) return t.skip(`no machine can start here: ${r.stdout}`);
+  t.equal(r.stdout, 'done');
+  const all = lines(r.stderr).filter(Boolean);
+  const of = (kind) => {
+    const ids = [...new Set(all.map((l) => l[0]).filter((id) => id.startsWith(kind + '#')))];
+    return all.filter((l) => l[0] === ids[0]).map((l) => l[2]);
+  };
+  t.match(of('pool.fill'), ['plan built', /^cgroup /, /^clone /, /^cloned \(pid \d+\); set up, waiting for its command$/], 'a pool fill: set up, then waiting');
+  // The run took the ready container, or (the fill not done yet) started one of its own.
+  t.match(of('pool.run'), [/^options resolved; /, /^command written/, /^exec done/, /^exit \(code 0\)$/, /^exit handled /], 'a pool run');
+  t.match(of('machine.start'), ['options resolved', 'ops built', /^cgroup /, 'plan built', /^clone /, /^exec done/, /^started/], 'a machine start');
+  const exec = of('machine.exec');
+  t.match(exec.slice(0, 3), ['options resolved', /^plan built/, /^clone /], 'a machine exec: up to the clone');
+  // The exit and the error pipe's end come from two watchers: either may be seen first.
+  t.same(exec.slice(3).map((s) => s.split(' ')[0]).sort(), ['cloned', 'exec', 'exit', 'exit'], `then cloned, exec done, exit, exit handled: ${exec.join(' | ')}`);
+});
+
 t.test('DEBUG is read as the debug package reads it', async (t) => {
   const names = ['nsbox', 'nsbox:start'];
   for (const v of ['nsbox', 'nsbox*', 'nsbox:*', '*', 'a,nsbox', 'a nsbox', 'a:*,nsbox:start']) t.ok(debugEnables(v, names), `DEBUG=${v}`);

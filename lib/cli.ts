@@ -51,7 +51,8 @@ const USAGE = `Usage:
 Run 'nsbox run --help' for the flags of nsbox run, 'nsbox machine --help' for the machine commands.
 `;
 
-const COMMANDS = ['run', 'doctor', 'machine', 'pull', 'images', 'rmi', 'image', 'completion'] as const;
+/** The commands main() knows (test/cli-completion.test.js checks that the completion offers each). */
+export const COMMANDS = ['run', 'doctor', 'machine', 'pull', 'images', 'rmi', 'image', 'completion'] as const;
 
 /** Runs the CLI on `argv` (without node and the script) and resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {

@@ -51,6 +51,12 @@ t.test('every shell gets a script naming every command, machine subcommand and r
   }
 });
 
+t.test("every command nsbox knows is completed (a new command needs its entry in lib/cli/completion.ts's tree)", async (t) => {
+  const { COMMANDS } = require('../dist/cli');
+  const { completedCommands } = require('../dist/cli/completion');
+  t.same(COMMANDS.filter((c) => !completedCommands().includes(c)), []);
+});
+
 t.test('a wrong or missing shell is a one-line error, exit 125; --help says how to load it', async (t) => {
   for (const args of [['completion'], ['completion', 'tcsh'], ['completion', 'bash', 'zsh']]) {
     const r = nsbox(args);

@@ -346,6 +346,11 @@ ${lines.join('\n')}
 `;
 }
 
+/** The top-level commands the scripts offer. */
+export function completedCommands(): string[] {
+  return Object.keys(tree().subs ?? {});
+}
+
 /** The script for `shell`. */
 export function completionScript(shell: Shell): string {
   const levels = flatten(tree());

@@ -22,6 +22,8 @@ import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { holdEtcDir, releaseEtcDirOf, sharedEtcDir, writeEtcDir, type EtcContent, type EtcDir } from './etc';
 import { Launch } from './launch';
 import { acquireImage, acquireImageSync, applyImage, checkImageUserns, type ImageLease } from './images/run';
+import { requireSupportedPlatform } from './platform';
+import { setTrace, Trace, TRACE, traceOf } from './trace';
 
 /**
  * App containers of this process that are starting off the JS thread or running: while there are
@@ -101,9 +103,13 @@ export class Container extends EventEmitter {
     [this.stdin, this.stdout, this.stderr] = stdio;
     this.#start = start;
     this.#ptyFd = ptyFd;
+    const tr = TRACE ? traceOf(o) : undefined;
     this.#exit = new Promise<ExitInfo>((resolve, reject) => {
       proc.watch((code, sig, cpuUs, initStatus) => {
-        this.#onExit(code, sig, cpuUs, initStatus, o.init).then(resolve, reject);
+        if (tr) tr.step(`exit (${sig === null ? `code ${code}` : `signal ${sig}`})`);
+        const done = this.#onExit(code, sig, cpuUs, initStatus, o.init);
+        if (tr) done.then(() => tr.step(`exit handled (${cgroup ? 'cgroup removed, ' : ''}'exit' emitted)`), () => {});
+        done.then(resolve, reject);
       });
     });
     this.#exit.catch(() => {});
@@ -453,6 +459,8 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   }
   const { plan, meta, candidates } = built;
   const init = o.init ? memfd : -1;
+  const tr = TRACE ? traceOf(o) : undefined;
+  if (tr) tr.step('plan built');
   const launch = new Launch(plan, { meta, candidates, command: o.command, rootfs: o.rootfs ?? (o.image ? `image ${o.image.ref}` : undefined), cwd: o.cwd, hostname: o.hostname }, userns);
   // (A shared /etc directory's lock too: held until the binds are made.)
   launch.childFds.push(memfd, ...devices.map((d) => d.fd), ...(etc?.lockFd !== undefined ? [etc.lockFd] : []));
@@ -463,6 +471,10 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     const deferred = offThread && !o.limits;
     const cgroup = (launch.cgroup = deferred ? ContainerCgroup.deferred(host) : ContainerCgroup.create(host, o.limits));
     launch.ctx.cgroup = cgroup?.path;
+    if (tr) {
+      launch.trace = tr;
+      tr.step(!cgroup ? 'cgroup: none' : deferred ? `cgroup ${cgroup.path} (made by the clone's thread)` : `cgroup ${cgroup.path}`);
+    }
     // Never Node's own fds for 'inherit' (their inodes would be the container's to chmod and
     // reopen): the container's /dev/null, or pipes relayed to and from Node's stdio (lib/stdio.ts).
     p.ours = launch.stdio(o.stdio, o.stdinEmpty === true);
@@ -685,15 +697,24 @@ export function withImageLease<T extends Container | Pending>(o: ResolvedAppOpti
   return held(r);
 }
 
+/** NSBOX_DEBUG: `o`'s start is traced by `tr` (lib/trace.ts). */
+function traced(o: ResolvedAppOptions, tr: Trace): void {
+  tr.step('options resolved');
+  setTrace(o, tr);
+}
+
 /** Starts a container and returns its live handle. Bad options throw before anything starts. */
 export function spawn(options: AppOptions): Container {
+  requireSupportedPlatform('spawn()');
   // Each option read once, from one copy (as resolveAppOptions does): a getter or a Proxy is never
   // asked twice, and nothing but resolveAppOptions' own checks touches what is not an object.
   const given = isPlainObject(options) ? { ...options } : options;
   if (isPlainObject(given) && 'encoding' in given) {
     throw invalidValue('encoding', given.encoding, 'belongs to run(); spawn() hands back streams (use their setEncoding())');
   }
+  const tr = TRACE ? new Trace('spawn') : undefined;
   const o = resolveAppOptions(given);
+  if (tr) traced(o, tr);
   if (!o.image) return start(o);
   // spawn() is synchronous: the image must be in the store already (pull() it, or use run()).
   if (o.signal?.aborted) throw abortError(o.signal);
@@ -715,6 +736,7 @@ export function run(options: RunOptions & { encoding: BufferEncoding }): Promise
 export function run(options: RunOptions & { encoding?: 'buffer' }): Promise<RunResultWithCounts>;
 export function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>>;
 export async function run(options: RunOptions): Promise<RunResultWithCounts<Buffer | string>> {
+  requireSupportedPlatform('run()');
   // Each option read once, from one copy (as resolveAppOptions does); `encoding` taken out of it.
   let given: AppOptions = options;
   let encoding: BufferEncoding | undefined;
@@ -723,7 +745,9 @@ export async function run(options: RunOptions): Promise<RunResultWithCounts<Buff
     if (e !== undefined) encoding = checkEncoding('encoding', e);
     given = rest;
   }
+  const tr = TRACE ? new Trace('run') : undefined;
   const o = resolveAppOptions(given);
+  if (tr) traced(o, tr);
   if (o.stdio === 'pipe') {
     if (o.input === undefined) o.stdinEmpty = true;
     o.collectOutput = true;

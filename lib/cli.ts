@@ -11,6 +11,8 @@ import { cmdDoctor, cmdRun } from './cli/app-commands';
 import { unknownFlag, nearest } from './cli/flags';
 import { cmdMachine } from './cli/machine-commands';
 import { cmdImage } from './cli/image-commands';
+import { cmdCompletion } from './cli/completion';
+import { unsupportedReason } from './platform';
 import { EXIT_NSBOX, formatError, io } from './cli/output';
 
 export { parseRun } from './cli/app-commands';
@@ -37,6 +39,7 @@ const USAGE = `Usage:
   nsbox image import FILE [--tag REF]
                                      import an OCI layout, OCI archive or docker save archive
   nsbox doctor [--json]              report what this host supports
+  nsbox completion bash|zsh|fish     print a shell completion script
   nsbox machine start NAME --rootfs DIR [flags]
                                      start a long-lived machine with its own PID 1
   nsbox machine exec NAME [-t] -- CMD ARGS...
@@ -48,7 +51,8 @@ const USAGE = `Usage:
 Run 'nsbox run --help' for the flags of nsbox run, 'nsbox machine --help' for the machine commands.
 `;
 
-const COMMANDS = ['run', 'doctor', 'machine', 'pull', 'images', 'rmi', 'image'] as const;
+/** The commands main() knows (test/cli-completion.test.js checks that the completion offers each). */
+export const COMMANDS = ['run', 'doctor', 'machine', 'pull', 'images', 'rmi', 'image', 'completion'] as const;
 
 /** Runs the CLI on `argv` (without node and the script) and resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {
@@ -57,6 +61,13 @@ export async function main(argv: string[]): Promise<number> {
   process.env.NSBOX_NETNS_RESERVE ??= '0';
   process.env.NSBOX_IPCNS_RESERVE ??= '0';
   const [cmd, ...rest] = argv;
+  // Off Linux (lib/platform.ts) only the help, the version and the completion scripts work: every
+  // other command says why in one line.
+  const unsupported = unsupportedReason();
+  if (unsupported !== null && COMMANDS.includes(cmd as (typeof COMMANDS)[number]) && cmd !== 'completion') {
+    io.err(`nsbox: ${unsupported.replace(/^nsbox /, '')}\n`);
+    return EXIT_NSBOX;
+  }
   switch (cmd) {
     case undefined:
       io.err(USAGE);
@@ -71,6 +82,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'version':
       io.out(`nsbox ${version()}\n`);
       return 0;
+    case 'completion':
+      return cmdCompletion(rest);
     case 'run':
       return cmdRun(rest);
     case 'doctor':

@@ -38,6 +38,30 @@ export function addonSettings(): { netnsReserve: number; ipcnsReserve: number; m
   };
 }
 
+/**
+ * Whether `debug` (the npm package) would enable one of `names` for this DEBUG value: names
+ * separated by commas or spaces, `*` matching anything, a leading `-` excluding (any of them
+ * excluded: none is enabled).
+ */
+export function debugEnables(value: string | undefined, names: readonly string[]): boolean {
+  if (!value) return false;
+  const re = (p: string): RegExp => new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*?')}$`);
+  const parts = value.split(/[\s,]+/).filter(Boolean);
+  const any = (p: string): boolean => names.some((n) => re(p).test(n));
+  if (parts.some((p) => p.startsWith('-') && any(p.slice(1)))) return false;
+  return parts.some((p) => !p.startsWith('-') && any(p));
+}
+
+/**
+ * NSBOX_DEBUG=1 (any value but empty or 0), or DEBUG enabling the namespace `nsbox` as the debug
+ * package reads it (DEBUG=nsbox, nsbox:*, nsbox*, *; its namespaces are nsbox and nsbox:start): each start's steps on stderr (lib/trace.ts). Read
+ * once, when nsbox is loaded.
+ */
+export const debugTrace: boolean = (() => {
+  const v = process.env.NSBOX_DEBUG;
+  return (v !== undefined && v !== '' && v !== '0') || debugEnables(process.env.DEBUG, ['nsbox', 'nsbox:start']);
+})();
+
 /** NSBOX_SYNC_SPAWN=1: every clone on the JS thread (no spawnAsync). */
 export function syncSpawn(): boolean {
   return !!process.env.NSBOX_SYNC_SPAWN;

@@ -15,6 +15,8 @@ import { closeQuiet } from './runtime';
 import { planStdio } from './stdio';
 import type { StdioMode } from './types';
 import { explainUsernsFailure, spawnWithUserns, type UsernsPlan } from './userns';
+import { TRACE, type Trace } from './trace';
+import { STEPS } from './steps';
 
 /** What a failure record is translated with (errorFromRecord's context). */
 export type RecordContext = Parameters<typeof errorFromRecord>[1];
@@ -28,6 +30,8 @@ export class Launch {
   cgroup: ContainerCgroup | null = null;
   /** Anything else the start made on the host (its generated /etc files): undone if it fails. */
   readonly undo: Array<() => void> = [];
+  /** NSBOX_DEBUG: this start's trace (lib/trace.ts); undefined when tracing is off. */
+  trace: Trace | undefined = undefined;
 
   constructor(
     /** The plan (filled in place by the caller up to the clone). */
@@ -63,12 +67,33 @@ export class Launch {
 
   /** The clone on this thread, with the user namespace's maps written where the child waits for them. */
   spawn(allowReady: boolean): SpawnResult {
-    return spawnWithUserns(this.plan, this.userns, allowReady, 'userns');
+    if (TRACE) this.trace?.step(`clone (on the JS thread${this.userns ? ', user namespace' : ''})`);
+    const res = spawnWithUserns(this.plan, this.userns, allowReady, 'userns');
+    if (TRACE) this.#traceResult(res, allowReady);
+    return res;
   }
 
   /** The clone on a thread of libuv's pool (no user namespace, no bridge: see app.ts asyncEligible). */
   spawnAsync(done: (res: SpawnResult) => void): void {
+    if (TRACE && this.trace) {
+      this.trace.step('clone (on a thread of the libuv pool)');
+      native().spawnAsync(this.plan, (res) => {
+        this.#traceResult(res, false);
+        done(res);
+      });
+      return;
+    }
     native().spawnAsync(this.plan, done);
+  }
+
+  /** What the clone's result says, traced: exec done (the error pipe closed), waiting, or failed. */
+  #traceResult(res: SpawnResult, allowReady: boolean): void {
+    const t = this.trace;
+    if (!t) return;
+    if (res.step !== undefined) t.step(`failed at step ${STEPS[res.step]?.[0] ?? res.step} (errno ${res.errno})`);
+    else if (res.errFd === undefined) t.step(`exec done (pid ${res.pid}; its error pipe closed)`);
+    else if (allowReady) t.step(`cloned (pid ${res.pid}); set up, waiting for its command`);
+    else t.step(`cloned (pid ${res.pid}); its exec is waited for on the event loop`);
   }
 
   /**

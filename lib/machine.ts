@@ -35,6 +35,9 @@ import { explainUsernsFailure, releaseIdRange, resolveUserns } from './userns';
 import { acquireImage, checkImageUserns, type ImageLease } from './images/run';
 import { imageEnv, runConfig } from './images/config';
 import { defaultStoreDir, pinForOwner, Store, unpinOwner } from './images/store';
+import { requireSupportedPlatform } from './platform';
+import { setTrace, Trace, TRACE, traceOf } from './trace';
+import { STEPS } from './steps';
 
 /** systemd's halt request: SIGRTMIN+3 as glibc numbers it (SIGRTMIN = 34). */
 const SIGRTMIN_3 = 37;
@@ -99,7 +102,13 @@ export class Machine {
 
   /** Starts a machine. Resolves once its PID 1 runs (or, with `waitReady`, once it is up). */
   static async start(options: MachineOptions): Promise<Machine> {
+    requireSupportedPlatform('Machine.start()');
+    const tr = TRACE ? new Trace('machine.start') : undefined;
     const o = resolveMachineOptions(options);
+    if (tr) {
+      tr.step('options resolved');
+      setTrace(o, tr);
+    }
     // An image is leased by this process until PID 1 holds a lease of its own (below).
     const lease: ImageLease | null = o.image ? await acquireImage(o.image) : null;
     try {
@@ -179,7 +188,10 @@ export class Machine {
         }, cgName.slice(2));
       }
       const L = machineOps(o, staging(), scratch, userns !== null, etc?.dir, devices);
+      const tr = TRACE ? traceOf(o) : undefined;
+      if (tr) tr.step('ops built');
       cgroup = launch.cgroup = ContainerCgroup.create(host, o.limits, cgName);
+      if (tr) tr.step(cgroup ? `cgroup ${cgroup.path}` : 'cgroup: none');
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       launch.childFds.push(log);
       // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
@@ -205,6 +217,10 @@ export class Machine {
       plan.net = netw ? netw.plan : null;
       launch.plan = plan;
       Object.assign(launch.ctx, { meta: L.meta, candidates: plan.candidates, command: plan.argv });
+      if (tr) {
+        tr.step('plan built');
+        launch.trace = tr;
+      }
       const spawnRes = launch.spawn(false);
       netw?.closeSocket();
       const res = launch.settle(spawnRes);
@@ -261,7 +277,9 @@ export class Machine {
       if (o.waitReady && systemd) {
         // A machine that did not come up is not left behind (the catch below kills it).
         await m.#waitSystemd(o.readyTimeout);
+        if (tr) tr.step('systemd ready');
       }
+      if (tr) tr.step('started (state written)');
       return m;
     } catch (e) {
       launch.closeFds();
@@ -295,6 +313,7 @@ export class Machine {
 
   /** The machine called `name`, running or stopped, or undefined when there is none. */
   static async get(name: string, opts: { stateDir?: string } = {}): Promise<Machine | undefined> {
+    requireSupportedPlatform('Machine.get()');
     checkName(name);
     const stateDir = opts.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', opts.stateDir);
     const dir = path.join(stateDir, name);
@@ -330,6 +349,7 @@ export class Machine {
 
   /** Every machine with state in `stateDir`. */
   static async list(opts: { stateDir?: string } = {}): Promise<MachineInfo[]> {
+    requireSupportedPlatform('Machine.list()');
     const stateDir = opts.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', opts.stateDir);
     let names: string[];
     try {
@@ -418,6 +438,8 @@ export class Machine {
       throw new NsboxError({ code: 'EBUSY', step: 'exec', message: `machine '${this.name}' is frozen; thaw it first (step exec)` });
     }
     const t0 = performance.now();
+    const tr = TRACE ? new Trace('machine.exec') : undefined;
+    if (tr) tr.step('options resolved');
     const candidates = execCandidates(argv[0]!, env.PATH ?? '');
     // The process entering the machine: its fds and record context (its plan comes below).
     const launch = new Launch(emptyPlan(), { meta: [], candidates, command: argv, rootfs: this.#state.rootfs, cwd, hostname: this.#state.hostname, enterRoot: `/proc/${this.pid}/root` });
@@ -453,6 +475,10 @@ export class Machine {
       // before): the helper is not visible in the machine and waits on nothing of it. What the
       // process does there up to its execve is waited for on the event loop, below.
       launch.plan = plan;
+      if (tr) {
+        tr.step(`plan built (cgroup ${this.#cgroup ? this.#cgroup.path : 'none'}: the machine's)`);
+        launch.trace = tr;
+      }
       const spawnRes = launch.spawn(false);
       this.#cgroup?.closeFd();
       const res = launch.settle(spawnRes);
@@ -467,10 +493,12 @@ export class Machine {
       }
       const relay = !tty && stdio === 'inherit' ? new StdioRelay(ours) : null;
       launch.handOver();
-      const c = new Container(res.pid, res.process, null, streams, { init: false, timeout, signal: options.signal, limits: undefined }, t0, tty ? PTY_PENDING : -1, relay);
+      const co = { init: false, timeout, signal: options.signal, limits: undefined };
+      if (tr) setTrace(co, tr);
+      const c = new Container(res.pid, res.process, null, streams, co, t0, tty ? PTY_PENDING : -1, relay);
       started = null;
       const handles = { watch: 0, timer: null as NodeJS.Timeout | null, ref: true };
-      c._setStarting(this.#finishExec(c, res, launch.ctx, { startTimeout, ptyRecv, late, streams, handles }), (on) => {
+      c._setStarting(this.#finishExec(c, res, launch.ctx, { startTimeout, ptyRecv, late, streams, handles, trace: tr }), (on) => {
         handles.ref = on;
         if (handles.watch) native().refFinishSpawn(handles.watch, on);
         if (on) handles.timer?.ref();
@@ -504,6 +532,7 @@ export class Machine {
     o: {
       startTimeout: number; ptyRecv: number; late: LateTty | null; streams: Array<import('node:stream').Stream | null>;
       handles: { watch: number; timer: NodeJS.Timeout | null; ref: boolean };
+      trace?: Trace;
     },
   ): Promise<void> {
     const n = native();
@@ -538,9 +567,11 @@ export class Machine {
         done = true;
         clearTimeout(timer);
         if (rec !== null) {
+          if (TRACE) o.trace?.step(`failed at step ${STEPS[rec.step]?.[0] ?? rec.step} (errno ${rec.errno})`);
           fail(errorFromRecord(rec, ctx));
           return;
         }
+        if (TRACE) o.trace?.step('exec done (its error pipe closed)');
         if (o.late) {
           // Sent before the execve, so it is queued by now.
           const master = n.recvFd(o.ptyRecv, true);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT } from './steps';
 import { addonSettings } from './env';
+import { requireSupportedPlatform } from './platform';
 
 /** One filesystem operation for the child, run in order before pivot_root (see native/core/plan.h). */
 export interface NativeOp {
@@ -283,7 +284,8 @@ let loaded: NativeBinding | undefined;
 
 export function native(): NativeBinding {
   if (loaded) return loaded;
-  if (process.platform !== 'linux') throw new Error('nsbox runs on Linux only');
+  // Every public entry point checks first (lib/platform.ts); this is the backstop for any other path.
+  requireSupportedPlatform('nsbox');
   const b = require(path.join(buildDir, 'nsbox.node')) as NativeBinding;
   if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallIds: OP_CALL_IDS, opCallShift: OP_CALL_SHIFT })) {
     throw new Error('nsbox: the addon and lib/steps.ts disagree on the steps of native/core/steps.h; rebuild, or run scripts/gen-steps.js');

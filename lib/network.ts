@@ -18,6 +18,7 @@ import { checkNetwork, formatIPv4, mask, parseIPv4, VETH_RE, type ResolvedBridge
 
 export { VETH_RE };
 import type { NetworkReport } from './types';
+import { requireSupportedPlatform } from './platform';
 
 export const NET_DIR = '/run/nsbox/net';
 const PEER_IF = 'eth0';
@@ -380,6 +381,7 @@ export function networkStep(index: number): { step: string; syscall: string } {
  * Resolves false when it is still in use (or does not exist).
  */
 export async function removeBridge(opts: { bridge?: string } = {}): Promise<boolean> {
+  requireSupportedPlatform('removeBridge()');
   const b = checkNetwork('network', opts.bridge === undefined ? {} : { bridge: opts.bridge }).bridge!;
   if (!privileged()) throw notSupported('network', 'removing a bridge needs root');
   const dir = bridgeDir(b.bridge);

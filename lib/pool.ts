@@ -15,6 +15,9 @@ import { closeQuiet, pipeSocket } from './runtime';
 import type { AppOptions, OutputEncoding } from './types';
 import { collectOutput } from './stdio';
 import { abortError } from './util';
+import { requireSupportedPlatform } from './platform';
+import { setTrace, Trace, TRACE, tracePool } from './trace';
+import { STEPS } from './steps';
 
 export interface PoolOptions extends Omit<AppOptions, 'command' | 'input' | 'stdio' | 'timeout' | 'signal' | 'maxOutput'> {
   /** How many containers wait ready (1 to 64). */
@@ -121,10 +124,12 @@ export class Pool {
     if (blob.length > 256 * 1024 - 1) throw invalidValue('command', '(long)', 'is longer than 256 KiB in total');
 
     const t0 = performance.now();
+    const tr = TRACE ? new Trace('pool.run') : undefined;
     const p = this.#ready.shift();
+    if (tr) tr.step(p ? `options resolved; took a ready container (pid ${p.pid})` : 'options resolved; none ready: starting one (pool.fill)');
     this.#inflight++;
     try {
-      return decodeOutput(await this.#runOn(p, argv, blob, input, timeout, options.signal, maxOutput, t0), encoding);
+      return decodeOutput(await this.#runOn(p, argv, blob, input, timeout, options.signal, maxOutput, t0, tr), encoding);
     } finally {
       this.#inflight--;
       this.#refill();
@@ -141,6 +146,7 @@ export class Pool {
     signal: AbortSignal | undefined,
     maxOutput: number,
     t0: number,
+    tr: Trace | undefined,
   ): Promise<RunResultWithCounts> {
     const options = { signal };
     for (;;) {
@@ -155,6 +161,7 @@ export class Pool {
       }
     }
     closeQuiet(p.cmdWrite);
+    if (tr) tr.step(`command written (pid ${p.pid})`);
     // While the container execs its command: its output read whole by the addon, and stdin
     // (without input, our end is just closed: the command reads end-of-file, as from a stream
     // ended at once).
@@ -170,7 +177,10 @@ export class Pool {
     const rec: Rec = othersInFlight()
       ? await new Promise<Rec>((resolve) => native().finishSpawnAsync(errFd, resolve, p.process.fd(), p.pid))
       : (native().finishSpawn(errFd, false, p.process.fd(), p.pid) as Rec);
-    const c = new Container(p.pid, p.process, p.cgroup, [stdin, null, null], { init: false, timeout, signal: options.signal, limits: this.#o.limits }, t0);
+    if (tr) tr.step(rec ? `failed at step ${STEPS[rec.step]?.[0] ?? rec.step} (errno ${rec.errno})` : 'exec done (its error pipe closed)');
+    const co = { init: false, timeout, signal: options.signal, limits: this.#o.limits };
+    if (tr) setTrace(co, tr);
+    const c = new Container(p.pid, p.process, p.cgroup, [stdin, null, null], co, t0);
     if (rec) {
       // The command could not be exec'd: the container has exited; clean it up, then report.
       await Promise.all([c.wait().catch(() => {}), output]);
@@ -236,6 +246,7 @@ export class Pool {
  * `timeout`, `signal`, `maxOutput`, which belong to each run). `init: true` is not pooled yet.
  */
 export function createPool(options: PoolOptions): Pool {
+  requireSupportedPlatform('createPool()');
   if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
   const { size, ...rest } = options as PoolOptions & Record<string, unknown>;
   if (typeof size !== 'number') throw invalidType('size', 'of type number', size);
@@ -246,5 +257,7 @@ export function createPool(options: PoolOptions): Pool {
   if ((rest as { init?: unknown }).init) throw invalidValue('init', true, 'is not supported by pools yet');
   // The command is given per run; the options are resolved once with a placeholder.
   const o = resolveAppOptions({ ...rest, command: ['/pool-placeholder'], stdio: 'pipe' });
+  // NSBOX_DEBUG: each container the pool makes is traced as a start of its own (pool.fill).
+  if (TRACE) tracePool(o);
   return new Pool(o, size, rest as AppOptions);
 }

@@ -13,6 +13,7 @@ import { procMaskCause, procMasks, seccompCause } from './causes';
 import { probeNetwork } from './network';
 import { privileged } from './runtime';
 import type { HostReport, ProbeTrial } from './types';
+import { unsupportedReason } from './platform';
 import { usernsReport, usernsBlocker } from './userns';
 
 function readTrim(p: string): string | undefined {
@@ -97,6 +98,8 @@ async function cgroupTrial(parent: string | null, reason: string | null): Promis
 
 /** Reports the kernel, the cgroup shape and which kernel features nsbox can use here. */
 export async function probe(): Promise<HostReport> {
+  const reason = unsupportedReason();
+  if (reason !== null) return unsupportedReport(reason);
   const kernel = os.release();
   const sc = native().probe();
   const cg = detectCgroupHost(true);
@@ -160,6 +163,9 @@ export async function probe(): Promise<HostReport> {
   }
 
   return {
+    supported: true,
+    reason: null,
+    platform: process.platform,
     kernel,
     arch: process.arch,
     root,
@@ -201,4 +207,25 @@ function usernsShape(u: HostReport['userns'], root: boolean, t: ProbeTrial): Hos
     out.defaultMap = 'none';
   }
   return out;
+}
+
+/** The report where nsbox cannot run (lib/platform.ts): the reason, and nothing tried or claimed. */
+function unsupportedReport(reason: string): HostReport {
+  const notTried: ProbeTrial = { ok: false, code: 'ENOTSUP', errno: os.constants.errno.ENOTSUP ?? 0, syscall: null, path: null, cause: reason };
+  return {
+    supported: false,
+    reason,
+    platform: process.platform,
+    kernel: os.release(),
+    arch: process.arch,
+    root: false,
+    cgroup: { mode: 'none', mountPoint: null, self: null, controllers: [], writable: false, delegated: false },
+    features: {
+      clone3: false, pidfd: false, cloneIntoCgroup: false, cgroupKill: false, cgroupFreeze: false, newMountApi: false, openat2: false,
+      closeRange: false, idmappedMounts: false, overlayfs: false, userNamespaces: false, unprivilegedUserNamespaces: false, devicePolicy: false,
+    },
+    userns: { rootless: true, blockedBy: null, idmapHelpers: false, subuid: [], subgid: [], defaultMap: 'none', ranges: null },
+    trials: { userns: notTried, procfs: notTried, cgroup: notTried },
+    notes: [reason],
+  };
 }

@@ -308,6 +308,16 @@ export interface ProbeTrial {
 }
 
 export interface HostReport {
+  /**
+   * Whether nsbox can start containers on this platform at all: Linux on x64 or arm64. Elsewhere
+   * (macOS, Windows, ...) the package installs but every start fails with `ENOTSUP` (step
+   * `'platform'`), and the rest of this report is empty: no cgroup, every feature false.
+   */
+  supported: boolean;
+  /** Why not, when `supported` is false (null when it is true). */
+  reason: string | null;
+  /** `process.platform`: `'linux'` where nsbox runs. */
+  platform: string;
   kernel: string;
   arch: string;
   /**

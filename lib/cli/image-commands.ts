@@ -9,7 +9,7 @@ import { applyFlag, FlagState, optionsOf, renderFlags, tokenize, UsageError, typ
 import { EXIT_NSBOX, formatError, io } from './output';
 import { FLAGS, IMAGE_CMD } from './table';
 
-const SPECS = {
+export const SPECS = {
   pull: IMAGE_CMD('nsbox pull'),
   images: IMAGE_CMD('nsbox images', [FLAGS.json]),
   rmi: IMAGE_CMD('nsbox rmi'),

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import { Duplex, type Readable, type Writable } from 'node:stream';
 
+import { NsboxError, errnoName } from './errors';
 import { native } from './native';
 import { pipeSocket } from './runtime';
 
@@ -334,6 +335,30 @@ export function collect(stream: Readable | null, max: number): Promise<{ buf: Bu
     stream.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EIO' ? undefined : reject(e)));
     stream.once('close', () => resolve({ buf: Buffer.concat(chunks, kept), dropped }));
   });
+}
+
+/**
+ * The pty master a start with a terminal sent over `sock` (the child's pty.cc, open_pty), closed
+ * here: the fd, or the NsboxError (step exec.pty) that fails the start. What arrives must be a pty
+ * master (the addon's TIOCGPTN check), and never one of the host's own devpts: a machine's root
+ * can send what it likes, and whatever an app container's /dev/pts was, the host's ptys are not
+ * the container's to hand out. (Other devpts instances of the host are not told apart here: the
+ * child took the master from the devpts at /dev/pts of the container's root, see pty.cc.)
+ */
+export function receivePty(sock: number): number | NsboxError {
+  const master = native().recvFd(sock, true);
+  try {
+    fs.closeSync(sock);
+  } catch {
+    /* closed already */
+  }
+  if (master < 0) return new NsboxError({ code: errnoName(-master), errno: -master, syscall: 'recvmsg', step: 'exec.pty' });
+  const host = fs.statSync('/dev/pts', { throwIfNoEntry: false });
+  if (host && fs.fstatSync(master).dev === host.dev) {
+    fs.closeSync(master);
+    return new NsboxError({ code: 'EPROTO', syscall: 'recvmsg', step: 'exec.pty', path: '/dev/pts', message: "the pty sent for the terminal is one of the host's /dev/pts (step exec.pty)" });
+  }
+  return master;
 }
 
 /**

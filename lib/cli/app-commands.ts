@@ -104,7 +104,7 @@ export async function cmdRun(argv: string[]): Promise<number> {
   // starts; -t alone passes no input, as docker.
   const tty = options.tty === true;
   if (tty && parsed.interactive && !process.stdin.isTTY) {
-    io.err("nsbox: the input device is not a TTY (-it needs a terminal on stdin; without -t, stdin is piped to the command)\n");
+    io.err('nsbox: the input device is not a TTY: -it (--tty with --interactive) needs a terminal on stdin; without -t, stdin is piped to the command\n');
     return EXIT_NSBOX;
   }
 

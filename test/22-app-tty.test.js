@@ -165,6 +165,31 @@ t.test('TIOCSTI without the filter reaches only the container\'s own terminal', 
   else t.equal(i.tiocsti, os.constants.errno.EIO, 'refused by the kernel (dev.tty.legacy_tiocsti = 0)');
 });
 
+t.test("an image whose /dev is a link: the pty is still of the devpts nsbox mounted, inside the root", { skip: noBusybox }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-tty-devlink-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  execFileSync('cp', ['-a', bb + '/.', dir]);
+  fs.rmSync(path.join(dir, 'dev'), { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, 'elsewhere'));
+  fs.symlinkSync('/elsewhere', path.join(dir, 'dev'));
+  for (const userns of isRoot() ? [false, true] : [true]) {
+    const r = await run({ rootfs: dir, command: ['/probe', 'tty'], tty: true, userns });
+    const i = report(r.stdout);
+    t.equal(i.fd0, '/elsewhere/pts/0', `userns ${userns}: the link is followed inside the root`);
+    t.ok(i.ttyOnDevpts && i.cttySame, `userns ${userns}: its controlling terminal, on that devpts`);
+    t.same(i.pts, ['0', 'ptmx'], `userns ${userns}: a new instance`);
+  }
+  // A magic link (/dev -> /proc/self/root) fails the start at /dev's mount, before any pty.
+  fs.unlinkSync(path.join(dir, 'dev'));
+  fs.symlinkSync('/proc/self/root', path.join(dir, 'dev'));
+  await t.rejects(run({ rootfs: dir, command: ['/probe', 'tty'], tty: true }), { name: 'NsboxError', step: 'mount.dev' });
+});
+
+t.test('tty runs at once (the second one clones off the JS thread where it may)', { skip: noBusybox }, async (t) => {
+  const rs = await Promise.all([1, 2, 3].map((n) => run({ rootfs: bb, command: ['/probe', 'exit', String(n)], tty: true })));
+  t.same(rs.map((r) => r.exitCode), [1, 2, 3]);
+});
+
 t.test('options: tty is checked before anything starts', async (t) => {
   t.throws(() => spawn({ command: ['true'], tty: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => spawn({ command: ['true'], tty: true, stdio: 'inherit' }), { code: 'ERR_INCOMPATIBLE_OPTION_PAIR', name: 'TypeError' });

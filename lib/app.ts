@@ -565,11 +565,7 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
       new Container(started.pid, started.process, cgroup, streams, o, p.t0, -1, relay).kill();
       throw (ptyErr = master);
     }
-    let tty: LateTty | null = null;
-    if (master >= 0) {
-      tty = new LateTty();
-      tty.attach(master);
-    }
+    const tty = master >= 0 ? LateTty.attached(master) : null;
     const c = new Container(started.pid, started.process, cgroup, tty ? [tty, tty, null] : streams, o, p.t0, master, relay);
     if (whole) wholeOutput.set(c, collectOutput(ours[1], ours[2], o.maxOutput));
     return c;
@@ -792,9 +788,8 @@ export async function run(options: RunOptions): Promise<RunResultWithCounts<Buff
       /* EPIPE when the command exits without reading all input: not an error of the run */
     });
     // A terminal's input is typed, not ended (the end of a pty's input is its EOF character).
-    if (o.tty) {
-      if (o.input) c.stdin.write(o.input);
-    } else c.stdin.end(o.input ?? undefined);
+    if (!o.tty) c.stdin.end(o.input ?? undefined);
+    else if (o.input) c.stdin.write(o.input);
   }
   const empty = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stdoutDropped: 0, stderrDropped: 0 };
   const output = o.tty ? collect(c.stdout, o.maxOutput).then((r) => ({ ...empty, stdout: r.buf, stdoutDropped: r.dropped })) : wholeOutput.get(c) ?? empty;

@@ -375,6 +375,13 @@ export class LateTty extends Duplex {
     super({ allowHalfOpen: false });
   }
 
+  /** One whose master is there already (an app container's, received once its command exec'd). */
+  static attached(master: number): LateTty {
+    const t = new LateTty();
+    t.attach(master);
+    return t;
+  }
+
   attach(master: number): void {
     const sock = new (require('node:tty').ReadStream)(master) as import('node:tty').ReadStream;
     (sock as unknown as { writable: boolean }).writable = true;

@@ -185,6 +185,14 @@ t.test("an image whose /dev is a link: the pty is still of the devpts nsbox moun
   await t.rejects(run({ rootfs: dir, command: ['/probe', 'tty'], tty: true }), { name: 'NsboxError', step: 'mount.dev' });
 });
 
+t.test("the host's /dev/pts bound over the container's: the start fails at exec.pty, never a host pty", { skip: noBusybox || (!fs.existsSync('/dev/pts/ptmx') && 'the host has no /dev/pts') }, async (t) => {
+  // Binds are nodev (the open is EACCES); were it opened, Node would refuse a master of the host's
+  // devpts (EPROTO, lib/stdio.ts receivePty).
+  const e = await run({ rootfs: bb, command: ['/probe', 'tty'], tty: true, mounts: [{ type: 'bind', source: '/dev/pts', target: '/dev/pts' }] }).catch((x) => x);
+  t.match(e, { name: 'NsboxError', step: 'exec.pty' });
+  t.ok(['EACCES', 'EPROTO'].includes(e.code), `${e.code} at ${e.syscall} ${e.path ?? ''}`);
+});
+
 t.test('tty runs at once (the second one clones off the JS thread where it may)', { skip: noBusybox }, async (t) => {
   const rs = await Promise.all([1, 2, 3].map((n) => run({ rootfs: bb, command: ['/probe', 'exit', String(n)], tty: true })));
   t.same(rs.map((r) => r.exitCode), [1, 2, 3]);

@@ -14,7 +14,8 @@
         "native/core/spawn.cc",
         "native/core/probe.cc",
         "native/core/netlink.cc",
-        "native/core/devices.cc"
+        "native/core/devices.cc",
+        "native/core/pty.cc"
       ],
       "cflags": ["<@(hardening)", "-fPIC"],
       "cflags_cc": ["-std=c++17", "-fno-exceptions", "-fno-rtti"],

@@ -12,9 +12,9 @@ import { checkEncoding, decodeOutput, resolveAppOptions, type ResolvedAppOptions
 import { checkRootfs } from './fsops';
 import { basePlan, type OpMeta } from './plan';
 import { capLast } from './caps';
-import { forkClone, syncSpawn, threadpoolSize } from './env';
+import { forkClone, syncSpawn, terminalType, threadpoolSize } from './env';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
-import { collectOutput, StdioRelay, type CollectedOutput } from './stdio';
+import { collect, collectOutput, LateTty, receivePty, StdioRelay, type CollectedOutput } from './stdio';
 import { abortError, isPlainObject, signalNumber, SIGNAL_NAMES } from './util';
 import type { AppOptions, ContainerEvents, ExitInfo, RunOptions, RunResult, Stats } from './types';
 import { holdIdRange, releaseIdRangeOf, resolveUserns } from './userns';
@@ -188,7 +188,7 @@ export class Container extends EventEmitter {
     return this.#cgroup ? this.#cgroup.path : null;
   }
 
-  /** With a tty (machine exec with `tty: true`): set the terminal size the process sees. */
+  /** With a tty (`tty: true`, or a machine exec with it): set the terminal size the process sees (SIGWINCH). */
   resize(cols: number, rows: number): void {
     if (this.#ptyFd < 0 && this.#ptyFd !== PTY_PENDING) throw new NsboxError({ code: 'ENOTTY', step: 'resize', message: 'the container has no tty (step resize)' });
     if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 1 || rows < 1 || cols > 65535 || rows > 65535) {
@@ -411,6 +411,8 @@ interface Prepared {
   meta: OpMeta[];
   /** Node's ends of the container's stdin, stdout and stderr (-1: none). */
   ours: [number, number, number];
+  /** `tty`: Node's end of the socket the pty master comes over (-1: no tty). */
+  ptyRecv: number;
   statusRead: number;
   cmdWrite: number;
   t0: number;
@@ -442,6 +444,8 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   // The devices are looked up on the host first: a missing or non-device path makes nothing.
   // Their fds go to the child (the binds' sources) and are closed with its other fds.
   const devices = hostDevices(o.devices);
+  // A terminal's type, where the options name none (as Machine.exec has it).
+  if (o.tty && o.env.TERM === undefined) o.env.TERM = terminalType();
   let etc: EtcDir | null = null;
   let built: ReturnType<typeof basePlan>;
   // The init binary's sealed memfd runs as PID 1 (init: true) or as the exec trampoline.
@@ -465,7 +469,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   // (A shared /etc directory's lock too: held until the binds are made.)
   launch.childFds.push(memfd, ...devices.map((d) => d.fd), ...(etc?.lockFd !== undefined ? [etc.lockFd] : []));
   if (etc) launch.undo.push(etc.remove);
-  const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], statusRead: -1, cmdWrite: -1, t0, etc };
+  const p: Prepared = { o, pooled, netw, launch, meta, ours: [-1, -1, -1], ptyRecv: -1, statusRead: -1, cmdWrite: -1, t0, etc };
   try {
     // Off the JS thread (spawnAsync), a cgroup without limits is made by the addon's worker.
     const deferred = offThread && !o.limits;
@@ -477,7 +481,17 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     }
     // Never Node's own fds for 'inherit' (their inodes would be the container's to chmod and
     // reopen): the container's /dev/null, or pipes relayed to and from Node's stdio (lib/stdio.ts).
-    p.ours = launch.stdio(o.stdio, o.stdinEmpty === true);
+    // `tty`: no pipes; the child opens a pty of the container's devpts once its root is in place
+    // and sends the master over this socket (native/core/pty.cc).
+    if (o.tty) {
+      let ptySock: number;
+      [ptySock, p.ptyRecv] = launch.socketpair();
+      plan.ptySock = ptySock;
+      plan.ptyCols = o.tty.columns;
+      plan.ptyRows = o.tty.rows;
+    } else {
+      p.ours = launch.stdio(o.stdio, o.stdinEmpty === true);
+    }
     let statusWrite = -1;
     if (init >= 0) [statusWrite, p.statusRead] = launch.pipe(false);
     let cmdRead = -1;
@@ -511,6 +525,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
 function complete(p: Prepared, res: SpawnResult): Container | Pending {
   const { o, netw, launch, ours } = p;
   const cgroup = launch.cgroup;
+  let ptyErr: NsboxError | null = null;
   try {
     netw?.closeSocket();
     if (netw && res.step === undefined) netw.adopt(res.pid);
@@ -527,20 +542,35 @@ function complete(p: Prepared, res: SpawnResult): Container | Pending {
     }
     // The watcher reads the init's report from its own dup of the status pipe.
     if (p.statusRead >= 0) closeQuiet(p.statusRead);
+    // `tty`: the master was sent before the execve, so it is queued by now.
+    let master: number | NsboxError = -1;
+    if (p.ptyRecv >= 0) {
+      master = receivePty(p.ptyRecv);
+      launch.parentFds.splice(launch.parentFds.indexOf(p.ptyRecv), 1);
+    }
     launch.handOver();
     if (p.pooled) {
       return { pid: started.pid, process: started.process, cgroup, fds: ours, cmdWrite: p.cmdWrite, errFd: started.errFd!, meta: p.meta };
     }
-    const piped = o.stdio === 'pipe';
+    const piped = o.stdio === 'pipe' && !o.tty;
     const whole = piped && o.collectOutput === true;
     const streams: [Writable | null, Readable | null, Readable | null] = piped
       ? [ours[0] >= 0 ? pipeSocket(ours[0], false) : null, whole ? null : pipeSocket(ours[1], true), whole ? null : pipeSocket(ours[2], true)]
       : [null, null, null];
     const relay = o.stdio === 'inherit' ? new StdioRelay(ours) : null;
-    const c = new Container(started.pid, started.process, cgroup, streams, o, p.t0, -1, relay);
+    if (master instanceof NsboxError) {
+      // Cannot happen short of a kernel's surprise (the child closed its end of the socket before
+      // anything of the container ran): the container is killed, and its handle, which nobody
+      // gets, removes what it had once it is gone, as after any exit.
+      new Container(started.pid, started.process, cgroup, streams, o, p.t0, -1, relay).kill();
+      throw (ptyErr = master);
+    }
+    const tty = master >= 0 ? LateTty.attached(master) : null;
+    const c = new Container(started.pid, started.process, cgroup, tty ? [tty, tty, null] : streams, o, p.t0, master, relay);
     if (whole) wholeOutput.set(c, collectOutput(ours[1], ours[2], o.maxOutput));
     return c;
   } catch (e) {
+    if (e === ptyErr) throw e; // (the dead container's handle undoes the rest)
     return launch.abandon(e);
   }
 }
@@ -748,7 +778,7 @@ export async function run(options: RunOptions): Promise<RunResultWithCounts<Buff
   const tr = TRACE ? new Trace('run') : undefined;
   const o = resolveAppOptions(given);
   if (tr) traced(o, tr);
-  if (o.stdio === 'pipe') {
+  if (o.stdio === 'pipe' && !o.tty) {
     if (o.input === undefined) o.stdinEmpty = true;
     o.collectOutput = true;
   }
@@ -757,10 +787,13 @@ export async function run(options: RunOptions): Promise<RunResultWithCounts<Buff
     c.stdin.on('error', () => {
       /* EPIPE when the command exits without reading all input: not an error of the run */
     });
-    c.stdin.end(o.input ?? undefined);
+    // A terminal's input is typed, not ended (the end of a pty's input is its EOF character).
+    if (!o.tty) c.stdin.end(o.input ?? undefined);
+    else if (o.input) c.stdin.write(o.input);
   }
   const empty = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stdoutDropped: 0, stderrDropped: 0 };
-  const [out, info] = await Promise.all([wholeOutput.get(c) ?? empty, c.wait()]);
+  const output = o.tty ? collect(c.stdout, o.maxOutput).then((r) => ({ ...empty, stdout: r.buf, stdoutDropped: r.dropped })) : wholeOutput.get(c) ?? empty;
+  const [out, info] = await Promise.all([output, c.wait()]);
   if (c.aborted && o.signal) throw abortError(o.signal);
   return decodeOutput({ ...info, ...out }, encoding);
 }

@@ -9,9 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Container, PTY_PENDING, type RunResultWithCounts } from './app';
 import { abortError, isPlainObject, signalNumber } from './util';
 import { ContainerCgroup, detectCgroupHost, requireControllers } from './cgroup';
-import { NsboxError, errnoName, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
+import { NsboxError, fromSystemError, invalidType, invalidValue, notSupported, outOfRange } from './errors';
 import { native, type NativeProcess } from './native';
-import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEncoding, checkEnv, checkInput, decodeOutput, checkSignal, checkTimeout, checkUser, rejectUnknownKeys } from './options';
+import { DEFAULT_MAX_OUTPUT, DEFAULT_PATH, checkAbsolutePath, checkCommand, checkEncoding, checkEnv, checkInput, decodeOutput, checkSignal, checkTimeout, checkTty, checkUser, rejectUnknownKeys } from './options';
 import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
@@ -21,7 +21,7 @@ import {
   checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions, type MachineRunOptions,
 } from './machine-options';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
-import { collect, LateTty, StdioRelay } from './stdio';
+import { collect, LateTty, receivePty, StdioRelay } from './stdio';
 import { terminalType } from './env';
 import { ownerOf, withLock } from './lease';
 import {
@@ -405,16 +405,9 @@ export class Machine {
     const argv = checkCommand('command', command);
     if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
     rejectUnknownKeys(options, ['env', 'cwd', 'user', 'tty', 'columns', 'rows', 'stdio', 'input', 'timeout', 'startTimeout', 'signal', 'maxOutput'], '');
-    const size = (k: 'columns' | 'rows', def: number): number => {
-      const v = options[k];
-      if (v === undefined) return def;
-      if (typeof v !== 'number') throw invalidType(k, 'of type number', v);
-      if (!Number.isInteger(v) || v < 1 || v > 65535) throw outOfRange(k, 'an integer from 1 to 65535', v);
-      return v;
-    };
-    const columns = size('columns', 80);
-    const rows = size('rows', 24);
-    const tty = options.tty === undefined ? false : options.tty === true ? true : options.tty === false ? false : (() => { throw invalidType('tty', 'of type boolean', options.tty); })();
+    const ttySize = checkTty(options, false);
+    const tty = ttySize !== null;
+    const { columns, rows } = ttySize ?? { columns: 80, rows: 24 };
     const stdio: StdioMode = options.stdio ?? 'pipe';
     if (!['pipe', 'inherit', 'ignore'].includes(stdio)) throw invalidValue('stdio', stdio, "must be one of 'pipe', 'inherit', 'ignore'");
     // A machine of an image: its Env is under every exec's env too (as docker exec has it).
@@ -574,11 +567,10 @@ export class Machine {
         if (TRACE) o.trace?.step('exec done (its error pipe closed)');
         if (o.late) {
           // Sent before the execve, so it is queued by now.
-          const master = n.recvFd(o.ptyRecv, true);
-          closeQuiet(o.ptyRecv);
+          const master = receivePty(o.ptyRecv);
           o.ptyRecv = -1;
-          if (master < 0) {
-            fail(new NsboxError({ code: errnoName(-master), errno: -master, syscall: 'recvmsg', step: 'exec.pty' }));
+          if (master instanceof NsboxError) {
+            fail(master);
             return;
           }
           c._setPty(master);

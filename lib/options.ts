@@ -108,6 +108,8 @@ export interface ResolvedAppOptions {
   timeout: number | undefined;
   input: Buffer | undefined;
   stdio: StdioMode;
+  /** `tty`: a pty of the container's own devpts as stdin, stdout and stderr, and its size. */
+  tty: { columns: number; rows: number } | null;
   /** @internal run() without input: stdin is /dev/null instead of a pipe that would be closed at once. */
   stdinEmpty?: boolean;
   /** @internal run(): stdout and stderr are read whole by the addon (collectOutput), not as streams. */
@@ -143,7 +145,7 @@ export interface ResolvedDeviceOption {
 const APP_KEYS = [
   'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
-  'userns', 'etcFiles', 'hosts', 'devices', ...IMAGE_KEYS,
+  'userns', 'etcFiles', 'hosts', 'devices', 'tty', 'columns', 'rows', ...IMAGE_KEYS,
 ] as const;
 const LIMIT_KEYS = ['memory', 'memoryHigh', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
@@ -167,6 +169,35 @@ export function checkAbsolutePath(name: string, v: unknown): string {
 function checkBoolean(name: string, v: unknown): boolean {
   if (typeof v !== 'boolean') throw invalidType(name, 'of type boolean', v);
   return v;
+}
+
+/**
+ * `tty`, `columns` and `rows` (app containers and Machine.exec): null without a tty, else the size
+ * the command starts with (default 80x24). `companionsNeedTty`: `columns`/`rows` without `tty: true`
+ * are refused (app containers; Machine.exec has always ignored them). A tty is stdin, stdout and
+ * stderr at once: with `stdio` other than 'pipe' it is refused (ERR_INCOMPATIBLE_OPTION_PAIR).
+ */
+export function checkTty(o: { tty?: unknown; columns?: unknown; rows?: unknown; stdio?: unknown }, companionsNeedTty: boolean): { columns: number; rows: number } | null {
+  const tty = o.tty === undefined ? false : checkBoolean('tty', o.tty);
+  const size = (k: 'columns' | 'rows', def: number): number => {
+    const v = o[k];
+    if (v === undefined) return def;
+    if (typeof v !== 'number') throw invalidType(k, 'of type number', v);
+    if (!Number.isInteger(v) || v < 1 || v > 65535) throw outOfRange(k, 'an integer from 1 to 65535', v);
+    return v;
+  };
+  const columns = size('columns', 80);
+  const rows = size('rows', 24);
+  if (!tty) {
+    if (companionsNeedTty) for (const k of ['columns', 'rows'] as const) if (o[k] !== undefined) throw invalidValue(k, o[k], 'is only used together with "tty: true"');
+    return null;
+  }
+  if (companionsNeedTty && o.stdio !== undefined && o.stdio !== 'pipe') {
+    const e = new TypeError(`Option "tty" cannot be used in combination with option "stdio" ('${String(o.stdio)}'): the pty is stdin, stdout and stderr`) as TypeError & { code: string };
+    e.code = 'ERR_INCOMPATIBLE_OPTION_PAIR';
+    throw e;
+  }
+  return { columns, rows };
 }
 
 function checkInteger(name: string, v: unknown, min: number, max: number): number {
@@ -468,6 +499,7 @@ export function resolveAppOptions(input: unknown): ResolvedAppOptions {
     timeout: checkTimeout('timeout', o.timeout),
     input: checkInput('input', o.input),
     stdio: o.stdio === undefined ? 'pipe' : checkEnum('stdio', o.stdio, ['pipe', 'inherit', 'ignore'] as const),
+    tty: checkTty(o, true),
     init: o.init === undefined ? false : checkBoolean('init', o.init),
     maxOutput: o.maxOutput === undefined ? DEFAULT_MAX_OUTPUT : checkInteger('maxOutput', o.maxOutput, 0, Number.MAX_SAFE_INTEGER),
     signal: checkSignal('signal', o.signal),

@@ -255,6 +255,9 @@ export function createPool(options: PoolOptions): Pool {
     if (k in rest) throw invalidValue(k, (rest as Record<string, unknown>)[k], 'belongs to pool.run(), not to createPool()');
   }
   if ((rest as { init?: unknown }).init) throw invalidValue('init', true, 'is not supported by pools yet');
+  for (const k of ['tty', 'columns', 'rows']) {
+    if ((rest as Record<string, unknown>)[k] !== undefined) throw invalidValue(k, (rest as Record<string, unknown>)[k], 'is not supported by pools (a tty is per run; use spawn() or run())');
+  }
   // The command is given per run; the options are resolved once with a placeholder.
   const o = resolveAppOptions({ ...rest, command: ['/pool-placeholder'], stdio: 'pipe' });
   // NSBOX_DEBUG: each container the pool makes is traced as a start of its own (pool.fill).

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import { Duplex, type Readable, type Writable } from 'node:stream';
 
+import { NsboxError, errnoName } from './errors';
 import { native } from './native';
 import { pipeSocket } from './runtime';
 
@@ -337,6 +338,30 @@ export function collect(stream: Readable | null, max: number): Promise<{ buf: Bu
 }
 
 /**
+ * The pty master a start with a terminal sent over `sock` (the child's pty.cc, open_pty), closed
+ * here: the fd, or the NsboxError (step exec.pty) that fails the start. What arrives must be a pty
+ * master (the addon's TIOCGPTN check), and never one of the host's own devpts: a machine's root
+ * can send what it likes, and whatever an app container's /dev/pts was, the host's ptys are not
+ * the container's to hand out. (Other devpts instances of the host are not told apart here: the
+ * child took the master from the devpts at /dev/pts of the container's root, see pty.cc.)
+ */
+export function receivePty(sock: number): number | NsboxError {
+  const master = native().recvFd(sock, true);
+  try {
+    fs.closeSync(sock);
+  } catch {
+    /* closed already */
+  }
+  if (master < 0) return new NsboxError({ code: errnoName(-master), errno: -master, syscall: 'recvmsg', step: 'exec.pty' });
+  const host = fs.statSync('/dev/pts', { throwIfNoEntry: false });
+  if (host && fs.fstatSync(master).dev === host.dev) {
+    fs.closeSync(master);
+    return new NsboxError({ code: 'EPROTO', syscall: 'recvmsg', step: 'exec.pty', path: '/dev/pts', message: "the pty sent for the terminal is one of the host's /dev/pts (step exec.pty)" });
+  }
+  return master;
+}
+
+/**
  * The tty stream of an exec whose pty master arrives only once the process inside the machine has
  * opened it (on the event loop): writes wait for it, reads come from it.
  */
@@ -348,6 +373,13 @@ export class LateTty extends Duplex {
   constructor() {
     // The terminal's end-of-file ends both sides (then 'close', which run() waits for).
     super({ allowHalfOpen: false });
+  }
+
+  /** One whose master is there already (an app container's, received once its command exec'd). */
+  static attached(master: number): LateTty {
+    const t = new LateTty();
+    t.attach(master);
+    return t;
   }
 
   attach(master: number): void {

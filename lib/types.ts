@@ -129,9 +129,25 @@ export interface AppOptions extends ImageRunOptions {
    * it through a pipe that Node relays. So the command never sees a terminal (`isatty()` is false:
    * no line editing, job control, colours by default or terminal size), and Node's stdin is read
    * for it while it runs (what the command did not read by its exit is lost). Output is written
-   * out before `wait()` resolves. For a terminal use a machine's `exec` with `tty: true`.
+   * out before `wait()` resolves. For a terminal inside use `tty: true`.
    */
   stdio?: StdioMode;
+  /**
+   * A terminal: a pty of the container's own devpts (the new instance at its `/dev/pts`, never one
+   * of the host's) is the command's stdin, stdout and stderr and its controlling terminal
+   * (`isatty()` is true, job control and line editing work, `TERM` defaults to Node's or
+   * `xterm-256color`). Node gets the master side: `stdin` and `stdout` are the same stream (what
+   * is written is typed, what is read is the terminal's output, stderr included), `stderr` is null,
+   * and `container.resize(cols, rows)` sets the size the command sees (SIGWINCH). The output ends
+   * (EIO on the master) once every process of the container has closed the terminal. With `run()`,
+   * `input` is typed (not followed by an end-of-file: write `\x04` for that) and `stdout` is the
+   * terminal's output (with `\r\n` line ends); `stderr` is empty. Not with `stdio` other than
+   * `'pipe'` (ERR_INCOMPATIBLE_OPTION_PAIR), nor in a pool. Default false.
+   */
+  tty?: boolean;
+  /** With `tty`: the terminal size the command starts with (default 80x24, each 1..65535). */
+  columns?: number;
+  rows?: number;
   /**
    * Run a tiny init as PID 1 that reaps orphans and forwards signals (default `false`, as in Docker:
    * the command is PID 1). Worth it for programs that leave orphans or start daemons; it costs one

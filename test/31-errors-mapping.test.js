@@ -39,7 +39,10 @@ t.test('the table: one row at most for any (step, index), every row on a known s
 
 t.test('the calls the issue found misreported now name the real call', async (t) => {
   const want = [
-    ['exec.pty', 0, 'open', '/dev/ptmx'],
+    ['exec.pty', 0, 'openat', '/dev/pts/ptmx'],
+    ['exec.pty', 6, 'openat2', '/dev/pts'],
+    ['exec.pty', 7, 'fstatfs', '/dev/pts'],
+    ['stdio', 7, 'fcntl', undefined],
     ['exec.pty', 1, 'ioctl', undefined],
     ['exec.pty', 3, 'sendmsg', undefined],
     ['userns', 0, 'read', undefined],

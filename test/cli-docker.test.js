@@ -86,10 +86,16 @@ t.test("docker's shape: IMAGE then its command; combined short flags", async (t)
   t.same(parseRun(['-iv', '/a:/b', '--', 'true']).options.mounts, [{ type: 'bind', source: '/a', target: '/b', readonly: false }], '-iv A:B: -v takes the next argument');
 });
 
+t.test('-it and -ti: a tty and interactive input (the terminal itself: test/22-app-tty.test.js)', async (t) => {
+  for (const f of ['-it', '-ti']) {
+    const p = parseRun([f, 'busybox']);
+    t.same([p.options.tty, p.interactive, p.options.image], [true, true, 'busybox'], f);
+  }
+  t.same([parseRun(['-t', '--', 'sh']).options.tty, parseRun(['-t', '--', 'sh']).interactive], [true, false], '-t alone');
+});
+
 t.test('unsupported and bad values: one message naming the flag', async (t) => {
   const cases = [
-    [['-it', 'busybox'], /^UsageError: -t\/--tty is not supported yet: app containers have no pty/],
-    [['-ti', 'busybox'], /^UsageError: -t\/--tty is not supported yet/],
     [['-d', 'busybox'], /^UsageError: -d\/--detach is not supported yet: nothing could list or stop/],
     [['--ulimit', 'nofile=1024', 'busybox'], /^UsageError: --ulimit is not supported yet: the library sets no per-container rlimits/],
     [['-v', 'data:/data', 'busybox'], /--volume 'data:\/data': named volumes are not supported/],

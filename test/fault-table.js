@@ -31,7 +31,7 @@ const WHERE = {
   'exec.setns': ['machineExec'],
   'exec.enter': ['machineExec', 'machineExecUserns'],
   'cgroup.create': ['appConcurrent'],
-  'exec.pty': ['machineExecTty'],
+  'exec.pty': ['appTty', 'machineExecTty'],
   dumpable: ['app', 'machineExec'],
   fds: ['app', 'machineExec'],
   'mount.private': ['appUserns', 'machineStart'],
@@ -40,7 +40,7 @@ const WHERE = {
   'pool.command': ['pool'],
   'credentials.groups': ['app', 'machineExec'],
 };
-const DEFAULT_PROFILES = ['app', 'appIgnore', 'appInit', 'appUserns', 'pool', 'machineStart', 'machineExec', 'raw'];
+const DEFAULT_PROFILES = ['app', 'appIgnore', 'appInit', 'appUserns', 'pool', 'machineStart', 'machineExec', 'raw', 'appTty'];
 const whereUserns = { 0: ['appUserns'], 4: ['appUserns'], 5: ['appUserns'] };
 
 // The cases: every index of every row, and the steps' default calls at the indexes they report.
@@ -136,6 +136,7 @@ function startProfiles(o) {
     appInit: app({ init: true }),
     appIgnore: app({ stdio: 'ignore' }),
     appUserns: app({ userns: true }),
+    appTty: app({ tty: true }),
     pool: async () => {
       const pool = createPool({ size: 1, rootfs: o.rootfs, hostname: 'faults' });
       try {

@@ -7,6 +7,7 @@ import { applyFlag, FlagState, optionsOf, renderFlags, tokenize, unknownFlag, Us
 import { EXIT_NSBOX, exitStatus, formatError, formatReport, io } from './output';
 import { resolveUser, runJson, startFailureStatus } from './docker-run';
 import { forwardSignals } from './signals';
+import { bridgeTty } from './tty';
 import { RUN } from './table';
 
 export const RUN_USAGE = `Usage: nsbox run [flags] -- CMD ARGS...
@@ -15,7 +16,8 @@ export const RUN_USAGE = `Usage: nsbox run [flags] -- CMD ARGS...
 Runs CMD in new namespaces with its own cgroup, on the built-in default rootfs (or --rootfs DIR);
 or an image's command (its Entrypoint and Cmd, or COMMAND), with the image as the root: pulled
 first when the store lacks it (--pull). Flags after IMAGE belong to COMMAND. Its stdin, stdout and stderr are relayed to and
-from nsbox's own through pipes (CMD sees no terminal).
+from nsbox's own through pipes (CMD sees no terminal); with -t CMD gets a pty of its own (-it: typed
+into from nsbox's terminal, which must be one).
 Every flag also takes the --flag=value form.
 
 ${renderFlags(RUN.flags)}
@@ -97,6 +99,14 @@ export async function cmdRun(argv: string[]): Promise<number> {
     return 0;
   }
   const { options, origin } = parsed;
+  // -t: a pty of the container's own. With -i it is typed into from nsbox's terminal, so that must
+  // be a terminal (docker: "the input device is not a TTY"), checked before anything (a pull)
+  // starts; -t alone passes no input, as docker.
+  const tty = options.tty === true;
+  if (tty && parsed.interactive && !process.stdin.isTTY) {
+    io.err('nsbox: the input device is not a TTY: -it (--tty with --interactive) needs a terminal on stdin; without -t, stdin is piped to the command\n');
+    return EXIT_NSBOX;
+  }
 
   if (options.image !== undefined) {
     // spawn() does not pull: the image is made present first (progress on stderr).
@@ -133,9 +143,10 @@ export async function cmdRun(argv: string[]): Promise<number> {
     }
   }
 
+  const size = tty && process.stdout.isTTY && process.stdout.columns > 0 && process.stdout.rows > 0 ? { columns: process.stdout.columns, rows: process.stdout.rows } : {};
   let c: Container;
   try {
-    c = spawn({ ...options, ...(options.image !== undefined ? { pull: 'missing' as const } : {}), stdio: 'inherit' });
+    c = spawn({ ...options, ...(options.image !== undefined ? { pull: 'missing' as const } : {}), ...(tty ? size : { stdio: 'inherit' as const }) });
   } catch (e) {
     io.err(formatError(e, origin) + '\n');
     return startFailureStatus(e);
@@ -147,15 +158,15 @@ export async function cmdRun(argv: string[]): Promise<number> {
 
   let info: ExitInfo;
   try {
-    info = await c.wait();
+    info = tty ? await bridgeTty(c, { input: parsed.interactive }) : await c.wait();
   } catch (e) {
-    io.err(formatError(e, origin) + '\n');
+    io.err(`${tty ? '\r\n' : ''}${formatError(e, origin)}\n`);
     return startFailureStatus(e);
   } finally {
     unforward();
   }
 
-  if (info.timedOut) io.err(`nsbox: timed out after ${options.timeout} ms\n`);
+  if (info.timedOut) io.err(`${tty ? '\r\n' : ''}nsbox: timed out after ${options.timeout} ms\n`);
   if (info.oomKilled) {
     const mem = options.limits?.memory;
     io.err(`nsbox: the container ran out of memory${mem !== undefined ? ` (--memory ${mem})` : ''} and was OOM-killed\n`);

@@ -212,7 +212,7 @@ export const DOCKER = {
   rm: { name: '--rm', to: 'rm', help: 'accepted: an nsbox container is always removed when it exits' },
   name: { name: '--name', arg: 'NAME', to: 'name', parse: parseName, help: 'a name for this run, shown in --json output (nothing looks it up)' },
   interactive: { name: '--interactive', short: '-i', to: 'interactive', help: "accepted: nsbox's stdin is always passed to the command; with --json,\n-i reads stdin to its end first and gives it as the command's input" },
-  tty: { name: '--tty', short: '-t', to: 'tty', unsupported: 'app containers have no pty in nsbox (nsbox machine exec -t has one)', help: 'not supported yet (app containers have no pty)' },
+  tty: { name: '--tty', short: '-t', to: 'tty', help: "a terminal: CMD gets a pty of the container's own devpts; with -i nsbox's\nterminal is put in raw mode (Ctrl-C goes to CMD), resizes are passed on\n(-it needs a terminal on stdin, as docker)" },
   detach: {
     name: '--detach',
     short: '-d',

@@ -1,4 +1,5 @@
-// cli/tty.ts: `nsbox machine exec -t`: nsbox's own terminal bridged to the pty of the command.
+// cli/tty.ts: `nsbox machine exec -t` and `nsbox run -t`: nsbox's own terminal bridged to the pty of
+// the command.
 import type { Readable } from 'node:stream';
 
 import type { Container, ExitInfo } from '../index';
@@ -27,16 +28,19 @@ function keepPtyOutput(sock: Readable): void {
 }
 
 /**
- * `exec -t`: bridges nsbox's own stdin/stdout and the pty of `c` until `c` exits. A terminal on
- * stdin goes into raw mode (so Ctrl-C, Ctrl-Z, ... are bytes for the machine's tty) and is restored
- * afterwards; the size of the terminal on stdout is passed on, now and on every resize.
+ * `exec -t`, `run -t`: bridges nsbox's own stdin/stdout and the pty of `c` until `c` exits. A
+ * terminal on stdin goes into raw mode (so Ctrl-C, Ctrl-Z, ... are bytes for the container's tty)
+ * and is restored afterwards; the size of the terminal on stdout is passed on, now and on every
+ * resize (SIGWINCH). `input: false` (`run -t` without `-i`, as docker): nsbox's stdin is neither
+ * read nor put in raw mode; Ctrl-C stays nsbox's signal, which it forwards.
  */
-export async function bridgeTty(c: Container): Promise<ExitInfo> {
+export async function bridgeTty(c: Container, opts: { input?: boolean } = {}): Promise<ExitInfo> {
+  const input = opts.input !== false;
   const stdin = process.stdin;
   const stdout = process.stdout;
   const pty = c.stdout!;
   const ptyIn = c.stdin!;
-  const raw = stdin.isTTY === true;
+  const raw = input && stdin.isTTY === true;
   const wasRaw = raw ? stdin.isRaw : false;
   const restore = (): void => {
     if (raw) {
@@ -84,20 +88,24 @@ export async function bridgeTty(c: Container): Promise<ExitInfo> {
     if (!c.exited && !ptyIn.destroyed) ptyIn.write('\x04');
   };
   const onStdinError = (): void => {};
-  stdin.on('data', onData);
-  stdin.on('end', onEnd);
-  stdin.on('error', onStdinError);
-  stdin.resume();
+  if (input) {
+    stdin.on('data', onData);
+    stdin.on('end', onEnd);
+    stdin.on('error', onStdinError);
+    stdin.resume();
+  }
   try {
     const info = await c.wait();
     // Let the last output through: the pty reports its end (EIO) once the command's side is closed.
     await Promise.race([outputDone, new Promise((r) => setTimeout(r, PTY_DRAIN_MS + 500).unref())]);
     return info;
   } finally {
-    stdin.off('data', onData);
-    stdin.off('end', onEnd);
-    stdin.off('error', onStdinError);
-    stdin.pause();
+    if (input) {
+      stdin.off('data', onData);
+      stdin.off('end', onEnd);
+      stdin.off('error', onStdinError);
+      stdin.pause();
+    }
     stdout.off('resize', setSize);
     restore();
     process.off('exit', restore);

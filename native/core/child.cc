@@ -6,7 +6,7 @@
 // system calls over the Plan the parent prepared. A failing step writes one ErrorRecord to the
 // close-on-exec error pipe and exits; end-of-file on that pipe tells the parent execve succeeded.
 // The same rules hold in the rest of the child path: fsops.cc (the plan's filesystem operations),
-// mnt_template.cc (the mount namespace template), netlink.cc's child half.
+// mnt_template.cc (the mount namespace template), netlink.cc's child half, pty.cc (a tty's pty).
 #include "child.h"
 
 #include <errno.h>
@@ -30,6 +30,7 @@
 
 #include "fsops.h"
 #include "netlink.h"
+#include "pty.h"
 #include "syscalls.h"
 
 namespace nsbox {
@@ -123,54 +124,6 @@ bool is_exec_candidate(const char* path, int* err) {
   return true;
 }
 
-// Sends fd over a unix socket (SCM_RIGHTS), with a one-byte payload. Stack buffers only.
-int send_fd(int sock, int fd) {
-  char byte = 'p';
-  struct iovec iov = {&byte, 1};
-  union {
-    struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } u;
-  for (size_t i = 0; i < sizeof(u.buf); i++) u.buf[i] = 0;
-  struct msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = u.buf;
-  msg.msg_controllen = sizeof(u.buf);
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  *reinterpret_cast<int*>(CMSG_DATA(c)) = fd;
-  ssize_t n = NSBOX_RETRY(sendmsg(sock, &msg, MSG_NOSIGNAL));
-  return n == 1 ? 0 : -1;
-}
-
-// Runs in the process that has just entered the machine (never in the helper, see child_main): a pty from the machine's own
-// devpts, the master handed to Node, the slave returned for the new process's stdio.
-int machine_pty(const Plan* plan, int sock, int err_fd, uint16_t cols, uint16_t rows) {
-  fault(plan, err_fd, STEP_PTY, PTY_OPEN);
-  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0) fail(err_fd, STEP_PTY, PTY_OPEN, errno);
-  int unlock = 0;
-  fault(plan, err_fd, STEP_PTY, PTY_UNLOCK);
-  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) fail(err_fd, STEP_PTY, PTY_UNLOCK, errno);
-  if (cols && rows) {
-    struct winsize ws = {};
-    ws.ws_col = cols;
-    ws.ws_row = rows;
-    fault(plan, err_fd, STEP_PTY, PTY_WINSIZE);
-    if (ioctl(master, TIOCSWINSZ, &ws) != 0) fail(err_fd, STEP_PTY, PTY_WINSIZE, errno);
-  }
-  fault(plan, err_fd, STEP_PTY, PTY_PEER);
-  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-  if (slave < 0) fail(err_fd, STEP_PTY, PTY_PEER, errno);
-  fault(plan, err_fd, STEP_PTY, PTY_SEND);
-  if (send_fd(sock, master) != 0) fail(err_fd, STEP_PTY, PTY_SEND, errno);
-  close(master);
-  return slave;
-}
-
 // Writes a whole string to a (proc) file in one write, as id maps must be written; a failure is
 // STEP_USERNS at open_index (the open) or write_index (the write).
 void write_userns_file(const Plan* plan, int err_fd, const char* path, const char* text, int32_t open_index, int32_t write_index) {
@@ -226,7 +179,8 @@ struct TailState {
   int init_fd;
   int cmd_fd;
   int net_sock;
-  int tty_slave;
+  int tty_slave;  // entering a machine: the pty's slave, opened already
+  int pty_sock;   // an app container with a tty: the socket for its master, opened once its root is in place
   bool tramp;
 };
 [[noreturn]] void child_tail(const Plan* plan, TailState* st);
@@ -401,10 +355,10 @@ struct TailState {
       if (chroot(".") != 0) fail(err_fd, STEP_SETNS, SETNS_CHROOT, errno);
       close(proot);
     }
-    if (plan->pty_sock >= 0) tty_slave = machine_pty(plan, plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
+    if (plan->pty_sock >= 0) tty_slave = open_pty(plan, plan->pty_sock, err_fd, plan->pty_cols, plan->pty_rows);
   }
 
-  TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, tramp};
+  TailState st = {err_fd, init_fd, cmd_fd, net_sock, tty_slave, plan->enter_pidfd < 0 ? plan->pty_sock : -1, tramp};
   child_tail(plan, &st);
 }
 
@@ -416,6 +370,8 @@ struct TailState {
   int cmd_fd = st->cmd_fd;
   int net_sock = st->net_sock;
   int tty_slave = st->tty_slave;
+  int pty_sock = st->pty_sock;
+  const bool tty = tty_slave >= 0 || pty_sock >= 0;
   const bool tramp = st->tramp;
 
   // Signals stay blocked (the parent blocked them all around clone) until just before execve, so
@@ -448,7 +404,6 @@ struct TailState {
   // stdio: first lift every fd we still need out of 0..3, then dup onto the targets.
   {
     int src[4] = {plan->stdio[0], plan->stdio[1], plan->stdio[2], plan->status_fd};
-    if (tty_slave >= 0) src[0] = src[1] = src[2] = tty_slave;
     err_fd = lift(err_fd);
     if (err_fd < 0) _exit(127);
     // (The fault points of the lifts are where a lift may be needed, whichever fd the kernel gave.)
@@ -458,6 +413,10 @@ struct TailState {
     if (init_fd >= 0 && (init_fd = lift(init_fd)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_INIT, errno);
     if (net_sock >= 0) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT_NET);
     if (net_sock >= 0 && (net_sock = lift(net_sock)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_NET, errno);
+    if (pty_sock >= 0) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT_PTY);
+    if (pty_sock >= 0 && (pty_sock = lift(pty_sock)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT_PTY, errno);
+    if (tty_slave >= 0) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT + 0);
+    if (tty_slave >= 0 && (tty_slave = lift(tty_slave)) < 0) fail(err_fd, STEP_STDIO, STDIO_LIFT + 0, errno);
     for (int i = 0; i < 4; i++) {
       if (src[i] >= 0 && src[i] != i) fault(plan, err_fd, STEP_STDIO, STDIO_LIFT + i);
       if (src[i] >= 0 && src[i] != i && src[i] <= 3 && (src[i] = lift(src[i])) < 0)
@@ -474,11 +433,7 @@ struct TailState {
     }
   }
 
-  if (tty_slave >= 0) {
-    if (tty_slave > 2) close(tty_slave);
-    fault(plan, err_fd, STEP_PTY, PTY_CTTY);
-    if (ioctl(0, TIOCSCTTY, 0) != 0) fail(err_fd, STEP_PTY, PTY_CTTY, errno);
-  }
+  if (tty_slave >= 0) pty_stdio(plan, err_fd, tty_slave);
 
   if (!plan->cgroup_into && plan->cgroup_fd >= 0 && plan->enter_pidfd < 0) {
     fault(plan, err_fd, STEP_CGROUP_JOIN, CGROUP_JOIN_OPEN);
@@ -543,6 +498,11 @@ struct TailState {
     if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR_ROOT, errno);
   }
 
+  // An app container's tty: a pty of the devpts its own mount ops made (pty.cc), now that its root
+  // is in place and before anything of it has run; the master goes to Node, the slave becomes
+  // stdio and the controlling terminal. The socket is closed with Node's fds below.
+  if (pty_sock >= 0) pty_stdio(plan, err_fd, open_pty(plan, pty_sock, err_fd, plan->pty_cols, plan->pty_rows));
+
   // From here on every path is the container's (or, entering a machine, the machine's): its root
   // may have planted symlinks to /proc/self/fd/N, and such a magic link reaches whatever fd N is.
   // So no fd of the Node process may still be open here (the container's cgroup directory, a
@@ -562,7 +522,7 @@ struct TailState {
 
   // stdio from the container's own /dev/null (see kStdioDevNull): opened now that the root (or,
   // entering a machine, the machine's) is in place, before anything of the container could run.
-  if (tty_slave < 0) {
+  if (!tty) {
     for (int i = 0; i < 3; i++) {
       if (plan->stdio[i] != kStdioDevNull) continue;
       fault(plan, err_fd, STEP_STDIO, STDIO_DEVNULL + i);

@@ -48,7 +48,7 @@
   X(CLONE, 23, "spawn.clone", "clone3", 0)              /* parent */                         \
   X(SYNC, 24, "spawn.sync", "read", 0)                  /* parent: not a record; index: bytes */ \
   X(SETNS, 25, "exec.setns", "setns", 0)                /* entering a machine */             \
-  X(PTY, 26, "exec.pty", "ioctl", 0)                    /* a pty from the machine's devpts */ \
+  X(PTY, 26, "exec.pty", "ioctl", 0)                    /* tty: a pty of the container's devpts */ \
   X(ENTER, 27, "exec.enter", "clone3", 0)               /* clone3(CLONE_PARENT) into it */   \
   X(ENTERED, 28, "exec.entered", 0, 0)                  /* not an error */                   \
   X(DUMPABLE, 29, "dumpable", "prctl", 0)                                                    \
@@ -71,6 +71,7 @@
   X(STDIO, STDIO_LIFT_INIT, 4, 1, "fcntl", 0)     /* the init's memfd out of 0..3 */ \
   X(STDIO, STDIO_LIFT_CMD, 5, 1, "fcntl", 0)      /* the pool's command pipe */  \
   X(STDIO, STDIO_LIFT_NET, 6, 1, "fcntl", 0)      /* the netlink socket */       \
+  X(STDIO, STDIO_LIFT_PTY, 7, 1, "fcntl", 0)      /* an app's pty socket (tty) */ \
   X(STDIO, STDIO_LIFT, 8, 4, "fcntl", 0)          /* + the fd: its source out of 0..3 */ \
   X(STDIO, STDIO_KEEP, 12, 4, "fcntl", 0)         /* + the fd: already there, FD_CLOEXEC off */ \
   X(STDIO, STDIO_DEVNULL, 16, 3, "openat2", "/dev/null") /* + the fd: the container's */ \
@@ -94,12 +95,14 @@
   X(SETNS, SETNS_JOIN, -1, 1, "setns", 0)                                        \
   X(SETNS, SETNS_FCHDIR, 1, 1, "fchdir", 0)       /* into PID 1's root */        \
   X(SETNS, SETNS_CHROOT, 2, 1, "chroot", 0)                                      \
-  X(PTY, PTY_OPEN, 0, 1, "open", "/dev/ptmx")                                    \
+  X(PTY, PTY_OPEN, 0, 1, "openat", "/dev/pts/ptmx") /* in the devpts itself */  \
   X(PTY, PTY_UNLOCK, 1, 1, "ioctl", 0)            /* TIOCSPTLCK */               \
   X(PTY, PTY_PEER, 2, 1, "ioctl", 0)              /* TIOCGPTPEER */              \
   X(PTY, PTY_SEND, 3, 1, "sendmsg", 0)            /* the master to Node */       \
   X(PTY, PTY_CTTY, 4, 1, "ioctl", 0)              /* TIOCSCTTY */                \
   X(PTY, PTY_WINSIZE, 5, 1, "ioctl", 0)           /* TIOCSWINSZ */               \
+  X(PTY, PTY_PTS_DIR, 6, 1, "openat2", "/dev/pts") /* beneath the root */        \
+  X(PTY, PTY_DEVPTS, 7, 1, "fstatfs", "/dev/pts") /* ENODEV: not a devpts */     \
   X(ENTER, ENTER_CLONE, -1, 1, "clone3", 0)                                      \
   X(ENTER, ENTER_CGROUP_COPY, -2, 1, "open_tree", 0) /* the cgroup's detached copy */ \
   X(ENTER, ENTER_CGROUP_DUP, -3, 1, "fcntl", 0)   /* or its directory fd */      \

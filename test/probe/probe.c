@@ -17,6 +17,8 @@
  *   | ipc (counts the System V message queues, shared memory segments and semaphore sets this
  *     IPC namespace holds, then makes a message queue with a fixed key and leaves it there:
  *     {"msg":N,"shm":N,"sem":N,"ns":"ipc:[...]","made":ID})
+ *   | tty (its terminal: isatty of 0..2, what fd 0 is, the controlling terminal, the size, the
+ *     devpts at /dev/pts and what it holds, and TIOCSTI's answer, as one line of JSON)
  * Unknown subcommand or bad arguments: message on stderr, exit 2.
  */
 #define _GNU_SOURCE
@@ -42,10 +44,12 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -773,6 +777,65 @@ static int cmd_ipc(void)
 	return id < 0 ? 1 : 0;
 }
 
+static int cmd_tty(void)
+{
+	char link[256] = "";
+	ssize_t l = readlink("/proc/self/fd/0", link, sizeof(link) - 1);
+	if (l > 0)
+		link[l] = 0;
+	struct stat s0, s1, s2, pts;
+	int st0 = fstat(0, &s0), st1 = fstat(1, &s1), st2 = fstat(2, &s2);
+	int same = st0 == 0 && st1 == 0 && st2 == 0 && s0.st_rdev == s1.st_rdev && s0.st_rdev == s2.st_rdev;
+	int pts_ok = stat("/dev/pts", &pts) == 0;
+	struct statfs sfs;
+	int devpts = statfs("/dev/pts", &sfs) == 0 && sfs.f_type == 0x1cd1;
+	/* The controlling terminal: tty_nr of /proc/self/stat (the 7th field), in the kernel's
+	 * new_encode_dev form; and /dev/tty opens (it is the controlling terminal, whatever it is). */
+	unsigned tty_nr = 0;
+	FILE *f = fopen("/proc/self/stat", "r");
+	if (f) {
+		char buf[512];
+		size_t k = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[k] = 0;
+		fclose(f);
+		char *p = strrchr(buf, ')');
+		int ppid_, pgrp_, sess_;
+		char state_;
+		if (p)
+			sscanf(p + 2, "%c %d %d %d %u", &state_, &ppid_, &pgrp_, &sess_, &tty_nr);
+	}
+	unsigned mj = st0 == 0 ? major(s0.st_rdev) : 0, mn = st0 == 0 ? minor(s0.st_rdev) : 0;
+	int ctty_same = tty_nr != 0 && tty_nr == ((mj << 8) | (mn & 0xff) | ((mn & ~0xffu) << 12));
+	int t = open("/dev/tty", O_RDWR | O_NOCTTY);
+	int ctty_err = t < 0 ? errno : 0;
+	if (t >= 0)
+		close(t);
+	struct winsize ws = {0};
+	int ws_ok = ioctl(0, TIOCGWINSZ, &ws) == 0;
+	char c = 'x';
+	int sti = ioctl(0, TIOCSTI, &c) == 0 ? 0 : errno;
+	printf("{\"isatty\":[%d,%d,%d],\"fd0\":\"%s\",\"sameTty\":%s,\"ttyMajor\":%u,\"ttyOnDevpts\":%s,\"devpts\":%s,"
+	       "\"cttySame\":%s,\"cttyErrno\":%d,\"sid\":%d,\"pid\":%d,\"ttySid\":%d,\"fgPgrp\":%d,\"pgrp\":%d,"
+	       "\"cols\":%d,\"rows\":%d,\"tiocsti\":%d,\"pts\":[",
+	       isatty(0), isatty(1), isatty(2), link, same ? "true" : "false", st0 == 0 ? major(s0.st_rdev) : 0,
+	       st0 == 0 && pts_ok && s0.st_dev == pts.st_dev ? "true" : "false", devpts ? "true" : "false",
+	       ctty_same ? "true" : "false", ctty_err, (int)getsid(0), (int)getpid(), (int)tcgetsid(0), (int)tcgetpgrp(0), (int)getpgrp(),
+	       ws_ok ? ws.ws_col : -1, ws_ok ? ws.ws_row : -1, sti);
+	DIR *d = opendir("/dev/pts");
+	struct dirent *e;
+	int first = 1;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		printf("%s\"%s\"", first ? "" : ",", e->d_name);
+		first = 0;
+	}
+	if (d)
+		closedir(d);
+	printf("]}\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -787,6 +850,8 @@ int main(int argc, char **argv)
 		return result(mount(a[0], a[1], a[2], 0, NULL) == 0 ? 0 : errno);
 	if (!strcmp(cmd, "ipc") && n == 0)
 		return cmd_ipc();
+	if (!strcmp(cmd, "tty") && n == 0)
+		return cmd_tty();
 	if (!strcmp(cmd, "chroot-escape") && n == 1)
 		return cmd_chroot_escape(a[0]);
 	if (!strcmp(cmd, "try-mknod") && n == 1)

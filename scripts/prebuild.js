@@ -18,13 +18,14 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 
 const root = path.join(__dirname, '..');
 const out = path.join(root, 'prebuilds');
 const INFO = path.join(out, 'build-info.json');
 
 // The toolchain per target arch: prefix '' is the host's cc/c++.
+// Progress goes to stderr: npm pack --json (prepack) prints its JSON on stdout.
 const ARCHES = {
   x64: { triple: 'x86_64-linux-gnu', elf: 'x86-64' },
   arm64: { triple: 'aarch64-linux-gnu', elf: 'aarch64' },
@@ -106,8 +107,7 @@ function present(arch) {
   return fs.existsSync(path.join(d, 'nsbox.glibc.node')) && fs.existsSync(path.join(d, 'nsbox-init'));
 }
 
-async function buildOne(arch, hash) {
-  const prebuildify = require('prebuildify');
+function buildOne(arch, hash) {
   const stage = fs.mkdtempSync(path.join(os.tmpdir(), `nsbox-prebuild-${arch}-`));
   try {
     fs.copyFileSync(path.join(root, 'binding.gyp'), path.join(stage, 'binding.gyp'));
@@ -116,31 +116,23 @@ async function buildOne(arch, hash) {
     // binding.gyp asks node for node-addon-api's include dir: the checkout's node_modules answers.
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(stage, 'node_modules'));
     const dir = nodedir();
-    // prebuildify hands node-gyp a copy of process.env (not an env option): set it for this build.
-    const saved = { ...process.env };
-    Object.assign(process.env, toolchain(arch) ?? die(noCross(arch)), dir ? { npm_config_nodedir: dir } : {});
-    try {
-      await new Promise((resolve, reject) => {
-        // The headers of this Node (the addon asks for NAPI_VERSION 8, so it loads on any Node >= 20:
-        // package.json engines), not the newest Node prebuildify knows (which it would download).
-        prebuildify({ cwd: stage, out: stage, arch, platform: 'linux', napi: true, strip: true, tagLibc: true,
-          targets: [{ runtime: 'node', target: process.versions.node }],
-          stripBin: process.env.PREBUILD_STRIP_BIN || 'strip', nodeGyp: nodeGyp(), cache: path.join(stage, '.devdir') },
-        (err) => (err ? reject(err) : resolve()));
-      });
-    } catch (e) {
-      die(`${arch}: ${e.message}`);
-    } finally {
-      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-      Object.assign(process.env, saved);
-    }
+    const tools = toolchain(arch) ?? die(noCross(arch));
+    // prebuildify's CLI in a child: the toolchain and the headers in its environment, and all of its
+    // (and make's) output on stderr, so that `npm pack --json` (which runs this as prepack) keeps
+    // its stdout JSON. The headers are this Node's (the addon asks for NAPI_VERSION 8, so it loads
+    // on any Node >= 20: package.json engines), not the newest Node prebuildify knows (a download).
+    const cli = path.join(path.dirname(require.resolve('prebuildify/package.json')), 'bin.js');
+    const r = spawnSync(process.execPath, [cli, '--napi', '--strip', '--tag-libc', `--arch=${arch}`, '--platform=linux',
+      `--target=node@${process.versions.node}`, `--strip-bin=${tools.PREBUILD_STRIP_BIN || 'strip'}`, `--node-gyp=${nodeGyp()}`,
+      `--cache=${path.join(stage, '.devdir')}`, stage], { cwd: stage, stdio: ['ignore', 2, 2], env: { ...process.env, ...tools, ...(dir ? { npm_config_nodedir: dir } : {}) } });
+    if (r.status !== 0) die(`${arch}: prebuildify ${r.error ? r.error.message : `exited with ${r.status ?? r.signal}`}`);
     const built = path.join(stage, 'prebuilds', `linux-${arch}`);
     fs.copyFileSync(path.join(stage, 'build', 'Release', 'nsbox-init'), path.join(built, 'nsbox-init'));
     fs.chmodSync(path.join(built, 'nsbox-init'), 0o755);
     for (const f of fs.readdirSync(built)) {
       const kind = execFileSync('file', ['-b', path.join(built, f)]).toString().trim();
       if (!kind.includes(ARCHES[arch].elf)) die(`${arch}: ${f} is not an ${ARCHES[arch].elf} ELF: ${kind}`);
-      console.log(`prebuild: linux-${arch}/${f}: ${fs.statSync(path.join(built, f)).size} bytes, ${kind}`);
+      console.error(`prebuild: linux-${arch}/${f}: ${fs.statSync(path.join(built, f)).size} bytes, ${kind}`);
     }
     const dest = path.join(out, `linux-${arch}`);
     fs.rmSync(dest, { recursive: true, force: true });
@@ -163,11 +155,46 @@ function forget(arch) {
   }
 }
 
+/**
+ * One prebuild at a time per checkout (test files that `npm pack` run in parallel): a lock directory
+ * holding the owner's pid; one whose owner is gone is taken over.
+ */
+async function lock() {
+  const dir = path.join(root, '.prebuild.lock');
+  for (;;) {
+    try {
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, 'pid'), String(process.pid));
+      process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+      return;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+    }
+    let owner = 0;
+    try {
+      owner = Number(fs.readFileSync(path.join(dir, 'pid'), 'utf8'));
+    } catch {
+      /* being made or removed: look again */
+    }
+    let alive = true;
+    if (owner > 0) {
+      try {
+        process.kill(owner, 0);
+      } catch (e) {
+        alive = e.code !== 'ESRCH';
+      }
+    }
+    if (!alive) fs.rmSync(dir, { recursive: true, force: true });
+    else await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 (async () => {
+  await lock();
   const hash = sourceHash();
   for (const arch of arches) {
     if (ifStale && readInfo()?.sources?.[arch] === hash && present(arch)) {
-      console.log(`prebuild: linux-${arch} is current (sources ${hash.slice(0, 12)})`);
+      console.error(`prebuild: linux-${arch} is current (sources ${hash.slice(0, 12)})`);
       continue;
     }
     // A local `npm pack` (prepack) on a host without the cross compiler packs the host's prebuild
@@ -175,10 +202,10 @@ function forget(arch) {
     // explicit run (npm run build:prebuilds) need every arch.
     const strict = !ifStale || process.env.npm_command === 'publish' || process.env.CI === 'true';
     if (!toolchain(arch) && !strict) {
-      console.warn(`prebuild: linux-${arch} skipped (${noCross(arch)}); the package compiles on ${arch} when installed`);
+      console.error(`prebuild: linux-${arch} skipped (${noCross(arch)}); the package compiles on ${arch} when installed`);
       forget(arch);
       continue;
     }
-    await buildOne(arch, hash);
+    buildOne(arch, hash);
   }
 })();

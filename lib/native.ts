@@ -313,7 +313,7 @@ function addonError(what: string, f: { errno?: number; syscall?: string; path?: 
       `Run \`npm rebuild nsbox --build-from-source\` in the project that installed nsbox (in an nsbox checkout: ` +
       `\`npm run build\`); it compiles the addon and nsbox-init and needs a C++ compiler, make and python3 ` +
       `(Debian/Ubuntu: apt-get install g++ make python3). Or install an nsbox package that has prebuilds/${target} ` +
-      `(x64 and arm64 builds need glibc 2.34 or later).`,
+      `(those need glibc 2.34 and the libstdc++ of GCC 12 or later).`,
   });
   if (f.cause !== undefined) Object.defineProperty(e, 'cause', { value: f.cause, enumerable: false, writable: true, configurable: true });
   return e;

@@ -90,7 +90,7 @@ function nodeGyp() {
   try {
     return require.resolve('node-gyp/bin/node-gyp.js');
   } catch {
-    return die('no node-gyp: run this through npm (npm run prebuild), which brings its own');
+    return die('no node-gyp: run this through npm (npm run build:prebuilds), which brings its own');
   }
 }
 
@@ -107,6 +107,7 @@ function present(arch) {
   return fs.existsSync(path.join(d, 'nsbox.glibc.node')) && fs.existsSync(path.join(d, 'nsbox-init'));
 }
 
+// Throws (after removing its staging directory) rather than exiting: die() would skip the finally.
 function buildOne(arch, hash) {
   const stage = fs.mkdtempSync(path.join(os.tmpdir(), `nsbox-prebuild-${arch}-`));
   try {
@@ -116,7 +117,8 @@ function buildOne(arch, hash) {
     // binding.gyp asks node for node-addon-api's include dir: the checkout's node_modules answers.
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(stage, 'node_modules'));
     const dir = nodedir();
-    const tools = toolchain(arch) ?? die(noCross(arch));
+    const tools = toolchain(arch);
+    if (!tools) throw new Error(noCross(arch));
     // prebuildify's CLI in a child: the toolchain and the headers in its environment, and all of its
     // (and make's) output on stderr, so that `npm pack --json` (which runs this as prepack) keeps
     // its stdout JSON. The headers are this Node's (the addon asks for NAPI_VERSION 8, so it loads
@@ -125,13 +127,13 @@ function buildOne(arch, hash) {
     const r = spawnSync(process.execPath, [cli, '--napi', '--strip', '--tag-libc', `--arch=${arch}`, '--platform=linux',
       `--target=node@${process.versions.node}`, `--strip-bin=${tools.PREBUILD_STRIP_BIN || 'strip'}`, `--node-gyp=${nodeGyp()}`,
       `--cache=${path.join(stage, '.devdir')}`, stage], { cwd: stage, stdio: ['ignore', 2, 2], env: { ...process.env, ...tools, ...(dir ? { npm_config_nodedir: dir } : {}) } });
-    if (r.status !== 0) die(`${arch}: prebuildify ${r.error ? r.error.message : `exited with ${r.status ?? r.signal}`}`);
+    if (r.status !== 0) throw new Error(`${arch}: prebuildify ${r.error ? r.error.message : `exited with ${r.status ?? r.signal}`}`);
     const built = path.join(stage, 'prebuilds', `linux-${arch}`);
     fs.copyFileSync(path.join(stage, 'build', 'Release', 'nsbox-init'), path.join(built, 'nsbox-init'));
     fs.chmodSync(path.join(built, 'nsbox-init'), 0o755);
     for (const f of fs.readdirSync(built)) {
       const kind = execFileSync('file', ['-b', path.join(built, f)]).toString().trim();
-      if (!kind.includes(ARCHES[arch].elf)) die(`${arch}: ${f} is not an ${ARCHES[arch].elf} ELF: ${kind}`);
+      if (!kind.includes(ARCHES[arch].elf)) throw new Error(`${arch}: ${f} is not an ${ARCHES[arch].elf} ELF: ${kind}`);
       console.error(`prebuild: linux-${arch}/${f}: ${fs.statSync(path.join(built, f)).size} bytes, ${kind}`);
     }
     const dest = path.join(out, `linux-${arch}`);
@@ -208,4 +210,4 @@ async function lock() {
     }
     buildOne(arch, hash);
   }
-})();
+})().catch((e) => die(e.message));

@@ -121,6 +121,20 @@ t.test('npm install with scripts uses the prebuild: node-gyp never runs, nothing
   t.match(fs.readFileSync(gypLog, 'utf8'), /^rebuild/m, '--build-from-source ran node-gyp rebuild despite the prebuild');
 });
 
+t.test('on a platform nsbox does not run on, the install script builds nothing and succeeds', async (t) => {
+  const pkg = path.join(app1, 'node_modules', 'nsbox');
+  fs.rmSync(gypLog, { force: true });
+  const preload = path.join(__dirname, 'fixtures', 'fake-platform.js');
+  for (const [platform, arch] of [['darwin', 'arm64'], ['win32', 'x64'], ['linux', 'riscv64']]) {
+    // As npm runs it: in the package, node_modules/.bin (node-gyp-build's and the fake node-gyp) on PATH.
+    const r = spawnSync(process.execPath, ['-r', preload, path.join(pkg, 'native', 'install.js')], { cwd: pkg, encoding: 'utf8', env: { ...env, PATH: [path.join(app1, 'node_modules', '.bin'), path.join(work, 'node_modules', '.bin'), bin].join(':'), NSBOX_FAKE_PLATFORM: platform, NSBOX_FAKE_ARCH: arch, npm_config_build_from_source: 'true' } });
+    t.equal(r.status, 0, `${platform}/${arch}: exit 0, even with --build-from-source`);
+    t.match(r.stderr, new RegExp(`no native build on ${platform}/${arch}`), 'and says why');
+  }
+  t.notOk(fs.existsSync(gypLog), 'node-gyp was not run');
+  t.notOk(fs.existsSync(path.join(pkg, 'build')), 'no build/ directory');
+});
+
 /** The public API's first start in a fresh process of project dir: its error's fields. */
 function startError(dir) {
   return inProject(dir, "require('nsbox').run({ command: ['/bin/true'] }).then(() => process.stdout.write('null'), (e) => process.stdout.write(JSON.stringify({ name: e.name, code: e.code, errno: e.errno, syscall: e.syscall, step: e.step, path: e.path, message: e.message })))");

@@ -37,11 +37,12 @@ export type NsboxImageErrorCode =
 
 /**
  * `NsboxError['code']`: the documented codes as literals (editors complete them, a `switch` over them
- * is checked), and any other string, since an errno name nsbox does not list (or `E<n>` for an
+ * is checked), `'ERR_NSBOX_ADDON'` (the native addon or nsbox-init is missing, for another arch, or
+ * does not load: the message says what to run), and any other string, since an errno name nsbox does not list (or `E<n>` for an
  * unnamed errno) can come from the kernel. `(string & {})` keeps the literals from being absorbed
  * into `string`; a plain string is still assignable, and the code still is one.
  */
-export type NsboxErrorCode = NsboxErrnoCode | NsboxImageErrorCode | (string & {});
+export type NsboxErrorCode = NsboxErrnoCode | NsboxImageErrorCode | 'ERR_NSBOX_ADDON' | (string & {});
 
 export interface NsboxErrorFields {
   code: NsboxErrorCode;

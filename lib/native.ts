@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import { STEPS, STEP_CALLS, OP_CALLS, OP_CALL_IDS, OP_CALL_SHIFT } from './steps';
 import { addonSettings } from './env';
 import { requireSupportedPlatform } from './platform';
+import { NsboxError } from './errors';
+import { constants } from 'node:os';
 
 /** One filesystem operation for the child, run in order before pivot_root (see native/core/plan.h). */
 export interface NativeOp {
@@ -269,26 +271,101 @@ export function stepCall(step: number, index: number): { syscall: string | undef
   return { syscall: row?.[1] ?? undefined, path: row?.[2] ?? undefined };
 }
 
-/** Where the build put the addon and the init binary. */
-export const buildDir: string = (() => {
-  // NSBOX_ADDON_DIR points at another build of the addon (the sanitizer lane's build-asan/Release).
-  if (process.env.NSBOX_ADDON_DIR) return path.resolve(process.env.NSBOX_ADDON_DIR);
+/**
+ * The addon file: NSBOX_ADDON_DIR's nsbox.node (the sanitizer lane's build-asan/Release), else what
+ * node-gyp-build picks in the package: build/Release (a local compile) before
+ * prebuilds/linux-<arch>/nsbox.glibc.node (scripts/prebuild.js). null: none fits this host; the
+ * error it gave is kept for the message.
+ */
+const located: { file: string | null; dir: string; why: string } = (() => {
   const root = path.join(__dirname, '..');
-  for (const d of ['build/Release', 'build/Debug']) {
-    if (fs.existsSync(path.join(root, d, 'nsbox.node'))) return path.join(root, d);
+  if (process.env.NSBOX_ADDON_DIR) {
+    const dir = path.resolve(process.env.NSBOX_ADDON_DIR);
+    return { file: path.join(dir, 'nsbox.node'), dir, why: '' };
   }
-  return path.join(root, 'build/Release');
+  try {
+    const file = (require('node-gyp-build') as { path(dir: string): string }).path(root);
+    return { file, dir: path.dirname(file), why: '' };
+  } catch (e) {
+    return { file: null, dir: path.join(root, 'build/Release'), why: (e as Error).message.split('\n')[0] ?? '' };
+  }
 })();
+
+/** Where the addon and the init binary (nsbox-init, beside it) are. */
+export const buildDir: string = located.dir;
+
+const ELF_MACHINE: Record<string, [number, string]> = { x64: [62, 'x86-64'], arm64: [183, 'aarch64'] };
+
+/**
+ * The coded error of an addon that is missing or cannot be loaded here, with the remedy: a compile
+ * from source (what it needs), or a package that has this host's prebuild.
+ */
+function addonError(what: string, f: { errno?: number; syscall?: string; path?: string; cause?: unknown }): NsboxError {
+  const target = `linux-${process.arch}`;
+  const e = new NsboxError({
+    code: 'ERR_NSBOX_ADDON',
+    errno: f.errno ?? 0,
+    syscall: f.syscall,
+    step: 'addon.load',
+    path: f.path,
+    message:
+      `nsbox: no usable native addon for ${target} (Node ${process.versions.node}): ${what}. ` +
+      `Run \`npm rebuild nsbox --build-from-source\` in the project that installed nsbox (in an nsbox checkout: ` +
+      `\`npm run build\`); it compiles the addon and nsbox-init and needs a C++ compiler, make and python3 ` +
+      `(Debian/Ubuntu: apt-get install g++ make python3). Or install an nsbox package that has prebuilds/${target} ` +
+      `(those need glibc 2.34 and the libstdc++ of GCC 12 or later).`,
+  });
+  if (f.cause !== undefined) Object.defineProperty(e, 'cause', { value: f.cause, enumerable: false, writable: true, configurable: true });
+  return e;
+}
+
+/** Fails with the coded error unless file is an ELF for this process's arch (checked before dlopen/exec). */
+function checkElf(file: string, kind: string): void {
+  let head: Buffer;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      head = Buffer.alloc(20);
+      fs.readSync(fd, head, 0, 20, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    const se = e as NodeJS.ErrnoException;
+    throw addonError(se.code === 'ENOENT' ? `${kind} ${file} is missing` : `${kind} ${file} cannot be read (${se.code})`, { errno: Math.abs(se.errno ?? 0), syscall: se.syscall, path: file, cause: e });
+  }
+  const want = ELF_MACHINE[process.arch];
+  if (head.readUInt32BE(0) !== 0x7f454c46) throw addonError(`${kind} ${file} is not an ELF file`, { errno: constants.errno.ENOEXEC, path: file });
+  const machine = head.readUInt16LE(18);
+  if (want && machine !== want[0]) {
+    const name = Object.values(ELF_MACHINE).find(([m]) => m === machine)?.[1] ?? `ELF machine ${machine}`;
+    throw addonError(`${kind} ${file} is built for ${name}, this Node is ${want[1]}`, { errno: constants.errno.ENOEXEC, path: file });
+  }
+}
+
+/** The addon file to load, after checking it and nsbox-init beside it; or the coded error. */
+export function addonFile(): string {
+  // Every public entry point checks first (lib/platform.ts); this is the backstop for any other path.
+  requireSupportedPlatform('nsbox');
+  if (!located.file) throw addonError(`none was built and no prebuild fits (${located.why})`, { errno: constants.errno.ENOENT, path: located.dir });
+  checkElf(located.file, 'the addon');
+  checkElf(path.join(located.dir, 'nsbox-init'), 'the init');
+  return located.file;
+}
 
 let loaded: NativeBinding | undefined;
 
 export function native(): NativeBinding {
   if (loaded) return loaded;
-  // Every public entry point checks first (lib/platform.ts); this is the backstop for any other path.
-  requireSupportedPlatform('nsbox');
-  const b = require(path.join(buildDir, 'nsbox.node')) as NativeBinding;
+  const file = addonFile();
+  let b: NativeBinding;
+  try {
+    b = require(file) as NativeBinding;
+  } catch (e) {
+    throw addonError(`${file} does not load (${(e as Error).message.split('\n')[0] ?? ''})`, { syscall: 'dlopen', path: file, cause: e });
+  }
   if (JSON.stringify(b.stepTable) !== JSON.stringify({ steps: STEPS, calls: STEP_CALLS, opCalls: OP_CALLS, opCallIds: OP_CALL_IDS, opCallShift: OP_CALL_SHIFT })) {
-    throw new Error('nsbox: the addon and lib/steps.ts disagree on the steps of native/core/steps.h; rebuild, or run scripts/gen-steps.js');
+    throw addonError(`${file} and lib/steps.ts disagree on the steps of native/core/steps.h (an addon from other sources; in a checkout, run scripts/gen-steps.js)`, { path: file });
   }
   const s = addonSettings();
   b.configure(s.netnsReserve, s.ipcnsReserve, s.mntTemplate);

@@ -1,5 +1,6 @@
-// The package as a user gets it: `npm pack`, `npm install <tarball>` into a fresh project (which
-// builds the addon there), then require() and import both work and run a container.
+// The package as a user gets it: `npm pack`, `npm install --build-from-source <tarball>` into a fresh
+// project (which compiles the addon there instead of using the prebuild), then require() and import
+// both work and run a container. The prebuilt path, with no compiler: test/52-install.test.js.
 'use strict';
 const t = require('tap');
 const fs = require('node:fs');
@@ -47,7 +48,10 @@ t.test('package.json: a LICENSE with the license it names, installs on any platf
   const files = packed[0].files.map((f) => f.path);
   t.ok(files.includes('LICENSE') && files.includes('dist/index.d.ts') && files.includes('esm/index.mjs'), 'LICENSE, the types and the ESM entry are in it');
   t.same(files.filter((f) => f.endsWith('.map')), [], 'no source maps (their lib/*.ts sources are not shipped)');
-  t.same(files.filter((f) => /^(test|build|bench|scripts|lib|\.ci|node_modules)\//.test(f) || /\.(o|a|node|tgz|log)$/.test(f)), [], 'no tests, local build, sources of dist or scratch files');
+  // The only binaries: the prebuilt addon and init per arch (scripts/prebuild.js).
+  const prebuilt = /^prebuilds\/linux-(x64|arm64)\/(nsbox\.glibc\.node|nsbox-init)$|^prebuilds\/build-info\.json$/;
+  t.same(files.filter((f) => f.startsWith('prebuilds/') && !prebuilt.test(f)), [], 'prebuilds/ holds the addon and init per arch only');
+  t.same(files.filter((f) => /^(test|build|bench|scripts|lib|\.ci|node_modules)\//.test(f) || (/\.(o|a|node|tgz|log)$/.test(f) && !prebuilt.test(f))), [], 'no tests, local build, sources of dist or scratch files');
   // The README's relative links go to files in the tarball (docs/ is shipped): they work in an
   // installed copy and wherever the package's files are browsed.
   const links = [];
@@ -61,7 +65,7 @@ t.test('package.json: a LICENSE with the license it names, installs on any platf
   t.same(links.filter(([, target]) => !files.includes(target)), [], 'every relative link of README.md and docs/ names a file in the tarball');
 });
 
-t.test('npm pack + npm install of the tarball builds and runs a container', async (t) => {
+t.test('npm pack + npm install --build-from-source of the tarball compiles the addon and runs a container', async (t) => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-pack-'));
   t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
   const npm = (args, cwd) => execFileSync('npm', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_loglevel: 'error', npm_config_fund: 'false', npm_config_audit: 'false' } }).toString();
@@ -73,7 +77,11 @@ t.test('npm pack + npm install of the tarball builds and runs a container', asyn
   const app = path.join(work, 'app');
   fs.mkdirSync(app);
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  npm(['install', '--prefer-offline', tarball], app);
+  npm(['install', '--prefer-offline', '--build-from-source', tarball], app);
+  const pkgDir = path.join(app, 'node_modules', 'nsbox');
+  t.ok(fs.existsSync(path.join(pkgDir, 'build', 'Release', 'nsbox.node')) && fs.existsSync(path.join(pkgDir, 'build', 'Release', 'nsbox-init')), '--build-from-source compiled the addon and the init');
+  const loaded = execFileSync(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(path.join(pkgDir, 'dist', 'native.js'))}).addonFile())`], { cwd: app }).toString();
+  t.equal(loaded, path.join(fs.realpathSync(pkgDir), 'build', 'Release', 'nsbox.node'), 'and the compiled addon is the one loaded (before the prebuild)');
   const cjs = execFileSync(process.execPath, ['-e', "require('nsbox').run({command:['sh','-c','echo $(hostname):$$']}).then(r=>process.stdout.write(r.stdout))"], { cwd: app }).toString();
   t.equal(cjs.trim(), 'nsbox:1', 'require("nsbox") runs a container as PID 1');
   const esm = execFileSync(process.execPath, ['--input-type=module', '-e', "import { run } from 'nsbox'; const r = await run({command:['sh','-c','exit 3']}); process.stdout.write(String(r.exitCode));"], { cwd: app }).toString();

@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 
-import { buildDir } from '../native';
+import { addonFile } from '../native';
 import type { UnpackJob, UnpackResult } from './unpack';
 
 interface FsAt {
@@ -43,7 +43,7 @@ interface FsAt {
   constants: { O_PATH: number; O_DIRECTORY: number; O_NOFOLLOW: number };
 }
 
-const fsat = (require(path.join(buildDir, 'nsbox.node')) as { fsat: FsAt }).fsat;
+const fsat = (require(addonFile()) as { fsat: FsAt }).fsat;
 const { O_PATH, O_DIRECTORY, O_NOFOLLOW } = fsat.constants;
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO } = fs.constants;
 const ERRNO = Object.fromEntries(Object.entries(require('node:os').constants.errno as Record<string, number>).map(([k, v]) => [v, k]));

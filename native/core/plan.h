@@ -267,7 +267,7 @@ constexpr unsigned long kFaultKillMagic = 0x6b696c6cUL;
 inline void fault_kill(const Plan* p) {
   if (syscall(SYS_getpid) == p->fault_node_pid) {
     syscall(SYS_kill, p->fault_node_pid, SIGKILL);
-    for (;;) syscall(SYS_pause);
+    for (;;) syscall(SYS_ppoll, nullptr, 0, nullptr, nullptr, 0);  // pause(2): aarch64 has no SYS_pause
   }
   // The child: the write end of the error pipe reports POLLERR once no reader is left, i.e. once
   // Node (the only other holder of the read end) is gone. Then the call is made after all.

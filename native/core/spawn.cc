@@ -43,12 +43,13 @@ pthread_mutex_t g_dump_mu = PTHREAD_MUTEX_INITIALIZER;
 int g_in_flight = 0;
 int g_node_dumpable = -1;
 
-void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
 void netns_entry(void* job) { netns_child(static_cast<NsFdJob*>(job)); }
 void template_entry(void* job) { mnt_template_child(static_cast<NsFdJob*>(job)); }
 void ipcns_entry(void* job) { ipcns_child(static_cast<NsFdJob*>(job)); }
 
 #if defined(__x86_64__)
+// The vfork-style child's entry (sys::clone3_vm, x86_64 only; elsewhere the fork-style clone3).
+void child_entry(void* plan) { child_main(static_cast<Plan*>(plan)); }
 constexpr size_t kChildStack = size_t{512} * 1024;
 
 // A stack for vfork-style children, one per calling thread, with a guard page below it. The child

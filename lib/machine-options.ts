@@ -52,6 +52,13 @@ export interface MachineOptions {
   rootSize?: number | string;
   /** `'builtin'` (the bundled init) or an argv such as `['/sbin/init']`. Default `'builtin'`. */
   init?: 'builtin' | string[];
+  /**
+   * With the builtin init: the one command it runs (found in `env.PATH` as for app containers), as
+   * root in `/`, with the console (`<stateDir>/<name>/console.log`) as its stdout and stderr. The
+   * machine stops when the command exits; its exit status is then in `MachineInfo.exit`. The halt
+   * signal (stop()) is forwarded to the command. This is what `nsbox run -d` starts.
+   */
+  command?: string[];
   /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
   ephemeral?: boolean;
   /** Default: `name`. */
@@ -127,6 +134,7 @@ export interface ResolvedMachineOptions {
   rootfs: string | undefined;
   image: ResolvedImage | undefined;
   init: 'builtin' | string[];
+  command: string[] | undefined;
   ephemeral: boolean;
   hostname: string;
   env: Record<string, string>;
@@ -149,6 +157,7 @@ export interface ResolvedMachineOptions {
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
   'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
+  'command',
 ] as const;
 
 /** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
@@ -192,6 +201,8 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     init = checkCommand('init', o.init);
     if (!init[0]!.startsWith('/')) throw invalidValue('init[0]', init[0], 'must be an absolute path inside the rootfs');
   }
+  const command = o.command === undefined ? undefined : checkCommand('command', o.command);
+  if (command && init !== 'builtin') throw invalidValue('command', command, "needs the builtin init (a distribution's init starts its own services)");
   const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
   if (ephemeral && rootfs !== undefined && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
   const { mode: network, bridge } = checkNetwork('network', o.network);
@@ -204,6 +215,7 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     rootfs,
     image,
     init,
+    command,
     ephemeral,
     hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),
     env,

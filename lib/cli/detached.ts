@@ -185,10 +185,15 @@ export async function printLog(m: Machine, follow: boolean): Promise<number> {
     throw new NsboxError({ code: (e as NodeJS.ErrnoException).code ?? 'EIO', syscall: 'open', step: 'logs', path: file, message: `cannot read the log of '${m.name}': ${(e as Error).message} (step logs)` });
   }
   const buf = Buffer.alloc(64 * 1024);
+  let pos = 0;
   const drain = (): void => {
+    // A log that became shorter than what was read was truncated (or capped): read it again from
+    // its start, as tail -F does.
+    if (fs.fstatSync(fd).size < pos) pos = 0;
     for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      const n = fs.readSync(fd, buf, 0, buf.length, pos);
       if (n <= 0) return;
+      pos += n;
       process.stdout.write(Buffer.from(buf.subarray(0, n)));
     }
   };

@@ -219,7 +219,7 @@ export class Machine {
       const plan = machinePlan({
         network: o.network, hostname: o.hostname, staging: staging(), ops: L.ops, keep, seccomp: o.seccomp,
         init: o.init, halt, env, memfd, log,
-        ...(o.command ? { command: { argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd } } : {}),
+        ...(o.command ? { command: { argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd, logCap: o.consoleLimit } } : {}),
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
       const policy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');

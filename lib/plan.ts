@@ -242,7 +242,7 @@ export function machinePlan(m: {
   network: string; hostname: string; staging: string; ops: NativeOp[]; keep: bigint; seccomp: ResolvedSeccomp | null;
   init: 'builtin' | string[]; halt: number; env: Record<string, string>; memfd: number; log: number;
   /** The builtin init's one command (MachineOptions.command): its paths to try, and where init reports its wait status. */
-  command?: { argv: string[]; candidates: string[]; statusFd: number };
+  command?: { argv: string[]; candidates: string[]; statusFd: number; logCap: number };
 }): NativePlan {
   const K = native().constants;
   const builtin = m.init === 'builtin';
@@ -270,8 +270,9 @@ export function machinePlan(m: {
     // As an app container's init: the command found among the candidates goes into the empty slot;
     // init reports its raw wait status on fd 3 (the status file) and exits with it.
     plan.statusFd = m.command.statusFd;
-    plan.initArgv = [...initArgv, '--status-fd', '3', '--', '', ...m.command.argv.slice(1)];
-    plan.initSlot = initArgv.length + 3;
+    // Its stdout and stderr: a pipe init copies into the console log, kept under logCap bytes.
+    plan.initArgv = [...initArgv, '--log-cap', String(m.command.logCap), '--status-fd', '3', '--', '', ...m.command.argv.slice(1)];
+    plan.initSlot = initArgv.length + 5;
   } else {
     plan.initArgv = builtin ? initArgv : [];
     plan.initSlot = -1;

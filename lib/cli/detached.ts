@@ -197,28 +197,36 @@ export async function printLog(m: Machine, follow: boolean): Promise<number> {
       process.stdout.write(Buffer.from(buf.subarray(0, n)));
     }
   };
+  // With -f, Ctrl-C ends it from the start (before the first line is printed, too).
+  let stop: (() => void) | null = null;
+  let stopped = false;
+  const onSignal = (): void => {
+    stopped = true;
+    stop?.();
+  };
+  if (follow) for (const sig of FORWARDED_SIGNALS) process.on(sig, onSignal);
   try {
     drain();
-    if (!follow) return 0;
+    if (!follow || stopped) return 0;
     await new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout;
-      const done = (): void => {
+      stop = (): void => {
         clearTimeout(timer);
-        for (const sig of FORWARDED_SIGNALS) process.off(sig, done);
         resolve();
       };
       const tick = (): void => {
         m.state().then((st) => {
+          if (stopped) return;
           drain();
-          if (st === 'stopped') done();
+          if (st === 'stopped') stop!();
           else timer = setTimeout(tick, FOLLOW_MS);
-        }, done);
+        }, () => stop!());
       };
-      for (const sig of FORWARDED_SIGNALS) process.on(sig, done);
       timer = setTimeout(tick, FOLLOW_MS);
     });
     return 0;
   } finally {
+    for (const sig of FORWARDED_SIGNALS) process.off(sig, onSignal);
     fs.closeSync(fd);
   }
 }

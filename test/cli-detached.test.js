@@ -170,3 +170,28 @@ t.test('-d: a command that is not found fails the start (127) and leaves nothing
   t.same(fs.readdirSync(sd).filter((n) => !n.startsWith('.')), [], 'no state left');
   t.same(JSON.parse(nsbox(['ps', '-a', '--json', '--state-dir', sd]).stdout), []);
 });
+
+t.test("the console log is capped: output past the limit truncates it, which starts again with a line saying so", { skip: noBusybox }, async (t) => {
+  const { Machine } = require('..');
+  const sd = machineStateDir(t, 'nsbox-cli-detached-cap-');
+  const base = { rootfs: bb, ephemeral: true, stateDir: sd };
+  await t.rejects(Machine.start({ ...base, name: 'x', command: ['true'], consoleLimit: 100 }), { code: 'ERR_OUT_OF_RANGE' }, 'at least 4096');
+  await t.rejects(Machine.start({ ...base, name: 'x', consoleLimit: 8192 }), { code: 'ERR_INVALID_ARG_VALUE' }, 'only with a command');
+  await t.rejects(Machine.start({ ...base, name: 'x', command: ['true'], init: ['/bin/sh'] }), { code: 'ERR_INVALID_ARG_VALUE' }, 'a command needs the builtin init');
+  t.same(fs.readdirSync(sd).filter((n) => !n.startsWith('.')), [], 'nothing was started');
+
+  const name = `c${process.pid}`;
+  // 300 lines of 50 bytes (15000 bytes) into a 4096-byte log, then one line on stderr.
+  const script = 'i=100; while [ $i -lt 400 ]; do echo "line $i 0123456789012345678901234567890123456789"; i=$((i+1)); done; echo last >&2; exit 5';
+  await Machine.start({ ...base, name, command: ['sh', '-c', script], consoleLimit: 4096 });
+  const follow = nsbox(['logs', '-f', name, '--state-dir', sd]);
+  t.equal(follow.status, 0, 'logs -f returns when it stops');
+  const log = fs.readFileSync(path.join(sd, name, 'console.log'), 'utf8');
+  t.ok(log.length <= 4096, `the log holds at most 4096 bytes (${log.length})`);
+  t.match(log, /^nsbox-init: the console log reached its size limit and was started again\n(line \d+ 0123456789012345678901234567890123456789\n)+last\n$/, 'the note, then whole lines, the newest last');
+  t.match(log, /line 399 0123456789012345678901234567890123456789\nlast\n$/);
+  t.equal(nsbox(['logs', name, '--state-dir', sd]).stdout, log, 'nsbox logs prints it');
+  const [row] = JSON.parse(nsbox(['ps', '-a', '--json', '--state-dir', sd]).stdout);
+  t.equal(row.exitStatus, 5);
+  t.equal(nsbox(['rm', name, '--state-dir', sd]).status, 0);
+});

@@ -195,3 +195,59 @@ t.test("the console log is capped: output past the limit truncates it, which sta
   t.equal(row.exitStatus, 5);
   t.equal(nsbox(['rm', name, '--state-dir', sd]).status, 0);
 });
+
+/** A one-layer OCI layout of the directory `src`, with `config` in its image config. */
+function ociLayoutOf(src, dir, config) {
+  const crypto = require('node:crypto');
+  const blobs = path.join(dir, 'blobs', 'sha256');
+  fs.mkdirSync(blobs, { recursive: true });
+  const put = (buf) => {
+    const d = crypto.createHash('sha256').update(buf).digest('hex');
+    fs.writeFileSync(path.join(blobs, d), buf);
+    return { digest: `sha256:${d}`, size: buf.length };
+  };
+  const tar = spawnSync('tar', ['-C', src, '-cf', '-', '.'], { maxBuffer: 1 << 28 });
+  if (tar.status !== 0) throw new Error(`tar: ${tar.stderr}`);
+  const layer = put(tar.stdout);
+  const arch = { x64: 'amd64', arm64: 'arm64' }[process.arch] ?? process.arch;
+  const cfg = put(Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] }, config })));
+  const manifest = put(Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
+  })));
+  fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest }] }));
+  fs.writeFileSync(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  return dir;
+}
+
+t.test('-d IMAGE: the image\'s Cmd (or COMMAND) and Env; a User or WorkingDir it cannot honour is refused', { skip: noBusybox }, async (t) => {
+  const sd = machineStateDir(t, 'nsbox-cli-detached-image-');
+  const scratch = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'nsbox-cli-detached-image-'));
+  t.teardown(() => fs.rmSync(scratch, { recursive: true, force: true }));
+  const store = path.join(scratch, 'store');
+  const imp = (tag, config) => nsbox(['image', 'import', '--store', store, '--tag', tag, ociLayoutOf(bb, path.join(scratch, tag.replace(/\W/g, '_')), config)]);
+  t.equal(imp('local/d:1', { Cmd: ['sh', '-c', 'echo "from the image: $IMG"; exit 2'], Env: ['IMG=yes'] }).status, 0);
+  t.equal(imp('local/d:wd', { Cmd: ['true'], WorkingDir: '/data' }).status, 0);
+  t.equal(imp('local/d:user', { Cmd: ['true'], User: '1000' }).status, 0);
+
+  const a = `i${process.pid}`;
+  const b = `j${process.pid}`;
+  const r = nsbox(['run', '-d', '--name', a, '--state-dir', sd, '--store', store, 'local/d:1']);
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout, `${a}\n`);
+  t.equal(nsbox(['logs', '-f', a, '--state-dir', sd]).stdout, 'from the image: yes\n', "its Cmd, with its Env");
+  const r2 = nsbox(['run', '-d', '--name', b, '--state-dir', sd, '--store', store, 'local/d:1', 'sh', '-c', 'echo given; exit 4']);
+  t.equal(r2.status, 0, r2.stderr);
+  t.equal(nsbox(['logs', '-f', b, '--state-dir', sd]).stdout, 'given\n', 'COMMAND replaces Cmd');
+  const rows = JSON.parse(nsbox(['ps', '-a', '--json', '--state-dir', sd]).stdout);
+  t.same(rows.map((x) => [x.name, x.image, x.exitStatus]), [[a, 'local/d:1', 2], [b, 'local/d:1', 4]].sort());
+  for (const [tag, re] of [['local/d:wd', /WorkingDir \/data; a detached container runs its command in \/ only/], ['local/d:user', /runs as User '1000'; a detached container runs its command as root only/]]) {
+    const bad = nsbox(['run', '-d', '--state-dir', sd, '--store', store, tag]);
+    t.equal(bad.status, 125, tag);
+    t.match(oneErrorLine(t, bad), re);
+  }
+  t.equal(nsbox(['rm', a, b, '--state-dir', sd]).status, 0);
+  t.same(fs.readdirSync(sd).filter((n) => !n.startsWith('.')), [], 'no state left');
+});

@@ -15,6 +15,9 @@ import { applyFlag, FlagState, optionsOf, renderFlags, tokenize, UsageError, typ
 import { EXIT_NSBOX, formatError, io, signalStatus } from './output';
 import { DETACHED_CMD } from './table';
 import { startFailureStatus } from './docker-run';
+import { ensureImage } from './image-commands';
+import { imageRoot } from '../images';
+import { imageCommand, imageWorkdir, runConfig } from '../images/config';
 import { FORWARDED_SIGNALS } from './signals';
 
 /** What `nsbox run` parsed, as far as -d needs it. */
@@ -55,7 +58,7 @@ export function detachedOptions(r: DetachRequest): MachineOptions {
     ephemeral: o.readonly !== false,
     capabilities: { add: caps.add ?? [], drop: [...drop, ...(caps.drop ?? [])] },
   } as MachineOptions;
-  const same = ['rootfs', 'image', 'pull', 'storeDir', 'entrypoint', 'mounts', 'env', 'hostname', 'network', 'limits', 'hosts', 'etcFiles', 'devices', 'seccomp', 'userns'] as const;
+  const same = ['rootfs', 'image', 'pull', 'storeDir', 'mounts', 'env', 'hostname', 'network', 'limits', 'hosts', 'etcFiles', 'devices', 'seccomp', 'userns'] as const;
   for (const k of same) if (o[k] !== undefined) (m as unknown as Record<string, unknown>)[k] = o[k];
   if (r.stateDir !== undefined) m.stateDir = r.stateDir;
   return m;
@@ -66,10 +69,7 @@ export async function runDetached(r: DetachRequest): Promise<number> {
   let m: Machine;
   try {
     const opts = detachedOptions(r);
-    if (opts.image !== undefined) {
-      // A machine of an image runs its Entrypoint and Cmd through the same option (MachineOptions.command).
-      throw new UsageError('-d with an IMAGE is not supported yet: use -d --rootfs DIR (or nsbox machine start --image from the API)');
-    }
+    if (opts.image !== undefined) opts.command = await imageCommandFor(r.options);
     m = await Machine.start(opts);
   } catch (e) {
     io.err(formatError(e, r.origin) + '\n');
@@ -77,6 +77,23 @@ export async function runDetached(r: DetachRequest): Promise<number> {
   }
   io.out(r.json ? JSON.stringify({ name: m.name, pid: m.pid, stateDir: m.stateDir }) + '\n' : `${m.name}\n`);
   return 0;
+}
+
+/**
+ * -d IMAGE: the image made present (pulled as `nsbox run` does), and the command docker's rule
+ * gives (Entrypoint and Cmd, COMMAND, --entrypoint). The command runs as root in `/`: an image
+ * whose User or WorkingDir says otherwise is refused rather than run differently.
+ */
+async function imageCommandFor(o: AppOptions): Promise<string[]> {
+  const ref = o.image!;
+  await ensureImage(ref, o.pull ?? 'missing', o.storeDir, io.err);
+  const c = runConfig(imageRoot(ref, { storeDir: o.storeDir }).config);
+  const user = typeof c.User === 'string' ? c.User : '';
+  if (!['', '0', 'root', '0:0', 'root:root'].includes(user)) throw new UsageError(`-d: the image ${ref} runs as User '${user}'; a detached container runs its command as root only (not supported yet)`);
+  if (imageWorkdir(c) !== '/') throw new UsageError(`-d: the image ${ref} has WorkingDir ${imageWorkdir(c)}; a detached container runs its command in / only (not supported yet)`);
+  const argv = imageCommand(c, o.entrypoint, o.command);
+  if (argv.length === 0 || argv[0] === '') throw new UsageError(`the image ${ref} has no Entrypoint or Cmd: give the command after IMAGE`);
+  return argv;
 }
 
 /** STATUS of `nsbox ps`: running, frozen, exited (CODE), killed (SIG), or stopped (no status known). */

@@ -13,6 +13,7 @@ import { cmdMachine } from './cli/machine-commands';
 import { cmdImage } from './cli/image-commands';
 import { cmdCompletion } from './cli/completion';
 import { unsupportedReason } from './platform';
+import { cmdDetached } from './cli/detached';
 import { EXIT_NSBOX, formatError, io } from './cli/output';
 
 export { parseRun } from './cli/app-commands';
@@ -32,6 +33,12 @@ const USAGE = `Usage:
   nsbox run [flags] -- CMD ARGS...   run one command in a new container
   nsbox run [flags] IMAGE [COMMAND...]
                                      run an image's command (pulled when missing)
+  nsbox run -d [flags] --rootfs DIR -- CMD ARGS...
+                                     start it in the background; prints its name
+  nsbox ps [-a] [--json]             the detached containers: NAME PID STATUS COMMAND
+  nsbox logs [-f] NAME               the output of a detached container
+  nsbox stop NAME... | rm [-f] NAME...
+                                     stop (SIGTERM, then SIGKILL) / remove a detached container
   nsbox pull REF                     pull an image into the store
   nsbox images [--json]              the images in the store
   nsbox rmi REF                      remove an image
@@ -46,13 +53,16 @@ const USAGE = `Usage:
                                      run a command inside a running machine
   nsbox machine stop|kill|freeze|thaw|stats|destroy NAME
   nsbox machine list [--json]        the machines and their state
+  nsbox machine status NAME [--json] state, pid, uptime, addresses, cgroup
+  nsbox machine shell NAME           a login shell on a pty inside the machine
+  nsbox machine logs [-f] NAME       the console (PID 1's stdout and stderr)
   nsbox --help | --version
 
 Run 'nsbox run --help' for the flags of nsbox run, 'nsbox machine --help' for the machine commands.
 `;
 
 /** The commands main() knows (test/cli-completion.test.js checks that the completion offers each). */
-export const COMMANDS = ['run', 'doctor', 'machine', 'pull', 'images', 'rmi', 'image', 'completion'] as const;
+export const COMMANDS = ['run', 'doctor', 'machine', 'pull', 'images', 'rmi', 'image', 'completion', 'ps', 'stop', 'rm', 'logs'] as const;
 
 /** Runs the CLI on `argv` (without node and the script) and resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {
@@ -88,6 +98,11 @@ export async function main(argv: string[]): Promise<number> {
       return cmdRun(rest);
     case 'doctor':
       return cmdDoctor(rest);
+    case 'ps':
+    case 'stop':
+    case 'rm':
+    case 'logs':
+      return cmdDetached(cmd, rest);
     case 'machine':
       return cmdMachine(rest);
     case 'pull':

@@ -3,7 +3,7 @@
 // profile's defaults.
 import { checkCapabilities, MACHINE_CAPS } from './caps';
 import type { ResolvedLimits } from './cgroup';
-import { invalidType, invalidValue } from './errors';
+import { invalidType, invalidValue, outOfRange } from './errors';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import {
   checkAbsolutePath, checkCommand, checkDevices, checkEnv, checkEtcFiles, checkHostname, checkHosts, checkMounts, checkTimeout, rejectUnknownKeys,
@@ -21,6 +21,8 @@ export const DEFAULT_STATE_DIR = '/run/nsbox';
 export function defaultStateDir(): string {
   return privileged() ? DEFAULT_STATE_DIR : runtimeDir('machine.state');
 }
+/** The console log's size limit for a machine with a command (MachineOptions.consoleLimit). */
+export const DEFAULT_CONSOLE_LIMIT = 16 * 1024 * 1024;
 export const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 
 /**
@@ -52,6 +54,19 @@ export interface MachineOptions {
   rootSize?: number | string;
   /** `'builtin'` (the bundled init) or an argv such as `['/sbin/init']`. Default `'builtin'`. */
   init?: 'builtin' | string[];
+  /**
+   * With the builtin init: the one command it runs (found in `env.PATH` as for app containers), as
+   * root in `/`, with the console (`<stateDir>/<name>/console.log`) as its stdout and stderr. The
+   * machine stops when the command exits; its exit status is then in `MachineInfo.exit`. The halt
+   * signal (stop()) is forwarded to the command. This is what `nsbox run -d` starts.
+   */
+  command?: string[];
+  /**
+   * With `command`: the most bytes the console log may hold (default 16 MiB, at least 4096). The
+   * init copies the command's output into it; output that would take it past this size truncates
+   * it first, and it starts again with a line saying so.
+   */
+  consoleLimit?: number;
   /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
   ephemeral?: boolean;
   /** Default: `name`. */
@@ -127,6 +142,8 @@ export interface ResolvedMachineOptions {
   rootfs: string | undefined;
   image: ResolvedImage | undefined;
   init: 'builtin' | string[];
+  command: string[] | undefined;
+  consoleLimit: number;
   ephemeral: boolean;
   hostname: string;
   env: Record<string, string>;
@@ -149,6 +166,7 @@ export interface ResolvedMachineOptions {
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
   'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
+  'command', 'consoleLimit',
 ] as const;
 
 /** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
@@ -192,6 +210,12 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     init = checkCommand('init', o.init);
     if (!init[0]!.startsWith('/')) throw invalidValue('init[0]', init[0], 'must be an absolute path inside the rootfs');
   }
+  const command = o.command === undefined ? undefined : checkCommand('command', o.command);
+  if (command && init !== 'builtin') throw invalidValue('command', command, "needs the builtin init (a distribution's init starts its own services)");
+  const consoleLimit = o.consoleLimit === undefined ? DEFAULT_CONSOLE_LIMIT : o.consoleLimit;
+  if (typeof consoleLimit !== 'number') throw invalidType('consoleLimit', 'of type number', consoleLimit);
+  if (!Number.isInteger(consoleLimit) || consoleLimit < 4096 || consoleLimit > 0x7fffffff) throw outOfRange('consoleLimit', 'an integer from 4096 to 2147483647', consoleLimit);
+  if (o.consoleLimit !== undefined && !command) throw invalidValue('consoleLimit', consoleLimit, 'needs command (the init copies only its command\'s output)');
   const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
   if (ephemeral && rootfs !== undefined && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
   const { mode: network, bridge } = checkNetwork('network', o.network);
@@ -204,6 +228,8 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     rootfs,
     image,
     init,
+    command,
+    consoleLimit,
     ephemeral,
     hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),
     env,

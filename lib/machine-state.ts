@@ -3,6 +3,7 @@
 // without cleaning up (claimName, abandoned, reclaimAbandoned). machine.ts is the Machine class.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 
 import { ContainerCgroup, detectCgroupHost, killAndRemoveSync } from './cgroup';
@@ -23,6 +24,8 @@ export interface StateFile {
   cgroup: string | null;
   rootfs: string;
   init: 'builtin' | string[];
+  /** MachineOptions.command: the builtin init's one command (its wait status goes to EXIT_STATUS). */
+  command?: string[];
   ephemeral: boolean;
   hostname: string;
   network: NetworkMode;
@@ -88,6 +91,45 @@ export function openLive(s: StateFile): NativeProcess | null {
     return null;
   }
   return p;
+}
+
+/** Where the builtin init reports its command's raw wait status (4 bytes, host order), in the machine's directory. */
+export const EXIT_STATUS = 'exit-status';
+
+/**
+ * The command's end as the init reported it: an exit code or a signal name; undefined while it
+ * runs, or if it ended without a report (init killed with it). The file is written by the machine's
+ * PID 1: only a 4-byte status is accepted, and it can only say how the command ended.
+ */
+export function readExitStatus(dir: string): { exitCode: number | null; signal: string | null } | undefined {
+  let b: Buffer;
+  try {
+    b = fs.readFileSync(path.join(dir, EXIT_STATUS));
+  } catch {
+    return undefined;
+  }
+  if (b.length !== 4) return undefined;
+  const st = b.readInt32LE(0);
+  if ((st & 0x7f) === 0) return { exitCode: (st >> 8) & 0xff, signal: null };
+  const n = st & 0x7f;
+  const name = Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
+  return { exitCode: null, signal: name ?? `SIG${n}` };
+}
+
+/** Records that the command was killed by `signal` (SIGKILL of the whole machine: its init could not report). */
+export function writeKilledStatus(dir: string, signal: number): void {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(signal & 0x7f, 0);
+  try {
+    const fd = fs.openSync(path.join(dir, EXIT_STATUS), fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+    try {
+      if (fs.fstatSync(fd).size === 0) fs.writeSync(fd, b);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    /* destroyed meanwhile */
+  }
 }
 
 /** The lock file of a state directory (not a machine name: NAME_RE starts with [a-z0-9]). */

@@ -25,7 +25,8 @@ import { collect, LateTty, receivePty, StdioRelay } from './stdio';
 import { terminalType } from './env';
 import { ownerOf, withLock } from './lease';
 import {
-  abandoned, claimName, machineCgroupName, openLive, readState, reclaimAbandoned, removeMachineEtc, STATE_LOCK, writeAtomic, type StateFile,
+  abandoned, claimName, EXIT_STATUS, machineCgroupName, openLive, readExitStatus, readState, reclaimAbandoned, removeMachineEtc, STATE_LOCK, writeAtomic, writeKilledStatus,
+  type StateFile,
 } from './machine-state';
 import { releaseLease, setupNetwork, type NetworkSetup } from './network';
 import { MACHINE_CAPS, resolveCaps } from './caps';
@@ -53,6 +54,13 @@ export interface MachineInfo {
   /** The image reference a machine was started from, if any. */
   image?: string;
   init: 'builtin' | string[];
+  /** MachineOptions.command, for a machine started with one (`nsbox run -d`). */
+  command?: string[];
+  /**
+   * A machine with a command, once it has ended: its exit code, or the signal that killed it
+   * (SIGKILL when the whole machine was killed). Absent while it runs, and when nothing reported it.
+   */
+  exit?: { exitCode: number | null; signal: string | null };
   ephemeral: boolean;
   createdAt: string;
   cgroup: string | null;
@@ -194,6 +202,9 @@ export class Machine {
       if (tr) tr.step(cgroup ? `cgroup ${cgroup.path}` : 'cgroup: none');
       const log = fs.openSync(path.join(dir, 'console.log'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND, 0o600);
       launch.childFds.push(log);
+      // A command's wait status, reported by the init (MachineOptions.command).
+      const exitFd = o.command ? fs.openSync(path.join(dir, EXIT_STATUS), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600) : -1;
+      if (exitFd >= 0) launch.childFds.push(exitFd);
       // The init (builtin) or the exec trampoline: this machine's own copy (see initFd).
       const memfd = initFd();
       launch.childFds.push(memfd);
@@ -208,6 +219,7 @@ export class Machine {
       const plan = machinePlan({
         network: o.network, hostname: o.hostname, staging: staging(), ops: L.ops, keep, seccomp: o.seccomp,
         init: o.init, halt, env, memfd, log,
+        ...(o.command ? { command: { argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd, logCap: o.consoleLimit } } : {}),
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
       const policy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
@@ -235,6 +247,7 @@ export class Machine {
         cgroup: cgroup ? cgroup.path : null,
         rootfs: shownRoot,
         init: o.init,
+        ...(o.command ? { command: o.command } : {}),
         ephemeral: o.ephemeral,
         hostname: o.hostname,
         network: o.network,
@@ -385,7 +398,12 @@ export class Machine {
 
   async info(): Promise<MachineInfo> {
     const s = this.#state;
-    return { name: s.name, pid: s.pid, state: await this.state(), rootfs: s.rootfs, ...(s.image ? { image: s.image.ref } : {}), init: s.init, ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup };
+    const state = await this.state();
+    const exit = s.command && state === 'stopped' ? readExitStatus(this.#dir) : undefined;
+    return {
+      name: s.name, pid: s.pid, state, rootfs: s.rootfs, ...(s.image ? { image: s.image.ref } : {}), init: s.init, ...(s.command ? { command: s.command } : {}),
+      ...(exit ? { exit } : {}), ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup,
+    };
   }
 
   async state(): Promise<MachineState> {
@@ -652,6 +670,8 @@ export class Machine {
     if (!this.#proc || this.#proc.fd() < 0) return;
     if (n === osConstants.signals.SIGKILL) this.#cgroup?.kill();
     this.#proc.signal(n);
+    // The init dies with its command and cannot report: the command was killed (unless it had ended).
+    if (n === osConstants.signals.SIGKILL && this.#state.command) writeKilledStatus(this.#dir, n);
   }
 
   async freeze(): Promise<void> {

@@ -241,6 +241,8 @@ export function basePlan(
 export function machinePlan(m: {
   network: string; hostname: string; staging: string; ops: NativeOp[]; keep: bigint; seccomp: ResolvedSeccomp | null;
   init: 'builtin' | string[]; halt: number; env: Record<string, string>; memfd: number; log: number;
+  /** The builtin init's one command (MachineOptions.command): its paths to try, and where init reports its wait status. */
+  command?: { argv: string[]; candidates: string[]; statusFd: number; logCap: number };
 }): NativePlan {
   const K = native().constants;
   const builtin = m.init === 'builtin';
@@ -259,12 +261,22 @@ export function machinePlan(m: {
   plan.pdeathsig = false;
   // stdin: the machine's own /dev/null (opened by the child in its root, never the host's).
   plan.stdio = [K.STDIO_DEV_NULL!, m.log, m.log];
-  plan.candidates = builtin ? [] : [m.init[0]!];
-  plan.argv = builtin ? ['nsbox-init'] : (m.init as string[]);
+  plan.candidates = builtin ? (m.command ? m.command.candidates : []) : [m.init[0]!];
+  plan.argv = builtin ? (m.command ? m.command.argv : ['nsbox-init']) : (m.init as string[]);
   plan.envp = envp(m.env);
   plan.initFd = builtin ? m.memfd : -1;
-  plan.initArgv = builtin ? ['nsbox-init', '--halt-signal', String(m.halt), '--grace-ms', '10000'] : [];
-  plan.initSlot = -1;
+  const initArgv = ['nsbox-init', '--halt-signal', String(m.halt), '--grace-ms', '10000'];
+  if (builtin && m.command) {
+    // As an app container's init: the command found among the candidates goes into the empty slot;
+    // init reports its raw wait status on fd 3 (the status file) and exits with it.
+    plan.statusFd = m.command.statusFd;
+    // Its stdout and stderr: a pipe init copies into the console log, kept under logCap bytes.
+    plan.initArgv = [...initArgv, '--log-cap', String(m.command.logCap), '--status-fd', '3', '--', '', ...m.command.argv.slice(1)];
+    plan.initSlot = initArgv.length + 5;
+  } else {
+    plan.initArgv = builtin ? initArgv : [];
+    plan.initSlot = -1;
+  }
   plan.trampFd = builtin ? -1 : m.memfd;
   plan.seccomp = m.seccomp ? compileSeccomp(m.seccomp, process.arch, m.keep) : null;
   return plan;

@@ -80,7 +80,7 @@ t.test('bash: the script is valid and completes commands, subcommands, flags and
     [['nsbox', 'ma'], ['machine']],
     [['nsbox', 'run', '--roo'], ['--rootfs']],
     [['nsbox', 'run', '--memory', '1G', '--memory-h'], ['--memory-high']],
-    [['nsbox', 'machine', 'st'], ['start', 'stats', 'stop']],
+    [['nsbox', 'machine', 'st'], ['start', 'stats', 'status', 'stop']],
     [['nsbox', 'machine', '--state-dir', '/x', 'ex'], ['exec']],
     [['nsbox', 'machine', 'exec', '--t'], ['--timeout', '--tty']],
     [['nsbox', 'machine', 'exec', 'm', '-t', '--st'], ['--start-timeout', '--state-dir']],
@@ -118,7 +118,7 @@ t.test('zsh: the script is valid (zsh -n) and offers the right words at each lev
     '_files() { print -r -- "<files$*>"; }',
   ].join('\n');
   const cases = [
-    [['nsbox', 'ma'], ['completion', 'doctor', 'help', 'image', 'images', 'machine', 'pull', 'rmi', 'run', 'version']],
+    [['nsbox', 'ma'], ['completion', 'doctor', 'help', 'image', 'images', 'logs', 'machine', 'ps', 'pull', 'rm', 'rmi', 'run', 'stop', 'version']],
     [['nsbox', 'machine', '--state-dir', '/x', 'st'], [...MACHINE_SUBCOMMANDS].sort()],
     [['nsbox', 'run', '--userns', ''], ['host', 'private']],
     [['nsbox', 'run', '--rootfs', ''], ['<files-/>']],
@@ -141,7 +141,7 @@ t.test('fish: the script is valid (fish -n) and completes (complete -C) when sou
   t.equal(n.status, 0, `fish -n: ${n.stderr}`);
   const cases = [
     ['nsbox ma', ['machine']],
-    ['nsbox machine --state-dir /x st', ['start', 'stats', 'stop']],
+    ['nsbox machine --state-dir /x st', ['start', 'stats', 'status', 'stop']],
     ['nsbox run --roo', ['--rootfs']],
     ['nsbox machine exec --t', ['--timeout', '--tty']],
     ['nsbox run --userns ', ['host', 'private']],

@@ -77,6 +77,7 @@ t.test('docker flags land in the library options', async (t) => {
   t.same(parseRun(['-v', './x:/x', '--', 'true']).options.mounts, [{ type: 'bind', source: path.resolve('x'), target: '/x', readonly: false }], 'a relative ./ path is made absolute');
   t.same(parseRun(['-m', '1g', '--memory=512k', '--', 'true']).options.limits, { memory: '512k' }, 'the last one wins');
   t.same(parseRun(['--read-only', '--rw', '--', 'true']).options.readonly, false);
+  t.same([parseRun(['-d', '--rootfs', '/r', '--', 'true']).detach, parseRun(['--', 'true']).detach], [true, false], '-d: detached (cli-detached.test.js)');
 });
 
 t.test("docker's shape: IMAGE then its command; combined short flags", async (t) => {
@@ -96,7 +97,6 @@ t.test('-it and -ti: a tty and interactive input (the terminal itself: test/22-a
 
 t.test('unsupported and bad values: one message naming the flag', async (t) => {
   const cases = [
-    [['-d', 'busybox'], /^UsageError: -d\/--detach is not supported yet: nothing could list or stop/],
     [['--ulimit', 'nofile=1024', 'busybox'], /^UsageError: --ulimit is not supported yet: the library sets no per-container rlimits/],
     [['-v', 'data:/data', 'busybox'], /--volume 'data:\/data': named volumes are not supported/],
     [['-v', '/data', 'busybox'], /--volume '\/data': anonymous volumes are not supported/],

@@ -8,6 +8,7 @@ import { EXIT_NSBOX, exitStatus, formatError, formatReport, io } from './output'
 import { resolveUser, runJson, startFailureStatus } from './docker-run';
 import { forwardSignals } from './signals';
 import { bridgeTty } from './tty';
+import { runDetached } from './detached';
 import { RUN } from './table';
 
 export const RUN_USAGE = `Usage: nsbox run [flags] -- CMD ARGS...
@@ -36,6 +37,11 @@ export interface ParsedRun {
   name?: string;
   json: boolean;
   interactive: boolean;
+  /** -d: start it as a detached container (cli/detached.ts); --state-dir goes with it. */
+  detach: boolean;
+  stateDir?: string;
+  /** The flags given that -d cannot honour. */
+  notDetachable: string[];
   /** Option path prefix ('limits.memory', 'mounts[2]') -> the flag that set it, for error messages. */
   origin: Map<string, string>;
 }
@@ -59,11 +65,26 @@ export function parseRun(argv: string[]): ParsedRun {
       throw new UsageError(`put '--' before the command: nsbox run [flags] -- ${t.value}${t.more ? ' ...' : ''}`);
     }
   }
-  const { help, json, name, interactive, rm: _rm, securityOpt, user, ...set } = optionsOf(st);
+  const { help, json, name, interactive, rm, detach, stateDir, securityOpt, user, ...set } = optionsOf(st);
+  if (stateDir !== undefined && detach !== true && help !== true) throw new UsageError('--state-dir is for -d (a detached container keeps its state there)');
+  // What a detached container (a machine running the command) cannot do, named for the error.
+  const notDetachable: string[] = [];
+  const given = (to: string): boolean => st.values.has(to) || st.lists.has(to);
+  if (rm === true) notDetachable.push('--rm (nothing outlives nsbox run -d to remove it when the command exits: nsbox rm NAME, or nsbox rm -f NAME)');
+  if (given('cwd')) notDetachable.push('--cwd/-w');
+  if (user !== undefined) notDetachable.push('--user/-u');
+  if (given('timeout')) notDetachable.push('--timeout');
+  if (interactive === true) notDetachable.push('-i');
+  if (given('tty')) notDetachable.push('-t');
+  if (given('network.ports')) notDetachable.push('--publish (forwarded by a foreground nsbox process)');
+  if (given('network.allow')) notDetachable.push('--allow');
   const own = {
     help: help === true,
     json: json === true,
     interactive: interactive === true,
+    detach: detach === true,
+    notDetachable,
+    ...(stateDir !== undefined ? { stateDir: stateDir as string } : {}),
     origin: st.origin,
     ...(name !== undefined ? { name: name as string } : {}),
     ...(typeof user === 'string' ? { userSpec: user } : {}),
@@ -99,6 +120,9 @@ export async function cmdRun(argv: string[]): Promise<number> {
     return 0;
   }
   const { options, origin } = parsed;
+  if (parsed.detach) {
+    return runDetached({ options, name: parsed.name, stateDir: parsed.stateDir, json: parsed.json, origin, refused: parsed.notDetachable });
+  }
   // -t: a pty of the container's own. With -i it is typed into from nsbox's terminal, so that must
   // be a terminal (docker: "the input device is not a TTY"), checked before anything (a pull)
   // starts; -t alone passes no input, as docker.

@@ -9,7 +9,7 @@
 import type { FlagDef } from './flags';
 import { SPECS } from './image-commands';
 import { EXIT_NSBOX, io } from './output';
-import { FLAGS, MACHINE, MACHINE_LEADING, MACHINE_SUBCOMMANDS, RUN, type MachineSubcommand } from './table';
+import { DETACHED_CMD, FLAGS, MACHINE, MACHINE_LEADING, MACHINE_SUBCOMMANDS, RUN, type MachineSubcommand } from './table';
 
 /** One level of the command line: its flags and the subcommands that lead further. */
 interface Level {
@@ -29,6 +29,9 @@ const MACHINE_HELP: Record<MachineSubcommand, string> = {
   stats: "a machine's resource use",
   destroy: "remove a stopped machine's state",
   list: 'the machines and their state',
+  status: "a machine's state, pid, uptime, addresses and cgroup",
+  shell: 'a login shell on a pty inside a machine',
+  logs: "a machine's console (PID 1's output)",
 };
 
 export const SHELLS = ['bash', 'zsh', 'fish'] as const;
@@ -59,6 +62,10 @@ function tree(): Level {
         },
       },
       doctor: { help: 'report what this host supports', level: { flags: [FLAGS.json, FLAGS.help] } },
+      ps: { help: 'the detached containers (nsbox run -d)', level: DETACHED_CMD.ps },
+      logs: { help: "a detached container's output", level: DETACHED_CMD.logs },
+      stop: { help: 'stop a detached container (SIGTERM, then SIGKILL)', level: DETACHED_CMD.stop },
+      rm: { help: 'remove a stopped detached container', level: DETACHED_CMD.rm },
       machine: {
         help: 'long-lived machines (start, exec, stop, list, ...)',
         level: {

@@ -55,6 +55,8 @@ export type Target =
   | 'force'
   | 'json'
   | 'tag'
+  | 'all'
+  | 'follow'
   | `limits.${keyof Limits & string}`
   | 'mounts[]'
   | 'capabilities.add[]'

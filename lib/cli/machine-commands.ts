@@ -9,9 +9,11 @@ import { applyFlag, FlagState, hasFlag, lastRaw, lastValue, nearest, optionsOf, 
 import type { Tokens } from './flags';
 import { EXIT_NSBOX, exitStatus, formatError, formatMachineTable, io } from './output';
 import { FORWARDED_SIGNALS, forwardSignals } from './signals';
-import { FLAGS, MACHINE, MACHINE_LEADING, MACHINE_SUBCOMMANDS } from './table';
+import { DETACHED, FLAGS, MACHINE, MACHINE_LEADING, MACHINE_SUBCOMMANDS } from './table';
 import type { MachineSubcommand } from './table';
 import { bridgeTty } from './tty';
+import { formatStatus, machineShell, machineStatus } from './machine-extra';
+import { printLog } from './detached';
 
 const START_SYNOPSIS = 'nsbox machine start NAME --rootfs DIR [flags]';
 const EXEC_SYNOPSIS = 'nsbox machine exec NAME [flags] -- CMD ARGS...';
@@ -25,6 +27,10 @@ export const MACHINE_USAGE = `Usage:
   nsbox machine stats NAME                         resource usage as JSON
   nsbox machine destroy NAME [--force]             remove a stopped machine (--force: kill it first)
   nsbox machine list [--json]                      all machines: NAME PID STATE INIT ROOTFS
+  nsbox machine status NAME [--json]               state, pid, uptime, addresses, cgroup, usage
+  nsbox machine shell NAME [--user UID:GID]        a login shell (the user's shell in the machine's
+                                                   /etc/passwd, else /bin/sh; run with -l) on a pty
+  nsbox machine logs NAME [-f]                     the console; -f: follow it until the machine stops
 
 Every machine subcommand takes ${FLAGS.stateDir.name} ${FLAGS.stateDir.arg}: ${FLAGS.stateDir.help}.
 The console (stdout and stderr of PID 1) is written to <state-dir>/<NAME>/console.log.
@@ -145,6 +151,19 @@ async function machineCommand(sub: MachineSubcommand, t: Tokens, globalStateDir:
       const m = await findMachine(machineName(t, sub), stateDir);
       await (sub === 'freeze' ? m.freeze() : m.thaw());
       return 0;
+    }
+    case 'status': {
+      const s = await machineStatus(await findMachine(machineName(t, sub), stateDir));
+      io.out(hasFlag(t, FLAGS.json) ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s));
+      return 0;
+    }
+    case 'shell': {
+      const m = await findMachine(machineName(t, sub), stateDir);
+      return machineShell(m, lastValue(t, FLAGS.user) as MachineExecOptions['user']);
+    }
+    case 'logs': {
+      const m = await findMachine(machineName(t, sub), stateDir);
+      return printLog(m, hasFlag(t, DETACHED.follow));
     }
     case 'stats': {
       const m = await findMachine(machineName(t, sub), stateDir);

@@ -217,8 +217,7 @@ export const DOCKER = {
     name: '--detach',
     short: '-d',
     to: 'detach',
-    unsupported: "nothing could list or stop a detached app container; use 'nsbox machine start' for a long-lived one",
-    help: 'not supported yet (see nsbox machine start)',
+    help: "start the container in the background and print its name; it runs on\nafter nsbox exits (nsbox ps, logs, stop, rm NAME). Needs --rootfs or IMAGE",
   },
   ulimit: { name: '--ulimit', arg: 'NAME=SOFT[:HARD]', to: 'ulimit', unsupported: 'the library sets no per-container rlimits', help: 'not supported yet (no per-container rlimits)' },
   json: { name: '--json', to: 'json', help: 'print the result (exit code, signal, output, stats) as JSON on stdout;\nthe command\'s output is captured into it' },
@@ -238,14 +237,28 @@ export const RUN: CommandSpec = {
     F.rootfs, F.rw, D.readOnly, F.bind, D.volume, D.mount, F.tmpfs, F.env, D.envFile, F.cwd, D.workdir, F.hostname, D.user,
     F.network, D.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, D.cpus, D.pidsLimit,
     D.capAdd, D.capDrop, D.securityOpt, D.userns, F.pull, F.entrypoint, F.store, D.name, D.rm, D.interactive, D.tty,
-    D.detach, D.ulimit, D.json, F.help,
+    D.detach, D.ulimit, D.json, { ...F.stateDir, help: 'with -d: where its state and log live (as for nsbox machine)' }, F.help,
   ],
 };
+
+/** `nsbox ps|stop|rm|logs`: detached containers (and machines), by name. */
+export const DETACHED = {
+  all: { name: '--all', short: '-a', to: 'all', help: 'also those that have stopped' },
+  follow: { name: '--follow', short: '-f', to: 'follow', help: 'keep printing what is written until it stops (or Ctrl-C)' },
+} satisfies Record<string, FlagDef>;
+
+const stateDirFlag = { ...F.stateDir, help: 'where the state lives (as for nsbox machine)' };
+export const DETACHED_CMD = {
+  ps: { command: 'nsbox ps', takesCommand: false, flags: [DETACHED.all, { ...F.json, help: 'the list as one JSON array' }, stateDirFlag, F.help] },
+  stop: { command: 'nsbox stop', takesCommand: false, flags: [{ ...F.timeout, help: 'SIGKILL after MS milliseconds (default 10s)' }, stateDirFlag, F.help] },
+  rm: { command: 'nsbox rm', takesCommand: false, flags: [{ ...F.force, help: 'kill it first if it runs' }, stateDirFlag, F.help] },
+  logs: { command: 'nsbox logs', takesCommand: false, flags: [DETACHED.follow, stateDirFlag, F.help] },
+} satisfies Record<string, CommandSpec>;
 
 /** `nsbox pull|images|rmi|image ...`: the store flag (and --json, --tag where they apply). */
 export const IMAGE_CMD = (command: string, extra: FlagDef[] = []): CommandSpec => ({ command, takesCommand: false, flags: [F.store, ...extra, F.help] });
 
-export const MACHINE_SUBCOMMANDS = ['start', 'exec', 'stop', 'kill', 'freeze', 'thaw', 'stats', 'destroy', 'list'] as const;
+export const MACHINE_SUBCOMMANDS = ['start', 'exec', 'stop', 'kill', 'freeze', 'thaw', 'stats', 'destroy', 'list', 'status', 'shell', 'logs'] as const;
 export type MachineSubcommand = (typeof MACHINE_SUBCOMMANDS)[number];
 
 /** What `nsbox machine` takes before its subcommand. */
@@ -296,4 +309,7 @@ export const MACHINE: Record<MachineSubcommand, CommandSpec> = {
   stats: machineSpec('stats', []),
   destroy: machineSpec('destroy', [F.force]),
   list: machineSpec('list', [F.json]),
+  status: machineSpec('status', [F.json]),
+  shell: machineSpec('shell', [{ ...F.user, help: 'numeric credentials of the shell (default 0:0); its shell and HOME come\nfrom the machine\'s /etc/passwd' }]),
+  logs: machineSpec('logs', [DETACHED.follow]),
 };

@@ -13,8 +13,13 @@
  *     exit code (or 128 + signal), which tears the namespace down.
  * With no command ("machine mode") it only reaps, until the halt signal comes
  * from outside: then SIGTERM everyone, wait up to --grace-ms, SIGKILL the rest.
+ * With --log-cap BYTES (and a command), the command's stdout and stderr are a
+ * pipe that init copies to its own stdout (a machine's console log, a file
+ * opened with O_APPEND); a file that would grow past BYTES is truncated first
+ * and starts again with one line saying so.
  *
- * Usage: nsbox-init [--status-fd N] [--grace-ms MS] [--halt-signal SIG] [-- /abs/cmd arg...]
+ * Usage: nsbox-init [--status-fd N] [--grace-ms MS] [--halt-signal SIG]
+ *                   [--log-cap BYTES] [-- /abs/cmd arg...]
  *
  * Built without libc (see nolibc.h) so the static binary is a few KB. Signals
  * are handled synchronously: all are blocked and dequeued with rt_sigtimedwait,
@@ -28,6 +33,9 @@ static pid_t main_pid;      /* 0 in machine mode */
 static int status_fd = -1;
 static int grace_ms = 10000;
 static int halt_sig = SIGTERM;
+static long log_cap;        /* 0: the command writes to init's stdout itself */
+static int log_pipe[2] = {-1, -1};
+static char log_buf[65536];
 
 static void die(const char *msg)
 {
@@ -60,6 +68,11 @@ static __attribute__((noreturn)) void exec_child(char **argv, char **envp)
 	 * (otherwise we would be stopped). Errors (not our ctty) are ignored. */
 	if (sys3(NR_ioctl, 0, TCGETS, tios) == 0)
 		sys3(NR_ioctl, 0, TIOCSPGRP, &self);
+	/* The console through init's pipe (--log-cap): dup3 clears close-on-exec. */
+	if (log_pipe[1] >= 0) {
+		sys3(NR_dup3, log_pipe[1], 1, 0);
+		sys3(NR_dup3, log_pipe[1], 2, 0);
+	}
 	/* Dispositions were already reset to SIG_DFL by init; now unblock all. */
 	sys4(NR_rt_sigprocmask, SIG_SETMASK, &empty, NULL, KSIGSET_SIZE);
 
@@ -71,6 +84,58 @@ static __attribute__((noreturn)) void exec_child(char **argv, char **envp)
 	nl_puts(2, nl_utoa((unsigned int)-r, num));
 	nl_puts(2, "\n");
 	nl_exit((r == -EACCES || r == -ENOEXEC) ? 126 : 127);
+}
+
+static void put_all(const char *p, long n)
+{
+	while (n > 0) {
+		long w = sys3(NR_write, 1, p, n);
+		if (w == -EINTR)
+			continue;
+		if (w <= 0)
+			return; /* the log is gone or full: the output is dropped */
+		p += w;
+		n -= w;
+	}
+}
+
+/* Copies what the command wrote to the pipe into the log, keeping the log at
+ * most log_cap bytes: one that would grow past it is truncated and restarted
+ * with a line saying so (its size is the file's, so writes that reached it by
+ * other ways count too). Reads until the pipe is empty (it is non-blocking). */
+static void log_drain(void)
+{
+	static const char note[] = "nsbox-init: the console log reached its size limit and was started again\n";
+	for (;;) {
+		long n = sys3(NR_read, log_pipe[0], log_buf, sizeof log_buf);
+		const char *p = log_buf;
+		long size;
+		if (n == -EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		size = sys3(NR_lseek, 1, 0, SEEK_END);
+		if (size >= 0 && size + n > log_cap) {
+			sys2(NR_ftruncate, 1, 0);
+			put_all(note, sizeof note - 1);
+			if (n > log_cap - (long)(sizeof note - 1)) {
+				long keep = log_cap - (long)(sizeof note - 1);
+				if (keep < 0)
+					keep = 0;
+				p += n - keep;
+				n = keep;
+				/* From the start of a line, where there is one. */
+				for (long j = 0; j < n; j++) {
+					if (p[j] == '\n') {
+						p += j + 1;
+						n -= j + 1;
+						break;
+					}
+				}
+			}
+		}
+		put_all(p, n);
+	}
 }
 
 /* Reap everything that has exited. Returns -ECHILD once no children remain,
@@ -87,6 +152,9 @@ static long reap_all(void)
 		if (pid <= 0)
 			return 0;
 		if (main_pid && pid == main_pid) {
+			/* What it wrote last goes to the log before our exit. */
+			if (log_pipe[0] >= 0)
+				log_drain();
 			/* Report first, then exit: our exit kills the namespace. */
 			if (status_fd >= 0) {
 				long w;
@@ -324,6 +392,9 @@ int main(int argc, char **argv, char **envp)
 		} else if (i + 1 < argc && nl_streq(a, "--grace-ms")) {
 			if ((grace_ms = nl_atoi(argv[++i])) < 0)
 				die("bad --grace-ms");
+		} else if (i + 1 < argc && nl_streq(a, "--log-cap")) {
+			if ((log_cap = nl_atoi(argv[++i])) < 4096)
+				die("bad --log-cap (at least 4096)");
 		} else if (i + 1 < argc && nl_streq(a, "--halt-signal")) {
 			halt_sig = nl_atoi(argv[++i]);
 			if (halt_sig < 1 || halt_sig > NSIG_MAX || halt_sig == SIGKILL ||
@@ -331,7 +402,7 @@ int main(int argc, char **argv, char **envp)
 				die("bad --halt-signal");
 		} else {
 			die("usage: nsbox-init [--status-fd N] [--grace-ms MS] "
-			    "[--halt-signal SIG] [-- /abs/cmd arg...]");
+			    "[--halt-signal SIG] [--log-cap BYTES] [-- /abs/cmd arg...]");
 		}
 	}
 	if (cmd && cmd[0][0] != '/')
@@ -372,6 +443,15 @@ int main(int argc, char **argv, char **envp)
 
 	/* 4. Spawn the command (fork semantics: clone with only SIGCHLD). It
 	 *    inherits the blocked mask; exec_child clears it after tty setup. */
+	if (cmd && log_cap) {
+		/* The pipe's read end raises SIGIO (dequeued below) when data comes. */
+		pid_t self = (pid_t)sys0(NR_getpid);
+		if (sys2(NR_pipe2, log_pipe, O_CLOEXEC) < 0)
+			die("pipe2 failed");
+		if (sys3(NR_fcntl, log_pipe[0], F_SETOWN, self) < 0 ||
+		    sys3(NR_fcntl, log_pipe[0], F_SETFL, O_NONBLOCK | O_ASYNC) < 0)
+			die("fcntl on the log pipe failed");
+	}
 	if (cmd) {
 		long pid = sys6(NR_clone, SIGCHLD, 0, 0, 0, 0, 0);
 		if (pid < 0)
@@ -379,6 +459,10 @@ int main(int argc, char **argv, char **envp)
 		if (pid == 0)
 			exec_child(cmd, envp);
 		main_pid = (pid_t)pid;
+		if (log_pipe[1] >= 0) {
+			sys1(NR_close, log_pipe[1]);
+			log_pipe[1] = -1;
+		}
 	}
 
 	/* 5. Event loop: sleep in rt_sigtimedwait until a signal is pending. */
@@ -389,6 +473,10 @@ int main(int argc, char **argv, char **envp)
 			continue; /* -EINTR (e.g. after SIGSTOP/SIGCONT from outside) */
 		if (sig == SIGCHLD) {
 			reap_all();
+			continue;
+		}
+		if (sig == SIGIO && log_pipe[0] >= 0 && si.si_code > 0) {
+			log_drain(); /* kernel-sent (POLL_IN): the pipe has data */
 			continue;
 		}
 		if (from_inside(&si))

@@ -43,6 +43,11 @@ typedef int pid_t;
 #define NR_clock_gettime   228
 #define NR_exit_group      231
 #define NR_close_range     436
+#define NR_close           3
+#define NR_lseek           8
+#define NR_ftruncate       77
+#define NR_dup3            292
+#define NR_pipe2           293
 #elif defined(__aarch64__)
 #define NR_ioctl           29
 #define NR_fcntl           25
@@ -61,6 +66,11 @@ typedef int pid_t;
 #define NR_execve          221
 #define NR_wait4           260
 #define NR_close_range     436
+#define NR_dup3            24
+#define NR_close           57
+#define NR_pipe2           59
+#define NR_lseek           62
+#define NR_ftruncate       46
 #else
 #error "nolibc.h: only x86_64 and aarch64 are supported"
 #endif
@@ -131,7 +141,15 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 
 #define F_GETFD    1
 #define F_SETFD    2
+#define F_GETFL    3
+#define F_SETFL    4
+#define F_SETOWN   8
 #define FD_CLOEXEC 1
+#define O_NONBLOCK 04000
+#define O_ASYNC    020000
+#define O_CLOEXEC  02000000
+#define SEEK_END   2
+#define SIGIO      29
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 
 #define PR_SET_NAME            15

@@ -105,7 +105,8 @@ const POD_IDS = { containerID: 0, hostID: 2000000000, size: 65536 };
 let serial = 0;
 
 /**
- * The shapes. `caps`: 'all' or the default set; `seccomp`: 'runtime-default' or none; `masked`:
+ * The shapes. `caps`: 'all' (this process's bounding set), 'default' (containerd's and Docker's
+ * default set) or 'default+X+Y' (with CAP_X and CAP_Y added); `seccomp`: 'runtime-default' or none; `masked`:
  * the spec template's masked and read-only /proc paths (Kubernetes procMount Default); `userns`:
  * a user namespace with POD_IDS; `cgroupns`; `cgroupfs`: 'rw', 'ro' or 'delegated' (rw, and the
  * pod's cgroup chowned to its root, as systemd's Delegate=yes or a userns-aware runtime does).
@@ -116,6 +117,7 @@ const SHAPES = {
   'privileged-ro-cgroupfs': { caps: 'all', seccomp: null, masked: false, userns: false, cgroupns: true, cgroupfs: 'ro' },
   'privileged-masked': { caps: 'all', seccomp: null, masked: true, userns: false, cgroupns: true, cgroupfs: 'rw' },
   'sys-admin-unconfined': { caps: 'default+SYS_ADMIN', seccomp: null, masked: false, userns: false, cgroupns: true, cgroupfs: 'ro' },
+  'sys-admin-net-admin-unconfined': { caps: 'default+SYS_ADMIN+NET_ADMIN', seccomp: null, masked: false, userns: false, cgroupns: true, cgroupfs: 'ro' },
   'k8s-default': { caps: 'default', seccomp: 'runtime-default', masked: true, userns: false, cgroupns: true, cgroupfs: 'ro' },
   'k8s-default-unconfined': { caps: 'default', seccomp: null, masked: true, userns: false, cgroupns: true, cgroupfs: 'ro' },
   userns: { caps: 'default', seccomp: null, masked: false, userns: true, cgroupns: true, cgroupfs: 'delegated' },
@@ -133,7 +135,7 @@ function bundleConfig(rt, dir, shape, args, cgroupsPath) {
   Object.assign(c.process, { terminal: false, args, cwd: '/', noNewPrivileges: false });
   c.process.env = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/tmp'];
   delete c.process.rlimits;
-  const caps = s.caps === 'all' ? allCaps() : s.caps === 'default+SYS_ADMIN' ? [...DEFAULT_CAPS, 'CAP_SYS_ADMIN'] : DEFAULT_CAPS;
+  const caps = s.caps === 'all' ? allCaps() : s.caps === 'default' ? DEFAULT_CAPS : [...DEFAULT_CAPS, ...s.caps.split('+').slice(1).map((c) => `CAP_${c}`)];
   c.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
   const ro = s.cgroupfs === 'ro' ? 'ro' : 'rw';
   c.mounts = c.mounts.filter((m) => m.destination !== '/sys/fs/cgroup' && m.destination !== '/sys');
@@ -440,6 +442,14 @@ for (const rt of ['runc', 'crun']) {
     t.match(e?.message, /^ioctl: EPERM \(step network\.loopback\): this process lacks CAP_NET_ADMIN/, 'the message names the missing capability');
     t.match(e?.message, /--cap-add NET_ADMIN.*network: 'none'/, 'and the remedies');
     t.same(r.out.startNoNetwork, { exitCode: 0 }, "network: 'none' starts");
+  });
+
+  t.test(`${rt}: Docker's default capabilities plus SYS_ADMIN and NET_ADMIN, seccomp unconfined, unmasked: starts work in the pod's cgroup`, { skip }, async (t) => {
+    const r = await inPod(t, rt, 'sys-admin-net-admin-unconfined', { form: 'exec', hold: 'plain', onHold: (h, pod, marker) => lookFromHost(t, h, pod, marker, { own: false }) });
+    t.ok(r.hold, 'the host looked at a running container');
+    t.match(r.out.probe, { root: true, rootless: false }, 'probe(): root mode');
+    t.same(r.out.start, { exitCode: 0 }, 'a start works');
+    t.match(r.out.limit?.error, { code: 'ENOTSUP', step: 'cgroup.limits' }, 'a limit: ENOTSUP (read-only cgroupfs)');
   });
 
   t.test(`${rt}: Kubernetes default pod (no CAP_SYS_ADMIN, RuntimeDefault seccomp, masked /proc, read-only cgroupfs): spawn.clone EPERM naming the filter`, { skip: skip || seccompSkip }, async (t) => {

@@ -4,6 +4,7 @@
 // Read from /proc/self only; nothing here changes the host.
 import * as fs from 'node:fs';
 
+import { capMask } from './caps';
 import { NsboxError } from './errors';
 import { privileged } from './runtime';
 
@@ -95,6 +96,31 @@ export function procMaskCause(masks: string[]): string {
   );
 }
 
+/** This process's effective capabilities (/proc/self/status CapEff); null if unreadable. */
+function capEff(): bigint | null {
+  try {
+    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return m ? BigInt('0x' + m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Without a user namespace of its own, the container's new network namespace belongs to this
+ * process's user namespace, and bringing up its lo needs CAP_NET_ADMIN there: a container runtime's
+ * default set (Docker's, containerd's) has none, even with CAP_SYS_ADMIN added.
+ */
+export function netAdminCause(step: string | undefined, code: string, userns: boolean, caps = capEff()): string | null {
+  if (step !== 'network.loopback' || code !== 'EPERM' || userns || caps === null) return null;
+  if ((caps & capMask(['CAP_NET_ADMIN'])) !== 0n) return null;
+  return (
+    "this process lacks CAP_NET_ADMIN (/proc/self/status CapEff), which bringing up lo in the container's network namespace " +
+    "needs; container runtimes' default capability sets have none. Add it (Kubernetes securityContext.capabilities.add: " +
+    "[\"NET_ADMIN\"], docker/podman run --cap-add NET_ADMIN), or start the container with network: 'none' or 'host'"
+  );
+}
+
 /**
  * A start's error with the cause this process's surroundings point to appended to its message (the
  * fields stay the kernel's: code, errno, syscall, step, path). `userns`: the container was to get
@@ -106,6 +132,7 @@ export function explainCause(e: NsboxError, userns: boolean): NsboxError {
     const masks = procMasks();
     if (masks.length) cause = procMaskCause(masks);
   }
+  cause ??= netAdminCause(e.step, e.code, userns);
   cause ??= seccompCause(e.code, e.syscall);
   if (!cause) return e;
   const err = new NsboxError({ code: e.code, errno: e.errno, syscall: e.syscall, step: e.step, path: e.path, message: `${e.message}: ${cause}` });

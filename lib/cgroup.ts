@@ -105,8 +105,13 @@ export function detectCgroupHost(refresh = false): CgroupHost {
       writable = true;
       delegated = !topWritable;
       base = path.join(parent, 'nsbox');
-    } catch {
-      reason = `no delegated cgroup v2 subtree: this process's own cgroup ${parent} is not writable by uid ${process.geteuid?.()}. Run under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ..., or have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move the process into it)`;
+    } catch (e) {
+      // A read-only cgroupfs (what runc, crun and containerd mount in a container that is not
+      // privileged) refuses root too: delegation is not the remedy there.
+      reason =
+        (e as NodeJS.ErrnoException).code === 'EROFS'
+          ? `the cgroup v2 hierarchy at ${v2} is mounted read-only here (EROFS; what container runtimes give a container that is not privileged), so no cgroup can be made in this process's own cgroup ${parent}. Give the container a writable cgroupfs: a privileged one (Kubernetes securityContext.privileged: true, docker/podman run --privileged), or mount cgroup2 read-write in it`
+          : `no delegated cgroup v2 subtree: this process's own cgroup ${parent} is not writable by uid ${process.geteuid?.()}. Run under a delegated cgroup (systemd-run --user --scope -p Delegate=yes ..., or have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move the process into it)`;
     }
   } else {
     reason = mode === 'legacy' ? 'the host has only cgroup v1' : 'no cgroup v2 hierarchy is mounted';

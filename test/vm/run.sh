@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(test/60-cgroup.test.js test/62-cgroup-placement.test.js test/61-memory-hogs.test.js test/20-app.test.js test/30-errors.test.js test/45-pool.test.js test/47-fast-paths.test.js test/70-machine.test.js test/80-systemd.test.js test/security/privileges.test.js test/security/escapes.test.js test/security/userns-ranges.test.js)
+[ ${#tests[@]} -gt 0 ] || tests=(test/60-cgroup.test.js test/62-cgroup-placement.test.js test/61-memory-hogs.test.js test/20-app.test.js test/30-errors.test.js test/45-pool.test.js test/47-fast-paths.test.js test/70-machine.test.js test/80-systemd.test.js test/security/privileges.test.js test/security/escapes.test.js test/security/userns-ranges.test.js test/pod/bundles.test.js)
 
 kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$kernel" ] || { echo "vm: no /boot/vmlinuz-* (apt-get install linux-image-amd64)" >&2; exit 1; }

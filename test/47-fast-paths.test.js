@@ -338,7 +338,9 @@ t.test('runs cloned off the JS thread are each in a cgroup of their own, which t
     const rs = await Promise.all(Array.from({ length: 6 }, () => run({ rootfs: bb, command: ['/probe', 'spin-cpu', '0.2'] })));
     for (const r of rs) {
       t.equal(r.exitCode, 0);
-      t.ok(r.stats.cpuUsageUs >= 200000 && r.stats.cpuUsageUs <= 300000, `cpu.stat of its cgroup: ${r.stats.cpuUsageUs} us`);
+      // Under 0.4 s (two in one cgroup): the probe's own start and exit add to the 0.2 s, more
+      // under TCG on a busy host (0.30 s seen).
+      t.ok(r.stats.cpuUsageUs >= 200000 && r.stats.cpuUsageUs < 400000, `cpu.stat of its cgroup: ${r.stats.cpuUsageUs} us`);
     }
   });
   t.ok(n.spawnAsync >= 4, `cloned off the JS thread (${n.spawnAsync} of 6)`);

@@ -793,7 +793,8 @@ export async function run(options: RunOptions): Promise<RunResultWithCounts<Buff
   }
   const empty = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stdoutDropped: 0, stderrDropped: 0 };
   const output = o.tty ? collect(c.stdout, o.maxOutput).then((r) => ({ ...empty, stdout: r.buf, stdoutDropped: r.dropped })) : wholeOutput.get(c) ?? empty;
-  const [out, info] = await Promise.all([output, c.wait()]);
+  // A pty's slave can outlive the container (sent to a process elsewhere): output ends 500 ms after the exit.
+  const [out, info] = await Promise.all([output, c.wait().then((i) => (o.tty && setTimeout(() => c.stdout?.destroy(), 500).unref(), i))]);
   if (c.aborted && o.signal) throw abortError(o.signal);
   return decodeOutput({ ...info, ...out }, encoding);
 }

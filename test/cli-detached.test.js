@@ -251,3 +251,28 @@ t.test('-d IMAGE: the image\'s Cmd (or COMMAND) and Env; a User or WorkingDir it
   t.equal(nsbox(['rm', a, b, '--state-dir', sd]).status, 0);
   t.same(fs.readdirSync(sd).filter((n) => !n.startsWith('.')), [], 'no state left');
 });
+
+// Review (h-review): the init's fds 1, 2 and 3 are the host's console.log and exit-status. Root in
+// a detached container (app capabilities, no CAP_SYS_PTRACE) reopened them through /proc/1/fd/N:
+// wrote past the log cap, forged the exit status, chmod 4777 and chown'd the host's files.
+t.test('a detached container cannot reach its init\'s host files through /proc/1/fd', { skip: noBusybox }, async (t) => {
+  const sd = machineStateDir(t, 'nsbox-cli-detached-fd-');
+  const name = 'fdreach';
+  const script = 'for f in 1 2 3; do echo x >> /proc/1/fd/$f && echo REOPENED-$f; chmod 4777 /proc/1/fd/$f && echo CHMOD-$f; done; echo done';
+  const r = nsbox(['run', '-d', '--name', name, '--state-dir', sd, '--rootfs', bb, '--', '/bin/sh', '-c', script]);
+  t.equal(r.status, 0, r.stderr);
+  for (let i = 0; i < 100 && !/done/.test(readLog(sd, name)); i++) await new Promise((res) => setTimeout(res, 100));
+  const log = readLog(sd, name);
+  t.match(log, /done/);
+  t.notMatch(log, /REOPENED|CHMOD/, 'no fd of the init reopens');
+  for (const f of ['console.log', 'exit-status']) t.equal(fs.statSync(path.join(sd, name, f)).mode & 0o7777, 0o600, `${f} keeps mode 0600`);
+  nsbox(['rm', '-f', name, '--state-dir', sd]);
+});
+
+function readLog(sd, name) {
+  try {
+    return fs.readFileSync(path.join(sd, name, 'console.log'), 'utf8');
+  } catch {
+    return '';
+  }
+}

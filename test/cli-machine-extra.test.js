@@ -156,3 +156,21 @@ t.test('--json of every listing: one JSON document with the documented fields', 
   t.equal(nsbox(['machine', 'destroy', '--force', m, '--state-dir', sd]).status, 0);
   t.same(JSON.parse(nsbox(['machine', 'list', '--json', '--state-dir', sd]).stdout), [], 'an empty list: []');
 });
+
+// Review (h-review): passwdShell read /proc/PID/root/etc/passwd on the host, where an absolute link
+// in the machine (/etc/passwd -> /some/host/file) is followed from the host's root: a host file's
+// fields reached the machine as the shell's argv and SHELL/HOME (and any host path was opened by
+// root: a device such as /dev/watchdog acts on open). It is read inside the machine now.
+t.test('machine shell: the machine\'s /etc/passwd is read in its root, a link to a host file is not followed on the host', { skip: noBusybox }, async (t) => {
+  const { Machine } = require('..');
+  const { passwdShell } = require('../dist/cli/machine-extra.js');
+  const sd = machineStateDir(t, 'nsbox-cli-passwd-');
+  const secret = path.join(sd, 'host-passwd');
+  fs.writeFileSync(secret, 'root:x:0:0:leak:/host-home-leak:/host-shell-leak\n');
+  const m = await Machine.start({ name: 'pw', rootfs: bb, ephemeral: true, stateDir: sd });
+  t.teardown(() => m.stop({ timeout: 1000 }).then(() => m.destroy()).catch(() => {}));
+  t.equal((await m.run(['sh', '-c', `rm -f /etc/passwd && ln -s ${secret} /etc/passwd`])).exitCode, 0);
+  t.same(await passwdShell(m, 0), { shell: '/bin/sh', home: '/root' }, 'the host file behind the link is not read');
+  t.equal((await m.run(['sh', '-c', 'rm /etc/passwd && echo "root:x:0:0:r:/rhome:/bin/ash" > /etc/passwd'])).exitCode, 0);
+  t.same(await passwdShell(m, 0), { shell: '/bin/ash', home: '/rhome' }, 'the machine\'s own file is');
+});

@@ -99,26 +99,26 @@ export function formatStatus(s: MachineStatus): string {
 }
 
 /**
- * The login shell and home of `uid` in the machine's /etc/passwd (read through /proc/PID/root, so
- * inside the machine's root): the shell if it is an absolute path other than nologin/false, else
- * /bin/sh; the home if absolute, else /.
+ * The login shell and home of `uid` in the machine's /etc/passwd: the shell if it is an absolute
+ * path other than nologin/false, else /bin/sh; the home if absolute, else /. The file is the
+ * machine's (hostile): it is read by a `cat` run inside the machine (its links followed in its own
+ * root, never on the host; at most 1 MiB, within 5 s), not through /proc/PID/root, where an
+ * absolute link (/etc/passwd -> /etc/shadow, -> /dev/watchdog) is followed from the host's root.
+ * A machine without `cat`, or one that does not answer, gets the defaults.
  */
-export function passwdShell(pid: number, uid: number): { shell: string; home: string } {
+export async function passwdShell(m: Machine, uid: number): Promise<{ shell: string; home: string }> {
   let text = '';
   try {
-    // At most 1 MiB: the file is the machine's.
-    const fd = fs.openSync(`/proc/${pid}/root/etc/passwd`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    try {
-      if (fs.fstatSync(fd).isFile()) {
-        const b = Buffer.alloc(1 << 20);
-        text = b.subarray(0, fs.readSync(fd, b, 0, b.length, 0)).toString('utf8');
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
+    const r = await m.run(['cat', '/etc/passwd'], { maxOutput: 1 << 20, timeout: 5000, encoding: 'utf8' });
+    if (r.exitCode === 0) text = r.stdout;
   } catch {
-    /* no passwd: the defaults */
+    /* no passwd (or no cat): the defaults */
   }
+  return parsePasswd(text, uid);
+}
+
+/** The shell and home of `uid` in passwd(5) text (see passwdShell). */
+export function parsePasswd(text: string, uid: number): { shell: string; home: string } {
   for (const line of text.split('\n')) {
     const f = line.split(':');
     if (f.length < 7 || f[2] !== String(uid)) continue;
@@ -135,7 +135,7 @@ export function passwdShell(pid: number, uid: number): { shell: string; home: st
 /** `nsbox machine shell NAME [--user UID:GID]`: the user's login shell (`SHELL -l`) on a pty. */
 export async function machineShell(m: Machine, user: User | undefined): Promise<number> {
   const uid = user?.uid ?? 0;
-  const { shell, home } = passwdShell(m.pid, uid);
+  const { shell, home } = await passwdShell(m, uid);
   let c: Container;
   try {
     c = m.exec([shell, '-l'], { tty: true, env: { HOME: home, SHELL: shell }, cwd: '/', ...(user ? { user } : {}) });

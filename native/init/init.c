@@ -409,6 +409,15 @@ int main(int argc, char **argv, char **envp)
 		die("command path must be absolute");
 
 	sys2(NR_prctl, PR_SET_NAME, "nsbox-init");
+	/* Not dumpable: /proc/1/fd (and ptrace) stay closed to the processes of the
+	 * container, which run as our uid with our capabilities. Our fds 1, 2 and
+	 * the status fd may be host files (a machine's console.log and exit-status):
+	 * through /proc/1/fd/N root inside could reopen them for writing past the
+	 * --log-cap, forge the status, or chmod (set-id bits) and chown the host's
+	 * inodes. Only CAP_SYS_PTRACE (not an app container's) overrides this. The
+	 * command is dumpable again after its execve. */
+	if (sys2(NR_prctl, PR_SET_DUMPABLE, 0) < 0)
+		die("prctl(PR_SET_DUMPABLE) failed");
 	/* No-op as PID 1; makes us adopt orphans if ever run below a PID 1. */
 	sys2(NR_prctl, PR_SET_CHILD_SUBREAPER, 1);
 

@@ -152,6 +152,7 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 #define SIGIO      29
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 
+#define PR_SET_DUMPABLE        4
 #define PR_SET_NAME            15
 #define PR_SET_CHILD_SUBREAPER 36
 

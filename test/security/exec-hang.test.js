@@ -189,13 +189,15 @@ t.test("the process entering a machine does not share Node's memory while the ma
 });
 
 t.test('machine root holding a lease on /dev/ptmx cannot hang a tty exec (a path opened inside the machine)', { skip }, async (t) => {
+  // The pty comes from the devpts at /dev/pts (checked to be one, its ptmx a device: no lease can
+  // be taken on it); the machine's /dev/ptmx, a file it may lease, is not opened any more.
   const m = await startMachine(t, 'leaser');
   const r = await runRunner(t, m, { scenario: 'lease', tty: true, command: ['true'], attempts: 2, startTimeout: START_TIMEOUT }, async () => {
     const out = await attacker(t, m, ['/x/exec-attack', 'lease', '/dev/ptmx'], /^leased/);
     t.match(out.join('\n'), /leased \/dev\/ptmx/, 'the attacker holds a write lease on /dev/ptmx');
   });
   if (!checkRunner(t, r, 'an open that waits on a lease inside the machine')) return;
-  for (const x of r.results) t.match(x, { code: 'ETIMEDOUT', step: 'exec.start' }, 'the start timed out and was killed');
+  for (const x of r.results) t.ok(x.started, `the tty exec started all the same (${x.code ?? x.threw ?? 'started'})`);
 });
 
 for (const [mode, expect] of [
@@ -277,14 +279,14 @@ t.test('an fd injected ahead of the pty master is refused, and the exec leaves n
 
 t.test('an exec whose start is held up does not keep Node alive once it is unref()ed', { skip }, async (t) => {
   const m = await startMachine(t, 'unref');
-  const out = await attacker(t, m, ['/x/exec-attack', 'lease', '/dev/ptmx'], /^leased/);
-  t.match(out.join('\n'), /leased \/dev\/ptmx/, 'the attacker holds a write lease on /dev/ptmx: a tty exec cannot start');
+  const out = await attacker(t, m, ['/x/exec-attack', 'lease', '/dev/null'], /^leased/);
+  t.match(out.join('\n'), /leased \/dev\/null/, "the attacker holds a write lease on the machine's /dev/null: an exec cannot start");
   // A process that only wants the exec's result if it comes, and otherwise to exit: with the start
   // watch and its time limit (120 s here) still holding the loop, it would wait for them.
   const script = `
     const { Machine } = require(${JSON.stringify(LIB)});
     Machine.get(${JSON.stringify(m.name)}, { stateDir: ${JSON.stringify(stateDir)} }).then((m) => {
-      const c = m.exec(['true'], { tty: true, startTimeout: 120000 });
+      const c = m.exec(['true'], { stdio: 'ignore', startTimeout: 120000 });
       c.started.catch(() => {});
       c.wait().catch(() => {});
       c.unref();

@@ -288,8 +288,11 @@ export function seesAllPids(): boolean {
  * initial pid namespace: from any other, a live nsbox process elsewhere (on the host) looks dead,
  * and its running containers would be killed (issue #17's soak: a Node under `unshare -p` killed
  * every container of every other Node on the host with its first start).
+ *
+ * Asynchronous: the starts that trigger it go on without it, and Node's thread never waits for a
+ * cgroup that a container's processes keep busy while they die.
  */
-export function removeStale(base: string): number {
+export async function removeStale(base: string): Promise<number> {
   // In a pid namespace other than the initial one, the pids of processes outside it are not
   // visible: a cgroup named after one would look abandoned while its Node runs on. Only an owner
   // provably dead is swept, so nothing is swept from there (#17: a test runner under `unshare -p`
@@ -301,37 +304,44 @@ export function removeStale(base: string): number {
   } catch {
     return 0;
   }
-  let removed = 0;
-  for (const n of names) {
+  const stale = names.filter((n) => {
     const m = /^(\d+)\.\d+$/.exec(n);
-    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
-    if (killAndRemoveSync(path.join(base, n))) removed++;
-  }
-  return removed;
+    return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
+  });
+  const done = await Promise.all(stale.map((n) => killAndRemove(path.join(base, n))));
+  return done.filter(Boolean).length;
 }
 
 /**
  * Kills whatever runs in a cgroup nobody accounts for any more (cgroup.kill) and removes it (and the
- * cgroups below it), waiting synchronously while it empties (bounded: about 5 s). True when it is gone.
+ * cgroups below it). The first removal is tried at once; while the killed processes are on their
+ * way out (EBUSY) it is retried on timers, never by blocking the thread (bounded: about 5 s; the
+ * timers keep the process alive that long, so that an exit does not leave the cgroup behind).
+ * Resolves true when it is gone.
  */
-export function killAndRemoveSync(dir: string): boolean {
+export function killAndRemove(dir: string): Promise<boolean> {
   try {
     fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
   } catch {
     /* empty already, gone, or no cgroup.kill */
   }
-  for (let i = 0, delay = 1; i < 60; i++, delay = Math.min(delay * 2, 100)) {
-    try {
-      rmTree(dir);
-      return true;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return true;
-      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') return false;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delay);
-    }
-  }
-  return false;
+  return new Promise((resolve) => {
+    let i = 0;
+    let delay = 1;
+    const attempt = (): void => {
+      try {
+        rmTree(dir);
+        return resolve(true);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') return resolve(true);
+        if ((code !== 'EBUSY' && code !== 'ENOTEMPTY') || ++i >= 60) return resolve(false);
+        setTimeout(attempt, delay);
+        delay = Math.min(delay * 2, 100);
+      }
+    };
+    attempt();
+  });
 }
 
 /**
@@ -472,7 +482,7 @@ export class ContainerCgroup {
     if (!host.base || !host.parent) return null;
     if (!cleaned.has(host.base)) {
       cleaned.add(host.base);
-      removeStale(host.base);
+      void removeStale(host.base);
     }
     live++;
     return new ContainerCgroup(path.join(host.base, `${process.pid}.${++seq}`));
@@ -484,7 +494,7 @@ export class ContainerCgroup {
     if (!host.base || !host.parent) return null;
     if (!cleaned.has(host.base)) {
       cleaned.add(host.base);
-      removeStale(host.base);
+      void removeStale(host.base);
     }
     const dir = path.join(host.base, name ?? `${process.pid}.${++seq}`);
     for (let attempt = 0; ; attempt++) {
@@ -500,6 +510,18 @@ export class ContainerCgroup {
             if ((e2 as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(e2, 'cgroup.create', host.base);
           }
           continue;
+        }
+        // A named (machine) cgroup whose earlier machine of that name was reclaimed as abandoned
+        // (machine-state.ts): its killed processes may still be leaving it. Its name is this
+        // start's (claimed under the state lock), so an empty one is removed and made again; one
+        // still busy is the EBUSY reported below.
+        if (code === 'EEXIST' && name !== undefined && attempt < 3) {
+          try {
+            rmTree(dir);
+            continue;
+          } catch (e2) {
+            throw fromSystemError(e2, 'cgroup.create', dir);
+          }
         }
         throw fromSystemError(e, 'cgroup.create', dir);
       }

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 
-import { ContainerCgroup, detectCgroupHost, killAndRemoveSync } from './cgroup';
+import { ContainerCgroup, detectCgroupHost, killAndRemove } from './cgroup';
 import { NsboxError, fromSystemError } from './errors';
 import { unpinOwner } from './images/store';
 import { etcBase } from './etc';
@@ -209,7 +209,9 @@ export function reclaimAbandoned(stateDir: string, name: string, how: 'claimed' 
   const fromClaim = typeof claimed === 'string' && host.mountPoint && path.basename(claimed) === 'nsbox' && path.resolve(claimed) === claimed && claimed.startsWith(host.mountPoint + '/') ? claimed : null;
   const base = fromClaim ?? host.base;
   const cgName = machineCgroupName(stateDir, name);
-  if (base) killAndRemoveSync(path.join(base, cgName));
+  // Killed now; removed once its processes are gone, off this thread (a start of the same name
+  // meanwhile removes the emptied cgroup itself: ContainerCgroup.create).
+  if (base) void killAndRemove(path.join(base, cgName));
   // Its generated /etc files, if the start got that far (named m-<hash>-<name>-<12 hex>).
   const etcDirOf = new RegExp(`^${cgName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-[0-9a-f]{12}$`);
   try {

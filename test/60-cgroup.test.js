@@ -175,7 +175,7 @@ t.test('stale cgroups of a crashed nsbox process are removed by the next start',
   fs.mkdirSync(host.base, { recursive: true });
   const dead = path.join(host.base, '4194999.1');
   fs.mkdirSync(dead);
-  t.equal(removeStale(host.base), 1);
+  t.equal(await removeStale(host.base), 1);
   t.notOk(fs.existsSync(dead));
 });
 
@@ -188,7 +188,7 @@ t.test('a crashed Node process leaves a cgroup that the next nsbox start removes
   const { removeStale } = require('../dist/cgroup');
   // The container itself died with its parent (PR_SET_PDEATHSIG); the cgroup is what remains.
   if (host.base) {
-    removeStale(host.base);
+    await removeStale(host.base);
     t.notOk(fs.existsSync(path.join(host.base, leftover[0])), 'removed');
   }
 });
@@ -197,7 +197,8 @@ t.test("an nsbox start in another pid namespace leaves this process's running co
   // Found by the soak (issue #17): the stale-cgroup sweep of a Node process under `unshare -p` (as
   // test/security/userns-leases does, in every npm test) found this process's pid "gone" (it cannot
   // see it) and cgroup.kill'ed every container it was running. Its sweep is synchronous, before its
-  // own container starts: once the nested Node has exited, it is over.
+  // own container starts (its kills are made before removeStale first yields): once the nested
+  // Node has exited, it is over.
   const c = spawn({ rootfs: bb, command: ['/probe', 'sleep', '60'], stdio: 'ignore' });
   const script = `const { run } = require(${JSON.stringify(path.join(__dirname, '..'))});
     run({ command: ['/bin/true'] }).then((r) => console.log(JSON.stringify({ exitCode: r.exitCode })));`;

@@ -50,14 +50,14 @@ function child(cmd, args) {
 
 /** A cgroup parent of this test's own (relative to the cgroup v2 mount), removed at the end. */
 function ownCgroupParent(t) {
-  const { detectCgroupHost, killAndRemoveSync } = require('../../dist/cgroup');
+  const { detectCgroupHost, killAndRemove } = require('../../dist/cgroup');
   const mp = detectCgroupHost().mountPoint;
   const rel = `/nsbox-review-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   fs.mkdirSync(path.join(mp, rel));
-  t.teardown(() => {
+  t.teardown(async () => {
     // The victim was just SIGKILLed: its container may still be on its way out (kill and wait).
     const dir = path.join(mp, rel);
-    for (const n of fs.readdirSync(dir)) if (/^\d+\.\d+$/.test(n)) killAndRemoveSync(path.join(dir, n));
+    for (const n of fs.readdirSync(dir)) if (/^\d+\.\d+$/.test(n)) await killAndRemove(path.join(dir, n));
     fs.rmdirSync(dir);
   });
   return rel;

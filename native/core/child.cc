@@ -498,11 +498,6 @@ struct TailState {
     if (chdir("/") != 0) fail(err_fd, STEP_PIVOT, PIVOT_CHDIR_ROOT, errno);
   }
 
-  // An app container's tty: a pty of the devpts its own mount ops made (pty.cc), now that its root
-  // is in place and before anything of it has run; the master goes to Node, the slave becomes
-  // stdio and the controlling terminal. The socket is closed with Node's fds below.
-  if (pty_sock >= 0) pty_stdio(plan, err_fd, open_pty(plan, pty_sock, err_fd, plan->pty_cols, plan->pty_rows));
-
   // From here on every path is the container's (or, entering a machine, the machine's): its root
   // may have planted symlinks to /proc/self/fd/N, and such a magic link reaches whatever fd N is.
   // So no fd of the Node process may still be open here (the container's cgroup directory, a
@@ -511,13 +506,22 @@ struct TailState {
   // (3), the error pipe, the memfd to exec, the pool's command pipe and the netlink socket of a
   // bridged network set-up (closed once used, below).
   {
-    int keep[8];
+    int keep[9];
     int nk = 0;
-    const int want[] = {0, 1, 2, plan->status_fd >= 0 ? 3 : -1, err_fd, init_fd, cmd_fd, net_sock};
+    const int want[] = {0, 1, 2, plan->status_fd >= 0 ? 3 : -1, err_fd, init_fd, cmd_fd, net_sock, pty_sock};
     for (int fd : want)
       if (fd >= 0) keep[nk++] = fd;
     fault(plan, err_fd, STEP_FDS, -1);
     if (close_all_but(keep, nk) != 0) fail(err_fd, STEP_FDS, -1, errno);
+  }
+
+  // An app container's tty: a pty of the devpts its own mount ops made (pty.cc), now that its root
+  // is in place, none of Node's fds is left open (its /dev/pts is a path of the container's) and
+  // before anything of it has run; the master goes to Node over the socket (then closed), the
+  // slave becomes stdio and the controlling terminal.
+  if (pty_sock >= 0) {
+    pty_stdio(plan, err_fd, open_pty(plan, pty_sock, err_fd, plan->pty_cols, plan->pty_rows));
+    close(pty_sock);
   }
 
   // stdio from the container's own /dev/null (see kStdioDevNull): opened now that the root (or,

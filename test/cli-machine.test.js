@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawnSync, spawn: spawnProcess } = require('node:child_process');
 const { Machine } = require('..');
-const { busyboxRootfs, noCgroup, manyIds } = require('./helpers');
+const { alive, busyboxRootfs, noCgroup, manyIds, oneErrorLine } = require('./helpers');
 
 const bin = path.join(__dirname, '..', 'bin', 'nsbox.js');
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
@@ -42,23 +42,6 @@ function listTable() {
     cols.forEach((c, i) => (o[c] = i === cols.length - 1 ? cells.slice(i).join(' ') : cells[i]));
     return o;
   });
-}
-
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** Asserts stderr is exactly one line starting with `nsbox: `, and returns it. */
-function oneErrorLine(t, r) {
-  const lines = r.stderr.split('\n').filter(Boolean);
-  t.equal(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  t.match(lines[0] ?? '', /^nsbox: /, 'it starts with "nsbox: "');
-  return lines[0] ?? '';
 }
 
 function startMachine(t, name, extra = []) {

@@ -9,6 +9,7 @@ const { spawn: spawnProcess, spawnSync } = require('node:child_process');
 
 const bin = path.join(__dirname, '..', 'bin', 'nsbox.js');
 const pkg = require('../package.json');
+const { alive, oneErrorLine } = require('./helpers');
 
 /** Runs `nsbox ...args` to completion. */
 function nsbox(args, opts = {}) {
@@ -51,15 +52,6 @@ function childrenOf(pid) {
   return out;
 }
 
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 /** cgroups the CLI process `pid` created and left behind (nsbox names them `<pid>.<n>`). */
 function leftCgroups(pid) {
   const { detectCgroupHost } = require('../dist/cgroup');
@@ -70,14 +62,6 @@ function leftCgroups(pid) {
   } catch {
     return [];
   }
-}
-
-/** Asserts stderr is exactly one line starting with `nsbox: `, and returns it. */
-function oneErrorLine(t, r) {
-  const lines = r.stderr.split('\n').filter(Boolean);
-  t.equal(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  t.match(lines[0] ?? '', /^nsbox: /, 'it starts with "nsbox: "');
-  return lines[0] ?? '';
 }
 
 function which(cmd) {

@@ -295,7 +295,27 @@ function shiftedRootfs(dest, range) {
   return dest;
 }
 
+/** Whether a process runs (exists and is not a zombie): the CLI tests' check on pids they were shown. */
+function alive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Asserts a CLI result's stderr is exactly one line starting with `nsbox: `, and returns it. */
+function oneErrorLine(t, r) {
+  const lines = r.stderr.split('\n').filter(Boolean);
+  t.equal(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
+  t.match(lines[0] ?? '', /^nsbox: /, 'it starts with "nsbox: "');
+  return lines[0] ?? '';
+}
+
 module.exports = {
+  alive,
+  oneErrorLine,
   shiftedRootfs,
   plantedRootfs,
   root,

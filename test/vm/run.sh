@@ -15,6 +15,15 @@ cd "$root"
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(test/60-cgroup.test.js test/62-cgroup-placement.test.js test/61-memory-hogs.test.js test/20-app.test.js test/30-errors.test.js test/45-pool.test.js test/47-fast-paths.test.js test/70-machine.test.js test/80-systemd.test.js test/security/privileges.test.js test/security/escapes.test.js test/security/userns-ranges.test.js test/pod/bundles.test.js)
 
+# NSBOX_VM_INIT=systemd: boot the host's systemd as PID 1 and run the tests in a unit of it (for
+# the files that need a real systemd around Node: test/63-systemd-delegate.test.js).
+vm_init=${NSBOX_VM_INIT:-sh}
+append=""
+if [ "$vm_init" = systemd ]; then
+  [ -x /lib/systemd/systemd ] || { echo "vm: NSBOX_VM_INIT=systemd needs /lib/systemd/systemd (apt-get install systemd)" >&2; exit 1; }
+  append=" systemd.unit=nsbox-vm.target systemd.show_status=0"
+  NSBOX_VM_NO_ROOTLESS=1
+fi
 kernel=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$kernel" ] || { echo "vm: no /boot/vmlinuz-* (apt-get install linux-image-amd64)" >&2; exit 1; }
 kver=${kernel#/boot/vmlinuz-}
@@ -71,6 +80,19 @@ mount --bind /results /newroot/results
 echo "vm: kernel \$(uname -r), cgroup controllers: \$(cat /newroot/sys/fs/cgroup/cgroup.controllers)"
 # switch_root, not chroot: a process in a chroot may not create user namespaces (EPERM), which the
 # rootless tests do. The new root becomes the mount namespace's root; the tests run as PID 1's child.
+if [ "$vm_init" = systemd ]; then
+  # The host's own systemd as PID 1, told (systemd.unit= on the kernel command line) to start
+  # nothing but the tests' unit: no host service runs, and the tests can make units of their own.
+  mkdir -p /newroot/etc/systemd/system
+  printf '%s\n' '[Unit]' 'Description=nsbox VM lane tests' 'DefaultDependencies=no' '[Service]' 'Type=oneshot' 'TimeoutStartSec=infinity' \
+    "ExecStart=/bin/sh -c '/bin/sh /results/cmd.sh > /results/tap.txt 2>&1; echo \\\$\\\$? > /results/rc; sync; /bin/busybox poweroff -f'" \
+    > /newroot/etc/systemd/system/nsbox-vm.service
+  printf '%s\n' '[Unit]' 'Description=nsbox VM lane' 'Requires=nsbox-vm.service' 'AllowIsolate=yes' > /newroot/etc/systemd/system/nsbox-vm.target
+  # The host's /.dockerenv (in the overlay's lower layer) would make systemd believe it runs in a
+  # container and ignore the kernel command line: it is whited out, and the unit also given as argv.
+  rm -f /newroot/.dockerenv /newroot/run/.containerenv
+  exec switch_root /newroot /lib/systemd/systemd --unit=nsbox-vm.target --show-status=0
+fi
 exec switch_root /newroot /bin/sh -c '/bin/sh /results/cmd.sh > /results/tap.txt 2>&1; echo \$? > /results/rc; sync; /bin/busybox poweroff -f'
 INIT
 chmod +x "$ird/init"
@@ -81,6 +103,7 @@ chmod +x "$ird/init"
   # TCG is several times slower than the host: no per-file time limit inside (the VM has its own).
   echo "export NSBOX_REQUIRE_CGROUP=1 NSBOX_VM=1 TAP_TIMEOUT=0 HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   [ -n "${NSBOX_REQUIRE_SYSTEMD:-}" ] && echo "export NSBOX_REQUIRE_SYSTEMD=$NSBOX_REQUIRE_SYSTEMD"
+  [ "$vm_init" = systemd ] && echo "export NSBOX_REQUIRE_SYSTEMD_PID1=1"
   [ -n "${NSBOX_REQUIRE_TOOLS:-}" ] && echo "export NSBOX_REQUIRE_TOOLS=$NSBOX_REQUIRE_TOOLS"
   # The soak's settings (test/soak/soak.js reads NSBOX_SOAK_MINUTES and the like as its defaults).
   for v in $(compgen -e | grep '^NSBOX_SOAK_' || true); do printf 'export %s=%q\n' "$v" "${!v}"; done
@@ -116,7 +139,7 @@ timeout "${NSBOX_VM_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -m "${NSBOX_VM
   -nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on \
   -virtfs "local,path=$work/results,mount_tag=results,security_model=none" \
-  -append "console=ttyS0 quiet panic=-1" < /dev/null > "$work/console.txt" 2>&1
+  -append "console=ttyS0 quiet panic=-1$append" < /dev/null > "$work/console.txt" 2>&1
 qrc=$?
 set -e
 echo "vm: qemu exited with $qrc after $(( $(date +%s) - start )) s"

@@ -17,8 +17,7 @@ import { deviceBinds, type HostDevice } from './devices';
 export type { OpMeta };
 import { capLast, DEFAULT_CAPS, resolveCaps } from './caps';
 import { compileSeccomp, type ResolvedSeccomp } from './seccomp';
-import { privileged } from './runtime';
-import { mergeRlimits, ownRlimit, rlimitFailure, type ResolvedRlimit } from './rlimits';
+import { mayRaiseHard, mergeRlimits, ownRlimit, rlimitFailure, type ResolvedRlimit } from './rlimits';
 
 let nofileHardCache: number | undefined;
 /** This process's RLIMIT_NOFILE hard limit (an unprivileged container cannot go above it). */
@@ -92,7 +91,7 @@ export function errorFromRecord(
       break;
     case STEP.rlimits: {
       // The entry that was refused, by name: `setrlimit nofile (soft 4096, hard 4096): EPERM`.
-      const { resource, detail } = rlimitFailure(ctx.rlimits?.[rec.index], code, privileged() && !ctx.userns);
+      const { resource, detail } = rlimitFailure(ctx.rlimits?.[rec.index], code, !ctx.userns && mayRaiseHard());
       return explainCause(new NsboxError({
         code, errno: rec.errno, syscall, step,
         message: `${syscall ?? 'setrlimit'} ${resource}${detail}: ${code} (step ${step})`,

@@ -5,6 +5,7 @@
 // (RLIMIT_* from <sys/resource.h>, native/glue/addon.cc): nothing here repeats them.
 import * as fs from 'node:fs';
 
+import { capMask } from './caps';
 import { invalidType, outOfRange } from './errors';
 import { native } from './native';
 import type { RlimitName, RlimitValue } from './types';
@@ -131,6 +132,22 @@ export function ownRlimit(name: RlimitName, text?: string): { soft: number; hard
 
 const shown = (n: number): string => (n === -1 ? 'unlimited' : String(n));
 
+/**
+ * Whether a container started without a user namespace may raise hard limits over this process's
+ * own: CAP_SYS_RESOURCE effective here, in the initial user namespace (root usually has it; a
+ * container runtime may have dropped it).
+ */
+export function mayRaiseHard(): boolean {
+  try {
+    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    if (map.join(' ') !== '0 0 4294967295') return false;
+    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return !!m && (BigInt('0x' + m[1]) & capMask(['CAP_SYS_RESOURCE'])) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
 /** fs.nr_open: the most RLIMIT_NOFILE may be, even for a caller with CAP_SYS_RESOURCE. */
 function nrOpen(): number | null {
   try {
@@ -156,7 +173,7 @@ export function rlimitFailure(triple: readonly [number, number, number] | undefi
     if (max !== null && max > 0 && (triple[2] === -1 || triple[2] > max)) {
       detail += `: above fs.nr_open (${max}), the most nofile may be`;
     } else if (!mayRaise && own && own.hard !== -1 && (triple[2] === -1 || triple[2] > own.hard)) {
-      detail += `: above this process's own hard limit ${own.hard}, which only a caller with CAP_SYS_RESOURCE in the initial user namespace may raise`;
+      detail += `: above this process's own hard limit ${own.hard}, which only a caller with CAP_SYS_RESOURCE in the initial user namespace may raise (for a container without a user namespace)`;
     }
   }
   return { resource: name ?? `resource ${triple[0]}`, detail };

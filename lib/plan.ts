@@ -17,7 +17,8 @@ import { deviceBinds, type HostDevice } from './devices';
 export type { OpMeta };
 import { capLast, DEFAULT_CAPS, resolveCaps } from './caps';
 import { compileSeccomp, type ResolvedSeccomp } from './seccomp';
-import { mayRaiseHard, mergeRlimits, ownRlimit, rlimitFailure, type ResolvedRlimit } from './rlimits';
+import { hostCapability } from './runtime';
+import { mergeRlimits, ownRlimit, rlimitFailure, type ResolvedRlimit } from './rlimits';
 
 let nofileHardCache: number | undefined;
 /** This process's RLIMIT_NOFILE hard limit (an unprivileged container cannot go above it). */
@@ -91,7 +92,7 @@ export function errorFromRecord(
       break;
     case STEP.rlimits: {
       // The entry that was refused, by name: `setrlimit nofile (soft 4096, hard 4096): EPERM`.
-      const { resource, detail } = rlimitFailure(ctx.rlimits?.[rec.index], code, !ctx.userns && mayRaiseHard());
+      const { resource, detail } = rlimitFailure(ctx.rlimits?.[rec.index], code, !ctx.userns && hostCapability('CAP_SYS_RESOURCE'));
       return explainCause(new NsboxError({
         code, errno: rec.errno, syscall, step,
         message: `${syscall ?? 'setrlimit'} ${resource}${detail}: ${code} (step ${step})`,

@@ -5,7 +5,6 @@
 // (RLIMIT_* from <sys/resource.h>, native/glue/addon.cc): nothing here repeats them.
 import * as fs from 'node:fs';
 
-import { capMask } from './caps';
 import { invalidType, outOfRange } from './errors';
 import { native } from './native';
 import type { RlimitName, RlimitValue } from './types';
@@ -113,14 +112,12 @@ export function mergeRlimits(defaults: Array<[number, number, number]>, ...over:
 }
 
 /** This process's own limits of a resource from /proc/self/limits (-1: unlimited), or null if unreadable. */
-export function ownRlimit(name: RlimitName, text?: string): { soft: number; hard: number } | null {
-  let limits = text;
-  if (limits === undefined) {
-    try {
-      limits = fs.readFileSync('/proc/self/limits', 'utf8');
-    } catch {
-      return null;
-    }
+export function ownRlimit(name: RlimitName): { soft: number; hard: number } | null {
+  let limits: string;
+  try {
+    limits = fs.readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return null;
   }
   const label = RLIMIT_TABLE[name][1];
   const row = limits.split('\n').find((l) => l.startsWith(label + ' '));
@@ -131,22 +128,6 @@ export function ownRlimit(name: RlimitName, text?: string): { soft: number; hard
 }
 
 const shown = (n: number): string => (n === -1 ? 'unlimited' : String(n));
-
-/**
- * Whether a container started without a user namespace may raise hard limits over this process's
- * own: CAP_SYS_RESOURCE effective here, in the initial user namespace (root usually has it; a
- * container runtime may have dropped it).
- */
-export function mayRaiseHard(): boolean {
-  try {
-    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
-    if (map.join(' ') !== '0 0 4294967295') return false;
-    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    return !!m && (BigInt('0x' + m[1]) & capMask(['CAP_SYS_RESOURCE'])) !== 0n;
-  } catch {
-    return false;
-  }
-}
 
 /** fs.nr_open: the most RLIMIT_NOFILE may be, even for a caller with CAP_SYS_RESOURCE. */
 function nrOpen(): number | null {

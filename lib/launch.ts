@@ -104,7 +104,7 @@ export class Launch {
   settle(res: SpawnResult): Started {
     for (const fd of this.childFds.splice(0)) closeQuiet(fd);
     this.cgroup?.closeFd();
-    if (res.step !== undefined) throw errorFromRecord(res, this.userns ? { ...this.ctx, userns: true } : this.ctx);
+    if (res.step !== undefined) throw errorFromRecord(res, { ...this.ctx, rlimits: this.plan.rlimits, ...(this.userns ? { userns: true } : {}) });
     return res;
   }
 

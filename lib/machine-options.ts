@@ -11,7 +11,8 @@ import {
 } from './options';
 import { privileged, runtimeDir } from './runtime';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { CapabilitiesOption, DeviceMapping, Limits, Mount, NetworkMode, NetworkOptions, OutputEncoding, StdioMode, User, UsernsOption } from './types';
+import { resolveRlimits, type ResolvedRlimit } from './rlimits';
+import type { CapabilitiesOption, DeviceMapping, Limits, Rlimits, Mount, NetworkMode, NetworkOptions, OutputEncoding, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { signalNumber } from './util';
 
@@ -77,6 +78,11 @@ export interface MachineOptions {
   /** As for app containers; with a bridge, published ports are forwarded by the starting process. */
   network?: NetworkMode | NetworkOptions;
   limits?: Limits;
+  /**
+   * setrlimit(2) limits of PID 1, and so of everything it starts (as for app containers; the
+   * machine profile's default is core 0), and of every exec (under the exec's own `rlimits`).
+   */
+  rlimits?: Rlimits;
   /** Where machine state lives (default `/run/nsbox` for root; rootless: `$XDG_RUNTIME_DIR/nsbox` or `/tmp/nsbox-<uid>`). */
   stateDir?: string;
   /** Wait until the machine is up: systemd's boot finished (`running` or `degraded`). */
@@ -107,6 +113,8 @@ export interface MachineExecOptions {
   env?: Record<string, string>;
   cwd?: string;
   user?: User;
+  /** setrlimit(2) limits of the process, over the machine's `rlimits` (resource by resource). */
+  rlimits?: Rlimits;
   /** A pty from the machine's own devpts as stdin/stdout/stderr (resize with `container.resize`). */
   tty?: boolean;
   /** With `tty`: the terminal size the command starts with (default 80x24). */
@@ -150,6 +158,7 @@ export interface ResolvedMachineOptions {
   mounts: ResolvedMount[];
   network: NetworkMode;
   limits: ResolvedLimits | undefined;
+  rlimits: ResolvedRlimit[];
   stateDir: string;
   waitReady: boolean;
   readyTimeout: number;
@@ -164,7 +173,7 @@ export interface ResolvedMachineOptions {
 }
 
 const MACHINE_KEYS = [
-  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
+  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'rlimits', 'stateDir', 'waitReady',
   'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
   'command', 'consoleLimit',
 ] as const;
@@ -236,6 +245,7 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     mounts,
     network,
     limits: resolveLimits(o.limits),
+    rlimits: resolveRlimits('rlimits', o.rlimits),
     stateDir: o.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', o.stateDir),
     waitReady: o.waitReady ?? false,
     readyTimeout,

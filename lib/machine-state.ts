@@ -14,6 +14,7 @@ import { leaseLive, nestedPidns, ownerOf, readLease, startTimeOf, type LeaseOwne
 import { native, type NativeProcess } from './native';
 import { releaseLease } from './network';
 import type { IdMapEntry, NetworkMode } from './types';
+import type { ResolvedRlimit } from './rlimits';
 import { releaseIdRange } from './userns';
 
 export interface StateFile {
@@ -33,6 +34,8 @@ export interface StateFile {
   capsKeep: string;
   /** The machine's seccomp option as given ('none' when off), re-resolved for every exec. */
   seccomp?: 'default' | 'none' | { allow?: string[]; deny?: string[]; defaultErrno?: number };
+  /** MachineOptions.rlimits as resolved ([name, soft, hard], -1 unlimited): every exec gets them too. */
+  rlimits?: ResolvedRlimit[];
   createdAt: string;
   stopped?: boolean;
   /** A machine of an image: its reference and the store lease owned by PID 1 (lib/images/store.ts pinForOwner). */

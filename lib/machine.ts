@@ -16,6 +16,7 @@ import { checkRootfs, machineOps } from './fsops';
 import { Launch } from './launch';
 import { closeHostDevices, devicePolicyFd, hostDevices } from './devices';
 import { writeEtcDir, type EtcDir } from './etc';
+import { resolveRlimits } from './rlimits';
 import { emptyPlan, enterFlags, errorFromRecord, execCandidates, execPlan, machinePlan } from './plan';
 import {
   checkName, DEFAULT_EXEC_START_TIMEOUT, defaultStateDir, NAME_RE, resolveMachineOptions, resolveMachineSeccomp, type MachineExecOptions, type MachineOptions, type MachineRunOptions,
@@ -220,6 +221,7 @@ export class Machine {
         network: o.network, hostname: o.hostname, staging: staging(), ops: L.ops, keep, seccomp: o.seccomp,
         init: o.init, halt, env, memfd, log,
         ...(o.command ? { command: { argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd, logCap: o.consoleLimit } } : {}),
+        rlimits: o.rlimits,
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
       const policy = devicePolicyFor(keep, !!userns, !!cgroup, 'devices');
@@ -254,6 +256,7 @@ export class Machine {
         haltSignal: halt,
         capsKeep: keep.toString(),
         seccomp: (options as MachineOptions).seccomp ?? 'default',
+        ...(o.rlimits.length ? { rlimits: o.rlimits } : {}),
         createdAt: new Date().toISOString(),
         ...(etc ? { etcDir: etc.dir } : {}),
         ...(userns ? { userns: { uidMap: userns.uidMap, gidMap: userns.gidMap, setgroups: userns.how === 'self' ? 'deny' : 'allow', ...(userns.lease ? { lease: userns.lease } : {}) } } : {}),
@@ -422,7 +425,7 @@ export class Machine {
   exec(command: string[], options: MachineExecOptions = {}): Container {
     const argv = checkCommand('command', command);
     if (typeof options !== 'object' || options === null) throw invalidType('options', 'of type object', options);
-    rejectUnknownKeys(options, ['env', 'cwd', 'user', 'tty', 'columns', 'rows', 'stdio', 'input', 'timeout', 'startTimeout', 'signal', 'maxOutput'], '');
+    rejectUnknownKeys(options, ['env', 'cwd', 'user', 'rlimits', 'tty', 'columns', 'rows', 'stdio', 'input', 'timeout', 'startTimeout', 'signal', 'maxOutput'], '');
     const ttySize = checkTty(options, false);
     const tty = ttySize !== null;
     const { columns, rows } = ttySize ?? { columns: 80, rows: 24 };
@@ -434,6 +437,7 @@ export class Machine {
     if (tty && env.TERM === undefined) env.TERM = terminalType();
     const cwd = options.cwd === undefined ? '/' : checkAbsolutePath('cwd', options.cwd);
     const user = options.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', options.user);
+    const rlimits = resolveRlimits('rlimits', options.rlimits);
     const timeout = checkTimeout('timeout', options.timeout);
     const startTimeout = options.startTimeout === undefined ? DEFAULT_EXEC_START_TIMEOUT : checkTimeout('startTimeout', options.startTimeout)!;
     checkSignal('signal', options.signal);
@@ -481,6 +485,8 @@ export class Machine {
         enterPidfd: this.#proc!.fd(), enterFlags: enterFlags(this.#state.network, !!this.#state.userns), enterRoot: `/proc/${this.pid}/root`,
         cgroupFd, capsKeep: this.#state.capsKeep, seccomp: execFilter, cwd, user, argv, candidates, env, stdio: launch.plan.stdio, memfd,
         ptySock, columns, rows, setgroupsDenied: this.#state.userns?.setgroups === 'deny',
+        // The machine's (re-checked: the state file is read back from disk), then the exec's own.
+        rlimits: [resolveRlimits('rlimits', Object.fromEntries((this.#state.rlimits ?? []).map(([n, soft, hard]) => [n, { soft, hard }]))), rlimits],
       });
       // Returns once the entering helper has made the process inside the machine (or failed
       // before): the helper is not visible in the machine and waits on nothing of it. What the
@@ -509,7 +515,7 @@ export class Machine {
       const c = new Container(res.pid, res.process, null, streams, co, t0, tty ? PTY_PENDING : -1, relay);
       started = null;
       const handles = { watch: 0, timer: null as NodeJS.Timeout | null, ref: true };
-      c._setStarting(this.#finishExec(c, res, launch.ctx, { startTimeout, ptyRecv, late, streams, handles, trace: tr }), (on) => {
+      c._setStarting(this.#finishExec(c, res, { ...launch.ctx, rlimits: plan.rlimits, userns: !!this.#state.userns }, { startTimeout, ptyRecv, late, streams, handles, trace: tr }), (on) => {
         handles.ref = on;
         if (handles.watch) native().refFinishSpawn(handles.watch, on);
         if (on) handles.timer?.ref();

@@ -10,6 +10,7 @@ import type { ResolvedLimits } from './cgroup';
 import { checkCapabilities, DEFAULT_CAPS } from './caps';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
+import { resolveRlimits, type ResolvedRlimit } from './rlimits';
 import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { checkRegistryHosts, parseRef } from './images/ref';
@@ -105,6 +106,8 @@ export interface ResolvedAppOptions {
   mounts: ResolvedMount[];
   network: NetworkMode;
   limits: ResolvedLimits | undefined;
+  /** `rlimits`, checked: over the profile's defaults in the plan (lib/rlimits.ts). */
+  rlimits: ResolvedRlimit[];
   timeout: number | undefined;
   input: Buffer | undefined;
   stdio: StdioMode;
@@ -143,7 +146,7 @@ export interface ResolvedDeviceOption {
 }
 
 const APP_KEYS = [
-  'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
+  'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits', 'rlimits',
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
   'userns', 'etcFiles', 'hosts', 'devices', 'tty', 'columns', 'rows', ...IMAGE_KEYS,
 ] as const;
@@ -496,6 +499,7 @@ export function resolveAppOptions(input: unknown): ResolvedAppOptions {
     mounts,
     network: network.mode,
     limits: resolveLimits(o.limits),
+    rlimits: resolveRlimits('rlimits', o.rlimits),
     timeout: checkTimeout('timeout', o.timeout),
     input: checkInput('input', o.input),
     stdio: o.stdio === undefined ? 'pipe' : checkEnum('stdio', o.stdio, ['pipe', 'inherit', 'ignore'] as const),

@@ -1,7 +1,6 @@
 // plan.ts: turns resolved options into the native plan the child runs from: one builder per
 // profile (app, machine, machine exec), each filling in the same empty plan, and the translation of
 // the child's failure records back into errors. The filesystem part of a plan is fsops.ts's.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
 
@@ -18,18 +17,15 @@ import { deviceBinds, type HostDevice } from './devices';
 export type { OpMeta };
 import { capLast, DEFAULT_CAPS, resolveCaps } from './caps';
 import { compileSeccomp, type ResolvedSeccomp } from './seccomp';
+import { hostCapability } from './runtime';
+import { mergeRlimits, ownRlimit, rlimitFailure, type ResolvedRlimit } from './rlimits';
 
 let nofileHardCache: number | undefined;
 /** This process's RLIMIT_NOFILE hard limit (an unprivileged container cannot go above it). */
 function nofileHard(): number {
   if (nofileHardCache === undefined) {
-    nofileHardCache = 65536;
-    try {
-      const m = /^Max open files\s+\S+\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
-      if (m && m[1] !== 'unlimited') nofileHardCache = Number(m[1]);
-    } catch {
-      /* keep the default */
-    }
+    const hard = ownRlimit('nofile')?.hard;
+    nofileHardCache = hard === undefined || hard === -1 ? 65536 : hard;
   }
   return nofileHardCache;
 }
@@ -54,7 +50,9 @@ function osConstantsSignalName(n: number): string {
 
 export function errorFromRecord(
   rec: { step: number; errno: number; index: number },
-  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string; enterRoot?: string; userns?: boolean },
+  ctx: { meta: OpMeta[]; candidates: string[]; command: string[]; rootfs: string | undefined; cwd: string; hostname: string; cgroup?: string; enterRoot?: string; userns?: boolean;
+    /** The plan's rlimits: the entry a record of step rlimits indexes. */
+    rlimits?: ReadonlyArray<readonly [number, number, number]> },
 ): NsboxError {
   const stepName = STEPS[rec.step]?.[0] ?? 'unknown';
   const code = errnoName(rec.errno);
@@ -92,6 +90,14 @@ export function errorFromRecord(
     case STEP.network:
       ({ step, syscall } = networkStep(rec.index));
       break;
+    case STEP.rlimits: {
+      // The entry that was refused, by name: `setrlimit nofile (soft 4096, hard 4096): EPERM`.
+      const { resource, detail } = rlimitFailure(ctx.rlimits?.[rec.index], code, !ctx.userns && hostCapability('CAP_SYS_RESOURCE'));
+      return explainCause(new NsboxError({
+        code, errno: rec.errno, syscall, step,
+        message: `${syscall ?? 'setrlimit'} ${resource}${detail}: ${code} (step ${step})`,
+      }), ctx.userns ?? false);
+    }
   }
   // The fields are the kernel's; the message adds what this process's surroundings say about why
   // (a seccomp filter around Node, a masked /proc: lib/causes.ts).
@@ -216,10 +222,10 @@ export function basePlan(
   // host's mount table (a user namespace's mounts must be its own, made by CLONE_NEWNS).
   plan.mntTemplate = !userns;
   plan.cwd = o.cwd;
-  plan.rlimits = [
+  plan.rlimits = mergeRlimits([
     [K.RLIMIT_NOFILE!, Math.min(1024, nofileHard()), Math.min(65536, nofileHard())],
     [K.RLIMIT_CORE!, 0, 0],
-  ];
+  ], o.rlimits);
   plan.capLast = capLast;
   plan.capsKeep = keep.toString();
   plan.uid = o.user.uid;
@@ -243,6 +249,8 @@ export function machinePlan(m: {
   init: 'builtin' | string[]; halt: number; env: Record<string, string>; memfd: number; log: number;
   /** The builtin init's one command (MachineOptions.command): its paths to try, and where init reports its wait status. */
   command?: { argv: string[]; candidates: string[]; statusFd: number; logCap: number };
+  /** MachineOptions.rlimits: PID 1's, and so inherited by everything it starts. */
+  rlimits: readonly ResolvedRlimit[];
 }): NativePlan {
   const K = native().constants;
   const builtin = m.init === 'builtin';
@@ -254,7 +262,7 @@ export function machinePlan(m: {
   plan.netLoUp = m.network === 'loopback' || m.network === 'bridge';
   plan.netnsReserve = m.network === 'loopback';
   plan.cwd = '/';
-  plan.rlimits = [[K.RLIMIT_CORE!, 0, -1]];
+  plan.rlimits = mergeRlimits([[K.RLIMIT_CORE!, 0, -1]], m.rlimits);
   plan.capLast = capLast();
   plan.capsKeep = m.keep.toString();
   plan.noNewPrivs = false;
@@ -292,13 +300,15 @@ export function execPlan(x: {
   enterPidfd: number; enterFlags: number; enterRoot: string; cgroupFd: number; capsKeep: string; seccomp: Buffer | null;
   cwd: string; user: { uid: number; gid: number; groups: number[] }; argv: string[]; candidates: string[]; env: Record<string, string>;
   stdio: [number, number, number]; memfd: number; ptySock: number; columns: number; rows: number; setgroupsDenied: boolean;
+  /** The machine's rlimits, then the exec's own over them. */
+  rlimits: ReadonlyArray<readonly ResolvedRlimit[]>;
 }): NativePlan {
   const K = native().constants;
   const plan = emptyPlan();
   plan.cgroupFd = x.cgroupFd;
   plan.cgroupInto = false;
   plan.cwd = x.cwd;
-  plan.rlimits = [[K.RLIMIT_CORE!, 0, -1]];
+  plan.rlimits = mergeRlimits([[K.RLIMIT_CORE!, 0, -1]], ...x.rlimits);
   plan.capLast = capLast();
   plan.capsKeep = x.capsKeep;
   plan.uid = x.user.uid;

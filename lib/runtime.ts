@@ -10,6 +10,21 @@ import { xdgRuntimeDir } from './env';
 import { NsboxError, errnoName, fromSystemError } from './errors';
 import { buildDir, native } from './native';
 
+/**
+ * Whether this process holds `cap` effective in the initial user namespace (uid 0 mapped to the
+ * whole id range): a capability held in a user namespace (`unshare -r`) does not count on the host.
+ */
+export function hostCapability(cap: string): boolean {
+  try {
+    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    const initial = map.length === 3 && map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
+    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return initial && !!m && (BigInt('0x' + m[1]) & capMask([cap])) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
 let privCache: boolean | undefined;
 /**
  * True when this process is root in the initial user namespace with CAP_SYS_ADMIN: it can create
@@ -17,17 +32,7 @@ let privCache: boolean | undefined;
  * (uid 0 in a user namespace) this is false: such a process is rootless as far as the host goes.
  */
 export function privileged(): boolean {
-  if (privCache !== undefined) return privCache;
-  privCache = false;
-  try {
-    if (process.geteuid?.() !== 0) return privCache;
-    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
-    const initial = map.length === 3 && map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
-    const m = /^CapEff:\s+([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    privCache = initial && !!m && (BigInt('0x' + m[1]) & capMask(['CAP_SYS_ADMIN'])) !== 0n;
-  } catch {
-    /* not privileged */
-  }
+  privCache ??= process.geteuid?.() === 0 && hostCapability('CAP_SYS_ADMIN');
   return privCache;
 }
 

@@ -61,6 +61,34 @@ export interface Limits {
   cpuset?: string;
 }
 
+/**
+ * A resource of `rlimits` (setrlimit(2)), by docker's `--ulimit` name: `nofile` is RLIMIT_NOFILE,
+ * `as` RLIMIT_AS, and so on.
+ */
+export type RlimitName =
+  | 'as' | 'core' | 'cpu' | 'data' | 'fsize' | 'locks' | 'memlock' | 'msgqueue' | 'nice' | 'nofile'
+  | 'nproc' | 'rss' | 'rtprio' | 'rttime' | 'sigpending' | 'stack';
+
+/** An amount as setrlimit(2) takes it (bytes, seconds, a count: the resource's unit), or no limit. */
+export type RlimitAmount = number | 'unlimited';
+
+/**
+ * One resource's limits: a number (or `'unlimited'`, or `Infinity`) for both the soft and the hard
+ * limit, or `{ soft, hard }` (soft at most hard).
+ */
+export type RlimitValue = RlimitAmount | { soft: RlimitAmount; hard: RlimitAmount };
+
+/**
+ * Per-process resource limits set in the container before its command starts (and inherited by
+ * what it starts), e.g. `{ nofile: 4096, core: { soft: 0, hard: 'unlimited' } }`. Each given
+ * resource replaces nsbox's default for it (app containers: nofile 1024:65536, capped by Node's
+ * own hard limit, and core 0); the others keep the defaults. A limit above what the starting
+ * process may set (a hard limit raised over Node's own without CAP_SYS_RESOURCE in the initial
+ * user namespace, as any rootless caller) fails the start: NsboxError at step `rlimits` naming the
+ * resource. `nice` and `rtprio` are the kernel's raw values (nice: 20 - the lowest nice allowed).
+ */
+export type Rlimits = { [K in RlimitName]?: RlimitValue };
+
 export type NetworkMode = 'none' | 'loopback' | 'host' | 'bridge';
 export type StdioMode = 'pipe' | 'inherit' | 'ignore';
 
@@ -117,6 +145,8 @@ export interface AppOptions extends ImageRunOptions {
   network?: NetworkMode | NetworkOptions;
   /** cgroup v2 limits (default none; the container still gets its own cgroup). */
   limits?: Limits;
+  /** setrlimit(2) limits of the container's processes (see Rlimits; default nofile 1024:65536, core 0). */
+  rlimits?: Rlimits;
   /** Milliseconds until the whole container is killed (`timedOut` is then set). */
   timeout?: number;
   /** Written to stdin, then stdin is closed (`run`). */

@@ -97,7 +97,9 @@ t.test('-it and -ti: a tty and interactive input (the terminal itself: test/22-a
 
 t.test('unsupported and bad values: one message naming the flag', async (t) => {
   const cases = [
-    [['--ulimit', 'nofile=1024', 'busybox'], /^UsageError: --ulimit is not supported yet: the library sets no per-container rlimits/],
+    [['--ulimit', 'nofle=1024', 'busybox'], /^UsageError: --ulimit 'nofle=1024': unknown resource 'nofle' \(one of as, core, .*nofile/],
+    [['--ulimit', 'nofile', 'busybox'], /^UsageError: --ulimit must be NAME=SOFT\[:HARD\]/],
+    [['--ulimit', 'nofile=1k', 'busybox'], /^UsageError: --ulimit 'nofile=1k': '1k' is not a whole number, -1 or unlimited/],
     [['-v', 'data:/data', 'busybox'], /--volume 'data:\/data': named volumes are not supported/],
     [['-v', '/data', 'busybox'], /--volume '\/data': anonymous volumes are not supported/],
     [['-v', '/a:b', 'busybox'], /--volume '\/a:b': the container path must be absolute/],
@@ -175,7 +177,7 @@ t.test('end to end on the busybox rootfs', { skip: bb ? false : reason }, async 
   t.equal(nsbox([...base, '--', '/etc/passwd']).status, 126, 'not executable: 126');
   t.equal(nsbox([...base, '--json', '--', 'no-such-command']).status, 127, '--json: 127 too');
 
-  for (const args of [['-m', '12Q'], ['--cpus', 'x'], ['-v', 'vol:/x'], ['-it'], ['--ulimit', 'nofile=1']]) {
+  for (const args of [['-m', '12Q'], ['--cpus', 'x'], ['-v', 'vol:/x'], ['-it'], ['--ulimit', 'nofile=2:1']]) {
     const r = nsbox([...base, ...args, '--', 'true']);
     t.equal(r.status, 125, args.join(' '));
     const lines = r.stderr.split('\n').filter(Boolean);

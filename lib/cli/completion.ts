@@ -100,7 +100,7 @@ function flatten(level: Level, path = '', out: Flat[] = []): Flat[] {
   const seen = new Set<string>();
   for (const w of level.switches ?? []) flags.push({ word: w, help: w.startsWith('--h') || w === '-h' ? 'this help' : 'the version', value: null, choices: [] });
   for (const f of level.flags) {
-    // Refused flags (docker's -t, -d, --ulimit) are not offered.
+    // Refused flags (a docker flag listed with the reason nsbox refuses it) are not offered.
     if (f.unsupported) continue;
     const arg = f.arg;
     const value = arg === undefined ? null : /\bDIR\b/.test(arg) ? 'dir' : /FILE|PATH|SRC/.test(arg) ? 'file' : 'other';

@@ -58,7 +58,7 @@ export function detachedOptions(r: DetachRequest): MachineOptions {
     ephemeral: o.readonly !== false,
     capabilities: { add: caps.add ?? [], drop: [...drop, ...(caps.drop ?? [])] },
   } as MachineOptions;
-  const same = ['rootfs', 'image', 'pull', 'storeDir', 'mounts', 'env', 'hostname', 'network', 'limits', 'hosts', 'etcFiles', 'devices', 'seccomp', 'userns'] as const;
+  const same = ['rootfs', 'image', 'pull', 'storeDir', 'mounts', 'env', 'hostname', 'network', 'limits', 'rlimits', 'hosts', 'etcFiles', 'devices', 'seccomp', 'userns'] as const;
   for (const k of same) if (o[k] !== undefined) (m as unknown as Record<string, unknown>)[k] = o[k];
   if (r.stateDir !== undefined) m.stateDir = r.stateDir;
   return m;

@@ -1,11 +1,12 @@
 // cli/docker-values.ts: the parsers of the flags `nsbox run` takes in docker's shape (issue #21):
-// -v/--volume, --mount, --env-file, -u/--user, --cpus, --pids-limit, --security-opt, --userns,
-// --name, -p. Each turns docker's spelling into the library's option, or throws a one-line
+// -v/--volume, --mount, --env-file, -u/--user, --cpus, --pids-limit, --ulimit, --security-opt,
+// --userns, --name, -p. Each turns docker's spelling into the library's option, or throws a one-line
 // UsageError naming the flag; what nsbox cannot do is refused by name, never dropped.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import type { Mount, PortMapping, User } from '../index';
+import type { Mount, PortMapping, RlimitAmount, RlimitName, User } from '../index';
+import { RLIMIT_NAMES } from '../rlimits';
 import { UsageError } from './flags';
 import { parseDecimal, parseEnv, parsePublish } from './values';
 
@@ -137,6 +138,25 @@ export function parsePidsLimit(v: string, flag = '--pids-limit'): number | undef
   if (v.trim() === '-1' || v.trim() === '0') return undefined;
   if (!/^\d+$/.test(v.trim())) throw new UsageError(`${flag} must be a whole number (-1 for no limit), got '${v}'`);
   return Number(v);
+}
+
+/**
+ * --ulimit NAME=SOFT[:HARD] (docker's): one resource of the `rlimits` option (lib/rlimits.ts names
+ * them), HARD being SOFT when left out; -1 or `unlimited` is no limit. A soft limit above the hard
+ * one is the library's RangeError, named after the flag.
+ */
+export function parseUlimit(v: string, flag = '--ulimit'): [RlimitName, { soft: RlimitAmount; hard: RlimitAmount }] {
+  const m = /^([a-z]+)=([^:]+)(?::([^:]+))?$/.exec(v.trim());
+  if (!m) throw new UsageError(`${flag} must be NAME=SOFT[:HARD] such as nofile=1024:4096, got '${v}'`);
+  const name = m[1] as RlimitName;
+  if (!RLIMIT_NAMES.includes(name)) throw new UsageError(`${flag} '${v}': unknown resource '${m[1]}' (one of ${RLIMIT_NAMES.join(', ')})`);
+  const amount = (s: string): RlimitAmount => {
+    if (s === '-1' || s === 'unlimited') return 'unlimited';
+    if (!/^\d+$/.test(s) || !Number.isSafeInteger(Number(s))) throw new UsageError(`${flag} '${v}': '${s}' is not a whole number, -1 or unlimited`);
+    return Number(s);
+  };
+  const soft = amount(m[2]!);
+  return [name, { soft, hard: m[3] === undefined ? soft : amount(m[3]) }];
 }
 
 /** --security-opt: what it asks of the seccomp option (or nothing: no-new-privileges, always on). */

@@ -67,12 +67,13 @@ export type Target =
   | 'interactive'
   | 'rm'
   | 'detach'
-  | 'ulimit'
   | 'network.ports[]'
   | 'network.allow[]'
   | 'devices[]'
   | 'env{}'
-  | 'hosts{}';
+  | 'hosts{}'
+  /** --ulimit: one resource of `rlimits` per use ([name, { soft, hard }]). */
+  | 'rlimits{}';
 
 export interface FlagDef {
   /** The long name: '--memory'. */
@@ -215,7 +216,7 @@ export class FlagState {
   readonly origin = new Map<string, string>();
   readonly values = new Map<string, unknown>();
   readonly lists = new Map<string, unknown[]>();
-  readonly maps = new Map<string, Record<string, string>>();
+  readonly maps = new Map<string, Record<string, unknown>>();
 }
 
 /** Puts the value of one flag (undefined for a switch) where its definition says. */
@@ -238,7 +239,7 @@ export function applyFlag(st: FlagState, def: FlagDef, raw: string | undefined):
     let map = st.maps.get(key);
     if (!map) st.maps.set(key, (map = {}));
     // One pair ([K, V]), or a list of them (--env-file); V undefined adds nothing.
-    const pairs = (Array.isArray((value as unknown[])[0]) ? value : [value]) as Array<[string, string | undefined]>;
+    const pairs = (Array.isArray((value as unknown[])[0]) ? value : [value]) as Array<[string, unknown]>;
     for (const [k, v] of pairs) if (v !== undefined) map[k] = v;
     st.origin.set(key, def.name);
   } else {

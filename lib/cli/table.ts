@@ -25,6 +25,7 @@ import {
   parseName,
   parsePidsLimit,
   parseSecurityOpt,
+  parseUlimit,
   parseUserSpec,
   parseUserns,
   parseVolume,
@@ -219,7 +220,13 @@ export const DOCKER = {
     to: 'detach',
     help: "start the container in the background and print its name; it runs on\nafter nsbox exits (nsbox ps, logs, stop, rm NAME). Needs --rootfs or IMAGE",
   },
-  ulimit: { name: '--ulimit', arg: 'NAME=SOFT[:HARD]', to: 'ulimit', unsupported: 'the library sets no per-container rlimits', help: 'not supported yet (no per-container rlimits)' },
+  ulimit: {
+    name: '--ulimit',
+    arg: 'NAME=SOFT[:HARD]',
+    to: 'rlimits{}',
+    parse: parseUlimit,
+    help: 'a resource limit (setrlimit) such as nofile=1024:4096 (repeatable; -1 or\nunlimited: none; names as docker: nofile, nproc, core, stack, as, ...)',
+  },
   json: { name: '--json', to: 'json', help: 'print the result (exit code, signal, output, stats) as JSON on stdout;\nthe command\'s output is captured into it' },
 } satisfies Record<string, FlagDef>;
 
@@ -292,6 +299,7 @@ export const MACHINE: Record<MachineSubcommand, CommandSpec> = {
     // One line for all the limits: the first carries the help text, the others join it.
     { ...F.memory, help: 'cgroup v2 limits, as for nsbox run' },
     ...LIMITS.slice(1).map((f) => ({ ...f, joined: true })),
+    { ...D.ulimit, help: "a resource limit of PID 1 (and so of what it starts) and of every exec,\nas for nsbox run (repeatable)" },
     F.waitReady,
   ]),
   exec: machineSpec('exec', [
@@ -299,6 +307,7 @@ export const MACHINE: Record<MachineSubcommand, CommandSpec> = {
     { ...F.env, help: 'set a variable (repeatable); the environment is PATH, HOME=/root (TERM\nwith -t) and these' },
     F.cwd,
     F.user,
+    { ...D.ulimit, help: "a resource limit of CMD, over the machine's (repeatable)" },
     { ...F.timeout, help: 'kill CMD after MS milliseconds (also 10s, 2m, 1h); exit 137' },
     F.startTimeout,
   ]),

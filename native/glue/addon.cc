@@ -407,6 +407,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   K(RLIMIT_RTTIME);
   K(RLIMIT_SIGPENDING);
   K(RLIMIT_LOCKS);
+  K(RLIMIT_RSS);
 #undef K
   c.Set("OP_MOUNT", Napi::Number::New(env, nsbox::OP_MOUNT));
   c.Set("OP_REMOUNT", Napi::Number::New(env, nsbox::OP_REMOUNT));

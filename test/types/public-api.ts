@@ -8,7 +8,7 @@ import {
   type Limits, type NetworkOptions, type PortMapping, type SeccompOption, type OutputEncoding, type RunOptions,
   type RunResult, type RunResultWithCounts, type MachineOptions, type MachineExecOptions, type MachineRunOptions,
   type PoolOptions, type PoolRunOptions, type NsboxErrorCode, type NsboxErrnoCode, type NsboxImageErrorCode,
-  type NsboxErrorFields, type PullOptions, type ImageInfo,
+  type NsboxErrorFields, type PullOptions, type ImageInfo, type Rlimits, type RlimitName, type RlimitValue, type RlimitAmount,
 } from 'nsbox';
 
 // Option types a user builds up separately and then passes.
@@ -24,8 +24,17 @@ const limits: Limits = { memory: '256M', pids: 64 };
 const net: NetworkOptions = { ports: [{ host: 8080, container: 80 } satisfies PortMapping] };
 const seccomp: SeccompOption = 'default';
 const img: ImageRunOptions = { image: 'busybox', pull: 'never' };
-const opts: AppOptions = { ...img, command: ['true'], userns, mounts, capabilities: caps, devices, user, limits, network: net, seccomp };
-const mopts: MachineOptions = { name: 'm', rootfs: '/srv/rootfs', userns, mounts, capabilities: caps };
+const unlimited: RlimitAmount = 'unlimited';
+const core: RlimitValue = { soft: 0, hard: unlimited };
+const which: RlimitName = 'nofile';
+const rlimits: Rlimits = { [which]: 4096, core, stack: Infinity };
+const opts: AppOptions = { ...img, command: ['true'], userns, mounts, capabilities: caps, devices, user, limits, rlimits, network: net, seccomp };
+const mopts: MachineOptions = { name: 'm', rootfs: '/srv/rootfs', userns, mounts, capabilities: caps, rlimits };
+const xopts: MachineExecOptions = { rlimits: { nofile: { soft: 10, hard: 20 } } };
+// @ts-expect-error an unknown resource
+const badRlimit: Rlimits = { nofiles: 10 };
+// @ts-expect-error a soft limit alone is not a value (both are given)
+const softOnly: RlimitValue = { soft: 10 };
 // @ts-expect-error a bind mount needs its source
 const noSource: BindMount = { type: 'bind', target: '/x' };
 
@@ -72,7 +81,7 @@ export async function outputs(): Promise<void> {
   await m[Symbol.asyncDispose]();
   const c = spawn(opts);
   await c[Symbol.asyncDispose]();
-  void [pw, bufOut, strOut, strErr, dropped, notBuf, asBuffer, either, ro, r1, r2, r3, pb, ps, mb, ms, ms2, noSource];
+  void [pw, bufOut, strOut, strErr, dropped, notBuf, asBuffer, either, ro, r1, r2, r3, pb, ps, mb, ms, ms2, noSource, xopts, badRlimit, softOnly];
 }
 
 export function events(): void {

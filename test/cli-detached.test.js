@@ -8,7 +8,7 @@ const t = require('tap');
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { busyboxRootfs, machineStateDir } = require('./helpers');
+const { alive, busyboxRootfs, machineStateDir, oneErrorLine } = require('./helpers');
 
 const bin = path.join(__dirname, '..', 'bin', 'nsbox.js');
 const { rootfs: bb, reason: noBusybox } = busyboxRootfs();
@@ -17,22 +17,6 @@ function nsbox(args, opts = {}) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, ...opts });
   if (r.error) throw r.error;
   return r;
-}
-
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-function oneErrorLine(t, r) {
-  const lines = r.stderr.split('\n').filter(Boolean);
-  t.equal(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  t.match(lines[0] ?? '', /^nsbox: /);
-  return lines[0] ?? '';
 }
 
 t.test('usage: what -d cannot do is refused with exit 125 and one line, before anything starts', async (t) => {

@@ -34,7 +34,7 @@ set -euo pipefail
 # once); most are clean with runc, and three that are not (start, delete, hooks_stdin: runc's own
 # `not ok`s here) are in for the commands and the hook stdin they cover, where --compare gates on "no
 # more `not ok` than the baseline". The programs that run runtimetest inside the container check
-# several hundred assertions each (the whole default config). About 25 s with runc.
+# several hundred assertions each (the whole default config). About a minute per runtime here.
 CI_PROGRAMS=(
   create                       # create: state "created", the init blocked before the user process
   start                        # start: the user process runs only after start; start twice fails
@@ -275,7 +275,7 @@ a_name=$(basename "${RUNTIMES[0]}"); b_name=$(basename "${RUNTIMES[1]}")
 [ "$a_name" = "$b_name" ] && { a_name="A"; b_name="B"; }
 echo "A: ${RUNTIMES[0]}"
 echo "B: ${RUNTIMES[1]}"
-printf '%-30s | %-36s | %-36s\n' '' "A ($a_name): exit ok notok skip" "B ($b_name): exit ok notok skip"
+printf '%-30s | %-37s | %-37s\n' '' "A ($a_name): exit ok notok skip" "B ($b_name): exit ok notok skip"
 regressions=()
 na=0 nb=0 ca=0 cb=0
 declare -A tot=([aok]=0 [anok]=0 [ask]=0 [bok]=0 [bnok]=0 [bsk]=0)

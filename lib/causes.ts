@@ -92,7 +92,8 @@ export function procMaskCause(masks: string[]): string {
     `this process's /proc has mounts over its subpaths (masked paths: ${list}), and the kernel refuses a new procfs in a ` +
     'user namespace while the only procfs it could reveal is partly hidden ("mount_too_revealing"). Give the process an ' +
     'unmasked /proc: Kubernetes securityContext.procMount: Unmasked (with hostUsers: false), docker run --security-opt ' +
-    'systempaths=unconfined, podman run --security-opt unmask=ALL'
+    'systempaths=unconfined, podman run --security-opt unmask=ALL; or start the container with proc: \'none\' ' +
+    '(no /proc inside it: ps, top, /proc/self and /proc/meminfo are gone; docs/deploy.md)'
   );
 }
 

@@ -7,11 +7,11 @@ import { invalidType, invalidValue, outOfRange } from './errors';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import {
   checkAbsolutePath, checkCommand, checkDevices, checkEnv, checkEtcFiles, checkHostname, checkHosts, checkMounts, checkTimeout, rejectUnknownKeys,
-  resolveLimits, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount, checkImageOptions, type ResolvedImage,
+  resolveLimits, checkEnum, PROC_MODES, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount, checkImageOptions, type ResolvedImage,
 } from './options';
 import { privileged, runtimeDir } from './runtime';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { CapabilitiesOption, DeviceMapping, Limits, Mount, NetworkMode, NetworkOptions, OutputEncoding, StdioMode, User, UsernsOption } from './types';
+import type { CapabilitiesOption, DeviceMapping, Limits, Mount, NetworkMode, NetworkOptions, OutputEncoding, ProcMode, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { signalNumber } from './util';
 
@@ -76,6 +76,8 @@ export interface MachineOptions {
   mounts?: Mount[];
   /** As for app containers; with a bridge, published ports are forwarded by the starting process. */
   network?: NetworkMode | NetworkOptions;
+  /** As for app containers (ProcMode): `'none'` where a fresh procfs cannot be mounted. */
+  proc?: ProcMode;
   limits?: Limits;
   /** Where machine state lives (default `/run/nsbox` for root; rootless: `$XDG_RUNTIME_DIR/nsbox` or `/tmp/nsbox-<uid>`). */
   stateDir?: string;
@@ -149,6 +151,7 @@ export interface ResolvedMachineOptions {
   env: Record<string, string>;
   mounts: ResolvedMount[];
   network: NetworkMode;
+  proc: ProcMode;
   limits: ResolvedLimits | undefined;
   stateDir: string;
   waitReady: boolean;
@@ -164,7 +167,7 @@ export interface ResolvedMachineOptions {
 }
 
 const MACHINE_KEYS = [
-  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'stateDir', 'waitReady',
+  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'proc', 'limits', 'stateDir', 'waitReady',
   'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
   'command', 'consoleLimit',
 ] as const;
@@ -235,6 +238,7 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     env,
     mounts,
     network,
+    proc: o.proc === undefined ? 'fresh' : checkEnum('proc', o.proc, PROC_MODES),
     limits: resolveLimits(o.limits),
     stateDir: o.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', o.stateDir),
     waitReady: o.waitReady ?? false,

@@ -10,7 +10,7 @@ import type { ResolvedLimits } from './cgroup';
 import { checkCapabilities, DEFAULT_CAPS } from './caps';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
-import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User, UsernsOption } from './types';
+import type { AppOptions, Limits, Mount, NetworkMode, ProcMode, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { checkRegistryHosts, parseRef } from './images/ref';
 import { arrayElements, isPlainObject, rejectUnknownKeys } from './util';
@@ -104,6 +104,7 @@ export interface ResolvedAppOptions {
   user: { uid: number; gid: number; groups: number[] };
   mounts: ResolvedMount[];
   network: NetworkMode;
+  proc: ProcMode;
   limits: ResolvedLimits | undefined;
   timeout: number | undefined;
   input: Buffer | undefined;
@@ -143,10 +144,12 @@ export interface ResolvedDeviceOption {
 }
 
 const APP_KEYS = [
-  'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits',
+  'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'proc', 'limits',
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
   'userns', 'etcFiles', 'hosts', 'devices', 'tty', 'columns', 'rows', ...IMAGE_KEYS,
 ] as const;
+/** The `proc` option's modes (types.ts, ProcMode). */
+export const PROC_MODES = ['fresh', 'none'] as const;
 const LIMIT_KEYS = ['memory', 'memoryHigh', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
 
@@ -495,6 +498,7 @@ export function resolveAppOptions(input: unknown): ResolvedAppOptions {
     user: o.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', o.user),
     mounts,
     network: network.mode,
+    proc: o.proc === undefined ? 'fresh' : checkEnum('proc', o.proc, PROC_MODES),
     limits: resolveLimits(o.limits),
     timeout: checkTimeout('timeout', o.timeout),
     input: checkInput('input', o.input),

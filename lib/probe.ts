@@ -162,7 +162,12 @@ export async function probe(): Promise<HostReport> {
   }
   if (!cgroupTrialResult.ok && cg.mountPoint && cg.writable) notes.push(`a process could not be moved into a new cgroup (${refused(cgroupTrialResult)})`);
   if (!root) notes.push("not root: network: 'bridge' is not available (bridged networking needs root for now)");
-  if (!sc.clone3) notes.push('clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child');
+  if (!sc.clone3) {
+    notes.push(
+      'clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child; Machine.exec cannot enter ' +
+        'a machine (it has no fallback: ENOSYS at step exec.enter)',
+    );
+  }
   const devErr = devicePolicyErrno();
   const devicePolicy = devErr === 0 && !!cg.mountPoint && cg.writable;
   if (!devicePolicy) {

@@ -24,6 +24,33 @@ const fields = (e) => ({ name: e.name, code: e.code, errno: e.errno, syscall: e.
       out.start = { error: fields(e) };
     }
   }
+  if (what === 'exec') {
+    // A machine (the busybox fixture, built on the host beforehand), a command run in it, then
+    // stopped and destroyed: what each step gave.
+    const os = require('node:os');
+    const path = require('node:path');
+    const fs = require('node:fs');
+    const { rootfs, reason } = require('../helpers').busyboxRootfs();
+    if (reason) throw new Error(reason);
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-pod-exec-'));
+    try {
+      const m = await nsbox.Machine.start({ name: 'pod-exec', rootfs, stateDir, ephemeral: true });
+      out.machine = { started: true };
+      try {
+        const r = await m.run(['/bin/true']);
+        out.machine.exec = { exitCode: r.exitCode };
+      } catch (e) {
+        out.machine.exec = { error: fields(e) };
+      }
+      await m.stop({ timeout: 5000 });
+      await m.destroy();
+      out.machine.left = (await nsbox.Machine.list({ stateDir })).length;
+    } catch (e) {
+      out.machine = { ...out.machine, error: fields(e) };
+    } finally {
+      fs.rmSync(stateDir, { recursive: true, force: true });
+    }
+  }
   if (what === 'probe' || what === 'both') {
     const p = await nsbox.probe();
     out.probe = { root: p.root, rootless: p.userns.rootless, blockedBy: p.userns.blockedBy, features: p.features, trials: p.trials, procModes: p.procModes, notes: p.notes };

@@ -5,7 +5,7 @@
 // alike (test/rootless/run.sh runs this file as an unprivileged user).
 'use strict';
 const t = require('tap');
-const { run, spawn, probe, Machine } = require('..');
+const { run, spawn, probe, Machine, createPool } = require('..');
 const { busyboxRootfs, warmUp, assertNoLeaks, machineStateDir } = require('./helpers');
 const { privileged } = require('../dist/runtime');
 
@@ -66,6 +66,20 @@ t.test(`${who}: proc 'none' keeps the rest: a spawned container is killed and wa
   c.kill('SIGKILL');
   const x = await c.wait();
   t.equal(x.signal, 'SIGKILL', 'killed');
+});
+
+t.test(`${who}: a pool with proc 'none': its containers get the empty /proc too`, { skip: noBusybox }, async (t) => {
+  const pool = createPool({ size: 1, rootfs: bb, proc: 'none' });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const r = await pool.run(['/bin/sh', '-c', LOOK]);
+      t.equal(r.exitCode, 0, r.stderr.toString());
+      const f = fields(r.stdout.toString());
+      t.same([f.type, f.entries, f.write], ['tmpfs', '0', 'no'], `run ${i + 1}: an empty read-only tmpfs`);
+    }
+  } finally {
+    await pool.close();
+  }
 });
 
 t.test(`${who}: a machine with proc 'none': PID 1 and exec run, /proc inside is empty`, { skip: noBusybox }, async (t) => {

@@ -8,7 +8,7 @@ import {
   type Limits, type NetworkOptions, type PortMapping, type SeccompOption, type OutputEncoding, type RunOptions,
   type RunResult, type RunResultWithCounts, type MachineOptions, type MachineExecOptions, type MachineRunOptions,
   type PoolOptions, type PoolRunOptions, type NsboxErrorCode, type NsboxErrnoCode, type NsboxImageErrorCode,
-  type NsboxErrorFields, type PullOptions, type ImageInfo,
+  type NsboxErrorFields, type PullOptions, type ImageInfo, type ProcMode,
 } from 'nsbox';
 
 // Option types a user builds up separately and then passes.
@@ -26,6 +26,11 @@ const seccomp: SeccompOption = 'default';
 const img: ImageRunOptions = { image: 'busybox', pull: 'never' };
 const opts: AppOptions = { ...img, command: ['true'], userns, mounts, capabilities: caps, devices, user, limits, network: net, seccomp };
 const mopts: MachineOptions = { name: 'm', rootfs: '/srv/rootfs', userns, mounts, capabilities: caps };
+const proc: ProcMode = 'none';
+const noProc: AppOptions = { command: ['true'], proc };
+const noProcMachine: MachineOptions = { name: 'm', rootfs: '/srv/rootfs', proc: 'fresh' };
+// @ts-expect-error proc is 'fresh' or 'none': the host's /proc is never offered
+const hostProc: AppOptions = { command: ['true'], proc: 'host' };
 // @ts-expect-error a bind mount needs its source
 const noSource: BindMount = { type: 'bind', target: '/x' };
 
@@ -72,7 +77,7 @@ export async function outputs(): Promise<void> {
   await m[Symbol.asyncDispose]();
   const c = spawn(opts);
   await c[Symbol.asyncDispose]();
-  void [pw, bufOut, strOut, strErr, dropped, notBuf, asBuffer, either, ro, r1, r2, r3, pb, ps, mb, ms, ms2, noSource];
+  void [pw, bufOut, strOut, strErr, dropped, notBuf, asBuffer, either, ro, r1, r2, r3, pb, ps, mb, ms, ms2, noSource, noProc, noProcMachine, hostProc];
 }
 
 export function events(): void {

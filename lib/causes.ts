@@ -85,6 +85,28 @@ export function seccompCause(code: string, syscall: string | undefined, status =
   );
 }
 
+/**
+ * Machine.exec's clone3 answered ENOSYS (a seccomp filter, as the runtimes' default profiles have
+ * even with CAP_SYS_ADMIN; or a kernel before 5.3). Unlike an app start or Machine.start, the
+ * process entering a machine has no legacy clone to fall back to: it is cloned straight into the
+ * machine's cgroup (CLONE_INTO_CGROUP), and moving it there afterwards would mean a host cgroup fd
+ * in the machine, or a process of the machine outside its cgroup for a while.
+ */
+export function enterCloneCause(step: string | undefined, code: string, syscall: string | undefined, status = seccompStatus()): string | null {
+  if (step !== 'exec.enter' || syscall !== 'clone3' || code !== 'ENOSYS') return null;
+  const why =
+    status && status.mode === 2
+      ? `this process runs under a seccomp filter (/proc/self/status Seccomp: 2${status.filters > 0 ? `, Seccomp_filters: ${status.filters}` : ''}) ` +
+        "that answers clone3 with ENOSYS, as the container runtimes' default profiles (Kubernetes RuntimeDefault, Docker, Podman) do"
+      : 'this kernel has no clone3 (Linux 5.3; CLONE_INTO_CGROUP 5.7)';
+  return (
+    `${why}. Machine.exec makes its process with clone3 only (into the machine's cgroup with CLONE_INTO_CGROUP), without the ` +
+    'fallback to clone that app starts and Machine.start have: the process would start outside the machine\'s cgroup. Allow clone3 ' +
+    'in the profile Node runs under (Kubernetes securityContext.seccompProfile type Localhost with a profile that allows clone3, ' +
+    'or Unconfined; docker/podman run --security-opt seccomp=<that profile> or seccomp=unconfined)'
+  );
+}
+
 /** The masked-/proc part of an explanation of a refused procfs mount in a user namespace. */
 export function procMaskCause(masks: string[]): string {
   const list = masks.length > 4 ? `${masks.slice(0, 4).join(', ')} and ${masks.length - 4} more` : masks.join(', ');
@@ -92,7 +114,8 @@ export function procMaskCause(masks: string[]): string {
     `this process's /proc has mounts over its subpaths (masked paths: ${list}), and the kernel refuses a new procfs in a ` +
     'user namespace while the only procfs it could reveal is partly hidden ("mount_too_revealing"). Give the process an ' +
     'unmasked /proc: Kubernetes securityContext.procMount: Unmasked (with hostUsers: false), docker run --security-opt ' +
-    'systempaths=unconfined, podman run --security-opt unmask=ALL'
+    'systempaths=unconfined, podman run --security-opt unmask=ALL; or start the container with proc: \'none\' ' +
+    '(no /proc inside it: ps, top, /proc/self and /proc/meminfo are gone; docs/deploy.md)'
   );
 }
 
@@ -133,6 +156,7 @@ export function explainCause(e: NsboxError, userns: boolean): NsboxError {
     if (masks.length) cause = procMaskCause(masks);
   }
   cause ??= netAdminCause(e.step, e.code, userns);
+  cause ??= enterCloneCause(e.step, e.code, e.syscall);
   cause ??= seccompCause(e.code, e.syscall);
   if (!cause) return e;
   const err = new NsboxError({ code: e.code, errno: e.errno, syscall: e.syscall, step: e.step, path: e.path, message: `${e.message}: ${cause}` });

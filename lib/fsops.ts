@@ -10,6 +10,7 @@ import { NsboxError, fromSystemError } from './errors';
 import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
+import type { ProcMode } from './types';
 import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
 import { etcBinds, etcOps, etcPoints } from './etc-ops';
 import { defaultRootEntries } from './default-root';
@@ -471,7 +472,7 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
     for (const d of ['/root', '/run', '/var', '/var/tmp']) L.mkdir(d, d === '/root' ? 0o700 : 0o755, 'rootfs.layout');
   }
 
-  mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices });
+  mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices, proc: o.proc });
   userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
   const own = o.rootfs === undefined && !o.image;
   // The generated /etc files' mount points in nsbox's own root; their binds (etcBinds) follow.
@@ -490,8 +491,11 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   return L;
 }
 
-/** /dev (tmpfs, the usual nodes, a private devpts) and /proc (fresh, with the knobs protected). */
-export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean; devices?: HostDevice[] }): void {
+/**
+ * /dev (tmpfs, the usual nodes, a private devpts) and /proc: fresh, with the knobs protected, or
+ * with proc: 'none' an empty read-only tmpfs (no procfs at all).
+ */
+export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDevices?: boolean; devices?: HostDevice[]; proc: ProcMode }): void {
   const K = native().constants;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   // 2. /dev: a fresh tmpfs with the usual nodes, a private devpts and the /proc/self/fd links.
@@ -542,6 +546,15 @@ export function mountProcAndDev(L: OpList, opts: { consoleNull: boolean; bindDev
   // 3. /proc of the new pid namespace, with the kernel-wide knobs read-only and the leaky files masked
   //    by the /dev/null made just above (never one from the image).
   L.mkdir('/proc', 0o555, 'mount.proc');
+  if (opts.proc === 'none') {
+    // No procfs: where the kernel refuses a new one (a masked /proc around this process, in a user
+    // namespace) the caller opted out of it. Never the host's (or the pod's) own /proc instead: it
+    // shows this process and its memory to the container's processes (a rootless container's are
+    // of this process's host uid). An empty read-only tmpfs: no files there for programs to take
+    // for the kernel's.
+    L.mount('tmpfs', '/proc', 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'mode=0555,size=4k', 'mount.proc');
+    return;
+  }
   L.mount('proc', '/proc', 'proc', NOSUID | NODEV | NOEXEC, null, 'mount.proc');
   const proc = hostProcEntries();
   for (const name of READONLY_PROC) {
@@ -696,7 +709,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
     // for an app's read-only root). Otherwise the rootfs itself, which gets no mount point made.
     L.deferRoot(o.rootfs!, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: POINTS_TMPFS } : undefined);
   }
-  mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices });
+  mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices, proc: o.proc });
   // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
   // systemd inside can manage its subtree.
   L.mkdir('/sys', 0o555, 'mount.sys');
@@ -764,7 +777,7 @@ export function forgetFsOps(meta: OpMeta[]): void {
 export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = [], sharedEtc?: string): FsOps {
   if (o.rootfs !== undefined) checkRootfs(o.rootfs);
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles, o.proc]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.

@@ -19,6 +19,7 @@ export type {
   Limits,
   Mount,
   NetworkMode,
+  ProcMode,
   NetworkOptions,
   NetworkReport,
   OutputEncoding,

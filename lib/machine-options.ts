@@ -7,12 +7,12 @@ import { invalidType, invalidValue, outOfRange } from './errors';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import {
   checkAbsolutePath, checkCommand, checkDevices, checkEnv, checkEtcFiles, checkHostname, checkHosts, checkMounts, checkTimeout, rejectUnknownKeys,
-  resolveLimits, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount, checkImageOptions, type ResolvedImage,
+  resolveLimits, checkEnum, PROC_MODES, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount, checkImageOptions, type ResolvedImage,
 } from './options';
 import { privileged, runtimeDir } from './runtime';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import { resolveRlimits, type ResolvedRlimit } from './rlimits';
-import type { CapabilitiesOption, DeviceMapping, Limits, Rlimits, Mount, NetworkMode, NetworkOptions, OutputEncoding, StdioMode, User, UsernsOption } from './types';
+import type { CapabilitiesOption, DeviceMapping, Limits, Mount, NetworkMode, NetworkOptions, OutputEncoding, ProcMode, Rlimits, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { signalNumber } from './util';
 
@@ -77,6 +77,8 @@ export interface MachineOptions {
   mounts?: Mount[];
   /** As for app containers; with a bridge, published ports are forwarded by the starting process. */
   network?: NetworkMode | NetworkOptions;
+  /** As for app containers (ProcMode): `'none'` where a fresh procfs cannot be mounted. */
+  proc?: ProcMode;
   limits?: Limits;
   /**
    * setrlimit(2) limits of PID 1, and so of everything it starts (as for app containers; the
@@ -157,6 +159,7 @@ export interface ResolvedMachineOptions {
   env: Record<string, string>;
   mounts: ResolvedMount[];
   network: NetworkMode;
+  proc: ProcMode;
   limits: ResolvedLimits | undefined;
   rlimits: ResolvedRlimit[];
   stateDir: string;
@@ -173,7 +176,7 @@ export interface ResolvedMachineOptions {
 }
 
 const MACHINE_KEYS = [
-  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'rlimits', 'stateDir', 'waitReady',
+  'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'proc', 'limits', 'rlimits', 'stateDir', 'waitReady',
   'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
   'command', 'consoleLimit',
 ] as const;
@@ -244,6 +247,7 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     env,
     mounts,
     network,
+    proc: o.proc === undefined ? 'fresh' : checkEnum('proc', o.proc, PROC_MODES),
     limits: resolveLimits(o.limits),
     rlimits: resolveRlimits('rlimits', o.rlimits),
     stateDir: o.stateDir === undefined ? defaultStateDir() : checkAbsolutePath('stateDir', o.stateDir),

@@ -237,10 +237,10 @@ export interface NativeBinding {
   netnsTcpSocket(pidfd: number, pid: number): number;
   /**
    * What a throwaway child with `flags` (CLONE_NEW*) could do (native/core/probe.h, try_namespaces):
-   * stage 0 all of it; 1 clone3, 2 clone (clone3 ENOSYS), 3 mount(MS_PRIVATE) of /, 4 a procfs on
-   * /proc, 5 the write of "0" to cgroupProcsFd, 6 its pipe, 7 no report (EPROTO); errno of that stage.
+   * stage 0 all of it; 1 clone3, 2 clone (clone3 ENOSYS), 3 mount(MS_PRIVATE) of /, 4 the mount on
+   * /proc of procMode (0 none, constants.TRIAL_PROC_FRESH a procfs, TRIAL_PROC_NONE an empty read-only tmpfs), 5 the write of "0" to cgroupProcsFd, 6 its pipe, 7 no report (EPROTO); errno of that stage.
    */
-  tryNamespaces(flags: number, mountProc: boolean, cgroupProcsFd: number): { stage: number; errno: number };
+  tryNamespaces(flags: number, procMode: number, cgroupProcsFd: number): { stage: number; errno: number };
   probe(): {
     clone3: boolean;
     pidfd: boolean;

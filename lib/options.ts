@@ -11,7 +11,7 @@ import { checkCapabilities, DEFAULT_CAPS } from './caps';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import { resolveSeccomp, type ResolvedSeccomp } from './seccomp';
 import { resolveRlimits, type ResolvedRlimit } from './rlimits';
-import type { AppOptions, Limits, Mount, NetworkMode, StdioMode, User, UsernsOption } from './types';
+import type { AppOptions, Limits, Mount, NetworkMode, ProcMode, StdioMode, User, UsernsOption } from './types';
 import { checkUsernsOption } from './userns';
 import { checkRegistryHosts, parseRef } from './images/ref';
 import { arrayElements, isPlainObject, rejectUnknownKeys } from './util';
@@ -105,6 +105,7 @@ export interface ResolvedAppOptions {
   user: { uid: number; gid: number; groups: number[] };
   mounts: ResolvedMount[];
   network: NetworkMode;
+  proc: ProcMode;
   limits: ResolvedLimits | undefined;
   /** `rlimits`, checked: over the profile's defaults in the plan (lib/rlimits.ts). */
   rlimits: ResolvedRlimit[];
@@ -146,10 +147,12 @@ export interface ResolvedDeviceOption {
 }
 
 const APP_KEYS = [
-  'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'limits', 'rlimits',
+  'command', 'rootfs', 'readonly', 'env', 'cwd', 'hostname', 'user', 'mounts', 'network', 'proc', 'limits', 'rlimits',
   'timeout', 'input', 'stdio', 'init', 'maxOutput', 'signal', 'cgroupParent', 'capabilities', 'seccomp',
   'userns', 'etcFiles', 'hosts', 'devices', 'tty', 'columns', 'rows', ...IMAGE_KEYS,
 ] as const;
+/** The `proc` option's modes (types.ts, ProcMode). */
+export const PROC_MODES = ['fresh', 'none'] as const;
 const LIMIT_KEYS = ['memory', 'memoryHigh', 'swap', 'pids', 'cpu', 'cpuWeight', 'ioWeight', 'cpuset'] as const;
 
 
@@ -498,6 +501,7 @@ export function resolveAppOptions(input: unknown): ResolvedAppOptions {
     user: o.user === undefined ? { uid: 0, gid: 0, groups: [] } : checkUser('user', o.user),
     mounts,
     network: network.mode,
+    proc: o.proc === undefined ? 'fresh' : checkEnum('proc', o.proc, PROC_MODES),
     limits: resolveLimits(o.limits),
     rlimits: resolveRlimits('rlimits', o.rlimits),
     timeout: checkTimeout('timeout', o.timeout),

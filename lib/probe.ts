@@ -12,7 +12,7 @@ import { errnoName } from './errors';
 import { procMaskCause, procMasks, seccompCause } from './causes';
 import { probeNetwork } from './network';
 import { privileged } from './runtime';
-import type { HostReport, ProbeTrial } from './types';
+import type { HostReport, ProbeTrial, ProcMode } from './types';
 import { unsupportedReason } from './platform';
 import { usernsReport, usernsBlocker } from './userns';
 
@@ -77,7 +77,7 @@ async function cgroupTrial(parent: string | null, reason: string | null): Promis
       return failed(e, procs);
     }
     try {
-      return trial(native().tryNamespaces(0, false, fd), 'cgroup', false, procs);
+      return trial(native().tryNamespaces(0, 0, fd), 'cgroup', false, procs);
     } finally {
       fs.closeSync(fd);
     }
@@ -134,9 +134,14 @@ export async function probe(): Promise<HostReport> {
   }
   // Tried, not guessed: in throwaway children (native/core/probe.cc), never in this process.
   const K = native().constants;
-  const usernsTrial = trial(native().tryNamespaces(K.CLONE_NEWUSER!, false, -1), 'userns', true);
+  const usernsTrial = trial(native().tryNamespaces(K.CLONE_NEWUSER!, 0, -1), 'userns', true);
   const procFlags = K.CLONE_NEWNS! | K.CLONE_NEWPID! | (root ? 0 : K.CLONE_NEWUSER!);
-  const procfsTrial = usernsTrial.ok || root ? trial(native().tryNamespaces(procFlags, true, -1), 'procfs', !root) : usernsTrial;
+  const procfsTrial = usernsTrial.ok || root ? trial(native().tryNamespaces(procFlags, K.TRIAL_PROC_FRESH!, -1), 'procfs', !root) : usernsTrial;
+  // proc: 'none' (an empty read-only tmpfs on /proc), in the same namespaces: tried too, not assumed.
+  const procNoneTrial = usernsTrial.ok || root ? trial(native().tryNamespaces(procFlags, K.TRIAL_PROC_NONE!, -1), 'procfs', false) : usernsTrial;
+  const procModes: ProcMode[] = [];
+  if (procfsTrial.ok) procModes.push('fresh');
+  if (procNoneTrial.ok) procModes.push('none');
   const cgroupTrialResult = await cgroupTrial(cg.mountPoint ? cg.parent : null, cg.reason);
   unpriv = unpriv && usernsTrial.ok;
   const ub = usernsBlocker();
@@ -149,10 +154,20 @@ export async function probe(): Promise<HostReport> {
   if (cg.reason) notes.push(cg.reason);
   const refused = (t: ProbeTrial): string => `${t.syscall ?? 'a check'}${t.path ? ` '${t.path}'` : ''}: ${t.code}${t.cause ? `; ${t.cause}` : ''}`;
   if (!usernsTrial.ok && !ub) notes.push(`a user namespace could not be created here (${refused(usernsTrial)})${root ? '' : ', so containers cannot start'}`);
-  if (!procfsTrial.ok && usernsTrial.ok) notes.push(`a new /proc could not be mounted in a container's namespaces (${refused(procfsTrial)}): containers fail at step mount.proc`);
+  if (!procfsTrial.ok && usernsTrial.ok) {
+    notes.push(
+      `a new /proc could not be mounted in a container's namespaces (${refused(procfsTrial)}): containers fail at step mount.proc` +
+        (procNoneTrial.ok ? "; proc: 'none' (no /proc in the container) works here" : ''),
+    );
+  }
   if (!cgroupTrialResult.ok && cg.mountPoint && cg.writable) notes.push(`a process could not be moved into a new cgroup (${refused(cgroupTrialResult)})`);
   if (!root) notes.push("not root: network: 'bridge' is not available (bridged networking needs root for now)");
-  if (!sc.clone3) notes.push('clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child');
+  if (!sc.clone3) {
+    notes.push(
+      'clone3 is not available: nsbox falls back to clone and joins cgroups from inside the child; Machine.exec cannot enter ' +
+        'a machine (it has no fallback: ENOSYS at step exec.enter)',
+    );
+  }
   const devErr = devicePolicyErrno();
   const devicePolicy = devErr === 0 && !!cg.mountPoint && cg.writable;
   if (!devicePolicy) {
@@ -193,7 +208,8 @@ export async function probe(): Promise<HostReport> {
       devicePolicy,
     },
     userns: usernsShape(usernsReport(), root, usernsTrial),
-    trials: { userns: usernsTrial, procfs: procfsTrial, cgroup: cgroupTrialResult },
+    trials: { userns: usernsTrial, procfs: procfsTrial, cgroup: cgroupTrialResult, procNone: procNoneTrial },
+    procModes,
     notes,
     network: probeNetwork((major, minor) => kernelAtLeast(kernel, major, minor)),
   };
@@ -225,7 +241,8 @@ function unsupportedReport(reason: string): HostReport {
       closeRange: false, idmappedMounts: false, overlayfs: false, userNamespaces: false, unprivilegedUserNamespaces: false, devicePolicy: false,
     },
     userns: { rootless: true, blockedBy: null, idmapHelpers: false, subuid: [], subgid: [], defaultMap: 'none', ranges: null },
-    trials: { userns: notTried, procfs: notTried, cgroup: notTried },
+    trials: { userns: notTried, procfs: notTried, cgroup: notTried, procNone: notTried },
+    procModes: [],
     notes: [reason],
   };
 }

@@ -90,6 +90,16 @@ export type RlimitValue = RlimitAmount | { soft: RlimitAmount; hard: RlimitAmoun
 export type Rlimits = { [K in RlimitName]?: RlimitValue };
 
 export type NetworkMode = 'none' | 'loopback' | 'host' | 'bridge';
+
+/**
+ * What the container sees at `/proc`. `'fresh'` (the default): a new procfs of its own pid
+ * namespace, with the kernel-wide knobs read-only and the leaky files masked. `'none'`: no procfs,
+ * `/proc` an empty read-only directory: for where the kernel refuses a new procfs (a rootless
+ * start in a pod or container whose own `/proc` has masked paths; `mount.proc` fails with `EPERM`).
+ * It gives up everything that reads /proc: ps, top, `/proc/self/...` (`/dev/fd`, `/dev/stdin`
+ * dangle), `/proc/meminfo`, `/proc/cpuinfo`, `/proc/sys`, `/proc/mounts`; see docs/deploy.md.
+ */
+export type ProcMode = 'fresh' | 'none';
 export type StdioMode = 'pipe' | 'inherit' | 'ignore';
 
 export interface User {
@@ -143,6 +153,8 @@ export interface AppOptions extends ImageRunOptions {
    * `'bridge'` or a `NetworkOptions` object: a veth on nsbox's bridge (see docs/network.md).
    */
   network?: NetworkMode | NetworkOptions;
+  /** `/proc`: a fresh procfs (`'fresh'`, the default) or none at all (`'none'`); see ProcMode. */
+  proc?: ProcMode;
   /** cgroup v2 limits (default none; the container still gets its own cgroup). */
   limits?: Limits;
   /** setrlimit(2) limits of the container's processes (see Rlimits; default nofile 1024:65536, core 0). */
@@ -428,9 +440,15 @@ export interface HostReport {
    * What probe() tried in throwaway child processes: a user namespace (`userns`), a procfs mount in
    * the namespaces a container of this caller gets (`procfs`: a user namespace for a rootless
    * caller), and moving a process into a new cgroup under where containers' cgroups go (`cgroup`,
-   * made and removed again).
+   * made and removed again); `procNone`: what `proc: 'none'` mounts on /proc instead, in the same
+   * namespaces as `procfs`.
    */
-  trials: { userns: ProbeTrial; procfs: ProbeTrial; cgroup: ProbeTrial };
+  trials: { userns: ProbeTrial; procfs: ProbeTrial; cgroup: ProbeTrial; procNone: ProbeTrial };
+  /**
+   * The `proc` modes a container of this caller can get here, each tried (`'fresh'`: the procfs
+   * trial; `'none'`: an empty read-only tmpfs on /proc in the same namespaces, trials.procNone).
+   */
+  procModes: ProcMode[];
   /** Human-readable notes about what is missing and what follows from it. */
   notes: string[];
   /** Bridged networking (network: 'bridge'). */

@@ -111,6 +111,7 @@ const sample = {
   '--entrypoint': '/bin/sh',
   '--store': '/tmp/nsbox-flags-store',
   '--add-host': 'db:10.0.0.5',
+  '--proc': 'none',
   '--device': '/dev/loop0:/dev/disk0:rw',
   '--volume': '/tmp:/mnt:ro',
   '--mount': 'type=tmpfs,target=/scratch',
@@ -141,6 +142,7 @@ t.test("every flag of run and machine start lands in an option the library takes
   t.same(Object.keys(run.options.limits).sort(), ['cpu', 'cpuWeight', 'cpuset', 'ioWeight', 'memory', 'memoryHigh', 'pids', 'swap']);
   t.same(run.options.network, { ports: [{ host: 8080, container: 80 }], allow: ['10.0.0.0/8'] }, '--publish and --allow make the bridge an object');
   t.same([run.options.hosts, run.options.devices, run.options.etcFiles], [{ db: '10.0.0.5' }, [{ path: '/dev/loop0', containerPath: '/dev/disk0', permissions: 'rw' }], false], '--add-host, --device, --no-etc-files');
+  t.same([run.options.proc, start.options.proc], ['none', 'none'], '--proc, for run and machine start');
 });
 
 t.test('where values go, and the flag each option is traced back to', async (t) => {

@@ -71,6 +71,12 @@ export const FLAGS = {
     to: 'network',
     help: "none | loopback (default, lo up) | host | bridge (root: a veth on nsbox's\nbridge nsbox0, an address from 10.88.0.0/16, a default route via 10.88.0.1)",
   },
+  proc: {
+    name: '--proc',
+    arg: 'MODE',
+    to: 'proc',
+    help: "fresh (default: a new procfs) | none (no procfs, /proc empty and read-only:\nfor a rootless start behind a masked /proc; no ps, no /proc/self)",
+  },
   publish: {
     name: '--publish',
     arg: '[ADDR:]HOST:CONTAINER',
@@ -242,7 +248,7 @@ export const RUN: CommandSpec = {
   takesCommand: true,
   flags: [
     F.rootfs, F.rw, D.readOnly, F.bind, D.volume, D.mount, F.tmpfs, F.env, D.envFile, F.cwd, D.workdir, F.hostname, D.user,
-    F.network, D.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, D.cpus, D.pidsLimit,
+    F.network, F.proc, D.publish, F.allow, F.addHost, F.noEtcFiles, F.device, F.init, F.timeout, ...LIMITS, D.cpus, D.pidsLimit,
     D.capAdd, D.capDrop, D.securityOpt, D.userns, F.pull, F.entrypoint, F.store, D.name, D.rm, D.interactive, D.tty,
     D.detach, D.ulimit, D.json, { ...F.stateDir, help: 'with -d: where its state and log live (as for nsbox machine)' }, F.help,
   ],
@@ -288,6 +294,7 @@ export const MACHINE: Record<MachineSubcommand, CommandSpec> = {
     { ...F.bind, help: 'bind-mount host SRC at DST (repeatable)' },
     { ...F.tmpfs, help: 'mount a fresh tmpfs at DST (repeatable)' },
     { ...F.network, help: 'none | loopback (default, lo up) | host | bridge' },
+    F.proc,
     {
       ...F.publish,
       help: 'as for nsbox run (imply --network bridge). Published ports are forwarded\nby this nsbox process: with --publish, machine start stays in the foreground\nforwarding until the machine stops (Ctrl-C stops forwarding only)',

@@ -33,13 +33,16 @@ SyscallReport probe_syscalls() {
 namespace {
 // The child of try_namespaces: raw system calls over memory prepared before the clone, no
 // allocation, no stdio (docs: ARCHITECTURE.md, the child path rule).
-[[noreturn]] void trial_child(int report_fd, bool mount_proc, int cgroup_procs_fd) {
+[[noreturn]] void trial_child(int report_fd, int proc_mode, int cgroup_procs_fd) {
   TrialResult r = {TRIAL_OK, 0};
   if (cgroup_procs_fd >= 0 && write(cgroup_procs_fd, "0", 1) != 1) r = {TRIAL_CGROUP, errno};
-  if (r.stage == TRIAL_OK && mount_proc) {
+  if (r.stage == TRIAL_OK && proc_mode != TRIAL_PROC_NOTHING) {
+    // The same calls as the container's /proc ops (lib/fsops.ts, mountProcAndDev).
+    const unsigned long f = MS_NOSUID | MS_NODEV | MS_NOEXEC;
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
       r = {TRIAL_MOUNT_PRIVATE, errno};
-    } else if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    } else if (proc_mode == TRIAL_PROC_FRESH ? mount("proc", "/proc", "proc", f, nullptr) != 0
+                                             : mount("tmpfs", "/proc", "tmpfs", f | MS_RDONLY, "mode=0555,size=4k") != 0) {
       r = {TRIAL_MOUNT_PROC, errno};
     }
   }
@@ -48,9 +51,9 @@ namespace {
 }
 }  // namespace
 
-TrialResult try_namespaces(unsigned long flags, bool mount_proc, int cgroup_procs_fd) {
-  // A procfs is only ever mounted in a mount namespace of the child's own, never on the host's /proc.
-  if (mount_proc && (flags & CLONE_NEWNS) == 0) return {TRIAL_MOUNT_PRIVATE, EINVAL};
+TrialResult try_namespaces(unsigned long flags, int proc_mode, int cgroup_procs_fd) {
+  // /proc is only ever mounted over in a mount namespace of the child's own, never the host's.
+  if (proc_mode != TRIAL_PROC_NOTHING && (flags & CLONE_NEWNS) == 0) return {TRIAL_MOUNT_PRIVATE, EINVAL};
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0) return {TRIAL_PIPE, errno};
   sigset_t all, old;
@@ -68,7 +71,7 @@ TrialResult try_namespaces(unsigned long flags, bool mount_proc, int cgroup_proc
     stage = TRIAL_CLONE;
     pid = sys::clone_fork(flags | CLONE_PIDFD, &pidfd);
   }
-  if (pid == 0) trial_child(report[1], mount_proc, cgroup_procs_fd);
+  if (pid == 0) trial_child(report[1], proc_mode, cgroup_procs_fd);
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(report[1]);

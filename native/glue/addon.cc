@@ -295,14 +295,14 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// tryNamespaces(flags, mountProc, cgroupProcsFd): what a throwaway child with those namespaces
-// could do (probe.h, try_namespaces): { stage, errno }; stage 0: all of it.
+// tryNamespaces(flags, procMode, cgroupProcsFd): what a throwaway child with those namespaces
+// could do (probe.h, try_namespaces; procMode a TrialProc): { stage, errno }; stage 0: all of it.
 Napi::Value TryNamespaces(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto flags = static_cast<unsigned long>(info[0].As<Napi::Number>().Int64Value());
-  const bool mount_proc = info[1].ToBoolean().Value();
+  const int proc_mode = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : nsbox::TRIAL_PROC_NOTHING;
   const int fd = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
-  nsbox::TrialResult r = nsbox::try_namespaces(flags, mount_proc, fd);
+  nsbox::TrialResult r = nsbox::try_namespaces(flags, proc_mode, fd);
   Napi::Object o = Napi::Object::New(env);
   o.Set("stage", r.stage);
   o.Set("errno", r.err);
@@ -416,6 +416,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("OP_SYMLINK", Napi::Number::New(env, nsbox::OP_SYMLINK));
   c.Set("OP_MKNOD", Napi::Number::New(env, nsbox::OP_MKNOD));
   c.Set("STEP_COUNT", Napi::Number::New(env, nsbox::STEP_COUNT));
+  c.Set("TRIAL_PROC_FRESH", Napi::Number::New(env, nsbox::TRIAL_PROC_FRESH));
+  c.Set("TRIAL_PROC_NONE", Napi::Number::New(env, nsbox::TRIAL_PROC_NONE));
   exports.Set("stepTable", StepTable(env));
   c.Set("STDIO_DEV_NULL", Napi::Number::New(env, nsbox::kStdioDevNull));
   c.Set("WHERE_DST_IN_ROOT", Napi::Number::New(env, nsbox::WHERE_DST_IN_ROOT));

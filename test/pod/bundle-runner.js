@@ -80,7 +80,7 @@ async function released() {
     cgroup: { mode: host.mode, mountPoint: host.mountPoint, parent: host.parent, writable: host.writable, reason: host.reason },
   };
   const p = await nsbox.probe();
-  out.probe = { root: p.root, rootless: p.userns.rootless, blockedBy: p.userns.blockedBy, cgroup: p.cgroup, trials: p.trials };
+  out.probe = { root: p.root, rootless: p.userns.rootless, blockedBy: p.userns.blockedBy, cgroup: p.cgroup, trials: p.trials, procModes: p.procModes };
 
   if (hold) {
     // A container that stays while the test looks at it from the host: its pid (as this pod sees
@@ -111,6 +111,15 @@ async function released() {
     const r = await nsbox.run({ rootfs, command: ['/bin/true'] });
     return { exitCode: r.exitCode };
   });
+  {
+    // The opt-in a mount.proc EPERM names: no procfs, /proc an empty read-only directory (tried in
+    // every shape: it runs whether or not the kernel refuses a fresh procfs there).
+    out.startNoProc = await attempt(async () => {
+      const look = 'echo "$(ls -A /proc | wc -l) entries, pid $$"; touch /proc/x 2>/dev/null && echo writable || echo read-only';
+      const r = await nsbox.run({ rootfs, command: ['/bin/sh', '-c', look], proc: 'none' });
+      return { exitCode: r.exitCode, stdout: r.stdout.toString() };
+    });
+  }
   if (out.start.error?.step === 'network.loopback') {
     // The remedy the message gives: no lo to bring up.
     out.startNoNetwork = await attempt(async () => {

@@ -325,9 +325,12 @@ const refusesMasked = notHere ? null : kernelRefusesMaskedProc();
 /** A masked /proc in rootless mode: EPERM at mount.proc naming the masks, where the kernel refuses it. */
 function expectMasked(t, out) {
   const e = out.start?.error;
+  t.match(out.probe?.trials?.procNone, { ok: true }, 'probe(): proc: \'none\' (an empty read-only tmpfs on /proc) can be mounted');
+  t.same(out.startNoProc, { exitCode: 0, stdout: '0 entries, pid 1\nread-only\n' }, 'opted in with proc: \'none\': a start works, pid 1 of its own namespace, /proc empty and read-only');
   if (refusesMasked === false) {
     t.comment(`this system (Linux ${os.release()}) lets a user namespace mount a procfs behind masks (checked with unshare): nsbox starts`);
     t.match(out.probe?.trials?.procfs, { ok: true }, 'probe(): the procfs trial works, as with unshare');
+    t.same(out.probe?.procModes, ['fresh', 'none'], 'probe(): both proc modes work here');
     t.same(out.start, { exitCode: 0 }, 'a start works, as with unshare');
     return;
   }
@@ -336,6 +339,8 @@ function expectMasked(t, out) {
   t.match(e?.message, /masked paths: .*\/proc\/sys/, 'the message names the masked paths');
   t.match(e?.message, /procMount: Unmasked \(with hostUsers: false\).*systempaths=unconfined.*unmask=ALL/, 'and the remedies');
   t.notMatch(e?.message, /seccomp filter/, 'no filter here: not blamed');
+  t.match(e?.message, /or start the container with proc: 'none'/, 'and the opt-in');
+  t.same(out.probe?.procModes, ['none'], 'probe(): proc: \'none\' is the mode that works here');
 }
 const seccompSkip = containersProfile ? false : 'needs the containers-common seccomp profile (/usr/share/containers/seccomp.json, Debian package golang-github-containers-common) as the base of the RuntimeDefault-like profile';
 /** Cgroups nsbox left for containers below Node's cgroup (the runner lists the tree after its starts). */

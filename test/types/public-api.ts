@@ -8,7 +8,7 @@ import {
   type Limits, type NetworkOptions, type PortMapping, type SeccompOption, type OutputEncoding, type RunOptions,
   type RunResult, type RunResultWithCounts, type MachineOptions, type MachineExecOptions, type MachineRunOptions,
   type PoolOptions, type PoolRunOptions, type NsboxErrorCode, type NsboxErrnoCode, type NsboxImageErrorCode,
-  type NsboxErrorFields, type PullOptions, type ImageInfo, type Rlimits, type RlimitName, type RlimitValue, type RlimitAmount,
+  type NsboxErrorFields, type PullOptions, type ImageInfo, type Rlimits, type RlimitName, type RlimitValue, type RlimitAmount, type ProcMode,
 } from 'nsbox';
 
 // Option types a user builds up separately and then passes.
@@ -35,6 +35,11 @@ const xopts: MachineExecOptions = { rlimits: { nofile: { soft: 10, hard: 20 } } 
 const badRlimit: Rlimits = { nofiles: 10 };
 // @ts-expect-error a soft limit alone is not a value (both are given)
 const softOnly: RlimitValue = { soft: 10 };
+const proc: ProcMode = 'none';
+const noProc: AppOptions = { command: ['true'], proc };
+const noProcMachine: MachineOptions = { name: 'm', rootfs: '/srv/rootfs', proc: 'fresh' };
+// @ts-expect-error proc is 'fresh' or 'none': the host's /proc is never offered
+const hostProc: AppOptions = { command: ['true'], proc: 'host' };
 // @ts-expect-error a bind mount needs its source
 const noSource: BindMount = { type: 'bind', target: '/x' };
 
@@ -81,7 +86,7 @@ export async function outputs(): Promise<void> {
   await m[Symbol.asyncDispose]();
   const c = spawn(opts);
   await c[Symbol.asyncDispose]();
-  void [pw, bufOut, strOut, strErr, dropped, notBuf, asBuffer, either, ro, r1, r2, r3, pb, ps, mb, ms, ms2, noSource, xopts, badRlimit, softOnly];
+  void [pw, bufOut, strOut, strErr, dropped, notBuf, asBuffer, either, ro, r1, r2, r3, pb, ps, mb, ms, ms2, noSource, xopts, badRlimit, softOnly, noProc, noProcMachine, hostProc];
 }
 
 export function events(): void {

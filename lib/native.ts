@@ -177,7 +177,7 @@ export interface NativeBinding {
   netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   /** The IPC namespace reserve, likewise (busy: the maker is making one of either kind). */
   ipcnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
-  mntTemplateState(): { fd: number; tried: boolean; errno: number };
+  mntTemplateState(): { fd: number; tried: boolean; errno: number; overlay: boolean };
   /** pidfd and pid: a process killed before its exec is reported (step exec.died), not started. */
   finishSpawn(errFd: number, allowReady?: boolean, pidfd?: number, pid?: number): { step: number; errno: number; index: number } | { ready: true } | null;
   /**

@@ -283,6 +283,90 @@ t.test('machines with an image: persistent upper in the state, ephemeral throw-a
   t.equal(countCgroups(), cg, 'no cgroup left');
 });
 
+// As root an image's overlay root is made in the mount namespace template where the kernel mounts
+// an overlay over a detached upper layer (mnt_template.cc, detached_overlay_root): its tmpfs and
+// the overlay are detached mounts, never on the host's staging path.
+t.test('as root the overlay root is made in the mount template: the same view as without it; each of its ops forced fails with its own step and leaves nothing', { skip: skip || (process.getuid() !== 0 ? 'the template is for containers without a user namespace, which need root' : false) }, async (t) => {
+  const { native } = require('../dist/native');
+  const { assertNoLeaks, warmUp } = require('./helpers');
+  const b = native();
+  const orig = { spawn: b.spawn, spawnAsync: b.spawnAsync };
+  const seen = { used: 0, not: 0 };
+  const note = (res) => {
+    if (res && res.usedMntTemplate) seen.used++;
+    else seen.not++;
+    return res;
+  };
+  const hook = (mntTemplate) => {
+    b.spawn = function (plan, ...a) {
+      return note(orig.spawn.call(this, mntTemplate === undefined ? plan : { ...plan, mntTemplate }, ...a));
+    };
+    b.spawnAsync = function (plan, cb) {
+      return orig.spawnAsync.call(this, mntTemplate === undefined ? plan : { ...plan, mntTemplate }, (res) => cb(note(res)));
+    };
+  };
+  const src = fs.mkdtempSync(path.join(scratch, 'tpl-'));
+  // A mount point missing from the image (made in the upper layer), a WorkingDir made there too.
+  const o = opts({ entrypoint: ['/bin/sh', '-c'], user: { uid: 0, gid: 0 }, mounts: [{ type: 'bind', source: src, target: '/new/point', readonly: true }],
+    command: ['cat /proc/self/mountinfo; echo ---; ls -ln / /new /work; pwd; touch /opt/x 2>&1; echo rc=$?'] });
+  // The mount table with the ids, the per-container /etc directory and the overlay's own upper and
+  // work paths (a host path without the template, /proc/self/fd/N/... with it) taken out.
+  // (Sorted: the template attaches the captured binds in another order.)
+  const view = (out) => {
+    const [mounts, rest] = out.split('---\n');
+    const lines = mounts.split('\n').filter(Boolean).map((l) => l.replace(/^\d+ \d+ \d+:\d+ /, '').replace(/\/etc\/s?-?[0-9a-f-]+\//, '/etc/<etc>/').replace(/,upperdir=[^,]*,workdir=[^,]*/, ''));
+    return [...lines.sort(), '---', rest].join('\n');
+  };
+  let a, c;
+  try {
+    hook(undefined);
+    a = await run(o);
+    t.same(seen, { used: 1, not: 0 }, `the run used the template (the kernel takes a detached upper layer: ${b.mntTemplateState().overlay})`);
+    hook(false);
+    c = await run(o);
+    t.same(seen, { used: 1, not: 1 }, 'the comparison did not');
+  } finally {
+    Object.assign(b, orig);
+  }
+  t.equal(a.exitCode, 0, a.stderr.toString());
+  t.match(a.stdout.toString(), / \/ ro,[^ ]* - overlay overlay /, 'the root is the read-only overlay');
+  t.match(a.stdout.toString(), /Read-only file system[\s\S]*rc=1/, 'which refuses writes');
+  t.match(a.stdout.toString(), /\n\/work\/here\n/, 'the WorkingDir made in its upper layer');
+  t.equal(view(a.stdout.toString()), view(c.stdout.toString()), 'the same mounts, entries, owners and modes as with CLONE_NEWNS and pivot_root');
+  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(' overlay '), 'no overlay on the host');
+
+  // The ops of the overlay root (the upper layer's tmpfs, its directories and files, the overlay
+  // itself: the plan's first), each forced to fail. (A failed start drops the process's cached op
+  // list and what it holds: the first one is made before the count of what is open.)
+  const fail = async (i) => {
+    process.env.NSBOX_TEST_FAULT = `mount:${i}:EDOM`;
+    try {
+      await run(o);
+      return null;
+    } catch (err) {
+      return err;
+    } finally {
+      delete process.env.NSBOX_TEST_FAULT;
+    }
+  };
+  await fail(0);
+  const before = await warmUp();
+  let forced = 0;
+  for (let i = 0; i < 12; i++) {
+    const e = await fail(i);
+    t.ok(e, `op ${i}: the start failed`);
+    t.equal(e && e.code, 'EDOM', `op ${i}: with the forced errno (${e && e.message})`);
+    // The ops after the root's (the WorkingDir's mkdirs in it, /dev, ...) are not its.
+    if (!e || e.step !== 'rootfs.overlay') break;
+    t.match(e.path, /^(\/run\/nsbox\/|image )/, `op ${i}: ${e.syscall} ${e.path}`);
+    forced++;
+  }
+  t.ok(forced >= 5, `${forced} ops forced (the tmpfs, upper, work, a point, the overlay)`);
+  await settledLeases();
+  await assertNoLeaks(t, before, 'after the forced overlay failures');
+  t.same(h.leftovers(store), [], 'no temporaries in the store');
+});
+
 t.test('failures leave nothing: a command not found, a bad User, userns as root', { skip }, async (t) => {
   const cg = countCgroups();
   t.same(await settledLeases(), [], 'no lease before (the earlier runs\' settled)');

@@ -81,6 +81,8 @@ struct Op {
 constexpr size_t kMaxTemplateTrees = 256;
 constexpr unsigned long kTemplatePlainFlags = 0x1 | 0x2 | 0x4 | 0x8;  // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 constexpr size_t kMaxTemplateData = 512;
+// An image's overlay root in template mode: its mount options (a page, as mount(2) takes).
+constexpr size_t kMaxOverlayData = 4096;
 
 // A bind whose source is a host path (the rootfs, a host directory of the default rootfs, a user's
 // bind): in template mode it is captured with open_tree before the child leaves Node's namespace.

@@ -291,7 +291,10 @@ void mount_in_template(const Plan* plan, int err_fd) {
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
     int t;
     int call = OPCALL_OPEN_TREE;
-    if (op.where & (WHERE_SRC_BENEATH | WHERE_SRC_FD)) {
+    if (op.where & WHERE_SRC_DETACHED) {
+      // A prepared image root: a clone of the detached mount the addon holds (its fd in dev).
+      t = sys::open_tree(static_cast<int>(op.dev), "", fl | AT_EMPTY_PATH);
+    } else if (op.where & (WHERE_SRC_BENEATH | WHERE_SRC_FD)) {
       int s = (op.where & WHERE_SRC_FD) ? open_src_fd(op, &call) : open_src_beneath(op, &call);
       if (s >= 0) call = OPCALL_OPEN_TREE;
       t = s < 0 ? -1 : sys::open_tree(s, "", fl | AT_EMPTY_PATH);

@@ -62,6 +62,10 @@ enum OpWhere : uint32_t {
   // caller's mount point (mnt -> data) would otherwise lead the mkdir into the caller's host
   // directory, making there what the container itself may not.
   WHERE_DST_ROOT_MNT = 128,
+  // The root op (with WHERE_OPEN_ROOT): the source is a detached mount the addon holds, its fd in
+  // dev (an image's read-only overlay prepared once, lib/fsops-cache.ts fsOpsFor): each container gets a
+  // clone of it (open_tree OPEN_TREE_CLONE). Mount template only (mnt_template.cc); elsewhere EINVAL.
+  WHERE_SRC_DETACHED = 256,
 };
 
 struct Op {

@@ -386,6 +386,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("tryNamespaces", Napi::Function::New(env, TryNamespaces));
+  // mntTemplateOverlay(): whether an image's root can be made in the mount template, the template
+  // made first if it was not (lib/fsops.ts: a prepared image root needs both).
+  exports.Set("mntTemplateOverlay", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), nsbox_glue::mnt_template_overlay());
+  }));
   exports.Set("configure", Napi::Function::New(env, Configure));
   exports.Set("devicePolicyAvailable", Napi::Function::New(env, DevicePolicyAvailable));
   exports.Set("allowedDevices", Napi::Function::New(env, AllowedDevices));
@@ -448,6 +453,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("WHERE_SRC_FD", Napi::Number::New(env, nsbox::WHERE_SRC_FD));
   c.Set("WHERE_DST_NOFOLLOW", Napi::Number::New(env, nsbox::WHERE_DST_NOFOLLOW));
   c.Set("WHERE_DST_ROOT_MNT", Napi::Number::New(env, nsbox::WHERE_DST_ROOT_MNT));
+  c.Set("WHERE_SRC_DETACHED", Napi::Number::New(env, nsbox::WHERE_SRC_DETACHED));
   exports.Set("constants", c);
   return exports;
 }

@@ -11,8 +11,8 @@ import { native, type NativeOp } from './native';
 import type { ResolvedMachineOptions } from './machine-options';
 import type { ResolvedAppOptions, ResolvedMount } from './options';
 import type { ProcMode } from './types';
-import { bindsDevice, deviceBinds, deviceKey, type HostDevice } from './devices';
-import { etcBinds, etcOps, etcPoints } from './etc-ops';
+import { bindsDevice, deviceBinds, type HostDevice } from './devices';
+import { etcOps, etcPoints } from './etc-ops';
 import { defaultRootEntries } from './default-root';
 import { mergedRootMode, PLAN_LOOKUPS, type WalkBudget } from './images/merged';
 import { kindInRoot, resolveInRoot, resolveInSource, type RootSource } from './root-walk';
@@ -100,6 +100,14 @@ export class OpList {
   /** The rootfs whose root ops wait for finishRoot (deferRoot), and the points made in it. */
   private deferred: { src: RootSource; writable: string | null; always?: OverlayRoot } | undefined;
   private readonly points: RootPoint[] = [];
+  /**
+   * An image's read-only overlay root may be prepared once and shared (fsOpsFor): set by
+   * buildFsOps where the mount template makes the root (root, no user namespace, a kernel that
+   * mounts an overlay over detached layers) and the root is read-only.
+   */
+  shareRoot = false;
+  /** The overlay root's own ops, taken out of the list for prepareImageRoot (finishRoot, shareRoot). */
+  preparedRoot: { ops: NativeOp[]; meta: OpMeta[] } | undefined;
 
   constructor(private readonly staging: string) {}
 
@@ -151,7 +159,9 @@ export class OpList {
    * with the rootfs's modes. A point the walk cannot place is left to the child's mkdir, which
    * then fails with its true error.
    */
-  private upperPoints(src: RootSource, upper: string, step: string, budget: WalkBudget): void {
+  private upperPoints(src: RootSource, upper: string, step: string, budget: WalkBudget): boolean {
+    // Whether every point is in the merged view once the upper layer is made (none left to the child).
+    let placed = true;
     const done = new Set<string>();
     const mk = (p: string, mode: number): void => {
       if (done.has(p)) return;
@@ -162,7 +172,10 @@ export class OpList {
       if (pt.replace) {
         // The symlink stays in the rootfs; a file of the same name in the upper layer hides it.
         const r = resolveInSource(src, path.posix.dirname(pt.path), { budget });
-        if (r.kind !== 'dir') continue;
+        if (r.kind !== 'dir') {
+          placed = false;
+          continue;
+        }
         let cur = upper;
         for (const a of r.at) mk((cur += '/' + a.name), a.mode);
         cur += '/' + path.posix.basename(pt.path);
@@ -171,10 +184,17 @@ export class OpList {
         continue;
       }
       const r = resolveInSource(src, pt.path, { budget });
-      if (r.kind !== null || r.rest === null) continue;
+      if (r.kind !== null) continue;
+      if (r.rest === null) {
+        placed = false;
+        continue;
+      }
       // Each name made costs the plan's budget too (a 2000-component WorkingDir is 2000 points of
       // up to 2000 names each): past it, the point is left to the child's mkdir in the overlay.
-      if ((budget.lookups -= r.at.length + r.rest.length) < 0) continue;
+      if ((budget.lookups -= r.at.length + r.rest.length) < 0) {
+        placed = false;
+        continue;
+      }
       let cur = upper;
       for (const a of r.at) mk((cur += '/' + a.name), a.mode);
       r.rest.forEach((name, i) => {
@@ -187,6 +207,7 @@ export class OpList {
         }
       });
     }
+    return placed;
   }
 
   /**
@@ -245,7 +266,7 @@ export class OpList {
       // made in it from the host: the child makes the points inside the mounted root instead
       // (resolved in it, on its own mount: WHERE_DST_ROOT_MNT), which writes them to the upper.
       const persistent = tmpfs === null;
-      if (!persistent) this.upperPoints(d.src, dir + '/upper', scaffold, budget);
+      const placed = !persistent && this.upperPoints(d.src, dir + '/upper', scaffold, budget);
       // The points made in the upper layer only: the child does not make them again (RootPoint.upperOnly).
       const upperOnly = new Set(persistent ? [] : this.points.filter((p) => p.upperOnly).map((p) => p.op));
       // The others are made by the child where the walk could not place them, in the overlay only
@@ -267,6 +288,21 @@ export class OpList {
       }
       this.mount('overlay', '/', 'overlay', NODEV, data, scaffold, shownSource(d.src));
       mode = 'overlay';
+      if (this.shareRoot && placed && tmpfs === POINTS_TMPFS && !('dir' in d.src)) {
+        // Every point is in the upper layer (or the image): the overlay can be made once, read-only,
+        // and cloned by each container (fsOpsFor, prepareImageRoot); the child makes no point.
+        this.preparedRoot = { ops: this.ops.splice(n), meta: this.meta.splice(n) };
+        const drop = new Set(this.points.map((p) => p.op));
+        for (let i = this.ops.length - 1; i >= 0; i--) {
+          if (!drop.has(this.ops[i]!)) continue;
+          this.ops.splice(i, 1);
+          this.meta.splice(i, 1);
+        }
+        n = this.ops.length;
+        // The fd (dev) is the prepared root's, set by fsOpsFor; its nodev with the clone (merges_remount).
+        this.push({ kind: K.OP_MOUNT!, src: shownSource(d.src), dst: this.staging, flags: K.MS_BIND! | K.MS_REC!, where: K.WHERE_OPEN_ROOT! | K.WHERE_SRC_DETACHED!, dev: 0 }, { step: scaffold, syscall: 'mount', path: shownSource(d.src) });
+        this.remount('/', K.MS_BIND! | NODEV, scaffold);
+      }
     }
     // The root's ops were pushed last: they go first.
     this.ops.unshift(...this.ops.splice(n));
@@ -397,7 +433,7 @@ export class OpList {
   }
 }
 
-function sourceKind(source: string, step: string): 'dir' | 'file' {
+export function sourceKind(source: string, step: string): 'dir' | 'file' {
   try {
     return fs.statSync(source).isDirectory() ? 'dir' : 'file';
   } catch (e) {
@@ -430,9 +466,10 @@ function upperTmpfs(size: number): string {
 
 
 /** The filesystem part of the plan: root, /dev, /proc, user mounts, read-only root. */
-export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, withEtc = false, devices: HostDevice[] = []): OpList {
+export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = false, withEtc = false, devices: HostDevice[] = [], shareRoot = false): OpList {
   const K = native().constants;
   const L = new OpList(staging);
+  L.shareRoot = shareRoot && !!o.image && o.readonly;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, RDONLY = K.MS_RDONLY!;
 
   // 1. The root.
@@ -737,62 +774,4 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
   deviceBinds(L, devices, userns);
   L.finishRoot(false);
   return L;
-}
-
-/** A plan's filesystem ops, their meaning, and the addon's converted copy of them (compileOps). */
-interface FsOps {
-  ops: NativeOp[];
-  meta: OpMeta[];
-  compiled: number;
-}
-const fsOpsCache = new Map<string, FsOps>();
-const FS_OPS_CACHE_MAX = 32;
-
-/**
- * Drops the remembered op list whose meaning is `meta` (a start of it failed at an op): the host
- * state it was shaped by (which mount points the rootfs has) may have changed, so the next start
- * looks again.
- */
-export function forgetFsOps(meta: OpMeta[]): void {
-  for (const [key, hit] of fsOpsCache) {
-    // The start's meta is the list's own, or (with /etc binds after it, plan.opsAfter) begins with
-    // the list's entries themselves.
-    if (hit.meta !== meta && !(meta.length > hit.meta.length && hit.meta.every((m, i) => m === meta[i]))) continue;
-    native().releaseOps(hit.compiled);
-    fsOpsCache.delete(key);
-    return;
-  }
-}
-
-/**
- * buildFsOps, remembered: a process that starts many containers with the same rootfs and mounts
- * reuses one op list (and the addon's converted copy, so each spawn skips converting ~35 ops; the
- * copy is released when the list leaves this cache). The
- * host lookups that shape the list are made every time and are part of the key: whether the rootfs
- * is a directory, and whether each bind source is one. Whether the rootfs has every mount point is
- * not looked up again (that would cost every start a walk per point): a start that fails at an op
- * drops its list (forgetFsOps), so a point removed since is noticed on the next start, which then
- * gets the overlay. The lists are never changed once made.
- */
-export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean, etc = false, devices: HostDevice[] = [], sharedEtc?: string): FsOps {
-  if (o.rootfs !== undefined) checkRootfs(o.rootfs);
-  const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles, o.proc]);
-  let hit = fsOpsCache.get(key);
-  if (hit) {
-    // Most recently used last: the first key is the one to drop when the cache is full.
-    fsOpsCache.delete(key);
-  } else {
-    const L = buildFsOps(o, staging, userns, etc, devices);
-    // Shared /etc files (etc.ts, sharedEtcDir): the same binds every start, so in the cached list.
-    if (sharedEtc !== undefined) etcBinds(L, sharedEtc, o);
-    hit = { ops: L.ops, meta: L.meta, compiled: native().compileOps(L.ops) };
-    if (fsOpsCache.size >= FS_OPS_CACHE_MAX) {
-      const oldest = fsOpsCache.keys().next().value!;
-      native().releaseOps(fsOpsCache.get(oldest)!.compiled);
-      fsOpsCache.delete(oldest);
-    }
-  }
-  fsOpsCache.set(key, hit);
-  return hit;
 }

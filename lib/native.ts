@@ -162,7 +162,8 @@ export interface NativeBinding {
   /** spawn with the clone on a thread of libuv's pool; plans without a user namespace only. */
   spawnAsync(plan: NativePlan, cb: (res: SpawnResult) => void): void;
   /** Converts a plan's ops once; pass the id as plan.opsCompiled with the same ops. */
-  compileOps(ops: NativeOp[]): number;
+  /** detachedFd: the fd of a WHERE_SRC_DETACHED root op (prepareImageRoot), owned by the list from then on. */
+  compileOps(ops: NativeOp[], detachedFd?: number): number;
   /** Forgets a compiled list (spawns already given it keep it until they are done). */
   releaseOps(id: number): void;
   /** The contents of dir/name for each name; null where it cannot be opened or read. */
@@ -177,7 +178,14 @@ export interface NativeBinding {
   netnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
   /** The IPC namespace reserve, likewise (busy: the maker is making one of either kind). */
   ipcnsReserveState(): { fds: number[]; busy: boolean; target: number; failures: number };
-  mntTemplateState(): { fd: number; tried: boolean; errno: number };
+  mntTemplateState(): { fd: number; tried: boolean; errno: number; overlay: boolean };
+  /** Whether an image's root can be made in the mount template (the template made first if need be). */
+  mntTemplateOverlay(): boolean;
+  /**
+   * An image's read-only root made once as a detached mount from its overlay ops (lib/fsops.ts
+   * finishRoot): its fd (for compileOps, which then owns it), or the errno and the op that failed.
+   */
+  prepareImageRoot(ops: NativeOp[]): number | { errno: number; index: number };
   /** pidfd and pid: a process killed before its exec is reported (step exec.died), not started. */
   finishSpawn(errFd: number, allowReady?: boolean, pidfd?: number, pid?: number): { step: number; errno: number; index: number } | { ready: true } | null;
   /**

@@ -283,6 +283,165 @@ t.test('machines with an image: persistent upper in the state, ephemeral throw-a
   t.equal(countCgroups(), cg, 'no cgroup left');
 });
 
+// As root an image's overlay root is made in the mount namespace template where the kernel mounts
+// an overlay over a detached upper layer (mnt_template.cc, detached_overlay_root): its tmpfs and
+// the overlay are detached mounts, never on the host's staging path.
+t.test('as root a writable overlay root is made in the mount template: the same view as without it; each of its ops forced fails with its own step and leaves nothing', { skip: skip || (process.getuid() !== 0 ? 'the template is for containers without a user namespace, which need root' : false) }, async (t) => {
+  const { native } = require('../dist/native');
+  const { assertNoLeaks, warmUp } = require('./helpers');
+  const b = native();
+  const orig = { spawn: b.spawn, spawnAsync: b.spawnAsync };
+  const seen = { used: 0, not: 0 };
+  const note = (res) => {
+    if (res && res.usedMntTemplate) seen.used++;
+    else seen.not++;
+    return res;
+  };
+  const hook = (mntTemplate) => {
+    b.spawn = function (plan, ...a) {
+      return note(orig.spawn.call(this, mntTemplate === undefined ? plan : { ...plan, mntTemplate }, ...a));
+    };
+    b.spawnAsync = function (plan, cb) {
+      return orig.spawnAsync.call(this, mntTemplate === undefined ? plan : { ...plan, mntTemplate }, (res) => cb(note(res)));
+    };
+  };
+  const src = fs.mkdtempSync(path.join(scratch, 'tpl-'));
+  // A mount point missing from the image (made in the upper layer), a WorkingDir made there too.
+  // Writable: each container's own upper layer (a read-only root is prepared once: the next test).
+  const o = opts({ readonly: false, entrypoint: ['/bin/sh', '-c'], user: { uid: 0, gid: 0 }, mounts: [{ type: 'bind', source: src, target: '/new/point', readonly: true }],
+    command: ['cat /proc/self/mountinfo; echo ---; ls -ln / /new /work | awk \'{ print $1, $3, $4, $NF }\'; pwd; echo w > /opt/x; cat /opt/x'] });
+  // (Modes, owners and names only: link counts, sizes and times differ from run to run.)
+  // The mount table with the ids, the per-container /etc directory and the overlay's own upper and
+  // work paths (a host path without the template, /proc/self/fd/N/... with it) taken out.
+  // (Sorted: the template attaches the captured binds in another order.)
+  const view = (out) => {
+    const [mounts, rest] = out.split('---\n');
+    const lines = mounts.split('\n').filter(Boolean).map((l) => l.replace(/^\d+ \d+ \d+:\d+ /, '').replace(/\/etc\/s?-?[0-9a-f-]+\//, '/etc/<etc>/').replace(/,upperdir=[^,]*,workdir=[^,]*/, ''));
+    return [...lines.sort(), '---', rest].join('\n');
+  };
+  let a, c;
+  try {
+    hook(undefined);
+    a = await run(o);
+    t.same(seen, { used: 1, not: 0 }, `the run used the template (the kernel takes a detached upper layer: ${b.mntTemplateState().overlay})`);
+    hook(false);
+    c = await run(o);
+    t.same(seen, { used: 1, not: 1 }, 'the comparison did not');
+  } finally {
+    Object.assign(b, orig);
+  }
+  t.equal(a.exitCode, 0, a.stderr.toString());
+  t.match(a.stdout.toString(), / \/ rw,[^ ]* - overlay overlay [^\n]*upperdir=\/proc\/self\/fd\//, 'the root is the overlay, its upper layer the detached tmpfs');
+  t.match(a.stdout.toString(), /\nw\n$/, 'which takes writes');
+  t.match(a.stdout.toString(), /\n\/work\/here\n/, 'the WorkingDir made in its upper layer');
+  t.equal(view(a.stdout.toString()), view(c.stdout.toString()), 'the same mounts, entries, owners and modes as with CLONE_NEWNS and pivot_root');
+  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(' overlay '), 'no overlay on the host');
+
+  // The ops of the overlay root (the upper layer's tmpfs, its directories and files, the overlay
+  // itself: the plan's first), each forced to fail. (A failed start drops the process's cached op
+  // list and what it holds: the first one is made before the count of what is open.)
+  const fail = async (i) => {
+    process.env.NSBOX_TEST_FAULT = `mount:${i}:EDOM`;
+    try {
+      await run(o);
+      return null;
+    } catch (err) {
+      return err;
+    } finally {
+      delete process.env.NSBOX_TEST_FAULT;
+    }
+  };
+  await fail(0);
+  const before = await warmUp();
+  let forced = 0;
+  for (let i = 0; i < 12; i++) {
+    const e = await fail(i);
+    t.ok(e, `op ${i}: the start failed`);
+    t.equal(e && e.code, 'EDOM', `op ${i}: with the forced errno (${e && e.message})`);
+    // The ops after the root's (the WorkingDir's mkdirs in it, /dev, ...) are not its.
+    if (!e || e.step !== 'rootfs.overlay') break;
+    t.match(e.path, /^(\/run\/nsbox\/|image )/, `op ${i}: ${e.syscall} ${e.path}`);
+    forced++;
+  }
+  t.ok(forced >= 5, `${forced} ops forced (the tmpfs, upper, work, a point, the overlay)`);
+  await settledLeases();
+  await assertNoLeaks(t, before, 'after the forced overlay failures');
+  t.same(h.leftovers(store), [], 'no temporaries in the store');
+});
+
+// A read-only image root, as root with the template: made once per image and set of mount points
+// (lib/fsops-cache.ts fsOpsFor, prepareImageRoot: an overlay with no upper layer, its made points a
+// detached tmpfs on top of the layers) and cloned by each start; never served once its layers are
+// gone.
+t.test('a read-only root is made once and cloned by each start, read-only even to CAP_SYS_ADMIN; after removeImage, or a layer removed and pulled again by another process, a new one', { skip: skip || (process.getuid() !== 0 ? 'the template is for containers without a user namespace, which need root' : false) }, async (t) => {
+  const { native } = require('../dist/native');
+  if (!native().mntTemplateOverlay()) return t.skip('this kernel does not mount an overlay over detached layers (before Linux 6.15): no prepared root');
+  const st = path.join(scratch, 'store-shared');
+  const zlib = require('node:zlib');
+  const raw = execFileSync('tar', ['--numeric-owner', '-C', bb, '-cf', '-', '.'], { maxBuffer: 2 ** 30 });
+  const blob = zlib.gzipSync(raw, { level: 1 });
+  const base = { blob, diffId: h.sha256(raw), digest: h.sha256(blob), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+  const top = await h.craftLayer([[{ name: 'id', mode: 0o644 }, 'S1\n']]);
+  await h.pushRaw(reg.url, 'test/shared', 'v1', [base, top], h.craftImage([base, top]));
+  const sref = `${reg.host}/test/shared:v1`;
+  await pull(sref, { storeDir: st });
+  // The prepared roots this process holds: fds of detached mounts (readlink: "/"), counted from
+  // none (the earlier tests' dropped first).
+  require('../dist/fsops-cache').forgetImageRoots();
+  const fdsOf = () => fs.readdirSync('/proc/self/fd').map((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`); } catch { return ''; } });
+  const roots = () => fdsOf().filter((l) => l === '/').length;
+  const held0 = roots();
+  // The root's superblock (major:minor in mountinfo) and what the image's /id says, from inside.
+  const look = async (o = {}, extra = '') => {
+    const r = await run({ image: sref, storeDir: st, pull: 'never', user: { uid: 0, gid: 0 }, entrypoint: ['/bin/sh', '-c'], command: [`grep ' / / ' /proc/self/mountinfo; cat /id; ${extra}`], ...o });
+    t.equal(r.exitCode, 0, r.stderr.toString());
+    const [line, id, ...rest] = r.stdout.toString().split('\n');
+    return { dev: line.split(' ')[2], line, id, rest: rest.join('\n') };
+  };
+  const a = await look();
+  const b = await look();
+  t.equal(a.id, 'S1');
+  t.match(a.line, / \/ ro,[^ ]* - overlay overlay ro,lowerdir=/, 'the root: a read-only overlay with no upper layer');
+  t.equal(b.dev, a.dev, 'the second start cloned the same root (one superblock)');
+  t.equal(roots(), held0 + 1, 'one root held for both');
+  const w = await look({ capabilities: { add: ['SYS_ADMIN'] } }, 'mount -o remount,rw / 2>/dev/null; mount -o remount,bind,rw / 2>/dev/null; (echo x > /id) 2>&1; echo rc=$?; touch /new 2>&1; echo rc=$?');
+  t.match(w.line, / - overlay overlay ro,lowerdir=/, 'with CAP_SYS_ADMIN too (the same kind of root; its own options, its own list)');
+  t.match(w.rest, /Read-only file system\nrc=1\n[^\n]*Read-only file system\nrc=1/, 'no write, even after a remount');
+  const again = await look({}, 'ls /new 2>&1; true');
+  t.equal(again.id, 'S1', 'the image is as it was');
+  t.match(again.rest, /No such file/, 'and nothing was added to it');
+  t.equal((await look({ readonly: false })).id, 'S1', 'a writable root is a container\'s own');
+  t.equal(roots(), held0 + 2, 'two roots held: the options with CAP_SYS_ADMIN are a list of their own');
+
+  const leases = () => fs.readdirSync(path.join(st, 'leases'));
+  const settle = async () => {
+    for (let i = 0; i < 60 && leases().length; i++) await new Promise((r) => setTimeout(r, 50));
+  };
+  // Another process removes the image and pulls it again: the same layer paths, new directories.
+  await settle();
+  const before = fs.statSync(path.join(st, 'layers', top.diffId.slice(7))).ino;
+  execFileSync(process.execPath, ['-e', `const n = require(${JSON.stringify(path.resolve(__dirname, '..'))}); (async () => { await n.removeImage(${JSON.stringify(sref)}, { storeDir: ${JSON.stringify(st)} }); await n.pruneImages({ storeDir: ${JSON.stringify(st)} }); await n.pull(${JSON.stringify(sref)}, { storeDir: ${JSON.stringify(st)} }); })().catch((e) => { console.error(e); process.exit(1); });`]);
+  t.not(fs.statSync(path.join(st, 'layers', top.diffId.slice(7))).ino, before, 'the layer was removed and unpacked again');
+  const c = await look();
+  t.equal(c.id, 'S1');
+  t.equal(roots(), held0 + 1, 'a root of the new directories; both of the removed ones closed');
+  t.equal((await look()).dev, c.dev, 'and that one is cloned from then on');
+  t.equal(roots(), held0 + 1, 'no more fds held for it');
+
+  // This process's removeImage closes its roots at once; the image pulled again gets a new one.
+  await removeImage(sref, { storeDir: st });
+  t.equal(roots(), held0, 'the prepared root was closed by removeImage');
+  await pruneImages({ storeDir: st });
+  await pull(sref, { storeDir: st });
+  t.equal((await look()).id, 'S1');
+  t.equal(roots(), held0 + 1, 'after removeImage and a pull: a new root');
+  await settle();
+  await removeImage(sref, { storeDir: st });
+  await pruneImages({ storeDir: st });
+  t.equal(roots(), held0);
+  t.same(h.leftovers(st), []);
+});
+
 t.test('failures leave nothing: a command not found, a bad User, userns as root', { skip }, async (t) => {
   const cg = countCgroups();
   t.same(await settledLeases(), [], 'no lease before (the earlier runs\' settled)');

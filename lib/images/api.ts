@@ -5,6 +5,7 @@ import * as path from 'node:path';
 
 import { invalidType, invalidValue, outOfRange } from '../errors';
 import { isPlainObject, rejectUnknownKeys } from '../util';
+import { forgetImageRoots } from '../fsops-cache';
 import { fetchLayers, type LayerSource, type Progress } from './layers';
 import { checkRegistryHosts, parseRef } from './ref';
 import { checkAbsolutePath } from '../options';
@@ -269,6 +270,8 @@ export async function removeImage(ref: string, opts?: StoreOptions): Promise<voi
   if (typeof ref !== 'string') throw invalidType('ref', 'a string', ref);
   const store = storeOf(opts);
   store.init();
+  // The image roots this process prepared (lib/fsops.ts): none keeps a removed layer open.
+  forgetImageRoots();
   const out = store.locked(() => {
     const rec = findRecord(store, ref);
     if (!rec) throw imageError('ERR_IMAGE_UNKNOWN', 'image.store', `no image ${ref} in ${store.dir}`, ref);
@@ -285,6 +288,7 @@ export async function pruneImages(opts?: StoreOptions): Promise<{ layers: number
   const store = storeOf(opts);
   if (!fs.existsSync(store.dir)) return { layers: 0, blobs: 0 };
   store.init();
+  forgetImageRoots();
   const out = store.locked(() => collect(store, true));
   await trash(out.trash);
   return { layers: out.layers.length, blobs: out.blobs.length };

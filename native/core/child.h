@@ -13,6 +13,9 @@ namespace nsbox {
 struct NsFdJob {
   int fd;
   int err;
+  // mnt_template_child only: 1 if this kernel mounts an overlay whose upper (and lower) layer is a
+  // detached mount (fsmount, open_tree), which an image's root in template mode needs (mount_in_template).
+  int overlay_detached;
 };
 // The children of make_netns and make_mnt_template (spawn.h): fill job->fd (or job->err) and exit.
 // A network namespace with lo up (the netns reserve).

@@ -302,6 +302,11 @@ bool optional_remount_of(const Op& mnt, const Op& op) {
 int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bool* skipped) {
   *call = OPCALL_OWN;
   if (skipped) *skipped = false;
+  if (op.where & WHERE_SRC_DETACHED) {
+    // (The mount template's alone: mnt_template.cc. The addon plans no other way for it.)
+    errno = EINVAL;
+    return -1;
+  }
   const bool dst_in = (op.where & WHERE_DST_IN_ROOT) && root >= 0;
   const bool src_in = (op.where & WHERE_SRC_IN_ROOT) && root >= 0;
   char dbuf[32], sbuf[32];

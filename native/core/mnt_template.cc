@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -124,6 +125,144 @@ bool merges_remount(const Plan* plan, size_t i) {
          !(next.flags & ~(MS_BIND | kTemplatePlainFlags));
 }
 
+// "/proc/self/fd/N" followed by `rest` (NUL-terminated) in buf of n bytes; false if it does not fit.
+bool fd_rest_path(char* buf, size_t n, int fd, const char* rest) {
+  const char* pre = "/proc/self/fd/";
+  size_t i = 0;
+  for (; *pre; pre++) {
+    if (i + 1 >= n) return false;
+    buf[i++] = *pre;
+  }
+  char digits[12];
+  int k = 0;
+  unsigned v = static_cast<unsigned>(fd);
+  do {
+    digits[k++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (k) {
+    if (i + 1 >= n) return false;
+    buf[i++] = digits[--k];
+  }
+  for (; *rest; rest++) {
+    if (i + 1 >= n) return false;
+    buf[i++] = *rest;
+  }
+  buf[i] = 0;
+  return true;
+}
+
+// `s` with the prefix `dir` followed by '/' or its end: the rest (from that '/'), or nullptr.
+const char* under(const char* s, const char* dir) {
+  if (!s || !dir) return nullptr;
+  while (*dir && *s == *dir) {
+    s++;
+    dir++;
+  }
+  if (*dir) return nullptr;
+  return (*s == '/' || *s == 0) ? s : nullptr;
+}
+
+// An image's overlay root (fsops.ts finishRoot) as a detached mount: the ops before it are the
+// tmpfs of its upper layer on a host directory (ops[0], where 0) and the directories and files made
+// in that layer (where 0, under the same directory). In template mode nothing is mounted on that
+// host path: the tmpfs is a detached mount (fsmount), the upper layer's entries are made relative to
+// its fd, and the overlay takes "/proc/self/fd/N/..." for its upperdir and workdir (a kernel that
+// mounts an overlay over a detached upper: make_mnt_template's probe). The lowerdir (the image's
+// layers, host paths) is resolved as before, in Node's mount namespace, which the child still
+// shares at this point; nothing is attached to it. Returns the overlay's detached mount, or fails
+// the start with the op's index and call. *first: the index of the root op (the overlay's).
+int detached_overlay_root(const Plan* plan, int err_fd, size_t* first) {
+  const Op& scaffold = plan->ops[0];
+  fault(plan, err_fd, STEP_OP, 0);
+  int call;
+  int up = detached_fs(scaffold, &call);
+  if (up < 0) fail(err_fd, STEP_OP, op_record(0, call), errno);
+  size_t i = 1;
+  for (; i < plan->n_ops && plan->ops[i].where == 0; i++) {
+    const Op& op = plan->ops[i];
+    fault(plan, err_fd, STEP_OP, static_cast<int32_t>(i));
+    const char* rest = under(op.dst, scaffold.dst);
+    // (The parent plans nothing else here: UseMountTemplate.)
+    if (!rest || !rest[0] || !rest[1]) fail(err_fd, STEP_OP, op_record(i, OPCALL_OWN), EINVAL);
+    const char* rel = rest + 1;
+    int rc;
+    call = OPCALL_OWN;
+    if (op.kind == OP_MKDIR) {
+      // The mode as planned, not as the umask left it (as run_op does for a host directory).
+      rc = mkdirat(up, rel, op.mode);
+      if (rc == 0) {
+        call = OPCALL_FCHMODAT;
+        rc = fchmodat(up, rel, op.mode & 07777, 0);
+      }
+    } else if (op.kind == OP_TOUCH) {
+      int fd = openat(up, rel, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
+      rc = fd < 0 ? -1 : 0;
+      if (fd >= 0) close(fd);
+    } else {
+      errno = EINVAL;
+      rc = -1;
+    }
+    if (rc != 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
+  }
+  if (i >= plan->n_ops) fail(err_fd, STEP_MNT_TEMPLATE, TPL_BAD_PLAN, EINVAL);
+  const Op& op = plan->ops[i];
+  fault(plan, err_fd, STEP_OP, static_cast<int32_t>(i));
+  char data[kMaxOverlayData];
+  char val[kMaxOverlayData];
+  size_t n = op.data ? str_len(op.data) : 0;
+  if (!(op.where & WHERE_OPEN_ROOT) || !op.fstype || !op.src || (op.flags & ~kTemplatePlainFlags) || n >= sizeof(data))
+    fail(err_fd, STEP_OP, op_record(i, OPCALL_OWN), EINVAL);
+  for (size_t k = 0; k < n; k++) data[k] = op.data[k];
+  data[n] = 0;
+  call = OPCALL_FSOPEN;
+  int fs = sys::fsopen(op.fstype, sys::kFsopenCloexec);
+  if (fs < 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
+  call = OPCALL_FSCONFIG;
+  int rc = sys::fsconfig(fs, sys::kFsconfigSetString, "source", op.src, 0);
+  // Options split on the ',' that overlayPath (fsops.ts) did not escape; values kept as written
+  // (overlay's own parser unescapes the lowerdir list).
+  for (size_t k = 0; rc == 0 && k < n;) {
+    size_t end = k;
+    while (end < n && data[end] != ',') end += (data[end] == '\\' && end + 1 < n) ? 2 : 1;
+    data[end] = 0;
+    char* key = data + k;
+    char* v = nullptr;
+    for (char* c = key; *c; c++) {
+      if (*c == '=') {
+        *c = 0;
+        v = c + 1;
+        break;
+      }
+    }
+    k = end + 1;
+    if (!*key) continue;
+    const bool layer_dir = v && (same_str(key, "upperdir") || same_str(key, "workdir"));
+    if (layer_dir) {
+      // The upper layer's directories: on the detached tmpfs, by its fd.
+      const char* r = under(v, scaffold.dst);
+      if (!r || !fd_rest_path(val, sizeof(val), up, r)) {
+        rc = -1;
+        errno = EINVAL;
+        break;
+      }
+      v = val;
+    }
+    rc = sys::fsconfig(fs, v ? sys::kFsconfigSetString : sys::kFsconfigSetFlag, key, v, 0);
+  }
+  if (rc == 0) rc = sys::fsconfig(fs, sys::kFsconfigCmdCreate, nullptr, nullptr, 0);
+  if (rc != 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
+  uint64_t attrs = ((op.flags & MS_RDONLY) ? sys::kMountAttrRdonly : 0) | ((op.flags & MS_NOSUID) ? sys::kMountAttrNosuid : 0) |
+                   ((op.flags & MS_NODEV) ? sys::kMountAttrNodev : 0) | ((op.flags & MS_NOEXEC) ? sys::kMountAttrNoexec : 0);
+  int m = sys::fsmount(fs, sys::kFsmountCloexec, static_cast<unsigned>(attrs));
+  if (m < 0) fail(err_fd, STEP_OP, op_record(i, OPCALL_FSMOUNT), errno);
+  close(fs);
+  // The overlay holds its own reference to the upper layer's mount.
+  close(up);
+  *first = i;
+  return m;
+}
+
 }  // namespace
 
 void mount_in_template(const Plan* plan, int err_fd) {
@@ -132,7 +271,12 @@ void mount_in_template(const Plan* plan, int err_fd) {
   // A new filesystem for the root is made first (so that it comes first in the container's
   // mountinfo, as with pivot_root), then the host binds are captured in their order.
   int root_fs = -1;
-  if (plan->n_ops && (plan->ops[0].where & WHERE_OPEN_ROOT) && !is_host_bind(plan->ops[0])) {
+  // The ops before the root's (an image's overlay: its upper layer's tmpfs and entries), done by
+  // detached_overlay_root.
+  size_t first = 0;
+  if (plan->n_ops && !(plan->ops[0].where & WHERE_OPEN_ROOT)) {
+    root_fs = detached_overlay_root(plan, err_fd, &first);
+  } else if (plan->n_ops && !is_host_bind(plan->ops[0])) {
     fault(plan, err_fd, STEP_OP, 0);
     int call;
     root_fs = detached_fs(plan->ops[0], &call);
@@ -147,7 +291,10 @@ void mount_in_template(const Plan* plan, int err_fd) {
     unsigned fl = sys::kOpenTreeClone | O_CLOEXEC | ((op.flags & MS_REC) ? sys::kAtRecursive : 0);
     int t;
     int call = OPCALL_OPEN_TREE;
-    if (op.where & (WHERE_SRC_BENEATH | WHERE_SRC_FD)) {
+    if (op.where & WHERE_SRC_DETACHED) {
+      // A prepared image root: a clone of the detached mount the addon holds (its fd in dev).
+      t = sys::open_tree(static_cast<int>(op.dev), "", fl | AT_EMPTY_PATH);
+    } else if (op.where & (WHERE_SRC_BENEATH | WHERE_SRC_FD)) {
       int s = (op.where & WHERE_SRC_FD) ? open_src_fd(op, &call) : open_src_beneath(op, &call);
       if (s >= 0) call = OPCALL_OPEN_TREE;
       t = s < 0 ? -1 : sys::open_tree(s, "", fl | AT_EMPTY_PATH);
@@ -186,7 +333,7 @@ void mount_in_template(const Plan* plan, int err_fd) {
   size_t next_tree = 0;
   DirCache dirs;
   g_walk_only = plan->walk_only;
-  for (size_t i = 0; i < plan->n_ops; i++) {
+  for (size_t i = first; i < plan->n_ops; i++) {
     const Op& op = plan->ops[i];
     const int32_t idx = static_cast<int32_t>(i);
     int rc;
@@ -241,6 +388,36 @@ void mount_in_template(const Plan* plan, int err_fd) {
   if (chdir("/") != 0) fail(err_fd, STEP_MNT_TEMPLATE, TPL_CHDIR, errno);
 }
 
+// Whether this kernel mounts an overlay whose layers are detached mounts (an fsmount'd tmpfs,
+// reached as /proc/self/fd/N/...): overlayfs takes a private clone of each layer's mount, which
+// older kernels (before 6.15) allow for mounts of the caller's namespace only. Detached mounts
+// only: nothing is attached anywhere, and all of it is gone with the fds.
+static bool overlay_takes_detached() {
+  bool ok = false;
+  int fs = -1, t = -1, o = -1, m = -1;
+  char lower[64], upper[64], work[64];
+  if ((fs = sys::fsopen("tmpfs", sys::kFsopenCloexec)) < 0) goto out;
+  if (sys::fsconfig(fs, sys::kFsconfigSetString, "size", "64k", 0) != 0) goto out;
+  if (sys::fsconfig(fs, sys::kFsconfigCmdCreate, nullptr, nullptr, 0) != 0) goto out;
+  if ((t = sys::fsmount(fs, sys::kFsmountCloexec, static_cast<unsigned>(sys::kMountAttrNosuid | sys::kMountAttrNodev))) < 0) goto out;
+  if (mkdirat(t, "l", 0755) != 0 || mkdirat(t, "u", 0755) != 0 || mkdirat(t, "w", 0700) != 0) goto out;
+  if (!fd_rest_path(lower, sizeof(lower), t, "/l") || !fd_rest_path(upper, sizeof(upper), t, "/u") || !fd_rest_path(work, sizeof(work), t, "/w")) goto out;
+  if ((o = sys::fsopen("overlay", sys::kFsopenCloexec)) < 0) goto out;
+  if (sys::fsconfig(o, sys::kFsconfigSetString, "source", "overlay", 0) != 0) goto out;
+  if (sys::fsconfig(o, sys::kFsconfigSetString, "lowerdir", lower, 0) != 0) goto out;
+  if (sys::fsconfig(o, sys::kFsconfigSetString, "upperdir", upper, 0) != 0) goto out;
+  if (sys::fsconfig(o, sys::kFsconfigSetString, "workdir", work, 0) != 0) goto out;
+  if (sys::fsconfig(o, sys::kFsconfigCmdCreate, nullptr, nullptr, 0) != 0) goto out;
+  if ((m = sys::fsmount(o, sys::kFsmountCloexec, static_cast<unsigned>(sys::kMountAttrNodev))) < 0) goto out;
+  ok = true;
+out:
+  if (m >= 0) close(m);
+  if (o >= 0) close(o);
+  if (t >= 0) close(t);
+  if (fs >= 0) close(fs);
+  return ok;
+}
+
 // The template itself, in a vfork-style child with a mount namespace of its own (CLONE_NEWNS) that
 // shares the caller's fd table: the namespace's fd goes into that table, then the child replaces the
 // copy of the host's mounts with one empty read-only tmpfs and exits. No thread of Node enters it.
@@ -249,6 +426,8 @@ void mount_in_template(const Plan* plan, int err_fd) {
   int fs = -1, m = -1;
   sys::MountAttr ro = {sys::kMountAttrRdonly, 0, 0, 0};
   if (fd < 0) goto out;
+  // (First, while the host's /proc is still this namespace's: the probe names its layers through it.)
+  job->overlay_detached = overlay_takes_detached() ? 1 : 0;
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) goto out;
   if ((fs = sys::fsopen("tmpfs", sys::kFsopenCloexec)) < 0) goto out;
   if (sys::fsconfig(fs, sys::kFsconfigSetString, "mode", "0755", 0) != 0) goto out;

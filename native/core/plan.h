@@ -62,6 +62,10 @@ enum OpWhere : uint32_t {
   // caller's mount point (mnt -> data) would otherwise lead the mkdir into the caller's host
   // directory, making there what the container itself may not.
   WHERE_DST_ROOT_MNT = 128,
+  // The root op (with WHERE_OPEN_ROOT): the source is a detached mount the addon holds, its fd in
+  // dev (an image's read-only overlay prepared once, lib/fsops-cache.ts fsOpsFor): each container gets a
+  // clone of it (open_tree OPEN_TREE_CLONE). Mount template only (mnt_template.cc); elsewhere EINVAL.
+  WHERE_SRC_DETACHED = 256,
 };
 
 struct Op {
@@ -81,6 +85,8 @@ struct Op {
 constexpr size_t kMaxTemplateTrees = 256;
 constexpr unsigned long kTemplatePlainFlags = 0x1 | 0x2 | 0x4 | 0x8;  // MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 constexpr size_t kMaxTemplateData = 512;
+// An image's overlay root in template mode: its mount options (a page, as mount(2) takes).
+constexpr size_t kMaxOverlayData = 4096;
 
 // A bind whose source is a host path (the rootfs, a host directory of the default rootfs, a user's
 // bind): in template mode it is captured with open_tree before the child leaves Node's namespace.

@@ -369,11 +369,11 @@ void spawn(const Plan& plan, SpawnOutcome* out) {
 // table (CLONE_FILES), then exits: vfork-style on this thread's child stack, every signal blocked,
 // no exit signal (nobody but this pidfd hears of it: Node's SIGCHLD handling is libuv's). The
 // namespace's O_CLOEXEC fd, or -1 with errno (ENOSYS where the vfork-style clone is not available).
-static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*)) {
+static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*), int* overlay_detached = nullptr) {
 #if defined(__x86_64__)
   char* stack = child_stack();
   if (!stack) return -1;
-  NsFdJob job = {-1, 0};
+  NsFdJob job = {-1, 0, 0};
   sys::CloneArgs args;
   memset(&args, 0, sizeof(args));
   int pidfd = -1;
@@ -396,6 +396,7 @@ static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*)) {
     return -1;
   }
   sys::reap_pidfd(pidfd, WEXITED | __WALL);
+  if (overlay_detached) *overlay_detached = job.overlay_detached;
   if (job.fd < 0) {
     errno = job.err ? job.err : EPROTO;
     return -1;
@@ -404,6 +405,7 @@ static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*)) {
 #else
   (void)ns_flag;
   (void)entry;
+  (void)overlay_detached;
   errno = ENOSYS;
   return -1;
 #endif
@@ -411,7 +413,12 @@ static int namespace_by_helper(uint64_t ns_flag, void (*entry)(void*)) {
 
 int make_netns() { return namespace_by_helper(CLONE_NEWNET, netns_entry); }
 
-int make_mnt_template() { return namespace_by_helper(CLONE_NEWNS, template_entry); }
+int make_mnt_template(bool* overlay_detached) {
+  int ovl = 0;
+  int fd = namespace_by_helper(CLONE_NEWNS, template_entry, &ovl);
+  *overlay_detached = fd >= 0 && ovl == 1;
+  return fd;
+}
 
 int make_ipcns() { return namespace_by_helper(CLONE_NEWIPC, ipcns_entry); }
 

@@ -55,7 +55,8 @@ int make_ipcns();
 
 // The mount namespace template of Plan::mnt_template_fd (mnt_template.cc, mnt_template_child): an O_CLOEXEC
 // fd of a mount namespace whose only mount is an empty read-only tmpfs with a directory /r, made
-// the same way as make_netns. -1 with errno on failure.
-int make_mnt_template();
+// the same way as make_netns. -1 with errno on failure. *overlay_detached: whether this kernel
+// mounts an overlay over detached layers (what an image's root needs in template mode).
+int make_mnt_template(bool* overlay_detached);
 
 }  // namespace nsbox

@@ -72,21 +72,44 @@ Reserved TakeReserved(PlanStorage* st) {
 void UseMountTemplate(PlanStorage* st) {
   Plan& p = st->plan;
   if (!st->mnt_template || !(p.clone_flags & CLONE_NEWNS) || (p.clone_flags & CLONE_NEWUSER) || p.enter_pidfd >= 0) return;
-  if (p.n_ops == 0 || !(p.ops[0].where & nsbox::WHERE_OPEN_ROOT)) return;
+  if (p.n_ops == 0) return;
+  // An image's overlay root (fsops.ts finishRoot): the tmpfs of its upper layer on a host
+  // directory, the entries made in that layer, then the overlay as the root. In the template they
+  // are detached mounts (mnt_template.cc, detached_overlay_root), where the kernel allows that.
+  size_t first = 0;
+  bool overlay = false;
+  if (!(p.ops[0].where & nsbox::WHERE_OPEN_ROOT)) {
+    const Op& t = p.ops[0];
+    if (t.where != 0 || t.kind != nsbox::OP_MOUNT || nsbox::is_host_bind(t) || !t.fstype || strcmp(t.fstype, "tmpfs") != 0 || !t.src ||
+        !t.dst || (t.flags & ~nsbox::kTemplatePlainFlags) || (t.data && strlen(t.data) >= nsbox::kMaxTemplateData))
+      return;
+    const size_t dl = strlen(t.dst);
+    for (first = 1; first < p.n_ops && p.ops[first].where == 0; first++) {
+      const Op& op = p.ops[first];
+      if ((op.kind != nsbox::OP_MKDIR && op.kind != nsbox::OP_TOUCH) || !op.dst || strncmp(op.dst, t.dst, dl) != 0 || op.dst[dl] != '/' ||
+          strstr(op.dst + dl, "/..") || strstr(op.dst + dl, "//"))
+        return;
+    }
+    if (first == p.n_ops || !(p.ops[first].where & nsbox::WHERE_OPEN_ROOT)) return;
+    overlay = true;
+  }
   size_t binds = 0;
-  for (size_t i = 0; i < p.n_ops; i++) {
+  for (size_t i = first; i < p.n_ops; i++) {
     const Op& op = p.ops[i];
     const bool host_bind = nsbox::is_host_bind(op);
-    if (i > 0 && !(op.where & nsbox::WHERE_DST_IN_ROOT)) return;
+    if (i > first && !(op.where & nsbox::WHERE_DST_IN_ROOT)) return;
     if (host_bind && ++binds > nsbox::kMaxTemplateTrees) return;
-    // The root: a host bind, or a new filesystem that fsopen/fsmount can make (mnt_template.cc, detached_fs).
-    if (i == 0 && !host_bind &&
-        (op.kind != nsbox::OP_MOUNT || !op.fstype || !op.src || (op.flags & ~nsbox::kTemplatePlainFlags) ||
-         (op.data && strlen(op.data) >= nsbox::kMaxTemplateData)))
+    // The root: a host bind, or a new filesystem that fsopen/fsmount can make (mnt_template.cc,
+    // detached_fs), or the overlay of an image (the whole page of options it may have).
+    if (i == first && (overlay ? host_bind || op.kind != nsbox::OP_MOUNT || !op.fstype || strcmp(op.fstype, "overlay") != 0 || !op.src ||
+                                     (op.flags & ~nsbox::kTemplatePlainFlags) || (op.data && strlen(op.data) >= nsbox::kMaxOverlayData)
+                               : !host_bind && (op.kind != nsbox::OP_MOUNT || !op.fstype || !op.src || (op.flags & ~nsbox::kTemplatePlainFlags) ||
+                                                (op.data && strlen(op.data) >= nsbox::kMaxTemplateData))))
       return;
   }
   int fd = mnt_template();
   if (fd < 0) return;
+  if (overlay && !mnt_template_overlay()) return;
   p.mnt_template_fd = fd;
   p.clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNS);
 }
@@ -363,6 +386,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("finishSpawn", Napi::Function::New(env, FinishSpawn));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("tryNamespaces", Napi::Function::New(env, TryNamespaces));
+  // mntTemplateOverlay(): whether an image's root can be made in the mount template, the template
+  // made first if it was not (lib/fsops.ts: a prepared image root needs both).
+  exports.Set("mntTemplateOverlay", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), nsbox_glue::mnt_template_overlay());
+  }));
   exports.Set("configure", Napi::Function::New(env, Configure));
   exports.Set("devicePolicyAvailable", Napi::Function::New(env, DevicePolicyAvailable));
   exports.Set("allowedDevices", Napi::Function::New(env, AllowedDevices));
@@ -428,6 +456,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("WHERE_SRC_FD", Napi::Number::New(env, nsbox::WHERE_SRC_FD));
   c.Set("WHERE_DST_NOFOLLOW", Napi::Number::New(env, nsbox::WHERE_DST_NOFOLLOW));
   c.Set("WHERE_DST_ROOT_MNT", Napi::Number::New(env, nsbox::WHERE_DST_ROOT_MNT));
+  c.Set("WHERE_SRC_DETACHED", Napi::Number::New(env, nsbox::WHERE_SRC_DETACHED));
   exports.Set("constants", c);
   return exports;
 }

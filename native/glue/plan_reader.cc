@@ -6,8 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "../core/devices.h"
+#include "../core/syscalls.h"
 
 namespace nsbox_glue {
 
@@ -107,7 +112,7 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
     op.kind = static_cast<uint32_t>(d);
     if (!GetInt(o, "mode", 0, 0xffffffff, &d)) return false;
     op.mode = static_cast<uint32_t>(d);
-    if (!GetInt(o, "where", 0, 255, &d)) return false;
+    if (!GetInt(o, "where", 0, 511, &d)) return false;
     op.where = static_cast<uint32_t>(d);
     if (!GetInt(o, "dev", 0, 9007199254740991.0, &d)) return false;
     op.dev = static_cast<uint64_t>(d);
@@ -124,6 +129,10 @@ bool ConvertOps(Napi::Env env, Napi::Value opsv, Strings* st, std::vector<Op>* o
     if ((op.where & nsbox::WHERE_SRC_BENEATH) &&
         (!op.src || !op.data || op.kind != nsbox::OP_MOUNT || !(op.flags & nsbox::kMsBind) || (op.where & nsbox::WHERE_SRC_IN_ROOT)))
       return ThrowType(env, "ops[].where (WHERE_SRC_BENEATH: a bind with src and data)");
+    if ((op.where & nsbox::WHERE_SRC_DETACHED) &&
+        (!op.src || op.kind != nsbox::OP_MOUNT || !(op.flags & nsbox::kMsBind) || !(op.where & nsbox::WHERE_OPEN_ROOT) || op.dev > 2147483647u ||
+         (op.where & (nsbox::WHERE_SRC_IN_ROOT | nsbox::WHERE_SRC_BENEATH | nsbox::WHERE_SRC_FD))))
+      return ThrowType(env, "ops[].where (WHERE_SRC_DETACHED: the root's bind with src and its fd in dev)");
     if ((op.where & nsbox::WHERE_SRC_FD) &&
         (!op.src || op.kind != nsbox::OP_MOUNT || !(op.flags & nsbox::kMsBind) || op.dev > 2147483647u ||
          (op.where & (nsbox::WHERE_SRC_IN_ROOT | nsbox::WHERE_SRC_BENEATH))))
@@ -197,6 +206,9 @@ bool BuildPlan(Napi::Object js, PlanStorage* st) {
     Napi::Value opsv;
     if (!Read(js, "ops", &opsv)) return false;
     if (!ConvertOps(js.Env(), opsv, st, &st->ops)) return false;
+    // A detached root's fd is owned by a compiled list (compileOps), never passed per plan.
+    for (const Op& op : st->ops)
+      if (op.where & nsbox::WHERE_SRC_DETACHED) return ThrowType(js.Env(), "ops[].where (WHERE_SRC_DETACHED: compiled lists only)");
     p.ops = st->ops.data();
     p.n_ops = st->ops.size();
   }
@@ -441,13 +453,27 @@ int StatusRead(Napi::Object plan) {
   return -1;
 }
 
+CompiledOps::~CompiledOps() {
+  if (detached_fd >= 0) close(detached_fd);
+}
+
 namespace {
 
-// compileOps(ops): converts a plan's ops once; the id goes in later plans as opsCompiled.
+// compileOps(ops[, detachedFd]): converts a plan's ops once; the id goes in later plans as
+// opsCompiled. detachedFd: the fd of a WHERE_SRC_DETACHED root op, which the list then owns (closed
+// with it; also when the conversion fails).
 Napi::Value CompileOps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = std::make_shared<CompiledOps>();
+  double dfd;
+  if (info.Length() > 1 && IsIntIn(info[1], 0, 2147483647.0, &dfd)) c->detached_fd = static_cast<int>(dfd);
   if (!ConvertOps(env, info[0], c.get(), &c->ops)) return env.Undefined();
+  for (const Op& op : c->ops) {
+    if ((op.where & nsbox::WHERE_SRC_DETACHED) && (c->detached_fd < 0 || op.dev != static_cast<uint64_t>(c->detached_fd))) {
+      ThrowType(env, "ops[].where (WHERE_SRC_DETACHED: its fd must be the list's detachedFd)");
+      return env.Undefined();
+    }
+  }
   OpsRegistry& reg = ops_registry();
   std::lock_guard<std::mutex> lk(reg.mu);
   uint32_t id = reg.next++;
@@ -467,9 +493,146 @@ Napi::Value ReleaseOps(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The options of op.data, split on the commas that lib/fsops.ts overlayPath did not escape.
+std::vector<std::pair<std::string, std::string>> MountOptions(const char* data) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string cur;
+  auto flush = [&]() {
+    if (cur.empty()) return;
+    size_t eq = cur.find('=');
+    out.emplace_back(cur.substr(0, eq), eq == std::string::npos ? std::string() : cur.substr(eq + 1));
+    cur.clear();
+  };
+  for (const char* c = data ? data : ""; *c; c++) {
+    if (*c == '\\' && c[1]) {
+      cur += *c++;
+      cur += *c;
+    } else if (*c == ',') {
+      flush();
+    } else {
+      cur += *c;
+    }
+  }
+  flush();
+  return out;
+}
+
+// prepareImageRoot(ops): an image's read-only root made once, as a detached mount (an fd the
+// caller hands to compileOps). ops: the overlay root as lib/fsops.ts plans it (the upper layer's
+// tmpfs on a host directory, the entries made in that layer, the overlay), made here without
+// mounting anything anywhere: the tmpfs by fsmount, the entries relative to its fd (modes as
+// planned), and the overlay with that upper directory as its top lower layer and no upper layer
+// (a read-only superblock: nothing can write through any clone of it). Returns the fd, or -errno
+// with the index of the op that failed ({ errno, index }).
+Napi::Value PrepareImageRoot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CompiledOps c;
+  if (!ConvertOps(env, info[0], &c, &c.ops)) return env.Undefined();
+  const std::vector<Op>& ops = c.ops;
+  auto failed = [&](int err, size_t index) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("errno", Napi::Number::New(env, err));
+    o.Set("index", Napi::Number::New(env, static_cast<double>(index)));
+    return o;
+  };
+  if (ops.size() < 3 || ops[0].kind != nsbox::OP_MOUNT || ops[0].where != 0 || !ops[0].fstype || strcmp(ops[0].fstype, "tmpfs") != 0 || !ops[0].dst ||
+      ops.back().kind != nsbox::OP_MOUNT || !(ops.back().where & nsbox::WHERE_OPEN_ROOT) || !ops.back().fstype || strcmp(ops.back().fstype, "overlay") != 0) {
+    ThrowType(env, "prepareImageRoot(ops): an overlay root's ops");
+    return env.Undefined();
+  }
+  const std::string dir = ops[0].dst;
+  auto rest_of = [&](const char* p) -> const char* {
+    if (!p || strncmp(p, dir.c_str(), dir.size()) != 0 || p[dir.size()] != '/' || !p[dir.size() + 1]) return nullptr;
+    return p + dir.size() + 1;
+  };
+  int fs = nsbox::sys::fsopen("tmpfs", nsbox::sys::kFsopenCloexec);
+  if (fs < 0) return failed(errno, 0);
+  int rc = nsbox::sys::fsconfig(fs, nsbox::sys::kFsconfigSetString, "source", "tmpfs", 0);
+  for (const auto& [k, v] : MountOptions(ops[0].data)) {
+    if (rc != 0) break;
+    rc = nsbox::sys::fsconfig(fs, v.empty() ? nsbox::sys::kFsconfigSetFlag : nsbox::sys::kFsconfigSetString, k.c_str(), v.empty() ? nullptr : v.c_str(), 0);
+  }
+  if (rc == 0) rc = nsbox::sys::fsconfig(fs, nsbox::sys::kFsconfigCmdCreate, nullptr, nullptr, 0);
+  int up = rc == 0 ? nsbox::sys::fsmount(fs, nsbox::sys::kFsmountCloexec, static_cast<unsigned>(nsbox::sys::kMountAttrNosuid | nsbox::sys::kMountAttrNodev)) : -1;
+  int e = errno;
+  close(fs);
+  if (up < 0) return failed(e, 0);
+  std::string upper;
+  for (size_t i = 1; i + 1 < ops.size(); i++) {
+    const Op& op = ops[i];
+    const char* rel = rest_of(op.dst);
+    if (op.where != 0 || !rel || (op.kind != nsbox::OP_MKDIR && op.kind != nsbox::OP_TOUCH)) {
+      close(up);
+      return failed(EINVAL, i);
+    }
+    int r;
+    if (op.kind == nsbox::OP_MKDIR) {
+      r = mkdirat(up, rel, op.mode);
+    } else {
+      int fd = openat(up, rel, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, op.mode);
+      r = fd < 0 ? -1 : close(fd);
+    }
+    // The modes as planned, not as this process's umask left them.
+    if (r == 0) r = fchmodat(up, rel, op.mode & 07777, 0);
+    if (r != 0) {
+      e = errno;
+      close(up);
+      return failed(e, i);
+    }
+  }
+  const Op& ov = ops.back();
+  const size_t last = ops.size() - 1;
+  int o = nsbox::sys::fsopen(ov.fstype, nsbox::sys::kFsopenCloexec);
+  if (o < 0) {
+    e = errno;
+    close(up);
+    return failed(e, last);
+  }
+  rc = nsbox::sys::fsconfig(o, nsbox::sys::kFsconfigSetString, "source", ov.src ? ov.src : "overlay", 0);
+  for (const auto& [k, v] : MountOptions(ov.data)) {
+    if (rc != 0) break;
+    if (k == "workdir") continue;
+    std::string val = v;
+    std::string key = k;
+    if (k == "upperdir") {
+      // The upper directory: the top lower layer, named through the tmpfs's fd.
+      const char* rel = rest_of(v.c_str());
+      if (!rel) {
+        rc = -1;
+        errno = EINVAL;
+        break;
+      }
+      upper = "/proc/self/fd/" + std::to_string(up) + "/" + rel;
+      continue;
+    }
+    if (k == "lowerdir") continue;  // below, with the upper directory on top
+    rc = nsbox::sys::fsconfig(o, val.empty() ? nsbox::sys::kFsconfigSetFlag : nsbox::sys::kFsconfigSetString, key.c_str(), val.empty() ? nullptr : val.c_str(), 0);
+  }
+  if (rc == 0) {
+    std::string lower;
+    for (const auto& [k, v] : MountOptions(ov.data))
+      if (k == "lowerdir") lower = v;
+    if (upper.empty() || lower.empty()) {
+      rc = -1;
+      errno = EINVAL;
+    } else {
+      std::string all = upper + ":" + lower;
+      rc = nsbox::sys::fsconfig(o, nsbox::sys::kFsconfigSetString, "lowerdir", all.c_str(), 0);
+    }
+  }
+  if (rc == 0) rc = nsbox::sys::fsconfig(o, nsbox::sys::kFsconfigCmdCreate, nullptr, nullptr, 0);
+  int m = rc == 0 ? nsbox::sys::fsmount(o, nsbox::sys::kFsmountCloexec, static_cast<unsigned>(nsbox::sys::kMountAttrNodev | nsbox::sys::kMountAttrRdonly)) : -1;
+  e = errno;
+  close(o);
+  close(up);  // the overlay holds its own reference to the layer
+  if (m < 0) return failed(e, last);
+  return Napi::Number::New(env, m);
+}
+
 }  // namespace
 
 void InitPlanReader(Napi::Env env, Napi::Object exports) {
+  exports.Set("prepareImageRoot", Napi::Function::New(env, PrepareImageRoot));
   exports.Set("compileOps", Napi::Function::New(env, CompileOps));
   exports.Set("releaseOps", Napi::Function::New(env, ReleaseOps));
 }

@@ -35,6 +35,13 @@ struct Strings {
 // Node does not run at exit: LeakSanitizer would report every list still cached then).
 struct CompiledOps : Strings {
   std::vector<Op> ops;
+  // The detached mount a WHERE_SRC_DETACHED root op names (its dev), owned by the list: closed
+  // with it, after the last spawn that uses it.
+  int detached_fd = -1;
+  CompiledOps() = default;
+  CompiledOps(const CompiledOps&) = delete;
+  CompiledOps& operator=(const CompiledOps&) = delete;
+  ~CompiledOps();
 };
 
 struct OpsRegistry {

@@ -184,6 +184,7 @@ namespace {
 std::mutex g_template_mu;
 std::atomic<int> g_template_fd{-2};  // -2: not tried yet; -1: failed or turned off
 int g_template_err = 0;
+std::atomic<bool> g_template_ovl{false};  // the kernel takes detached layers for an overlay (make_mnt_template)
 }  // namespace
 
 void reserve_configure(int net, int ipc, bool mnt_template_on) {
@@ -201,19 +202,27 @@ int mnt_template() {
   if (!g_template_on.load()) {
     fd = -1;
   } else {
-    fd = nsbox::make_mnt_template();
+    bool ovl = false;
+    fd = nsbox::make_mnt_template(&ovl);
     if (fd < 0) g_template_err = errno;
+    g_template_ovl.store(fd >= 0 && ovl, std::memory_order_relaxed);
   }
   g_template_fd.store(fd < 0 ? -1 : fd, std::memory_order_release);
   return fd < 0 ? -1 : fd;
 }
 
-void mnt_template_state(int* fd, bool* tried, int* err) {
+bool mnt_template_overlay() {
+  mnt_template();
+  return g_template_ovl.load(std::memory_order_relaxed);
+}
+
+void mnt_template_state(int* fd, bool* tried, int* err, bool* overlay) {
   std::lock_guard<std::mutex> lk(g_template_mu);
   int v = g_template_fd.load(std::memory_order_relaxed);
   *tried = v != -2;
   *fd = v < 0 ? -1 : v;
   *err = g_template_err;
+  *overlay = g_template_ovl.load(std::memory_order_relaxed);
 }
 
 }  // namespace nsbox_glue

@@ -26,7 +26,11 @@ void ipcns_state(std::vector<int>* fds, bool* busy, int* target, int* failures);
 // pivot_root) or reserve_configure turned it off. Thread-safe; blocks only while the first caller
 // makes it.
 int mnt_template();
-// For probes and leak checks: the fd (-1: none), whether making it was tried, and its errno.
-void mnt_template_state(int* fd, bool* tried, int* err);
+// Whether an image's overlay root can be made in the template (the kernel mounts an overlay whose
+// upper layer is a detached tmpfs: Linux 6.15 on); false without a template.
+bool mnt_template_overlay();
+// For probes and leak checks: the fd (-1: none), whether making it was tried, its errno, and
+// mnt_template_overlay's answer.
+void mnt_template_state(int* fd, bool* tried, int* err, bool* overlay);
 
 }  // namespace nsbox_glue

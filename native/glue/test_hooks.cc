@@ -61,17 +61,18 @@ Napi::Value ReserveState(const Napi::CallbackInfo& info, void (*get)(std::vector
 Napi::Value NetnsReserveState(const Napi::CallbackInfo& info) { return ReserveState(info, netns_state); }
 Napi::Value IpcnsReserveState(const Napi::CallbackInfo& info) { return ReserveState(info, ipcns_state); }
 
-// mntTemplateState(): { fd, tried, errno } of the mount namespace template (reserve.cc), for leak
+// mntTemplateState(): { fd, tried, errno, overlay } of the mount namespace template (reserve.cc), for leak
 // checks and tests.
 Napi::Value MntTemplateState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = -1, err = 0;
-  bool tried = false;
-  mnt_template_state(&fd, &tried, &err);
+  bool tried = false, overlay = false;
+  mnt_template_state(&fd, &tried, &err, &overlay);
   Napi::Object o = Napi::Object::New(env);
   o.Set("fd", Napi::Number::New(env, fd));
   o.Set("tried", Napi::Boolean::New(env, tried));
   o.Set("errno", Napi::Number::New(env, err));
+  o.Set("overlay", Napi::Boolean::New(env, overlay));
   return o;
 }
 

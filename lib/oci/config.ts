@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { NsboxError } from '../errors';
-import { CAP_NUMBERS } from '../caps';
+import { CAP_NUMBERS, DEFAULT_CAPS } from '../caps';
 import { MASKED_PROC_DIRS, MASKED_PROC_FILES, MASKED_SYS_DIRS, READONLY_PROC } from '../fsops';
 import type { AppOptions, Limits, Mount } from '../types';
 
@@ -191,8 +191,10 @@ function convertResources(r: Obj, notes: string[]): Limits | undefined {
       const period = typeof c.period === 'number' && c.period > 0 ? c.period : 100000;
       l.cpu = c.quota / period;
     }
-    // runc's conversion of cgroup v1 shares to v2 weight.
-    if (typeof c.shares === 'number' && c.shares > 0) l.cpuWeight = Math.round(1 + (((c.shares as number) - 2) * 9999) / 262142);
+    // runc's conversion of cgroup v1 shares to v2 weight. 1024, cgroup v1's default (`ctr run`
+    // sets it always), asks for nothing: no limit, as without it.
+    if (c.shares === 1024) notes.push('linux.resources.cpu.shares 1024: cgroup v1\'s default, no limit asked; none is set');
+    else if (typeof c.shares === 'number' && c.shares > 0) l.cpuWeight = Math.round(1 + (((c.shares as number) - 2) * 9999) / 262142);
     if (typeof c.cpus === 'string' && c.cpus !== '') l.cpuset = c.cpus;
     if (typeof c.mems === 'string' && c.mems !== '') throw unsupported('linux.resources.cpu.mems', 'cpuset.mems is not supported yet');
   }
@@ -351,7 +353,8 @@ export function convertConfig(c: Obj, bundle: string): Converted {
     mounts: mo.mounts,
     network,
     ...(limits ? { limits } : {}),
-    capabilities: { drop: ['ALL'], add: caps },
+    // Exactly the config's set: nsbox's default set minus what it lacks, plus the rest of it.
+    capabilities: { drop: DEFAULT_CAPS.filter((n) => !caps.includes(n)), add: caps },
     seccomp: 'none',
     etcFiles: false,
   };

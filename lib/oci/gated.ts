@@ -28,7 +28,7 @@ export function launchGated(o: ResolvedAppOptions, gate: Gate): { pid: number; p
   let res: SpawnResult;
   try {
     // The caller's own fds 0-2 (the OCI runtime's, which its caller made for the container).
-    launch.plan.stdio = [-1, -1, -1];
+    launch.plan.stdio = [0, 1, 2];
     // It outlives the process that made it (as a machine's PID 1 does).
     launch.plan.pdeathsig = false;
     gate.adjust?.(launch.plan);

@@ -44,6 +44,18 @@ interface StateFile {
   created: string;
 }
 
+/**
+ * Output by write(2) on fds 1 and 2 as they are: never through process.stdout/stderr, whose pipes
+ * libuv turns non-blocking (a flag of the open file, which the container shares: it gets these fds).
+ */
+function writeOut(fd: 1 | 2, text: string): void {
+  try {
+    fs.writeSync(fd, text);
+  } catch {
+    /* a closed stdout or stderr is not the command's failure */
+  }
+}
+
 /** A usage error (exit 1 with one line), as runc's. */
 class UsageError extends Error {}
 
@@ -61,7 +73,7 @@ function log(level: 'debug' | 'info' | 'warning' | 'error', msg: string): void {
   const g = logTarget;
   if (level === 'debug' && !g.debug) return;
   if (!g.log) {
-    if (level !== 'error' && g.debug) process.stderr.write(`nsbox-runtime: ${level}: ${msg}\n`);
+    if (level !== 'error' && g.debug) writeOut(2, `nsbox-runtime: ${level}: ${msg}\n`);
     return;
   }
   const time = new Date().toISOString();
@@ -392,10 +404,10 @@ function list(g: Globals, args: string[]): number {
     }
   });
   const format = String(flags.format ?? flags.f ?? 'table');
-  if (flags.quiet || flags.q) process.stdout.write(states.map((s) => s.id + '\n').join(''));
-  else if (format === 'json') process.stdout.write(JSON.stringify(states) + '\n');
+  if (flags.quiet || flags.q) writeOut(1, states.map((s) => s.id + '\n').join(''));
+  else if (format === 'json') writeOut(1, JSON.stringify(states) + '\n');
   else if (format === 'table') {
-    process.stdout.write('ID\tPID\tSTATUS\tBUNDLE\n' + states.map((s) => `${String(s.id)}\t${String(s.pid)}\t${String(s.status)}\t${String(s.bundle)}\n`).join(''));
+    writeOut(1, 'ID\tPID\tSTATUS\tBUNDLE\n' + states.map((s) => `${String(s.id)}\t${String(s.pid)}\t${String(s.status)}\t${String(s.bundle)}\n`).join(''));
   } else throw new UsageError(`invalid format '${format}'`);
   return 0;
 }
@@ -416,7 +428,7 @@ function features(): number {
     },
     annotations: { 'org.nsbox.runtime': 'nsbox-runtime' },
   };
-  process.stdout.write(JSON.stringify(f, null, 2) + '\n');
+  writeOut(1, JSON.stringify(f, null, 2) + '\n');
   return 0;
 }
 
@@ -493,10 +505,10 @@ export async function main(argv: string[]): Promise<number> {
       else if (name === 'systemd-cgroup') {
         throw new NsboxError({ code: 'ENOTSUP', step: 'oci', message: "--systemd-cgroup is not supported: nsbox makes the container's cgroups itself (configure the runtime without SystemdCgroup) (step oci)" });
       } else if (name === 'help' || name === 'h') {
-        process.stdout.write(USAGE);
+        writeOut(1, USAGE);
         return 0;
       } else if (name === 'version' || name === 'v') {
-        process.stdout.write(`nsbox-runtime version ${(require('../../package.json') as { version: string }).version}\nspec: ${OCI_VERSION}\n`);
+        writeOut(1, `nsbox-runtime version ${(require('../../package.json') as { version: string }).version}\nspec: ${OCI_VERSION}\n`);
         return 0;
       } else throw new UsageError(`global flag '${a}' is not supported by nsbox-runtime`);
     }
@@ -515,7 +527,7 @@ export async function main(argv: string[]): Promise<number> {
         return start(g, args);
       case 'state': {
         const id = checkId(parseFlags(args, [], []).rest[0]);
-        process.stdout.write(JSON.stringify(ociState(g, readState(g, id)), null, 2) + '\n');
+        writeOut(1, JSON.stringify(ociState(g, readState(g, id)), null, 2) + '\n');
         return 0;
       }
       case 'kill':
@@ -537,8 +549,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     log('error', msg);
-    process.stderr.write(`nsbox-runtime: ${msg}\n`);
-    if (e instanceof UsageError) process.stderr.write(USAGE);
+    writeOut(2, `nsbox-runtime: ${msg}\n`);
+    if (e instanceof UsageError) writeOut(2, USAGE);
     return 1;
   }
 }

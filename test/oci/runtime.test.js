@@ -27,10 +27,23 @@ if (!rootfs) {
   return;
 }
 
-/** Runs nsbox-runtime with a state root of the test's own. */
+/**
+ * Runs nsbox-runtime with a state root of the test's own. Its output goes to files: a container
+ * made by `create` gets the runtime's fds 0-2 and holds them (as with runc), so pipes would not
+ * end with the runtime's exit.
+ */
 function rt(root, args, env) {
-  const r = spawnSync(process.execPath, [BIN, '--root', root, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-oci-out-'));
+  const out = fs.openSync(path.join(dir, 'out'), 'w+');
+  const err = fs.openSync(path.join(dir, 'err'), 'w+');
+  try {
+    const r = spawnSync(process.execPath, [BIN, '--root', root, ...args], { stdio: ['ignore', out, err], env: { ...process.env, ...env } });
+    return { code: r.status, signal: r.signal, stdout: fs.readFileSync(path.join(dir, 'out'), 'utf8'), stderr: fs.readFileSync(path.join(dir, 'err'), 'utf8') };
+  } finally {
+    fs.closeSync(out);
+    fs.closeSync(err);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A bundle (config.json from `spec`, the busybox rootfs, a bind-mounted /out) and a state root. */
@@ -102,7 +115,7 @@ function leftover(b, id, s) {
 }
 
 t.test('create leaves the process set up and waiting before its exec; start runs it; delete leaves nothing', async (t) => {
-  const b = bundle(t, ['sh', '-c', 'echo "$$ $(hostname) $(id -u) $(pwd)" > /out/ran']);
+  const b = bundle(t, ['sh', '-c', 'grep CapBnd /proc/self/status > /out/caps; echo "$$ $(hostname) $(id -u) $(pwd)" > /out/ran']);
   const pidFile = path.join(b.dir, 'pid');
   const c = rt(b.root, ['create', '--bundle', b.bundle, '--pid-file', pidFile, 'c1']);
   t.equal(c.code, 0, c.stderr);
@@ -126,6 +139,8 @@ t.test('create leaves the process set up and waiting before its exec; start runs
   const done = await until(b.root, 'c1', 'stopped');
   t.equal(done.pid, 0);
   t.equal(fs.readFileSync(path.join(b.out, 'ran'), 'utf8'), '1 oci-test 0 /\n', 'ran as PID 1, with its hostname, uid and cwd');
+  // `spec`'s three: CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE (29), and no other.
+  t.equal(fs.readFileSync(path.join(b.out, 'caps'), 'utf8'), 'CapBnd:\t0000000020000420\n', 'exactly the config\'s capabilities');
   t.equal(rt(b.root, ['start', 'c1']).code, 1, 'a stopped container cannot be started again');
   const d = rt(b.root, ['delete', 'c1']);
   t.equal(d.code, 0, d.stderr);
@@ -233,8 +248,8 @@ t.test('config fields and commands it cannot honour fail naming them, leaving no
 t.test('--log json gets the error; features and list answer', async (t) => {
   const b = bundle(t, ['true'], (c) => { c.process.terminal = true; });
   const logFile = path.join(b.dir, 'log.json');
-  const r = spawnSync(process.execPath, [BIN, '--root', b.root, '--log', logFile, '--log-format', 'json', 'create', '--bundle', b.bundle, 'l1'], { encoding: 'utf8' });
-  t.equal(r.status, 1);
+  const r = rt(b.root, ['--log', logFile, '--log-format', 'json', 'create', '--bundle', b.bundle, 'l1']);
+  t.equal(r.code, 1);
   const lines = fs.readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   t.match(lines.at(-1), { level: 'error', msg: /process\.terminal/ });
   const f = JSON.parse(rt(b.root, ['features']).stdout);
@@ -246,4 +261,63 @@ t.test('--log json gets the error; features and list answer', async (t) => {
   const l = JSON.parse(rt(ok.root, ['list', '--format', 'json']).stdout);
   t.match(l, [{ id: 'l3', status: 'created' }]);
   t.equal(rt(ok.root, ['delete', '--force', 'l3']).code, 0);
+});
+
+/** Where a command is on PATH, or null. */
+function which(cmd) {
+  for (const d of (process.env.PATH ?? '').split(':')) if (d && fs.existsSync(path.join(d, cmd))) return path.join(d, cmd);
+  return null;
+}
+
+t.test('containerd runs an image with nsbox-runtime as its runc binary (ctr run --rm)', async (t) => {
+  const missing = ['containerd', 'ctr', 'umoci'].filter((c) => !which(c));
+  if (missing.length) return t.skip(`needs ${missing.join(', ')} (Debian packages containerd and umoci)`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nsbox-ctd-'));
+  let daemon = null;
+  // ctr and the runc shim keep fifos, sockets and the runtime's --root under /run/containerd.
+  const hadRun = fs.existsSync('/run/containerd');
+  t.teardown(async () => {
+    if (!hadRun) fs.rmSync('/run/containerd', { recursive: true, force: true });
+    if (daemon && daemon.exitCode === null) {
+      const gone = new Promise((r) => daemon.once('exit', r));
+      daemon.kill('SIGTERM');
+      await gone;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  // A busybox OCI archive of the test fixture, made with umoci.
+  const img = path.join(dir, 'img');
+  const run = (cmd, args) => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  run('umoci', ['init', '--layout', img]);
+  run('umoci', ['new', '--image', `${img}:bb`]);
+  run('umoci', ['unpack', '--image', `${img}:bb`, path.join(dir, 'unpacked')]);
+  fs.cpSync(rootfs, path.join(dir, 'unpacked', 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  run('umoci', ['repack', '--image', `${img}:bb`, path.join(dir, 'unpacked')]);
+  run('tar', ['-C', img, '-cf', path.join(dir, 'bb.tar'), '.']);
+  // containerd of its own: root, state and sockets under the test's directory, no CRI.
+  const sock = path.join(dir, 'sock');
+  fs.writeFileSync(path.join(dir, 'config.toml'), [
+    'version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`, '[debug]', `  address = "${dir}/debug.sock"`, '',
+  ].join('\n'));
+  daemon = spawn('containerd', ['--config', path.join(dir, 'config.toml')], { stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'containerd.log'), 'w')] });
+  // Up once ctr gets an answer (containerd makes the socket when it serves).
+  for (;;) {
+    if (daemon.exitCode !== null) throw new Error(`containerd exited: ${fs.readFileSync(path.join(dir, 'containerd.log'), 'utf8')}`);
+    if (spawnSync('ctr', ['--address', sock, 'version']).status === 0) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  run('ctr', ['--address', sock, 'images', 'import', '--index-name', 'localhost/bb:latest', path.join(dir, 'bb.tar')]);
+  const runtime = path.join(__dirname, '..', '..', 'bin', 'nsbox-runtime');
+  const id = `nsbox-oci-${process.pid}`;
+  const r = spawnSync('ctr', ['--address', sock, 'run', '--rm', '--runc-binary', runtime, 'localhost/bb:latest', id, 'sh', '-c', 'echo hi; grep CapBnd /proc/self/status; exit 5'], { encoding: 'utf8' });
+  t.equal(r.status, 5, `the task's exit status (${r.stderr})`);
+  // containerd's default set: its 14 capabilities.
+  t.equal(r.stdout, 'hi\nCapBnd:\t00000000a80425fb\n', 'its output, from inside');
+  t.notOk(fs.existsSync(path.join('/run/containerd/runc/default', id)), 'the runtime state is gone');
+  t.equal(run('ctr', ['--address', sock, 'containers', 'ls', '-q']), '', 'no container left in containerd');
 });

@@ -14,7 +14,7 @@ import { constants as osConstants } from 'node:os';
 import { launchGated } from './gated';
 import { detectCgroupHost, killAndRemoveSync } from '../cgroup';
 import { NsboxError, errnoName, fromSystemError } from '../errors';
-import { startTimeOf } from '../lease';
+import { startTimeOf, withLock } from '../lease';
 import { writeAtomic } from '../machine-state';
 import { native, type NativeProcess } from '../native';
 import { resolveAppOptions } from '../options';
@@ -25,6 +25,8 @@ import { convertConfig, readBundle } from './config';
 const OCI_VERSION = '1.0.2';
 const DEFAULT_ROOT = '/run/nsbox-runtime';
 const FIFO = 'exec.fifo';
+/** The root's lock file (lease.ts withLock); ids never start with a dot. */
+const LOCK = '.lock';
 const STATE = 'state.json';
 const ID_RE = /^[A-Za-z0-9_+\-.]+$/;
 
@@ -98,7 +100,7 @@ function cgroupName(root: string, id: string): string {
 
 function checkId(id: string | undefined): string {
   if (id === undefined) throw new UsageError('a container id is required');
-  if (!ID_RE.test(id) || id === '.' || id === '..') throw new UsageError(`invalid container id '${id}'`);
+  if (!ID_RE.test(id) || id.startsWith('.')) throw new UsageError(`invalid container id '${id}'`);
   return id;
 }
 
@@ -392,7 +394,7 @@ function list(g: Globals, args: string[]): number {
   const { flags } = parseFlags(args, ['format', 'f'], ['quiet', 'q']);
   let ids: string[] = [];
   try {
-    ids = fs.readdirSync(g.root).filter((n) => ID_RE.test(n)).sort();
+    ids = fs.readdirSync(g.root).filter((n) => ID_RE.test(n) && !n.startsWith('.')).sort();
   } catch {
     /* no root: nothing */
   }
@@ -515,25 +517,31 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = argv[i];
     const args = argv.slice(i + 1);
     log('debug', `argv: ${JSON.stringify(argv)}`);
+    // create, start, kill and delete hold the root's lock: a delete --force never runs in the middle
+    // of a create of the same container (nor a start in the middle of a delete).
+    const locked = (fn: () => number): number => {
+      fs.mkdirSync(g.root, { recursive: true, mode: 0o700 });
+      return withLock(g.root, `oci.${cmd ?? ''}`, fn, LOCK);
+    };
     switch (cmd) {
       case 'create':
-        return create(g, args);
+        return locked(() => create(g, args));
       case 'run': {
-        const code = create(g, args, true);
+        const code = locked(() => create(g, args, true));
         if (code >= 0) return code;
         return await waitRun(g, args);
       }
       case 'start':
-        return start(g, args);
+        return locked(() => start(g, args));
       case 'state': {
         const id = checkId(parseFlags(args, [], []).rest[0]);
         writeOut(1, JSON.stringify(ociState(g, readState(g, id)), null, 2) + '\n');
         return 0;
       }
       case 'kill':
-        return kill(g, args);
+        return locked(() => kill(g, args));
       case 'delete':
-        return del(g, args);
+        return locked(() => del(g, args));
       case 'list':
         return list(g, args);
       case 'features':
@@ -567,6 +575,6 @@ async function waitRun(g: Globals, args: string[]): Promise<number> {
     code = await new Promise<number>((resolve) => proc.watch((exitCode, signal) => resolve(exitCode ?? 128 + (signal ?? 0))));
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(sig, fwd);
   }
-  del(g, ['--force', id]);
+  withLock(g.root, 'oci.run', () => del(g, ['--force', id]), LOCK);
   return code;
 }

@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { NsboxError } from '../errors';
 import { CAP_NUMBERS, DEFAULT_CAPS } from '../caps';
 import { MASKED_PROC_DIRS, MASKED_PROC_FILES, MASKED_SYS_DIRS, READONLY_PROC } from '../fsops';
-import type { AppOptions, Limits, Mount } from '../types';
+import { RLIMIT_NAMES } from '../rlimits';
+import type { AppOptions, Limits, Mount, RlimitName, Rlimits } from '../types';
 
 /** What a config.json asks for, in nsbox's terms. */
 export interface Converted {
@@ -20,8 +21,6 @@ export interface Converted {
   mqueue: boolean;
   /** A /tmp mount of the config's own (else nsbox's default /tmp tmpfs is dropped, as runc has none). */
   tmp: boolean;
-  /** [resource, soft, hard] for the plan (replacing nsbox's defaults of the same resources). */
-  rlimits: Array<[number, number, number]>;
   noNewPrivileges: boolean;
   oomScoreAdj: number | undefined;
   annotations: Record<string, string>;
@@ -63,13 +62,6 @@ function rejectUnknown(o: Obj, known: readonly string[], where: string): void {
     if (!known.includes(k)) throw unsupported(where ? `${where}.${k}` : k, 'not supported by nsbox-runtime yet');
   }
 }
-
-/** Linux's RLIMIT_* numbers (the same on x86_64 and aarch64, asm-generic/resource.h). */
-const RLIMITS: Record<string, number> = {
-  RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5, RLIMIT_NPROC: 6,
-  RLIMIT_NOFILE: 7, RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10, RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12,
-  RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
-};
 
 /** The namespaces every nsbox container has of its own (plan.ts namespaceFlags); network is chosen. */
 const OWN_NAMESPACES = ['pid', 'ipc', 'uts', 'mount'];
@@ -275,15 +267,20 @@ export function convertConfig(c: Obj, bundle: string): Converted {
   const gid = uint(u.gid, 'process.user.gid');
   const groups = (u.additionalGids === undefined ? [] : (u.additionalGids as unknown[])).map((g, i) => uint(g, `process.user.additionalGids[${i}]`));
   const caps = convertCaps(obj(p.capabilities ?? {}, 'process.capabilities'), uid, notes);
-  const rlimits: Array<[number, number, number]> = [];
+  // nsbox's `rlimits` option (lib/rlimits.ts): RLIMIT_NOFILE is `nofile`; RLIM_INFINITY (2^64-1,
+  // not exact in JSON's doubles) or anything past 2^53 is 'unlimited'.
+  const rlimits: Rlimits = {};
   if (p.rlimits !== undefined) {
     if (!Array.isArray(p.rlimits)) throw invalid('process.rlimits', 'must be an array');
     p.rlimits.forEach((e, i) => {
       const r = obj(e, `process.rlimits[${i}]`);
-      const n = RLIMITS[String(r.type)];
-      if (n === undefined) throw invalid(`process.rlimits[${i}].type`, `unknown '${String(r.type)}'`);
-      if (typeof r.soft !== 'number' || typeof r.hard !== 'number' || r.soft < 0 || r.hard < 0 || r.soft > r.hard) throw invalid(`process.rlimits[${i}]`, 'soft and hard must be numbers, soft <= hard');
-      rlimits.push([n, r.soft, r.hard]);
+      const name = String(r.type).replace(/^RLIMIT_/, '').toLowerCase() as RlimitName;
+      if (!RLIMIT_NAMES.includes(name)) throw invalid(`process.rlimits[${i}].type`, `unknown '${String(r.type)}'`);
+      const amount = (v: unknown, k: string): number | 'unlimited' => {
+        if (typeof v !== 'number' || !(v >= 0)) throw invalid(`process.rlimits[${i}].${k}`, 'must be a number >= 0');
+        return v > Number.MAX_SAFE_INTEGER ? 'unlimited' : v;
+      };
+      rlimits[name] = { soft: amount(r.soft, 'soft'), hard: amount(r.hard, 'hard') };
     });
   }
   for (const lsm of ['apparmorProfile', 'selinuxLabel'] as const) {
@@ -353,12 +350,13 @@ export function convertConfig(c: Obj, bundle: string): Converted {
     mounts: mo.mounts,
     network,
     ...(limits ? { limits } : {}),
+    ...(Object.keys(rlimits).length ? { rlimits } : {}),
     // Exactly the config's set: nsbox's default set minus what it lacks, plus the rest of it.
     capabilities: { drop: DEFAULT_CAPS.filter((n) => !caps.includes(n)), add: caps },
     seccomp: 'none',
     etcFiles: false,
   };
   return {
-    options, sysfs: mo.sysfs, mqueue: mo.mqueue, tmp: mo.tmp, rlimits, noNewPrivileges: p.noNewPrivileges === true, oomScoreAdj, annotations, notes,
+    options, sysfs: mo.sysfs, mqueue: mo.mqueue, tmp: mo.tmp, noNewPrivileges: p.noNewPrivileges === true, oomScoreAdj, annotations, notes,
   };
 }

@@ -15,7 +15,7 @@ export interface Gate {
   cmdFd: number;
   /** The cgroup's name under nsbox's base. */
   cgroupName: string;
-  /** Plan fields the options cannot express (rlimits, no_new_privs), set after the builder's. */
+  /** Plan fields the options cannot express (no_new_privs), set after the builder's. */
   adjust?: (plan: NativePlan) => void;
 }
 

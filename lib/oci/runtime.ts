@@ -12,9 +12,9 @@ import { createHash } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 
 import { launchGated } from './gated';
-import { detectCgroupHost, killAndRemoveSync } from '../cgroup';
+import { detectCgroupHost, killAndRemove } from '../cgroup';
 import { NsboxError, errnoName, fromSystemError } from '../errors';
-import { startTimeOf, withLock } from '../lease';
+import { startTimeOf, withLockAsync } from '../lease';
 import { writeAtomic } from '../machine-state';
 import { native, type NativeProcess } from '../native';
 import { resolveAppOptions } from '../options';
@@ -196,14 +196,14 @@ function parseFlags(args: string[], valued: readonly string[], bools: readonly s
 }
 
 /** Kills whatever runs in the container (its cgroup, else its process) and removes the cgroup. */
-function killAll(s: StateFile, cgroup: string | null): void {
+async function killAll(s: StateFile, cgroup: string | null): Promise<void> {
   const proc = openLive(s);
   if (proc) {
     proc.signal(osConstants.signals.SIGKILL);
     proc.unref();
   }
   if (cgroup && fs.existsSync(cgroup)) {
-    if (!killAndRemoveSync(cgroup)) throw new NsboxError({ code: 'EBUSY', step: 'oci.delete', path: cgroup, message: `the cgroup ${cgroup} did not empty (step oci.delete)` });
+    if (!(await killAndRemove(cgroup))) throw new NsboxError({ code: 'EBUSY', step: 'oci.delete', path: cgroup, message: `the cgroup ${cgroup} did not empty (step oci.delete)` });
   }
 }
 
@@ -217,7 +217,7 @@ function cgroupOf(g: Globals, s: StateFile | null, id: string): string | null {
 /** `run` in the foreground: the container this process made (its child), waited for by waitRun. */
 let foreground: NativeProcess | null = null;
 
-function create(g: Globals, args: string[], startAfter = false): number {
+async function create(g: Globals, args: string[], startAfter = false): Promise<number> {
   const { flags, rest } = parseFlags(args, ['bundle', 'b', 'pid-file', 'console-socket', 'preserve-fds'], ['no-pivot', 'no-new-keyring', 'detach', 'd', 'keep']);
   if (flags['console-socket'] !== undefined) throw new NsboxError({ code: 'ENOTSUP', step: 'oci.create', message: '--console-socket: a terminal is not supported by nsbox-runtime yet (step oci.create)' });
   if (flags['preserve-fds'] !== undefined && flags['preserve-fds'] !== '0') throw new NsboxError({ code: 'ENOTSUP', step: 'oci.create', message: '--preserve-fds is not supported by nsbox-runtime yet (step oci.create)' });
@@ -258,13 +258,11 @@ function create(g: Globals, args: string[], startAfter = false): number {
     // Read and write: the container holds a writer itself, so that no end-of-file comes when this
     // process exits; the init reads up to the command's end (native/init/init.c, pool mode).
     fifo = fs.openSync(path.join(dir, FIFO), fs.constants.O_RDWR);
-    const rlimits = cfg.rlimits;
     made = launchGated(o, {
       cmdFd: fifo,
       cgroupName: cgName,
       adjust: (plan) => {
         plan.noNewPrivs = cfg.noNewPrivileges;
-        if (rlimits.length) plan.rlimits = [...plan.rlimits.filter(([r]) => !rlimits.some(([n]) => n === r)), ...rlimits];
       },
     });
     closeQuiet(fifo);
@@ -285,7 +283,7 @@ function create(g: Globals, args: string[], startAfter = false): number {
       made.process.unref();
     }
     try {
-      killAll(state, made?.cgroup ?? null);
+      await killAll(state, made?.cgroup ?? null);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -364,7 +362,7 @@ function kill(g: Globals, args: string[]): number {
   return 0;
 }
 
-function del(g: Globals, args: string[]): number {
+async function del(g: Globals, args: string[]): Promise<number> {
   const { flags, rest } = parseFlags(args, [], ['force', 'f']);
   const id = checkId(rest[0]);
   const force = !!(flags.force || flags.f);
@@ -384,7 +382,7 @@ function del(g: Globals, args: string[]): number {
       throw new NsboxError({ code: 'EBUSY', step: 'oci.delete', message: `container '${id}' is ${status}; stop it or use --force (step oci.delete)` });
     }
   }
-  killAll(s ?? { id, bundle: '', pid: 0, startTime: '', cgroup: null, command: [], annotations: {}, created: '' }, cgroupOf(g, s, id));
+  await killAll(s ?? { id, bundle: '', pid: 0, startTime: '', cgroup: null, command: [], annotations: {}, created: '' }, cgroupOf(g, s, id));
   fs.rmSync(dir, { recursive: true, force: true });
   log('debug', `deleted ${id}`);
   return 0;
@@ -519,29 +517,29 @@ export async function main(argv: string[]): Promise<number> {
     log('debug', `argv: ${JSON.stringify(argv)}`);
     // create, start, kill and delete hold the root's lock: a delete --force never runs in the middle
     // of a create of the same container (nor a start in the middle of a delete).
-    const locked = (fn: () => number): number => {
+    const locked = (fn: () => number | Promise<number>): Promise<number> => {
       fs.mkdirSync(g.root, { recursive: true, mode: 0o700 });
-      return withLock(g.root, `oci.${cmd ?? ''}`, fn, LOCK);
+      return withLockAsync(g.root, `oci.${cmd ?? ''}`, async () => fn(), LOCK);
     };
     switch (cmd) {
       case 'create':
-        return locked(() => create(g, args));
+        return await locked(() => create(g, args));
       case 'run': {
-        const code = locked(() => create(g, args, true));
+        const code = await locked(() => create(g, args, true));
         if (code >= 0) return code;
         return await waitRun(g, args);
       }
       case 'start':
-        return locked(() => start(g, args));
+        return await locked(() => start(g, args));
       case 'state': {
         const id = checkId(parseFlags(args, [], []).rest[0]);
         writeOut(1, JSON.stringify(ociState(g, readState(g, id)), null, 2) + '\n');
         return 0;
       }
       case 'kill':
-        return locked(() => kill(g, args));
+        return await locked(() => kill(g, args));
       case 'delete':
-        return locked(() => del(g, args));
+        return await locked(() => del(g, args));
       case 'list':
         return list(g, args);
       case 'features':
@@ -575,6 +573,6 @@ async function waitRun(g: Globals, args: string[]): Promise<number> {
     code = await new Promise<number>((resolve) => proc.watch((exitCode, signal) => resolve(exitCode ?? 128 + (signal ?? 0))));
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(sig, fwd);
   }
-  withLock(g.root, 'oci.run', () => del(g, ['--force', id]), LOCK);
+  await withLockAsync(g.root, 'oci.run', () => del(g, ['--force', id]), LOCK);
   return code;
 }

@@ -45,7 +45,7 @@ t.test("runc's default spec becomes nsbox options with the same meaning", async 
   t.same(r.options.capabilities.add, ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE']);
   t.ok(r.options.capabilities.drop.includes('CAP_CHOWN'), "nsbox's default capabilities the config lacks are dropped");
   t.notOk(r.options.capabilities.drop.includes('CAP_KILL'));
-  t.same(r.rlimits, [[7, 1024, 1024]]);
+  t.same(r.options.rlimits, { nofile: { soft: 1024, hard: 1024 } }, "nsbox's rlimits option");
   t.equal(r.noNewPrivileges, true);
   t.equal(r.sysfs, true);
   t.equal(r.tmp, false, 'no /tmp mount asked for');

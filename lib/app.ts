@@ -435,7 +435,7 @@ function launchWith(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup |
  * The option checks, the cgroup, the pipes and the plan: everything before the clone. Throws (with
  * everything it made undone) like the launch would.
  */
-function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | null, offThread = false): Prepared {
+export function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | null, offThread = false, gate?: { cmdFd: number; cgroupName: string }): Prepared {
   const detected = detectCgroupHost();
   const host = o.cgroupParent ? withParent(detected, o.cgroupParent) : detected;
   if (o.limits) requireControllers(o.limits, host);
@@ -473,7 +473,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
   try {
     // Off the JS thread (spawnAsync), a cgroup without limits is made by the addon's worker.
     const deferred = offThread && !o.limits;
-    const cgroup = (launch.cgroup = deferred ? ContainerCgroup.deferred(host) : ContainerCgroup.create(host, o.limits));
+    const cgroup = (launch.cgroup = deferred ? ContainerCgroup.deferred(host) : ContainerCgroup.create(host, o.limits, gate?.cgroupName));
     launch.ctx.cgroup = cgroup?.path;
     if (tr) {
       launch.trace = tr;
@@ -494,7 +494,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     }
     let statusWrite = -1;
     if (init >= 0) [statusWrite, p.statusRead] = launch.pipe(false);
-    let cmdRead = -1;
+    let cmdRead = gate ? gate.cmdFd : -1; // a gated start's (lib/oci/gated.ts): the caller's
     if (pooled) [cmdRead, p.cmdWrite] = launch.pipe(true);
     // Filled in place: basePlan made the object with every one of these fields (same shape each run).
     const policy = devicePolicyFor(BigInt(plan.capsKeep), userns !== null, !!cgroup, 'devices');
@@ -513,7 +513,7 @@ function prepare(o: ResolvedAppOptions, pooled: boolean, netw: NetworkSetup | nu
     plan.initSlot = 4;
     plan.trampFd = o.init ? -1 : memfd;
     plan.cmdFd = cmdRead;
-    plan.pathDirs = pooled ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined;
+    plan.pathDirs = pooled || gate ? (o.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')).join(':') : undefined;
     plan.net = netw ? netw.plan : null;
     return p;
   } catch (e) {

@@ -74,7 +74,7 @@ export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
   // An image's layers by their directories' identities too: a list may hold a prepared root of them.
   const ids = o.image ? JSON.stringify(o.image.layers.map(layerId)) : '';
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, ids, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles, o.proc]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, ids, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles, o.proc, o.sysfs === true, o.mqueue === true]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.

@@ -42,9 +42,9 @@ export interface OpMeta {
   target?: string;
 }
 
-const MASKED_PROC_FILES = ['kcore', 'keys', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats'];
-const MASKED_PROC_DIRS = ['acpi', 'scsi', 'asound'];
-const READONLY_PROC = ['sys', 'sysrq-trigger', 'irq', 'bus', 'fs'];
+export const MASKED_PROC_FILES = ['kcore', 'keys', 'timer_list', 'timer_stats', 'sched_debug', 'latency_stats'];
+export const MASKED_PROC_DIRS = ['acpi', 'scsi', 'asound'];
+export const READONLY_PROC = ['sys', 'sysrq-trigger', 'irq', 'bus', 'fs'];
 
 let procEntriesCache: Set<string> | undefined;
 function hostProcEntries(): Set<string> {
@@ -510,6 +510,11 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   }
 
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices, proc: o.proc });
+  if (o.sysfs) mountSys(L, userns, o.network);
+  if (o.mqueue) {
+    L.mkdir('/dev/mqueue', 0o755, 'mount.dev');
+    L.mount('mqueue', '/dev/mqueue', 'mqueue', NOSUID | NODEV | K.MS_NOEXEC!, null, 'mount.dev');
+  }
   userMountOps(L, o.mounts, o.image ? undefined : o.rootfs);
   const own = o.rootfs === undefined && !o.image;
   // The generated /etc files' mount points in nsbox's own root; their binds (etcBinds) follow.
@@ -729,10 +734,32 @@ export function userMountOps(L: OpList, userMounts: ResolvedMount[], rootfs?: st
  */
 export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'];
 
+/**
+ * /sys read-only, with the container's own cgroup (its cgroup namespace root) writable on top so a
+ * systemd inside can manage its subtree, and the host's firmware tables and power counters masked.
+ * A machine's, and an OCI container's that asks for them (ResolvedAppOptions.sysfs).
+ */
+function mountSys(L: OpList, userns: boolean, network: string): void {
+  const K = native().constants;
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
+  L.mkdir('/sys', 0o555, 'mount.sys');
+  if (userns && network === 'host') {
+    // sysfs may be mounted in a user namespace only together with a network namespace it owns.
+    L.bind('/sys', '/sys', RDONLY | NOSUID | NODEV | NOEXEC, 'mount.sys');
+  } else {
+    L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
+  }
+  L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
+  // The host's firmware tables and power counters are masked, as in Docker's defaults.
+  for (const p of MASKED_SYS_DIRS) {
+    if (fs.existsSync(p)) L.mount('tmpfs', p, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
+  }
+}
+
 export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratch: string, userns: boolean, etcDir?: string, devices: HostDevice[] = []): OpList {
   const K = native().constants;
   const L = new OpList(stagingDir);
-  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
+  const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!;
   if (o.image) {
     // An image: an overlay of its layers, never written. Ephemeral: the upper layer on a tmpfs of
     // the machine's mount namespace (capped like a writable app root); otherwise a directory in the
@@ -747,20 +774,7 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
     L.deferRoot(o.rootfs!, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: POINTS_TMPFS } : undefined);
   }
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices, proc: o.proc });
-  // /sys read-only, with the machine's own cgroup (its cgroup namespace root) writable on top so a
-  // systemd inside can manage its subtree.
-  L.mkdir('/sys', 0o555, 'mount.sys');
-  if (userns && o.network === 'host') {
-    // sysfs may be mounted in a user namespace only together with a network namespace it owns.
-    L.bind('/sys', '/sys', RDONLY | NOSUID | NODEV | NOEXEC, 'mount.sys');
-  } else {
-    L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
-  }
-  L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
-  // The host's firmware tables and power counters are masked, as in Docker's defaults.
-  for (const p of MASKED_SYS_DIRS) {
-    if (fs.existsSync(p)) L.mount('tmpfs', p, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
-  }
+  mountSys(L, userns, o.network);
   L.mkdir('/run', 0o755, 'mount.run');
   L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
   L.mkdir('/run/host', 0o755, 'mount.run');

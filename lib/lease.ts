@@ -102,6 +102,26 @@ export const LOCK_WAIT_MS = 10000;
  * `waitMs` 0 tries once (EAGAIN if held).
  */
 export function withLock<T>(dir: string, step: string, fn: () => T, name = 'lock', waitMs = LOCK_WAIT_MS): T {
+  const fd = takeLock(dir, step, name, waitMs);
+  try {
+    return fn();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** withLock for an asynchronous fn: the lock is held until its promise settles. */
+export async function withLockAsync<T>(dir: string, step: string, fn: () => Promise<T>, name = 'lock', waitMs = LOCK_WAIT_MS): Promise<T> {
+  const fd = takeLock(dir, step, name, waitMs);
+  try {
+    return await fn();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The lock's fd (flock held), or the error naming the lock and its holder. */
+function takeLock(dir: string, step: string, name: string, waitMs: number): number {
   const file = path.join(dir, name);
   const fd = native().lockFile(file, waitMs);
   if (fd < 0) {
@@ -113,11 +133,7 @@ export function withLock<T>(dir: string, step: string, fn: () => T, name = 'lock
       message: `the lock ${file} has been held by another process${holder ? ` (pid ${holder})` : ''} for more than ${waitMs / 1000} s (step ${step})`,
     });
   }
-  try {
-    return fn();
-  } finally {
-    fs.closeSync(fd);
-  }
+  return fd;
 }
 
 /** The pid that holds a flock on `file` (from /proc/locks, by device and inode), or undefined. */

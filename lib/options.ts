@@ -133,6 +133,12 @@ export interface ResolvedAppOptions {
   hosts: Array<[string, string]>;
   /** Host devices for the container's /dev (checked against the host by devices.ts). */
   devices: ResolvedDeviceOption[];
+  /**
+   * @internal The OCI runtime (lib/oci): a read-only sysfs at /sys with the container's cgroup
+   * namespace root at /sys/fs/cgroup (as a machine has them), and an mqueue at /dev/mqueue.
+   */
+  sysfs?: boolean;
+  mqueue?: boolean;
 }
 
 export type EtcFilesMode = 'auto' | 'require' | 'off';

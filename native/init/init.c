@@ -273,7 +273,8 @@ static void put_record(int errfd, int step, int err, int index)
  * Pool mode: "nsbox-init --pool ERRFD CMDFD PATHDIRS". nsbox's warm pool execs this at the end of
  * a container's set-up, so that the big copy of Node is gone before the container waits. It says
  * so on ERRFD (a STEP_READY record), reads the command from CMDFD (NUL-separated argv ended by an
- * empty string; end-of-file with nothing read means: not needed, exit 0), looks argv[0] up in
+ * empty string, read up to that end or to end-of-file; end-of-file with nothing read means: not
+ * needed, exit 0), looks argv[0] up in
  * PATHDIRS (colon-separated) unless it has a '/', and execs it. ERRFD gets a failure record, or
  * closes with the successful execve.
  */
@@ -284,7 +285,7 @@ static char pool_path[4096];
 static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **envp)
 {
 	int errfd, cmdfd, argc2 = 0, last_err = 2 /* ENOENT */, last_index = -1, index = 0;
-	unsigned long got = 0, pos = 0;
+	unsigned long got = 0, pos = 0, scan = 0;
 	const char *dirs, *d;
 	int slash = 0;
 	long r;
@@ -309,6 +310,14 @@ static __attribute__((noreturn)) void pool_mode(int argc, char **argv, char **en
 		if (r == 0)
 			break;
 		got += (unsigned long)r;
+		/* A whole command (its argv ended by the empty string) ends the read: a writer that
+		 * stays (the OCI runtime's start FIFO, which the container holds open for reading and
+		 * writing so that no end-of-file ever comes) need not close it first. */
+		for (; scan < got; scan++)
+			if (!pool_buf[scan] && (scan == 0 || !pool_buf[scan - 1]))
+				break;
+		if (scan < got)
+			break;
 		if (got == sizeof(pool_buf)) {
 			put_record(errfd, STEP_POOL, 7 /* E2BIG */, POOL_TOO_BIG);
 			nl_exit(127);

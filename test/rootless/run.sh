@@ -18,7 +18,7 @@ if [ -x "${NSBOX_DEBIAN_ROOTFS:-/var/cache/nsbox-test/debian}/lib/systemd/system
   bash test/fixtures/debian-rootfs-rootless.sh "$user"
   export NSBOX_ROOTLESS_DEBIAN_ROOTFS="$(dirname "${NSBOX_DEBIAN_ROOTFS:-/var/cache/nsbox-test/debian}")/debian-$user"
 fi
-files=${NSBOX_ROOTLESS_FILES:-"test/20-app.test.js test/22-app-tty.test.js test/24-rlimits.test.js test/30-errors.test.js test/49-mount-points.test.js test/49-proc-mode.test.js test/45-pool.test.js test/70-machine.test.js test/85-rootless.test.js test/86-rootless-images.test.js test/cli-machine.test.js test/cli-detached.test.js test/cli-machine-extra.test.js test/security/paths.test.js test/security/privileges.test.js test/security/seccomp.test.js test/security/escapes.test.js test/security/userns-ranges.test.js test/oci/containerd-runc.test.js"}
+files=${NSBOX_ROOTLESS_FILES:-"test/20-app.test.js test/22-app-tty.test.js test/24-rlimits.test.js test/30-errors.test.js test/49-mount-points.test.js test/49-proc-mode.test.js test/45-pool.test.js test/70-machine.test.js test/85-rootless.test.js test/86-rootless-images.test.js test/cli-machine.test.js test/cli-detached.test.js test/cli-machine-extra.test.js test/security/paths.test.js test/security/privileges.test.js test/security/seccomp.test.js test/security/escapes.test.js test/security/userns-ranges.test.js test/oci/containerd-runc.test.js test/oci/config.test.js test/oci/runtime.test.js"}
 
 v2=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2" && $4 == "/") print $5; break } }' /proc/self/mountinfo | head -1)
 cg=""

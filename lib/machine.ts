@@ -139,7 +139,8 @@ export class Machine {
     }
     const host = detectCgroupHost();
     if (o.limits) requireControllers(o.limits, host);
-    const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
+    // The command's user (MachineOptions.user) must be mapped too; the init is root.
+    const userns = resolveUserns(o.userns, o.user ?? { uid: 0, gid: 0, groups: [] }, 'userns');
     // A persistent rootfs owned by one of the ranges is run with that range on every start (its
     // files stay its own); an ephemeral machine's writes are thrown away, so any free range will do.
     if (userns?.auto && !o.ephemeral) userns.rootfs = o.rootfs;
@@ -215,12 +216,18 @@ export class Machine {
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
       const env: Record<string, string> = { container: 'nsbox', ...o.env };
       if (o.env.PATH === undefined) env.PATH = DEFAULT_PATH;
-      delete env.HOME;
+      // A command's HOME is the one the caller gave (nsbox run -d -u NAME: the user's home).
+      if (!o.command || (options as MachineOptions).env?.HOME === undefined) delete env.HOME;
       const keep = resolveCaps(MACHINE_CAPS, o.capabilities);
       const plan = machinePlan({
         network: o.network, hostname: o.hostname, staging: staging(), ops: L.ops, keep, seccomp: o.seccomp,
         init: o.init, halt, env, memfd, log,
-        ...(o.command ? { command: { argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd, logCap: o.consoleLimit } } : {}),
+        ...(o.command ? {
+          command: {
+            argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd, logCap: o.consoleLimit,
+            ...(o.user ? { user: o.user } : {}), ...(o.cwd !== undefined ? { cwd: o.cwd } : {}), setgroupsDenied: userns?.how === 'self',
+          },
+        } : {}),
         rlimits: o.rlimits,
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;

@@ -71,8 +71,6 @@ export function parseRun(argv: string[]): ParsedRun {
   const notDetachable: string[] = [];
   const given = (to: string): boolean => st.values.has(to) || st.lists.has(to);
   if (rm === true) notDetachable.push('--rm (nothing outlives nsbox run -d to remove it when the command exits: nsbox rm NAME, or nsbox rm -f NAME)');
-  if (given('cwd')) notDetachable.push('--cwd/-w');
-  if (user !== undefined) notDetachable.push('--user/-u');
   if (given('timeout')) notDetachable.push('--timeout');
   if (interactive === true) notDetachable.push('-i');
   if (given('tty')) notDetachable.push('-t');
@@ -121,7 +119,7 @@ export async function cmdRun(argv: string[]): Promise<number> {
   }
   const { options, origin } = parsed;
   if (parsed.detach) {
-    return runDetached({ options, name: parsed.name, stateDir: parsed.stateDir, json: parsed.json, origin, refused: parsed.notDetachable });
+    return runDetached({ options, name: parsed.name, stateDir: parsed.stateDir, json: parsed.json, origin, refused: parsed.notDetachable, ...(parsed.userSpec !== undefined ? { userSpec: parsed.userSpec } : {}) });
   }
   // -t: a pty of the container's own. With -i it is typed into from nsbox's terminal, so that must
   // be a terminal (docker: "the input device is not a TTY"), checked before anything (a pull)

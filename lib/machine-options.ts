@@ -82,6 +82,13 @@ export interface MachineOptions {
    * execve with status 125 and a line in the console log.
    */
   cwd?: string;
+  /**
+   * With `command`: the machine is removed (as `destroy()`: its state directory, console log and
+   * cgroup) once its command has ended and a later `Machine.get`, `Machine.list` or `Machine.start`
+   * of the same name and state directory sees it stopped; no process waits for the end to do it at
+   * once. Until then it is there (stopped). This is `nsbox run -d --rm`. Default `false`.
+   */
+  autoRemove?: boolean;
   /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
   ephemeral?: boolean;
   /** Default: `name`. */
@@ -169,6 +176,7 @@ export interface ResolvedMachineOptions {
   /** MachineOptions.user and cwd (with command only). */
   user: { uid: number; gid: number; groups: number[] } | undefined;
   cwd: string | undefined;
+  autoRemove: boolean;
   ephemeral: boolean;
   hostname: string;
   env: Record<string, string>;
@@ -192,7 +200,7 @@ export interface ResolvedMachineOptions {
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'limits', 'rlimits', 'stateDir', 'waitReady',
   'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
-  'command', 'consoleLimit', 'user', 'cwd',
+  'command', 'consoleLimit', 'user', 'cwd', 'autoRemove',
 ] as const;
 
 /** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
@@ -246,6 +254,9 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
   if (user && !command) throw invalidValue('user', o.user, "needs command (the init itself runs as root)");
   const cwd = o.cwd === undefined ? undefined : checkAbsolutePath('cwd', o.cwd);
   if (cwd !== undefined && !command) throw invalidValue('cwd', cwd, 'needs command (it is the command\'s working directory)');
+  if (o.autoRemove !== undefined && typeof o.autoRemove !== 'boolean') throw invalidType('autoRemove', 'of type boolean', o.autoRemove);
+  const autoRemove = o.autoRemove === true;
+  if (autoRemove && !command) throw invalidValue('autoRemove', true, 'needs command (a machine without one is removed by destroy())');
   const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
   if (ephemeral && rootfs !== undefined && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
   const { mode: network, bridge } = checkNetwork('network', o.network);
@@ -262,6 +273,7 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     consoleLimit,
     user,
     cwd,
+    autoRemove,
     ephemeral,
     hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),
     env,

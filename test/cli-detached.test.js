@@ -23,7 +23,6 @@ t.test('usage: what -d cannot do is refused with exit 125 and one line, before a
   const sd = machineStateDir(t, 'nsbox-cli-detached-usage-');
   const cases = [
     [['run', '-d', '--state-dir', sd, '--', 'true'], /-d needs --rootfs DIR or an IMAGE/],
-    [['run', '-d', '--rm', '--state-dir', sd, '--rootfs', bb ?? '/', '--', 'true'], /--rm \(nothing outlives nsbox run -d.*cannot be used with -d/],
     [['run', '-d', '-u', 'nosuchuser', '--state-dir', sd, '--rootfs', bb ?? '/', '--', 'true'], /--user 'nosuchuser': no such user in .*\/etc\/passwd/],
     [['run', '-d', '--read-only', '--state-dir', sd, '--rootfs', bb ?? '/', '--', 'true'], /--read-only cannot be used with -d/],
     [['run', '-d', '--name', 'Upper', '--state-dir', sd, '--rootfs', bb ?? '/', '--', 'true'], /with -d the name must match/],
@@ -171,6 +170,50 @@ t.test('-d -w: a directory the command cannot enter ends it with 125 and a line 
   t.same(fs.readdirSync(sd).filter((n) => !n.startsWith('.')), [], 'no state left');
 });
 
+t.test('-d --rm: an exited container is removed by the next command that sees it, a stopped one at once', { skip: noBusybox }, async (t) => {
+  const sd = machineStateDir(t, 'nsbox-cli-detached-rm-');
+  const name = `r${process.pid}`;
+  // It runs until told (by a file made through nsbox machine exec), so ps sees it running first.
+  const script = 'echo "uid=$(id -u)"; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo bye';
+  const r = nsbox(['run', '-d', '--rm', '-u', '0:0', '--name', name, '--state-dir', sd, '--rootfs', bb, '--', 'sh', '-c', script]);
+  t.equal(r.status, 0, r.stderr);
+  const [row] = JSON.parse(nsbox(['ps', '--json', '--state-dir', sd]).stdout);
+  t.same([row.name, row.status, row.autoRemove], [name, 'running', true], 'listed while it runs, with autoRemove');
+  // logs -f, once it has printed the first line (so has found it and opened its log), follows it
+  // to its end; then the command is told to end.
+  const follow = require('node:child_process').spawn(process.execPath, [bin, 'logs', '-f', name, '--state-dir', sd], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  await new Promise((resolve) => follow.stdout.on('data', (d) => {
+    out += d;
+    if (out.includes('\n')) resolve();
+  }));
+  t.equal(nsbox(['machine', 'exec', name, '--state-dir', sd, '--', 'touch', '/tmp/go']).status, 0);
+  const [code] = await new Promise((resolve) => follow.on('close', (...a) => resolve(a)));
+  t.equal(code, 0);
+  t.equal(out, 'uid=0\nbye\n', 'logs -f followed it to its end');
+  t.ok(fs.existsSync(path.join(sd, name)), 'exited, not yet removed: no command looked since');
+  t.same(JSON.parse(nsbox(['ps', '-a', '--json', '--state-dir', sd]).stdout), [], 'ps -a does not show it');
+  t.notOk(fs.existsSync(path.join(sd, name)), 'ps removed its state and log');
+  // The cgroup (where the host gives one) went with it.
+  if (row.cgroup) t.notOk(fs.existsSync(row.cgroup), 'its cgroup is gone');
+  const logs = nsbox(['logs', name, '--state-dir', sd]);
+  t.equal(logs.status, 125);
+  t.match(oneErrorLine(t, logs), /no container named/);
+
+  // The name is free again once it has exited, with nothing run in between (run -d removes it);
+  // stop removes an --rm container at once.
+  const again = nsbox(['run', '-d', '--rm', '--name', name, '--state-dir', sd, '--rootfs', bb, '--', 'true']);
+  t.equal(again.status, 0, again.stderr);
+  // Until `true` has exited, the name is taken (its PID 1 runs): wait for that through the state,
+  // which reading does not remove.
+  const pid1 = JSON.parse(fs.readFileSync(path.join(sd, name, 'state.json'), 'utf8')).pid;
+  while (alive(pid1)) await new Promise((res) => setTimeout(res, 50));
+  t.equal(nsbox(['run', '-d', '--rm', '--name', name, '--state-dir', sd, '--rootfs', bb, '--', 'sleep', '1000']).status, 0, 'the exited one of that name was removed by run -d');
+  const stop = nsbox(['stop', name, '--state-dir', sd]);
+  t.equal(stop.status, 0, stop.stderr);
+  t.same(fs.readdirSync(sd).filter((n) => !n.startsWith('.')), [], 'stop removed it: no state left');
+});
+
 t.test('-d: a killed command shows the signal; rm -f kills and removes a running one', { skip: noBusybox }, async (t) => {
   const sd = machineStateDir(t, 'nsbox-cli-detached-kill-');
   const a = `k${process.pid}`;
@@ -211,6 +254,7 @@ t.test("the console log is capped: output past the limit truncates it, which sta
   await t.rejects(Machine.start({ ...base, name: 'x', command: ['true'], init: ['/bin/sh'] }), { code: 'ERR_INVALID_ARG_VALUE' }, 'a command needs the builtin init');
   await t.rejects(Machine.start({ ...base, name: 'x', user: { uid: 1, gid: 1 } }), { code: 'ERR_INVALID_ARG_VALUE', message: /needs command/ }, 'user only with a command');
   await t.rejects(Machine.start({ ...base, name: 'x', cwd: '/tmp' }), { code: 'ERR_INVALID_ARG_VALUE', message: /needs command/ }, 'cwd only with a command');
+  await t.rejects(Machine.start({ ...base, name: 'x', autoRemove: true }), { code: 'ERR_INVALID_ARG_VALUE', message: /needs command/ }, 'autoRemove only with a command');
   await t.rejects(Machine.start({ ...base, name: 'x', command: ['true'], cwd: 'tmp' }), { name: 'TypeError' }, 'cwd is an absolute path');
   t.same(fs.readdirSync(sd).filter((n) => !n.startsWith('.')), [], 'nothing was started');
 

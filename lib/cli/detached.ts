@@ -26,6 +26,8 @@ export interface DetachRequest {
   name: string | undefined;
   stateDir: string | undefined;
   json: boolean;
+  /** --rm: removed once its command has ended and a later nsbox command sees it (autoRemove). */
+  rm?: boolean;
   origin: Map<string, string>;
   /** -u NAME (or UID alone, NAME:GROUP): resolved in the root's /etc/passwd as for nsbox run. */
   userSpec?: string;
@@ -63,6 +65,7 @@ export function detachedOptions(r: DetachRequest): MachineOptions {
   const same = ['rootfs', 'image', 'pull', 'storeDir', 'mounts', 'env', 'user', 'cwd', 'hostname', 'network', 'limits', 'rlimits', 'hosts', 'etcFiles', 'devices', 'seccomp', 'userns'] as const;
   for (const k of same) if (o[k] !== undefined) (m as unknown as Record<string, unknown>)[k] = o[k];
   if (r.stateDir !== undefined) m.stateDir = r.stateDir;
+  if (r.rm === true) m.autoRemove = true;
   return m;
 }
 
@@ -181,6 +184,8 @@ export async function cmdDetached(which: keyof typeof DETACHED_CMD, argv: string
       if (which === 'stop') {
         const timeout = o.timeout as number | undefined;
         await m.stop(timeout === undefined ? {} : { timeout });
+        // --rm: stopped, so removed now (docker removes it at once too).
+        if ((await m.info()).autoRemove) await m.destroy();
       } else {
         if (o.force === true && (await m.state()) !== 'stopped') {
           m.kill('SIGKILL');

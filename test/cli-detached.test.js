@@ -137,6 +137,8 @@ t.test('-d -u and -w: the command (not its init) runs as the user, with its grou
     // NAME: looked up in the rootfs's /etc/passwd as nsbox run -u does; HOME is its home.
     [['-u', 'nobody', '-w', '/made/for/it'], /^id=65534:65534:65534 pwd=\/made\/for\/it home=\/ pid1=0 caps=0000000000000000\n$/],
     [['-u', '1234:4321'], /^id=1234:4321:4321 pwd=\/ home= pid1=0 caps=0000000000000000\n$/],
+    // Supplementary groups as given (UID:GID:G1,G2), set by setgroups in the init's child.
+    [['-u', '1234:4321:77,88'], /^id=1234:4321:4321 77 88 pwd=\/ home= pid1=0 caps=0000000000000000\n$/],
     [['-w', '/tmp'], /^id=0:0:0 pwd=\/tmp home= pid1=0 caps=[0-9a-f]*[1-9a-f][0-9a-f]*\n$/],
   ];
   for (const [i, [flags, re]] of cases.entries()) {

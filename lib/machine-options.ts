@@ -6,7 +6,7 @@ import type { ResolvedLimits } from './cgroup';
 import { invalidType, invalidValue, outOfRange } from './errors';
 import { checkNetwork, checkPolicyCaps, type ResolvedBridge } from './network-options';
 import {
-  checkAbsolutePath, checkCommand, checkDevices, checkEnv, checkEtcFiles, checkHostname, checkHosts, checkMounts, checkTimeout, rejectUnknownKeys,
+  checkAbsolutePath, checkCommand, checkDevices, checkEnv, checkEtcFiles, checkHostname, checkHosts, checkMounts, checkTimeout, checkUser, rejectUnknownKeys,
   resolveLimits, checkEnum, PROC_MODES, type EtcFilesMode, type ResolvedDeviceOption, type ResolvedMount, checkImageOptions, type ResolvedImage,
 } from './options';
 import { privileged, runtimeDir } from './runtime';
@@ -57,7 +57,7 @@ export interface MachineOptions {
   init?: 'builtin' | string[];
   /**
    * With the builtin init: the one command it runs (found in `env.PATH` as for app containers), as
-   * root in `/`, with the console (`<stateDir>/<name>/console.log`) as its stdout and stderr. The
+   * root in `/` unless `user` and `cwd` say otherwise, with the console (`<stateDir>/<name>/console.log`) as its stdout and stderr. The
    * machine stops when the command exits; its exit status is then in `MachineInfo.exit`. The halt
    * signal (stop()) is forwarded to the command. This is what `nsbox run -d` starts.
    */
@@ -68,6 +68,27 @@ export interface MachineOptions {
    * it first, and it starts again with a line saying so.
    */
   consoleLimit?: number;
+  /**
+   * With `command`: the credentials the command runs with (default root, `0:0`, no supplementary
+   * groups). The init stays root in the machine; its child sets the groups, gid and uid before the
+   * command's execve, so the command holds no capabilities unless `uid` is 0. Each id must be mapped
+   * in the machine's user namespace; supplementary groups need one that allows setgroups(2).
+   */
+  user?: User;
+  /**
+   * With `command`: its working directory, an absolute path in the machine's own view (default
+   * `/`). The init makes it (and missing parents, as root, mode 0755, as docker does for `-w`)
+   * and changes into it as `user`; a directory it cannot make or enter ends the command before its
+   * execve with status 125 and a line in the console log.
+   */
+  cwd?: string;
+  /**
+   * With `command`: the machine is removed (as `destroy()`: its state directory, console log and
+   * cgroup) once its command has ended and a later `Machine.get`, `Machine.list` or `Machine.start`
+   * of the same name and state directory sees it stopped; no process waits for the end to do it at
+   * once. Until then it is there (stopped). This is `nsbox run -d --rm`. Default `false`.
+   */
+  autoRemove?: boolean;
   /** Writes go to a throw-away overlay on tmpfs (default `false`: the rootfs itself is written). */
   ephemeral?: boolean;
   /** Default: `name`. */
@@ -154,6 +175,10 @@ export interface ResolvedMachineOptions {
   init: 'builtin' | string[];
   command: string[] | undefined;
   consoleLimit: number;
+  /** MachineOptions.user and cwd (with command only). */
+  user: { uid: number; gid: number; groups: number[] } | undefined;
+  cwd: string | undefined;
+  autoRemove: boolean;
   ephemeral: boolean;
   hostname: string;
   env: Record<string, string>;
@@ -178,7 +203,7 @@ export interface ResolvedMachineOptions {
 const MACHINE_KEYS = [
   'name', 'rootfs', 'init', 'ephemeral', 'hostname', 'env', 'mounts', 'network', 'proc', 'limits', 'rlimits', 'stateDir', 'waitReady',
   'readyTimeout', 'haltSignal', 'capabilities', 'seccomp', 'userns', 'etcFiles', 'hosts', 'devices', 'image', 'pull', 'storeDir', 'insecureRegistries', 'rootSize',
-  'command', 'consoleLimit',
+  'command', 'consoleLimit', 'user', 'cwd', 'autoRemove',
 ] as const;
 
 /** 'default' (or absent) is the machine profile; an object adjusts the machine profile. */
@@ -228,6 +253,13 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
   if (typeof consoleLimit !== 'number') throw invalidType('consoleLimit', 'of type number', consoleLimit);
   if (!Number.isInteger(consoleLimit) || consoleLimit < 4096 || consoleLimit > 0x7fffffff) throw outOfRange('consoleLimit', 'an integer from 4096 to 2147483647', consoleLimit);
   if (o.consoleLimit !== undefined && !command) throw invalidValue('consoleLimit', consoleLimit, 'needs command (the init copies only its command\'s output)');
+  const user = o.user === undefined ? undefined : checkUser('user', o.user);
+  if (user && !command) throw invalidValue('user', o.user, "needs command (the init itself runs as root)");
+  const cwd = o.cwd === undefined ? undefined : checkAbsolutePath('cwd', o.cwd);
+  if (cwd !== undefined && !command) throw invalidValue('cwd', cwd, 'needs command (it is the command\'s working directory)');
+  if (o.autoRemove !== undefined && typeof o.autoRemove !== 'boolean') throw invalidType('autoRemove', 'of type boolean', o.autoRemove);
+  const autoRemove = o.autoRemove === true;
+  if (autoRemove && !command) throw invalidValue('autoRemove', true, 'needs command (a machine without one is removed by destroy())');
   const ephemeral = o.ephemeral === undefined ? false : typeof o.ephemeral === 'boolean' ? o.ephemeral : (() => { throw invalidType('ephemeral', 'of type boolean', o.ephemeral); })();
   if (ephemeral && rootfs !== undefined && /[,:\\]/.test(rootfs)) throw invalidValue('rootfs', rootfs, "must not contain ',', ':' or '\\' for an ephemeral (overlay) machine");
   const { mode: network, bridge } = checkNetwork('network', o.network);
@@ -242,6 +274,9 @@ export function resolveMachineOptions(input: unknown): ResolvedMachineOptions {
     init,
     command,
     consoleLimit,
+    user,
+    cwd,
+    autoRemove,
     ephemeral,
     hostname: o.hostname === undefined ? name.replace(/[_]/g, '-').slice(0, 63) : checkHostname('hostname', o.hostname),
     env,

@@ -27,6 +27,8 @@ export interface StateFile {
   init: 'builtin' | string[];
   /** MachineOptions.command: the builtin init's one command (its wait status goes to EXIT_STATUS). */
   command?: string[];
+  /** MachineOptions.autoRemove: removed by the first get/list/start that sees it stopped. */
+  autoRemove?: boolean;
   ephemeral: boolean;
   hostname: string;
   network: NetworkMode;

@@ -62,6 +62,8 @@ export interface MachineInfo {
    * (SIGKILL when the whole machine was killed). Absent while it runs, and when nothing reported it.
    */
   exit?: { exitCode: number | null; signal: string | null };
+  /** MachineOptions.autoRemove (`nsbox run -d --rm`): removed once seen stopped. */
+  autoRemove?: boolean;
   ephemeral: boolean;
   createdAt: string;
   cgroup: string | null;
@@ -118,6 +120,8 @@ export class Machine {
       tr.step('options resolved');
       setTrace(o, tr);
     }
+    // A stopped autoRemove machine of this name is removed (Machine.get) before the name is claimed.
+    if (readState(path.join(o.stateDir, o.name))?.autoRemove) await Machine.get(o.name, { stateDir: o.stateDir });
     // An image is leased by this process until PID 1 holds a lease of its own (below).
     const lease: ImageLease | null = o.image ? await acquireImage(o.image) : null;
     try {
@@ -139,7 +143,8 @@ export class Machine {
     }
     const host = detectCgroupHost();
     if (o.limits) requireControllers(o.limits, host);
-    const userns = resolveUserns(o.userns, { uid: 0, gid: 0, groups: [] }, 'userns');
+    // The command's user (MachineOptions.user) must be mapped too; the init is root.
+    const userns = resolveUserns(o.userns, o.user ?? { uid: 0, gid: 0, groups: [] }, 'userns');
     // A persistent rootfs owned by one of the ranges is run with that range on every start (its
     // files stay its own); an ephemeral machine's writes are thrown away, so any free range will do.
     if (userns?.auto && !o.ephemeral) userns.rootfs = o.rootfs;
@@ -215,12 +220,18 @@ export class Machine {
       const halt = o.haltSignal ?? (systemd ? SIGRTMIN_3 : osConstants.signals.SIGTERM);
       const env: Record<string, string> = { container: 'nsbox', ...o.env };
       if (o.env.PATH === undefined) env.PATH = DEFAULT_PATH;
-      delete env.HOME;
+      // A command's HOME is the one the caller gave (nsbox run -d -u NAME: the user's home).
+      if (!o.command || (options as MachineOptions).env?.HOME === undefined) delete env.HOME;
       const keep = resolveCaps(MACHINE_CAPS, o.capabilities);
       const plan = machinePlan({
         network: o.network, hostname: o.hostname, staging: staging(), ops: L.ops, keep, seccomp: o.seccomp,
         init: o.init, halt, env, memfd, log,
-        ...(o.command ? { command: { argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd, logCap: o.consoleLimit } } : {}),
+        ...(o.command ? {
+          command: {
+            argv: o.command, candidates: execCandidates(o.command[0]!, env.PATH ?? ''), statusFd: exitFd, logCap: o.consoleLimit,
+            ...(o.user ? { user: o.user } : {}), ...(o.cwd !== undefined ? { cwd: o.cwd } : {}), setgroupsDenied: userns?.how === 'self',
+          },
+        } : {}),
         rlimits: o.rlimits,
       });
       plan.cgroupFd = cgroup ? cgroup.dirFd : -1;
@@ -250,6 +261,7 @@ export class Machine {
         rootfs: shownRoot,
         init: o.init,
         ...(o.command ? { command: o.command } : {}),
+        ...(o.autoRemove ? { autoRemove: true } : {}),
         ephemeral: o.ephemeral,
         hostname: o.hostname,
         network: o.network,
@@ -360,6 +372,16 @@ export class Machine {
         throw fromSystemError(e, 'machine.state', path.join(dir, 'state.json'));
       }
     }
+    if (s.autoRemove && !proc) {
+      // MachineOptions.autoRemove: its command has ended, so it is removed now, and is not found.
+      try {
+        await new Machine(dir, s, null, stateDir).destroy();
+      } catch (e) {
+        // Removed by another process at the same time.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      return undefined;
+    }
     return new Machine(dir, s, proc, stateDir);
   }
 
@@ -405,7 +427,7 @@ export class Machine {
     const exit = s.command && state === 'stopped' ? readExitStatus(this.#dir) : undefined;
     return {
       name: s.name, pid: s.pid, state, rootfs: s.rootfs, ...(s.image ? { image: s.image.ref } : {}), init: s.init, ...(s.command ? { command: s.command } : {}),
-      ...(exit ? { exit } : {}), ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup,
+      ...(exit ? { exit } : {}), ...(s.autoRemove ? { autoRemove: true } : {}), ephemeral: s.ephemeral, createdAt: s.createdAt, cgroup: s.cgroup,
     };
   }
 

@@ -249,7 +249,13 @@ export function machinePlan(m: {
   network: string; hostname: string; staging: string; ops: NativeOp[]; keep: bigint; seccomp: ResolvedSeccomp | null;
   init: 'builtin' | string[]; halt: number; env: Record<string, string>; memfd: number; log: number;
   /** The builtin init's one command (MachineOptions.command): its paths to try, and where init reports its wait status. */
-  command?: { argv: string[]; candidates: string[]; statusFd: number; logCap: number };
+  command?: {
+    argv: string[]; candidates: string[]; statusFd: number; logCap: number;
+    /** MachineOptions.user and cwd: set by the init's child before the execve (init stays root). */
+    user?: { uid: number; gid: number; groups: number[] }; cwd?: string;
+    /** The user namespace denies setgroups(2) (it maps only its creator): the init does not call it. */
+    setgroupsDenied?: boolean;
+  };
   /** MachineOptions.rlimits: PID 1's, and so inherited by everything it starts. */
   rlimits: readonly ResolvedRlimit[];
 }): NativePlan {
@@ -280,8 +286,15 @@ export function machinePlan(m: {
     // init reports its raw wait status on fd 3 (the status file) and exits with it.
     plan.statusFd = m.command.statusFd;
     // Its stdout and stderr: a pipe init copies into the console log, kept under logCap bytes.
-    plan.initArgv = [...initArgv, '--log-cap', String(m.command.logCap), '--status-fd', '3', '--', '', ...m.command.argv.slice(1)];
-    plan.initSlot = initArgv.length + 5;
+    const c = m.command;
+    const own = ['--log-cap', String(c.logCap), '--status-fd', '3'];
+    if (c.user) {
+      own.push('--user', `${c.user.uid}:${c.user.gid}`);
+      if (!c.setgroupsDenied) own.push('--groups', c.user.groups.join(','));
+    }
+    if (c.cwd !== undefined) own.push('--cwd', c.cwd);
+    plan.initArgv = [...initArgv, ...own, '--', '', ...c.argv.slice(1)];
+    plan.initSlot = initArgv.length + own.length + 1;
   } else {
     plan.initArgv = builtin ? initArgv : [];
     plan.initSlot = -1;

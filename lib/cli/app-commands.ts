@@ -40,6 +40,8 @@ export interface ParsedRun {
   /** -d: start it as a detached container (cli/detached.ts); --state-dir goes with it. */
   detach: boolean;
   stateDir?: string;
+  /** --rm: with -d, the container is removed once seen exited (MachineOptions.autoRemove). */
+  rm: boolean;
   /** The flags given that -d cannot honour. */
   notDetachable: string[];
   /** Option path prefix ('limits.memory', 'mounts[2]') -> the flag that set it, for error messages. */
@@ -70,9 +72,6 @@ export function parseRun(argv: string[]): ParsedRun {
   // What a detached container (a machine running the command) cannot do, named for the error.
   const notDetachable: string[] = [];
   const given = (to: string): boolean => st.values.has(to) || st.lists.has(to);
-  if (rm === true) notDetachable.push('--rm (nothing outlives nsbox run -d to remove it when the command exits: nsbox rm NAME, or nsbox rm -f NAME)');
-  if (given('cwd')) notDetachable.push('--cwd/-w');
-  if (user !== undefined) notDetachable.push('--user/-u');
   if (given('timeout')) notDetachable.push('--timeout');
   if (interactive === true) notDetachable.push('-i');
   if (given('tty')) notDetachable.push('-t');
@@ -83,6 +82,7 @@ export function parseRun(argv: string[]): ParsedRun {
     json: json === true,
     interactive: interactive === true,
     detach: detach === true,
+    rm: rm === true,
     notDetachable,
     ...(stateDir !== undefined ? { stateDir: stateDir as string } : {}),
     origin: st.origin,
@@ -121,7 +121,7 @@ export async function cmdRun(argv: string[]): Promise<number> {
   }
   const { options, origin } = parsed;
   if (parsed.detach) {
-    return runDetached({ options, name: parsed.name, stateDir: parsed.stateDir, json: parsed.json, origin, refused: parsed.notDetachable });
+    return runDetached({ options, name: parsed.name, stateDir: parsed.stateDir, json: parsed.json, rm: parsed.rm, origin, refused: parsed.notDetachable, ...(parsed.userSpec !== undefined ? { userSpec: parsed.userSpec } : {}) });
   }
   // -t: a pty of the container's own. With -i it is typed into from nsbox's terminal, so that must
   // be a terminal (docker: "the input device is not a TTY"), checked before anything (a pull)

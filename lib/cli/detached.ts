@@ -14,10 +14,10 @@ import { NAME_RE } from '../machine-options';
 import { applyFlag, FlagState, optionsOf, renderFlags, tokenize, UsageError, type CommandSpec } from './flags';
 import { EXIT_NSBOX, formatError, io, signalStatus } from './output';
 import { DETACHED_CMD } from './table';
-import { startFailureStatus } from './docker-run';
+import { resolveUser, startFailureStatus } from './docker-run';
 import { ensureImage } from './image-commands';
 import { imageRoot } from '../images';
-import { imageCommand, imageWorkdir, runConfig } from '../images/config';
+import { imageCommand, imageUser, imageWorkdir, runConfig } from '../images/config';
 import { FORWARDED_SIGNALS } from './signals';
 
 /** What `nsbox run` parsed, as far as -d needs it. */
@@ -26,7 +26,11 @@ export interface DetachRequest {
   name: string | undefined;
   stateDir: string | undefined;
   json: boolean;
+  /** --rm: removed once its command has ended and a later nsbox command sees it (autoRemove). */
+  rm?: boolean;
   origin: Map<string, string>;
+  /** -u NAME (or UID alone, NAME:GROUP): resolved in the root's /etc/passwd as for nsbox run. */
+  userSpec?: string;
   /** The run flags given that a detached container cannot honour (their flag names). */
   refused: string[];
 }
@@ -58,9 +62,10 @@ export function detachedOptions(r: DetachRequest): MachineOptions {
     ephemeral: o.readonly !== false,
     capabilities: { add: caps.add ?? [], drop: [...drop, ...(caps.drop ?? [])] },
   } as MachineOptions;
-  const same = ['rootfs', 'image', 'pull', 'storeDir', 'mounts', 'env', 'hostname', 'network', 'limits', 'rlimits', 'hosts', 'etcFiles', 'devices', 'seccomp', 'userns'] as const;
+  const same = ['rootfs', 'image', 'pull', 'storeDir', 'mounts', 'env', 'user', 'cwd', 'hostname', 'network', 'limits', 'rlimits', 'hosts', 'etcFiles', 'devices', 'seccomp', 'userns'] as const;
   for (const k of same) if (o[k] !== undefined) (m as unknown as Record<string, unknown>)[k] = o[k];
   if (r.stateDir !== undefined) m.stateDir = r.stateDir;
+  if (r.rm === true) m.autoRemove = true;
   return m;
 }
 
@@ -69,7 +74,14 @@ export async function runDetached(r: DetachRequest): Promise<number> {
   let m: Machine;
   try {
     const opts = detachedOptions(r);
-    if (opts.image !== undefined) opts.command = await imageCommandFor(r.options);
+    if (opts.image !== undefined) Object.assign(opts, await imageCommandFor(r.options, r.userSpec === undefined));
+    if (r.userSpec !== undefined) {
+      // The same lookup as nsbox run -u (cli/docker-run.ts resolveUser), in the same root.
+      const { user, home } = resolveUser(r.userSpec, r.options);
+      opts.user = user;
+      r.origin.set('user', `--user '${r.userSpec}'`);
+      if (home !== undefined && opts.env?.HOME === undefined) opts.env = { ...opts.env, HOME: home };
+    }
     m = await Machine.start(opts);
   } catch (e) {
     io.err(formatError(e, r.origin) + '\n');
@@ -81,19 +93,25 @@ export async function runDetached(r: DetachRequest): Promise<number> {
 
 /**
  * -d IMAGE: the image made present (pulled as `nsbox run` does), and the command docker's rule
- * gives (Entrypoint and Cmd, COMMAND, --entrypoint). The command runs as root in `/`: an image
- * whose User or WorkingDir says otherwise is refused rather than run differently.
+ * gives (Entrypoint and Cmd, COMMAND, --entrypoint), run as the image's User (unless -u, or
+ * `imageUserWanted` false) in its WorkingDir (unless -w), as `nsbox run IMAGE` does.
  */
-async function imageCommandFor(o: AppOptions): Promise<string[]> {
+async function imageCommandFor(o: AppOptions, imageUserWanted: boolean): Promise<Pick<MachineOptions, 'command' | 'user' | 'cwd' | 'env'>> {
   const ref = o.image!;
   await ensureImage(ref, o.pull ?? 'missing', o.storeDir, io.err);
-  const c = runConfig(imageRoot(ref, { storeDir: o.storeDir }).config);
-  const user = typeof c.User === 'string' ? c.User : '';
-  if (!['', '0', 'root', '0:0', 'root:root'].includes(user)) throw new UsageError(`-d: the image ${ref} runs as User '${user}'; a detached container runs its command as root only (not supported yet)`);
-  if (imageWorkdir(c) !== '/') throw new UsageError(`-d: the image ${ref} has WorkingDir ${imageWorkdir(c)}; a detached container runs its command in / only (not supported yet)`);
+  const root = imageRoot(ref, { storeDir: o.storeDir });
+  const c = runConfig(root.config);
   const argv = imageCommand(c, o.entrypoint, o.command);
   if (argv.length === 0 || argv[0] === '') throw new UsageError(`the image ${ref} has no Entrypoint or Cmd: give the command after IMAGE`);
-  return argv;
+  const out: Pick<MachineOptions, 'command' | 'user' | 'cwd' | 'env'> = { command: argv };
+  if (o.cwd === undefined && imageWorkdir(c) !== '/') out.cwd = imageWorkdir(c);
+  const spec = typeof c.User === 'string' ? c.User : '';
+  if (imageUserWanted && o.user === undefined && spec !== '') {
+    const u = imageUser(c, { top: [...root.layers].reverse(), xattrs: root.xattrs });
+    out.user = { uid: u.uid, gid: u.gid, groups: u.groups };
+    if (u.home !== undefined && o.env?.HOME === undefined) out.env = { ...o.env, HOME: u.home };
+  }
+  return out;
 }
 
 /** STATUS of `nsbox ps`: running, frozen, exited (CODE), killed (SIG), or stopped (no status known). */
@@ -166,6 +184,8 @@ export async function cmdDetached(which: keyof typeof DETACHED_CMD, argv: string
       if (which === 'stop') {
         const timeout = o.timeout as number | undefined;
         await m.stop(timeout === undefined ? {} : { timeout });
+        // --rm: stopped, so removed now (docker removes it at once too).
+        if ((await m.info()).autoRemove) await m.destroy();
       } else {
         if (o.force === true && (await m.state()) !== 'stopped') {
           m.kill('SIGKILL');

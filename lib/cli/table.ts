@@ -216,7 +216,7 @@ export const DOCKER = {
   },
   userns: { name: '--userns', arg: 'host|private', to: 'userns', parse: parseUserns, help: 'host: no user namespace (root only); private: a new one' },
   publish: { ...FLAGS.publish, short: '-p', parse: parseDockerPublish },
-  rm: { name: '--rm', to: 'rm', help: 'accepted: an nsbox container is always removed when it exits' },
+  rm: { name: '--rm', to: 'rm', help: 'an nsbox container is always removed when it exits; with -d, by the\nfirst nsbox command that sees it exited (no daemon removes it at once)' },
   name: { name: '--name', arg: 'NAME', to: 'name', parse: parseName, help: 'a name for this run, shown in --json output (nothing looks it up)' },
   interactive: { name: '--interactive', short: '-i', to: 'interactive', help: "accepted: nsbox's stdin is always passed to the command; with --json,\n-i reads stdin to its end first and gives it as the command's input" },
   tty: { name: '--tty', short: '-t', to: 'tty', help: "a terminal: CMD gets a pty of the container's own devpts; with -i nsbox's\nterminal is put in raw mode (Ctrl-C goes to CMD), resizes are passed on\n(-it needs a terminal on stdin, as docker)" },

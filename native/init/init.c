@@ -18,8 +18,17 @@
  * opened with O_APPEND); a file that would grow past BYTES is truncated first
  * and starts again with one line saying so.
  *
+ * With --user UID:GID (and --groups LIST, comma-separated, possibly empty) the
+ * command, not init, runs as that user: the forked child sets the groups (only
+ * when --groups is given: a user namespace that maps only its creator refuses
+ * setgroups), the gid and the uid before its execve; init stays root. With
+ * --cwd DIR the child makes DIR (and its parents, as root, mode 0755, as
+ * docker does for -w) and changes into it after dropping to the user. A child
+ * that cannot do either says why on stderr (the console log) and exits 125.
+ *
  * Usage: nsbox-init [--status-fd N] [--grace-ms MS] [--halt-signal SIG]
- *                   [--log-cap BYTES] [-- /abs/cmd arg...]
+ *                   [--log-cap BYTES] [--user UID:GID [--groups LIST]]
+ *                   [--cwd /abs/dir] [-- /abs/cmd arg...]
  *
  * Built without libc (see nolibc.h) so the static binary is a few KB. Signals
  * are handled synchronously: all are blocked and dequeued with rt_sigtimedwait,
@@ -36,6 +45,88 @@ static int halt_sig = SIGTERM;
 static long log_cap;        /* 0: the command writes to init's stdout itself */
 static int log_pipe[2] = {-1, -1};
 static char log_buf[65536];
+static void die(const char *msg);
+static int set_user;        /* --user given */
+static unsigned int cmd_uid, cmd_gid;
+static int set_groups;      /* --groups given */
+static unsigned int cmd_groups[65536];
+static long n_groups;
+static char *cmd_cwd;       /* --cwd, or NULL */
+
+/* "N" (0 .. 4294967294) to *out; 0 on success. Ends at `end` (or NUL); *rest after it. */
+static int parse_id(const char *s, char end, unsigned int *out, const char **rest)
+{
+	unsigned long v = 0;
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (unsigned long)(*s - '0');
+		if (v > 4294967294UL)
+			return -1;
+	}
+	if (*s != end && *s != 0)
+		return -1;
+	*out = (unsigned int)v;
+	*rest = s;
+	return 0;
+}
+
+static void parse_user(const char *s)
+{
+	const char *r;
+	if (parse_id(s, ':', &cmd_uid, &r) < 0 || *r != ':' || parse_id(r + 1, 0, &cmd_gid, &r) < 0 || *r)
+		die("bad --user (UID:GID)");
+	set_user = 1;
+}
+
+static void parse_groups(const char *s)
+{
+	const char *r;
+	set_groups = 1;
+	while (*s) {
+		if (n_groups == (long)(sizeof cmd_groups / sizeof cmd_groups[0]) ||
+		    parse_id(s, ',', &cmd_groups[n_groups], &r) < 0)
+			die("bad --groups (GID,GID,...)");
+		n_groups++;
+		s = *r == ',' ? r + 1 : r;
+	}
+}
+
+/* The child's failure before its execve: one line on stderr, status 125. */
+static __attribute__((noreturn)) void child_fail(const char *what, const char *arg, long r)
+{
+	char num[12];
+	nl_puts(2, "nsbox-init: ");
+	nl_puts(2, what);
+	if (arg) {
+		nl_puts(2, " ");
+		nl_puts(2, arg);
+	}
+	nl_puts(2, ": errno ");
+	nl_puts(2, nl_utoa((unsigned int)-r, num));
+	nl_puts(2, "\n");
+	nl_exit(125);
+}
+
+/* mkdir -p of the absolute cmd_cwd, mode 0755 (existing components are left as they are). */
+static void make_cwd(void)
+{
+	static char p[4096];
+	unsigned long i, n = nl_strlen(cmd_cwd);
+	long r;
+	if (n >= sizeof p)
+		child_fail("--cwd", cmd_cwd, -36 /* ENAMETOOLONG */);
+	for (i = 0; i <= n; i++) {
+		p[i] = cmd_cwd[i];
+		if (i > 0 && (cmd_cwd[i] == '/' || cmd_cwd[i] == 0) && p[i - 1] != '/') {
+			p[i] = 0;
+			r = sys3(NR_mkdirat, -100 /* AT_FDCWD */, p, 0755);
+			if (r < 0 && r != -17 /* EEXIST */)
+				child_fail("mkdir", p, r);
+			p[i] = cmd_cwd[i];
+		}
+	}
+}
 
 static void die(const char *msg)
 {
@@ -73,6 +164,20 @@ static __attribute__((noreturn)) void exec_child(char **argv, char **envp)
 		sys3(NR_dup3, log_pipe[1], 1, 0);
 		sys3(NR_dup3, log_pipe[1], 2, 0);
 	}
+	/* The working directory is made as root (init's credentials); the user's
+	 * credentials come next, then chdir, which the user must be allowed. */
+	if (cmd_cwd)
+		make_cwd();
+	if (set_groups && (r = sys2(NR_setgroups, n_groups, cmd_groups)) < 0)
+		child_fail("setgroups", NULL, r);
+	if (set_user) {
+		if ((r = sys3(NR_setresgid, cmd_gid, cmd_gid, cmd_gid)) < 0)
+			child_fail("setgid", NULL, r);
+		if ((r = sys3(NR_setresuid, cmd_uid, cmd_uid, cmd_uid)) < 0)
+			child_fail("setuid", NULL, r);
+	}
+	if (cmd_cwd && (r = sys1(NR_chdir, cmd_cwd)) < 0)
+		child_fail("chdir", cmd_cwd, r);
 	/* Dispositions were already reset to SIG_DFL by init; now unblock all. */
 	sys4(NR_rt_sigprocmask, SIG_SETMASK, &empty, NULL, KSIGSET_SIZE);
 
@@ -404,6 +509,14 @@ int main(int argc, char **argv, char **envp)
 		} else if (i + 1 < argc && nl_streq(a, "--log-cap")) {
 			if ((log_cap = nl_atoi(argv[++i])) < 4096)
 				die("bad --log-cap (at least 4096)");
+		} else if (i + 1 < argc && nl_streq(a, "--user")) {
+			parse_user(argv[++i]);
+		} else if (i + 1 < argc && nl_streq(a, "--groups")) {
+			parse_groups(argv[++i]);
+		} else if (i + 1 < argc && nl_streq(a, "--cwd")) {
+			cmd_cwd = argv[++i];
+			if (cmd_cwd[0] != '/')
+				die("bad --cwd (an absolute path)");
 		} else if (i + 1 < argc && nl_streq(a, "--halt-signal")) {
 			halt_sig = nl_atoi(argv[++i]);
 			if (halt_sig < 1 || halt_sig > NSIG_MAX || halt_sig == SIGKILL ||
@@ -411,11 +524,14 @@ int main(int argc, char **argv, char **envp)
 				die("bad --halt-signal");
 		} else {
 			die("usage: nsbox-init [--status-fd N] [--grace-ms MS] "
-			    "[--halt-signal SIG] [--log-cap BYTES] [-- /abs/cmd arg...]");
+			    "[--halt-signal SIG] [--log-cap BYTES] [--user UID:GID "
+			    "[--groups LIST]] [--cwd DIR] [-- /abs/cmd arg...]");
 		}
 	}
 	if (cmd && cmd[0][0] != '/')
 		die("command path must be absolute");
+	if ((set_user || set_groups || cmd_cwd) && !cmd)
+		die("--user, --groups and --cwd need a command");
 
 	sys2(NR_prctl, PR_SET_NAME, "nsbox-init");
 	/* Not dumpable: /proc/1/fd (and ptrace) stay closed to the processes of the

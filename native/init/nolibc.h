@@ -48,6 +48,11 @@ typedef int pid_t;
 #define NR_ftruncate       77
 #define NR_dup3            292
 #define NR_pipe2           293
+#define NR_chdir           80
+#define NR_setgroups       116
+#define NR_setresuid       117
+#define NR_setresgid       119
+#define NR_mkdirat         258
 #elif defined(__aarch64__)
 #define NR_ioctl           29
 #define NR_fcntl           25
@@ -71,6 +76,11 @@ typedef int pid_t;
 #define NR_pipe2           59
 #define NR_lseek           62
 #define NR_ftruncate       46
+#define NR_chdir           49
+#define NR_setgroups       159
+#define NR_setresuid       147
+#define NR_setresgid       149
+#define NR_mkdirat         34
 #else
 #error "nolibc.h: only x86_64 and aarch64 are supported"
 #endif

@@ -244,7 +244,12 @@ function removeIdleBases(): void {
   }
 }
 
-/** rmdir of a cgroup and every cgroup below it, children first. cgroupfs files need no removal. */
+/**
+ * rmdir of a cgroup and every cgroup below it, children first. cgroupfs files need no removal.
+ * A container with a writable cgroupfs (a machine's) can nest cgroups deeper than PATH_MAX: past
+ * 2 KiB the walk goes on from an fd of the directory reached (`/proc/self/fd/N/...`), so every
+ * path it uses stays short (attack review: `delete --force` failed for good on such a tree).
+ */
 function rmTree(dir: string): void {
   // The directory alone first: a leaf (every container's cgroup) goes without the fd a listing
   // takes, so it is removed even when the process is out of fds (EMFILE: issue #17).
@@ -256,14 +261,24 @@ function rmTree(dir: string): void {
     if (code === 'ENOENT') return;
     if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw e;
   }
-  let entries: fs.Dirent[] = [];
+  let fd = -1;
   try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
+    let base = dir;
+    if (dir.length > 2048) {
+      fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+      base = `/proc/self/fd/${fd}`;
+    }
+    let entries: fs.Dirent[] = [];
+    try {
+      entries = fs.readdirSync(base, { withFileTypes: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    for (const e of entries) if (e.isDirectory()) rmTree(path.join(base, e.name));
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
   }
-  for (const e of entries) if (e.isDirectory()) rmTree(path.join(dir, e.name));
   fs.rmdirSync(dir);
 }
 const cleaned = new Set<string>();

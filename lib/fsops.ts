@@ -510,7 +510,10 @@ export function buildFsOps(o: ResolvedAppOptions, staging: string, userns = fals
   }
 
   mountProcAndDev(L, { consoleNull: false, bindDevices: userns, devices, proc: o.proc });
-  if (o.sysfs) mountSys(L, userns, o.network);
+  // An app (OCI) container's cgroupfs is read-only, as runc's: its root, without a user namespace,
+  // is the host's, and a writable cgroupfs let it rewrite its own limits, freeze itself, nest
+  // cgroups deeper than PATH_MAX and move processes out of `kill --all`'s sight (attack review).
+  if (o.sysfs) mountSys(L, userns, o.network, false);
   if (o.mqueue) {
     L.mkdir('/dev/mqueue', 0o755, 'mount.dev');
     L.mount('mqueue', '/dev/mqueue', 'mqueue', NOSUID | NODEV | K.MS_NOEXEC!, null, 'mount.dev');
@@ -739,7 +742,7 @@ export const MASKED_SYS_DIRS = ['/sys/firmware', '/sys/devices/virtual/powercap'
  * systemd inside can manage its subtree, and the host's firmware tables and power counters masked.
  * A machine's, and an OCI container's that asks for them (ResolvedAppOptions.sysfs).
  */
-function mountSys(L: OpList, userns: boolean, network: string): void {
+function mountSys(L: OpList, userns: boolean, network: string, cgroupWritable: boolean): void {
   const K = native().constants;
   const NOSUID = K.MS_NOSUID!, NODEV = K.MS_NODEV!, NOEXEC = K.MS_NOEXEC!, RDONLY = K.MS_RDONLY!;
   L.mkdir('/sys', 0o555, 'mount.sys');
@@ -749,7 +752,7 @@ function mountSys(L: OpList, userns: boolean, network: string): void {
   } else {
     L.mount('sysfs', '/sys', 'sysfs', RDONLY | NOSUID | NODEV | NOEXEC, null, 'mount.sys');
   }
-  L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC, null, 'mount.cgroup');
+  L.mount('cgroup2', '/sys/fs/cgroup', 'cgroup2', NOSUID | NODEV | NOEXEC | (cgroupWritable ? 0 : RDONLY), null, 'mount.cgroup');
   // The host's firmware tables and power counters are masked, as in Docker's defaults.
   for (const p of MASKED_SYS_DIRS) {
     if (fs.existsSync(p)) L.mount('tmpfs', p, 'tmpfs', RDONLY | NOSUID | NODEV | NOEXEC, 'size=0', 'sys.mask');
@@ -774,7 +777,8 @@ export function machineOps(o: ResolvedMachineOptions, stagingDir: string, scratc
     L.deferRoot(o.rootfs!, 'start the machine with ephemeral: true', o.ephemeral ? { dir: scratch, step: 'rootfs.overlay', tmpfs: POINTS_TMPFS } : undefined);
   }
   mountProcAndDev(L, { consoleNull: true, bindDevices: userns, devices, proc: o.proc });
-  mountSys(L, userns, o.network);
+  // A machine's systemd manages its own subtree (its cgroup namespace root).
+  mountSys(L, userns, o.network, true);
   L.mkdir('/run', 0o755, 'mount.run');
   L.mount('tmpfs', '/run', 'tmpfs', NOSUID | NODEV, 'mode=0755,size=20%', 'mount.run');
   L.mkdir('/run/host', 0o755, 'mount.run');

@@ -179,6 +179,22 @@ t.test('stale cgroups of a crashed nsbox process are removed by the next start',
   t.notOk(fs.existsSync(dead));
 });
 
+t.test('a stale cgroup nested deeper than PATH_MAX is removed too', async (t) => {
+  const { removeStale } = require('../dist/cgroup');
+  if (!host.base) return t.skip(host.reason);
+  if (process.getuid() !== 0 && !host.delegated) return t.skip('needs a writable cgroup v2 base');
+  // What a machine with a writable cgroupfs can make: 24 levels of 200-character names (4.8 KiB).
+  fs.mkdirSync(host.base, { recursive: true });
+  const dead = path.join(host.base, '4194998.1');
+  fs.mkdirSync(dead);
+  const name = 'd'.repeat(200);
+  const r = spawnSync('bash', ['-c', `cd "$0" && for i in $(seq 24); do mkdir ${name} && cd ${name} || exit 1; done`, dead]);
+  t.equal(r.status, 0, 'the deep tree was made');
+  t.teardown(() => spawnSync('bash', ['-c', `cd "$0" 2>/dev/null || exit 0; for i in $(seq 24); do cd ${name} 2>/dev/null || break; done; while [ "$PWD" != "$0" ]; do cd .. && rmdir ${name} 2>/dev/null; done; cd .. && rmdir "$0"`, dead]));
+  t.equal(await removeStale(host.base), 1, 'removed');
+  t.notOk(fs.existsSync(dead), 'and gone');
+});
+
 t.test('a crashed Node process leaves a cgroup that the next nsbox start removes', { skip: noBusybox }, async (t) => {
   const script = `require(${JSON.stringify(path.join(__dirname, '..'))}).spawn({ rootfs: ${JSON.stringify(bb)}, command: ['/probe', 'sleep', '60'] }); setTimeout(() => process.kill(process.pid, 'SIGKILL'), 200);`;
   const r = spawnSync(process.execPath, ['-e', script]);

@@ -330,6 +330,55 @@ function start(g: Globals, args: string[]): number {
   return 0;
 }
 
+/**
+ * `kill --all`: every process of the container's cgroup and of the cgroups below it. SIGKILL is
+ * the kernel's cgroup.kill (nothing can slip out meanwhile). Any other signal goes through a pidfd
+ * to each pid listed, and only after the pidfd (which pins the pid) shows it still in the
+ * container's subtree: a listed process that exited and whose pid a host process took since is
+ * left alone (attack review).
+ */
+function signalCgroup(cgroup: string, pid1: number, sig: number): void {
+  if (sig === osConstants.signals.SIGKILL) {
+    try {
+      fs.writeFileSync(path.join(cgroup, 'cgroup.kill'), '1');
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(e, 'oci.kill', cgroup);
+    }
+  }
+  const mount = detectCgroupHost().mountPoint;
+  const rel = mount ? '/' + path.relative(mount, cgroup) : null;
+  const walk = (dir: string): void => {
+    let pids: number[] = [];
+    let subs: fs.Dirent[] = [];
+    try {
+      pids = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+      subs = fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory());
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw fromSystemError(e, 'oci.kill', dir);
+    }
+    for (const pid of pids) {
+      if (pid === pid1) continue;
+      const p = native().pidfdOpen(pid);
+      if (typeof p === 'number') continue;
+      try {
+        let where = '';
+        try {
+          where = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').match(/^0::(.*)$/m)?.[1] ?? '';
+        } catch {
+          /* gone */
+        }
+        if (rel !== null && (where === rel || where.startsWith(rel + '/'))) p.signal(sig);
+      } finally {
+        p.unref();
+      }
+    }
+    for (const d of subs) walk(path.join(dir, d.name));
+  };
+  walk(cgroup);
+}
+
 function kill(g: Globals, args: string[]): number {
   const { flags, rest } = parseFlags(args, [], ['all', 'a']);
   const id = checkId(rest[0]);
@@ -338,24 +387,10 @@ function kill(g: Globals, args: string[]): number {
   const proc = openLive(s);
   if (!proc) throw new NsboxError({ code: 'ESRCH', step: 'oci.kill', message: `container '${id}' is not running (step oci.kill)` });
   try {
-    if ((flags.all || flags.a) && s.cgroup) {
-      // Every process of its cgroup: the cgroup is the container's alone (nsbox's base).
-      let pids: number[] = [];
-      try {
-        pids = fs.readFileSync(path.join(s.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-      } catch (e) {
-        throw fromSystemError(e, 'oci.kill', s.cgroup);
-      }
-      for (const pid of pids) {
-        if (pid === s.pid) continue;
-        const p = native().pidfdOpen(pid);
-        if (typeof p === 'number') continue;
-        p.signal(sig);
-        p.unref();
-      }
-    }
+    // PID 1 first (its error is the command's), then, with --all, the rest of its cgroup.
     const rc = proc.signal(sig);
     if (rc !== 0) throw new NsboxError({ code: rc === 3 ? 'ESRCH' : 'EPERM', errno: rc, syscall: 'pidfd_send_signal', step: 'oci.kill' });
+    if ((flags.all || flags.a) && s.cgroup) signalCgroup(s.cgroup, s.pid, sig);
   } finally {
     proc.unref();
   }

@@ -60,6 +60,12 @@ struct DirCache {
 // WHERE_OPTIONAL op was skipped (its target missing, or behind a symlink with WHERE_DST_NOFOLLOW).
 int run_op(const Op& op, int root, DirCache* cache, bool rel_proc, int* call, bool* skipped = nullptr);
 
+// An overlay's layers (a lowerdir= list, ':'-separated, '\\'-escaped as fsops.ts overlayPath writes
+// it, top-most first) given to fsconfig one "lowerdir+" at a time: fsconfig takes string values of
+// at most 256 bytes, which a list of a few store paths exceeds (EINVAL). Each entry is unescaped into
+// buf (n bytes). Raw system calls only (the child path). 0, or -1 with errno.
+int fsconfig_lowerdirs(int fs, const char* list, char* buf, size_t n);
+
 // Whether `op` is the remount of the optional mount `mnt` (the op before it, same target, both
 // WHERE_OPTIONAL): the child then skips it exactly when it skipped the mount (*skipped of run_op).
 bool optional_remount_of(const Op& mnt, const Op& op);

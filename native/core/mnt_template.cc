@@ -248,7 +248,10 @@ int detached_overlay_root(const Plan* plan, int err_fd, size_t* first) {
       }
       v = val;
     }
-    rc = sys::fsconfig(fs, v ? sys::kFsconfigSetString : sys::kFsconfigSetFlag, key, v, 0);
+    if (v && same_str(key, "lowerdir"))
+      rc = fsconfig_lowerdirs(fs, v, val, sizeof(val));
+    else
+      rc = sys::fsconfig(fs, v ? sys::kFsconfigSetString : sys::kFsconfigSetFlag, key, v, 0);
   }
   if (rc == 0) rc = sys::fsconfig(fs, sys::kFsconfigCmdCreate, nullptr, nullptr, 0);
   if (rc != 0) fail(err_fd, STEP_OP, op_record(i, call), errno);
@@ -264,6 +267,26 @@ int detached_overlay_root(const Plan* plan, int err_fd, size_t* first) {
 }
 
 }  // namespace
+
+int fsconfig_lowerdirs(int fs, const char* list, char* buf, size_t n) {
+  const char* c = list;
+  while (*c) {
+    size_t k = 0;
+    for (; *c && *c != ':'; c++) {
+      if (*c == '\\' && c[1]) c++;
+      if (k + 1 >= n) {
+        errno = ENAMETOOLONG;
+        return -1;
+      }
+      buf[k++] = *c;
+    }
+    buf[k] = 0;
+    if (*c == ':') c++;
+    if (k == 0) continue;
+    if (sys::fsconfig(fs, sys::kFsconfigSetString, "lowerdir+", buf, 0) != 0) return -1;
+  }
+  return 0;
+}
 
 void mount_in_template(const Plan* plan, int err_fd) {
   int trees[kMaxTemplateTrees];

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../core/devices.h"
+#include "../core/fsops.h"
 #include "../core/syscalls.h"
 
 namespace nsbox_glue {
@@ -616,8 +617,10 @@ Napi::Value PrepareImageRoot(const Napi::CallbackInfo& info) {
       rc = -1;
       errno = EINVAL;
     } else {
+      // (The upper path is /proc/self/fd/N/...: nothing in it to escape.)
       std::string all = upper + ":" + lower;
-      rc = nsbox::sys::fsconfig(o, nsbox::sys::kFsconfigSetString, "lowerdir", all.c_str(), 0);
+      std::string buf(all.size() + 1, '\0');
+      rc = nsbox::fsconfig_lowerdirs(o, all.c_str(), buf.data(), buf.size());
     }
   }
   if (rc == 0) rc = nsbox::sys::fsconfig(o, nsbox::sys::kFsconfigCmdCreate, nullptr, nullptr, 0);

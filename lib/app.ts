@@ -11,7 +11,7 @@ import { setupNetwork, type NetworkSetup } from './network';
 import { checkEncoding, decodeOutput, resolveAppOptions, type ResolvedAppOptions } from './options';
 import { checkRootfs } from './fsops';
 import { basePlan, type OpMeta } from './plan';
-import { capLast } from './caps';
+import { capLast, keepsSysAdmin } from './caps';
 import { forkClone, syncSpawn, terminalType, threadpoolSize } from './env';
 import { closeQuiet, privileged, procCpuUs, devicePolicyFor, initFd, pipeSocket, staging } from './runtime';
 import { collect, collectOutput, LateTty, receivePty, StdioRelay, type CollectedOutput } from './stdio';
@@ -398,9 +398,7 @@ function etcFor(o: ResolvedAppOptions, netw: NetworkSetup | null): EtcDir {
     hostname: o.hostname, network: o.network, hosts: o.hosts,
     bridge: netw ? { address: netw.address, gateway: netw.gateway, dns: o.bridge?.dns } : undefined,
   };
-  const add = o.capabilities.add;
-  const sysAdmin = (add.includes('CAP_SYS_ADMIN') || add.includes('ALL')) && !o.capabilities.drop.includes('CAP_SYS_ADMIN') && !o.capabilities.drop.includes('ALL');
-  return (!netw && !sysAdmin && sharedEtcDir(c)) || writeEtcDir(c);
+  return (!netw && !keepsSysAdmin(o.capabilities) && sharedEtcDir(c)) || writeEtcDir(c);
 }
 
 interface Prepared {

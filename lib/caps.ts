@@ -83,6 +83,15 @@ export function resolveCaps(base: readonly string[], c: { add: string[]; drop: s
   return keep & all;
 }
 
+/**
+ * Whether a container keeps CAP_SYS_ADMIN (added, not dropped): it may remount what it shares with
+ * other containers in its own mount namespace (read-only binds made writable, a superblock's flags
+ * changed), so it gets its own /etc files and its own image root.
+ */
+export function keepsSysAdmin(c: { add: string[]; drop: string[] }): boolean {
+  return (c.add.includes('CAP_SYS_ADMIN') || c.add.includes('ALL')) && !c.drop.includes('CAP_SYS_ADMIN') && !c.drop.includes('ALL');
+}
+
 export function capMask(names: readonly string[]): bigint {
   let m = 0n;
   for (const n of names) m |= 1n << BigInt(CAP_NUMBERS[n]!);

@@ -340,11 +340,22 @@ export function killAndRemove(dir: string): Promise<boolean> {
   } catch {
     /* empty already, gone, or no cgroup.kill */
   }
+  // The cgroup killed is this one: once the path holds another (a start of the same machine name
+  // removed the emptied one and made its own: ContainerCgroup.create), the retries stop (attack
+  // review: a pending removal deleted the new start's cgroup). kernfs inode numbers are not reused
+  // while the old directory is still referenced, and a retry checks just before its rmdir.
+  let ino: number;
+  try {
+    ino = fs.statSync(dir).ino;
+  } catch {
+    return Promise.resolve(true);
+  }
   return new Promise((resolve) => {
     let i = 0;
     let delay = 1;
     const attempt = (): void => {
       try {
+        if (i > 0 && fs.statSync(dir).ino !== ino) return resolve(true);
         rmTree(dir);
         return resolve(true);
       } catch (e) {

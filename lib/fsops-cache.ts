@@ -8,6 +8,7 @@ import { native, type NativeOp } from './native';
 import type { ResolvedAppOptions } from './options';
 import { deviceKey, type HostDevice } from './devices';
 import { etcBinds } from './etc-ops';
+import { keepsSysAdmin } from './caps';
 import { buildFsOps, checkRootfs, sourceKind, type OpMeta } from './fsops';
 
 /** A plan's filesystem ops, their meaning, and the addon's converted copy of them (compileOps). */
@@ -74,7 +75,7 @@ export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean
   const kinds = o.mounts.map((m) => (m.type === 'bind' ? sourceKind(m.source, 'mount.bind') : ''));
   // An image's layers by their directories' identities too: a list may hold a prepared root of them.
   const ids = o.image ? JSON.stringify(o.image.layers.map(layerId)) : '';
-  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, ids, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles, o.proc, o.sysfs === true, o.mqueue === true]);
+  const key = JSON.stringify([staging, userns, o.rootfs ?? null, o.image ? [o.image.ref, o.image.layers, ids, o.image.xattrs, o.image.rootSize, o.image.makeCwd ? o.cwd : null] : null, o.readonly, o.mounts, kinds, deviceKey(devices), etc, sharedEtc ?? null, o.etcFiles, o.proc, o.sysfs === true, o.mqueue === true, keepsSysAdmin(o.capabilities)]);
   let hit = fsOpsCache.get(key);
   if (hit) {
     // Most recently used last: the first key is the one to drop when the cache is full.
@@ -82,7 +83,9 @@ export function fsOpsFor(o: ResolvedAppOptions, staging: string, userns: boolean
   } else {
     // An image's read-only root is made once and cloned by each start where the mount template
     // makes it (root, no user namespace, a kernel that mounts an overlay over detached layers).
-    const share = !!o.image && o.readonly && !userns && native().mntTemplateOverlay();
+    // Not to a container keeping CAP_SYS_ADMIN: its remount of the root's superblock (ro flags,
+    // sync) would reach every container cloning it (attack review).
+    const share = !!o.image && o.readonly && !userns && !keepsSysAdmin(o.capabilities) && native().mntTemplateOverlay();
     const L = buildFsOps(o, staging, userns, etc, devices, share);
     // Shared /etc files (etc.ts, sharedEtcDir): the same binds every start, so in the cached list.
     if (sharedEtc !== undefined) etcBinds(L, sharedEtc, o);

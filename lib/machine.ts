@@ -507,8 +507,9 @@ export class Machine {
         enterPidfd: this.#proc!.fd(), enterFlags: enterFlags(this.#state.network, !!this.#state.userns), enterRoot: `/proc/${this.pid}/root`,
         cgroupFd, capsKeep: this.#state.capsKeep, seccomp: execFilter, cwd, user, argv, candidates, env, stdio: launch.plan.stdio, memfd,
         ptySock, columns, rows, setgroupsDenied: this.#state.userns?.setgroups === 'deny',
-        // The machine's (re-checked: the state file is read back from disk), then the exec's own.
-        rlimits: [resolveRlimits('rlimits', Object.fromEntries((this.#state.rlimits ?? []).map(([n, soft, hard]) => [n, { soft, hard }]))), rlimits],
+        // The machine's (re-checked: the state file is read back from disk; -1 there is unlimited),
+        // then the exec's own.
+        rlimits: [resolveRlimits('rlimits', Object.fromEntries((this.#state.rlimits ?? []).map(([n, soft, hard]) => [n, { soft: soft === -1 ? 'unlimited' : soft, hard: hard === -1 ? 'unlimited' : hard }]))), rlimits],
       });
       // Returns once the entering helper has made the process inside the machine (or failed
       // before): the helper is not visible in the machine and waits on nothing of it. What the

@@ -329,10 +329,8 @@ export async function removeStale(base: string): Promise<number> {
 
 /**
  * Kills whatever runs in a cgroup nobody accounts for any more (cgroup.kill) and removes it (and the
- * cgroups below it). The first removal is tried at once; while the killed processes are on their
- * way out (EBUSY) it is retried on timers, never by blocking the thread (bounded: about 5 s; the
- * timers keep the process alive that long, so that an exit does not leave the cgroup behind).
- * Resolves true when it is gone.
+ * cgroups below it): at once, then, while the killed processes leave (EBUSY), on timers that keep
+ * the process alive (never blocking the thread; about 5 s at most). True when it is gone.
  */
 export function killAndRemove(dir: string): Promise<boolean> {
   try {
@@ -340,10 +338,8 @@ export function killAndRemove(dir: string): Promise<boolean> {
   } catch {
     /* empty already, gone, or no cgroup.kill */
   }
-  // The cgroup killed is this one: once the path holds another (a start of the same machine name
-  // removed the emptied one and made its own: ContainerCgroup.create), the retries stop (attack
-  // review: a pending removal deleted the new start's cgroup). kernfs inode numbers are not reused
-  // while the old directory is still referenced, and a retry checks just before its rmdir.
+  // Once the path holds another cgroup (a start of the same machine name made its own:
+  // ContainerCgroup.create), the retries stop; each checks the inode just before its rmdir.
   let ino: number;
   try {
     ino = fs.statSync(dir).ino;

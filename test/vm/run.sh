@@ -91,6 +91,9 @@ if [ "$vm_init" = systemd ]; then
   # The host's /.dockerenv (in the overlay's lower layer) would make systemd believe it runs in a
   # container and ignore the kernel command line: it is whited out, and the unit also given as argv.
   rm -f /newroot/.dockerenv /newroot/run/.containerenv
+  # systemd-tmpfiles-setup (pulled in by the first unit with default dependencies) empties /tmp
+  # ('D /tmp' in tmp.conf): a checkout under /tmp (a CI clone) would vanish under the tests.
+  for u in systemd-tmpfiles-setup.service systemd-tmpfiles-clean.timer tmp.mount; do ln -sf /dev/null /newroot/etc/systemd/system/\$u; done
   exec switch_root /newroot /lib/systemd/systemd --unit=nsbox-vm.target --show-status=0
 fi
 exec switch_root /newroot /bin/sh -c '/bin/sh /results/cmd.sh > /results/tap.txt 2>&1; echo \$? > /results/rc; sync; /bin/busybox poweroff -f'
